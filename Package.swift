@@ -1,0 +1,91 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "BenefitKiosk",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "kioskctl", targets: ["kioskctl"]),
+        .executable(name: "virtual-card", targets: ["virtual-card"]),
+        .executable(name: "kiosk-bench", targets: ["kiosk-bench"]),
+        .library(name: "SmartCard", targets: ["SmartCard"]),
+        .library(name: "BenefitCard", targets: ["BenefitCard"]),
+        .library(name: "VirtualCard", targets: ["VirtualCard"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CPCSCLite",
+            pkgConfig: "libpcsclite",
+            providers: [.apt(["libpcsclite-dev"])]
+        ),
+        .target(
+            name: "SmartCard",
+            dependencies: [
+                "CPCSCLite",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "BenefitCard",
+            dependencies: [
+                "SmartCard",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .target(
+            name: "VirtualCard",
+            dependencies: [
+                "SmartCard",
+                "BenefitCard",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "kioskctl",
+            dependencies: [
+                "SmartCard",
+                "BenefitCard",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "virtual-card",
+            dependencies: [
+                "VirtualCard",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "kiosk-bench",
+            dependencies: [
+                "SmartCard",
+                "BenefitCard",
+                "VirtualCard",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "SmartCardTests",
+            dependencies: ["SmartCard", "VirtualCard"]
+        ),
+        .testTarget(
+            name: "BenefitCardTests",
+            dependencies: ["BenefitCard", "VirtualCard", .product(name: "Crypto", package: "swift-crypto")],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["SmartCard", "BenefitCard", "VirtualCard", .product(name: "Crypto", package: "swift-crypto")],
+            resources: [.copy("Fixtures")]
+        ),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,130 @@
+import Foundation
+import SmartCard
+
+/// The two card applications of card spec v1.
+public enum CardType: String, Sendable, CaseIterable, Codable {
+    case medical
+    case legalAid = "legal_aid"
+
+    public var aid: [UInt8] {
+        switch self {
+        case .medical: return [0xF1, 0x48, 0x55, 0x49, 0x4D, 0x49, 0x4E, 0x01]   // F1 "HUIMIN" 01
+        case .legalAid: return [0xF1, 0x46, 0x41, 0x59, 0x55, 0x41, 0x4E, 0x01]  // F1 "FAYUAN" 01
+        }
+    }
+    public var typeByte: UInt8 { self == .medical ? 0x01 : 0x02 }
+    public var chineseName: String { self == .medical ? "惠民医疗卡" : "法律援助卡" }
+    /// Selection order when the terminal does not know which card it holds (§2).
+    public static let selectionOrder: [CardType] = [.medical, .legalAid]
+}
+
+/// Holder categories (card spec §3.1, `DF24`).
+public struct HolderCategory: Hashable, Sendable, Codable, CustomStringConvertible {
+    public let code: UInt8
+    public init(code: UInt8) { self.code = code }
+    /// Two hex digits as in the snapshot (`"01"`).
+    public var codeString: String { String(format: "%02X", code) }
+    public static let known: [UInt8: String] = [
+        0x01: "城乡最低生活保障对象（低保）", 0x02: "农村五保供养对象", 0x03: "城镇“三无”人员",
+        0x04: "低保边缘户", 0x05: "贫困残疾人", 0x06: "下岗失业困难人员", 0x09: "政府确定的其他救助对象",
+    ]
+    public var chineseName: String { HolderCategory.known[code] ?? "未知类别" }
+    public var isKnown: Bool { HolderCategory.known[code] != nil }
+    public var description: String { "\(codeString) \(chineseName)" }
+}
+
+/// A calendar date `YYYYMMDD` as written on the card.
+public struct CardDate: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public let year: Int, month: Int, day: Int
+
+    public init?(_ text: String) {
+        let u = Array(text.utf8)
+        guard u.count == 8, u.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
+        let y = Int(text.prefix(4))!, m = Int(text.dropFirst(4).prefix(2))!, d = Int(text.suffix(2))!
+        guard y >= 1900, (1...12).contains(m), d >= 1, d <= CardDate.daysIn(month: m, year: y) else { return nil }
+        year = y; month = m; day = d
+    }
+
+    static func daysIn(month: Int, year: Int) -> Int {
+        switch month {
+        case 2: return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
+    }
+
+    public static func < (a: CardDate, b: CardDate) -> Bool {
+        (a.year, a.month, a.day) < (b.year, b.month, b.day)
+    }
+
+    /// The first instant after this day ends in China Standard Time.
+    public var endOfDayChinaStandardTime: Date {
+        var c = DateComponents()
+        c.year = year; c.month = month; c.day = day
+        let start = ChinaStandardTime.calendar.date(from: c)!
+        return start.addingTimeInterval(86_400)
+    }
+
+    public var description: String { String(format: "%04d-%02d-%02d", year, month, day) }
+}
+
+/// China Standard Time (UTC+8, no daylight saving): periods and expiry are in it.
+public enum ChinaStandardTime {
+    public static let timeZone = TimeZone(secondsFromGMT: 8 * 3600)!
+    public static let calendar: Calendar = {
+        var c = Calendar(identifier: .gregorian)
+        c.timeZone = timeZone
+        return c
+    }()
+    /// The calendar year in China Standard Time, the period of card and snapshot specs.
+    public static func period(of date: Date) -> String {
+        String(calendar.component(.year, from: date))
+    }
+}
+
+/// GB 11643-1999 citizen identity numbers.
+public enum CitizenID {
+    static let weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+    static let checkChars = Array("10X98765432")
+
+    /// The check character for the first 17 digits.
+    public static func checkCharacter(_ first17: String) -> Character? {
+        let digits = first17.compactMap(\.wholeNumberValue)
+        guard first17.count == 17, digits.count == 17, first17.allSatisfy(\.isASCII) else { return nil }
+        let sum = zip(digits, weights).reduce(0) { $0 + $1.0 * $1.1 }
+        return checkChars[sum % 11]
+    }
+
+    /// 18 ASCII characters, a valid birth date and a valid check character (a final
+    /// `x` counts as `X`).
+    public static func isValid(_ id: String) -> Bool {
+        guard id.utf8.count == 18, id.allSatisfy(\.isASCII) else { return false }
+        guard CardDate(String(id.dropFirst(6).prefix(8))) != nil else { return false }
+        guard let check = checkCharacter(String(id.prefix(17))) else { return false }
+        return Character(id.suffix(1).uppercased()) == check
+    }
+
+    /// The form hashed into `id_hash`: a final `x` upper-cased.
+    public static func normalized(_ id: String) -> String {
+        id.hasSuffix("x") ? String(id.dropLast()) + "X" : id
+    }
+}
+
+/// Masks for screens, logs and receipts: no name or identity number in clear.
+public enum Masking {
+    /// First 4 and last 4 digits: `3307********0017`.
+    public static func cardNumber(_ n: String) -> String {
+        guard n.count > 8 else { return String(repeating: "*", count: n.count) }
+        return n.prefix(4) + String(repeating: "*", count: n.count - 8) + n.suffix(4)
+    }
+    /// First character, then `*` for the rest: `王**`.
+    public static func name(_ n: String) -> String {
+        guard let first = n.first else { return "" }
+        return String(first) + String(repeating: "*", count: n.count - 1)
+    }
+    /// Region code and the last 4: `330782********1285`.
+    public static func citizenID(_ id: String) -> String {
+        guard id.count == 18 else { return String(repeating: "*", count: id.count) }
+        return id.prefix(6) + String(repeating: "*", count: 8) + id.suffix(4)
+    }
+}

@@ -1,0 +1,206 @@
+import CPCSCLite
+import Foundation
+
+/// Constants of pcsc-lite's `pcsclite.h`, typed once here (they import as `Int32`).
+enum SC {
+    static let scopeSystem = DWORD(2)            // SCARD_SCOPE_SYSTEM
+    static let shareExclusive = DWORD(1)         // SCARD_SHARE_EXCLUSIVE
+    static let shareShared = DWORD(2)            // SCARD_SHARE_SHARED
+    static let protocolT0 = DWORD(1)             // SCARD_PROTOCOL_T0
+    static let protocolT1 = DWORD(2)             // SCARD_PROTOCOL_T1
+    static let leaveCard = DWORD(0)              // SCARD_LEAVE_CARD
+    static let resetCard = DWORD(1)              // SCARD_RESET_CARD
+    static let stateUnaware = DWORD(0x0000)
+    static let stateIgnore = DWORD(0x0001)
+    static let stateChanged = DWORD(0x0002)
+    static let stateUnknown = DWORD(0x0004)
+    static let stateUnavailable = DWORD(0x0008)
+    static let stateEmpty = DWORD(0x0010)
+    static let statePresent = DWORD(0x0020)
+    static let stateMute = DWORD(0x0200)
+    static let pnpReader = "\\\\?PnP?\\Notification"
+}
+
+/// Which readers a terminal uses. vpcd adds two "Virtual PCD" readers to every pcscd
+/// on a machine where it is installed; production ignores them unless told otherwise.
+public struct ReaderFilter: Sendable {
+    public static let virtualPrefix = "Virtual PCD"
+    public var allowVirtual: Bool
+    public init(allowVirtual: Bool) { self.allowVirtual = allowVirtual }
+    /// `BENEFIT_KIOSK_VIRTUAL_READERS=1` allows virtual readers (demo, tests, training).
+    public static var fromEnvironment: ReaderFilter {
+        ReaderFilter(allowVirtual: ProcessInfo.processInfo.environment["BENEFIT_KIOSK_VIRTUAL_READERS"] == "1")
+    }
+    public func accepts(_ reader: String) -> Bool {
+        allowVirtual || !reader.hasPrefix(ReaderFilter.virtualPrefix)
+    }
+}
+
+public enum CardProtocol: Sendable, Equatable {
+    case t0, t1
+    var dword: DWORD { self == .t0 ? SC.protocolT0 : SC.protocolT1 }
+}
+
+public enum ShareMode: Sendable {
+    /// Other applications may connect too; use `withTransaction` for exclusive use.
+    case shared
+    /// No other application may connect while this connection lives.
+    case exclusive
+}
+
+/// One PC/SC resource-manager context (`SCardEstablishContext`). Not to be shared
+/// between threads except for `cancel()`, which exists to be called from another thread.
+public final class PCSCContext: @unchecked Sendable {
+    let handle: SCARDCONTEXT
+
+    /// Wraps `SCardEstablishContext(SCARD_SCOPE_SYSTEM)`. Throws `.noService` when pcscd is not running.
+    public init() throws {
+        var ctx: SCARDCONTEXT = 0
+        try check(SCardEstablishContext(SC.scopeSystem, nil, nil, &ctx))
+        handle = ctx
+    }
+
+    deinit { SCardReleaseContext(handle) }
+
+    /// Wraps `SCardIsValidContext`: false once pcscd has gone away.
+    public var isValid: Bool { SCardIsValidContext(handle) == 0 }
+
+    /// Wraps `SCardCancel`: wakes a blocking `SCardGetStatusChange` on this context.
+    public func cancel() { _ = SCardCancel(handle) }
+
+    /// Wraps `SCardListReaders`. No reader is an empty list, not an error.
+    public func readers() throws -> [String] {
+        var length: DWORD = 0
+        var rv = SCardListReaders(handle, nil, nil, &length)
+        if PCSCError(returnValue: rv) == .noReadersAvailable { return [] }
+        try check(rv)
+        var buffer = [CChar](repeating: 0, count: Int(length))
+        rv = SCardListReaders(handle, nil, &buffer, &length)
+        if PCSCError(returnValue: rv) == .noReadersAvailable { return [] }
+        try check(rv)
+        return PCSCContext.splitMultiString(buffer)
+    }
+
+    static func splitMultiString(_ buffer: [CChar]) -> [String] {
+        var out: [String] = []
+        var current: [UInt8] = []
+        for c in buffer {
+            if c == 0 {
+                if current.isEmpty { break }
+                out.append(String(decoding: current, as: UTF8.self))
+                current = []
+            } else {
+                current.append(UInt8(bitPattern: c))
+            }
+        }
+        return out
+    }
+
+    /// Wraps `SCardConnect` with T=0 or T=1, whichever the card offers.
+    public func connect(reader: String, share: ShareMode = .shared) throws -> CardConnection {
+        try CardConnection(context: self, reader: reader, share: share)
+    }
+
+    /// The state of one reader right now (`SCardGetStatusChange` with a zero timeout).
+    public func readerState(_ reader: String) throws -> ReaderState {
+        try reader.withCString { name -> ReaderState in
+            var state = SCARD_READERSTATE()
+            state.szReader = name
+            state.dwCurrentState = SC.stateUnaware
+            try check(SCardGetStatusChange(handle, 0, &state, 1))
+            return ReaderState(state)
+        }
+    }
+}
+
+/// What a reader holds.
+public struct ReaderState: Sendable, Equatable {
+    public var cardPresent: Bool
+    public var mute: Bool
+    public var atr: [UInt8]
+    /// pcsc-lite's per-reader event counter (card insertions and removals).
+    public var eventCount: Int
+
+    init(_ s: SCARD_READERSTATE) {
+        cardPresent = s.dwEventState & SC.statePresent != 0
+        mute = s.dwEventState & SC.stateMute != 0
+        eventCount = Int(s.dwEventState >> 16 & 0xFFFF)
+        var atr = s.rgbAtr
+        let count = min(Int(s.cbAtr), MemoryLayout.size(ofValue: atr))
+        self.atr = withUnsafeBytes(of: &atr) { Array($0.prefix(count)) }
+    }
+}
+
+/// One connection to the card in one reader (`SCardConnect` … `SCardDisconnect`).
+/// Its transmit follows card spec §1 (61xx GET RESPONSE, 6Cxx retry).
+public final class CardConnection: CardChannel, RawCardChannel {
+    public let reader: String
+    public private(set) var activeProtocol: CardProtocol
+    private let context: PCSCContext
+    private var handle: SCARDHANDLE = 0
+    private var inTransaction = false
+    private var receiveBuffer = [UInt8](repeating: 0, count: 258 + 16)
+
+    init(context: PCSCContext, reader: String, share: ShareMode) throws {
+        self.context = context
+        self.reader = reader
+        var proto: DWORD = 0
+        var h: SCARDHANDLE = 0
+        try check(SCardConnect(context.handle, reader,
+                               share == .exclusive ? SC.shareExclusive : SC.shareShared,
+                               SC.protocolT0 | SC.protocolT1, &h, &proto))
+        handle = h
+        activeProtocol = proto == SC.protocolT0 ? .t0 : .t1
+    }
+
+    deinit { SCardDisconnect(handle, SC.leaveCard) }
+
+    /// Wraps `SCardTransmit`: the bytes as they are, no transport rules.
+    public func transmitRaw(_ command: [UInt8]) throws -> [UInt8] {
+        var pci = SCARD_IO_REQUEST(dwProtocol: activeProtocol.dword,
+                                   cbPciLength: DWORD(MemoryLayout<SCARD_IO_REQUEST>.size))
+        var length = DWORD(receiveBuffer.count)
+        let rv = command.withUnsafeBufferPointer { cmd in
+            receiveBuffer.withUnsafeMutableBufferPointer { rcv in
+                SCardTransmit(handle, &pci, cmd.baseAddress, DWORD(cmd.count), nil, rcv.baseAddress, &length)
+            }
+        }
+        try check(rv)
+        return Array(receiveBuffer[0..<Int(length)])
+    }
+
+    /// Sends one command with the transport rules of card spec §1 applied.
+    public func transmit(_ command: CommandAPDU) throws -> ResponseAPDU {
+        try TransportRules.exchange(command, over: self)
+    }
+
+    /// Runs `body` inside `SCardBeginTransaction` … `SCardEndTransaction`: no other
+    /// application talks to the card meanwhile. Transactions do not nest.
+    public func withTransaction<T>(_ body: (CardConnection) throws -> T) throws -> T {
+        precondition(!inTransaction, "card transactions do not nest")
+        try check(SCardBeginTransaction(handle))
+        inTransaction = true
+        defer {
+            inTransaction = false
+            _ = SCardEndTransaction(handle, SC.leaveCard)
+        }
+        return try body(self)
+    }
+
+    /// Wraps `SCardStatus`: the card's ATR now. Throws `.removedCard` when it left.
+    public func atr() throws -> [UInt8] {
+        var state: DWORD = 0, proto: DWORD = 0
+        var atr = [UInt8](repeating: 0, count: 33)
+        var atrLen = DWORD(atr.count)
+        var nameLen: DWORD = 0
+        try check(SCardStatus(handle, nil, &nameLen, &state, &proto, &atr, &atrLen))
+        return Array(atr.prefix(Int(atrLen)))
+    }
+
+    /// Wraps `SCardReconnect` with a card reset, after `.resetCard`.
+    public func reconnect() throws {
+        var proto: DWORD = 0
+        try check(SCardReconnect(handle, SC.shareShared, SC.protocolT0 | SC.protocolT1, SC.resetCard, &proto))
+        activeProtocol = proto == SC.protocolT0 ? .t0 : .t1
+    }
+}

@@ -1,0 +1,254 @@
+import CPCSCLite
+import Foundation
+import Logging
+
+/// What happens at the readers.
+public enum ReaderEvent: Sendable, Equatable, CustomStringConvertible {
+    case readerAdded(String)
+    case readerRemoved(String)
+    case cardInserted(reader: String, atr: [UInt8])
+    case cardRemoved(reader: String)
+    /// pcscd went away; readers are unknown until it is back.
+    case serviceLost
+    /// pcscd is back; reader and card events follow for what is there now.
+    case serviceRestored
+
+    public var description: String {
+        switch self {
+        case .readerAdded(let r): return "reader added: \(r)"
+        case .readerRemoved(let r): return "reader removed: \(r)"
+        case .cardInserted(let r, let atr): return "card inserted in \(r), ATR \(atr.hexString)"
+        case .cardRemoved(let r): return "card removed from \(r)"
+        case .serviceLost: return "pcscd lost"
+        case .serviceRestored: return "pcscd restored"
+        }
+    }
+}
+
+/// Watches readers and cards as an `AsyncSequence` of `ReaderEvent`s.
+///
+/// Each iteration runs one thread with its own PC/SC context that blocks in
+/// `SCardGetStatusChange` (bounded timeout), watching the plug-and-play pseudo-reader
+/// for readers coming and going and each reader's event counter, so that a card pulled
+/// and put back between two calls is reported as removed then inserted. Ending the
+/// iteration (task cancelled, loop left) wakes the thread with `SCardCancel`. When pcscd
+/// goes away the watcher reports `.serviceLost`, reconnects with bounded backoff, then
+/// reports `.serviceRestored` and the readers and cards it finds.
+public struct ReaderWatcher: AsyncSequence, Sendable {
+    public typealias Element = ReaderEvent
+    public var filter: ReaderFilter
+    /// Upper bound of one blocking call; only bounds the wait, nothing polls.
+    public var blockingTimeoutMilliseconds: UInt32
+    public var logger: Logger
+
+    public init(filter: ReaderFilter = .fromEnvironment, blockingTimeoutMilliseconds: UInt32 = 30_000,
+                logger: Logger = Logger(label: "smartcard.watcher")) {
+        self.filter = filter
+        self.blockingTimeoutMilliseconds = blockingTimeoutMilliseconds
+        self.logger = logger
+    }
+
+    public func makeAsyncIterator() -> AsyncStream<ReaderEvent>.Iterator {
+        events().makeAsyncIterator()
+    }
+
+    public func events() -> AsyncStream<ReaderEvent> {
+        AsyncStream(bufferingPolicy: .bufferingNewest(1024)) { continuation in
+            let loop = WatchLoop(watcher: self, continuation: continuation)
+            continuation.onTermination = { _ in loop.stop() }
+            let thread = Thread { loop.run() }
+            thread.name = "pcsc-reader-watcher"
+            thread.start()
+        }
+    }
+}
+
+private final class WatchLoop: @unchecked Sendable {
+    let watcher: ReaderWatcher
+    let continuation: AsyncStream<ReaderEvent>.Continuation
+    private let lock = NSCondition()
+    private var stopping = false
+    private var context: PCSCContext?
+
+    struct Tracked {
+        var name: String
+        var cName: UnsafeMutablePointer<CChar>
+        var currentState: DWORD
+        var present: Bool
+    }
+    private var tracked: [Tracked] = []
+    private var pnpName = strdup(SC.pnpReader)!
+    private var pnpState = SC.stateUnaware
+
+    init(watcher: ReaderWatcher, continuation: AsyncStream<ReaderEvent>.Continuation) {
+        self.watcher = watcher
+        self.continuation = continuation
+    }
+
+    deinit {
+        for t in tracked { free(t.cName) }
+        free(pnpName)
+    }
+
+    func stop() {
+        lock.lock()
+        stopping = true
+        context?.cancel()
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    private var isStopping: Bool { lock.lock(); defer { lock.unlock() }; return stopping }
+
+    /// Sleeps up to `seconds`, returning early (true) when stopped.
+    private func sleepOrStop(_ seconds: Double) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        if stopping { return true }
+        _ = lock.wait(until: Date().addingTimeInterval(seconds))
+        return stopping
+    }
+
+    func run() {
+        defer { continuation.finish() }
+        var announcedLoss = false
+        var backoff = 0.1
+        while !isStopping {
+            // (Re)establish a context of our own.
+            let ctx: PCSCContext
+            do {
+                ctx = try PCSCContext()
+            } catch {
+                if !announcedLoss {
+                    watcher.logger.warning("pcscd unavailable", metadata: ["error": "\(error)"])
+                    continuation.yield(.serviceLost)
+                    announcedLoss = true
+                }
+                if sleepOrStop(backoff) { return }
+                backoff = min(backoff * 2, 2.0)
+                continue
+            }
+            backoff = 0.1
+            lock.lock(); context = ctx; let s = stopping; lock.unlock()
+            if s { return }
+            if announcedLoss {
+                continuation.yield(.serviceRestored)
+                announcedLoss = false
+            }
+            let outcome = watch(ctx)
+            lock.lock(); context = nil; lock.unlock()
+            switch outcome {
+            case .stopped: return
+            case .serviceLost:
+                for t in tracked {
+                    if t.present { continuation.yield(.cardRemoved(reader: t.name)) }
+                    continuation.yield(.readerRemoved(t.name))
+                    free(t.cName)
+                }
+                tracked = []
+                pnpState = SC.stateUnaware
+                continuation.yield(.serviceLost)
+                announcedLoss = true
+            }
+        }
+    }
+
+    enum Outcome { case stopped, serviceLost }
+
+    private func watch(_ ctx: PCSCContext) -> Outcome {
+        if let outcome = relist(ctx) { return outcome }
+        while true {
+            if isStopping { return .stopped }
+            var states = [SCARD_READERSTATE]()
+            states.reserveCapacity(tracked.count + 1)
+            var pnp = SCARD_READERSTATE()
+            pnp.szReader = UnsafePointer(pnpName)
+            pnp.dwCurrentState = pnpState
+            states.append(pnp)
+            for t in tracked {
+                var s = SCARD_READERSTATE()
+                s.szReader = UnsafePointer(t.cName)
+                s.dwCurrentState = t.currentState
+                states.append(s)
+            }
+            let rv = SCardGetStatusChange(ctx.handle, DWORD(watcher.blockingTimeoutMilliseconds), &states, DWORD(states.count))
+            if let error = PCSCError(returnValue: rv) {
+                switch error {
+                case .timeout: continue
+                case .cancelled: if isStopping { return .stopped } else { continue }
+                case .unknownReader, .readerUnavailable:
+                    if let outcome = relist(ctx) { return outcome }
+                    continue
+                default:
+                    if error.isServiceGone || !ctx.isValid { return .serviceLost }
+                    watcher.logger.error("SCardGetStatusChange failed", metadata: ["error": "\(error)"])
+                    if sleepOrStop(1.0) { return .stopped }
+                    continue
+                }
+            }
+            var readersChanged = states[0].dwEventState & SC.stateChanged != 0
+            if readersChanged { pnpState = states[0].dwEventState & ~SC.stateChanged }
+            // PnP unsupported: fall back to relisting on every wake-up.
+            if states[0].dwEventState & SC.stateUnknown != 0 { readersChanged = true; pnpState = SC.stateUnaware }
+            for i in tracked.indices {
+                let ev = states[i + 1].dwEventState
+                guard ev & SC.stateChanged != 0 else { continue }
+                if ev & (SC.stateUnknown | SC.stateUnavailable | SC.stateIgnore) != 0 {
+                    readersChanged = true
+                    continue
+                }
+                update(&tracked[i], eventState: ev, atr: ReaderState(states[i + 1]).atr)
+            }
+            if readersChanged, let outcome = relist(ctx) { return outcome }
+        }
+    }
+
+    private func update(_ t: inout Tracked, eventState ev: DWORD, atr: [UInt8]) {
+        let nowPresent = ev & SC.statePresent != 0
+        let oldCount = t.currentState >> 16 & 0xFFFF
+        let newCount = ev >> 16 & 0xFFFF
+        if t.present && nowPresent && oldCount != newCount && t.currentState != SC.stateUnaware {
+            // Pulled and put back between two calls.
+            continuation.yield(.cardRemoved(reader: t.name))
+            continuation.yield(.cardInserted(reader: t.name, atr: atr))
+        } else if !t.present && nowPresent {
+            continuation.yield(.cardInserted(reader: t.name, atr: atr))
+        } else if t.present && !nowPresent {
+            continuation.yield(.cardRemoved(reader: t.name))
+        }
+        t.present = nowPresent
+        t.currentState = ev & ~SC.stateChanged
+    }
+
+    /// Lists readers, reports the ones added and removed, and reads the state of new ones.
+    private func relist(_ ctx: PCSCContext) -> Outcome? {
+        let names: [String]
+        do {
+            names = try ctx.readers().filter(watcher.filter.accepts)
+        } catch let error as PCSCError {
+            if error.isServiceGone || !ctx.isValid { return .serviceLost }
+            return nil
+        } catch { return nil }
+        var kept: [Tracked] = []
+        for t in tracked {
+            if names.contains(t.name) { kept.append(t); continue }
+            if t.present { continuation.yield(.cardRemoved(reader: t.name)) }
+            continuation.yield(.readerRemoved(t.name))
+            free(t.cName)
+        }
+        tracked = kept
+        for name in names where !tracked.contains(where: { $0.name == name }) {
+            continuation.yield(.readerAdded(name))
+            var t = Tracked(name: name, cName: strdup(name)!, currentState: SC.stateUnaware, present: false)
+            if let state = try? ctx.readerState(name) {
+                if state.cardPresent { continuation.yield(.cardInserted(reader: name, atr: state.atr)) }
+                t.present = state.cardPresent
+                var raw = DWORD(state.eventCount) << 16
+                if state.cardPresent { raw |= SC.statePresent } else { raw |= SC.stateEmpty }
+                if state.mute { raw |= SC.stateMute }
+                t.currentState = raw
+            }
+            tracked.append(t)
+        }
+        return nil
+    }
+}

@@ -1,0 +1,151 @@
+import Foundation
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Puts a `CardEmulator` into a vpcd virtual reader: connects to vpcd's TCP port and
+/// answers its messages (ENV.md: 2-byte big-endian length + payload both ways; one-byte
+/// control messages 00 power off, 01 power on, 02 reset, 04 ATR). Connecting inserts
+/// the card; closing the socket pulls it.
+public final class VPCDClient: @unchecked Sendable {
+    public static let defaultPort: UInt16 = 35963
+    public let emulator: CardEmulator
+    public let host: String
+    public let port: UInt16
+    private let logger: Logger
+    private let lock = NSCondition()
+    private var fd: Int32 = -1
+    private var serving = false
+
+    public init(emulator: CardEmulator, host: String = "127.0.0.1", port: UInt16 = VPCDClient.defaultPort,
+                logger: Logger = Logger(label: "virtual-card")) {
+        self.emulator = emulator
+        self.host = host
+        self.port = port
+        self.logger = logger
+    }
+
+    deinit { remove() }
+
+    public var isInserted: Bool { lock.withLock { serving } }
+
+    /// Connects to vpcd (retrying for up to `timeout` seconds while vpcd is not listening
+    /// yet) and serves the card on a thread of its own until `remove()` or a pull.
+    public func insert(timeout: TimeInterval = 5) throws {
+        precondition(!isInserted, "the card is already in the reader")
+        let deadline = Date().addingTimeInterval(timeout)
+        var lastError: Int32 = 0
+        while true {
+            let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard s >= 0 else { throw VPCDError.socket(errno) }
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = port.bigEndian
+            inet_pton(AF_INET, host, &addr.sin_addr)
+            let rc = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            if rc == 0 {
+                var one: Int32 = 1
+                setsockopt(s, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+                lock.withLock { fd = s; serving = true }
+                emulator.reset()
+                let thread = Thread { [self] in serve(s) }
+                thread.name = "vpcd-\(port)"
+                thread.start()
+                return
+            }
+            lastError = errno
+            close(s)
+            if Date() >= deadline { throw VPCDError.connect(host: host, port: port, errno: lastError) }
+            usleep(50_000)
+        }
+    }
+
+    /// Pulls the card: closes the connection; vpcd reports the card gone.
+    public func remove() {
+        lock.lock()
+        if fd >= 0 { shutdown(fd, Int32(SHUT_RDWR)) }
+        while serving { lock.wait() }
+        lock.unlock()
+    }
+
+    /// Waits until the card has left the reader (pulled by a misbehaviour or removed).
+    public func waitUntilRemoved(timeout: TimeInterval) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        let deadline = Date().addingTimeInterval(timeout)
+        while serving { if !lock.wait(until: deadline) { return !serving } }
+        return true
+    }
+
+    private func serve(_ s: Int32) {
+        defer {
+            close(s)
+            lock.withLock { fd = -1; serving = false; lock.broadcast() }
+        }
+        while true {
+            guard let message = readMessage(s) else { return }
+            if message.count == 1 {
+                switch message[0] {
+                case 0x00, 0x01, 0x02: emulator.reset()       // power off / on / reset: no reply
+                case 0x04: guard writeMessage(s, CardEmulator.atr) else { return }
+                default: logger.warning("unknown vpcd control byte", metadata: ["byte": "\(message[0])"])
+                }
+                continue
+            }
+            switch emulator.process(message) {
+            case .response(let r): guard writeMessage(s, r) else { return }
+            case .pulled:
+                logger.info("card pulled by misbehaviour switch")
+                return
+            }
+        }
+    }
+
+    private func readExactly(_ s: Int32, _ n: Int) -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: n)
+        var got = 0
+        while got < n {
+            // Without QUICKACK every APDU waits for the delayed ACK (~40 ms).
+            var one: Int32 = 1
+            setsockopt(s, Int32(IPPROTO_TCP), Int32(TCP_QUICKACK), &one, socklen_t(MemoryLayout<Int32>.size))
+            let r = buffer.withUnsafeMutableBytes { recv(s, $0.baseAddress! + got, n - got, 0) }
+            if r < 0 && errno == EINTR { continue }
+            if r <= 0 { return nil }
+            got += r
+        }
+        return buffer
+    }
+
+    private func readMessage(_ s: Int32) -> [UInt8]? {
+        guard let header = readExactly(s, 2) else { return nil }
+        let length = Int(header[0]) << 8 | Int(header[1])
+        guard length > 0 else { return [] }
+        return readExactly(s, length)
+    }
+
+    private func writeMessage(_ s: Int32, _ payload: [UInt8]) -> Bool {
+        let out = [UInt8(payload.count >> 8), UInt8(payload.count & 0xFF)] + payload
+        var sent = 0
+        while sent < out.count {
+            let r = out.withUnsafeBytes { send(s, $0.baseAddress! + sent, out.count - sent, Int32(MSG_NOSIGNAL)) }
+            if r < 0 && errno == EINTR { continue }
+            if r <= 0 { return false }
+            sent += r
+        }
+        return true
+    }
+}
+
+public enum VPCDError: Error, CustomStringConvertible {
+    case socket(Int32)
+    case connect(host: String, port: UInt16, errno: Int32)
+    public var description: String {
+        switch self {
+        case .socket(let e): return "cannot make a socket: \(String(cString: strerror(e)))"
+        case .connect(let h, let p, let e):
+            return "cannot reach vpcd at \(h):\(p): \(String(cString: strerror(e))) (is pcscd with vsmartcard-vpcd running?)"
+        }
+    }
+}

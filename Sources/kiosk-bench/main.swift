@@ -1,0 +1,61 @@
+import ArgumentParser
+import BenefitCard
+import Crypto
+import Foundation
+import SmartCard
+
+/// Benchmarks that print figures (never asserted): APDU round trip and full card
+/// read + authenticate through pcscd. `Benchmarks/card-bench.sh` runs it beside the
+/// bare C baseline and prints the ratio.
+struct KioskBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "kiosk-bench", subcommands: [CardBench.self])
+}
+
+struct CardBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "card", abstract: "APDU round trip and card read+authenticate through pcscd.")
+    @Option var reader = "Virtual PCD 00 00"
+    @Option var iterations = 2000
+    @Option(help: "Trusted issuer key KEY_ID=BASE64.") var issuerKey: String
+
+    func run() throws {
+        guard let eq = issuerKey.firstIndex(of: "="), let data = Data(base64Encoded: String(issuerKey[issuerKey.index(after: eq)...])) else {
+            throw ValidationError("--issuer-key is KEY_ID=BASE64")
+        }
+        let trust = TrustStore(issuerKeys: [String(issuerKey[..<eq]): try Curve25519.Signing.PublicKey(rawRepresentation: data)])
+        let ctx = try PCSCContext()
+        let connection = try ctx.connect(reader: reader)
+        let select = CommandAPDU(ins: 0xA4, p1: 4, p2: 0, data: CardType.medical.aid, le: 0).bytes
+
+        for _ in 0..<50 { _ = try connection.transmitRaw(select) }   // warm up
+        let rtt = try measure(iterations) { _ = try connection.transmitRaw(select) }
+        report("apdu_round_trip", rtt)
+
+        var challenges = SystemChallengeSource()
+        let full = try measure(max(iterations / 5, 50)) {
+            let session = CardSession(channel: connection)
+            let readout = try session.read()
+            let verdict = try session.authenticate(readout, trust: trust, challenges: &challenges)
+            precondition(verdict == .authentic, "benchmark card must be authentic")
+        }
+        report("read_and_authenticate", full)
+    }
+
+    func measure(_ n: Int, _ body: () throws -> Void) throws -> [Double] {
+        var samples: [Double] = []
+        samples.reserveCapacity(n)
+        for _ in 0..<n {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            try body()
+            samples.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1000)
+        }
+        return samples.sorted()
+    }
+
+    func report(_ name: String, _ s: [Double]) {
+        let mean = s.reduce(0, +) / Double(s.count)
+        let p50 = s[s.count / 2], p99 = s[min(s.count - 1, s.count * 99 / 100)]
+        print(String(format: "swift %@ n=%d mean_us=%.1f p50_us=%.1f p99_us=%.1f", name, s.count, mean, p50, p99))
+    }
+}
+
+KioskBench.main()
