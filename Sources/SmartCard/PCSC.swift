@@ -101,6 +101,28 @@ public final class PCSCContext: @unchecked Sendable {
         try CardConnection(context: self, reader: reader, share: share)
     }
 
+    /// Blocks in `SCardGetStatusChange` until the reader holds a card (`present`) or not,
+    /// or `timeout` passes. Returns whether the wanted state was reached. No polling.
+    public func waitForCard(in reader: String, present: Bool, timeout: TimeInterval) throws -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        return try reader.withCString { name -> Bool in
+            var state = SCARD_READERSTATE()
+            state.szReader = name
+            state.dwCurrentState = SC.stateUnaware
+            while true {
+                let remaining = deadline.timeIntervalSinceNow
+                let ms = remaining <= 0 ? DWORD(0) : DWORD(min(remaining, 3600) * 1000)
+                let rv = SCardGetStatusChange(handle, ms, &state, 1)
+                if PCSCError(returnValue: rv) == .timeout { return false }
+                try check(rv)
+                let isPresent = state.dwEventState & SC.statePresent != 0 && state.dwEventState & SC.stateMute == 0
+                if isPresent == present { return true }
+                if remaining <= 0 { return false }
+                state.dwCurrentState = state.dwEventState & ~SC.stateChanged
+            }
+        }
+    }
+
     /// The state of one reader right now (`SCardGetStatusChange` with a zero timeout).
     public func readerState(_ reader: String) throws -> ReaderState {
         try reader.withCString { name -> ReaderState in
@@ -165,8 +187,17 @@ public final class CardConnection: CardChannel, RawCardChannel {
                 SCardTransmit(handle, &pci, cmd.baseAddress, DWORD(cmd.count), nil, rcv.baseAddress, &length)
             }
         }
-        try check(rv)
+        let error = PCSCError(returnValue: rv)
+        if error == nil && length >= 2 { return Array(receiveBuffer[0..<Int(length)]) }
+        // A failed or empty exchange: if the card has left (or leaves within a moment, as
+        // the reader notices), report it gone; a half-finished exchange is never success.
+        if error?.isCardGone == true || cardLeft() { throw PCSCError.removedCard }
+        if let error { throw error }
         return Array(receiveBuffer[0..<Int(length)])
+    }
+
+    private func cardLeft() -> Bool {
+        (try? context.waitForCard(in: reader, present: false, timeout: 1.5)) ?? true
     }
 
     /// Sends one command with the transport rules of card spec §1 applied.

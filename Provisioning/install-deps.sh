@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages BenefitKiosk needs, only those missing.
+#   install-deps.sh run    what a kiosk needs to run
+#   install-deps.sh test   + what the tests and demo need (virtual reader, QR reader, compiler)
+set -euo pipefail
+want=(pcscd libpcsclite1 libpcsclite-dev libccid)
+if [ "${1:-run}" = test ]; then
+    want+=(vsmartcard-vpcd libqrencode-dev zbar-tools gcc pkg-config)
+fi
+missing=()
+for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+echo "installing: ${missing[*]}" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# THE TEST COMMAND (README, .ci/run): on a fresh Debian machine installs what the tests
+# need, starts its own pcscd (with vpcd's virtual readers), builds, and runs every unit
+# and integration test. Integration tests talk to real pcscd + vpcd + the card emulator.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash Provisioning/install-deps.sh test
+bash Provisioning/start-pcscd.sh
+swift build --build-tests
+# BK_TEST_RESTART_PCSCD=1: the watcher test may kill and restart pcscd.
+BK_TEST_RESTART_PCSCD=1 swift test --skip-build "$@"

@@ -1,0 +1,109 @@
+import Foundation
+import SmartCard
+import Testing
+@testable import BenefitCard
+
+@Suite struct CitizenIDTests {
+    @Test func vectorIDsAreValid() {
+        for c in Vectors.cards { #expect(CitizenID.isValid(c.citizen_id), "\(c.citizen_id)") }
+    }
+
+    @Test func wrongCheckDigitDateOrLengthIsInvalid() {
+        let good = "330782195603121285"
+        #expect(!CitizenID.isValid("330782195603121284"))
+        #expect(!CitizenID.isValid("330782195613121285".prefix(17) + "5"))   // month 13
+        #expect(!CitizenID.isValid(String(good.prefix(17))))
+        #expect(!CitizenID.isValid("33078219560312128５"))
+    }
+
+    @Test func xCheckCharacter() {
+        // 11010519491231002X is the standard's own example.
+        #expect(CitizenID.checkCharacter("11010519491231002") == "X")
+        #expect(CitizenID.isValid("11010519491231002X") && CitizenID.isValid("11010519491231002x"))
+        #expect(CitizenID.normalized("11010519491231002x") == "11010519491231002X")
+    }
+}
+
+@Suite struct HolderTests {
+    static func holderObject(_ number: String) throws -> TLV {
+        try TLV.parseSingle([UInt8](hex: Vectors.description(number).files.holder)!).0
+    }
+
+    @Test(arguments: Vectors.cards.map(\.card_number))
+    func everyVectorCardParses(_ number: String) throws {
+        let v = Vectors.cards.first { $0.card_number == number }!
+        let h = try Holder(object: Self.holderObject(number))
+        #expect(h.cardNumber == v.card_number && h.name == v.name && h.citizenID == v.citizen_id)
+        #expect(h.category.codeString == v.category && h.region == v.region)
+        #expect(h.issued == CardDate(v.issued) && h.expires == CardDate(v.expires))
+        #expect(h.issuerKeyID == "330782-issuer-test")
+        #expect(Data(h.cardPublicKey).base64EncodedString() == v.card_public_key)
+    }
+
+    func rebuilt(replacing tag: UInt32, with value: [UInt8]?, extra: [TLV] = [], reversed: Bool = false) throws -> TLV {
+        var children = try Self.holderObject("3307820000000017").children()
+        if let value { children = children.map { $0.tag == tag ? TLV(tag: tag, value: value) : $0 } }
+        else { children.removeAll { $0.tag == tag } }
+        children += extra
+        if reversed { children.reverse() }
+        return TLV.constructed(0x70, children)
+    }
+
+    @Test func anyOrderAndUnknownTagsAreFine() throws {
+        let t = try rebuilt(replacing: 0, with: nil, extra: [TLV(tag: 0xDF7F, value: [1, 2, 3]), TLV(tag: 0x5F20, value: [])], reversed: true)
+        #expect(try Holder(object: t).cardNumber == "3307820000000017")
+    }
+
+    @Test(arguments: [0xDF21, 0xDF22, 0xDF23, 0xDF24, 0xDF25, 0xDF26, 0xDF27, 0xDF28, 0xDF29] as [UInt32])
+    func missingRequiredTagIsUnreadable(_ tag: UInt32) throws {
+        #expect(throws: CardFormatError.self) { try Holder(object: rebuilt(replacing: tag, with: nil)) }
+    }
+
+    @Test func invalidFieldsAreUnreadable() throws {
+        let bad: [(UInt32, [UInt8])] = [
+            (0xDF21, Array("330782000000001".utf8)),           // 15 digits
+            (0xDF21, Array("33078200000000A7".utf8)),          // not digits
+            (0xDF22, []),                                      // empty name
+            (0xDF22, [0xE7, 0x8E]),                            // broken UTF-8
+            (0xDF22, [UInt8](repeating: 0x41, count: 31)),     // 31 bytes
+            (0xDF23, Array("330782195603121284".utf8)),        // check digit
+            (0xDF24, [0x01, 0x02]),
+            (0xDF25, Array("33078".utf8)),
+            (0xDF26, Array("20260230".utf8)),                  // 30 February
+            (0xDF27, Array("20251231".utf8)),                  // expires before issued
+            (0xDF28, []),
+            (0xDF29, [UInt8](repeating: 1, count: 31)),
+        ]
+        for (tag, value) in bad {
+            #expect(throws: CardFormatError.self, "tag \(String(tag, radix: 16))") {
+                try Holder(object: rebuilt(replacing: tag, with: value))
+            }
+        }
+        #expect(throws: CardFormatError.duplicateField(tag: 0xDF21)) {
+            try Holder(object: rebuilt(replacing: 0, with: nil, extra: [TLV(tag: 0xDF21, value: Array("3307820000000017".utf8))]))
+        }
+        #expect(throws: CardFormatError.wrongTemplate(file: "EF.HOLDER", expected: 0x70, found: 0x71)) {
+            try Holder(object: TLV(tag: 0x71, value: []))
+        }
+    }
+
+    @Test func expiryIsTheEndOfTheDayInChinaStandardTime() throws {
+        let h = try Holder(object: Self.holderObject("3307820000000017"))   // expires 20301231
+        let f = ISO8601DateFormatter()
+        #expect(!h.isExpired(at: f.date(from: "2030-12-31T15:59:59Z")!))
+        #expect(h.isExpired(at: f.date(from: "2030-12-31T16:00:00Z")!))
+    }
+
+    @Test func periodIsTheYearInChinaStandardTime() {
+        let f = ISO8601DateFormatter()
+        #expect(ChinaStandardTime.period(of: f.date(from: "2026-12-31T15:59:59Z")!) == "2026")
+        #expect(ChinaStandardTime.period(of: f.date(from: "2026-12-31T16:00:00Z")!) == "2027")
+    }
+
+    @Test func masking() {
+        #expect(Masking.cardNumber("3307820000000017") == "3307********0017")
+        #expect(Masking.name("王秀英") == "王**")
+        #expect(Masking.name("李") == "李")
+        #expect(Masking.citizenID("330782195603121285") == "330782********1285")
+    }
+}

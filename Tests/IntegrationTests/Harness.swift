@@ -1,0 +1,58 @@
+import BenefitCard
+import Foundation
+import SmartCard
+import Testing
+import VirtualCard
+
+/// The real things: pcscd (started by Provisioning/test.sh), vpcd's first virtual
+/// reader and the project's emulator connected to it over TCP.
+enum Harness {
+    static let reader = "Virtual PCD 00 00"
+    static let port: UInt16 = 35963
+
+    /// Puts a card in the virtual reader, waits until pcscd sees it, runs `body`, pulls it.
+    static func withCard<T>(_ emulator: CardEmulator, _ body: (PCSCContext, VPCDClient) throws -> T) throws -> T {
+        let ctx = try PCSCContext()
+        let client = VPCDClient(emulator: emulator, port: port)
+        try client.insert()
+        defer {
+            client.remove()
+            _ = try? ctx.waitForCard(in: reader, present: false, timeout: 5)
+        }
+        guard try ctx.waitForCard(in: reader, present: true, timeout: 5) else {
+            throw HarnessError.cardNotSeen
+        }
+        return try body(ctx, client)
+    }
+
+    enum HarnessError: Error { case cardNotSeen, binaryMissing(String) }
+
+    /// A product built beside the tests (`swift build` runs before `swift test` in test.sh).
+    static func product(_ name: String) throws -> URL {
+        var dir = Bundle.module.bundleURL.deletingLastPathComponent()
+        let url = dir.appendingPathComponent(name)
+        guard FileManager.default.isExecutableFile(atPath: url.path) else {
+            dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            let fallback = dir.appendingPathComponent(".build/debug/\(name)")
+            guard FileManager.default.isExecutableFile(atPath: fallback.path) else { throw HarnessError.binaryMissing(name) }
+            return fallback
+        }
+        return url
+    }
+
+    /// Runs a product; returns exit status, stdout and stderr.
+    static func run(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String, String) {
+        let p = Process()
+        p.executableURL = try product(name)
+        p.arguments = arguments
+        p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+}

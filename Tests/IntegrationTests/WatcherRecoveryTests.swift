@@ -1,0 +1,75 @@
+import Foundation
+import SmartCard
+import Testing
+import VirtualCard
+
+/// Collects a watcher's events on a task of its own so tests can wait with a deadline.
+final class EventRecorder: @unchecked Sendable {
+    private let lock = NSLock()
+    private var events: [ReaderEvent] = []
+    private var task: Task<Void, Never>?
+
+    init(_ watcher: ReaderWatcher) {
+        task = Task { [weak self] in
+            for await e in watcher { self?.lock.withLock { self?.events.append(e) } }
+        }
+    }
+    deinit { task?.cancel() }
+    func stop() { task?.cancel() }
+
+    var all: [ReaderEvent] { lock.withLock { events } }
+
+    /// Waits until `event` has been seen after index `from`; returns its index.
+    func wait(for event: ReaderEvent, after from: Int = -1, timeout: Double = 10) async -> Int? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let e = all
+            if let i = e.indices.first(where: { $0 > from && e[$0] == event }) { return i }
+            try? await Task.sleep(nanoseconds: 20_000_000)
+        }
+        return nil
+    }
+}
+
+extension PCSCIntegrationTests {
+    /// pcscd killed (SIGKILL: a crash; pcscd with vpcd does not stop on SIGTERM while vpcd waits) and started again: the watcher says so and carries on, no restart of ours.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["BK_TEST_RESTART_PCSCD"] == "1"))
+    func watcherRecoversWhenPcscdRestarts() async throws {
+        let recorder = EventRecorder(ReaderWatcher(filter: ReaderFilter(allowVirtual: true), blockingTimeoutMilliseconds: 5000))
+        defer { recorder.stop() }
+        #expect(await recorder.wait(for: .readerAdded(Harness.reader)) != nil)
+
+        #expect(spawnAndWait("/usr/bin/pkill", ["-9", "-x", "pcscd"]) == 0)
+        let lost = await recorder.wait(for: .serviceLost)
+        #expect(lost != nil)
+        #expect(recorder.all.contains(.readerRemoved(Harness.reader)))
+        #expect(throws: PCSCError.noService) { try PCSCContext() }
+
+        // Wait until the old pcscd is really gone, then start a new one.
+        for _ in 0..<100 where spawnAndWait("/usr/bin/pgrep", ["-x", "pcscd", "-r", "R,S,D,I"]) == 0 { try await Task.sleep(nanoseconds: 50_000_000) }
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Provisioning/start-pcscd.sh").path
+        #expect(spawnAndWait("/bin/bash", [script]) == 0)
+
+        let restored = await recorder.wait(for: .serviceRestored, after: lost ?? -1, timeout: 15)
+        #expect(restored != nil)
+        #expect(await recorder.wait(for: .readerAdded(Harness.reader), after: restored ?? -1) != nil)
+
+        // And cards work again through the new pcscd.
+        let client = VPCDClient(emulator: Vectors.emulator("3307820000000017"), port: Harness.port)
+        try client.insert(timeout: 10)
+        #expect(await recorder.wait(for: .cardInserted(reader: Harness.reader, atr: CardEmulator.atr), after: restored ?? -1) != nil)
+        client.remove()
+    }
+
+    /// posix_spawn + waitpid: Foundation's Process can miss a child's exit inside async tests.
+    func spawnAndWait(_ path: String, _ args: [String]) -> Int32 {
+        var pid: pid_t = 0
+        let argv = ([path] + args).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        guard posix_spawn(&pid, path, nil, nil, argv, environ) == 0 else { return -1 }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return (status >> 8) & 0xFF
+    }
+}
