@@ -11,11 +11,15 @@ let package = Package(
         .library(name: "SmartCard", targets: ["SmartCard"]),
         .library(name: "BenefitCard", targets: ["BenefitCard"]),
         .library(name: "VirtualCard", targets: ["VirtualCard"]),
+        .library(name: "Entitlements", targets: ["Entitlements"]),
+        .library(name: "KioskStore", targets: ["KioskStore"]),
+        .library(name: "KioskCore", targets: ["KioskCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -46,11 +50,31 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(name: "Entitlements"),
+        .target(
+            name: "KioskStore",
+            dependencies: [
+                "Entitlements",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .target(
+            name: "KioskCore",
+            dependencies: [
+                "SmartCard", "BenefitCard", "Entitlements", "KioskStore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "kioskctl",
             dependencies: [
                 "SmartCard",
                 "BenefitCard",
+                "Entitlements",
+                "KioskStore",
+                "KioskCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -69,6 +93,10 @@ let package = Package(
                 "SmartCard",
                 "BenefitCard",
                 "VirtualCard",
+                "Entitlements",
+                "KioskStore",
+                "KioskCore",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -82,8 +110,18 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         .testTarget(
+            name: "EntitlementsTests",
+            dependencies: ["Entitlements"]
+        ),
+        .testTarget(
+            name: "KioskStoreTests",
+            dependencies: ["KioskStore", "KioskCore", "Entitlements", .product(name: "Crypto", package: "swift-crypto"), .product(name: "GRDB", package: "GRDB.swift")],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
             name: "IntegrationTests",
-            dependencies: ["SmartCard", "BenefitCard", "VirtualCard", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["SmartCard", "BenefitCard", "VirtualCard", "KioskStore", "KioskCore", "Entitlements",
+                           .product(name: "Crypto", package: "swift-crypto")],
             resources: [.copy("Fixtures")]
         ),
     ],

@@ -141,14 +141,15 @@ public struct UsageRecord: Sendable, Equatable {
         return TLV(tag: 0x72, value: body + TLV(tag: 0xDF46, value: Array(signature)).encoded).encoded
     }
 
-    /// The record after deducting `amounts` (program → fen) in `period`: sequence + 1;
-    /// the used amounts of the record's period carried over when it is the same period.
-    public func next(period: String, adding amounts: [(program: String, fen: Int64)]) throws -> (sequence: UInt32, entries: [Entry]) {
+    /// The next record's sequence and entries: sequence + 1; the entries of the record's
+    /// period carried over when it is `period`, with each program in `used` set to its new
+    /// used amount for the period (the terminal's max(S + L, C) + deduction, card spec §5).
+    public func next(period: String, setting used: [(program: String, usedFen: Int64)]) throws -> (sequence: UInt32, entries: [Entry]) {
         var entries: [Entry] = body?.period == period ? body!.entries : []
-        for (program, fen) in amounts {
-            precondition(fen >= 0, "deductions are not negative")
+        for (program, fen) in used {
+            precondition(fen >= 0 && fen <= Int64(UInt32.max), "a used amount fits 4 bytes")
             if let i = entries.firstIndex(where: { $0.program == program }) {
-                entries[i].usedFen += fen
+                entries[i].usedFen = fen
             } else {
                 entries.append(Entry(program: program, usedFen: fen))
             }

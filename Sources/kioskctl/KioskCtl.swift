@@ -8,7 +8,8 @@ struct KioskCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kioskctl",
         abstract: "BenefitKiosk technician command line.",
-        subcommands: [Readers.self, Card.self]
+        subcommands: [Readers.self, Card.self, Provision.self, Snapshot.self, Check.self, Charge.self, ApplyLegalAid.self,
+                      Ledger.self, Queue.self, Reverse.self, Recover.self]
     )
 }
 
@@ -32,6 +33,11 @@ enum ExitStatus: Int32 {
     case unreadable = 3
     case noCard = 4
     case serviceUnavailable = 5
+    case notReady = 6
+    case storage = 7
+    case refused = 8
+    /// A decision other than granted/eligible (limit_exhausted, person_suspended, …).
+    case declined = 10
     case usage = 64
 }
 

@@ -126,12 +126,12 @@ import VirtualCard
 
     @Test func nextCarriesTheSamePeriodAndResetsANewOne() throws {
         let r = try UsageRecord(fileBytes: [UInt8](hex: Vectors.description("3307820000000017").files.usage!)!)
-        let same = try r.next(period: "2026", adding: [("HM-SUBSIDY", 18000), ("HM-CS-OUTPATIENT", 500)])
+        let same = try r.next(period: "2026", setting: [("HM-SUBSIDY", 30000), ("HM-CS-OUTPATIENT", 500)])
         #expect(same.sequence == 4 && same.entries == [.init(program: "HM-SUBSIDY", usedFen: 30000), .init(program: "HM-CS-OUTPATIENT", usedFen: 500)])
-        let newYear = try r.next(period: "2027", adding: [("HM-SUBSIDY", 10000)])
+        let newYear = try r.next(period: "2027", setting: [("HM-SUBSIDY", 10000)])
         #expect(newYear.sequence == 4 && newYear.entries == [.init(program: "HM-SUBSIDY", usedFen: 10000)])
         #expect(throws: UsageWriteError.tooManyPrograms) {
-            try UsageRecord.empty.next(period: "2026", adding: [("A", 1), ("B", 1), ("C", 1), ("D", 1)])
+            try UsageRecord.empty.next(period: "2026", setting: [("A", 1), ("B", 1), ("C", 1), ("D", 1)])
         }
     }
 

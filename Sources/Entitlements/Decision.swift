@@ -1,0 +1,156 @@
+import Foundation
+
+/// What the card itself says, after reading and authenticating it.
+public struct CardFacts: Sendable, Equatable {
+    public var cardNumber: String
+    public var kind: CardKind
+    /// Holder category, two hex digits as in the snapshot (`"01"`).
+    public var category: String
+    public var expired: Bool
+    /// C per program for the current period (already 0 for another period).
+    public var cardUsedFen: [String: Fen]
+    public init(cardNumber: String, kind: CardKind, category: String, expired: Bool, cardUsedFen: [String: Fen] = [:]) {
+        self.cardNumber = cardNumber; self.kind = kind; self.category = category
+        self.expired = expired; self.cardUsedFen = cardUsedFen
+    }
+}
+
+/// The snapshot's view of one card, as the store looks it up.
+public struct SnapshotView: Sendable, Equatable {
+    public var snapshotID: String
+    public var expiresAt: Date
+    public var card: CardEntry?
+    public var person: Person?
+    /// Every program of the snapshot named in the person's `programs`.
+    public var programs: [Program]
+    /// S and L per program code for the current period.
+    public var usage: [String: UsageFigures]
+    public init(snapshotID: String, expiresAt: Date, card: CardEntry?, person: Person?, programs: [Program], usage: [String: UsageFigures] = [:]) {
+        self.snapshotID = snapshotID; self.expiresAt = expiresAt; self.card = card; self.person = person
+        self.programs = programs; self.usage = usage
+    }
+}
+
+/// One program's part of a status answer.
+public struct ProgramStatus: Sendable, Equatable {
+    public var program: Program
+    /// Medical: what is left this period; nil for legal aid.
+    public var remainingFen: Fen?
+    public var usedFen: Fen?
+}
+
+/// A status check's answer.
+public struct StatusDecision: Sendable, Equatable {
+    public var code: ReasonCode
+    public var detail: String
+    public var programs: [ProgramStatus]
+    public var isEligible: Bool { code == .eligible }
+    public init(code: ReasonCode, detail: String, programs: [ProgramStatus]) { self.code = code; self.detail = detail; self.programs = programs }
+}
+
+/// One program's share of a subsidy.
+public struct Allocation: Sendable, Equatable, Codable {
+    public var program: String
+    public var subsidyFen: Fen
+    public var usedBeforeFen: Fen
+    public var usedAfterFen: Fen
+    public init(program: String, subsidyFen: Fen, usedBeforeFen: Fen, usedAfterFen: Fen) {
+        self.program = program; self.subsidyFen = subsidyFen; self.usedBeforeFen = usedBeforeFen; self.usedAfterFen = usedAfterFen
+    }
+}
+
+public struct SubsidyDecision: Sendable, Equatable {
+    public var code: ReasonCode
+    public var detail: String
+    public var billFen: Fen
+    public var allocations: [Allocation]
+    public init(code: ReasonCode, detail: String, billFen: Fen, allocations: [Allocation]) {
+        self.code = code; self.detail = detail; self.billFen = billFen; self.allocations = allocations
+    }
+    public var subsidyFen: Fen { allocations.reduce(0) { $0 + $1.subsidyFen } }
+    public var patientPaysFen: Fen { billFen - subsidyFen }
+    public var isGranted: Bool { code == .granted }
+}
+
+/// Snapshot spec §3–6 as pure functions: no clock, store or card of their own.
+public enum Decide {
+    /// §3–4: the card's and the person's state and eligibility. nil when usable; the
+    /// refusal otherwise. Subsidies also refuse an expired snapshot first.
+    static func refusal(_ card: CardFacts, _ view: SnapshotView?, now: Date, forSubsidy: Bool) -> (ReasonCode, String)? {
+        guard let view else { return (.snapshotMissing, "no snapshot installed") }
+        if forSubsidy && now >= view.expiresAt { return (.snapshotExpired, "snapshot \(view.snapshotID) expired") }
+        if card.expired { return (.cardExpired, "card past its expiry date") }
+        guard let entry = view.card else { return (.cardUnknown, "card \(card.cardNumber) is not in the snapshot") }
+        switch entry.status {
+        case .active: break
+        case .lost: return (.cardLost, "card reported lost")
+        case .revoked: return (.cardRevoked, "card revoked")
+        case .replaced: return (.cardReplaced, "card replaced")
+        }
+        guard let person = view.person else { return (.cardUnknown, "the card's person is not in the snapshot") }
+        switch person.status {
+        case .active: break
+        case .suspended: return (.personSuspended, person.statusReason)
+        case .revoked: return (.personRevoked, person.statusReason)
+        }
+        if eligiblePrograms(card, view).isEmpty {
+            return (.notEligible, "no \(card.kind.rawValue) program for this person and category \(card.category)")
+        }
+        return nil
+    }
+
+    /// §4: programs of the card's type in the person's list whose categories hold the card's, by priority.
+    public static func eligiblePrograms(_ card: CardFacts, _ view: SnapshotView) -> [Program] {
+        guard let person = view.person else { return [] }
+        return view.programs
+            .filter { $0.cardType == card.kind && person.programs.contains($0.code) && $0.categories.contains(card.category) }
+            .sorted { ($0.priority, $0.code) < ($1.priority, $1.code) }
+    }
+
+    /// §5: used = max(S + L, C); remaining = max(0, limit − used).
+    public static func figures(_ program: Program, _ card: CardFacts, _ view: SnapshotView) -> (used: Fen, remaining: Fen) {
+        var f = view.usage[program.code] ?? UsageFigures()
+        f.cardFen = card.cardUsedFen[program.code] ?? 0
+        let used = f.used
+        return (used, max(0, (program.limitFen ?? 0) - used))
+    }
+
+    /// A status check (township terminal, `kioskctl check`).
+    public static func status(card: CardFacts, view: SnapshotView?, now: Date) -> StatusDecision {
+        if let (code, detail) = refusal(card, view, now: now, forSubsidy: false) {
+            return StatusDecision(code: code, detail: detail, programs: [])
+        }
+        let programs = eligiblePrograms(card, view!).map { p -> ProgramStatus in
+            guard p.cardType == .medical else { return ProgramStatus(program: p, remainingFen: nil, usedFen: nil) }
+            let f = figures(p, card, view!)
+            return ProgramStatus(program: p, remainingFen: f.remaining, usedFen: f.used)
+        }
+        return StatusDecision(code: .eligible, detail: "", programs: programs)
+    }
+
+    /// §5: a bill of `billFen` against the person's medical programs in priority order,
+    /// each to what is left of the bill. Never more than any program's remaining allowance.
+    public static func subsidy(card: CardFacts, view: SnapshotView?, billFen: Fen, now: Date) -> SubsidyDecision {
+        precondition(billFen > 0, "a bill is a positive number of fen")
+        if let (code, detail) = refusal(card, view, now: now, forSubsidy: true) {
+            return SubsidyDecision(code: code, detail: detail, billFen: billFen, allocations: [])
+        }
+        guard card.kind == .medical else {
+            return SubsidyDecision(code: .notEligible, detail: "a legal aid card carries no medical subsidy", billFen: billFen, allocations: [])
+        }
+        var left = billFen
+        var allocations: [Allocation] = []
+        for p in eligiblePrograms(card, view!) where p.cardType == .medical {
+            let f = figures(p, card, view!)
+            let rate = Fen(min(max(p.ratePercent ?? 100, 0), 100))
+            let share = min(left * rate / 100, f.remaining)
+            guard share > 0 else { continue }
+            allocations.append(Allocation(program: p.code, subsidyFen: share, usedBeforeFen: f.used, usedAfterFen: f.used + share))
+            left -= share
+        }
+        guard !allocations.isEmpty else {
+            return SubsidyDecision(code: .limitExhausted, detail: "nothing left this period", billFen: billFen, allocations: [])
+        }
+        return SubsidyDecision(code: .granted, detail: "", billFen: billFen, allocations: allocations)
+    }
+}

@@ -1,0 +1,135 @@
+import Foundation
+
+/// Money: an integer number of fen (1 yuan = 100 fen). Never floating point.
+public typealias Fen = Int64
+
+/// The stable decision codes of snapshot spec §6: the same on screen, in `--json`,
+/// in logs and in upload records.
+public enum ReasonCode: String, Sendable, Codable, CaseIterable {
+    case granted, eligible
+    case cardUnreadable = "card_unreadable"
+    case cardNotAuthentic = "card_not_authentic"
+    case cardExpired = "card_expired"
+    case cardUnknown = "card_unknown"
+    case cardLost = "card_lost"
+    case cardRevoked = "card_revoked"
+    case cardReplaced = "card_replaced"
+    case personSuspended = "person_suspended"
+    case personRevoked = "person_revoked"
+    case notEligible = "not_eligible"
+    case limitExhausted = "limit_exhausted"
+    case snapshotMissing = "snapshot_missing"
+    case snapshotExpired = "snapshot_expired"
+    case cardRemoved = "card_removed"
+
+    /// What the screen says (Chinese first).
+    public var message: String {
+        switch self {
+        case .granted: return "已贴补 Subsidy applied"
+        case .eligible: return "卡片有效 Card valid"
+        case .cardUnreadable: return "无法读取卡片 Card unreadable"
+        case .cardNotAuthentic: return "卡片验证失败 Card not authentic"
+        case .cardExpired: return "卡片已过期 Card expired"
+        case .cardUnknown: return "卡片未登记 Card not registered"
+        case .cardLost: return "卡片已挂失 Card reported lost"
+        case .cardRevoked: return "卡片已注销 Card revoked"
+        case .cardReplaced: return "卡片已换发 Card replaced by a new card"
+        case .personSuspended: return "救助已暂停 Assistance suspended"
+        case .personRevoked: return "救助资格已取消 Assistance revoked"
+        case .notEligible: return "不符合救助条件 Not eligible"
+        case .limitExhausted: return "本年度额度已用完 Annual allowance used up"
+        case .snapshotMissing: return "未安装救助名单 No entitlement snapshot installed"
+        case .snapshotExpired: return "救助名单已过期 Entitlement snapshot expired"
+        case .cardRemoved: return "卡片已移开 Card removed too early"
+        }
+    }
+}
+
+public enum CardKind: String, Sendable, Codable {
+    case medical
+    case legalAid = "legal_aid"
+}
+
+public struct Matter: Sendable, Codable, Equatable, Hashable {
+    public var code: String
+    public var name: String
+    public init(code: String, name: String) { self.code = code; self.name = name }
+}
+
+/// A `program` record of the snapshot.
+public struct Program: Sendable, Codable, Equatable {
+    public var code: String
+    public var cardType: CardKind
+    public var name: String
+    public var categories: [String]
+    public var priority: Int
+    public var limitFen: Fen?
+    public var ratePercent: Int?
+    public var period: String?
+    public var matters: [Matter]?
+
+    enum CodingKeys: String, CodingKey {
+        case code, cardType = "card_type", name, categories, priority
+        case limitFen = "limit_fen", ratePercent = "rate_percent", period, matters
+    }
+
+    public init(code: String, cardType: CardKind, name: String, categories: [String], priority: Int,
+                limitFen: Fen? = nil, ratePercent: Int? = nil, period: String? = nil, matters: [Matter]? = nil) {
+        self.code = code; self.cardType = cardType; self.name = name; self.categories = categories
+        self.priority = priority; self.limitFen = limitFen; self.ratePercent = ratePercent
+        self.period = period; self.matters = matters
+    }
+}
+
+public enum PersonStatus: String, Sendable, Codable { case active, suspended, revoked }
+public enum CardStatus: String, Sendable, Codable { case active, lost, revoked, replaced }
+
+public struct Person: Sendable, Codable, Equatable {
+    public var idHash: String
+    public var status: PersonStatus
+    public var statusReason: String
+    public var programs: [String]
+    public init(idHash: String, status: PersonStatus, statusReason: String = "", programs: [String]) {
+        self.idHash = idHash; self.status = status; self.statusReason = statusReason; self.programs = programs
+    }
+}
+
+public struct CardEntry: Sendable, Codable, Equatable {
+    public var cardNumber: String
+    public var idHash: String
+    public var status: CardStatus
+    public init(cardNumber: String, idHash: String, status: CardStatus) {
+        self.cardNumber = cardNumber; self.idHash = idHash; self.status = status
+    }
+}
+
+/// The usage figures of one person, program and period (snapshot spec §5).
+public struct UsageFigures: Sendable, Equatable {
+    /// S: what the snapshot has settled.
+    public var snapshotFen: Fen
+    /// L: this device's committed (and pending) subsidies less reversals the snapshot does not count yet.
+    public var localFen: Fen
+    /// C: what the card's own EF.USAGE says for the period.
+    public var cardFen: Fen
+    public init(snapshotFen: Fen = 0, localFen: Fen = 0, cardFen: Fen = 0) {
+        self.snapshotFen = snapshotFen; self.localFen = localFen; self.cardFen = cardFen
+    }
+    /// used = max(S + L, C)
+    public var used: Fen { max(snapshotFen + localFen, cardFen) }
+}
+
+/// China Standard Time (UTC+8): periods are its calendar years.
+public enum Period {
+    public static let timeZone = TimeZone(secondsFromGMT: 8 * 3600)!
+    public static func of(_ date: Date) -> String {
+        var c = Calendar(identifier: .gregorian)
+        c.timeZone = timeZone
+        return String(c.component(.year, from: date))
+    }
+}
+
+/// `id_hash`: lowercase hex HMAC-SHA256(key: id_salt, message: the 18-character ID, final x upper-cased).
+/// Computed by the caller with its crypto library; this names the normalisation.
+public enum IDNormalisation {
+    public static func normalise(_ id: String) -> String { id.hasSuffix("x") ? String(id.dropLast()) + "X" : id }
+}

@@ -1,0 +1,160 @@
+import Crypto
+import Foundation
+import KioskStore
+
+/// What provisioning records (`STATE_DIR/device.json`); the key is beside it in `device.key` (0600).
+public struct DeviceConfig: Codable, Sendable, Equatable {
+    public enum Profile: String, Codable, Sendable { case hospital, township }
+    public var deviceID: String
+    public var institution: String
+    public var profile: Profile
+    /// Trusted card issuer public keys (base64) by key identifier.
+    public var issuerKeys: [String: String]
+    /// Trusted snapshot authority public keys (base64) by key identifier.
+    public var authorityKeys: [String: String]
+    public var hubURL: String
+    /// `file:/path`, `tcp:host:9100` or `device:/dev/usb/lp0`.
+    public var printer: String
+    public var provisionedAt: String
+
+    enum CodingKeys: String, CodingKey {
+        case deviceID = "device_id", institution, profile, issuerKeys = "issuer_keys", authorityKeys = "authority_keys"
+        case hubURL = "hub_url", printer, provisionedAt = "provisioned_at"
+    }
+
+    public init(deviceID: String, institution: String, profile: Profile, issuerKeys: [String: String], authorityKeys: [String: String],
+                hubURL: String, printer: String, provisionedAt: String) {
+        self.deviceID = deviceID; self.institution = institution; self.profile = profile; self.issuerKeys = issuerKeys
+        self.authorityKeys = authorityKeys; self.hubURL = hubURL; self.printer = printer; self.provisionedAt = provisionedAt
+    }
+}
+
+public enum DeviceError: Error, CustomStringConvertible {
+    case notProvisioned(String)
+    case badKey(String)
+    case badConfig(String)
+    case keyMismatch
+    case deviceIDChange(from: String, to: String)
+    public var description: String {
+        switch self {
+        case .notProvisioned(let dir): return "the device is not provisioned (no device.json in \(dir)); run kioskctl provision"
+        case .badKey(let why): return "device key: \(why)"
+        case .badConfig(let why): return "device.json: \(why)"
+        case .keyMismatch: return "a different device key is already provisioned here; pass --replace-key to replace it"
+        case .deviceIDChange(let a, let b): return "this state folder belongs to device \(a), not \(b); its records and sequence stay with it"
+        }
+    }
+}
+
+/// A provisioned device: its configuration, its signing key and its store.
+public final class Device: @unchecked Sendable {
+    public let stateDir: URL
+    public let config: DeviceConfig
+    public let signingKey: Curve25519.Signing.PrivateKey
+    public let store: KioskStore
+
+    public var context: DeviceContext { DeviceContext(deviceID: config.deviceID, institution: config.institution) }
+    public var publicKeyBase64: String { signingKey.publicKey.rawRepresentation.base64EncodedString() }
+
+    static func paths(_ dir: URL) -> (config: URL, key: URL, db: URL) {
+        (dir.appendingPathComponent("device.json"), dir.appendingPathComponent("device.key"), dir.appendingPathComponent("kiosk.sqlite"))
+    }
+
+    public init(stateDir: URL) throws {
+        let p = Device.paths(stateDir)
+        guard let data = FileManager.default.contents(atPath: p.config.path) else { throw DeviceError.notProvisioned(stateDir.path) }
+        do { config = try JSONDecoder().decode(DeviceConfig.self, from: data) } catch { throw DeviceError.badConfig("\(error)") }
+        signingKey = try Device.readKey(p.key)
+        self.stateDir = stateDir
+        store = try KioskStore(path: p.db.path)
+    }
+
+    static func readKey(_ url: URL) throws -> Curve25519.Signing.PrivateKey {
+        guard let text = FileManager.default.contents(atPath: url.path).map({ String(decoding: $0, as: UTF8.self) }) else {
+            throw DeviceError.badKey("cannot read \(url.path)")
+        }
+        guard let seed = Data(base64Encoded: text.trimmingCharacters(in: .whitespacesAndNewlines)), seed.count == 32,
+              let key = try? Curve25519.Signing.PrivateKey(rawRepresentation: seed) else { throw DeviceError.badKey("\(url.path) is not a base64 32-byte seed") }
+        return key
+    }
+
+    /// Provisions (or re-provisions) the device in `stateDir`. The key is made once (0600)
+    /// and kept on re-provisioning unless `replaceKey`; the store, with its record sequence,
+    /// is never reset. A state folder keeps its device identifier.
+    public static func provision(stateDir: URL, config: DeviceConfig, seed: Data?, replaceKey: Bool) throws -> Device {
+        let fm = FileManager.default
+        try fm.createDirectory(at: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let p = paths(stateDir)
+        if let old = fm.contents(atPath: p.config.path), let existing = try? JSONDecoder().decode(DeviceConfig.self, from: old),
+           existing.deviceID != config.deviceID {
+            throw DeviceError.deviceIDChange(from: existing.deviceID, to: config.deviceID)
+        }
+        let existingKey = fm.fileExists(atPath: p.key.path) ? try readKey(p.key) : nil
+        var key: Curve25519.Signing.PrivateKey
+        if let seed {
+            guard seed.count == 32, let k = try? Curve25519.Signing.PrivateKey(rawRepresentation: seed) else { throw DeviceError.badKey("the seed is not 32 bytes") }
+            key = k
+        } else {
+            key = existingKey ?? Curve25519.Signing.PrivateKey()
+        }
+        if let existingKey, existingKey.rawRepresentation != key.rawRepresentation, !replaceKey { throw DeviceError.keyMismatch }
+        if existingKey?.rawRepresentation != key.rawRepresentation {
+            try atomicWrite(Data((key.rawRepresentation.base64EncodedString() + "\n").utf8), to: p.key, mode: 0o600)
+        }
+        for (id, k) in config.issuerKeys.merging(config.authorityKeys, uniquingKeysWith: { a, _ in a }) {
+            guard let d = Data(base64Encoded: k), (try? Curve25519.Signing.PublicKey(rawRepresentation: d)) != nil else {
+                throw DeviceError.badConfig("key \(id) is not a base64 Ed25519 public key")
+            }
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        try atomicWrite(try encoder.encode(config), to: p.config, mode: 0o644)
+        return try Device(stateDir: stateDir)
+    }
+
+    /// Write to a temporary file, fsync, rename: the old or the new file, never half.
+    static func atomicWrite(_ data: Data, to url: URL, mode: mode_t) throws {
+        let tmp = url.appendingPathExtension("tmp")
+        let fd = open(tmp.path, O_WRONLY | O_CREAT | O_TRUNC, mode)
+        guard fd >= 0 else { throw DeviceError.badConfig("cannot write \(tmp.path): \(String(cString: strerror(errno)))") }
+        let ok = data.withUnsafeBytes { write(fd, $0.baseAddress, data.count) == data.count }
+        fchmod(fd, mode)
+        let synced = fsync(fd) == 0
+        close(fd)
+        guard ok, synced, rename(tmp.path, url.path) == 0 else {
+            unlink(tmp.path)
+            throw DeviceError.badConfig("cannot write \(url.path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    public var trustedAuthorities: [String: Curve25519.Signing.PublicKey] {
+        config.authorityKeys.compactMapValues { Data(base64Encoded: $0).flatMap { try? Curve25519.Signing.PublicKey(rawRepresentation: $0) } }
+    }
+    public var trustedIssuers: [String: Curve25519.Signing.PublicKey] {
+        config.issuerKeys.compactMapValues { Data(base64Encoded: $0).flatMap { try? Curve25519.Signing.PublicKey(rawRepresentation: $0) } }
+    }
+}
+
+/// The clock, injectable: the system's, or a fixed instant for tests.
+public struct KioskClock: Sendable {
+    public let now: @Sendable () -> Date
+    public init(now: @escaping @Sendable () -> Date) { self.now = now }
+    public static let system = KioskClock { Date() }
+    public static func fixed(_ d: Date) -> KioskClock { KioskClock { d } }
+
+    /// `BENEFIT_KIOSK_TEST_NOW` (RFC 3339) for tests only, else the system clock.
+    public static func fromEnvironment() throws -> KioskClock {
+        guard let s = ProcessInfo.processInfo.environment["BENEFIT_KIOSK_TEST_NOW"] else { return .system }
+        guard let d = Timestamp.date(s) else { throw DeviceError.badConfig("BENEFIT_KIOSK_TEST_NOW=\(s) is not RFC 3339") }
+        return .fixed(d)
+    }
+}
+
+/// Test-only fault injection: `BENEFIT_KIOSK_TEST_CRASH_AT=<point>` kills the process with
+/// SIGKILL at that point of the deduction, as a power cut would.
+enum FaultPoint {
+    static let target = ProcessInfo.processInfo.environment["BENEFIT_KIOSK_TEST_CRASH_AT"]
+    static func hit(_ name: String) {
+        if target == name { kill(getpid(), SIGKILL) }
+    }
+}

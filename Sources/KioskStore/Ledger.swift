@@ -1,0 +1,349 @@
+import Entitlements
+import Foundation
+import GRDB
+
+/// Who this device is, as the ledger needs it.
+public struct DeviceContext: Sendable, Equatable {
+    public var deviceID: String
+    public var institution: String
+    public init(deviceID: String, institution: String) { self.deviceID = deviceID; self.institution = institution }
+}
+
+/// One settlement record as stored: its immutable body and its upload state.
+public struct StoredRecord: Sendable, Equatable {
+    public var seq: Int64
+    public var recordID: String
+    public var kind: String
+    public var createdAt: String
+    public var body: String
+    public var status: String
+    public var receivedAt: String?
+    public var rejectReason: String?
+    public var amountFen: Fen
+    public var program: String?
+
+    init(_ r: Row) {
+        seq = r["seq"]; recordID = r["record_id"]; kind = r["kind"]; createdAt = r["created_at"]; body = r["body"]
+        status = r["status"]; receivedAt = r["received_at"]; rejectReason = r["reject_reason"]
+        amountFen = r["amount_fen"]; program = r["program"]
+    }
+
+    public var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]) ?? [:] }
+}
+
+public struct Deduction: Sendable, Equatable {
+    public var id: Int64
+    public var state: String
+    public var cardNumber: String
+    public var idHash: String
+    public var period: String
+    public var cardSequence: UInt32
+    public var usageObject: [UInt8]
+    public var billReference: String
+    public var billFen: Fen
+    public var allocations: [Allocation]
+    public var snapshotID: String
+    public var createdAt: String
+    public var resolution: String?
+
+    init(_ r: Row) {
+        id = r["id"]; state = r["state"]; cardNumber = r["card_number"]; idHash = r["id_hash"]; period = r["period"]
+        cardSequence = UInt32(r["card_sequence"] as Int64); usageObject = [UInt8](r["usage_object"] as Data)
+        billReference = r["bill_reference"]; billFen = r["bill_fen"]
+        allocations = (try? JSONDecoder().decode([Allocation].self, from: Data((r["allocations"] as String).utf8))) ?? []
+        snapshotID = r["snapshot_id"]; createdAt = r["created_at"]; resolution = r["resolution"]
+    }
+}
+
+public enum LedgerError: Error, Equatable, CustomStringConvertible {
+    case notProvisioned
+    case noSnapshot
+    /// Between decision and write the figures moved (another deduction): decide again.
+    case staleDecision(program: String)
+    /// The write path's own check: this would pass the program's limit.
+    case overLimit(program: String)
+    case duplicateBill(String)
+    case pendingExists(cardNumber: String)
+    case unknownRecord(String)
+    case notReversible(String)
+    case alreadyReversed(String)
+    case noSuchDeduction(Int64)
+
+    public var description: String {
+        switch self {
+        case .notProvisioned: return "the device is not provisioned"
+        case .noSnapshot: return "no snapshot installed"
+        case .staleDecision(let p): return "usage of \(p) changed since the decision; decide again"
+        case .overLimit(let p): return "refused by the ledger: \(p) would pass its limit"
+        case .duplicateBill(let b): return "bill \(b) already has a subsidy"
+        case .pendingExists(let c): return "card \(c) has an unresolved deduction; present the card again to resolve it"
+        case .unknownRecord(let r): return "no record \(r) on this device"
+        case .notReversible(let r): return "record \(r) is not a medical subsidy"
+        case .alreadyReversed(let r): return "record \(r) is already reversed"
+        case .noSuchDeduction(let id): return "no deduction \(id)"
+        }
+    }
+}
+
+extension KioskStore {
+    // MARK: snapshot lookups
+
+    /// The snapshot's view of a card for `period`, with S and L per program; nil without a snapshot.
+    public func view(cardNumber: String, period: String) throws -> SnapshotView? {
+        try pool.read { db in try KioskStore.view(db, cardNumber: cardNumber, period: period) }
+    }
+
+    static func view(_ db: Database, cardNumber: String, period: String) throws -> SnapshotView? {
+        guard let meta = try SnapshotLoader.installed(db) else { return nil }
+        let expires = Timestamp.date(meta.header.expiresAt) ?? .distantPast
+        let card = try Row.fetchOne(db, sql: "SELECT * FROM card WHERE card_number = ?", arguments: [cardNumber]).map {
+            CardEntry(cardNumber: $0["card_number"], idHash: $0["id_hash"], status: CardStatus(rawValue: $0["status"]) ?? .revoked)
+        }
+        guard let card else { return SnapshotView(snapshotID: meta.header.snapshotID, expiresAt: expires, card: nil, person: nil, programs: []) }
+        let person = try Row.fetchOne(db, sql: "SELECT * FROM person WHERE id_hash = ?", arguments: [card.idHash]).map {
+            Person(idHash: $0["id_hash"], status: PersonStatus(rawValue: $0["status"]) ?? .revoked, statusReason: $0["status_reason"],
+                   programs: ($0["programs"] as String).components(separatedBy: SnapshotLoader.separator).filter { !$0.isEmpty })
+        }
+        var programs: [Program] = []
+        var usage: [String: UsageFigures] = [:]
+        if let person {
+            for code in person.programs {
+                guard let json = try String.fetchOne(db, sql: "SELECT json FROM program WHERE code = ?", arguments: [code]),
+                      let p = try? JSONDecoder().decode(Program.self, from: Data(json.utf8)) else { continue }
+                programs.append(p)
+                if p.cardType == .medical {
+                    usage[p.code] = try figures(db, idHash: person.idHash, program: p.code, period: period, settledThrough: meta.header.settledThrough)
+                }
+            }
+        }
+        return SnapshotView(snapshotID: meta.header.snapshotID, expiresAt: expires, card: card, person: person, programs: programs, usage: usage)
+    }
+
+    /// S and L (snapshot spec §5). L counts this device's subsidies less reversals that the
+    /// snapshot does not count yet (not acknowledged, or received after `settled_through`),
+    /// and, to be safe, deductions still pending.
+    static func figures(_ db: Database, idHash: String, program: String, period: String, settledThrough: String) throws -> UsageFigures {
+        let s = try Int64.fetchOne(db, sql: "SELECT used_fen FROM usage WHERE id_hash = ? AND program = ? AND period = ?",
+                                   arguments: [idHash, program, period]) ?? 0
+        let rows = try Row.fetchAll(db, sql: """
+            SELECT amount_fen, status, received_at FROM record
+            WHERE id_hash = ? AND program = ? AND period = ? AND kind IN ('medical_subsidy', 'subsidy_reversal')
+            """, arguments: [idHash, program, period])
+        let settled = Timestamp.date(settledThrough) ?? .distantPast
+        var l: Fen = 0
+        for r in rows {
+            let status: String = r["status"]
+            let received = (r["received_at"] as String?).flatMap(Timestamp.date)
+            if status == "accepted", let received, received <= settled { continue }
+            l += r["amount_fen"] as Fen
+        }
+        for r in try Row.fetchAll(db, sql: "SELECT allocations FROM deduction WHERE state = 'pending' AND id_hash = ? AND period = ?",
+                                  arguments: [idHash, period]) {
+            let allocations = (try? JSONDecoder().decode([Allocation].self, from: Data((r["allocations"] as String).utf8))) ?? []
+            l += allocations.filter { $0.program == program }.reduce(0) { $0 + $1.subsidyFen }
+        }
+        return UsageFigures(snapshotFen: s, localFen: l)
+    }
+
+    /// The device keys the snapshot knows (for EF.USAGE signatures), active or retired.
+    public func deviceKeys() throws -> [String: String] {
+        try pool.read { db in
+            Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT device_id, public_key FROM device").map {
+                ($0["device_id"] as String, $0["public_key"] as String)
+            })
+        }
+    }
+
+    // MARK: deductions (card spec §6)
+
+    /// Step 3: the intended deduction, durable as *pending* before the card is written.
+    /// The limit is enforced here, in the one write path, inside the transaction: the
+    /// figures are read again and must be what the decision saw.
+    public func beginDeduction(device: DeviceContext, cardNumber: String, idHash: String, period: String, cardFen: [String: Fen],
+                               decision: SubsidyDecision, billReference: String, cardSequence: UInt32, usageObject: [UInt8],
+                               now: Date) throws -> Int64 {
+        precondition(decision.isGranted && !decision.allocations.isEmpty, "only granted decisions are deducted")
+        return try write { db in
+            guard let meta = try SnapshotLoader.installed(db) else { throw LedgerError.noSnapshot }
+            if try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM deduction WHERE state = 'pending' AND card_number = ?)", arguments: [cardNumber])! {
+                throw LedgerError.pendingExists(cardNumber: cardNumber)
+            }
+            if try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM deduction WHERE state != 'voided' AND bill_reference = ?)", arguments: [billReference])! {
+                throw LedgerError.duplicateBill(billReference)
+            }
+            for a in decision.allocations {
+                guard let json = try String.fetchOne(db, sql: "SELECT json FROM program WHERE code = ?", arguments: [a.program]),
+                      let program = try? JSONDecoder().decode(Program.self, from: Data(json.utf8)), let limit = program.limitFen else {
+                    throw LedgerError.staleDecision(program: a.program)
+                }
+                var f = try KioskStore.figures(db, idHash: idHash, program: a.program, period: period, settledThrough: meta.header.settledThrough)
+                f.cardFen = cardFen[a.program] ?? 0
+                guard f.used == a.usedBeforeFen else { throw LedgerError.staleDecision(program: a.program) }
+                guard a.subsidyFen > 0, a.usedAfterFen == a.usedBeforeFen + a.subsidyFen, a.usedAfterFen <= limit else {
+                    throw LedgerError.overLimit(program: a.program)
+                }
+            }
+            let allocations = String(decoding: try JSONEncoder().encode(decision.allocations), as: UTF8.self)
+            try db.execute(sql: """
+                INSERT INTO deduction (device_id, state, card_number, id_hash, period, card_sequence, usage_object, bill_reference,
+                    bill_fen, allocations, snapshot_id, institution, created_at)
+                VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [device.deviceID, cardNumber, idHash, period, Int64(cardSequence), Data(usageObject), billReference,
+                                 decision.billFen, allocations, meta.header.snapshotID, device.institution, Timestamp.string(now)])
+            return db.lastInsertedRowID
+        }
+    }
+
+    /// Step 5: committed, and its settlement records (one per program) queued, in one transaction.
+    @discardableResult
+    public func commitDeduction(_ id: Int64, device: DeviceContext, now: Date, resolution: String = "card written") throws -> [StoredRecord] {
+        try write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM deduction WHERE id = ?", arguments: [id]) else { throw LedgerError.noSuchDeduction(id) }
+            let d = Deduction(row)
+            guard d.state == "pending" else {
+                // Resolved before (exactly once): hand back what it made.
+                return try Row.fetchAll(db, sql: "SELECT * FROM record WHERE deduction_id = ? ORDER BY seq", arguments: [id]).map(StoredRecord.init)
+            }
+            try db.execute(sql: "UPDATE deduction SET state = 'committed', resolved_at = ?, resolution = ? WHERE id = ?",
+                           arguments: [Timestamp.string(now), resolution, id])
+            let total = d.allocations.reduce(0) { $0 + $1.subsidyFen }
+            var out: [StoredRecord] = []
+            for a in d.allocations {
+                out.append(try KioskStore.appendRecord(db, device: device, kind: "medical_subsidy", now: now, snapshotID: d.snapshotID, fields: [
+                    "card_number": d.cardNumber, "id_hash": d.idHash, "program": a.program, "period": d.period,
+                    "bill_reference": d.billReference, "bill_fen": d.billFen, "subsidy_fen": a.subsidyFen,
+                    "patient_pays_fen": d.billFen - total, "used_before_fen": a.usedBeforeFen, "used_after_fen": a.usedAfterFen,
+                    "card_sequence": Int64(d.cardSequence), "institution": row["institution"] as String,
+                ], index: RecordIndex(deductionID: id, idHash: d.idHash, program: a.program, period: d.period, amountFen: a.subsidyFen)))
+            }
+            return out
+        }
+    }
+
+    /// Step 6, the card did not take the write: voided, nothing recorded for settlement.
+    public func voidDeduction(_ id: Int64, now: Date, resolution: String) throws {
+        try write { db in
+            try db.execute(sql: "UPDATE deduction SET state = 'voided', resolved_at = ?, resolution = ? WHERE id = ? AND state = 'pending'",
+                           arguments: [Timestamp.string(now), resolution, id])
+        }
+    }
+
+    public func pendingDeductions(cardNumber: String? = nil) throws -> [Deduction] {
+        try pool.read { db in
+            if let cardNumber {
+                return try Row.fetchAll(db, sql: "SELECT * FROM deduction WHERE state = 'pending' AND card_number = ? ORDER BY id", arguments: [cardNumber]).map(Deduction.init)
+            }
+            return try Row.fetchAll(db, sql: "SELECT * FROM deduction WHERE state = 'pending' ORDER BY id").map(Deduction.init)
+        }
+    }
+
+    public func deductions(limit: Int = 100) throws -> [Deduction] {
+        try pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM deduction ORDER BY id DESC LIMIT ?", arguments: [limit]).map(Deduction.init) }
+    }
+
+    // MARK: settlement records (upload spec §1)
+
+    struct RecordIndex {
+        var deductionID: Int64? = nil
+        var idHash: String? = nil
+        var program: String? = nil
+        var period: String? = nil
+        var amountFen: Fen = 0
+        var reverses: String? = nil
+    }
+
+    /// The next gapless `seq` of the device and the record, in the caller's transaction.
+    static func appendRecord(_ db: Database, device: DeviceContext, kind: String, now: Date, snapshotID: String?,
+                             fields: [String: Any], index: RecordIndex) throws -> StoredRecord {
+        try db.execute(sql: "INSERT INTO device_sequence (device_id, last_seq) VALUES (?, 0) ON CONFLICT(device_id) DO NOTHING", arguments: [device.deviceID])
+        try db.execute(sql: "UPDATE device_sequence SET last_seq = last_seq + 1 WHERE device_id = ?", arguments: [device.deviceID])
+        let seq = try Int64.fetchOne(db, sql: "SELECT last_seq FROM device_sequence WHERE device_id = ?", arguments: [device.deviceID])!
+        let recordID = "\(device.deviceID)-\(seq)"
+        var body = fields
+        body["record_id"] = recordID
+        body["seq"] = seq
+        body["kind"] = kind
+        body["created_at"] = Timestamp.string(now)
+        body["snapshot_id"] = snapshotID ?? NSNull()
+        let text = String(decoding: try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self)
+        try db.execute(sql: """
+            INSERT INTO record (device_id, seq, record_id, kind, created_at, body, deduction_id, id_hash, program, period, amount_fen, reverses)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [device.deviceID, seq, recordID, kind, Timestamp.string(now), text, index.deductionID, index.idHash,
+                             index.program, index.period, index.amountFen, index.reverses])
+        return StoredRecord(try Row.fetchOne(db, sql: "SELECT * FROM record WHERE record_id = ?", arguments: [recordID])!)
+    }
+
+    /// A reversal of a mistaken subsidy: its full amount, once (upload spec `subsidy_reversal`).
+    public func reverse(recordID: String, reason: String, operator op: String, device: DeviceContext, now: Date) throws -> StoredRecord {
+        try write { db in
+            guard let r = try Row.fetchOne(db, sql: "SELECT * FROM record WHERE record_id = ? AND device_id = ?", arguments: [recordID, device.deviceID]) else {
+                throw LedgerError.unknownRecord(recordID)
+            }
+            guard r["kind"] as String == "medical_subsidy" else { throw LedgerError.notReversible(recordID) }
+            if try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM record WHERE reverses = ?)", arguments: [recordID])! {
+                throw LedgerError.alreadyReversed(recordID)
+            }
+            let amount: Fen = r["amount_fen"]
+            let snapshotID = try SnapshotLoader.installed(db)?.header.snapshotID
+            return try KioskStore.appendRecord(db, device: device, kind: "subsidy_reversal", now: now, snapshotID: snapshotID, fields: [
+                "reverses": recordID, "amount_fen": amount, "reason": reason, "operator": op,
+            ], index: RecordIndex(idHash: r["id_hash"], program: r["program"], period: r["period"], amountFen: -amount, reverses: recordID))
+        }
+    }
+
+    /// A legal-aid application record.
+    public func recordLegalAidApplication(device: DeviceContext, cardNumber: String, idHash: String, program: String, matter: String,
+                                          contactPhone: String?, now: Date) throws -> StoredRecord {
+        try write { db in
+            let snapshotID = try SnapshotLoader.installed(db)?.header.snapshotID
+            var fields: [String: Any] = ["card_number": cardNumber, "id_hash": idHash, "program": program, "matter": matter, "priority": true]
+            if let contactPhone { fields["contact_phone"] = contactPhone }
+            return try KioskStore.appendRecord(db, device: device, kind: "legal_aid_application", now: now, snapshotID: snapshotID,
+                                               fields: fields, index: RecordIndex(idHash: idHash, program: program))
+        }
+    }
+
+    /// An `alert` record for the technician and the platform.
+    @discardableResult
+    public func recordAlert(device: DeviceContext, code: String, cardNumber: String?, detail: String, now: Date) throws -> StoredRecord {
+        try write { db in
+            let snapshotID = try SnapshotLoader.installed(db)?.header.snapshotID
+            var fields: [String: Any] = ["code": code, "detail": detail]
+            if let cardNumber { fields["card_number"] = cardNumber }
+            return try KioskStore.appendRecord(db, device: device, kind: "alert", now: now, snapshotID: snapshotID, fields: fields, index: RecordIndex())
+        }
+    }
+
+    public func records(status: String? = nil, limit: Int = 1000) throws -> [StoredRecord] {
+        try pool.read { db in
+            if let status {
+                return try Row.fetchAll(db, sql: "SELECT * FROM record WHERE status = ? ORDER BY device_id, seq LIMIT ?", arguments: [status, limit]).map(StoredRecord.init)
+            }
+            return try Row.fetchAll(db, sql: "SELECT * FROM record ORDER BY device_id, seq LIMIT ?", arguments: [limit]).map(StoredRecord.init)
+        }
+    }
+
+    public func record(_ recordID: String) throws -> StoredRecord? {
+        try pool.read { db in try Row.fetchOne(db, sql: "SELECT * FROM record WHERE record_id = ?", arguments: [recordID]).map(StoredRecord.init) }
+    }
+
+    /// The hub's answer for a record (upload spec §3): accepted/duplicate keep `received_at`.
+    public func markDelivered(recordID: String, status: String, receivedAt: String?, reason: String?) throws {
+        precondition(["accepted", "rejected"].contains(status), "a record is accepted or rejected")
+        try write { db in
+            try db.execute(sql: "UPDATE record SET status = ?, received_at = ?, reject_reason = ? WHERE record_id = ? AND status = 'queued'",
+                           arguments: [status, receivedAt, reason, recordID])
+        }
+    }
+
+    /// The last `seq` handed out for a device (0 for none).
+    public func lastSequence(deviceID: String) throws -> Int64 {
+        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT last_seq FROM device_sequence WHERE device_id = ?", arguments: [deviceID]) ?? 0 }
+    }
+
+    /// A write transaction with store errors named (full disk and the like).
+    func write<T>(_ body: (Database) throws -> T) throws -> T {
+        do { return try pool.write(body) } catch let e as DatabaseError { throw StoreError(e) }
+    }
+}

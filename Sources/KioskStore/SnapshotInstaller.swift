@@ -1,0 +1,327 @@
+import Crypto
+import Entitlements
+import Foundation
+import GRDB
+
+/// Why a snapshot was refused (snapshot spec §2), each a one-line reason.
+public enum SnapshotRefusal: Error, Equatable, CustomStringConvertible {
+    case unreadableFile(String)
+    case emptyFile
+    case notJSON(line: Int)
+    case badHeader(String)
+    case missingKey(line: Int, type: String, key: String)
+    case badRecord(line: Int, String)
+    case noTrailer
+    case recordCountMismatch(trailer: Int, found: Int)
+    case digestMismatch
+    case untrustedAuthority(String)
+    case badSignature
+    case wrongBase(expected: String?, installed: String?)
+    case notNewer(issuedAt: String, installed: String)
+    case regionDiffers(snapshot: String, installed: String)
+    case saltDiffers
+    case storage(String)
+
+    public var code: String {
+        switch self {
+        case .unreadableFile: return "unreadable_file"
+        case .emptyFile: return "empty_file"
+        case .notJSON: return "not_json"
+        case .badHeader: return "bad_header"
+        case .missingKey: return "missing_key"
+        case .badRecord: return "bad_record"
+        case .noTrailer: return "no_trailer"
+        case .recordCountMismatch: return "record_count_mismatch"
+        case .digestMismatch: return "sha256_mismatch"
+        case .untrustedAuthority: return "authority_key_untrusted"
+        case .badSignature: return "signature_invalid"
+        case .wrongBase: return "base_not_installed"
+        case .notNewer: return "not_newer"
+        case .regionDiffers: return "region_differs"
+        case .saltDiffers: return "salt_differs"
+        case .storage: return "storage_error"
+        }
+    }
+
+    public var description: String {
+        let text: String
+        switch self {
+        case .unreadableFile(let e): text = "cannot read the file: \(e)"
+        case .emptyFile: text = "the file is empty"
+        case .notJSON(let n): text = "line \(n) is not valid JSON"
+        case .badHeader(let why): text = "header: \(why)"
+        case .missingKey(let n, let t, let k): text = "line \(n): \(t) record misses its key \"\(k)\""
+        case .badRecord(let n, let why): text = "line \(n): \(why)"
+        case .noTrailer: text = "no trailer line"
+        case .recordCountMismatch(let t, let f): text = "trailer says \(t) records, the file holds \(f)"
+        case .digestMismatch: text = "sha256 does not match the file"
+        case .untrustedAuthority(let k): text = "authority key \"\(k)\" is not trusted"
+        case .badSignature: text = "signature does not verify"
+        case .wrongBase(let e, let i): text = "delta's base \(e ?? "null") is not the installed snapshot \(i ?? "(none)")"
+        case .notNewer(let a, let i): text = "issued_at \(a) is not later than the installed snapshot's \(i)"
+        case .regionDiffers(let s, let i): text = "region \(s) differs from the installed \(i)"
+        case .saltDiffers: text = "id_salt differs from the installed snapshot's"
+        case .storage(let e): text = "storage: \(e)"
+        }
+        return "snapshot refused (\(code)): \(text)"
+    }
+}
+
+public struct SnapshotHeader: Sendable, Equatable {
+    public var snapshotID: String
+    public var kind: String
+    public var baseSnapshotID: String?
+    public var region: String
+    public var issuedAt: String
+    public var expiresAt: String
+    public var settledThrough: String
+    public var idSalt: String
+    public var authorityKeyID: String
+}
+
+public struct InstallReport: Sendable, Equatable {
+    public var header: SnapshotHeader
+    public var records: Int
+    public var ignoredRecords: Int
+}
+
+/// Reads a file line by line in large chunks: constant memory whatever its size.
+struct LineReader {
+    let handle: FileHandle
+    var buffer = [UInt8]()
+    var start = 0
+    var eof = false
+    init(handle: FileHandle) { self.handle = handle }
+
+    /// The next line including its `\n` (the last may lack one), or nil at the end.
+    mutating func next() throws -> ArraySlice<UInt8>? {
+        while true {
+            if let nl = buffer[start...].firstIndex(of: 0x0A) {
+                let line = buffer[start...nl]
+                start = nl + 1
+                return line
+            }
+            if eof {
+                guard start < buffer.count else { return nil }
+                let line = buffer[start...]
+                start = buffer.count
+                return line
+            }
+            if start > 0 { buffer.removeFirst(start); start = 0 }
+            let chunk = try handle.read(upToCount: 1 << 20) ?? Data()
+            if chunk.isEmpty { eof = true } else { buffer.append(contentsOf: chunk) }
+        }
+    }
+}
+
+extension KioskStore {
+    /// Installs a snapshot whole or not at all (snapshot spec §2): streamed from the file,
+    /// applied inside one write transaction, verified at the trailer, committed only when
+    /// everything holds. On refusal the installed snapshot stays exactly as it was.
+    public func installSnapshot(at url: URL, trustedAuthorities: [String: Curve25519.Signing.PublicKey], now: Date) throws -> InstallReport {
+        let handle: FileHandle
+        do { handle = try FileHandle(forReadingFrom: url) } catch {
+            throw SnapshotRefusal.unreadableFile(error.localizedDescription)
+        }
+        defer { try? handle.close() }
+        do {
+            return try pool.write { db in
+                var loader = SnapshotLoader(db: db, reader: LineReader(handle: handle), authorities: trustedAuthorities, now: now)
+                return try loader.run()
+            }
+        } catch let r as SnapshotRefusal {
+            throw r
+        } catch let e as DatabaseError {
+            throw SnapshotRefusal.storage(StoreError(e).message)
+        }
+    }
+
+    /// The installed snapshot's header, or nil.
+    public func installedSnapshot() throws -> (header: SnapshotHeader, installedAt: String, records: Int, ignored: Int)? {
+        try pool.read { db in try SnapshotLoader.installed(db) }
+    }
+}
+
+/// One install, inside one transaction.
+struct SnapshotLoader {
+    let db: Database
+    var reader: LineReader
+    let authorities: [String: Curve25519.Signing.PublicKey]
+    let now: Date
+    var hasher = SHA256()
+    var lineNumber = 0
+    var records = 0
+    var ignored = 0
+
+    init(db: Database, reader: LineReader, authorities: [String: Curve25519.Signing.PublicKey], now: Date) {
+        self.db = db; self.reader = reader; self.authorities = authorities; self.now = now
+    }
+
+    static func installed(_ db: Database) throws -> (header: SnapshotHeader, installedAt: String, records: Int, ignored: Int)? {
+        guard let r = try Row.fetchOne(db, sql: "SELECT * FROM snapshot_meta WHERE id = 1") else { return nil }
+        let h = SnapshotHeader(snapshotID: r["snapshot_id"], kind: r["kind"], baseSnapshotID: nil, region: r["region"],
+                               issuedAt: r["issued_at"], expiresAt: r["expires_at"], settledThrough: r["settled_through"],
+                               idSalt: r["id_salt"], authorityKeyID: r["authority_key_id"])
+        return (h, r["installed_at"], r["records"], r["ignored_records"])
+    }
+
+    func object(_ line: ArraySlice<UInt8>) throws -> [String: Any] {
+        guard let o = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else {
+            throw SnapshotRefusal.notJSON(line: lineNumber)
+        }
+        return o
+    }
+
+    mutating func run() throws -> InstallReport {
+        guard var line = try reader.next() else { throw SnapshotRefusal.emptyFile }
+        lineNumber = 1
+        hasher.update(data: Data(line))
+        let header = try checkHeader(object(line))
+        let installed = try SnapshotLoader.installed(db)
+        try checkAgainstInstalled(header, installed?.header)
+        let full = header.kind == "full"
+        if full {
+            for t in ["person", "card", "usage", "program", "device"] { try db.execute(sql: "DELETE FROM \(t)") }
+        }
+        let statements = try Statements(db)
+        guard var pending = try reader.next() else { throw SnapshotRefusal.noTrailer }
+        lineNumber = 2
+        while let next = try reader.next() {
+            line = pending
+            hasher.update(data: Data(line))
+            try apply(object(line), statements, delta: !full)
+            records += 1
+            pending = next
+            lineNumber += 1
+        }
+        // `pending` is the trailer.
+        let trailer = try object(pending)
+        guard trailer["type"] as? String == "trailer" else { throw SnapshotRefusal.noTrailer }
+        guard let count = trailer["records"] as? Int, let sha = trailer["sha256"] as? String,
+              let sig = trailer["signature"] as? String else { throw SnapshotRefusal.badRecord(line: lineNumber, "trailer misses records, sha256 or signature") }
+        guard count == records else { throw SnapshotRefusal.recordCountMismatch(trailer: count, found: records) }
+        let digest = Data(hasher.finalize())
+        guard digest.map({ String(format: "%02x", $0) }).joined() == sha.lowercased() else { throw SnapshotRefusal.digestMismatch }
+        guard let key = authorities[header.authorityKeyID] else { throw SnapshotRefusal.untrustedAuthority(header.authorityKeyID) }
+        guard let signature = Data(base64Encoded: sig), key.isValidSignature(signature, for: digest) else { throw SnapshotRefusal.badSignature }
+
+        try db.execute(sql: """
+            INSERT OR REPLACE INTO snapshot_meta (id, snapshot_id, kind, region, issued_at, expires_at, settled_through,
+                id_salt, authority_key_id, installed_at, records, ignored_records)
+            VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [header.snapshotID, header.kind, header.region, header.issuedAt, header.expiresAt,
+                             header.settledThrough, header.idSalt, header.authorityKeyID, Timestamp.string(now),
+                             full ? records : records + (installed?.records ?? 0), ignored])
+        return InstallReport(header: header, records: records, ignoredRecords: ignored)
+    }
+
+    func checkHeader(_ o: [String: Any]) throws -> SnapshotHeader {
+        guard o["type"] as? String == "header" else { throw SnapshotRefusal.badHeader("first line is not the header") }
+        guard o["format"] as? String == "benefit-snapshot" else { throw SnapshotRefusal.badHeader("format is not benefit-snapshot") }
+        guard o["format_version"] as? Int == 1 else { throw SnapshotRefusal.badHeader("format_version is not 1") }
+        func field(_ k: String) throws -> String {
+            guard let v = o[k] as? String, !v.isEmpty else { throw SnapshotRefusal.badHeader("\(k) missing") }
+            return v
+        }
+        let kind = try field("kind")
+        guard kind == "full" || kind == "delta" else { throw SnapshotRefusal.badHeader("kind \(kind) is neither full nor delta") }
+        let h = SnapshotHeader(snapshotID: try field("snapshot_id"), kind: kind, baseSnapshotID: o["base_snapshot_id"] as? String,
+                               region: try field("region"), issuedAt: try field("issued_at"), expiresAt: try field("expires_at"),
+                               settledThrough: try field("settled_through"), idSalt: try field("id_salt"),
+                               authorityKeyID: try field("authority_key_id"))
+        for (k, v) in [("issued_at", h.issuedAt), ("expires_at", h.expiresAt), ("settled_through", h.settledThrough)] where Timestamp.date(v) == nil {
+            throw SnapshotRefusal.badHeader("\(k) \(v) is not an RFC 3339 time")
+        }
+        guard let salt = Data(base64Encoded: h.idSalt), salt.count == 16 else { throw SnapshotRefusal.badHeader("id_salt is not 16 bytes of base64") }
+        if kind == "delta" && h.baseSnapshotID == nil { throw SnapshotRefusal.badHeader("a delta names no base_snapshot_id") }
+        return h
+    }
+
+    func checkAgainstInstalled(_ h: SnapshotHeader, _ installed: SnapshotHeader?) throws {
+        if h.kind == "delta" && h.baseSnapshotID != installed?.snapshotID {
+            throw SnapshotRefusal.wrongBase(expected: h.baseSnapshotID, installed: installed?.snapshotID)
+        }
+        guard let installed else { return }
+        guard h.region == installed.region else { throw SnapshotRefusal.regionDiffers(snapshot: h.region, installed: installed.region) }
+        guard h.idSalt == installed.idSalt else { throw SnapshotRefusal.saltDiffers }
+        guard Timestamp.date(h.issuedAt)! > Timestamp.date(installed.issuedAt)! else {
+            throw SnapshotRefusal.notNewer(issuedAt: h.issuedAt, installed: installed.issuedAt)
+        }
+    }
+
+    /// Cached statements for the bulk of the lines.
+    struct Statements {
+        let person, card, usage, program, device: Statement
+        let delPerson, delCard, delUsage, delProgram, delDevice: Statement
+        init(_ db: Database) throws {
+            person = try db.makeStatement(sql: "INSERT OR REPLACE INTO person (id_hash, status, status_reason, programs) VALUES (?, ?, ?, ?)")
+            card = try db.makeStatement(sql: "INSERT OR REPLACE INTO card (card_number, id_hash, status) VALUES (?, ?, ?)")
+            usage = try db.makeStatement(sql: "INSERT OR REPLACE INTO usage (id_hash, program, period, used_fen) VALUES (?, ?, ?, ?)")
+            program = try db.makeStatement(sql: "INSERT OR REPLACE INTO program (code, json) VALUES (?, ?)")
+            device = try db.makeStatement(sql: "INSERT OR REPLACE INTO device (device_id, public_key, institution, status) VALUES (?, ?, ?, ?)")
+            delPerson = try db.makeStatement(sql: "DELETE FROM person WHERE id_hash = ?")
+            delCard = try db.makeStatement(sql: "DELETE FROM card WHERE card_number = ?")
+            delUsage = try db.makeStatement(sql: "DELETE FROM usage WHERE id_hash = ? AND program = ? AND period = ?")
+            delProgram = try db.makeStatement(sql: "DELETE FROM program WHERE code = ?")
+            delDevice = try db.makeStatement(sql: "DELETE FROM device WHERE device_id = ?")
+        }
+    }
+
+    /// Program codes inside the `person.programs` column, joined by the unit separator.
+    static let separator = "\u{1F}"
+
+    mutating func apply(_ o: [String: Any], _ s: Statements, delta: Bool) throws {
+        guard let type = o["type"] as? String else { throw SnapshotRefusal.badRecord(line: lineNumber, "record without a type") }
+        func key(_ k: String) throws -> String {
+            guard let v = o[k] as? String, !v.isEmpty else { throw SnapshotRefusal.missingKey(line: lineNumber, type: type, key: k) }
+            return v
+        }
+        func string(_ k: String, allowed: Set<String>? = nil, allowEmpty: Bool = false) throws -> String {
+            guard let v = o[k] as? String, allowEmpty || !v.isEmpty else { throw SnapshotRefusal.badRecord(line: lineNumber, "\(type) \(k) missing") }
+            if let allowed, !allowed.contains(v) { throw SnapshotRefusal.badRecord(line: lineNumber, "\(type) \(k) \"\(v)\" is not one of \(allowed.sorted())") }
+            return v
+        }
+        let delete = delta && (o["op"] as? String) == "delete"
+        switch type {
+        case "person":
+            let id = try key("id_hash")
+            if delete { try s.delPerson.execute(arguments: [id]); return }
+            guard let programs = o["programs"] as? [String] else { throw SnapshotRefusal.badRecord(line: lineNumber, "person programs missing") }
+            try s.person.execute(arguments: [id, try string("status", allowed: ["active", "suspended", "revoked"]),
+                                             (o["status_reason"] as? String) ?? "", programs.joined(separator: SnapshotLoader.separator)])
+        case "card":
+            let number = try key("card_number")
+            if delete { try s.delCard.execute(arguments: [number]); return }
+            try s.card.execute(arguments: [number, try string("id_hash"), try string("status", allowed: ["active", "lost", "revoked", "replaced"])])
+        case "usage":
+            let id = try key("id_hash"), program = try key("program"), period = try key("period")
+            if delete { try s.delUsage.execute(arguments: [id, program, period]); return }
+            guard let used = o["used_fen"] as? Int, used >= 0 else { throw SnapshotRefusal.badRecord(line: lineNumber, "usage used_fen is not a non-negative integer") }
+            try s.usage.execute(arguments: [id, program, period, used])
+        case "program":
+            let code = try key("code")
+            if delete { try s.delProgram.execute(arguments: [code]); return }
+            let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
+            guard let program = try? JSONDecoder().decode(Program.self, from: data) else {
+                throw SnapshotRefusal.badRecord(line: lineNumber, "program \(code) is malformed")
+            }
+            if program.cardType == .medical {
+                guard let limit = program.limitFen, limit >= 0, let rate = program.ratePercent, (1...100).contains(rate),
+                      program.period == nil || program.period == "calendar_year" else {
+                    throw SnapshotRefusal.badRecord(line: lineNumber, "medical program \(code) needs limit_fen, rate_percent 1–100 and period calendar_year")
+                }
+            }
+            try s.program.execute(arguments: [code, String(decoding: data, as: UTF8.self)])
+        case "device":
+            let id = try key("device_id")
+            if delete { try s.delDevice.execute(arguments: [id]); return }
+            let pk = try string("public_key")
+            guard let raw = Data(base64Encoded: pk), raw.count == 32 else { throw SnapshotRefusal.badRecord(line: lineNumber, "device \(id) public_key is not 32 bytes of base64") }
+            try s.device.execute(arguments: [id, pk, (o["institution"] as? String) ?? "", try string("status", allowed: ["active", "retired"])])
+        case "header", "trailer":
+            throw SnapshotRefusal.badRecord(line: lineNumber, "a second \(type) inside the file")
+        default:
+            ignored += 1
+        }
+    }
+}

@@ -1,0 +1,171 @@
+import ArgumentParser
+import BenefitCard
+import Crypto
+import Entitlements
+import Foundation
+import KioskCore
+import KioskStore
+
+struct Provision: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create or update the device identity: Ed25519 key (0600), institution, profile, trusted keys, hub, printer.",
+        discussion: "Re-provisioning keeps the key (unless --replace-key) and never resets the record sequence.")
+    @OptionGroup var state: StateOptions
+    @Option(help: "Device identifier, e.g. KSK-330782-0001.") var deviceId: String
+    @Option(help: "Institution code, e.g. 330782-H01.") var institution: String
+    @Option(help: "hospital or township.") var profile: String
+    @Option(help: "Trusted card issuer key, KEY_ID=BASE64 (repeatable).") var issuerKey: [String] = []
+    @Option(help: "Trusted snapshot authority key, KEY_ID=BASE64 (repeatable).") var authorityKey: [String] = []
+    @Option(help: "Settlement hub URL.") var hubUrl: String
+    @Option(help: "Printer: file:/path, tcp:HOST:9100 or device:/dev/usb/lp0.") var printer = "file:/var/lib/benefit-kiosk/receipts"
+    @Option(help: "Import this device key (base64 32-byte Ed25519 seed) instead of making one: labs and tests.") var deviceKeySeed: String?
+    @Flag(help: "Replace an existing device key.") var replaceKey = false
+
+    func validate() throws {
+        guard DeviceConfig.Profile(rawValue: profile) != nil else { throw ValidationError("--profile is hospital or township") }
+        guard !deviceId.isEmpty, deviceId.utf8.count <= 32, deviceId.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
+            throw ValidationError("--device-id is 1–32 ASCII characters (it is written to cards)")
+        }
+        for k in issuerKey + authorityKey where TrustOptions.parsePair(k) == nil { throw ValidationError("'\(k)' is not KEY_ID=BASE64") }
+        guard URL(string: hubUrl)?.scheme != nil else { throw ValidationError("--hub-url is not a URL") }
+        if let s = deviceKeySeed, Data(base64Encoded: s)?.count != 32 { throw ValidationError("--device-key-seed is not base64 of 32 bytes") }
+    }
+
+    func run() throws {
+        func pairs(_ list: [String]) -> [String: String] {
+            Dictionary(list.map { k -> (String, String) in let i = k.firstIndex(of: "=")!; return (String(k[..<i]), String(k[k.index(after: i)...])) }) { $1 }
+        }
+        let config = DeviceConfig(deviceID: deviceId, institution: institution, profile: DeviceConfig.Profile(rawValue: profile)!,
+                                  issuerKeys: pairs(issuerKey), authorityKeys: pairs(authorityKey), hubURL: hubUrl, printer: printer,
+                                  provisionedAt: Timestamp.string(Date()))
+        do {
+            let device = try Device.provision(stateDir: state.url, config: config, seed: deviceKeySeed.flatMap { Data(base64Encoded: $0) }, replaceKey: replaceKey)
+            print("provisioned \(device.config.deviceID) (\(device.config.profile.rawValue), \(device.config.institution)) in \(state.url.path)")
+            print("device public key: \(device.publicKeyBase64)")
+            print("record sequence: \(try device.store.lastSequence(deviceID: deviceId)) records so far")
+        } catch let e as DeviceError { fail(CommandFailure(message: e.description, status: .usage)) }
+    }
+}
+
+struct Snapshot: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Entitlement snapshots.", subcommands: [Install.self, Status.self])
+
+    struct Install: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Verify and install a snapshot (full or delta), whole or not at all.")
+        @OptionGroup var state: StateOptions
+        @Argument(help: "The snapshot file (JSON Lines).") var file: String
+
+        func run() throws {
+            let kiosk: Kiosk
+            do { kiosk = try state.kiosk() } catch let f as CommandFailure { fail(f) }
+            let device = kiosk.device
+            do {
+                let r = try device.store.installSnapshot(at: URL(fileURLWithPath: file), trustedAuthorities: device.trustedAuthorities, now: kiosk.clock.now())
+                print("installed \(r.header.snapshotID) (\(r.header.kind), region \(r.header.region), \(r.records) records, \(r.ignoredRecords) of unknown types ignored), expires \(r.header.expiresAt)")
+            } catch let refusal as SnapshotRefusal {
+                try? device.store.recordAlert(device: device.context, code: "snapshot_refused", cardNumber: nil, detail: refusal.description, now: kiosk.clock.now())
+                fail(CommandFailure(message: refusal.description, status: .refused))
+            }
+        }
+    }
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The installed snapshot.")
+        @OptionGroup var state: StateOptions
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let kiosk: Kiosk
+            do { kiosk = try state.kiosk() } catch let f as CommandFailure { fail(f) }
+            guard let s = try kiosk.device.store.installedSnapshot() else {
+                if json { printJSON(["installed": false]) } else { print("no snapshot installed (snapshot_missing)") }
+                Foundation.exit(ExitStatus.notReady.rawValue)
+            }
+            let expired = (Timestamp.date(s.header.expiresAt) ?? .distantPast) <= kiosk.clock.now()
+            if json {
+                printJSON(["installed": true, "snapshot_id": s.header.snapshotID, "kind": s.header.kind, "region": s.header.region,
+                           "issued_at": s.header.issuedAt, "expires_at": s.header.expiresAt, "settled_through": s.header.settledThrough,
+                           "installed_at": s.installedAt, "records": s.records, "ignored_records": s.ignored, "expired": expired])
+            } else {
+                print("snapshot \(s.header.snapshotID) (\(s.header.kind)), region \(s.header.region)")
+                print("  issued \(s.header.issuedAt), expires \(s.header.expiresAt)\(expired ? "  EXPIRED: no new subsidies (snapshot_expired)" : "")")
+                print("  settled through \(s.header.settledThrough); installed \(s.installedAt); \(s.records) records")
+            }
+        }
+    }
+}
+
+struct Ledger: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Deductions (pending, committed, voided), newest first.")
+    @OptionGroup var state: StateOptions
+    @Option var limit = 50
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let device: Device
+        do { device = try state.device() } catch let f as CommandFailure { fail(f) }
+        let rows = try device.store.deductions(limit: limit)
+        if json {
+            printJSON(["deductions": rows.map { d -> [String: Any] in
+                ["id": d.id, "state": d.state, "card_number": Masking.cardNumber(d.cardNumber), "period": d.period,
+                 "bill_reference": d.billReference, "bill_fen": d.billFen, "subsidy_fen": d.allocations.reduce(0) { $0 + $1.subsidyFen },
+                 "card_sequence": Int(d.cardSequence), "created_at": d.createdAt, "resolution": d.resolution ?? ""]
+            }])
+            return
+        }
+        if rows.isEmpty { print("no deductions"); return }
+        for d in rows {
+            let subsidy = d.allocations.reduce(0) { $0 + $1.subsidyFen }
+            print("\(d.id)\t\(d.state)\t\(Masking.cardNumber(d.cardNumber))\tbill \(d.billReference) \(yuan(d.billFen))\tsubsidy \(yuan(subsidy))\tseq \(d.cardSequence)\t\(d.createdAt)\t\(d.resolution ?? "")")
+        }
+    }
+}
+
+struct Queue: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Settlement records: queued for upload, accepted, rejected.")
+    @OptionGroup var state: StateOptions
+    @Option(help: "Only queued, accepted or rejected.") var status: String?
+    @Flag(help: "Print every record's JSON body.") var json = false
+
+    func run() throws {
+        let device: Device
+        do { device = try state.device() } catch let f as CommandFailure { fail(f) }
+        let rows = try device.store.records(status: status, limit: 100_000)
+        if json {
+            printJSON(["records": rows.map { r -> [String: Any] in
+                var o: [String: Any] = ["record": r.json, "status": r.status]
+                if let x = r.receivedAt { o["received_at"] = x }
+                if let x = r.rejectReason { o["reject_reason"] = x }
+                return o
+            }])
+            return
+        }
+        let counts = Dictionary(grouping: rows, by: \.status).mapValues(\.count)
+        print("queued \(counts["queued"] ?? 0), accepted \(counts["accepted"] ?? 0), rejected \(counts["rejected"] ?? 0); last seq \(try device.store.lastSequence(deviceID: device.config.deviceID))")
+        for r in rows {
+            print("\(r.recordID)\t\(r.kind)\t\(r.status)\t\(r.createdAt)" + (r.amountFen != 0 ? "\t\(yuan(r.amountFen))" : "") + (r.rejectReason.map { "\trejected: \($0)" } ?? ""))
+        }
+    }
+}
+
+struct Reverse: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Reverse a mistaken subsidy (a subsidy_reversal record; the card's record is not lowered).")
+    @OptionGroup var state: StateOptions
+    @Argument(help: "The record_id of the medical_subsidy to reverse.") var recordId: String
+    @Option(help: "Why.") var reason: String
+    @Option(help: "Who (operator id).") var `operator`: String
+
+    func validate() throws {
+        guard !reason.isEmpty, !`operator`.isEmpty else { throw ValidationError("--reason and --operator must not be empty") }
+    }
+
+    func run() throws {
+        do {
+            let kiosk = try state.kiosk()
+            let r = try kiosk.device.store.reverse(recordID: recordId, reason: reason, operator: `operator`, device: kiosk.device.context, now: kiosk.clock.now())
+            print("reversed \(recordId): record \(r.recordID), \(yuan(-r.amountFen)) yuan")
+        } catch let f as CommandFailure { fail(f)
+        } catch let e as LedgerError { fail(CommandFailure(message: e.description, status: .refused))
+        } catch let e as StoreError { fail(CommandFailure(message: e.description, status: .storage)) }
+    }
+}
