@@ -115,7 +115,8 @@ let package = Package(
         ),
         .testTarget(
             name: "KioskStoreTests",
-            dependencies: ["KioskStore", "KioskCore", "Entitlements", .product(name: "Crypto", package: "swift-crypto"), .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["KioskStore", "KioskCore", "Entitlements", "BenefitCard", "VirtualCard", "SmartCard",
+                           .product(name: "Crypto", package: "swift-crypto"), .product(name: "GRDB", package: "GRDB.swift")],
             resources: [.copy("Fixtures")]
         ),
         .testTarget(

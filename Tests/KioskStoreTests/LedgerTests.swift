@@ -1,0 +1,137 @@
+import Entitlements
+import Foundation
+import GRDB
+import KioskCore
+import KioskStore
+import Testing
+
+@Suite struct LedgerTests {
+    let ih17 = "ab0c8ad7629e95b976c51368c5dd25b377165922036e377038cdf1fe8ec10595"
+
+    func ready() throws -> Device {
+        let d = try Fixture.device()
+        try d.store.installSnapshot(at: Fixture.url("snapshot-small.jsonl"), trustedAuthorities: Fixture.authorities, now: Fixture.now)
+        return d
+    }
+
+    func decide(_ d: Device, bill: Fen) throws -> SubsidyDecision {
+        let card = CardFacts(cardNumber: "3307820000000017", kind: .medical, category: "01", expired: false, cardUsedFen: ["HM-SUBSIDY": 12000])
+        return Decide.subsidy(card: card, view: try d.store.view(cardNumber: "3307820000000017", period: "2026"), billFen: bill, now: Fixture.now)
+    }
+
+    func deduct(_ d: Device, bill: Fen, ref: String) throws -> (Int64, SubsidyDecision) {
+        let decision = try decide(d, bill: bill)
+        let id = try d.store.beginDeduction(device: d.context, cardNumber: "3307820000000017", idHash: ih17, period: "2026",
+                                            cardFen: ["HM-SUBSIDY": 12000], decision: decision, billReference: ref,
+                                            cardSequence: 4, usageObject: [0x72, 0x00], now: Fixture.now)
+        return (id, decision)
+    }
+
+    @Test func pendingCountsCommittedRecordsVoidedDoesNot() throws {
+        let d = try ready()
+        let (id, _) = try deduct(d, bill: 10000, ref: "B1")
+        #expect(try d.store.view(cardNumber: "3307820000000017", period: "2026")?.usage["HM-SUBSIDY"]?.localFen == 10000)
+        let records = try d.store.commitDeduction(id, device: d.context, now: Fixture.now)
+        #expect(records.map(\.recordID) == ["KSK-TEST-0001-1"])
+        let body = records[0].json
+        #expect(body["kind"] as? String == "medical_subsidy" && body["seq"] as? Int == 1 && body["subsidy_fen"] as? Int == 10000)
+        #expect(body["used_before_fen"] as? Int == 20000 && body["used_after_fen"] as? Int == 30000 && body["card_sequence"] as? Int == 4)
+        #expect(body["institution"] as? String == "330782-H01" && body["snapshot_id"] as? String == "330782-20261122-01")
+        // Committing again hands back the same records: exactly once.
+        #expect(try d.store.commitDeduction(id, device: d.context, now: Fixture.now).map(\.recordID) == ["KSK-TEST-0001-1"])
+        #expect(try d.store.view(cardNumber: "3307820000000017", period: "2026")?.usage["HM-SUBSIDY"]?.localFen == 10000)
+
+        let (id2, _) = try deduct(d, bill: 5000, ref: "B2")
+        try d.store.voidDeduction(id2, now: Fixture.now, resolution: "test")
+        #expect(try d.store.view(cardNumber: "3307820000000017", period: "2026")?.usage["HM-SUBSIDY"]?.localFen == 10000)
+        #expect(try d.store.lastSequence(deviceID: "KSK-TEST-0001") == 1)
+    }
+
+    @Test func theWritePathRefusesStaleAndOverLimitDecisions() throws {
+        let d = try ready()
+        let stale = try decide(d, bill: 30000)
+        let (id, _) = try deduct(d, bill: 30000, ref: "B1")
+        try d.store.commitDeduction(id, device: d.context, now: Fixture.now)
+        // The first decision no longer holds: used moved from 20000 to 50000.
+        #expect(throws: LedgerError.staleDecision(program: "HM-SUBSIDY")) {
+            try d.store.beginDeduction(device: d.context, cardNumber: "3307820000000017", idHash: ih17, period: "2026", cardFen: ["HM-SUBSIDY": 12000],
+                                       decision: stale, billReference: "B2", cardSequence: 5, usageObject: [0x72, 0x00], now: Fixture.now)
+        }
+        // A forged decision past the limit.
+        let forged = SubsidyDecision(code: .granted, detail: "", billFen: 20000,
+                                     allocations: [Allocation(program: "HM-SUBSIDY", subsidyFen: 20000, usedBeforeFen: 50000, usedAfterFen: 70000)])
+        #expect(throws: LedgerError.overLimit(program: "HM-SUBSIDY")) {
+            try d.store.beginDeduction(device: d.context, cardNumber: "3307820000000017", idHash: ih17, period: "2026", cardFen: ["HM-SUBSIDY": 12000],
+                                       decision: forged, billReference: "B3", cardSequence: 5, usageObject: [0x72, 0x00], now: Fixture.now)
+        }
+        #expect(throws: LedgerError.duplicateBill("B1")) { _ = try deduct(d, bill: 100, ref: "B1") }
+        _ = try deduct(d, bill: 100, ref: "B4")
+        #expect(throws: LedgerError.pendingExists(cardNumber: "3307820000000017")) { _ = try deduct(d, bill: 100, ref: "B5") }
+    }
+
+    @Test func settledThroughDecidesWhatLCounts() throws {
+        let d = try ready()
+        let (id, _) = try deduct(d, bill: 10000, ref: "B1")
+        let r = try d.store.commitDeduction(id, device: d.context, now: Fixture.now)[0]
+        // Acknowledged after settled_through (01:59): the snapshot does not count it yet.
+        try d.store.markDelivered(recordID: r.recordID, status: "accepted", receivedAt: "2026-11-22T03:00:05Z", reason: nil)
+        #expect(try d.store.view(cardNumber: "3307820000000017", period: "2026")?.usage["HM-SUBSIDY"]?.localFen == 10000)
+        // A newer snapshot settled through after it counts it in S; L drops it.
+        var h = Fixture.vectorHeader
+        h["snapshot_id"] = "330782-20261123-01"; h["issued_at"] = "2026-11-23T02:00:00Z"; h["settled_through"] = "2026-11-23T01:59:00Z"
+        let records = Fixture.vectorRecords.map { rec -> [String: Any] in
+            var rec = rec
+            if rec["type"] as? String == "usage", rec["id_hash"] as? String == ih17, rec["period"] as? String == "2026" { rec["used_fen"] = 30000 }
+            return rec
+        }
+        try d.store.installSnapshot(at: Fixture.snapshot(header: h, records: records), trustedAuthorities: Fixture.authorities, now: Fixture.now)
+        #expect(try d.store.view(cardNumber: "3307820000000017", period: "2026")?.usage["HM-SUBSIDY"] == UsageFigures(snapshotFen: 30000, localFen: 0))
+    }
+
+    @Test func reversalsOnceAndOnlyOfSubsidies() throws {
+        let d = try ready()
+        let (id, _) = try deduct(d, bill: 10000, ref: "B1")
+        let r = try d.store.commitDeduction(id, device: d.context, now: Fixture.now)[0]
+        let rv = try d.store.reverse(recordID: r.recordID, reason: "wrong patient", operator: "op-7", device: d.context, now: Fixture.now)
+        #expect(rv.recordID == "KSK-TEST-0001-2" && rv.json["reverses"] as? String == r.recordID && rv.json["amount_fen"] as? Int == 10000)
+        #expect(try d.store.view(cardNumber: "3307820000000017", period: "2026")?.usage["HM-SUBSIDY"]?.localFen == 0)
+        #expect(throws: LedgerError.alreadyReversed(r.recordID)) {
+            try d.store.reverse(recordID: r.recordID, reason: "again", operator: "op-7", device: d.context, now: Fixture.now)
+        }
+        #expect(throws: LedgerError.notReversible(rv.recordID)) {
+            try d.store.reverse(recordID: rv.recordID, reason: "x", operator: "op-7", device: d.context, now: Fixture.now)
+        }
+        #expect(throws: LedgerError.unknownRecord("KSK-TEST-0001-99")) {
+            try d.store.reverse(recordID: "KSK-TEST-0001-99", reason: "x", operator: "op-7", device: d.context, now: Fixture.now)
+        }
+    }
+
+    @Test func recordsAreNeverEditedNorDroppedBeforeAcknowledgement() throws {
+        let d = try ready()
+        let a = try d.store.recordAlert(device: d.context, code: "printer_fault", cardNumber: nil, detail: "paper out", now: Fixture.now)
+        #expect(throws: DatabaseError.self) {
+            try d.store.pool.write { try $0.execute(sql: "UPDATE record SET body = '{}' WHERE record_id = ?", arguments: [a.recordID]) }
+        }
+        #expect(throws: DatabaseError.self) {
+            try d.store.pool.write { try $0.execute(sql: "DELETE FROM record WHERE record_id = ?", arguments: [a.recordID]) }
+        }
+        #expect(try d.store.record(a.recordID)?.body == a.body)
+    }
+
+    @Test func sequenceIsGaplessAndSurvivesReprovisioning() throws {
+        let d = try ready()
+        for i in 0..<5 { try d.store.recordAlert(device: d.context, code: "clock_suspect", cardNumber: nil, detail: "\(i)", now: Fixture.now) }
+        let again = try Device.provision(stateDir: d.stateDir, config: d.config, seed: nil, replaceKey: false)
+        #expect(again.signingKey.publicKey.rawRepresentation == d.signingKey.publicKey.rawRepresentation)
+        let r = try again.store.recordAlert(device: again.context, code: "clock_suspect", cardNumber: nil, detail: "after", now: Fixture.now)
+        #expect(r.seq == 6)
+        #expect(try again.store.records().map(\.seq) == [1, 2, 3, 4, 5, 6])
+        // Another device identifier is refused in this folder; another key needs --replace-key.
+        var other = d.config
+        other.deviceID = "KSK-TEST-0002"
+        #expect(throws: DeviceError.self) { try Device.provision(stateDir: d.stateDir, config: other, seed: nil, replaceKey: false) }
+        #expect(throws: DeviceError.self) { try Device.provision(stateDir: d.stateDir, config: d.config, seed: Data(repeating: 1, count: 32), replaceKey: false) }
+        let attrs = try FileManager.default.attributesOfItem(atPath: d.stateDir.appendingPathComponent("device.key").path)
+        #expect((attrs[.posixPermissions] as? Int) == 0o600)
+    }
+}
