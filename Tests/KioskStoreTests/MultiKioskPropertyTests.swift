@@ -1,0 +1,131 @@
+import BenefitCard
+import Crypto
+import Entitlements
+import Foundation
+import KioskCore
+import KioskStore
+import SmartCard
+import Testing
+import VirtualCard
+
+/// Property (issue: "random sequences of bills, cards, kiosks and snapshots never grant more
+/// than the limit per person per year"): three kiosks with their own stores, offline from
+/// each other, the seven vector cards (one person holds a lost and a new card), random
+/// bills, random card pulls before/after the usage write, random time across the turn of
+/// the year, and now and then a platform sync: every record acknowledged and a new signed
+/// snapshot with the settled usage installed everywhere. Whatever happens, the subsidies
+/// committed for a person, program and year never pass the program's limit, and every
+/// deduction ends resolved exactly once.
+@Suite struct MultiKioskPropertyTests {
+    struct Card { let emulator: CardEmulator; let number: String }
+
+    @Test(arguments: [1 as UInt64, 2, 3])
+    func neverMoreThanTheLimit(seed: UInt64) throws {
+        var rng = SplitMix64(seed: seed)
+        let limits = ["HM-SUBSIDY": Fen(60000), "HM-CS-OUTPATIENT": Fen(45000)]
+        let kiosks = try (1...3).map { i -> Device in
+            let seed = Data(SHA256.hash(data: Data("property kiosk \(i)".utf8)))
+            return try Fixture.device(id: "KSK-PROP-000\(i)", seed: seed.base64EncodedString())
+        }
+        let cardsData = try Data(contentsOf: Fixture.url("cards.json"))
+        let cards = try CardDescription.decode(cardsData).map { Card(emulator: try CardEmulator(description: $0), number: $0.cardNumber) }
+
+        var clock = Timestamp.date("2026-12-20T00:00:00Z")!
+        var snapshotNumber = 0
+        var settledUsage: [String: Fen] = [:]   // "id_hash|program|period" → fen
+
+        func publish() throws {
+            snapshotNumber += 1
+            var h = Fixture.vectorHeader
+            h["snapshot_id"] = "330782-PROP-\(snapshotNumber)"
+            h["issued_at"] = Timestamp.string(clock.addingTimeInterval(Double(snapshotNumber)))
+            h["settled_through"] = Timestamp.string(clock)
+            h["expires_at"] = "2027-06-30T00:00:00Z"
+            var records = Fixture.vectorRecords.filter { $0["type"] as? String != "usage" }
+            records += kiosks.map { ["type": "device", "device_id": $0.config.deviceID, "public_key": $0.publicKeyBase64, "institution": "330782-H01", "status": "active"] }
+            let base = Fixture.vectorRecords.filter { $0["type"] as? String == "usage" }
+            var usage: [String: Fen] = [:]
+            for u in base { usage["\(u["id_hash"]!)|\(u["program"]!)|\(u["period"]!)"] = Fen(u["used_fen"] as! Int) }
+            for (k, v) in settledUsage { usage[k, default: 0] += v }
+            for (k, v) in usage {
+                let p = k.split(separator: "|").map(String.init)
+                records.append(["type": "usage", "id_hash": p[0], "program": p[1], "period": p[2], "used_fen": v])
+            }
+            let file = try Fixture.snapshot(header: h, records: records)
+            for k in kiosks { try k.store.installSnapshot(at: file, trustedAuthorities: Fixture.authorities, now: clock) }
+        }
+
+        func sync() throws {
+            for k in kiosks {
+                for r in try k.store.records(status: "queued") {
+                    try k.store.markDelivered(recordID: r.recordID, status: "accepted", receivedAt: Timestamp.string(clock), reason: nil)
+                    let j = r.json
+                    if r.kind == "medical_subsidy" || r.kind == "subsidy_reversal" {
+                        let original = r.kind == "medical_subsidy" ? j : try k.store.record(j["reverses"] as! String)!.json
+                        let key = "\(original["id_hash"]!)|\(original["program"]!)|\(original["period"]!)"
+                        settledUsage[key, default: 0] += r.amountFen
+                    }
+                }
+            }
+            clock = clock.addingTimeInterval(60)
+            try publish()
+        }
+
+        try publish()
+        var bill = 0
+        for _ in 0..<250 {
+            clock = clock.addingTimeInterval(Double(rng.next() % 40_000))
+            let kiosk = Kiosk(device: kiosks[Int(rng.next() % 3)], clock: .fixed(clock))
+            let card = cards[Int(rng.next() % UInt64(cards.count))]
+            switch rng.next() % 10 {
+            case 0: card.emulator.setMisbehaviour(Misbehaviour(pullBeforeWrite: true))
+            case 1: card.emulator.setMisbehaviour(Misbehaviour(pullAfterWrite: true))
+            default: card.emulator.setMisbehaviour(Misbehaviour())
+            }
+            if rng.next() % 12 == 0 { try sync() }
+            if rng.next() % 15 == 0 {
+                // A cashier reverses a subsidy now and then.
+                if let r = try kiosk.device.store.records().filter({ $0.kind == "medical_subsidy" }).randomElement(using: &rng) {
+                    _ = try? kiosk.device.store.reverse(recordID: r.recordID, reason: "test", operator: "prop", device: kiosk.device.context, now: clock)
+                }
+            }
+            bill += 1
+            do {
+                _ = try kiosk.charge(EmulatedChannel(card.emulator), billFen: Fen(rng.next() % 40_000) + 1, billReference: "P\(seed)-\(bill)")
+            } catch is CardRefusal {
+            } catch LedgerError.pendingExists {
+                Issue.record("a pending deduction survived a presentation")
+            }
+        }
+        // Present every card everywhere once more: no pull this time, so everything resolves.
+        for c in cards { c.emulator.setMisbehaviour(Misbehaviour()) }
+        for k in kiosks { for c in cards { _ = try? Kiosk(device: k, clock: .fixed(clock)).check(EmulatedChannel(c.emulator)) } }
+
+        var granted: [String: Fen] = [:]
+        let all = try kiosks.flatMap { try $0.store.deductions(limit: 10_000) }
+        #expect(all.filter { $0.state == "committed" }.count >= 5, "the run granted too little to prove anything")
+        #expect(all.contains { $0.resolution?.contains("found on the card") == true }, "no torn write was found committed")
+        #expect(all.contains { $0.state == "voided" }, "no torn write was voided")
+        for k in kiosks {
+            #expect(try k.store.pendingDeductions().isEmpty)
+            for r in try k.store.records() where r.kind == "medical_subsidy" || r.kind == "subsidy_reversal" {
+                let j = r.kind == "medical_subsidy" ? r.json : try k.store.record(r.json["reverses"] as! String)!.json
+                granted["\(j["id_hash"]!)|\(j["program"]!)|\(j["period"]!)", default: 0] += r.amountFen
+            }
+        }
+        // The snapshot's own prior usage counts toward the limit too.
+        for u in Fixture.vectorRecords where u["type"] as? String == "usage" {
+            granted["\(u["id_hash"]!)|\(u["program"]!)|\(u["period"]!)", default: 0] += Fen(u["used_fen"] as! Int)
+        }
+        #expect(granted.values.contains { $0 > 0 })
+        for (key, total) in granted {
+            let program = String(key.split(separator: "|")[1])
+            #expect(total <= limits[program]!, "\(key): \(total) granted")
+        }
+        // The cards never carry more than the limit either.
+        for c in cards {
+            guard let u = try? UsageRecord(fileBytes: c.emulator.file(3) ?? [0x72, 0]), let body = u.body else { continue }
+            for e in body.entries { #expect(e.usedFen <= limits[e.program]!) }
+        }
+    }
+}
