@@ -78,8 +78,8 @@ import VirtualCard
             let kiosk = Kiosk(device: kiosks[Int(rng.next() % 3)], clock: .fixed(clock))
             let card = cards[Int(rng.next() % UInt64(cards.count))]
             switch rng.next() % 10 {
-            case 0: card.emulator.setMisbehaviour(Misbehaviour(pullBeforeWrite: true))
-            case 1: card.emulator.setMisbehaviour(Misbehaviour(pullAfterWrite: true))
+            case 0, 1: card.emulator.setMisbehaviour(Misbehaviour(pullBeforeWrite: true))
+            case 2, 3: card.emulator.setMisbehaviour(Misbehaviour(pullAfterWrite: true))
             default: card.emulator.setMisbehaviour(Misbehaviour())
             }
             if rng.next() % 12 == 0 { try sync() }
@@ -91,7 +91,13 @@ import VirtualCard
             }
             bill += 1
             do {
-                _ = try kiosk.charge(EmulatedChannel(card.emulator), billFen: Fen(rng.next() % 40_000) + 1, billReference: "P\(seed)-\(bill)")
+                let o = try kiosk.charge(EmulatedChannel(card.emulator), billFen: Fen(rng.next() % 12_000) + 1, billReference: "P\(seed)-\(bill)")
+                if o.decision.code == .cardRemoved && rng.next() % 3 != 0 {
+                    // "Present the card again": usually at the same kiosk, right away.
+                    card.emulator.setMisbehaviour(Misbehaviour())
+                    let again = try kiosk.check(EmulatedChannel(card.emulator))
+                    #expect(again.card.resolved.count == 1)
+                }
             } catch is CardRefusal {
             } catch LedgerError.pendingExists {
                 Issue.record("a pending deduction survived a presentation")
