@@ -40,7 +40,7 @@ enum Harness {
         return url
     }
 
-    /// Runs a product; returns exit status, stdout and stderr.
+    /// Runs a product; returns exit status (128 + N when killed by signal N), stdout and stderr.
     static func run(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String, String) {
         let p = Process()
         p.executableURL = try product(name)
@@ -53,6 +53,7 @@ enum Harness {
         let o = out.fileHandleForReading.readDataToEndOfFile()
         let e = err.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        let status = p.terminationReason == .uncaughtSignal ? 128 + p.terminationStatus : p.terminationStatus
+        return (status, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
     }
 }

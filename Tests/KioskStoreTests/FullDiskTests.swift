@@ -1,0 +1,58 @@
+import Entitlements
+import Foundation
+import KioskCore
+import KioskStore
+import Testing
+import VirtualCard
+
+/// A real full disk: the state folder on a small tmpfs, filled up. New subsidies stop with
+/// a clear error before the card is written; nothing already recorded is lost; freeing
+/// space lets the kiosk go on. Needs root (mount), as CI and the test command run.
+@Suite(.serialized) struct FullDiskTests {
+    @Test(.enabled(if: getuid() == 0)) func aFullDiskStopsSubsidiesAndLosesNothing() throws {
+        let mountPoint = Fixture.tempDir()
+        #expect(spawn("/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", mountPoint.path]) == 0)
+        defer { _ = spawn("/bin/umount", ["-l", mountPoint.path]) }
+        let stateDir = mountPoint.appendingPathComponent("state")
+        let base = try Fixture.device()
+        let device = try Device.provision(stateDir: stateDir, config: base.config, seed: base.signingKey.rawRepresentation, replaceKey: false)
+        try device.store.installSnapshot(at: Fixture.url("snapshot-small.jsonl"), trustedAuthorities: Fixture.authorities, now: Fixture.now)
+        let kiosk = Kiosk(device: device, clock: .fixed(Fixture.now))
+        let cards = try CardDescription.decode(Data(contentsOf: Fixture.url("cards.json")))
+        let e17 = try CardEmulator(description: cards.first { $0.cardNumber == "3307820000000017" }!)
+        let first = try kiosk.charge(EmulatedChannel(e17), billFen: 1000, billReference: "D1")
+        #expect(first.decision.isGranted)
+
+        // Fill the disk.
+        let filler = mountPoint.appendingPathComponent("filler")
+        FileManager.default.createFile(atPath: filler.path, contents: nil)
+        let h = try FileHandle(forWritingTo: filler)
+        let chunk = Data(repeating: 0xAB, count: 64 * 1024)
+        while (try? h.write(contentsOf: chunk)) != nil {}
+        try? h.close()
+
+        let before = e17.file(3)
+        do {
+            _ = try kiosk.charge(EmulatedChannel(e17), billFen: 1000, billReference: "D2")
+            Issue.record("a subsidy went through on a full disk")
+        } catch let e as StoreError {
+            #expect(e.kind == .diskFull && e.description.contains("disk is full"))
+        }
+        #expect(e17.file(3) == before)   // the card was not written
+        #expect(try device.store.records().map(\.recordID) == first.records.map(\.recordID))
+
+        try FileManager.default.removeItem(at: filler)
+        let after = try kiosk.charge(EmulatedChannel(e17), billFen: 1000, billReference: "D2")
+        #expect(after.decision.isGranted && after.records.first?.seq == 2)
+    }
+
+    func spawn(_ path: String, _ args: [String]) -> Int32 {
+        var pid: pid_t = 0
+        let argv = ([path] + args).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        guard posix_spawn(&pid, path, nil, nil, argv, environ) == 0 else { return -1 }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return (status >> 8) & 0xFF
+    }
+}
