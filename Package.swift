@@ -8,6 +8,8 @@ let package = Package(
         .executable(name: "kioskctl", targets: ["kioskctl"]),
         .executable(name: "virtual-card", targets: ["virtual-card"]),
         .executable(name: "kiosk-bench", targets: ["kiosk-bench"]),
+        .executable(name: "kioskd", targets: ["kioskd"]),
+        .executable(name: "settlement-hub", targets: ["settlement-hub"]),
         .library(name: "SmartCard", targets: ["SmartCard"]),
         .library(name: "BenefitCard", targets: ["BenefitCard"]),
         .library(name: "VirtualCard", targets: ["VirtualCard"]),
@@ -20,6 +22,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.20.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.4.0"),
     ],
     targets: [
         .systemLibrary(
@@ -51,6 +58,58 @@ let package = Package(
             ]
         ),
         .target(name: "Entitlements"),
+        .systemLibrary(
+            name: "CQREncode",
+            pkgConfig: "libqrencode",
+            providers: [.apt(["libqrencode-dev"])]
+        ),
+        .target(
+            name: "Receipts",
+            dependencies: [
+                "CQREncode",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .target(
+            name: "Settlement",
+            dependencies: [
+                "KioskStore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        .target(
+            name: "SettlementHub",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "settlement-hub",
+            dependencies: [
+                "SettlementHub",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]
+        ),
+        .executableTarget(
+            name: "kioskd",
+            dependencies: [
+                "SmartCard", "BenefitCard", "Entitlements", "KioskStore", "KioskCore", "Receipts", "Settlement",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            resources: [.copy("Screens")]
+        ),
         .target(
             name: "KioskStore",
             dependencies: [
@@ -75,6 +134,8 @@ let package = Package(
                 "Entitlements",
                 "KioskStore",
                 "KioskCore",
+                "Receipts",
+                "Settlement",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -117,6 +178,19 @@ let package = Package(
             name: "KioskStoreTests",
             dependencies: ["KioskStore", "KioskCore", "Entitlements", "BenefitCard", "VirtualCard", "SmartCard",
                            .product(name: "Crypto", package: "swift-crypto"), .product(name: "GRDB", package: "GRDB.swift")],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "ReceiptsTests",
+            dependencies: ["Receipts", .product(name: "Crypto", package: "swift-crypto")],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "SettlementTests",
+            dependencies: ["Settlement", "SettlementHub", "KioskStore", "KioskCore",
+                           .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "AsyncHTTPClient", package: "async-http-client")],
             resources: [.copy("Fixtures")]
         ),
         .testTarget(

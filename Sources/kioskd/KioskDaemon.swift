@@ -1,0 +1,76 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import KioskCore
+import KioskStore
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+import SmartCard
+
+/// The kiosk daemon: reader watcher and card sessions, settlement upload, the local HTTP
+/// server for the screen, the bill intake, health and metrics; one ServiceGroup that
+/// shuts down gracefully on SIGTERM.
+@main
+struct KioskDaemon: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "kioskd", abstract: "BenefitKiosk daemon.")
+
+    @Option(help: "State folder (default /var/lib/benefit-kiosk, or BENEFIT_KIOSK_STATE_DIR).") var stateDir: String?
+    @Option(help: "HTTP port on 127.0.0.1 (screen, bill intake, health, metrics).") var port = 8080
+    @Flag(help: "Use vpcd's virtual readers (demo, tests, training). Also BENEFIT_KIOSK_VIRTUAL_READERS=1.") var virtualReaders = false
+    @Flag(help: "Do not upload settlement records (a kiosk with no network yet).") var noUpload = false
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        var logger = Logger(label: "kioskd")
+        let dir = URL(fileURLWithPath: stateDir ?? ProcessInfo.processInfo.environment["BENEFIT_KIOSK_STATE_DIR"] ?? "/var/lib/benefit-kiosk")
+        let device: Device
+        do { device = try Device(stateDir: dir) } catch {
+            logger.critical("cannot start", metadata: ["error": "\(error)"])
+            throw ExitCode(6)
+        }
+        logger[metadataKey: "device"] = "\(device.config.deviceID)"
+        let clock = try KioskClock.fromEnvironment()
+        let kiosk = Kiosk(device: device, clock: clock, logger: logger)
+        let filter = virtualReaders ? ReaderFilter(allowVirtual: true) : ReaderFilter.fromEnvironment
+        let hub = ScreenHub(ScreenState(profile: device.config.profile.rawValue, institution: device.config.institution,
+                                        deviceID: device.config.deviceID))
+        let engine = Engine(kiosk: kiosk, hub: hub, filter: filter, logger: logger)
+
+        // Start-up: say what is pending; each resolves when its card is presented again.
+        for d in try device.store.pendingDeductions() where (Timestamp.date(d.createdAt) ?? .distantPast) < clock.now().addingTimeInterval(-60) {
+            logger.warning("pending deduction from before start-up: present the card to resolve it", metadata: [
+                "deduction": "\(d.id)", "card": "\(d.cardNumber.prefix(4))********\(d.cardNumber.suffix(4))", "since": "\(d.createdAt)"])
+        }
+        if let s = try device.store.installedSnapshot() {
+            logger.info("snapshot", metadata: ["id": "\(s.header.snapshotID)", "expires": "\(s.header.expiresAt)"])
+        } else {
+            logger.warning("no snapshot installed: every decision is snapshot_missing until kioskctl snapshot install")
+        }
+
+        var services: [any Service] = [ReaderService(engine: engine, filter: filter, logger: logger)]
+        services += try extraServices(device: device, engine: engine, logger: logger, upload: !noUpload)
+        if let interval = SDNotify.watchdogInterval {
+            services.append(WatchdogService(interval: interval, healthy: { (try? device.store.installedSnapshot()) != nil || true }, logger: logger))
+        }
+        let router = buildRouter(engine: engine, hub: hub, device: device, registry: registry)
+        let readyLogger = logger
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "kioskd"),
+                              services: services, onServerRunning: { channel in
+                                  readyLogger.notice("kioskd ready", metadata: ["http": "\(channel.localAddress?.description ?? "")"])
+                                  SDNotify.send("READY=1\nSTATUS=serving on 127.0.0.1")
+                              }, logger: logger)
+        try await app.runService()
+        SDNotify.send("STOPPING=1")
+        logger.notice("kioskd stopped")
+    }
+}

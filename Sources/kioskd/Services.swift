@@ -1,0 +1,42 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import SmartCard
+
+/// Reader watcher → card sessions. Ends with the graceful shutdown (the watcher's
+/// thread is woken by SCardCancel when the iteration stops).
+struct ReaderService: Service {
+    let engine: Engine
+    let filter: ReaderFilter
+    let logger: Logger
+
+    func run() async throws {
+        let watcher = ReaderWatcher(filter: filter, logger: logger)
+        var active: String?
+        await withGracefulShutdownHandler {
+            for await event in watcher.cancelOnGracefulShutdown() {
+                logger.info("reader event", metadata: ["event": "\(event)"])
+                switch event {
+                case .cardInserted(let reader, _):
+                    guard active == nil || active == reader else { continue }
+                    active = reader
+                    await engine.cardInserted(reader)
+                case .cardRemoved(let reader):
+                    if active == reader { active = nil }
+                    await engine.cardRemoved(reader)
+                case .readerRemoved(let reader):
+                    if active == reader { active = nil; await engine.cardRemoved(reader) }
+                case .serviceLost:
+                    active = nil
+                    engine.serviceLost()
+                case .serviceRestored:
+                    engine.serviceRestored()
+                case .readerAdded:
+                    break
+                }
+            }
+        } onGracefulShutdown: {
+            logger.info("reader service stopping")
+        }
+    }
+}
