@@ -65,11 +65,15 @@ struct KioskDaemon: AsyncParsableCommand {
         let router = buildRouter(engine: engine, hub: hub, device: device, registry: registry)
         let readyLogger = logger
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "kioskd"),
-                              services: services, onServerRunning: { channel in
+                              onServerRunning: { channel in
                                   readyLogger.notice("kioskd ready", metadata: ["http": "\(channel.localAddress?.description ?? "")"])
                                   SDNotify.send("READY=1\nSTATUS=serving on 127.0.0.1")
                               }, logger: logger)
-        try await app.runService()
+        // Started in this order, shut down in reverse: the screen streams close first, then
+        // the HTTP server drains, then the uploader and the reader watcher stop.
+        let group = ServiceGroup(configuration: .init(services: services + [app, ScreenHeartbeatService(hub: hub)],
+                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
         SDNotify.send("STOPPING=1")
         logger.notice("kioskd stopped")
     }

@@ -3,6 +3,7 @@ import Hummingbird
 import KioskCore
 import KioskStore
 import Prometheus
+import ServiceLifecycle
 
 /// The local HTTP API (bound to 127.0.0.1 only): the kiosk screen and its SSE stream, the
 /// hospital system's bill intake, health and metrics.
@@ -52,7 +53,9 @@ func buildRouter(engine: Engine, hub: ScreenHub, device: Device, registry: Prome
     router.get("/events") { _, _ -> Response in
         let stream = await hub.subscribe()
         return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-store"], body: .init { writer in
-            for await state in stream {
+            // Ends with the graceful shutdown; a dead client is found by the next write (the hub
+            // re-sends the state every 15 s).
+            for await state in stream.cancelOnGracefulShutdown() {
                 try await writer.write(ByteBuffer(string: "event: state\ndata: \(state.json)\n\n"))
             }
             try await writer.finish(nil)

@@ -86,5 +86,14 @@ actor ScreenHub {
     }
 
     private func unsubscribe(_ id: UUID) { subscribers[id] = nil }
+
+    /// Sends the state again to every page (keeps connections honest: a closed one fails its write).
+    func heartbeat() { for c in subscribers.values { c.yield(state) } }
+
+    /// Ends every stream (shutdown).
+    func finishAll() {
+        for c in subscribers.values { c.finish() }
+        subscribers = [:]
+    }
     var subscriberCount: Int { subscribers.count }
 }

@@ -40,3 +40,18 @@ struct ReaderService: Service {
         }
     }
 }
+
+/// Re-sends the screen state every 15 s so dead SSE connections are noticed, and ends every
+/// stream on shutdown.
+struct ScreenHeartbeatService: Service {
+    let hub: ScreenHub
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while true {
+                try await Task.sleep(for: .seconds(15))
+                await hub.heartbeat()
+            }
+        }
+        await hub.finishAll()
+    }
+}
