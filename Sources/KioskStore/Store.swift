@@ -10,6 +10,11 @@ public final class KioskStore: @unchecked Sendable {
     public let pool: DatabasePool
     public let path: String
 
+    /// The writer connection's `PRAGMA synchronous` (2 = FULL), for tests.
+    public func writerSynchronous() throws -> Int {
+        try pool.writeWithoutTransaction { try Int.fetchOne($0, sql: "PRAGMA synchronous") ?? -1 }
+    }
+
     public init(path: String) throws {
         self.path = path
         var config = Configuration()
@@ -20,6 +25,9 @@ public final class KioskStore: @unchecked Sendable {
         config.busyMode = .timeout(10)
         do {
             pool = try DatabasePool(path: path, configuration: config)
+            // GRDB's WAL set-up puts the writer at synchronous = NORMAL after prepareDatabase;
+            // a granted deduction must be fsynced at commit, so the writer goes back to FULL.
+            try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = FULL") }
             try KioskStore.migrator.migrate(pool)
         } catch {
             throw StoreError(error)

@@ -27,6 +27,11 @@ import Testing
         return (id, decision)
     }
 
+    /// Durable before "granted" (upload spec §4): every commit of the writer is fsynced.
+    @Test func theWriterCommitsWithSynchronousFull() throws {
+        #expect(try ready().store.writerSynchronous() == 2)
+    }
+
     @Test func pendingCountsCommittedRecordsVoidedDoesNot() throws {
         let d = try ready()
         let (id, _) = try deduct(d, bill: 10000, ref: "B1")

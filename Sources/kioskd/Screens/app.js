@@ -72,5 +72,7 @@ function connect() {
   es.addEventListener("state", (e) => { conn.className = "on"; render(JSON.parse(e.data)); });
   es.onerror = () => { conn.className = "off"; };
 }
-setInterval(() => { document.getElementById("clock").textContent = new Date().toLocaleString("zh-CN", { timeZone: "Asia/Shanghai" }); }, 1000);
+const tick = () => { document.getElementById("clock").textContent = new Date().toLocaleString("zh-CN", { timeZone: "Asia/Shanghai" }); };
+tick();
+setInterval(tick, 1000);
 connect();

@@ -1,0 +1,91 @@
+import ArgumentParser
+import Entitlements
+import Foundation
+import KioskStore
+
+/// The software side of a decision on a big store: snapshot lookup + rule, and for granted
+/// bills the ledger's pending + commit (two durable transactions). No card, no pcscd.
+struct DecideBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "decide",
+        abstract: "Lookup + decide, and decide + ledger commit, for random cards of a store holding a snapshot-gen snapshot.")
+
+    @Option(help: "Store holding an installed snapshot-gen snapshot.") var db: String
+    @Option var iterations = 2000
+    @Option(help: "Persons of the generated snapshot (default: found by probing card numbers).") var persons: Int?
+    @Option(help: "Seed for the card choice and bills.") var seed: UInt64 = 7
+
+    static let device = DeviceContext(deviceID: "KSK-BENCH-0001", institution: "330782-H01")
+    /// Fixed clock: inside the generated snapshots' validity.
+    static let now = Date(timeIntervalSince1970: 1_795_316_400)   // 2026-11-22T03:00:00Z
+
+    func validate() throws {
+        guard iterations > 0 else { throw ValidationError("--iterations must be positive") }
+    }
+
+    func run() throws {
+        precondition(Timestamp.string(DecideBench.now) == "2026-11-22T03:00:00Z")
+        guard FileManager.default.fileExists(atPath: db) else { throw ValidationError("no store at \(db)") }
+        let store = try KioskStore(path: db)
+        guard let installed = try store.installedSnapshot() else { throw ValidationError("no snapshot installed in \(db)") }
+        let period = Period.of(DecideBench.now)
+        let n = try persons ?? probePersons(store, period: period)
+        print("decide store=\(db) snapshot_id=\(installed.header.snapshotID) records=\(installed.records) persons=\(n) period=\(period)")
+
+        var rng = SplitMix64(seed: seed)
+        let run = UInt64(Date().timeIntervalSince1970 * 1000)
+        func pick() -> CardFacts {
+            let i = rng.below(n)
+            return CardFacts(cardNumber: SyntheticPopulation.cardNumber(i), kind: .medical, category: i % 10 == 0 ? "02" : "01", expired: false)
+        }
+        // Warm up (lookups only: the ledger is not touched).
+        for _ in 0..<50 {
+            let card = pick()
+            _ = Decide.subsidy(card: card, view: try store.view(cardNumber: card.cardNumber, period: period), billFen: 1000, now: DecideBench.now)
+        }
+
+        var lookup: [Double] = [], full: [Double] = [], ledger: [Double] = []
+        lookup.reserveCapacity(iterations)
+        var codes: [ReasonCode: Int] = [:]
+        for k in 0..<iterations {
+            let card = pick()
+            let billFen = Fen(100 + rng.below(20000))
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let view = try store.view(cardNumber: card.cardNumber, period: period)
+            let decision = Decide.subsidy(card: card, view: view, billFen: billFen, now: DecideBench.now)
+            let t1 = DispatchTime.now().uptimeNanoseconds
+            lookup.append(Double(t1 - t0) / 1000)
+            codes[decision.code, default: 0] += 1
+            guard decision.isGranted, let idHash = view?.card?.idHash else { continue }
+            let id = try store.beginDeduction(device: DecideBench.device, cardNumber: card.cardNumber, idHash: idHash, period: period,
+                                              cardFen: [:], decision: decision, billReference: "BENCH-\(run)-\(k)",
+                                              cardSequence: 1, usageObject: [0x72, 0x00], now: DecideBench.now)
+            try store.commitDeduction(id, device: DecideBench.device, now: DecideBench.now)
+            let t2 = DispatchTime.now().uptimeNanoseconds
+            ledger.append(Double(t2 - t1) / 1000)
+            full.append(Double(t2 - t0) / 1000)
+        }
+        print("decide codes " + codes.sorted { $0.value > $1.value }.map { "\($0.key.rawValue)=\($0.value)" }.joined(separator: " "))
+        reportLatency("lookup_decide", lookup)
+        reportLatency("ledger_begin_commit", ledger)
+        reportLatency("decide_commit", full)
+        print(String(format: "decide peak_rss_mb=%.1f", Memory.peakMB()))
+    }
+
+    /// The largest card index with a card in the store (binary search on "3307829" + index).
+    func probePersons(_ store: KioskStore, period: String) throws -> Int {
+        func exists(_ i: Int) throws -> Bool {
+            // A delta may delete a card: any of ten neighbours counts.
+            for j in i..<(i + 10) where try store.view(cardNumber: SyntheticPopulation.cardNumber(j), period: period)?.card != nil { return true }
+            return false
+        }
+        guard try exists(0) else { throw ValidationError("the store holds no snapshot-gen cards; give --persons") }
+        var lo = 0, hi = 1
+        while try exists(hi) { lo = hi; hi *= 2 }
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2
+            if try exists(mid) { lo = mid } else { hi = mid }
+        }
+        return lo + 1
+    }
+}
