@@ -121,7 +121,7 @@ let package = Package(
         .target(
             name: "KioskCore",
             dependencies: [
-                "SmartCard", "BenefitCard", "Entitlements", "KioskStore",
+                "SmartCard", "BenefitCard", "Entitlements", "KioskStore", "Receipts",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]

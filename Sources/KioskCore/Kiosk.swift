@@ -139,6 +139,13 @@ public final class Kiosk {
         return CheckOutcome(card: card, decision: Decide.status(card: card.facts, view: view, now: clock.now()))
     }
 
+    /// The card's programs as the store sees them now (after a subsidy: the used-after
+    /// figures, since the committed subsidy counts in L), without talking to the card again.
+    public func standing(of card: PresentedCard) throws -> StatusDecision {
+        let view = try store.view(cardNumber: card.facts.cardNumber, period: card.period)
+        return Decide.status(card: card.facts, view: view, now: clock.now())
+    }
+
     /// A hospital bill: decide, pending, write the card, commit + queue (card spec §6).
     public func charge(_ channel: CardChannel, billFen: Fen, billReference: String) throws -> ChargeOutcome {
         precondition(billFen > 0, "bills are positive")

@@ -106,13 +106,14 @@ extension KioskStore {
         }
         var programs: [Program] = []
         var usage: [String: UsageFigures] = [:]
+        let settled = Timestamp.date(meta.header.settledThrough) ?? .distantPast   // once per view
         if let person {
             for code in person.programs {
                 guard let json = try String.fetchOne(db, sql: "SELECT json FROM program WHERE code = ?", arguments: [code]),
                       let p = try? JSONDecoder().decode(Program.self, from: Data(json.utf8)) else { continue }
                 programs.append(p)
                 if p.cardType == .medical {
-                    usage[p.code] = try figures(db, idHash: person.idHash, program: p.code, period: period, settledThrough: meta.header.settledThrough)
+                    usage[p.code] = try figures(db, idHash: person.idHash, program: p.code, period: period, settled: settled)
                 }
             }
         }
@@ -121,15 +122,15 @@ extension KioskStore {
 
     /// S and L (snapshot spec §5). L counts this device's subsidies less reversals that the
     /// snapshot does not count yet (not acknowledged, or received after `settled_through`),
-    /// and, to be safe, deductions still pending.
-    static func figures(_ db: Database, idHash: String, program: String, period: String, settledThrough: String) throws -> UsageFigures {
+    /// and, to be safe, deductions still pending. `settled` is the snapshot's `settled_through`,
+    /// parsed once by the caller.
+    static func figures(_ db: Database, idHash: String, program: String, period: String, settled: Date) throws -> UsageFigures {
         let s = try Int64.fetchOne(db, sql: "SELECT used_fen FROM usage WHERE id_hash = ? AND program = ? AND period = ?",
                                    arguments: [idHash, program, period]) ?? 0
         let rows = try Row.fetchAll(db, sql: """
             SELECT amount_fen, status, received_at FROM record
             WHERE id_hash = ? AND program = ? AND period = ? AND kind IN ('medical_subsidy', 'subsidy_reversal')
             """, arguments: [idHash, program, period])
-        let settled = Timestamp.date(settledThrough) ?? .distantPast
         var l: Fen = 0
         for r in rows {
             let status: String = r["status"]
@@ -165,6 +166,7 @@ extension KioskStore {
         precondition(decision.isGranted && !decision.allocations.isEmpty, "only granted decisions are deducted")
         return try write { db in
             guard let meta = try SnapshotLoader.installed(db) else { throw LedgerError.noSnapshot }
+            let settled = Timestamp.date(meta.header.settledThrough) ?? .distantPast
             if try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM deduction WHERE state = 'pending' AND card_number = ?)", arguments: [cardNumber])! {
                 throw LedgerError.pendingExists(cardNumber: cardNumber)
             }
@@ -176,7 +178,7 @@ extension KioskStore {
                       let program = try? JSONDecoder().decode(Program.self, from: Data(json.utf8)), let limit = program.limitFen else {
                     throw LedgerError.staleDecision(program: a.program)
                 }
-                var f = try KioskStore.figures(db, idHash: idHash, program: a.program, period: period, settledThrough: meta.header.settledThrough)
+                var f = try KioskStore.figures(db, idHash: idHash, program: a.program, period: period, settled: settled)
                 f.cardFen = cardFen[a.program] ?? 0
                 guard f.used == a.usedBeforeFen else { throw LedgerError.staleDecision(program: a.program) }
                 guard a.subsidyFen > 0, a.usedAfterFen == a.usedBeforeFen + a.subsidyFen, a.usedAfterFen <= limit else {

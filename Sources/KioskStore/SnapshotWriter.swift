@@ -54,7 +54,7 @@ public final class SnapshotWriter {
         let digest = Data(hasher.finalize())
         let signature = try key.signature(for: digest)
         let trailer: [String: Any] = ["type": "trailer", "records": recordsOverride ?? records,
-                                      "sha256": digest.map { String(format: "%02x", $0) }.joined(),
+                                      "sha256": SnapshotWriter.hex(digest),
                                       "signature": signature.base64EncodedString()]
         buffer.append(try JSONSerialization.data(withJSONObject: trailer, options: [.sortedKeys]) + Data([0x0A]))
         try flushIfNeeded(force: true)
@@ -64,6 +64,24 @@ public final class SnapshotWriter {
     /// `id_hash` of snapshot spec §1.
     public static func idHash(citizenID: String, salt: Data) -> String {
         let id = citizenID.hasSuffix("x") ? String(citizenID.dropLast()) + "X" : citizenID
-        return HMAC<SHA256>.authenticationCode(for: Data(id.utf8), using: SymmetricKey(data: salt)).map { String(format: "%02x", $0) }.joined()
+        return hex(HMAC<SHA256>.authenticationCode(for: Data(id.utf8), using: SymmetricKey(data: salt)))
+    }
+
+    static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
+    /// Lowercase hex of `bytes`, two digits a byte (what `String(format: "%02x")` per byte gives).
+    static func hex(_ bytes: some ContiguousBytes) -> String {
+        let digits = hexDigits
+        return bytes.withUnsafeBytes { raw in
+            String(unsafeUninitializedCapacity: raw.count * 2) { out in
+                var i = 0
+                for b in raw {
+                    out[i] = digits[Int(b >> 4)]
+                    out[i + 1] = digits[Int(b & 0x0F)]
+                    i += 2
+                }
+                return i
+            }
+        }
     }
 }

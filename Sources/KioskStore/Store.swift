@@ -86,6 +86,15 @@ public final class KioskStore: @unchecked Sendable {
                 BEGIN SELECT RAISE(ABORT, 'unacknowledged settlement records are never deleted'); END;
             """)
         }
+        m.registerMigration("v2-receipt-info") { db in
+            // What a receipt prints beyond its settlement record, masked: for reprints.
+            try db.execute(sql: """
+            CREATE TABLE receipt_info (
+                record_id TEXT PRIMARY KEY REFERENCES record(record_id),
+                holder_masked TEXT NOT NULL, allowance_left_fen INTEGER, matter_name TEXT,
+                printed_at TEXT, print_error TEXT);
+            """)
+        }
         return m
     }
 }
@@ -127,5 +136,75 @@ public enum Timestamp {
         return f
     }()
     public static func string(_ d: Date) -> String { formatter.string(from: d) }
-    public static func date(_ s: String) -> Date? { formatter.date(from: s) ?? fractional.date(from: s) }
+
+    /// A strict RFC 3339 date-time, `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, or nil.
+    ///
+    /// Gives exactly the `Date` that `ISO8601DateFormatter` (internet date time, with or
+    /// without fractional seconds) gives for such a time: the fraction is cut to whole
+    /// milliseconds, `z` is taken for `Z`, `-00:00` for UTC. Refused, unlike that formatter:
+    /// anything before or after the time, a date that does not exist (February 30), hour
+    /// 24, offsets such as `+0800`, `+08` or `+25:00`, zone names, non-ASCII digits.
+    public static func date(_ s: String) -> Date? {
+        var utf8 = s
+        return utf8.withUTF8 { parse($0, text: s) }
+    }
+
+    static func parse(_ p: UnsafeBufferPointer<UInt8>, text: String) -> Date? {
+        let n = p.count
+        guard n >= 20 else { return nil }
+        @inline(__always) func digits(_ at: Int, _ count: Int) -> Int? {
+            var v = 0
+            for i in at..<(at + count) {
+                let d = Int(p[i]) &- 0x30
+                guard d >= 0 && d <= 9 else { return nil }
+                v = v * 10 + d
+            }
+            return v
+        }
+        guard let year = digits(0, 4), p[4] == UInt8(ascii: "-"), let month = digits(5, 2), p[7] == UInt8(ascii: "-"),
+              let day = digits(8, 2), p[10] == UInt8(ascii: "T"), let hour = digits(11, 2), p[13] == UInt8(ascii: ":"),
+              let minute = digits(14, 2), p[16] == UInt8(ascii: ":"), let second = digits(17, 2) else { return nil }
+        var i = 19
+        var millis = 0
+        if p[i] == UInt8(ascii: ".") {
+            i += 1
+            let start = i
+            while i < n, p[i] >= 0x30, p[i] <= 0x39 {
+                if i - start < 3 { millis = millis * 10 + Int(p[i] - 0x30) }
+                i += 1
+            }
+            guard i > start else { return nil }
+            for _ in min(i - start, 3)..<3 { millis *= 10 }
+        }
+        guard i < n else { return nil }
+        var offset = 0
+        switch p[i] {
+        case UInt8(ascii: "Z"), UInt8(ascii: "z"):
+            i += 1
+        case UInt8(ascii: "+"), UInt8(ascii: "-"):
+            guard n - i == 6, let oh = digits(i + 1, 2), p[i + 3] == UInt8(ascii: ":"), let om = digits(i + 4, 2),
+                  oh <= 23, om <= 59 else { return nil }
+            offset = (oh * 3600 + om * 60) * (p[i] == UInt8(ascii: "-") ? -1 : 1)
+            i += 6
+        default:
+            return nil
+        }
+        guard i == n, (1...12).contains(month), day >= 1, hour <= 23, minute <= 59, second <= 59 else { return nil }
+        let leap = year % 4 == 0 && (year < 1583 || year % 100 != 0 || year % 400 == 0)
+        let monthDays = month == 2 ? (leap ? 29 : 28) : (month == 4 || month == 6 || month == 9 || month == 11 ? 30 : 31)
+        guard day <= monthDays else { return nil }
+        guard year >= 1583 else {
+            // Before the Gregorian reform Foundation's calendar is Julian: let it count.
+            return formatter.date(from: text) ?? fractional.date(from: text)
+        }
+        // Days from 1970-01-01 in the proleptic Gregorian calendar (H. Hinnant's days_from_civil).
+        let y = month <= 2 ? year - 1 : year
+        let era = y / 400
+        let yoe = y - era * 400
+        let doy = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        let days = era * 146_097 + doe - 719_468
+        let seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset
+        return Date(timeIntervalSince1970: Double(seconds) + Double(millis) / 1000)
+    }
 }

@@ -26,13 +26,16 @@ enum SC {
 public struct ReaderFilter: Sendable {
     public static let virtualPrefix = "Virtual PCD"
     public var allowVirtual: Bool
-    public init(allowVirtual: Bool) { self.allowVirtual = allowVirtual }
+    /// Only this reader (a kiosk with two readers, two daemons on one machine).
+    public var only: String?
+    public init(allowVirtual: Bool, only: String? = nil) { self.allowVirtual = allowVirtual; self.only = only }
     /// `BENEFIT_KIOSK_VIRTUAL_READERS=1` allows virtual readers (demo, tests, training).
     public static var fromEnvironment: ReaderFilter {
         ReaderFilter(allowVirtual: ProcessInfo.processInfo.environment["BENEFIT_KIOSK_VIRTUAL_READERS"] == "1")
     }
     public func accepts(_ reader: String) -> Bool {
-        allowVirtual || !reader.hasPrefix(ReaderFilter.virtualPrefix)
+        if let only { return reader == only }
+        return allowVirtual || !reader.hasPrefix(ReaderFilter.virtualPrefix)
     }
 }
 

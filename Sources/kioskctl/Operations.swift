@@ -140,6 +140,7 @@ struct Charge: ParsableCommand {
     @OptionGroup var readerOptions: ReaderOptions
     @Option(help: "The bill in fen (1 yuan = 100 fen).") var billFen: Int64
     @Option(help: "The hospital's bill or visit number.") var billRef: String
+    @Flag(help: "Do not print the receipt (print it later with kioskctl receipt print).") var noPrint = false
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
@@ -153,8 +154,15 @@ struct Charge: ParsableCommand {
             let kiosk = try state.kiosk()
             let o = try withCard(readerOptions) { try kiosk.charge($0, billFen: billFen, billReference: billRef) }
             let d = o.decision
+            var receipts: [String] = []
+            if d.isGranted && !noPrint {
+                let left = (try? kiosk.standing(of: o.card))?.programs.compactMap(\.remainingFen).reduce(0, +)
+                receipts = ReceiptDesk(device: kiosk.device).issue(records: o.records, holderName: o.card.readout.holder.name,
+                                                                    allowanceLeftFen: left, matterName: nil, now: kiosk.clock.now()).map(\.text)
+            }
             if json {
                 var j = cardJSON(o.card)
+                if !receipts.isEmpty { j["receipts"] = receipts }
                 j["decision"] = d.code.rawValue
                 j["message"] = d.code.message
                 if !d.detail.isEmpty { j["detail"] = d.detail }
@@ -170,6 +178,7 @@ struct Charge: ParsableCommand {
                 print("  bill \(yuan(d.billFen)) yuan, subsidy \(yuan(d.subsidyFen)), patient pays \(yuan(d.isGranted ? d.patientPaysFen : d.billFen))")
                 for a in d.allocations { print("  \(a.program): \(yuan(a.subsidyFen)) (used \(yuan(a.usedBeforeFen)) → \(yuan(a.usedAfterFen)))") }
                 if !o.records.isEmpty { print("  records: \(o.records.map(\.recordID).joined(separator: ", ")); card sequence \(o.cardSequence ?? 0)") }
+                for r in receipts { print("  receipt: \(r)") }
             }
             if !d.isGranted { Foundation.exit(d.code == .cardRemoved ? ExitStatus.noCard.rawValue : ExitStatus.declined.rawValue) }
         }
@@ -182,18 +191,26 @@ struct ApplyLegalAid: ParsableCommand {
     @OptionGroup var readerOptions: ReaderOptions
     @Option(help: "Matter code (kioskctl check lists them).") var matter: String
     @Option(help: "Contact phone (optional).") var phone: String?
+    @Flag(help: "Do not print the ticket.") var noPrint = false
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
         runCardOperation(json: json) {
             let kiosk = try state.kiosk()
             let o = try withCard(readerOptions) { try kiosk.applyLegalAid($0, matter: matter, contactPhone: phone) }
+            var receipts: [String] = []
+            if let r = o.record, !noPrint {
+                let name = o.decision.programs.compactMap { $0.program.matters?.first { $0.code == matter }?.name }.first
+                receipts = ReceiptDesk(device: kiosk.device).issue(records: [r], holderName: o.card.readout.holder.name, allowanceLeftFen: nil,
+                                                                    matterName: name, now: kiosk.clock.now()).map(\.text)
+            }
             if json {
                 var j = cardJSON(o.card).merging(statusJSON(o.decision)) { $1 }
-                if let r = o.record { j["record"] = r.recordID; j["matter"] = matter; j["priority"] = true }
+                if let r = o.record { j["record"] = r.recordID; j["matter"] = matter; j["priority"] = true; j["receipts"] = receipts }
                 printJSON(j)
             } else if let r = o.record {
                 print("applied: legal-aid application \(r.recordID), matter \(matter), 优先受理、优先审批、优先指派")
+                for t in receipts { print("  ticket: \(t)") }
             } else {
                 print(statusText(o.decision))
             }

@@ -7,17 +7,9 @@ import Logging
 import Metrics
 import SmartCard
 
-/// What to do after a subsidy or an application is recorded: print its receipt, wake the uploader.
+/// What to do after a subsidy or an application is recorded: wake the uploader.
 struct AfterRecord: Sendable {
-    var printReceipt: @Sendable (_ records: [StoredRecord], _ receipt: ReceiptFacts) -> String? = { _, _ in nil }
     var recordsQueued: @Sendable () -> Void = {}
-}
-
-/// What a receipt needs beyond the settlement record (never stored in clear: masked here).
-struct ReceiptFacts: Sendable {
-    var holderMasked: String
-    var allowanceLeftFen: Int64?
-    var matterName: String?
 }
 
 /// Card sessions, one at a time on a serial queue of their own (PC/SC calls block), for
@@ -28,14 +20,16 @@ final class Engine: @unchecked Sendable {
     let filter: ReaderFilter
     let logger: Logger
     var after = AfterRecord()
+    let receipts: ReceiptDesk
     private let queue = DispatchQueue(label: "kioskd.card-sessions")
     // Confined to `queue`:
     private var context: PCSCContext?
     private var cardReader: String?
     private var bill: ScreenState.Bill?
 
-    init(kiosk: Kiosk, hub: ScreenHub, filter: ReaderFilter, logger: Logger) {
+    init(kiosk: Kiosk, hub: ScreenHub, filter: ReaderFilter, logger: Logger, receipts: ReceiptDesk) {
         self.kiosk = kiosk
+        self.receipts = receipts
         self.hub = hub
         self.filter = filter
         self.logger = logger
@@ -131,7 +125,8 @@ final class Engine: @unchecked Sendable {
                 if let r = o.record {
                     result.records = [r.recordID]
                     let name = o.decision.programs.compactMap { $0.program.matters?.first { $0.code == matter }?.name }.first
-                    result.receipt = after.printReceipt([r], ReceiptFacts(holderMasked: Masking.name(o.card.readout.holder.name), allowanceLeftFen: nil, matterName: name))
+                    result.receipt = receipts.issue(records: [r], holderName: o.card.readout.holder.name, allowanceLeftFen: nil,
+                                                    matterName: name, now: kiosk.clock.now()).map(\.text).joined(separator: "; ")
                     after.recordsQueued()
                     result.code = "applied"
                     result.message = "已提交法律援助申请 Legal-aid application filed (优先受理、优先审批、优先指派)"
@@ -168,10 +163,11 @@ final class Engine: @unchecked Sendable {
             if o.decision.isGranted {
                 bill = nil
                 // Allowance left after this subsidy, for the receipt and the screen.
-                let left = try? kiosk.check(onCardSessionless: o.card)
-                result.programs = left ?? []
-                let remaining = left?.compactMap(\.remainingFen).reduce(0, +)
-                result.receipt = after.printReceipt(o.records, ReceiptFacts(holderMasked: Masking.name(o.card.readout.holder.name), allowanceLeftFen: remaining, matterName: nil))
+                let left = (try? kiosk.standing(of: o.card))?.programs.map(Self.line) ?? []
+                result.programs = left
+                let remaining = left.isEmpty ? nil : left.compactMap(\.remainingFen).reduce(0, +)
+                result.receipt = receipts.issue(records: o.records, holderName: o.card.readout.holder.name, allowanceLeftFen: remaining,
+                                                matterName: nil, now: kiosk.clock.now()).map(\.text).joined(separator: "; ")
                 after.recordsQueued()
                 publish { $0.bill = nil }
             } else if o.decision.code == .limitExhausted || o.decision.code == .notEligible {
@@ -219,11 +215,3 @@ final class Engine: @unchecked Sendable {
     }
 }
 
-extension Kiosk {
-    /// The allowance left for a card just presented, from the store, without talking to the card again.
-    func check(onCardSessionless card: PresentedCard) throws -> [ScreenState.ProgramLine] {
-        // The committed subsidy is in L now, so max(S + L, C) is the used-after figure.
-        let view = try device.store.view(cardNumber: card.facts.cardNumber, period: card.period)
-        return Decide.status(card: card.facts, view: view, now: clock.now()).programs.map(Engine.line)
-    }
-}

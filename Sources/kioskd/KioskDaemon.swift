@@ -20,6 +20,8 @@ struct KioskDaemon: AsyncParsableCommand {
     @Option(help: "HTTP port on 127.0.0.1 (screen, bill intake, health, metrics).") var port = 8080
     @Flag(help: "Use vpcd's virtual readers (demo, tests, training). Also BENEFIT_KIOSK_VIRTUAL_READERS=1.") var virtualReaders = false
     @Flag(help: "Do not upload settlement records (a kiosk with no network yet).") var noUpload = false
+    @Option(help: "Receipt paper width in mm: 58 or 80.") var paper = "58"
+    @Option(help: "Use only this reader (default: every reader, virtual ones only with --virtual-readers).") var reader: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
 
     func run() async throws {
@@ -41,10 +43,12 @@ struct KioskDaemon: AsyncParsableCommand {
         logger[metadataKey: "device"] = "\(device.config.deviceID)"
         let clock = try KioskClock.fromEnvironment()
         let kiosk = Kiosk(device: device, clock: clock, logger: logger)
-        let filter = virtualReaders ? ReaderFilter(allowVirtual: true) : ReaderFilter.fromEnvironment
+        var filter = virtualReaders ? ReaderFilter(allowVirtual: true) : ReaderFilter.fromEnvironment
+        filter.only = reader
         let hub = ScreenHub(ScreenState(profile: device.config.profile.rawValue, institution: device.config.institution,
                                         deviceID: device.config.deviceID))
-        let engine = Engine(kiosk: kiosk, hub: hub, filter: filter, logger: logger)
+        let engine = Engine(kiosk: kiosk, hub: hub, filter: filter, logger: logger,
+                            receipts: ReceiptDesk(device: device, paper: paper == "80" ? .mm80 : .mm58))
 
         // Start-up: say what is pending; each resolves when its card is presented again.
         for d in try device.store.pendingDeductions() where (Timestamp.date(d.createdAt) ?? .distantPast) < clock.now().addingTimeInterval(-60) {

@@ -37,12 +37,17 @@ func buildRouter(engine: Engine, hub: ScreenHub, device: Device, registry: Prome
         }
     }
 
-    // Screens
+    // Screens. The page carries the current state inline, so its first paint is already
+    // right (and readable without waiting for the stream); SSE keeps it live after.
     for (path, file, type) in [("/", "index.html", "text/html; charset=utf-8"), ("/app.js", "app.js", "text/javascript; charset=utf-8"),
                                ("/style.css", "style.css", "text/css; charset=utf-8")] {
         router.get(RouterPath(path)) { _, _ -> Response in
-            guard let url = Bundle.module.url(forResource: "Screens/\(file)", withExtension: nil), let data = try? Data(contentsOf: url) else {
+            guard let url = Bundle.module.url(forResource: "Screens/\(file)", withExtension: nil), var data = try? Data(contentsOf: url) else {
                 return Response(status: .notFound)
+            }
+            if file == "index.html" {
+                let state = await hub.state.json.replacingOccurrences(of: "</", with: "<\\/")
+                data = Data(String(decoding: data, as: UTF8.self).replacingOccurrences(of: "/*INITIAL_STATE*/null", with: state).utf8)
             }
             return Response(status: .ok, headers: [.contentType: type, .cacheControl: "no-store"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
         }

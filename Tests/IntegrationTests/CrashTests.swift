@@ -15,7 +15,7 @@ extension PCSCIntegrationTests {
             "provision", "--state-dir", dir, "--device-id", "KSK-TEST-0001", "--institution", "330782-H01", "--profile", "hospital",
             "--issuer-key", "330782-issuer-test=\((keys["issuer"] as! [String: String])["public_key"]!)",
             "--authority-key", "330782-auth-test=\((keys["authority"] as! [String: String])["public_key"]!)",
-            "--hub-url", "http://127.0.0.1:9",
+            "--hub-url", "http://127.0.0.1:9", "--printer", "file:\(dir)/receipts/",
             "--device-key-seed", ((keys["devices"] as! [String: [String: String]])["KSK-TEST-0001"]!)["private_seed"]!,
         ])
         #expect(s1 == 0, "\(e1)")

@@ -75,4 +75,5 @@ function connect() {
 const tick = () => { document.getElementById("clock").textContent = new Date().toLocaleString("zh-CN", { timeZone: "Asia/Shanghai" }); };
 tick();
 setInterval(tick, 1000);
+if (window.INITIAL_STATE) render(window.INITIAL_STATE);
 connect();

@@ -1,0 +1,242 @@
+import Foundation
+import GRDB
+
+// Delivery of settlement records to the hub (upload spec §2–3): the batch read and the
+// batch of answers written back, each in one transaction. Records are never deleted or
+// edited here; only `status`, `received_at` and `reject_reason` change, and only from
+// `queued`.
+
+/// The hub's verdict on one record, as the store applies it.
+public struct DeliveryResult: Sendable, Equatable {
+    public enum Outcome: Sendable, Equatable {
+        /// `accepted` or `duplicate`: the hub holds the record since `receivedAt` (RFC 3339).
+        case accepted(receivedAt: String)
+        /// The hub will never take the record.
+        case rejected(reason: String)
+    }
+
+    public var recordID: String
+    public var outcome: Outcome
+
+    public init(recordID: String, outcome: Outcome) {
+        self.recordID = recordID
+        self.outcome = outcome
+    }
+}
+
+/// What `applyResults` changed: records already resolved (by another uploader) are left alone.
+public struct DeliveryApplied: Sendable, Equatable {
+    public var accepted = 0
+    public var rejected = 0
+    /// Results for records that were not queued any more (or not on this store).
+    public var unchanged = 0
+    public init() {}
+}
+
+public enum DeliveryError: Error, Equatable, CustomStringConvertible {
+    /// A `received_at` that is not RFC 3339: the whole answer is refused, nothing written.
+    case badReceivedAt(recordID: String, value: String)
+
+    public var description: String {
+        switch self {
+        case .badReceivedAt(let id, let v): return "received_at \"\(v)\" for \(id) is not an RFC 3339 time"
+        }
+    }
+}
+
+extension KioskStore {
+    /// Upload spec §2: at most 500 records per batch.
+    public static let maxBatchRecords = 500
+    /// Upload spec §2: at most 1 MiB per batch body.
+    public static let maxBatchBytes = 1 << 20
+    /// Room left for the batch envelope (`batch_id`, `device_id`, `sent_at`) by the default byte budget.
+    public static let batchEnvelopeAllowance = 1024
+
+    /// The next queued records of `deviceID`, in `seq` order: at most `maxRecords`, and their
+    /// bodies joined with commas (the batch's `records` array without its brackets) at most
+    /// `maxBytes` long. The first record is returned even if it alone is longer, so that an
+    /// oversized record is tried (and refused by the hub with 413) instead of silently stuck.
+    public func nextBatch(deviceID: String, maxRecords: Int = KioskStore.maxBatchRecords,
+                          maxBytes: Int = KioskStore.maxBatchBytes - KioskStore.batchEnvelopeAllowance) throws -> [StoredRecord] {
+        precondition(maxRecords > 0 && maxBytes > 0, "a batch holds at least one record")
+        return try pool.read { db in
+            let cursor = try Row.fetchCursor(db, sql: """
+                SELECT * FROM record WHERE status = 'queued' AND device_id = ? ORDER BY seq LIMIT ?
+                """, arguments: [deviceID, maxRecords])
+            var out: [StoredRecord] = []
+            out.reserveCapacity(min(maxRecords, 512))
+            var bytes = 0
+            while let row = try cursor.next() {
+                let record = StoredRecord(row)
+                let added = record.body.utf8.count + (out.isEmpty ? 0 : 1)
+                if !out.isEmpty && bytes + added > maxBytes { break }
+                bytes += added
+                out.append(record)
+            }
+            return out
+        }
+    }
+
+    /// The number of queued records (of `deviceID`, or of every device).
+    public func queuedCount(deviceID: String? = nil) throws -> Int {
+        try pool.read { db in
+            if let deviceID {
+                return try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM record WHERE status = 'queued' AND device_id = ?", arguments: [deviceID]) ?? 0
+            }
+            return try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM record WHERE status = 'queued'") ?? 0
+        }
+    }
+
+    /// Whether a queued `alert` record with this `code` is waiting for upload (so that an alert
+    /// raised "once per streak" is not raised again by a restarted uploader).
+    public func queuedAlertExists(deviceID: String, code: String) throws -> Bool {
+        try pool.read { db in
+            try Bool.fetchOne(db, sql: """
+                SELECT EXISTS (SELECT 1 FROM record WHERE status = 'queued' AND device_id = ? AND kind = 'alert'
+                               AND json_extract(body, '$.code') = ?)
+                """, arguments: [deviceID, code]) ?? false
+        }
+    }
+
+    /// The hub's answers for many records, in ONE transaction: accepted records get their
+    /// `received_at` (normalised by `ReceivedAt.normalise`, fractions rounded up), rejected
+    /// ones their reason. Only queued records change. Every `received_at` is checked before
+    /// anything is written: one bad time refuses the whole answer.
+    @discardableResult
+    public func applyResults(_ results: [DeliveryResult]) throws -> DeliveryApplied {
+        var normalised: [String?] = []
+        normalised.reserveCapacity(results.count)
+        for r in results {
+            switch r.outcome {
+            case .accepted(let receivedAt):
+                guard let n = ReceivedAt.normalise(receivedAt) else { throw DeliveryError.badReceivedAt(recordID: r.recordID, value: receivedAt) }
+                normalised.append(n)
+            case .rejected:
+                normalised.append(nil)
+            }
+        }
+        if results.isEmpty { return DeliveryApplied() }
+        return try write { db in
+            var applied = DeliveryApplied()
+            let accept = try db.cachedStatement(sql: """
+                UPDATE record SET status = 'accepted', received_at = ?, reject_reason = NULL WHERE record_id = ? AND status = 'queued'
+                """)
+            let reject = try db.cachedStatement(sql: """
+                UPDATE record SET status = 'rejected', received_at = NULL, reject_reason = ? WHERE record_id = ? AND status = 'queued'
+                """)
+            for (r, receivedAt) in zip(results, normalised) {
+                switch r.outcome {
+                case .accepted:
+                    try accept.execute(arguments: [receivedAt, r.recordID])
+                    if db.changesCount == 1 { applied.accepted += 1 } else { applied.unchanged += 1 }
+                case .rejected(let reason):
+                    try reject.execute(arguments: [reason, r.recordID])
+                    if db.changesCount == 1 { applied.rejected += 1 } else { applied.unchanged += 1 }
+                }
+            }
+            return applied
+        }
+    }
+}
+
+/// RFC 3339 times as the hub sends them, made into what the store keeps: UTC, `Z`, second
+/// precision, a fraction of a second rounded UP. Rounding up keeps the `settled_through`
+/// comparison (snapshot spec §5) conservative: a record received at 01:59:00.4 is not
+/// counted as settled by a snapshot settled through 01:59:00.
+public enum ReceivedAt {
+    /// `2026-11-22T03:00:01.250+08:00` → `2026-11-21T19:00:02Z`; nil if not RFC 3339.
+    public static func normalise(_ text: String) -> String? {
+        guard let (seconds, fraction) = parse(text) else { return nil }
+        return format(epochSeconds: seconds + (fraction ? 1 : 0))
+    }
+
+    /// Seconds since 1970 (whole seconds, floor) and whether a non-zero fraction followed.
+    static func parse(_ text: String) -> (Int64, Bool)? {
+        let b = Array(text.utf8)
+        var i = 0
+        func digits(_ n: Int) -> Int64? {
+            guard i + n <= b.count else { return nil }
+            var v: Int64 = 0
+            for k in i..<(i + n) {
+                guard b[k] >= 0x30 && b[k] <= 0x39 else { return nil }
+                v = v * 10 + Int64(b[k] - 0x30)
+            }
+            i += n
+            return v
+        }
+        func expect(_ c: UInt8...) -> Bool {
+            guard i < b.count, c.contains(b[i]) else { return false }
+            i += 1
+            return true
+        }
+        guard let year = digits(4), expect(0x2D), let month = digits(2), expect(0x2D), let day = digits(2),
+              expect(0x54, 0x74, 0x20), let hour = digits(2), expect(0x3A), let minute = digits(2), expect(0x3A), let second = digits(2)
+        else { return nil }
+        guard (1...12).contains(month), day >= 1, day <= daysIn(month: month, year: year), hour <= 23, minute <= 59, second <= 60 else { return nil }
+        var fraction = false
+        if i < b.count && b[i] == 0x2E {
+            i += 1
+            let start = i
+            while i < b.count && b[i] >= 0x30 && b[i] <= 0x39 {
+                if b[i] != 0x30 { fraction = true }
+                i += 1
+            }
+            guard i > start else { return nil }
+        }
+        var offset: Int64 = 0
+        if expect(0x5A, 0x7A) {
+            offset = 0
+        } else if i < b.count && (b[i] == 0x2B || b[i] == 0x2D) {
+            let sign: Int64 = b[i] == 0x2D ? -1 : 1
+            i += 1
+            guard let oh = digits(2), expect(0x3A), let om = digits(2), oh <= 23, om <= 59 else { return nil }
+            offset = sign * (oh * 3600 + om * 60)
+        } else {
+            return nil
+        }
+        guard i == b.count else { return nil }
+        let days = daysFromCivil(year: year, month: month, day: day)
+        return (days * 86400 + hour * 3600 + minute * 60 + second - offset, fraction)
+    }
+
+    static func format(epochSeconds s: Int64) -> String {
+        let days = s >= 0 ? s / 86400 : (s - 86399) / 86400
+        let rem = s - days * 86400
+        let (y, m, d) = civilFromDays(days)
+        func two(_ v: Int64) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        let year = String(y)
+        let paddedYear = String(repeating: "0", count: max(0, 4 - year.count)) + year
+        return "\(paddedYear)-\(two(m))-\(two(d))T\(two(rem / 3600)):\(two(rem % 3600 / 60)):\(two(rem % 60))Z"
+    }
+
+    static func daysIn(month: Int64, year: Int64) -> Int64 {
+        switch month {
+        case 2: return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
+    }
+
+    // Howard Hinnant's days_from_civil / civil_from_days (proleptic Gregorian).
+    static func daysFromCivil(year: Int64, month: Int64, day: Int64) -> Int64 {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let mp = (month + 9) % 12
+        let doy = (153 * mp + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146097 + doe - 719468
+    }
+
+    static func civilFromDays(_ z0: Int64) -> (Int64, Int64, Int64) {
+        let z = z0 + 719468
+        let era = (z >= 0 ? z : z - 146096) / 146097
+        let doe = z - era * 146097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        return (m <= 2 ? yoe + era * 400 + 1 : yoe + era * 400, m, d)
+    }
+}

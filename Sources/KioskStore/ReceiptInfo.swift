@@ -1,0 +1,45 @@
+import Foundation
+import GRDB
+
+/// What a receipt needs beyond its settlement record (holder name masked, allowance left,
+/// matter name) and whether it was printed: kept so that a receipt can be printed again.
+public struct ReceiptInfo: Sendable, Equatable {
+    public var recordID: String
+    public var holderMasked: String
+    public var allowanceLeftFen: Int64?
+    public var matterName: String?
+    public var printedAt: String?
+    public var printError: String?
+    public init(recordID: String, holderMasked: String, allowanceLeftFen: Int64?, matterName: String?, printedAt: String? = nil, printError: String? = nil) {
+        self.recordID = recordID; self.holderMasked = holderMasked; self.allowanceLeftFen = allowanceLeftFen
+        self.matterName = matterName; self.printedAt = printedAt; self.printError = printError
+    }
+}
+
+extension KioskStore {
+    public func saveReceiptInfo(_ info: ReceiptInfo) throws {
+        try write { db in
+            try db.execute(sql: """
+                INSERT INTO receipt_info (record_id, holder_masked, allowance_left_fen, matter_name) VALUES (?, ?, ?, ?)
+                ON CONFLICT(record_id) DO NOTHING
+                """, arguments: [info.recordID, info.holderMasked, info.allowanceLeftFen, info.matterName])
+        }
+    }
+
+    /// Marks a print attempt: printed (error nil) or failed with its reason.
+    public func markPrinted(recordID: String, at: Date, error: String?) throws {
+        try write { db in
+            try db.execute(sql: "UPDATE receipt_info SET printed_at = ?, print_error = ? WHERE record_id = ?",
+                           arguments: [error == nil ? Timestamp.string(at) : nil, error, recordID])
+        }
+    }
+
+    public func receiptInfo(_ recordID: String) throws -> ReceiptInfo? {
+        try pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM receipt_info WHERE record_id = ?", arguments: [recordID]).map {
+                ReceiptInfo(recordID: $0["record_id"], holderMasked: $0["holder_masked"], allowanceLeftFen: $0["allowance_left_fen"],
+                            matterName: $0["matter_name"], printedAt: $0["printed_at"], printError: $0["print_error"])
+            }
+        }
+    }
+}

@@ -1,0 +1,225 @@
+import Foundation
+
+/// The three kinds of receipt, with the code each carries in the QR payload (`k`, receipt.md §1).
+public enum ReceiptKind: String, Sendable, CaseIterable {
+    /// A medical subsidy (`ms`): 惠民医疗费用贴补凭条.
+    case subsidy = "ms"
+    /// A reversal of an earlier record (`rv`): 冲正凭条.
+    case reversal = "rv"
+    /// A legal-aid application (`la`): 法律援助申请回执.
+    case legalAid = "la"
+
+    /// The printed title of this kind of receipt.
+    public var title: String {
+        switch self {
+        case .subsidy: return "惠民医疗费用贴补凭条"
+        case .reversal: return "冲正凭条"
+        case .legalAid: return "法律援助申请回执"
+        }
+    }
+}
+
+/// The amounts of a medical subsidy, all in fen (1 yuan = 100 fen).
+public struct SubsidyAmounts: Sendable, Equatable {
+    /// The bill presented (票据金额).
+    public var billFen: Int64
+    /// What the programs paid (贴补金额).
+    public var subsidyFen: Int64
+    /// What the patient still pays (个人支付).
+    public var patientPaysFen: Int64
+    /// What is left of this year's allowance after this subsidy (本年剩余额度); `nil` leaves the line out.
+    public var allowanceLeftFen: Int64?
+
+    /// Amounts in fen.
+    public init(billFen: Int64, subsidyFen: Int64, patientPaysFen: Int64, allowanceLeftFen: Int64?) {
+        self.billFen = billFen
+        self.subsidyFen = subsidyFen
+        self.patientPaysFen = patientPaysFen
+        self.allowanceLeftFen = allowanceLeftFen
+    }
+}
+
+/// What a reversal undoes.
+public struct ReversalDetails: Sendable, Equatable {
+    /// The `record_id` of the record being reversed (原流水号).
+    public var reversedRecordID: String
+    /// The amount given back, in fen (冲正金额).
+    public var amountFen: Int64
+    /// Why (冲正原因), free text.
+    public var reason: String
+
+    /// The record reversed, the amount in fen, the reason.
+    public init(reversedRecordID: String, amountFen: Int64, reason: String) {
+        self.reversedRecordID = reversedRecordID
+        self.amountFen = amountFen
+        self.reason = reason
+    }
+}
+
+/// The matter a legal-aid application is about.
+public struct LegalAidMatter: Sendable, Equatable {
+    /// The matter code (`m` in the QR payload), e.g. `labor_remuneration`.
+    public var code: String
+    /// Its printed name, e.g. 请求支付劳动报酬.
+    public var name: String
+
+    /// A matter code and its printed name.
+    public init(code: String, name: String) {
+        self.code = code
+        self.name = name
+    }
+}
+
+/// Everything one receipt says, in clear. The card number and the holder name are held in
+/// full and masked by every output (layout, QR payload, ESC/POS); nothing here is stored.
+public struct ReceiptContent: Sendable, Equatable {
+    /// What the receipt is about, with the fields that kind needs.
+    public enum Body: Sendable, Equatable {
+        case subsidy(SubsidyAmounts)
+        case reversal(ReversalDetails)
+        case legalAid(LegalAidMatter)
+    }
+
+    /// The `record_id` of the settlement record (for a reversal: the reversal's own record).
+    public var recordID: String
+    /// The institution the kiosk stands in (its code or name).
+    public var institution: String
+    /// The device that made the record; also the JWS `kid`.
+    public var deviceID: String
+    /// When the record was made.
+    public var time: Date
+    /// The full card number; printed and signed only masked (`Masking.cardNumber`).
+    public var cardNumber: String
+    /// The holder's full name; printed only masked (`Masking.name`), never signed.
+    public var holderName: String
+    /// The kind-specific part.
+    public var body: Body
+    /// Further lines printed after the amounts and before the record id (identity numbers in them are masked).
+    public var extraLines: [String]
+
+    /// A receipt of any kind; see also `subsidy(…)`, `reversal(…)` and `legalAid(…)`.
+    public init(recordID: String, institution: String, deviceID: String, time: Date, cardNumber: String,
+                holderName: String, body: Body, extraLines: [String] = []) {
+        self.recordID = recordID
+        self.institution = institution
+        self.deviceID = deviceID
+        self.time = time
+        self.cardNumber = cardNumber
+        self.holderName = holderName
+        self.body = body
+        self.extraLines = extraLines
+    }
+
+    /// The kind of receipt, from its body.
+    public var kind: ReceiptKind {
+        switch body {
+        case .subsidy: return .subsidy
+        case .reversal: return .reversal
+        case .legalAid: return .legalAid
+        }
+    }
+
+    /// A medical-subsidy receipt.
+    public static func subsidy(recordID: String, institution: String, deviceID: String, time: Date, cardNumber: String,
+                               holderName: String, billFen: Int64, subsidyFen: Int64, patientPaysFen: Int64,
+                               allowanceLeftFen: Int64?, extraLines: [String] = []) -> ReceiptContent {
+        ReceiptContent(recordID: recordID, institution: institution, deviceID: deviceID, time: time, cardNumber: cardNumber,
+                       holderName: holderName,
+                       body: .subsidy(SubsidyAmounts(billFen: billFen, subsidyFen: subsidyFen, patientPaysFen: patientPaysFen,
+                                                     allowanceLeftFen: allowanceLeftFen)),
+                       extraLines: extraLines)
+    }
+
+    /// A reversal receipt.
+    public static func reversal(recordID: String, institution: String, deviceID: String, time: Date, cardNumber: String,
+                                holderName: String, reversedRecordID: String, amountFen: Int64, reason: String,
+                                extraLines: [String] = []) -> ReceiptContent {
+        ReceiptContent(recordID: recordID, institution: institution, deviceID: deviceID, time: time, cardNumber: cardNumber,
+                       holderName: holderName,
+                       body: .reversal(ReversalDetails(reversedRecordID: reversedRecordID, amountFen: amountFen, reason: reason)),
+                       extraLines: extraLines)
+    }
+
+    /// A legal-aid application receipt.
+    public static func legalAid(recordID: String, institution: String, deviceID: String, time: Date, cardNumber: String,
+                                holderName: String, matterCode: String, matterName: String,
+                                extraLines: [String] = []) -> ReceiptContent {
+        ReceiptContent(recordID: recordID, institution: institution, deviceID: deviceID, time: time, cardNumber: cardNumber,
+                       holderName: holderName, body: .legalAid(LegalAidMatter(code: matterCode, name: matterName)),
+                       extraLines: extraLines)
+    }
+}
+
+/// How personal data is masked on every receipt output.
+public enum Masking {
+    /// The first 4 and last 4 characters, `*` for each one between: `3307820000000017` → `3307********0017`.
+    /// A number of 8 characters or fewer would show whole, so it becomes all `*`.
+    public static func cardNumber(_ number: String) -> String {
+        let chars = Array(number)
+        guard chars.count > 8 else { return String(repeating: "*", count: chars.count) }
+        return String(chars.prefix(4)) + String(repeating: "*", count: chars.count - 8) + String(chars.suffix(4))
+    }
+
+    /// The first character, then `*` for each remaining one: `王秀英` → `王**`. Masking a masked name changes nothing.
+    public static func name(_ name: String) -> String {
+        guard let first = name.first else { return "" }
+        return String(first) + String(repeating: "*", count: name.count - 1)
+    }
+
+    /// Masks, in free text, every run of 15 or more digits (an identity or card number; an 18-digit
+    /// identity number may end in `X`) as `cardNumber` does.
+    public static func identityNumbers(in text: String) -> String {
+        var out = ""
+        var run = ""
+        func flush() {
+            out += run.count >= 15 ? cardNumber(run) : run
+            run = ""
+        }
+        for ch in text {
+            if ch.isASCII && ch.isNumber {
+                run.append(ch)
+            } else if (ch == "X" || ch == "x") && run.count == 17 {
+                run.append(ch)
+                flush()
+            } else {
+                flush()
+                out.append(ch)
+            }
+        }
+        flush()
+        return out
+    }
+}
+
+/// How amounts and times are printed.
+public enum ReceiptFormat {
+    /// Fen as yuan with two decimals: `10000` → `100.00`, `-5` → `-0.05`.
+    public static func yuan(_ fen: Int64) -> String {
+        let magnitude = fen.magnitude
+        let cents = magnitude % 100
+        return (fen < 0 ? "-" : "") + "\(magnitude / 100)." + (cents < 10 ? "0" : "") + "\(cents)"
+    }
+
+    /// China Standard Time (UTC+8, no daylight saving), `yyyy-MM-dd HH:mm:ss`.
+    public static func chinaTime(_ date: Date) -> String {
+        let seconds = Int64(date.timeIntervalSince1970.rounded(.down)) + 8 * 3600
+        let days = seconds >= 0 ? seconds / 86400 : (seconds - 86399) / 86400
+        let secondOfDay = seconds - days * 86400
+        let (y, m, d) = civilDate(daysSinceEpoch: days)
+        func two(_ v: Int64) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        return "\(y)-\(two(m))-\(two(d)) \(two(secondOfDay / 3600)):\(two(secondOfDay / 60 % 60)):\(two(secondOfDay % 60))"
+    }
+
+    /// Proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's `civil_from_days`).
+    static func civilDate(daysSinceEpoch: Int64) -> (year: Int64, month: Int64, day: Int64) {
+        let z = daysSinceEpoch + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
+    }
+}

@@ -1,0 +1,147 @@
+@preconcurrency import Crypto
+import Foundation
+import KioskStore
+
+/// One batch body as sent (upload spec §2): the envelope written field by field and the
+/// records array made by joining the stored record texts verbatim, so the bytes of each
+/// record on the wire are exactly the bytes committed on the kiosk.
+public struct BatchBody: Sendable, Equatable {
+    public let batchID: String
+    public let deviceID: String
+    public let sentAt: String
+    /// The record ids, in order, as the answer must repeat them.
+    public let recordIDs: [String]
+    /// The exact body bytes; `X-Signature` covers them.
+    public let bytes: [UInt8]
+
+    /// - Parameter records: record JSON texts, in `seq` order, used verbatim.
+    public init(batchID: String, deviceID: String, sentAt: String, records: [(recordID: String, body: String)]) {
+        self.batchID = batchID
+        self.deviceID = deviceID
+        self.sentAt = sentAt
+        recordIDs = records.map(\.recordID)
+        var out: [UInt8] = []
+        out.reserveCapacity(BatchBody.envelopeLength(batchID: batchID, deviceID: deviceID, sentAt: sentAt)
+                            + records.reduce(0) { $0 + $1.body.utf8.count + 1 })
+        out.append(contentsOf: #"{"batch_id":"#.utf8)
+        JSONText.appendString(batchID, to: &out)
+        out.append(contentsOf: #","device_id":"#.utf8)
+        JSONText.appendString(deviceID, to: &out)
+        out.append(contentsOf: #","sent_at":"#.utf8)
+        JSONText.appendString(sentAt, to: &out)
+        out.append(contentsOf: #","records":["#.utf8)
+        for (i, r) in records.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: r.body.utf8)
+        }
+        out.append(contentsOf: "]}".utf8)
+        bytes = out
+    }
+
+    public init(batchID: String, deviceID: String, sentAt: String, records: [StoredRecord]) {
+        self.init(batchID: batchID, deviceID: deviceID, sentAt: sentAt, records: records.map { ($0.recordID, $0.body) })
+    }
+
+    /// The body length without any record: what the record budget of 1 MiB must leave room for.
+    public static func envelopeLength(batchID: String, deviceID: String, sentAt: String) -> Int {
+        var out: [UInt8] = []
+        out.append(contentsOf: #"{"batch_id":"#.utf8)
+        JSONText.appendString(batchID, to: &out)
+        out.append(contentsOf: #","device_id":"#.utf8)
+        JSONText.appendString(deviceID, to: &out)
+        out.append(contentsOf: #","sent_at":"#.utf8)
+        JSONText.appendString(sentAt, to: &out)
+        out.append(contentsOf: #","records":[]}"#.utf8)
+        return out.count
+    }
+
+    /// `X-Signature`: base64 Ed25519 by the device key over the exact body bytes.
+    public func signature(with key: Curve25519.Signing.PrivateKey) throws -> String {
+        try key.signature(for: bytes).base64EncodedString()
+    }
+}
+
+enum JSONText {
+    /// Appends `s` as a JSON string literal (RFC 8259 escaping; non-ASCII left as UTF-8).
+    static func appendString(_ s: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for c in s.utf8 {
+            switch c {
+            case UInt8(ascii: "\""): out.append(contentsOf: #"\""#.utf8)
+            case UInt8(ascii: "\\"): out.append(contentsOf: #"\\"#.utf8)
+            case 0x0A: out.append(contentsOf: #"\n"#.utf8)
+            case 0x0D: out.append(contentsOf: #"\r"#.utf8)
+            case 0x09: out.append(contentsOf: #"\t"#.utf8)
+            case 0..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                out.append(contentsOf: #"\u00"#.utf8)
+                out.append(hex[Int(c >> 4)])
+                out.append(hex[Int(c & 0xF)])
+            default: out.append(c)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+}
+
+/// A hub's `200` answer, checked against the batch it answers (upload spec §3).
+public enum BatchAnswer {
+    /// Why a `200` answer cannot be believed. Nothing of the batch is marked then.
+    public enum Nonsense: Error, Equatable, CustomStringConvertible {
+        case notJSON
+        case noResults
+        case wrongCount(expected: Int, got: Int)
+        case wrongRecordID(index: Int, expected: String, got: String?)
+        case unknownStatus(recordID: String, status: String?)
+        case badReceivedAt(recordID: String, value: String?)
+        case missingReason(recordID: String)
+
+        public var description: String {
+            switch self {
+            case .notJSON: return "the answer is not a JSON object"
+            case .noResults: return "the answer has no results array"
+            case .wrongCount(let e, let g): return "the answer has \(g) results for \(e) records"
+            case .wrongRecordID(let i, let e, let g): return "result \(i) is for \(g ?? "no record_id"), expected \(e)"
+            case .unknownStatus(let r, let s): return "result for \(r) has status \(s.map { "\"\($0)\"" } ?? "missing")"
+            case .badReceivedAt(let r, let v): return "result for \(r) has received_at \(v.map { "\"\($0)\"" } ?? "missing")"
+            case .missingReason(let r): return "result for \(r) is rejected without a reason"
+            }
+        }
+    }
+
+    /// One checked result per record, in batch order, plus how many were duplicates.
+    public struct Checked: Sendable, Equatable {
+        public var results: [DeliveryResult]
+        public var duplicates: Int
+    }
+
+    /// Checks every result: same count, same record ids in the same order, a known status,
+    /// an RFC 3339 `received_at` for accepted/duplicate, a reason for rejected.
+    public static func check(_ data: [UInt8], recordIDs: [String]) throws(Nonsense) -> Checked {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(data)) as? [String: Any] else { throw .notJSON }
+        guard let results = object["results"] as? [Any] else { throw .noResults }
+        guard results.count == recordIDs.count else { throw .wrongCount(expected: recordIDs.count, got: results.count) }
+        var out: [DeliveryResult] = []
+        out.reserveCapacity(results.count)
+        var duplicates = 0
+        for (i, (item, expected)) in zip(results, recordIDs).enumerated() {
+            guard let r = item as? [String: Any] else { throw .wrongRecordID(index: i, expected: expected, got: nil) }
+            let id = r["record_id"] as? String
+            guard id == expected else { throw .wrongRecordID(index: i, expected: expected, got: id) }
+            let status = r["status"] as? String
+            switch status {
+            case "accepted", "duplicate":
+                let at = r["received_at"] as? String
+                guard let at, ReceivedAt.normalise(at) != nil else { throw .badReceivedAt(recordID: expected, value: at) }
+                if status == "duplicate" { duplicates += 1 }
+                out.append(DeliveryResult(recordID: expected, outcome: .accepted(receivedAt: at)))
+            case "rejected":
+                guard let reason = r["reason"] as? String, !reason.isEmpty else { throw .missingReason(recordID: expected) }
+                out.append(DeliveryResult(recordID: expected, outcome: .rejected(reason: reason)))
+            default:
+                throw .unknownStatus(recordID: expected, status: status)
+            }
+        }
+        return Checked(results: out, duplicates: duplicates)
+    }
+}

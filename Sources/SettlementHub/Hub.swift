@@ -1,0 +1,450 @@
+@preconcurrency import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+
+/// The devices a hub knows: public key and status (snapshot spec `device` records).
+public struct DeviceRegistry: Sendable {
+    public struct Entry: Sendable, Equatable {
+        public var publicKey: Curve25519.Signing.PublicKey
+        public var status: String
+        public static func == (a: Entry, b: Entry) -> Bool { a.publicKey.rawRepresentation == b.publicKey.rawRepresentation && a.status == b.status }
+    }
+
+    public enum LoadError: Error, CustomStringConvertible {
+        case unreadable(String)
+        case badKey(deviceID: String)
+        case badOption(String)
+        public var description: String {
+            switch self {
+            case .unreadable(let p): return "cannot read \(p)"
+            case .badKey(let id): return "device \(id): public_key is not a base64 Ed25519 key"
+            case .badOption(let o): return "--device \(o): expected ID=BASE64"
+            }
+        }
+    }
+
+    public private(set) var devices: [String: Entry] = [:]
+
+    public init() {}
+
+    public subscript(deviceID: String) -> Entry? { devices[deviceID] }
+
+    /// Adds (or replaces) a device; `publicKey` is base64 of the 32-byte Ed25519 key.
+    public mutating func add(deviceID: String, publicKey: String, status: String = "active") throws {
+        guard let raw = Data(base64Encoded: publicKey), let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw) else {
+            throw LoadError.badKey(deviceID: deviceID)
+        }
+        devices[deviceID] = Entry(publicKey: key, status: status)
+    }
+
+    /// `ID=BASE64`, as `settlement-hub --device` takes it.
+    public mutating func add(option: String) throws {
+        guard let eq = option.firstIndex(of: "="), eq != option.startIndex else { throw LoadError.badOption(option) }
+        try add(deviceID: String(option[..<eq]), publicKey: String(option[option.index(after: eq)...]))
+    }
+
+    /// Every `device` record of a snapshot file (JSON lines).
+    public mutating func load(snapshot path: String) throws {
+        guard let data = FileManager.default.contents(atPath: path) else { throw LoadError.unreadable(path) }
+        for line in data.split(separator: UInt8(ascii: "\n")) where !line.isEmpty {
+            guard let o = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any], o["type"] as? String == "device",
+                  let id = o["device_id"] as? String, let key = o["public_key"] as? String else { continue }
+            try add(deviceID: id, publicKey: key, status: o["status"] as? String ?? "active")
+        }
+    }
+}
+
+/// The hub's limits (upload spec §2) — lowered in tests to make it answer 413.
+public struct HubLimits: Sendable, Equatable {
+    public var maxRecords = 500
+    public var maxBytes = 1 << 20
+    public init(maxRecords: Int = 500, maxBytes: Int = 1 << 20) {
+        self.maxRecords = maxRecords
+        self.maxBytes = maxBytes
+    }
+}
+
+/// Test knobs: ways for the reference hub to misbehave on purpose.
+public struct HubFaults: Sendable, Equatable {
+    /// What the first `failFirst` batch requests get instead of a normal answer.
+    public enum Failure: Sendable, Equatable {
+        /// This status (with `Retry-After: retryAfter` seconds if given), nothing stored.
+        case status(Int, retryAfter: Int?)
+        /// The batch is stored, then this status is answered: the answer is "lost".
+        case storeThenStatus(Int)
+        /// The batch is stored, then a 200 that does not answer it.
+        case nonsense(Nonsense)
+    }
+
+    public enum Nonsense: String, Sendable, Equatable, CaseIterable {
+        /// One result fewer than records.
+        case wrongCount = "wrong-count"
+        /// The results' record ids reversed / changed.
+        case wrongIDs = "wrong-ids"
+        /// Not JSON at all.
+        case notJSON = "not-json"
+        /// A status the spec does not know.
+        case unknownStatus = "unknown-status"
+        /// `received_at` that is not a time.
+        case badTime = "bad-time"
+    }
+
+    public var failFirst = 0
+    public var failure: Failure = .status(503, retryAfter: nil)
+    /// Wait this long after storing a batch, before answering (a slow hub).
+    public var delay: Duration = .zero
+    /// Answer `received_at` with milliseconds (to exercise the kiosk's rounding up).
+    public var fractionalReceivedAt = false
+
+    public init(failFirst: Int = 0, failure: Failure = .status(503, retryAfter: nil), delay: Duration = .zero,
+                fractionalReceivedAt: Bool = false) {
+        self.failFirst = failFirst
+        self.failure = failure
+        self.delay = delay
+        self.fractionalReceivedAt = fractionalReceivedAt
+    }
+
+    public static let none = HubFaults()
+}
+
+/// The reference settlement hub (upload spec §2–3): `POST /v1/devices/{device_id}/batches`
+/// checks the device's signature over the exact body, stores each record once by
+/// `record_id` with its exact JSON and hash, and answers per record; `GET /v1/health`.
+public final class SettlementHub: Sendable {
+    public let database: HubDatabase
+    let logger: Logger
+    let now: @Sendable () -> Date
+    private let state: LockedState
+
+    final class LockedState: @unchecked Sendable {
+        let lock = NSLock()
+        var registry: DeviceRegistry
+        var limits: HubLimits
+        var faults: HubFaults
+        var batchRequests = 0
+        init(registry: DeviceRegistry, limits: HubLimits, faults: HubFaults) {
+            self.registry = registry
+            self.limits = limits
+            self.faults = faults
+        }
+        func with<T>(_ body: (LockedState) -> T) -> T {
+            lock.lock()
+            defer { lock.unlock() }
+            return body(self)
+        }
+    }
+
+    public init(database: HubDatabase, registry: DeviceRegistry, limits: HubLimits = HubLimits(), faults: HubFaults = .none,
+                now: @escaping @Sendable () -> Date = { Date() }, logger: Logger = Logger(label: "settlement.hub")) {
+        self.database = database
+        self.logger = logger
+        self.now = now
+        state = LockedState(registry: registry, limits: limits, faults: faults)
+    }
+
+    // MARK: knobs, changeable while running
+
+    public var faults: HubFaults {
+        get { state.with { $0.faults } }
+        set { state.with { $0.faults = newValue } }
+    }
+
+    public var limits: HubLimits {
+        get { state.with { $0.limits } }
+        set { state.with { $0.limits = newValue } }
+    }
+
+    public var registry: DeviceRegistry {
+        get { state.with { $0.registry } }
+        set { state.with { $0.registry = newValue } }
+    }
+
+    /// Batch requests received so far (counting those refused).
+    public var batchRequests: Int { state.with { $0.batchRequests } }
+
+    // MARK: HTTP
+
+    public func makeRouter() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.get("/v1/health") { _, _ -> Response in
+            let count = (try? self.database.recordCount()) ?? -1
+            return Self.json(.ok, ["status": count >= 0 ? "ok" : "database_error", "records": count])
+        }
+        router.post("/v1/devices/:device_id/batches") { request, context -> Response in
+            let deviceID = context.parameters.get("device_id") ?? ""
+            return await self.receive(request, deviceID: deviceID)
+        }
+        return router
+    }
+
+    /// The Hummingbird application (for `runService()` in the executable).
+    public func makeApplication(host: String = "127.0.0.1", port: Int = 8470,
+                                onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+        Application(
+            router: makeRouter(),
+            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "settlement-hub"),
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
+            logger: logger
+        )
+    }
+
+    /// Starts the hub in this process (port 0: an ephemeral port) and returns once it listens.
+    public func start(host: String = "127.0.0.1", port: Int = 0) async throws -> RunningHub {
+        let (ports, continuation) = AsyncStream<Int>.makeStream()
+        let app = makeApplication(host: host, port: port) { p in
+            continuation.yield(p)
+            continuation.finish()
+        }
+        let task = Task {
+            defer { continuation.finish() }
+            try await app.run()
+        }
+        for await p in ports {
+            return RunningHub(host: host, port: p, task: task)
+        }
+        try await task.value
+        throw CancellationError()
+    }
+
+    // MARK: the batch endpoint
+
+    /// Largest body read at all; anything between `limits.maxBytes` and this gets a tidy 413.
+    static let readLimit = 8 << 20
+
+    func receive(_ request: Request, deviceID: String) async -> Response {
+        let (limits, faults, number, entry) = state.with { s -> (HubLimits, HubFaults, Int, DeviceRegistry.Entry?) in
+            s.batchRequests += 1
+            return (s.limits, s.faults, s.batchRequests, s.registry[deviceID])
+        }
+        var log = logger
+        log[metadataKey: "device_id"] = "\(deviceID)"
+        let bytes: [UInt8]
+        do {
+            var buffer = try await request.body.collect(upTo: Self.readLimit)
+            bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
+        } catch is NIOTooManyBytesError {
+            return Self.error(.contentTooLarge, "too_large", "the batch is larger than \(limits.maxBytes) bytes")
+        } catch {
+            return Self.error(.badRequest, "unreadable", "the body could not be read")
+        }
+        let fault: HubFaults.Failure? = number <= faults.failFirst ? faults.failure : nil
+        if case .status(let status, let retryAfter)? = fault {
+            var headers = HTTPFields()
+            if let retryAfter { headers[.retryAfter] = "\(retryAfter)" }
+            log.notice("failing a batch on purpose", metadata: ["status": "\(status)", "request": "\(number)"])
+            return Self.json(HTTPResponse.Status(code: status), ["error": "injected", "message": "test fault \(status)"], headers: headers)
+        }
+
+        guard let entry else {
+            return Self.error(.forbidden, "unknown_device", "device \(deviceID) is not registered")
+        }
+        guard entry.status == "active" else {
+            return Self.error(.forbidden, "device_not_active", "device \(deviceID) is \(entry.status)")
+        }
+        guard let signatureText = request.headers[.xSignature], let signature = Data(base64Encoded: signatureText),
+              entry.publicKey.isValidSignature(signature, for: bytes) else {
+            log.warning("bad batch signature")
+            return Self.error(.unauthorized, "bad_signature", "X-Signature does not verify with the key of \(deviceID)")
+        }
+        guard bytes.count <= limits.maxBytes else {
+            return Self.error(.contentTooLarge, "too_large", "the batch is \(bytes.count) bytes; at most \(limits.maxBytes)")
+        }
+
+        let batch: Batch
+        do {
+            batch = try Batch(bytes, pathDeviceID: deviceID)
+        } catch let e as Batch.Malformed {
+            log.warning("malformed batch", metadata: ["why": "\(e.message)"])
+            return Self.error(.badRequest, "malformed", e.message)
+        } catch {
+            return Self.error(.badRequest, "malformed", "\(error)")
+        }
+        guard batch.records.count <= limits.maxRecords else {
+            return Self.error(.contentTooLarge, "too_many_records", "the batch has \(batch.records.count) records; at most \(limits.maxRecords)")
+        }
+
+        let receivedAt = Self.timestamp(now(), fractional: faults.fractionalReceivedAt)
+        let results: [RecordResult]
+        do {
+            results = try await database.store(batchID: batch.batchID, deviceID: deviceID, sentAt: batch.sentAt, records: batch.records,
+                                               receivedAt: receivedAt)
+        } catch {
+            log.error("cannot store the batch", metadata: ["error": "\(error)"])
+            return Self.error(.internalServerError, "storage", "the hub could not store the batch")
+        }
+        for r in results {
+            if case .rejected(let reason, let detail) = r.status {
+                log.notice("record rejected", metadata: ["record_id": "\(r.recordID ?? "-")", "reason": "\(reason)", "detail": "\(detail ?? "")"])
+            }
+        }
+        if faults.delay > .zero {
+            try? await Task.sleep(for: faults.delay)
+        }
+        switch fault {
+        case .storeThenStatus(let status)?:
+            return Self.error(HTTPResponse.Status(code: status), "injected", "test fault: stored, answer lost")
+        case .nonsense(let kind)?:
+            return Self.nonsense(kind, results)
+        default:
+            return Response(status: .ok, headers: [.contentType: "application/json"],
+                            body: .init(byteBuffer: ByteBuffer(bytes: Self.resultsJSON(results))))
+        }
+    }
+
+    /// A checked batch envelope and the exact bytes of each record.
+    struct Batch {
+        struct Malformed: Error { var message: String }
+        var batchID: String
+        var sentAt: String
+        var records: [[UInt8]]
+
+        init(_ bytes: [UInt8], pathDeviceID: String) throws {
+            let members: [(key: String, value: Range<Int>)]
+            do { members = try JSONSpans.objectMembers(bytes) } catch let e as JSONSpans.SyntaxError {
+                throw Malformed(message: "the body is not a JSON object: \(e)")
+            }
+            var fields: [String: Range<Int>] = [:]
+            for m in members {
+                guard fields[m.key] == nil else { throw Malformed(message: "duplicate member \"\(m.key)\"") }
+                fields[m.key] = m.value
+            }
+            func string(_ name: String) throws -> String {
+                guard let r = fields[name], let s = try? JSONSerialization.jsonObject(with: Data(bytes[r]), options: [.fragmentsAllowed]) as? String,
+                      !s.isEmpty else { throw Malformed(message: "\(name) must be a non-empty string") }
+                return s
+            }
+            batchID = try string("batch_id")
+            let deviceID = try string("device_id")
+            guard deviceID == pathDeviceID else { throw Malformed(message: "device_id \(deviceID) differs from the path's \(pathDeviceID)") }
+            sentAt = try string("sent_at")
+            guard RecordRules.isRFC3339(sentAt) else { throw Malformed(message: "sent_at must be an RFC 3339 time") }
+            guard let r = fields["records"], let elements = try JSONSpans.arrayElements(bytes, in: r) else {
+                throw Malformed(message: "records must be an array")
+            }
+            records = elements.map { Array(bytes[$0]) }
+        }
+    }
+
+    // MARK: answers
+
+    static func resultsJSON(_ results: [RecordResult]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(results.count * 96 + 16)
+        out.append(contentsOf: #"{"results":["#.utf8)
+        for (i, r) in results.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: #"{"record_id":"#.utf8)
+            if let id = r.recordID { appendJSONString(id, to: &out) } else { out.append(contentsOf: "null".utf8) }
+            switch r.status {
+            case .accepted(let at):
+                out.append(contentsOf: #","status":"accepted","received_at":"#.utf8)
+                appendJSONString(at, to: &out)
+            case .duplicate(let at):
+                out.append(contentsOf: #","status":"duplicate","received_at":"#.utf8)
+                appendJSONString(at, to: &out)
+            case .rejected(let reason, let detail):
+                out.append(contentsOf: #","status":"rejected","reason":"#.utf8)
+                appendJSONString(reason, to: &out)
+                if let detail {
+                    out.append(contentsOf: #","detail":"#.utf8)
+                    appendJSONString(detail, to: &out)
+                }
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(contentsOf: "]}".utf8)
+        return out
+    }
+
+    static func nonsense(_ kind: HubFaults.Nonsense, _ results: [RecordResult]) -> Response {
+        var results = results
+        let body: [UInt8]
+        switch kind {
+        case .wrongCount:
+            if !results.isEmpty { results.removeLast() }
+            body = resultsJSON(results)
+        case .wrongIDs:
+            results = results.map { var r = $0; r.recordID = ($0.recordID ?? "") + "x"; return r }.reversed()
+            body = resultsJSON(results)
+        case .notJSON:
+            body = Array("<html><body>Gateway says hello</body></html>".utf8)
+        case .unknownStatus:
+            body = Array(String(decoding: resultsJSON(results), as: UTF8.self)
+                .replacingOccurrences(of: #""status":"accepted""#, with: #""status":"stored""#)
+                .replacingOccurrences(of: #""status":"duplicate""#, with: #""status":"stored""#).utf8)
+        case .badTime:
+            results = results.map { r in
+                var r = r
+                switch r.status {
+                case .accepted, .duplicate: r.status = .accepted(receivedAt: "yesterday")
+                case .rejected: break
+                }
+                return r
+            }
+            body = resultsJSON(results)
+        }
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    static func error(_ status: HTTPResponse.Status, _ code: String, _ message: String) -> Response {
+        json(status, ["error": code, "message": message])
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ object: [String: Any], headers: HTTPFields = HTTPFields()) -> Response {
+        var headers = headers
+        headers[.contentType] = "application/json"
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func timestamp(_ date: Date, fractional: Bool) -> String {
+        if fractional {
+            return date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: TimeZone(identifier: "UTC")!))
+        }
+        return date.formatted(Date.ISO8601FormatStyle(timeZone: TimeZone(identifier: "UTC")!))
+    }
+}
+
+/// A hub running in this process (tests): its address and how to stop it.
+public struct RunningHub: Sendable {
+    public let host: String
+    public let port: Int
+    let task: Task<Void, Error>
+
+    /// `http://host:port`, the hub URL a kiosk is provisioned with.
+    public var url: String { "http://\(host):\(port)" }
+
+    /// Stops listening and waits until the server is down.
+    public func stop() async {
+        task.cancel()
+        _ = await task.result
+    }
+}
+
+extension HTTPField.Name {
+    static let xSignature = HTTPField.Name("X-Signature")!
+}
+
+/// Appends `s` as a JSON string literal.
+func appendJSONString(_ s: String, to out: inout [UInt8]) {
+    out.append(UInt8(ascii: "\""))
+    for c in s.utf8 {
+        switch c {
+        case UInt8(ascii: "\""): out.append(contentsOf: #"\""#.utf8)
+        case UInt8(ascii: "\\"): out.append(contentsOf: #"\\"#.utf8)
+        case 0x0A: out.append(contentsOf: #"\n"#.utf8)
+        case 0x0D: out.append(contentsOf: #"\r"#.utf8)
+        case 0x09: out.append(contentsOf: #"\t"#.utf8)
+        case 0..<0x20:
+            let hex = Array("0123456789abcdef".utf8)
+            out.append(contentsOf: #"\u00"#.utf8)
+            out.append(hex[Int(c >> 4)])
+            out.append(hex[Int(c & 0xF)])
+        default: out.append(c)
+        }
+    }
+    out.append(UInt8(ascii: "\""))
+}

@@ -1,0 +1,87 @@
+import ArgumentParser
+import Foundation
+import KioskCore
+import KioskStore
+import Receipts
+
+struct ReceiptCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "receipt", abstract: "Print, reprint and verify receipts.",
+                                                    subcommands: [PrintReceipt.self, Reprint.self, Verify.self])
+
+    struct PrintOptions: ParsableArguments {
+        @OptionGroup var state: StateOptions
+        @Argument(help: "The record_id.") var recordId: String
+        @Option(help: "Printer (file:/path, tcp:HOST:9100, device:/dev/usb/lp0); default: the provisioned one.") var printer: String?
+        @Option(help: "Paper width in mm: 58 or 80.") var paper = 58
+
+        func run(reprint: Bool) {
+            do {
+                let kiosk = try state.kiosk()
+                let desk = ReceiptDesk(device: kiosk.device, paper: paper == 80 ? .mm80 : .mm58, printerSpec: printer)
+                _ = try desk.content(recordID: recordId)   // a clear error for an unknown or unprintable record
+                let outcome = desk.print(recordID: recordId, now: kiosk.clock.now(), reprint: reprint)
+                Swift.print("\(recordId): \(outcome.text)")
+                if case .failed = outcome { Foundation.exit(ExitStatus.refused.rawValue) }
+            } catch let f as CommandFailure {
+                FileHandle.standardError.write(Data("kioskctl: \(f.message)\n".utf8)); Foundation.exit(f.status.rawValue)
+            } catch {
+                FileHandle.standardError.write(Data("kioskctl: \(error)\n".utf8)); Foundation.exit(ExitStatus.refused.rawValue)
+            }
+        }
+    }
+
+    struct PrintReceipt: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "print", abstract: "Print a record's receipt.")
+        @OptionGroup var options: PrintOptions
+        func run() throws { options.run(reprint: false) }
+    }
+
+    struct Reprint: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print a record's receipt again, marked as a reprint.")
+        @OptionGroup var options: PrintOptions
+        func run() throws { options.run(reprint: true) }
+    }
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Verify a receipt's QR: the JWS itself, or a PNG of the QR (read with zbarimg).")
+        @OptionGroup var state: StateOptions
+        @Argument(help: "A JWS, or a PNG/image file holding the QR code.") var input: String
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            do {
+                let kiosk = try state.kiosk()
+                var jws = input
+                if FileManager.default.fileExists(atPath: input) {
+                    let p = Process()
+                    p.executableURL = URL(fileURLWithPath: "/usr/bin/zbarimg")
+                    p.arguments = ["-q", "--raw", "--nodbus", "-Sbinary", input]
+                    let out = Pipe()
+                    p.standardOutput = out
+                    try p.run()
+                    let data = out.fileHandleForReading.readDataToEndOfFile()
+                    p.waitUntilExit()
+                    guard p.terminationStatus == 0 else { throw CommandFailure(message: "no QR code found in \(input)", status: .refused) }
+                    jws = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                }
+                let v = try ReceiptDesk(device: kiosk.device).verify(jws)
+                var o: [String: Any] = ["valid": true, "device_id": v.deviceID, "record_id": v.recordID, "kind": v.kind.rawValue,
+                                        "card_number": v.maskedCardNumber, "time": Timestamp.string(v.time)]
+                if let b = v.billFen { o["bill_fen"] = b }
+                if let s = v.subsidyFen { o["subsidy_fen"] = s }
+                if let m = v.matterCode { o["matter"] = m }
+                if let r = try kiosk.device.store.record(v.recordID) { o["record_status"] = r.status }
+                if json { printJSON(o) } else {
+                    Swift.print("VALID receipt \(v.recordID) (\(v.kind.title)) signed by \(v.deviceID), card \(v.maskedCardNumber), \(ReceiptFormat.chinaTime(v.time))"
+                                + (v.subsidyFen.map { ", subsidy \(ReceiptFormat.yuan($0)) of bill \(ReceiptFormat.yuan(v.billFen ?? 0))" } ?? "")
+                                + (v.matterCode.map { ", matter \($0)" } ?? ""))
+                }
+            } catch let f as CommandFailure {
+                fail(f)
+            } catch {
+                if json { printJSON(["valid": false, "error": "\(error)"]) }
+                fail(CommandFailure(message: "receipt NOT valid: \(error)", status: .notAuthentic))
+            }
+        }
+    }
+}

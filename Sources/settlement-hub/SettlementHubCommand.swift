@@ -1,0 +1,86 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import SettlementHub
+
+/// `settlement-hub`: the reference settlement hub (upload spec §2–3), for development,
+/// training and tests. Production hubs are the platform's.
+@main
+struct SettlementHubCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "settlement-hub",
+        abstract: "Reference settlement hub: receives signed record batches from kiosks and stores each record once.",
+        discussion: """
+        Devices and their public keys come from a snapshot file's `device` records (--snapshot) and/or
+        --device ID=BASE64. Stops gracefully on SIGTERM or SIGINT.
+        The --fail-*, --delay-ms, --nonsense and --fractional-received-at options make the hub misbehave
+        on purpose, for tests and training only.
+        """
+    )
+
+    @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(help: "Port to listen on (0: any free port; the chosen one is printed).") var port = 8470
+    @Option(help: "The hub's SQLite file.") var db = "settlement-hub.sqlite"
+    @Option(help: "Snapshot file (JSON lines) whose device records are registered; repeatable.") var snapshot: [String] = []
+    @Option(help: "A device to register: ID=BASE64 (Ed25519 public key); repeatable.") var device: [String] = []
+    @Option(help: "Most records per batch (more: 413).") var maxRecords = 500
+    @Option(help: "Most bytes per batch (more: 413).") var maxBytes = 1 << 20
+    @Option(help: "Test: misbehave on the first N batch requests.") var failFirst = 0
+    @Option(help: "Test: the status those requests get.") var failStatus = 503
+    @Option(help: "Test: Retry-After seconds sent with --fail-status.") var retryAfter: Int?
+    @Flag(help: "Test: store those batches, then answer --fail-status (the answer is lost).") var failAfterStore = false
+    @Option(help: "Test: store those batches, then answer a nonsense 200 (\(HubFaults.Nonsense.allCases.map(\.rawValue).joined(separator: ", "))).")
+    var nonsense: String?
+    @Option(help: "Test: wait this many milliseconds after storing a batch, before answering.") var delayMs = 0
+    @Flag(help: "Test: answer received_at with milliseconds.") var fractionalReceivedAt = false
+    @Option(help: "Log level (trace, debug, info, notice, warning, error, critical).") var logLevel = "info"
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0…65535") }
+        guard (1...500).contains(maxRecords) else { throw ValidationError("--max-records must be 1…500") }
+        guard maxBytes >= 1024 else { throw ValidationError("--max-bytes must be at least 1024") }
+        guard failFirst >= 0, delayMs >= 0 else { throw ValidationError("--fail-first and --delay-ms must not be negative") }
+        guard (100...599).contains(failStatus) else { throw ValidationError("--fail-status must be an HTTP status") }
+        if let nonsense, HubFaults.Nonsense(rawValue: nonsense) == nil {
+            throw ValidationError("--nonsense must be one of \(HubFaults.Nonsense.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level \(logLevel)") }
+        if snapshot.isEmpty && device.isEmpty { throw ValidationError("register devices with --snapshot and/or --device") }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        var registry = DeviceRegistry()
+        do {
+            for path in snapshot { try registry.load(snapshot: path) }
+            for option in device { try registry.add(option: option) }
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        var faults = HubFaults(failFirst: failFirst, delay: .milliseconds(delayMs), fractionalReceivedAt: fractionalReceivedAt)
+        if let nonsense, let kind = HubFaults.Nonsense(rawValue: nonsense) {
+            faults.failure = .nonsense(kind)
+        } else if failAfterStore {
+            faults.failure = .storeThenStatus(failStatus)
+        } else {
+            faults.failure = .status(failStatus, retryAfter: retryAfter)
+        }
+        let database: HubDatabase
+        do { database = try HubDatabase(path: db) } catch { throw ValidationError("cannot open \(db): \(error)") }
+        let hub = SettlementHub(database: database, registry: registry, limits: HubLimits(maxRecords: maxRecords, maxBytes: maxBytes),
+                                faults: faults)
+        let host = self.host
+        let devices = registry.devices.count
+        let app = hub.makeApplication(host: host, port: port) { port in
+            print("settlement-hub listening on http://\(host):\(port) (\(devices) devices)")
+            fflush(stdout)
+        }
+        try await app.runService()
+    }
+}

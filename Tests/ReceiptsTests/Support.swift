@@ -1,0 +1,253 @@
+import Crypto
+import Foundation
+import Testing
+@testable import Receipts
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The spec vectors copied into this target's fixtures.
+enum Fixtures {
+    static func json(_ name: String) throws -> [String: Any] {
+        let url = try #require(Bundle.module.resourceURL).appendingPathComponent("Fixtures/\(name)")
+        let data = try Data(contentsOf: url)
+        return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    }
+
+    static func receiptJWS() throws -> String {
+        try #require(try json("receipt-and-batch.json")["receipt_jws"] as? String)
+    }
+
+    static func deviceKeys() throws -> [String: [String: String]] {
+        try #require(try json("test-keys.json")["devices"] as? [String: [String: String]])
+    }
+
+    static func privateKey(_ device: String) throws -> Curve25519.Signing.PrivateKey {
+        let text = try #require(try deviceKeys()[device]?["private_seed"])
+        let seed = try #require(Data(base64Encoded: text))
+        return try Curve25519.Signing.PrivateKey(rawRepresentation: seed)
+    }
+
+    static func publicKey(_ device: String) throws -> Curve25519.Signing.PublicKey {
+        let text = try #require(try deviceKeys()[device]?["public_key"])
+        let raw = try #require(Data(base64Encoded: text))
+        return try Curve25519.Signing.PublicKey(rawRepresentation: raw)
+    }
+}
+
+/// 2026-11-22T03:00:00Z, the vectors' clock (11:00:00 in China).
+let vectorTime = Date(timeIntervalSince1970: 1_795_316_400)
+
+/// The subsidy of vectors/README …0017: bill 10000, subsidy 10000, 30000 left of 60000.
+let vectorSubsidy = ReceiptContent.subsidy(
+    recordID: "KSK-TEST-0001-1", institution: "330782-H01", deviceID: "KSK-TEST-0001", time: vectorTime,
+    cardNumber: "3307820000000017", holderName: "王秀英", billFen: 10000, subsidyFen: 10000, patientPaysFen: 0,
+    allowanceLeftFen: 30000)
+
+let vectorLegalAid = ReceiptContent.legalAid(
+    recordID: "KSK-TEST-0001-2", institution: "330782-H01", deviceID: "KSK-TEST-0001", time: vectorTime,
+    cardNumber: "3307820000000025", holderName: "李建国", matterCode: "labor_remuneration", matterName: "请求支付劳动报酬")
+
+let vectorReversal = ReceiptContent.reversal(
+    recordID: "KSK-TEST-0001-3", institution: "330782-H01", deviceID: "KSK-TEST-0001", time: vectorTime,
+    cardNumber: "3307820000000017", holderName: "王秀英", reversedRecordID: "KSK-TEST-0001-1", amountFen: 10000,
+    reason: "票据录入错误")
+
+/// A fresh temporary folder per test.
+func temporaryFolder() throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("receipts-tests-\(UUID().uuidString)", isDirectory: true)
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
+/// What `zbarimg -q --raw --nodbus -Sbinary` reads from a PNG: exact bytes.
+func zbarScan(_ png: Data) throws -> [UInt8] {
+    let folder = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let file = folder.appendingPathComponent("qr.png")
+    try png.write(to: file)
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/zbarimg")
+    process.arguments = ["-q", "--raw", "--nodbus", "-Sbinary", file.path]
+    let out = Pipe()
+    process.standardOutput = out
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let bytes = [UInt8](out.fileHandleForReading.readDataToEndOfFile())
+    process.waitUntilExit()
+    try #require(process.terminationStatus == 0, "zbarimg found no code (exit \(process.terminationStatus))")
+    return bytes   // with -Sbinary, --raw adds no newline: exactly the symbol's bytes
+
+}
+
+/// The printer side of `DLE EOT`: answers status queries met before any receipt byte, records the rest.
+struct FakePrinterProtocol {
+    /// Reply to `DLE EOT n` by n; a query without a reply here is never answered.
+    var replies: [UInt8: UInt8]
+    private(set) var queries: [UInt8] = []
+    private(set) var printed: [UInt8] = []
+    private var pending: [UInt8] = []
+    private var printing = false
+
+    init(replies: [UInt8: UInt8]) { self.replies = replies }
+
+    /// Takes bytes from the host; returns what to answer.
+    mutating func take(_ bytes: [UInt8]) -> [UInt8] {
+        if printing { printed += bytes; return [] }
+        pending += bytes
+        var answer: [UInt8] = []
+        while !pending.isEmpty {
+            if pending[0] == 0x10 {
+                if pending.count < 3 { break }
+                if pending[1] == 0x04 {
+                    queries.append(pending[2])
+                    if let reply = replies[pending[2]] { answer.append(reply) }
+                    pending.removeFirst(3)
+                    continue
+                }
+            }
+            printing = true
+            printed += pending
+            pending = []
+        }
+        return answer
+    }
+
+    static let ok: [UInt8: UInt8] = [1: 0x12, 2: 0x12, 4: 0x12]
+    /// Offline at paper end, paper sensor 'paper end' (bits 5–6).
+    static let paperEnd: [UInt8: UInt8] = [1: 0x1A, 2: 0x32, 4: 0x72]
+    /// Offline with the cover open.
+    static let coverOpen: [UInt8: UInt8] = [1: 0x1A, 2: 0x16, 4: 0x12]
+}
+
+/// A receipt printer on 127.0.0.1 (ephemeral port) serving one connection on its own thread; every wait bounded.
+final class FakeTCPPrinter: @unchecked Sendable {
+    let port: UInt16
+    private let listener: Int32
+    private let lock = NSLock()
+    private var state: FakePrinterProtocol
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(replies: [UInt8: UInt8]) throws {
+        state = FakePrinterProtocol(replies: replies)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        try #require(bound == 0 && listen(fd, 1) == 0)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        listener = fd
+        port = UInt16(bigEndian: address.sin_port)
+        let thread = Thread { [self] in serve() }
+        thread.start()
+    }
+
+    private func waitReadable(_ fd: Int32, ms: Int32) -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&p, 1, ms) > 0
+    }
+
+    private func serve() {
+        defer { close(listener); finished.signal() }
+        guard waitReadable(listener, ms: 5000) else { return }
+        let connection = accept(listener, nil, nil)
+        guard connection >= 0 else { return }
+        defer { close(connection) }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while waitReadable(connection, ms: 5000) {
+            let n = buffer.withUnsafeMutableBytes { read(connection, $0.baseAddress, $0.count) }
+            guard n > 0 else { return }
+            lock.lock()
+            let answer = state.take(Array(buffer[0..<n]))
+            lock.unlock()
+            if !answer.isEmpty { _ = answer.withUnsafeBytes { write(connection, $0.baseAddress, $0.count) } }
+        }
+    }
+
+    /// Waits (at most 5 s) for the connection to end, then returns what was printed and asked.
+    func result() throws -> (printed: [UInt8], queries: [UInt8]) {
+        try #require(finished.wait(timeout: .now() + 5) == .success, "the fake printer did not finish")
+        lock.lock()
+        defer { lock.unlock() }
+        return (state.printed, state.queries)
+    }
+}
+
+/// A receipt printer behind a pseudo-terminal: `path` is the device the transport opens.
+final class FakeDevicePrinter: @unchecked Sendable {
+    let path: String
+    private let master: Int32
+    private let keepalive: Int32
+    private let lock = NSLock()
+    private var state: FakePrinterProtocol
+    private var stopping = false
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(replies: [UInt8: UInt8]) throws {
+        state = FakePrinterProtocol(replies: replies)
+        master = PTY.openMaster()
+        try #require(master >= 0 && PTY.grant(master) == 0 && PTY.unlock(master) == 0)
+        var name = [CChar](repeating: 0, count: 128)
+        try #require(PTY.name(master, &name, name.count) == 0)
+        path = String(cString: name)
+        keepalive = open(path, O_RDWR | O_NOCTTY)   // so the master never sees a hang-up between opens
+        try #require(keepalive >= 0)
+        let thread = Thread { [self] in serve() }
+        thread.start()
+    }
+
+    private func serve() {
+        defer { finished.signal() }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            lock.lock(); let stop = stopping; lock.unlock()
+            var p = pollfd(fd: master, events: Int16(POLLIN), revents: 0)
+            if poll(&p, 1, 20) > 0 {
+                let n = buffer.withUnsafeMutableBytes { read(master, $0.baseAddress, $0.count) }
+                if n > 0 {
+                    lock.lock()
+                    let answer = state.take(Array(buffer[0..<n]))
+                    lock.unlock()
+                    if !answer.isEmpty { _ = answer.withUnsafeBytes { write(master, $0.baseAddress, $0.count) } }
+                    continue
+                }
+            }
+            if stop { return }
+        }
+    }
+
+    /// Stops after reading everything already written, then returns what was printed and asked.
+    func result() throws -> (printed: [UInt8], queries: [UInt8]) {
+        lock.lock(); stopping = true; lock.unlock()
+        try #require(finished.wait(timeout: .now() + 5) == .success, "the fake device did not finish")
+        close(keepalive)
+        close(master)
+        lock.lock()
+        defer { lock.unlock() }
+        return (state.printed, state.queries)
+    }
+}
+
+/// glibc's pseudo-terminal calls, which the Glibc module does not import (they need `_XOPEN_SOURCE`).
+enum PTY {
+    private static func symbol<T>(_ name: String, as type: T.Type) -> T {
+        guard let pointer = dlsym(UnsafeMutableRawPointer(bitPattern: 0), name) else { fatalError("libc lacks \(name)") }
+        return unsafeBitCast(pointer, to: type)
+    }
+
+    static func openMaster() -> Int32 {
+        symbol("posix_openpt", as: (@convention(c) (Int32) -> Int32).self)(O_RDWR | O_NOCTTY)
+    }
+
+    static func grant(_ fd: Int32) -> Int32 { symbol("grantpt", as: (@convention(c) (Int32) -> Int32).self)(fd) }
+
+    static func unlock(_ fd: Int32) -> Int32 { symbol("unlockpt", as: (@convention(c) (Int32) -> Int32).self)(fd) }
+
+    static func name(_ fd: Int32, _ buffer: UnsafeMutablePointer<CChar>, _ length: Int) -> Int32 {
+        symbol("ptsname_r", as: (@convention(c) (Int32, UnsafeMutablePointer<CChar>, Int) -> Int32).self)(fd, buffer, length)
+    }
+}

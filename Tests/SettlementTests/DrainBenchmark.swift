@@ -1,0 +1,59 @@
+import Foundation
+import GRDB
+import KioskCore
+import KioskStore
+import Settlement
+import SettlementHub
+import Testing
+
+/// Queue drain rate: 10,000 queued records drained to the local hub (budget ≥ 5,000 records/s).
+/// Opt-in, it is a measurement: `SETTLEMENT_BENCH=1 swift test --skip-build --filter DrainBenchmark`.
+@Suite("Drain benchmark", .enabled(if: ProcessInfo.processInfo.environment["SETTLEMENT_BENCH"] == "1"))
+struct DrainBenchmark {
+    /// Queues `count` medical_subsidy records shaped like real ones, in one transaction
+    /// (the setup is not what is measured).
+    static func queueSubsidies(_ device: Device, _ count: Int) throws {
+        try device.store.pool.write { db in
+            try db.execute(sql: "INSERT INTO device_sequence (device_id, last_seq) VALUES (?, 0) ON CONFLICT(device_id) DO NOTHING",
+                           arguments: [device.config.deviceID])
+            let start = try Int64.fetchOne(db, sql: "SELECT last_seq FROM device_sequence WHERE device_id = ?", arguments: [device.config.deviceID])!
+            let insert = try db.makeStatement(sql: """
+                INSERT INTO record (device_id, seq, record_id, kind, created_at, body, amount_fen) VALUES (?, ?, ?, 'medical_subsidy', ?, ?, ?)
+                """)
+            for i in 1...Int64(count) {
+                let seq = start + i
+                let id = "\(device.config.deviceID)-\(seq)"
+                let body: [String: Any] = [
+                    "record_id": id, "seq": seq, "kind": "medical_subsidy", "created_at": "2026-11-22T03:00:00Z",
+                    "snapshot_id": "330782-20261122-01", "card_number": "3307820000000017",
+                    "id_hash": "ab0c8ad7629e95b976c51368c5dd25b377165922036e377038cdf1fe8ec10595", "program": "HM-SUBSIDY",
+                    "period": "2026", "bill_reference": "H01-20261122-\(seq)", "bill_fen": 10000, "subsidy_fen": 10000,
+                    "patient_pays_fen": 0, "used_before_fen": 20000, "used_after_fen": 30000, "card_sequence": seq,
+                    "institution": "330782-H01",
+                ]
+                let text = String(decoding: try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self)
+                try insert.execute(arguments: [device.config.deviceID, seq, id, "2026-11-22T03:00:00Z", text, 10000])
+            }
+            try db.execute(sql: "UPDATE device_sequence SET last_seq = ? WHERE device_id = ?", arguments: [start + Int64(count), device.config.deviceID])
+        }
+    }
+
+    @Test("10,000 queued records drained to the local hub")
+    func drain10k() async throws {
+        try await withHub { hub in
+            let device = try provisionDevice(hubURL: hub.url)
+            try Self.queueSubsidies(device, 10_000)
+            let uploader = makeUploader(device)
+            let clock = ContinuousClock()
+            let started = clock.now
+            let summary = await uploader.drainOnce()
+            let elapsed = clock.now - started
+            #expect(summary.outcome == .drained && summary.accepted == 10_000)
+            #expect(try hub.hub.database.recordCount() == 10_000)
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let rate = 10_000 / seconds
+            print("DRAIN BENCHMARK: 10000 records in \(summary.requests) batches, \(String(format: "%.2f", seconds)) s, \(Int(rate)) records/s")
+            #expect(rate >= 5_000)
+        }
+    }
+}

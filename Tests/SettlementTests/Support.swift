@@ -1,0 +1,182 @@
+import AsyncHTTPClient
+@preconcurrency import Crypto
+import Foundation
+import KioskCore
+import KioskStore
+import Logging
+import Settlement
+import SettlementHub
+import Testing
+
+enum Fixtures {
+    static func url(_ name: String) -> URL { Bundle.module.url(forResource: "Fixtures/\(name)", withExtension: nil)! }
+    static func data(_ name: String) -> Data { FileManager.default.contents(atPath: url(name).path)! }
+    static func json(_ name: String) -> [String: Any] { try! JSONSerialization.jsonObject(with: data(name)) as! [String: Any] }
+
+    static var vectors: [String: Any] { json("receipt-and-batch.json") }
+
+    /// Private seed of a test device (test-keys.json).
+    static func seed(_ deviceID: String) -> Data {
+        let devices = json("test-keys.json")["devices"] as! [String: [String: String]]
+        return Data(base64Encoded: devices[deviceID]!["private_seed"]!)!
+    }
+
+    static func publicKey(_ deviceID: String) -> String {
+        let devices = json("test-keys.json")["devices"] as! [String: [String: String]]
+        return devices[deviceID]!["public_key"]!
+    }
+
+    static let deviceID = "KSK-TEST-0001"
+}
+
+/// A fresh temporary folder per test (GRDB's habit): real SQLite files, nothing shared.
+func temporaryFolder(_ label: String = "settlement") -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(label)-\(UUID().uuidString)")
+    try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
+let quietLogger: Logger = {
+    var l = Logger(label: "settlement-tests", factory: { _ in SwiftLogNoOpLogHandler() })
+    l.logLevel = .critical
+    return l
+}()
+
+/// A provisioned kiosk (KSK-TEST-0001 with its vector key) in its own state folder.
+func provisionDevice(hubURL: String, stateDir: URL = temporaryFolder("kiosk"), deviceID: String = Fixtures.deviceID) throws -> Device {
+    let config = DeviceConfig(deviceID: deviceID, institution: "330782-H01", profile: .hospital, issuerKeys: [:], authorityKeys: [:],
+                              hubURL: hubURL, printer: "file:/dev/null", provisionedAt: "2026-11-22T00:00:00Z")
+    return try Device.provision(stateDir: stateDir, config: config, seed: Fixtures.seed(deviceID), replaceKey: false)
+}
+
+let testEpoch = Date(timeIntervalSince1970: 1_795_316_400) // 2026-11-22T03:00:00Z
+
+/// Queues `count` alert records (each its own committed transaction, as in the kiosk).
+@discardableResult
+func queueAlerts(_ device: Device, _ count: Int, detail: String = "test alert") throws -> [StoredRecord] {
+    try (0..<count).map { i in
+        try device.store.recordAlert(device: device.context, code: "printer_fault", cardNumber: nil, detail: "\(detail) \(i)",
+                                     now: testEpoch.addingTimeInterval(Double(i)))
+    }
+}
+
+/// A registry with the snapshot's devices (KSK-TEST-0001 active).
+func snapshotRegistry() throws -> DeviceRegistry {
+    var r = DeviceRegistry()
+    try r.load(snapshot: Fixtures.url("snapshot-small.jsonl").path)
+    return r
+}
+
+/// A controllable instant for the hub's `received_at`.
+final class TestClock: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Date
+    init(_ d: Date) { value = d }
+    var now: Date {
+        get { lock.lock(); defer { lock.unlock() }; return value }
+        set { lock.lock(); value = newValue; lock.unlock() }
+    }
+}
+
+/// The real hub, in process, on an ephemeral loopback port, with its own SQLite file.
+struct HubFixture {
+    let hub: SettlementHub
+    let running: RunningHub
+    let clock: TestClock
+    var url: String { running.url }
+
+    static func start(registry: DeviceRegistry? = nil, limits: HubLimits = HubLimits(), faults: HubFaults = .none,
+                      now: Date = testEpoch.addingTimeInterval(60)) async throws -> HubFixture {
+        let db = try HubDatabase(path: temporaryFolder("hub").appendingPathComponent("hub.sqlite").path)
+        let clock = TestClock(now)
+        let hub = SettlementHub(database: db, registry: try registry ?? snapshotRegistry(), limits: limits, faults: faults,
+                                now: { clock.now }, logger: quietLogger)
+        let running = try await hub.start()
+        return HubFixture(hub: hub, running: running, clock: clock)
+    }
+
+    func stop() async { await running.stop() }
+}
+
+/// Waits the uploader asked for, recorded instead of waited (except very long ones, which
+/// suspend until cancelled, so `run()` can idle without spinning).
+actor SleepRecorder {
+    private(set) var sleeps: [Duration] = []
+    func record(_ d: Duration) { sleeps.append(d) }
+
+    nonisolated func sleep(_ d: Duration) async throws {
+        await record(d)
+        if d >= .seconds(3600) {
+            try await Task.sleep(for: .seconds(100_000))
+        } else {
+            try await Task.sleep(for: .milliseconds(1))
+        }
+    }
+}
+
+/// Fixed jitter values, cycled.
+final class RandomSequence: @unchecked Sendable {
+    private let lock = NSLock()
+    private let values: [Double]
+    private var i = 0
+    init(_ values: [Double]) { self.values = values }
+    func next() -> Double {
+        lock.lock(); defer { lock.unlock() }
+        let v = values[i % values.count]
+        i += 1
+        return v
+    }
+}
+
+func makeUploader(_ device: Device, hubURL: String? = nil, timeout: Duration = .seconds(10), sleeper: SleepRecorder = SleepRecorder(),
+                  random: RandomSequence = RandomSequence([0.5]), idleRecheck: Duration = .seconds(3600),
+                  now: Date = testEpoch.addingTimeInterval(30), metricsFactory: TestMetrics? = nil,
+                  configure: (inout UploaderConfiguration) -> Void = { _ in }) -> Uploader {
+    var config = UploaderConfiguration(hubURL: hubURL ?? device.config.hubURL)
+    config.requestTimeout = timeout
+    config.idleRecheck = idleRecheck
+    configure(&config)
+    let environment = UploaderEnvironment(now: { now }, sleep: { try await sleeper.sleep($0) }, random: { random.next() },
+                                          makeBatchID: { UUID().uuidString.lowercased() })
+    return Uploader(store: device.store, device: device.context, signingKey: device.signingKey, configuration: config,
+                    environment: environment, logger: quietLogger, metricsFactory: metricsFactory)
+}
+
+/// POSTs a body to the hub with a signature, as any client would.
+func post(_ url: String, _ body: [UInt8], signature: String?) async throws -> (Int, [String: Any]?, String) {
+    var request = HTTPClientRequest(url: url)
+    request.method = .POST
+    request.headers.add(name: "Content-Type", value: "application/json")
+    if let signature { request.headers.add(name: "X-Signature", value: signature) }
+    request.body = .bytes(body)
+    let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+    var buffer = try await response.body.collect(upTo: 16 << 20)
+    let bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
+    let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any]
+    return (Int(response.status.code), object, String(decoding: bytes, as: UTF8.self))
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+func eventually(timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let clock = ContinuousClock()
+    let deadline = clock.now + timeout
+    while clock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return try await condition()
+}
+
+/// Runs `body` with a fresh in-process hub, stopped afterwards whatever happens.
+func withHub<T>(registry: DeviceRegistry? = nil, limits: HubLimits = HubLimits(), faults: HubFaults = .none,
+                _ body: (HubFixture) async throws -> T) async throws -> T {
+    let hub = try await HubFixture.start(registry: registry, limits: limits, faults: faults)
+    do {
+        let result = try await body(hub)
+        await hub.stop()
+        return result
+    } catch {
+        await hub.stop()
+        throw error
+    }
+}
