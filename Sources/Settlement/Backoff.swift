@@ -53,7 +53,7 @@ enum RetryAfter {
     }
 
     private static let httpDateLock = NSLock()
-    nonisolated(unsafe) private static let httpDate: DateFormatter = {
+    private static let httpDate: DateFormatter = {
         let f = DateFormatter()
         f.locale = Locale(identifier: "en_US_POSIX")
         f.timeZone = TimeZone(identifier: "GMT")

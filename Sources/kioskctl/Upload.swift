@@ -11,9 +11,9 @@ struct Upload: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Send the queued settlement records to the settlement hub now.",
         discussion: """
-        Exits 0 when the queue is empty (records the hub rejected are listed; they stay on the kiosk,
-        marked rejected). Without --once, an unreachable or busy hub is retried with backoff for up to
-        --max-wait seconds. A hub that refuses the device (401/403), calls the batch malformed (400) or
+        Exits 0 when the queue is empty (records the hub rejected are listed; they stay on the kiosk, \
+        marked rejected). Without --once, an unreachable or busy hub is retried with backoff for up to \
+        --max-wait seconds. A hub that refuses the device (401/403), calls the batch malformed (400) or \
         answers nonsense is not retried: exit 8. Hub unreachable: exit 5. Kiosk database failure: exit 7.
         """
     )
@@ -44,8 +44,11 @@ struct Upload: ParsableCommand {
         config.requestTimeout = .seconds(timeout)
         var environment = UploaderEnvironment.live
         environment.now = clock.now
+        // Transient failures are reported below, once each; the log keeps errors (rejections, refusals).
+        var logger = Logger(label: "kioskctl.upload")
+        logger.logLevel = .error
         let uploader = Uploader(store: device.store, device: device.context, signingKey: device.signingKey, configuration: config,
-                                environment: environment, logger: Logger(label: "kioskctl.upload"))
+                                environment: environment, logger: logger)
         let once = self.once
         let maxWait = Duration.seconds(maxWait)
         let (total, last) = blockingAwait { () async -> (DrainSummary, DrainSummary) in

@@ -12,9 +12,9 @@ struct SettlementHubCommand: AsyncParsableCommand {
         commandName: "settlement-hub",
         abstract: "Reference settlement hub: receives signed record batches from kiosks and stores each record once.",
         discussion: """
-        Devices and their public keys come from a snapshot file's `device` records (--snapshot) and/or
-        --device ID=BASE64. Stops gracefully on SIGTERM or SIGINT.
-        The --fail-*, --delay-ms, --nonsense and --fractional-received-at options make the hub misbehave
+        Devices and their public keys come from a snapshot file's `device` records (--snapshot) and/or \
+        --device ID=BASE64. Stops gracefully on SIGTERM or SIGINT. \
+        The --fail-*, --delay-ms, --nonsense and --fractional-received-at options make the hub misbehave \
         on purpose, for tests and training only.
         """
     )
