@@ -103,6 +103,36 @@ import Testing
         }
     }
 
+    /// A full snapshot replaces persons, cards and usage entirely (they go through staging
+    /// tables and are copied in key order): what it leaves out is gone, and when a key comes
+    /// twice the later line wins.
+    @Test func aFullSnapshotReplacesEverythingAndTheLastLineOfAKeyWins() throws {
+        let s = try store()
+        try s.installSnapshot(at: Fixture.url("snapshot-small.jsonl"), trustedAuthorities: Fixture.authorities, now: Fixture.now)
+        var h = Fixture.vectorHeader
+        h["snapshot_id"] = "330782-20261123-01"; h["issued_at"] = "2026-11-23T02:00:00Z"
+        let ih17 = "ab0c8ad7629e95b976c51368c5dd25b377165922036e377038cdf1fe8ec10595"
+        let kept = Fixture.vectorRecords.filter { r in
+            guard let type = r["type"] as? String else { return true }
+            switch type {
+            case "card": return r["card_number"] as? String == "3307820000000017"
+            case "person", "usage": return r["id_hash"] as? String == ih17
+            default: return true
+            }
+        }
+        let full = try Fixture.snapshot(header: h, records: kept + [
+            ["type": "person", "id_hash": ih17, "status": "suspended", "status_reason": "停保", "programs": ["HM-SUBSIDY"]],
+            ["type": "usage", "id_hash": ih17, "program": "HM-SUBSIDY", "period": "2026", "used_fen": 33300],
+        ])
+        let r = try s.installSnapshot(at: full, trustedAuthorities: Fixture.authorities, now: Fixture.now)
+        #expect(r.header.kind == "full" && r.records == kept.count + 2)
+        let v = try #require(try s.view(cardNumber: "3307820000000017", period: "2026"))
+        #expect(v.person?.status == .suspended && v.usage["HM-SUBSIDY"]?.snapshotFen == 33300)
+        #expect(try s.view(cardNumber: "3307820000000058", period: "2026")?.card == nil)
+        #expect(try s.view(cardNumber: "3307820000000041", period: "2026")?.card == nil)
+        #expect(try s.deviceKeys().count == 3)
+    }
+
     @Test func aMissingFileAndAnEmptyFileAreRefused() throws {
         let s = try store()
         #expect(throws: SnapshotRefusal.self) { try s.installSnapshot(at: URL(fileURLWithPath: "/nonexistent"), trustedAuthorities: Fixture.authorities, now: Fixture.now) }
