@@ -11,17 +11,29 @@ enum Harness {
     static let port: UInt16 = 35963
 
     /// Puts a card in the virtual reader, waits until pcscd sees it, runs `body`, pulls it.
+    ///
+    /// On a loaded machine (CI runs the unit suites beside these) pcscd has been seen to miss
+    /// a reinsertion right after a client was killed mid-transaction: the card is then pulled
+    /// and inserted again, up to three times, each miss printed with the reader's state.
     static func withCard<T>(_ emulator: CardEmulator, _ body: (PCSCContext, VPCDClient) throws -> T) throws -> T {
         let ctx = try PCSCContext()
         let client = VPCDClient(emulator: emulator, port: port)
-        try client.insert()
         defer {
             client.remove()
-            _ = try? ctx.waitForCard(in: reader, present: false, timeout: 5)
+            _ = try? ctx.waitForCard(in: reader, present: false, timeout: 10)
         }
-        guard try ctx.waitForCard(in: reader, present: true, timeout: 5) else {
-            throw HarnessError.cardNotSeen
+        var seen = false
+        for attempt in 1...3 where !seen {
+            try client.insert(timeout: 10)
+            seen = try ctx.waitForCard(in: reader, present: true, timeout: 10)
+            if !seen {
+                let state = (try? ctx.readerState(reader)).map { "present=\($0.cardPresent) mute=\($0.mute) events=\($0.eventCount)" } ?? "unknown"
+                print("harness: pcscd did not see the card (attempt \(attempt), \(state)); inserting it again")
+                client.remove()
+                _ = try? ctx.waitForCard(in: reader, present: false, timeout: 10)
+            }
         }
+        guard seen else { throw HarnessError.cardNotSeen }
         return try body(ctx, client)
     }
 
