@@ -157,47 +157,53 @@ let package = Package(
                 "Entitlements",
                 "KioskStore",
                 "KioskCore",
+                "TestVectors",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The spec's vectors and test doubles, one copy for every test target and the bench.
+        .target(
+            name: "TestVectors",
+            dependencies: [
+                "BenefitCard",
+                "VirtualCard",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            resources: [.copy("Fixtures")]
+        ),
         .testTarget(
             name: "SmartCardTests",
-            dependencies: ["SmartCard", "VirtualCard"]
+            dependencies: ["SmartCard", "VirtualCard", "TestVectors"]
         ),
         .testTarget(
             name: "BenefitCardTests",
-            dependencies: ["BenefitCard", "VirtualCard", .product(name: "Crypto", package: "swift-crypto")],
-            resources: [.copy("Fixtures")]
+            dependencies: ["BenefitCard", "VirtualCard", "TestVectors", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .testTarget(
             name: "EntitlementsTests",
-            dependencies: ["Entitlements"]
+            dependencies: ["Entitlements", "TestVectors"]
         ),
         .testTarget(
             name: "KioskStoreTests",
-            dependencies: ["KioskStore", "KioskCore", "Entitlements", "BenefitCard", "VirtualCard", "SmartCard",
-                           .product(name: "Crypto", package: "swift-crypto"), .product(name: "GRDB", package: "GRDB.swift")],
-            resources: [.copy("Fixtures")]
+            dependencies: ["KioskStore", "KioskCore", "Entitlements", "BenefitCard", "VirtualCard", "SmartCard", "TestVectors",
+                           .product(name: "Crypto", package: "swift-crypto"), .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "ReceiptsTests",
-            dependencies: ["Receipts", .product(name: "Crypto", package: "swift-crypto")],
-            resources: [.copy("Fixtures")]
+            dependencies: ["Receipts", "TestVectors", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .testTarget(
             name: "SettlementTests",
-            dependencies: ["Settlement", "SettlementHub", "KioskStore", "KioskCore",
+            dependencies: ["Settlement", "SettlementHub", "KioskStore", "KioskCore", "TestVectors",
                            .product(name: "Crypto", package: "swift-crypto"),
                            .product(name: "Hummingbird", package: "hummingbird"),
-                           .product(name: "AsyncHTTPClient", package: "async-http-client")],
-            resources: [.copy("Fixtures")]
+                           .product(name: "AsyncHTTPClient", package: "async-http-client")]
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["SmartCard", "BenefitCard", "VirtualCard", "KioskStore", "KioskCore", "Entitlements",
-                           .product(name: "Crypto", package: "swift-crypto")],
-            resources: [.copy("Fixtures")]
+            dependencies: ["SmartCard", "BenefitCard", "VirtualCard", "KioskStore", "KioskCore", "Entitlements", "TestVectors",
+                           .product(name: "Crypto", package: "swift-crypto")]
         ),
     ],
     swiftLanguageModes: [.v5]

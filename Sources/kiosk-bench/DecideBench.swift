@@ -2,6 +2,7 @@ import ArgumentParser
 import Entitlements
 import Foundation
 import KioskStore
+import TestVectors
 
 /// The software side of a decision on a big store: snapshot lookup + rule, and for granted
 /// bills the ledger's pending + commit (two durable transactions). No card, no pcscd.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Crypto
 import Foundation
 import KioskStore
+import TestVectors
 
 /// A synthetic region: person `i` has a citizen identity number, an `id_hash` and a card
 /// number that are pure functions of `i`, so a delta can name persons of its base

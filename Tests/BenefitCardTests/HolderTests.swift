@@ -1,5 +1,6 @@
 import Foundation
 import SmartCard
+import TestVectors
 import Testing
 @testable import BenefitCard
 

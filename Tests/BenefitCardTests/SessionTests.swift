@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import SmartCard
+import TestVectors
 import Testing
 import VirtualCard
 @testable import BenefitCard

@@ -2,6 +2,7 @@ import BenefitCard
 import Foundation
 import KioskCore
 import KioskStore
+import TestVectors
 import Testing
 import VirtualCard
 

@@ -1,6 +1,7 @@
 import BenefitCard
 import Foundation
 import SmartCard
+import TestVectors
 import Testing
 import VirtualCard
 
@@ -41,7 +42,7 @@ enum Harness {
 
     /// A product built beside the tests (`swift build` runs before `swift test` in test.sh).
     static func product(_ name: String) throws -> URL {
-        var dir = Bundle.module.bundleURL.deletingLastPathComponent()
+        var dir = Vectors.productsDirectory
         let url = dir.appendingPathComponent(name)
         guard FileManager.default.isExecutableFile(atPath: url.path) else {
             dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

@@ -1,6 +1,7 @@
 import BenefitCard
 import Foundation
 import SmartCard
+import TestVectors
 import Testing
 import VirtualCard
 

@@ -5,6 +5,7 @@ import Foundation
 import KioskCore
 import KioskStore
 import SmartCard
+import TestVectors
 import Testing
 import VirtualCard
 

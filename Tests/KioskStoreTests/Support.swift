@@ -2,11 +2,12 @@ import Crypto
 import Foundation
 import KioskCore
 import KioskStore
+import TestVectors
 
 /// Test fixtures: the spec's vectors and keys, fresh temporary folders, snapshot building.
 enum Fixture {
-    static func url(_ name: String) -> URL { Bundle.module.url(forResource: "Fixtures/\(name)", withExtension: nil)! }
-    static let keys = try! JSONSerialization.jsonObject(with: Data(contentsOf: url("test-keys.json"))) as! [String: Any]
+    static func url(_ name: String) -> URL { Vectors.url(name) }
+    static var keys: [String: Any] { Vectors.keys }
     static func pair(_ path: [String]) -> [String: String] {
         var o: Any = keys
         for p in path { o = (o as! [String: Any])[p]! }
@@ -19,7 +20,7 @@ enum Fixture {
     static let now = Timestamp.date("2026-11-22T03:00:00Z")!
 
     /// The vector snapshot's lines as objects.
-    static let vectorLines: [[String: Any]] = String(decoding: try! Data(contentsOf: url("snapshot-small.jsonl")), as: UTF8.self)
+    static let vectorLines: [[String: Any]] = String(decoding: Vectors.data("snapshot-small.jsonl"), as: UTF8.self)
         .split(separator: "\n").map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
     static var vectorHeader: [String: Any] { vectorLines.first! }
     static var vectorRecords: [[String: Any]] { Array(vectorLines.dropFirst().dropLast()) }
@@ -47,16 +48,5 @@ enum Fixture {
             deviceID: id, institution: "330782-H01", profile: .hospital, issuerKeys: ["330782-issuer-test": issuerKey],
             authorityKeys: ["330782-auth-test": pair(["authority"])["public_key"]!], hubURL: "http://127.0.0.1:9", printer: "file:/tmp",
             provisionedAt: "2026-11-22T00:00:00Z"), seed: seed.flatMap { Data(base64Encoded: $0) }, replaceKey: false)
-    }
-}
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

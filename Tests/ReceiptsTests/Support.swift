@@ -1,35 +1,26 @@
 import Crypto
 import Foundation
+import TestVectors
 import Testing
 @testable import Receipts
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The spec vectors copied into this target's fixtures.
+/// The spec vectors (TestVectors), each key looked up with `#require` so a missing one fails the test.
 enum Fixtures {
-    static func json(_ name: String) throws -> [String: Any] {
-        let url = try #require(Bundle.module.resourceURL).appendingPathComponent("Fixtures/\(name)")
-        let data = try Data(contentsOf: url)
-        return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-    }
-
     static func receiptJWS() throws -> String {
-        try #require(try json("receipt-and-batch.json")["receipt_jws"] as? String)
-    }
-
-    static func deviceKeys() throws -> [String: [String: String]] {
-        try #require(try json("test-keys.json")["devices"] as? [String: [String: String]])
+        try #require(Vectors.json("receipt-and-batch.json")["receipt_jws"] as? String)
     }
 
     static func privateKey(_ device: String) throws -> Curve25519.Signing.PrivateKey {
-        let text = try #require(try deviceKeys()[device]?["private_seed"])
+        let text = try #require(Vectors.devices[device]?["private_seed"])
         let seed = try #require(Data(base64Encoded: text))
         return try Curve25519.Signing.PrivateKey(rawRepresentation: seed)
     }
 
     static func publicKey(_ device: String) throws -> Curve25519.Signing.PublicKey {
-        let text = try #require(try deviceKeys()[device]?["public_key"])
+        let text = try #require(Vectors.devices[device]?["public_key"])
         let raw = try #require(Data(base64Encoded: text))
         return try Curve25519.Signing.PublicKey(rawRepresentation: raw)
     }

@@ -2,13 +2,14 @@ import Foundation
 import KioskCore
 import KioskStore
 import SettlementHub
+import TestVectors
 import Testing
 
 /// `kioskctl upload` as a real process, killed with SIGKILL while its batch is in flight.
 @Suite("kioskctl upload, killed mid-upload")
 struct KillTests {
     static func kioskctl() throws -> String {
-        let beside = Bundle.module.bundleURL.deletingLastPathComponent().appendingPathComponent("kioskctl")
+        let beside = Vectors.productsDirectory.appendingPathComponent("kioskctl")
         if FileManager.default.isExecutableFile(atPath: beside.path) { return beside.path }
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let fallback = root.appendingPathComponent(".build/debug/kioskctl")

@@ -6,25 +6,19 @@ import KioskStore
 import Logging
 import Settlement
 import SettlementHub
+import TestVectors
 import Testing
 
 enum Fixtures {
-    static func url(_ name: String) -> URL { Bundle.module.url(forResource: "Fixtures/\(name)", withExtension: nil)! }
-    static func data(_ name: String) -> Data { FileManager.default.contents(atPath: url(name).path)! }
-    static func json(_ name: String) -> [String: Any] { try! JSONSerialization.jsonObject(with: data(name)) as! [String: Any] }
+    static func url(_ name: String) -> URL { Vectors.url(name) }
 
-    static var vectors: [String: Any] { json("receipt-and-batch.json") }
+    static var vectors: [String: Any] { Vectors.json("receipt-and-batch.json") }
 
     /// Private seed of a test device (test-keys.json).
-    static func seed(_ deviceID: String) -> Data {
-        let devices = json("test-keys.json")["devices"] as! [String: [String: String]]
-        return Data(base64Encoded: devices[deviceID]!["private_seed"]!)!
-    }
+    static func seed(_ deviceID: String) -> Data { Vectors.seed(deviceID) }
 
-    static func publicKey(_ deviceID: String) -> String {
-        let devices = json("test-keys.json")["devices"] as! [String: [String: String]]
-        return devices[deviceID]!["public_key"]!
-    }
+    /// Public key of a test device, base64 (test-keys.json).
+    static func publicKey(_ deviceID: String) -> String { Vectors.devices[deviceID]!["public_key"]! }
 
     static let deviceID = "KSK-TEST-0001"
 }
