@@ -16,6 +16,9 @@ public struct PresentedCard {
     public var period: String
     /// What resolving this card's pending deductions did (card spec §6 step 6).
     public var resolved: [(deductionID: Int64, committed: Bool)]
+    /// The snapshot's view read with the presentation; nil when resolving changed the
+    /// ledger (the view is then read again) or there is no snapshot.
+    var view: SnapshotView?
 }
 
 /// A decision that stopped before the snapshot (card-level): the code and why.
@@ -62,10 +65,9 @@ public final class Kiosk {
 
     var store: KioskStore { device.store }
 
-    func idHash(_ citizenID: String) throws -> String? {
-        guard let meta = try store.installedSnapshot(), let salt = Data(base64Encoded: meta.header.idSalt) else { return nil }
-        let mac = HMAC<SHA256>.authenticationCode(for: Data(CitizenID.normalized(citizenID).utf8), using: SymmetricKey(data: salt))
-        return mac.map { String(format: "%02x", $0) }.joined()
+    func idHash(_ citizenID: String, salt: String?) -> String? {
+        guard let salt = salt.flatMap({ Data(base64Encoded: $0) }) else { return nil }
+        return SnapshotWriter.idHash(citizenID: CitizenID.normalized(citizenID), salt: salt)
     }
 
     /// Reads and authenticates the card, raises alerts, and resolves its pending deductions.
@@ -90,21 +92,23 @@ public final class Kiosk {
             throw CardRefusal(code: .cardNotAuthentic, detail: why.description, cardNumber: number)
         }
         let period = Entitlements.Period.of(now)
+        // Everything the store says about this card, in one read.
+        let stored = try store.presentation(cardNumber: number, period: period)
         var trust: UsageTrust?
         if let usage = readout.usage {
-            var keys = try store.deviceKeys().compactMapValues { Data(base64Encoded: $0).flatMap { try? Curve25519.Signing.PublicKey(rawRepresentation: $0) } }
+            var keys = stored.deviceKeys.compactMapValues { Data(base64Encoded: $0).flatMap { try? Curve25519.Signing.PublicKey(rawRepresentation: $0) } }
             keys[device.config.deviceID] = device.signingKey.publicKey
             trust = usage.trust(deviceKeys: keys)
             if case .untrusted = trust {
                 try store.recordAlert(device: device.context, code: "usage_record_untrusted", cardNumber: number, detail: trust!.description, now: now)
             }
         }
-        let resolved = try resolvePending(cardNumber: number, usage: readout.usage)
+        let resolved = try resolvePending(stored.pending, usage: readout.usage)
         let facts = CardFacts(cardNumber: number, kind: readout.type == .medical ? .medical : .legalAid,
                               category: readout.holder.category.codeString, expired: readout.holder.isExpired(at: now),
                               cardUsedFen: Dictionary(uniqueKeysWithValues: (readout.usage?.body?.period == period ? readout.usage!.body!.entries : []).map { ($0.program, $0.usedFen) }))
-        return PresentedCard(session: session, readout: readout, facts: facts, idHash: try idHash(readout.holder.citizenID),
-                             usageTrust: trust, period: period, resolved: resolved)
+        return PresentedCard(session: session, readout: readout, facts: facts, idHash: idHash(readout.holder.citizenID, salt: stored.idSalt),
+                             usageTrust: trust, period: period, resolved: resolved, view: resolved.isEmpty ? stored.view : nil)
     }
 
     func refusal(for e: CardError, cardNumber: String?) -> CardRefusal {
@@ -116,9 +120,9 @@ public final class Kiosk {
 
     /// Card spec §6 step 6: a pending deduction is committed when the card holds exactly
     /// the record this device meant to write, voided otherwise. Exactly once.
-    func resolvePending(cardNumber: String, usage: UsageRecord?) throws -> [(deductionID: Int64, committed: Bool)] {
+    func resolvePending(_ pending: [Deduction], usage: UsageRecord?) throws -> [(deductionID: Int64, committed: Bool)] {
         var out: [(Int64, Bool)] = []
-        for d in try store.pendingDeductions(cardNumber: cardNumber) {
+        for d in pending {
             let intended = try? UsageRecord(fileBytes: d.usageObject)
             let written = intended != nil && usage == intended
             if written {
@@ -135,7 +139,7 @@ public final class Kiosk {
     /// A status check.
     public func check(_ channel: CardChannel) throws -> CheckOutcome {
         let card = try present(channel)
-        let view = try store.view(cardNumber: card.facts.cardNumber, period: card.period)
+        let view = try card.view ?? store.view(cardNumber: card.facts.cardNumber, period: card.period)
         return CheckOutcome(card: card, decision: Decide.status(card: card.facts, view: view, now: clock.now()))
     }
 
@@ -151,7 +155,8 @@ public final class Kiosk {
         precondition(billFen > 0, "bills are positive")
         let card = try present(channel)
         let now = clock.now()
-        let view = try store.view(cardNumber: card.facts.cardNumber, period: card.period)
+        // The write path (beginDeduction) reads the figures again inside its transaction.
+        let view = try card.view ?? store.view(cardNumber: card.facts.cardNumber, period: card.period)
         let decision = Decide.subsidy(card: card.facts, view: view, billFen: billFen, now: now)
         guard decision.isGranted, let idHash = card.idHash, let usage = card.readout.usage else {
             return ChargeOutcome(card: card, decision: decision, records: [], cardSequence: nil)
@@ -190,7 +195,7 @@ public final class Kiosk {
     /// A legal-aid application with the card alone (priority handling).
     public func applyLegalAid(_ channel: CardChannel, matter: String, contactPhone: String?) throws -> LegalAidOutcome {
         let card = try present(channel)
-        let view = try store.view(cardNumber: card.facts.cardNumber, period: card.period)
+        let view = try card.view ?? store.view(cardNumber: card.facts.cardNumber, period: card.period)
         var status = Decide.status(card: card.facts, view: view, now: clock.now())
         guard status.isEligible else { return LegalAidOutcome(card: card, decision: status, record: nil) }
         guard let program = status.programs.first(where: { $0.program.cardType == .legalAid && ($0.program.matters ?? []).contains { $0.code == matter } }) else {

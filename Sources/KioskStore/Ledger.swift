@@ -31,6 +31,18 @@ public struct StoredRecord: Sendable, Equatable {
     public var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]) ?? [:] }
 }
 
+/// The store's side of a card presentation (see `KioskStore.presentation`).
+public struct Presentation: Sendable {
+    /// The installed snapshot's `id_salt` (base64), nil without a snapshot.
+    public var idSalt: String?
+    /// Device keys the snapshot knows, base64 by device id.
+    public var deviceKeys: [String: String]
+    /// The card's pending deductions, oldest first.
+    public var pending: [Deduction]
+    /// The snapshot's view of the card (nil without a snapshot).
+    public var view: SnapshotView?
+}
+
 public struct Deduction: Sendable, Equatable {
     public var id: Int64
     public var state: String
@@ -96,11 +108,11 @@ extension KioskStore {
     static func view(_ db: Database, cardNumber: String, period: String) throws -> SnapshotView? {
         guard let meta = try SnapshotLoader.installed(db) else { return nil }
         let expires = Timestamp.date(meta.header.expiresAt) ?? .distantPast
-        let card = try Row.fetchOne(db, sql: "SELECT * FROM card WHERE card_number = ?", arguments: [cardNumber]).map {
+        let card = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM card WHERE card_number = ?"), arguments: [cardNumber]).map {
             CardEntry(cardNumber: $0["card_number"], idHash: $0["id_hash"], status: CardStatus(rawValue: $0["status"]) ?? .revoked)
         }
         guard let card else { return SnapshotView(snapshotID: meta.header.snapshotID, expiresAt: expires, card: nil, person: nil, programs: []) }
-        let person = try Row.fetchOne(db, sql: "SELECT * FROM person WHERE id_hash = ?", arguments: [card.idHash]).map {
+        let person = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM person WHERE id_hash = ?"), arguments: [card.idHash]).map {
             Person(idHash: $0["id_hash"], status: PersonStatus(rawValue: $0["status"]) ?? .revoked, statusReason: $0["status_reason"],
                    programs: ($0["programs"] as String).components(separatedBy: SnapshotLoader.separator).filter { !$0.isEmpty })
         }
@@ -109,7 +121,7 @@ extension KioskStore {
         let settled = Timestamp.date(meta.header.settledThrough) ?? .distantPast   // once per view
         if let person {
             for code in person.programs {
-                guard let json = try String.fetchOne(db, sql: "SELECT json FROM program WHERE code = ?", arguments: [code]),
+                guard let json = try String.fetchOne(db.cachedStatement(sql: "SELECT json FROM program WHERE code = ?"), arguments: [code]),
                       let p = try? JSONDecoder().decode(Program.self, from: Data(json.utf8)) else { continue }
                 programs.append(p)
                 if p.cardType == .medical {
@@ -125,12 +137,12 @@ extension KioskStore {
     /// and, to be safe, deductions still pending. `settled` is the snapshot's `settled_through`,
     /// parsed once by the caller.
     static func figures(_ db: Database, idHash: String, program: String, period: String, settled: Date) throws -> UsageFigures {
-        let s = try Int64.fetchOne(db, sql: "SELECT used_fen FROM usage WHERE id_hash = ? AND program = ? AND period = ?",
+        let s = try Int64.fetchOne(db.cachedStatement(sql: "SELECT used_fen FROM usage WHERE id_hash = ? AND program = ? AND period = ?"),
                                    arguments: [idHash, program, period]) ?? 0
-        let rows = try Row.fetchAll(db, sql: """
+        let rows = try Row.fetchAll(db.cachedStatement(sql: """
             SELECT amount_fen, status, received_at FROM record
             WHERE id_hash = ? AND program = ? AND period = ? AND kind IN ('medical_subsidy', 'subsidy_reversal')
-            """, arguments: [idHash, program, period])
+            """), arguments: [idHash, program, period])
         var l: Fen = 0
         for r in rows {
             let status: String = r["status"]
@@ -138,7 +150,7 @@ extension KioskStore {
             if status == "accepted", let received, received <= settled { continue }
             l += r["amount_fen"] as Fen
         }
-        for r in try Row.fetchAll(db, sql: "SELECT allocations FROM deduction WHERE state = 'pending' AND id_hash = ? AND period = ?",
+        for r in try Row.fetchAll(db.cachedStatement(sql: "SELECT allocations FROM deduction WHERE state = 'pending' AND id_hash = ? AND period = ?"),
                                   arguments: [idHash, period]) {
             let allocations = (try? JSONDecoder().decode([Allocation].self, from: Data((r["allocations"] as String).utf8))) ?? []
             l += allocations.filter { $0.program == program }.reduce(0) { $0 + $1.subsidyFen }
@@ -148,10 +160,24 @@ extension KioskStore {
 
     /// The device keys the snapshot knows (for EF.USAGE signatures), active or retired.
     public func deviceKeys() throws -> [String: String] {
+        try pool.read { db in try KioskStore.deviceKeys(db) }
+    }
+
+    static func deviceKeys(_ db: Database) throws -> [String: String] {
+        Dictionary(uniqueKeysWithValues: try Row.fetchAll(db.cachedStatement(sql: "SELECT device_id, public_key FROM device")).map {
+            ($0["device_id"] as String, $0["public_key"] as String)
+        })
+    }
+
+    /// What a card's presentation needs from the store, read in one transaction (one
+    /// consistent state, one round through the reader pool): the installed snapshot's salt,
+    /// the device keys, the card's pending deductions and the snapshot's view of the card.
+    public func presentation(cardNumber: String, period: String) throws -> Presentation {
         try pool.read { db in
-            Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT device_id, public_key FROM device").map {
-                ($0["device_id"] as String, $0["public_key"] as String)
-            })
+            Presentation(idSalt: try SnapshotLoader.installed(db)?.header.idSalt,
+                         deviceKeys: try KioskStore.deviceKeys(db),
+                         pending: try KioskStore.pendingDeductions(db, cardNumber: cardNumber),
+                         view: try KioskStore.view(db, cardNumber: cardNumber, period: period))
         }
     }
 
@@ -232,11 +258,14 @@ extension KioskStore {
 
     public func pendingDeductions(cardNumber: String? = nil) throws -> [Deduction] {
         try pool.read { db in
-            if let cardNumber {
-                return try Row.fetchAll(db, sql: "SELECT * FROM deduction WHERE state = 'pending' AND card_number = ? ORDER BY id", arguments: [cardNumber]).map(Deduction.init)
-            }
+            if let cardNumber { return try KioskStore.pendingDeductions(db, cardNumber: cardNumber) }
             return try Row.fetchAll(db, sql: "SELECT * FROM deduction WHERE state = 'pending' ORDER BY id").map(Deduction.init)
         }
+    }
+
+    static func pendingDeductions(_ db: Database, cardNumber: String) throws -> [Deduction] {
+        try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM deduction WHERE state = 'pending' AND card_number = ? ORDER BY id"),
+                         arguments: [cardNumber]).map(Deduction.init)
     }
 
     public func deductions(limit: Int = 100) throws -> [Deduction] {

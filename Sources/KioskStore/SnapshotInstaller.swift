@@ -172,7 +172,7 @@ struct SnapshotLoader {
     }
 
     static func installed(_ db: Database) throws -> (header: SnapshotHeader, installedAt: String, records: Int, ignored: Int)? {
-        guard let r = try Row.fetchOne(db, sql: "SELECT * FROM snapshot_meta WHERE id = 1") else { return nil }
+        guard let r = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM snapshot_meta WHERE id = 1")) else { return nil }
         let h = SnapshotHeader(snapshotID: r["snapshot_id"], kind: r["kind"], baseSnapshotID: nil, region: r["region"],
                                issuedAt: r["issued_at"], expiresAt: r["expires_at"], settledThrough: r["settled_through"],
                                idSalt: r["id_salt"], authorityKeyID: r["authority_key_id"])

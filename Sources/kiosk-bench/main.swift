@@ -2,6 +2,8 @@ import ArgumentParser
 import BenefitCard
 import Crypto
 import Foundation
+import KioskCore
+import KioskStore
 import SmartCard
 
 /// Benchmarks that print figures (never asserted): APDU round trip and full card
@@ -16,6 +18,10 @@ struct CardBench: ParsableCommand {
     @Option var reader = "Virtual PCD 00 00"
     @Option var iterations = 2000
     @Option(help: "Trusted issuer key KEY_ID=BASE64.") var issuerKey: String
+    @Option(help: "A provisioned state folder with a snapshot installed: adds tap_to_decision (the product's whole status check).")
+    var stateDir: String?
+    @Option(help: "The instant the decisions are made at (RFC 3339), inside the snapshot's validity.")
+    var now = "2026-11-22T03:00:00Z"
 
     func run() throws {
         guard let eq = issuerKey.firstIndex(of: "="), let data = Data(base64Encoded: String(issuerKey[issuerKey.index(after: eq)...])) else {
@@ -38,6 +44,26 @@ struct CardBench: ParsableCommand {
             precondition(verdict == .authentic, "benchmark card must be authentic")
         }
         report("read_and_authenticate", full)
+
+        // One Ed25519 verification, the unit of the crypto the C baseline does not do: a read +
+        // authenticate verifies two signatures (issuer, INTERNAL AUTHENTICATE), a tap → decision
+        // three (and EF.USAGE's).
+        let signer = Curve25519.Signing.PrivateKey()
+        let message = Data((0..<64).map { UInt8($0) })
+        let signature = try signer.signature(for: message)
+        let verify = try measure(iterations) { precondition(signer.publicKey.isValidSignature(signature, for: message)) }
+        report("ed25519_verify", verify)
+
+        // Tap → decision as the kiosk does it (Kiosk.check): read, authenticate, trust the
+        // usage record, resolve pending deductions, hash the citizen ID, snapshot lookup, rule.
+        guard let stateDir else { return }
+        guard let instant = Timestamp.date(now) else { throw ValidationError("--now is not RFC 3339") }
+        let kiosk = Kiosk(device: try Device(stateDir: URL(fileURLWithPath: stateDir)), clock: KioskClock { instant })
+        let tap = try measure(max(iterations / 5, 50)) {
+            let outcome = try kiosk.check(connection)
+            precondition(outcome.decision.code == .eligible, "benchmark card must be eligible, got \(outcome.decision.code)")
+        }
+        report("tap_to_decision", tap)
     }
 
     func measure(_ n: Int, _ body: () throws -> Void) throws -> [Double] {

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Daemon at rest: resident memory and CPU of a release kioskd that is provisioned, has the
+# vector snapshot, watches its reader, serves its screen with one SSE client attached and
+# has an uploader waiting, but sees no card and no bill. Samples /proc for SECONDS (default
+# 60) after a settling pause and prints figures; asserts nothing.
+# Budget (DESIGN.md): ≤ 40 MB resident, ~0% CPU (event-driven, no polling loops).
+# Needs pcscd running (bash Provisioning/start-pcscd.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_AT_REST=${1:-60}
+PORT=${PORT:-8099}
+swift build -c release --product kioskd --product kioskctl >/dev/null
+BIN=$(swift build -c release --show-bin-path)
+DIR=$(mktemp -d "${TMPDIR:-/tmp}/idle-bench.XXXXXX")
+PID=
+cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; [ -n "${CURL:-}" ] && kill "$CURL" 2>/dev/null; rm -rf "$DIR"; }
+trap cleanup EXIT
+export BENEFIT_KIOSK_TEST_NOW=2026-11-22T03:00:00Z
+"$BIN/kioskctl" provision --state-dir "$DIR/state" --device-id KSK-TEST-0001 --institution 330782-H01 --profile hospital \
+    --issuer-key 330782-issuer-test=ccFN/6AgIzeALsTdT7e3Eyw+Wdaz4PSJiYy/wU1agY8= \
+    --authority-key 330782-auth-test=oYIOYJP8glBE21IWS59YdxSMi796YEYlgjPf3cEJoaU= \
+    --hub-url http://127.0.0.1:9 --printer "file:$DIR/receipts/" >/dev/null
+"$BIN/kioskctl" snapshot install --state-dir "$DIR/state" Provisioning/demo/snapshot-small.jsonl >/dev/null
+"$BIN/kioskd" --state-dir "$DIR/state" --port "$PORT" --reader "Virtual PCD 00 00" >"$DIR/kioskd.log" 2>&1 &
+PID=$!
+for _ in $(seq 50); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.2; done
+curl -fsN "http://127.0.0.1:$PORT/events" >/dev/null 2>&1 & CURL=$!
+sleep 5
+ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+HZ=$(getconf CLK_TCK)
+T0=$(ticks); S0=$(date +%s.%N)
+sleep "$SECONDS_AT_REST"
+T1=$(ticks); S1=$(date +%s.%N)
+RSS=$(awk '/^VmRSS/ {print $2}' "/proc/$PID/status")
+HWM=$(awk '/^VmHWM/ {print $2}' "/proc/$PID/status")
+THREADS=$(awk '/^Threads/ {print $2}' "/proc/$PID/status")
+awk -v t0="$T0" -v t1="$T1" -v s0="$S0" -v s1="$S1" -v hz="$HZ" -v rss="$RSS" -v hwm="$HWM" -v th="$THREADS" 'BEGIN {
+    cpu = (t1 - t0) / hz; wall = s1 - s0
+    printf "kioskd_at_rest seconds=%.1f cpu_seconds=%.2f cpu_percent=%.3f rss_mb=%.1f peak_rss_mb=%.1f threads=%d\n", wall, cpu, 100 * cpu / wall, rss / 1024, hwm / 1024, th
+}'
