@@ -4,12 +4,15 @@
 # has an uploader waiting, but sees no card and no bill. Samples /proc for SECONDS (default
 # 60) after a settling pause and prints figures; asserts nothing.
 # Budget (DESIGN.md): ≤ 40 MB resident, ~0% CPU (event-driven, no polling loops).
+# Resident is split: private anonymous memory (heap, stacks) and PSS (file-backed code
+# pages of the binary and the Swift runtime count in RSS whole, in PSS shared out).
 # Needs pcscd running (bash Provisioning/start-pcscd.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_AT_REST=${1:-60}
 PORT=${PORT:-8099}
-swift build -c release --product kioskd --product kioskctl >/dev/null
+swift build -c release --product kioskd >/dev/null
+swift build -c release --product kioskctl >/dev/null
 BIN=$(swift build -c release --show-bin-path)
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/idle-bench.XXXXXX")
 PID=
@@ -34,7 +37,9 @@ T1=$(ticks); S1=$(date +%s.%N)
 RSS=$(awk '/^VmRSS/ {print $2}' "/proc/$PID/status")
 HWM=$(awk '/^VmHWM/ {print $2}' "/proc/$PID/status")
 THREADS=$(awk '/^Threads/ {print $2}' "/proc/$PID/status")
-awk -v t0="$T0" -v t1="$T1" -v s0="$S0" -v s1="$S1" -v hz="$HZ" -v rss="$RSS" -v hwm="$HWM" -v th="$THREADS" 'BEGIN {
+ANON=$(awk '/^RssAnon/ {print $2}' "/proc/$PID/status")
+PSS=$(awk '/^Pss:/ {print $2}' "/proc/$PID/smaps_rollup")
+awk -v t0="$T0" -v t1="$T1" -v s0="$S0" -v s1="$S1" -v hz="$HZ" -v rss="$RSS" -v hwm="$HWM" -v th="$THREADS" -v anon="$ANON" -v pss="$PSS" 'BEGIN {
     cpu = (t1 - t0) / hz; wall = s1 - s0
-    printf "kioskd_at_rest seconds=%.1f cpu_seconds=%.2f cpu_percent=%.3f rss_mb=%.1f peak_rss_mb=%.1f threads=%d\n", wall, cpu, 100 * cpu / wall, rss / 1024, hwm / 1024, th
+    printf "kioskd_at_rest seconds=%.1f cpu_seconds=%.2f cpu_percent=%.3f rss_mb=%.1f peak_rss_mb=%.1f private_anon_mb=%.1f pss_mb=%.1f threads=%d\n", wall, cpu, 100 * cpu / wall, rss / 1024, hwm / 1024, anon / 1024, pss / 1024, th
 }'

@@ -21,7 +21,10 @@ fi
 bash Provisioning/install-deps.sh test
 bash Provisioning/start-pcscd.sh
 echo "building (the first build takes several minutes)…"
-swift build --product kioskd --product kioskctl --product virtual-card --product settlement-hub 2>&1 | grep -E "error|warning: unre" || true
+# One product per call: `swift build` keeps only the last of several --product options.
+for p in kioskd kioskctl virtual-card settlement-hub; do
+    swift build --product "$p" 2>&1 | grep -E "error|warning: unre" || true
+done
 BIN=$(swift build --show-bin-path)
 for b in kioskd kioskctl virtual-card settlement-hub; do [ -x "$BIN/$b" ] || { echo "build failed: $b missing" >&2; exit 1; }; done
 rm -rf "$DEMO"; mkdir -p "$DEMO"

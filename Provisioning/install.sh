@@ -26,8 +26,10 @@ done
 if grep -q REPLACE_WITH "$CONFIG"; then echo "$CONFIG still has REPLACE_WITH placeholders" >&2; exit 64; fi
 
 bash Provisioning/install-deps.sh run
-swift build -c release --product kioskd --product kioskctl --product settlement-hub >/dev/null 2>&1 \
-  || swift build -c release --product kioskd --product kioskctl --product settlement-hub
+# One product per call: `swift build` keeps only the last of several --product options.
+for p in kioskd kioskctl settlement-hub; do
+    swift build -c release --product "$p" >/dev/null 2>&1 || swift build -c release --product "$p"
+done
 BIN=$(swift build -c release --show-bin-path)
 install -d "$ROOT$PREFIX/bin" "$ROOT$PREFIX/share/doc/benefit-kiosk"
 install -m 0755 "$BIN/kioskd" "$BIN/kioskctl" "$BIN/settlement-hub" "$ROOT$PREFIX/bin/"
