@@ -10,7 +10,7 @@ import VirtualCard
 /// real binary, pcscd and the emulator: the next presentation resolves it exactly once.
 extension PCSCIntegrationTests {
     func provisionedStateDir() throws -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bk-crash-\(UUID().uuidString)").path
+        let dir = Scratch.folder("crash").path
         let keys = Vectors.keys
         let (s1, _, e1) = try Harness.run("kioskctl", [
             "provision", "--state-dir", dir, "--device-id", "KSK-TEST-0001", "--institution", "330782-H01", "--profile", "hospital",
@@ -68,7 +68,7 @@ extension PCSCIntegrationTests {
     @Test func kioskctlGoldenAnswers() throws {
         let dir = try provisionedStateDir()
         // A refused snapshot: one line, exit 8, and an alert record.
-        let bad = FileManager.default.temporaryDirectory.appendingPathComponent("bad-\(UUID().uuidString).jsonl")
+        let bad = Scratch.file("bad", extension: "jsonl")
         var text = try String(contentsOf: Vectors.url("snapshot-small.jsonl"), encoding: .utf8)
         text = text.replacingOccurrences(of: "\"used_fen\":20000", with: "\"used_fen\":10000")
             .replacingOccurrences(of: "\"issued_at\":\"2026-11-22T02:00:00Z\"", with: "\"issued_at\":\"2026-11-23T02:00:00Z\"")

@@ -12,7 +12,7 @@ import VirtualCard
 /// Every row of vectors/README.md "Expected decisions", through pcscd + vpcd + the emulator.
 extension PCSCIntegrationTests {
     static func kioskDevice() throws -> Device {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bk-int-\(UUID().uuidString)")
+        let dir = Scratch.folder("int")
         let keys = Vectors.keys
         let d = try Device.provision(stateDir: dir, config: DeviceConfig(
             deviceID: "KSK-TEST-0001", institution: "330782-H01", profile: .hospital,

@@ -26,9 +26,7 @@ enum Fixture {
     static var vectorRecords: [[String: Any]] { Array(vectorLines.dropFirst().dropLast()) }
 
     static func tempDir() -> URL {
-        let u = FileManager.default.temporaryDirectory.appendingPathComponent("bk-\(UUID().uuidString)")
-        try! FileManager.default.createDirectory(at: u, withIntermediateDirectories: true)
-        return u
+        Scratch.folder("store")
     }
 
     /// A signed snapshot file built from a header and records.

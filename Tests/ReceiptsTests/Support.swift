@@ -46,9 +46,7 @@ let vectorReversal = ReceiptContent.reversal(
 
 /// A fresh temporary folder per test.
 func temporaryFolder() throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("receipts-tests-\(UUID().uuidString)", isDirectory: true)
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    return url
+    Scratch.folder("receipts")
 }
 
 /// What `zbarimg -q --raw --nodbus -Sbinary` reads from a PNG: exact bytes.

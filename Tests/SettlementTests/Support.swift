@@ -25,9 +25,7 @@ enum Fixtures {
 
 /// A fresh temporary folder per test (GRDB's habit): real SQLite files, nothing shared.
 func temporaryFolder(_ label: String = "settlement") -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(label)-\(UUID().uuidString)")
-    try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    return url
+    Scratch.folder(label)
 }
 
 let quietLogger: Logger = {
