@@ -27,6 +27,10 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.4.0"),
+        // Imported directly (NIOCore's ByteBuffer, HTTPTypes' fields), so declared, not
+        // left to arrive through Hummingbird and AsyncHTTPClient.
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.70.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -76,6 +80,7 @@ let package = Package(
                 "KioskStore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
@@ -86,6 +91,8 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -178,7 +185,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BenefitCardTests",
-            dependencies: ["BenefitCard", "VirtualCard", "TestVectors", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["BenefitCard", "SmartCard", "VirtualCard", "TestVectors", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .testTarget(
             name: "EntitlementsTests",
@@ -198,7 +205,10 @@ let package = Package(
             dependencies: ["Settlement", "SettlementHub", "KioskStore", "KioskCore", "TestVectors",
                            .product(name: "Crypto", package: "swift-crypto"),
                            .product(name: "Hummingbird", package: "hummingbird"),
-                           .product(name: "AsyncHTTPClient", package: "async-http-client")]
+                           .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                           .product(name: "GRDB", package: "GRDB.swift"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "CoreMetrics", package: "swift-metrics")]
         ),
         .testTarget(
             name: "IntegrationTests",
