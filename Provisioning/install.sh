@@ -49,6 +49,7 @@ args=(provision --state-dir "$STATE" --device-id "$DEVICE_ID" --institution "$IN
       --hub-url "$HUB_URL" --printer "$PRINTER")
 for k in $ISSUER_KEYS; do args+=(--issuer-key "$k"); done
 for k in $AUTHORITY_KEYS; do args+=(--authority-key "$k"); done
+[ -n "${HUB_CA:-}" ] && args+=(--hub-ca "$HUB_CA")
 "$ROOT$PREFIX/bin/kioskctl" "${args[@]}"
 [ -z "$ROOT" ] && chown -R benefit-kiosk:benefit-kiosk "$STATE"
 

@@ -13,19 +13,23 @@ public struct DeviceConfig: Codable, Sendable, Equatable {
     /// Trusted snapshot authority public keys (base64) by key identifier.
     public var authorityKeys: [String: String]
     public var hubURL: String
+    /// The hub's CA certificates (PEM) from provisioning (upload spec §2: "the hub URL and its
+    /// CA come from provisioning"). When set, the uploader trusts these and nothing else;
+    /// nil: the system's roots.
+    public var hubCAPEM: String?
     /// `file:/path`, `tcp:host:9100` or `device:/dev/usb/lp0`.
     public var printer: String
     public var provisionedAt: String
 
     enum CodingKeys: String, CodingKey {
         case deviceID = "device_id", institution, profile, issuerKeys = "issuer_keys", authorityKeys = "authority_keys"
-        case hubURL = "hub_url", printer, provisionedAt = "provisioned_at"
+        case hubURL = "hub_url", hubCAPEM = "hub_ca_pem", printer, provisionedAt = "provisioned_at"
     }
 
     public init(deviceID: String, institution: String, profile: Profile, issuerKeys: [String: String], authorityKeys: [String: String],
-                hubURL: String, printer: String, provisionedAt: String) {
+                hubURL: String, hubCAPEM: String? = nil, printer: String, provisionedAt: String) {
         self.deviceID = deviceID; self.institution = institution; self.profile = profile; self.issuerKeys = issuerKeys
-        self.authorityKeys = authorityKeys; self.hubURL = hubURL; self.printer = printer; self.provisionedAt = provisionedAt
+        self.authorityKeys = authorityKeys; self.hubURL = hubURL; self.hubCAPEM = hubCAPEM; self.printer = printer; self.provisionedAt = provisionedAt
     }
 }
 

@@ -6,6 +6,7 @@ import KioskStore
 import Logging
 import Metrics
 import NIOCore
+import NIOSSL
 
 /// How the uploader talks to the hub and how long it waits.
 public struct UploaderConfiguration: Sendable {
@@ -515,7 +516,7 @@ public actor Uploader {
 extension Uploader {
     /// The HTTP client settings the uploader needs: a refused connection fails at once (no
     /// silent reconnect loop until the deadline), no redirects (a batch is POSTed to the
-    /// provisioned hub only), no decompression. Add `tlsConfiguration` for a provisioned CA.
+    /// provisioned hub only), no decompression. `httpClient(hubCAPEM:)` adds the provisioned CA.
     public static func httpClientConfiguration() -> HTTPClient.Configuration {
         var c = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(10), read: .seconds(60)),
                                          decompression: .disabled)
@@ -527,6 +528,53 @@ extension Uploader {
     /// `HTTPClient.shared`), so an uploader can be made and dropped freely.
     public static let sharedHTTPClient = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup,
                                                     configuration: Uploader.httpClientConfiguration())
+
+    /// The certificates of a provisioned hub CA (PEM, one or more). Throws
+    /// `HubCAError` when the text holds no certificate.
+    public static func hubCertificates(pem: String) throws -> [NIOSSLCertificate] {
+        let certificates: [NIOSSLCertificate]
+        do { certificates = try NIOSSLCertificate.fromPEMBytes(Array(pem.utf8)) } catch {
+            throw HubCAError(message: "not PEM certificates: \(error)")
+        }
+        guard !certificates.isEmpty else { throw HubCAError(message: "no certificate in the PEM text") }
+        return certificates
+    }
+
+    /// The client for a hub: `sharedHTTPClient` without a provisioned CA; with one, a client
+    /// that trusts only that CA's certificates (TLS 1.2 or later, host name checked). Made once
+    /// per distinct CA text and kept for the process, like the shared one.
+    public static func httpClient(hubCAPEM: String?) throws -> HTTPClient {
+        guard let pem = hubCAPEM else { return sharedHTTPClient }
+        return try pinnedClients.withLock { clients in
+            if let c = clients[pem] { return c }
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .certificates(try hubCertificates(pem: pem))
+            tls.minimumTLSVersion = .tlsv12
+            var configuration = httpClientConfiguration()
+            configuration.tlsConfiguration = tls
+            let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+            clients[pem] = client
+            return client
+        }
+    }
+
+    private static let pinnedClients = LockedClients()
+}
+
+/// A provisioned hub CA that cannot be used.
+public struct HubCAError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { "hub CA: \(message)" }
+}
+
+/// The CA-pinned clients, by CA text.
+final class LockedClients: @unchecked Sendable {
+    private let lock = NSLock()
+    private var clients: [String: HTTPClient] = [:]
+    func withLock<T>(_ body: (inout [String: HTTPClient]) throws -> T) rethrows -> T {
+        lock.lock(); defer { lock.unlock() }
+        return try body(&clients)
+    }
 }
 
 extension TimeAmount {

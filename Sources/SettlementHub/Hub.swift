@@ -2,6 +2,8 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdTLS
+import NIOSSL
 import Logging
 import NIOCore
 
@@ -180,21 +182,30 @@ public final class SettlementHub: Sendable {
         return router
     }
 
-    /// The Hummingbird application (for `runService()` in the executable).
-    public func makeApplication(host: String = "127.0.0.1", port: Int = 8470,
-                                onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+    /// The Hummingbird application (for `runService()` in the executable); HTTPS when
+    /// `tls` is given (a production-like hub for the uploader's provisioned CA).
+    public func makeApplication(host: String = "127.0.0.1", port: Int = 8470, tls: TLSConfiguration? = nil,
+                                onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
         Application(
             router: makeRouter(),
+            server: try tls.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1(),
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "settlement-hub"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
             logger: logger
         )
     }
 
+    /// A server TLS configuration from PEM files: the certificate chain and its private key.
+    public static func tlsConfiguration(certificateChain: String, privateKey: String) throws -> TLSConfiguration {
+        let chain = try NIOSSLCertificate.fromPEMFile(certificateChain).map { NIOSSLCertificateSource.certificate($0) }
+        let key = try NIOSSLPrivateKey(file: privateKey, format: .pem)
+        return TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+    }
+
     /// Starts the hub in this process (port 0: an ephemeral port) and returns once it listens.
-    public func start(host: String = "127.0.0.1", port: Int = 0) async throws -> RunningHub {
+    public func start(host: String = "127.0.0.1", port: Int = 0, tls: TLSConfiguration? = nil) async throws -> RunningHub {
         let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let app = makeApplication(host: host, port: port) { p in
+        let app = try makeApplication(host: host, port: port, tls: tls) { p in
             continuation.yield(p)
             continuation.finish()
         }
@@ -203,7 +214,7 @@ public final class SettlementHub: Sendable {
             try await app.run()
         }
         for await p in ports {
-            return RunningHub(host: host, port: p, task: task)
+            return RunningHub(host: host, port: p, scheme: tls == nil ? "http" : "https", task: task)
         }
         try await task.value
         throw CancellationError()
@@ -412,10 +423,12 @@ public final class SettlementHub: Sendable {
 public struct RunningHub: Sendable {
     public let host: String
     public let port: Int
+    /// `http`, or `https` when started with TLS.
+    public let scheme: String
     let task: Task<Void, Error>
 
-    /// `http://host:port`, the hub URL a kiosk is provisioned with.
-    public var url: String { "http://\(host):\(port)" }
+    /// `http(s)://host:port`, the hub URL a kiosk is provisioned with.
+    public var url: String { "\(scheme)://\(host):\(port)" }
 
     /// Stops listening and waits until the server is down.
     public func stop() async {

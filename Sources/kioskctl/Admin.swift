@@ -5,6 +5,7 @@ import Entitlements
 import Foundation
 import KioskCore
 import KioskStore
+import Settlement
 
 struct Provision: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -17,6 +18,7 @@ struct Provision: ParsableCommand {
     @Option(help: "Trusted card issuer key, KEY_ID=BASE64 (repeatable).") var issuerKey: [String] = []
     @Option(help: "Trusted snapshot authority key, KEY_ID=BASE64 (repeatable).") var authorityKey: [String] = []
     @Option(help: "Settlement hub URL.") var hubUrl: String
+    @Option(help: "PEM file of the hub's CA: uploads then trust only it (default: the system's roots).") var hubCa: String?
     @Option(help: "Printer: file:/path, tcp:HOST:9100 or device:/dev/usb/lp0.") var printer = "file:/var/lib/benefit-kiosk/receipts"
     @Option(help: "Import this device key (base64 32-byte Ed25519 seed) instead of making one: labs and tests.") var deviceKeySeed: String?
     @Flag(help: "Replace an existing device key.") var replaceKey = false
@@ -32,11 +34,19 @@ struct Provision: ParsableCommand {
     }
 
     func run() throws {
+        var hubCAPEM: String?
+        if let hubCa {
+            do {
+                let pem = try String(contentsOfFile: hubCa, encoding: .utf8)
+                _ = try Uploader.hubCertificates(pem: pem)
+                hubCAPEM = pem
+            } catch { fail(CommandFailure(message: "--hub-ca \(hubCa): \(error)", status: .usage)) }
+        }
         func pairs(_ list: [String]) -> [String: String] {
             Dictionary(list.map { k -> (String, String) in let i = k.firstIndex(of: "=")!; return (String(k[..<i]), String(k[k.index(after: i)...])) }) { $1 }
         }
         let config = DeviceConfig(deviceID: deviceId, institution: institution, profile: DeviceConfig.Profile(rawValue: profile)!,
-                                  issuerKeys: pairs(issuerKey), authorityKeys: pairs(authorityKey), hubURL: hubUrl, printer: printer,
+                                  issuerKeys: pairs(issuerKey), authorityKeys: pairs(authorityKey), hubURL: hubUrl, hubCAPEM: hubCAPEM, printer: printer,
                                   provisionedAt: Timestamp.string(Date()))
         do {
             let device = try Device.provision(stateDir: state.url, config: config, seed: deviceKeySeed.flatMap { Data(base64Encoded: $0) }, replaceKey: replaceKey)

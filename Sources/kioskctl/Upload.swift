@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import ArgumentParser
 import Dispatch
 import Foundation
@@ -47,8 +48,12 @@ struct Upload: ParsableCommand {
         // Transient failures are reported below, once each; the log keeps errors (rejections, refusals).
         var logger = Logger(label: "kioskctl.upload")
         logger.logLevel = .error
+        let client: HTTPClient
+        do { client = try Uploader.httpClient(hubCAPEM: device.config.hubCAPEM) } catch {
+            fail(CommandFailure(message: "\(error); provision again with a valid --hub-ca", status: .notReady))
+        }
         let uploader = Uploader(store: device.store, device: device.context, signingKey: device.signingKey, configuration: config,
-                                environment: environment, logger: logger)
+                                httpClient: client, environment: environment, logger: logger)
         let once = self.once
         let maxWait = Duration.seconds(maxWait)
         let (total, last) = blockingAwait { () async -> (DrainSummary, DrainSummary) in

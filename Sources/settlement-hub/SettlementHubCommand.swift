@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Hummingbird
+import HummingbirdTLS
 import Logging
 import SettlementHub
 
@@ -34,6 +35,8 @@ struct SettlementHubCommand: AsyncParsableCommand {
     var nonsense: String?
     @Option(help: "Test: wait this many milliseconds after storing a batch, before answering.") var delayMs = 0
     @Flag(help: "Test: answer received_at with milliseconds.") var fractionalReceivedAt = false
+    @Option(help: "HTTPS: the hub's certificate chain (PEM). With --tls-key.") var tlsCert: String?
+    @Option(help: "HTTPS: the private key of --tls-cert (PEM).") var tlsKey: String?
     @Option(help: "Log level (trace, debug, info, notice, warning, error, critical).") var logLevel = "info"
 
     func validate() throws {
@@ -46,6 +49,7 @@ struct SettlementHubCommand: AsyncParsableCommand {
             throw ValidationError("--nonsense must be one of \(HubFaults.Nonsense.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level \(logLevel)") }
+        if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
         if snapshot.isEmpty && device.isEmpty { throw ValidationError("register devices with --snapshot and/or --device") }
     }
 
@@ -77,8 +81,15 @@ struct SettlementHubCommand: AsyncParsableCommand {
                                 faults: faults)
         let host = self.host
         let devices = registry.devices.count
-        let app = hub.makeApplication(host: host, port: port) { port in
-            print("settlement-hub listening on http://\(host):\(port) (\(devices) devices)")
+        var tls: TLSConfiguration?
+        if let tlsCert, let tlsKey {
+            do { tls = try SettlementHub.tlsConfiguration(certificateChain: tlsCert, privateKey: tlsKey) } catch {
+                throw ValidationError("cannot load --tls-cert/--tls-key: \(error)")
+            }
+        }
+        let scheme = tls == nil ? "http" : "https"
+        let app = try hub.makeApplication(host: host, port: port, tls: tls) { port in
+            print("settlement-hub listening on \(scheme)://\(host):\(port) (\(devices) devices)")
             fflush(stdout)
         }
         try await app.runService()

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 @preconcurrency import Crypto
 import Foundation
+import HummingbirdTLS
 import KioskCore
 import KioskStore
 import Logging
@@ -78,12 +79,12 @@ struct HubFixture {
     var url: String { running.url }
 
     static func start(registry: DeviceRegistry? = nil, limits: HubLimits = HubLimits(), faults: HubFaults = .none,
-                      now: Date = testEpoch.addingTimeInterval(60)) async throws -> HubFixture {
+                      now: Date = testEpoch.addingTimeInterval(60), tls: TLSConfiguration? = nil) async throws -> HubFixture {
         let db = try HubDatabase(path: temporaryFolder("hub").appendingPathComponent("hub.sqlite").path)
         let clock = TestClock(now)
         let hub = SettlementHub(database: db, registry: try registry ?? snapshotRegistry(), limits: limits, faults: faults,
                                 now: { clock.now }, logger: quietLogger)
-        let running = try await hub.start()
+        let running = try await hub.start(tls: tls)
         return HubFixture(hub: hub, running: running, clock: clock)
     }
 
@@ -123,6 +124,7 @@ final class RandomSequence: @unchecked Sendable {
 func makeUploader(_ device: Device, hubURL: String? = nil, timeout: Duration = .seconds(10), sleeper: SleepRecorder = SleepRecorder(),
                   random: RandomSequence = RandomSequence([0.5]), idleRecheck: Duration = .seconds(3600),
                   now: Date = testEpoch.addingTimeInterval(30), metricsFactory: TestMetrics? = nil,
+                  httpClient: HTTPClient = Uploader.sharedHTTPClient,
                   configure: (inout UploaderConfiguration) -> Void = { _ in }) -> Uploader {
     var config = UploaderConfiguration(hubURL: hubURL ?? device.config.hubURL)
     config.requestTimeout = timeout
@@ -131,7 +133,7 @@ func makeUploader(_ device: Device, hubURL: String? = nil, timeout: Duration = .
     let environment = UploaderEnvironment(now: { now }, sleep: { try await sleeper.sleep($0) }, random: { random.next() },
                                           makeBatchID: { UUID().uuidString.lowercased() })
     return Uploader(store: device.store, device: device.context, signingKey: device.signingKey, configuration: config,
-                    environment: environment, logger: quietLogger, metricsFactory: metricsFactory)
+                    httpClient: httpClient, environment: environment, logger: quietLogger, metricsFactory: metricsFactory)
 }
 
 /// POSTs a body to the hub with a signature, as any client would.
