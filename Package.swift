@@ -72,6 +72,7 @@ let package = Package(
             name: "Receipts",
             dependencies: [
                 "CQREncode",
+                "Entitlements",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),

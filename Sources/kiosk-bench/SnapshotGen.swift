@@ -1,5 +1,6 @@
 import ArgumentParser
 import Crypto
+import Entitlements
 import Foundation
 import KioskStore
 import TestVectors
@@ -17,9 +18,9 @@ struct SyntheticPopulation {
     /// GB 11643: region 330782, birth date, 3-digit sequence, check character.
     /// Unique for every i below `birthDays` × 1000.
     func citizenID(_ i: Int) -> String {
-        let (y, m, d) = SyntheticPopulation.civil(fromDays: SyntheticPopulation.days1930 + i % SyntheticPopulation.birthDays)
+        let (y, m, d) = CivilCalendar.date(days: Int64(SyntheticPopulation.days1930 + i % SyntheticPopulation.birthDays))
         let seq = (i / SyntheticPopulation.birthDays) % 1000
-        let body = TestAuthority.region + String(format: "%04d%02d%02d%03d", y, m, d, seq)
+        let body = TestAuthority.region + String(format: "%04d%02d%02d%03d", Int(y), Int(m), Int(d), seq)
         var sum = 0
         for (c, w) in zip(body.utf8, SyntheticPopulation.weights) { sum += Int(c - 0x30) * w }
         return body + String(UnicodeScalar(SyntheticPopulation.checkChars[sum % 11]))
@@ -34,19 +35,6 @@ struct SyntheticPopulation {
 
     /// Days from 1970-01-01 to 1930-01-01.
     static let days1930 = -14610
-
-    /// Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    static func civil(fromDays z0: Int) -> (Int, Int, Int) {
-        let z = z0 + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
-    }
 }
 
 struct SnapshotGen: ParsableCommand {
