@@ -67,7 +67,7 @@ public final class Kiosk {
 
     func idHash(_ citizenID: String, salt: String?) -> String? {
         guard let salt = salt.flatMap({ Data(base64Encoded: $0) }) else { return nil }
-        return SnapshotWriter.idHash(citizenID: CitizenID.normalized(citizenID), salt: salt)
+        return SnapshotWriter.idHash(citizenID: citizenID, salt: salt)   // normalises the ID itself
     }
 
     /// Reads and authenticates the card, raises alerts, and resolves its pending deductions.

@@ -1,4 +1,5 @@
 import Crypto
+import Entitlements
 import Foundation
 
 /// Writes a signed snapshot (snapshot spec §1) as a stream: the generator for tests,
@@ -63,8 +64,7 @@ public final class SnapshotWriter {
 
     /// `id_hash` of snapshot spec §1.
     public static func idHash(citizenID: String, salt: Data) -> String {
-        let id = citizenID.hasSuffix("x") ? String(citizenID.dropLast()) + "X" : citizenID
-        return hex(HMAC<SHA256>.authenticationCode(for: Data(id.utf8), using: SymmetricKey(data: salt)))
+        hex(HMAC<SHA256>.authenticationCode(for: Data(IDNormalisation.normalise(citizenID).utf8), using: SymmetricKey(data: salt)))
     }
 
     static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
