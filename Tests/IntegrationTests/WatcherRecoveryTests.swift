@@ -40,17 +40,17 @@ extension PCSCIntegrationTests {
         defer { recorder.stop() }
         #expect(await recorder.wait(for: .readerAdded(Harness.reader)) != nil)
 
-        #expect(spawnAndWait("/usr/bin/pkill", ["-9", "-x", "pcscd"]) == 0)
+        #expect(runToEnd("/usr/bin/pkill", ["-9", "-x", "pcscd"]) == 0)
         let lost = await recorder.wait(for: .serviceLost)
         #expect(lost != nil)
         #expect(recorder.all.contains(.readerRemoved(Harness.reader)))
         #expect(throws: PCSCError.noService) { try PCSCContext() }
 
         // Wait until the old pcscd is really gone, then start a new one.
-        for _ in 0..<100 where spawnAndWait("/usr/bin/pgrep", ["-x", "pcscd", "-r", "R,S,D,I"]) == 0 { try await Task.sleep(nanoseconds: 50_000_000) }
+        for _ in 0..<100 where runToEnd("/usr/bin/pgrep", ["-x", "pcscd", "-r", "R,S,D,I"]) == 0 { try await Task.sleep(nanoseconds: 50_000_000) }
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("Provisioning/start-pcscd.sh").path
-        #expect(spawnAndWait("/bin/bash", [script]) == 0)
+        #expect(runToEnd("/bin/bash", [script]) == 0)
 
         let restored = await recorder.wait(for: .serviceRestored, after: lost ?? -1, timeout: 15)
         #expect(restored != nil)
@@ -61,16 +61,5 @@ extension PCSCIntegrationTests {
         try client.insert(timeout: 10)
         #expect(await recorder.wait(for: .cardInserted(reader: Harness.reader, atr: CardEmulator.atr), after: restored ?? -1) != nil)
         client.remove()
-    }
-
-    /// posix_spawn + waitpid: Foundation's Process can miss a child's exit inside async tests.
-    func spawnAndWait(_ path: String, _ args: [String]) -> Int32 {
-        var pid: pid_t = 0
-        let argv = ([path] + args).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        guard posix_spawn(&pid, path, nil, nil, argv, environ) == 0 else { return -1 }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        return (status >> 8) & 0xFF
     }
 }

@@ -2,6 +2,7 @@ import Entitlements
 import Foundation
 import KioskCore
 import KioskStore
+import TestVectors
 import Testing
 import VirtualCard
 
@@ -11,8 +12,8 @@ import VirtualCard
 @Suite(.serialized) struct FullDiskTests {
     @Test(.enabled(if: getuid() == 0)) func aFullDiskStopsSubsidiesAndLosesNothing() throws {
         let mountPoint = Fixture.tempDir()
-        #expect(spawn("/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", mountPoint.path]) == 0)
-        defer { _ = spawn("/bin/umount", ["-l", mountPoint.path]) }
+        #expect(runToEnd("/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", mountPoint.path]) == 0)
+        defer { _ = runToEnd("/bin/umount", ["-l", mountPoint.path]) }
         let stateDir = mountPoint.appendingPathComponent("state")
         let base = try Fixture.device()
         let device = try Device.provision(stateDir: stateDir, config: base.config, seed: base.signingKey.rawRepresentation, replaceKey: false)
@@ -44,15 +45,5 @@ import VirtualCard
         try FileManager.default.removeItem(at: filler)
         let after = try kiosk.charge(EmulatedChannel(e17), billFen: 1000, billReference: "D2")
         #expect(after.decision.isGranted && after.records.first?.seq == 2)
-    }
-
-    func spawn(_ path: String, _ args: [String]) -> Int32 {
-        var pid: pid_t = 0
-        let argv = ([path] + args).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        guard posix_spawn(&pid, path, nil, nil, argv, environ) == 0 else { return -1 }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        return (status >> 8) & 0xFF
     }
 }
