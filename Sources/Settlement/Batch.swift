@@ -20,16 +20,8 @@ public struct BatchBody: Sendable, Equatable {
         self.deviceID = deviceID
         self.sentAt = sentAt
         recordIDs = records.map(\.recordID)
-        var out: [UInt8] = []
-        out.reserveCapacity(BatchBody.envelopeLength(batchID: batchID, deviceID: deviceID, sentAt: sentAt)
-                            + records.reduce(0) { $0 + $1.body.utf8.count + 1 })
-        out.append(contentsOf: #"{"batch_id":"#.utf8)
-        JSONText.appendString(batchID, to: &out)
-        out.append(contentsOf: #","device_id":"#.utf8)
-        JSONText.appendString(deviceID, to: &out)
-        out.append(contentsOf: #","sent_at":"#.utf8)
-        JSONText.appendString(sentAt, to: &out)
-        out.append(contentsOf: #","records":["#.utf8)
+        var out = BatchBody.envelopeHead(batchID: batchID, deviceID: deviceID, sentAt: sentAt)
+        out.reserveCapacity(out.count + records.reduce(2) { $0 + $1.body.utf8.count + 1 })
         for (i, r) in records.enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
             out.append(contentsOf: r.body.utf8)
@@ -44,6 +36,11 @@ public struct BatchBody: Sendable, Equatable {
 
     /// The body length without any record: what the record budget of 1 MiB must leave room for.
     public static func envelopeLength(batchID: String, deviceID: String, sentAt: String) -> Int {
+        envelopeHead(batchID: batchID, deviceID: deviceID, sentAt: sentAt).count + 2   // + "]}"
+    }
+
+    /// `{"batch_id":…,"device_id":…,"sent_at":…,"records":[`: the body up to the first record.
+    static func envelopeHead(batchID: String, deviceID: String, sentAt: String) -> [UInt8] {
         var out: [UInt8] = []
         out.append(contentsOf: #"{"batch_id":"#.utf8)
         JSONText.appendString(batchID, to: &out)
@@ -51,8 +48,8 @@ public struct BatchBody: Sendable, Equatable {
         JSONText.appendString(deviceID, to: &out)
         out.append(contentsOf: #","sent_at":"#.utf8)
         JSONText.appendString(sentAt, to: &out)
-        out.append(contentsOf: #","records":[]}"#.utf8)
-        return out.count
+        out.append(contentsOf: #","records":["#.utf8)
+        return out
     }
 
     /// `X-Signature`: base64 Ed25519 by the device key over the exact body bytes.
