@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "kiosk-bench", targets: ["kiosk-bench"]),
         .executable(name: "kioskd", targets: ["kioskd"]),
         .executable(name: "settlement-hub", targets: ["settlement-hub"]),
+        .executable(name: "device-ca", targets: ["device-ca"]),
         .library(name: "SmartCard", targets: ["SmartCard"]),
         .library(name: "BenefitCard", targets: ["BenefitCard"]),
         .library(name: "VirtualCard", targets: ["VirtualCard"]),
@@ -177,6 +178,15 @@ let package = Package(
             ]
         ),
         // The spec's vectors and test doubles, one copy for every test target and the bench.
+        .executableTarget(
+            name: "device-ca",
+            dependencies: [
+                "BenefitCard",
+                "SmartCard",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .target(
             name: "TestVectors",
             dependencies: [

@@ -22,23 +22,34 @@ bash Provisioning/install-deps.sh test
 bash Provisioning/start-pcscd.sh
 echo "building (the first build takes several minutes)…"
 # One product per call: `swift build` keeps only the last of several --product options.
-for p in kioskd kioskctl virtual-card settlement-hub; do
+for p in kioskd kioskctl virtual-card settlement-hub device-ca; do
     swift build --product "$p" 2>&1 | grep -E "error|warning: unre" || true
 done
 BIN=$(swift build --show-bin-path)
-for b in kioskd kioskctl virtual-card settlement-hub; do [ -x "$BIN/$b" ] || { echo "build failed: $b missing" >&2; exit 1; }; done
+for b in kioskd kioskctl virtual-card settlement-hub device-ca; do [ -x "$BIN/$b" ] || { echo "build failed: $b missing" >&2; exit 1; }; done
 rm -rf "$DEMO"; mkdir -p "$DEMO"
 export BENEFIT_KIOSK_TEST_NOW=2026-11-22T03:00:00Z
 ISSUER=330782-issuer-test=ccFN/6AgIzeALsTdT7e3Eyw+Wdaz4PSJiYy/wU1agY8=
 AUTHORITY=330782-auth-test=oYIOYJP8glBE21IWS59YdxSMi796YEYlgjPf3cEJoaU=
+DEVICE_CA=330782-device-ca-test=bdK55oarEcW5mSXaMeBL4YG7xjN613TKeTVzVEnAJx0=
+# The TEST device CA's key (vectors/test-keys.json), as the platform's publisher holds its
+# own: in a 0600 file, used by the reference tool device-ca to certify the demo devices.
+( umask 077; echo "RU+SUV1gBN6+zB+2ArPfAmDcM0ltGprnYaTYOegoBvU=" >"$DEMO/device-ca.key" )
 SNAPSHOT=Provisioning/demo/snapshot-small.jsonl
 CARDS=Provisioning/demo/cards.json
 HUB=http://127.0.0.1:8470
 
 provision() {  # name device-id institution profile seed
+    # The demo devices take the vector seeds so that the vector snapshot's device entries and
+    # the hub's roster know their keys; a real device makes its key itself (no seed).
     "$BIN/kioskctl" provision --state-dir "$DEMO/$1" --device-id "$2" --institution "$3" --profile "$4" \
-        --issuer-key "$ISSUER" --authority-key "$AUTHORITY" --hub-url "$HUB" --printer "file:$DEMO/$1/receipts/" \
-        --device-key-seed "$5" >/dev/null
+        --issuer-key "$ISSUER" --authority-key "$AUTHORITY" --device-ca-key "$DEVICE_CA" --hub-url "$HUB" \
+        --printer "file:$DEMO/$1/receipts/" --device-key-seed "$5" >/dev/null
+    # Certification: the device's request goes to the platform, the certificate comes back.
+    "$BIN/kioskctl" certificate request --state-dir "$DEMO/$1" >"$DEMO/$1.request"
+    "$BIN/device-ca" issue --ca-key "$DEMO/device-ca.key" --ca-key-id 330782-device-ca-test \
+        --request "$DEMO/$1.request" --valid-from 20261110 --days 90 --out "$DEMO/$1.cert" 2>/dev/null
+    "$BIN/kioskctl" certificate install --state-dir "$DEMO/$1" "$DEMO/$1.cert"
     "$BIN/kioskctl" snapshot install --state-dir "$DEMO/$1" "$SNAPSHOT"
 }
 provision hospital KSK-TEST-0001 330782-H01 hospital x5ltRC+avHN24CoyFoUz5aWKCtIuAPrNcCW5jVKMTqU=

@@ -2,6 +2,13 @@ import Crypto
 import Foundation
 import SmartCard
 
+/// The three commands of a write (card spec v2 §5.2), named as in the spec.
+public enum WriteCommand: String, Sendable, Equatable, CaseIterable {
+    case verifyCertificate = "PSO VERIFY CERTIFICATE"
+    case getChallenge = "GET CHALLENGE"
+    case updateBinary = "UPDATE BINARY"
+}
+
 /// A failure of one card session, typed for the layers above.
 public enum CardError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Neither application is on the card (`6A 82` to both SELECTs).
@@ -18,8 +25,16 @@ public enum CardError: Error, Equatable, Sendable, CustomStringConvertible {
     case transport(TransportError)
     /// Any other PC/SC failure.
     case pcsc(PCSCError)
-    /// The card refused the EF.USAGE write: `69 85` stale sequence, `6A 80` malformed, or other.
-    case writeRefused(StatusWord)
+    /// The card refused a command of the write sequence (§5.2–5.3): decision `card_write_refused`,
+    /// nothing written, nothing deducted.
+    case writeRefused(WriteCommand, StatusWord)
+    /// UPDATE BINARY answered `90 00` without a valid acknowledgement (§5.4): a torn write
+    /// (§6 step 7), the deduction stays pending until the card shows the record.
+    case writeUnacknowledged(String)
+    /// The terminal used the session wrongly (a programming error, reported instead of a trap).
+    case misuse(String)
+    /// An error of no known kind reached the session; its type and text are kept.
+    case unexpected(String)
 
     public var description: String {
         switch self {
@@ -30,16 +45,41 @@ public enum CardError: Error, Equatable, Sendable, CustomStringConvertible {
         case .serviceUnavailable: return "the PC/SC service (pcscd) is not running"
         case .transport(let e): return "card transport error: \(e)"
         case .pcsc(let e): return "\(e)"
-        case .writeRefused(let sw):
-            switch sw.value {
-            case 0x6985: return "the card refused the usage write: stale or replayed sequence (69 85)"
-            case 0x6A80: return "the card refused the usage write: malformed record (6A 80)"
-            default: return "the card refused the usage write (\(sw))"
-            }
+        case .writeRefused(let command, let sw):
+            return "the card refused \(command.rawValue) with \(CardError.spaced(sw)): \(CardError.meaning(of: sw, for: command))"
+        case .writeUnacknowledged(let why): return "the card answered the usage write without a valid acknowledgement (torn write): \(why)"
+        case .misuse(let why): return "card session misused: \(why)"
+        case .unexpected(let what): return "unexpected error in the card session: \(what)"
         }
     }
 
-    /// Wraps whatever a channel threw.
+    static func spaced(_ sw: StatusWord) -> String { String(format: "%02X %02X", sw.sw1, sw.sw2) }
+
+    /// What a refusal means, by command and status word (card spec v2 §5.2–5.3).
+    public static func meaning(of sw: StatusWord, for command: WriteCommand) -> String {
+        switch (command, sw.value) {
+        case (.verifyCertificate, 0x6982):
+            return "device certificate not accepted (CA signature wrong, CA key unknown to the card, malformed, or it expired before the card's last write)"
+        case (.getChallenge, _):
+            return "no challenge drawn"
+        case (.updateBinary, 0x6982):
+            return "security status not satisfied: no certificate verified or no challenge drawn in this session, "
+                + "DF44 not the certificate's device, DF48 not the challenge, DF46 does not verify, "
+                + "or DF45 outside the certificate's validity / DF41 not DF45's year"
+        case (.updateBinary, 0x6985):
+            return "conditions not satisfied: sequence not the stored one + 1, or a lower used amount, a dropped program, "
+                + "an earlier written-at or an earlier period than the card holds"
+        case (.updateBinary, 0x6A80):
+            return "malformed record (not the objects of §5.1 in order with their lengths)"
+        case (_, 0x6581): return "memory failure"
+        case (_, 0x6A82): return "no such file or application on this card"
+        case (_, 0x6700): return "wrong length"
+        case (_, 0x6D00): return "command not supported by the card"
+        default: return "refused"
+        }
+    }
+
+    /// Wraps whatever a channel threw. Errors of no known kind stay visible as `.unexpected`.
     public init(_ error: Error) {
         switch error {
         case let e as CardError: self = e
@@ -50,7 +90,7 @@ public enum CardError: Error, Equatable, Sendable, CustomStringConvertible {
             else { self = .pcsc(e) }
         case let e as TransportError: self = .transport(e)
         case let e as CardFormatError: self = .unreadable(e)
-        default: self = .pcsc(.other(code: 0))
+        default: self = .unexpected("\(String(reflecting: type(of: error))): \(error)")
         }
     }
 }
@@ -122,7 +162,7 @@ public struct CardReadout: Sendable, Equatable {
     public var usage: UsageRecord?
 }
 
-/// One session with one card: select, read, authenticate, write (card spec §2–5).
+/// One session with one card: select, read, authenticate, write (card spec v2 §2–5).
 /// It never sends a command before the application is selected in this session.
 public final class CardSession {
     public let channel: CardChannel
@@ -163,8 +203,9 @@ public final class CardSession {
             guard let cardType = prop.first(tag: 0xDF01), cardType.value == [type.typeByte] else {
                 throw CardError.unreadable(.badFCI("card type (DF01) missing or not \(type.typeByte)"))
             }
-            if let version = prop.first(tag: 0x9F08), version.value.first != 0x01 {
-                throw CardError.unreadable(.badFCI("application version \(version.value.hexString) is not 1.x"))
+            guard let version = prop.first(tag: 0x9F08), version.value.count == 2, version.value[0] == 0x02 else {
+                let v = prop.first(tag: 0x9F08)?.value.hexString ?? "missing"
+                throw CardError.unreadable(.badFCI("application version (9F08) \(v) is not 2.x"))
             }
         } catch let e as TLVError {
             throw CardError.unreadable(.badFCI("malformed (\(e))"))
@@ -173,7 +214,7 @@ public final class CardSession {
 
     /// READ BINARY by SFI (§3); nil when the card says the file is not there (`6A 82`).
     public func readFile(sfi: UInt8) throws -> [UInt8]? {
-        precondition(selected != nil, "select the application first")
+        guard selected != nil else { throw CardError.misuse("READ BINARY before SELECT") }
         let r = try send(CommandAPDU(ins: 0xB0, p1: 0x80 | sfi, p2: 0x00, le: 0x00))
         if r.status == .fileNotFound { return nil }
         guard r.status.isSuccess else {
@@ -218,13 +259,25 @@ public final class CardSession {
 
     /// INTERNAL AUTHENTICATE (§4): the card's 64-byte answer to `challenge`.
     public func internalAuthenticate(challenge: [UInt8]) throws -> ResponseAPDU {
-        precondition(selected != nil, "select the application first")
-        precondition(challenge.count == 32, "challenges are 32 bytes")
+        guard selected != nil else { throw CardError.misuse("INTERNAL AUTHENTICATE before SELECT") }
+        guard challenge.count == 32 else { throw CardError.misuse("INTERNAL AUTHENTICATE challenges are 32 bytes, not \(challenge.count)") }
         return try send(CommandAPDU(ins: 0x88, p1: 0x00, p2: 0x00, data: challenge, le: 0x00))
     }
 
-    /// Checks the issuer signature over EF.HOLDER (§3.2), then INTERNAL AUTHENTICATE
-    /// with a fresh challenge (§4). Card failures mid-way throw; a wrong answer is a verdict.
+    /// "CARD-AUTH-V2" ‖ card number ‖ challenge ‖ SHA-256 of the EF.USAGE object (§4).
+    public static func authMessage(cardNumber: String, challenge: [UInt8], usageDigest: [UInt8]) -> [UInt8] {
+        Array("CARD-AUTH-V2".utf8) + Array(cardNumber.utf8) + challenge + usageDigest
+    }
+
+    /// The digest INTERNAL AUTHENTICATE signs for what was read: of EF.USAGE's object, or of
+    /// `72 00` for a legal-aid card (no EF.USAGE).
+    public static func usageDigest(of readout: CardReadout) -> [UInt8] {
+        readout.usage?.digest ?? UsageRecord.empty.digest
+    }
+
+    /// Checks the issuer signature over EF.HOLDER (§3.2), then INTERNAL AUTHENTICATE with a
+    /// fresh challenge over the digest of the EF.USAGE read (§4): a clone, or a relay that
+    /// shows an older EF.USAGE, is not authentic. Card failures mid-way throw; a wrong answer is a verdict.
     public func authenticate<C: ChallengeSource>(_ readout: CardReadout, trust: TrustStore, challenges: inout C) throws -> Authenticity {
         guard let issuer = trust.issuerKeys[readout.holder.issuerKeyID] else {
             return .notAuthentic(.unknownIssuerKey(readout.holder.issuerKeyID))
@@ -238,15 +291,80 @@ public final class CardSession {
         guard r.data.count == 64, let cardKey = try? Curve25519.Signing.PublicKey(rawRepresentation: readout.holder.cardPublicKey) else {
             return .notAuthentic(.internalAuthenticateFailed)
         }
-        let message = Array("CARD-AUTH-V1".utf8) + Array(readout.holder.cardNumber.utf8) + challenge
+        let message = CardSession.authMessage(cardNumber: readout.holder.cardNumber, challenge: challenge,
+                                              usageDigest: CardSession.usageDigest(of: readout))
         return cardKey.isValidSignature(r.data, for: message) ? .authentic : .notAuthentic(.internalAuthenticateFailed)
     }
 
-    /// UPDATE BINARY of EF.USAGE (§5). Throws `.writeRefused` for `69 85`/`6A 80`/others and
-    /// `.cardRemoved` when the card left: the caller cannot tell then whether it was written.
-    public func writeUsage(_ object: [UInt8]) throws {
-        precondition(selected == .medical, "EF.USAGE is on medical cards")
-        let r = try send(CommandAPDU(ins: 0xD6, p1: 0x83, p2: 0x00, data: object))
-        guard r.status.isSuccess else { throw CardError.writeRefused(r.status) }
+    private func requireMedical(_ command: WriteCommand) throws {
+        guard let selected else { throw CardError.misuse("\(command.rawValue) before SELECT") }
+        guard selected == .medical else { throw CardError.misuse("\(command.rawValue) on a \(selected.rawValue) card: only medical cards hold EF.USAGE") }
+    }
+
+    /// PSO VERIFY CERTIFICATE (§5.2 step 1): the card holds the device's identifier and key
+    /// for this session. Throws `.writeRefused(.verifyCertificate, sw)` when the card refuses.
+    public func verifyCertificate(_ certificate: DeviceCertificate) throws {
+        try requireMedical(.verifyCertificate)
+        guard certificate.encoded.count <= 255 else { throw CardError.misuse("certificate of \(certificate.encoded.count) bytes does not fit a short APDU") }
+        let r = try send(CommandAPDU(ins: 0x2A, p1: 0x00, p2: 0xBE, data: certificate.encoded))
+        guard r.status.isSuccess else { throw CardError.writeRefused(.verifyCertificate, r.status) }
+    }
+
+    /// GET CHALLENGE (§5.2 step 2): 16 fresh bytes, to be written as `DF48`.
+    public func getChallenge() throws -> [UInt8] {
+        try requireMedical(.getChallenge)
+        let r = try send(CommandAPDU(ins: 0x84, p1: 0x00, p2: 0x00, le: 0x10))
+        guard r.status.isSuccess else { throw CardError.writeRefused(.getChallenge, r.status) }
+        guard r.data.count == 16 else {
+            throw CardError.unreadable(.badAnswer(command: WriteCommand.getChallenge.rawValue, why: "\(r.data.count) bytes, expected 16"))
+        }
+        return r.data
+    }
+
+    /// "USAGE-ACK-V2" ‖ card number ‖ DF43 ‖ DF48 (§5.4).
+    public static func ackMessage(cardNumber: String, sequence: UInt32, challenge: [UInt8]) -> [UInt8] {
+        Array("USAGE-ACK-V2".utf8) + Array(cardNumber.utf8) + sequence.bigEndianBytes + challenge
+    }
+
+    /// UPDATE BINARY of EF.USAGE with Le = 00 (§5.2 step 3) and the card's acknowledgement
+    /// verified with `cardPublicKey` (`DF29`, §5.4). Returns the 64-byte acknowledgement.
+    /// Throws `.writeRefused(.updateBinary, sw)` on any refusal (nothing written),
+    /// `.writeUnacknowledged` on `90 00` without a valid acknowledgement, and `.cardRemoved`
+    /// when the card left: in those two cases the caller cannot tell whether it was written.
+    /// `sequence` and `challenge` must be the object's own `DF43` and `DF48`.
+    public func writeUsage(_ object: [UInt8], cardNumber: String, sequence: UInt32, challenge: [UInt8],
+                           cardPublicKey: [UInt8]) throws -> [UInt8] {
+        try requireMedical(.updateBinary)
+        guard object.count <= UsageRecord.maxObjectLength else {
+            throw CardError.misuse("usage record of \(object.count) bytes, at most \(UsageRecord.maxObjectLength)")
+        }
+        let record: UsageRecord
+        do { record = try UsageRecord(fileBytes: object) } catch {
+            throw CardError.misuse("the record to write is not a §5.1 usage record: \(error)")
+        }
+        guard record.object == object, let body = record.body else { throw CardError.misuse("the record to write is not one non-empty 72 object") }
+        guard record.sequence == sequence, body.challenge == challenge else {
+            throw CardError.misuse("sequence/challenge given (\(sequence), \(challenge.hexString)) are not the record's DF43/DF48 (\(record.sequence), \(body.challenge.hexString))")
+        }
+        guard let key = try? Curve25519.Signing.PublicKey(rawRepresentation: cardPublicKey) else {
+            throw CardError.misuse("card public key is not a 32-byte Ed25519 key")
+        }
+        let r = try send(CommandAPDU(ins: 0xD6, p1: 0x83, p2: 0x00, data: object, le: 0x00))
+        guard r.status.isSuccess else { throw CardError.writeRefused(.updateBinary, r.status) }
+        guard !r.data.isEmpty else { throw CardError.writeUnacknowledged("90 00 without an acknowledgement") }
+        guard r.data.count == 64 else { throw CardError.writeUnacknowledged("acknowledgement of \(r.data.count) bytes, expected 64") }
+        let message = CardSession.ackMessage(cardNumber: cardNumber, sequence: sequence, challenge: challenge)
+        guard key.isValidSignature(r.data, for: message) else {
+            throw CardError.writeUnacknowledged("acknowledgement does not verify with the card key over sequence \(sequence) and the challenge")
+        }
+        return r.data
+    }
+
+    /// `writeUsage` with the sequence and challenge taken from the object itself.
+    public func writeUsage(_ object: [UInt8], cardNumber: String, cardPublicKey: [UInt8]) throws -> [UInt8] {
+        guard let record = try? UsageRecord(fileBytes: object), let body = record.body else {
+            throw CardError.misuse("the record to write is not a non-empty §5.1 usage record")
+        }
+        return try writeUsage(object, cardNumber: cardNumber, sequence: record.sequence, challenge: body.challenge, cardPublicKey: cardPublicKey)
     }
 }

@@ -11,6 +11,7 @@ public enum CardFormatError: Error, Equatable, Sendable, CustomStringConvertible
     case fileMissing(String)
     case badFCI(String)
     case unexpectedStatus(command: String, StatusWord)
+    case badAnswer(command: String, why: String)
 
     public var description: String {
         switch self {
@@ -23,21 +24,25 @@ public enum CardFormatError: Error, Equatable, Sendable, CustomStringConvertible
         case .fileMissing(let f): return "\(f) is missing"
         case .badFCI(let why): return "SELECT answer: \(why)"
         case .unexpectedStatus(let c, let sw): return "\(c) answered \(sw)"
+        case .badAnswer(let c, let why): return "\(c) answered \(why)"
         }
     }
 }
 
-/// EF.HOLDER (template `70`), validated.
+/// EF.HOLDER (template `70`), validated (card spec v2 §3.1). The citizen identity number
+/// (`DF23`) is required and its GB 11643 check digit validated, but it is not kept: the
+/// kiosk stores and derives nothing from it. Persons are known by `personRef` (`DF2A`).
 public struct Holder: Sendable, Equatable {
     public var cardNumber: String
     public var name: String
-    public var citizenID: String
     public var category: HolderCategory
     public var region: String
     public var issued: CardDate
     public var expires: CardDate
     public var issuerKeyID: String
     public var cardPublicKey: [UInt8]
+    /// `DF2A`, the platform's person reference: 32 lowercase hex digits.
+    public var personRef: String
 
     /// Valid through the end of `DF27`, China Standard Time.
     public func isExpired(at now: Date) -> Bool { now >= expires.endOfDayChinaStandardTime }
@@ -50,7 +55,7 @@ public struct Holder: Sendable, Equatable {
             throw CardFormatError.malformedTLV(file: "EF.HOLDER", e)
         }
         var fields: [UInt32: [UInt8]] = [:]
-        for c in children where (0xDF21...0xDF29).contains(c.tag) {
+        for c in children where (0xDF21...0xDF2A).contains(c.tag) {
             guard fields[c.tag] == nil else { throw CardFormatError.duplicateField(tag: c.tag) }
             fields[c.tag] = c.value
         }
@@ -78,7 +83,6 @@ public struct Holder: Sendable, Equatable {
         guard CitizenID.isValid(id) else {
             throw CardFormatError.invalidField(tag: 0xDF23, name: "citizen identity number", why: "GB 11643 check failed")
         }
-        citizenID = CitizenID.normalized(id)
         let cat = try field(0xDF24, "holder category")
         guard cat.count == 1 else { throw CardFormatError.invalidField(tag: 0xDF24, name: "holder category", why: "length \(cat.count), expected 1") }
         category = HolderCategory(code: cat[0])
@@ -94,5 +98,8 @@ public struct Holder: Sendable, Equatable {
         let pk = try field(0xDF29, "card public key")
         guard pk.count == 32 else { throw CardFormatError.invalidField(tag: 0xDF29, name: "card public key", why: "length \(pk.count), expected 32") }
         cardPublicKey = pk
+        let ref = try field(0xDF2A, "person reference")
+        guard ref.count == 16 else { throw CardFormatError.invalidField(tag: 0xDF2A, name: "person reference", why: "length \(ref.count), expected 16") }
+        personRef = ref.map { String(format: "%02x", $0) }.joined()
     }
 }

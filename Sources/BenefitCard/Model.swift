@@ -1,7 +1,7 @@
 import Foundation
 import SmartCard
 
-/// The two card applications of card spec v1.
+/// The two card applications of card spec v2.
 public enum CardType: String, Sendable, CaseIterable, Codable {
     case medical
     case legalAid = "legal_aid"
@@ -57,13 +57,53 @@ public struct CardDate: Hashable, Sendable, Comparable, CustomStringConvertible 
         (a.year, a.month, a.day) < (b.year, b.month, b.day)
     }
 
-    /// The first instant after this day ends in China Standard Time.
-    public var endOfDayChinaStandardTime: Date {
-        var c = DateComponents()
-        c.year = year; c.month = month; c.day = day
-        let start = ChinaStandardTime.calendar.date(from: c)!
-        return start.addingTimeInterval(86_400)
+    /// A date from its parts; nil when it is not a calendar date.
+    public init?(year: Int, month: Int, day: Int) {
+        guard (1...12).contains(month), day >= 1, day <= CardDate.daysIn(month: month, year: year) else { return nil }
+        self.year = year; self.month = month; self.day = day
     }
+
+    /// The calendar date of `date` in China Standard Time (UTC+8).
+    public init(date: Date) {
+        let seconds = Int64((date.timeIntervalSince1970).rounded(.down)) + 8 * 3600
+        let days = seconds >= 0 ? seconds / 86_400 : -((-seconds + 86_399) / 86_400)
+        (year, month, day) = CardDate.civil(fromDays: days)
+    }
+
+    /// `YYYYMMDD`, as the card and the device certificate write it.
+    public var compact: String { String(format: "%04d%02d%02d", year, month, day) }
+
+    /// Days since 1970-01-01 of this calendar date (proleptic Gregorian).
+    var daysSinceEpoch: Int64 {
+        let y = Int64(month <= 2 ? year - 1 : year)
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let m = Int64(month), d = Int64(day)
+        let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
+    static func civil(fromDays z0: Int64) -> (Int, Int, Int) {
+        let z = z0 + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
+        return (Int(y), Int(m), Int(d))
+    }
+
+    /// The first instant of this day in China Standard Time.
+    public var startChinaStandardTime: Date {
+        Date(timeIntervalSince1970: TimeInterval(daysSinceEpoch * 86_400 - 8 * 3600))
+    }
+
+    /// The first instant after this day ends in China Standard Time.
+    public var endOfDayChinaStandardTime: Date { startChinaStandardTime.addingTimeInterval(86_400) }
 
     public var description: String { String(format: "%04d-%02d-%02d", year, month, day) }
 }
@@ -78,11 +118,12 @@ public enum ChinaStandardTime {
     }()
     /// The calendar year in China Standard Time, the period of card and snapshot specs.
     public static func period(of date: Date) -> String {
-        String(calendar.component(.year, from: date))
+        String(CardDate(date: date).year)
     }
 }
 
-/// GB 11643-1999 citizen identity numbers.
+/// GB 11643-1999 citizen identity numbers: EF.HOLDER's `DF23` is checked, never kept (card spec v2:
+/// the kiosk derives and stores nothing from it; persons are keyed by `DF2A`).
 public enum CitizenID {
     static let weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
     static let checkChars = Array("10X98765432")
@@ -103,14 +144,9 @@ public enum CitizenID {
         guard let check = checkCharacter(String(id.prefix(17))) else { return false }
         return Character(id.suffix(1).uppercased()) == check
     }
-
-    /// The form hashed into `id_hash`: a final `x` upper-cased.
-    public static func normalized(_ id: String) -> String {
-        id.hasSuffix("x") ? String(id.dropLast()) + "X" : id
-    }
 }
 
-/// Masks for screens, logs and receipts: no name or identity number in clear.
+/// Masks for screens, logs and receipts: no name in clear (the identity number is never shown or kept).
 public enum Masking {
     /// First 4 and last 4 digits: `3307********0017`.
     public static func cardNumber(_ n: String) -> String {
@@ -121,10 +157,5 @@ public enum Masking {
     public static func name(_ n: String) -> String {
         guard let first = n.first else { return "" }
         return String(first) + String(repeating: "*", count: n.count - 1)
-    }
-    /// Region code and the last 4: `330782********1285`.
-    public static func citizenID(_ id: String) -> String {
-        guard id.count == 18 else { return String(repeating: "*", count: id.count) }
-        return id.prefix(6) + String(repeating: "*", count: 8) + id.suffix(4)
     }
 }

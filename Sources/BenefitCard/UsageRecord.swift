@@ -2,7 +2,7 @@ import Crypto
 import Foundation
 import SmartCard
 
-/// EF.USAGE, template `72` (card spec §5): the card's own annual usage record.
+/// EF.USAGE, template `72` (card spec v2 §5): the card's own annual usage record.
 public struct UsageRecord: Sendable, Equatable {
     public struct Entry: Sendable, Equatable, Codable {
         public var program: String
@@ -16,16 +16,34 @@ public struct UsageRecord: Sendable, Equatable {
         public var terminalID: String
         public var writtenAt: String
         public var entries: [Entry]
+        /// `DF48`: the card's GET CHALLENGE answer that preceded the write (16 bytes).
+        public var challenge: [UInt8]
         public var signature: [UInt8]
-        /// Every byte of the `72` value before `DF46`: what `DF46` signs.
+        /// Every byte of the `72` value before `DF46`: what `DF46` signs (after "USAGE-V2" ‖ card number).
         public var signedBytes: [UInt8]
+
+        public init(period: String, terminalID: String, writtenAt: String, entries: [Entry], challenge: [UInt8],
+                    signature: [UInt8], signedBytes: [UInt8]) {
+            self.period = period; self.terminalID = terminalID; self.writtenAt = writtenAt; self.entries = entries
+            self.challenge = challenge; self.signature = signature; self.signedBytes = signedBytes
+        }
     }
 
     public var sequence: UInt32
     public var body: Body?
+    /// The exact `72` object (tag, length, value; padding excluded) as read or built;
+    /// `72 00` for the empty record. INTERNAL AUTHENTICATE signs its SHA-256 (§4).
+    public private(set) var object: [UInt8]
 
     public static let empty = UsageRecord(sequence: 0, body: nil)
+    public static let emptyObject: [UInt8] = [0x72, 0x00]
     public var isEmpty: Bool { body == nil }
+
+    /// SHA-256 of `object`.
+    public var digest: [UInt8] { Array(SHA256.hash(data: object)) }
+
+    /// `DF45` as a date (UTC), nil for the empty record.
+    public var writtenAtDate: Date? { body.flatMap { UsageRecord.parseTimestamp($0.writtenAt) } }
 
     /// The used amount of `program` in `period`, 0 when the record is of another period.
     public func used(program: String, period: String) -> Int64 {
@@ -33,15 +51,25 @@ public struct UsageRecord: Sendable, Equatable {
         return body.entries.first { $0.program == program }?.usedFen ?? 0
     }
 
-    public init(sequence: UInt32, body: Body?) { self.sequence = sequence; self.body = body }
+    /// A record from its parts; `object` is re-encoded from them.
+    public init(sequence: UInt32, body: Body?) {
+        self.sequence = sequence
+        self.body = body
+        if let body {
+            object = TLV(tag: 0x72, value: body.signedBytes + TLV(tag: 0xDF46, value: body.signature).encoded).encoded
+        } else {
+            object = UsageRecord.emptyObject
+        }
+    }
 
-    /// Parses and checks the form of a `72` object (not its signature).
+    /// The tags of §5.1, in this order: DF41, DF43, DF44, DF45, E1 ×1…3, DF48, DF46.
+    /// Parses and checks the form of a `72` object strictly (not its signature).
     public init(object: TLV) throws {
         let file = "EF.USAGE"
         guard object.tag == 0x72 else { throw CardFormatError.wrongTemplate(file: file, expected: 0x72, found: object.tag) }
         if object.value.isEmpty { self = .empty; return }
         var offset = 0
-        var children: [(TLV, Int)] = []
+        var children: [(tlv: TLV, offset: Int)] = []
         do {
             while offset < object.value.count {
                 let (tlv, used) = try TLV.parse(object.value, from: offset)
@@ -49,105 +77,124 @@ public struct UsageRecord: Sendable, Equatable {
                 offset += used
             }
         } catch let e as TLVError { throw CardFormatError.malformedTLV(file: file, e) }
-        guard let (last, lastOffset) = children.last, last.tag == 0xDF46 else {
-            throw CardFormatError.invalidField(tag: 0xDF46, name: "terminal signature", why: "missing or not the last object")
+
+        let tags = children.map(\.tlv.tag)
+        let n = tags.count - 6
+        guard n >= 1, n <= 3, tags == [0xDF41, 0xDF43, 0xDF44, 0xDF45] + Array(repeating: 0xE1, count: n) + [0xDF48, 0xDF46] else {
+            let found = tags.map { String($0, radix: 16, uppercase: true) }.joined(separator: " ")
+            throw CardFormatError.invalidField(tag: 0x72, name: "usage record",
+                                               why: "objects \(found) are not DF41 DF43 DF44 DF45 E1(1–3) DF48 DF46 in this order")
         }
-        guard last.value.count == 64 else {
-            throw CardFormatError.invalidField(tag: 0xDF46, name: "terminal signature", why: "length \(last.value.count), expected 64")
+        let v = children.map(\.tlv.value)
+        guard v[0].count == 4, v[0].allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
+            throw CardFormatError.invalidField(tag: 0xDF41, name: "period", why: "not 4 digits")
         }
-        var period: String?, seq: UInt32?, terminal: String?, written: String?
+        guard v[1].count == 4 else { throw CardFormatError.invalidField(tag: 0xDF43, name: "sequence", why: "not 4 bytes") }
+        guard (1...32).contains(v[2].count), v[2].allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else {
+            throw CardFormatError.invalidField(tag: 0xDF44, name: "terminal identifier", why: "not 1–32 ASCII bytes")
+        }
+        let written = String(decoding: v[3], as: UTF8.self)
+        guard v[3].count == 20, UsageRecord.parseTimestamp(written) != nil else {
+            throw CardFormatError.invalidField(tag: 0xDF45, name: "written at", why: "not YYYY-MM-DDTHH:MM:SSZ")
+        }
         var entries: [Entry] = []
-        for (c, _) in children.dropLast() {
-            switch c.tag {
-            case 0xDF41:
-                guard period == nil else { throw CardFormatError.duplicateField(tag: c.tag) }
-                guard c.value.count == 4, c.value.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
-                    throw CardFormatError.invalidField(tag: c.tag, name: "period", why: "not 4 digits")
-                }
-                period = String(decoding: c.value, as: UTF8.self)
-            case 0xDF43:
-                guard seq == nil else { throw CardFormatError.duplicateField(tag: c.tag) }
-                guard c.value.count == 4 else { throw CardFormatError.invalidField(tag: c.tag, name: "sequence", why: "not 4 bytes") }
-                seq = c.value.reduce(0) { $0 << 8 | UInt32($1) }
-            case 0xDF44:
-                guard terminal == nil else { throw CardFormatError.duplicateField(tag: c.tag) }
-                guard (1...32).contains(c.value.count), c.value.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else {
-                    throw CardFormatError.invalidField(tag: c.tag, name: "terminal identifier", why: "not 1–32 ASCII bytes")
-                }
-                terminal = String(decoding: c.value, as: UTF8.self)
-            case 0xDF45:
-                guard written == nil else { throw CardFormatError.duplicateField(tag: c.tag) }
-                guard c.value.count == 20, c.value.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else {
-                    throw CardFormatError.invalidField(tag: c.tag, name: "written at", why: "not 20 ASCII bytes")
-                }
-                written = String(decoding: c.value, as: UTF8.self)
-            case 0xE1:
-                let inner: [TLV]
-                do { inner = try c.children() } catch let e as TLVError { throw CardFormatError.malformedTLV(file: file, e) }
-                guard let code = inner.first(tag: 0xDF47), (1...16).contains(code.value.count),
-                      code.value.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else {
-                    throw CardFormatError.invalidField(tag: 0xDF47, name: "program code", why: "missing or not 1–16 ASCII bytes")
-                }
-                guard let used = inner.first(tag: 0xDF42), used.value.count == 4 else {
-                    throw CardFormatError.invalidField(tag: 0xDF42, name: "used amount", why: "missing or not 4 bytes")
-                }
-                let program = String(decoding: code.value, as: UTF8.self)
-                guard !entries.contains(where: { $0.program == program }) else { throw CardFormatError.duplicateField(tag: 0xDF47) }
-                entries.append(Entry(program: program, usedFen: Int64(used.value.reduce(UInt32(0)) { $0 << 8 | UInt32($1) })))
-            case 0xDF46:
-                throw CardFormatError.duplicateField(tag: 0xDF46)
-            default:
-                continue
+        for c in children[4..<4 + n] {
+            let inner: [TLV]
+            do { inner = try c.tlv.children() } catch let e as TLVError { throw CardFormatError.malformedTLV(file: file, e) }
+            guard inner.map(\.tag) == [0xDF47, 0xDF42] else {
+                throw CardFormatError.invalidField(tag: 0xE1, name: "program entry", why: "not DF47 then DF42")
             }
+            let code = inner[0].value, used = inner[1].value
+            guard UsageRecord.isProgramCode(code) else {
+                throw CardFormatError.invalidField(tag: 0xDF47, name: "program code", why: "not 1–16 bytes of A–Z 0–9 -")
+            }
+            guard used.count == 4 else { throw CardFormatError.invalidField(tag: 0xDF42, name: "used amount", why: "not 4 bytes") }
+            let program = String(decoding: code, as: UTF8.self)
+            guard !entries.contains(where: { $0.program == program }) else { throw CardFormatError.duplicateField(tag: 0xDF47) }
+            entries.append(Entry(program: program, usedFen: Int64(used.reduce(UInt32(0)) { $0 << 8 | UInt32($1) })))
         }
-        guard let period else { throw CardFormatError.missingField(tag: 0xDF41, name: "period") }
-        guard let seq else { throw CardFormatError.missingField(tag: 0xDF43, name: "sequence") }
-        guard let terminal else { throw CardFormatError.missingField(tag: 0xDF44, name: "terminal identifier") }
-        guard let written else { throw CardFormatError.missingField(tag: 0xDF45, name: "written at") }
-        guard (1...3).contains(entries.count) else {
-            throw CardFormatError.invalidField(tag: 0xE1, name: "program entry", why: "\(entries.count) entries, expected 1 to 3")
+        guard v[4 + n].count == 16 else {
+            throw CardFormatError.invalidField(tag: 0xDF48, name: "card challenge", why: "length \(v[4 + n].count), expected 16")
         }
-        sequence = seq
-        body = Body(period: period, terminalID: terminal, writtenAt: written, entries: entries,
-                    signature: last.value, signedBytes: Array(object.value[0..<lastOffset]))
+        guard v[5 + n].count == 64 else {
+            throw CardFormatError.invalidField(tag: 0xDF46, name: "terminal signature", why: "length \(v[5 + n].count), expected 64")
+        }
+        sequence = v[1].reduce(0) { $0 << 8 | UInt32($1) }
+        body = Body(period: String(decoding: v[0], as: UTF8.self), terminalID: String(decoding: v[2], as: UTF8.self),
+                    writtenAt: written, entries: entries, challenge: v[4 + n], signature: v[5 + n],
+                    signedBytes: Array(object.value[0..<children[5 + n].offset]))
+        self.object = object.encoded
     }
 
-    /// Parses the raw contents of EF.USAGE (padding allowed).
+    /// Parses the raw contents of EF.USAGE (padding allowed). `object` keeps the bytes exactly as read.
     public init(fileBytes: [UInt8]) throws {
-        let object: TLV
-        do { object = try TLV.parseSingle(fileBytes).0 } catch let e as TLVError {
+        let object: TLV, raw: [UInt8]
+        do { (object, raw) = try TLV.parseSingle(fileBytes) } catch let e as TLVError {
             throw CardFormatError.malformedTLV(file: "EF.USAGE", e)
         }
         try self.init(object: object)
+        self.object = raw
     }
 
-    /// Builds and signs a new record: the whole `72` object to write.
-    public static func encode(period: String, sequence: UInt32, terminalID: String, writtenAt: Date,
-                              entries: [Entry], signer: Curve25519.Signing.PrivateKey) throws -> [UInt8] {
-        precondition(period.utf8.count == 4 && (1...3).contains(entries.count), "a usage record has a 4-digit period and 1 to 3 entries")
+    /// `1–16 bytes of A–Z 0–9 -` (§5.1, `DF47`).
+    public static func isProgramCode<C: Collection>(_ bytes: C) -> Bool where C.Element == UInt8 {
+        (1...16).contains(bytes.count) && bytes.allSatisfy { ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D }
+    }
+
+    /// `"USAGE-V2"` ‖ card number ‖ the `72` value bytes before `DF46` (§5.1).
+    public static func signedMessage(cardNumber: String, signedBytes: [UInt8]) -> [UInt8] {
+        Array("USAGE-V2".utf8) + Array(cardNumber.utf8) + signedBytes
+    }
+
+    /// Builds and signs a new record: the whole `72` object to write (§5.1). Every field is
+    /// checked first; a bad one throws `UsageWriteError`, never traps.
+    public static func encode(cardNumber: String, period: String, sequence: UInt32, terminalID: String, writtenAt: Date,
+                              entries: [Entry], challenge: [UInt8], signer: Curve25519.Signing.PrivateKey) throws -> [UInt8] {
+        guard cardNumber.utf8.count == 16, cardNumber.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
+            throw UsageWriteError.invalidCardNumber(cardNumber)
+        }
+        guard period.utf8.count == 4, period.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { throw UsageWriteError.invalidPeriod(period) }
+        guard (1...32).contains(terminalID.utf8.count), terminalID.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else {
+            throw UsageWriteError.invalidTerminalID(terminalID)
+        }
+        guard (1...3).contains(entries.count) else { throw UsageWriteError.entryCount(entries.count) }
+        guard challenge.count == 16 else { throw UsageWriteError.invalidChallenge(length: challenge.count) }
+        var seen: Set<String> = []
+        for e in entries {
+            guard isProgramCode(Array(e.program.utf8)) else { throw UsageWriteError.invalidProgramCode(e.program) }
+            guard seen.insert(e.program).inserted else { throw UsageWriteError.duplicateProgram(e.program) }
+            guard e.usedFen >= 0, e.usedFen <= Int64(UInt32.max) else { throw UsageWriteError.amountOutOfRange(program: e.program, e.usedFen) }
+        }
         var body: [UInt8] = []
         body += TLV(tag: 0xDF41, value: Array(period.utf8)).encoded
         body += TLV(tag: 0xDF43, value: sequence.bigEndianBytes).encoded
         body += TLV(tag: 0xDF44, value: Array(terminalID.utf8)).encoded
         body += TLV(tag: 0xDF45, value: Array(UsageRecord.timestamp(writtenAt).utf8)).encoded
         for e in entries {
-            precondition(e.usedFen >= 0 && e.usedFen <= Int64(UInt32.max), "used amount fits 4 bytes")
             body += TLV.constructed(0xE1, [
                 TLV(tag: 0xDF47, value: Array(e.program.utf8)),
                 TLV(tag: 0xDF42, value: UInt32(e.usedFen).bigEndianBytes),
             ]).encoded
         }
-        let signature = try signer.signature(for: body)
-        return TLV(tag: 0x72, value: body + TLV(tag: 0xDF46, value: Array(signature)).encoded).encoded
+        body += TLV(tag: 0xDF48, value: challenge).encoded
+        let signature = try signer.signature(for: signedMessage(cardNumber: cardNumber, signedBytes: body))
+        let object = TLV(tag: 0x72, value: body + TLV(tag: 0xDF46, value: Array(signature)).encoded).encoded
+        guard object.count <= maxObjectLength else { throw UsageWriteError.tooLong(object.count) }
+        return object
     }
+
+    /// The largest `72` object card spec §5.1 allows (and what one short UPDATE BINARY carries with Le).
+    public static let maxObjectLength = 245
 
     /// The next record's sequence and entries: sequence + 1; the entries of the record's
     /// period carried over when it is `period`, with each program in `used` set to its new
     /// used amount for the period (the terminal's max(S + L, C) + deduction, card spec §5).
     public func next(period: String, setting used: [(program: String, usedFen: Int64)]) throws -> (sequence: UInt32, entries: [Entry]) {
-        var entries: [Entry] = body?.period == period ? body!.entries : []
+        var entries: [Entry] = []
+        if let body, body.period == period { entries = body.entries }
         for (program, fen) in used {
-            precondition(fen >= 0 && fen <= Int64(UInt32.max), "a used amount fits 4 bytes")
+            guard UsageRecord.isProgramCode(Array(program.utf8)) else { throw UsageWriteError.invalidProgramCode(program) }
+            guard fen >= 0, fen <= Int64(UInt32.max) else { throw UsageWriteError.amountOutOfRange(program: program, fen) }
             if let i = entries.firstIndex(where: { $0.program == program }) {
                 entries[i].usedFen = fen
             } else {
@@ -159,19 +206,41 @@ public struct UsageRecord: Sendable, Equatable {
         return (sequence + 1, entries)
     }
 
-    static func timestamp(_ date: Date) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyy-MM-dd'T'HH:mm:ss'Z'"
-        return f.string(from: date)
+    /// `YYYY-MM-DDTHH:MM:SSZ` in UTC.
+    public static func timestamp(_ date: Date) -> String {
+        let t = Int64(date.timeIntervalSince1970.rounded(.down))
+        let days = t >= 0 ? t / 86_400 : -((-t + 86_399) / 86_400)
+        let secs = t - days * 86_400
+        let (y, m, d) = CardDate.civil(fromDays: days)
+        return String(format: "%04d-%02d-%02dT%02d:%02d:%02dZ", y, m, d, Int(secs / 3600), Int(secs / 60 % 60), Int(secs % 60))
     }
 
-    /// Whether `DF46` verifies against the writing device's key.
-    public func trust(deviceKeys: [String: Curve25519.Signing.PublicKey]) -> UsageTrust {
+    /// Parses `YYYY-MM-DDTHH:MM:SSZ` (UTC) strictly; nil when it is not one.
+    public static func parseTimestamp(_ text: String) -> Date? {
+        let u = Array(text.utf8)
+        guard u.count == 20, u[4] == 0x2D, u[7] == 0x2D, u[10] == 0x54, u[13] == 0x3A, u[16] == 0x3A, u[19] == 0x5A else { return nil }
+        func num(_ r: Range<Int>) -> Int? {
+            var v = 0
+            for i in r { guard u[i] >= 0x30, u[i] <= 0x39 else { return nil }; v = v * 10 + Int(u[i] - 0x30) }
+            return v
+        }
+        guard let y = num(0..<4), let mo = num(5..<7), let d = num(8..<10), let h = num(11..<13), let mi = num(14..<16),
+              let s = num(17..<19), h < 24, mi < 60, s < 60, let date = CardDate(year: y, month: mo, day: d) else { return nil }
+        let days = date.daysSinceEpoch
+        return Date(timeIntervalSince1970: TimeInterval(days * 86_400 + Int64(h * 3600 + mi * 60 + s)))
+    }
+
+    /// The China Standard Time date of a `DF45` text; nil when it is not a timestamp.
+    public static func chinaStandardDate(ofWrittenAt text: String) -> CardDate? {
+        parseTimestamp(text).map { CardDate(date: $0) }
+    }
+
+    /// Whether `DF46` verifies with the writing device's key over "USAGE-V2" ‖ card number ‖ signed bytes (§5.5).
+    public func trust(cardNumber: String, deviceKeys: [String: Curve25519.Signing.PublicKey]) -> UsageTrust {
         guard let body else { return .empty }
         guard let key = deviceKeys[body.terminalID] else { return .untrusted(.unknownDevice(body.terminalID)) }
-        return key.isValidSignature(body.signature, for: body.signedBytes) ? .trusted(deviceID: body.terminalID) : .untrusted(.badSignature)
+        let message = UsageRecord.signedMessage(cardNumber: cardNumber, signedBytes: body.signedBytes)
+        return key.isValidSignature(body.signature, for: message) ? .trusted(deviceID: body.terminalID) : .untrusted(.badSignature)
     }
 }
 
@@ -195,9 +264,35 @@ public enum UsageTrust: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-public enum UsageWriteError: Error, Equatable, Sendable {
+/// Why a usage record cannot be built: thrown by `encode` and `next`, never a trap.
+public enum UsageWriteError: Error, Equatable, Sendable, CustomStringConvertible {
     case tooManyPrograms
     case sequenceExhausted
+    case entryCount(Int)
+    case invalidProgramCode(String)
+    case duplicateProgram(String)
+    case amountOutOfRange(program: String, Int64)
+    case invalidPeriod(String)
+    case invalidTerminalID(String)
+    case invalidCardNumber(String)
+    case invalidChallenge(length: Int)
+    case tooLong(Int)
+
+    public var description: String {
+        switch self {
+        case .tooManyPrograms: return "a usage record holds at most 3 programs"
+        case .sequenceExhausted: return "the card's usage sequence is exhausted"
+        case .entryCount(let n): return "a usage record holds 1 to 3 program entries, not \(n)"
+        case .invalidProgramCode(let p): return "program code \"\(p)\" is not 1–16 characters of A–Z 0–9 -"
+        case .duplicateProgram(let p): return "program \(p) appears twice"
+        case .amountOutOfRange(let p, let f): return "used amount \(f) of \(p) does not fit 4 bytes"
+        case .invalidPeriod(let p): return "period \"\(p)\" is not 4 digits"
+        case .invalidTerminalID(let t): return "terminal identifier \"\(t)\" is not 1–32 ASCII bytes"
+        case .invalidCardNumber(let c): return "card number \"\(c)\" is not 16 digits"
+        case .invalidChallenge(let n): return "card challenge of \(n) bytes, expected 16"
+        case .tooLong(let n): return "usage record of \(n) bytes, at most \(UsageRecord.maxObjectLength)"
+        }
+    }
 }
 
 extension UInt32 {

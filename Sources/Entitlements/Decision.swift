@@ -9,10 +9,25 @@ public struct CardFacts: Sendable, Equatable {
     public var expired: Bool
     /// C per program for the current period (already 0 for another period).
     public var cardUsedFen: [String: Fen]
-    public init(cardNumber: String, kind: CardKind, category: String, expired: Bool, cardUsedFen: [String: Fen] = [:]) {
+    /// Why the card's own time is ahead of the terminal's (card spec §5.5: a later period, or
+    /// `DF45` more than 10 minutes ahead); nil when it is not. Refuses subsidies to this card.
+    public var clockAhead: String?
+    public init(cardNumber: String, kind: CardKind, category: String, expired: Bool, cardUsedFen: [String: Fen] = [:], clockAhead: String? = nil) {
         self.cardNumber = cardNumber; self.kind = kind; self.category = category
-        self.expired = expired; self.cardUsedFen = cardUsedFen
+        self.expired = expired; self.cardUsedFen = cardUsedFen; self.clockAhead = clockAhead
     }
+}
+
+/// What the device itself allows (sync spec §5–6): subsidies only, status checks still answer.
+public struct DeviceStanding: Sendable, Equatable {
+    /// Why this kiosk may not grant (`device_retired`): its snapshot entry absent or retired,
+    /// its certificate not valid at its clock. nil: it may.
+    public var retired: String?
+    /// Why the kiosk's clock is suspect (`clock_suspect`): it reads more than 10 minutes
+    /// before the floor. nil: it is not.
+    public var clockSuspect: String?
+    public init(retired: String? = nil, clockSuspect: String? = nil) { self.retired = retired; self.clockSuspect = clockSuspect }
+    public static let ok = DeviceStanding()
 }
 
 /// The snapshot's view of one card, as the store looks it up.
@@ -76,7 +91,12 @@ public struct SubsidyDecision: Sendable, Equatable {
 public enum Decide {
     /// §3–4: the card's and the person's state and eligibility. nil when usable; the
     /// refusal otherwise. Subsidies also refuse an expired snapshot first.
-    static func refusal(_ card: CardFacts, _ view: SnapshotView?, now: Date, forSubsidy: Bool) -> (ReasonCode, String)? {
+    static func refusal(_ card: CardFacts, _ view: SnapshotView?, now: Date, forSubsidy: Bool,
+                        device: DeviceStanding = .ok) -> (ReasonCode, String)? {
+        // §6 order: device_retired, clock_suspect (subsidy-only codes), then the snapshot's.
+        if forSubsidy, let why = device.retired { return (.deviceRetired, why) }
+        if forSubsidy, let why = device.clockSuspect { return (.clockSuspect, why) }
+        if forSubsidy, let why = card.clockAhead { return (.clockSuspect, why) }
         guard let view else { return (.snapshotMissing, "no snapshot installed") }
         if forSubsidy && now >= view.expiresAt { return (.snapshotExpired, "snapshot \(view.snapshotID) expired") }
         if card.expired { return (.cardExpired, "card past its expiry date") }
@@ -102,8 +122,12 @@ public enum Decide {
     /// §4: programs of the card's type in the person's list whose categories hold the card's, by priority.
     public static func eligiblePrograms(_ card: CardFacts, _ view: SnapshotView) -> [Program] {
         guard let person = view.person else { return [] }
+        // A program counts once, however often a list names it (snapshot spec v2 §1 refuses
+        // such a file; this keeps a duplicate from ever granting twice the allowance).
+        var seen = Set<String>()
         return view.programs
             .filter { $0.cardType == card.kind && person.programs.contains($0.code) && $0.categories.contains(card.category) }
+            .filter { seen.insert($0.code).inserted }
             .sorted { ($0.priority, $0.code) < ($1.priority, $1.code) }
     }
 
@@ -130,9 +154,9 @@ public enum Decide {
 
     /// §5: a bill of `billFen` against the person's medical programs in priority order,
     /// each to what is left of the bill. Never more than any program's remaining allowance.
-    public static func subsidy(card: CardFacts, view: SnapshotView?, billFen: Fen, now: Date) -> SubsidyDecision {
+    public static func subsidy(card: CardFacts, view: SnapshotView?, billFen: Fen, now: Date, device: DeviceStanding = .ok) -> SubsidyDecision {
         precondition(billFen > 0, "a bill is a positive number of fen")
-        if let (code, detail) = refusal(card, view, now: now, forSubsidy: true) {
+        if let (code, detail) = refusal(card, view, now: now, forSubsidy: true, device: device) {
             return SubsidyDecision(code: code, detail: detail, billFen: billFen, allocations: [])
         }
         guard card.kind == .medical else {

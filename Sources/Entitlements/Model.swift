@@ -21,6 +21,9 @@ public enum ReasonCode: String, Sendable, Codable, CaseIterable {
     case snapshotMissing = "snapshot_missing"
     case snapshotExpired = "snapshot_expired"
     case cardRemoved = "card_removed"
+    case cardWriteRefused = "card_write_refused"
+    case clockSuspect = "clock_suspect"
+    case deviceRetired = "device_retired"
 
     /// What the screen says (Chinese first).
     public var message: String {
@@ -41,6 +44,9 @@ public enum ReasonCode: String, Sendable, Codable, CaseIterable {
         case .snapshotMissing: return "未安装救助名单 No entitlement snapshot installed"
         case .snapshotExpired: return "救助名单已过期 Entitlement snapshot expired"
         case .cardRemoved: return "卡片已移开 Card removed too early"
+        case .cardWriteRefused: return "卡片拒绝写入 The card refused the write"
+        case .clockSuspect: return "设备时间异常 Device time wrong"
+        case .deviceRetired: return "设备未获授权 Device not certified"
         }
     }
 }
@@ -84,22 +90,49 @@ public struct Program: Sendable, Codable, Equatable {
 public enum PersonStatus: String, Sendable, Codable { case active, suspended, revoked }
 public enum CardStatus: String, Sendable, Codable { case active, lost, revoked, replaced }
 
+/// A `person` record (snapshot spec v2): keyed by the platform's person reference (card
+/// `DF2A`, 32 lowercase hex digits), never by anything derived from an identity number.
 public struct Person: Sendable, Codable, Equatable {
-    public var idHash: String
+    public var personRef: String
     public var status: PersonStatus
     public var statusReason: String
     public var programs: [String]
-    public init(idHash: String, status: PersonStatus, statusReason: String = "", programs: [String]) {
-        self.idHash = idHash; self.status = status; self.statusReason = statusReason; self.programs = programs
+    public init(personRef: String, status: PersonStatus, statusReason: String = "", programs: [String]) {
+        self.personRef = personRef; self.status = status; self.statusReason = statusReason; self.programs = programs
     }
 }
 
 public struct CardEntry: Sendable, Codable, Equatable {
     public var cardNumber: String
-    public var idHash: String
+    public var personRef: String
     public var status: CardStatus
-    public init(cardNumber: String, idHash: String, status: CardStatus) {
-        self.cardNumber = cardNumber; self.idHash = idHash; self.status = status
+    public init(cardNumber: String, personRef: String, status: CardStatus) {
+        self.cardNumber = cardNumber; self.personRef = personRef; self.status = status
+    }
+}
+
+/// What a `person_ref` and a program code must look like (snapshot spec v2 §1 "Rules",
+/// card spec §3.1 and §5.1), checked wherever one enters the kiosk.
+public enum Identifiers {
+    /// 32 lowercase hex digits.
+    public static func isPersonRef(_ s: String) -> Bool {
+        s.utf8.count == 32 && s.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+    }
+    /// 1–16 characters of `A–Z 0–9 -`: it must fit the card's `DF47`.
+    public static func isProgramCode(_ s: String) -> Bool {
+        (1...16).contains(s.utf8.count) && s.utf8.allSatisfy { ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D }
+    }
+    /// 1–32 characters of `a–z 0–9 _`: it must fit the receipt's QR.
+    public static func isMatterCode(_ s: String) -> Bool {
+        (1...32).contains(s.utf8.count) && s.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5F }
+    }
+    /// 16 ASCII digits.
+    public static func isCardNumber(_ s: String) -> Bool {
+        s.utf8.count == 16 && s.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
+    }
+    /// A device identifier: 1–20 characters of `A–Z 0–9 -` (receipt spec §1, so the QR fits).
+    public static func isDeviceID(_ s: String) -> Bool {
+        (1...20).contains(s.utf8.count) && s.utf8.allSatisfy { ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D }
     }
 }
 
@@ -126,10 +159,4 @@ public enum Period {
         c.timeZone = timeZone
         return String(c.component(.year, from: date))
     }
-}
-
-/// `id_hash`: lowercase hex HMAC-SHA256(key: id_salt, message: the 18-character ID, final x upper-cased).
-/// Computed by the caller with its crypto library; this names the normalisation.
-public enum IDNormalisation {
-    public static func normalise(_ id: String) -> String { id.hasSuffix("x") ? String(id.dropLast()) + "X" : id }
 }

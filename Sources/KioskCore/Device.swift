@@ -1,4 +1,6 @@
+import BenefitCard
 import Crypto
+import Entitlements
 import Foundation
 import KioskStore
 
@@ -12,6 +14,9 @@ public struct DeviceConfig: Codable, Sendable, Equatable {
     public var issuerKeys: [String: String]
     /// Trusted snapshot authority public keys (base64) by key identifier.
     public var authorityKeys: [String: String]
+    /// The issuer's device-CA public keys (base64) by key identifier: a device certificate
+    /// (card spec §5.2) is installed only when one of them signed it.
+    public var deviceCAKeys: [String: String]
     public var hubURL: String
     /// The hub's CA certificates (PEM) from provisioning (upload spec §2: "the hub URL and its
     /// CA come from provisioning"). When set, the uploader trusts these and nothing else;
@@ -23,13 +28,14 @@ public struct DeviceConfig: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case deviceID = "device_id", institution, profile, issuerKeys = "issuer_keys", authorityKeys = "authority_keys"
+        case deviceCAKeys = "device_ca_keys"
         case hubURL = "hub_url", hubCAPEM = "hub_ca_pem", printer, provisionedAt = "provisioned_at"
     }
 
     public init(deviceID: String, institution: String, profile: Profile, issuerKeys: [String: String], authorityKeys: [String: String],
-                hubURL: String, hubCAPEM: String? = nil, printer: String, provisionedAt: String) {
+                deviceCAKeys: [String: String] = [:], hubURL: String, hubCAPEM: String? = nil, printer: String, provisionedAt: String) {
         self.deviceID = deviceID; self.institution = institution; self.profile = profile; self.issuerKeys = issuerKeys
-        self.authorityKeys = authorityKeys; self.hubURL = hubURL; self.hubCAPEM = hubCAPEM; self.printer = printer; self.provisionedAt = provisionedAt
+        self.authorityKeys = authorityKeys; self.deviceCAKeys = deviceCAKeys; self.hubURL = hubURL; self.hubCAPEM = hubCAPEM; self.printer = printer; self.provisionedAt = provisionedAt
     }
 }
 
@@ -39,6 +45,8 @@ public enum DeviceError: Error, CustomStringConvertible {
     case badConfig(String)
     case keyMismatch
     case deviceIDChange(from: String, to: String)
+    case badDeviceID(String)
+    case badCertificate(String)
     public var description: String {
         switch self {
         case .notProvisioned(let dir): return "the device is not provisioned (no device.json in \(dir)); run kioskctl provision"
@@ -46,6 +54,8 @@ public enum DeviceError: Error, CustomStringConvertible {
         case .badConfig(let why): return "device.json: \(why)"
         case .keyMismatch: return "a different device key is already provisioned here; pass --replace-key to replace it"
         case .deviceIDChange(let a, let b): return "this state folder belongs to device \(a), not \(b); its records and sequence stay with it"
+        case .badDeviceID(let id): return "device id \"\(id)\" is not 1–20 characters of A–Z 0–9 - (receipt spec §1: the receipt's QR must fit)"
+        case .badCertificate(let why): return "device certificate refused: \(why)"
         }
     }
 }
@@ -56,12 +66,15 @@ public final class Device: @unchecked Sendable {
     public let config: DeviceConfig
     public let signingKey: Curve25519.Signing.PrivateKey
     public let store: KioskStore
+    /// The device certificate (card spec §5.2), installed by the technician; nil before.
+    public let certificate: DeviceCertificate?
 
     public var context: DeviceContext { DeviceContext(deviceID: config.deviceID, institution: config.institution) }
     public var publicKeyBase64: String { signingKey.publicKey.rawRepresentation.base64EncodedString() }
 
-    static func paths(_ dir: URL) -> (config: URL, key: URL, db: URL) {
-        (dir.appendingPathComponent("device.json"), dir.appendingPathComponent("device.key"), dir.appendingPathComponent("kiosk.sqlite"))
+    static func paths(_ dir: URL) -> (config: URL, key: URL, db: URL, certificate: URL) {
+        (dir.appendingPathComponent("device.json"), dir.appendingPathComponent("device.key"), dir.appendingPathComponent("kiosk.sqlite"),
+         dir.appendingPathComponent("device.cert"))
     }
 
     public init(stateDir: URL) throws {
@@ -69,6 +82,18 @@ public final class Device: @unchecked Sendable {
         guard let data = FileManager.default.contents(atPath: p.config.path) else { throw DeviceError.notProvisioned(stateDir.path) }
         do { config = try JSONDecoder().decode(DeviceConfig.self, from: data) } catch { throw DeviceError.badConfig("\(error)") }
         signingKey = try Device.readKey(p.key)
+        guard Identifiers.isDeviceID(config.deviceID) else { throw DeviceError.badDeviceID(config.deviceID) }
+        if let bytes = FileManager.default.contents(atPath: p.certificate.path) {
+            // Installed only after every check; read again, it must still be this device's.
+            let cert: DeviceCertificate
+            do { cert = try DeviceCertificate(bytes: [UInt8](bytes)) } catch { throw DeviceError.badCertificate("\(p.certificate.path): \(error)") }
+            guard cert.deviceID == config.deviceID, cert.devicePublicKey == [UInt8](signingKey.publicKey.rawRepresentation) else {
+                throw DeviceError.badCertificate("\(p.certificate.path) is not this device's (id or key differs)")
+            }
+            certificate = cert
+        } else {
+            certificate = nil
+        }
         self.stateDir = stateDir
         store = try KioskStore(path: p.db.path)
     }
@@ -86,6 +111,7 @@ public final class Device: @unchecked Sendable {
     /// and kept on re-provisioning unless `replaceKey`; the store, with its record sequence,
     /// is never reset. A state folder keeps its device identifier.
     public static func provision(stateDir: URL, config: DeviceConfig, seed: Data?, replaceKey: Bool) throws -> Device {
+        guard Identifiers.isDeviceID(config.deviceID) else { throw DeviceError.badDeviceID(config.deviceID) }
         let fm = FileManager.default
         try fm.createDirectory(at: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let p = paths(stateDir)
@@ -105,7 +131,7 @@ public final class Device: @unchecked Sendable {
         if existingKey?.rawRepresentation != key.rawRepresentation {
             try atomicWrite(Data((key.rawRepresentation.base64EncodedString() + "\n").utf8), to: p.key, mode: 0o600)
         }
-        for (id, k) in config.issuerKeys.merging(config.authorityKeys, uniquingKeysWith: { a, _ in a }) {
+        for (id, k) in config.issuerKeys.merging(config.authorityKeys, uniquingKeysWith: { a, _ in a }).merging(config.deviceCAKeys, uniquingKeysWith: { a, _ in a }) {
             guard let d = Data(base64Encoded: k), (try? Curve25519.Signing.PublicKey(rawRepresentation: d)) != nil else {
                 throw DeviceError.badConfig("key \(id) is not a base64 Ed25519 public key")
             }
@@ -129,6 +155,46 @@ public final class Device: @unchecked Sendable {
             unlink(tmp.path)
             throw DeviceError.badConfig("cannot write \(url.path): \(String(cString: strerror(errno)))")
         }
+    }
+
+    /// The most a device certificate may span, "valid from" and "valid through" both counted
+    /// (sync spec §5).
+    public static let maximumCertificateDays = 90
+
+    /// Checks a certificate for this device (card spec §5.2, sync spec §5): it parses, one of
+    /// the device-CA keys from provisioning signed it, it names this device and this device's
+    /// key, it spans at most 90 days, and it has not run out at `now`. Then it is stored
+    /// (0644, atomically) and used from the next start. Returns the certificate.
+    @discardableResult
+    public func installCertificate(_ bytes: [UInt8], now: Date) throws -> DeviceCertificate {
+        let cert = try checkCertificate(bytes, now: now)
+        try Device.atomicWrite(Data(cert.encoded), to: Device.paths(stateDir).certificate, mode: 0o644)
+        return cert
+    }
+
+    public func checkCertificate(_ bytes: [UInt8], now: Date) throws -> DeviceCertificate {
+        let cert: DeviceCertificate
+        do { cert = try DeviceCertificate(bytes: bytes) } catch { throw DeviceError.badCertificate("not a device certificate (7F21): \(error)") }
+        guard !trustedDeviceCAs.isEmpty else {
+            throw DeviceError.badCertificate("no device-CA key was given at provisioning (kioskctl provision --device-ca-key KEY_ID=BASE64)")
+        }
+        guard trustedDeviceCAs[cert.caKeyID] != nil else { throw DeviceError.badCertificate("signed by CA key \"\(cert.caKeyID)\", which is not trusted here") }
+        guard cert.verify(caKeys: trustedDeviceCAs) else { throw DeviceError.badCertificate("the CA signature does not verify") }
+        guard cert.deviceID == config.deviceID else { throw DeviceError.badCertificate("it is for device \(cert.deviceID), this is \(config.deviceID)") }
+        guard cert.devicePublicKey == [UInt8](signingKey.publicKey.rawRepresentation) else {
+            throw DeviceError.badCertificate("it certifies another key than this device's")
+        }
+        guard cert.validFrom <= cert.validThrough else { throw DeviceError.badCertificate("valid from \(cert.validFrom) is after valid through \(cert.validThrough)") }
+        let days = Int((cert.notAfter.timeIntervalSince(cert.notBefore) / 86_400).rounded())
+        guard days <= Device.maximumCertificateDays else {
+            throw DeviceError.badCertificate("it spans \(days) days; at most \(Device.maximumCertificateDays) are allowed")
+        }
+        guard now < cert.notAfter else { throw DeviceError.badCertificate("it ran out on \(cert.validThrough)") }
+        return cert
+    }
+
+    public var trustedDeviceCAs: [String: Curve25519.Signing.PublicKey] {
+        config.deviceCAKeys.compactMapValues { Data(base64Encoded: $0).flatMap { try? Curve25519.Signing.PublicKey(rawRepresentation: $0) } }
     }
 
     public var trustedAuthorities: [String: Curve25519.Signing.PublicKey] {

@@ -11,8 +11,11 @@ public struct PresentedCard {
     public var session: CardSession
     public var readout: CardReadout
     public var facts: CardFacts
-    public var idHash: String?
+    /// The platform's person reference (card `DF2A`): the only key to the person.
+    public var personRef: String { readout.holder.personRef }
     public var usageTrust: UsageTrust?
+    /// What this device allows now (sync spec §5–6): subsidies only.
+    public var standing: DeviceStanding
     public var period: String
     /// What resolving this card's pending deductions did (card spec §6 step 6).
     public var resolved: [(deductionID: Int64, committed: Bool)]
@@ -40,6 +43,8 @@ public struct ChargeOutcome {
     public var records: [StoredRecord]
     /// The card sequence written (granted only).
     public var cardSequence: UInt32?
+    /// The card's answer to a refused write (card_write_refused): the command and status word.
+    public var writeRefusal: (command: WriteCommand, status: StatusWord)?
 }
 
 public struct LegalAidOutcome {
@@ -65,9 +70,46 @@ public final class Kiosk {
 
     var store: KioskStore { device.store }
 
-    func idHash(_ citizenID: String, salt: String?) -> String? {
-        guard let salt = salt.flatMap({ Data(base64Encoded: $0) }) else { return nil }
-        return SnapshotWriter.idHash(citizenID: citizenID, salt: salt)   // normalises the ID itself
+    /// A certificate that runs out within this many days is warned about (kioskd, kioskctl).
+    public static let certificateWarningDays = 30
+
+    /// Why this device may not grant now (`device_retired`, sync spec §5), or nil.
+    public func retirement(ownDeviceStatus: String?, snapshotInstalled: Bool, now: Date) -> String? {
+        guard let cert = device.certificate else { return "no device certificate is installed (kioskctl certificate install)" }
+        if now < cert.notBefore { return "the device certificate is not valid before \(cert.validFrom)" }
+        if now >= cert.notAfter { return "the device certificate ran out on \(cert.validThrough)" }
+        if snapshotInstalled {
+            switch ownDeviceStatus {
+            case nil: return "this device (\(device.config.deviceID)) is not in the installed snapshot"
+            case "active"?: break
+            case let s?: return "this device is \(s) in the installed snapshot"
+            }
+        }
+        return nil
+    }
+
+    /// The certificate's remaining days when fewer than 30 are left (a warning), else nil.
+    public func certificateWarning(now: Date) -> String? {
+        guard let cert = device.certificate else { return "no device certificate is installed: no subsidies (device_retired)" }
+        let left = cert.notAfter.timeIntervalSince(now) / 86_400
+        guard left < Double(Kiosk.certificateWarningDays) else { return nil }
+        if left <= 0 { return "the device certificate ran out on \(cert.validThrough): no subsidies (device_retired)" }
+        return "the device certificate runs out on \(cert.validThrough) (in \(Int(left.rounded(.up))) days): renew it"
+    }
+
+    /// The clock against the floor (sync spec §6). The alert is raised once when the clock
+    /// turns suspect; the mark is cleared when it reads sensibly again.
+    func clockSuspicion(_ floor: ClockFloor, now: Date) -> String? {
+        if let why = floor.suspicion(at: now) {
+            if floor.suspectSince == nil {
+                if (try? store.noteClockSuspect(now: now, device: device.context, detail: why)) == true {
+                    logger.error("device clock suspect", metadata: ["now": "\(Timestamp.string(now))", "floor": "\(floor.floor.map(Timestamp.string) ?? "")"])
+                }
+            }
+            return why
+        }
+        if floor.suspectSince != nil { try? store.noteClockSensible() }
+        return nil
     }
 
     /// Reads and authenticates the card, raises alerts, and resolves its pending deductions.
@@ -75,7 +117,7 @@ public final class Kiosk {
     public func present(_ channel: CardChannel) throws -> PresentedCard {
         let now = clock.now()
         let session = CardSession(channel: channel)
-        let readout: CardReadout
+        var readout: CardReadout
         do { readout = try session.read() } catch let e as CardError {
             throw refusal(for: e, cardNumber: nil)
         }
@@ -93,47 +135,109 @@ public final class Kiosk {
         }
         let period = Entitlements.Period.of(now)
         // Everything the store says about this card, in one read.
-        let stored = try store.presentation(cardNumber: number, period: period)
+        let stored = try store.presentation(cardNumber: number, period: period, deviceID: device.config.deviceID)
         var trust: UsageTrust?
         if let usage = readout.usage {
             var keys = stored.deviceKeys.compactMapValues { Data(base64Encoded: $0).flatMap { try? Curve25519.Signing.PublicKey(rawRepresentation: $0) } }
             keys[device.config.deviceID] = device.signingKey.publicKey
-            trust = usage.trust(deviceKeys: keys)
+            trust = usage.trust(cardNumber: number, deviceKeys: keys)
             if case .untrusted = trust {
                 try store.recordAlert(device: device.context, code: "usage_record_untrusted", cardNumber: number, detail: trust!.description, now: now)
             }
         }
-        let resolved = try resolvePending(stored.pending, usage: readout.usage)
+        let standing = DeviceStanding(retired: retirement(ownDeviceStatus: stored.ownDeviceStatus, snapshotInstalled: stored.snapshotInstalled, now: now),
+                                      clockSuspect: clockSuspicion(stored.clockFloor, now: now))
+        let resolved = try resolvePending(stored.pending, session: session, readout: &readout, standing: standing, now: now)
+        // Card spec §5.5: a card whose time is ahead of this terminal's refuses that card only.
+        var clockAhead: String?
+        if let body = readout.usage?.body {
+            if body.period > period {
+                clockAhead = "the card's usage record is of period \(body.period), later than this device's \(period)"
+            } else if let written = readout.usage?.writtenAtDate, written > now.addingTimeInterval(ClockFloor.tolerance) {
+                clockAhead = "the card was written at \(body.writtenAt), more than 10 minutes after this device's clock \(Timestamp.string(now))"
+            }
+            if let why = clockAhead {
+                try store.recordAlert(device: device.context, code: "clock_suspect", cardNumber: number, detail: why, now: now)
+                logger.warning("card time ahead", metadata: ["card": "\(Masking.cardNumber(number))", "why": "\(why)"])
+            }
+        }
+        let cardUsed = (readout.usage?.body?.period == period ? readout.usage!.body!.entries : []).map { ($0.program, $0.usedFen) }
         let facts = CardFacts(cardNumber: number, kind: readout.type == .medical ? .medical : .legalAid,
                               category: readout.holder.category.codeString, expired: readout.holder.isExpired(at: now),
-                              cardUsedFen: Dictionary(uniqueKeysWithValues: (readout.usage?.body?.period == period ? readout.usage!.body!.entries : []).map { ($0.program, $0.usedFen) }))
-        return PresentedCard(session: session, readout: readout, facts: facts, idHash: idHash(readout.holder.citizenID, salt: stored.idSalt),
-                             usageTrust: trust, period: period, resolved: resolved, view: resolved.isEmpty ? stored.view : nil)
+                              cardUsedFen: Dictionary(cardUsed, uniquingKeysWith: { max($0, $1) }), clockAhead: clockAhead)
+        return PresentedCard(session: session, readout: readout, facts: facts, usageTrust: trust, standing: standing,
+                             period: period, resolved: resolved, view: resolved.isEmpty ? stored.view : nil)
     }
 
     func refusal(for e: CardError, cardNumber: String?) -> CardRefusal {
         switch e {
         case .cardRemoved: return CardRefusal(code: .cardRemoved, detail: e.description, cardNumber: cardNumber)
+        case .writeRefused: return CardRefusal(code: .cardWriteRefused, detail: e.description, cardNumber: cardNumber)
         default: return CardRefusal(code: .cardUnreadable, detail: e.description, cardNumber: cardNumber)
         }
     }
 
-    /// Card spec §6 step 6: a pending deduction is committed when the card holds exactly
-    /// the record this device meant to write, voided otherwise. Exactly once.
-    func resolvePending(_ pending: [Deduction], usage: UsageRecord?) throws -> [(deductionID: Int64, committed: Bool)] {
+    /// Card spec §6 step 7: a pending deduction is committed when the card holds exactly the
+    /// record this device meant to write, voided otherwise. Exactly once.
+    ///
+    /// The card acknowledges a write only in the UPDATE BINARY's answer (§5.4), which a torn
+    /// write lost. When the record is found on the card, the terminal fetches an
+    /// acknowledgement with a confirming write in this session (the same period and amounts,
+    /// sequence + 1, a fresh challenge) and commits with it; when that fails, the deduction is
+    /// still committed (the card holds it: L must count it) with an empty `card_ack` and an
+    /// alert, for the platform's operators. `readout` is updated to what the card then holds.
+    func resolvePending(_ pending: [Deduction], session: CardSession, readout: inout CardReadout, standing: DeviceStanding,
+                        now: Date) throws -> [(deductionID: Int64, committed: Bool)] {
         var out: [(Int64, Bool)] = []
         for d in pending {
-            let intended = try? UsageRecord(fileBytes: d.usageObject)
-            let written = intended != nil && usage == intended
+            let written = readout.usage?.object == d.usageObject
             if written {
-                try store.commitDeduction(d.id, device: device.context, now: clock.now(), resolution: "found on the card when presented again")
+                var ack: (ack: [UInt8], sequence: UInt32, challenge: [UInt8], writtenAt: Date, object: [UInt8])?
+                var why = "no acknowledgement"
+                if standing.retired == nil, standing.clockSuspect == nil, let usage = readout.usage {
+                    do {
+                        ack = try confirm(usage, session: session, cardNumber: readout.holder.cardNumber, cardKey: readout.holder.cardPublicKey, now: now)
+                        readout.usage = try UsageRecord(fileBytes: ack!.object)
+                    } catch let e as CardError {
+                        why = e.description
+                        if case .writeRefused = e {} else if let fresh = try? session.readFile(sfi: 0x03).flatMap({ try? UsageRecord(fileBytes: $0) }) {
+                            // Unknown whether the confirming record landed: read what the card
+                            // holds now. Either way its amounts are the pending record's.
+                            readout.usage = fresh
+                        }
+                    }
+                } else {
+                    why = "this device may not write now (\(standing.retired ?? standing.clockSuspect ?? ""))"
+                }
+                try store.commitDeduction(d.id, device: device.context, ack: ack?.ack, cardSequence: ack?.sequence, cardChallenge: ack?.challenge,
+                                          cardWrittenAt: ack?.writtenAt, now: clock.now(),
+                                          resolution: "found on the card when presented again" + (ack == nil ? "; no acknowledgement: \(why)" : "; acknowledged by a confirming write"))
+                if ack == nil {
+                    try store.recordAlert(device: device.context, code: "card_ack_missing", cardNumber: d.cardNumber,
+                                          detail: "deduction \(d.id) found on the card without the card's acknowledgement: \(why)", now: clock.now())
+                }
             } else {
-                try store.voidDeduction(d.id, now: clock.now(), resolution: "not on the card when presented again (card sequence \(usage?.sequence ?? 0))")
+                try store.voidDeduction(d.id, now: clock.now(), resolution: "not on the card when presented again (card sequence \(readout.usage?.sequence ?? 0))")
             }
             logger.notice("pending deduction resolved", metadata: ["deduction": "\(d.id)", "committed": "\(written)"])
             out.append((d.id, written))
         }
         return out
+    }
+
+    /// A confirming write: the card's own record again with sequence + 1 (nothing changes but
+    /// the sequence, the time and the challenge), for its acknowledgement.
+    func confirm(_ usage: UsageRecord, session: CardSession, cardNumber: String, cardKey: [UInt8], now: Date) throws
+        -> (ack: [UInt8], sequence: UInt32, challenge: [UInt8], writtenAt: Date, object: [UInt8]) {
+        guard let body = usage.body, let cert = device.certificate else { throw CardError.writeRefused(.verifyCertificate, StatusWord(0x6982)) }
+        let writtenAt = max(now, usage.writtenAtDate ?? now)
+        try session.verifyCertificate(cert)
+        let challenge = try session.getChallenge()
+        let (sequence, entries) = try usage.next(period: body.period, setting: [])
+        let object = try UsageRecord.encode(cardNumber: cardNumber, period: body.period, sequence: sequence, terminalID: device.config.deviceID,
+                                            writtenAt: writtenAt, entries: entries, challenge: challenge, signer: device.signingKey)
+        let ack = try session.writeUsage(object, cardNumber: cardNumber, sequence: sequence, challenge: challenge, cardPublicKey: cardKey)
+        return (ack, sequence, challenge, writtenAt, object)
     }
 
     /// A status check.
@@ -150,46 +254,87 @@ public final class Kiosk {
         return Decide.status(card: card.facts, view: view, now: clock.now())
     }
 
-    /// A hospital bill: decide, pending, write the card, commit + queue (card spec §6).
+    /// The most a bill may be: 99,999,999 fen (receipt spec §1).
+    public static let maximumBillFen: Fen = 99_999_999
+
+    /// A hospital bill: decide, certificate + challenge, pending, write the card, check the
+    /// card's acknowledgement, commit + queue (card spec §6).
     public func charge(_ channel: CardChannel, billFen: Fen, billReference: String) throws -> ChargeOutcome {
-        precondition(billFen > 0, "bills are positive")
+        precondition(billFen > 0 && billFen <= Kiosk.maximumBillFen, "bills are 1 to 99,999,999 fen")
         let card = try present(channel)
         let now = clock.now()
         // The write path (beginDeduction) reads the figures again inside its transaction.
         let view = try card.view ?? store.view(cardNumber: card.facts.cardNumber, period: card.period)
-        let decision = Decide.subsidy(card: card.facts, view: view, billFen: billFen, now: now)
-        guard decision.isGranted, let idHash = card.idHash, let usage = card.readout.usage else {
+        var decision = Decide.subsidy(card: card.facts, view: view, billFen: billFen, now: now, device: card.standing)
+        guard decision.isGranted, let usage = card.readout.usage else {
+            return ChargeOutcome(card: card, decision: decision, records: [], cardSequence: nil)
+        }
+        // §5.5: the new DF45 is the later of this clock and the card's (at most 10 minutes
+        // ahead, else clock_suspect above); the card refuses a date past the certificate.
+        let writtenAt = max(now, usage.writtenAtDate ?? now)
+        guard let cert = device.certificate, writtenAt < cert.notAfter else {
+            decision = SubsidyDecision(code: .deviceRetired, detail: "the date to write lies after the device certificate's valid through",
+                                       billFen: billFen, allocations: [])
+            return ChargeOutcome(card: card, decision: decision, records: [], cardSequence: nil)
+        }
+        guard Entitlements.Period.of(writtenAt) == card.period else {
+            decision = SubsidyDecision(code: .clockSuspect, detail: "the card's time is in another period than this device's", billFen: billFen, allocations: [])
             return ChargeOutcome(card: card, decision: decision, records: [], cardSequence: nil)
         }
         let (sequence, entries) = try usage.next(period: card.period, setting: decision.allocations.map { ($0.program, $0.usedAfterFen) })
-        let object = try UsageRecord.encode(period: card.period, sequence: sequence, terminalID: device.config.deviceID,
-                                            writtenAt: now, entries: entries, signer: device.signingKey)
-        let id = try store.beginDeduction(device: device.context, cardNumber: card.facts.cardNumber, idHash: idHash, period: card.period,
-                                          cardFen: card.facts.cardUsedFen, decision: decision, billReference: billReference,
-                                          cardSequence: sequence, usageObject: object, now: now)
-        FaultPoint.hit("after-pending")
+        let number = card.facts.cardNumber
+        let challenge: [UInt8]
         do {
-            try card.session.writeUsage(object)
+            try card.session.verifyCertificate(cert)
+            challenge = try card.session.getChallenge()
         } catch let e as CardError {
-            switch e {
-            case .writeRefused:
+            return refusedWrite(e, card: card, billFen: billFen)
+        }
+        let object = try UsageRecord.encode(cardNumber: number, period: card.period, sequence: sequence, terminalID: device.config.deviceID,
+                                            writtenAt: writtenAt, entries: entries, challenge: challenge, signer: device.signingKey)
+        let id = try store.beginDeduction(device: device.context, cardNumber: number, personRef: card.personRef, period: card.period,
+                                          cardFen: card.facts.cardUsedFen, decision: decision, billReference: billReference,
+                                          cardSequence: sequence, usageObject: object, cardChallenge: challenge, now: now)
+        FaultPoint.hit("after-pending")
+        let ack: [UInt8]
+        do {
+            ack = try card.session.writeUsage(object, cardNumber: number, sequence: sequence, challenge: challenge,
+                                              cardPublicKey: card.readout.holder.cardPublicKey)
+        } catch let e as CardError {
+            if case .writeRefused = e {
                 // The card answered definitively: nothing was written.
                 try store.voidDeduction(id, now: clock.now(), resolution: e.description)
-                return ChargeOutcome(card: card, decision: SubsidyDecision(code: .cardUnreadable, detail: e.description, billFen: billFen, allocations: []),
-                                     records: [], cardSequence: nil)
-            default:
-                // Unknown whether the card took it: stays pending until the card is presented again.
-                logger.warning("card left during the usage write; deduction pending", metadata: ["deduction": "\(id)"])
-                return ChargeOutcome(card: card, decision: SubsidyDecision(code: .cardRemoved, detail: "the card left during the write; present it again",
-                                                                           billFen: billFen, allocations: []), records: [], cardSequence: nil)
+                return refusedWrite(e, card: card, billFen: billFen)
             }
+            // No answer, or 90 00 without a valid acknowledgement: a torn write. It stays
+            // pending until the card is presented again (§6 step 7).
+            logger.warning("usage write not acknowledged; deduction pending", metadata: ["deduction": "\(id)", "why": "\(e)"])
+            return ChargeOutcome(card: card, decision: SubsidyDecision(code: .cardRemoved, detail: "the write was not acknowledged (\(e)); present the card again",
+                                                                       billFen: billFen, allocations: []), records: [], cardSequence: nil)
         }
         FaultPoint.hit("after-card-write")
-        let records = try store.commitDeduction(id, device: device.context, now: clock.now())
+        let records = try store.commitDeduction(id, device: device.context, ack: ack, cardWrittenAt: writtenAt, now: clock.now())
         FaultPoint.hit("after-commit")
-        logger.info("subsidy granted", metadata: ["card": "\(Masking.cardNumber(card.facts.cardNumber))", "subsidy_fen": "\(decision.subsidyFen)",
+        logger.info("subsidy granted", metadata: ["card": "\(Masking.cardNumber(number))", "subsidy_fen": "\(decision.subsidyFen)",
                                                   "records": "\(records.map(\.recordID))"])
         return ChargeOutcome(card: card, decision: decision, records: records, cardSequence: sequence)
+    }
+
+    func refusedWrite(_ e: CardError, card: PresentedCard, billFen: Fen) -> ChargeOutcome {
+        switch e {
+        case .writeRefused(let command, let sw):
+            logger.warning("card refused the write", metadata: ["card": "\(Masking.cardNumber(card.facts.cardNumber))", "command": "\(command.rawValue)", "sw": "\(sw)"])
+            var o = ChargeOutcome(card: card, decision: SubsidyDecision(code: .cardWriteRefused, detail: e.description, billFen: billFen, allocations: []),
+                                  records: [], cardSequence: nil)
+            o.writeRefusal = (command, sw)
+            return o
+        case .cardRemoved:
+            return ChargeOutcome(card: card, decision: SubsidyDecision(code: .cardRemoved, detail: e.description, billFen: billFen, allocations: []),
+                                 records: [], cardSequence: nil)
+        default:
+            return ChargeOutcome(card: card, decision: SubsidyDecision(code: .cardUnreadable, detail: e.description, billFen: billFen, allocations: []),
+                                 records: [], cardSequence: nil)
+        }
     }
 
     /// A legal-aid application with the card alone (priority handling).
@@ -202,7 +347,7 @@ public final class Kiosk {
             status = StatusDecision(code: .notEligible, detail: "matter \(matter) is not covered by the person's legal aid programs", programs: status.programs)
             return LegalAidOutcome(card: card, decision: status, record: nil)
         }
-        let record = try store.recordLegalAidApplication(device: device.context, cardNumber: card.facts.cardNumber, idHash: card.idHash ?? "",
+        let record = try store.recordLegalAidApplication(device: device.context, cardNumber: card.facts.cardNumber, personRef: card.personRef,
                                                          program: program.program.code, matter: matter, contactPhone: contactPhone, now: clock.now())
         return LegalAidOutcome(card: card, decision: status, record: record)
     }

@@ -1,4 +1,5 @@
 import Crypto
+import Entitlements
 import Foundation
 import KioskStore
 import Receipts
@@ -40,55 +41,93 @@ public struct ReceiptDesk {
         }
     }
 
-    /// The receipt of a settlement record.
+    /// The receipt of a settlement record (receipt spec v2): every signed figure is the record's own —
+    /// `r` its seq, `b`/`s`/`p` its bill_fen/subsidy_fen/patient_pays_fen, `l` its program's allowance left
+    /// after it (kept in the receipt info when first issued; else max(0, limit − used_after_fen) with the
+    /// installed snapshot's limit), for a reversal `v` the seq of the record in `reverses` and `s` its amount.
     public func content(recordID: String, extraLines: [String] = []) throws -> ReceiptContent {
         let store = device.store
         guard let record = try store.record(recordID) else { throw DeskError.noRecord(recordID) }
+        let fields = try RecordReceipt.Fields(json: record.body)
         let info = try store.receiptInfo(recordID)
-        let j = record.json
-        let time = Timestamp.date(record.createdAt) ?? Date()
-        let holder = info?.holderMasked ?? ""
-        let base = (recordID: recordID, institution: device.config.institution, deviceID: device.config.deviceID)
-        func int(_ k: String) -> Int64 { (j[k] as? NSNumber)?.int64Value ?? 0 }
+        let deviceID = device.config.deviceID
+        let institution = device.config.institution
         switch record.kind {
         case "medical_subsidy":
-            return .subsidy(recordID: base.recordID, institution: base.institution, deviceID: base.deviceID, time: time,
-                            cardNumber: j["card_number"] as? String ?? "", holderName: holder, billFen: int("bill_fen"),
-                            subsidyFen: int("subsidy_fen"), patientPaysFen: int("patient_pays_fen"), allowanceLeftFen: info?.allowanceLeftFen,
-                            extraLines: ["项目 Program: \(j["program"] as? String ?? "")"] + extraLines)
+            let program = try store.receiptProgram(try fields.string("program"))
+            let left = try info?.allowanceLeftFen ?? allowanceLeft(fields, program: program)
+            return try RecordReceipt.content(record: fields, deviceID: deviceID, institution: institution, holderName: info?.holderMasked ?? "",
+                                             allowanceLeftFen: left, programName: program?.name, extraLines: extraLines)
         case "subsidy_reversal":
-            let original = try (j["reverses"] as? String).flatMap { try store.record($0) }?.json ?? [:]
-            let originalInfo = try (j["reverses"] as? String).flatMap { try store.receiptInfo($0) }
-            return .reversal(recordID: base.recordID, institution: base.institution, deviceID: base.deviceID, time: time,
-                             cardNumber: original["card_number"] as? String ?? "", holderName: originalInfo?.holderMasked ?? "",
-                             reversedRecordID: j["reverses"] as? String ?? "", amountFen: int("amount_fen"), reason: j["reason"] as? String ?? "",
-                             extraLines: extraLines)
+            let reverses = try fields.string("reverses")
+            let original = try store.record(reverses).map { try RecordReceipt.Fields(json: $0.body) }
+            let own = info.map(\.holderMasked).flatMap { $0.isEmpty ? nil : $0 }
+            let holder = try own ?? store.receiptInfo(reverses)?.holderMasked ?? ""
+            return try RecordReceipt.content(record: fields, deviceID: deviceID, institution: institution, holderName: holder,
+                                             reversed: original, extraLines: extraLines)
         case "legal_aid_application":
-            let matter = j["matter"] as? String ?? ""
-            return .legalAid(recordID: base.recordID, institution: base.institution, deviceID: base.deviceID, time: time,
-                             cardNumber: j["card_number"] as? String ?? "", holderName: holder, matterCode: matter,
-                             matterName: info?.matterName ?? matter, extraLines: extraLines)
+            let matter = try fields.string("matter")
+            let name = try info?.matterName
+                ?? store.receiptProgram(try fields.string("program"))?.matters?.first { $0.code == matter }?.name
+            return try RecordReceipt.content(record: fields, deviceID: deviceID, institution: institution, holderName: info?.holderMasked ?? "",
+                                             matterName: name, extraLines: extraLines)
         default:
             throw DeskError.notPrintable(record.kind)
         }
     }
 
-    /// After a subsidy or an application: keeps what the receipts need (masked) and prints
-    /// one receipt per record.
-    public func issue(records: [StoredRecord], holderName: String, allowanceLeftFen: Int64?, matterName: String?, now: Date) -> [Outcome] {
+    /// max(0, limit − used_after_fen) of a subsidy record, with the program's limit in the installed snapshot.
+    private func allowanceLeft(_ fields: RecordReceipt.Fields, program: Program?) throws -> Int64? {
+        guard let limit = program?.limitFen else { return nil }
+        return try RecordReceipt.allowanceLeft(record: fields, limitFen: limit)
+    }
+
+    /// What the receipt needs beyond the record, as it stands now: the allowance left for a subsidy record,
+    /// the holder of the reversed record for a reversal.
+    private func receiptInfo(for record: StoredRecord, holderMasked: String?, matterName: String?) throws -> ReceiptInfo {
+        let store = device.store
+        let fields = try RecordReceipt.Fields(json: record.body)
+        var holder = holderMasked
+        var left: Int64?
+        switch record.kind {
+        case "medical_subsidy":
+            left = try allowanceLeft(fields, program: try store.receiptProgram(try fields.string("program")))
+        case "subsidy_reversal":
+            if holder?.isEmpty ?? true { holder = try store.receiptInfo(try fields.string("reverses"))?.holderMasked }
+        default: break
+        }
+        return ReceiptInfo(recordID: record.recordID, holderMasked: holder ?? "", allowanceLeftFen: left, matterName: matterName)
+    }
+
+    /// After a subsidy, a reversal or an application: keeps what the receipts need (masked; for a subsidy its
+    /// program's allowance left after it, from the record and the snapshot's limit) and prints one receipt per
+    /// record — a bill shared by several programs gets one per program.
+    public func issue(records: [StoredRecord], holderName: String, matterName: String?, now: Date) -> [Outcome] {
         records.map { r in
             do {
-                try device.store.saveReceiptInfo(ReceiptInfo(recordID: r.recordID, holderMasked: Masking.name(holderName),
-                                                             allowanceLeftFen: allowanceLeftFen, matterName: matterName))
+                try device.store.saveReceiptInfo(try receiptInfo(for: r, holderMasked: Masking.name(holderName), matterName: matterName))
             } catch { return .failed("\(error)") }
             return print(recordID: r.recordID, now: now)
         }
+    }
+
+    /// Contract v1's call: the caller's allowance figure (a sum over every program) is ignored; each subsidy
+    /// record's own `l` is used instead.
+    @available(*, deprecated, message: "receipts take each record's own allowance left; use issue(records:holderName:matterName:now:)")
+    public func issue(records: [StoredRecord], holderName: String, allowanceLeftFen: Int64?, matterName: String?, now: Date) -> [Outcome] {
+        issue(records: records, holderName: holderName, matterName: matterName, now: now)
     }
 
     /// Prints a record's receipt; records the outcome; raises `printer_fault` on failure.
     public func print(recordID: String, now: Date, reprint: Bool = false) -> Outcome {
         let store = device.store
         do {
+            // A record printed for the first time from the command line (`--no-print` before): keep what its
+            // receipt says now, so that a reprint says the same.
+            if try store.receiptInfo(recordID) == nil, let record = try store.record(recordID),
+               ["medical_subsidy", "subsidy_reversal", "legal_aid_application"].contains(record.kind) {
+                try store.saveReceiptInfo(try receiptInfo(for: record, holderMasked: nil, matterName: nil))
+            }
             let content = try content(recordID: recordID, extraLines: reprint ? ["重打凭条 REPRINT \(ReceiptFormat.chinaTime(now))"] : [])
             let rendered = try ReceiptRenderer.render(content, key: device.signingKey, paper: paper)
             let transport = try Printer.parse(spec: printerSpec)
@@ -109,7 +148,7 @@ public struct ReceiptDesk {
         } catch {
             let why = "\(error)"
             try? store.markPrinted(recordID: recordID, at: now, error: why)
-            try? store.recordAlert(device: device.context, code: "printer_fault", cardNumber: nil, detail: "receipt \(recordID): \(why)", now: now)
+            _ = try? store.recordAlert(device: device.context, code: "printer_fault", cardNumber: nil, detail: "receipt \(recordID): \(why)", now: now)
             return .failed(why)
         }
     }

@@ -33,8 +33,13 @@ public struct StoredRecord: Sendable, Equatable {
 
 /// The store's side of a card presentation (see `KioskStore.presentation`).
 public struct Presentation: Sendable {
-    /// The installed snapshot's `id_salt` (base64), nil without a snapshot.
-    public var idSalt: String?
+    /// This device's own `device` entry in the installed snapshot: its status (`active` or
+    /// `retired`), nil when the snapshot has none (or there is no snapshot).
+    public var ownDeviceStatus: String?
+    /// Whether a snapshot is installed.
+    public var snapshotInstalled: Bool
+    /// The clock floor (sync spec §6).
+    public var clockFloor: ClockFloor
     /// Device keys the snapshot knows, base64 by device id.
     public var deviceKeys: [String: String]
     /// The card's pending deductions, oldest first.
@@ -47,10 +52,14 @@ public struct Deduction: Sendable, Equatable {
     public var id: Int64
     public var state: String
     public var cardNumber: String
-    public var idHash: String
+    public var personRef: String
     public var period: String
     public var cardSequence: UInt32
     public var usageObject: [UInt8]
+    /// The card's GET CHALLENGE answer this write carries (`DF48`).
+    public var cardChallenge: [UInt8]
+    /// The card's acknowledgement (card spec §5.4), once committed.
+    public var cardAck: [UInt8]?
     public var billReference: String
     public var billFen: Fen
     public var allocations: [Allocation]
@@ -58,12 +67,22 @@ public struct Deduction: Sendable, Equatable {
     public var createdAt: String
     public var resolution: String?
 
-    init(_ r: Row) {
-        id = r["id"]; state = r["state"]; cardNumber = r["card_number"]; idHash = r["id_hash"]; period = r["period"]
+    init(_ r: Row) throws {
+        id = r["id"]; state = r["state"]; cardNumber = r["card_number"]; personRef = r["person_ref"]; period = r["period"]
         cardSequence = UInt32(r["card_sequence"] as Int64); usageObject = [UInt8](r["usage_object"] as Data)
+        cardChallenge = [UInt8](r["card_challenge"] as Data); cardAck = (r["card_ack"] as Data?).map { [UInt8]($0) }
         billReference = r["bill_reference"]; billFen = r["bill_fen"]
-        allocations = (try? JSONDecoder().decode([Allocation].self, from: Data((r["allocations"] as String).utf8))) ?? []
+        allocations = try Deduction.decodeAllocations(r["allocations"])
         snapshotID = r["snapshot_id"]; createdAt = r["created_at"]; resolution = r["resolution"]
+    }
+
+    /// The allocations column, decoded with errors: an unreadable one never counts as
+    /// "nothing allocated" (that would undercount L and grant over the limit).
+    static func decodeAllocations(_ text: String?) throws -> [Allocation] {
+        guard let text, let list = try? JSONDecoder().decode([Allocation].self, from: Data(text.utf8)), !list.isEmpty else {
+            throw StoreError(kind: .corrupt, message: "a deduction's allocations cannot be read: the ledger is damaged; no subsidy until a technician looks")
+        }
+        return list
     }
 }
 
@@ -109,11 +128,11 @@ extension KioskStore {
         guard let meta = try SnapshotLoader.installed(db) else { return nil }
         let expires = Timestamp.date(meta.header.expiresAt) ?? .distantPast
         let card = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM card WHERE card_number = ?"), arguments: [cardNumber]).map {
-            CardEntry(cardNumber: $0["card_number"], idHash: $0["id_hash"], status: CardStatus(rawValue: $0["status"]) ?? .revoked)
+            CardEntry(cardNumber: $0["card_number"], personRef: $0["person_ref"], status: CardStatus(rawValue: $0["status"]) ?? .revoked)
         }
         guard let card else { return SnapshotView(snapshotID: meta.header.snapshotID, expiresAt: expires, card: nil, person: nil, programs: []) }
-        let person = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM person WHERE id_hash = ?"), arguments: [card.idHash]).map {
-            Person(idHash: $0["id_hash"], status: PersonStatus(rawValue: $0["status"]) ?? .revoked, statusReason: $0["status_reason"],
+        let person = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM person WHERE person_ref = ?"), arguments: [card.personRef]).map {
+            Person(personRef: $0["person_ref"], status: PersonStatus(rawValue: $0["status"]) ?? .revoked, statusReason: $0["status_reason"],
                    programs: ($0["programs"] as String).components(separatedBy: SnapshotLoader.separator).filter { !$0.isEmpty })
         }
         var programs: [Program] = []
@@ -125,7 +144,7 @@ extension KioskStore {
                       let p = try? JSONDecoder().decode(Program.self, from: Data(json.utf8)) else { continue }
                 programs.append(p)
                 if p.cardType == .medical {
-                    usage[p.code] = try figures(db, idHash: person.idHash, program: p.code, period: period, settled: settled)
+                    usage[p.code] = try figures(db, personRef: person.personRef, program: p.code, period: period, settled: settled)
                 }
             }
         }
@@ -136,13 +155,13 @@ extension KioskStore {
     /// snapshot does not count yet (not acknowledged, or received after `settled_through`),
     /// and, to be safe, deductions still pending. `settled` is the snapshot's `settled_through`,
     /// parsed once by the caller.
-    static func figures(_ db: Database, idHash: String, program: String, period: String, settled: Date) throws -> UsageFigures {
-        let s = try Int64.fetchOne(db.cachedStatement(sql: "SELECT used_fen FROM usage WHERE id_hash = ? AND program = ? AND period = ?"),
-                                   arguments: [idHash, program, period]) ?? 0
+    static func figures(_ db: Database, personRef: String, program: String, period: String, settled: Date) throws -> UsageFigures {
+        let s = try Int64.fetchOne(db.cachedStatement(sql: "SELECT used_fen FROM usage WHERE person_ref = ? AND program = ? AND period = ?"),
+                                   arguments: [personRef, program, period]) ?? 0
         let rows = try Row.fetchAll(db.cachedStatement(sql: """
             SELECT amount_fen, status, received_at FROM record
-            WHERE id_hash = ? AND program = ? AND period = ? AND kind IN ('medical_subsidy', 'subsidy_reversal')
-            """), arguments: [idHash, program, period])
+            WHERE person_ref = ? AND program = ? AND period = ? AND kind IN ('medical_subsidy', 'subsidy_reversal')
+            """), arguments: [personRef, program, period])
         var l: Fen = 0
         for r in rows {
             let status: String = r["status"]
@@ -150,9 +169,9 @@ extension KioskStore {
             if status == "accepted", let received, received <= settled { continue }
             l += r["amount_fen"] as Fen
         }
-        for r in try Row.fetchAll(db.cachedStatement(sql: "SELECT allocations FROM deduction WHERE state = 'pending' AND id_hash = ? AND period = ?"),
-                                  arguments: [idHash, period]) {
-            let allocations = (try? JSONDecoder().decode([Allocation].self, from: Data((r["allocations"] as String).utf8))) ?? []
+        for r in try Row.fetchAll(db.cachedStatement(sql: "SELECT allocations FROM deduction WHERE state = 'pending' AND person_ref = ? AND period = ?"),
+                                  arguments: [personRef, period]) {
+            let allocations = try Deduction.decodeAllocations(r["allocations"])
             l += allocations.filter { $0.program == program }.reduce(0) { $0 + $1.subsidyFen }
         }
         return UsageFigures(snapshotFen: s, localFen: l)
@@ -170,11 +189,13 @@ extension KioskStore {
     }
 
     /// What a card's presentation needs from the store, read in one transaction (one
-    /// consistent state, one round through the reader pool): the installed snapshot's salt,
-    /// the device keys, the card's pending deductions and the snapshot's view of the card.
-    public func presentation(cardNumber: String, period: String) throws -> Presentation {
+    /// consistent state, one round through the reader pool): this device's own entry, the
+    /// clock floor, the device keys, the card's pending deductions and the snapshot's view of the card.
+    public func presentation(cardNumber: String, period: String, deviceID: String) throws -> Presentation {
         try pool.read { db in
-            Presentation(idSalt: try SnapshotLoader.installed(db)?.header.idSalt,
+            Presentation(ownDeviceStatus: try String.fetchOne(db.cachedStatement(sql: "SELECT status FROM device WHERE device_id = ?"), arguments: [deviceID]),
+                         snapshotInstalled: try SnapshotLoader.installed(db) != nil,
+                         clockFloor: try KioskStore.clockFloor(db),
                          deviceKeys: try KioskStore.deviceKeys(db),
                          pending: try KioskStore.pendingDeductions(db, cardNumber: cardNumber),
                          view: try KioskStore.view(db, cardNumber: cardNumber, period: period))
@@ -186,9 +207,10 @@ extension KioskStore {
     /// Step 3: the intended deduction, durable as *pending* before the card is written.
     /// The limit is enforced here, in the one write path, inside the transaction: the
     /// figures are read again and must be what the decision saw.
-    public func beginDeduction(device: DeviceContext, cardNumber: String, idHash: String, period: String, cardFen: [String: Fen],
+    public func beginDeduction(device: DeviceContext, cardNumber: String, personRef: String, period: String, cardFen: [String: Fen],
                                decision: SubsidyDecision, billReference: String, cardSequence: UInt32, usageObject: [UInt8],
-                               now: Date) throws -> Int64 {
+                               cardChallenge: [UInt8], now: Date) throws -> Int64 {
+        precondition(cardChallenge.count == 16, "a card challenge is 16 bytes")
         precondition(decision.isGranted && !decision.allocations.isEmpty, "only granted decisions are deducted")
         return try write { db in
             guard let meta = try SnapshotLoader.installed(db) else { throw LedgerError.noSnapshot }
@@ -204,7 +226,7 @@ extension KioskStore {
                       let program = try? JSONDecoder().decode(Program.self, from: Data(json.utf8)), let limit = program.limitFen else {
                     throw LedgerError.staleDecision(program: a.program)
                 }
-                var f = try KioskStore.figures(db, idHash: idHash, program: a.program, period: period, settled: settled)
+                var f = try KioskStore.figures(db, personRef: personRef, program: a.program, period: period, settled: settled)
                 f.cardFen = cardFen[a.program] ?? 0
                 guard f.used == a.usedBeforeFen else { throw LedgerError.staleDecision(program: a.program) }
                 guard a.subsidyFen > 0, a.usedAfterFen == a.usedBeforeFen + a.subsidyFen, a.usedAfterFen <= limit else {
@@ -213,42 +235,57 @@ extension KioskStore {
             }
             let allocations = String(decoding: try JSONEncoder().encode(decision.allocations), as: UTF8.self)
             try db.execute(sql: """
-                INSERT INTO deduction (device_id, state, card_number, id_hash, period, card_sequence, usage_object, bill_reference,
-                    bill_fen, allocations, snapshot_id, institution, created_at)
-                VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [device.deviceID, cardNumber, idHash, period, Int64(cardSequence), Data(usageObject), billReference,
+                INSERT INTO deduction (device_id, state, card_number, person_ref, period, card_sequence, usage_object, card_challenge,
+                    bill_reference, bill_fen, allocations, snapshot_id, institution, created_at)
+                VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [device.deviceID, cardNumber, personRef, period, Int64(cardSequence), Data(usageObject), Data(cardChallenge), billReference,
                                  decision.billFen, allocations, meta.header.snapshotID, device.institution, Timestamp.string(now)])
             return db.lastInsertedRowID
         }
     }
 
-    /// Step 5: committed, and its settlement records (one per program) queued, in one transaction.
+    /// Step 6: committed with the card's acknowledgement, and its settlement records (one per
+    /// program) queued, in one transaction. `cardSequence` and `cardChallenge` are those the
+    /// acknowledgement covers: the write's own, or (a torn write found on the card later) those
+    /// of the confirming write that fetched an acknowledgement.
     @discardableResult
-    public func commitDeduction(_ id: Int64, device: DeviceContext, now: Date, resolution: String = "card written") throws -> [StoredRecord] {
-        try write { db in
+    ///
+    /// `ack` nil: the card holds the record (found on it when presented again) but gave no
+    /// acknowledgement for it; the records then carry an empty `card_ack`, which the hub
+    /// refuses (`bad_card_ack`) and raises to its operators: a subsidy without the card's
+    /// word is for people to look at, while the kiosk still counts it in L.
+    public func commitDeduction(_ id: Int64, device: DeviceContext, ack: [UInt8]?, cardSequence: UInt32? = nil, cardChallenge: [UInt8]? = nil,
+                                cardWrittenAt: Date? = nil, now: Date, resolution: String = "card written") throws -> [StoredRecord] {
+        precondition(ack == nil || ack!.count == 64, "a card acknowledgement is 64 bytes")
+        return try write { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM deduction WHERE id = ?", arguments: [id]) else { throw LedgerError.noSuchDeduction(id) }
-            let d = Deduction(row)
+            let d = try Deduction(row)
             guard d.state == "pending" else {
                 // Resolved before (exactly once): hand back what it made.
                 return try Row.fetchAll(db, sql: "SELECT * FROM record WHERE deduction_id = ? ORDER BY seq", arguments: [id]).map(StoredRecord.init)
             }
-            try db.execute(sql: "UPDATE deduction SET state = 'committed', resolved_at = ?, resolution = ? WHERE id = ?",
-                           arguments: [Timestamp.string(now), resolution, id])
+            // Sync spec §6: a card write's DF45 raises the clock floor.
+            if let cardWrittenAt { try KioskStore.raiseClockFloor(db, to: cardWrittenAt) }
+            let ackedSequence = cardSequence ?? d.cardSequence
+            let ackedChallenge = cardChallenge ?? d.cardChallenge
+            try db.execute(sql: "UPDATE deduction SET state = 'committed', resolved_at = ?, resolution = ?, card_ack = ? WHERE id = ?",
+                           arguments: [Timestamp.string(now), resolution, ack.map { Data($0) }, id])
             let total = d.allocations.reduce(0) { $0 + $1.subsidyFen }
             var out: [StoredRecord] = []
             for a in d.allocations {
                 out.append(try KioskStore.appendRecord(db, device: device, kind: "medical_subsidy", now: now, snapshotID: d.snapshotID, fields: [
-                    "card_number": d.cardNumber, "id_hash": d.idHash, "program": a.program, "period": d.period,
+                    "card_number": d.cardNumber, "person_ref": d.personRef, "program": a.program, "period": d.period,
                     "bill_reference": d.billReference, "bill_fen": d.billFen, "subsidy_fen": a.subsidyFen,
                     "patient_pays_fen": d.billFen - total, "used_before_fen": a.usedBeforeFen, "used_after_fen": a.usedAfterFen,
-                    "card_sequence": Int64(d.cardSequence), "institution": row["institution"] as String,
-                ], index: RecordIndex(deductionID: id, idHash: d.idHash, program: a.program, period: d.period, amountFen: a.subsidyFen)))
+                    "card_sequence": Int64(ackedSequence), "card_challenge": Deduction.hex(ackedChallenge),
+                    "card_ack": ack.map { Data($0).base64EncodedString() } ?? "", "institution": row["institution"] as String,
+                ], index: RecordIndex(deductionID: id, personRef: d.personRef, program: a.program, period: d.period, amountFen: a.subsidyFen)))
             }
             return out
         }
     }
 
-    /// Step 6, the card did not take the write: voided, nothing recorded for settlement.
+    /// Step 7, the card did not take the write: voided, nothing recorded for settlement.
     public func voidDeduction(_ id: Int64, now: Date, resolution: String) throws {
         try write { db in
             try db.execute(sql: "UPDATE deduction SET state = 'voided', resolved_at = ?, resolution = ? WHERE id = ? AND state = 'pending'",
@@ -259,24 +296,24 @@ extension KioskStore {
     public func pendingDeductions(cardNumber: String? = nil) throws -> [Deduction] {
         try pool.read { db in
             if let cardNumber { return try KioskStore.pendingDeductions(db, cardNumber: cardNumber) }
-            return try Row.fetchAll(db, sql: "SELECT * FROM deduction WHERE state = 'pending' ORDER BY id").map(Deduction.init)
+            return try Row.fetchAll(db, sql: "SELECT * FROM deduction WHERE state = 'pending' ORDER BY id").map { try Deduction($0) }
         }
     }
 
     static func pendingDeductions(_ db: Database, cardNumber: String) throws -> [Deduction] {
         try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM deduction WHERE state = 'pending' AND card_number = ? ORDER BY id"),
-                         arguments: [cardNumber]).map(Deduction.init)
+                         arguments: [cardNumber]).map { try Deduction($0) }
     }
 
     public func deductions(limit: Int = 100) throws -> [Deduction] {
-        try pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM deduction ORDER BY id DESC LIMIT ?", arguments: [limit]).map(Deduction.init) }
+        try pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM deduction ORDER BY id DESC LIMIT ?", arguments: [limit]).map { try Deduction($0) } }
     }
 
     // MARK: settlement records (upload spec §1)
 
     struct RecordIndex {
         var deductionID: Int64? = nil
-        var idHash: String? = nil
+        var personRef: String? = nil
         var program: String? = nil
         var period: String? = nil
         var amountFen: Fen = 0
@@ -285,7 +322,10 @@ extension KioskStore {
 
     /// The next gapless `seq` of the device and the record, in the caller's transaction.
     static func appendRecord(_ db: Database, device: DeviceContext, kind: String, now: Date, snapshotID: String?,
-                             fields: [String: Any], index: RecordIndex) throws -> StoredRecord {
+                             fields: [String: Any], index: RecordIndex, raisesFloor: Bool = true) throws -> StoredRecord {
+        // Sync spec §6: a record's created_at raises the clock floor (never lowers it; a record
+        // made while the clock reads before the floor leaves it where it is).
+        if raisesFloor { try raiseClockFloor(db, to: now) }
         try db.execute(sql: "INSERT INTO device_sequence (device_id, last_seq) VALUES (?, 0) ON CONFLICT(device_id) DO NOTHING", arguments: [device.deviceID])
         try db.execute(sql: "UPDATE device_sequence SET last_seq = last_seq + 1 WHERE device_id = ?", arguments: [device.deviceID])
         let seq = try Int64.fetchOne(db, sql: "SELECT last_seq FROM device_sequence WHERE device_id = ?", arguments: [device.deviceID])!
@@ -298,9 +338,9 @@ extension KioskStore {
         body["snapshot_id"] = snapshotID ?? NSNull()
         let text = String(decoding: try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self)
         try db.execute(sql: """
-            INSERT INTO record (device_id, seq, record_id, kind, created_at, body, deduction_id, id_hash, program, period, amount_fen, reverses)
+            INSERT INTO record (device_id, seq, record_id, kind, created_at, body, deduction_id, person_ref, program, period, amount_fen, reverses)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [device.deviceID, seq, recordID, kind, Timestamp.string(now), text, index.deductionID, index.idHash,
+            """, arguments: [device.deviceID, seq, recordID, kind, Timestamp.string(now), text, index.deductionID, index.personRef,
                              index.program, index.period, index.amountFen, index.reverses])
         return StoredRecord(try Row.fetchOne(db, sql: "SELECT * FROM record WHERE record_id = ?", arguments: [recordID])!)
     }
@@ -319,19 +359,19 @@ extension KioskStore {
             let snapshotID = try SnapshotLoader.installed(db)?.header.snapshotID
             return try KioskStore.appendRecord(db, device: device, kind: "subsidy_reversal", now: now, snapshotID: snapshotID, fields: [
                 "reverses": recordID, "amount_fen": amount, "reason": reason, "operator": op,
-            ], index: RecordIndex(idHash: r["id_hash"], program: r["program"], period: r["period"], amountFen: -amount, reverses: recordID))
+            ], index: RecordIndex(personRef: r["person_ref"], program: r["program"], period: r["period"], amountFen: -amount, reverses: recordID))
         }
     }
 
     /// A legal-aid application record.
-    public func recordLegalAidApplication(device: DeviceContext, cardNumber: String, idHash: String, program: String, matter: String,
+    public func recordLegalAidApplication(device: DeviceContext, cardNumber: String, personRef: String, program: String, matter: String,
                                           contactPhone: String?, now: Date) throws -> StoredRecord {
         try write { db in
             let snapshotID = try SnapshotLoader.installed(db)?.header.snapshotID
-            var fields: [String: Any] = ["card_number": cardNumber, "id_hash": idHash, "program": program, "matter": matter, "priority": true]
+            var fields: [String: Any] = ["card_number": cardNumber, "person_ref": personRef, "program": program, "matter": matter, "priority": true]
             if let contactPhone { fields["contact_phone"] = contactPhone }
             return try KioskStore.appendRecord(db, device: device, kind: "legal_aid_application", now: now, snapshotID: snapshotID,
-                                               fields: fields, index: RecordIndex(idHash: idHash, program: program))
+                                               fields: fields, index: RecordIndex(personRef: personRef, program: program))
         }
     }
 
@@ -376,5 +416,16 @@ extension KioskStore {
     /// A write transaction with store errors named (full disk and the like).
     func write<T>(_ body: (Database) throws -> T) throws -> T {
         do { return try pool.write(body) } catch let e as DatabaseError { throw StoreError(e) }
+    }
+}
+
+extension Deduction {
+    /// Lowercase hex, as records carry `card_challenge`.
+    public static func hex(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(bytes.count * 2)
+        for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 0x0F)]) }
+        return String(decoding: out, as: UTF8.self)
     }
 }

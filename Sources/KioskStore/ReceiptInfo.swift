@@ -1,12 +1,17 @@
+import Entitlements
 import Foundation
 import GRDB
 
 /// What a receipt needs beyond its settlement record (holder name masked, allowance left,
-/// matter name) and whether it was printed: kept so that a receipt can be printed again.
+/// matter name) and whether it was printed: kept so that a receipt can be printed again and say the same.
 public struct ReceiptInfo: Sendable, Equatable {
     public var recordID: String
+    /// The holder's name, masked (receipt spec §2); empty when not known.
     public var holderMasked: String
+    /// For a `medical_subsidy` record: its program's allowance left this year after it (the receipt's `l`),
+    /// max(0, limit_fen − used_after_fen) when it was made. Nil for other records.
     public var allowanceLeftFen: Int64?
+    /// For a legal-aid application: the matter's printed name.
     public var matterName: String?
     public var printedAt: String?
     public var printError: String?
@@ -40,6 +45,17 @@ extension KioskStore {
                 ReceiptInfo(recordID: $0["record_id"], holderMasked: $0["holder_masked"], allowanceLeftFen: $0["allowance_left_fen"],
                             matterName: $0["matter_name"], printedAt: $0["printed_at"], printError: $0["print_error"])
             }
+        }
+    }
+}
+
+extension KioskStore {
+    /// A program of the installed snapshot, as a receipt prints it (name, limit for the allowance left,
+    /// matter names); nil when the snapshot has no such program.
+    public func receiptProgram(_ code: String) throws -> Program? {
+        try pool.read { db in
+            try String.fetchOne(db, sql: "SELECT json FROM program WHERE code = ?", arguments: [code])
+                .flatMap { try? JSONDecoder().decode(Program.self, from: Data($0.utf8)) }
         }
     }
 }

@@ -20,7 +20,8 @@ public enum SnapshotRefusal: Error, Equatable, CustomStringConvertible {
     case wrongBase(expected: String?, installed: String?)
     case notNewer(issuedAt: String, installed: String)
     case regionDiffers(snapshot: String, installed: String)
-    case saltDiffers
+    /// Sync spec §6: `issued_at` more than 10 minutes ahead of the kiosk's clock.
+    case issuedInFuture(issuedAt: String, now: String)
     case storage(String)
 
     public var code: String {
@@ -39,7 +40,7 @@ public enum SnapshotRefusal: Error, Equatable, CustomStringConvertible {
         case .wrongBase: return "base_not_installed"
         case .notNewer: return "not_newer"
         case .regionDiffers: return "region_differs"
-        case .saltDiffers: return "salt_differs"
+        case .issuedInFuture: return "issued_in_future"
         case .storage: return "storage_error"
         }
     }
@@ -61,10 +62,12 @@ public enum SnapshotRefusal: Error, Equatable, CustomStringConvertible {
         case .wrongBase(let e, let i): text = "delta's base \(e ?? "null") is not the installed snapshot \(i ?? "(none)")"
         case .notNewer(let a, let i): text = "issued_at \(a) is not later than the installed snapshot's \(i)"
         case .regionDiffers(let s, let i): text = "region \(s) differs from the installed \(i)"
-        case .saltDiffers: text = "id_salt differs from the installed snapshot's"
+        case .issuedInFuture(let a, let n): text = "issued_at \(a) is more than 10 minutes ahead of the kiosk's clock \(n)"
         case .storage(let e): text = "storage: \(e)"
         }
-        return "snapshot refused (\(code)): \(text)"
+        // One line, whatever the file put in the values quoted above.
+        let oneLine = text.unicodeScalars.map { $0.properties.generalCategory == .control ? $0.escaped(asASCII: true) : String($0) }.joined()
+        return "snapshot refused (\(code)): \(oneLine)"
     }
 }
 
@@ -76,7 +79,6 @@ public struct SnapshotHeader: Sendable, Equatable {
     public var issuedAt: String
     public var expiresAt: String
     public var settledThrough: String
-    public var idSalt: String
     public var authorityKeyID: String
 }
 
@@ -87,37 +89,69 @@ public struct InstallReport: Sendable, Equatable {
 }
 
 /// Reads a file line by line in large chunks: constant memory whatever its size.
+///
+/// A line is at most `maxLine` bytes (its `\n` not counted; snapshot spec §1: 64 KiB). The
+/// bound is checked while reading: once `maxLine + 1` bytes of one line are buffered without
+/// its end, the reader stops and refuses (`bad_record` naming the line), so a file of one
+/// endless line never costs more than one chunk plus one line of memory.
 struct LineReader {
+    static let maxLine = 64 * 1024
+    static let chunk = 1 << 20
+
     let handle: FileHandle
+    let maxLine: Int
+    let chunkSize: Int
     var buffer = [UInt8]()
     var start = 0
     var eof = false
-    init(handle: FileHandle) { self.handle = handle }
+    /// Lines handed out so far: the next line's number is `lines + 1`.
+    private(set) var lines = 0
+    /// Bytes read from the file so far, and the most the buffer ever held (for tests).
+    private(set) var bytesRead = 0
+    private(set) var peakBuffered = 0
+
+    init(handle: FileHandle, maxLine: Int = LineReader.maxLine, chunkSize: Int = LineReader.chunk) {
+        self.handle = handle; self.maxLine = maxLine; self.chunkSize = chunkSize
+    }
 
     /// The next line including its `\n` (the last may lack one), or nil at the end.
     mutating func next() throws -> ArraySlice<UInt8>? {
         while true {
-            if start < buffer.count {
+            let available = buffer.count - start
+            if available > 0 {
+                // Only the first maxLine + 1 bytes can hold the end of a line that may be kept.
+                let window = min(available, maxLine + 1)
                 let from = start
                 let nl: Int? = buffer.withUnsafeBytes { b in
-                    memchr(b.baseAddress! + from, 0x0A, b.count - from).map { UnsafeRawPointer($0) - b.baseAddress! }
+                    memchr(b.baseAddress! + from, 0x0A, window).map { UnsafeRawPointer($0) - b.baseAddress! }
                 }
                 if let nl {
                     let line = buffer[start...nl]
                     start = nl + 1
+                    lines += 1
                     return line
                 }
+                if available > maxLine { throw tooLong() }
             }
             if eof {
                 guard start < buffer.count else { return nil }
                 let line = buffer[start...]
                 start = buffer.count
+                lines += 1
                 return line
             }
             if start > 0 { buffer.removeFirst(start); start = 0 }
-            let chunk = try handle.read(upToCount: 1 << 20) ?? Data()
-            if chunk.isEmpty { eof = true } else { buffer.append(contentsOf: chunk) }
+            let chunk = try handle.read(upToCount: chunkSize) ?? Data()
+            if chunk.isEmpty { eof = true } else {
+                buffer.append(contentsOf: chunk)
+                bytesRead += chunk.count
+                peakBuffered = max(peakBuffered, buffer.count)
+            }
         }
+    }
+
+    func tooLong() -> SnapshotRefusal {
+        .badRecord(line: lines + 1, "the line is longer than \(maxLine) bytes")
     }
 }
 
@@ -132,6 +166,12 @@ extension KioskStore {
     /// REPLACE` in file order would), and the staging tables are dropped, all in the same
     /// transaction. Inserting in key order touches one B-tree page at a time instead of a
     /// random page per row. A refusal rolls back the transaction, staging tables included.
+    ///
+    /// Every record is held to snapshot spec v2 §1 "Rules" as it streams by (a breach is
+    /// `bad_record` naming the line; a line over 64 KiB is refused while it is read, before it
+    /// is held whole). A snapshot issued more than 10 minutes after `now` (the kiosk's clock)
+    /// is refused `issued_in_future`; an installed one raises the clock floor (sync spec §6)
+    /// to its `issued_at`, in the same transaction.
     public func installSnapshot(at url: URL, trustedAuthorities: [String: Curve25519.Signing.PublicKey], now: Date) throws -> InstallReport {
         let handle: FileHandle
         do { handle = try FileHandle(forReadingFrom: url) } catch {
@@ -147,6 +187,8 @@ extension KioskStore {
             throw r
         } catch let e as DatabaseError {
             throw SnapshotRefusal.storage(StoreError(e).message)
+        } catch {
+            throw SnapshotRefusal.unreadableFile("\(error)")   // a read that failed part-way
         }
     }
 
@@ -175,7 +217,7 @@ struct SnapshotLoader {
         guard let r = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM snapshot_meta WHERE id = 1")) else { return nil }
         let h = SnapshotHeader(snapshotID: r["snapshot_id"], kind: r["kind"], baseSnapshotID: nil, region: r["region"],
                                issuedAt: r["issued_at"], expiresAt: r["expires_at"], settledThrough: r["settled_through"],
-                               idSalt: r["id_salt"], authorityKeyID: r["authority_key_id"])
+                               authorityKeyID: r["authority_key_id"])
         return (h, r["installed_at"], r["records"], r["ignored_records"])
     }
 
@@ -200,6 +242,10 @@ struct SnapshotLoader {
         let header = try checkHeader(object(first, hashed: true))
         let installed = try SnapshotLoader.installed(db)
         try checkAgainstInstalled(header, installed?.header)
+        let issuedAt = Timestamp.date(header.issuedAt)!
+        guard issuedAt <= now.addingTimeInterval(ClockFloor.tolerance) else {
+            throw SnapshotRefusal.issuedInFuture(issuedAt: header.issuedAt, now: Timestamp.string(now))
+        }
         let full = header.kind == "full"
         if full {
             // Programs and devices are few: straight into the emptied live tables. Persons,
@@ -219,7 +265,7 @@ struct SnapshotLoader {
         // `pending` is the trailer.
         let trailer = try object(pending, hashed: false)
         guard trailer["type"] as? String == "trailer" else { throw SnapshotRefusal.noTrailer }
-        guard let count = trailer["records"] as? Int, let sha = trailer["sha256"] as? String,
+        guard let count = SnapshotLoader.integer(trailer["records"]).map(Int.init), let sha = trailer["sha256"] as? String,
               let sig = trailer["signature"] as? String else { throw SnapshotRefusal.badRecord(line: lineNumber, "trailer misses records, sha256 or signature") }
         guard count == records else { throw SnapshotRefusal.recordCountMismatch(trailer: count, found: records) }
         let digest = Data(hasher.finalize())
@@ -230,32 +276,36 @@ struct SnapshotLoader {
         if full { try Staging.replaceLiveTables(db) }
         try db.execute(sql: """
             INSERT OR REPLACE INTO snapshot_meta (id, snapshot_id, kind, region, issued_at, expires_at, settled_through,
-                id_salt, authority_key_id, installed_at, records, ignored_records)
-            VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                authority_key_id, installed_at, records, ignored_records)
+            VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, arguments: [header.snapshotID, header.kind, header.region, header.issuedAt, header.expiresAt,
-                             header.settledThrough, header.idSalt, header.authorityKeyID, Timestamp.string(now),
+                             header.settledThrough, header.authorityKeyID, Timestamp.string(now),
                              full ? records : records + (installed?.records ?? 0), ignored])
+        // Sync spec §6: the clock floor learns the installed snapshot's issued_at.
+        try KioskStore.raiseClockFloor(db, to: issuedAt)
         return InstallReport(header: header, records: records, ignoredRecords: ignored)
     }
 
     func checkHeader(_ o: [String: Any]) throws -> SnapshotHeader {
         guard o["type"] as? String == "header" else { throw SnapshotRefusal.badHeader("first line is not the header") }
         guard o["format"] as? String == "benefit-snapshot" else { throw SnapshotRefusal.badHeader("format is not benefit-snapshot") }
-        guard o["format_version"] as? Int == 1 else { throw SnapshotRefusal.badHeader("format_version is not 1") }
+        guard SnapshotLoader.integer(o["format_version"]) == 2 else { throw SnapshotRefusal.badHeader("format_version is not 2") }
+        if let field = SnapshotLoader.overlongString(o, path: "") {
+            throw SnapshotRefusal.badRecord(line: 1, "header \(field) is longer than \(SnapshotLoader.maxString) bytes")
+        }
         func field(_ k: String) throws -> String {
             guard let v = o[k] as? String, !v.isEmpty else { throw SnapshotRefusal.badHeader("\(k) missing") }
             return v
         }
         let kind = try field("kind")
-        guard kind == "full" || kind == "delta" else { throw SnapshotRefusal.badHeader("kind \(kind) is neither full nor delta") }
+        guard kind == "full" || kind == "delta" else { throw SnapshotRefusal.badHeader("kind \(SnapshotLoader.quoted(kind)) is neither full nor delta") }
         let h = SnapshotHeader(snapshotID: try field("snapshot_id"), kind: kind, baseSnapshotID: o["base_snapshot_id"] as? String,
                                region: try field("region"), issuedAt: try field("issued_at"), expiresAt: try field("expires_at"),
-                               settledThrough: try field("settled_through"), idSalt: try field("id_salt"),
+                               settledThrough: try field("settled_through"),
                                authorityKeyID: try field("authority_key_id"))
         for (k, v) in [("issued_at", h.issuedAt), ("expires_at", h.expiresAt), ("settled_through", h.settledThrough)] where Timestamp.date(v) == nil {
-            throw SnapshotRefusal.badHeader("\(k) \(v) is not an RFC 3339 time")
+            throw SnapshotRefusal.badHeader("\(k) \(SnapshotLoader.quoted(v)) is not an RFC 3339 time")
         }
-        guard let salt = Data(base64Encoded: h.idSalt), salt.count == 16 else { throw SnapshotRefusal.badHeader("id_salt is not 16 bytes of base64") }
         if kind == "delta" && h.baseSnapshotID == nil { throw SnapshotRefusal.badHeader("a delta names no base_snapshot_id") }
         return h
     }
@@ -266,7 +316,6 @@ struct SnapshotLoader {
         }
         guard let installed else { return }
         guard h.region == installed.region else { throw SnapshotRefusal.regionDiffers(snapshot: h.region, installed: installed.region) }
-        guard h.idSalt == installed.idSalt else { throw SnapshotRefusal.saltDiffers }
         guard Timestamp.date(h.issuedAt)! > Timestamp.date(installed.issuedAt)! else {
             throw SnapshotRefusal.notNewer(issuedAt: h.issuedAt, installed: installed.issuedAt)
         }
@@ -278,9 +327,9 @@ struct SnapshotLoader {
     enum Staging {
         /// Live table, staging table, columns (as in the live table), key columns.
         static let tables: [(live: String, stage: String, columns: String, key: String)] = [
-            ("person", "snapshot_stage_person", "id_hash, status, status_reason, programs", "id_hash"),
-            ("card", "snapshot_stage_card", "card_number, id_hash, status", "card_number"),
-            ("usage", "snapshot_stage_usage", "id_hash, program, period, used_fen", "id_hash, program, period"),
+            ("person", "snapshot_stage_person", "person_ref, status, status_reason, programs", "person_ref"),
+            ("card", "snapshot_stage_card", "card_number, person_ref, status", "card_number"),
+            ("usage", "snapshot_stage_usage", "person_ref, program, period, used_fen", "person_ref, program, period"),
         ]
 
         static func create(_ db: Database) throws {
@@ -288,9 +337,9 @@ struct SnapshotLoader {
                 DROP TABLE IF EXISTS temp.snapshot_stage_person;
                 DROP TABLE IF EXISTS temp.snapshot_stage_card;
                 DROP TABLE IF EXISTS temp.snapshot_stage_usage;
-                CREATE TEMP TABLE snapshot_stage_person (id_hash TEXT, status TEXT, status_reason TEXT, programs TEXT);
-                CREATE TEMP TABLE snapshot_stage_card (card_number TEXT, id_hash TEXT, status TEXT);
-                CREATE TEMP TABLE snapshot_stage_usage (id_hash TEXT, program TEXT, period TEXT, used_fen INTEGER);
+                CREATE TEMP TABLE snapshot_stage_person (person_ref TEXT, status TEXT, status_reason TEXT, programs TEXT);
+                CREATE TEMP TABLE snapshot_stage_card (card_number TEXT, person_ref TEXT, status TEXT);
+                CREATE TEMP TABLE snapshot_stage_usage (person_ref TEXT, program TEXT, period TEXT, used_fen INTEGER);
                 """)
         }
 
@@ -364,19 +413,19 @@ struct SnapshotLoader {
         let delPerson, delCard, delUsage, delProgram, delDevice: Statement
         init(_ db: Database, staged: Bool) throws {
             if staged {
-                person = RowInsert(statement: try db.makeStatement(sql: "INSERT INTO temp.snapshot_stage_person (id_hash, status, status_reason, programs) VALUES (?, ?, ?, ?)"), direct: false)
-                card = RowInsert(statement: try db.makeStatement(sql: "INSERT INTO temp.snapshot_stage_card (card_number, id_hash, status) VALUES (?, ?, ?)"), direct: false)
-                usage = RowInsert(statement: try db.makeStatement(sql: "INSERT INTO temp.snapshot_stage_usage (id_hash, program, period, used_fen) VALUES (?, ?, ?, ?)"), direct: false)
+                person = RowInsert(statement: try db.makeStatement(sql: "INSERT INTO temp.snapshot_stage_person (person_ref, status, status_reason, programs) VALUES (?, ?, ?, ?)"), direct: false)
+                card = RowInsert(statement: try db.makeStatement(sql: "INSERT INTO temp.snapshot_stage_card (card_number, person_ref, status) VALUES (?, ?, ?)"), direct: false)
+                usage = RowInsert(statement: try db.makeStatement(sql: "INSERT INTO temp.snapshot_stage_usage (person_ref, program, period, used_fen) VALUES (?, ?, ?, ?)"), direct: false)
             } else {
-                person = RowInsert(statement: try db.makeStatement(sql: "INSERT OR REPLACE INTO person (id_hash, status, status_reason, programs) VALUES (?, ?, ?, ?)"), direct: true)
-                card = RowInsert(statement: try db.makeStatement(sql: "INSERT OR REPLACE INTO card (card_number, id_hash, status) VALUES (?, ?, ?)"), direct: true)
-                usage = RowInsert(statement: try db.makeStatement(sql: "INSERT OR REPLACE INTO usage (id_hash, program, period, used_fen) VALUES (?, ?, ?, ?)"), direct: true)
+                person = RowInsert(statement: try db.makeStatement(sql: "INSERT OR REPLACE INTO person (person_ref, status, status_reason, programs) VALUES (?, ?, ?, ?)"), direct: true)
+                card = RowInsert(statement: try db.makeStatement(sql: "INSERT OR REPLACE INTO card (card_number, person_ref, status) VALUES (?, ?, ?)"), direct: true)
+                usage = RowInsert(statement: try db.makeStatement(sql: "INSERT OR REPLACE INTO usage (person_ref, program, period, used_fen) VALUES (?, ?, ?, ?)"), direct: true)
             }
             program = try db.makeStatement(sql: "INSERT OR REPLACE INTO program (code, json) VALUES (?, ?)")
             device = try db.makeStatement(sql: "INSERT OR REPLACE INTO device (device_id, public_key, institution, status) VALUES (?, ?, ?, ?)")
-            delPerson = try db.makeStatement(sql: "DELETE FROM person WHERE id_hash = ?")
+            delPerson = try db.makeStatement(sql: "DELETE FROM person WHERE person_ref = ?")
             delCard = try db.makeStatement(sql: "DELETE FROM card WHERE card_number = ?")
-            delUsage = try db.makeStatement(sql: "DELETE FROM usage WHERE id_hash = ? AND program = ? AND period = ?")
+            delUsage = try db.makeStatement(sql: "DELETE FROM usage WHERE person_ref = ? AND program = ? AND period = ?")
             delProgram = try db.makeStatement(sql: "DELETE FROM program WHERE code = ?")
             delDevice = try db.makeStatement(sql: "DELETE FROM device WHERE device_id = ?")
         }
@@ -389,45 +438,131 @@ struct SnapshotLoader {
     static let cardStatuses: Set<String> = ["active", "lost", "revoked", "replaced"]
     static let deviceStatuses: Set<String> = ["active", "retired"]
 
+    /// Snapshot spec §1 "Rules": no string field longer than this many bytes.
+    static let maxString = 256
+    /// `limit_fen` is a positive integer no larger than this (1,000,000 yuan).
+    static let maxLimitFen: Int64 = 100_000_000
+
+    /// A JSON integer as an Int64: a number written without fraction or exponent that fits.
+    /// `1.0`, `1e3`, `true` and `"1"` are not integers (JSONSerialization reads the first two
+    /// as doubles, `true` as a boolean, all of which `as? Int` would accept).
+    static func integer(_ v: Any?) -> Int64? {
+        guard let n = v as? NSNumber, !(v is String) else { return nil }
+        switch n.objCType.pointee {
+        case 0x69, 0x6C, 0x71, 0x73: return n.int64Value   // i, l, q, s: signed integer types
+        default: return nil                                  // d, f: double; c: boolean; Q: beyond Int64
+        }
+    }
+
+    /// A value for a one-line refusal: at most 40 characters, control characters escaped.
+    static func quoted(_ v: String) -> String {
+        var out = ""
+        for (i, c) in v.unicodeScalars.enumerated() {
+            if i == 40 { out += "…"; break }
+            out += c.properties.generalCategory == .control ? c.escaped(asASCII: true) : String(c)
+        }
+        return "\"" + out + "\""
+    }
+
+    /// The first string anywhere in `value` (nested lists and objects included) longer than
+    /// `maxString` bytes, as the path of the field that holds it.
+    static func overlongString(_ value: Any, path: String) -> String? {
+        switch value {
+        case let s as String:
+            return s.utf8.count > maxString ? path : nil
+        case let a as [Any]:
+            for (i, e) in a.enumerated() { if let p = overlongString(e, path: "\(path)[\(i)]") { return p } }
+            return nil
+        case let o as [String: Any]:
+            for (k, e) in o { if let p = overlongString(e, path: path.isEmpty ? k : "\(path).\(k)") { return p } }
+            return nil
+        default:
+            return nil
+        }
+    }
+
     mutating func apply(_ o: [String: Any], _ s: Statements, delta: Bool) throws {
         guard let type = o["type"] as? String else { throw SnapshotRefusal.badRecord(line: lineNumber, "record without a type") }
+        let line = lineNumber
+        func bad(_ why: String) -> SnapshotRefusal { .badRecord(line: line, why) }
+        let known = ["person", "card", "usage", "program", "device", "header", "trailer"].contains(type)
+        guard known else { ignored += 1; return }   // an unknown record type: ignored, counted
+        if let field = SnapshotLoader.overlongString(o, path: "") {
+            throw bad("\(type) \(field) is longer than \(SnapshotLoader.maxString) bytes")
+        }
         func key(_ k: String) throws -> String {
-            guard let v = o[k] as? String, !v.isEmpty else { throw SnapshotRefusal.missingKey(line: lineNumber, type: type, key: k) }
+            guard let v = o[k] as? String, !v.isEmpty else { throw SnapshotRefusal.missingKey(line: line, type: type, key: k) }
             return v
         }
         func string(_ k: String, allowed: Set<String>? = nil, allowEmpty: Bool = false) throws -> String {
-            guard let v = o[k] as? String, allowEmpty || !v.isEmpty else { throw SnapshotRefusal.badRecord(line: lineNumber, "\(type) \(k) missing") }
-            if let allowed, !allowed.contains(v) { throw SnapshotRefusal.badRecord(line: lineNumber, "\(type) \(k) \"\(v)\" is not one of \(allowed.sorted())") }
+            guard let v = o[k] as? String, allowEmpty || !v.isEmpty else { throw bad("\(type) \(k) missing") }
+            if let allowed, !allowed.contains(v) { throw bad("\(type) \(k) \(SnapshotLoader.quoted(v)) is not one of \(allowed.sorted())") }
+            return v
+        }
+        func personRef(_ k: String = "person_ref") throws -> String {
+            let v = try key(k)
+            guard Identifiers.isPersonRef(v) else { throw bad("\(type) \(k) \(SnapshotLoader.quoted(v)) is not 32 lowercase hex digits") }
+            return v
+        }
+        func programCode(_ v: String, _ field: String) throws -> String {
+            guard Identifiers.isProgramCode(v) else { throw bad("\(type) \(field) \(SnapshotLoader.quoted(v)) is not 1–16 characters of A–Z 0–9 -") }
             return v
         }
         let delete = delta && (o["op"] as? String) == "delete"
         switch type {
         case "person":
-            let id = try key("id_hash")
+            let id = try personRef()
             if delete { try s.delPerson.execute(arguments: [id]); return }
-            guard let programs = o["programs"] as? [String] else { throw SnapshotRefusal.badRecord(line: lineNumber, "person programs missing") }
+            guard let list = o["programs"] as? [Any] else { throw bad("person programs missing") }
+            var programs: [String] = [], seen = Set<String>()
+            for entry in list {
+                guard let code = entry as? String else { throw bad("person programs holds something other than a program code") }
+                _ = try programCode(code, "programs")
+                // A code the file does not define is allowed (ignored for decisions); twice is not.
+                guard seen.insert(code).inserted else { throw bad("person programs names \(code) twice") }
+                programs.append(code)
+            }
             try s.person(id, try string("status", allowed: SnapshotLoader.personStatuses),
                          (o["status_reason"] as? String) ?? "", programs.joined(separator: SnapshotLoader.separator))
         case "card":
             let number = try key("card_number")
+            guard Identifiers.isCardNumber(number) else { throw bad("card card_number \(SnapshotLoader.quoted(number)) is not 16 digits") }
             if delete { try s.delCard.execute(arguments: [number]); return }
-            try s.card(number, try string("id_hash"), try string("status", allowed: SnapshotLoader.cardStatuses))
+            try s.card(number, try personRef(), try string("status", allowed: SnapshotLoader.cardStatuses))
         case "usage":
-            let id = try key("id_hash"), program = try key("program"), period = try key("period")
+            let id = try personRef(), program = try programCode(try key("program"), "program"), period = try key("period")
             if delete { try s.delUsage.execute(arguments: [id, program, period]); return }
-            guard let used = o["used_fen"] as? Int, used >= 0 else { throw SnapshotRefusal.badRecord(line: lineNumber, "usage used_fen is not a non-negative integer") }
-            try s.usage(id, program, period, used)
+            guard let used = SnapshotLoader.integer(o["used_fen"]) else { throw bad("usage used_fen is not an integer") }
+            guard used >= 0 else { throw bad("usage used_fen \(used) is negative") }
+            try s.usage(id, program, period, Int(used))
         case "program":
-            let code = try key("code")
+            let code = try programCode(try key("code"), "code")
             if delete { try s.delProgram.execute(arguments: [code]); return }
+            if o["limit_fen"] != nil {
+                guard let limit = SnapshotLoader.integer(o["limit_fen"]), (1...SnapshotLoader.maxLimitFen).contains(limit) else {
+                    throw bad("program \(code) limit_fen is not a positive integer ≤ 100000000")
+                }
+            }
+            if o["rate_percent"] != nil {
+                guard let rate = SnapshotLoader.integer(o["rate_percent"]), (1...100).contains(rate) else {
+                    throw bad("program \(code) rate_percent is not an integer 1–100")
+                }
+            }
+            if let matters = o["matters"] {
+                guard let list = matters as? [Any] else { throw bad("program \(code) matters is not a list") }
+                for m in list {
+                    guard let matter = m as? [String: Any], let mc = matter["code"] as? String else { throw bad("program \(code) has a matter without a code") }
+                    guard Identifiers.isMatterCode(mc) else { throw bad("program \(code) matter code \(SnapshotLoader.quoted(mc)) is not 1–32 characters of a–z 0–9 _") }
+                }
+            }
             let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
             guard let program = try? JSONDecoder().decode(Program.self, from: data) else {
-                throw SnapshotRefusal.badRecord(line: lineNumber, "program \(code) is malformed")
+                throw bad("program \(code) is malformed")
             }
             if program.cardType == .medical {
-                guard let limit = program.limitFen, limit >= 0, let rate = program.ratePercent, (1...100).contains(rate),
+                guard program.limitFen != nil, program.ratePercent != nil,
                       program.period == nil || program.period == "calendar_year" else {
-                    throw SnapshotRefusal.badRecord(line: lineNumber, "medical program \(code) needs limit_fen, rate_percent 1–100 and period calendar_year")
+                    throw bad("medical program \(code) needs limit_fen, rate_percent 1–100 and period calendar_year")
                 }
             }
             try s.program.execute(arguments: [code, String(decoding: data, as: UTF8.self)])
@@ -435,12 +570,10 @@ struct SnapshotLoader {
             let id = try key("device_id")
             if delete { try s.delDevice.execute(arguments: [id]); return }
             let pk = try string("public_key")
-            guard let raw = Data(base64Encoded: pk), raw.count == 32 else { throw SnapshotRefusal.badRecord(line: lineNumber, "device \(id) public_key is not 32 bytes of base64") }
+            guard let raw = Data(base64Encoded: pk), raw.count == 32 else { throw bad("device \(SnapshotLoader.quoted(id)) public_key is not 32 bytes of base64") }
             try s.device.execute(arguments: [id, pk, (o["institution"] as? String) ?? "", try string("status", allowed: SnapshotLoader.deviceStatuses)])
-        case "header", "trailer":
-            throw SnapshotRefusal.badRecord(line: lineNumber, "a second \(type) inside the file")
-        default:
-            ignored += 1
+        default:   // "header", "trailer"
+            throw bad("a second \(type) inside the file")
         }
     }
 }

@@ -2,8 +2,10 @@ import Crypto
 import Entitlements
 import Foundation
 
-/// Writes a signed snapshot (snapshot spec §1) as a stream: the generator for tests,
-/// benchmarks and training. Constant memory whatever the number of records.
+/// Writes a signed snapshot (snapshot spec v2 §1) as a stream: the generator for tests,
+/// benchmarks and training. Constant memory whatever the number of records. It writes the
+/// header and records it is given (persons keyed by `person_ref`, `format_version` 2: see
+/// `personRef(using:)`); it checks none of the spec's rules, so tests can break them.
 public final class SnapshotWriter {
     let handle: FileHandle
     let key: Curve25519.Signing.PrivateKey
@@ -62,15 +64,22 @@ public final class SnapshotWriter {
         try handle.close()
     }
 
-    /// `id_hash` of snapshot spec §1.
-    public static func idHash(citizenID: String, salt: Data) -> String {
-        hex(HMAC<SHA256>.authenticationCode(for: Data(IDNormalisation.normalise(citizenID).utf8), using: SymmetricKey(data: salt)))
+    /// A new `person_ref` (snapshot spec v2 §1, card spec `DF2A`): 16 random bytes from
+    /// `rng` as 32 lowercase hex digits. Never derived from an identity number: a person's
+    /// reference is drawn once, by whoever registers the person, and kept.
+    public static func personRef<R: RandomNumberGenerator>(using rng: inout R) -> String {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        for i in stride(from: 0, to: 16, by: 8) {
+            let v = rng.next()
+            for j in 0..<8 { bytes[i + j] = UInt8(truncatingIfNeeded: v >> (8 * j)) }
+        }
+        return hex(bytes)
     }
 
     static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     /// Lowercase hex of `bytes`, two digits a byte (what `String(format: "%02x")` per byte gives).
-    static func hex(_ bytes: some ContiguousBytes) -> String {
+    public static func hex(_ bytes: some ContiguousBytes) -> String {
         let digits = hexDigits
         return bytes.withUnsafeBytes { raw in
             String(unsafeUninitializedCapacity: raw.count * 2) { out in

@@ -34,34 +34,47 @@ public final class KioskStore: @unchecked Sendable {
         }
     }
 
+    /// Contract version 2's schema. A store made under version 1 (retired: persons keyed by
+    /// a hash of the identity number) is refused, not converted: re-provision the device.
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
-        m.registerMigration("v1") { db in
+        m.registerMigration("contract-v2") { db in
+            if try db.tableExists("snapshot_meta") {
+                throw StoreError(kind: .other, message: "this store was made by contract version 1 (retired); move it aside and provision the device again")
+            }
             try db.execute(sql: """
             CREATE TABLE snapshot_meta (
                 id INTEGER PRIMARY KEY CHECK (id = 1),
                 snapshot_id TEXT NOT NULL, kind TEXT NOT NULL, region TEXT NOT NULL,
                 issued_at TEXT NOT NULL, expires_at TEXT NOT NULL, settled_through TEXT NOT NULL,
-                id_salt TEXT NOT NULL, authority_key_id TEXT NOT NULL,
+                authority_key_id TEXT NOT NULL,
                 installed_at TEXT NOT NULL, records INTEGER NOT NULL, ignored_records INTEGER NOT NULL);
             CREATE TABLE program (code TEXT PRIMARY KEY, json TEXT NOT NULL);
             CREATE TABLE device (device_id TEXT PRIMARY KEY, public_key TEXT NOT NULL, institution TEXT NOT NULL, status TEXT NOT NULL);
-            CREATE TABLE person (id_hash TEXT PRIMARY KEY, status TEXT NOT NULL, status_reason TEXT NOT NULL, programs TEXT NOT NULL) WITHOUT ROWID;
-            CREATE TABLE card (card_number TEXT PRIMARY KEY, id_hash TEXT NOT NULL, status TEXT NOT NULL) WITHOUT ROWID;
-            CREATE TABLE usage (id_hash TEXT NOT NULL, program TEXT NOT NULL, period TEXT NOT NULL, used_fen INTEGER NOT NULL,
-                PRIMARY KEY (id_hash, program, period)) WITHOUT ROWID;
+            CREATE TABLE person (person_ref TEXT PRIMARY KEY, status TEXT NOT NULL, status_reason TEXT NOT NULL, programs TEXT NOT NULL) WITHOUT ROWID;
+            CREATE TABLE card (card_number TEXT PRIMARY KEY, person_ref TEXT NOT NULL, status TEXT NOT NULL) WITHOUT ROWID;
+            CREATE TABLE usage (person_ref TEXT NOT NULL, program TEXT NOT NULL, period TEXT NOT NULL, used_fen INTEGER NOT NULL,
+                PRIMARY KEY (person_ref, program, period)) WITHOUT ROWID;
 
             CREATE TABLE device_sequence (device_id TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
+
+            -- Sync spec §6: the latest instant the kiosk has good reason to believe has passed.
+            CREATE TABLE clock_floor (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                floor TEXT NOT NULL, reset_at TEXT, reset_by TEXT, reset_reason TEXT,
+                suspect_since TEXT);
 
             CREATE TABLE deduction (
                 id INTEGER PRIMARY KEY AUTOINCREMENT,
                 device_id TEXT NOT NULL,
                 state TEXT NOT NULL CHECK (state IN ('pending', 'committed', 'voided')),
-                card_number TEXT NOT NULL, id_hash TEXT NOT NULL, period TEXT NOT NULL,
+                card_number TEXT NOT NULL, person_ref TEXT NOT NULL, period TEXT NOT NULL,
                 card_sequence INTEGER NOT NULL, usage_object BLOB NOT NULL,
+                card_challenge BLOB NOT NULL CHECK (length(card_challenge) = 16), card_ack BLOB,
                 bill_reference TEXT NOT NULL, bill_fen INTEGER NOT NULL CHECK (bill_fen > 0),
                 allocations TEXT NOT NULL, snapshot_id TEXT NOT NULL, institution TEXT NOT NULL,
-                created_at TEXT NOT NULL, resolved_at TEXT, resolution TEXT);
+                created_at TEXT NOT NULL, resolved_at TEXT, resolution TEXT,
+                CHECK (card_ack IS NULL OR length(card_ack) = 64));
             CREATE INDEX deduction_state ON deduction(state, card_number);
             CREATE UNIQUE INDEX deduction_bill ON deduction(bill_reference) WHERE state != 'voided';
 
@@ -72,23 +85,20 @@ public final class KioskStore: @unchecked Sendable {
                 created_at TEXT NOT NULL,
                 body TEXT NOT NULL,
                 deduction_id INTEGER REFERENCES deduction(id),
-                id_hash TEXT, program TEXT, period TEXT,
+                person_ref TEXT, program TEXT, period TEXT,
                 amount_fen INTEGER NOT NULL DEFAULT 0,
                 reverses TEXT UNIQUE,
                 status TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'accepted', 'rejected')),
                 received_at TEXT, reject_reason TEXT,
                 PRIMARY KEY (device_id, seq));
-            CREATE INDEX record_usage ON record(id_hash, program, period);
+            CREATE INDEX record_usage ON record(person_ref, program, period);
             CREATE INDEX record_status ON record(status, device_id, seq);
             CREATE TRIGGER record_never_edited BEFORE UPDATE OF device_id, seq, record_id, kind, created_at, body, amount_fen ON record
                 BEGIN SELECT RAISE(ABORT, 'settlement records are never edited'); END;
             CREATE TRIGGER record_kept_until_acknowledged BEFORE DELETE ON record WHEN OLD.status != 'accepted'
                 BEGIN SELECT RAISE(ABORT, 'unacknowledged settlement records are never deleted'); END;
-            """)
-        }
-        m.registerMigration("v2-receipt-info") { db in
-            // What a receipt prints beyond its settlement record, masked: for reprints.
-            try db.execute(sql: """
+
+            -- What a receipt prints beyond its settlement record, masked: for reprints.
             CREATE TABLE receipt_info (
                 record_id TEXT PRIMARY KEY REFERENCES record(record_id),
                 holder_masked TEXT NOT NULL, allowance_left_fen INTEGER, matter_name TEXT,
@@ -104,6 +114,8 @@ public struct StoreError: Error, CustomStringConvertible {
     public enum Kind: Sendable { case diskFull, readOnly, corrupt, other }
     public var kind: Kind
     public var message: String
+
+    public init(kind: Kind, message: String) { self.kind = kind; self.message = message }
 
     public init(_ error: Error) {
         if let e = error as? StoreError { self = e; return }

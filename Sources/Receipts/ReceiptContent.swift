@@ -20,38 +20,43 @@ public enum ReceiptKind: String, Sendable, CaseIterable {
     }
 }
 
-/// The amounts of a medical subsidy, all in fen (1 yuan = 100 fen).
+/// The amounts of a medical subsidy, all in fen (1 yuan = 100 fen). A bill shared by several programs
+/// prints one receipt per record: `subsidyFen` and `allowanceLeftFen` are that program's, `billFen` and
+/// `patientPaysFen` the whole bill's (receipt.md §1).
 public struct SubsidyAmounts: Sendable, Equatable {
-    /// The bill presented (票据金额).
+    /// The bill presented, the whole bill (票据金额; `b`).
     public var billFen: Int64
-    /// What the programs paid (贴补金额).
+    /// What this record's program paid (贴补金额; `s`).
     public var subsidyFen: Int64
-    /// What the patient still pays (个人支付).
+    /// What the patient still pays of the whole bill after every program (个人支付; `p`).
     public var patientPaysFen: Int64
-    /// What is left of this year's allowance after this subsidy (本年剩余额度); `nil` leaves the line out.
-    public var allowanceLeftFen: Int64?
+    /// What is left of this program's allowance this year after this subsidy (本年剩余额度; `l`).
+    public var allowanceLeftFen: Int64
+    /// The program, as printed (its name, else its code); `nil` leaves the line out. Not signed.
+    public var program: String?
 
     /// Amounts in fen.
-    public init(billFen: Int64, subsidyFen: Int64, patientPaysFen: Int64, allowanceLeftFen: Int64?) {
+    public init(billFen: Int64, subsidyFen: Int64, patientPaysFen: Int64, allowanceLeftFen: Int64, program: String? = nil) {
         self.billFen = billFen
         self.subsidyFen = subsidyFen
         self.patientPaysFen = patientPaysFen
         self.allowanceLeftFen = allowanceLeftFen
+        self.program = program
     }
 }
 
-/// What a reversal undoes.
+/// What a reversal undoes: a record of the same device.
 public struct ReversalDetails: Sendable, Equatable {
-    /// The `record_id` of the record being reversed (原流水号).
-    public var reversedRecordID: String
-    /// The amount given back, in fen (冲正金额).
+    /// The `seq` of the record being reversed (`v`); its record id is `<device_id>-<seq>`.
+    public var reversedSeq: Int64
+    /// The amount given back, in fen (冲正金额; `s`).
     public var amountFen: Int64
-    /// Why (冲正原因), free text.
+    /// Why (冲正原因), free text; printed, not signed.
     public var reason: String
 
-    /// The record reversed, the amount in fen, the reason.
-    public init(reversedRecordID: String, amountFen: Int64, reason: String) {
-        self.reversedRecordID = reversedRecordID
+    /// The reversed record's `seq`, the amount in fen, the reason.
+    public init(reversedSeq: Int64, amountFen: Int64, reason: String) {
+        self.reversedSeq = reversedSeq
         self.amountFen = amountFen
         self.reason = reason
     }
@@ -81,8 +86,8 @@ public struct ReceiptContent: Sendable, Equatable {
         case legalAid(LegalAidMatter)
     }
 
-    /// The `record_id` of the settlement record (for a reversal: the reversal's own record).
-    public var recordID: String
+    /// The record's `seq` (`r`): the device's own counter (for a reversal, the reversal's own record).
+    public var seq: Int64
     /// The institution the kiosk stands in (its code or name).
     public var institution: String
     /// The device that made the record; also the JWS `kid`.
@@ -99,9 +104,9 @@ public struct ReceiptContent: Sendable, Equatable {
     public var extraLines: [String]
 
     /// A receipt of any kind; see also `subsidy(…)`, `reversal(…)` and `legalAid(…)`.
-    public init(recordID: String, institution: String, deviceID: String, time: Date, cardNumber: String,
+    public init(seq: Int64, institution: String, deviceID: String, time: Date, cardNumber: String,
                 holderName: String, body: Body, extraLines: [String] = []) {
-        self.recordID = recordID
+        self.seq = seq
         self.institution = institution
         self.deviceID = deviceID
         self.time = time
@@ -109,6 +114,15 @@ public struct ReceiptContent: Sendable, Equatable {
         self.holderName = holderName
         self.body = body
         self.extraLines = extraLines
+    }
+
+    /// The settlement record's `record_id`, `<device_id>-<seq>` (upload.md §1).
+    public var recordID: String { "\(deviceID)-\(seq)" }
+
+    /// For a reversal, the `record_id` of the record it reverses (same device); otherwise `nil`.
+    public var reversedRecordID: String? {
+        guard case .reversal(let r) = body else { return nil }
+        return "\(deviceID)-\(r.reversedSeq)"
     }
 
     /// The kind of receipt, from its body.
@@ -120,32 +134,32 @@ public struct ReceiptContent: Sendable, Equatable {
         }
     }
 
-    /// A medical-subsidy receipt.
-    public static func subsidy(recordID: String, institution: String, deviceID: String, time: Date, cardNumber: String,
+    /// A medical-subsidy receipt (one record: one program's part of the bill).
+    public static func subsidy(seq: Int64, institution: String, deviceID: String, time: Date, cardNumber: String,
                                holderName: String, billFen: Int64, subsidyFen: Int64, patientPaysFen: Int64,
-                               allowanceLeftFen: Int64?, extraLines: [String] = []) -> ReceiptContent {
-        ReceiptContent(recordID: recordID, institution: institution, deviceID: deviceID, time: time, cardNumber: cardNumber,
+                               allowanceLeftFen: Int64, program: String? = nil, extraLines: [String] = []) -> ReceiptContent {
+        ReceiptContent(seq: seq, institution: institution, deviceID: deviceID, time: time, cardNumber: cardNumber,
                        holderName: holderName,
                        body: .subsidy(SubsidyAmounts(billFen: billFen, subsidyFen: subsidyFen, patientPaysFen: patientPaysFen,
-                                                     allowanceLeftFen: allowanceLeftFen)),
+                                                     allowanceLeftFen: allowanceLeftFen, program: program)),
                        extraLines: extraLines)
     }
 
-    /// A reversal receipt.
-    public static func reversal(recordID: String, institution: String, deviceID: String, time: Date, cardNumber: String,
-                                holderName: String, reversedRecordID: String, amountFen: Int64, reason: String,
+    /// A reversal receipt: `reversedSeq` is the `seq` of the reversed record of the same device.
+    public static func reversal(seq: Int64, institution: String, deviceID: String, time: Date, cardNumber: String,
+                                holderName: String, reversedSeq: Int64, amountFen: Int64, reason: String,
                                 extraLines: [String] = []) -> ReceiptContent {
-        ReceiptContent(recordID: recordID, institution: institution, deviceID: deviceID, time: time, cardNumber: cardNumber,
+        ReceiptContent(seq: seq, institution: institution, deviceID: deviceID, time: time, cardNumber: cardNumber,
                        holderName: holderName,
-                       body: .reversal(ReversalDetails(reversedRecordID: reversedRecordID, amountFen: amountFen, reason: reason)),
+                       body: .reversal(ReversalDetails(reversedSeq: reversedSeq, amountFen: amountFen, reason: reason)),
                        extraLines: extraLines)
     }
 
     /// A legal-aid application receipt.
-    public static func legalAid(recordID: String, institution: String, deviceID: String, time: Date, cardNumber: String,
+    public static func legalAid(seq: Int64, institution: String, deviceID: String, time: Date, cardNumber: String,
                                 holderName: String, matterCode: String, matterName: String,
                                 extraLines: [String] = []) -> ReceiptContent {
-        ReceiptContent(recordID: recordID, institution: institution, deviceID: deviceID, time: time, cardNumber: cardNumber,
+        ReceiptContent(seq: seq, institution: institution, deviceID: deviceID, time: time, cardNumber: cardNumber,
                        holderName: holderName, body: .legalAid(LegalAidMatter(code: matterCode, name: matterName)),
                        extraLines: extraLines)
     }

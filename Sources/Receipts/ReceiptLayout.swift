@@ -3,7 +3,10 @@ public enum ReceiptLayout {
     /// The legal-aid priority note.
     public static let legalAidPriority = "优先受理、优先审批、优先指派"
 
-    /// The receipt's lines, title first, record id last. The card number and name appear only masked;
+    /// The receipt's lines (receipt.md §2), title first, record id last. A subsidy prints the whole bill, the
+    /// program (when known) and its part, what the patient pays of the whole bill and the program's allowance left
+    /// this year; a reversal the record it reverses and the amount given back; a legal-aid application the matter
+    /// and the priority note. The card number and name appear only masked;
     /// identity-like digit runs in free text are masked; control characters become spaces and `¥` becomes
     /// `￥`, so every line prints as it reads in the printer's GB18030 mode.
     public static func lines(for content: ReceiptContent) -> [String] {
@@ -16,11 +19,12 @@ public enum ReceiptLayout {
         switch content.body {
         case .subsidy(let a):
             lines.append("票据金额：" + ReceiptFormat.yuan(a.billFen) + "元")
+            if let program = a.program { lines.append("贴补项目：" + free(program)) }
             lines.append("贴补金额：" + ReceiptFormat.yuan(a.subsidyFen) + "元")
             lines.append("个人支付：" + ReceiptFormat.yuan(a.patientPaysFen) + "元")
-            if let left = a.allowanceLeftFen { lines.append("本年剩余额度：" + ReceiptFormat.yuan(left) + "元") }
+            lines.append("本年剩余额度：" + ReceiptFormat.yuan(a.allowanceLeftFen) + "元")
         case .reversal(let r):
-            lines.append("原流水号：" + free(r.reversedRecordID))
+            lines.append("原流水号：" + free(content.deviceID + "-\(r.reversedSeq)"))
             lines.append("冲正金额：" + ReceiptFormat.yuan(r.amountFen) + "元")
             lines.append("冲正原因：" + free(r.reason))
         case .legalAid(let m):

@@ -10,8 +10,9 @@ import NIOSSL
 
 /// How the uploader talks to the hub and how long it waits.
 public struct UploaderConfiguration: Sendable {
-    /// The hub's base URL from provisioning, e.g. `https://hub.example.cn` (a trailing `/` is ignored).
-    public var hubURL: String
+    /// The hub's base URL from provisioning, e.g. `https://hub.example.cn` (a trailing `/` is ignored);
+    /// checked by `HubURL.check` when the configuration is made (`https`, or `http` on loopback only).
+    public private(set) var hubURL: String
     /// Whole-request bound: connect, send, and the hub's answer (default 30 s).
     public var requestTimeout: Duration = .seconds(30)
     /// Upload spec §2 limits: at most 500 records and 1 MiB per batch.
@@ -33,7 +34,10 @@ public struct UploaderConfiguration: Sendable {
     /// The `alert` code raised (once per streak) when the hub refuses the device (401/403).
     public var refusedAlertCode = "hub_refused_device"
 
-    public init(hubURL: String) {
+    /// Throws `HubURLError` for a URL the kiosk must not use (upload spec §2): not a URL, not
+    /// `https`, or plain `http` to a host that is not loopback.
+    public init(hubURL: String) throws(HubURLError) {
+        _ = try HubURL.check(hubURL)
         self.hubURL = hubURL
     }
 
@@ -296,8 +300,12 @@ public actor Uploader {
             let budget = configuration.maxBytes - BatchBody.envelopeLength(batchID: batchID, deviceID: device.deviceID, sentAt: sentAt)
             let records: [StoredRecord]
             do {
+                // One record and 64 KiB more than the batch holds: enough to see whether its last bill goes on.
                 let (deviceID, maxRecords) = (device.deviceID, limit)
-                records = try await onStoreThread { try $0.nextBatch(deviceID: deviceID, maxRecords: maxRecords, maxBytes: budget) }
+                let fetched = try await onStoreThread {
+                    try $0.nextBatch(deviceID: deviceID, maxRecords: maxRecords + 1, maxBytes: budget + BillBoundary.lookahead)
+                }
+                records = BillBoundary.batch(fetched, maxRecords: limit, maxBytes: budget)
             } catch {
                 summary.outcome = await fail(.store("\(StoreError(error))"), batchID: batchID, records: [])
                 break
@@ -510,6 +518,50 @@ public actor Uploader {
             return String(m.prefix(1024))
         }
         return text.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+/// Upload spec §5: the hub checks that the programs of one bill add up to the bill, so the
+/// records of one bill (one card write: the same `bill_reference`, card and `card_sequence`,
+/// queued together with consecutive `seq`s) always travel in one batch.
+enum BillBoundary {
+    /// How far past the byte budget the store is asked to read: a `medical_subsidy` record is
+    /// far smaller, so a bill that goes on past the budget is always seen.
+    static let lookahead = 64 << 10
+
+    /// The batch out of `fetched` (the next queued records, read up to one record and
+    /// `lookahead` bytes past the limits): at most `maxRecords` records whose bodies joined
+    /// with commas take at most `maxBytes` (the first record always), without the trailing
+    /// records of a bill that goes on past the batch, unless that bill is the whole batch.
+    static func batch(_ fetched: [StoredRecord], maxRecords: Int, maxBytes: Int) -> [StoredRecord] {
+        var batch: [StoredRecord] = []
+        var bytes = 0
+        var next: StoredRecord?
+        for r in fetched {
+            let added = r.body.utf8.count + (batch.isEmpty ? 0 : 1)
+            if batch.count == maxRecords || (!batch.isEmpty && bytes + added > maxBytes) { next = r; break }
+            bytes += added
+            batch.append(r)
+        }
+        guard let next, let last = batch.last, let bill = key(last), key(next) == bill else { return batch }
+        var trimmed = batch
+        while let r = trimmed.last, key(r) == bill { trimmed.removeLast() }
+        return trimmed.isEmpty ? batch : trimmed
+    }
+
+    struct Key: Equatable {
+        var billReference: String
+        var cardNumber: String
+        var cardSequence: Int64
+    }
+
+    /// The bill a `medical_subsidy` record belongs to; nil for other kinds.
+    static func key(_ r: StoredRecord) -> Key? {
+        guard r.kind == "medical_subsidy" else { return nil }
+        let o = r.json
+        guard let bill = o["bill_reference"] as? String, let card = o["card_number"] as? String,
+              let sequence = (o["card_sequence"] as? NSNumber)?.int64Value else { return nil }
+        return Key(billReference: bill, cardNumber: card, cardSequence: sequence)
     }
 }
 

@@ -7,58 +7,6 @@ import NIOSSL
 import Logging
 import NIOCore
 
-/// The devices a hub knows: public key and status (snapshot spec `device` records).
-public struct DeviceRegistry: Sendable {
-    public struct Entry: Sendable, Equatable {
-        public var publicKey: Curve25519.Signing.PublicKey
-        public var status: String
-        public static func == (a: Entry, b: Entry) -> Bool { a.publicKey.rawRepresentation == b.publicKey.rawRepresentation && a.status == b.status }
-    }
-
-    public enum LoadError: Error, CustomStringConvertible {
-        case unreadable(String)
-        case badKey(deviceID: String)
-        case badOption(String)
-        public var description: String {
-            switch self {
-            case .unreadable(let p): return "cannot read \(p)"
-            case .badKey(let id): return "device \(id): public_key is not a base64 Ed25519 key"
-            case .badOption(let o): return "--device \(o): expected ID=BASE64"
-            }
-        }
-    }
-
-    public private(set) var devices: [String: Entry] = [:]
-
-    public init() {}
-
-    public subscript(deviceID: String) -> Entry? { devices[deviceID] }
-
-    /// Adds (or replaces) a device; `publicKey` is base64 of the 32-byte Ed25519 key.
-    public mutating func add(deviceID: String, publicKey: String, status: String = "active") throws {
-        guard let raw = Data(base64Encoded: publicKey), let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw) else {
-            throw LoadError.badKey(deviceID: deviceID)
-        }
-        devices[deviceID] = Entry(publicKey: key, status: status)
-    }
-
-    /// `ID=BASE64`, as `settlement-hub --device` takes it.
-    public mutating func add(option: String) throws {
-        guard let eq = option.firstIndex(of: "="), eq != option.startIndex else { throw LoadError.badOption(option) }
-        try add(deviceID: String(option[..<eq]), publicKey: String(option[option.index(after: eq)...]))
-    }
-
-    /// Every `device` record of a snapshot file (JSON lines).
-    public mutating func load(snapshot path: String) throws {
-        guard let data = FileManager.default.contents(atPath: path) else { throw LoadError.unreadable(path) }
-        for line in data.split(separator: UInt8(ascii: "\n")) where !line.isEmpty {
-            guard let o = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any], o["type"] as? String == "device",
-                  let id = o["device_id"] as? String, let key = o["public_key"] as? String else { continue }
-            try add(deviceID: id, publicKey: key, status: o["status"] as? String ?? "active")
-        }
-    }
-}
-
 /// The hub's limits (upload spec §2) — lowered in tests to make it answer 413.
 public struct HubLimits: Sendable, Equatable {
     public var maxRecords = 500
@@ -112,9 +60,12 @@ public struct HubFaults: Sendable, Equatable {
     public static let none = HubFaults()
 }
 
-/// The reference settlement hub (upload spec §2–3): `POST /v1/devices/{device_id}/batches`
-/// checks the device's signature over the exact body, stores each record once by
-/// `record_id` with its exact JSON and hash, and answers per record; `GET /v1/health`.
+/// The reference settlement hub (upload spec v2 §2–3, §5): `POST /v1/devices/{device_id}/batches`
+/// checks who sends (a registered, active device's signature over the exact body; every
+/// `record_id` of that device), then each record in order: idempotence, sequence, content
+/// against the roster (amounts, program, card, the card's acknowledgement, institution,
+/// reversal, bill), and flags; stores each accepted record once by `record_id` with its exact
+/// JSON and hash, and answers per record; `GET /v1/health`.
 public final class SettlementHub: Sendable {
     public let database: HubDatabase
     let logger: Logger
@@ -123,12 +74,12 @@ public final class SettlementHub: Sendable {
 
     final class LockedState: @unchecked Sendable {
         let lock = NSLock()
-        var registry: DeviceRegistry
+        var roster: Roster
         var limits: HubLimits
         var faults: HubFaults
         var batchRequests = 0
-        init(registry: DeviceRegistry, limits: HubLimits, faults: HubFaults) {
-            self.registry = registry
+        init(roster: Roster, limits: HubLimits, faults: HubFaults) {
+            self.roster = roster
             self.limits = limits
             self.faults = faults
         }
@@ -139,12 +90,13 @@ public final class SettlementHub: Sendable {
         }
     }
 
-    public init(database: HubDatabase, registry: DeviceRegistry, limits: HubLimits = HubLimits(), faults: HubFaults = .none,
+    /// - Parameter now: the hub's clock: `received_at` and the `time_suspect` flag (injectable for tests).
+    public init(database: HubDatabase, roster: Roster, limits: HubLimits = HubLimits(), faults: HubFaults = .none,
                 now: @escaping @Sendable () -> Date = { Date() }, logger: Logger = Logger(label: "settlement.hub")) {
         self.database = database
         self.logger = logger
         self.now = now
-        state = LockedState(registry: registry, limits: limits, faults: faults)
+        state = LockedState(roster: roster, limits: limits, faults: faults)
     }
 
     // MARK: knobs, changeable while running
@@ -159,9 +111,10 @@ public final class SettlementHub: Sendable {
         set { state.with { $0.limits = newValue } }
     }
 
-    public var registry: DeviceRegistry {
-        get { state.with { $0.registry } }
-        set { state.with { $0.registry = newValue } }
+    /// Programs, devices, persons and cards (a roster change takes effect from the next batch).
+    public var roster: Roster {
+        get { state.with { $0.roster } }
+        set { state.with { $0.roster = newValue } }
     }
 
     /// Batch requests received so far (counting those refused).
@@ -226,10 +179,11 @@ public final class SettlementHub: Sendable {
     static let readLimit = 8 << 20
 
     func receive(_ request: Request, deviceID: String) async -> Response {
-        let (limits, faults, number, entry) = state.with { s -> (HubLimits, HubFaults, Int, DeviceRegistry.Entry?) in
+        let (limits, faults, number, roster) = state.with { s -> (HubLimits, HubFaults, Int, Roster) in
             s.batchRequests += 1
-            return (s.limits, s.faults, s.batchRequests, s.registry[deviceID])
+            return (s.limits, s.faults, s.batchRequests, s.roster)
         }
+        let entry = roster[deviceID]
         var log = logger
         log[metadataKey: "device_id"] = "\(deviceID)"
         let bytes: [UInt8]
@@ -277,18 +231,27 @@ public final class SettlementHub: Sendable {
             return Self.error(.contentTooLarge, "too_many_records", "the batch has \(batch.records.count) records; at most \(limits.maxRecords)")
         }
 
-        let receivedAt = Self.timestamp(now(), fractional: faults.fractionalReceivedAt)
         let results: [RecordResult]
         do {
-            results = try await database.store(batchID: batch.batchID, deviceID: deviceID, sentAt: batch.sentAt, records: batch.records,
-                                               receivedAt: receivedAt)
+            let fractional = faults.fractionalReceivedAt
+            results = try await database.store(batchID: batch.batchID, deviceID: deviceID, device: entry, roster: roster, sentAt: batch.sentAt,
+                                               records: batch.records, now: now, format: { Self.timestamp($0, fractional: fractional) })
         } catch {
             log.error("cannot store the batch", metadata: ["error": "\(error)"])
             return Self.error(.internalServerError, "storage", "the hub could not store the batch")
         }
         for r in results {
-            if case .rejected(let reason, let detail) = r.status {
+            switch r.status {
+            case .rejected("seq_gap", let detail):
+                // The kiosk's queue is gapless: a gap means records lost or forged (upload spec §5 step 3).
+                log.error("sequence gap: records lost or forged", metadata: ["record_id": "\(r.recordID ?? "-")", "detail": "\(detail ?? "")"])
+            case .rejected(let reason, let detail):
                 log.notice("record rejected", metadata: ["record_id": "\(r.recordID ?? "-")", "reason": "\(reason)", "detail": "\(detail ?? "")"])
+            case .accepted(_, let flags) where !flags.isEmpty:
+                // Flags, not refusals: stored and counted, raised to the platform's operators.
+                log.warning("record accepted with flags", metadata: ["record_id": "\(r.recordID ?? "-")", "flags": "\(flags.joined(separator: ","))"])
+            default:
+                break
             }
         }
         if faults.delay > .zero {
@@ -305,12 +268,14 @@ public final class SettlementHub: Sendable {
         }
     }
 
-    /// A checked batch envelope and the exact bytes of each record.
+    /// A checked batch envelope and each record: its exact bytes and the `seq` its
+    /// `record_id` names. A batch is malformed (`400`, upload spec §5 step 1) unless every
+    /// record is a JSON object whose `record_id` is `<path device_id>-<seq>`.
     struct Batch {
         struct Malformed: Error { var message: String }
         var batchID: String
         var sentAt: String
-        var records: [[UInt8]]
+        var records: [IncomingRecord]
 
         init(_ bytes: [UInt8], pathDeviceID: String) throws {
             let members: [(key: String, value: Range<Int>)]
@@ -335,7 +300,17 @@ public final class SettlementHub: Sendable {
             guard let r = fields["records"], let elements = try JSONSpans.arrayElements(bytes, in: r) else {
                 throw Malformed(message: "records must be an array")
             }
-            records = elements.map { Array(bytes[$0]) }
+            records = try elements.enumerated().map { i, range in
+                let record = Array(bytes[range])
+                guard let object = try? JSONSerialization.jsonObject(with: Data(record)) as? [String: Any] else {
+                    throw Malformed(message: "record \(i) is not a JSON object")
+                }
+                guard let recordID = object["record_id"] as? String else { throw Malformed(message: "record \(i) has no record_id") }
+                guard let seq = RecordRules.sequence(recordID: recordID, deviceID: pathDeviceID) else {
+                    throw Malformed(message: "record \(i): record_id \(recordID) is not <\(pathDeviceID)>-<seq>: not a record of the signing device")
+                }
+                return IncomingRecord(bytes: record, sha256: hexDigest(SHA256.hash(data: record)), recordID: recordID, seq: seq, object: object)
+            }
         }
     }
 
@@ -349,13 +324,24 @@ public final class SettlementHub: Sendable {
             if i > 0 { out.append(UInt8(ascii: ",")) }
             out.append(contentsOf: #"{"record_id":"#.utf8)
             if let id = r.recordID { appendJSONString(id, to: &out) } else { out.append(contentsOf: "null".utf8) }
+            func appendFlags(_ flags: [String]) {
+                guard !flags.isEmpty else { return }
+                out.append(contentsOf: #","flags":["#.utf8)
+                for (k, f) in flags.enumerated() {
+                    if k > 0 { out.append(UInt8(ascii: ",")) }
+                    appendJSONString(f, to: &out)
+                }
+                out.append(UInt8(ascii: "]"))
+            }
             switch r.status {
-            case .accepted(let at):
+            case .accepted(let at, let flags):
                 out.append(contentsOf: #","status":"accepted","received_at":"#.utf8)
                 appendJSONString(at, to: &out)
-            case .duplicate(let at):
+                appendFlags(flags)
+            case .duplicate(let at, let flags):
                 out.append(contentsOf: #","status":"duplicate","received_at":"#.utf8)
                 appendJSONString(at, to: &out)
+                appendFlags(flags)
             case .rejected(let reason, let detail):
                 out.append(contentsOf: #","status":"rejected","reason":"#.utf8)
                 appendJSONString(reason, to: &out)
@@ -390,7 +376,7 @@ public final class SettlementHub: Sendable {
             results = results.map { r in
                 var r = r
                 switch r.status {
-                case .accepted, .duplicate: r.status = .accepted(receivedAt: "yesterday")
+                case .accepted, .duplicate: r.status = .accepted(receivedAt: "yesterday", flags: [])
                 case .rejected: break
                 }
                 return r

@@ -1,75 +1,210 @@
+@preconcurrency import Crypto
 import Foundation
 
-/// The outcome of checking one record of a batch (upload spec §1).
-enum RecordCheck: Sendable {
-    struct Valid: Sendable {
-        var recordID: String
-        var seq: Int64
-        var kind: String
-    }
-    case valid(Valid)
-    /// Rejected with `reason` (the spec's answer) and a `detail` for people.
-    case invalid(recordID: String?, reason: String, detail: String?)
+/// One record of a batch as the hub reads it: its exact bytes and their hash, its
+/// `record_id` (already known to name the signing device, upload spec §5 step 1) and the
+/// `seq` that id carries, and the decoded JSON object.
+struct IncomingRecord: @unchecked Sendable {
+    var bytes: [UInt8]
+    var sha256: String
+    var recordID: String
+    /// The `<seq>` of `<device_id>-<seq>`: the record's place in the device's stream.
+    var seq: Int64
+    var object: [String: Any]
+
+    var kind: String? { object["kind"] as? String }
 }
 
-/// Upload spec §1: the fields every record has and those of each kind.
+/// A refusal: the spec's `reason` and a `detail` for people.
+struct Refusal: Sendable, Equatable, Error {
+    var reason: String
+    var detail: String?
+    init(_ reason: String, _ detail: String? = nil) {
+        self.reason = reason
+        self.detail = detail
+    }
+}
+
+/// A `medical_subsidy` record's fields (upload spec §1), once its structure is checked.
+struct SubsidyFields: Sendable, Equatable {
+    var cardNumber: String, personRef: String, program: String, period: String, billReference: String
+    var billFen: Int64, subsidyFen: Int64, patientPaysFen: Int64, usedBeforeFen: Int64, usedAfterFen: Int64
+    var cardSequence: Int64, cardChallenge: String, cardAck: String, institution: String
+
+    init(_ o: [String: Any]) {
+        func s(_ k: String) -> String { o[k] as? String ?? "" }
+        func i(_ k: String) -> Int64 { RecordRules.integer(o[k]) ?? 0 }
+        cardNumber = s("card_number"); personRef = s("person_ref"); program = s("program"); period = s("period")
+        billReference = s("bill_reference"); billFen = i("bill_fen"); subsidyFen = i("subsidy_fen"); patientPaysFen = i("patient_pays_fen")
+        usedBeforeFen = i("used_before_fen"); usedAfterFen = i("used_after_fen"); cardSequence = i("card_sequence")
+        cardChallenge = s("card_challenge"); cardAck = s("card_ack"); institution = s("institution")
+    }
+
+    /// The records of one bill: one card write (same card, same `card_sequence`) for one
+    /// `bill_reference`. A bill subsidised again after a reversal is a new write, a new bill group.
+    var billKey: BillKey { BillKey(billReference: billReference, cardNumber: cardNumber, cardSequence: cardSequence) }
+}
+
+struct BillKey: Hashable, Sendable {
+    var billReference: String
+    var cardNumber: String
+    var cardSequence: Int64
+}
+
+/// One program's part of a bill, as a batch or the hub's store states it.
+struct BillPart: Sendable, Equatable {
+    var recordID: String
+    var billFen: Int64
+    var patientPaysFen: Int64
+    var subsidyFen: Int64
+}
+
+/// Upload spec §1 (what a record holds) and the pure parts of §5 (what it may say).
 enum RecordRules {
+    enum FieldType { case string, integer, boolean }
+
+    static let common: [(String, FieldType)] = [("record_id", .string), ("seq", .integer), ("kind", .string), ("created_at", .string)]
+
     static let kinds: [String: [(String, FieldType)]] = [
         "medical_subsidy": [
-            ("card_number", .string), ("id_hash", .string), ("program", .string), ("period", .string),
+            ("card_number", .string), ("person_ref", .string), ("program", .string), ("period", .string),
             ("bill_reference", .string), ("bill_fen", .integer), ("subsidy_fen", .integer), ("patient_pays_fen", .integer),
-            ("used_before_fen", .integer), ("used_after_fen", .integer), ("card_sequence", .integer), ("institution", .string),
+            ("used_before_fen", .integer), ("used_after_fen", .integer), ("card_sequence", .integer),
+            ("card_challenge", .string), ("card_ack", .string), ("institution", .string),
         ],
         "subsidy_reversal": [("reverses", .string), ("amount_fen", .integer), ("reason", .string), ("operator", .string)],
-        "legal_aid_application": [("card_number", .string), ("id_hash", .string), ("program", .string), ("matter", .string),
+        "legal_aid_application": [("card_number", .string), ("person_ref", .string), ("program", .string), ("matter", .string),
                                   ("priority", .boolean)],
         "alert": [("code", .string), ("detail", .string)],
     ]
 
-    enum FieldType { case string, integer, boolean }
+    /// Step 1, per record: the `seq` in a `record_id` of the device `deviceID`
+    /// (`<device_id>-<seq>`, seq a positive decimal without leading zeros), or nil.
+    static func sequence(recordID: String, deviceID: String) -> Int64? {
+        let prefix = deviceID + "-"
+        guard recordID.hasPrefix(prefix) else { return nil }
+        let digits = recordID.utf8.dropFirst(prefix.utf8.count)
+        guard let first = digits.first, first != UInt8(ascii: "0"), digits.count <= 18,
+              digits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        return Int64(String(decoding: digits, as: UTF8.self))
+    }
 
-    /// Checks a record's JSON for the device `deviceID` (the one whose key signed the batch).
-    static func check(_ bytes: [UInt8], deviceID: String) -> RecordCheck {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
-            return .invalid(recordID: nil, reason: "malformed_record", detail: "a record is not a JSON object")
-        }
-        let recordID = object["record_id"] as? String
+    /// What every record and its kind must hold (upload spec §1), checked before the
+    /// content: `missing_fields`, `bad_fields`, `unknown_kind`, `bad_created_at`, `bad_record_id`.
+    static func structure(_ r: IncomingRecord) -> Refusal? {
+        let o = r.object
         var missing: [String] = []
-        if recordID == nil { missing.append("record_id") }
-        let seq = integer(object["seq"])
-        if seq == nil { missing.append("seq") }
-        let kind = object["kind"] as? String
-        if kind == nil { missing.append("kind") }
-        let createdAt = object["created_at"] as? String
-        if createdAt == nil { missing.append("created_at") }
-        if object["snapshot_id"] == nil || !(object["snapshot_id"] is String || object["snapshot_id"] is NSNull) { missing.append("snapshot_id") }
-        guard missing.isEmpty, let recordID, let seq, let kind, let createdAt else {
-            return .invalid(recordID: recordID, reason: "missing_fields", detail: missing.joined(separator: ","))
-        }
-        guard recordID.hasPrefix(deviceID + "-") else {
-            return .invalid(recordID: recordID, reason: "device_mismatch", detail: "record_id is not of device \(deviceID)")
-        }
-        guard seq >= 1, recordID == "\(deviceID)-\(seq)" else {
-            return .invalid(recordID: recordID, reason: "bad_record_id", detail: "record_id must be <device_id>-<seq>")
-        }
-        guard let fields = kinds[kind] else {
-            return .invalid(recordID: recordID, reason: "unknown_kind", detail: kind)
-        }
-        guard isRFC3339(createdAt) else {
-            return .invalid(recordID: recordID, reason: "bad_created_at", detail: createdAt)
-        }
         var wrong: [String] = []
-        for (name, type) in fields {
-            guard let v = object[name] else { missing.append(name); continue }
+        func field(_ name: String, _ type: FieldType) {
+            guard let v = o[name] else { missing.append(name); return }
             switch type {
             case .string: if !(v is String) { wrong.append(name) }
             case .integer: if integer(v) == nil { wrong.append(name) }
             case .boolean: if !isBoolean(v) { wrong.append(name) }
             }
         }
-        if !missing.isEmpty { return .invalid(recordID: recordID, reason: "missing_fields", detail: missing.joined(separator: ",")) }
-        if !wrong.isEmpty { return .invalid(recordID: recordID, reason: "bad_fields", detail: wrong.joined(separator: ",")) }
-        return .valid(.init(recordID: recordID, seq: seq, kind: kind))
+        for (name, type) in common { field(name, type) }
+        if o["snapshot_id"] == nil { missing.append("snapshot_id") } else if !(o["snapshot_id"] is String || o["snapshot_id"] is NSNull) {
+            wrong.append("snapshot_id")
+        }
+        if !missing.isEmpty { return Refusal("missing_fields", missing.joined(separator: ",")) }
+        if !wrong.isEmpty { return Refusal("bad_fields", wrong.joined(separator: ",")) }
+        guard integer(o["seq"]) == r.seq else { return Refusal("bad_record_id", "seq must be the <seq> of record_id \(r.recordID)") }
+        let kind = o["kind"] as? String ?? ""
+        guard let fields = kinds[kind] else { return Refusal("unknown_kind", kind) }
+        guard let created = o["created_at"] as? String, rfc3339(created) != nil else {
+            return Refusal("bad_created_at", o["created_at"] as? String)
+        }
+        for (name, type) in fields { field(name, type) }
+        if kind == "alert", let c = o["card_number"], !(c is String || c is NSNull) { wrong.append("card_number") }
+        if kind == "legal_aid_application", let p = o["contact_phone"], !(p is String || p is NSNull) { wrong.append("contact_phone") }
+        if !missing.isEmpty { return Refusal("missing_fields", missing.joined(separator: ",")) }
+        if !wrong.isEmpty { return Refusal("bad_fields", wrong.joined(separator: ",")) }
+        return nil
+    }
+
+    /// The arithmetic of one `medical_subsidy` (`bad_amounts`): nothing negative, `used_after
+    /// = used_before + subsidy`, and its bill's parts (`bill`, this record's among them) agree
+    /// on the bill and add up to `bill_fen − patient_pays_fen`.
+    static func amounts(_ s: SubsidyFields, bill: [BillPart]) -> Refusal? {
+        let named = [("bill_fen", s.billFen), ("subsidy_fen", s.subsidyFen), ("patient_pays_fen", s.patientPaysFen),
+                     ("used_before_fen", s.usedBeforeFen), ("used_after_fen", s.usedAfterFen)]
+        if let negative = named.first(where: { $0.1 < 0 }) { return Refusal("bad_amounts", "\(negative.0) is negative") }
+        let after = s.usedBeforeFen.addingReportingOverflow(s.subsidyFen)
+        guard !after.overflow, after.partialValue == s.usedAfterFen else {
+            return Refusal("bad_amounts", "used_after_fen \(s.usedAfterFen) ≠ used_before_fen \(s.usedBeforeFen) + subsidy_fen \(s.subsidyFen)")
+        }
+        guard bill.allSatisfy({ $0.billFen == s.billFen && $0.patientPaysFen == s.patientPaysFen }) else {
+            return Refusal("bad_amounts", "the records of bill \(s.billReference) disagree on bill_fen or patient_pays_fen")
+        }
+        var total: Int64 = 0
+        for part in bill {
+            let (sum, overflow) = total.addingReportingOverflow(part.subsidyFen)
+            guard !overflow else { return Refusal("bad_amounts", "the subsidies of bill \(s.billReference) overflow") }
+            total = sum
+        }
+        guard total == s.billFen - s.patientPaysFen else {
+            return Refusal("bad_amounts", "the \(bill.count) program(s) of bill \(s.billReference) add up to \(total), "
+                           + "not bill_fen − patient_pays_fen = \(s.billFen - s.patientPaysFen)")
+        }
+        return nil
+    }
+
+    /// "USAGE-ACK-V2" ‖ card number (16 ASCII bytes) ‖ DF43 (4 bytes, big-endian) ‖ DF48 (16 bytes): what the card signs
+    /// when it takes a write (card spec §5.4). Nil when the record's fields cannot make it.
+    static func ackMessage(cardNumber: String, cardSequence: Int64, cardChallenge: String) -> [UInt8]? {
+        let number = Array(cardNumber.utf8)
+        guard number.count == 16, number.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+              (0...Int64(UInt32.max)).contains(cardSequence), let challenge = lowercaseHex(cardChallenge), challenge.count == 16 else { return nil }
+        let sequence = UInt32(cardSequence)
+        return Array("USAGE-ACK-V2".utf8) + number
+            + [UInt8(sequence >> 24), UInt8(sequence >> 16 & 0xFF), UInt8(sequence >> 8 & 0xFF), UInt8(sequence & 0xFF)] + challenge
+    }
+
+    /// `bad_card_ack`: the record's `card_ack` verifies with the card's roster key over the
+    /// acknowledgement of the write the record names.
+    static func cardAck(_ s: SubsidyFields, cardKey: [UInt8]?) -> Refusal? {
+        guard let cardKey, let key = try? Curve25519.Signing.PublicKey(rawRepresentation: cardKey) else {
+            return Refusal("bad_card_ack", "the roster has no public key for card \(s.cardNumber)")
+        }
+        guard let message = ackMessage(cardNumber: s.cardNumber, cardSequence: s.cardSequence, cardChallenge: s.cardChallenge) else {
+            return Refusal("bad_card_ack", "card_number, card_sequence or card_challenge cannot make an acknowledgement")
+        }
+        guard let ack = Data(base64Encoded: s.cardAck), ack.count == 64 else {
+            return Refusal("bad_card_ack", "card_ack is not base64 of 64 bytes")
+        }
+        guard key.isValidSignature(ack, for: message) else {
+            return Refusal("bad_card_ack", "card_ack does not verify with the key of card \(s.cardNumber)")
+        }
+        return nil
+    }
+
+    /// Step 5: `time_suspect` when `created_at` is more than 400 days before or 10 minutes
+    /// after the hub's clock.
+    static func timeSuspect(createdAt: String, now: Date) -> Bool {
+        guard let created = rfc3339(createdAt) else { return true }
+        return created < now.addingTimeInterval(-400 * 86_400) || created > now.addingTimeInterval(600)
+    }
+
+    static func lowercaseHex(_ s: String) -> [UInt8]? {
+        let b = Array(s.utf8)
+        guard b.count % 2 == 0 else { return nil }
+        func nibble(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 0x30...0x39: return c - 0x30
+            case 0x61...0x66: return c - 0x61 + 10
+            default: return nil
+            }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(b.count / 2)
+        var i = 0
+        while i < b.count {
+            guard let h = nibble(b[i]), let l = nibble(b[i + 1]) else { return nil }
+            out.append(h << 4 | l)
+            i += 2
+        }
+        return out
     }
 
     /// An integral JSON number (not a boolean).
@@ -87,23 +222,48 @@ enum RecordRules {
         return n.objCType.pointee == 0x63
     }
 
-    /// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
-    static func isRFC3339(_ s: String) -> Bool {
+    static func isRFC3339(_ s: String) -> Bool { rfc3339(s) != nil }
+
+    /// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` as an instant, or nil.
+    static func rfc3339(_ s: String) -> Date? {
         let b = Array(s.utf8)
-        guard b.count >= 20 else { return false }
+        guard b.count >= 20 else { return nil }
         func d(_ k: Int) -> Bool { b[k] >= 0x30 && b[k] <= 0x39 }
+        func n(_ k: Int, _ count: Int) -> Int { (k..<(k + count)).reduce(0) { $0 * 10 + Int(b[$1] - 0x30) } }
         guard d(0), d(1), d(2), d(3), b[4] == 0x2D, d(5), d(6), b[7] == 0x2D, d(8), d(9), b[10] == 0x54 || b[10] == 0x74,
-              d(11), d(12), b[13] == 0x3A, d(14), d(15), b[16] == 0x3A, d(17), d(18) else { return false }
+              d(11), d(12), b[13] == 0x3A, d(14), d(15), b[16] == 0x3A, d(17), d(18) else { return nil }
+        let (year, month, day, hour, minute, second) = (n(0, 4), n(5, 2), n(8, 2), n(11, 2), n(14, 2), n(17, 2))
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+        let monthDays = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+        guard (1...12).contains(month), (1...monthDays[month - 1]).contains(day), hour < 24, minute < 60, second < 61 else { return nil }
         var i = 19
+        var fraction = 0.0
         if b[i] == 0x2E {
             i += 1
             let start = i
             while i < b.count && d(i) { i += 1 }
-            guard i > start else { return false }
+            guard i > start else { return nil }
+            fraction = Double("0." + String(decoding: b[start..<i], as: UTF8.self)) ?? 0
         }
-        guard i < b.count else { return false }
-        if b[i] == 0x5A || b[i] == 0x7A { return i + 1 == b.count }
-        guard b[i] == 0x2B || b[i] == 0x2D, i + 6 == b.count, d(i + 1), d(i + 2), b[i + 3] == 0x3A, d(i + 4), d(i + 5) else { return false }
-        return true
+        guard i < b.count else { return nil }
+        var offset = 0
+        if b[i] == 0x5A || b[i] == 0x7A {
+            guard i + 1 == b.count else { return nil }
+        } else {
+            guard b[i] == 0x2B || b[i] == 0x2D, i + 6 == b.count, d(i + 1), d(i + 2), b[i + 3] == 0x3A, d(i + 4), d(i + 5) else { return nil }
+            let (oh, om) = (n(i + 1, 2), n(i + 4, 2))
+            guard oh < 24, om < 60 else { return nil }
+            offset = (oh * 60 + om) * 60 * (b[i] == 0x2D ? -1 : 1)
+        }
+        // days from 1970-01-01 (H. Hinnant's days_from_civil)
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let mp = (month + 9) % 12
+        let doy = (153 * mp + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        let days = era * 146_097 + doe - 719_468
+        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset
+        return Date(timeIntervalSince1970: Double(seconds) + fraction)
     }
 }

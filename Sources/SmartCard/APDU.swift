@@ -98,7 +98,7 @@ public enum TransportError: Error, Equatable, Sendable {
 /// Le = xx). Applies both, each at most `maxRounds` times, so a misbehaving card
 /// cannot keep the terminal in a loop.
 public enum TransportRules {
-    public static let maxRounds = 32
+    public static let maxRounds = 64
 
     public static func exchange(_ command: CommandAPDU, over raw: RawCardChannel) throws -> ResponseAPDU {
         var cmd = command

@@ -8,7 +8,7 @@ import VirtualCard
 public enum Vectors {
     public struct VectorCard: Decodable {
         public var card_number: String, name: String, citizen_id: String, category: String, region: String
-        public var issued: String, expires: String, type: String, id_hash: String, card_public_key: String
+        public var issued: String, expires: String, type: String, person_ref: String, card_public_key: String
         public var internal_authenticate: [String: String]
     }
     public struct CardsFile: Decodable { public var cards: [VectorCard] }
@@ -50,6 +50,37 @@ public enum Vectors {
     public static func description(_ number: String) -> CardDescription { descriptions.first { $0.cardNumber == number }! }
     public static func emulator(_ number: String, _ m: Misbehaviour = Misbehaviour()) -> CardEmulator {
         try! CardEmulator(description: description(number), misbehaviour: m)
+    }
+
+    /// `write-vectors.json`: card writes APDU by APDU (card spec §5.2–5.4).
+    public struct WriteVectors: Decodable {
+        public struct Key: Decodable { public var key_id: String, public_key: String, private_seed: String? }
+        public struct Step: Decodable { public var command: String, apdu: String, response: String?, sw: String }
+        public struct Case: Decodable {
+            public var name: String, what: String, card_number: String, stored_usage: String, usage_after: String
+            public var steps: [Step]
+            public var several_checks_fail: Bool?
+        }
+        public struct Write: Decodable {
+            public var card_number: String, device_id: String, now: String, bill_fen: Int64, certificate: String, challenge: String
+            public var usage_object: String, signed_message: String, ack_message: String, ack: String, apdus: [String]
+        }
+        public var ca_keys: [Key]
+        public var rogue_ca: Key
+        public var write: Write
+        public var cases: [Case]
+    }
+    public static let writeVectors = try! JSONDecoder().decode(WriteVectors.self, from: data("write-vectors.json"))
+
+    /// The device CA of `test-keys.json` (TEST KEY): identifier and key pair.
+    public static var deviceCA: (id: String, public: Curve25519.Signing.PublicKey, private: Curve25519.Signing.PrivateKey) {
+        let c = keys["device_ca"] as! [String: String]
+        return (c["key_id"]!, publicKey(c["public_key"]!), privateKey(c["private_seed"]!))
+    }
+    /// A test device's certificate (`7F21`) as `test-keys.json` gives it, and its validity.
+    public static func certificate(_ id: String) -> (bytes: [UInt8], validFrom: String, validThrough: String) {
+        let d = devices[id]!
+        return ([UInt8](hex: d["certificate"]!)!, d["certificate_valid_from"]!, d["certificate_valid_through"]!)
     }
 
     /// Where `swift build` put the products (`kioskctl`, `kioskd`, …): beside this target's

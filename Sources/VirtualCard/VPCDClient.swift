@@ -32,8 +32,14 @@ public final class VPCDClient: @unchecked Sendable {
 
     /// Connects to vpcd (retrying for up to `timeout` seconds while vpcd is not listening
     /// yet) and serves the card on a thread of its own until `remove()` or a pull.
-    public func insert(timeout: TimeInterval = 5) throws {
-        precondition(!isInserted, "the card is already in the reader")
+    ///
+    /// vpcd serves one card per port: a second connection to a port that already has a card
+    /// is accepted by the kernel but queued, and vpcd never talks to it (no power-on, no ATR
+    /// request) until the first card leaves. So the reader counts as taken only once vpcd's
+    /// first message (pcscd asks for the ATR within a fraction of a second) has arrived; with
+    /// none within `claimTimeout` seconds, `insert` gives the reader up and throws `.readerBusy`.
+    public func insert(timeout: TimeInterval = 5, claimTimeout: TimeInterval = 5) throws {
+        guard !isInserted else { throw VPCDError.alreadyInserted }
         let deadline = Date().addingTimeInterval(timeout)
         var lastError: Int32 = 0
         while true {
@@ -49,6 +55,10 @@ public final class VPCDClient: @unchecked Sendable {
             if rc == 0 {
                 var one: Int32 = 1
                 setsockopt(s, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+                guard VPCDClient.waitReadable(s, timeout: claimTimeout) else {
+                    close(s)
+                    throw VPCDError.readerBusy(host: host, port: port, waited: claimTimeout)
+                }
                 lock.withLock { fd = s; serving = true }
                 emulator.reset()
                 let thread = Thread { [self] in serve(s) }
@@ -60,6 +70,19 @@ public final class VPCDClient: @unchecked Sendable {
             close(s)
             if Date() >= deadline { throw VPCDError.connect(host: host, port: port, errno: lastError) }
             usleep(50_000)
+        }
+    }
+
+    /// Whether `s` has something to read (or was closed) within `timeout` seconds.
+    static func waitReadable(_ s: Int32, timeout: TimeInterval) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            var p = pollfd(fd: s, events: Int16(POLLIN), revents: 0)
+            let ms = Int32(max(0, min(Double(Int32.max), deadline.timeIntervalSinceNow * 1000)).rounded(.up))
+            let r = poll(&p, 1, ms)
+            if r > 0 { return true }
+            if r < 0 && errno == EINTR { continue }
+            return false
         }
     }
 
@@ -141,8 +164,15 @@ public final class VPCDClient: @unchecked Sendable {
 public enum VPCDError: Error, CustomStringConvertible {
     case socket(Int32)
     case connect(host: String, port: UInt16, errno: Int32)
+    /// vpcd accepted the connection but never spoke: another card holds that reader.
+    case readerBusy(host: String, port: UInt16, waited: TimeInterval)
+    case alreadyInserted
     public var description: String {
         switch self {
+        case .readerBusy(let h, let p, let w):
+            return "the vpcd reader at \(h):\(p) is taken: another virtual card is connected to that port "
+                + "(vpcd queued this one and sent no power-on/ATR request within \(Int(w)) s); stop the other card or use another --port"
+        case .alreadyInserted: return "the card is already in the reader"
         case .socket(let e): return "cannot make a socket: \(String(cString: strerror(e)))"
         case .connect(let h, let p, let e):
             return "cannot reach vpcd at \(h):\(p): \(String(cString: strerror(e))) (is pcscd with vsmartcard-vpcd running?)"

@@ -9,7 +9,6 @@ enum TestAuthority {
     static let keyID = "330782-auth-test"
     static let privateSeed = "pCbtCCxCT0qB5zHJODXniuUIoe+FaGUYpApux+O5Z2w="
     static let publicKey = "oYIOYJP8glBE21IWS59YdxSMi796YEYlgjPf3cEJoaU="
-    static let idSalt = "6w8zu/plIJ9spmc3qyMJ+A=="
     static let region = "330782"
 
     static func privateKey() throws -> Curve25519.Signing.PrivateKey {

@@ -17,6 +17,8 @@ struct DecideBench: ParsableCommand {
     @Option(help: "Seed for the card choice and bills.") var seed: UInt64 = 7
 
     static let device = DeviceContext(deviceID: "KSK-BENCH-0001", institution: "330782-H01")
+    static let challenge = [UInt8](repeating: 0xC4, count: 16)
+    static let ack = [UInt8](repeating: 0xAC, count: 64)
     /// Fixed clock: inside the generated snapshots' validity.
     static let now = Date(timeIntervalSince1970: 1_795_316_400)   // 2026-11-22T03:00:00Z
 
@@ -57,11 +59,13 @@ struct DecideBench: ParsableCommand {
             let t1 = DispatchTime.now().uptimeNanoseconds
             lookup.append(Double(t1 - t0) / 1000)
             codes[decision.code, default: 0] += 1
-            guard decision.isGranted, let idHash = view?.card?.idHash else { continue }
-            let id = try store.beginDeduction(device: DecideBench.device, cardNumber: card.cardNumber, idHash: idHash, period: period,
+            guard decision.isGranted, let personRef = view?.card?.personRef else { continue }
+            // No card here: a fixed challenge and acknowledgement stand in for the card's.
+            let id = try store.beginDeduction(device: DecideBench.device, cardNumber: card.cardNumber, personRef: personRef, period: period,
                                               cardFen: [:], decision: decision, billReference: "BENCH-\(run)-\(k)",
-                                              cardSequence: 1, usageObject: [0x72, 0x00], now: DecideBench.now)
-            try store.commitDeduction(id, device: DecideBench.device, now: DecideBench.now)
+                                              cardSequence: 1, usageObject: [0x72, 0x00], cardChallenge: DecideBench.challenge,
+                                              now: DecideBench.now)
+            try store.commitDeduction(id, device: DecideBench.device, ack: DecideBench.ack, now: DecideBench.now)
             let t2 = DispatchTime.now().uptimeNanoseconds
             ledger.append(Double(t2 - t1) / 1000)
             full.append(Double(t2 - t0) / 1000)

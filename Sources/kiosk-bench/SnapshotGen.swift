@@ -5,36 +5,41 @@ import Foundation
 import KioskStore
 import TestVectors
 
-/// A synthetic region: person `i` has a citizen identity number, an `id_hash` and a card
-/// number that are pure functions of `i`, so a delta can name persons of its base
-/// without reading it.
+/// A synthetic region: person `i` has a `person_ref` and a card number that are pure
+/// functions of the seed and `i`, so a delta can name persons of its base without reading
+/// it. The `person_ref` is 16 random bytes (snapshot spec v2: never derived from an identity
+/// number): the `i`-th 16 bytes of one SplitMix64 stream, reached directly (SplitMix64's
+/// state after `k` draws is `seed + k·γ`), so nothing is held per person.
 struct SyntheticPopulation {
-    let salt: Data
-    static let weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
-    static let checkChars = Array("10X98765432".utf8)
-    /// Days from 1930-01-01 over which birth dates spread (about 82 years).
-    static let birthDays = 30000
+    let seed: UInt64
+    static let gamma: UInt64 = 0x9E37_79B9_7F4A_7C15
 
-    /// GB 11643: region 330782, birth date, 3-digit sequence, check character.
-    /// Unique for every i below `birthDays` × 1000.
-    func citizenID(_ i: Int) -> String {
-        let (y, m, d) = CivilCalendar.date(days: Int64(SyntheticPopulation.days1930 + i % SyntheticPopulation.birthDays))
-        let seq = (i / SyntheticPopulation.birthDays) % 1000
-        let body = TestAuthority.region + String(format: "%04d%02d%02d%03d", Int(y), Int(m), Int(d), seq)
-        var sum = 0
-        for (c, w) in zip(body.utf8, SyntheticPopulation.weights) { sum += Int(c - 0x30) * w }
-        return body + String(UnicodeScalar(SyntheticPopulation.checkChars[sum % 11]))
+    init(seed: UInt64) { self.seed = seed ^ 0x9E50_4EF5_0000_0000 }
+
+    /// Person `i`'s `person_ref`: 32 lowercase hex digits.
+    func personRef(_ i: Int) -> String {
+        var rng = SplitMix64(seed: seed &+ UInt64(truncatingIfNeeded: i) &* 2 &* SyntheticPopulation.gamma)
+        return SnapshotWriter.personRef(using: &rng)
     }
 
-    func idHash(_ i: Int) -> String { SnapshotWriter.idHash(citizenID: citizenID(i), salt: salt) }
+    /// The public key (`DF29`) of one of person `i`'s cards, base64: an Ed25519 key whose seed
+    /// is 32 bytes of a second stream (only with `--card-keys`: it costs a key derivation).
+    func cardPublicKey(_ number: String, _ i: Int) -> String {
+        // Draws 8i+1…8i+4 of the card-key stream for the first card, 8i+5…8i+8 for a replacement.
+        let slot = UInt64(truncatingIfNeeded: i) &* 8 &+ (number.hasPrefix("3307828") ? 4 : 0)
+        var rng = SplitMix64(seed: (seed ^ 0xCA7D_0000_0000_0000) &+ slot &* SyntheticPopulation.gamma)
+        var raw = [UInt8]()
+        for _ in 0..<4 { withUnsafeBytes(of: rng.next().littleEndian) { raw.append(contentsOf: $0) } }
+        return (try! Curve25519.Signing.PrivateKey(rawRepresentation: raw)).publicKey.rawRepresentation.base64EncodedString()
+    }
 
     /// "3307829" + 9-digit index: 16 digits.
     static func cardNumber(_ i: Int) -> String { "3307829" + String(format: "%09d", i) }
     /// A replacement card issued by a delta: "3307828" + 9-digit index.
     static func replacementCardNumber(_ i: Int) -> String { "3307828" + String(format: "%09d", i) }
 
-    /// Days from 1970-01-01 to 1930-01-01.
-    static let days1930 = -14610
+    /// The most persons: card numbers have nine digits of index.
+    static let maxPersons = 999_999_999
 }
 
 struct SnapshotGen: ParsableCommand {
@@ -46,20 +51,22 @@ struct SnapshotGen: ParsableCommand {
     @Option(help: "Output file.") var out: String
     @Option(help: "Write a delta on this base snapshot id instead of a full snapshot.") var deltaOf: String?
     @Option(help: "Record lines in the delta.") var changes = 10000
-    @Option(help: "Seed of the generator.") var seed: UInt64 = 20_261_122
+    @Option(help: "Seed of the generator (a delta must be made with its base's seed: it names the base's persons by it).") var seed: UInt64 = 20_261_122
+    @Flag(help: "Give every card its public_key (DF29; optional in snapshots, ignored by kiosks).") var cardKeys = false
     @Option(help: "snapshot_id (default 330782-20261122-01 for a full, -02 for a delta).") var snapshotID: String?
 
     static let fullID = "330782-20261122-01"
     static let deltaID = "330782-20261122-02"
 
     func validate() throws {
-        guard persons > 0, persons < SyntheticPopulation.birthDays * 1000 else { throw ValidationError("--persons must be 1…29,999,999") }
         guard changes > 0 else { throw ValidationError("--changes must be positive") }
+        guard persons > 0, persons + changes <= SyntheticPopulation.maxPersons else {
+            throw ValidationError("--persons + --changes must be at most 999,999,999 (nine digits of card index)")
+        }
     }
 
     func run() throws {
-        let salt = Data(base64Encoded: TestAuthority.idSalt)!
-        let population = SyntheticPopulation(salt: salt)
+        let population = SyntheticPopulation(seed: seed)
         let delta = deltaOf != nil
         let id = snapshotID ?? (delta ? SnapshotGen.deltaID : SnapshotGen.fullID)
         // A delta is issued 30 minutes after its base; both expire a month later.
@@ -67,10 +74,10 @@ struct SnapshotGen: ParsableCommand {
             ? ("2026-11-22T02:30:00Z", "2026-12-22T02:30:00Z", "2026-11-22T02:29:00Z")
             : ("2026-11-22T02:00:00Z", "2026-12-22T02:00:00Z", "2026-11-22T01:59:00Z")
         let header: [String: Any] = [
-            "format": "benefit-snapshot", "format_version": 1, "snapshot_id": id, "kind": delta ? "delta" : "full",
+            "format": "benefit-snapshot", "format_version": 2, "snapshot_id": id, "kind": delta ? "delta" : "full",
             "base_snapshot_id": deltaOf ?? NSNull(), "region": TestAuthority.region,
             "issued_at": times.0, "expires_at": times.1, "settled_through": times.2,
-            "id_salt": TestAuthority.idSalt, "authority_key_id": TestAuthority.keyID,
+            "authority_key_id": TestAuthority.keyID,
         ]
         let url = URL(fileURLWithPath: out)
         let t0 = monotonicSeconds()
@@ -133,17 +140,24 @@ struct SnapshotGen: ParsableCommand {
     /// used_fen for HM-SUBSIDY: one in twenty exhausted, the rest spread below the limit.
     static func usedFen(_ rng: inout SplitMix64) -> Int { rng.below(20) == 0 ? 60000 : rng.below(60000) }
 
+    /// A `card` record; with `--card-keys`, its `public_key` too.
+    func card(_ population: SyntheticPopulation, _ number: String, person i: Int, status: String) -> [String: Any] {
+        var r: [String: Any] = ["type": "card", "card_number": number, "person_ref": population.personRef(i), "status": status]
+        if cardKeys { r["public_key"] = population.cardPublicKey(number, i) }
+        return r
+    }
+
     /// Programs, devices, then per person: person, card and (a third of them) usage for 2026.
     func writeFull(_ population: SyntheticPopulation, _ rng: inout SplitMix64, _ add: ([String: Any]) throws -> Void) throws {
         for p in SnapshotGen.programs { try add(p) }
         for d in SnapshotGen.devices { try add(d) }
         for i in 0..<persons {
-            let idHash = population.idHash(i)
+            let ref = population.personRef(i)
             let (status, reason) = SnapshotGen.personStatus(&rng)
-            try add(["type": "person", "id_hash": idHash, "status": status, "status_reason": reason, "programs": SnapshotGen.personPrograms(&rng)])
-            try add(["type": "card", "card_number": SyntheticPopulation.cardNumber(i), "id_hash": idHash, "status": SnapshotGen.cardStatus(&rng)])
+            try add(["type": "person", "person_ref": ref, "status": status, "status_reason": reason, "programs": SnapshotGen.personPrograms(&rng)])
+            try add(card(population, SyntheticPopulation.cardNumber(i), person: i, status: SnapshotGen.cardStatus(&rng)))
             if rng.below(3) == 0 {
-                try add(["type": "usage", "id_hash": idHash, "program": "HM-SUBSIDY", "period": "2026", "used_fen": SnapshotGen.usedFen(&rng)])
+                try add(["type": "usage", "person_ref": ref, "program": "HM-SUBSIDY", "period": "2026", "used_fen": SnapshotGen.usedFen(&rng)])
             }
         }
     }
@@ -157,30 +171,28 @@ struct SnapshotGen: ParsableCommand {
             let i = rng.below(persons)
             let r = rng.unit()
             if r < 0.40 {
-                try add(["type": "usage", "id_hash": population.idHash(i), "program": "HM-SUBSIDY", "period": "2026", "used_fen": SnapshotGen.usedFen(&rng)])
+                try add(["type": "usage", "person_ref": population.personRef(i), "program": "HM-SUBSIDY", "period": "2026", "used_fen": SnapshotGen.usedFen(&rng)])
             } else if r < 0.55 {
                 let (status, reason) = rng.below(2) == 0 ? ("active", "") : SnapshotGen.personStatus(&rng)
-                try add(["type": "person", "id_hash": population.idHash(i), "status": status, "status_reason": reason,
+                try add(["type": "person", "person_ref": population.personRef(i), "status": status, "status_reason": reason,
                          "programs": SnapshotGen.personPrograms(&rng)])
             } else if r < 0.65 {
-                try add(["type": "card", "card_number": SyntheticPopulation.cardNumber(i), "id_hash": population.idHash(i),
-                         "status": ["lost", "revoked", "replaced"][rng.below(3)]])
+                try add(card(population, SyntheticPopulation.cardNumber(i), person: i, status: ["lost", "revoked", "replaced"][rng.below(3)]))
             } else if r < 0.80 {
-                try add(["type": "card", "card_number": SyntheticPopulation.replacementCardNumber(i), "id_hash": population.idHash(i), "status": "active"])
+                try add(card(population, SyntheticPopulation.replacementCardNumber(i), person: i, status: "active"))
             } else if r < 0.90, changes - written >= 2 {
                 // A person new to the region, with a first card: two lines.
                 let n = persons + newPersons
                 newPersons += 1
-                let idHash = population.idHash(n)
-                try add(["type": "person", "id_hash": idHash, "status": "active", "status_reason": "", "programs": SnapshotGen.personPrograms(&rng)])
-                try add(["type": "card", "card_number": SyntheticPopulation.cardNumber(n), "id_hash": idHash, "status": "active"])
+                try add(["type": "person", "person_ref": population.personRef(n), "status": "active", "status_reason": "", "programs": SnapshotGen.personPrograms(&rng)])
+                try add(card(population, SyntheticPopulation.cardNumber(n), person: n, status: "active"))
                 written += 1
             } else if r < 0.95 {
-                try add(["type": "usage", "op": "delete", "id_hash": population.idHash(i), "program": "HM-SUBSIDY", "period": "2026"])
+                try add(["type": "usage", "op": "delete", "person_ref": population.personRef(i), "program": "HM-SUBSIDY", "period": "2026"])
             } else if r < 0.98 {
                 try add(["type": "card", "op": "delete", "card_number": SyntheticPopulation.cardNumber(i)])
             } else {
-                try add(["type": "person", "op": "delete", "id_hash": population.idHash(i)])
+                try add(["type": "person", "op": "delete", "person_ref": population.personRef(i)])
             }
             written += 1
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Entitlements
 import Foundation
 import KioskStore
 
@@ -10,10 +11,19 @@ struct SnapshotInstallBench: ParsableCommand {
     @Option(help: "Snapshot file.") var file: String
     @Option(help: "Store file; created when missing.") var db: String
     @Flag(help: "Delete the store (and its -wal, -shm) first.") var fresh = false
+    @Option(help: "The kiosk's clock for the install (RFC 3339; default: now). A snapshot issued more than 10 minutes after it is refused (issued_in_future).")
+    var now: String?
 
     func run() throws {
         if fresh {
             for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: db + suffix) }
+        }
+        let clock: Date
+        if let now {
+            guard let d = Timestamp.date(now) else { throw ValidationError("--now is not an RFC 3339 time") }
+            clock = d
+        } else {
+            clock = Date()
         }
         let store = try KioskStore(path: db)
         let trusted = try TestAuthority.trusted()
@@ -21,7 +31,7 @@ struct SnapshotInstallBench: ParsableCommand {
         let t0 = monotonicSeconds()
         let report: InstallReport
         do {
-            report = try store.installSnapshot(at: URL(fileURLWithPath: file), trustedAuthorities: trusted, now: Date())
+            report = try store.installSnapshot(at: URL(fileURLWithPath: file), trustedAuthorities: trusted, now: clock)
         } catch let refusal as SnapshotRefusal {
             throw ValidationError(refusal.description)
         }

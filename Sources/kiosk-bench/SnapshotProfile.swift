@@ -24,9 +24,9 @@ struct SnapshotProfile: ParsableCommand {
             let type = o["type"] as? String
             _ = o["op"] as? String
             switch type {
-            case "person": _ = (o["id_hash"] as? String, o["status"] as? String, o["status_reason"] as? String, o["programs"] as? [String])
-            case "card": _ = (o["card_number"] as? String, o["id_hash"] as? String, o["status"] as? String)
-            case "usage": _ = (o["id_hash"] as? String, o["program"] as? String, o["period"] as? String, o["used_fen"] as? Int)
+            case "person": _ = (o["person_ref"] as? String, o["status"] as? String, o["status_reason"] as? String, o["programs"] as? [String])
+            case "card": _ = (o["card_number"] as? String, o["person_ref"] as? String, o["status"] as? String)
+            case "usage": _ = (o["person_ref"] as? String, o["program"] as? String, o["period"] as? String, o["used_fen"] as? Int)
             default: break
             }
             records += 1
@@ -45,7 +45,7 @@ struct SnapshotProfile: ParsableCommand {
     struct RecordLine: Decodable {
         var type: String
         var op: String?
-        var id_hash: String?
+        var person_ref: String?
         var status: String?
         var status_reason: String?
         var programs: [String]?

@@ -55,7 +55,7 @@ struct CardBench: ParsableCommand {
         report("ed25519_verify", verify)
 
         // Tap → decision as the kiosk does it (Kiosk.check): read, authenticate, trust the
-        // usage record, resolve pending deductions, hash the citizen ID, snapshot lookup, rule.
+        // usage record, resolve pending deductions, snapshot lookup, rule.
         guard let stateDir else { return }
         guard let instant = Timestamp.date(now) else { throw ValidationError("--now is not RFC 3339") }
         let kiosk = Kiosk(device: try Device(stateDir: URL(fileURLWithPath: stateDir)), clock: KioskClock { instant })

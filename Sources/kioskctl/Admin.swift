@@ -17,6 +17,8 @@ struct Provision: ParsableCommand {
     @Option(help: "hospital or township.") var profile: String
     @Option(help: "Trusted card issuer key, KEY_ID=BASE64 (repeatable).") var issuerKey: [String] = []
     @Option(help: "Trusted snapshot authority key, KEY_ID=BASE64 (repeatable).") var authorityKey: [String] = []
+    @Option(help: "The issuer's device-CA key, KEY_ID=BASE64 (repeatable): device certificates are checked against it.") var deviceCaKey: [String] = []
+    @Option(help: "Install this device certificate (7F21, binary, hex or base64) once provisioned: the platform issues it for the public key printed here.") var deviceCert: String?
     @Option(help: "Settlement hub URL.") var hubUrl: String
     @Option(help: "PEM file of the hub's CA: uploads then trust only it (default: the system's roots).") var hubCa: String?
     @Option(help: "Printer: file:/path, tcp:HOST:9100 or device:/dev/usb/lp0.") var printer = "file:/var/lib/benefit-kiosk/receipts"
@@ -25,11 +27,11 @@ struct Provision: ParsableCommand {
 
     func validate() throws {
         guard DeviceConfig.Profile(rawValue: profile) != nil else { throw ValidationError("--profile is hospital or township") }
-        guard !deviceId.isEmpty, deviceId.utf8.count <= 32, deviceId.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
-            throw ValidationError("--device-id is 1–32 ASCII characters (it is written to cards)")
+        guard Identifiers.isDeviceID(deviceId) else {
+            throw ValidationError("--device-id is 1–20 characters of A–Z 0–9 - (it is written to cards and must fit the receipt's QR)")
         }
-        for k in issuerKey + authorityKey where TrustOptions.parsePair(k) == nil { throw ValidationError("'\(k)' is not KEY_ID=BASE64") }
-        guard URL(string: hubUrl)?.scheme != nil else { throw ValidationError("--hub-url is not a URL") }
+        for k in issuerKey + authorityKey + deviceCaKey where TrustOptions.parsePair(k) == nil { throw ValidationError("'\(k)' is not KEY_ID=BASE64") }
+        do { _ = try HubURL.check(hubUrl) } catch { throw ValidationError("--hub-url: \(error)") }
         if let s = deviceKeySeed, Data(base64Encoded: s)?.count != 32 { throw ValidationError("--device-key-seed is not base64 of 32 bytes") }
     }
 
@@ -46,13 +48,22 @@ struct Provision: ParsableCommand {
             Dictionary(list.map { k -> (String, String) in let i = k.firstIndex(of: "=")!; return (String(k[..<i]), String(k[k.index(after: i)...])) }) { $1 }
         }
         let config = DeviceConfig(deviceID: deviceId, institution: institution, profile: DeviceConfig.Profile(rawValue: profile)!,
-                                  issuerKeys: pairs(issuerKey), authorityKeys: pairs(authorityKey), hubURL: hubUrl, hubCAPEM: hubCAPEM, printer: printer,
+                                  issuerKeys: pairs(issuerKey), authorityKeys: pairs(authorityKey), deviceCAKeys: pairs(deviceCaKey), hubURL: hubUrl, hubCAPEM: hubCAPEM, printer: printer,
                                   provisionedAt: Timestamp.string(Date()))
         do {
             let device = try Device.provision(stateDir: state.url, config: config, seed: deviceKeySeed.flatMap { Data(base64Encoded: $0) }, replaceKey: replaceKey)
             print("provisioned \(device.config.deviceID) (\(device.config.profile.rawValue), \(device.config.institution)) in \(state.url.path)")
             print("device public key: \(device.publicKeyBase64)")
             print("record sequence: \(try device.store.lastSequence(deviceID: deviceId)) records so far")
+            if let deviceCert {
+                let clock = (try? KioskClock.fromEnvironment()) ?? .system
+                let cert = try device.installCertificate(try CertificateFile.read(deviceCert), now: clock.now())
+                print("device certificate installed: \(cert.caKeyID), valid \(cert.validFrom) to \(cert.validThrough)")
+            } else if device.certificate == nil {
+                // What the platform needs to certify this device (the key never leaves it).
+                print("certificate request (give this line to the platform; install its answer with kioskctl certificate install FILE):")
+                print(CertificateRequest(device: device).line)
+            }
         } catch let e as DeviceError { fail(CommandFailure(message: e.description, status: .usage)) }
     }
 }
@@ -174,6 +185,10 @@ struct Reverse: ParsableCommand {
             let kiosk = try state.kiosk()
             let r = try kiosk.device.store.reverse(recordID: recordId, reason: reason, operator: `operator`, device: kiosk.device.context, now: kiosk.clock.now())
             print("reversed \(recordId): record \(r.recordID), \(yuan(-r.amountFen)) yuan")
+            // Receipt spec: a reversal prints its receipt (冲正凭条) too.
+            for t in ReceiptDesk(device: kiosk.device).issue(records: [r], holderName: "", matterName: nil, now: kiosk.clock.now()) {
+                print("  receipt: \(t.text)")
+            }
         } catch let f as CommandFailure { fail(f)
         } catch let e as LedgerError { fail(CommandFailure(message: e.description, status: .refused))
         } catch let e as StoreError { fail(CommandFailure(message: e.description, status: .storage)) }

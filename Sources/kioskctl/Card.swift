@@ -148,7 +148,7 @@ struct InspectReport {
                 var challenges = SystemChallengeSource()
                 let verdict = try session.authenticate(readout, trust: trust, challenges: &challenges)
                 return InspectReport(reader: reader, atr: atr, readout: readout, authenticity: verdict,
-                                     usageTrust: readout.usage?.trust(deviceKeys: trust.deviceKeys), now: now)
+                                     usageTrust: readout.usage?.trust(cardNumber: readout.holder.cardNumber, deviceKeys: trust.deviceKeys), now: now)
             }
         } catch {
             switch CardError(error) {
@@ -184,7 +184,7 @@ struct InspectReport {
             "card_type": readout.type.rawValue,
             "card_number": Masking.cardNumber(holder.cardNumber),
             "holder_name": Masking.name(holder.name),
-            "citizen_id": Masking.citizenID(holder.citizenID),
+            "person_ref": holder.personRef,
             "category": holder.category.codeString,
             "region": holder.region,
             "issued": holder.issued.description,
@@ -222,7 +222,8 @@ struct InspectReport {
         row("Reader:", reader)
         row("Card:", "\(readout.type.chineseName) (\(readout.type.rawValue)), ATR \(atr.hexString)")
         row("Card number:", Masking.cardNumber(holder.cardNumber))
-        row("Holder:", "\(Masking.name(holder.name))  ID \(Masking.citizenID(holder.citizenID))")
+        row("Holder:", Masking.name(holder.name))
+        row("Person ref:", holder.personRef)
         row("Category:", holder.category.description)
         row("Region:", holder.region)
         row("Valid:", "\(holder.issued) to \(holder.expires)" + (holder.isExpired(at: now) ? "  EXPIRED (card_expired)" : ""))

@@ -145,7 +145,7 @@ struct Charge: ParsableCommand {
 
     func validate() throws {
         guard billFen > 0 else { throw ValidationError("--bill-fen must be a positive number of fen") }
-        guard billFen <= 100_000_000 else { throw ValidationError("--bill-fen over 1,000,000 yuan is not a hospital bill") }
+        guard billFen <= Kiosk.maximumBillFen else { throw ValidationError("--bill-fen is at most 99999999 fen (receipt spec §1)") }
         guard !billRef.isEmpty, billRef.count <= 64 else { throw ValidationError("--bill-ref must be 1–64 characters") }
     }
 
@@ -156,9 +156,8 @@ struct Charge: ParsableCommand {
             let d = o.decision
             var receipts: [String] = []
             if d.isGranted && !noPrint {
-                let left = (try? kiosk.standing(of: o.card))?.programs.compactMap(\.remainingFen).reduce(0, +)
                 receipts = ReceiptDesk(device: kiosk.device).issue(records: o.records, holderName: o.card.readout.holder.name,
-                                                                    allowanceLeftFen: left, matterName: nil, now: kiosk.clock.now()).map(\.text)
+                                                                    matterName: nil, now: kiosk.clock.now()).map(\.text)
             }
             if json {
                 var j = cardJSON(o.card)
@@ -172,6 +171,7 @@ struct Charge: ParsableCommand {
                 j["allocations"] = d.allocations.map { ["program": $0.program, "subsidy_fen": $0.subsidyFen, "used_before_fen": $0.usedBeforeFen, "used_after_fen": $0.usedAfterFen] }
                 j["records"] = o.records.map(\.recordID)
                 if let s = o.cardSequence { j["card_sequence"] = Int(s) }
+                if let w = o.writeRefusal { j["write_refusal"] = ["command": w.command.rawValue, "sw": "\(w.status)"] }
                 printJSON(j)
             } else {
                 print("\(d.code.rawValue): \(d.code.message)" + (d.detail.isEmpty ? "" : " (\(d.detail))"))
@@ -201,7 +201,7 @@ struct ApplyLegalAid: ParsableCommand {
             var receipts: [String] = []
             if let r = o.record, !noPrint {
                 let name = o.decision.programs.compactMap { $0.program.matters?.first { $0.code == matter }?.name }.first
-                receipts = ReceiptDesk(device: kiosk.device).issue(records: [r], holderName: o.card.readout.holder.name, allowanceLeftFen: nil,
+                receipts = ReceiptDesk(device: kiosk.device).issue(records: [r], holderName: o.card.readout.holder.name,
                                                                     matterName: name, now: kiosk.clock.now()).map(\.text)
             }
             if json {

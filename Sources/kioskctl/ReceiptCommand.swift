@@ -67,13 +67,23 @@ struct ReceiptCommand: ParsableCommand {
                 let v = try ReceiptDesk(device: kiosk.device).verify(jws)
                 var o: [String: Any] = ["valid": true, "device_id": v.deviceID, "record_id": v.recordID, "kind": v.kind.rawValue,
                                         "card_number": v.maskedCardNumber, "time": Timestamp.string(v.time)]
-                if let b = v.billFen { o["bill_fen"] = b }
-                if let s = v.subsidyFen { o["subsidy_fen"] = s }
+                switch v.kind {
+                case .reversal:
+                    if let a = v.amountFen { o["amount_fen"] = a }
+                    if let r = v.reversedRecordID { o["reverses"] = r }
+                default:
+                    if let b = v.billFen { o["bill_fen"] = b }
+                    if let s = v.subsidyFen { o["subsidy_fen"] = s }
+                    if let p = v.patientPaysFen { o["patient_pays_fen"] = p }
+                    if let l = v.allowanceLeftFen { o["allowance_left_fen"] = l }
+                }
                 if let m = v.matterCode { o["matter"] = m }
                 if let r = try kiosk.device.store.record(v.recordID) { o["record_status"] = r.status }
                 if json { printJSON(o) } else {
                     Swift.print("VALID receipt \(v.recordID) (\(v.kind.title)) signed by \(v.deviceID), card \(v.maskedCardNumber), \(ReceiptFormat.chinaTime(v.time))"
-                                + (v.subsidyFen.map { ", subsidy \(ReceiptFormat.yuan($0)) of bill \(ReceiptFormat.yuan(v.billFen ?? 0))" } ?? "")
+                                + (v.kind == .reversal
+                                    ? ", gives back \(ReceiptFormat.yuan(v.amountFen ?? 0)) of \(v.reversedRecordID ?? "?")"
+                                    : (v.subsidyFen.map { ", subsidy \(ReceiptFormat.yuan($0)) of bill \(ReceiptFormat.yuan(v.billFen ?? 0)), patient pays \(ReceiptFormat.yuan(v.patientPaysFen ?? 0)), left \(ReceiptFormat.yuan(v.allowanceLeftFen ?? 0))" } ?? ""))
                                 + (v.matterCode.map { ", matter \($0)" } ?? ""))
                 }
             } catch let f as CommandFailure {

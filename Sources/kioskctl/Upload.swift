@@ -41,7 +41,10 @@ struct Upload: ParsableCommand {
         guard let url = URL(string: device.config.hubURL), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {
             fail(CommandFailure(message: "the provisioned hub URL \"\(device.config.hubURL)\" is not an http(s) URL; provision again", status: .notReady))
         }
-        var config = UploaderConfiguration(hubURL: device.config.hubURL)
+        var config: UploaderConfiguration
+        do { config = try UploaderConfiguration(hubURL: device.config.hubURL) } catch {
+            fail(CommandFailure(message: "\(error); provision again", status: .notReady))
+        }
         config.requestTimeout = .seconds(timeout)
         var environment = UploaderEnvironment.live
         environment.now = clock.now

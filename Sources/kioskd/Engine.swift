@@ -97,7 +97,7 @@ final class Engine: @unchecked Sendable {
     /// A bill from the hospital system: charged when a card is (or already was) presented.
     func submitBill(reference: String, fen: Int64) async throws -> ScreenState.Bill {
         guard kiosk.device.config.profile == .hospital else { throw ActionError.wrongProfile("township") }
-        guard fen > 0, fen <= 100_000_000 else { throw ActionError.invalid("bill_fen must be 1 to 100000000 fen") }
+        guard fen > 0, fen <= Kiosk.maximumBillFen else { throw ActionError.invalid("bill_fen must be 1 to 99999999 fen") }
         guard !reference.isEmpty, reference.count <= 64 else { throw ActionError.invalid("bill_reference must be 1 to 64 characters") }
         return try await perform { [self] in
             if let bill, bill.billReference != reference { throw ActionError.billWaiting(bill.billReference) }
@@ -125,7 +125,7 @@ final class Engine: @unchecked Sendable {
                 if let r = o.record {
                     result.records = [r.recordID]
                     let name = o.decision.programs.compactMap { $0.program.matters?.first { $0.code == matter }?.name }.first
-                    result.receipt = receipts.issue(records: [r], holderName: o.card.readout.holder.name, allowanceLeftFen: nil,
+                    result.receipt = receipts.issue(records: [r], holderName: o.card.readout.holder.name,
                                                     matterName: name, now: kiosk.clock.now()).map(\.text).joined(separator: "; ")
                     after.recordsQueued()
                     result.code = "applied"
@@ -165,8 +165,7 @@ final class Engine: @unchecked Sendable {
                 // Allowance left after this subsidy, for the receipt and the screen.
                 let left = (try? kiosk.standing(of: o.card))?.programs.map(Self.line) ?? []
                 result.programs = left
-                let remaining = left.isEmpty ? nil : left.compactMap(\.remainingFen).reduce(0, +)
-                result.receipt = receipts.issue(records: o.records, holderName: o.card.readout.holder.name, allowanceLeftFen: remaining,
+                result.receipt = receipts.issue(records: o.records, holderName: o.card.readout.holder.name,
                                                 matterName: nil, now: kiosk.clock.now()).map(\.text).joined(separator: "; ")
                 after.recordsQueued()
                 publish { $0.bill = nil }

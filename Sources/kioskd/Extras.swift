@@ -20,7 +20,7 @@ func extraServices(device: Device, engine: Engine, logger: Logger, upload: Bool)
         return []
     }
     let uploader = Uploader(store: device.store, device: device.context, signingKey: device.signingKey,
-                            configuration: UploaderConfiguration(hubURL: device.config.hubURL),
+                            configuration: try UploaderConfiguration(hubURL: device.config.hubURL),
                             httpClient: try Uploader.httpClient(hubCAPEM: device.config.hubCAPEM), logger: logger)
     engine.after.recordsQueued = { uploader.notify() }
     return [UploaderService(uploader: uploader)]

@@ -55,6 +55,14 @@ struct KioskDaemon: AsyncParsableCommand {
             logger.warning("pending deduction from before start-up: present the card to resolve it", metadata: [
                 "deduction": "\(d.id)", "card": "\(d.cardNumber.prefix(4))********\(d.cardNumber.suffix(4))", "since": "\(d.createdAt)"])
         }
+        // The device certificate (card spec §5.2): warned about 30 days before it runs out;
+        // without a valid one every subsidy is device_retired.
+        if let warning = kiosk.certificateWarning(now: clock.now()) {
+            logger.warning("device certificate", metadata: ["warning": "\(warning)"])
+        }
+        if let why = try device.store.clockFloor().suspicion(at: clock.now()) {
+            logger.error("device clock suspect: no subsidies until it reads sensibly (kioskctl clock reset after setting it)", metadata: ["why": "\(why)"])
+        }
         if let s = try device.store.installedSnapshot() {
             logger.info("snapshot", metadata: ["id": "\(s.header.snapshotID)", "expires": "\(s.header.expiresAt)"])
         } else {

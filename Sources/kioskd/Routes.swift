@@ -103,6 +103,17 @@ func buildRouter(engine: Engine, hub: ScreenHub, device: Device, registry: Prome
             o["queued_records"] = try device.store.records(status: "queued", limit: 1_000_000).count
             o["rejected_records"] = try device.store.records(status: "rejected", limit: 1_000_000).count
             o["pending_deductions"] = try device.store.pendingDeductions().count
+            let now = engine.kiosk.clock.now()
+            let floor = try device.store.clockFloor()
+            o["clock_suspect"] = floor.suspicion(at: now) != nil
+            if let f = floor.floor { o["clock_floor"] = Timestamp.string(f) }
+            if let cert = device.certificate {
+                o["certificate_valid_through"] = "\(cert.validThrough)"
+                o["certificate_valid"] = cert.isValid(at: now)
+            } else {
+                o["certificate_valid"] = false
+            }
+            if let w = engine.kiosk.certificateWarning(now: now) { o["certificate_warning"] = w }
         } catch {
             healthy = false
             o["store_error"] = "\(error)"

@@ -11,10 +11,11 @@ import SettlementHub
 struct SettlementHubCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "settlement-hub",
-        abstract: "Reference settlement hub: receives signed record batches from kiosks and stores each record once.",
+        abstract: "Reference settlement hub: receives signed record batches from kiosks, checks them, stores each record once.",
         discussion: """
-        Devices and their public keys come from a snapshot file's `device` records (--snapshot) and/or \
-        --device ID=BASE64. Stops gracefully on SIGTERM or SIGINT. \
+        The roster (programs, devices with institution and status, persons, cards with person_ref and \
+        public_key) comes from snapshot-format files, version 2 (--snapshot); --device ID=BASE64[,INSTITUTION] \
+        adds an active device. Records are checked as upload spec v2 §5 says. Stops gracefully on SIGTERM or SIGINT. \
         The --fail-*, --delay-ms, --nonsense and --fractional-received-at options make the hub misbehave \
         on purpose, for tests and training only.
         """
@@ -23,8 +24,9 @@ struct SettlementHubCommand: AsyncParsableCommand {
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "Port to listen on (0: any free port; the chosen one is printed).") var port = 8470
     @Option(help: "The hub's SQLite file.") var db = "settlement-hub.sqlite"
-    @Option(help: "Snapshot file (JSON lines) whose device records are registered; repeatable.") var snapshot: [String] = []
-    @Option(help: "A device to register: ID=BASE64 (Ed25519 public key); repeatable.") var device: [String] = []
+    @Option(help: "Roster: a snapshot-format file, version 2 (JSON lines: programs, devices, persons, cards with public_key); repeatable.")
+    var snapshot: [String] = []
+    @Option(help: "An active device to register: ID=BASE64[,INSTITUTION] (Ed25519 public key); repeatable.") var device: [String] = []
     @Option(help: "Most records per batch (more: 413).") var maxRecords = 500
     @Option(help: "Most bytes per batch (more: 413).") var maxBytes = 1 << 20
     @Option(help: "Test: misbehave on the first N batch requests.") var failFirst = 0
@@ -60,10 +62,10 @@ struct SettlementHubCommand: AsyncParsableCommand {
             h.logLevel = level
             return h
         }
-        var registry = DeviceRegistry()
+        var roster = Roster()
         do {
-            for path in snapshot { try registry.load(snapshot: path) }
-            for option in device { try registry.add(option: option) }
+            for path in snapshot { try roster.load(snapshot: path) }
+            for option in device { try roster.add(option: option) }
         } catch {
             throw ValidationError("\(error)")
         }
@@ -77,10 +79,10 @@ struct SettlementHubCommand: AsyncParsableCommand {
         }
         let database: HubDatabase
         do { database = try HubDatabase(path: db) } catch { throw ValidationError("cannot open \(db): \(error)") }
-        let hub = SettlementHub(database: database, registry: registry, limits: HubLimits(maxRecords: maxRecords, maxBytes: maxBytes),
+        let hub = SettlementHub(database: database, roster: roster, limits: HubLimits(maxRecords: maxRecords, maxBytes: maxBytes),
                                 faults: faults)
         let host = self.host
-        let devices = registry.devices.count
+        let devices = roster.devices.count, cards = roster.cards.count
         var tls: TLSConfiguration?
         if let tlsCert, let tlsKey {
             do { tls = try SettlementHub.tlsConfiguration(certificateChain: tlsCert, privateKey: tlsKey) } catch {
@@ -89,7 +91,7 @@ struct SettlementHubCommand: AsyncParsableCommand {
         }
         let scheme = tls == nil ? "http" : "https"
         let app = try hub.makeApplication(host: host, port: port, tls: tls) { port in
-            print("settlement-hub listening on \(scheme)://\(host):\(port) (\(devices) devices)")
+            print("settlement-hub listening on \(scheme)://\(host):\(port) (\(devices) devices, \(cards) cards)")
             fflush(stdout)
         }
         try await app.runService()

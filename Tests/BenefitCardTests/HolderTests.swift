@@ -21,7 +21,6 @@ import Testing
         // 11010519491231002X is the standard's own example.
         #expect(CitizenID.checkCharacter("11010519491231002") == "X")
         #expect(CitizenID.isValid("11010519491231002X") && CitizenID.isValid("11010519491231002x"))
-        #expect(CitizenID.normalized("11010519491231002x") == "11010519491231002X")
     }
 }
 
@@ -34,7 +33,10 @@ import Testing
     func everyVectorCardParses(_ number: String) throws {
         let v = Vectors.cards.first { $0.card_number == number }!
         let h = try Holder(object: Self.holderObject(number))
-        #expect(h.cardNumber == v.card_number && h.name == v.name && h.citizenID == v.citizen_id)
+        #expect(h.cardNumber == v.card_number && h.name == v.name)
+        #expect(h.personRef == v.person_ref)
+        // The identity number is validated, never kept: no field of the holder holds it.
+        #expect(!String(describing: h).contains(v.citizen_id))
         #expect(h.category.codeString == v.category && h.region == v.region)
         #expect(h.issued == CardDate(v.issued) && h.expires == CardDate(v.expires))
         #expect(h.issuerKeyID == "330782-issuer-test")
@@ -55,7 +57,7 @@ import Testing
         #expect(try Holder(object: t).cardNumber == "3307820000000017")
     }
 
-    @Test(arguments: [0xDF21, 0xDF22, 0xDF23, 0xDF24, 0xDF25, 0xDF26, 0xDF27, 0xDF28, 0xDF29] as [UInt32])
+    @Test(arguments: [0xDF21, 0xDF22, 0xDF23, 0xDF24, 0xDF25, 0xDF26, 0xDF27, 0xDF28, 0xDF29, 0xDF2A] as [UInt32])
     func missingRequiredTagIsUnreadable(_ tag: UInt32) throws {
         #expect(throws: CardFormatError.self) { try Holder(object: rebuilt(replacing: tag, with: nil)) }
     }
@@ -74,6 +76,8 @@ import Testing
             (0xDF27, Array("20251231".utf8)),                  // expires before issued
             (0xDF28, []),
             (0xDF29, [UInt8](repeating: 1, count: 31)),
+            (0xDF2A, [UInt8](repeating: 1, count: 15)),          // person reference of 15 bytes
+            (0xDF2A, [UInt8](repeating: 1, count: 17)),
         ]
         for (tag, value) in bad {
             #expect(throws: CardFormatError.self, "tag \(String(tag, radix: 16))") {
@@ -101,10 +105,34 @@ import Testing
         #expect(ChinaStandardTime.period(of: f.date(from: "2026-12-31T16:00:00Z")!) == "2027")
     }
 
+    @Test func personRefIsLowercaseHexOfDF2A() throws {
+        let ref: [UInt8] = [0xAB, 0xCD, 0xEF, 0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF, 0x01, 0x23, 0x45, 0x67, 0x89]
+        #expect(try Holder(object: rebuilt(replacing: 0xDF2A, with: ref)).personRef == "abcdef0123456789abcdef0123456789")
+        // The same person on two cards (…0041 and its replacement …0058): one reference.
+        let a = try Holder(object: Self.holderObject("3307820000000041")), b = try Holder(object: Self.holderObject("3307820000000058"))
+        #expect(a.personRef == b.personRef && a.cardNumber != b.cardNumber)
+    }
+
     @Test func masking() {
         #expect(Masking.cardNumber("3307820000000017") == "3307********0017")
         #expect(Masking.name("王秀英") == "王**")
         #expect(Masking.name("李") == "李")
-        #expect(Masking.citizenID("330782195603121285") == "330782********1285")
+    }
+
+    @Test func cardDatesInChinaStandardTime() throws {
+        let f = ISO8601DateFormatter()
+        #expect(CardDate(date: try #require(f.date(from: "2028-12-31T16:00:00Z"))).compact == "20290101")
+        #expect(CardDate(date: try #require(f.date(from: "2028-12-31T15:59:59Z"))).compact == "20281231")
+        #expect(CardDate(date: try #require(f.date(from: "2024-02-28T16:00:00Z"))) == CardDate("20240229"))
+        let d = try #require(CardDate("20270207"))
+        #expect(d.startChinaStandardTime == f.date(from: "2027-02-06T16:00:00Z"))
+        #expect(d.endOfDayChinaStandardTime == f.date(from: "2027-02-07T16:00:00Z"))
+        #expect(CardDate(year: 2026, month: 2, day: 29) == nil && CardDate(year: 2028, month: 2, day: 29) != nil)
+        for day in stride(from: -800_000.0, to: 80_000.0 * 86_400, by: 86_400 * 37.3) {
+            let date = Date(timeIntervalSince1970: day)
+            let viaCalendar = ChinaStandardTime.calendar.dateComponents([.year, .month, .day], from: date)
+            let c = CardDate(date: date)
+            #expect([c.year, c.month, c.day] == [viaCalendar.year, viaCalendar.month, viaCalendar.day])
+        }
     }
 }

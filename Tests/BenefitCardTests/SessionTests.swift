@@ -10,11 +10,11 @@ import VirtualCard
 @Suite struct SessionTests {
     @Test(arguments: Vectors.cards.map(\.card_number))
     func everyVectorCardReadsAndAuthenticates(_ number: String) throws {
-        let v = Vectors.cards.first { $0.card_number == number }!
+        let v = try #require(Vectors.cards.first { $0.card_number == number })
         let session = CardSession(channel: EmulatedChannel(Vectors.emulator(number)))
         let readout = try session.read()
         #expect(readout.type == (v.type == "medical" ? .medical : .legalAid))
-        #expect(readout.holder.name == v.name)
+        #expect(readout.holder.name == v.name && readout.holder.personRef == v.person_ref)
         #expect((readout.usage != nil) == (v.type == "medical"))
         var challenges = RecordingChallenges()
         #expect(try session.authenticate(readout, trust: Vectors.trust, challenges: &challenges) == .authentic)
@@ -23,12 +23,74 @@ import VirtualCard
 
     @Test(arguments: Vectors.cards.map(\.card_number))
     func internalAuthenticateMatchesTheVector(_ number: String) throws {
-        let v = Vectors.cards.first { $0.card_number == number }!
+        let v = try #require(Vectors.cards.first { $0.card_number == number })
         let session = CardSession(channel: EmulatedChannel(Vectors.emulator(number)))
         try session.select()
-        let r = try session.internalAuthenticate(challenge: [UInt8](hex: v.internal_authenticate["challenge"]!)!)
+        let r = try session.internalAuthenticate(challenge: Fx.hex(v.internal_authenticate["challenge"]))
         #expect(r.status == .success)
         #expect(r.data.hexString == v.internal_authenticate["response"])
+        // The card signs the digest of the EF.USAGE it holds (72 00 on a legal-aid card), which the terminal reads.
+        let readout = try session.read()
+        #expect(CardSession.usageDigest(of: readout).map { String(format: "%02x", $0) }.joined() == v.internal_authenticate["usage_sha256"])
+    }
+
+    /// cards.json `forgeries`: each one, emulated, is not authentic, for the reason the vectors give.
+    @Test(arguments: ["name_changed", "cloned", "stale_usage"])
+    func forgeriesAreNotAuthentic(_ name: String) throws {
+        let all = try #require(Vectors.json("cards.json")["forgeries"] as? [[String: Any]])
+        let f = try #require(all.first { $0["name"] as? String == name })
+        var d = Vectors.description(try #require(f["based_on"] as? String))
+        let files = try #require(f["files"] as? [String: String])
+        d.cardPrivateSeed = try #require(f["card_private_seed"] as? String)
+        var m = Misbehaviour()
+        if name == "stale_usage" {
+            // A relay: the genuine card (its own files) behind a terminal shown the older EF.USAGE.
+            m.staleUsage = try Fx.hex(files["usage"])
+        } else {
+            d.files = .init(holder: try #require(files["holder"]), signature: try #require(files["signature"]), usage: files["usage"])
+        }
+        let session = CardSession(channel: EmulatedChannel(try CardEmulator(description: d, misbehaviour: m)))
+        let readout = try session.read()
+        var c = FixedChallenge()
+        let expected: Authenticity = name == "name_changed" ? .notAuthentic(.issuerSignatureInvalid) : .notAuthentic(.internalAuthenticateFailed)
+        #expect(try session.authenticate(readout, trust: Vectors.trust, challenges: &c) == expected)
+        // The forged card's answer is the vectors' own.
+        let ia = try #require(f["internal_authenticate"] as? [String: String])
+        #expect(try session.internalAuthenticate(challenge: Array(0..<32)).data.hexString == ia["response"])
+        if name == "stale_usage" {
+            #expect(readout.usage?.sequence == 2 && readout.usage?.used(program: "HM-SUBSIDY", period: "2026") == 8000)
+        }
+    }
+
+    @Test func versionOneCardsAreUnreadable() throws {
+        func fci(_ version: [UInt8]?) -> [UInt8] {
+            var prop = [TLV(tag: 0xDF01, value: [0x01])]
+            if let version { prop.insert(TLV(tag: 0x9F08, value: version), at: 0) }
+            return TLV.constructed(0x6F, [TLV(tag: 0x84, value: CardType.medical.aid), TLV.constructed(0xA5, prop)]).encoded
+        }
+        #expect(throws: Never.self) { try CardSession.checkFCI(fci([0x02, 0x00]), for: .medical) }
+        #expect(throws: Never.self) { try CardSession.checkFCI(fci([0x02, 0x01]), for: .medical) }
+        #expect(throws: CardError.self) { try CardSession.checkFCI(fci([0x01, 0x00]), for: .medical) }
+        #expect(throws: CardError.self) { try CardSession.checkFCI(fci(nil), for: .medical) }
+    }
+
+    @Test func sessionMisuseThrowsInsteadOfTrapping() throws {
+        let session = CardSession(channel: EmulatedChannel(Vectors.emulator("3307820000000017")))
+        #expect(throws: CardError.self) { try session.readFile(sfi: 1) }
+        #expect(throws: CardError.self) { try session.internalAuthenticate(challenge: Array(0..<32)) }
+        #expect(throws: CardError.self) { try session.getChallenge() }
+        try session.select()
+        #expect(throws: CardError.self) { try session.internalAuthenticate(challenge: Array(0..<16)) }
+    }
+
+    @Test func unknownErrorsStayVisible() {
+        struct Strange: Error, CustomStringConvertible { var description: String { "strange thing" } }
+        let e = CardError(Strange())
+        guard case .unexpected(let what) = e else { Issue.record("\(e)"); return }
+        #expect(what.contains("Strange") && what.contains("strange thing"))
+        #expect(e != .unreadable(.fileMissing("x")) && e != .pcsc(.other(code: 0)))
+        #expect(CardError(PCSCError.removedCard) == .cardRemoved)
+        #expect(CardError(CardFormatError.fileMissing("EF.HOLDER")) == .unreadable(.fileMissing("EF.HOLDER")))
     }
 
     @Test func freshChallengeEverySession() throws {
@@ -88,124 +150,13 @@ import VirtualCard
         do { _ = try badUsage.read(); Issue.record("read a malformed EF.USAGE") } catch let e as CardError {
             guard case .unreadable = e else { Issue.record("\(e)"); return }
         }
+        // A version-1 record (no DF48) is unreadable too.
+        let stored = try Fx.hex(Vectors.description("3307820000000017").files.usage)
+        var v1 = try #require(try UsageRecord(fileBytes: stored).body)
+        v1.signedBytes = Array(v1.signedBytes.dropLast(18))
+        d.files.usage = UsageRecord(sequence: 3, body: v1).object.hexString
+        let v1Session = CardSession(channel: EmulatedChannel(try CardEmulator(description: d)))
+        #expect(throws: CardError.self) { try v1Session.read() }
     }
 }
 
-@Suite struct UsageRecordTests {
-    @Test func vectorRecordParsesAndVerifies() throws {
-        let bytes = [UInt8](hex: Vectors.description("3307820000000017").files.usage!)!
-        let r = try UsageRecord(fileBytes: bytes)
-        #expect(r.sequence == 3)
-        #expect(r.body?.period == "2026" && r.body?.terminalID == "KSK-TEST-0002" && r.body?.writtenAt == "2026-10-08T01:15:00Z")
-        #expect(r.body?.entries == [UsageRecord.Entry(program: "HM-SUBSIDY", usedFen: 12000)])
-        #expect(r.used(program: "HM-SUBSIDY", period: "2026") == 12000)
-        #expect(r.used(program: "HM-SUBSIDY", period: "2027") == 0)
-        #expect(r.trust(deviceKeys: Vectors.trust.deviceKeys) == .trusted(deviceID: "KSK-TEST-0002"))
-        #expect(r.trust(deviceKeys: [:]) == .untrusted(.unknownDevice("KSK-TEST-0002")))
-        #expect(r.trust(deviceKeys: ["KSK-TEST-0002": Vectors.device("KSK-TEST-0001").public]) == .untrusted(.badSignature))
-    }
-
-    @Test func emptyRecordOfANewCard() throws {
-        let r = try UsageRecord(fileBytes: [0x72, 0x00, 0xFF, 0xFF])
-        #expect(r.isEmpty && r.sequence == 0 && r.trust(deviceKeys: [:]) == .empty)
-    }
-
-    /// vectors/README: a bill of 10000 on …0017 writes sequence 4, period 2026, one entry HM-SUBSIDY 30000.
-    @Test func encodeSignsAndParsesBack() throws {
-        let signer = Vectors.device("KSK-TEST-0001").private
-        let at = ISO8601DateFormatter().date(from: "2026-11-22T03:00:00Z")!
-        let bytes = try UsageRecord.encode(period: "2026", sequence: 4, terminalID: "KSK-TEST-0001", writtenAt: at,
-                                           entries: [.init(program: "HM-SUBSIDY", usedFen: 30000)], signer: signer)
-        let r = try UsageRecord(fileBytes: bytes)
-        #expect(r.sequence == 4 && r.body?.writtenAt == "2026-11-22T03:00:00Z")
-        #expect(r.used(program: "HM-SUBSIDY", period: "2026") == 30000)
-        #expect(r.trust(deviceKeys: Vectors.trust.deviceKeys) == .trusted(deviceID: "KSK-TEST-0001"))
-        var tampered = bytes
-        tampered[tampered.count - 70] ^= 0x01   // a byte of the last entry's amount
-        #expect(try UsageRecord(fileBytes: tampered).trust(deviceKeys: Vectors.trust.deviceKeys) == .untrusted(.badSignature))
-    }
-
-    @Test func nextCarriesTheSamePeriodAndResetsANewOne() throws {
-        let r = try UsageRecord(fileBytes: [UInt8](hex: Vectors.description("3307820000000017").files.usage!)!)
-        let same = try r.next(period: "2026", setting: [("HM-SUBSIDY", 30000), ("HM-CS-OUTPATIENT", 500)])
-        #expect(same.sequence == 4 && same.entries == [.init(program: "HM-SUBSIDY", usedFen: 30000), .init(program: "HM-CS-OUTPATIENT", usedFen: 500)])
-        let newYear = try r.next(period: "2027", setting: [("HM-SUBSIDY", 10000)])
-        #expect(newYear.sequence == 4 && newYear.entries == [.init(program: "HM-SUBSIDY", usedFen: 10000)])
-        #expect(throws: UsageWriteError.tooManyPrograms) {
-            try UsageRecord.empty.next(period: "2026", setting: [("A", 1), ("B", 1), ("C", 1), ("D", 1)])
-        }
-    }
-
-    @Test func malformedRecordsAreUnreadable() {
-        let cases = ["72 03 DF 41 04", "71 00", "72 06 DF 41 04 32 30 32 36",
-                     "72 44 DF 46 40" + String(repeating: "00", count: 64)]   // signature but no fields
-        for hex in cases {
-            #expect(throws: CardFormatError.self, "\(hex)") { try UsageRecord(fileBytes: [UInt8](hex: hex)!) }
-        }
-    }
-}
-
-@Suite struct WriteTests {
-    static let at = ISO8601DateFormatter().date(from: "2026-11-22T03:00:00Z")!
-
-    func record(_ seq: UInt32, _ used: Int64 = 30000) throws -> [UInt8] {
-        try UsageRecord.encode(period: "2026", sequence: seq, terminalID: "KSK-TEST-0001", writtenAt: Self.at,
-                               entries: [.init(program: "HM-SUBSIDY", usedFen: used)], signer: Vectors.device("KSK-TEST-0001").private)
-    }
-
-    func session(_ m: Misbehaviour = Misbehaviour()) throws -> (CardSession, CardEmulator) {
-        let e = Vectors.emulator("3307820000000017", m)
-        let s = CardSession(channel: EmulatedChannel(e))
-        _ = try s.read()
-        return (s, e)
-    }
-
-    @Test func writeOnlyWithTheNextSequence() throws {
-        let (s, e) = try session()
-        #expect(throws: CardError.writeRefused(StatusWord(0x6985))) { try s.writeUsage(record(3)) }
-        #expect(throws: CardError.writeRefused(StatusWord(0x6985))) { try s.writeUsage(record(5)) }
-        try s.writeUsage(record(4))
-        #expect(e.file(3) == (try record(4)))
-        #expect(throws: CardError.writeRefused(StatusWord(0x6985))) { try s.writeUsage(record(4)) }   // replay
-        #expect(throws: CardError.writeRefused(StatusWord(0x6A80))) { try s.writeUsage([0x72, 0x03, 0xDF, 0x41, 0x04]) }
-        #expect(throws: CardError.writeRefused(StatusWord(0x6A80))) { try s.writeUsage([0x72, 0x00]) }
-        #expect(try UsageRecord(fileBytes: e.file(3)!).sequence == 4)
-    }
-
-    @Test func pulledBeforeTheWriteKeepsTheOldRecord() throws {
-        let (s, e) = try session(Misbehaviour(pullBeforeWrite: true))
-        let before = e.file(3)
-        #expect(throws: CardError.cardRemoved) { try s.writeUsage(record(4)) }
-        #expect(e.file(3) == before)
-    }
-
-    @Test func pulledAfterTheWriteHoldsTheNewRecord() throws {
-        let (s, e) = try session(Misbehaviour(pullAfterWrite: true))
-        #expect(throws: CardError.cardRemoved) { try s.writeUsage(record(4)) }
-        #expect(try UsageRecord(fileBytes: e.file(3)!).sequence == 4)
-    }
-
-    @Test func refusedWrites() throws {
-        let (s, e) = try session(Misbehaviour(refuseWrites: true))
-        let before = e.file(3)
-        #expect(throws: CardError.writeRefused(.memoryFailure)) { try s.writeUsage(record(4)) }
-        #expect(e.file(3) == before)
-    }
-
-    @Test func legalAidCardHasNoUsageFile() throws {
-        let e = Vectors.emulator("3307820000100025")
-        let ch = EmulatedChannel(e)
-        let s = CardSession(channel: ch)
-        #expect(try s.select() == .legalAid)
-        #expect(try s.readFile(sfi: 3) == nil)
-        // A write to it is refused by the card.
-        #expect(try ch.transmit(CommandAPDU(ins: 0xD6, p1: 0x83, p2: 0, data: record(1))).status == .conditionsNotSatisfied)
-    }
-
-    @Test func commandsBeforeSelectAreRefusedByTheCard() throws {
-        let ch = EmulatedChannel(Vectors.emulator("3307820000000017"))
-        #expect(try ch.transmit(CommandAPDU(ins: 0xB0, p1: 0x81, p2: 0, le: 0)).status == .conditionsNotSatisfied)
-        #expect(try ch.transmit(CommandAPDU(cla: 0x80, ins: 0xB0, p1: 0x81, p2: 0, le: 0)).status == .claNotSupported)
-        #expect(try ch.transmit(CommandAPDU(ins: 0x12, p1: 0, p2: 0)).status == .insNotSupported)
-    }
-}

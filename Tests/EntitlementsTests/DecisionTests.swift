@@ -15,8 +15,8 @@ let expires = ISO8601DateFormatter().date(from: "2027-01-31T00:00:00Z")!
 func view(card: CardStatus = .active, person: PersonStatus = .active, reason: String = "", programs: [Program] = [hm],
           usage: [String: UsageFigures] = [:], known: Bool = true) -> SnapshotView {
     SnapshotView(snapshotID: "S1", expiresAt: expires,
-                 card: known ? CardEntry(cardNumber: "3307820000000017", idHash: "h", status: card) : nil,
-                 person: known ? Person(idHash: "h", status: person, statusReason: reason, programs: programs.map(\.code)) : nil,
+                 card: known ? CardEntry(cardNumber: "3307820000000017", personRef: "h", status: card) : nil,
+                 person: known ? Person(personRef: "h", status: person, statusReason: reason, programs: programs.map(\.code)) : nil,
                  programs: programs, usage: usage)
 }
 
@@ -132,5 +132,39 @@ func medical(_ category: String = "01", expired: Bool = false, card: [String: Fe
                 #expect(a.subsidyFen > 0 && a.usedAfterFen == a.usedBeforeFen + a.subsidyFen)
             }
         }
+    }
+
+    /// Snapshot spec v2 §6 order: device_retired, then clock_suspect, before the snapshot's
+    /// codes; subsidy-only codes are skipped for a status check.
+    @Test func deviceAndClockCodesComeFirstForSubsidiesOnly() {
+        let v = view(card: .lost, usage: ["HM-SUBSIDY": UsageFigures(snapshotFen: 20000)])
+        let both = DeviceStanding(retired: "certificate ran out", clockSuspect: "clock behind")
+        #expect(Decide.subsidy(card: medical(), view: v, billFen: 100, now: now, device: both).code == .deviceRetired)
+        #expect(Decide.subsidy(card: medical(), view: v, billFen: 100, now: now, device: DeviceStanding(clockSuspect: "behind")).code == .clockSuspect)
+        #expect(Decide.subsidy(card: medical(), view: nil, billFen: 100, now: now, device: DeviceStanding(clockSuspect: "behind")).code == .clockSuspect)
+        #expect(Decide.status(card: medical(), view: v, now: now).code == .cardLost)
+        // A card whose time is ahead refuses that card only, for subsidies.
+        var ahead = medical()
+        ahead.clockAhead = "card period 2027"
+        #expect(Decide.subsidy(card: ahead, view: view(), billFen: 100, now: now).code == .clockSuspect)
+        #expect(Decide.status(card: ahead, view: view(), now: now).code == .eligible)
+        #expect(Decide.subsidy(card: medical(), view: view(), billFen: 100, now: now).code == .granted)
+    }
+
+    /// A person list naming a program twice never grants twice the remaining allowance.
+    @Test func aDuplicateProgramCountsOnce() {
+        var v = view(programs: [hm, hm], usage: ["HM-SUBSIDY": UsageFigures(snapshotFen: 20000)])
+        v.person?.programs = ["HM-SUBSIDY", "HM-SUBSIDY"]
+        let g = Decide.subsidy(card: medical(), view: v, billFen: 100_000, now: now)
+        #expect(g.subsidyFen == 40000 && g.allocations.count == 1)
+    }
+
+    @Test func identifierRules() {
+        #expect(Identifiers.isPersonRef("997bb21c2fd71da3a74ad22ada8a3d3e"))
+        #expect(!Identifiers.isPersonRef("997BB21C2FD71DA3A74AD22ADA8A3D3E"))
+        #expect(!Identifiers.isPersonRef("997bb21c2fd71da3a74ad22ada8a3d3"))
+        #expect(Identifiers.isProgramCode("HM-CS-OUTPATIENT") && !Identifiers.isProgramCode("HM-CS-OUTPATIENT1") && !Identifiers.isProgramCode("hm"))
+        #expect(Identifiers.isDeviceID("KSK-TEST-0001") && !Identifiers.isDeviceID("KSK-TEST-0001-EXTRA-LONG") && !Identifiers.isDeviceID("ksk"))
+        #expect(Identifiers.isMatterCode("social_insurance") && !Identifiers.isMatterCode("Social"))
     }
 }

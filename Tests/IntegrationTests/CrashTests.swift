@@ -12,13 +12,16 @@ extension PCSCIntegrationTests {
     func provisionedStateDir() throws -> String {
         let dir = Scratch.folder("crash").path
         let keys = Vectors.keys
+        let certFile = "\(dir)/KSK-TEST-0001.cert"
+        try TestDevices.certificate("KSK-TEST-0001").hexString.write(toFile: certFile, atomically: true, encoding: .utf8)
         let (s1, _, e1) = try Harness.run("kioskctl", [
             "provision", "--state-dir", dir, "--device-id", "KSK-TEST-0001", "--institution", "330782-H01", "--profile", "hospital",
             "--issuer-key", "330782-issuer-test=\((keys["issuer"] as! [String: String])["public_key"]!)",
             "--authority-key", "330782-auth-test=\((keys["authority"] as! [String: String])["public_key"]!)",
+            "--device-ca-key", "\(TestDevices.ca.id)=\(TestDevices.ca.publicKey)", "--device-cert", certFile,
             "--hub-url", "http://127.0.0.1:9", "--printer", "file:\(dir)/receipts/",
             "--device-key-seed", ((keys["devices"] as! [String: [String: String]])["KSK-TEST-0001"]!)["private_seed"]!,
-        ])
+        ], environment: ["BENEFIT_KIOSK_TEST_NOW": "2026-11-22T03:00:00Z"])
         #expect(s1 == 0, "\(e1)")
         let (s2, out, e2) = try Harness.run("kioskctl", ["snapshot", "install", "--state-dir", dir, Vectors.url("snapshot-small.jsonl").path],
                                             environment: ["BENEFIT_KIOSK_TEST_NOW": "2026-11-22T03:00:00Z"])
@@ -59,7 +62,9 @@ extension PCSCIntegrationTests {
         try Harness.withCard(emulator) { _, _ in
             let (status, charge, err) = try kioskctl(dir, ["charge", "--bill-fen", "5000", "--bill-ref", "K2"])
             #expect(status == 0 && charge?["decision"] as? String == "granted", "\(err)")
-            #expect(charge?["card_sequence"] as? Int == (written ? 5 : 4))
+            // Written: the resolution's confirming write took sequence 5 (for the card's
+            // acknowledgement), so this charge writes 6.
+            #expect(charge?["card_sequence"] as? Int == (written ? 6 : 4))
         }
         let seqs = try device.store.records().map(\.seq)
         #expect(seqs == Array(1...Int64(seqs.count)))
@@ -73,7 +78,8 @@ extension PCSCIntegrationTests {
         text = text.replacingOccurrences(of: "\"used_fen\":20000", with: "\"used_fen\":10000")
             .replacingOccurrences(of: "\"issued_at\":\"2026-11-22T02:00:00Z\"", with: "\"issued_at\":\"2026-11-23T02:00:00Z\"")
         try text.write(to: bad, atomically: true, encoding: .utf8)
-        let (s, _, err) = try Harness.run("kioskctl", ["snapshot", "install", "--state-dir", dir, bad.path])
+        let (s, _, err) = try Harness.run("kioskctl", ["snapshot", "install", "--state-dir", dir, bad.path],
+                                          environment: ["BENEFIT_KIOSK_TEST_NOW": "2026-11-22T03:00:00Z"])
         #expect(s == 8 && err == "kioskctl: snapshot refused (sha256_mismatch): sha256 does not match the file\n")
         let (_, q, _) = try kioskctl(dir, ["queue"])
         let records = (q?["records"] as? [[String: Any]]) ?? []

@@ -133,6 +133,7 @@ extension PCSCIntegrationTests {
             "provision", "--state-dir", dir, "--device-id", "KSK-TEST-0001", "--institution", "330782-T01", "--profile", "township",
             "--issuer-key", "330782-issuer-test=\((keys["issuer"] as! [String: String])["public_key"]!)",
             "--authority-key", "330782-auth-test=\((keys["authority"] as! [String: String])["public_key"]!)",
+            "--device-ca-key", "\(TestDevices.ca.id)=\(TestDevices.ca.publicKey)",
             "--hub-url", "http://127.0.0.1:9", "--printer", "file:\(dir)/receipts/"])
         #expect(s == 0, "\(e)")
         let d = try Daemon(stateDir: dir)

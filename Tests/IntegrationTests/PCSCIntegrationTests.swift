@@ -1,4 +1,6 @@
 import BenefitCard
+import Crypto
+import KioskStore
 import Foundation
 import SmartCard
 import TestVectors
@@ -62,48 +64,100 @@ import VirtualCard
         }
     }
 
-    func usage(_ seq: UInt32, _ used: Int64) throws -> [UInt8] {
-        try UsageRecord.encode(period: "2026", sequence: seq, terminalID: "KSK-TEST-0001",
-                               writtenAt: ISO8601DateFormatter().date(from: "2026-11-22T03:00:00Z")!,
-                               entries: [.init(program: "HM-SUBSIDY", usedFen: used)], signer: Vectors.device("KSK-TEST-0001").private)
+    /// Every case of write-vectors.json through pcscd: each APDU's answer and status word,
+    /// and what the card holds afterwards (card spec §5.2–5.4).
+    @Test func everyWriteVectorThroughPCSCD() throws {
+        let cases = try #require(Vectors.json("write-vectors.json")["cases"] as? [[String: Any]])
+        #expect(cases.count == 35)
+        for c in cases {
+            let name = c["name"] as? String ?? "?"
+            let number = try #require(c["card_number"] as? String)
+            var d = Vectors.description(number)
+            d.files.usage = c["stored_usage"] as? String
+            let emulator = try CardEmulator(description: d)
+            let steps = try #require(c["steps"] as? [[String: Any]])
+            try Harness.withCard(emulator) { ctx, _ in
+                let connection = try ctx.connect(reader: Harness.reader)
+                try connection.withTransaction { _ in
+                    for step in steps {
+                        let apdu = try #require((step["apdu"] as? String).flatMap { [UInt8](hex: $0) })
+                        let command = step["command"] as? String ?? ""
+                        // The card draws the challenge the vector shows (random on a real card).
+                        if command == "GET CHALLENGE", let challenge = step["response"] as? String {
+                            emulator.setFixedChallenge([UInt8](hex: challenge))
+                        }
+                        let answer = try connection.transmitRaw(apdu)
+                        // SELECT's FCI is not in the vectors: its status word is.
+                        let got = command == "SELECT" ? Array(answer.suffix(2)).hexString : answer.hexString
+                        let expected = (step["response"] as? String ?? "") + (step["sw"] as? String ?? "")
+                        #expect(got == expected, "\(name): \(command)")
+                    }
+                }
+            }
+            #expect(emulator.usageObject?.hexString == (c["usage_after"] as? String), "\(name): what the card holds")
+        }
     }
 
-    @Test func usageWriteAndItsRefusals() throws {
+    /// A cardholder with a USB reader plays the attacker with raw APDUs (the script runner):
+    /// writing a lower figure back, replaying another card's record, writing without a
+    /// certificate or with a foreign CA's. The card refuses each; it keeps its record.
+    @Test func anAttackerWithAUSBReaderIsRefusedByTheCard() throws {
+        let write = try #require(Vectors.json("write-vectors.json")["write"] as? [String: Any])
         let emulator = Vectors.emulator("3307820000000017")
-        try Harness.withCard(emulator) { ctx, _ in
-            let session = CardSession(channel: try ctx.connect(reader: Harness.reader))
-            let before = try session.read().usage!
-            #expect(before.sequence == 3)
-            try session.writeUsage(usage(4, 30000))
-            #expect(throws: CardError.writeRefused(StatusWord(0x6985))) { try session.writeUsage(usage(4, 30000)) }
+        let held = emulator.usageObject
+        let certificate = try #require(write["certificate"] as? String)
+        // Lower figure: sequence 4, HM-SUBSIDY 0, signed by a key the attacker made up.
+        let attacker = Curve25519.Signing.PrivateKey()
+        let lower = try UsageRecord.encode(cardNumber: "3307820000000017", period: "2026", sequence: 4, terminalID: "KSK-TEST-0001",
+                                           writtenAt: Timestamp.date("2026-11-22T03:00:00Z")!, entries: [.init(program: "HM-SUBSIDY", usedFen: 0)],
+                                           challenge: Array(repeating: 0, count: 16), signer: attacker)
+        // Another card's genuine record replayed onto this one.
+        let other = try #require(try Self.writeCaseGlobal("first_write_two_programs")["usage_after"] as? String)
+        let scripts: [(String, String)] = [
+            ("no certificate", "00A4040008F14855494D494E0100\n0084000010\n00D68300\(String(format: "%02X", lower.count))\(lower.hexString)00"),
+            ("replayed record", "00A4040008F14855494D494E0100\n002A00BE\(String(format: "%02X", certificate.count / 2))\(certificate)\n0084000010\n00D68300\(String(format: "%02X", other.count / 2))\(other)00"),
+            ("lower figure, own key", "00A4040008F14855494D494E0100\n002A00BE\(String(format: "%02X", certificate.count / 2))\(certificate)\n0084000010\n00D68300\(String(format: "%02X", lower.count))\(lower.hexString)00"),
+        ]
+        for (what, text) in scripts {
+            let script = try APDUScript(text)
+            try Harness.withCard(emulator) { ctx, _ in
+                let connection = try ctx.connect(reader: Harness.reader)
+                let results = try script.run(raw: connection)
+                let last = try #require(results.last)
+                #expect(!last.response.status.isSuccess, "\(what) was accepted")
+            }
+            #expect(emulator.usageObject == held, "\(what) changed the card")
         }
-        // Presented again: the new record is there, and trusted.
-        try Harness.withCard(emulator) { ctx, _ in
-            let r = try CardSession(channel: try ctx.connect(reader: Harness.reader)).read().usage!
-            #expect(r.sequence == 4 && r.used(program: "HM-SUBSIDY", period: "2026") == 30000)
-            #expect(r.trust(deviceKeys: Vectors.trust.deviceKeys) == .trusted(deviceID: "KSK-TEST-0001"))
-        }
-        emulator.setMisbehaviour(Misbehaviour(refuseWrites: true))
-        try Harness.withCard(emulator) { ctx, _ in
-            let session = CardSession(channel: try ctx.connect(reader: Harness.reader))
-            _ = try session.read()
-            #expect(throws: CardError.writeRefused(.memoryFailure)) { try session.writeUsage(usage(5, 31000)) }
-        }
+    }
+
+    static func writeCaseGlobal(_ name: String) throws -> [String: Any] {
+        let cases = try #require(Vectors.json("write-vectors.json")["cases"] as? [[String: Any]])
+        return try #require(cases.first { $0["name"] as? String == name })
     }
 
     @Test(arguments: [false, true])
     func cardPulledAroundTheWrite(after: Bool) throws {
+        let write = try #require(Vectors.json("write-vectors.json")["write"] as? [String: Any])
+        let object = try #require((write["usage_object"] as? String).flatMap { [UInt8](hex: $0) })
+        let cert = try DeviceCertificate(bytes: try #require((write["certificate"] as? String).flatMap { [UInt8](hex: $0) }))
         let emulator = Vectors.emulator("3307820000000017", Misbehaviour(pullBeforeWrite: !after, pullAfterWrite: after))
+        emulator.setFixedChallenge([UInt8](hex: "00112233445566778899AABBCCDDEEFF"))
+        let key = Vectors.cards[0].card_public_key
         try Harness.withCard(emulator) { ctx, client in
             let session = CardSession(channel: try ctx.connect(reader: Harness.reader))
             _ = try session.read()
-            #expect(throws: CardError.cardRemoved) { try session.writeUsage(usage(4, 30000)) }
+            try session.verifyCertificate(cert)
+            let challenge = try session.getChallenge()
+            #expect(throws: CardError.cardRemoved) {
+                _ = try session.writeUsage(object, cardNumber: "3307820000000017", sequence: 4, challenge: challenge,
+                                           cardPublicKey: [UInt8](Data(base64Encoded: key)!))
+            }
             #expect(client.waitUntilRemoved(timeout: 5))
             #expect(try ctx.waitForCard(in: Harness.reader, present: false, timeout: 5))
         }
         // Back on the reader: the card holds the old record (pulled before) or the new one (after).
         try Harness.withCard(emulator) { ctx, _ in
-            let r = try CardSession(channel: try ctx.connect(reader: Harness.reader)).read().usage!
+            let r = try #require(try CardSession(channel: try ctx.connect(reader: Harness.reader)).read().usage)
             #expect(r.sequence == (after ? 4 : 3))
         }
     }
@@ -145,7 +199,7 @@ import VirtualCard
             #expect(json["card_number"] as? String == "3307********0017")
             #expect(json["holder_name"] as? String == "王**")
             #expect(json["authentic"] as? Bool == true)
-            #expect(!out.contains("王秀英") && !out.contains("330782195603121285"))
+            #expect(!out.contains("王秀英") && !out.contains("330782195603121285") && !out.contains("1956"))
             let usage = json["usage"] as! [String: Any]
             #expect(usage["sequence"] as? Int == 3 && usage["trusted"] as? Bool == true)
         }

@@ -16,7 +16,9 @@ import VirtualCard
         defer { _ = runToEnd("/bin/umount", ["-l", mountPoint.path]) }
         let stateDir = mountPoint.appendingPathComponent("state")
         let base = try Fixture.device()
-        let device = try Device.provision(stateDir: stateDir, config: base.config, seed: base.signingKey.rawRepresentation, replaceKey: false)
+        try Device.provision(stateDir: stateDir, config: base.config, seed: base.signingKey.rawRepresentation, replaceKey: false)
+            .installCertificate(TestDevices.certificate("KSK-TEST-0001"), now: Fixture.now)
+        let device = try Device(stateDir: stateDir)
         try device.store.installSnapshot(at: Fixture.url("snapshot-small.jsonl"), trustedAuthorities: Fixture.authorities, now: Fixture.now)
         let kiosk = Kiosk(device: device, clock: .fixed(Fixture.now))
         let cards = try CardDescription.decode(Data(contentsOf: Fixture.url("cards.json")))

@@ -6,7 +6,9 @@ import KioskStore
 import Testing
 
 @Suite struct LedgerTests {
-    let ih17 = "ab0c8ad7629e95b976c51368c5dd25b377165922036e377038cdf1fe8ec10595"
+    let ih17 = "997bb21c2fd71da3a74ad22ada8a3d3e"   // …0017's person_ref (DF2A)
+    let challenge = [UInt8](0..<16)
+    let ack = [UInt8](repeating: 0xA5, count: 64)
 
     func ready() throws -> Device {
         let d = try Fixture.device()
@@ -21,9 +23,9 @@ import Testing
 
     func deduct(_ d: Device, bill: Fen, ref: String) throws -> (Int64, SubsidyDecision) {
         let decision = try decide(d, bill: bill)
-        let id = try d.store.beginDeduction(device: d.context, cardNumber: "3307820000000017", idHash: ih17, period: "2026",
+        let id = try d.store.beginDeduction(device: d.context, cardNumber: "3307820000000017", personRef: ih17, period: "2026",
                                             cardFen: ["HM-SUBSIDY": 12000], decision: decision, billReference: ref,
-                                            cardSequence: 4, usageObject: [0x72, 0x00], now: Fixture.now)
+                                            cardSequence: 4, usageObject: [0x72, 0x00], cardChallenge: challenge, now: Fixture.now)
         return (id, decision)
     }
 
@@ -36,14 +38,18 @@ import Testing
         let d = try ready()
         let (id, _) = try deduct(d, bill: 10000, ref: "B1")
         #expect(try d.store.view(cardNumber: "3307820000000017", period: "2026")?.usage["HM-SUBSIDY"]?.localFen == 10000)
-        let records = try d.store.commitDeduction(id, device: d.context, now: Fixture.now)
+        let records = try d.store.commitDeduction(id, device: d.context, ack: ack, now: Fixture.now)
         #expect(records.map(\.recordID) == ["KSK-TEST-0001-1"])
         let body = records[0].json
         #expect(body["kind"] as? String == "medical_subsidy" && body["seq"] as? Int == 1 && body["subsidy_fen"] as? Int == 10000)
         #expect(body["used_before_fen"] as? Int == 20000 && body["used_after_fen"] as? Int == 30000 && body["card_sequence"] as? Int == 4)
         #expect(body["institution"] as? String == "330782-H01" && body["snapshot_id"] as? String == "330782-20261122-01")
+        // Version 2: the person by reference, the write's challenge and the card's acknowledgement.
+        #expect(body["person_ref"] as? String == ih17 && body["id_hash"] == nil)
+        #expect(body["card_challenge"] as? String == "000102030405060708090a0b0c0d0e0f")
+        #expect(body["card_ack"] as? String == Data(ack).base64EncodedString())
         // Committing again hands back the same records: exactly once.
-        #expect(try d.store.commitDeduction(id, device: d.context, now: Fixture.now).map(\.recordID) == ["KSK-TEST-0001-1"])
+        #expect(try d.store.commitDeduction(id, device: d.context, ack: ack, now: Fixture.now).map(\.recordID) == ["KSK-TEST-0001-1"])
         #expect(try d.store.view(cardNumber: "3307820000000017", period: "2026")?.usage["HM-SUBSIDY"]?.localFen == 10000)
 
         let (id2, _) = try deduct(d, bill: 5000, ref: "B2")
@@ -56,18 +62,18 @@ import Testing
         let d = try ready()
         let stale = try decide(d, bill: 30000)
         let (id, _) = try deduct(d, bill: 30000, ref: "B1")
-        try d.store.commitDeduction(id, device: d.context, now: Fixture.now)
+        try d.store.commitDeduction(id, device: d.context, ack: ack, now: Fixture.now)
         // The first decision no longer holds: used moved from 20000 to 50000.
         #expect(throws: LedgerError.staleDecision(program: "HM-SUBSIDY")) {
-            try d.store.beginDeduction(device: d.context, cardNumber: "3307820000000017", idHash: ih17, period: "2026", cardFen: ["HM-SUBSIDY": 12000],
-                                       decision: stale, billReference: "B2", cardSequence: 5, usageObject: [0x72, 0x00], now: Fixture.now)
+            try d.store.beginDeduction(device: d.context, cardNumber: "3307820000000017", personRef: ih17, period: "2026", cardFen: ["HM-SUBSIDY": 12000],
+                                       decision: stale, billReference: "B2", cardSequence: 5, usageObject: [0x72, 0x00], cardChallenge: challenge, now: Fixture.now)
         }
         // A forged decision past the limit.
         let forged = SubsidyDecision(code: .granted, detail: "", billFen: 20000,
                                      allocations: [Allocation(program: "HM-SUBSIDY", subsidyFen: 20000, usedBeforeFen: 50000, usedAfterFen: 70000)])
         #expect(throws: LedgerError.overLimit(program: "HM-SUBSIDY")) {
-            try d.store.beginDeduction(device: d.context, cardNumber: "3307820000000017", idHash: ih17, period: "2026", cardFen: ["HM-SUBSIDY": 12000],
-                                       decision: forged, billReference: "B3", cardSequence: 5, usageObject: [0x72, 0x00], now: Fixture.now)
+            try d.store.beginDeduction(device: d.context, cardNumber: "3307820000000017", personRef: ih17, period: "2026", cardFen: ["HM-SUBSIDY": 12000],
+                                       decision: forged, billReference: "B3", cardSequence: 5, usageObject: [0x72, 0x00], cardChallenge: challenge, now: Fixture.now)
         }
         #expect(throws: LedgerError.duplicateBill("B1")) { _ = try deduct(d, bill: 100, ref: "B1") }
         _ = try deduct(d, bill: 100, ref: "B4")
@@ -77,7 +83,7 @@ import Testing
     @Test func settledThroughDecidesWhatLCounts() throws {
         let d = try ready()
         let (id, _) = try deduct(d, bill: 10000, ref: "B1")
-        let r = try d.store.commitDeduction(id, device: d.context, now: Fixture.now)[0]
+        let r = try d.store.commitDeduction(id, device: d.context, ack: ack, now: Fixture.now)[0]
         // Acknowledged after settled_through (01:59): the snapshot does not count it yet.
         try d.store.markDelivered(recordID: r.recordID, status: "accepted", receivedAt: "2026-11-22T03:00:05Z", reason: nil)
         #expect(try d.store.view(cardNumber: "3307820000000017", period: "2026")?.usage["HM-SUBSIDY"]?.localFen == 10000)
@@ -86,17 +92,18 @@ import Testing
         h["snapshot_id"] = "330782-20261123-01"; h["issued_at"] = "2026-11-23T02:00:00Z"; h["settled_through"] = "2026-11-23T01:59:00Z"
         let records = Fixture.vectorRecords.map { rec -> [String: Any] in
             var rec = rec
-            if rec["type"] as? String == "usage", rec["id_hash"] as? String == ih17, rec["period"] as? String == "2026" { rec["used_fen"] = 30000 }
+            if rec["type"] as? String == "usage", rec["person_ref"] as? String == ih17, rec["period"] as? String == "2026" { rec["used_fen"] = 30000 }
             return rec
         }
-        try d.store.installSnapshot(at: Fixture.snapshot(header: h, records: records), trustedAuthorities: Fixture.authorities, now: Fixture.now)
+        try d.store.installSnapshot(at: Fixture.snapshot(header: h, records: records), trustedAuthorities: Fixture.authorities,
+                                    now: Timestamp.date("2026-11-23T03:00:00Z")!)
         #expect(try d.store.view(cardNumber: "3307820000000017", period: "2026")?.usage["HM-SUBSIDY"] == UsageFigures(snapshotFen: 30000, localFen: 0))
     }
 
     @Test func reversalsOnceAndOnlyOfSubsidies() throws {
         let d = try ready()
         let (id, _) = try deduct(d, bill: 10000, ref: "B1")
-        let r = try d.store.commitDeduction(id, device: d.context, now: Fixture.now)[0]
+        let r = try d.store.commitDeduction(id, device: d.context, ack: ack, now: Fixture.now)[0]
         let rv = try d.store.reverse(recordID: r.recordID, reason: "wrong patient", operator: "op-7", device: d.context, now: Fixture.now)
         #expect(rv.recordID == "KSK-TEST-0001-2" && rv.json["reverses"] as? String == r.recordID && rv.json["amount_fen"] as? Int == 10000)
         #expect(try d.store.view(cardNumber: "3307820000000017", period: "2026")?.usage["HM-SUBSIDY"]?.localFen == 0)
@@ -138,5 +145,39 @@ import Testing
         #expect(throws: DeviceError.self) { try Device.provision(stateDir: d.stateDir, config: d.config, seed: Data(repeating: 1, count: 32), replaceKey: false) }
         let attrs = try FileManager.default.attributesOfItem(atPath: d.stateDir.appendingPathComponent("device.key").path)
         #expect((attrs[.posixPermissions] as? Int) == 0o600)
+    }
+
+    /// Issue 8 item 5 / fail closed: an unreadable allocations column is an error, never
+    /// "nothing allocated" (that would undercount L).
+    @Test func unreadableAllocationsFailClosed() throws {
+        let d = try ready()
+        _ = try deduct(d, bill: 10000, ref: "B1")
+        try d.store.pool.write { try $0.execute(sql: "UPDATE deduction SET allocations = 'garbage'") }
+        #expect(throws: StoreError.self) { _ = try d.store.view(cardNumber: "3307820000000017", period: "2026") }
+        #expect(throws: StoreError.self) { _ = try d.store.pendingDeductions() }
+    }
+
+    /// Sync spec §6: records and card writes raise the floor, never lower it; a reset
+    /// restarts it from the clock's reading with an alert that says who and why.
+    @Test func theClockFloorRisesAndResets() throws {
+        let d = try ready()
+        #expect(try d.store.clockFloor().floor == nil || true)
+        let later = Fixture.now.addingTimeInterval(3600)
+        try d.store.recordAlert(device: d.context, code: "printer_fault", cardNumber: nil, detail: "x", now: later)
+        #expect(try d.store.clockFloor().floor == later)
+        // A record made with the clock back does not lower it.
+        try d.store.recordAlert(device: d.context, code: "printer_fault", cardNumber: nil, detail: "y", now: Fixture.now)
+        let floor = try d.store.clockFloor()
+        #expect(floor.floor == later)
+        #expect(floor.suspicion(at: later.addingTimeInterval(-599)) == nil)
+        #expect(floor.suspicion(at: later.addingTimeInterval(-601)) != nil)
+        // The alert is raised once.
+        #expect(try d.store.noteClockSuspect(now: Fixture.now, device: d.context, detail: "test") == true)
+        #expect(try d.store.noteClockSuspect(now: Fixture.now, device: d.context, detail: "test") == false)
+        let r = try d.store.resetClockFloor(now: Fixture.now, operator: "TECH-1", reason: "RTC battery replaced", device: d.context)
+        #expect(r.json["code"] as? String == "clock_reset" && r.json["operator"] as? String == "TECH-1")
+        let after = try d.store.clockFloor()
+        #expect(after.floor == Fixture.now && after.resetBy == "TECH-1" && after.suspectSince == nil)
+        #expect(after.suspicion(at: Fixture.now) == nil)
     }
 }

@@ -17,6 +17,12 @@ import VirtualCard
 /// snapshot with the settled usage installed everywhere. Whatever happens, the subsidies
 /// committed for a person, program and year never pass the program's limit, and every
 /// deduction ends resolved exactly once.
+///
+/// Contract v2 adds the attacker and the unlucky kiosk: a cardholder with a USB reader who
+/// tries to write the card back whenever they can (an earlier genuine record, a lower figure
+/// signed with a key of their own, with and without the public device certificate), and
+/// kiosks whose clocks are skewed (minutes either way, six weeks fast, a year slow). The card
+/// refuses every rewrite, and still nothing passes the limit.
 @Suite struct MultiKioskPropertyTests {
     struct Card { let emulator: CardEmulator; let number: String }
 
@@ -33,7 +39,7 @@ import VirtualCard
 
         var clock = Timestamp.date("2026-12-20T00:00:00Z")!
         var snapshotNumber = 0
-        var settledUsage: [String: Fen] = [:]   // "id_hash|program|period" → fen
+        var settledUsage: [String: Fen] = [:]   // "person_ref|program|period" → fen
 
         func publish() throws {
             snapshotNumber += 1
@@ -46,11 +52,11 @@ import VirtualCard
             records += kiosks.map { ["type": "device", "device_id": $0.config.deviceID, "public_key": $0.publicKeyBase64, "institution": "330782-H01", "status": "active"] }
             let base = Fixture.vectorRecords.filter { $0["type"] as? String == "usage" }
             var usage: [String: Fen] = [:]
-            for u in base { usage["\(u["id_hash"]!)|\(u["program"]!)|\(u["period"]!)"] = Fen(u["used_fen"] as! Int) }
+            for u in base { usage["\(u["person_ref"]!)|\(u["program"]!)|\(u["period"]!)"] = Fen(u["used_fen"] as! Int) }
             for (k, v) in settledUsage { usage[k, default: 0] += v }
             for (k, v) in usage {
                 let p = k.split(separator: "|").map(String.init)
-                records.append(["type": "usage", "id_hash": p[0], "program": p[1], "period": p[2], "used_fen": v])
+                records.append(["type": "usage", "person_ref": p[0], "program": p[1], "period": p[2], "used_fen": v])
             }
             let file = try Fixture.snapshot(header: h, records: records)
             for k in kiosks { try k.store.installSnapshot(at: file, trustedAuthorities: Fixture.authorities, now: clock) }
@@ -63,7 +69,7 @@ import VirtualCard
                     let j = r.json
                     if r.kind == "medical_subsidy" || r.kind == "subsidy_reversal" {
                         let original = r.kind == "medical_subsidy" ? j : try k.store.record(j["reverses"] as! String)!.json
-                        let key = "\(original["id_hash"]!)|\(original["program"]!)|\(original["period"]!)"
+                        let key = "\(original["person_ref"]!)|\(original["program"]!)|\(original["period"]!)"
                         settledUsage[key, default: 0] += r.amountFen
                     }
                 }
@@ -74,10 +80,36 @@ import VirtualCard
 
         try publish()
         var bill = 0
+        var history: [String: [[UInt8]]] = [:]   // every EF.USAGE a card has held
+        var rewrites = 0, skewedTaps = 0
+        let certificate = TestDevices.certificate("KSK-TEST-0001")
+        let attackerKey = Curve25519.Signing.PrivateKey()
         for _ in 0..<250 {
             clock = clock.addingTimeInterval(Double(rng.next() % 40_000))
-            let kiosk = Kiosk(device: kiosks[Int(rng.next() % 3)], clock: .fixed(clock))
+            let skews: [TimeInterval] = [0, 0, 0, 0, 300, -300, 42 * 86_400, -365 * 86_400]
+            let skew = skews[Int(rng.next() % UInt64(skews.count))]
+            if skew != 0 { skewedTaps += 1 }
+            let kiosk = Kiosk(device: kiosks[Int(rng.next() % 3)], clock: .fixed(clock.addingTimeInterval(skew)))
             let card = cards[Int(rng.next() % UInt64(cards.count))]
+            if let held = card.emulator.usageObject { history[card.number, default: []].append(held) }
+            if card.emulator.type == .medical, rng.next() % 4 == 0, let held = card.emulator.usageObject {
+                // The cardholder's turn with a USB reader: write an earlier record back, or a
+                // lower figure signed with their own key; with the (public) certificate of a
+                // device or without. The card must refuse; what it holds must not change.
+                rewrites += 1
+                let old = history[card.number]?.randomElement(using: &rng) ?? held
+                let lower = try UsageRecord.encode(cardNumber: card.number, period: Entitlements.Period.of(clock), sequence: (try UsageRecord(fileBytes: held).sequence) + 1,
+                                                   terminalID: "KSK-TEST-0001", writtenAt: clock, entries: [.init(program: "HM-SUBSIDY", usedFen: 0)],
+                                                   challenge: Array(repeating: 0, count: 16), signer: attackerKey)
+                let object = rng.next() % 2 == 0 ? old : lower
+                var script = "00A4040008F14855494D494E0100\n"
+                if rng.next() % 2 == 0 { script += "002A00BE\(String(format: "%02X", certificate.count))\(certificate.hexString)\n" }
+                script += "0084000010\n00D68300\(String(format: "%02X", object.count))\(object.hexString)00\n"
+                card.emulator.setMisbehaviour(Misbehaviour())
+                let results = try APDUScript(script).run(raw: EmulatedChannel(card.emulator))
+                #expect(results.last.map { !$0.response.status.isSuccess } ?? false, "a rewrite was accepted")
+                #expect(card.emulator.usageObject == held, "the card changed under an attacker")
+            }
             switch rng.next() % 10 {
             case 0, 1: card.emulator.setMisbehaviour(Misbehaviour(pullBeforeWrite: true))
             case 2, 3: card.emulator.setMisbehaviour(Misbehaviour(pullAfterWrite: true))
@@ -97,7 +129,9 @@ import VirtualCard
                     // "Present the card again": usually at the same kiosk, right away.
                     card.emulator.setMisbehaviour(Misbehaviour())
                     let again = try kiosk.check(EmulatedChannel(card.emulator))
-                    #expect(again.card.resolved.count == 1)
+                    // At most the one pending deduction (none when the pull came before it).
+                    #expect(again.card.resolved.count <= 1)
+                    #expect(try kiosk.device.store.pendingDeductions(cardNumber: card.number).isEmpty)
                 }
             } catch is CardRefusal {
             } catch LedgerError.pendingExists {
@@ -117,14 +151,15 @@ import VirtualCard
             #expect(try k.store.pendingDeductions().isEmpty)
             for r in try k.store.records() where r.kind == "medical_subsidy" || r.kind == "subsidy_reversal" {
                 let j = r.kind == "medical_subsidy" ? r.json : try k.store.record(r.json["reverses"] as! String)!.json
-                granted["\(j["id_hash"]!)|\(j["program"]!)|\(j["period"]!)", default: 0] += r.amountFen
+                granted["\(j["person_ref"]!)|\(j["program"]!)|\(j["period"]!)", default: 0] += r.amountFen
             }
         }
         // The snapshot's own prior usage counts toward the limit too.
         for u in Fixture.vectorRecords where u["type"] as? String == "usage" {
-            granted["\(u["id_hash"]!)|\(u["program"]!)|\(u["period"]!)", default: 0] += Fen(u["used_fen"] as! Int)
+            granted["\(u["person_ref"]!)|\(u["program"]!)|\(u["period"]!)", default: 0] += Fen(u["used_fen"] as! Int)
         }
         #expect(granted.values.contains { $0 > 0 })
+        #expect(rewrites > 10 && skewedTaps > 20, "the attacker or the skewed clocks hardly played")
         for (key, total) in granted {
             let program = String(key.split(separator: "|")[1])
             #expect(total <= limits[program]!, "\(key): \(total) granted")

@@ -1,3 +1,4 @@
+import BenefitCard
 import Crypto
 import Foundation
 import KioskCore
@@ -16,7 +17,6 @@ enum Fixture {
     static let authority = try! Curve25519.Signing.PrivateKey(rawRepresentation: Data(base64Encoded: pair(["authority"])["private_seed"]!)!)
     static let authorities = ["330782-auth-test": authority.publicKey]
     static let issuerKey = pair(["issuer"])["public_key"]!
-    static let salt = Data(base64Encoded: keys["id_salt"] as! String)!
     static let now = Timestamp.date("2026-11-22T03:00:00Z")!
 
     /// The vector snapshot's lines as objects.
@@ -40,11 +40,26 @@ enum Fixture {
         return u
     }
 
-    /// A provisioned device in a fresh folder.
-    static func device(id: String = "KSK-TEST-0001", seed: String? = pair(["devices", "KSK-TEST-0001"])["private_seed"]) throws -> Device {
-        try Device.provision(stateDir: tempDir(), config: DeviceConfig(
-            deviceID: id, institution: "330782-H01", profile: .hospital, issuerKeys: ["330782-issuer-test": issuerKey],
-            authorityKeys: ["330782-auth-test": pair(["authority"])["public_key"]!], hubURL: "http://127.0.0.1:9", printer: "file:/tmp",
+    /// A provisioned device in a fresh folder, with its test certificate installed (unless
+    /// `certified` is false or it has no test certificate).
+    static func device(id: String = "KSK-TEST-0001", seed: String? = pair(["devices", "KSK-TEST-0001"])["private_seed"],
+                       certified: Bool = true, institution: String = "330782-H01") throws -> Device {
+        let dir = tempDir()
+        let d = try Device.provision(stateDir: dir, config: DeviceConfig(
+            deviceID: id, institution: institution, profile: .hospital, issuerKeys: ["330782-issuer-test": issuerKey],
+            authorityKeys: ["330782-auth-test": pair(["authority"])["public_key"]!], deviceCAKeys: TestDevices.caKeys,
+            hubURL: "http://127.0.0.1:9", printer: "file:/tmp",
             provisionedAt: "2026-11-22T00:00:00Z"), seed: seed.flatMap { Data(base64Encoded: $0) }, replaceKey: false)
+        var cert = TestDevices.certificate(id)
+        if cert.isEmpty, certified {
+            // Not a vector device: the test CA certifies it (90 days from 2026-12-01).
+            let ca = try Curve25519.Signing.PrivateKey(rawRepresentation: Data(base64Encoded: TestDevices.ca.seed)!)
+            cert = try DeviceCertificate.issue(caKeyID: TestDevices.ca.id, caKey: ca, deviceID: id,
+                                               devicePublicKey: [UInt8](d.signingKey.publicKey.rawRepresentation),
+                                               validFrom: CardDate("20261201")!, validThrough: CardDate("20270228")!).encoded
+        }
+        guard certified, !cert.isEmpty else { return d }
+        try d.installCertificate(cert, now: now)
+        return try Device(stateDir: dir)
     }
 }

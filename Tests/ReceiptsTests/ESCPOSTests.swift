@@ -9,7 +9,7 @@ import Testing
     @Test(arguments: Paper.allCases)
     func roundTripThroughTheDecoderAndZbar(paper: Paper) throws {
         let key = try Fixtures.privateKey("KSK-TEST-0001")
-        for content in [vectorSubsidy, vectorLegalAid, vectorReversal] {
+        for content in [vectorSubsidy, vectorLegalAid, vectorReversal] + worstCases {
             let jws = try ReceiptJWS.sign(content: content, key: key)
             let bytes = try ESCPOS.encode(content: content, jws: jws, paper: paper)
             let doc = try ESCPODecoderCheck.decode(bytes)
@@ -51,6 +51,19 @@ import Testing
         // Finder pattern, top-left: a dark 7×7 ring around a light ring around a dark 3×3.
         #expect(code.modules[0][0] && code.modules[0][6] && code.modules[6][0] && !code.modules[1][1] && code.modules[3][3])
         #expect(try ESCPOS.qrRaster(Array(try Fixtures.receiptJWS().utf8), paper: .mm58).height == 73 * 5)
+    }
+
+    /// The longest receipt JWS (receipt.md §1's worst case, 299 bytes) still fits 58 mm paper at 4 dots a module.
+    @Test func theWorstCaseFits58mm() throws {
+        let key = try Fixtures.privateKey("KSK-TEST-0001")
+        let longest = try worstCases.map { try ReceiptJWS.sign(content: $0, key: key) }.max { $0.utf8.count < $1.utf8.count }
+        let jws = try #require(longest)
+        #expect(jws.utf8.count == (try Fixtures.worstCaseBytes(.subsidy)))
+        let code = try QRCode(data: Array(jws.utf8), level: .M)
+        #expect(code.version == 13 && code.width == 69)
+        let raster = try ESCPOS.qrRaster(Array(jws.utf8), paper: .mm58)
+        #expect(raster.height == 77 * 4 && raster.height / 77 >= ESCPOS.minimumModuleDots)
+        #expect(try zbarScan(PNG.encode(raster)) == Array(jws.utf8))
     }
 
     @Test func qrRefusesWhatCannotFit() {

@@ -54,10 +54,37 @@ import Testing
         let la = ReceiptLayout.lines(for: vectorLegalAid)
         #expect(la.first == "法律援助申请回执")
         #expect(la.contains("申请事项：请求支付劳动报酬") && la.contains("优先受理、优先审批、优先指派"))
-        #expect(la.contains("姓名：李**") && la.contains("卡号：3307********0025") && la.last == "流水号：KSK-TEST-0001-2")
+        #expect(la.contains("姓名：李**") && la.contains("卡号：3307********0025") && la.last == "流水号：KSK-TEST-0001-3")
         let rv = ReceiptLayout.lines(for: vectorReversal)
-        #expect(rv.first == "冲正凭条")
-        #expect(rv.contains("原流水号：KSK-TEST-0001-1") && rv.contains("冲正金额：100.00元") && rv.contains("冲正原因：票据录入错误"))
+        #expect(rv == [
+            "冲正凭条",
+            "机构：330782-H01",
+            "设备：KSK-TEST-0001",
+            "时间：2026-11-22 11:10:00",
+            "卡号：3307********0017",
+            "姓名：王**",
+            "原流水号：KSK-TEST-0001-1",
+            "冲正金额：100.00元",
+            "冲正原因：收费处撤销账单",
+            "流水号：KSK-TEST-0001-2",
+        ])
+    }
+
+    /// One receipt of a shared bill: the whole bill, the program and its part, what the patient pays of the whole
+    /// bill, the program's allowance left; every amount as the QR signs it.
+    @Test func sharedBillLinesNameTheProgram() throws {
+        let content = ReceiptContent.subsidy(seq: 2, institution: "330782-H01", deviceID: "KSK-TEST-0001", time: vectorTime,
+                                             cardNumber: "3307820000000058", holderName: "张三丰", billFen: 20000, subsidyFen: 15000,
+                                             patientPaysFen: 0, allowanceLeftFen: 30000, program: "集中供养人员门诊费补助")
+        let lines = ReceiptLayout.lines(for: content)
+        #expect(Array(lines[6...11]) == ["票据金额：200.00元", "贴补项目：集中供养人员门诊费补助", "贴补金额：150.00元", "个人支付：0.00元",
+                                         "本年剩余额度：300.00元", "流水号：KSK-TEST-0001-2"])
+        let key = try Fixtures.privateKey("KSK-TEST-0001")
+        let v = try ReceiptJWS.verify(try ReceiptJWS.sign(content: content, key: key), keys: ["KSK-TEST-0001": key.publicKey])
+        for (label, fen) in [("票据金额：", v.billFen), ("贴补金额：", v.subsidyFen), ("个人支付：", v.patientPaysFen), ("本年剩余额度：", v.allowanceLeftFen)] {
+            #expect(lines.contains(label + ReceiptFormat.yuan(try #require(fen)) + "元"))
+        }
+        #expect(lines.contains("流水号：" + v.recordID))
     }
 
     /// No line carries the full card number, the full name or anything like an identity number, even when

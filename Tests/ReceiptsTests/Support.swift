@@ -9,9 +9,56 @@ import Glibc
 
 /// The spec vectors (TestVectors), each key looked up with `#require` so a missing one fails the test.
 enum Fixtures {
-    static func receiptJWS() throws -> String {
-        try #require(Vectors.json("receipt-and-batch.json")["receipt_jws"] as? String)
+    static var receiptAndBatch: [String: Any] { Vectors.json("receipt-and-batch.json") }
+
+    static func string(_ key: String) throws -> String {
+        try #require(receiptAndBatch[key] as? String, "receipt-and-batch.json lacks \(key)")
     }
+
+    static func integer(_ key: String) throws -> Int {
+        try #require(receiptAndBatch[key] as? Int, "receipt-and-batch.json lacks \(key)")
+    }
+
+    /// `receipt_jws`: the …0017 bill's subsidy receipt.
+    static func receiptJWS() throws -> String { try string("receipt_jws") }
+
+    /// `reversal_receipt_jws`: its reversal's receipt.
+    static func reversalJWS() throws -> String { try string("reversal_receipt_jws") }
+
+    /// `receipt_payload` / `reversal_receipt_payload`, as JSON values.
+    static func payload(_ key: String) throws -> [String: Any] {
+        try #require(receiptAndBatch[key] as? [String: Any], "receipt-and-batch.json lacks \(key)")
+    }
+
+    /// An integer of a payload.
+    static func int64(_ payload: [String: Any], _ key: String) throws -> Int64 {
+        Int64(try #require(payload[key] as? Int, "payload lacks \(key)"))
+    }
+
+    /// `worst_case_jws_bytes` of `ms`, `rv` or `la`.
+    static func worstCaseBytes(_ kind: ReceiptKind) throws -> Int {
+        let sizes = try #require(receiptAndBatch["worst_case_jws_bytes"] as? [String: Int])
+        return try #require(sizes[kind.rawValue])
+    }
+
+    /// The records of a batch body (`batch_body`, `reversal_batch_body`, `two_program_batch_body`), each as its own JSON text.
+    static func batchRecords(_ key: String) throws -> [String] {
+        let body = try #require(try JSONSerialization.jsonObject(with: Data(try string(key).utf8)) as? [String: Any])
+        let records = try #require(body["records"] as? [[String: Any]])
+        return try records.map { String(decoding: try JSONSerialization.data(withJSONObject: $0), as: UTF8.self) }
+    }
+
+    /// A program's `limit_fen` in the vectors' snapshot (`snapshot-small.jsonl`).
+    static func limitFen(_ program: String) throws -> Int64 {
+        for line in String(decoding: Vectors.data("snapshot-small.jsonl"), as: UTF8.self).split(separator: "\n") {
+            guard let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  o["type"] as? String == "program", o["code"] as? String == program else { continue }
+            return Int64(try #require(o["limit_fen"] as? Int))
+        }
+        throw FixtureMissing(what: "program \(program) in snapshot-small.jsonl")
+    }
+
+    struct FixtureMissing: Error { var what: String }
 
     static func privateKey(_ device: String) throws -> Curve25519.Signing.PrivateKey {
         let text = try #require(Vectors.devices[device]?["private_seed"])
@@ -26,23 +73,43 @@ enum Fixtures {
     }
 }
 
+/// A JWS over any header and payload text, signed with `key`: for payloads `ReceiptJWS.sign` would refuse to make.
+func signRaw(header: String = #"{"alg":"EdDSA","kid":"KSK-TEST-0001"}"#, payload: String, key: Curve25519.Signing.PrivateKey) throws -> String {
+    let input = Base64URL.encode(Array(header.utf8)) + "." + Base64URL.encode(Array(payload.utf8))
+    return input + "." + Base64URL.encode(Array(try key.signature(for: Array(input.utf8))))
+}
+
 /// 2026-11-22T03:00:00Z, the vectors' clock (11:00:00 in China).
 let vectorTime = Date(timeIntervalSince1970: 1_795_316_400)
 
-/// The subsidy of vectors/README …0017: bill 10000, subsidy 10000, 30000 left of 60000.
+/// The subsidy of vectors/README …0017 (record KSK-TEST-0001-1): bill 10000, subsidy 10000, 30000 left of 60000.
 let vectorSubsidy = ReceiptContent.subsidy(
-    recordID: "KSK-TEST-0001-1", institution: "330782-H01", deviceID: "KSK-TEST-0001", time: vectorTime,
+    seq: 1, institution: "330782-H01", deviceID: "KSK-TEST-0001", time: vectorTime,
     cardNumber: "3307820000000017", holderName: "王秀英", billFen: 10000, subsidyFen: 10000, patientPaysFen: 0,
     allowanceLeftFen: 30000)
 
+/// Its reversal (record KSK-TEST-0001-2, ten minutes later).
+let vectorReversal = ReceiptContent.reversal(
+    seq: 2, institution: "330782-H01", deviceID: "KSK-TEST-0001", time: Date(timeIntervalSince1970: 1_795_317_000),
+    cardNumber: "3307820000000017", holderName: "王秀英", reversedSeq: 1, amountFen: 10000, reason: "收费处撤销账单")
+
 let vectorLegalAid = ReceiptContent.legalAid(
-    recordID: "KSK-TEST-0001-2", institution: "330782-H01", deviceID: "KSK-TEST-0001", time: vectorTime,
+    seq: 3, institution: "330782-H01", deviceID: "KSK-TEST-0001", time: vectorTime,
     cardNumber: "3307820000000025", holderName: "李建国", matterCode: "labor_remuneration", matterName: "请求支付劳动报酬")
 
-let vectorReversal = ReceiptContent.reversal(
-    recordID: "KSK-TEST-0001-3", institution: "330782-H01", deviceID: "KSK-TEST-0001", time: vectorTime,
-    cardNumber: "3307820000000017", holderName: "王秀英", reversedRecordID: "KSK-TEST-0001-1", amountFen: 10000,
-    reason: "票据录入错误")
+/// receipt.md §1's worst cases (vectors' `worst_case_jws_bytes`): a 20-character device id, an 8-digit seq, a
+/// 10-digit time, a bill of 99,999,999 fen (all its figures 8 digits), `l` 100,000,000, a 32-character matter code.
+let worstCases: [ReceiptContent] = {
+    let device = String(repeating: "D", count: 20), t = Date(timeIntervalSince1970: 9_999_999_999), card = "6217000000001234"
+    return [
+        .subsidy(seq: 99_999_999, institution: "330782-H01", deviceID: device, time: t, cardNumber: card, holderName: "王秀英",
+                 billFen: 99_999_999, subsidyFen: 50_000_000, patientPaysFen: 49_999_999, allowanceLeftFen: 100_000_000),
+        .reversal(seq: 99_999_999, institution: "330782-H01", deviceID: device, time: t, cardNumber: card, holderName: "王秀英",
+                  reversedSeq: 99_999_998, amountFen: 99_999_999, reason: "收费处撤销账单"),
+        .legalAid(seq: 99_999_999, institution: "330782-H01", deviceID: device, time: t, cardNumber: card, holderName: "李建国",
+                  matterCode: String(repeating: "z", count: 32), matterName: "请求支付劳动报酬"),
+    ]
+}()
 
 /// A fresh temporary folder per test.
 func temporaryFolder() throws -> URL {

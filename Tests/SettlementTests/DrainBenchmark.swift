@@ -1,3 +1,4 @@
+@preconcurrency import Crypto
 import Foundation
 import GRDB
 import KioskCore
@@ -13,6 +14,7 @@ struct DrainBenchmark {
     /// Queues `count` medical_subsidy records shaped like real ones, in one transaction
     /// (the setup is not what is measured).
     static func queueSubsidies(_ device: Device, _ count: Int) throws {
+        let cardKey = try TestCards.privateKey("3307820000000017")
         try device.store.pool.write { db in
             try db.execute(sql: "INSERT INTO device_sequence (device_id, last_seq) VALUES (?, 0) ON CONFLICT(device_id) DO NOTHING",
                            arguments: [device.config.deviceID])
@@ -23,13 +25,17 @@ struct DrainBenchmark {
             for i in 1...Int64(count) {
                 let seq = start + i
                 let id = "\(device.config.deviceID)-\(seq)"
+                // A v2 record the hub takes: the card's own acknowledgement of its write.
+                let challenge = (0..<16).map { UInt8(truncatingIfNeeded: Int(seq) &* 31 &+ $0) }
+                let ack = try cardKey.signature(for: TestCards.ackMessage(cardNumber: "3307820000000017", sequence: UInt32(seq),
+                                                                          challenge: challenge))
                 let body: [String: Any] = [
                     "record_id": id, "seq": seq, "kind": "medical_subsidy", "created_at": "2026-11-22T03:00:00Z",
                     "snapshot_id": "330782-20261122-01", "card_number": "3307820000000017",
-                    "id_hash": "ab0c8ad7629e95b976c51368c5dd25b377165922036e377038cdf1fe8ec10595", "program": "HM-SUBSIDY",
+                    "person_ref": "997bb21c2fd71da3a74ad22ada8a3d3e", "program": "HM-SUBSIDY",
                     "period": "2026", "bill_reference": "H01-20261122-\(seq)", "bill_fen": 10000, "subsidy_fen": 10000,
                     "patient_pays_fen": 0, "used_before_fen": 20000, "used_after_fen": 30000, "card_sequence": seq,
-                    "institution": "330782-H01",
+                    "card_challenge": TestCards.hex(challenge), "card_ack": ack.base64EncodedString(), "institution": "330782-H01",
                 ]
                 let text = String(decoding: try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self)
                 try insert.execute(arguments: [device.config.deviceID, seq, id, "2026-11-22T03:00:00Z", text, 10000])
@@ -43,7 +49,7 @@ struct DrainBenchmark {
         try await withHub { hub in
             let device = try provisionDevice(hubURL: hub.url)
             try Self.queueSubsidies(device, 10_000)
-            let uploader = makeUploader(device)
+            let uploader = try makeUploader(device)
             let clock = ContinuousClock()
             let started = clock.now
             let summary = await uploader.drainOnce()

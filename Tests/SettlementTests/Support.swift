@@ -53,9 +53,10 @@ func queueAlerts(_ device: Device, _ count: Int, detail: String = "test alert") 
     }
 }
 
-/// A registry with the snapshot's devices (KSK-TEST-0001 active).
-func snapshotRegistry() throws -> DeviceRegistry {
-    var r = DeviceRegistry()
+/// The roster of the vectors' snapshot: programs, devices (KSK-TEST-0001 active, of
+/// 330782-H01), persons, and cards with their public keys.
+func snapshotRoster() throws -> Roster {
+    var r = Roster()
     try r.load(snapshot: Fixtures.url("snapshot-small.jsonl").path)
     return r
 }
@@ -78,11 +79,11 @@ struct HubFixture {
     let clock: TestClock
     var url: String { running.url }
 
-    static func start(registry: DeviceRegistry? = nil, limits: HubLimits = HubLimits(), faults: HubFaults = .none,
+    static func start(roster: Roster? = nil, limits: HubLimits = HubLimits(), faults: HubFaults = .none,
                       now: Date = testEpoch.addingTimeInterval(60), tls: TLSConfiguration? = nil) async throws -> HubFixture {
         let db = try HubDatabase(path: temporaryFolder("hub").appendingPathComponent("hub.sqlite").path)
         let clock = TestClock(now)
-        let hub = SettlementHub(database: db, registry: try registry ?? snapshotRegistry(), limits: limits, faults: faults,
+        let hub = SettlementHub(database: db, roster: try roster ?? snapshotRoster(), limits: limits, faults: faults,
                                 now: { clock.now }, logger: quietLogger)
         let running = try await hub.start(tls: tls)
         return HubFixture(hub: hub, running: running, clock: clock)
@@ -125,8 +126,8 @@ func makeUploader(_ device: Device, hubURL: String? = nil, timeout: Duration = .
                   random: RandomSequence = RandomSequence([0.5]), idleRecheck: Duration = .seconds(3600),
                   now: Date = testEpoch.addingTimeInterval(30), metricsFactory: TestMetrics? = nil,
                   httpClient: HTTPClient = Uploader.sharedHTTPClient,
-                  configure: (inout UploaderConfiguration) -> Void = { _ in }) -> Uploader {
-    var config = UploaderConfiguration(hubURL: hubURL ?? device.config.hubURL)
+                  configure: (inout UploaderConfiguration) -> Void = { _ in }) throws -> Uploader {
+    var config = try UploaderConfiguration(hubURL: hubURL ?? device.config.hubURL)
     config.requestTimeout = timeout
     config.idleRecheck = idleRecheck
     configure(&config)
@@ -162,9 +163,9 @@ func eventually(timeout: Duration = .seconds(20), _ condition: () async throws -
 }
 
 /// Runs `body` with a fresh in-process hub, stopped afterwards whatever happens.
-func withHub<T>(registry: DeviceRegistry? = nil, limits: HubLimits = HubLimits(), faults: HubFaults = .none,
+func withHub<T>(roster: Roster? = nil, limits: HubLimits = HubLimits(), faults: HubFaults = .none, now: Date = testEpoch.addingTimeInterval(60),
                 _ body: (HubFixture) async throws -> T) async throws -> T {
-    let hub = try await HubFixture.start(registry: registry, limits: limits, faults: faults)
+    let hub = try await HubFixture.start(roster: roster, limits: limits, faults: faults, now: now)
     do {
         let result = try await body(hub)
         await hub.stop()
@@ -173,4 +174,29 @@ func withHub<T>(registry: DeviceRegistry? = nil, limits: HubLimits = HubLimits()
         await hub.stop()
         throw error
     }
+}
+
+/// The vectors' cards' own keys (`cards.json`, TEST KEYS ONLY): to make the acknowledgements
+/// a card would make (card spec §5.4), for records the vectors do not hold.
+enum TestCards {
+    static func privateKey(_ cardNumber: String) throws -> Curve25519.Signing.PrivateKey {
+        let cards = try #require(Vectors.json("cards.json")["cards"] as? [[String: Any]])
+        let card = try #require(cards.first { $0["card_number"] as? String == cardNumber }, "no card \(cardNumber) in cards.json")
+        let seed = try #require((card["card_private_seed"] as? String).flatMap { Data(base64Encoded: $0) })
+        return try Curve25519.Signing.PrivateKey(rawRepresentation: seed)
+    }
+
+    /// "USAGE-ACK-V2" ‖ card number ‖ sequence (4 bytes, big-endian) ‖ challenge (16 bytes), built here on its own.
+    static func ackMessage(cardNumber: String, sequence: UInt32, challenge: [UInt8]) -> [UInt8] {
+        var m = Array("USAGE-ACK-V2".utf8) + Array(cardNumber.utf8)
+        withUnsafeBytes(of: sequence.bigEndian) { m.append(contentsOf: $0) }
+        return m + challenge
+    }
+
+    /// `card_ack` (base64): `signer`'s card key over the acknowledgement of `cardNumber`'s write.
+    static func ack(signer: String, cardNumber: String, sequence: UInt32, challenge: [UInt8]) throws -> String {
+        try privateKey(signer).signature(for: ackMessage(cardNumber: cardNumber, sequence: sequence, challenge: challenge)).base64EncodedString()
+    }
+
+    static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
 }

@@ -57,20 +57,20 @@ struct TLSTests {
         try queueAlerts(device, 4)
 
         // System roots only: the test CA is unknown.
-        let plain = await makeUploader(device).drainOnce()
+        let plain = try await makeUploader(device).drainOnce()
         guard case .unreachable = plain.failure else { Issue.record("expected a TLS failure, got \(String(describing: plain.failure))"); return }
         #expect(plain.queued == 4)
         #expect(try hub.hub.database.recordCount() == 0)
 
         // Another CA: refused the same way.
         let wrong = try Uploader.httpClient(hubCAPEM: String(contentsOf: other.caPEM, encoding: .utf8))
-        let refused = await makeUploader(device, httpClient: wrong).drainOnce()
+        let refused = try await makeUploader(device, httpClient: wrong).drainOnce()
         guard case .unreachable = refused.failure else { Issue.record("expected a TLS failure, got \(String(describing: refused.failure))"); return }
         #expect(try device.store.queuedCount() == 4)
 
         // The provisioned CA: delivered.
         let pinned = try Uploader.httpClient(hubCAPEM: String(contentsOf: certs.caPEM, encoding: .utf8))
-        let summary = await makeUploader(device, httpClient: pinned).drainOnce()
+        let summary = try await makeUploader(device, httpClient: pinned).drainOnce()
         #expect(summary.outcome == .drained && summary.accepted == 4)
         #expect(try hub.hub.database.recordCount() == 4)
         // Made once per CA text.

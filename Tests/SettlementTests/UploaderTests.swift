@@ -13,7 +13,7 @@ struct UploaderTests {
             let device = try provisionDevice(hubURL: hub.url)
             let records = try queueAlerts(device, 7)
             let metrics = TestMetrics()
-            let uploader = makeUploader(device, metricsFactory: metrics)
+            let uploader = try makeUploader(device, metricsFactory: metrics)
             let summary = await uploader.drainOnce()
             #expect(summary.outcome == .drained)
             #expect(summary.accepted == 7 && summary.duplicates == 0 && summary.rejected.isEmpty && summary.queued == 0)
@@ -38,7 +38,7 @@ struct UploaderTests {
             hub.clock.now = Date(timeIntervalSince1970: 1_795_316_401.25) // 03:00:01.250Z
             let device = try provisionDevice(hubURL: hub.url)
             try queueAlerts(device, 2)
-            let summary = await makeUploader(device).drainOnce()
+            let summary = try await makeUploader(device).drainOnce()
             #expect(summary.accepted == 2)
             #expect(try device.store.records().map(\.receivedAt) == ["2026-11-22T03:00:02Z", "2026-11-22T03:00:02Z"])
         }
@@ -49,7 +49,7 @@ struct UploaderTests {
         try await withHub(faults: HubFaults(failFirst: 1, failure: .storeThenStatus(502))) { hub in
             let device = try provisionDevice(hubURL: hub.url)
             try queueAlerts(device, 5)
-            let uploader = makeUploader(device)
+            let uploader = try makeUploader(device)
             let first = await uploader.drainOnce()
             #expect(first.failure == .serverError(status: 502))
             #expect(first.queued == 5)
@@ -73,12 +73,12 @@ struct UploaderTests {
             // A device whose store was lost and re-provisioned: its sequence starts again at 1.
             let original = try provisionDevice(hubURL: hub.url)
             try queueAlerts(original, 3, detail: "original")
-            #expect(await makeUploader(original).drainOnce().accepted == 3)
+            #expect(try await makeUploader(original).drainOnce().accepted == 3)
 
             let reinstalled = try provisionDevice(hubURL: hub.url)
             let records = try queueAlerts(reinstalled, 6, detail: "after reinstall")
             let metrics = TestMetrics()
-            let summary = await makeUploader(reinstalled, metricsFactory: metrics).drainOnce()
+            let summary = try await makeUploader(reinstalled, metricsFactory: metrics).drainOnce()
             #expect(summary.outcome == .drained)
             #expect(summary.rejected.map(\.recordID) == records.prefix(3).map(\.recordID))
             #expect(summary.rejected.allSatisfy { $0.reason == "conflict" })
@@ -101,7 +101,7 @@ struct UploaderTests {
         let device = try provisionDevice(hubURL: url)
         try queueAlerts(device, 3)
         let metrics = TestMetrics()
-        let summary = await makeUploader(device, random: RandomSequence([0]), metricsFactory: metrics).drainOnce()
+        let summary = try await makeUploader(device, random: RandomSequence([0]), metricsFactory: metrics).drainOnce()
         guard case .unreachable? = summary.failure else {
             Issue.record("expected unreachable, got \(String(describing: summary.outcome))")
             return
@@ -117,7 +117,7 @@ struct UploaderTests {
         try await withHub(faults: HubFaults(delay: .seconds(4))) { hub in
             let device = try provisionDevice(hubURL: hub.url)
             try queueAlerts(device, 4)
-            let uploader = makeUploader(device, timeout: .milliseconds(500))
+            let uploader = try makeUploader(device, timeout: .milliseconds(500))
             let started = ContinuousClock.now
             let summary = await uploader.drainOnce()
             let took = ContinuousClock.now - started
@@ -139,7 +139,7 @@ struct UploaderTests {
             let device = try provisionDevice(hubURL: hub.url)
             try queueAlerts(device, 2)
             let randoms = [0.0, 0.999, 0.5, 0.25, 0.0, 0.999, 0.5, 0.75, 0.1, 0.9, 0.0, 0.999]
-            let uploader = makeUploader(device, random: RandomSequence(randoms))
+            let uploader = try makeUploader(device, random: RandomSequence(randoms))
             var delays: [Duration] = []
             for _ in 0..<12 {
                 let s = await uploader.drainOnce()
@@ -182,7 +182,7 @@ struct UploaderTests {
         try await withHub(limits: HubLimits(maxRecords: 3)) { hub in
             let device = try provisionDevice(hubURL: hub.url)
             try queueAlerts(device, 20)
-            let summary = await makeUploader(device).drainOnce()
+            let summary = try await makeUploader(device).drainOnce()
             #expect(summary.outcome == .drained)
             #expect(summary.accepted == 20)
             #expect(summary.splits >= 2)
@@ -199,7 +199,7 @@ struct UploaderTests {
             let big = try device.store.recordAlert(device: device.context, code: "printer_fault", cardNumber: nil,
                                                    detail: String(repeating: "z", count: 2000), now: testEpoch)
             try queueAlerts(device, 2)
-            let uploader = makeUploader(device, random: RandomSequence([0]))
+            let uploader = try makeUploader(device, random: RandomSequence([0]))
             let summary = await uploader.drainOnce()
             #expect(summary.accepted == 6)
             #expect(summary.failure == .recordTooLarge(recordID: big.recordID))
@@ -214,13 +214,13 @@ struct UploaderTests {
         try await withHub(faults: HubFaults(failFirst: 1, failure: .status(429, retryAfter: 7))) { hub in
             let device = try provisionDevice(hubURL: hub.url)
             try queueAlerts(device, 3)
-            let probe = await makeUploader(device).drainOnce()
+            let probe = try await makeUploader(device).drainOnce()
             #expect(probe.failure == .throttled(status: 429, retryAfter: .seconds(7)))
             #expect(probe.retryAfter == .seconds(7))
 
             hub.hub.faults = HubFaults(failFirst: hub.hub.batchRequests + 1, failure: .status(503, retryAfter: 11))
             let sleeper = SleepRecorder()
-            let uploader = makeUploader(device, sleeper: sleeper)
+            let uploader = try makeUploader(device, sleeper: sleeper)
             let task = Task { await uploader.run() }
             let delivered = try await eventually { try device.store.queuedCount() == 0 }
             task.cancel()
@@ -236,7 +236,7 @@ struct UploaderTests {
         try await withHub(faults: HubFaults(failFirst: 1, failure: .status(503, retryAfter: nil))) { hub in
             let device = try provisionDevice(hubURL: hub.url)
             try queueAlerts(device, 1)
-            let s = await makeUploader(device, random: RandomSequence([0])).drainOnce()
+            let s = try await makeUploader(device, random: RandomSequence([0])).drainOnce()
             #expect(s.failure == .throttled(status: 503, retryAfter: nil))
             #expect(s.retryAfter == .seconds(1))
         }
@@ -247,7 +247,7 @@ struct UploaderTests {
         try await withHub(faults: HubFaults(failFirst: 1, failure: .status(400, retryAfter: nil))) { hub in
             let device = try provisionDevice(hubURL: hub.url)
             try queueAlerts(device, 2)
-            let s = await makeUploader(device, random: RandomSequence([0])).drainOnce()
+            let s = try await makeUploader(device, random: RandomSequence([0])).drainOnce()
             #expect(s.failure == .badRequest(message: "test fault 400"))
             #expect(s.retryAfter == .seconds(1))
             #expect(try device.store.queuedCount() == 2)
@@ -256,13 +256,13 @@ struct UploaderTests {
 
     @Test("401: records kept, slow retry, an alert raised once per streak (also across restarts)")
     func refusedAlertsOnce() async throws {
-        var wrongKey = DeviceRegistry()
+        var wrongKey = Roster()
         try wrongKey.add(deviceID: Fixtures.deviceID, publicKey: Fixtures.publicKey("KSK-TEST-0002"))
-        try await withHub(registry: wrongKey) { hub in
+        try await withHub(roster: wrongKey) { hub in
             let device = try provisionDevice(hubURL: hub.url)
             try queueAlerts(device, 3)
             let metrics = TestMetrics()
-            let uploader = makeUploader(device, metricsFactory: metrics)
+            let uploader = try makeUploader(device, metricsFactory: metrics)
             let first = await uploader.drainOnce()
             guard case .refused(401, let message)? = first.failure else {
                 Issue.record("expected 401, got \(String(describing: first.outcome))")
@@ -280,12 +280,12 @@ struct UploaderTests {
             _ = await uploader.drainOnce()
             #expect(try alerts().count == 1, "once per streak")
             // A restarted uploader (kioskd restart, kioskctl upload) does not raise another while one waits.
-            _ = await makeUploader(device).drainOnce()
+            _ = try await makeUploader(device).drainOnce()
             #expect(try alerts().count == 1)
             #expect(metrics.counter("settlement_batches_failed_total", [("reason", "refused")]) == 3)
 
             // The platform registers the right key: everything goes, the alert too.
-            hub.hub.registry = try snapshotRegistry()
+            hub.hub.roster = try snapshotRoster()
             let ok = await uploader.drainOnce()
             #expect(ok.outcome == .drained && ok.accepted == 4)
             #expect(try hub.hub.database.records().contains { $0.body.contains("hub_refused_device") })
@@ -297,7 +297,7 @@ struct UploaderTests {
         try await withHub(faults: HubFaults(failFirst: 1, failure: .nonsense(kind))) { hub in
             let device = try provisionDevice(hubURL: hub.url)
             try queueAlerts(device, 4)
-            let uploader = makeUploader(device, random: RandomSequence([0]))
+            let uploader = try makeUploader(device, random: RandomSequence([0]))
             let s = await uploader.drainOnce()
             guard case .nonsense(let why)? = s.failure else {
                 Issue.record("\(kind): expected nonsense, got \(String(describing: s.outcome))")
@@ -344,7 +344,7 @@ struct UploaderTests {
         try await withHub { hub in
             let device = try provisionDevice(hubURL: hub.url)
             let sleeper = SleepRecorder()
-            let uploader = makeUploader(device, sleeper: sleeper, idleRecheck: .seconds(3600))
+            let uploader = try makeUploader(device, sleeper: sleeper, idleRecheck: .seconds(3600))
             let task = Task { await uploader.run() }
             // Idle: one drain found nothing, then it waits (an hour, or a notify).
             #expect(await eventually { await sleeper.sleeps == [.seconds(3600)] })
@@ -371,7 +371,7 @@ struct UploaderTests {
         try await withHub { hub in
             let device = try provisionDevice(hubURL: hub.url)
             try queueAlerts(device, 10)
-            let uploader = makeUploader(device) { $0.maxRecords = 2 }
+            let uploader = try makeUploader(device) { $0.maxRecords = 2 }
             async let a = uploader.drainOnce()
             async let b = uploader.drainOnce()
             let (sa, sb) = await (a, b)

@@ -1,0 +1,85 @@
+import Foundation
+import GRDB
+
+/// Sync spec §6: the latest instant the kiosk has good reason to believe has passed, and
+/// whether its clock now reads more than the tolerance before it.
+public struct ClockFloor: Sendable, Equatable {
+    /// 10 minutes: a clock this far behind the floor is suspect; a card's `DF45` or a
+    /// snapshot's `issued_at` this far ahead is tolerated.
+    public static let tolerance: TimeInterval = 600
+
+    /// The floor; nil before anything raised it.
+    public var floor: Date?
+    /// When a technician last reset it (`kioskctl clock reset`), who and why.
+    public var resetAt: String?
+    public var resetBy: String?
+    public var resetReason: String?
+    /// Since when the clock has been suspect (the alert is raised once, then this is set).
+    public var suspectSince: String?
+
+    /// Why the clock is suspect at `now`, or nil when it reads sensibly.
+    public func suspicion(at now: Date) -> String? {
+        guard let floor, now < floor.addingTimeInterval(-ClockFloor.tolerance) else { return nil }
+        return "the device clock reads \(Timestamp.string(now)), more than 10 minutes before \(Timestamp.string(floor)), which it has already seen"
+    }
+}
+
+extension KioskStore {
+    public func clockFloor() throws -> ClockFloor {
+        try pool.read { db in try KioskStore.clockFloor(db) }
+    }
+
+    static func clockFloor(_ db: Database) throws -> ClockFloor {
+        guard let r = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM clock_floor WHERE id = 1")) else { return ClockFloor() }
+        return ClockFloor(floor: Timestamp.date(r["floor"]), resetAt: r["reset_at"], resetBy: r["reset_by"],
+                          resetReason: r["reset_reason"], suspectSince: r["suspect_since"])
+    }
+
+    /// Raises the floor to `instant` when it is later (never lowers it), in the caller's
+    /// transaction. Records, card writes and installed snapshots call it.
+    public static func raiseClockFloor(_ db: Database, to instant: Date) throws {
+        let text = Timestamp.string(instant)
+        try db.execute(sql: "INSERT INTO clock_floor (id, floor) VALUES (1, ?) ON CONFLICT(id) DO NOTHING", arguments: [text])
+        // Times are all `YYYY-MM-DDTHH:MM:SSZ`: text order is time order.
+        try db.execute(sql: "UPDATE clock_floor SET floor = ? WHERE id = 1 AND floor < ?", arguments: [text, text])
+    }
+
+    /// Notes the clock as suspect at `now`. True the first time (raise the alert then), false
+    /// while it stays suspect.
+    public func noteClockSuspect(now: Date, device: DeviceContext, detail: String) throws -> Bool {
+        try write { db in
+            let f = try KioskStore.clockFloor(db)
+            guard f.suspectSince == nil else { return false }
+            try db.execute(sql: "UPDATE clock_floor SET suspect_since = ? WHERE id = 1", arguments: [Timestamp.string(now)])
+            _ = try KioskStore.appendRecord(db, device: device, kind: "alert", now: now,
+                                            snapshotID: try SnapshotLoader.installed(db)?.header.snapshotID,
+                                            fields: ["code": "clock_suspect", "detail": detail], index: RecordIndex())
+            return true
+        }
+    }
+
+    /// The clock reads sensibly again: the next suspicion raises a new alert.
+    public func noteClockSensible() throws {
+        try write { db in try db.execute(sql: "UPDATE clock_floor SET suspect_since = NULL WHERE id = 1 AND suspect_since IS NOT NULL") }
+    }
+
+    /// `kioskctl clock reset`: the floor restarts from the clock's reading `now`; nothing from
+    /// before raises it any more. An `alert` record says who and why.
+    @discardableResult
+    public func resetClockFloor(now: Date, operator op: String, reason: String, device: DeviceContext) throws -> StoredRecord {
+        try write { db in
+            let before = try KioskStore.clockFloor(db).floor
+            let text = Timestamp.string(now)
+            try db.execute(sql: """
+                INSERT INTO clock_floor (id, floor, reset_at, reset_by, reset_reason) VALUES (1, ?, ?, ?, ?)
+                ON CONFLICT(id) DO UPDATE SET floor = excluded.floor, reset_at = excluded.reset_at, reset_by = excluded.reset_by,
+                    reset_reason = excluded.reset_reason, suspect_since = NULL
+                """, arguments: [text, text, op, reason])
+            return try KioskStore.appendRecord(db, device: device, kind: "alert", now: now,
+                                               snapshotID: try SnapshotLoader.installed(db)?.header.snapshotID,
+                                               fields: ["code": "clock_reset", "operator": op,
+                                                        "detail": "clock floor reset by \(op) from \(before.map(Timestamp.string) ?? "none") to \(text): \(reason)"],
+                                               index: RecordIndex(), raisesFloor: false)
+        }
+    }
+}

@@ -1,0 +1,135 @@
+import Foundation
+
+/// Why a settlement record gives no receipt.
+public enum RecordReceiptError: Error, Equatable, CustomStringConvertible {
+    /// Only `medical_subsidy`, `subsidy_reversal` and `legal_aid_application` records have receipts.
+    case notPrintable(kind: String)
+    /// The record lacks a field its receipt needs, or has it in the wrong form.
+    case malformedRecord(String)
+    /// The record's `record_id` is not `<device_id>-<seq>` of this device.
+    case otherDevice(recordID: String, deviceID: String)
+    /// A reversal's receipt needs the record it reverses (its card number); it is not here.
+    case reversedRecordMissing(String)
+    /// A subsidy's receipt signs the allowance left (`l`); it is not known (neither kept nor computable).
+    case allowanceUnknown(program: String)
+
+    public var description: String {
+        switch self {
+        case .notPrintable(let k): return "\(k) records have no receipt"
+        case .malformedRecord(let why): return "the record cannot be read for its receipt: \(why)"
+        case .otherDevice(let r, let d): return "record \(r) is not a record of device \(d)"
+        case .reversedRecordMissing(let r): return "the reversed record \(r) is not on this device"
+        case .allowanceUnknown(let p): return "the allowance left of \(p) is not known (its limit is not in the installed snapshot)"
+        }
+    }
+}
+
+/// The receipt of a settlement record (upload.md §1 → receipt.md §1–2): every signed figure is the record's own.
+///
+/// - `ms`: `r` the record's `seq`, `b` its `bill_fen` (the whole bill), `s` its `subsidy_fen` (this program's
+///   part), `p` its `patient_pays_fen` (of the whole bill, after every program), `l` this program's allowance left
+///   after it (`allowanceLeft(record:limitFen:)`, kept at issue time so that a reprint says the same).
+/// - `rv`: `v` the `seq` of the record in `reverses` (same device), `s` its `amount_fen`; the card number is the
+///   reversed record's.
+/// - `la`: `m` its `matter`.
+public enum RecordReceipt {
+    /// The fields of a record body, read strictly.
+    public struct Fields: Sendable {
+        let values: [String: FlatJSON.Value]
+
+        /// Reads a record's JSON body (flat: strings, integers, `true`, `null`).
+        public init(json: String) throws {
+            guard let v = FlatJSON.parse(Array(json.utf8)) else { throw RecordReceiptError.malformedRecord("the body is not a flat JSON object") }
+            values = v
+        }
+
+        public func string(_ key: String) throws -> String {
+            guard case .string(let s)? = values[key] else { throw RecordReceiptError.malformedRecord("\(key) is missing or not a string") }
+            return s
+        }
+
+        public func integer(_ key: String) throws -> Int64 {
+            guard case .integer(let v)? = values[key] else { throw RecordReceiptError.malformedRecord("\(key) is missing or not an integer") }
+            return v
+        }
+
+        public func optionalString(_ key: String) -> String? {
+            if case .string(let s)? = values[key] { return s }
+            return nil
+        }
+    }
+
+    /// What is left of the program's allowance this year after a `medical_subsidy` record:
+    /// max(0, `limitFen` − `used_after_fen`) (snapshot.md: remaining = max(0, limit − used)).
+    public static func allowanceLeft(record: Fields, limitFen: Int64) throws -> Int64 {
+        max(0, limitFen - (try record.integer("used_after_fen")))
+    }
+
+    /// The `seq` in a `record_id` of `deviceID` (`<device_id>-<seq>`), or nil if it is another device's or not one.
+    public static func seq(of recordID: String, deviceID: String) -> Int64? {
+        let prefix = deviceID + "-"
+        guard recordID.hasPrefix(prefix) else { return nil }
+        let digits = recordID.dropFirst(prefix.count)
+        guard !digits.isEmpty, digits.count <= 18, digits.first != "0", digits.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
+        return Int64(digits)
+    }
+
+    /// The receipt of `record`, made by `deviceID`.
+    /// - Parameters:
+    ///   - institution: printed when the record names none (`medical_subsidy` records carry their own).
+    ///   - holderName: the holder's name, whole or already masked (it is printed masked).
+    ///   - allowanceLeftFen: for a subsidy, the program's allowance left after it (`l`); required.
+    ///   - programName: for a subsidy, the program's printed name (its code when nil).
+    ///   - matterName: for a legal-aid application, the matter's printed name (its code when nil).
+    ///   - reversed: for a reversal, the record it reverses.
+    /// - Throws: `RecordReceiptError`.
+    public static func content(record: Fields, deviceID: String, institution: String, holderName: String,
+                               allowanceLeftFen: Int64? = nil, programName: String? = nil, matterName: String? = nil,
+                               reversed: Fields? = nil, extraLines: [String] = []) throws -> ReceiptContent {
+        let recordID = try record.string("record_id")
+        let seq = try record.integer("seq")
+        guard self.seq(of: recordID, deviceID: deviceID) == seq else { throw RecordReceiptError.otherDevice(recordID: recordID, deviceID: deviceID) }
+        let time = try date(try record.string("created_at"))
+        let kind = try record.string("kind")
+        switch kind {
+        case "medical_subsidy":
+            let program = try record.string("program")
+            guard let left = allowanceLeftFen else { throw RecordReceiptError.allowanceUnknown(program: program) }
+            return .subsidy(seq: seq, institution: record.optionalString("institution") ?? institution, deviceID: deviceID, time: time,
+                            cardNumber: try record.string("card_number"), holderName: holderName,
+                            billFen: try record.integer("bill_fen"), subsidyFen: try record.integer("subsidy_fen"),
+                            patientPaysFen: try record.integer("patient_pays_fen"), allowanceLeftFen: left,
+                            program: programName ?? program, extraLines: extraLines)
+        case "subsidy_reversal":
+            let reverses = try record.string("reverses")
+            guard let v = self.seq(of: reverses, deviceID: deviceID) else {
+                throw RecordReceiptError.malformedRecord("reverses \(reverses) is not a record of device \(deviceID)")
+            }
+            guard let reversed else { throw RecordReceiptError.reversedRecordMissing(reverses) }
+            guard try reversed.string("record_id") == reverses, try reversed.string("kind") == "medical_subsidy" else {
+                throw RecordReceiptError.malformedRecord("the reversed record given is not the medical subsidy \(reverses)")
+            }
+            return .reversal(seq: seq, institution: reversed.optionalString("institution") ?? institution, deviceID: deviceID, time: time,
+                             cardNumber: try reversed.string("card_number"), holderName: holderName, reversedSeq: v,
+                             amountFen: try record.integer("amount_fen"), reason: record.optionalString("reason") ?? "",
+                             extraLines: extraLines)
+        case "legal_aid_application":
+            let matter = try record.string("matter")
+            return .legalAid(seq: seq, institution: institution, deviceID: deviceID, time: time, cardNumber: try record.string("card_number"),
+                             holderName: holderName, matterCode: matter, matterName: matterName ?? matter, extraLines: extraLines)
+        default:
+            throw RecordReceiptError.notPrintable(kind: kind)
+        }
+    }
+
+    /// `created_at`: RFC 3339 in UTC, with or without a fraction of a second.
+    static func date(_ text: String) throws -> Date {
+        let plain = ISO8601DateFormatter()
+        plain.formatOptions = [.withInternetDateTime]
+        if let d = plain.date(from: text) { return d }
+        let fractional = ISO8601DateFormatter()
+        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let d = fractional.date(from: text) { return d }
+        throw RecordReceiptError.malformedRecord("created_at \(text) is not an RFC 3339 time")
+    }
+}

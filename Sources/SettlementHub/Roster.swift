@@ -1,0 +1,148 @@
+@preconcurrency import Crypto
+import Foundation
+
+/// What the hub knows of the region (snapshot spec v2 §1 records, as the platform's roster
+/// holds them): programs, devices with their institution and status, persons, and cards with
+/// their `person_ref` and the card's public key (`DF29`), which verifies `card_ack`.
+public struct Roster: Sendable {
+    public struct Device: Sendable, Equatable {
+        public var publicKey: Curve25519.Signing.PublicKey
+        /// The device's institution; nil when registered without one (`--device ID=KEY`):
+        /// then no `medical_subsidy` of it can name the right institution.
+        public var institution: String?
+        /// `active` or `retired`.
+        public var status: String
+        public static func == (a: Device, b: Device) -> Bool {
+            a.publicKey.rawRepresentation == b.publicKey.rawRepresentation && a.institution == b.institution && a.status == b.status
+        }
+    }
+
+    public struct Program: Sendable, Equatable {
+        /// `medical` or `legal_aid`.
+        public var cardType: String
+        /// Medical programs only.
+        public var limitFen: Int64?
+        public var matters: [String]
+    }
+
+    public struct Person: Sendable, Equatable {
+        public var status: String
+        public var programs: [String]
+    }
+
+    public struct Card: Sendable, Equatable {
+        public var personRef: String
+        public var status: String
+        /// The card's Ed25519 public key (`DF29`, 32 bytes); nil when the roster line has none.
+        public var publicKey: [UInt8]?
+    }
+
+    public enum LoadError: Error, CustomStringConvertible, Equatable {
+        case unreadable(String)
+        case notVersion2(path: String, line: Int)
+        case badRecord(path: String, line: Int, why: String)
+        case badKey(deviceID: String)
+        case badOption(String)
+        public var description: String {
+            switch self {
+            case .unreadable(let p): return "cannot read \(p)"
+            case .notVersion2(let p, let n): return "\(p) line \(n): not a benefit-snapshot of format_version 2"
+            case .badRecord(let p, let n, let why): return "\(p) line \(n): \(why)"
+            case .badKey(let id): return "device \(id): public_key is not a base64 Ed25519 key"
+            case .badOption(let o): return "--device \(o): expected ID=BASE64[,INSTITUTION]"
+            }
+        }
+    }
+
+    public private(set) var devices: [String: Device] = [:]
+    public private(set) var programs: [String: Program] = [:]
+    public private(set) var persons: [String: Person] = [:]
+    public private(set) var cards: [String: Card] = [:]
+
+    public init() {}
+
+    public subscript(deviceID: String) -> Device? { devices[deviceID] }
+
+    /// Adds (or replaces) a device; `publicKey` is base64 of the 32-byte Ed25519 key.
+    public mutating func add(deviceID: String, publicKey: String, institution: String? = nil, status: String = "active") throws {
+        guard let raw = Data(base64Encoded: publicKey), let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw) else {
+            throw LoadError.badKey(deviceID: deviceID)
+        }
+        devices[deviceID] = Device(publicKey: key, institution: institution, status: status)
+    }
+
+    /// `ID=BASE64[,INSTITUTION]`, as `settlement-hub --device` takes it (an active device).
+    public mutating func add(option: String) throws {
+        guard let eq = option.firstIndex(of: "="), eq != option.startIndex else { throw LoadError.badOption(option) }
+        let rest = option[option.index(after: eq)...]
+        let parts = rest.split(separator: ",", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let key = parts.first, !key.isEmpty else { throw LoadError.badOption(option) }
+        let institution = parts.count > 1 ? String(parts[1]) : nil
+        if institution?.isEmpty == true { throw LoadError.badOption(option) }
+        try add(deviceID: String(option[..<eq]), publicKey: String(key), institution: institution)
+    }
+
+    /// Every `program`, `device`, `person` and `card` record of a snapshot-format file (JSON
+    /// Lines, snapshot spec v2; a later file's entry replaces an earlier one's). Read line by
+    /// line; a header of another format or version is refused; unknown types are skipped.
+    /// The file's signature is not checked here: the operator names the roster it trusts.
+    public mutating func load(snapshot path: String) throws {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw LoadError.unreadable(path) }
+        defer { try? handle.close() }
+        var pending: [UInt8] = []
+        var lineNumber = 0
+        func consume(_ line: ArraySlice<UInt8>) throws {
+            lineNumber += 1
+            guard !line.isEmpty else { return }
+            guard let o = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else {
+                throw LoadError.badRecord(path: path, line: lineNumber, why: "not a JSON object")
+            }
+            try add(record: o, path: path, line: lineNumber)
+        }
+        while true {
+            let chunk: Data
+            do { chunk = try handle.read(upToCount: 1 << 20) ?? Data() } catch { throw LoadError.unreadable(path) }
+            if chunk.isEmpty { break }
+            pending.append(contentsOf: chunk)
+            var start = pending.startIndex
+            while let nl = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
+                try consume(pending[start..<nl])
+                start = nl + 1
+            }
+            pending.removeSubrange(..<start)
+        }
+        if !pending.isEmpty { try consume(pending[...]) }
+    }
+
+    mutating func add(record o: [String: Any], path: String, line: Int) throws {
+        func bad(_ why: String) -> LoadError { .badRecord(path: path, line: line, why: why) }
+        switch o["type"] as? String {
+        case "header":
+            guard o["format"] as? String == "benefit-snapshot", RecordRules.integer(o["format_version"]) == 2 else {
+                throw LoadError.notVersion2(path: path, line: line)
+            }
+        case "program":
+            guard let code = o["code"] as? String, let cardType = o["card_type"] as? String else { throw bad("program without code or card_type") }
+            let limit = RecordRules.integer(o["limit_fen"])
+            if cardType == "medical" && limit == nil { throw bad("medical program \(code) without limit_fen") }
+            let matters = (o["matters"] as? [[String: Any]] ?? []).compactMap { $0["code"] as? String }
+            programs[code] = Program(cardType: cardType, limitFen: limit, matters: matters)
+        case "device":
+            guard let id = o["device_id"] as? String, let key = o["public_key"] as? String else { throw bad("device without device_id or public_key") }
+            try add(deviceID: id, publicKey: key, institution: o["institution"] as? String, status: o["status"] as? String ?? "active")
+        case "person":
+            guard let ref = o["person_ref"] as? String else { throw bad("person without person_ref") }
+            persons[ref] = Person(status: o["status"] as? String ?? "active", programs: o["programs"] as? [String] ?? [])
+        case "card":
+            guard let number = o["card_number"] as? String, let ref = o["person_ref"] as? String else { throw bad("card without card_number or person_ref") }
+            var key: [UInt8]?
+            if let text = o["public_key"] as? String {
+                guard let raw = Data(base64Encoded: text), raw.count == 32 else { throw bad("card \(number): public_key is not base64 of 32 bytes") }
+                key = Array(raw)
+            }
+            cards[number] = Card(personRef: ref, status: o["status"] as? String ?? "active", publicKey: key)
+        default:
+            break
+        }
+    }
+}

@@ -1,0 +1,143 @@
+import ArgumentParser
+import BenefitCard
+import Foundation
+import KioskCore
+import KioskStore
+
+/// What the platform needs to certify a device: its id, institution and public key, one
+/// JSON line. The private key stays on the device.
+struct CertificateRequest {
+    let device: Device
+    var line: String {
+        let o: [String: Any] = ["type": "certificate_request", "device_id": device.config.deviceID,
+                                "institution": device.config.institution, "public_key": device.publicKeyBase64]
+        let data = try! JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .withoutEscapingSlashes])
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// A certificate file: the 7F21 object as binary, hex or base64 text.
+enum CertificateFile {
+    static func read(_ path: String) throws -> [UInt8] {
+        guard let data = FileManager.default.contents(atPath: path) else { throw DeviceError.badCertificate("cannot read \(path)") }
+        return decode(data)
+    }
+
+    static func decode(_ data: Data) -> [UInt8] {
+        let bytes = [UInt8](data)
+        if bytes.first == 0x7F { return bytes }
+        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        if let hex = [UInt8](hex: text.replacingOccurrences(of: " ", with: "")) { return hex }
+        if let b64 = Data(base64Encoded: text) { return [UInt8](b64) }
+        return bytes
+    }
+}
+
+struct Certificate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The device certificate (card spec §5.2): only a certified device may write a card.",
+        subcommands: [Request.self, Install.self, Show.self])
+
+    struct Request: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print what the platform needs to certify this device (one JSON line).")
+        @OptionGroup var state: StateOptions
+        func run() throws {
+            let device: Device
+            do { device = try state.device() } catch let f as CommandFailure { fail(f) }
+            print(CertificateRequest(device: device).line)
+        }
+    }
+
+    struct Install: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check and install a device certificate: the CA keys from provisioning, this device's key and id, at most 90 days, not run out.")
+        @OptionGroup var state: StateOptions
+        @Argument(help: "The certificate (7F21) as binary, hex or base64.") var file: String
+        func run() throws {
+            do {
+                let kiosk = try state.kiosk()
+                let cert = try kiosk.device.installCertificate(try CertificateFile.read(file), now: kiosk.clock.now())
+                print("device certificate installed for \(cert.deviceID): CA \(cert.caKeyID), valid \(cert.validFrom) to \(cert.validThrough)")
+            } catch let f as CommandFailure { fail(f)
+            } catch let e as DeviceError { fail(CommandFailure(message: e.description, status: .refused)) }
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The installed certificate and how long it has left.")
+        @OptionGroup var state: StateOptions
+        @Flag(help: "Print JSON.") var json = false
+        func run() throws {
+            let kiosk: Kiosk
+            do { kiosk = try state.kiosk() } catch let f as CommandFailure { fail(f) }
+            let now = kiosk.clock.now()
+            guard let cert = kiosk.device.certificate else {
+                if json { printJSON(["installed": false]) } else { print("no device certificate installed: no subsidies (device_retired)") }
+                Foundation.exit(ExitStatus.notReady.rawValue)
+            }
+            let warning = kiosk.certificateWarning(now: now)
+            if json {
+                var o: [String: Any] = ["installed": true, "device_id": cert.deviceID, "ca_key_id": cert.caKeyID,
+                                        "valid_from": "\(cert.validFrom)", "valid_through": "\(cert.validThrough)",
+                                        "valid_now": cert.isValid(at: now)]
+                if let warning { o["warning"] = warning }
+                printJSON(o)
+            } else {
+                print("device certificate for \(cert.deviceID): CA \(cert.caKeyID), valid \(cert.validFrom) to \(cert.validThrough)\(cert.isValid(at: now) ? "" : "  NOT VALID NOW")")
+                if let warning { print("  warning: \(warning)") }
+            }
+        }
+    }
+}
+
+struct Clock: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Clock integrity (sync spec §6): the floor the device clock must not read before.",
+        subcommands: [Show.self, Reset.self])
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The clock, the floor, and whether the clock is suspect.")
+        @OptionGroup var state: StateOptions
+        @Flag(help: "Print JSON.") var json = false
+        func run() throws {
+            let kiosk: Kiosk
+            do { kiosk = try state.kiosk() } catch let f as CommandFailure { fail(f) }
+            let now = kiosk.clock.now()
+            let floor = try kiosk.device.store.clockFloor()
+            let suspicion = floor.suspicion(at: now)
+            if json {
+                var o: [String: Any] = ["now": Timestamp.string(now), "suspect": suspicion != nil]
+                if let f = floor.floor { o["floor"] = Timestamp.string(f) }
+                if let r = floor.resetAt { o["reset_at"] = r; o["reset_by"] = floor.resetBy ?? ""; o["reset_reason"] = floor.resetReason ?? "" }
+                if let suspicion { o["detail"] = suspicion }
+                printJSON(o)
+            } else {
+                print("clock \(Timestamp.string(now)), floor \(floor.floor.map(Timestamp.string) ?? "none yet")")
+                if let suspicion { print("  SUSPECT (clock_suspect): \(suspicion); set the clock right, then kioskctl clock reset") }
+                if let r = floor.resetAt { print("  last reset \(r) by \(floor.resetBy ?? ""): \(floor.resetReason ?? "")") }
+            }
+            if suspicion != nil { Foundation.exit(ExitStatus.notReady.rawValue) }
+        }
+    }
+
+    struct Reset: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "After setting the clock right: the floor restarts from the clock's reading now (an alert record says who and why).")
+        @OptionGroup var state: StateOptions
+        @Option(help: "Who (operator id).") var `operator`: String
+        @Option(help: "Why.") var reason: String
+        func validate() throws {
+            guard !`operator`.trimmingCharacters(in: .whitespaces).isEmpty, !reason.trimmingCharacters(in: .whitespaces).isEmpty else {
+                throw ValidationError("--operator and --reason must not be empty")
+            }
+        }
+        func run() throws {
+            do {
+                let kiosk = try state.kiosk()
+                let r = try kiosk.device.store.resetClockFloor(now: kiosk.clock.now(), operator: `operator`, reason: reason, device: kiosk.device.context)
+                print("clock floor reset to \(Timestamp.string(kiosk.clock.now())) (alert \(r.recordID))")
+            } catch let f as CommandFailure { fail(f)
+            } catch let e as StoreError { fail(CommandFailure(message: e.description, status: .storage)) }
+        }
+    }
+}
