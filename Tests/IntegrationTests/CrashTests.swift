@@ -64,7 +64,7 @@ extension PCSCIntegrationTests {
             #expect(status == 0 && charge?["decision"] as? String == "granted", "\(err)")
             // Written: the resolution's confirming write took sequence 5 (for the card's
             // acknowledgement), so this charge writes 6.
-            #expect(charge?["card_sequence"] as? Int == (written ? 6 : 4))
+            #expect(charge?["card_sequence"] as? Int == ["after-pending": 4, "after-card-write": 6, "after-commit": 5][step])
         }
         let seqs = try device.store.records().map(\.seq)
         #expect(seqs == Array(1...Int64(seqs.count)))
@@ -76,7 +76,7 @@ extension PCSCIntegrationTests {
         let bad = Scratch.file("bad", extension: "jsonl")
         var text = try String(contentsOf: Vectors.url("snapshot-small.jsonl"), encoding: .utf8)
         text = text.replacingOccurrences(of: "\"used_fen\":20000", with: "\"used_fen\":10000")
-            .replacingOccurrences(of: "\"issued_at\":\"2026-11-22T02:00:00Z\"", with: "\"issued_at\":\"2026-11-23T02:00:00Z\"")
+            .replacingOccurrences(of: "\"issued_at\":\"2026-11-22T02:00:00Z\"", with: "\"issued_at\":\"2026-11-22T02:05:00Z\"")
         try text.write(to: bad, atomically: true, encoding: .utf8)
         let (s, _, err) = try Harness.run("kioskctl", ["snapshot", "install", "--state-dir", dir, bad.path],
                                           environment: ["BENEFIT_KIOSK_TEST_NOW": "2026-11-22T03:00:00Z"])
