@@ -20,7 +20,7 @@ done
 [ -n "$CONFIG" ] && [ -f "$CONFIG" ] || { echo "usage: install.sh --config FILE (see Provisioning/config/)" >&2; exit 64; }
 # shellcheck disable=SC1090
 . "$CONFIG"
-for v in DEVICE_ID INSTITUTION PROFILE ISSUER_KEYS AUTHORITY_KEYS HUB_URL PRINTER; do
+for v in DEVICE_ID INSTITUTION PROFILE ISSUER_KEYS AUTHORITY_KEYS DEVICE_CA_KEYS HUB_URL PRINTER; do
     [ -n "${!v:-}" ] || { echo "$CONFIG: $v is not set" >&2; exit 64; }
 done
 if grep -q REPLACE_WITH "$CONFIG"; then echo "$CONFIG still has REPLACE_WITH placeholders" >&2; exit 64; fi
@@ -49,7 +49,11 @@ args=(provision --state-dir "$STATE" --device-id "$DEVICE_ID" --institution "$IN
       --hub-url "$HUB_URL" --printer "$PRINTER")
 for k in $ISSUER_KEYS; do args+=(--issuer-key "$k"); done
 for k in $AUTHORITY_KEYS; do args+=(--authority-key "$k"); done
+for k in $DEVICE_CA_KEYS; do args+=(--device-ca-key "$k"); done
 [ -n "${HUB_CA:-}" ] && args+=(--hub-ca "$HUB_CA")
+# The device makes its key here; without DEVICE_CERT, provision prints the certificate
+# request for the platform, and the kiosk grants nothing (device_retired) until installed.
+[ -n "${DEVICE_CERT:-}" ] && args+=(--device-cert "$DEVICE_CERT")
 "$ROOT$PREFIX/bin/kioskctl" "${args[@]}"
 [ -z "$ROOT" ] && chown -R benefit-kiosk:benefit-kiosk "$STATE"
 
