@@ -139,7 +139,9 @@ public final class Device: @unchecked Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try atomicWrite(try encoder.encode(config), to: p.config, mode: 0o644)
-        return try Device(stateDir: stateDir)
+        let device = try Device(stateDir: stateDir)
+        if config.profile == .hospital { try device.ensureBillAPIToken() }
+        return device
     }
 
     /// Write to a temporary file, fsync, rename: the old or the new file, never half.
@@ -155,6 +157,25 @@ public final class Device: @unchecked Sendable {
             unlink(tmp.path)
             throw DeviceError.badConfig("cannot write \(url.path): \(String(cString: strerror(errno)))")
         }
+    }
+
+    /// The bill API's token (`STATE_DIR/bill-api.token`, 0600): the hospital system sends it
+    /// as `Authorization: Bearer TOKEN`. Made at provisioning, kept on re-provisioning.
+    public var billAPIToken: String? {
+        FileManager.default.contents(atPath: stateDir.appendingPathComponent("bill-api.token").path)
+            .map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }
+            .flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// Makes the bill API token when there is none (64 hex digits from the system's random
+    /// source, 0600); returns it.
+    @discardableResult
+    public func ensureBillAPIToken() throws -> String {
+        if let t = billAPIToken { return t }
+        var g = SystemRandomNumberGenerator()
+        let token = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &g)) }.joined()
+        try Device.atomicWrite(Data((token + "\n").utf8), to: stateDir.appendingPathComponent("bill-api.token"), mode: 0o600)
+        return token
     }
 
     /// The most a device certificate may span, "valid from" and "valid through" both counted

@@ -45,6 +45,10 @@ public struct ChargeOutcome {
     public var cardSequence: UInt32?
     /// The card's answer to a refused write (card_write_refused): the command and status word.
     public var writeRefusal: (command: WriteCommand, status: StatusWord)?
+    /// The bill was already subsidised for this card (a torn write resolved when the card was
+    /// presented again, or the hospital system sending the bill twice): `records` are the
+    /// ones it made then, and nothing new was written or recorded.
+    public var alreadySubsidised = false
 }
 
 public struct LegalAidOutcome {
@@ -260,9 +264,20 @@ public final class Kiosk {
     /// A hospital bill: decide, certificate + challenge, pending, write the card, check the
     /// card's acknowledgement, commit + queue (card spec §6).
     public func charge(_ channel: CardChannel, billFen: Fen, billReference: String) throws -> ChargeOutcome {
-        precondition(billFen > 0 && billFen <= Kiosk.maximumBillFen, "bills are 1 to 99,999,999 fen")
+        try BillError.check(billFen: billFen, billReference: billReference)
         let card = try present(channel)
         let now = clock.now()
+        // A bill this card already paid ends here, whatever the figures say now: a torn write
+        // that presenting the card again just committed, or the hospital system sending the
+        // same bill again. Receipt and "已贴补", never a second deduction nor "pay in full".
+        if let done = try store.deduction(billReference: billReference), done.state == "committed" {
+            guard done.cardNumber == card.facts.cardNumber else { throw LedgerError.duplicateBill(billReference) }
+            var o = ChargeOutcome(card: card, decision: SubsidyDecision(code: .granted, detail: "this bill was already subsidised",
+                                                                        billFen: done.billFen, allocations: done.allocations),
+                                  records: try store.records(deductionID: done.id), cardSequence: done.cardSequence)
+            o.alreadySubsidised = true
+            return o
+        }
         // The write path (beginDeduction) reads the figures again inside its transaction.
         let view = try card.view ?? store.view(cardNumber: card.facts.cardNumber, period: card.period)
         var decision = Decide.subsidy(card: card.facts, view: view, billFen: billFen, now: now, device: card.standing)

@@ -305,6 +305,21 @@ extension KioskStore {
                          arguments: [cardNumber]).map { try Deduction($0) }
     }
 
+    /// The deduction of a bill that is not voided (pending or committed), if any.
+    public func deduction(billReference: String) throws -> Deduction? {
+        try pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM deduction WHERE bill_reference = ? AND state != 'voided'", arguments: [billReference])
+                .map { try Deduction($0) }
+        }
+    }
+
+    /// The settlement records a committed deduction made, in `seq` order.
+    public func records(deductionID: Int64) throws -> [StoredRecord] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM record WHERE deduction_id = ? ORDER BY seq", arguments: [deductionID]).map(StoredRecord.init)
+        }
+    }
+
     public func deductions(limit: Int = 100) throws -> [Deduction] {
         try pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM deduction ORDER BY id DESC LIMIT ?", arguments: [limit]).map { try Deduction($0) } }
     }

@@ -141,3 +141,18 @@ struct Clock: ParsableCommand {
         }
     }
 }
+
+struct BillAPIToken: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bill-api-token",
+        abstract: "Print the bill API token the hospital system sends as Authorization: Bearer TOKEN (made at provisioning, 0600).")
+    @OptionGroup var state: StateOptions
+    @Flag(help: "Make one if there is none.") var create = false
+    func run() throws {
+        let device: Device
+        do { device = try state.device() } catch let f as CommandFailure { fail(f) }
+        if let t = device.billAPIToken { print(t); return }
+        guard create else { fail(CommandFailure(message: "no bill API token; kioskctl bill-api-token --create makes one", status: .notReady)) }
+        print(try device.ensureBillAPIToken())
+    }
+}

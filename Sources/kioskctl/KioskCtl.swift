@@ -2,6 +2,7 @@ import ArgumentParser
 import BenefitCard
 import Crypto
 import Foundation
+import KioskCore
 import SmartCard
 
 struct KioskCtl: ParsableCommand {
@@ -9,7 +10,7 @@ struct KioskCtl: ParsableCommand {
         commandName: "kioskctl",
         abstract: "BenefitKiosk technician command line.",
         subcommands: [Readers.self, Card.self, Provision.self, Snapshot.self, Check.self, Charge.self, ApplyLegalAid.self,
-                      Ledger.self, Queue.self, Reverse.self, Recover.self, ReceiptCommand.self, Upload.self, Certificate.self, Clock.self]
+                      Ledger.self, Queue.self, Reverse.self, Recover.self, ReceiptCommand.self, Upload.self, Certificate.self, Clock.self, BillAPIToken.self]
     )
 }
 
@@ -26,20 +27,9 @@ struct ReaderOptions: ParsableArguments {
     }
 }
 
-/// Exit codes, the same for every command (documented in the README).
-enum ExitStatus: Int32 {
-    case ok = 0
-    case notAuthentic = 2
-    case unreadable = 3
-    case noCard = 4
-    case serviceUnavailable = 5
-    case notReady = 6
-    case storage = 7
-    case refused = 8
-    /// A decision other than granted/eligible (limit_exhausted, person_suspended, …).
-    case declined = 10
-    case usage = 64
-}
+/// Exit codes, the same for every command (documented in the README): KioskCore's one
+/// mapping, shared with kioskd.
+typealias ExitStatus = KioskExit
 
 struct CommandFailure: Error, CustomStringConvertible {
     var message: String

@@ -37,10 +37,9 @@ func withCard<T>(_ options: ReaderOptions, _ body: (CardChannel) throws -> T) th
         let connection = try ctx.connect(reader: reader)
         return try connection.withTransaction { try body($0) }
     } catch let f as CommandFailure { throw f
-    } catch let r as CardRefusal { throw r
-    } catch let e as StoreError { throw CommandFailure(message: e.description, status: .storage)
-    } catch let e as LedgerError { throw CommandFailure(message: e.description, status: .refused)
-    } catch { throw pcscFailure(error) }
+    } catch let e as PCSCError { throw pcscFailure(e)
+    } catch let e as CardError where e == .serviceUnavailable || e == .readerGone { throw pcscFailure(e)
+    } catch { throw error }   // mapped once, by runCardOperation (Outcomes)
 }
 
 func yuan(_ fen: Fen) -> String { String(format: "%@%lld.%02lld", fen < 0 ? "-" : "", abs(fen) / 100, abs(fen) % 100) }
@@ -51,22 +50,22 @@ func runCardOperation(json: Bool, _ body: () throws -> Void) -> Never? {
     do {
         try body()
         return nil
-    } catch let r as CardRefusal {
-        if json {
-            var o: [String: Any] = ["decision": r.code.rawValue, "message": r.code.message, "detail": r.detail]
-            if let n = r.cardNumber { o["card_number"] = Masking.cardNumber(n) }
-            printJSON(o)
-        } else {
-            print("\(r.code.rawValue): \(r.code.message)\n  \(r.detail)")
-        }
-        let status: ExitStatus = r.code == .cardNotAuthentic ? .notAuthentic : r.code == .cardRemoved ? .noCard : .unreadable
-        Foundation.exit(status.rawValue)
     } catch let f as CommandFailure {
         FileHandle.standardError.write(Data("kioskctl: \(f.message)\n".utf8))
         Foundation.exit(f.status.rawValue)
     } catch {
-        FileHandle.standardError.write(Data("kioskctl: \(error)\n".utf8))
-        Foundation.exit(ExitStatus.storage.rawValue)
+        // One mapping (KioskCore's Outcomes), the same as kioskd's screen and HTTP answers.
+        let r = Outcomes.report(error)
+        if json {
+            var o: [String: Any] = ["decision": r.code, "message": r.message, "detail": r.detail]
+            if let n = (error as? CardRefusal)?.cardNumber { o["card_number"] = Masking.cardNumber(n) }
+            printJSON(o)
+        } else if error is CardRefusal {
+            print("\(r.code): \(r.message)\n  \(r.detail)")
+        } else {
+            FileHandle.standardError.write(Data("kioskctl: \(r.code): \(r.detail)\n".utf8))
+        }
+        Foundation.exit(r.exit.rawValue)
     }
 }
 
@@ -144,9 +143,13 @@ struct Charge: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
-        guard billFen > 0 else { throw ValidationError("--bill-fen must be a positive number of fen") }
-        guard billFen <= Kiosk.maximumBillFen else { throw ValidationError("--bill-fen is at most 99999999 fen (receipt spec §1)") }
-        guard !billRef.isEmpty, billRef.count <= 64 else { throw ValidationError("--bill-ref must be 1–64 characters") }
+        // The same rule as every bill, checked by Kiosk.charge (BillError).
+        do { try BillError.check(billFen: billFen, billReference: billRef) } catch let e as BillError {
+            switch e {
+            case .amount: throw ValidationError("--bill-fen must be a positive number of fen, at most \(Kiosk.maximumBillFen)")
+            case .reference: throw ValidationError("--bill-ref: \(e)")
+            }
+        }
     }
 
     func run() throws {
@@ -172,6 +175,7 @@ struct Charge: ParsableCommand {
                 j["records"] = o.records.map(\.recordID)
                 if let s = o.cardSequence { j["card_sequence"] = Int(s) }
                 if let w = o.writeRefusal { j["write_refusal"] = ["command": w.command.rawValue, "sw": "\(w.status)"] }
+                if o.alreadySubsidised { j["already_subsidised"] = true }
                 printJSON(j)
             } else {
                 print("\(d.code.rawValue): \(d.code.message)" + (d.detail.isEmpty ? "" : " (\(d.detail))"))
@@ -180,7 +184,7 @@ struct Charge: ParsableCommand {
                 if !o.records.isEmpty { print("  records: \(o.records.map(\.recordID).joined(separator: ", ")); card sequence \(o.cardSequence ?? 0)") }
                 for r in receipts { print("  receipt: \(r)") }
             }
-            if !d.isGranted { Foundation.exit(d.code == .cardRemoved ? ExitStatus.noCard.rawValue : ExitStatus.declined.rawValue) }
+            if !d.isGranted { Foundation.exit(Outcomes.report(d.code).exit.rawValue) }
         }
     }
 }

@@ -1,0 +1,196 @@
+import BenefitCard
+import Entitlements
+import Foundation
+import KioskStore
+import SmartCard
+
+/// Exit statuses of the command line, the same for every command (README).
+public enum KioskExit: Int32, Sendable {
+    case ok = 0
+    case notAuthentic = 2
+    case unreadable = 3
+    case noCard = 4
+    case serviceUnavailable = 5
+    case notReady = 6
+    case storage = 7
+    case refused = 8
+    /// A decision other than granted/eligible (limit_exhausted, person_suspended, …).
+    case declined = 10
+    case usage = 64
+}
+
+/// What happened, as every surface says it (issue 8: one mapping, used by kioskd and
+/// kioskctl alike): the decision or operating code, the screen's words (Chinese first),
+/// the detail for the technician, the HTTP status and the exit status.
+public struct OutcomeReport: Sendable, Equatable, CustomStringConvertible {
+    /// A decision code of snapshot spec §6, or an operating code (`store_error`,
+    /// `disk_full`, `pcscd_unavailable`, `bill_already_subsidised`, …).
+    public var code: String
+    /// What the screen says.
+    public var message: String
+    /// For logs and `kioskctl`, never for a patient's screen.
+    public var detail: String
+    public var httpStatus: Int
+    public var exit: KioskExit
+
+    public init(code: String, message: String, detail: String, httpStatus: Int, exit: KioskExit) {
+        self.code = code; self.message = message; self.detail = detail; self.httpStatus = httpStatus; self.exit = exit
+    }
+
+    public var description: String { "\(code): \(message)" + (detail.isEmpty ? "" : " (\(detail))") }
+}
+
+public enum Outcomes {
+    /// A decision (snapshot spec §6) as every surface reports it.
+    public static func report(_ code: ReasonCode, detail: String = "") -> OutcomeReport {
+        let exit: KioskExit
+        switch code {
+        case .granted, .eligible: exit = .ok
+        case .cardNotAuthentic: exit = .notAuthentic
+        case .cardUnreadable: exit = .unreadable
+        case .cardRemoved: exit = .noCard
+        case .snapshotMissing: exit = .notReady
+        default: exit = .declined
+        }
+        return OutcomeReport(code: code.rawValue, message: code.message, detail: detail, httpStatus: 200, exit: exit)
+    }
+
+    /// Any error a card session, the store or the ledger can throw, mapped once. Unknown
+    /// errors are `internal_error`: never dressed up as a card problem.
+    public static func report(_ error: Error) -> OutcomeReport {
+        switch error {
+        case let r as CardRefusal:
+            return report(r.code, detail: r.detail)
+        case let e as CardError:
+            switch e {
+            case .cardRemoved: return report(.cardRemoved, detail: e.description)
+            case .writeRefused: return report(.cardWriteRefused, detail: e.description)
+            case .unreadable, .notABenefitCard, .transport: return report(.cardUnreadable, detail: e.description)
+            case .serviceUnavailable:
+                return OutcomeReport(code: "pcscd_unavailable", message: "读卡服务中断, 请稍候 Card service unavailable, please wait",
+                                     detail: e.description, httpStatus: 503, exit: .serviceUnavailable)
+            case .readerGone:
+                return OutcomeReport(code: "reader_gone", message: "读卡器断开, 请联系工作人员 Card reader disconnected, please ask staff",
+                                     detail: e.description, httpStatus: 503, exit: .noCard)
+            default:
+                return OutcomeReport(code: "card_error", message: "读卡失败, 请重新刷卡 Card error, please tap again",
+                                     detail: e.description, httpStatus: 503, exit: .noCard)
+            }
+        case let e as PCSCError:
+            return report(CardError(e))
+        case let e as StoreError:
+            if e.kind == .diskFull {
+                return OutcomeReport(code: "disk_full", message: "设备暂停服务, 请到人工窗口 Kiosk paused, please go to a staffed counter",
+                                     detail: e.description, httpStatus: 507, exit: .storage)
+            }
+            return OutcomeReport(code: "store_error", message: "设备暂停服务, 请到人工窗口 Kiosk paused, please go to a staffed counter",
+                                 detail: e.description, httpStatus: 503, exit: .storage)
+        case let e as LedgerError:
+            switch e {
+            case .noSnapshot: return report(.snapshotMissing, detail: e.description)
+            case .duplicateBill:
+                return OutcomeReport(code: "bill_already_subsidised", message: "此账单已贴补 This bill has already been subsidised",
+                                     detail: e.description, httpStatus: 409, exit: .refused)
+            case .pendingExists:
+                return OutcomeReport(code: "card_pending", message: "请重新刷卡 Please tap the card again",
+                                     detail: e.description, httpStatus: 409, exit: .refused)
+            case .staleDecision:
+                return OutcomeReport(code: "decision_stale", message: "请重新刷卡 Please tap the card again",
+                                     detail: e.description, httpStatus: 409, exit: .refused)
+            default:
+                return OutcomeReport(code: "ledger_refused", message: "无法办理, 请到人工窗口 Cannot be done here, please go to a staffed counter",
+                                     detail: e.description, httpStatus: 409, exit: .refused)
+            }
+        case let e as BillError:
+            return OutcomeReport(code: "bad_bill", message: "账单有误, 请到收费窗口 Bill not valid, please go to the cashier",
+                                 detail: e.description, httpStatus: 400, exit: .usage)
+        case let e as DeviceError:
+            return OutcomeReport(code: "not_provisioned", message: "设备未就绪, 请联系工作人员 Kiosk not ready, please ask staff",
+                                 detail: e.description, httpStatus: 503, exit: .notReady)
+        default:
+            return OutcomeReport(code: "internal_error", message: "设备故障, 请到人工窗口 Kiosk fault, please go to a staffed counter",
+                                 detail: "\(error)", httpStatus: 500, exit: .storage)
+        }
+    }
+}
+
+/// A bill that cannot be charged as given (issue 8: validated once, in `Kiosk.charge`).
+public enum BillError: Error, Equatable, Sendable, CustomStringConvertible {
+    case amount(Int64)
+    case reference(String)
+
+    public var description: String {
+        switch self {
+        case .amount(let f): return "bill_fen \(f) is not 1 to \(Kiosk.maximumBillFen) fen"
+        case .reference(let why): return "bill_reference \(why)"
+        }
+    }
+
+    /// The most a bill reference may be, in bytes.
+    public static let maximumReferenceBytes = 64
+
+    /// 1 to 99,999,999 fen; a reference of 1–64 bytes of printable ASCII (no spaces at
+    /// either end, no control characters): it goes into records, receipts and screens.
+    public static func check(billFen: Int64, billReference: String) throws {
+        guard billFen > 0, billFen <= Kiosk.maximumBillFen else { throw BillError.amount(billFen) }
+        let bytes = billReference.utf8
+        guard !bytes.isEmpty, bytes.count <= maximumReferenceBytes else {
+            throw BillError.reference("must be 1 to \(maximumReferenceBytes) bytes")
+        }
+        guard bytes.allSatisfy({ $0 >= 0x21 && $0 <= 0x7E }) else {
+            throw BillError.reference("may hold only printable ASCII without spaces (A–Z, 0–9, - and the like)")
+        }
+    }
+}
+
+/// The hospital system's bill as the bill API takes it (`POST /api/bills`): a JSON object of
+/// at most 1 KiB with exactly `bill_reference` (see `BillError.check`) and `bill_fen` (an
+/// integer written without fraction or exponent: `1.0` and `1e3` are not fen).
+public struct BillRequest: Sendable, Equatable {
+    public var billReference: String
+    public var billFen: Int64
+
+    public static let maximumBodyBytes = 1024
+
+    public enum ParseError: Error, Equatable, Sendable, CustomStringConvertible {
+        case tooLarge(Int)
+        case notAJSONObject
+        case fields(String)
+        case bill(BillError)
+        public var description: String {
+            switch self {
+            case .tooLarge(let n): return "the body is \(n) bytes; at most \(BillRequest.maximumBodyBytes)"
+            case .notAJSONObject: return "the body is not a JSON object"
+            case .fields(let why): return why
+            case .bill(let e): return e.description
+            }
+        }
+    }
+
+    public init(billReference: String, billFen: Int64) { self.billReference = billReference; self.billFen = billFen }
+
+    public static func parse(_ body: [UInt8]) throws(ParseError) -> BillRequest {
+        guard body.count <= maximumBodyBytes else { throw .tooLarge(body.count) }
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] else { throw .notAJSONObject }
+        let extra = Set(object.keys).subtracting(["bill_reference", "bill_fen"])
+        guard extra.isEmpty else { throw .fields("unknown fields: \(extra.sorted().joined(separator: ", "))") }
+        guard let reference = object["bill_reference"] as? String else { throw .fields("bill_reference must be a string") }
+        guard let fen = JSONInteger.value(object["bill_fen"]) else {
+            throw .fields("bill_fen must be an integer number of fen (not 1.0, 1e3, a string or a boolean)")
+        }
+        do { try BillError.check(billFen: fen, billReference: reference) } catch let e as BillError { throw .bill(e) } catch { throw .notAJSONObject }
+        return BillRequest(billReference: reference, billFen: fen)
+    }
+}
+
+/// A JSON integer as JSONSerialization hands it over: written without fraction or exponent
+/// and within Int64. `1.0` and `1e3` arrive as doubles, `true` as a boolean: none is one.
+public enum JSONInteger {
+    public static func value(_ v: Any?) -> Int64? {
+        guard let n = v as? NSNumber, !(v is String) else { return nil }
+        switch n.objCType.pointee {
+        case 0x69, 0x6C, 0x71, 0x73: return n.int64Value   // i, l, q, s: signed integer types
+        default: return nil                                  // d, f: double; c: boolean; Q: beyond Int64
+        }
+    }
+}
