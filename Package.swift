@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "kioskd", targets: ["kioskd"]),
         .executable(name: "settlement-hub", targets: ["settlement-hub"]),
         .executable(name: "device-ca", targets: ["device-ca"]),
+        .executable(name: "bk-fuzz", targets: ["bk-fuzz"]),
         .library(name: "SmartCard", targets: ["SmartCard"]),
         .library(name: "BenefitCard", targets: ["BenefitCard"]),
         .library(name: "VirtualCard", targets: ["VirtualCard"]),
@@ -138,7 +139,10 @@ let package = Package(
                 "SmartCard", "BenefitCard", "Entitlements", "KioskStore", "Receipts",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            // The test hooks (a fixed clock, a crash at a step of the deduction) exist in debug
+            // builds only: release binaries, which install.sh installs, have none.
+            swiftSettings: [.define("BENEFIT_KIOSK_TEST_HOOKS", .when(configuration: .debug))]
         ),
         .executableTarget(
             name: "kioskctl",
@@ -195,6 +199,17 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             resources: [.copy("Fixtures")]
+        ),
+        // libFuzzer targets (Fuzz/README.md): one executable, the target named by its first
+        // argument. Fuzz/run.sh builds it with -DFUZZING and the fuzzer sanitizer; a plain
+        // build makes it a corpus replayer. `@testable import SettlementHub`: debug builds only.
+        .executableTarget(
+            name: "bk-fuzz",
+            dependencies: [
+                "SmartCard", "BenefitCard", "KioskStore", "KioskCore", "Receipts", "SettlementHub",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Fuzz/Sources"
         ),
         .testTarget(
             name: "SmartCardTests",

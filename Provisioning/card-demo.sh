@@ -31,7 +31,8 @@ for c in $("$BIN/virtual-card" --cards "$CARDS" --list | cut -d' ' -f1); do pres
 present 3307820000000017 --tamper-holder
 present 3307820000000017 --wrong-card-key
 
-"$BIN/virtual-card" --cards "$CARDS" --card 3307820000000017 2>/dev/null &
+# It stays: started through close-fds.sh, it keeps no descriptor of ours (a lock, a pipe).
+bash Provisioning/close-fds.sh "$BIN/virtual-card" --cards "$CARDS" --card 3307820000000017 </dev/null >/dev/null 2>&1 &
 echo
 echo "Card 3307820000000017 stays in \"Virtual PCD 00 00\" (virtual-card pid $!). Try:"
 echo "  BENEFIT_KIOSK_VIRTUAL_READERS=1 $BIN/kioskctl card inspect --trust-file $TRUST --json"

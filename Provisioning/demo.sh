@@ -8,16 +8,29 @@
 # record uploaded; a status check of a suspended person; a legal-aid application.
 # Everything keeps running afterwards; `bash Provisioning/demo.sh stop` ends it.
 #
+# It stops with a message naming what to do when a virtual reader already holds a card (a
+# card emulator left over from a benchmark, say, or a test run), when a port it needs is
+# taken, when a card of its own cannot reach its reader (virtual-card exits 3), or when a
+# screen is not the one a step announced (that card and that code). The processes it
+# leaves running get none of its file descriptors but 0, 1 and 2 (close-fds.sh).
+#
 # The demo clock is fixed at the vectors' instant (2026-11-22T03:00:00Z) through the
 # test-only BENEFIT_KIOSK_TEST_NOW, so the vector snapshot is valid whatever today is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEMO=${DEMO_DIR:-/tmp/benefit-kiosk-demo}
+stop_demo() {  # the hub, the kiosks and any card of a previous run, and wait until they are gone
+    local pids
+    pids=$(cat "$DEMO/pids" "$DEMO"/card.3596[34] 2>/dev/null || true)
+    [ -n "$pids" ] || return 0
+    kill $pids 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 $pids 2>/dev/null || break; sleep 0.1; done
+    rm -f "$DEMO/pids" "$DEMO"/card.3596[34]
+}
 if [ "${1:-}" = stop ]; then
-    [ -f "$DEMO/pids" ] && kill $(cat "$DEMO/pids") 2>/dev/null || true
-    rm -f "$DEMO/pids"; echo "demo stopped"; exit 0
+    stop_demo; echo "demo stopped"; exit 0
 fi
-[ -f "$DEMO/pids" ] && kill $(cat "$DEMO/pids") 2>/dev/null || true
+stop_demo
 bash Provisioning/install-deps.sh test
 bash Provisioning/start-pcscd.sh
 echo "building (the first build takes several minutes)…"
@@ -27,6 +40,55 @@ for p in kioskd kioskctl virtual-card settlement-hub device-ca; do
 done
 BIN=$(swift build --show-bin-path)
 for b in kioskd kioskctl virtual-card settlement-hub device-ca; do [ -x "$BIN/$b" ] || { echo "build failed: $b missing" >&2; exit 1; }; done
+# Long-lived processes are started through close-fds.sh: they keep no descriptor of ours.
+DETACHED=(bash Provisioning/close-fds.sh)
+reader_name() { case $1 in 35963) echo "Virtual PCD 00 00" ;; 35964) echo "Virtual PCD 00 01" ;; esac; }
+holder_of() {  # PORT: who is connected to that vpcd port, e.g. "virtual-card (pid 123)"
+    ss -Htnp "dport = :$1" 2>/dev/null | sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\1 (pid \2)/p' | head -1
+}
+free_hint() {  # PORT: how to free that reader
+    local holder pid
+    holder=$(holder_of "$1"); pid=$(echo "$holder" | sed -n 's/.*(pid \([0-9]*\))/\1/p')
+    if [ -n "$pid" ]; then
+        echo "it is held by $holder: stop it (kill $pid, or wait for the run it belongs to), then run the demo again"
+    else
+        echo "stop the card emulator connected to vpcd port $1 (\`ss -tnp 'dport = :$1'\` shows it), then run the demo again"
+    fi
+}
+stopped() {  # MESSAGE…: stop the demo with a clear message; its own cards leave their readers
+    local f
+    echo >&2
+    echo "DEMO STOPPED: $*" >&2
+    for f in "$DEMO"/card.3596[34]; do [ -f "$f" ] && { kill "$(cat "$f")" 2>/dev/null || true; rm -f "$f"; }; done
+    if [ -s "$DEMO/pids" ]; then
+        echo "The hub and the kiosks are still running for a look (logs: $DEMO/*.log); end them with: bash Provisioning/demo.sh stop" >&2
+    fi
+    exit 1
+}
+
+# Before anything starts: the virtual readers must be free and empty, the ports free.
+# (The test binary itself, not a linker writing it.)
+TESTS=$(pgrep -f '^[^ ]*BenefitKioskPackageTests\.xctest( |$)' | tr '\n' ' ' || true)
+[ -z "$TESTS" ] || stopped "a test run (BenefitKioskPackageTests.xctest, pid ${TESTS% }) is using the virtual readers. Wait until it ends, then run the demo again."
+READERS=$("$BIN/kioskctl" readers --virtual-readers --json) \
+    || stopped "kioskctl cannot list the readers: is pcscd running? (bash Provisioning/start-pcscd.sh)"
+for port in 35963 35964; do
+    name=$(reader_name $port)
+    present=$(echo "$READERS" | python3 -c 'import json,sys
+r=[r for r in json.load(sys.stdin)["readers"] if r["reader"]==sys.argv[1]]
+print("missing" if not r else "true" if r[0]["card_present"] else "false")' "$name")
+    holder=$(holder_of $port)
+    case $present in
+        missing) stopped "reader \"$name\" is missing: pcscd is not running with vpcd (package vsmartcard-vpcd). Restart it: pkill -x pcscd; bash Provisioning/start-pcscd.sh" ;;
+        true) stopped "reader \"$name\" already holds a card, so the demo's cards could not reach it. To free the reader, $(free_hint $port)." ;;
+    esac
+    [ -z "$holder" ] || stopped "reader \"$name\" (vpcd port $port) is taken, so the demo's cards could not reach it. To free the reader, $(free_hint $port)."
+done
+for port in 8470 8080 8081; do
+    user=$(ss -Hltnp "sport = :$port" 2>/dev/null | sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\1 (pid \2)/p' | head -1)
+    [ -z "$(ss -Hltn "sport = :$port" 2>/dev/null)" ] || stopped "port $port is already in use${user:+ by $user}; the demo needs 8470 (hub), 8080 and 8081 (kiosks). Stop that process and run the demo again."
+done
+
 rm -rf "$DEMO"; mkdir -p "$DEMO"
 export BENEFIT_KIOSK_TEST_NOW=2026-11-22T03:00:00Z
 ISSUER=330782-issuer-test=ccFN/6AgIzeALsTdT7e3Eyw+Wdaz4PSJiYy/wU1agY8=
@@ -55,37 +117,79 @@ provision() {  # name device-id institution profile seed
 provision hospital KSK-TEST-0001 330782-H01 hospital x5ltRC+avHN24CoyFoUz5aWKCtIuAPrNcCW5jVKMTqU=
 provision township KSK-TEST-0002 330782-H02 township MfSiw5nBRJ7StYQeiAl3Ydt9MnY9IfdDsNu9hmzmpD8=
 
-"$BIN/settlement-hub" --port 8470 --db "$DEMO/hub.sqlite" --snapshot "$SNAPSHOT" >"$DEMO/hub.log" 2>&1 & echo $! >>"$DEMO/pids"
-"$BIN/kioskd" --state-dir "$DEMO/hospital" --port 8080 --reader "Virtual PCD 00 00" >"$DEMO/hospital.log" 2>&1 & echo $! >>"$DEMO/pids"
-"$BIN/kioskd" --state-dir "$DEMO/township" --port 8081 --reader "Virtual PCD 00 01" >"$DEMO/township.log" 2>&1 & echo $! >>"$DEMO/pids"
+"${DETACHED[@]}" "$BIN/settlement-hub" --port 8470 --db "$DEMO/hub.sqlite" --snapshot "$SNAPSHOT" </dev/null >"$DEMO/hub.log" 2>&1 & echo $! >>"$DEMO/pids"
+"${DETACHED[@]}" "$BIN/kioskd" --state-dir "$DEMO/hospital" --port 8080 --reader "Virtual PCD 00 00" </dev/null >"$DEMO/hospital.log" 2>&1 & echo $! >>"$DEMO/pids"
+"${DETACHED[@]}" "$BIN/kioskd" --state-dir "$DEMO/township" --port 8081 --reader "Virtual PCD 00 01" </dev/null >"$DEMO/township.log" 2>&1 & echo $! >>"$DEMO/pids"
 for port in 8080 8081; do
-    for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+    up=no
+    for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && { up=yes; break; }; sleep 0.1; done
+    [ $up = yes ] || stopped "the kiosk on port $port did not answer /healthz within 10 s (see $DEMO/$([ $port = 8080 ] && echo hospital || echo township).log)"
 done
 
-card() {  # present CARD PORT: the card stays in the reader until `pull`
-    "$BIN/virtual-card" --cards "$CARDS" --card "$1" --port "$2" 2>/dev/null & echo $! >"$DEMO/card.$2"
-}
-pull() { kill "$(cat "$DEMO/card.$1")" 2>/dev/null || true; rm -f "$DEMO/card.$1"; sleep 0.8; }
-result() {  # PORT CARD_LAST4 [CODE]: wait for that card's result (and code) on a kiosk, print it
-    for _ in $(seq 1 80); do
-        s=$(curl -fs "http://127.0.0.1:$1/api/state")
-        echo "$s" | grep -q "\"phase\":\"result\".*\*\*\*\*$2" && { [ -z "${3:-}" ] || echo "$s" | grep -q "\"code\":\"$3\""; } && break
+card() {  # present CARD PORT: the card stays in the reader until `pull`; stops the demo if it cannot get there
+    local log="$DEMO/card.$2.log" pid rc
+    "${DETACHED[@]}" "$BIN/virtual-card" --cards "$CARDS" --card "$1" --port "$2" </dev/null >"$log" 2>&1 &
+    pid=$!; echo $pid >"$DEMO/card.$2"
+    # virtual-card says "card N in vpcd" once vpcd has talked to it, or exits 3 when the reader
+    # is taken (another card connected: vpcd does not talk to it within its 5 s claim timeout).
+    for _ in $(seq 1 150); do
+        grep -q "card $1 in vpcd" "$log" 2>/dev/null && return 0
+        if ! kill -0 $pid 2>/dev/null; then
+            rc=0; wait $pid 2>/dev/null || rc=$?
+            rm -f "$DEMO/card.$2"
+            if [ $rc = 3 ]; then
+                stopped "card …${1: -4} could not be put in reader \"$(reader_name "$2")\" (virtual-card exit 3: $(grep -o 'error: .*' "$log" | head -1 | cut -c8-)). To free the reader, $(free_hint "$2")."
+            fi
+            stopped "virtual-card for card …${1: -4} ended with status $rc: $(tail -1 "$log")"
+        fi
         sleep 0.1
     done
+    stopped "card …${1: -4} did not reach reader \"$(reader_name "$2")\" within 15 s (see $log)"
+}
+pull() { kill "$(cat "$DEMO/card.$1")" 2>/dev/null || true; rm -f "$DEMO/card.$1"; sleep 0.8; }
+result() {  # STEP PORT CARD_LAST4 CODE: wait for that card's result with that code on a kiosk and print it;
+            # stop the demo when the screen shows anything else (another card, another code)
+    local s="" shown
+    for _ in $(seq 1 100); do
+        s=$(curl -fs "http://127.0.0.1:$2/api/state" || true)
+        echo "$s" | python3 -c 'import json,sys
+s=json.load(sys.stdin); r=s.get("result") or {}
+sys.exit(0 if s.get("phase")=="result" and (r.get("card_number") or "").endswith(sys.argv[1]) and r.get("code")==sys.argv[2] else 1)' "$3" "$4" 2>/dev/null && break
+        s=""
+        sleep 0.1
+    done
+    if [ -z "$s" ]; then
+        shown=$(curl -fs "http://127.0.0.1:$2/api/state" | python3 -c 'import json,sys
+s=json.load(sys.stdin); r=s.get("result") or {}
+print("phase", s.get("phase"), "· card", r.get("card_number") or "none", "·", r.get("code") or "no result", "·", r.get("message") or "")' 2>/dev/null || echo "no answer")
+        stopped "step $1: the screen at http://127.0.0.1:$2/ should show card …$3 with \"$4\" but after 10 s shows: $shown. Is another card in reader \"$( [ "$2" = 8080 ] && reader_name 35963 || reader_name 35964)\"? (\`$BIN/kioskctl readers --virtual-readers\`)"
+    fi
     echo "$s" | python3 -c 'import json,sys; s=json.load(sys.stdin); r=s.get("result") or {}; print("  screen:", r.get("code"), "·", r.get("message"), "·", {k: r[k] for k in ("card_number","subsidy_fen","patient_pays_fen","records","receipt","detail","matter") if r.get(k)})'
 }
 
 echo; echo "── 1. hospital: the HIS sends a bill of ¥100.00, patient 王秀英 taps card …0017"
-curl -fs -XPOST http://127.0.0.1:8080/api/bills -H 'Content-Type: application/json' -d '{"bill_reference":"H01-20261122-000123","bill_fen":10000}'; echo
-card 3307820000000017 35963; result 8080 0017 granted; pull 35963
-RECEIPT=$(ls "$DEMO"/hospital/receipts/*.png | head -1)
-echo "  receipt QR verified: $("$BIN/kioskctl" receipt verify --state-dir "$DEMO/hospital" "$RECEIPT")"
+# The API token a local system sends (Authorization: Bearer): the hospital's bill API token
+# is made at provisioning; the township's legal-aid API takes one made the same way.
+token() { "$BIN/kioskctl" bill-api-token --state-dir "$1" --create 2>/dev/null || true; }
+BILL_AUTH=(); t=$(token "$DEMO/hospital"); [ -z "$t" ] || BILL_AUTH=(-H "Authorization: Bearer $t")
+LEGAL_AID_AUTH=(); t=$(token "$DEMO/township"); [ -z "$t" ] || LEGAL_AID_AUTH=(-H "Authorization: Bearer $t")
+BILL=$(curl -s -XPOST http://127.0.0.1:8080/api/bills "${BILL_AUTH[@]}" -H 'Content-Type: application/json' \
+    -d '{"bill_reference":"H01-20261122-000123","bill_fen":10000}' -w ' (HTTP %{http_code})' || true)
+echo "$BILL"
+case $BILL in *"(HTTP 202)") ;; *) stopped "step 1: the hospital kiosk did not take the bill: $BILL" ;; esac
+card 3307820000000017 35963; result 1 8080 0017 granted; pull 35963
+RECEIPT=$(ls "$DEMO"/hospital/receipts/*.png 2>/dev/null | head -1 || true)
+[ -n "$RECEIPT" ] || stopped "step 1: no receipt was printed to $DEMO/hospital/receipts/"
+VERIFIED=$("$BIN/kioskctl" receipt verify --state-dir "$DEMO/hospital" "$RECEIPT") || stopped "step 1: the receipt's QR does not verify ($RECEIPT)"
+echo "  receipt QR verified: $VERIFIED"
 echo; echo "── 2. hospital: 陈桂兰's allowance is stopped (停保): card …0033, no bill"
-card 3307820000000033 35963; result 8080 0033; pull 35963
+card 3307820000000033 35963; result 2 8080 0033 person_suspended; pull 35963
 echo; echo "── 3. township: 李建国 taps his legal aid card …0025 and applies (labor remuneration)"
-card 3307820000100025 35964; result 8081 0025
-curl -fs -XPOST http://127.0.0.1:8081/api/legal-aid -H 'Content-Type: application/json' -d '{"matter":"labor_remuneration"}' >/dev/null
-result 8081 0025 applied; pull 35964
+card 3307820000100025 35964; result 3 8081 0025 eligible
+APPLIED=$(curl -s -XPOST http://127.0.0.1:8081/api/legal-aid "${LEGAL_AID_AUTH[@]}" -H 'Content-Type: application/json' \
+    -d '{"matter":"labor_remuneration"}' -w ' (HTTP %{http_code})' || true)
+case $APPLIED in *"(HTTP 202)") ;; *) stopped "step 3: the township kiosk did not take the legal-aid application: $APPLIED" ;; esac
+result 3 8081 0025 applied; pull 35964
 echo; echo "── 4. settlement: the kiosks upload to the local hub"
 for _ in $(seq 1 50); do
     q=$(curl -fs http://127.0.0.1:8080/healthz | python3 -c 'import json,sys; print(json.load(sys.stdin)["queued_records"])')
@@ -94,6 +198,8 @@ done
 "$BIN/kioskctl" queue --state-dir "$DEMO/hospital" | head -5
 echo "  hub holds: $(sqlite3 "$DEMO/hub.sqlite" 'select count(*) from hub_record' 2>/dev/null || echo '?') records"
 
+BILL_HINT=""
+[ ${#BILL_AUTH[@]} -eq 0 ] || BILL_HINT=" -H \"Authorization: Bearer \$(cat $DEMO/hospital/bill-api.token)\""
 cat <<EOT
 
 Where to look
@@ -102,7 +208,7 @@ Where to look
   receipts     $DEMO/hospital/receipts/  $DEMO/township/receipts/  (.escpos as sent, .png QR, .txt text)
   ledger       $BIN/kioskctl ledger --state-dir $DEMO/hospital ;  kioskctl queue … ;  kioskctl receipt verify FILE.png …
   health       curl http://127.0.0.1:8080/healthz ;  metrics: curl http://127.0.0.1:8080/metrics
-  bill API     curl -XPOST http://127.0.0.1:8080/api/bills -d '{"bill_reference":"B2","bill_fen":5000}'
+  bill API     curl -XPOST http://127.0.0.1:8080/api/bills -H 'Content-Type: application/json'$BILL_HINT -d '{"bill_reference":"B2","bill_fen":5000}'
                then: $BIN/virtual-card --cards $CARDS --card 3307820000000058 --port 35963
   logs         $DEMO/hospital.log  $DEMO/township.log  $DEMO/hub.log
   stop         bash Provisioning/demo.sh stop

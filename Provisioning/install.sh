@@ -31,6 +31,10 @@ for p in kioskd kioskctl settlement-hub; do
     swift build -c release --product "$p" >/dev/null 2>&1 || swift build -c release --product "$p"
 done
 BIN=$(swift build -c release --show-bin-path)
+# Release binaries carry no test hook (issue 8): refuse to install one that does.
+for b in kioskd kioskctl; do
+    if grep -aq BENEFIT_KIOSK_TEST_ "$BIN/$b"; then echo "$BIN/$b holds test hooks: not installed" >&2; exit 1; fi
+done
 install -d "$ROOT$PREFIX/bin" "$ROOT$PREFIX/share/doc/benefit-kiosk"
 install -m 0755 "$BIN/kioskd" "$BIN/kioskctl" "$BIN/settlement-hub" "$ROOT$PREFIX/bin/"
 # kioskd's screens are a resource bundle beside the binary.

@@ -9,3 +9,9 @@ bash Provisioning/start-pcscd.sh
 swift build --build-tests
 # BK_TEST_RESTART_PCSCD=1: the watcher test may kill and restart pcscd.
 BK_TEST_RESTART_PCSCD=1 swift test --skip-build "$@"
+# A short libFuzzer run of every parser that takes outside bytes (Fuzz/README.md): 20 s a
+# target, its own sanitizer build in .build-fuzz; any crash fails the command. Skipped when
+# the tests were filtered (arguments given), as when a developer runs one suite.
+if [ $# -eq 0 ]; then
+    bash Fuzz/run.sh 20
+fi

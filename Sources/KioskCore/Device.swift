@@ -233,19 +233,41 @@ public struct KioskClock: Sendable {
     public static let system = KioskClock { Date() }
     public static func fixed(_ d: Date) -> KioskClock { KioskClock { d } }
 
-    /// `BENEFIT_KIOSK_TEST_NOW` (RFC 3339) for tests only, else the system clock.
+    /// Whether this build reads the test hooks (`BENEFIT_KIOSK_TEST_NOW`,
+    /// `BENEFIT_KIOSK_TEST_CRASH_AT`): debug builds (tests, demo) only. Release builds, which
+    /// `install.sh` installs, are compiled without them (Package.swift defines
+    /// `BENEFIT_KIOSK_TEST_HOOKS` for the debug configuration alone).
+    public static var testHooksCompiledIn: Bool {
+        #if BENEFIT_KIOSK_TEST_HOOKS
+        return true
+        #else
+        return false
+        #endif
+    }
+
+    /// `BENEFIT_KIOSK_TEST_NOW` (RFC 3339) in a debug build, for tests only; else the
+    /// system clock.
     public static func fromEnvironment() throws -> KioskClock {
+        #if BENEFIT_KIOSK_TEST_HOOKS
         guard let s = ProcessInfo.processInfo.environment["BENEFIT_KIOSK_TEST_NOW"] else { return .system }
         guard let d = Timestamp.date(s) else { throw DeviceError.badConfig("BENEFIT_KIOSK_TEST_NOW=\(s) is not RFC 3339") }
         return .fixed(d)
+        #else
+        return .system
+        #endif
     }
 }
 
 /// Test-only fault injection: `BENEFIT_KIOSK_TEST_CRASH_AT=<point>` kills the process with
 /// SIGKILL at that point of the deduction, as a power cut would.
+/// Compiled into debug builds only (see `KioskClock.testHooksCompiledIn`).
 enum FaultPoint {
+    #if BENEFIT_KIOSK_TEST_HOOKS
     static let target = ProcessInfo.processInfo.environment["BENEFIT_KIOSK_TEST_CRASH_AT"]
     static func hit(_ name: String) {
         if target == name { kill(getpid(), SIGKILL) }
     }
+    #else
+    @inline(__always) static func hit(_ name: String) {}
+    #endif
 }

@@ -48,9 +48,15 @@ public struct Presentation: Sendable {
     public var view: SnapshotView?
 }
 
+/// A deduction's state (card spec §6): pending until the card decides, then exactly once
+/// committed or voided.
+public enum DeductionState: String, Sendable, Codable, CaseIterable {
+    case pending, committed, voided
+}
+
 public struct Deduction: Sendable, Equatable {
     public var id: Int64
-    public var state: String
+    public var state: DeductionState
     public var cardNumber: String
     public var personRef: String
     public var period: String
@@ -68,7 +74,10 @@ public struct Deduction: Sendable, Equatable {
     public var resolution: String?
 
     init(_ r: Row) throws {
-        id = r["id"]; state = r["state"]; cardNumber = r["card_number"]; personRef = r["person_ref"]; period = r["period"]
+        guard let st = DeductionState(rawValue: r["state"] as String? ?? "") else {
+            throw StoreError(kind: .corrupt, message: "a deduction's state cannot be read: the ledger is damaged")
+        }
+        id = r["id"]; state = st; cardNumber = r["card_number"]; personRef = r["person_ref"]; period = r["period"]
         cardSequence = UInt32(r["card_sequence"] as Int64); usageObject = [UInt8](r["usage_object"] as Data)
         cardChallenge = [UInt8](r["card_challenge"] as Data); cardAck = (r["card_ack"] as Data?).map { [UInt8]($0) }
         billReference = r["bill_reference"]; billFen = r["bill_fen"]
@@ -260,7 +269,7 @@ extension KioskStore {
         return try write { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM deduction WHERE id = ?", arguments: [id]) else { throw LedgerError.noSuchDeduction(id) }
             let d = try Deduction(row)
-            guard d.state == "pending" else {
+            guard d.state == .pending else {
                 // Resolved before (exactly once): hand back what it made.
                 return try Row.fetchAll(db, sql: "SELECT * FROM record WHERE deduction_id = ? ORDER BY seq", arguments: [id]).map(StoredRecord.init)
             }

@@ -1,4 +1,4 @@
-// Settlement: the kiosk side of the upload spec (/work/shared/specs/upload.md).
+// Settlement: the kiosk side of the upload spec (docs/upload.md).
 //
 // - `BatchBody`: a batch's exact bytes (stored record texts joined verbatim) and its signature.
 // - `BatchAnswer`: the hub's 200 answer, checked against the batch before anything is marked.

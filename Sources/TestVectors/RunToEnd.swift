@@ -4,13 +4,28 @@ import Glibc
 #endif
 
 /// Runs a program to its end (posix_spawn + waitpid: Foundation's Process can miss a
-/// child's exit inside async tests). Its exit status, or -1 when it cannot start.
-public func runToEnd(_ path: String, _ arguments: [String]) -> Int32 {
+/// child's exit inside async tests). Its exit status, -1 when it cannot start, or
+/// `runToEndTimedOut` when it has not ended within `timeout` seconds (it is killed then:
+/// a stuck program fails the test that ran it instead of hanging the run).
+public func runToEnd(_ path: String, _ arguments: [String], timeout: Double = 60) -> Int32 {
     var pid: pid_t = 0
     let argv = ([path] + arguments).map { strdup($0) } + [nil]
     defer { argv.forEach { free($0) } }
     guard posix_spawn(&pid, path, nil, nil, argv, environ) == 0 else { return -1 }
     var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    return (status >> 8) & 0xFF
+    let deadline = Date().addingTimeInterval(timeout)
+    while true {
+        let r = waitpid(pid, &status, WNOHANG)
+        if r == pid { return (status >> 8) & 0xFF }
+        if r < 0 && errno != EINTR { return -1 }
+        if Date() >= deadline {
+            kill(pid, SIGKILL)
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            return runToEndTimedOut
+        }
+        usleep(10_000)
+    }
 }
+
+/// What `runToEnd` returns for a program killed at its deadline (as timeout(1) does).
+public let runToEndTimedOut: Int32 = 124

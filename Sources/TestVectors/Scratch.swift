@@ -13,10 +13,16 @@ public enum Scratch {
         return url
     }()
 
-    /// A new empty folder named after `label`.
+    /// A new empty folder named after `label`. The scratch root is the test process's own
+    /// temporary folder, so this stops the run only when that cannot be written at all.
     public static func folder(_ label: String) -> URL {
+        do { return try makeFolder(label) } catch { preconditionFailure("scratch folder \(label): \(error)") }
+    }
+
+    /// A new empty folder named after `label`; throws when it cannot be made.
+    public static func makeFolder(_ label: String) throws -> URL {
         let url = root.appendingPathComponent("\(label)-\(UUID().uuidString)", isDirectory: true)
-        try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
     }
 

@@ -128,7 +128,7 @@ struct Ledger: ParsableCommand {
         let rows = try device.store.deductions(limit: limit)
         if json {
             printJSON(["deductions": rows.map { d -> [String: Any] in
-                ["id": d.id, "state": d.state, "card_number": Masking.cardNumber(d.cardNumber), "period": d.period,
+                ["id": d.id, "state": d.state.rawValue, "card_number": Masking.cardNumber(d.cardNumber), "period": d.period,
                  "bill_reference": d.billReference, "bill_fen": d.billFen, "subsidy_fen": d.allocations.reduce(0) { $0 + $1.subsidyFen },
                  "card_sequence": Int(d.cardSequence), "created_at": d.createdAt, "resolution": d.resolution ?? ""]
             }])
@@ -137,7 +137,7 @@ struct Ledger: ParsableCommand {
         if rows.isEmpty { print("no deductions"); return }
         for d in rows {
             let subsidy = d.allocations.reduce(0) { $0 + $1.subsidyFen }
-            print("\(d.id)\t\(d.state)\t\(Masking.cardNumber(d.cardNumber))\tbill \(d.billReference) \(yuan(d.billFen))\tsubsidy \(yuan(subsidy))\tseq \(d.cardSequence)\t\(d.createdAt)\t\(d.resolution ?? "")")
+            print("\(d.id)\t\(d.state.rawValue)\t\(Masking.cardNumber(d.cardNumber))\tbill \(d.billReference) \(yuan(d.billFen))\tsubsidy \(yuan(subsidy))\tseq \(d.cardSequence)\t\(d.createdAt)\t\(d.resolution ?? "")")
         }
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import BenefitCard
 import Crypto
 import Foundation
+import KioskCore
 import SmartCard
 
 struct Card: ParsableCommand {
@@ -112,17 +113,13 @@ struct Inspect: ParsableCommand {
     }
 }
 
-/// The clock: the system's, or `BENEFIT_KIOSK_TEST_NOW` (RFC 3339) in tests only.
+/// The clock: KioskCore's (the system's; `BENEFIT_KIOSK_TEST_NOW` in debug builds only).
 enum TestClock {
     static func now() -> Date {
-        if let s = ProcessInfo.processInfo.environment["BENEFIT_KIOSK_TEST_NOW"] {
-            guard let d = ISO8601DateFormatter().date(from: s) else {
-                FileHandle.standardError.write(Data("kioskctl: BENEFIT_KIOSK_TEST_NOW=\(s) is not RFC 3339\n".utf8))
-                Foundation.exit(ExitStatus.usage.rawValue)
-            }
-            return d
+        do { return try KioskClock.fromEnvironment().now() } catch {
+            FileHandle.standardError.write(Data("kioskctl: \(error)\n".utf8))
+            Foundation.exit(ExitStatus.usage.rawValue)
         }
-        return Date()
     }
 }
 

@@ -13,10 +13,11 @@ struct AfterRecord: Sendable {
 }
 
 /// Card sessions, one at a time on a serial queue of their own (PC/SC calls block), for
-/// the daemon. The screen hears about everything through `ScreenHub`.
+/// the daemon. The screen hears about everything through the one ordered `ScreenFeed`:
+/// changes are published synchronously, in the order they are made.
 final class Engine: @unchecked Sendable {
     let kiosk: Kiosk
-    let hub: ScreenHub
+    let feed: ScreenFeed
     let filter: ReaderFilter
     let logger: Logger
     var after = AfterRecord()
@@ -27,10 +28,10 @@ final class Engine: @unchecked Sendable {
     private var cardReader: String?
     private var bill: ScreenState.Bill?
 
-    init(kiosk: Kiosk, hub: ScreenHub, filter: ReaderFilter, logger: Logger, receipts: ReceiptDesk) {
+    init(kiosk: Kiosk, feed: ScreenFeed, filter: ReaderFilter, logger: Logger, receipts: ReceiptDesk) {
         self.kiosk = kiosk
         self.receipts = receipts
-        self.hub = hub
+        self.feed = feed
         self.filter = filter
         self.logger = logger
     }
@@ -40,14 +41,16 @@ final class Engine: @unchecked Sendable {
         try await withCheckedThrowingContinuation { c in queue.async { c.resume(with: Result { try body() }) } }
     }
 
-    private func publish(_ change: @escaping @Sendable (inout ScreenState) -> Void) {
-        let hub = self.hub
-        Task { await hub.update(change) }
-    }
+    /// Liveness (the watchdog): `answered` runs on the session queue once everything queued
+    /// before it has run. A session stuck in PC/SC never lets it run.
+    func probe(_ answered: @escaping @Sendable () -> Void) { queue.async(execute: answered) }
+
+    private func publish(_ change: @escaping ScreenChange) { feed.publish(change) }
 
     private func onCard<T>(_ reader: String, _ body: (CardChannel) throws -> T) throws -> T {
         if context == nil || context?.isValid == false { context = try PCSCContext() }
-        let connection = try context!.connect(reader: reader)
+        guard let context else { throw CardError.serviceUnavailable }
+        let connection = try context.connect(reader: reader)
         return try connection.withTransaction { try body($0) }
     }
 
@@ -73,35 +76,45 @@ final class Engine: @unchecked Sendable {
         }
     }
 
-    func serviceLost() {
-        publish { $0.notice = "读卡服务中断，正在恢复 Card service (pcscd) lost, reconnecting"; $0.cardPresent = false }
-        queue.async { [self] in context = nil; cardReader = nil }
+    func serviceLost() async {
+        _ = try? await perform { [self] in
+            context = nil
+            cardReader = nil
+            publish { $0.notice = "读卡服务中断，正在恢复 Card service (pcscd) lost, reconnecting"; $0.cardPresent = false }
+        }
     }
 
-    func serviceRestored() { publish { $0.notice = nil } }
+    func serviceRestored() async {
+        _ = try? await perform { [self] in publish { $0.notice = nil } }
+    }
 
     // MARK: actions (called from HTTP)
 
     enum ActionError: Error, CustomStringConvertible {
-        case billWaiting(String), noCard, wrongProfile(String), invalid(String)
+        case billWaiting(String), noCard, wrongProfile(String)
         var description: String {
             switch self {
             case .billWaiting(let r): return "bill \(r) is still waiting for a card"
             case .noCard: return "no card on the reader"
             case .wrongProfile(let p): return "not available on a \(p) kiosk"
-            case .invalid(let why): return why
+            }
+        }
+        var httpStatus: Int {
+            switch self {
+            case .billWaiting, .noCard: return 409
+            case .wrongProfile: return 404
             }
         }
     }
 
-    /// A bill from the hospital system: charged when a card is (or already was) presented.
-    func submitBill(reference: String, fen: Int64) async throws -> ScreenState.Bill {
+    /// A bill from the hospital system (already checked by `BillRequest.parse`; `Kiosk.charge`
+    /// checks it again): charged when a card is (or already was) presented.
+    func submitBill(_ request: BillRequest) async throws -> ScreenState.Bill {
         guard kiosk.device.config.profile == .hospital else { throw ActionError.wrongProfile("township") }
-        guard fen > 0, fen <= Kiosk.maximumBillFen else { throw ActionError.invalid("bill_fen must be 1 to 99999999 fen") }
-        guard !reference.isEmpty, reference.count <= 64 else { throw ActionError.invalid("bill_reference must be 1 to 64 characters") }
+        try BillError.check(billFen: request.billFen, billReference: request.billReference)
         return try await perform { [self] in
-            if let bill, bill.billReference != reference { throw ActionError.billWaiting(bill.billReference) }
-            let b = ScreenState.Bill(billReference: reference, billFen: fen)
+            if let bill, bill.billReference != request.billReference { throw ActionError.billWaiting(bill.billReference) }
+            let b = ScreenState.Bill(billReference: request.billReference, billFen: request.billFen)
             bill = b
             publish { $0.bill = b; $0.phase = "idle"; $0.result = nil }
             if let reader = cardReader { chargeNow(reader, b) }
@@ -114,7 +127,6 @@ final class Engine: @unchecked Sendable {
     }
 
     func applyLegalAid(matter: String, phone: String?) async throws {
-        guard !matter.isEmpty, matter.count <= 64 else { throw ActionError.invalid("matter is required") }
         try await perform { [self] in
             guard let reader = cardReader else { throw ActionError.noCard }
             publish { $0.phase = "reading" }
@@ -156,7 +168,7 @@ final class Engine: @unchecked Sendable {
             var result = ScreenState.Result(action: "charge", code: o.decision.code.rawValue, message: o.decision.code.message,
                                             detail: o.decision.detail, cardNumber: Masking.cardNumber(o.card.facts.cardNumber),
                                             holder: Masking.name(o.card.readout.holder.name), cardType: o.card.facts.kind.rawValue)
-            result.billFen = b.billFen
+            result.billFen = o.alreadySubsidised ? o.decision.billFen : b.billFen
             result.subsidyFen = o.decision.subsidyFen
             result.patientPaysFen = o.decision.isGranted ? o.decision.patientPaysFen : b.billFen
             result.records = o.records.map(\.recordID)
@@ -165,8 +177,19 @@ final class Engine: @unchecked Sendable {
                 // Allowance left after this subsidy, for the receipt and the screen.
                 let left = (try? kiosk.standing(of: o.card))?.programs.map(Self.line) ?? []
                 result.programs = left
-                result.receipt = receipts.issue(records: o.records, holderName: o.card.readout.holder.name,
-                                                matterName: nil, now: kiosk.clock.now()).map(\.text).joined(separator: "; ")
+                // A bill already subsidised (a torn write the card just confirmed, or the same
+                // bill sent again) ends like a fresh one: its receipt if none was printed yet.
+                let toPrint = o.alreadySubsidised ? o.records.filter { !printed($0.recordID) } : o.records
+                if toPrint.isEmpty {
+                    result.receipt = "already printed (kioskctl receipt print reprints it)"
+                } else {
+                    result.receipt = receipts.issue(records: toPrint, holderName: o.card.readout.holder.name,
+                                                    matterName: nil, now: kiosk.clock.now()).map(\.text).joined(separator: "; ")
+                }
+                if o.alreadySubsidised {
+                    logger.notice("bill already subsidised for this card: ended with its records", metadata: [
+                        "bill": "\(b.billReference)", "records": "\(result.records)"])
+                }
                 after.recordsQueued()
                 publish { $0.bill = nil }
             } else if o.decision.code == .limitExhausted || o.decision.code == .notEligible {
@@ -175,25 +198,43 @@ final class Engine: @unchecked Sendable {
             }
             let final = result
             publish { $0.phase = "result"; $0.result = final }
-        } catch { fail(error, action: "charge") }
+        } catch {
+            // A bill that can never be charged here (subsidised already with another card, or
+            // not a valid bill) must not wait for the next patient's card.
+            switch error {
+            case LedgerError.duplicateBill, is BillError:
+                bill = nil
+                publish { $0.bill = nil }
+            default: break
+            }
+            fail(error, action: "charge")
+        }
     }
 
+    /// Whether a record's receipt came out of the printer.
+    private func printed(_ recordID: String) -> Bool {
+        guard let info = try? kiosk.device.store.receiptInfo(recordID) else { return false }
+        return info.printedAt != nil && info.printError == nil
+    }
+
+    /// Every failure through the one mapping (`Outcomes`). The detail of a decision is the
+    /// patient's (停保 …); the detail of an operating failure is for the technician's log only.
     private func fail(_ error: Error, action: String) {
-        let result: ScreenState.Result
-        switch error {
-        case let r as CardRefusal:
-            result = ScreenState.Result(action: action, code: r.code.rawValue, message: r.code.message, detail: r.detail,
-                                        cardNumber: r.cardNumber.map(Masking.cardNumber))
-        case let e as StoreError:
-            result = ScreenState.Result(action: action, code: "store_error", message: "暂停服务 Service paused", detail: e.description)
-            logger.critical("store failure", metadata: ["error": "\(e)"])
-        default:
-            let ce = CardError(error)
-            let code: ReasonCode = ce == .cardRemoved ? .cardRemoved : .cardUnreadable
-            result = ScreenState.Result(action: action, code: code.rawValue, message: code.message, detail: "\(error)")
+        let report = Outcomes.report(error)
+        let isDecision = ReasonCode(rawValue: report.code) != nil
+        var result = ScreenState.Result(action: action, code: report.code, message: report.message, detail: isDecision ? report.detail : "")
+        if let r = error as? CardRefusal { result.cardNumber = r.cardNumber.map(Masking.cardNumber) }
+        let metadata: Logger.Metadata = ["action": "\(action)", "code": "\(report.code)", "detail": "\(report.detail)"]
+        if report.code == "store_error" || report.code == "disk_full" || report.code == "internal_error" {
+            logger.critical("session failed", metadata: metadata)
+        } else if isDecision {
+            logger.info("session refused", metadata: metadata)
+        } else {
+            logger.error("session failed", metadata: metadata)
         }
         count(result.code)
-        publish { $0.phase = "result"; $0.result = result }
+        let final = result
+        publish { $0.phase = "result"; $0.result = final }
     }
 
     private func count(_ code: String) {
@@ -213,4 +254,3 @@ final class Engine: @unchecked Sendable {
                                 matters: p.program.matters?.map { ["code": $0.code, "name": $0.name] })
     }
 }
-

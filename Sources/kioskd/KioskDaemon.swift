@@ -47,7 +47,8 @@ struct KioskDaemon: AsyncParsableCommand {
         filter.only = reader
         let hub = ScreenHub(ScreenState(profile: device.config.profile.rawValue, institution: device.config.institution,
                                         deviceID: device.config.deviceID))
-        let engine = Engine(kiosk: kiosk, hub: hub, filter: filter, logger: logger,
+        let feed = ScreenFeed()
+        let engine = Engine(kiosk: kiosk, feed: feed, filter: filter, logger: logger,
                             receipts: ReceiptDesk(device: device, paper: paper == "80" ? .mm80 : .mm58))
 
         // Start-up: say what is pending; each resolves when its card is presented again.
@@ -69,21 +70,36 @@ struct KioskDaemon: AsyncParsableCommand {
             logger.warning("no snapshot installed: every decision is snapshot_missing until kioskctl snapshot install")
         }
 
+        if device.config.profile == .hospital && device.billAPIToken == nil {
+            logger.error("no bill API token: the bill API refuses every request (401) until kioskctl bill-api-token --create")
+        }
+        // Descriptors: the unit sets LimitNOFILE; started by hand, take what the hard limit allows.
+        let files = FileLimit.raise(to: 8192)
+        logger.info("open files", metadata: ["limit": "\(files)"])
+
         var services: [any Service] = [ReaderService(engine: engine, filter: filter, logger: logger)]
         services += try extraServices(device: device, engine: engine, logger: logger, upload: !noUpload)
         if let interval = SDNotify.watchdogInterval {
-            services.append(WatchdogService(interval: interval, healthy: { (try? device.store.installedSnapshot()) != nil || true }, logger: logger))
+            // Fed only while the store answers a read, the card worker's queue answers and the
+            // HTTP server answers on loopback, each within a quarter of the interval.
+            services.append(WatchdogService(interval: interval, checks: [
+                Liveness.store(device), Liveness.cardWorker(engine), Liveness.http(port: port, timeout: interval / 4),
+            ], logger: logger))
         }
-        let router = buildRouter(engine: engine, hub: hub, device: device, registry: registry)
+        let router = buildRouter(engine: engine, hub: hub, device: device, registry: registry, port: port, screenToken: BearerToken.random())
         let readyLogger = logger
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "kioskd"),
+        // Idle connections (no request in progress) close after 30 s; headers are bounded.
+        let app = Application(router: router,
+                              server: .http1(configuration: .init(idleTimeout: .seconds(30), httpDecoderConfiguration: .init(
+                                  maxHeaderFieldSize: 8 * 1024, maxHeaderListSize: 16 * 1024, maxHeaderFieldCount: 64))),
+                              configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "kioskd"),
                               onServerRunning: { channel in
                                   readyLogger.notice("kioskd ready", metadata: ["http": "\(channel.localAddress?.description ?? "")"])
                                   SDNotify.send("READY=1\nSTATUS=serving on 127.0.0.1")
                               }, logger: logger)
         // Started in this order, shut down in reverse: the screen streams close first, then
         // the HTTP server drains, then the uploader and the reader watcher stop.
-        let group = ServiceGroup(configuration: .init(services: services + [app, ScreenHeartbeatService(hub: hub)],
+        let group = ServiceGroup(configuration: .init(services: services + [app, ScreenService(hub: hub, feed: feed)],
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         SDNotify.send("STOPPING=1")

@@ -7,38 +7,66 @@ import ServiceLifecycle
 
 /// The local HTTP API (bound to 127.0.0.1 only): the kiosk screen and its SSE stream, the
 /// hospital system's bill intake, health and metrics.
-func buildRouter(engine: Engine, hub: ScreenHub, device: Device, registry: PrometheusCollectorRegistry) -> Router<BasicRequestContext> {
+///
+/// Who may call what (issue 8 item 3):
+/// - every request: `Host` must be this kiosk (`127.0.0.1:PORT` or `localhost:PORT`, so a
+///   DNS-rebinding page is refused) and an `Origin`, when sent, must be the kiosk's own page
+///   (any other web page is refused): 403;
+/// - the bill API (`POST /api/bills`, `DELETE /api/bills/current`): `Authorization: Bearer`
+///   with the device's bill API token (`kioskctl bill-api-token`), compared in constant time:
+///   401; `POST /api/legal-aid` takes that token or the screen token the kiosk's own page
+///   carries (new at every start);
+/// - bodies: `Content-Type: application/json` (415), at most 1 KiB (413), exactly the fields
+///   named, every one bounded in bytes (400). Headers are bounded by the server (8 KiB each).
+func buildRouter(engine: Engine, hub: ScreenHub, device: Device, registry: PrometheusCollectorRegistry, port: Int,
+                 screenToken: String) -> Router<BasicRequestContext> {
     let router = Router()
+    router.add(middleware: LocalOnly(port: port))
 
-    @Sendable func json(_ status: HTTPResponse.Status, _ object: Any) -> Response {
+    @Sendable func json(_ status: HTTPResponse.Status, _ object: Any, headers: HTTPFields = [:]) -> Response {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-        return Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        var fields = headers
+        fields[.contentType] = "application/json; charset=utf-8"
+        fields[.cacheControl] = "no-store"
+        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
-    @Sendable func body(_ request: Request, _ context: BasicRequestContext) async throws -> [String: Any] {
-        let buffer = try await request.body.collect(upTo: 64 * 1024)
-        guard let o = try? JSONSerialization.jsonObject(with: Data(buffer: buffer)) as? [String: Any] else {
-            throw HTTPError(.badRequest, message: "the body is not a JSON object")
-        }
-        return o
-    }
-
+    /// An outcome of the one mapping (`Outcomes`) as an HTTP answer.
     @Sendable func failure(_ error: Error) -> Response {
-        switch error {
-        case let e as Engine.ActionError:
-            switch e {
-            case .billWaiting: return json(.conflict, ["error": e.description])
-            case .noCard: return json(.conflict, ["error": e.description])
-            case .wrongProfile: return json(.notFound, ["error": e.description])
-            case .invalid: return json(.badRequest, ["error": e.description])
-            }
-        case let e as HTTPError: return json(e.status, ["error": e.body ?? "\(e.status)"])
-        default: return json(.internalServerError, ["error": "\(error)"])
+        if let e = error as? Engine.ActionError { return json(.init(code: e.httpStatus), ["error": e.description]) }
+        let r = Outcomes.report(error)
+        return json(.init(code: r.httpStatus), ["error": r.code, "message": r.message, "detail": r.detail])
+    }
+
+    /// 401 unless the request carries one of `tokens` as `Authorization: Bearer …`.
+    @Sendable func unauthorised(_ request: Request, accepting tokens: [String]) -> Response? {
+        guard let presented = BearerToken.presented(request.headers[.authorization]),
+              tokens.contains(where: { BearerToken.same(presented, $0) }) else {
+            return json(.unauthorized, ["error": "Authorization: Bearer <bill API token> is required (kioskctl bill-api-token)"],
+                        headers: [.wwwAuthenticate: "Bearer realm=\"kioskd\""])
+        }
+        return nil
+    }
+
+    /// A JSON body: `Content-Type: application/json` (415), at most `limit` bytes (413).
+    @Sendable func jsonBody(_ request: Request, limit: Int) async -> Result<[UInt8], HTTPFailure> {
+        guard MediaType.isJSON(request.headers[.contentType]) else {
+            return .failure(HTTPFailure(status: .unsupportedMediaType, message: "Content-Type must be application/json"))
+        }
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
+            return .failure(HTTPFailure(status: .contentTooLarge, message: "the body is \(length) bytes; at most \(limit)"))
+        }
+        do {
+            let buffer = try await request.body.collect(upTo: limit)
+            return .success(Array(buffer: buffer))
+        } catch {
+            return .failure(HTTPFailure(status: .contentTooLarge, message: "the body is larger than \(limit) bytes"))
         }
     }
 
     // Screens. The page carries the current state inline, so its first paint is already
-    // right (and readable without waiting for the stream); SSE keeps it live after.
+    // right (and readable without waiting for the stream); SSE keeps it live after. The state
+    // is escaped for a <script> element (ScreenState.inlineScriptLiteral).
     for (path, file, type) in [("/", "index.html", "text/html; charset=utf-8"), ("/app.js", "app.js", "text/javascript; charset=utf-8"),
                                ("/style.css", "style.css", "text/css; charset=utf-8")] {
         router.get(RouterPath(path)) { _, _ -> Response in
@@ -46,51 +74,83 @@ func buildRouter(engine: Engine, hub: ScreenHub, device: Device, registry: Prome
                 return Response(status: .notFound)
             }
             if file == "index.html" {
-                let state = await hub.state.json.replacingOccurrences(of: "</", with: "<\\/")
-                data = Data(String(decoding: data, as: UTF8.self).replacingOccurrences(of: "/*INITIAL_STATE*/null", with: state).utf8)
+                let state = await hub.state.inlineScriptLiteral
+                data = Data(String(decoding: data, as: UTF8.self)
+                    .replacingOccurrences(of: "/*INITIAL_STATE*/null", with: state)
+                    .replacingOccurrences(of: "/*SCREEN_TOKEN*/null", with: "\"\(screenToken)\"").utf8)
             }
-            return Response(status: .ok, headers: [.contentType: type, .cacheControl: "no-store"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+            return Response(status: .ok, headers: [.contentType: type, .cacheControl: "no-store", .xContentTypeOptions: "nosniff"],
+                            body: .init(byteBuffer: ByteBuffer(bytes: data)))
         }
     }
 
     router.get("/api/state") { _, _ in json(.ok, (try? JSONSerialization.jsonObject(with: Data(await hub.state.json.utf8))) ?? [:]) }
 
     router.get("/events") { _, _ -> Response in
-        let stream = await hub.subscribe()
+        guard let (id, states) = await hub.subscribe() else {
+            return json(.serviceUnavailable, ["error": "too many screen streams (at most \(ScreenHub.maximumStreams))"],
+                        headers: [.retryAfter: "5", .connection: "close"])
+        }
         return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-store"], body: .init { writer in
-            // Ends with the graceful shutdown; a dead client is found by the next write (the hub
-            // re-sends the state every 15 s).
-            for await state in stream.cancelOnGracefulShutdown() {
-                try await writer.write(ByteBuffer(string: "event: state\ndata: \(state.json)\n\n"))
+            // Ends with the graceful shutdown; a dead client is found by the next write (the
+            // screen service re-sends the state every 15 s), and its slot is given back.
+            do {
+                for await state in states.cancelOnGracefulShutdown() {
+                    try await writer.write(ByteBuffer(string: "event: state\ndata: \(state.json)\n\n"))
+                }
+            } catch {
+                await hub.unsubscribe(id)
+                throw error
             }
+            await hub.unsubscribe(id)
             try await writer.finish(nil)
         })
     }
 
     // Bill intake from the hospital system (HIS / cashier).
-    router.post("/api/bills") { request, context -> Response in
+    router.post("/api/bills") { request, _ -> Response in
+        if let refused = unauthorised(request, accepting: device.billAPIToken.map { [$0] } ?? []) { return refused }
+        let body: [UInt8]
+        switch await jsonBody(request, limit: BillRequest.maximumBodyBytes) {
+        case .failure(let f): return json(f.status, ["error": f.message])
+        case .success(let b): body = b
+        }
+        let bill: BillRequest
+        do { bill = try BillRequest.parse(body) } catch let e as BillRequest.ParseError {
+            if case .tooLarge = e { return json(.contentTooLarge, ["error": e.description]) }
+            return json(.badRequest, ["error": e.description])
+        } catch { return json(.badRequest, ["error": "\(error)"]) }
         do {
-            struct BillRequest: Decodable { var bill_reference: String; var bill_fen: Int64 }
-            let buffer = try await request.body.collect(upTo: 64 * 1024)
-            guard let b = try? JSONDecoder().decode(BillRequest.self, from: Data(buffer: buffer)) else {
-                return json(.badRequest, ["error": "bill_reference (string) and bill_fen (integer fen) are required"])
-            }
-            let bill = try await engine.submitBill(reference: b.bill_reference, fen: b.bill_fen)
-            return json(.accepted, ["bill_reference": bill.billReference, "bill_fen": bill.billFen, "status": "waiting_for_card"])
+            let b = try await engine.submitBill(bill)
+            return json(.accepted, ["bill_reference": b.billReference, "bill_fen": b.billFen, "status": "waiting_for_card"])
         } catch { return failure(error) }
     }
 
-    router.delete("/api/bills/current") { _, _ -> Response in
+    router.delete("/api/bills/current") { request, _ -> Response in
+        if let refused = unauthorised(request, accepting: device.billAPIToken.map { [$0] } ?? []) { return refused }
         do { try await engine.cancelBill(); return json(.ok, ["status": "cancelled"]) } catch { return failure(error) }
     }
 
-    router.post("/api/legal-aid") { request, context -> Response in
+    // A legal-aid application, from the kiosk's own page (the screen token) or a system
+    // holding the bill API token.
+    router.post("/api/legal-aid") { request, _ -> Response in
+        if let refused = unauthorised(request, accepting: [screenToken] + (device.billAPIToken.map { [$0] } ?? [])) { return refused }
+        let body: [UInt8]
+        switch await jsonBody(request, limit: LegalAidRequest.maximumBodyBytes) {
+        case .failure(let f): return json(f.status, ["error": f.message])
+        case .success(let b): body = b
+        }
+        let application: LegalAidRequest
+        do { application = try LegalAidRequest.parse(body) } catch { return json(.badRequest, ["error": "\(error)"]) }
         do {
-            let o = try await body(request, context)
-            guard let matter = o["matter"] as? String else { return json(.badRequest, ["error": "matter is required"]) }
-            try await engine.applyLegalAid(matter: matter, phone: o["phone"] as? String)
+            try await engine.applyLegalAid(matter: application.matter, phone: application.phone)
             return json(.accepted, ["status": "submitted"])
         } catch { return failure(error) }
+    }
+
+    // Liveness for the watchdog's own probe: the event loop answers, nothing else is touched.
+    router.get("/livez") { _, _ -> Response in
+        Response(status: .ok, headers: [.contentType: "text/plain", .cacheControl: "no-store"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
     }
 
     router.get("/healthz") { _, _ -> Response in
@@ -119,6 +179,8 @@ func buildRouter(engine: Engine, hub: ScreenHub, device: Device, registry: Prome
             o["store_error"] = "\(error)"
         }
         o["pcscd"] = (try? PCSCProbe.available()) ?? false
+        o["screen_streams"] = await hub.subscriberCount
+        if device.config.profile == .hospital { o["bill_api_token"] = device.billAPIToken != nil }
         o["status"] = healthy ? "ok" : "failing"
         return json(healthy ? .ok : .serviceUnavailable, o)
     }
@@ -127,6 +189,118 @@ func buildRouter(engine: Engine, hub: ScreenHub, device: Device, registry: Prome
         Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
     }
     return router
+}
+
+struct HTTPFailure: Error {
+    var status: HTTPResponse.Status
+    var message: String
+}
+
+/// Host and Origin (issue 8 item 3): only this kiosk, by its loopback names. A DNS-rebinding
+/// page sends its own host name; any web page sends its own origin.
+struct LocalOnly: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let port: Int
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let host = request.head.authority, Self.isOwnHost(host, port: port) else {
+            return Self.forbidden("the Host must be 127.0.0.1:\(port) or localhost:\(port)")
+        }
+        if let origin = request.headers[.origin], !Self.isOwnOrigin(origin, port: port) {
+            return Self.forbidden("requests from other origins are refused")
+        }
+        return try await next(request, context)
+    }
+
+    static func isOwnHost(_ host: String, port: Int) -> Bool {
+        let h = host.lowercased()
+        return h == "127.0.0.1:\(port)" || h == "localhost:\(port)"
+    }
+
+    static func isOwnOrigin(_ origin: String, port: Int) -> Bool {
+        let o = origin.lowercased()
+        return o == "http://127.0.0.1:\(port)" || o == "http://localhost:\(port)"
+    }
+
+    static func forbidden(_ why: String) -> Response {
+        let data = (try? JSONSerialization.data(withJSONObject: ["error": why])) ?? Data("{}".utf8)
+        return Response(status: .forbidden, headers: [.contentType: "application/json; charset=utf-8", .cacheControl: "no-store"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+enum BearerToken {
+    /// The token of `Authorization: Bearer TOKEN` (at most 256 bytes), or nil.
+    static func presented(_ header: String?) -> String? {
+        guard let header, header.utf8.count <= 256 else { return nil }
+        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        let token = parts[1].trimmingCharacters(in: .whitespaces)
+        return token.isEmpty ? nil : token
+    }
+
+    /// Compares in time that depends only on the lengths, never on where they differ.
+    static func same(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        guard !y.isEmpty else { return false }
+        var diff: UInt8 = x.count == y.count ? 0 : 1
+        for i in 0..<max(x.count, y.count) {
+            diff |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0)
+        }
+        return diff == 0
+    }
+
+    /// A fresh random token (64 hex digits).
+    static func random() -> String {
+        var g = SystemRandomNumberGenerator()
+        return (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &g)) }.joined()
+    }
+}
+
+enum MediaType {
+    /// `application/json`, with parameters (`; charset=utf-8`) or without.
+    static func isJSON(_ header: String?) -> Bool {
+        guard let header, header.utf8.count <= 128 else { return false }
+        let type = header.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        return type == "application/json"
+    }
+}
+
+/// A legal-aid application as `POST /api/legal-aid` takes it: a JSON object of at most 1 KiB
+/// with `matter` (1–64 bytes of a–z, 0–9, `_`) and optionally `phone` (1–20 bytes of 0–9,
+/// `+`, `-`, space) and nothing else.
+struct LegalAidRequest: Equatable {
+    var matter: String
+    var phone: String?
+
+    static let maximumBodyBytes = 1024
+
+    struct ParseError: Error, CustomStringConvertible { var description: String }
+
+    static func parse(_ body: [UInt8]) throws -> LegalAidRequest {
+        guard body.count <= maximumBodyBytes else { throw ParseError(description: "the body is \(body.count) bytes; at most \(maximumBodyBytes)") }
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] else {
+            throw ParseError(description: "the body is not a JSON object")
+        }
+        let extra = Set(object.keys).subtracting(["matter", "phone"])
+        guard extra.isEmpty else { throw ParseError(description: "unknown fields: \(extra.sorted().joined(separator: ", "))") }
+        guard let matter = object["matter"] as? String, (1...64).contains(matter.utf8.count),
+              matter.utf8.allSatisfy({ (0x61...0x7A).contains($0) || (0x30...0x39).contains($0) || $0 == 0x5F }) else {
+            throw ParseError(description: "matter must be 1 to 64 bytes of a-z, 0-9 and _")
+        }
+        var phone: String?
+        switch object["phone"] {
+        case nil, is NSNull: phone = nil
+        case let p as String:
+            guard (1...20).contains(p.utf8.count), p.utf8.allSatisfy({ (0x30...0x39).contains($0) || $0 == 0x2B || $0 == 0x2D || $0 == 0x20 }) else {
+                throw ParseError(description: "phone must be 1 to 20 bytes of 0-9, +, - and spaces")
+            }
+            phone = p
+        default:
+            throw ParseError(description: "phone must be a string")
+        }
+        return LegalAidRequest(matter: matter, phone: phone)
+    }
 }
 
 import SmartCard

@@ -34,18 +34,49 @@ enum SDNotify {
     }
 }
 
-/// Pings the systemd watchdog at half its interval while the daemon is healthy.
+/// Pings the systemd watchdog while the daemon is really alive: every quarter of the
+/// interval it runs every liveness check (each bounded in time), and pings only when all of
+/// them answered. A daemon whose store, card worker or event loop is stuck stops pinging,
+/// and systemd restarts it after `WatchdogSec`.
 struct WatchdogService: Service {
     let interval: Duration
-    let healthy: @Sendable () async -> Bool
+    let checks: [LivenessCheck]
     let logger: Logger
 
     func run() async throws {
+        let period = interval / 4
+        var failing: [String] = []
         try await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                if await healthy() { SDNotify.send("WATCHDOG=1") } else { logger.error("unhealthy: not feeding the watchdog") }
-                try await Task.sleep(for: interval / 2)
+                let failed = await Liveness.failing(checks, within: period)
+                if failed.isEmpty {
+                    SDNotify.send("WATCHDOG=1")
+                    if !failing.isEmpty {
+                        logger.notice("alive again: feeding the watchdog")
+                        SDNotify.send("STATUS=serving on 127.0.0.1")
+                    }
+                } else {
+                    logger.error("not alive: not feeding the watchdog", metadata: ["failing": "\(failed.joined(separator: ", "))"])
+                    SDNotify.send("STATUS=not alive: \(failed.joined(separator: ", "))")
+                }
+                failing = failed
+                try await Task.sleep(for: period)
             }
         }
+    }
+}
+
+/// RLIMIT_NOFILE: the soft limit raised towards `wanted`, never past the hard limit.
+enum FileLimit {
+    static func raise(to wanted: UInt64) -> UInt64 {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 0 }
+        let target = min(UInt64(limit.rlim_max), wanted)
+        if UInt64(limit.rlim_cur) < target {
+            limit.rlim_cur = rlim_t(target)
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+            _ = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
+        return UInt64(limit.rlim_cur)
     }
 }

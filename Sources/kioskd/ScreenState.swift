@@ -40,6 +40,9 @@ struct ScreenState: Codable, Sendable, Equatable {
 
     /// idle, reading, result, error
     var phase: String = "idle"
+    /// Rises by one with every change, in the order the changes were made (one ordered
+    /// stream): a page never shows a state older than one it has shown.
+    var seq: UInt64 = 0
     var profile: String
     var institution: String
     var deviceID: String
@@ -51,7 +54,7 @@ struct ScreenState: Codable, Sendable, Equatable {
     var updatedAt: String = Timestamp.string(Date())
 
     enum CodingKeys: String, CodingKey {
-        case phase, profile, institution, deviceID = "device_id", reader, cardPresent = "card_present", bill, result, notice
+        case phase, seq, profile, institution, deviceID = "device_id", reader, cardPresent = "card_present", bill, result, notice
         case updatedAt = "updated_at"
     }
 
@@ -60,32 +63,77 @@ struct ScreenState: Codable, Sendable, Equatable {
         e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return String(decoding: (try? e.encode(self)) ?? Data("{}".utf8), as: UTF8.self)
     }
+
+    /// The state as a JavaScript literal safe inside an HTML `<script>` element: besides JSON's
+    /// own escaping, `<`, `>`, `&`, U+2028 and U+2029 are written as `\u003c` and the like, so
+    /// no string (a bill reference `<!--<script>`, `</script>`) can end or re-mode the element.
+    var inlineScriptLiteral: String { Self.scriptSafe(json) }
+
+    static func scriptSafe(_ json: String) -> String {
+        var out = String.UnicodeScalarView()
+        for c in json.unicodeScalars {
+            switch c {
+            case "<": out.append(contentsOf: #"\u003c"#.unicodeScalars)
+            case ">": out.append(contentsOf: #"\u003e"#.unicodeScalars)
+            case "&": out.append(contentsOf: #"\u0026"#.unicodeScalars)
+            case "\u{2028}": out.append(contentsOf: #"\u2028"#.unicodeScalars)
+            case "\u{2029}": out.append(contentsOf: #"\u2029"#.unicodeScalars)
+            default: out.append(c)
+            }
+        }
+        return String(out)
+    }
 }
 
-/// The screen's state and its SSE subscribers: every change reaches every open page.
+/// One change to the screen.
+typealias ScreenChange = @Sendable (inout ScreenState) -> Void
+
+/// The one ordered stream of screen changes (issue 8 item 7): whoever changes the screen
+/// (card sessions on their queue, the reader service, HTTP) yields here, synchronously and in
+/// the order the changes are made; one task (`ScreenService`) applies them to the hub in
+/// that order. No change travels in a Task of its own, so "reading" can never overtake the
+/// "result" that followed it.
+struct ScreenFeed: Sendable {
+    let changes: AsyncStream<ScreenChange>
+    private let continuation: AsyncStream<ScreenChange>.Continuation
+
+    init() { (changes, continuation) = AsyncStream.makeStream(of: ScreenChange.self, bufferingPolicy: .unbounded) }
+
+    func publish(_ change: @escaping ScreenChange) { continuation.yield(change) }
+    func finish() { continuation.finish() }
+}
+
+/// The screen's state and its SSE subscribers: every change reaches every open page, in order.
 actor ScreenHub {
+    /// At most this many screen streams at once; one more is refused (503), so open streams
+    /// cannot use up the daemon's descriptors or its attention.
+    static let maximumStreams = 32
+
     private(set) var state: ScreenState
-    private var subscribers: [UUID: AsyncStream<ScreenState>.Continuation] = [:]
+    private var subscribers: [UInt64: AsyncStream<ScreenState>.Continuation] = [:]
+    private var nextID: UInt64 = 0
 
     init(_ initial: ScreenState) { state = initial }
 
-    func update(_ change: (inout ScreenState) -> Void) {
+    func update(_ change: ScreenChange) {
         change(&state)
+        state.seq += 1
         state.updatedAt = Timestamp.string(Date())
         for c in subscribers.values { c.yield(state) }
     }
 
-    /// The current state first, then every change, until the page goes away.
-    func subscribe() -> AsyncStream<ScreenState> {
-        let id = UUID()
+    /// The current state first, then every change, until the page goes away (the caller then
+    /// calls `unsubscribe`); nil when `maximumStreams` are open.
+    func subscribe() -> (id: UInt64, states: AsyncStream<ScreenState>)? {
+        guard subscribers.count < Self.maximumStreams else { return nil }
+        nextID += 1
         let (stream, continuation) = AsyncStream<ScreenState>.makeStream(bufferingPolicy: .bufferingNewest(8))
         continuation.yield(state)
-        subscribers[id] = continuation
-        continuation.onTermination = { _ in Task { await self.unsubscribe(id) } }
-        return stream
+        subscribers[nextID] = continuation
+        return (nextID, stream)
     }
 
-    private func unsubscribe(_ id: UUID) { subscribers[id] = nil }
+    func unsubscribe(_ id: UInt64) { subscribers.removeValue(forKey: id)?.finish() }
 
     /// Sends the state again to every page (keeps connections honest: a closed one fails its write).
     func heartbeat() { for c in subscribers.values { c.yield(state) } }

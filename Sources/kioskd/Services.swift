@@ -28,9 +28,9 @@ struct ReaderService: Service {
                     if active == reader { active = nil; await engine.cardRemoved(reader) }
                 case .serviceLost:
                     active = nil
-                    engine.serviceLost()
+                    await engine.serviceLost()
                 case .serviceRestored:
-                    engine.serviceRestored()
+                    await engine.serviceRestored()
                 case .readerAdded:
                     break
                 }
@@ -41,17 +41,28 @@ struct ReaderService: Service {
     }
 }
 
-/// Re-sends the screen state every 15 s so dead SSE connections are noticed, and ends every
-/// stream on shutdown.
-struct ScreenHeartbeatService: Service {
+/// The screen: applies the one ordered stream of changes to the hub (one task, so in the
+/// order they were published), re-sends the state every 15 s so dead SSE connections are
+/// noticed, and ends every stream on shutdown.
+struct ScreenService: Service {
     let hub: ScreenHub
+    let feed: ScreenFeed
+
     func run() async throws {
-        try? await cancelWhenGracefulShutdown {
-            while true {
-                try await Task.sleep(for: .seconds(15))
-                await hub.heartbeat()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await change in feed.changes.cancelOnGracefulShutdown() { await hub.update(change) }
+            }
+            group.addTask {
+                try? await cancelWhenGracefulShutdown {
+                    while true {
+                        try await Task.sleep(for: .seconds(15))
+                        await hub.heartbeat()
+                    }
+                }
             }
         }
+        feed.finish()
         await hub.finishAll()
     }
 }

@@ -26,12 +26,12 @@ import Testing
 
 @Suite struct HolderTests {
     static func holderObject(_ number: String) throws -> TLV {
-        try TLV.parseSingle([UInt8](hex: Vectors.description(number).files.holder)!).0
+        try TLV.parseSingle(try #require([UInt8](hex: Vectors.cardDescription(number).files.holder))).0
     }
 
     @Test(arguments: Vectors.cards.map(\.card_number))
     func everyVectorCardParses(_ number: String) throws {
-        let v = Vectors.cards.first { $0.card_number == number }!
+        let v = try #require(Vectors.cards.first { $0.card_number == number })
         let h = try Holder(object: Self.holderObject(number))
         #expect(h.cardNumber == v.card_number && h.name == v.name)
         #expect(h.personRef == v.person_ref)
@@ -95,14 +95,14 @@ import Testing
     @Test func expiryIsTheEndOfTheDayInChinaStandardTime() throws {
         let h = try Holder(object: Self.holderObject("3307820000000017"))   // expires 20301231
         let f = ISO8601DateFormatter()
-        #expect(!h.isExpired(at: f.date(from: "2030-12-31T15:59:59Z")!))
-        #expect(h.isExpired(at: f.date(from: "2030-12-31T16:00:00Z")!))
+        #expect(!h.isExpired(at: try #require(f.date(from: "2030-12-31T15:59:59Z"))))
+        #expect(h.isExpired(at: try #require(f.date(from: "2030-12-31T16:00:00Z"))))
     }
 
-    @Test func periodIsTheYearInChinaStandardTime() {
+    @Test func periodIsTheYearInChinaStandardTime() throws {
         let f = ISO8601DateFormatter()
-        #expect(ChinaStandardTime.period(of: f.date(from: "2026-12-31T15:59:59Z")!) == "2026")
-        #expect(ChinaStandardTime.period(of: f.date(from: "2026-12-31T16:00:00Z")!) == "2027")
+        #expect(ChinaStandardTime.period(of: try #require(f.date(from: "2026-12-31T15:59:59Z"))) == "2026")
+        #expect(ChinaStandardTime.period(of: try #require(f.date(from: "2026-12-31T16:00:00Z"))) == "2027")
     }
 
     @Test func personRefIsLowercaseHexOfDF2A() throws {

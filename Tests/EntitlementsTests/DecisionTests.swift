@@ -9,8 +9,8 @@ let cs = Program(code: "HM-CS-OUTPATIENT", cardType: .medical, name: "集中供�
                  priority: 2, limitFen: 45000, ratePercent: 100, period: "calendar_year")
 let la = Program(code: "LA-DIRECT", cardType: .legalAid, name: "凭卡直接申请法律援助", categories: ["01", "02", "03", "04", "05", "06", "09"],
                  priority: 1, matters: [Matter(code: "labor_remuneration", name: "请求支付劳动报酬")])
-let now = ISO8601DateFormatter().date(from: "2026-11-22T03:00:00Z")!
-let expires = ISO8601DateFormatter().date(from: "2027-01-31T00:00:00Z")!
+let now = Date(timeIntervalSince1970: 1_795_316_400)       // 2026-11-22T03:00:00Z
+let expires = Date(timeIntervalSince1970: 1_801_353_600)   // 2027-01-31T00:00:00Z
 
 func view(card: CardStatus = .active, person: PersonStatus = .active, reason: String = "", programs: [Program] = [hm],
           usage: [String: UsageFigures] = [:], known: Bool = true) -> SnapshotView {
@@ -85,8 +85,8 @@ func medical(_ category: String = "01", expired: Bool = false, card: [String: Fe
         #expect(Decide.status(card: medical(), view: view(person: .suspended, reason: "停保"), now: now).detail == "停保")
     }
 
-    @Test func expiredSnapshotStillAnswersStatusButGrantsNothing() {
-        let later = ISO8601DateFormatter().date(from: "2027-02-01T00:00:00Z")!
+    @Test func expiredSnapshotStillAnswersStatusButGrantsNothing() throws {
+        let later = try #require(ISO8601DateFormatter().date(from: "2027-02-01T00:00:00Z"))
         #expect(Decide.status(card: medical(), view: view(), now: later).code == .eligible)
         #expect(Decide.subsidy(card: medical(), view: view(), billFen: 100, now: later).code == .snapshotExpired)
     }
@@ -98,10 +98,10 @@ func medical(_ category: String = "01", expired: Bool = false, card: [String: Fe
         #expect(Decide.subsidy(card: card, view: view(programs: [la]), billFen: 100, now: now).code == .notEligible)
     }
 
-    @Test func periodsAreChinaStandardTimeYears() {
+    @Test func periodsAreChinaStandardTimeYears() throws {
         let f = ISO8601DateFormatter()
-        #expect(Period.of(f.date(from: "2026-12-31T15:59:59Z")!) == "2026")
-        #expect(Period.of(f.date(from: "2026-12-31T16:00:00Z")!) == "2027")
+        #expect(Period.of(try #require(f.date(from: "2026-12-31T15:59:59Z"))) == "2026")
+        #expect(Period.of(try #require(f.date(from: "2026-12-31T16:00:00Z"))) == "2027")
     }
 }
 
@@ -109,7 +109,7 @@ func medical(_ category: String = "01", expired: Bool = false, card: [String: Fe
 /// a program more than its remaining allowance, never more than the bill, and the
 /// used-after figures never pass the limit.
 @Suite struct DecisionProperties {
-    @Test func neverMoreThanTheLimitOrTheBill() {
+    @Test func neverMoreThanTheLimitOrTheBill() throws {
         var rng = SplitMix64(seed: 20261122)
         for _ in 0..<20_000 {
             var p1 = hm, p2 = cs
@@ -126,9 +126,11 @@ func medical(_ category: String = "01", expired: Bool = false, card: [String: Fe
             #expect((d.code == .granted) == (d.subsidyFen > 0))
             for a in d.allocations {
                 let p = a.program == p1.code ? p1 : p2
-                let used = max(usage[p.code]!.snapshotFen + usage[p.code]!.localFen, card.cardUsedFen[p.code]!)
+                let figures = try #require(usage[p.code])
+                let used = max(figures.snapshotFen + figures.localFen, try #require(card.cardUsedFen[p.code]))
                 #expect(a.usedBeforeFen == used)
-                #expect(a.usedAfterFen <= p.limitFen!)
+                let limit = try #require(p.limitFen)
+                #expect(a.usedAfterFen <= limit)
                 #expect(a.subsidyFen > 0 && a.usedAfterFen == a.usedBeforeFen + a.subsidyFen)
             }
         }

@@ -12,15 +12,18 @@ extension PCSCIntegrationTests {
     func provisionedStateDir() throws -> String {
         let dir = Scratch.folder("crash").path
         let keys = Vectors.keys
+        let issuer = try #require(keys["issuer"] as? [String: String])
+        let authority = try #require(keys["authority"] as? [String: String])
+        let device = try #require((keys["devices"] as? [String: [String: String]])?["KSK-TEST-0001"])
         let certFile = "\(dir)/KSK-TEST-0001.cert"
         try TestDevices.certificate("KSK-TEST-0001").hexString.write(toFile: certFile, atomically: true, encoding: .utf8)
         let (s1, _, e1) = try Harness.run("kioskctl", [
             "provision", "--state-dir", dir, "--device-id", "KSK-TEST-0001", "--institution", "330782-H01", "--profile", "hospital",
-            "--issuer-key", "330782-issuer-test=\((keys["issuer"] as! [String: String])["public_key"]!)",
-            "--authority-key", "330782-auth-test=\((keys["authority"] as! [String: String])["public_key"]!)",
+            "--issuer-key", "330782-issuer-test=\(try #require(issuer["public_key"]))",
+            "--authority-key", "330782-auth-test=\(try #require(authority["public_key"]))",
             "--device-ca-key", "\(TestDevices.ca.id)=\(TestDevices.ca.publicKey)", "--device-cert", certFile,
             "--hub-url", "http://127.0.0.1:9", "--printer", "file:\(dir)/receipts/",
-            "--device-key-seed", ((keys["devices"] as! [String: [String: String]])["KSK-TEST-0001"]!)["private_seed"]!,
+            "--device-key-seed", try #require(device["private_seed"]),
         ], environment: ["BENEFIT_KIOSK_TEST_NOW": "2026-11-22T03:00:00Z"])
         #expect(s1 == 0, "\(e1)")
         let (s2, out, e2) = try Harness.run("kioskctl", ["snapshot", "install", "--state-dir", dir, Vectors.url("snapshot-small.jsonl").path],
@@ -44,7 +47,7 @@ extension PCSCIntegrationTests {
             let (status, _, _) = try kioskctl(dir, ["charge", "--bill-fen", "10000", "--bill-ref", "K1"], crashAt: step)
             #expect(status == 128 + 9, "kioskctl should have been killed at \(step)")
         }
-        let written = try UsageRecord(fileBytes: emulator.file(3)!).sequence == 4
+        let written = try UsageRecord(fileBytes: try #require(emulator.file(3))).sequence == 4
         #expect(written == (step != "after-pending"))
         // Presented again: resolved by reading the card, once.
         try Harness.withCard(emulator) { _, _ in

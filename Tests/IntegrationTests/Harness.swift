@@ -38,7 +38,7 @@ enum Harness {
         return try body(ctx, client)
     }
 
-    enum HarnessError: Error { case cardNotSeen, binaryMissing(String) }
+    enum HarnessError: Error { case cardNotSeen, binaryMissing(String), timedOut(String) }
 
     /// A product built beside the tests (`swift build` runs before `swift test` in test.sh).
     static func product(_ name: String) throws -> URL {
@@ -54,24 +54,41 @@ enum Harness {
     }
 
     /// Runs any program; returns exit status (128 + N when killed by signal N), stdout and stderr.
-    static func exec(_ path: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String, String) {
+    /// A program still running after `timeout` seconds is killed and the call throws
+    /// `HarnessError.timedOut`: a stuck child fails its test instead of hanging the run.
+    static func exec(_ path: String, _ arguments: [String], environment: [String: String] = [:],
+                     timeout: TimeInterval = 120) throws -> (Int32, String, String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: path)
         p.arguments = arguments
         p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let out = Pipe(), err = Pipe()
+        // Into files, not pipes: a child that fills one pipe while the other is read first
+        // would block for good (issue 8: the helper read stdout before stderr).
+        let outURL = Scratch.file("stdout", extension: "txt"), errURL = Scratch.file("stderr", extension: "txt")
+        FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
+        defer { try? out.close(); try? err.close() }
         p.standardOutput = out
         p.standardError = err
         try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
+        let deadline = Date().addingTimeInterval(timeout)
+        while p.isRunning && Date() < deadline { usleep(10_000) }
+        if p.isRunning {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            throw HarnessError.timedOut("\((path as NSString).lastPathComponent) \(arguments.joined(separator: " ")): still running after \(timeout) s, killed")
+        }
         p.waitUntilExit()
+        let o = (try? Data(contentsOf: outURL)) ?? Data()
+        let e = (try? Data(contentsOf: errURL)) ?? Data()
         let status = p.terminationReason == .uncaughtSignal ? 128 + p.terminationStatus : p.terminationStatus
         return (status, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
     }
 
     /// Runs a product built beside the tests.
-    static func run(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String, String) {
-        try exec(product(name).path, arguments, environment: environment)
+    static func run(_ name: String, _ arguments: [String], environment: [String: String] = [:],
+                    timeout: TimeInterval = 120) throws -> (Int32, String, String) {
+        try exec(product(name).path, arguments, environment: environment, timeout: timeout)
     }
 }

@@ -2,6 +2,9 @@ import Foundation
 import TestVectors
 import Testing
 import VirtualCard
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The daemon as it runs: the real `kioskd` binary, real pcscd + vpcd + the emulator,
 /// HTTP on loopback (curl), the screen in headless Chromium, SIGTERM.
@@ -11,12 +14,15 @@ extension PCSCIntegrationTests {
         let process = Process()
         let port = Int.random(in: 20000...29999)
         let stderrFile: URL
-        init(stateDir: String, extra: [String] = []) throws {
+        let stateDir: String
+        init(stateDir: String, extra: [String] = [], environment: [String: String] = [:]) throws {
+            self.stateDir = stateDir
             process.executableURL = try Harness.product("kioskd")
             process.arguments = ["--state-dir", stateDir, "--port", "\(port)", "--virtual-readers", "--no-upload"] + extra
             process.environment = ProcessInfo.processInfo.environment.merging(["BENEFIT_KIOSK_TEST_NOW": "2026-11-22T03:00:00Z"]) { $1 }
+                .merging(environment) { $1 }
             stderrFile = URL(fileURLWithPath: stateDir).appendingPathComponent("kioskd.log")
-            FileManager.default.createFile(atPath: stderrFile.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: stderrFile.path, contents: nil)
             process.standardError = try FileHandle(forWritingTo: stderrFile)
             process.standardOutput = FileHandle.nullDevice
             try process.run()
@@ -29,14 +35,28 @@ extension PCSCIntegrationTests {
         deinit { if process.isRunning { process.terminate() } }
 
         var base: String { "http://127.0.0.1:\(port)" }
+        /// The bill API token `kioskctl provision` made (hospital devices).
+        var token: String {
+            (try? String(contentsOfFile: stateDir + "/bill-api.token", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        }
+        var log: String { (try? String(contentsOf: stderrFile, encoding: .utf8)) ?? "" }
+
         func get(_ path: String) throws -> (Int32, String) {
-            let (s, out, _) = try Harness.exec("/usr/bin/curl", ["-sf", "--max-time", "5", base + path])
+            let (s, out, _) = try Harness.exec("/usr/bin/curl", ["-sf", "--max-time", "5", base + path], timeout: 10)
             return (s, out)
         }
-        func post(_ path: String, _ body: String) throws -> (Int, String) {
-            let (_, out, _) = try Harness.exec("/usr/bin/curl", ["-s", "--max-time", "5", "-o", "-", "-w", "\n%{http_code}", "-H", "Content-Type: application/json", "-d", body, base + path])
+        /// Any request; returns the HTTP status (0: no answer) and the body.
+        func request(_ method: String, _ path: String, body: String? = nil, headers: [String] = []) throws -> (Int, String) {
+            var args = ["-s", "--max-time", "5", "-o", "-", "-w", "\n%{http_code}", "-X", method]
+            for h in headers { args += ["-H", h] }
+            if let body { args += ["--data-binary", body] }
+            let (_, out, _) = try Harness.exec("/usr/bin/curl", args + [base + path], timeout: 10)
             let parts = out.split(separator: "\n", omittingEmptySubsequences: false)
             return (Int(parts.last ?? "") ?? 0, parts.dropLast().joined(separator: "\n"))
+        }
+        /// As the hospital system posts: JSON, with the bill API token.
+        func post(_ path: String, _ body: String, token: String? = nil) throws -> (Int, String) {
+            try request("POST", path, body: body, headers: ["Content-Type: application/json", "Authorization: Bearer \(token ?? self.token)"])
         }
         func state() throws -> [String: Any] {
             try JSONSerialization.jsonObject(with: Data(get("/api/state").1.utf8)) as? [String: Any] ?? [:]
@@ -57,11 +77,11 @@ extension PCSCIntegrationTests {
                 .appendingPathComponent(".build/test-screens")
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             let flags = ["--headless", "--no-sandbox", "--disable-gpu", "--timeout=4000", "--window-size=1024,768", "--lang=zh-CN"]
-            let (s, _, e) = try Harness.exec("/usr/bin/chromium", flags + ["--screenshot=\(dir.appendingPathComponent(name).path)", base + "/"])
+            let (s, _, e) = try Harness.exec("/usr/bin/chromium", flags + ["--screenshot=\(dir.appendingPathComponent(name).path)", base + "/"], timeout: 60)
             #expect(s == 0, "\(e)")
             let png = try Data(contentsOf: dir.appendingPathComponent(name))
             #expect(png.count > 10_000 && png.prefix(4) == Data([0x89, 0x50, 0x4E, 0x47]))
-            return try Harness.exec("/usr/bin/chromium", flags + ["--dump-dom", base + "/"]).1
+            return try Harness.exec("/usr/bin/chromium", flags + ["--dump-dom", base + "/"], timeout: 60).1
         }
         func stop() throws -> (Int32, String) {
             kill(process.processIdentifier, SIGTERM)
@@ -70,7 +90,48 @@ extension PCSCIntegrationTests {
             #expect(!process.isRunning, "kioskd did not stop on SIGTERM")
             if process.isRunning { process.terminate() }
             process.waitUntilExit()
-            return (process.terminationStatus, (try? String(contentsOf: stderrFile, encoding: .utf8)) ?? "")
+            return (process.terminationStatus, log)
+        }
+    }
+
+    /// The screen's SSE stream, captured by curl for a bounded time.
+    final class ScreenStream {
+        let process = Process()
+        let file: URL
+        init(_ d: Daemon, seconds: Int) throws {
+            file = URL(fileURLWithPath: d.stateDir).appendingPathComponent("sse-\(UUID().uuidString).txt")
+            _ = FileManager.default.createFile(atPath: file.path, contents: nil)
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+            process.arguments = ["-sN", "--max-time", "\(seconds)", d.base + "/events"]
+            process.standardOutput = try FileHandle(forWritingTo: file)
+            try process.run()
+            // Until the first state arrived (bounded).
+            for _ in 0..<50 where ((try? Data(contentsOf: file))?.isEmpty ?? true) { Thread.sleep(forTimeInterval: 0.05) }
+        }
+        /// Every state sent, in order (waits for curl's --max-time).
+        func states() -> [[String: Any]] {
+            process.waitUntilExit()
+            let text = (try? String(contentsOf: file, encoding: .utf8)) ?? ""
+            return text.split(separator: "\n").compactMap { line in
+                guard line.hasPrefix("data: ") else { return nil }
+                return try? JSONSerialization.jsonObject(with: Data(line.dropFirst(6).utf8)) as? [String: Any]
+            }
+        }
+    }
+
+    /// Issue 8 item 7: the states come in the order they were made (seq never goes down), and
+    /// after a card's result no "reading" comes until a card is presented again.
+    static func expectOrdered(_ states: [[String: Any]]) {
+        var lastSeq = -1
+        var resultShown = false
+        for s in states {
+            let seq = s["seq"] as? Int ?? -1
+            #expect(seq >= lastSeq, "state \(seq) after \(lastSeq)")
+            lastSeq = seq
+            let phase = s["phase"] as? String
+            // The card taken away (the result stays on the screen) ends its tap.
+            if s["card_present"] as? Bool != true { resultShown = false } else if phase == "result" { resultShown = true }
+            if phase == "reading" { #expect(!resultShown, "\"reading\" after the card's result (seq \(seq))") }
         }
     }
 
@@ -84,13 +145,7 @@ extension PCSCIntegrationTests {
         #expect(try d.post("/api/bills", "not json").0 == 400)
         #expect(try d.post("/api/bills", #"{"bill_reference":"H-20261122-1","bill_fen":10000}"#).0 == 202)
         #expect(try d.post("/api/bills", #"{"bill_reference":"H-other","bill_fen":100}"#).0 == 409)
-        let sse = Process()
-        sse.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        sse.arguments = ["-sN", "--max-time", "4", d.base + "/events"]
-        let pipe = Pipe()
-        sse.standardOutput = pipe
-        try sse.run()
-        Thread.sleep(forTimeInterval: 0.3)
+        let sse = try ScreenStream(d, seconds: 4)
 
         try Harness.withCard(Vectors.emulator("3307820000000017")) { _, _ in
             let r = try d.waitForResult(code: "granted")
@@ -108,9 +163,10 @@ extension PCSCIntegrationTests {
         let (vs, vout, verr) = try Harness.run("kioskctl", ["receipt", "verify", "--state-dir", dir, dir + "/receipts/" + png])
         #expect(vs == 0 && vout.contains("VALID receipt KSK-TEST-0001-1") && vout.contains("100.00"), "\(verr)")
         #expect(receipts.contains { $0.hasSuffix(".escpos") } && receipts.contains { $0.hasSuffix(".txt") })
-        sse.waitUntilExit()
-        let events = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(events.contains("event: state") && events.contains(#""phase":"reading""#) && events.contains(#""code":"granted""#))
+        let states = sse.states()
+        #expect(states.contains { $0["phase"] as? String == "reading" })
+        #expect(states.contains { ($0["result"] as? [String: Any])?["code"] as? String == "granted" })
+        Self.expectOrdered(states)
         // No bill: a card shows its status.
         try Harness.withCard(Vectors.emulator("3307820000000033")) { _, _ in
             let r = try d.waitForResult(code: "person_suspended")
@@ -125,31 +181,270 @@ extension PCSCIntegrationTests {
         #expect(status == 0 && log.contains("kioskd stopped"))
     }
 
+    /// Issue 8 item 1: a card pulled during the write, then tapped again for the same bill.
+    /// The second tap commits the deduction (the card holds it) and must end the bill:
+    /// granted ("已贴补"), the receipt printed, the bill cleared, and the next patient served.
+    @Test func cardPulledDuringTheWriteThenTappedAgainEndsTheBill() throws {
+        let dir = try provisionedStateDir()
+        let d = try Daemon(stateDir: dir)
+        #expect(try d.post("/api/bills", #"{"bill_reference":"H-TORN-1","bill_fen":10000}"#).0 == 202)
+        let sse = try ScreenStream(d, seconds: 12)
+        let e = Vectors.emulator("3307820000000017", Misbehaviour(pullAfterWrite: true))
+        try Harness.withCard(e) { _, _ in
+            let r = try d.waitForResult(code: "card_removed")
+            #expect((r["records"] as? [String] ?? []).isEmpty)
+        }
+        #expect((try d.state()["bill"] as? [String: Any])?["bill_reference"] as? String == "H-TORN-1")   // still waiting
+        try Harness.withCard(e) { _, _ in
+            let r = try d.waitForResult(code: "granted")
+            #expect(r["subsidy_fen"] as? Int == 10000 && r["patient_pays_fen"] as? Int == 0 && r["bill_fen"] as? Int == 10000)
+            #expect((r["records"] as? [String]) == ["KSK-TEST-0001-1"])
+            #expect((r["receipt"] as? String)?.hasPrefix("printed") == true, "\(r)")
+            #expect(try d.state()["bill"] == nil || (try d.state()["bill"] is NSNull))
+            #expect(try d.browse(screenshot: "hospital-torn-resolved.png").contains("已贴补"))
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/receipts").filter { $0.hasSuffix(".escpos") }.count == 1)
+        // The next patient: a card with no bill shows its status, and a new bill is charged.
+        try Harness.withCard(Vectors.emulator("3307820000000033")) { _, _ in
+            _ = try d.waitForResult(code: "person_suspended")
+        }
+        #expect(try d.post("/api/bills", #"{"bill_reference":"H-NEXT-2","bill_fen":5000}"#).0 == 202)
+        try Harness.withCard(e) { _, _ in
+            let r = try d.waitForResult(code: "granted")
+            #expect(r["subsidy_fen"] as? Int == 5000 && (r["records"] as? [String]) == ["KSK-TEST-0001-2"])
+        }
+        // The same bill sent again after it ended: granted with its records, nothing new, no second receipt.
+        #expect(try d.post("/api/bills", #"{"bill_reference":"H-NEXT-2","bill_fen":5000}"#).0 == 202)
+        try Harness.withCard(e) { _, _ in
+            let r = try d.waitForResult(code: "granted")
+            #expect((r["records"] as? [String]) == ["KSK-TEST-0001-2"] && (r["receipt"] as? String)?.hasPrefix("already printed") == true)
+        }
+        let health = try JSONSerialization.jsonObject(with: Data(d.get("/healthz").1.utf8)) as? [String: Any]
+        #expect(health?["queued_records"] as? Int == 2 && health?["pending_deductions"] as? Int == 0)
+        #expect(!d.log.contains("card_unreadable"))
+        Self.expectOrdered(sse.states())
+        #expect(try d.stop().0 == 0)
+    }
+
+    /// Issue 8 item 3: the bill API takes JSON from the hospital system only.
+    @Test func billAPIRefusesHostileInput() throws {
+        let dir = try provisionedStateDir()
+        let d = try Daemon(stateDir: dir)
+        let token = d.token
+        #expect(token.utf8.count == 64)
+        let json = "Content-Type: application/json", auth = "Authorization: Bearer \(token)"
+        let ok = #"{"bill_reference":"H-1","bill_fen":100}"#
+        // Who: the token (401 without it or with another), this kiosk's Host and Origin (403).
+        #expect(try d.request("POST", "/api/bills", body: ok, headers: [json]).0 == 401)
+        #expect(try d.request("POST", "/api/bills", body: ok, headers: [json, "Authorization: Bearer " + String(repeating: "0", count: 64)]).0 == 401)
+        #expect(try d.request("POST", "/api/bills", body: ok, headers: [json, "Authorization: Basic \(token)"]).0 == 401)
+        #expect(try d.request("DELETE", "/api/bills/current").0 == 401)
+        #expect(try d.request("POST", "/api/legal-aid", body: #"{"matter":"x"}"#, headers: [json]).0 == 401)
+        #expect(try d.request("POST", "/api/bills", body: ok, headers: [json, auth, "Origin: http://evil.example"]).0 == 403)
+        #expect(try d.request("POST", "/api/bills", body: ok, headers: [json, auth, "Origin: null"]).0 == 403)
+        #expect(try d.request("POST", "/api/bills", body: ok, headers: [json, auth, "Host: rebind.example:\(d.port)"]).0 == 403)
+        #expect(try d.request("GET", "/api/state", headers: ["Host: rebind.example:\(d.port)"]).0 == 403)
+        #expect(try d.request("GET", "/events", headers: ["Origin: http://evil.example"]).0 == 403)
+        // What: JSON only (415), at most 1 KiB (413), integer fen, bounded printable references (400).
+        #expect(try d.request("POST", "/api/bills", body: ok, headers: ["Content-Type: text/plain", auth]).0 == 415)
+        #expect(try d.request("POST", "/api/bills", body: ok, headers: [auth]).0 == 415)
+        #expect(try d.post("/api/bills", #"{"bill_reference":"H-1","bill_fen":1.0}"#).0 == 400)
+        #expect(try d.post("/api/bills", #"{"bill_reference":"H-1","bill_fen":1e3}"#).0 == 400)
+        #expect(try d.post("/api/bills", #"{"bill_reference":"H-1","bill_fen":"100"}"#).0 == 400)
+        #expect(try d.post("/api/bills", #"{"bill_reference":"H-1","bill_fen":100000000}"#).0 == 400)
+        #expect(try d.post("/api/bills", #"{"bill_reference":"H-1","bill_fen":100,"note":"x"}"#).0 == 400)
+        #expect(try d.post("/api/bills", #"{"bill_reference":"H\u0001","bill_fen":100}"#).0 == 400)
+        #expect(try d.post("/api/bills", #"{"bill_reference":"H 1","bill_fen":100}"#).0 == 400)
+        #expect(try d.post("/api/bills", #"{"bill_reference":"\#(String(repeating: "A", count: 65))","bill_fen":100}"#).0 == 400)
+        #expect(try d.post("/api/bills", #"{"bill_reference":"\#(String(repeating: "字", count: 10_001))","bill_fen":100}"#).0 == 413)
+        #expect(try d.post("/api/legal-aid", #"{"matter":"\#(String(repeating: "a", count: 65))"}"#).0 == 400)
+        #expect(try d.post("/api/legal-aid", #"{"matter":"labor_remuneration","phone":"<script>"}"#).0 == 400)
+        #expect((try d.state()["bill"] as? [String: Any]) == nil)
+        // The kiosk's own page may call it.
+        #expect(try d.request("POST", "/api/bills", body: ok, headers: [json, auth, "Origin: http://127.0.0.1:\(d.port)"]).0 == 202)
+        #expect(try d.request("DELETE", "/api/bills/current", headers: [auth]).0 == 200)
+
+        // A reference that would break a page that only escaped "</": the screen still renders.
+        let hostile = "<!--<script>"
+        #expect(try d.post("/api/bills", #"{"bill_reference":"\#(hostile)","bill_fen":100}"#).0 == 202)
+        let page = try d.get("/").1
+        #expect(!page.contains(hostile) && page.contains(#"\u003c!--\u003cscript\u003e"#))
+        let dom = try d.browse(screenshot: "hospital-hostile-reference.png")
+        #expect(dom.contains("待贴补账单") && dom.contains("&lt;!--&lt;script&gt;"), "\(dom)")
+        #expect(try d.request("DELETE", "/api/bills/current", headers: [auth]).0 == 200)
+        #expect(try d.stop().0 == 0)
+    }
+
+    /// Issue 8 item 4: 1,100 screen streams attempted; at most 32 are served (503 beyond), and
+    /// health and the bill API still answer.
+    @Test func elevenHundredScreenStreamsLeaveTheDaemonAnswering() throws {
+        let dir = try provisionedStateDir()
+        let d = try Daemon(stateDir: dir)
+        var sockets: [Int32] = []
+        defer { for s in sockets { close(s) } }
+        let request = Array("GET /events HTTP/1.1\r\nHost: 127.0.0.1:\(d.port)\r\n\r\n".utf8)
+        for _ in 0..<1_100 {
+            guard let s = Loopback.connect(port: d.port) else { break }
+            sockets.append(s)
+            _ = request.withUnsafeBytes { send(s, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        }
+        #expect(sockets.count == 1_100)
+        let started = Date()
+        let (hs, health) = try d.get("/healthz")
+        #expect(hs == 0 && health.contains(#""status":"ok""#), "\(health)")
+        #expect(try d.post("/api/bills", #"{"bill_reference":"H-FLOOD","bill_fen":100}"#).0 == 202)
+        #expect(try d.request("DELETE", "/api/bills/current", headers: ["Authorization: Bearer \(d.token)"]).0 == 200)
+        #expect(Date().timeIntervalSince(started) < 10)
+        var served = 0, refused = 0
+        for s in sockets {
+            switch Loopback.statusLine(s) {
+            case let line? where line.hasPrefix("HTTP/1.1 200"): served += 1
+            case let line? where line.hasPrefix("HTTP/1.1 503"): refused += 1
+            default: break
+            }
+        }
+        #expect(served == 32 && refused == 1_068, "served \(served), refused \(refused)")
+        #expect(try d.stop().0 == 0)
+    }
+
+    /// Issue 8 item 4: the watchdog is fed only while the daemon is alive. With its descriptors
+    /// used up by idle connections its HTTP server cannot answer: the pings stop, and come back
+    /// once the connections are gone.
+    @Test func watchdogFollowsLiveness() throws {
+        let dir = try provisionedStateDir()
+        let socketPath = dir + "/notify.sock"
+        let notify = try #require(Loopback.datagramSocket(path: socketPath))
+        defer { close(notify) }
+        let d = try Daemon(stateDir: dir, environment: ["NOTIFY_SOCKET": socketPath, "WATCHDOG_USEC": "2000000"])
+        let first = Loopback.datagrams(notify, for: 2.5)
+        #expect(first.contains { $0.contains("READY=1") })
+        #expect(first.filter { $0 == "WATCHDOG=1" }.count >= 2, "\(first)")
+        // Leave the daemon a few descriptors, then take them with idle connections.
+        let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(d.process.processIdentifier)/fd").count) ?? 0
+        #expect(open > 0)
+        let limit = open + 8
+        #expect(try Harness.exec("/usr/bin/prlimit", ["--pid", "\(d.process.processIdentifier)", "--nofile=\(limit):\(limit)"]).0 == 0)
+        var sockets: [Int32] = []
+        for _ in 0..<40 { if let s = Loopback.connect(port: d.port) { sockets.append(s) } }
+        _ = Loopback.datagrams(notify, for: 1.5)   // pings already on their way
+        let starved = Loopback.datagrams(notify, for: 3)
+        #expect(!starved.contains("WATCHDOG=1"), "\(starved)")
+        for s in sockets { close(s) }
+        let back = Loopback.datagrams(notify, for: 6)
+        #expect(back.contains("WATCHDOG=1"), "\(back)")
+        #expect(d.log.contains("not alive"))
+        _ = try d.stop()
+    }
+
+    /// Issue 8 item 7: many taps in a row; the stream never shows "reading" after a result of
+    /// the same tap.
+    @Test func screenStatesArriveInOrder() throws {
+        let dir = try provisionedStateDir()
+        let d = try Daemon(stateDir: dir)
+        let sse = try ScreenStream(d, seconds: 10)
+        let e = Vectors.emulator("3307820000000033")
+        for _ in 0..<4 {
+            try Harness.withCard(e) { _, _ in _ = try d.waitForResult(code: "person_suspended") }
+        }
+        let states = sse.states()
+        #expect(states.filter { $0["phase"] as? String == "reading" }.count >= 4)
+        Self.expectOrdered(states)
+        #expect(try d.stop().0 == 0)
+    }
+
     @Test func townshipTerminalLegalAid() throws {
         let dir = try provisionedStateDir()
         // Re-provision the same device as a township terminal (keeps key and sequence).
         let keys = Vectors.keys
+        let issuer = try #require(keys["issuer"] as? [String: String])
+        let authority = try #require(keys["authority"] as? [String: String])
         let (s, _, e) = try Harness.run("kioskctl", [
             "provision", "--state-dir", dir, "--device-id", "KSK-TEST-0001", "--institution", "330782-T01", "--profile", "township",
-            "--issuer-key", "330782-issuer-test=\((keys["issuer"] as! [String: String])["public_key"]!)",
-            "--authority-key", "330782-auth-test=\((keys["authority"] as! [String: String])["public_key"]!)",
+            "--issuer-key", "330782-issuer-test=\(try #require(issuer["public_key"]))",
+            "--authority-key", "330782-auth-test=\(try #require(authority["public_key"]))",
             "--device-ca-key", "\(TestDevices.ca.id)=\(TestDevices.ca.publicKey)",
             "--hub-url", "http://127.0.0.1:9", "--printer", "file:\(dir)/receipts/"])
         #expect(s == 0, "\(e)")
         let d = try Daemon(stateDir: dir)
         #expect(try d.post("/api/bills", #"{"bill_reference":"X","bill_fen":100}"#).0 == 404)
-        #expect(try d.post("/api/legal-aid", #"{"matter":"labor_remuneration"}"#).0 == 409)   // no card
+        // The kiosk's own page carries the screen token it calls /api/legal-aid with.
+        let page = try d.get("/").1
+        let marker = #"window.SCREEN_TOKEN = ""#
+        let start = try #require(page.range(of: marker)).upperBound
+        let screenToken = String(page[start...].prefix(64))
+        #expect(screenToken.count == 64)
+        #expect(try d.post("/api/legal-aid", #"{"matter":"labor_remuneration"}"#, token: "wrong").0 == 401)
+        #expect(try d.post("/api/legal-aid", #"{"matter":"labor_remuneration"}"#, token: screenToken).0 == 409)   // no card
         try Harness.withCard(Vectors.emulator("3307820000100025")) { _, _ in
             let r = try d.waitForResult(code: "eligible")
             #expect(((r["programs"] as? [[String: Any]])?.first?["matters"] as? [[String: String]])?.count == 8)
             let dom = try d.browse(screenshot: "township-status.png")
             #expect(dom.contains("优先受理、优先审批、优先指派") && dom.contains("请求支付劳动报酬"))
-            #expect(try d.post("/api/legal-aid", #"{"matter":"labor_remuneration"}"#).0 == 202)
+            #expect(try d.post("/api/legal-aid", #"{"matter":"labor_remuneration"}"#, token: screenToken).0 == 202)
             let applied = try d.waitForResult(code: "applied")
             #expect(applied["matter"] as? String == "labor_remuneration" && (applied["records"] as? [String])?.count == 1)
             #expect(try d.browse(screenshot: "township-applied.png").contains("已提交法律援助申请"))
             #expect((applied["receipt"] as? String)?.hasPrefix("printed") == true)
         }
         #expect(try d.stop().0 == 0)
+    }
+}
+
+/// Raw loopback sockets for the flood and watchdog tests (bounded: every call has a timeout).
+enum Loopback {
+    static func connect(port: Int) -> Int32? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var tv = timeval(tv_sec: 3, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = in_addr_t(UInt32(0x7F00_0001).bigEndian)
+        let r = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard r == 0 else { close(fd); return nil }
+        return fd
+    }
+
+    /// The first line of the answer (waits at most the socket's 3 s receive timeout).
+    static func statusLine(_ fd: Int32) -> String? {
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        guard n > 0 else { return nil }
+        return String(decoding: buffer.prefix(n), as: UTF8.self).split(separator: "\r\n").first.map(String.init)
+    }
+
+    /// A bound AF_UNIX datagram socket (sd_notify's receiving end).
+    static func datagramSocket(path: String) -> Int32? {
+        unlink(path)
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { close(fd); return nil }
+        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: bytes) }
+        let r = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard r == 0 else { close(fd); return nil }
+        var tv = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        return fd
+    }
+
+    /// Every datagram received during `seconds`.
+    static func datagrams(_ fd: Int32, for seconds: Double) -> [String] {
+        let end = Date().addingTimeInterval(seconds)
+        var out: [String] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while Date() < end {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n > 0 { out.append(String(decoding: buffer.prefix(n), as: UTF8.self)) }
+        }
+        return out
     }
 }

@@ -18,7 +18,7 @@ import VirtualCard
 
     @Test(arguments: Vectors.cards.map(\.card_number))
     func everyVectorCardThroughPCSCD(_ number: String) throws {
-        let v = Vectors.cards.first { $0.card_number == number }!
+        let v = try #require(Vectors.cards.first { $0.card_number == number })
         try Harness.withCard(Vectors.emulator(number)) { ctx, _ in
             let connection = try ctx.connect(reader: Harness.reader)
             #expect(try connection.atr() == CardEmulator.atr)
@@ -109,7 +109,7 @@ import VirtualCard
         // Lower figure: sequence 4, HM-SUBSIDY 0, signed by a key the attacker made up.
         let attacker = Curve25519.Signing.PrivateKey()
         let lower = try UsageRecord.encode(cardNumber: "3307820000000017", period: "2026", sequence: 4, terminalID: "KSK-TEST-0001",
-                                           writtenAt: Timestamp.date("2026-11-22T03:00:00Z")!, entries: [.init(program: "HM-SUBSIDY", usedFen: 0)],
+                                           writtenAt: try #require(Timestamp.date("2026-11-22T03:00:00Z")), entries: [.init(program: "HM-SUBSIDY", usedFen: 0)],
                                            challenge: Array(repeating: 0, count: 16), signer: attacker)
         // Another card's genuine record replayed onto this one.
         let other = try #require(try Self.writeCaseGlobal("first_write_two_programs")["usage_after"] as? String)
@@ -142,7 +142,7 @@ import VirtualCard
         let cert = try DeviceCertificate(bytes: try #require((write["certificate"] as? String).flatMap { [UInt8](hex: $0) }))
         let emulator = Vectors.emulator("3307820000000017", Misbehaviour(pullBeforeWrite: !after, pullAfterWrite: after))
         emulator.setFixedChallenge([UInt8](hex: "00112233445566778899AABBCCDDEEFF"))
-        let key = Vectors.cards[0].card_public_key
+        let key = try #require(Data(base64Encoded: Vectors.cards[0].card_public_key))
         try Harness.withCard(emulator) { ctx, client in
             let session = CardSession(channel: try ctx.connect(reader: Harness.reader))
             _ = try session.read()
@@ -150,7 +150,7 @@ import VirtualCard
             let challenge = try session.getChallenge()
             #expect(throws: CardError.cardRemoved) {
                 _ = try session.writeUsage(object, cardNumber: "3307820000000017", sequence: 4, challenge: challenge,
-                                           cardPublicKey: [UInt8](Data(base64Encoded: key)!))
+                                           cardPublicKey: [UInt8](key))
             }
             #expect(client.waitUntilRemoved(timeout: 5))
             #expect(try ctx.waitForCard(in: Harness.reader, present: false, timeout: 5))
@@ -174,18 +174,21 @@ import VirtualCard
     }
 
     @Test func watcherReportsReadersAndCards() async throws {
-        let watcher = ReaderWatcher(filter: ReaderFilter(allowVirtual: true))
-        var it = watcher.makeAsyncIterator()
+        // Every wait for an event has a deadline (WatcherEvents.next): a quiet watcher fails
+        // this test instead of hanging the suite.
+        let it = WatcherEvents(ReaderWatcher(filter: ReaderFilter(allowVirtual: true)))
         var seen: [ReaderEvent] = []
+        let deadline = Date().addingTimeInterval(30)
         while !(seen.contains(.readerAdded("Virtual PCD 00 00")) && seen.contains(.readerAdded("Virtual PCD 00 01"))) {
-            guard let e = await it.next() else { Issue.record("watcher ended"); return }
+            guard Date() < deadline else { Issue.record("both readers not reported within 30 s: \(seen)"); return }
+            guard let e = try await it.next() else { Issue.record("watcher ended"); return }
             seen.append(e)
         }
         let client = VPCDClient(emulator: Vectors.emulator("3307820000000058"), port: Harness.port)
         try client.insert()
-        #expect(await it.next() == .cardInserted(reader: Harness.reader, atr: CardEmulator.atr))
+        #expect(try await it.next() == .cardInserted(reader: Harness.reader, atr: CardEmulator.atr))
         client.remove()
-        #expect(await it.next() == .cardRemoved(reader: Harness.reader))
+        #expect(try await it.next() == .cardRemoved(reader: Harness.reader))
     }
 
     @Test func kioskctlInspectThroughPCSCD() throws {
@@ -195,18 +198,18 @@ import VirtualCard
         try Harness.withCard(Vectors.emulator("3307820000000017")) { _, _ in
             let (status, out, err) = try Harness.run("kioskctl", ["card", "inspect", "--virtual-readers", "--trust-file", trustFile, "--json"])
             #expect(status == 0, "\(err)")
-            let json = try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [String: Any]
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
             #expect(json["card_number"] as? String == "3307********0017")
             #expect(json["holder_name"] as? String == "王**")
             #expect(json["authentic"] as? Bool == true)
             #expect(!out.contains("王秀英") && !out.contains("330782195603121285") && !out.contains("1956"))
-            let usage = json["usage"] as! [String: Any]
+            let usage = try #require(json["usage"] as? [String: Any])
             #expect(usage["sequence"] as? Int == 3 && usage["trusted"] as? Bool == true)
         }
         try Harness.withCard(Vectors.emulator("3307820000000017", Misbehaviour(wrongCardKey: true))) { _, _ in
             let (status, out, _) = try Harness.run("kioskctl", ["card", "inspect", "--virtual-readers", "--trust-file", trustFile, "--json"])
             #expect(status == 2)
-            let json = try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [String: Any]
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
             #expect(json["decision"] as? String == "card_not_authentic" && json["reason"] as? String == "internal_authenticate_failed")
             let (_, text, _) = try Harness.run("kioskctl", ["card", "inspect", "--virtual-readers", "--trust-file", trustFile])
             #expect(text.contains("NOT AUTHENTIC") && text.contains("INTERNAL AUTHENTICATE"))
@@ -219,8 +222,8 @@ import VirtualCard
     @Test func kioskctlReaders() throws {
         let (status, out, _) = try Harness.run("kioskctl", ["readers", "--json"])
         #expect(status == 0)
-        let json = try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [String: Any]
-        let rows = json["readers"] as! [[String: Any]]
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
+        let rows = try #require(json["readers"] as? [[String: Any]])
         #expect(rows.contains { $0["reader"] as? String == Harness.reader && $0["used"] as? Bool == false })
     }
 }

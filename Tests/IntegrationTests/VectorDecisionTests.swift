@@ -39,7 +39,7 @@ extension PCSCIntegrationTests {
         }
     }
 
-    static let at = Timestamp.date("2026-11-22T03:00:00Z")!
+    static let at = Date(timeIntervalSince1970: 1_795_316_400)   // 2026-11-22T03:00:00Z
     /// GET CHALLENGE's answer in write-vectors.json.
     static let vectorChallenge: [UInt8] = [0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE, 0xFF]
 
@@ -126,7 +126,7 @@ extension PCSCIntegrationTests {
 
     @Test func vectorNewYearAndExpiredSnapshot() throws {
         let device = try Self.kioskDevice()
-        let newYear = Kiosk(device: device, clock: .fixed(Timestamp.date("2027-01-02T03:00:00Z")!))
+        let newYear = Kiosk(device: device, clock: .fixed(try #require(Timestamp.date("2027-01-02T03:00:00Z"))))
         let e = Vectors.emulator("3307820000000017")
         e.setFixedChallenge(Self.vectorChallenge)
         #expect(try onCard("", emulator: e) { try newYear.check($0) }.decision.programs.first?.remainingFen == 60000)
@@ -134,7 +134,7 @@ extension PCSCIntegrationTests {
         #expect(o.decision.code == .granted && o.cardSequence == 4)
         #expect(e.usageObject.map { $0.hexString } == (try Self.writeCase("new_period")["usage_after"] as? String))
 
-        let expired = Kiosk(device: device, clock: .fixed(Timestamp.date("2027-02-01T00:00:00Z")!))
+        let expired = Kiosk(device: device, clock: .fixed(try #require(Timestamp.date("2027-02-01T00:00:00Z"))))
         for n in ["3307820000000017", "3307820000000058"] {
             #expect(try onCard(n) { try expired.charge($0, billFen: 100, billReference: "E-\(n)") }.decision.code == .snapshotExpired)
             #expect(try onCard(n) { try expired.check($0) }.decision.code == .eligible)
@@ -163,7 +163,7 @@ extension PCSCIntegrationTests {
                 #expect(seq == 5)
                 let ack = try #require((j["card_ack"] as? String).flatMap { Data(base64Encoded: $0) })
                 let challenge = try #require((j["card_challenge"] as? String).flatMap { [UInt8](hex: $0) })
-                let key = try Curve25519.Signing.PublicKey(rawRepresentation: Data(base64Encoded: Vectors.cards[0].card_public_key)!)
+                let key = try Curve25519.Signing.PublicKey(rawRepresentation: try #require(Data(base64Encoded: Vectors.cards[0].card_public_key)))
                 #expect(key.isValidSignature(ack, for: CardSession.ackMessage(cardNumber: "3307820000000017", sequence: UInt32(seq), challenge: challenge)))
             }
             // Remaining reflects exactly one deduction or none.
@@ -239,10 +239,10 @@ extension PCSCIntegrationTests {
         #expect(try onCard("3307820000000017") { try retired.charge($0, billFen: 100, billReference: "U2") }.decision.code == .deviceRetired)
         // A device the snapshot does not name, with a certificate from the test CA.
         let key = Curve25519.Signing.PrivateKey()
-        let ca = try Curve25519.Signing.PrivateKey(rawRepresentation: Data(base64Encoded: TestDevices.ca.seed)!)
+        let ca = try Curve25519.Signing.PrivateKey(rawRepresentation: try #require(Data(base64Encoded: TestDevices.ca.seed)))
         let cert = try DeviceCertificate.issue(caKeyID: TestDevices.ca.id, caKey: ca, deviceID: "KSK-TEST-0009",
                                                devicePublicKey: [UInt8](key.publicKey.rawRepresentation),
-                                               validFrom: CardDate("20261110")!, validThrough: CardDate("20270207")!)
+                                               validFrom: try #require(CardDate("20261110")), validThrough: try #require(CardDate("20270207")))
         let dir = Scratch.folder("int")
         var unknown = try Device.provision(stateDir: dir, config: DeviceConfig(
             deviceID: "KSK-TEST-0009", institution: "330782-H01", profile: .hospital, issuerKeys: TestDevices.issuerKeys,
@@ -256,7 +256,7 @@ extension PCSCIntegrationTests {
         #expect(o.decision.code == .deviceRetired && o.decision.detail.contains("not in the installed snapshot"))
         // After the certificate runs out (20270207, end of day CST) with a snapshot still valid
         // in this test's terms: device_retired comes before snapshot_expired.
-        let late = Kiosk(device: try Self.kioskDevice(), clock: .fixed(Timestamp.date("2027-02-07T16:00:00Z")!))
+        let late = Kiosk(device: try Self.kioskDevice(), clock: .fixed(try #require(Timestamp.date("2027-02-07T16:00:00Z"))))
         #expect(try onCard("3307820000000017") { try late.charge($0, billFen: 100, billReference: "U4") }.decision.code == .deviceRetired)
     }
 

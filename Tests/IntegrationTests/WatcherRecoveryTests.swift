@@ -32,6 +32,19 @@ final class EventRecorder: @unchecked Sendable {
     }
 }
 
+/// A watcher's events one at a time, each waited for with a deadline: a watcher that goes
+/// quiet fails the test waiting on it (`DeadlineExceeded`) instead of hanging the suite.
+final class WatcherEvents: @unchecked Sendable {
+    private var iterator: AsyncStream<ReaderEvent>.Iterator
+    init(_ watcher: ReaderWatcher) { iterator = watcher.makeAsyncIterator() }
+
+    /// The next event, nil when the watcher ended; throws after `seconds` without one (the
+    /// wait is cancelled then, which ends the watcher).
+    func next(within seconds: Double = 10) async throws -> ReaderEvent? {
+        try await withDeadline(seconds: seconds, "reader event") { await self.iterator.next() }
+    }
+}
+
 extension PCSCIntegrationTests {
     /// pcscd killed (SIGKILL: a crash; pcscd with vpcd does not stop on SIGTERM while vpcd waits) and started again: the watcher says so and carries on, no restart of ours.
     @Test(.enabled(if: ProcessInfo.processInfo.environment["BK_TEST_RESTART_PCSCD"] == "1"))

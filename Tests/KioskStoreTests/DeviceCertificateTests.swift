@@ -9,13 +9,13 @@ import Testing
 /// Provisioning with a device certificate (card spec §5.2, sync spec §5): the key is made on
 /// the device; a certificate is installed only when it is this device's and sound.
 @Suite struct DeviceCertificateTests {
-    static let ca = try! Curve25519.Signing.PrivateKey(rawRepresentation: Data(base64Encoded: TestDevices.ca.seed)!)
+    static let ca = Vectors.deviceCA.private   // TestDevices.ca's key (test-keys.json device_ca)
 
     func issue(_ d: Device, id: String? = nil, key: [UInt8]? = nil, ca: Curve25519.Signing.PrivateKey = ca, caID: String = TestDevices.ca.id,
                from: String = "20261110", through: String = "20270207") throws -> [UInt8] {
         try DeviceCertificate.issue(caKeyID: caID, caKey: ca, deviceID: id ?? d.config.deviceID,
                                     devicePublicKey: key ?? [UInt8](d.signingKey.publicKey.rawRepresentation),
-                                    validFrom: CardDate(from)!, validThrough: CardDate(through)!).encoded
+                                    validFrom: try #require(CardDate(from)), validThrough: try #require(CardDate(through))).encoded
     }
 
     @Test func aDeviceMakesItsOwnKeyAndTakesItsCertificate() throws {
@@ -65,11 +65,23 @@ import Testing
         #expect(k.retirement(ownDeviceStatus: "retired", snapshotInstalled: true, now: Fixture.now) != nil)
         #expect(k.retirement(ownDeviceStatus: nil, snapshotInstalled: true, now: Fixture.now) != nil)
         #expect(k.retirement(ownDeviceStatus: nil, snapshotInstalled: false, now: Fixture.now) == nil)
-        #expect(k.retirement(ownDeviceStatus: "active", snapshotInstalled: true, now: Timestamp.date("2027-02-07T16:00:00Z")!) != nil)
-        #expect(k.retirement(ownDeviceStatus: "active", snapshotInstalled: true, now: Timestamp.date("2026-11-09T15:59:59Z")!) != nil)
+        #expect(k.retirement(ownDeviceStatus: "active", snapshotInstalled: true, now: try #require(Timestamp.date("2027-02-07T16:00:00Z"))) != nil)
+        #expect(k.retirement(ownDeviceStatus: "active", snapshotInstalled: true, now: try #require(Timestamp.date("2026-11-09T15:59:59Z"))) != nil)
         #expect(k.certificateWarning(now: Fixture.now) == nil)
-        #expect(k.certificateWarning(now: Timestamp.date("2027-01-10T00:00:00Z")!)?.contains("2027-02-07") == true)
+        #expect(k.certificateWarning(now: try #require(Timestamp.date("2027-01-10T00:00:00Z")))?.contains("2027-02-07") == true)
         let none = Kiosk(device: try Fixture.device(id: "KSK-LAB-0004", seed: nil, certified: false), clock: .fixed(Fixture.now))
         #expect(none.retirement(ownDeviceStatus: "active", snapshotInstalled: true, now: Fixture.now) != nil)
+    }
+}
+
+/// Issue 8: the test hooks are compiled into debug builds only (install.sh also refuses a
+/// release binary that holds their names). The tests run a debug build: the hooks are there.
+@Suite struct TestHookTests {
+    @Test func testHooksAreADebugBuildThing() throws {
+        #if DEBUG
+        #expect(KioskClock.testHooksCompiledIn)
+        #else
+        #expect(!KioskClock.testHooksCompiledIn)
+        #endif
     }
 }

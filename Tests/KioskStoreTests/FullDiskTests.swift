@@ -22,7 +22,7 @@ import VirtualCard
         try device.store.installSnapshot(at: Fixture.url("snapshot-small.jsonl"), trustedAuthorities: Fixture.authorities, now: Fixture.now)
         let kiosk = Kiosk(device: device, clock: .fixed(Fixture.now))
         let cards = try CardDescription.decode(Data(contentsOf: Fixture.url("cards.json")))
-        let e17 = try CardEmulator(description: cards.first { $0.cardNumber == "3307820000000017" }!)
+        let e17 = try CardEmulator(description: try #require(cards.first { $0.cardNumber == "3307820000000017" }))
         let first = try kiosk.charge(EmulatedChannel(e17), billFen: 1000, billReference: "D1")
         #expect(first.decision.isGranted)
 

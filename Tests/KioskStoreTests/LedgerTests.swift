@@ -96,7 +96,7 @@ import Testing
             return rec
         }
         try d.store.installSnapshot(at: Fixture.snapshot(header: h, records: records), trustedAuthorities: Fixture.authorities,
-                                    now: Timestamp.date("2026-11-23T03:00:00Z")!)
+                                    now: try #require(Timestamp.date("2026-11-23T03:00:00Z")))
         #expect(try d.store.view(cardNumber: "3307820000000017", period: "2026")?.usage["HM-SUBSIDY"] == UsageFigures(snapshotFen: 30000, localFen: 0))
     }
 

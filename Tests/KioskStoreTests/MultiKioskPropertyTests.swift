@@ -26,6 +26,18 @@ import VirtualCard
 @Suite struct MultiKioskPropertyTests {
     struct Card { let emulator: CardEmulator; let number: String }
 
+    /// "person_ref|program|period" of a usage line or a subsidy record.
+    static func usageKey(_ o: [String: Any]) throws -> String {
+        let person = try #require(o["person_ref"]), program = try #require(o["program"]), period = try #require(o["period"])
+        return "\(person)|\(program)|\(period)"
+    }
+
+    /// The subsidy record a reversal (`j`) reverses, from kiosk `k`'s store.
+    static func reversed(_ j: [String: Any], in k: Device) throws -> [String: Any] {
+        let id = try #require(j["reverses"] as? String)
+        return try #require(try k.store.record(id)).json
+    }
+
     @Test(arguments: [1 as UInt64, 2, 3])
     func neverMoreThanTheLimit(seed: UInt64) throws {
         var rng = SplitMix64(seed: seed)
@@ -37,7 +49,7 @@ import VirtualCard
         let cardsData = try Data(contentsOf: Fixture.url("cards.json"))
         let cards = try CardDescription.decode(cardsData).map { Card(emulator: try CardEmulator(description: $0), number: $0.cardNumber) }
 
-        var clock = Timestamp.date("2026-12-20T00:00:00Z")!
+        var clock = try #require(Timestamp.date("2026-12-20T00:00:00Z"))
         var snapshotNumber = 0
         var settledUsage: [String: Fen] = [:]   // "person_ref|program|period" → fen
 
@@ -52,7 +64,7 @@ import VirtualCard
             records += kiosks.map { ["type": "device", "device_id": $0.config.deviceID, "public_key": $0.publicKeyBase64, "institution": "330782-H01", "status": "active"] }
             let base = Fixture.vectorRecords.filter { $0["type"] as? String == "usage" }
             var usage: [String: Fen] = [:]
-            for u in base { usage["\(u["person_ref"]!)|\(u["program"]!)|\(u["period"]!)"] = Fen(u["used_fen"] as! Int) }
+            for u in base { usage[try Self.usageKey(u)] = Fen(try #require(u["used_fen"] as? Int)) }
             for (k, v) in settledUsage { usage[k, default: 0] += v }
             for (k, v) in usage {
                 let p = k.split(separator: "|").map(String.init)
@@ -68,8 +80,8 @@ import VirtualCard
                     try k.store.markDelivered(recordID: r.recordID, status: "accepted", receivedAt: Timestamp.string(clock), reason: nil)
                     let j = r.json
                     if r.kind == "medical_subsidy" || r.kind == "subsidy_reversal" {
-                        let original = r.kind == "medical_subsidy" ? j : try k.store.record(j["reverses"] as! String)!.json
-                        let key = "\(original["person_ref"]!)|\(original["program"]!)|\(original["period"]!)"
+                        let original = r.kind == "medical_subsidy" ? j : try Self.reversed(j, in: k)
+                        let key = try Self.usageKey(original)
                         settledUsage[key, default: 0] += r.amountFen
                     }
                 }
@@ -144,30 +156,34 @@ import VirtualCard
 
         var granted: [String: Fen] = [:]
         let all = try kiosks.flatMap { try $0.store.deductions(limit: 10_000) }
-        #expect(all.filter { $0.state == "committed" }.count >= 5, "the run granted too little to prove anything")
+        #expect(all.filter { $0.state == .committed }.count >= 5, "the run granted too little to prove anything")
         #expect(all.contains { $0.resolution?.contains("found on the card") == true }, "no torn write was found committed")
-        #expect(all.contains { $0.state == "voided" }, "no torn write was voided")
+        #expect(all.contains { $0.state == .voided }, "no torn write was voided")
         for k in kiosks {
             #expect(try k.store.pendingDeductions().isEmpty)
             for r in try k.store.records() where r.kind == "medical_subsidy" || r.kind == "subsidy_reversal" {
-                let j = r.kind == "medical_subsidy" ? r.json : try k.store.record(r.json["reverses"] as! String)!.json
-                granted["\(j["person_ref"]!)|\(j["program"]!)|\(j["period"]!)", default: 0] += r.amountFen
+                let j = r.kind == "medical_subsidy" ? r.json : try Self.reversed(r.json, in: k)
+                granted[try Self.usageKey(j), default: 0] += r.amountFen
             }
         }
         // The snapshot's own prior usage counts toward the limit too.
         for u in Fixture.vectorRecords where u["type"] as? String == "usage" {
-            granted["\(u["person_ref"]!)|\(u["program"]!)|\(u["period"]!)", default: 0] += Fen(u["used_fen"] as! Int)
+            granted[try Self.usageKey(u), default: 0] += Fen(try #require(u["used_fen"] as? Int))
         }
         #expect(granted.values.contains { $0 > 0 })
         #expect(rewrites > 10 && skewedTaps > 20, "the attacker or the skewed clocks hardly played")
         for (key, total) in granted {
             let program = String(key.split(separator: "|")[1])
-            #expect(total <= limits[program]!, "\(key): \(total) granted")
+            let limit = try #require(limits[program])
+            #expect(total <= limit, "\(key): \(total) granted")
         }
         // The cards never carry more than the limit either.
         for c in cards {
             guard let u = try? UsageRecord(fileBytes: c.emulator.file(3) ?? [0x72, 0]), let body = u.body else { continue }
-            for e in body.entries { #expect(e.usedFen <= limits[e.program]!) }
+            for e in body.entries {
+                let limit = try #require(limits[e.program])
+                #expect(e.usedFen <= limit)
+            }
         }
     }
 }

@@ -53,9 +53,9 @@ import Glibc
 
     @Test func tcpPrinterThatNeverAnswersTimesOut() throws {
         let fake = try FakeTCPPrinter(replies: [:])
-        let start = Date()
+        // `.timeout`, not a dropped connection: the printer's own timeout ended the wait (the
+        // fake hangs up only after 5 s of silence). Not timed: a loaded machine must not fail it.
         #expect(throws: PrinterError.timeout) { try TCPPrinter(host: "127.0.0.1", port: fake.port, timeout: 0.3).send(try receiptBytes()) }
-        #expect(Date().timeIntervalSince(start) < 2)
         #expect(try fake.result().printed.isEmpty)
     }
 

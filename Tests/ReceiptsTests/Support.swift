@@ -125,12 +125,23 @@ func zbarScan(_ png: Data) throws -> [UInt8] {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/zbarimg")
     process.arguments = ["-q", "--raw", "--nodbus", "-Sbinary", file.path]
-    let out = Pipe()
+    // Output into a file and the wait bounded: a stuck zbarimg fails this test, not the run.
+    let outFile = folder.appendingPathComponent("qr.out")
+    FileManager.default.createFile(atPath: outFile.path, contents: nil)
+    let out = try FileHandle(forWritingTo: outFile)
+    defer { try? out.close() }
     process.standardOutput = out
     process.standardError = FileHandle.nullDevice
     try process.run()
-    let bytes = [UInt8](out.fileHandleForReading.readDataToEndOfFile())
+    let deadline = Date().addingTimeInterval(60)
+    while process.isRunning && Date() < deadline { usleep(10_000) }
+    if process.isRunning {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        throw DeadlineExceeded("end of zbarimg", seconds: 60)
+    }
     process.waitUntilExit()
+    let bytes = [UInt8](try Data(contentsOf: outFile))
     try #require(process.terminationStatus == 0, "zbarimg found no code (exit \(process.terminationStatus))")
     return bytes   // with -Sbinary, --raw adds no newline: exactly the symbol's bytes
 

@@ -9,6 +9,8 @@ import Testing
 
 /// Queue drain rate: 10,000 queued records drained to the local hub (budget ≥ 5,000 records/s).
 /// Opt-in, it is a measurement: `SETTLEMENT_BENCH=1 swift test --skip-build --filter DrainBenchmark`.
+/// It prints the rate against the budget; it checks that everything was delivered, never how
+/// fast (a loaded machine must not fail a test).
 @Suite("Drain benchmark", .enabled(if: ProcessInfo.processInfo.environment["SETTLEMENT_BENCH"] == "1"))
 struct DrainBenchmark {
     /// Queues `count` medical_subsidy records shaped like real ones, in one transaction
@@ -18,7 +20,7 @@ struct DrainBenchmark {
         try device.store.pool.write { db in
             try db.execute(sql: "INSERT INTO device_sequence (device_id, last_seq) VALUES (?, 0) ON CONFLICT(device_id) DO NOTHING",
                            arguments: [device.config.deviceID])
-            let start = try Int64.fetchOne(db, sql: "SELECT last_seq FROM device_sequence WHERE device_id = ?", arguments: [device.config.deviceID])!
+            let start = try #require(try Int64.fetchOne(db, sql: "SELECT last_seq FROM device_sequence WHERE device_id = ?", arguments: [device.config.deviceID]))
             let insert = try db.makeStatement(sql: """
                 INSERT INTO record (device_id, seq, record_id, kind, created_at, body, amount_fen) VALUES (?, ?, ?, 'medical_subsidy', ?, ?, ?)
                 """)
@@ -58,8 +60,8 @@ struct DrainBenchmark {
             #expect(try hub.hub.database.recordCount() == 10_000)
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             let rate = 10_000 / seconds
-            print("DRAIN BENCHMARK: 10000 records in \(summary.requests) batches, \(String(format: "%.2f", seconds)) s, \(Int(rate)) records/s")
-            #expect(rate >= 5_000)
+            print("DRAIN BENCHMARK: 10000 records in \(summary.requests) batches, \(String(format: "%.2f", seconds)) s, \(Int(rate)) records/s"
+                  + (rate >= 5_000 ? " (within the 5,000 records/s budget)" : " (BELOW the 5,000 records/s budget)"))
         }
     }
 }

@@ -40,7 +40,8 @@ struct KillTests {
             return Child(pid: pid, stdout: out, stderr: err)
         }
 
-        /// The exit status (128 + N when killed by signal N); nil if still running after `timeout`.
+        /// The exit status (128 + N when killed by signal N); nil if still running after `timeout`
+        /// (it is killed then, so a stuck child fails its test and does not outlive it).
         func wait(timeout: Duration = .seconds(60)) async -> Int32? {
             let deadline = ContinuousClock.now + timeout
             var status: Int32 = 0
@@ -53,6 +54,8 @@ struct KillTests {
                 if r < 0 && errno != EINTR { return -1 }
                 try? await Task.sleep(for: .milliseconds(20))
             }
+            kill(pid, SIGKILL)
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
             return nil
         }
 

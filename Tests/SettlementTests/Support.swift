@@ -19,7 +19,7 @@ enum Fixtures {
     static func seed(_ deviceID: String) -> Data { Vectors.seed(deviceID) }
 
     /// Public key of a test device, base64 (test-keys.json).
-    static func publicKey(_ deviceID: String) -> String { Vectors.devices[deviceID]!["public_key"]! }
+    static func publicKey(_ deviceID: String) throws -> String { try Vectors.entry(Vectors.deviceEntry(deviceID), "public_key") }
 
     static let deviceID = "KSK-TEST-0001"
 }

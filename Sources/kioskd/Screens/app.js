@@ -22,7 +22,14 @@ function matters(list, canApply) {
          `<div class="matters">${buttons}</div>`;
 }
 
+// The daemon numbers its states in the order they were made (seq); an older one (the inline
+// first state arriving after the stream's, a reconnect) never replaces a newer one.
+let shownSeq = -1;
 function render(s) {
+  if (typeof s.seq === "number") {
+    if (s.seq < shownSeq) return;
+    shownSeq = s.seq;
+  }
   document.getElementById("where").textContent = `${s.institution} · ${s.device_id}`;
   document.getElementById("title").textContent = s.profile === "township" ? "惠民服务终端 · 乡镇街道" : "惠民医疗自助终端";
   const notice = document.getElementById("notice");
@@ -62,7 +69,7 @@ function render(s) {
 
 async function apply(matter) {
   screen.querySelectorAll("button").forEach((b) => (b.disabled = true));
-  const r = await fetch("/api/legal-aid", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ matter }) });
+  const r = await fetch("/api/legal-aid", { method: "POST", headers: { "Content-Type": "application/json", "Authorization": "Bearer " + window.SCREEN_TOKEN }, body: JSON.stringify({ matter }) });
   if (!r.ok) alert((await r.json()).error || "申请失败");
 }
 

@@ -1,0 +1,62 @@
+import Foundation
+
+/// A wait in a test that went past its deadline: the test fails with what it waited for,
+/// the run carries on.
+public struct DeadlineExceeded: Error, CustomStringConvertible {
+    public var what: String
+    public var seconds: Double
+    public init(_ what: String, seconds: Double) { self.what = what; self.seconds = seconds }
+    public var description: String { "no \(what) within \(seconds) s" }
+}
+
+/// Runs `operation` and returns what it returns, or throws `DeadlineExceeded` once `seconds`
+/// have passed without an answer (a thrown error fails the test that called it).
+///
+/// The operation runs in a task of its own, cancelled at the deadline; the caller does not
+/// wait for it to end after that, so an operation that ignores cancellation (a blocking
+/// call, a task that never ends) cannot hang the test run — it is left behind instead.
+public func withDeadline<T: Sendable>(seconds: Double, _ what: String,
+                                      _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    let race = DeadlineRace<T>()
+    let work = Task {
+        do { race.finish(.success(try await operation())) } catch { race.finish(.failure(error)) }
+    }
+    // The timer is a dispatch timer, not a task: it fires even when blocking calls hold every
+    // thread of the concurrency pool.
+    let timer = DispatchWorkItem { race.finish(.failure(DeadlineExceeded(what, seconds: seconds))) }
+    DispatchQueue.global().asyncAfter(deadline: .now() + max(0, seconds), execute: timer)
+    defer { timer.cancel(); work.cancel() }
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { race.wait($0) }
+    } onCancel: {
+        race.finish(.failure(CancellationError()))
+    }
+}
+
+/// The first of the operation, the timer or a cancellation to finish resumes the caller, once.
+private final class DeadlineRace<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var result: Result<T, Error>?
+    private var continuation: CheckedContinuation<T, Error>?
+
+    func wait(_ c: CheckedContinuation<T, Error>) {
+        lock.lock()
+        if let result {
+            lock.unlock()
+            c.resume(with: result)
+        } else {
+            continuation = c
+            lock.unlock()
+        }
+    }
+
+    func finish(_ r: Result<T, Error>) {
+        lock.lock()
+        guard result == nil else { lock.unlock(); return }
+        result = r
+        let c = continuation
+        continuation = nil
+        lock.unlock()
+        c?.resume(with: r)
+    }
+}
