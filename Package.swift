@@ -52,6 +52,7 @@ let package = Package(
             name: "BenefitCard",
             dependencies: [
                 "SmartCard",
+                "Entitlements",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),

@@ -1,3 +1,4 @@
+import Entitlements
 import Foundation
 import SmartCard
 
@@ -73,27 +74,12 @@ public struct CardDate: Hashable, Sendable, Comparable, CustomStringConvertible 
     /// `YYYYMMDD`, as the card and the device certificate write it.
     public var compact: String { String(format: "%04d%02d%02d", year, month, day) }
 
-    /// Days since 1970-01-01 of this calendar date (proleptic Gregorian).
-    var daysSinceEpoch: Int64 {
-        let y = Int64(month <= 2 ? year - 1 : year)
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let m = Int64(month), d = Int64(day)
-        let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146_097 + doe - 719_468
-    }
+    /// Days since 1970-01-01 of this calendar date (proleptic Gregorian): Entitlements'
+    /// one `CivilCalendar`.
+    var daysSinceEpoch: Int64 { CivilCalendar.days(year: Int64(year), month: Int64(month), day: Int64(day)) }
 
-    static func civil(fromDays z0: Int64) -> (Int, Int, Int) {
-        let z = z0 + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
+    static func civil(fromDays days: Int64) -> (Int, Int, Int) {
+        let (y, m, d) = CivilCalendar.date(days: days)
         return (Int(y), Int(m), Int(d))
     }
 

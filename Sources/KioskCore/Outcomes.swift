@@ -182,15 +182,3 @@ public struct BillRequest: Sendable, Equatable {
         return BillRequest(billReference: reference, billFen: fen)
     }
 }
-
-/// A JSON integer as JSONSerialization hands it over: written without fraction or exponent
-/// and within Int64. `1.0` and `1e3` arrive as doubles, `true` as a boolean: none is one.
-public enum JSONInteger {
-    public static func value(_ v: Any?) -> Int64? {
-        guard let n = v as? NSNumber, !(v is String) else { return nil }
-        switch n.objCType.pointee {
-        case 0x69, 0x6C, 0x71, 0x73: return n.int64Value   // i, l, q, s: signed integer types
-        default: return nil                                  // d, f: double; c: boolean; Q: beyond Int64
-        }
-    }
-}

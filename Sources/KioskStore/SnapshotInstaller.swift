@@ -446,13 +446,7 @@ struct SnapshotLoader {
     /// A JSON integer as an Int64: a number written without fraction or exponent that fits.
     /// `1.0`, `1e3`, `true` and `"1"` are not integers (JSONSerialization reads the first two
     /// as doubles, `true` as a boolean, all of which `as? Int` would accept).
-    static func integer(_ v: Any?) -> Int64? {
-        guard let n = v as? NSNumber, !(v is String) else { return nil }
-        switch n.objCType.pointee {
-        case 0x69, 0x6C, 0x71, 0x73: return n.int64Value   // i, l, q, s: signed integer types
-        default: return nil                                  // d, f: double; c: boolean; Q: beyond Int64
-        }
-    }
+    static func integer(_ v: Any?) -> Int64? { JSONInteger.value(v) }
 
     /// A value for a one-line refusal: at most 40 characters, control characters escaped.
     static func quoted(_ v: String) -> String {
