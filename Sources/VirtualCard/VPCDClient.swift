@@ -49,9 +49,10 @@ public final class VPCDClient: @unchecked Sendable {
             addr.sin_family = sa_family_t(AF_INET)
             addr.sin_port = port.bigEndian
             inet_pton(AF_INET, host, &addr.sin_addr)
-            let rc = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
+            // Bounded by the deadline: a blocking connect can hang for minutes when vpcd's
+            // listen queue is full (a card already holds the reader), so the socket connects
+            // non-blocking and the wait is a poll with what is left of the timeout.
+            let rc = VPCDClient.connect(s, &addr, until: deadline)
             if rc == 0 {
                 var one: Int32 = 1
                 setsockopt(s, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -70,6 +71,33 @@ public final class VPCDClient: @unchecked Sendable {
             close(s)
             if Date() >= deadline { throw VPCDError.connect(host: host, port: port, errno: lastError) }
             usleep(50_000)
+        }
+    }
+
+    /// `connect` with a deadline: 0 when connected, -1 with `errno` set otherwise
+    /// (`ETIMEDOUT` when the deadline passed). The socket is blocking again afterwards.
+    static func connect(_ s: Int32, _ addr: inout sockaddr_in, until deadline: Date) -> Int32 {
+        let flags = fcntl(s, F_GETFL, 0)
+        _ = fcntl(s, F_SETFL, flags | O_NONBLOCK)
+        defer { _ = fcntl(s, F_SETFL, flags) }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if rc == 0 { return 0 }
+        guard errno == EINPROGRESS else { return -1 }
+        while true {
+            var p = pollfd(fd: s, events: Int16(POLLOUT), revents: 0)
+            let ms = Int32(max(0, min(Double(Int32.max), deadline.timeIntervalSinceNow * 1000)).rounded(.up))
+            let r = poll(&p, 1, ms)
+            if r < 0 && errno == EINTR { continue }
+            if r == 0 { errno = ETIMEDOUT; return -1 }
+            if r < 0 { return -1 }
+            var err: Int32 = 0
+            var len = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &len)
+            if err == 0 { return 0 }
+            errno = err
+            return -1
         }
     }
 
