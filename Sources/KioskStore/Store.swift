@@ -6,7 +6,7 @@ import GRDB
 /// deduction ledger, the settlement records (durable upload queue and audit trail) and the
 /// device sequence. One `DatabasePool`: one writer at a time, readers alongside; every
 /// write is one transaction.
-public final class KioskStore: @unchecked Sendable {
+public final class KioskStore: Sendable {
     public let pool: DatabasePool
     public let path: String
 
