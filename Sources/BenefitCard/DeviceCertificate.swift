@@ -123,3 +123,17 @@ public struct DeviceCertificate: Sendable, Equatable {
     /// The first instant after `validThrough` ends, China Standard Time.
     public var notAfter: Date { validThrough.endOfDayChinaStandardTime }
 }
+
+extension DeviceCertificate {
+    /// The bytes of a certificate file as the platform hands it over: the `7F21` object in
+    /// binary, or as hex (spaces allowed) or base64 text. What is neither is returned as it
+    /// is, for `init(bytes:)` to refuse.
+    public static func fileBytes(_ data: Data) -> [UInt8] {
+        let bytes = [UInt8](data)
+        if bytes.first == 0x7F { return bytes }
+        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        if let hex = [UInt8](hex: text.replacingOccurrences(of: " ", with: "")) { return hex }
+        if let b64 = Data(base64Encoded: text) { return [UInt8](b64) }
+        return bytes
+    }
+}

@@ -38,10 +38,12 @@ extension KioskStore {
     /// Raises the floor to `instant` when it is later (never lowers it), in the caller's
     /// transaction. Records, card writes and installed snapshots call it.
     public static func raiseClockFloor(_ db: Database, to instant: Date) throws {
-        let text = Timestamp.string(instant)
-        try db.execute(sql: "INSERT INTO clock_floor (id, floor) VALUES (1, ?) ON CONFLICT(id) DO NOTHING", arguments: [text])
-        // Times are all `YYYY-MM-DDTHH:MM:SSZ`: text order is time order.
-        try db.execute(sql: "UPDATE clock_floor SET floor = ? WHERE id = 1 AND floor < ?", arguments: [text, text])
+        // One cached statement: it runs with every record a kiosk makes. Times are all
+        // `YYYY-MM-DDTHH:MM:SSZ`, so text order is time order.
+        try db.cachedStatement(sql: """
+            INSERT INTO clock_floor (id, floor) VALUES (1, ?)
+            ON CONFLICT(id) DO UPDATE SET floor = excluded.floor WHERE excluded.floor > clock_floor.floor
+            """).execute(arguments: [Timestamp.string(instant)])
     }
 
     /// Notes the clock as suspect at `now`. True the first time (raise the alert then), false

@@ -286,7 +286,7 @@ extension KioskStore {
                     "card_number": d.cardNumber, "person_ref": d.personRef, "program": a.program, "period": d.period,
                     "bill_reference": d.billReference, "bill_fen": d.billFen, "subsidy_fen": a.subsidyFen,
                     "patient_pays_fen": d.billFen - total, "used_before_fen": a.usedBeforeFen, "used_after_fen": a.usedAfterFen,
-                    "card_sequence": Int64(ackedSequence), "card_challenge": Deduction.hex(ackedChallenge),
+                    "card_sequence": Int64(ackedSequence), "card_challenge": SnapshotWriter.hex(ackedChallenge),
                     "card_ack": ack.map { Data($0).base64EncodedString() } ?? "", "institution": row["institution"] as String,
                 ], index: RecordIndex(deductionID: id, personRef: d.personRef, program: a.program, period: d.period, amountFen: a.subsidyFen)))
             }
@@ -440,16 +440,5 @@ extension KioskStore {
     /// A write transaction with store errors named (full disk and the like).
     func write<T>(_ body: (Database) throws -> T) throws -> T {
         do { return try pool.write(body) } catch let e as DatabaseError { throw StoreError(e) }
-    }
-}
-
-extension Deduction {
-    /// Lowercase hex, as records carry `card_challenge`.
-    public static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(bytes.count * 2)
-        for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 0x0F)]) }
-        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -81,9 +81,7 @@ struct Show: ParsableCommand {
     @Argument var file: String
     func run() throws {
         guard let data = FileManager.default.contents(atPath: file) else { throw ValidationError("cannot read \(file)") }
-        var bytes = [UInt8](data)
-        if bytes.first != 0x7F, let hex = [UInt8](hex: String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) { bytes = hex }
-        let c = try DeviceCertificate(bytes: bytes)
+        let c = try DeviceCertificate(bytes: DeviceCertificate.fileBytes(data))
         print("device \(c.deviceID), CA key \(c.caKeyID), valid \(c.validFrom) to \(c.validThrough), key \(Data(c.devicePublicKey).base64EncodedString())")
     }
 }

@@ -16,20 +16,11 @@ struct CertificateRequest {
     }
 }
 
-/// A certificate file: the 7F21 object as binary, hex or base64 text.
+/// A certificate file (binary, hex or base64: `DeviceCertificate.fileBytes`).
 enum CertificateFile {
     static func read(_ path: String) throws -> [UInt8] {
         guard let data = FileManager.default.contents(atPath: path) else { throw DeviceError.badCertificate("cannot read \(path)") }
-        return decode(data)
-    }
-
-    static func decode(_ data: Data) -> [UInt8] {
-        let bytes = [UInt8](data)
-        if bytes.first == 0x7F { return bytes }
-        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        if let hex = [UInt8](hex: text.replacingOccurrences(of: " ", with: "")) { return hex }
-        if let b64 = Data(base64Encoded: text) { return [UInt8](b64) }
-        return bytes
+        return DeviceCertificate.fileBytes(data)
     }
 }
 

@@ -239,7 +239,7 @@ extension PCSCIntegrationTests {
         #expect(try onCard("3307820000000017") { try retired.charge($0, billFen: 100, billReference: "U2") }.decision.code == .deviceRetired)
         // A device the snapshot does not name, with a certificate from the test CA.
         let key = Curve25519.Signing.PrivateKey()
-        let ca = try Curve25519.Signing.PrivateKey(rawRepresentation: try #require(Data(base64Encoded: TestDevices.ca.seed)))
+        let ca = Vectors.deviceCA.private
         let cert = try DeviceCertificate.issue(caKeyID: TestDevices.ca.id, caKey: ca, deviceID: "KSK-TEST-0009",
                                                devicePublicKey: [UInt8](key.publicKey.rawRepresentation),
                                                validFrom: try #require(CardDate("20261110")), validThrough: try #require(CardDate("20270207")))

@@ -69,7 +69,7 @@ enum Fixture {
         var cert = TestDevices.certificate(id)
         if cert.isEmpty, certified {
             // Not a vector device: the test CA certifies it (90 days from 2026-12-01).
-            let ca = try Curve25519.Signing.PrivateKey(rawRepresentation: try #require(Data(base64Encoded: TestDevices.ca.seed)))
+            let ca = Vectors.deviceCA.private
             cert = try DeviceCertificate.issue(caKeyID: TestDevices.ca.id, caKey: ca, deviceID: id,
                                                devicePublicKey: [UInt8](d.signingKey.publicKey.rawRepresentation),
                                                validFrom: try #require(CardDate("20261201")), validThrough: try #require(CardDate("20270228"))).encoded
