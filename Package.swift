@@ -20,7 +20,7 @@ let package = Package(
         .library(name: "KioskCore", targets: ["KioskCore"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.0.0"),
@@ -94,6 +94,7 @@ let package = Package(
         .target(
             name: "SettlementHub",
             dependencies: [
+                "Entitlements",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -231,11 +232,11 @@ let package = Package(
         ),
         .testTarget(
             name: "ReceiptsTests",
-            dependencies: ["Receipts", "TestVectors", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["Receipts", "Entitlements", "TestVectors", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .testTarget(
             name: "SettlementTests",
-            dependencies: ["Settlement", "SettlementHub", "KioskStore", "KioskCore", "TestVectors",
+            dependencies: ["Settlement", "SettlementHub", "Entitlements", "KioskStore", "KioskCore", "TestVectors",
                            .product(name: "Crypto", package: "swift-crypto"),
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -250,5 +251,5 @@ let package = Package(
                            .product(name: "Crypto", package: "swift-crypto")]
         ),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

@@ -9,10 +9,10 @@ import SmartCard
 
 /// A fuzz target: bytes in, no crash out. A throw is a refusal, which is fine; a trap
 /// (a failed `check`, a Swift runtime error, an ASan report) is a finding.
-struct FuzzTarget {
+struct FuzzTarget: Sendable {
     var name: String
     var what: String
-    var run: ([UInt8]) -> Void
+    var run: @Sendable ([UInt8]) -> Void
 }
 
 /// A property that must hold: traps (libFuzzer reports it as a crash) when it does not.
@@ -34,6 +34,9 @@ enum FuzzTargets {
     ]
     static let names = all.map(\.name)
     static let byName = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
+    // nonisolated(unsafe), and why it is safe: main.swift sets it once, before libFuzzer (or the
+    // corpus replayer) starts; from then on it is only read, and libFuzzer calls the target on
+    // the one thread that called LLVMFuzzerRunDriver.
     nonisolated(unsafe) static var selected: FuzzTarget?
 
     // MARK: BER-TLV
@@ -188,12 +191,12 @@ enum FuzzTargets {
             check(r.seq > 0 && r.recordID == "\(deviceID)-\(r.seq)", "record_id \(r.recordID) does not carry seq \(r.seq)")
             check((try? JSONSpans.objectMembers(r.bytes)) != nil, "record bytes are not one JSON object")
             check(r.sha256 == hexDigest(SHA256.hash(data: r.bytes)), "record hash is not of its bytes")
-            if RecordRules.structure(r) == nil, r.kind == "medical_subsidy" {
-                let s = SubsidyFields(r.object)
+            check((r.record == nil) != (r.structureRefusal == nil), "a record is neither read nor refused")
+            if let s = r.record?.medicalSubsidy {
                 _ = RecordRules.amounts(s, bill: [])
                 _ = RecordRules.cardAck(s, cardKey: nil)
             }
-            _ = RecordRules.timeSuspect(createdAt: r.object["created_at"] as? String ?? "", now: FuzzTargets.now)
+            _ = RecordRules.timeSuspect(createdAt: r.record?.createdAt ?? "", now: FuzzTargets.now)
         }
     }
 

@@ -96,12 +96,7 @@ public enum CardError: Error, Equatable, Sendable, CustomStringConvertible {
 }
 
 /// The keys a terminal trusts, put there by provisioning (issuers) and by the snapshot (devices).
-///
-/// `@unchecked Sendable`, and why that is sound: a struct (every copy independent) of two
-/// dictionaries of `Curve25519.Signing.PublicKey`, which swift-crypto 3 does not mark
-/// `Sendable` but which is an immutable value: its key bytes are fixed at `init` and it has
-/// no mutating API; verifying a signature reads them only.
-public struct TrustStore: @unchecked Sendable {
+public struct TrustStore: Sendable {
     public var issuerKeys: [String: Curve25519.Signing.PublicKey]
     public var deviceKeys: [String: Curve25519.Signing.PublicKey]
     public init(issuerKeys: [String: Curve25519.Signing.PublicKey] = [:], deviceKeys: [String: Curve25519.Signing.PublicKey] = [:]) {

@@ -60,14 +60,9 @@ public enum DeviceError: Error, CustomStringConvertible {
     }
 }
 
-/// A provisioned device: its configuration, its signing key and its store.
-///
-/// `@unchecked Sendable`, and why that is sound: a final class whose stored properties are
-/// all `let`; `URL`, `DeviceConfig`, `DeviceCertificate` and `KioskStore` are `Sendable`
-/// (checked). The one the compiler cannot check is `signingKey`: swift-crypto 3 does not
-/// mark `Curve25519.Signing.PrivateKey` `Sendable`, but it is an immutable value (its key
-/// bytes are fixed at `init`, no mutating API) and signing reads it only.
-public final class Device: @unchecked Sendable {
+/// A provisioned device: its configuration, its signing key and its store (checked
+/// `Sendable`: every stored property is a `let` of a `Sendable` type).
+public final class Device: Sendable {
     public let stateDir: URL
     public let config: DeviceConfig
     public let signingKey: Curve25519.Signing.PrivateKey

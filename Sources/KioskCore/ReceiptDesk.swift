@@ -48,53 +48,51 @@ public struct ReceiptDesk {
     public func content(recordID: String, extraLines: [String] = []) throws -> ReceiptContent {
         let store = device.store
         guard let record = try store.record(recordID) else { throw DeskError.noRecord(recordID) }
-        let fields = try RecordReceipt.Fields(json: record.body)
+        let settlement = try SettlementRecord.forReceipt(json: record.body)
         let info = try store.receiptInfo(recordID)
         let deviceID = device.config.deviceID
         let institution = device.config.institution
-        switch record.kind {
-        case "medical_subsidy":
-            let program = try store.receiptProgram(try fields.string("program"))
-            let left = try info?.allowanceLeftFen ?? allowanceLeft(fields, program: program)
-            return try RecordReceipt.content(record: fields, deviceID: deviceID, institution: institution, holderName: info?.holderMasked ?? "",
+        switch settlement.content {
+        case .medicalSubsidy(let m):
+            let program = try store.receiptProgram(m.program)
+            let left = info?.allowanceLeftFen ?? allowanceLeft(m, program: program)
+            return try RecordReceipt.content(record: settlement, deviceID: deviceID, institution: institution, holderName: info?.holderMasked ?? "",
                                              allowanceLeftFen: left, programName: program?.name, extraLines: extraLines)
-        case "subsidy_reversal":
-            let reverses = try fields.string("reverses")
-            let original = try store.record(reverses).map { try RecordReceipt.Fields(json: $0.body) }
+        case .subsidyReversal(let r):
+            let original = try store.record(r.reverses).map { try SettlementRecord.forReceipt(json: $0.body) }
             let own = info.map(\.holderMasked).flatMap { $0.isEmpty ? nil : $0 }
-            let holder = try own ?? store.receiptInfo(reverses)?.holderMasked ?? ""
-            return try RecordReceipt.content(record: fields, deviceID: deviceID, institution: institution, holderName: holder,
+            let holder = try own ?? store.receiptInfo(r.reverses)?.holderMasked ?? ""
+            return try RecordReceipt.content(record: settlement, deviceID: deviceID, institution: institution, holderName: holder,
                                              reversed: original, extraLines: extraLines)
-        case "legal_aid_application":
-            let matter = try fields.string("matter")
+        case .legalAidApplication(let l):
             let name = try info?.matterName
-                ?? store.receiptProgram(try fields.string("program"))?.matters?.first { $0.code == matter }?.name
-            return try RecordReceipt.content(record: fields, deviceID: deviceID, institution: institution, holderName: info?.holderMasked ?? "",
+                ?? store.receiptProgram(l.program)?.matters?.first { $0.code == l.matter }?.name
+            return try RecordReceipt.content(record: settlement, deviceID: deviceID, institution: institution, holderName: info?.holderMasked ?? "",
                                              matterName: name, extraLines: extraLines)
-        default:
-            throw DeskError.notPrintable(record.kind)
+        case .alert:
+            throw DeskError.notPrintable(record.kind.rawValue)
         }
     }
 
     /// max(0, limit − used_after_fen) of a subsidy record, with the program's limit in the installed snapshot.
-    private func allowanceLeft(_ fields: RecordReceipt.Fields, program: Program?) throws -> Int64? {
+    private func allowanceLeft(_ subsidy: SettlementRecord.MedicalSubsidy, program: Program?) -> Int64? {
         guard let limit = program?.limitFen else { return nil }
-        return try RecordReceipt.allowanceLeft(record: fields, limitFen: limit)
+        return RecordReceipt.allowanceLeft(record: subsidy, limitFen: limit)
     }
 
     /// What the receipt needs beyond the record, as it stands now: the allowance left for a subsidy record,
     /// the holder of the reversed record for a reversal.
     private func receiptInfo(for record: StoredRecord, holderMasked: String?, matterName: String?) throws -> ReceiptInfo {
         let store = device.store
-        let fields = try RecordReceipt.Fields(json: record.body)
+        let settlement = try SettlementRecord.forReceipt(json: record.body)
         var holder = holderMasked
         var left: Int64?
-        switch record.kind {
-        case "medical_subsidy":
-            left = try allowanceLeft(fields, program: try store.receiptProgram(try fields.string("program")))
-        case "subsidy_reversal":
-            if holder?.isEmpty ?? true { holder = try store.receiptInfo(try fields.string("reverses"))?.holderMasked }
-        default: break
+        switch settlement.content {
+        case .medicalSubsidy(let m):
+            left = allowanceLeft(m, program: try store.receiptProgram(m.program))
+        case .subsidyReversal(let r):
+            if holder?.isEmpty ?? true { holder = try store.receiptInfo(r.reverses)?.holderMasked }
+        case .legalAidApplication, .alert: break
         }
         return ReceiptInfo(recordID: record.recordID, holderMasked: holder ?? "", allowanceLeftFen: left, matterName: matterName)
     }
@@ -125,7 +123,7 @@ public struct ReceiptDesk {
             // A record printed for the first time from the command line (`--no-print` before): keep what its
             // receipt says now, so that a reprint says the same.
             if try store.receiptInfo(recordID) == nil, let record = try store.record(recordID),
-               ["medical_subsidy", "subsidy_reversal", "legal_aid_application"].contains(record.kind) {
+               [.medicalSubsidy, .subsidyReversal, .legalAidApplication].contains(record.kind) {
                 try store.saveReceiptInfo(try receiptInfo(for: record, holderMasked: nil, matterName: nil))
             }
             let content = try content(recordID: recordID, extraLines: reprint ? ["重打凭条 REPRINT \(ReceiptFormat.chinaTime(now))"] : [])

@@ -53,9 +53,9 @@ extension KioskStore {
             let f = try KioskStore.clockFloor(db)
             guard f.suspectSince == nil else { return false }
             try db.execute(sql: "UPDATE clock_floor SET suspect_since = ? WHERE id = 1", arguments: [Timestamp.string(now)])
-            _ = try KioskStore.appendRecord(db, device: device, kind: "alert", now: now,
+            _ = try KioskStore.appendRecord(db, device: device, now: now,
                                             snapshotID: try SnapshotLoader.installed(db)?.header.snapshotID,
-                                            fields: ["code": "clock_suspect", "detail": detail], index: RecordIndex())
+                                            content: .alert(.init(code: "clock_suspect", detail: detail)), index: RecordIndex())
             return true
         }
     }
@@ -77,10 +77,10 @@ extension KioskStore {
                 ON CONFLICT(id) DO UPDATE SET floor = excluded.floor, reset_at = excluded.reset_at, reset_by = excluded.reset_by,
                     reset_reason = excluded.reset_reason, suspect_since = NULL
                 """, arguments: [text, text, op, reason])
-            return try KioskStore.appendRecord(db, device: device, kind: "alert", now: now,
+            let detail = "clock floor reset by \(op) from \(before.map(Timestamp.string) ?? "none") to \(text): \(reason)"
+            return try KioskStore.appendRecord(db, device: device, now: now,
                                                snapshotID: try SnapshotLoader.installed(db)?.header.snapshotID,
-                                               fields: ["code": "clock_reset", "operator": op,
-                                                        "detail": "clock floor reset by \(op) from \(before.map(Timestamp.string) ?? "none") to \(text): \(reason)"],
+                                               content: .alert(.init(code: "clock_reset", detail: detail, operator: op)),
                                                index: RecordIndex(), raisesFloor: false)
         }
     }

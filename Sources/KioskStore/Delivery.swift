@@ -68,7 +68,7 @@ extension KioskStore {
             out.reserveCapacity(min(maxRecords, 512))
             var bytes = 0
             while let row = try cursor.next() {
-                let record = StoredRecord(row)
+                let record = try StoredRecord(row)
                 let added = record.body.utf8.count + (out.isEmpty ? 0 : 1)
                 if !out.isEmpty && bytes + added > maxBytes { break }
                 bytes += added

@@ -13,7 +13,7 @@ public struct DeviceContext: Sendable, Equatable {
 public struct StoredRecord: Sendable, Equatable {
     public var seq: Int64
     public var recordID: String
-    public var kind: String
+    public var kind: RecordKind
     public var createdAt: String
     public var body: String
     public var status: String
@@ -22,13 +22,23 @@ public struct StoredRecord: Sendable, Equatable {
     public var amountFen: Fen
     public var program: String?
 
-    init(_ r: Row) {
-        seq = r["seq"]; recordID = r["record_id"]; kind = r["kind"]; createdAt = r["created_at"]; body = r["body"]
+    init(_ r: Row) throws {
+        let kindText: String = r["kind"]
+        guard let kind = RecordKind(rawValue: kindText) else {
+            throw StoreError(kind: .corrupt, message: "record \(r["record_id"] as String? ?? "?"): unknown kind \(kindText)")
+        }
+        seq = r["seq"]; recordID = r["record_id"]; self.kind = kind; createdAt = r["created_at"]; body = r["body"]
         status = r["status"]; receivedAt = r["received_at"]; rejectReason = r["reject_reason"]
         amountFen = r["amount_fen"]; program = r["program"]
     }
 
-    public var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]) ?? [:] }
+    /// The record itself, read from its body (a body that cannot be read throws: nothing is
+    /// taken for empty).
+    public func record() throws -> SettlementRecord {
+        do { return try SettlementRecord(json: body) } catch {
+            throw StoreError(kind: .corrupt, message: "record \(recordID): its body cannot be read: \(error)")
+        }
+    }
 }
 
 /// The store's side of a card presentation (see `KioskStore.presentation`).
@@ -282,13 +292,14 @@ extension KioskStore {
             let total = d.allocations.reduce(0) { $0 + $1.subsidyFen }
             var out: [StoredRecord] = []
             for a in d.allocations {
-                out.append(try KioskStore.appendRecord(db, device: device, kind: "medical_subsidy", now: now, snapshotID: d.snapshotID, fields: [
-                    "card_number": d.cardNumber, "person_ref": d.personRef, "program": a.program, "period": d.period,
-                    "bill_reference": d.billReference, "bill_fen": d.billFen, "subsidy_fen": a.subsidyFen,
-                    "patient_pays_fen": d.billFen - total, "used_before_fen": a.usedBeforeFen, "used_after_fen": a.usedAfterFen,
-                    "card_sequence": Int64(ackedSequence), "card_challenge": SnapshotWriter.hex(ackedChallenge),
-                    "card_ack": ack.map { Data($0).base64EncodedString() } ?? "", "institution": row["institution"] as String,
-                ], index: RecordIndex(deductionID: id, personRef: d.personRef, program: a.program, period: d.period, amountFen: a.subsidyFen)))
+                let subsidy = SettlementRecord.MedicalSubsidy(
+                    cardNumber: d.cardNumber, personRef: d.personRef, program: a.program, period: d.period,
+                    billReference: d.billReference, billFen: d.billFen, subsidyFen: a.subsidyFen,
+                    patientPaysFen: d.billFen - total, usedBeforeFen: a.usedBeforeFen, usedAfterFen: a.usedAfterFen,
+                    cardSequence: Int64(ackedSequence), cardChallenge: SnapshotWriter.hex(ackedChallenge),
+                    cardAck: ack.map { Data($0).base64EncodedString() } ?? "", institution: row["institution"] as String)
+                out.append(try KioskStore.appendRecord(db, device: device, now: now, snapshotID: d.snapshotID, content: .medicalSubsidy(subsidy),
+                    index: RecordIndex(deductionID: id, personRef: d.personRef, program: a.program, period: d.period, amountFen: a.subsidyFen)))
             }
             return out
         }
@@ -345,8 +356,8 @@ extension KioskStore {
     }
 
     /// The next gapless `seq` of the device and the record, in the caller's transaction.
-    static func appendRecord(_ db: Database, device: DeviceContext, kind: String, now: Date, snapshotID: String?,
-                             fields: [String: Any], index: RecordIndex, raisesFloor: Bool = true) throws -> StoredRecord {
+    static func appendRecord(_ db: Database, device: DeviceContext, now: Date, snapshotID: String?,
+                             content: SettlementRecord.Content, index: RecordIndex, raisesFloor: Bool = true) throws -> StoredRecord {
         // Sync spec §6: a record's created_at raises the clock floor (never lowers it; a record
         // made while the clock reads before the floor leaves it where it is).
         if raisesFloor { try raiseClockFloor(db, to: now) }
@@ -354,19 +365,15 @@ extension KioskStore {
         try db.execute(sql: "UPDATE device_sequence SET last_seq = last_seq + 1 WHERE device_id = ?", arguments: [device.deviceID])
         let seq = try Int64.fetchOne(db, sql: "SELECT last_seq FROM device_sequence WHERE device_id = ?", arguments: [device.deviceID])!
         let recordID = "\(device.deviceID)-\(seq)"
-        var body = fields
-        body["record_id"] = recordID
-        body["seq"] = seq
-        body["kind"] = kind
-        body["created_at"] = Timestamp.string(now)
-        body["snapshot_id"] = snapshotID ?? NSNull()
-        let text = String(decoding: try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self)
+        let kind = content.kind.rawValue
+        let text = try SettlementRecord(recordID: recordID, seq: seq, createdAt: Timestamp.string(now), snapshotID: snapshotID,
+                                        content: content).json()
         try db.execute(sql: """
             INSERT INTO record (device_id, seq, record_id, kind, created_at, body, deduction_id, person_ref, program, period, amount_fen, reverses)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, arguments: [device.deviceID, seq, recordID, kind, Timestamp.string(now), text, index.deductionID, index.personRef,
                              index.program, index.period, index.amountFen, index.reverses])
-        return StoredRecord(try Row.fetchOne(db, sql: "SELECT * FROM record WHERE record_id = ?", arguments: [recordID])!)
+        return try StoredRecord(try Row.fetchOne(db, sql: "SELECT * FROM record WHERE record_id = ?", arguments: [recordID])!)
     }
 
     /// A reversal of a mistaken subsidy: its full amount, once (upload spec `subsidy_reversal`).
@@ -381,9 +388,8 @@ extension KioskStore {
             }
             let amount: Fen = r["amount_fen"]
             let snapshotID = try SnapshotLoader.installed(db)?.header.snapshotID
-            return try KioskStore.appendRecord(db, device: device, kind: "subsidy_reversal", now: now, snapshotID: snapshotID, fields: [
-                "reverses": recordID, "amount_fen": amount, "reason": reason, "operator": op,
-            ], index: RecordIndex(personRef: r["person_ref"], program: r["program"], period: r["period"], amountFen: -amount, reverses: recordID))
+            return try KioskStore.appendRecord(db, device: device, now: now, snapshotID: snapshotID,
+                content: .subsidyReversal(.init(reverses: recordID, amountFen: amount, reason: reason, operator: op)), index: RecordIndex(personRef: r["person_ref"], program: r["program"], period: r["period"], amountFen: -amount, reverses: recordID))
         }
     }
 
@@ -392,10 +398,10 @@ extension KioskStore {
                                           contactPhone: String?, now: Date) throws -> StoredRecord {
         try write { db in
             let snapshotID = try SnapshotLoader.installed(db)?.header.snapshotID
-            var fields: [String: Any] = ["card_number": cardNumber, "person_ref": personRef, "program": program, "matter": matter, "priority": true]
-            if let contactPhone { fields["contact_phone"] = contactPhone }
-            return try KioskStore.appendRecord(db, device: device, kind: "legal_aid_application", now: now, snapshotID: snapshotID,
-                                               fields: fields, index: RecordIndex(personRef: personRef, program: program))
+            let application = SettlementRecord.LegalAidApplication(cardNumber: cardNumber, personRef: personRef, program: program,
+                                                                   matter: matter, priority: true, contactPhone: contactPhone)
+            return try KioskStore.appendRecord(db, device: device, now: now, snapshotID: snapshotID,
+                                               content: .legalAidApplication(application), index: RecordIndex(personRef: personRef, program: program))
         }
     }
 
@@ -404,9 +410,8 @@ extension KioskStore {
     public func recordAlert(device: DeviceContext, code: String, cardNumber: String?, detail: String, now: Date) throws -> StoredRecord {
         try write { db in
             let snapshotID = try SnapshotLoader.installed(db)?.header.snapshotID
-            var fields: [String: Any] = ["code": code, "detail": detail]
-            if let cardNumber { fields["card_number"] = cardNumber }
-            return try KioskStore.appendRecord(db, device: device, kind: "alert", now: now, snapshotID: snapshotID, fields: fields, index: RecordIndex())
+            return try KioskStore.appendRecord(db, device: device, now: now, snapshotID: snapshotID,
+                                               content: .alert(.init(code: code, cardNumber: cardNumber, detail: detail)), index: RecordIndex())
         }
     }
 

@@ -137,17 +137,33 @@ public struct StoreError: Error, CustomStringConvertible {
 
 /// RFC 3339 UTC with `Z`, second precision, as every spec writes times.
 public enum Timestamp {
-    static let formatter: ISO8601DateFormatter = {
+    /// Foundation's formatter for what the fast paths leave to it (years before the
+    /// Gregorian reform or past 9999). Made per use: `ISO8601DateFormatter` is not `Sendable`.
+    static func foundationFormatter(fractional: Bool) -> ISO8601DateFormatter {
         let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime]
+        f.formatOptions = fractional ? [.withInternetDateTime, .withFractionalSeconds] : [.withInternetDateTime]
         return f
-    }()
-    static let fractional: ISO8601DateFormatter = {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f
-    }()
-    public static func string(_ d: Date) -> String { formatter.string(from: d) }
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SSZ`, the second cut down (as `ISO8601DateFormatter` does).
+    public static func string(_ d: Date) -> String {
+        let t = d.timeIntervalSince1970
+        guard t.isFinite, t > -12_000_000_000, t < 253_402_300_800 else { return foundationFormatter(fractional: false).string(from: d) }
+        let seconds = Int64(t.rounded(.down))
+        let days = seconds >= 0 ? seconds / 86400 : (seconds - 86399) / 86400
+        let (year, month, day) = CivilCalendar.date(days: days)
+        guard year >= 1583, year <= 9999 else { return foundationFormatter(fractional: false).string(from: d) }
+        let inDay = seconds - days * 86400
+        var out = [UInt8](repeating: 0, count: 20)
+        func put(_ v: Int64, at: Int, width: Int) {
+            var v = v
+            for i in stride(from: at + width - 1, through: at, by: -1) { out[i] = UInt8(0x30 + v % 10); v /= 10 }
+        }
+        put(year, at: 0, width: 4); out[4] = 0x2D; put(month, at: 5, width: 2); out[7] = 0x2D; put(day, at: 8, width: 2)
+        out[10] = 0x54; put(inDay / 3600, at: 11, width: 2); out[13] = 0x3A; put(inDay / 60 % 60, at: 14, width: 2)
+        out[16] = 0x3A; put(inDay % 60, at: 17, width: 2); out[19] = 0x5A
+        return String(decoding: out, as: UTF8.self)
+    }
 
     /// A strict RFC 3339 date-time, `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, or nil.
     ///
@@ -207,7 +223,7 @@ public enum Timestamp {
         guard day <= monthDays else { return nil }
         guard year >= 1583 else {
             // Before the Gregorian reform Foundation's calendar is Julian: let it count.
-            return formatter.date(from: text) ?? fractional.date(from: text)
+            return foundationFormatter(fractional: false).date(from: text) ?? foundationFormatter(fractional: true).date(from: text)
         }
         let days = Int(CivilCalendar.days(year: Int64(year), month: Int64(month), day: Int64(day)))
         let seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset

@@ -4,7 +4,7 @@ import Glibc
 /// A printer behind a device file: USB (`/dev/usb/lp0`, the `usblp` driver) or serial (`/dev/ttyUSB0`;
 /// a terminal is switched to raw mode). Opened read-write for each `send`, so the status (`DLE EOT`) is read
 /// before printing unless told not to; every step is bounded by `timeout`.
-public final class DevicePrinter: PrinterTransport, @unchecked Sendable {
+public final class DevicePrinter: PrinterTransport, Sendable {
     /// The device file.
     public let path: String
     /// Bound on each step: each status reply, the whole write.

@@ -1,3 +1,4 @@
+import Entitlements
 import Foundation
 
 /// Why a settlement record gives no receipt.
@@ -33,36 +34,10 @@ public enum RecordReceiptError: Error, Equatable, CustomStringConvertible {
 ///   reversed record's.
 /// - `la`: `m` its `matter`.
 public enum RecordReceipt {
-    /// The fields of a record body, read strictly.
-    public struct Fields: Sendable {
-        let values: [String: FlatJSON.Value]
-
-        /// Reads a record's JSON body (flat: strings, integers, `true`, `null`).
-        public init(json: String) throws {
-            guard let v = FlatJSON.parse(Array(json.utf8)) else { throw RecordReceiptError.malformedRecord("the body is not a flat JSON object") }
-            values = v
-        }
-
-        public func string(_ key: String) throws -> String {
-            guard case .string(let s)? = values[key] else { throw RecordReceiptError.malformedRecord("\(key) is missing or not a string") }
-            return s
-        }
-
-        public func integer(_ key: String) throws -> Int64 {
-            guard case .integer(let v)? = values[key] else { throw RecordReceiptError.malformedRecord("\(key) is missing or not an integer") }
-            return v
-        }
-
-        public func optionalString(_ key: String) -> String? {
-            if case .string(let s)? = values[key] { return s }
-            return nil
-        }
-    }
-
     /// What is left of the program's allowance this year after a `medical_subsidy` record:
     /// max(0, `limitFen` − `used_after_fen`) (snapshot.md: remaining = max(0, limit − used)).
-    public static func allowanceLeft(record: Fields, limitFen: Int64) throws -> Int64 {
-        max(0, limitFen - (try record.integer("used_after_fen")))
+    public static func allowanceLeft(record: SettlementRecord.MedicalSubsidy, limitFen: Int64) -> Int64 {
+        max(0, limitFen - record.usedAfterFen)
     }
 
     /// The `seq` in a `record_id` of `deviceID` (`<device_id>-<seq>`), or nil if it is another device's or not one.
@@ -83,42 +58,37 @@ public enum RecordReceipt {
     ///   - matterName: for a legal-aid application, the matter's printed name (its code when nil).
     ///   - reversed: for a reversal, the record it reverses.
     /// - Throws: `RecordReceiptError`.
-    public static func content(record: Fields, deviceID: String, institution: String, holderName: String,
+    public static func content(record: SettlementRecord, deviceID: String, institution: String, holderName: String,
                                allowanceLeftFen: Int64? = nil, programName: String? = nil, matterName: String? = nil,
-                               reversed: Fields? = nil, extraLines: [String] = []) throws -> ReceiptContent {
-        let recordID = try record.string("record_id")
-        let seq = try record.integer("seq")
-        guard self.seq(of: recordID, deviceID: deviceID) == seq else { throw RecordReceiptError.otherDevice(recordID: recordID, deviceID: deviceID) }
-        let time = try date(try record.string("created_at"))
-        let kind = try record.string("kind")
-        switch kind {
-        case "medical_subsidy":
-            let program = try record.string("program")
-            guard let left = allowanceLeftFen else { throw RecordReceiptError.allowanceUnknown(program: program) }
-            return .subsidy(seq: seq, institution: record.optionalString("institution") ?? institution, deviceID: deviceID, time: time,
-                            cardNumber: try record.string("card_number"), holderName: holderName,
-                            billFen: try record.integer("bill_fen"), subsidyFen: try record.integer("subsidy_fen"),
-                            patientPaysFen: try record.integer("patient_pays_fen"), allowanceLeftFen: left,
-                            program: programName ?? program, extraLines: extraLines)
-        case "subsidy_reversal":
-            let reverses = try record.string("reverses")
-            guard let v = self.seq(of: reverses, deviceID: deviceID) else {
-                throw RecordReceiptError.malformedRecord("reverses \(reverses) is not a record of device \(deviceID)")
+                               reversed: SettlementRecord? = nil, extraLines: [String] = []) throws -> ReceiptContent {
+        let seq = record.seq
+        guard self.seq(of: record.recordID, deviceID: deviceID) == seq else {
+            throw RecordReceiptError.otherDevice(recordID: record.recordID, deviceID: deviceID)
+        }
+        let time = try date(record.createdAt)
+        switch record.content {
+        case .medicalSubsidy(let m):
+            guard let left = allowanceLeftFen else { throw RecordReceiptError.allowanceUnknown(program: m.program) }
+            return .subsidy(seq: seq, institution: m.institution, deviceID: deviceID, time: time,
+                            cardNumber: m.cardNumber, holderName: holderName,
+                            billFen: m.billFen, subsidyFen: m.subsidyFen, patientPaysFen: m.patientPaysFen, allowanceLeftFen: left,
+                            program: programName ?? m.program, extraLines: extraLines)
+        case .subsidyReversal(let r):
+            guard let v = self.seq(of: r.reverses, deviceID: deviceID) else {
+                throw RecordReceiptError.malformedRecord("reverses \(r.reverses) is not a record of device \(deviceID)")
             }
-            guard let reversed else { throw RecordReceiptError.reversedRecordMissing(reverses) }
-            guard try reversed.string("record_id") == reverses, try reversed.string("kind") == "medical_subsidy" else {
-                throw RecordReceiptError.malformedRecord("the reversed record given is not the medical subsidy \(reverses)")
+            guard let reversed else { throw RecordReceiptError.reversedRecordMissing(r.reverses) }
+            guard reversed.recordID == r.reverses, let original = reversed.medicalSubsidy else {
+                throw RecordReceiptError.malformedRecord("the reversed record given is not the medical subsidy \(r.reverses)")
             }
-            return .reversal(seq: seq, institution: reversed.optionalString("institution") ?? institution, deviceID: deviceID, time: time,
-                             cardNumber: try reversed.string("card_number"), holderName: holderName, reversedSeq: v,
-                             amountFen: try record.integer("amount_fen"), reason: record.optionalString("reason") ?? "",
-                             extraLines: extraLines)
-        case "legal_aid_application":
-            let matter = try record.string("matter")
-            return .legalAid(seq: seq, institution: institution, deviceID: deviceID, time: time, cardNumber: try record.string("card_number"),
-                             holderName: holderName, matterCode: matter, matterName: matterName ?? matter, extraLines: extraLines)
-        default:
-            throw RecordReceiptError.notPrintable(kind: kind)
+            return .reversal(seq: seq, institution: original.institution, deviceID: deviceID, time: time,
+                             cardNumber: original.cardNumber, holderName: holderName, reversedSeq: v,
+                             amountFen: r.amountFen, reason: r.reason, extraLines: extraLines)
+        case .legalAidApplication(let l):
+            return .legalAid(seq: seq, institution: institution, deviceID: deviceID, time: time, cardNumber: l.cardNumber,
+                             holderName: holderName, matterCode: l.matter, matterName: matterName ?? l.matter, extraLines: extraLines)
+        case .alert:
+            throw RecordReceiptError.notPrintable(kind: record.kind.rawValue)
         }
     }
 
@@ -131,5 +101,14 @@ public enum RecordReceipt {
         fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         if let d = fractional.date(from: text) { return d }
         throw RecordReceiptError.malformedRecord("created_at \(text) is not an RFC 3339 time")
+    }
+}
+
+extension SettlementRecord {
+    /// A record body read for its receipt: a body that is not a whole record is `malformedRecord`.
+    public static func forReceipt(json: String) throws -> SettlementRecord {
+        do { return try SettlementRecord(json: json) } catch {
+            throw RecordReceiptError.malformedRecord("the body is not a settlement record (\(error))")
+        }
     }
 }

@@ -4,7 +4,7 @@ import Glibc
 /// A network printer on a raw TCP port (JetDirect, 9100). Each `send` opens one connection, reads the
 /// status (`DLE EOT`) unless told not to, sends the receipt, half-closes and waits briefly for the
 /// printer to close. Every step is bounded by `timeout`; name resolution uses the system resolver.
-public final class TCPPrinter: PrinterTransport, @unchecked Sendable {
+public final class TCPPrinter: PrinterTransport, Sendable {
     /// Host name or address.
     public let host: String
     /// TCP port, normally 9100.

@@ -1,7 +1,8 @@
 import AsyncHTTPClient
-@preconcurrency import Crypto
+import Crypto
 import Dispatch
 import Foundation
+import Synchronization
 import KioskStore
 import Logging
 import Metrics
@@ -480,13 +481,14 @@ public actor Uploader {
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "X-Signature", value: signature)
         request.body = .bytes(body.bytes)
+        let prepared = request
         let client = self.client
         let timeout = configuration.requestTimeout
         let maxAnswer = configuration.maxAnswerBytes
         do {
             return .success(try await withThrowingTaskGroup(of: Reply?.self) { group in
                 group.addTask {
-                    let response = try await client.execute(request, deadline: .now() + TimeAmount(timeout))
+                    let response = try await client.execute(prepared, deadline: .now() + TimeAmount(timeout))
                     var buffer = try await response.body.collect(upTo: maxAnswer)
                     return Reply(status: Int(response.status.code), retryAfter: response.headers.first(name: "Retry-After"),
                                  body: buffer.readBytes(length: buffer.readableBytes) ?? [])
@@ -557,11 +559,8 @@ enum BillBoundary {
 
     /// The bill a `medical_subsidy` record belongs to; nil for other kinds.
     static func key(_ r: StoredRecord) -> Key? {
-        guard r.kind == "medical_subsidy" else { return nil }
-        let o = r.json
-        guard let bill = o["bill_reference"] as? String, let card = o["card_number"] as? String,
-              let sequence = (o["card_sequence"] as? NSNumber)?.int64Value else { return nil }
-        return Key(billReference: bill, cardNumber: card, cardSequence: sequence)
+        guard r.kind == .medicalSubsidy, let m = (try? r.record())?.medicalSubsidy else { return nil }
+        return Key(billReference: m.billReference, cardNumber: m.cardNumber, cardSequence: m.cardSequence)
     }
 }
 
@@ -620,12 +619,10 @@ public struct HubCAError: Error, CustomStringConvertible {
 }
 
 /// The CA-pinned clients, by CA text.
-final class LockedClients: @unchecked Sendable {
-    private let lock = NSLock()
-    private var clients: [String: HTTPClient] = [:]
-    func withLock<T>(_ body: (inout [String: HTTPClient]) throws -> T) rethrows -> T {
-        lock.lock(); defer { lock.unlock() }
-        return try body(&clients)
+final class LockedClients: Sendable {
+    private let clients = Mutex<[String: HTTPClient]>([:])
+    func withLock<T: Sendable>(_ body: (inout [String: HTTPClient]) throws -> T) throws -> T {
+        try clients.withLock { try body(&$0) }
     }
 }
 

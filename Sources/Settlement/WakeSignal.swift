@@ -1,52 +1,50 @@
 import Foundation
+import Synchronization
 
 /// A one-slot wake-up for one waiter: `signal()` from any thread (also synchronous code,
 /// such as the ledger right after a record is committed); `wait()` returns on the next
 /// signal, at once if a signal came while nobody waited, or when the waiting task is
 /// cancelled. Signals while nobody waits collapse into one.
-final class WakeSignal: @unchecked Sendable {
-    private let lock = NSLock()
-    private var pending = false
-    private var waiter: CheckedContinuation<Void, Never>?
+final class WakeSignal: Sendable {
+    private struct State {
+        var pending = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+    private let state = Mutex(State())
 
     func signal() {
-        lock.lock()
-        if let w = waiter {
-            waiter = nil
-            lock.unlock()
-            w.resume()
-        } else {
-            pending = true
-            lock.unlock()
+        let woken: CheckedContinuation<Void, Never>? = state.withLock { s in
+            if let w = s.waiter { s.waiter = nil; return w }
+            s.pending = true
+            return nil
         }
+        woken?.resume()
     }
 
     /// Forgets a signal that came while nobody waited.
     func clear() {
-        lock.lock()
-        pending = false
-        lock.unlock()
+        state.withLock { $0.pending = false }
     }
 
     func wait() async {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                lock.lock()
-                precondition(waiter == nil, "one waiter at a time")
-                if pending || Task.isCancelled {
-                    pending = false
-                    lock.unlock()
-                    c.resume()
-                    return
+                let now: Bool = state.withLock { s in
+                    precondition(s.waiter == nil, "one waiter at a time")
+                    if s.pending || Task.isCancelled {
+                        s.pending = false
+                        return true
+                    }
+                    s.waiter = c
+                    return false
                 }
-                waiter = c
-                lock.unlock()
+                if now { c.resume() }
             }
         } onCancel: {
-            lock.lock()
-            let w = waiter
-            waiter = nil
-            lock.unlock()
+            let w: CheckedContinuation<Void, Never>? = state.withLock { s in
+                defer { s.waiter = nil }
+                return s.waiter
+            }
             w?.resume()
         }
     }

@@ -1,5 +1,6 @@
-@preconcurrency import Crypto
+import Crypto
 import Foundation
+import Synchronization
 import HTTPTypes
 import Hummingbird
 import HummingbirdTLS
@@ -72,21 +73,20 @@ public final class SettlementHub: Sendable {
     let now: @Sendable () -> Date
     private let state: LockedState
 
-    final class LockedState: @unchecked Sendable {
-        let lock = NSLock()
-        var roster: Roster
-        var limits: HubLimits
-        var faults: HubFaults
-        var batchRequests = 0
-        init(roster: Roster, limits: HubLimits, faults: HubFaults) {
-            self.roster = roster
-            self.limits = limits
-            self.faults = faults
+    /// The hub's mutable settings and counters, behind a `Mutex` (checked `Sendable`).
+    final class LockedState: Sendable {
+        struct Fields: Sendable {
+            var roster: Roster
+            var limits: HubLimits
+            var faults: HubFaults
+            var batchRequests = 0
         }
-        func with<T>(_ body: (LockedState) -> T) -> T {
-            lock.lock()
-            defer { lock.unlock() }
-            return body(self)
+        private let fields: Mutex<Fields>
+        init(roster: Roster, limits: HubLimits, faults: HubFaults) {
+            fields = Mutex(Fields(roster: roster, limits: limits, faults: faults))
+        }
+        func with<T: Sendable>(_ body: (inout Fields) -> T) -> T {
+            fields.withLock { body(&$0) }
         }
     }
 

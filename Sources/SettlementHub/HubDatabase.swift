@@ -45,8 +45,11 @@ public struct HubAnswer: Sendable, Equatable {
 
 public enum HubDatabaseError: Error, CustomStringConvertible {
     case versionOneFile(String)
+    /// A check let through what it should have refused (a bug): the batch's transaction is rolled back.
+    case inconsistent(String)
     public var description: String {
         switch self {
+        case .inconsistent(let why): return "hub inconsistency: \(why)"
         case .versionOneFile(let p): return "\(p) is a version 1 hub database; start version 2 with a new file"
         }
     }
@@ -175,13 +178,11 @@ public final class HubDatabase: Sendable {
     func store(batchID: String, deviceID: String, device: Roster.Device, roster: Roster, sentAt: String, records: [IncomingRecord],
                now: @escaping @Sendable () -> Date, format: @escaping @Sendable (Date) -> String) async throws -> [RecordResult] {
         // The pure checks outside the writer's lock.
-        let structure = records.map { RecordRules.structure($0) }
         var subsidies: [SubsidyFields?] = []
         var bills: [BillKey: [BillPart]] = [:]
         var seen = Set<String>()
-        for (r, refusal) in zip(records, structure) {
-            guard refusal == nil, r.kind == "medical_subsidy" else { subsidies.append(nil); continue }
-            let s = SubsidyFields(r.object)
+        for r in records {
+            guard let s = r.record?.medicalSubsidy else { subsidies.append(nil); continue }
             subsidies.append(s)
             if seen.insert(r.recordID).inserted {
                 bills[s.billKey, default: []].append(BillPart(recordID: r.recordID, billFen: s.billFen, patientPaysFen: s.patientPaysFen,
@@ -190,15 +191,15 @@ public final class HubDatabase: Sendable {
         }
         // The cards' acknowledgements (Ed25519, the costly part) verified up front, on every core.
         var ackChecks = [Refusal?](repeating: nil, count: records.count)
+        let subsidyFields = subsidies
         ackChecks.withUnsafeMutableBufferPointer { out in
             let out = UncheckedBuffer(out)
             DispatchQueue.concurrentPerform(iterations: records.count) { i in
-                guard let s = subsidies[i] else { return }
+                guard let s = subsidyFields[i] else { return }
                 out.buffer[i] = RecordRules.cardAck(s, cardKey: roster.cards[s.cardNumber]?.publicKey)
             }
         }
         let batchBills = bills
-        let subsidyFields = subsidies
         let cardAcks = ackChecks
         return try await pool.write { db in
             let instant = now()
@@ -248,7 +249,7 @@ public final class HubDatabase: Sendable {
                 var refusal: Refusal?
                 if r.seq != lastSeq + 1 {
                     refusal = Refusal("seq_gap", "expected seq \(lastSeq + 1), got \(r.seq)")
-                } else if let broken = structure[index] {
+                } else if let broken = r.structureRefusal {
                     refusal = broken
                 } else {
                     refusal = try checker.content(r, subsidy: subsidyFields[index], cardAck: cardAcks[index])
@@ -266,14 +267,14 @@ public final class HubDatabase: Sendable {
                 let flags = checker.flags(r, subsidy: subsidyFields[index], now: instant)
                 let flagText = flags.joined(separator: ",")
                 try insertAnswer.execute(arguments: [r.recordID, deviceID, r.seq, r.sha256, "accepted", nil, nil, flagText, receivedAt, batchID])
-                let s = subsidyFields[index]
-                let o = r.object
+                guard let record = r.record else { throw HubDatabaseError.inconsistent("record \(r.recordID) passed its checks without being read") }
+                let s = record.medicalSubsidy, l = record.legalAidApplication, v = record.subsidyReversal
                 try insertRecord.execute(arguments: [
-                    r.recordID, deviceID, r.seq, r.kind ?? "", text, r.sha256, receivedAt, batchID, flagText,
-                    s?.institution, o["card_number"] as? String, o["person_ref"] as? String, o["program"] as? String, s?.period,
+                    r.recordID, deviceID, r.seq, record.kind.rawValue, text, r.sha256, receivedAt, batchID, flagText,
+                    s?.institution, s?.cardNumber ?? l?.cardNumber ?? record.alert?.cardNumber, s?.personRef ?? l?.personRef,
+                    s?.program ?? l?.program, s?.period,
                     s?.billReference, s?.cardSequence, s?.billFen, s?.patientPaysFen, s?.subsidyFen,
-                    r.kind == "subsidy_reversal" ? o["reverses"] as? String : nil,
-                    r.kind == "subsidy_reversal" ? RecordRules.integer(o["amount_fen"]) : nil,
+                    v?.reverses, v?.amountFen,
                 ])
                 results.append(RecordResult(recordID: r.recordID, status: .accepted(receivedAt: receivedAt, flags: flags)))
                 counts.accepted += 1
@@ -297,9 +298,9 @@ public final class HubDatabase: Sendable {
         /// The first failing content check's refusal, in the spec's order, or nil.
         /// `cardAck`: `RecordRules.cardAck` of a `medical_subsidy`, verified beforehand.
         func content(_ r: IncomingRecord, subsidy: SubsidyFields?, cardAck: Refusal?) throws -> Refusal? {
-            let o = r.object
-            switch r.kind {
-            case "medical_subsidy":
+            guard let record = r.record else { return r.structureRefusal ?? Refusal("bad_fields") }
+            switch record.content {
+            case .medicalSubsidy:
                 guard let s = subsidy else { return Refusal("bad_fields") }
                 if let bad = RecordRules.amounts(s, bill: try bill(s)) { return bad }
                 guard let program = roster.programs[s.program], program.cardType == "medical" else {
@@ -325,9 +326,9 @@ public final class HubDatabase: Sendable {
                     return Refusal("duplicate_bill", "bill \(s.billReference) of \(institution) was already used by \(other)")
                 }
                 return nil
-            case "subsidy_reversal":
-                let reverses = o["reverses"] as? String ?? ""
-                let amount = RecordRules.integer(o["amount_fen"]) ?? 0
+            case .subsidyReversal(let reversal):
+                let reverses = reversal.reverses
+                let amount = reversal.amountFen
                 if amount < 0 { return Refusal("bad_amounts", "amount_fen is negative") }
                 guard RecordRules.sequence(recordID: reverses, deviceID: deviceID) != nil else {
                     return Refusal("bad_reversal", "\(reverses) is not a record of \(deviceID)")
@@ -344,17 +345,17 @@ public final class HubDatabase: Sendable {
                     return Refusal("bad_reversal", "amount_fen \(amount) is not the subsidy_fen \(subsidy) of \(reverses)")
                 }
                 return nil
-            case "legal_aid_application":
-                let code = o["program"] as? String ?? ""
+            case .legalAidApplication(let application):
+                let code = application.program
                 guard let program = roster.programs[code], program.cardType == "legal_aid" else {
                     return Refusal("unknown_program", "\(code) is not a legal-aid program of the roster")
                 }
-                let number = o["card_number"] as? String ?? "", ref = o["person_ref"] as? String ?? ""
+                let number = application.cardNumber, ref = application.personRef
                 guard let card = roster.cards[number], card.personRef == ref else {
                     return Refusal("unknown_card", "card \(number) is not in the roster under person_ref \(ref)")
                 }
                 return nil
-            default:
+            case .alert:
                 return nil
             }
         }
@@ -376,13 +377,18 @@ public final class HubDatabase: Sendable {
         func flags(_ r: IncomingRecord, subsidy: SubsidyFields?, now: Date) -> [String] {
             var flags: [String] = []
             if let s = subsidy, let limit = roster.programs[s.program]?.limitFen, s.usedAfterFen > limit { flags.append("over_limit") }
-            if RecordRules.timeSuspect(createdAt: r.object["created_at"] as? String ?? "", now: now) { flags.append("time_suspect") }
+            if RecordRules.timeSuspect(createdAt: r.record?.createdAt ?? "", now: now) { flags.append("time_suspect") }
             return flags
         }
     }
 }
 
 /// A buffer written at distinct indices by `concurrentPerform`'s iterations.
+///
+/// `@unchecked Sendable`, and why that is sound: it is used only inside
+/// `withUnsafeMutableBufferPointer`, by `DispatchQueue.concurrentPerform`, which returns after
+/// every iteration has finished (so the pointer never outlives the array's borrow); iteration
+/// `i` writes element `i` only and nothing reads the buffer until all have finished.
 struct UncheckedBuffer<T>: @unchecked Sendable {
     let buffer: UnsafeMutableBufferPointer<T>
     init(_ buffer: UnsafeMutableBufferPointer<T>) { self.buffer = buffer }

@@ -1,18 +1,39 @@
-@preconcurrency import Crypto
+import Crypto
+import Entitlements
 import Foundation
 
 /// One record of a batch as the hub reads it: its exact bytes and their hash, its
 /// `record_id` (already known to name the signing device, upload spec §5 step 1) and the
-/// `seq` that id carries, and the decoded JSON object.
-struct IncomingRecord: @unchecked Sendable {
+/// `seq` that id carries, and either the record (the shared `SettlementRecord` model) or
+/// why its structure is refused (upload spec §1, checked on the raw object at parse time).
+struct IncomingRecord: Sendable {
     var bytes: [UInt8]
     var sha256: String
     var recordID: String
     /// The `<seq>` of `<device_id>-<seq>`: the record's place in the device's stream.
     var seq: Int64
-    var object: [String: Any]
+    /// The record, or the refusal of its structure (`missing_fields`, `bad_fields`, …).
+    var decoded: Result<SettlementRecord, Refusal>
 
-    var kind: String? { object["kind"] as? String }
+    /// Reads one record object: its structure checked strictly on the raw JSON object
+    /// (`RecordRules.structure`), then the model decoded from its bytes.
+    init(bytes: [UInt8], sha256: String, recordID: String, seq: Int64, object: [String: Any]) {
+        self.bytes = bytes
+        self.sha256 = sha256
+        self.recordID = recordID
+        self.seq = seq
+        if let refusal = RecordRules.structure(object, recordID: recordID, seq: seq) {
+            decoded = .failure(refusal)
+        } else {
+            do { decoded = .success(try SettlementRecord(json: bytes)) } catch {
+                decoded = .failure(Refusal("bad_fields", "the record cannot be read: \(error)"))
+            }
+        }
+    }
+
+    var record: SettlementRecord? { try? decoded.get() }
+    var structureRefusal: Refusal? { if case .failure(let r) = decoded { return r } else { return nil } }
+    var kind: RecordKind? { record?.kind }
 }
 
 /// A refusal: the spec's `reason` and a `detail` for people.
@@ -25,21 +46,10 @@ struct Refusal: Sendable, Equatable, Error {
     }
 }
 
-/// A `medical_subsidy` record's fields (upload spec §1), once its structure is checked.
-struct SubsidyFields: Sendable, Equatable {
-    var cardNumber: String, personRef: String, program: String, period: String, billReference: String
-    var billFen: Int64, subsidyFen: Int64, patientPaysFen: Int64, usedBeforeFen: Int64, usedAfterFen: Int64
-    var cardSequence: Int64, cardChallenge: String, cardAck: String, institution: String
+/// A `medical_subsidy` record's fields (upload spec §1): the shared model's.
+typealias SubsidyFields = SettlementRecord.MedicalSubsidy
 
-    init(_ o: [String: Any]) {
-        func s(_ k: String) -> String { o[k] as? String ?? "" }
-        func i(_ k: String) -> Int64 { RecordRules.integer(o[k]) ?? 0 }
-        cardNumber = s("card_number"); personRef = s("person_ref"); program = s("program"); period = s("period")
-        billReference = s("bill_reference"); billFen = i("bill_fen"); subsidyFen = i("subsidy_fen"); patientPaysFen = i("patient_pays_fen")
-        usedBeforeFen = i("used_before_fen"); usedAfterFen = i("used_after_fen"); cardSequence = i("card_sequence")
-        cardChallenge = s("card_challenge"); cardAck = s("card_ack"); institution = s("institution")
-    }
-
+extension SettlementRecord.MedicalSubsidy {
     /// The records of one bill: one card write (same card, same `card_sequence`) for one
     /// `bill_reference`. A bill subsidised again after a reversal is a new write, a new bill group.
     var billKey: BillKey { BillKey(billReference: billReference, cardNumber: cardNumber, cardSequence: cardSequence) }
@@ -91,8 +101,7 @@ enum RecordRules {
 
     /// What every record and its kind must hold (upload spec §1), checked before the
     /// content: `missing_fields`, `bad_fields`, `unknown_kind`, `bad_created_at`, `bad_record_id`.
-    static func structure(_ r: IncomingRecord) -> Refusal? {
-        let o = r.object
+    static func structure(_ o: [String: Any], recordID: String, seq: Int64) -> Refusal? {
         var missing: [String] = []
         var wrong: [String] = []
         func field(_ name: String, _ type: FieldType) {
@@ -109,7 +118,7 @@ enum RecordRules {
         }
         if !missing.isEmpty { return Refusal("missing_fields", missing.joined(separator: ",")) }
         if !wrong.isEmpty { return Refusal("bad_fields", wrong.joined(separator: ",")) }
-        guard integer(o["seq"]) == r.seq else { return Refusal("bad_record_id", "seq must be the <seq> of record_id \(r.recordID)") }
+        guard integer(o["seq"]) == seq else { return Refusal("bad_record_id", "seq must be the <seq> of record_id \(recordID)") }
         let kind = o["kind"] as? String ?? ""
         guard let fields = kinds[kind] else { return Refusal("unknown_kind", kind) }
         guard let created = o["created_at"] as? String, rfc3339(created) != nil else {
@@ -207,14 +216,9 @@ enum RecordRules {
         return out
     }
 
-    /// An integral JSON number (not a boolean).
-    static func integer(_ v: Any?) -> Int64? {
-        guard let v, !isBoolean(v) else { return nil }
-        if let i = v as? Int64 { return i }
-        if let i = v as? Int { return Int64(i) }
-        if let d = v as? Double, d.rounded() == d, abs(d) < 9e15 { return Int64(d) }
-        return nil
-    }
+    /// A JSON integer: written without fraction or exponent, within Int64 (`1.0`, `1e3` and
+    /// `true` are not integers), as the kiosk's own readers hold it (`JSONInteger`).
+    static func integer(_ v: Any?) -> Int64? { JSONInteger.value(v) }
 
     /// A JSON `true`/`false` (Foundation gives NSNumbers; a boolean's type code is "c").
     static func isBoolean(_ v: Any) -> Bool {

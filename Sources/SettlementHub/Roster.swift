@@ -1,4 +1,4 @@
-@preconcurrency import Crypto
+import Crypto
 import Foundation
 
 /// What the hub knows of the region (snapshot spec v2 §1 records, as the platform's roster

@@ -53,7 +53,9 @@ public enum ShareMode: Sendable {
 
 /// One PC/SC resource-manager context (`SCardEstablishContext`). Not to be shared
 /// between threads except for `cancel()`, which exists to be called from another thread.
-public final class PCSCContext: @unchecked Sendable {
+/// (`Sendable` is checked: the one stored property is an immutable handle. That pcsc-lite
+/// serialises calls on one context is pcsc-lite's promise, not Swift's.)
+public final class PCSCContext: Sendable {
     let handle: SCARDCONTEXT
 
     /// Wraps `SCardEstablishContext(SCARD_SCOPE_SYSTEM)`. Throws `.noService` when pcscd is not running.

@@ -63,6 +63,13 @@ public struct ReaderWatcher: AsyncSequence, Sendable {
     }
 }
 
+/// `@unchecked Sendable`, and why that is sound: it crosses threads once (created by the
+/// stream's builder, then run by its own thread; `stop()` from `onTermination`, any thread).
+/// `stopping` and `context` are read and written only with `lock` held (`stop`, `isStopping`,
+/// `sleepOrStop`, and the two assignments in `run`). `tracked`, `pnpName` and `pnpState` are
+/// touched only by the watch thread (`run` and what it calls) and by `deinit`, which runs
+/// after that thread has let go of the loop. `watcher` and `continuation` are `let`s of
+/// `Sendable` types.
 private final class WatchLoop: @unchecked Sendable {
     let watcher: ReaderWatcher
     let continuation: AsyncStream<ReaderEvent>.Continuation

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A wait in a test that went past its deadline: the test fails with what it waited for,
 /// the run carries on.
@@ -34,29 +35,29 @@ public func withDeadline<T: Sendable>(seconds: Double, _ what: String,
 }
 
 /// The first of the operation, the timer or a cancellation to finish resumes the caller, once.
-private final class DeadlineRace<T: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var result: Result<T, Error>?
-    private var continuation: CheckedContinuation<T, Error>?
+private final class DeadlineRace<T: Sendable>: Sendable {
+    private struct State {
+        var result: Result<T, Error>?
+        var continuation: CheckedContinuation<T, Error>?
+    }
+    private let state = Mutex(State())
 
     func wait(_ c: CheckedContinuation<T, Error>) {
-        lock.lock()
-        if let result {
-            lock.unlock()
-            c.resume(with: result)
-        } else {
-            continuation = c
-            lock.unlock()
+        let ready: Result<T, Error>? = state.withLock { s in
+            if let r = s.result { return r }
+            s.continuation = c
+            return nil
         }
+        if let ready { c.resume(with: ready) }
     }
 
     func finish(_ r: Result<T, Error>) {
-        lock.lock()
-        guard result == nil else { lock.unlock(); return }
-        result = r
-        let c = continuation
-        continuation = nil
-        lock.unlock()
-        c?.resume(with: r)
+        let waiting: CheckedContinuation<T, Error>?? = state.withLock { s in
+            guard s.result == nil else { return .none }
+            s.result = r
+            defer { s.continuation = nil }
+            return .some(s.continuation)
+        }
+        if case .some(.some(let c)) = waiting { c.resume(with: r) }
     }
 }

@@ -6,12 +6,12 @@ import VirtualCard
 /// The spec's test vectors (`specs/vectors`), one copy for every test target and the bench,
 /// read from this target's own bundle so nothing outside the package is needed at run time.
 public enum Vectors {
-    public struct VectorCard: Decodable {
+    public struct VectorCard: Decodable, Sendable {
         public var card_number: String, name: String, citizen_id: String, category: String, region: String
         public var issued: String, expires: String, type: String, person_ref: String, card_public_key: String
         public var internal_authenticate: [String: String]
     }
-    public struct CardsFile: Decodable { public var cards: [VectorCard] }
+    public struct CardsFile: Decodable, Sendable { public var cards: [VectorCard] }
 
     /// A fixture file by name, e.g. `snapshot-small.jsonl`.
     public static func url(_ name: String) -> URL { bundled { try fixtureURL(name) } }
@@ -23,7 +23,8 @@ public enum Vectors {
     public static let cards = bundled { try JSONDecoder().decode(CardsFile.self, from: cardsData).cards }
     public static let descriptions = bundled { try CardDescription.decode(cardsData) }
     /// `test-keys.json` (TEST KEYS ONLY): issuer, authority, devices, id salt.
-    public static let keys = json("test-keys.json")
+    /// Read at each use (a small file): a `[String: Any]` cannot be a shared constant.
+    public static var keys: [String: Any] { json("test-keys.json") }
     /// The test devices' `private_seed` and `public_key`, base64, by device id.
     public static var devices: [String: [String: String]] { bundled { try entry(keys, "devices") } }
 
@@ -129,15 +130,15 @@ public enum Vectors {
     }
 
     /// `write-vectors.json`: card writes APDU by APDU (card spec §5.2–5.4).
-    public struct WriteVectors: Decodable {
-        public struct Key: Decodable { public var key_id: String, public_key: String, private_seed: String? }
-        public struct Step: Decodable { public var command: String, apdu: String, response: String?, sw: String }
-        public struct Case: Decodable {
+    public struct WriteVectors: Decodable, Sendable {
+        public struct Key: Decodable, Sendable { public var key_id: String, public_key: String, private_seed: String? }
+        public struct Step: Decodable, Sendable { public var command: String, apdu: String, response: String?, sw: String }
+        public struct Case: Decodable, Sendable {
             public var name: String, what: String, card_number: String, stored_usage: String, usage_after: String
             public var steps: [Step]
             public var several_checks_fail: Bool?
         }
-        public struct Write: Decodable {
+        public struct Write: Decodable, Sendable {
             public var card_number: String, device_id: String, now: String, bill_fen: Int64, certificate: String, challenge: String
             public var usage_object: String, signed_message: String, ack_message: String, ack: String, apdus: [String]
         }

@@ -79,6 +79,12 @@ public enum EmulatorReply: Equatable, Sendable {
 /// CERTIFICATE, GET CHALLENGE, UPDATE BINARY of EF.USAGE with every check of §5.3 in
 /// table order, atomic replace and the acknowledgement of §5.4, GET RESPONSE.
 /// Thread-safe: a transport thread serves it while a test reads its state.
+///
+/// `@unchecked Sendable`, and why that is sound: every `var` is private (or `private(set)`)
+/// and is read or written only with `lock` held: the public entry points (`process`,
+/// `transmit…`, `file`, `usageObject`, `setMisbehaviour`, `currentMisbehaviour`,
+/// `setFixedChallenge`, `reset`, `commandCount`) take it, and the command handlers are
+/// called only from `process` inside it. The keys are `let`s of `Sendable` types.
 public final class CardEmulator: @unchecked Sendable {
     public let cardNumber: String
     public let type: CardType
@@ -98,7 +104,8 @@ public final class CardEmulator: @unchecked Sendable {
     private var heldChallenge: [UInt8]?
     private var fixedChallenge: [UInt8]?
     /// Count of commands answered, for tests.
-    public private(set) var commandCount = 0
+    public var commandCount: Int { lock.withLock { commands } }
+    private var commands = 0
 
     public static let atr: [UInt8] = {
         // T=1 ATR in the PC/SC contactless form: 3B 88 80 01 <8 historical bytes> TCK.
@@ -174,7 +181,7 @@ public final class CardEmulator: @unchecked Sendable {
     /// Handles one command APDU.
     public func process(_ bytes: [UInt8]) -> EmulatorReply {
         lock.withLock {
-            commandCount += 1
+            commands += 1
             return handle(bytes)
         }
     }

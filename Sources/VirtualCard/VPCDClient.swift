@@ -8,6 +8,11 @@ import Glibc
 /// answers its messages (ENV.md: 2-byte big-endian length + payload both ways; one-byte
 /// control messages 00 power off, 01 power on, 02 reset, 04 ATR). Connecting inserts
 /// the card; closing the socket pulls it.
+///
+/// `@unchecked Sendable`, and why that is sound: the two `var`s (`fd`, `serving`) are read and
+/// written only with `lock` held (`insert`'s hand-over, `isInserted`, `remove`, `waitRemoved`,
+/// and the serving thread's exit); the serving thread works on its own local copy of the
+/// socket. Every other stored property is a `let` of a `Sendable` type.
 public final class VPCDClient: @unchecked Sendable {
     public static let defaultPort: UInt16 = 35963
     public let emulator: CardEmulator

@@ -98,7 +98,7 @@ struct SnapshotGen: ParsableCommand {
                      delta ? "delta" : "full", id, records, bytes, monotonicSeconds() - t0, Memory.peakMB()))
     }
 
-    static let programs: [[String: Any]] = [
+    static var programs: [[String: Any]] { [
         ["type": "program", "code": "HM-SUBSIDY", "card_type": "medical", "name": "惠民医疗费用贴补", "limit_fen": 60000,
          "rate_percent": 100, "period": "calendar_year", "categories": ["01", "02", "03", "04", "05", "09"], "priority": 1],
         ["type": "program", "code": "HM-CS-OUTPATIENT", "card_type": "medical", "name": "集中供养人员门诊费补助", "limit_fen": 45000,
@@ -107,14 +107,14 @@ struct SnapshotGen: ParsableCommand {
          "categories": ["01", "02", "03", "04", "05", "06", "09"], "priority": 1,
          "matters": [["code": "social_insurance", "name": "请求给予社会保险待遇"],
                      ["code": "relief_payment", "name": "请求发放抚恤金、救济金"]]],
-    ]
+    ] }
 
     /// The test devices of `specs/vectors/test-keys.json`.
-    static let devices: [[String: Any]] = [
+    static var devices: [[String: Any]] { [
         ["type": "device", "device_id": "KSK-TEST-0001", "public_key": "9E1jNbDMpJhD/biF6eDsN3fYo6jiQjDT/012z6KykJc=", "institution": "330782-H01", "status": "active"],
         ["type": "device", "device_id": "KSK-TEST-0002", "public_key": "N5K1zztdUDW7IP4DavRGPM7ixbkdWH/AsDTaKYD+gWk=", "institution": "330782-H02", "status": "active"],
         ["type": "device", "device_id": "KSK-TEST-0003", "public_key": "l4JDAbwdGgt/IDRRqgrg/rHTZTMTU1Hjhy2aB0V8ACU=", "institution": "330782-T01", "status": "retired"],
-    ]
+    ] }
 
     static func personPrograms(_ rng: inout SplitMix64) -> [String] {
         let r = rng.unit()

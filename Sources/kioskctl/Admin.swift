@@ -154,7 +154,9 @@ struct Queue: ParsableCommand {
         let rows = try device.store.records(status: status, limit: 100_000)
         if json {
             printJSON(["records": rows.map { r -> [String: Any] in
-                var o: [String: Any] = ["record": r.json, "status": r.status]
+                // The body as stored, byte for byte (an unreadable one is shown, not hidden).
+                let body = (try? JSONSerialization.jsonObject(with: Data(r.body.utf8))) ?? r.body
+                var o: [String: Any] = ["record": body, "status": r.status]
                 if let x = r.receivedAt { o["received_at"] = x }
                 if let x = r.rejectReason { o["reject_reason"] = x }
                 return o

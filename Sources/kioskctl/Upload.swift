@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import ArgumentParser
 import Dispatch
 import Foundation
+import Synchronization
 import KioskCore
 import KioskStore
 import Logging
@@ -127,16 +128,13 @@ struct Upload: ParsableCommand {
 /// Runs async work from this synchronous command (ArgumentParser calls `run()` on the main
 /// thread; the work runs on the concurrency pool while the main thread waits).
 func blockingAwait<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
-    let box = BlockingBox<T>()
+    let box = Mutex<T?>(nil)
     let done = DispatchSemaphore(value: 0)
     Task.detached {
-        box.value = await body()
+        let value = await body()
+        box.withLock { $0 = value }
         done.signal()
     }
     done.wait()
-    return box.value!
-}
-
-private final class BlockingBox<T>: @unchecked Sendable {
-    var value: T?
+    return box.withLock { $0.take()! }
 }

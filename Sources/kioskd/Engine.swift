@@ -1,6 +1,7 @@
 import BenefitCard
 import Entitlements
 import Foundation
+import Synchronization
 import KioskCore
 import KioskStore
 import Logging
@@ -15,12 +16,25 @@ struct AfterRecord: Sendable {
 /// Card sessions, one at a time on a serial queue of their own (PC/SC calls block), for
 /// the daemon. The screen hears about everything through the one ordered `ScreenFeed`:
 /// changes are published synchronously, in the order they are made.
+///
+/// `@unchecked Sendable`, and why that is sound: every `let` is of a `Sendable` type and
+/// `after` is behind a `Mutex`. The three `var`s below (`context`, `cardReader`, `bill`) are
+/// confined to the serial `queue`: they are private, and every method that touches them runs
+/// its body through `perform` or `queue.async` (the card events, the bill actions), or is
+/// itself only called from such a body (`onCard`, `chargeNow`, `finish…`). The compiler
+/// cannot see a dispatch queue's confinement; an actor cannot replace it, because PC/SC
+/// calls block for seconds and must not hold a thread of the concurrency pool.
 final class Engine: @unchecked Sendable {
     let kiosk: Kiosk
     let feed: ScreenFeed
     let filter: ReaderFilter
     let logger: Logger
-    var after = AfterRecord()
+    private let afterRecord = Mutex(AfterRecord())
+    /// What to do after a record is queued; set once by the daemon's start-up.
+    var after: AfterRecord {
+        get { afterRecord.withLock { $0 } }
+        set { afterRecord.withLock { $0 = newValue } }
+    }
     let receipts: ReceiptDesk
     private let queue = DispatchQueue(label: "kioskd.card-sessions")
     // Confined to `queue`:

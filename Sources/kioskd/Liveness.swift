@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import KioskCore
 #if canImport(Glibc)
 import Glibc
@@ -87,13 +88,9 @@ enum Liveness {
 }
 
 /// Resolves a race exactly once (the answer or the deadline).
-private final class Once: @unchecked Sendable {
-    private let lock = NSLock()
-    private var claimed = false
+private final class Once: Sendable {
+    private let claimed = Atomic<Bool>(false)
     func claim() -> Bool {
-        lock.lock(); defer { lock.unlock() }
-        if claimed { return false }
-        claimed = true
-        return true
+        claimed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
     }
 }

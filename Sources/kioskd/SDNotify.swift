@@ -45,8 +45,8 @@ struct WatchdogService: Service {
 
     func run() async throws {
         let period = interval / 4
-        var failing: [String] = []
         try await cancelWhenGracefulShutdown {
+            var failing: [String] = []
             while !Task.isCancelled {
                 let failed = await Liveness.failing(checks, within: period)
                 if failed.isEmpty {

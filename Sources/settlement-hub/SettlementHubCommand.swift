@@ -91,8 +91,9 @@ struct SettlementHubCommand: AsyncParsableCommand {
         }
         let scheme = tls == nil ? "http" : "https"
         let app = try hub.makeApplication(host: host, port: port, tls: tls) { port in
-            print("settlement-hub listening on \(scheme)://\(host):\(port) (\(devices) devices, \(cards) cards)")
-            fflush(stdout)
+            // One write(2) to standard output, unbuffered: the test harness waits for this line.
+            let line = "settlement-hub listening on \(scheme)://\(host):\(port) (\(devices) devices, \(cards) cards)\n"
+            _ = line.utf8CString.withUnsafeBufferPointer { write(1, $0.baseAddress, $0.count - 1) }
         }
         try await app.runService()
     }

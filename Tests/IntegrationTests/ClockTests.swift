@@ -17,9 +17,9 @@ extension PCSCIntegrationTests {
     static func granted(_ devices: [Device]) throws -> [String: Fen] {
         var out: [String: Fen] = [:]
         for d in devices {
-            for r in try d.store.records() where r.kind == "medical_subsidy" || r.kind == "subsidy_reversal" {
-                let j = r.json
-                if r.kind == "medical_subsidy" {
+            for r in try d.store.records() where r.kind == .medicalSubsidy || r.kind == .subsidyReversal {
+                let j = r.wire
+                if r.kind == .medicalSubsidy {
                     out["\(j["person_ref"] ?? "")|\(j["program"] ?? "")|\(j["period"] ?? "")", default: 0] += (j["subsidy_fen"] as? Int).map(Fen.init) ?? 0
                 }
             }
@@ -41,7 +41,7 @@ extension PCSCIntegrationTests {
         #expect(e.usageObject == before)
         // Status checks still answer; the alert is raised once.
         #expect(try onCard("", emulator: e) { try behind.check($0) }.decision.code == .eligible)
-        let alerts = try device.store.records().filter { $0.kind == "alert" && $0.json["code"] as? String == "clock_suspect" }
+        let alerts = try device.store.records().filter { $0.kind == .alert && $0.wire["code"] as? String == "clock_suspect" }
         #expect(alerts.count == 1)
         // A technician sets the clock right… no: here the clock stays where it is and the
         // technician resets the floor: it restarts from the clock's reading.
@@ -128,7 +128,7 @@ extension PCSCIntegrationTests {
         let late = Kiosk(device: try Self.kioskDevice(), clock: .fixed(try Self.date("2026-11-22T03:45:00Z")))
         let refused = try onCard("", emulator: e) { try late.charge($0, billFen: 100, billReference: "A4") }
         #expect(refused.decision.code == .clockSuspect)
-        #expect(try late.device.store.records().contains { $0.kind == "alert" && $0.json["code"] as? String == "clock_suspect" && $0.json["card_number"] as? String == "3307820000000017" })
+        #expect(try late.device.store.records().contains { $0.kind == .alert && $0.wire["code"] as? String == "clock_suspect" && $0.wire["card_number"] as? String == "3307820000000017" })
         #expect(try onCard("3307820000000058") { try late.charge($0, billFen: 100, billReference: "A5") }.decision.code == .granted)
     }
 }

@@ -59,7 +59,7 @@ extension PCSCIntegrationTests {
         }
         let device = try Device(stateDir: URL(fileURLWithPath: dir))
         #expect(try device.store.pendingDeductions().isEmpty)
-        let subsidies = try device.store.records().filter { $0.kind == "medical_subsidy" }
+        let subsidies = try device.store.records().filter { $0.kind == .medicalSubsidy }
         #expect(subsidies.count == (written ? 1 : 0))
         // The next charge works and the sequence has no gap.
         try Harness.withCard(emulator) { _, _ in

@@ -69,7 +69,7 @@ extension PCSCIntegrationTests {
         #expect(e.usageObject.map { $0.hexString } == (write["usage_after"] as? String))
         // The settlement record matches the vector batch's record field for field, card_ack included.
         let expected = try Self.batchRecords("batch_body")[0]
-        let record = o.records[0].json
+        let record = o.records[0].wire
         #expect(Set(record.keys) == Set(expected.keys))
         for (k, v) in expected { #expect("\(record[k] ?? "missing")" == "\(v)", "\(k)") }
 
@@ -106,7 +106,7 @@ extension PCSCIntegrationTests {
                 #expect(r.code == .cardNotAuthentic && r.detail.contains(reason))
             }
         }
-        #expect(try kiosk.device.store.records().filter { $0.kind == "alert" }.count == 3)
+        #expect(try kiosk.device.store.records().filter { $0.kind == .alert }.count == 3)
     }
 
     @Test func vector0058SplitsOverTwoPrograms() throws {
@@ -120,7 +120,7 @@ extension PCSCIntegrationTests {
         #expect(e.usageObject.map { $0.hexString } == (try Self.writeCase("first_write_two_programs")["usage_after"] as? String))
         let expected = try Self.batchRecords("two_program_batch_body")
         for (r, x) in zip(o.records, expected) {
-            for (k, v) in x { #expect("\(r.json[k] ?? "missing")" == "\(v)", "\(k)") }
+            for (k, v) in x { #expect("\(r.wire[k] ?? "missing")" == "\(v)", "\(k)") }
         }
     }
 
@@ -153,12 +153,12 @@ extension PCSCIntegrationTests {
             let again = try onCard("", emulator: e) { try kiosk.check($0) }
             #expect(again.card.resolved.map(\.committed) == [after])
             #expect(try kiosk.device.store.pendingDeductions().isEmpty)
-            let subsidies = try kiosk.device.store.records().filter { $0.kind == "medical_subsidy" }
+            let subsidies = try kiosk.device.store.records().filter { $0.kind == .medicalSubsidy }
             #expect(subsidies.count == (after ? 1 : 0))
             if after {
                 // The confirming write's acknowledgement verifies with the card key over the
                 // sequence and challenge the record names (what the hub checks).
-                let j = subsidies[0].json
+                let j = subsidies[0].wire
                 let seq = try #require(j["card_sequence"] as? Int)
                 #expect(seq == 5)
                 let ack = try #require((j["card_ack"] as? String).flatMap { Data(base64Encoded: $0) })
@@ -183,7 +183,7 @@ extension PCSCIntegrationTests {
             e.setMisbehaviour(Misbehaviour())
             let again = try onCard("", emulator: e) { try kiosk.check($0) }
             #expect(again.card.resolved.map(\.committed) == [applies])
-            let subsidies = try kiosk.device.store.records().filter { $0.kind == "medical_subsidy" }
+            let subsidies = try kiosk.device.store.records().filter { $0.kind == .medicalSubsidy }
             #expect(subsidies.count == (applies ? 1 : 0))
             #expect(again.decision.programs.first?.remainingFen == (applies ? 30000 : 40000))
         }
@@ -195,8 +195,8 @@ extension PCSCIntegrationTests {
         let again = try onCard("", emulator: e) { try kiosk.check($0) }
         #expect(again.card.resolved.map(\.committed) == [true])
         let records = try kiosk.device.store.records()
-        #expect(records.filter { $0.kind == "medical_subsidy" }.first?.json["card_ack"] as? String == "")
-        #expect(records.contains { $0.kind == "alert" && $0.json["code"] as? String == "card_ack_missing" })
+        #expect(records.filter { $0.kind == .medicalSubsidy }.first?.wire["card_ack"] as? String == "")
+        #expect(records.contains { $0.kind == .alert && $0.wire["code"] as? String == "card_ack_missing" })
         #expect(again.decision.programs.first?.remainingFen == 30000)
     }
 
@@ -220,7 +220,7 @@ extension PCSCIntegrationTests {
             #expect(o.writeRefusal?.command == command && o.writeRefusal?.status.value == sw)
             #expect(o.records.isEmpty && e.usageObject == before)
             #expect(try kiosk.device.store.pendingDeductions().isEmpty)
-            #expect(try kiosk.device.store.records().filter { $0.kind == "medical_subsidy" }.isEmpty)
+            #expect(try kiosk.device.store.records().filter { $0.kind == .medicalSubsidy }.isEmpty)
             // The bill is free for the next attempt: the refused deduction was voided.
             let ok = Kiosk(device: kiosk.device, clock: .fixed(Self.at))
             e.setMisbehaviour(Misbehaviour())
@@ -264,8 +264,8 @@ extension PCSCIntegrationTests {
         let kiosk = Kiosk(device: try Self.kioskDevice(), clock: .fixed(Self.at))
         let o = try onCard("3307820000100025") { try kiosk.applyLegalAid($0, matter: "labor_remuneration", contactPhone: "13800000000") }
         let r = try #require(o.record)
-        #expect(r.kind == "legal_aid_application" && r.json["matter"] as? String == "labor_remuneration" && r.json["priority"] as? Bool == true)
-        #expect(r.json["person_ref"] as? String == "8919243b61b2010949797f63b0328dfc" && r.json["id_hash"] == nil)
+        #expect(r.kind == .legalAidApplication && r.wire["matter"] as? String == "labor_remuneration" && r.wire["priority"] as? Bool == true)
+        #expect(r.wire["person_ref"] as? String == "8919243b61b2010949797f63b0328dfc" && r.wire["id_hash"] == nil)
         #expect(try onCard("3307820000100025") { try kiosk.applyLegalAid($0, matter: "no_such_matter", contactPhone: nil) }.record == nil)
         #expect(try onCard("3307820000000033") { try kiosk.applyLegalAid($0, matter: "labor_remuneration", contactPhone: nil) }.decision.code == .personSuspended)
     }

@@ -1,24 +1,26 @@
 import Foundation
+import Synchronization
 import SmartCard
 import TestVectors
 import Testing
 import VirtualCard
 
 /// Collects a watcher's events on a task of its own so tests can wait with a deadline.
-final class EventRecorder: @unchecked Sendable {
-    private let lock = NSLock()
-    private var events: [ReaderEvent] = []
-    private var task: Task<Void, Never>?
+final class EventRecorder: Sendable {
+    private final class Log: Sendable { let events = Mutex<[ReaderEvent]>([]) }
+    private let log = Log()
+    private let task: Task<Void, Never>
 
     init(_ watcher: ReaderWatcher) {
-        task = Task { [weak self] in
-            for await e in watcher { self?.lock.withLock { self?.events.append(e) } }
+        let log = self.log
+        task = Task {
+            for await e in watcher { log.events.withLock { $0.append(e) } }
         }
     }
-    deinit { task?.cancel() }
-    func stop() { task?.cancel() }
+    deinit { task.cancel() }
+    func stop() { task.cancel() }
 
-    var all: [ReaderEvent] { lock.withLock { events } }
+    var all: [ReaderEvent] { log.events.withLock { $0 } }
 
     /// Waits until `event` has been seen after index `from`; returns its index.
     func wait(for event: ReaderEvent, after from: Int = -1, timeout: Double = 10) async -> Int? {
@@ -34,6 +36,12 @@ final class EventRecorder: @unchecked Sendable {
 
 /// A watcher's events one at a time, each waited for with a deadline: a watcher that goes
 /// quiet fails the test waiting on it (`DeadlineExceeded`) instead of hanging the suite.
+///
+/// `@unchecked Sendable`, and why that is sound: the iterator is touched only by `next`, and a
+/// test calls `next` from its one task, awaiting each call before the next. `withDeadline`
+/// runs that call on a task of its own; when it returns with the event, that task is done;
+/// when it throws at the deadline, the test ends with that error and never calls `next`
+/// again (the abandoned call is cancelled and returns nil). So two calls never overlap.
 final class WatcherEvents: @unchecked Sendable {
     private var iterator: AsyncStream<ReaderEvent>.Iterator
     init(_ watcher: ReaderWatcher) { iterator = watcher.makeAsyncIterator() }

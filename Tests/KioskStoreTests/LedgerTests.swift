@@ -40,7 +40,7 @@ import Testing
         #expect(try d.store.view(cardNumber: "3307820000000017", period: "2026")?.usage["HM-SUBSIDY"]?.localFen == 10000)
         let records = try d.store.commitDeduction(id, device: d.context, ack: ack, now: Fixture.now)
         #expect(records.map(\.recordID) == ["KSK-TEST-0001-1"])
-        let body = records[0].json
+        let body = records[0].wire
         #expect(body["kind"] as? String == "medical_subsidy" && body["seq"] as? Int == 1 && body["subsidy_fen"] as? Int == 10000)
         #expect(body["used_before_fen"] as? Int == 20000 && body["used_after_fen"] as? Int == 30000 && body["card_sequence"] as? Int == 4)
         #expect(body["institution"] as? String == "330782-H01" && body["snapshot_id"] as? String == "330782-20261122-01")
@@ -105,7 +105,7 @@ import Testing
         let (id, _) = try deduct(d, bill: 10000, ref: "B1")
         let r = try d.store.commitDeduction(id, device: d.context, ack: ack, now: Fixture.now)[0]
         let rv = try d.store.reverse(recordID: r.recordID, reason: "wrong patient", operator: "op-7", device: d.context, now: Fixture.now)
-        #expect(rv.recordID == "KSK-TEST-0001-2" && rv.json["reverses"] as? String == r.recordID && rv.json["amount_fen"] as? Int == 10000)
+        #expect(rv.recordID == "KSK-TEST-0001-2" && rv.wire["reverses"] as? String == r.recordID && rv.wire["amount_fen"] as? Int == 10000)
         #expect(try d.store.view(cardNumber: "3307820000000017", period: "2026")?.usage["HM-SUBSIDY"]?.localFen == 0)
         #expect(throws: LedgerError.alreadyReversed(r.recordID)) {
             try d.store.reverse(recordID: r.recordID, reason: "again", operator: "op-7", device: d.context, now: Fixture.now)
@@ -175,9 +175,59 @@ import Testing
         #expect(try d.store.noteClockSuspect(now: Fixture.now, device: d.context, detail: "test") == true)
         #expect(try d.store.noteClockSuspect(now: Fixture.now, device: d.context, detail: "test") == false)
         let r = try d.store.resetClockFloor(now: Fixture.now, operator: "TECH-1", reason: "RTC battery replaced", device: d.context)
-        #expect(r.json["code"] as? String == "clock_reset" && r.json["operator"] as? String == "TECH-1")
+        #expect(r.wire["code"] as? String == "clock_reset" && r.wire["operator"] as? String == "TECH-1")
         let after = try d.store.clockFloor()
         #expect(after.floor == Fixture.now && after.resetBy == "TECH-1" && after.suspectSince == nil)
         #expect(after.suspicion(at: Fixture.now) == nil)
+    }
+}
+
+/// Records are read through the shared model (`SettlementRecord`), and a body that cannot be
+/// read is an error, not an empty record.
+@Suite struct StoredRecordModelTests {
+    @Test func aCommittedSubsidyReadsBackAsTheModel() throws {
+        let d = try Fixture.device()
+        _ = try d.store.installSnapshot(at: Fixture.snapshot(), trustedAuthorities: Fixture.authorities, now: Fixture.now)
+        let r = try d.store.recordAlert(device: d.context, code: "printer_fault", cardNumber: "3307820000000017", detail: "paper out", now: Fixture.now)
+        #expect(r.kind == .alert)
+        let model = try r.record()
+        #expect(model.recordID == r.recordID && model.seq == r.seq && model.alert?.code == "printer_fault")
+        #expect(model.alert?.cardNumber == "3307820000000017" && model.snapshotID == "330782-20261122-01")
+    }
+
+    @Test func anUnreadableBodyIsACorruptStoreNotAnEmptyRecord() throws {
+        let d = try Fixture.device()
+        let r = try d.store.recordAlert(device: d.context, code: "printer_fault", cardNumber: nil, detail: "paper out", now: Fixture.now)
+        // Damage the stored body behind the store's back (a bad disk sector, a hand edit).
+        try d.store.pool.write { db in
+            try db.execute(sql: "DROP TRIGGER record_never_edited")
+            try db.execute(sql: "UPDATE record SET body = '{\"kind\":\"alert\"}' WHERE record_id = ?", arguments: [r.recordID])
+        }
+        let damaged = try #require(try d.store.record(r.recordID))
+        #expect { try damaged.record() } throws: { ($0 as? StoreError)?.kind == .corrupt }
+    }
+}
+
+/// `Timestamp.string` (every record's `created_at`) formats without Foundation's formatter,
+/// which is not `Sendable`: it must say exactly what that formatter says.
+@Suite struct TimestampFormatTests {
+    @Test func sameAsISO8601DateFormatter() {
+        let foundation = ISO8601DateFormatter()
+        foundation.formatOptions = [.withInternetDateTime]
+        var instants: [TimeInterval] = [0, -1, -0.5, 0.999, 59.999, 86_399.9, 951_782_400, 1_795_316_400, 1_795_316_400.75,
+                                        4_102_444_799, 253_402_300_799, -11_676_096_000, -12_219_292_800, -62_135_596_800]
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        for _ in 0..<20_000 {   // SplitMix64 over 1583…9999
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            z ^= z >> 31
+            instants.append(-12_212_553_600 + Double(z % 265_614_854_400) + Double(z % 1000) / 1000)
+        }
+        for t in instants {
+            let d = Date(timeIntervalSince1970: t)
+            #expect(Timestamp.string(d) == foundation.string(from: d), "\(t)")
+        }
     }
 }

@@ -35,7 +35,7 @@ import VirtualCard
     /// The subsidy record a reversal (`j`) reverses, from kiosk `k`'s store.
     static func reversed(_ j: [String: Any], in k: Device) throws -> [String: Any] {
         let id = try #require(j["reverses"] as? String)
-        return try #require(try k.store.record(id)).json
+        return try #require(try k.store.record(id)).wire
     }
 
     @Test(arguments: [1 as UInt64, 2, 3])
@@ -78,9 +78,9 @@ import VirtualCard
             for k in kiosks {
                 for r in try k.store.records(status: "queued") {
                     try k.store.markDelivered(recordID: r.recordID, status: "accepted", receivedAt: Timestamp.string(clock), reason: nil)
-                    let j = r.json
-                    if r.kind == "medical_subsidy" || r.kind == "subsidy_reversal" {
-                        let original = r.kind == "medical_subsidy" ? j : try Self.reversed(j, in: k)
+                    let j = r.wire
+                    if r.kind == .medicalSubsidy || r.kind == .subsidyReversal {
+                        let original = r.kind == .medicalSubsidy ? j : try Self.reversed(j, in: k)
                         let key = try Self.usageKey(original)
                         settledUsage[key, default: 0] += r.amountFen
                     }
@@ -130,7 +130,7 @@ import VirtualCard
             if rng.next() % 12 == 0 { try sync() }
             if rng.next() % 15 == 0 {
                 // A cashier reverses a subsidy now and then.
-                if let r = try kiosk.device.store.records().filter({ $0.kind == "medical_subsidy" }).randomElement(using: &rng) {
+                if let r = try kiosk.device.store.records().filter({ $0.kind == .medicalSubsidy }).randomElement(using: &rng) {
                     _ = try? kiosk.device.store.reverse(recordID: r.recordID, reason: "test", operator: "prop", device: kiosk.device.context, now: clock)
                 }
             }
@@ -161,8 +161,8 @@ import VirtualCard
         #expect(all.contains { $0.state == .voided }, "no torn write was voided")
         for k in kiosks {
             #expect(try k.store.pendingDeductions().isEmpty)
-            for r in try k.store.records() where r.kind == "medical_subsidy" || r.kind == "subsidy_reversal" {
-                let j = r.kind == "medical_subsidy" ? r.json : try Self.reversed(r.json, in: k)
+            for r in try k.store.records() where r.kind == .medicalSubsidy || r.kind == .subsidyReversal {
+                let j = r.kind == .medicalSubsidy ? r.wire : try Self.reversed(r.wire, in: k)
                 granted[try Self.usageKey(j), default: 0] += r.amountFen
             }
         }

@@ -64,7 +64,7 @@ import VirtualCard
         let again = try kiosk.charge(EmulatedChannel(e), billFen: 10000, billReference: "H01-TORN")
         #expect(again.decision.code == .granted && again.alreadySubsidised)
         #expect(again.records.count == 1 && again.decision.subsidyFen == 10000 && again.decision.patientPaysFen == 0)
-        #expect(try d.store.records().filter { $0.kind == "medical_subsidy" }.count == 1)
+        #expect(try d.store.records().filter { $0.kind == .medicalSubsidy }.count == 1)
         // Sent a third time: the same answer, nothing new.
         let third = try kiosk.charge(EmulatedChannel(e), billFen: 10000, billReference: "H01-TORN")
         #expect(third.alreadySubsidised && third.records.map(\.recordID) == again.records.map(\.recordID))

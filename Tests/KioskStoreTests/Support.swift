@@ -25,14 +25,14 @@ enum Fixture {
     static let now = Date(timeIntervalSince1970: 1_795_316_400)   // 2026-11-22T03:00:00Z
 
     /// The vector snapshot's lines as objects.
-    static let vectorLines: [[String: Any]] = Vectors.bundled {
+    static var vectorLines: [[String: Any]] { Vectors.bundled {
         try String(decoding: Vectors.loadData("snapshot-small.jsonl"), as: UTF8.self).split(separator: "\n").map {
             guard let line = try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] else {
                 throw Vectors.FixtureError("snapshot-small.jsonl: a line that is not an object")
             }
             return line
         }
-    }
+    } }
     static var vectorHeader: [String: Any] {
         Vectors.bundled {
             guard let header = vectorLines.first else { throw Vectors.FixtureError("snapshot-small.jsonl is empty") }

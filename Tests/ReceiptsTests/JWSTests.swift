@@ -1,4 +1,5 @@
 import Crypto
+import Entitlements
 import Foundation
 import Testing
 @testable import Receipts
@@ -14,10 +15,11 @@ import Testing
     /// A content built from the vector's payload (its figures, not copies of them here); the card number is the
     /// batch record's, since the payload holds it masked only.
     func subsidyContent(from payload: [String: Any]) throws -> ReceiptContent {
-        let record = try RecordReceipt.Fields(json: try #require(try Fixtures.batchRecords("batch_body").first))
+        let text = try #require(try Fixtures.batchRecords("batch_body").first)
+        let record = try #require(try SettlementRecord(json: text).medicalSubsidy)
         return .subsidy(seq: try Fixtures.int64(payload, "r"), institution: "330782-H01", deviceID: "KSK-TEST-0001",
                         time: Date(timeIntervalSince1970: TimeInterval(try Fixtures.int64(payload, "t"))),
-                        cardNumber: try record.string("card_number"), holderName: "王秀英",
+                        cardNumber: record.cardNumber, holderName: "王秀英",
                         billFen: try Fixtures.int64(payload, "b"), subsidyFen: try Fixtures.int64(payload, "s"),
                         patientPaysFen: try Fixtures.int64(payload, "p"), allowanceLeftFen: try Fixtures.int64(payload, "l"))
     }
@@ -53,17 +55,18 @@ import Testing
     /// record's used_after_fen and the snapshot's limit, `v` from `reverses`, the card number from the reversed record.
     @Test func receiptsFromTheVectorRecordsAreTheVectors() throws {
         let key = try Fixtures.privateKey("KSK-TEST-0001")
-        let subsidy = try RecordReceipt.Fields(json: try #require(try Fixtures.batchRecords("batch_body").first))
-        let left = try RecordReceipt.allowanceLeft(record: subsidy, limitFen: try Fixtures.limitFen(try subsidy.string("program")))
+        let subsidy = try SettlementRecord(json: try #require(try Fixtures.batchRecords("batch_body").first))
+        let subsidyFields = try #require(subsidy.medicalSubsidy)
+        let left = RecordReceipt.allowanceLeft(record: subsidyFields, limitFen: try Fixtures.limitFen(subsidyFields.program))
         let ms = try RecordReceipt.content(record: subsidy, deviceID: "KSK-TEST-0001", institution: "elsewhere", holderName: "王秀英",
                                            allowanceLeftFen: left)
-        #expect(try ms.institution == "330782-H01" && ms.recordID == subsidy.string("record_id"))
+        #expect(ms.institution == "330782-H01" && ms.recordID == subsidy.recordID)
         #expect(try ReceiptJWS.sign(content: ms, key: key) == (try Fixtures.receiptJWS()))
 
-        let reversal = try RecordReceipt.Fields(json: try #require(try Fixtures.batchRecords("reversal_batch_body").first))
+        let reversal = try SettlementRecord(json: try #require(try Fixtures.batchRecords("reversal_batch_body").first))
         let rv = try RecordReceipt.content(record: reversal, deviceID: "KSK-TEST-0001", institution: "330782-H01", holderName: "王**",
                                            reversed: subsidy)
-        #expect(rv.reversedRecordID == (try reversal.string("reverses")))
+        #expect(rv.reversedRecordID == reversal.subsidyReversal?.reverses)
         #expect(try ReceiptJWS.sign(content: rv, key: key) == (try Fixtures.reversalJWS()))
         #expect(ReceiptLayout.lines(for: rv).contains("原流水号：KSK-TEST-0001-1"))
 
@@ -85,26 +88,30 @@ import Testing
     /// A bill shared by two programs: one receipt per record, `s` and `l` that program's, `b` and `p` the whole bill's.
     @Test func aSharedBillPrintsOneReceiptPerRecord() throws {
         let key = try Fixtures.privateKey("KSK-TEST-0001")
-        let records = try Fixtures.batchRecords("two_program_batch_body").map { try RecordReceipt.Fields(json: $0) }
+        let records = try Fixtures.batchRecords("two_program_batch_body").map { try SettlementRecord(json: $0) }
         try #require(records.count == 2)
         var seen: Set<Int64> = []
         for record in records {
-            let program = try record.string("program")
+            let m = try #require(record.medicalSubsidy)
+            let program = m.program
             let limit = try Fixtures.limitFen(program)
-            let left = try RecordReceipt.allowanceLeft(record: record, limitFen: limit)
-            #expect(left == limit - (try record.integer("used_after_fen")))
+            let left = RecordReceipt.allowanceLeft(record: m, limitFen: limit)
+            #expect(left == limit - m.usedAfterFen)
             let content = try RecordReceipt.content(record: record, deviceID: "KSK-TEST-0001", institution: "", holderName: "张三",
                                                     allowanceLeftFen: left)
             let v = try ReceiptJWS.verify(try ReceiptJWS.sign(content: content, key: key), keys: ["KSK-TEST-0001": key.publicKey])
-            #expect(try v.seq == record.integer("seq") && v.recordID == record.string("record_id"))
-            #expect(try v.billFen == record.integer("bill_fen") && v.patientPaysFen == record.integer("patient_pays_fen"))
-            #expect(try v.subsidyFen == record.integer("subsidy_fen") && v.allowanceLeftFen == left)
+            #expect(v.seq == record.seq && v.recordID == record.recordID)
+            #expect(v.billFen == m.billFen && v.patientPaysFen == m.patientPaysFen)
+            #expect(v.subsidyFen == m.subsidyFen && v.allowanceLeftFen == left)
             #expect(ReceiptLayout.lines(for: content).contains("贴补项目：" + program))
             seen.insert(v.seq)
         }
         #expect(seen.count == 2)
         // The README's figures: HM-SUBSIDY used up (60000 of 60000), HM-CS-OUTPATIENT 30000 of 45000 left.
-        let lefts = try records.map { try RecordReceipt.allowanceLeft(record: $0, limitFen: try Fixtures.limitFen(try $0.string("program"))) }
+        let lefts = try records.map { r in
+            let m = try #require(r.medicalSubsidy)
+            return RecordReceipt.allowanceLeft(record: m, limitFen: try Fixtures.limitFen(m.program))
+        }
         #expect(lefts == [0, 30000])
     }
 

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Synchronization
 import TestVectors
 import Testing
 @testable import Receipts
@@ -148,7 +149,7 @@ func zbarScan(_ png: Data) throws -> [UInt8] {
 }
 
 /// The printer side of `DLE EOT`: answers status queries met before any receipt byte, records the rest.
-struct FakePrinterProtocol {
+struct FakePrinterProtocol: Sendable {
     /// Reply to `DLE EOT n` by n; a query without a reply here is never answered.
     var replies: [UInt8: UInt8]
     private(set) var queries: [UInt8] = []
@@ -188,15 +189,14 @@ struct FakePrinterProtocol {
 }
 
 /// A receipt printer on 127.0.0.1 (ephemeral port) serving one connection on its own thread; every wait bounded.
-final class FakeTCPPrinter: @unchecked Sendable {
+final class FakeTCPPrinter: Sendable {
     let port: UInt16
     private let listener: Int32
-    private let lock = NSLock()
-    private var state: FakePrinterProtocol
+    private let state: Mutex<FakePrinterProtocol>
     private let finished = DispatchSemaphore(value: 0)
 
     init(replies: [UInt8: UInt8]) throws {
-        state = FakePrinterProtocol(replies: replies)
+        state = Mutex(FakePrinterProtocol(replies: replies))
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         try #require(fd >= 0)
         var address = sockaddr_in()
@@ -228,9 +228,7 @@ final class FakeTCPPrinter: @unchecked Sendable {
         while waitReadable(connection, ms: 5000) {
             let n = buffer.withUnsafeMutableBytes { read(connection, $0.baseAddress, $0.count) }
             guard n > 0 else { return }
-            lock.lock()
-            let answer = state.take(Array(buffer[0..<n]))
-            lock.unlock()
+            let answer = state.withLock { $0.take(Array(buffer[0..<n])) }
             if !answer.isEmpty { _ = answer.withUnsafeBytes { write(connection, $0.baseAddress, $0.count) } }
         }
     }
@@ -238,24 +236,21 @@ final class FakeTCPPrinter: @unchecked Sendable {
     /// Waits (at most 5 s) for the connection to end, then returns what was printed and asked.
     func result() throws -> (printed: [UInt8], queries: [UInt8]) {
         try #require(finished.wait(timeout: .now() + 5) == .success, "the fake printer did not finish")
-        lock.lock()
-        defer { lock.unlock() }
-        return (state.printed, state.queries)
+        return state.withLock { ($0.printed, $0.queries) }
     }
 }
 
 /// A receipt printer behind a pseudo-terminal: `path` is the device the transport opens.
-final class FakeDevicePrinter: @unchecked Sendable {
+final class FakeDevicePrinter: Sendable {
     let path: String
     private let master: Int32
     private let keepalive: Int32
-    private let lock = NSLock()
-    private var state: FakePrinterProtocol
-    private var stopping = false
+    private let state: Mutex<FakePrinterProtocol>
+    private let stopping = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
 
     init(replies: [UInt8: UInt8]) throws {
-        state = FakePrinterProtocol(replies: replies)
+        state = Mutex(FakePrinterProtocol(replies: replies))
         master = PTY.openMaster()
         try #require(master >= 0 && PTY.grant(master) == 0 && PTY.unlock(master) == 0)
         var name = [CChar](repeating: 0, count: 128)
@@ -271,14 +266,12 @@ final class FakeDevicePrinter: @unchecked Sendable {
         defer { finished.signal() }
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
-            lock.lock(); let stop = stopping; lock.unlock()
+            let stop = stopping.load(ordering: .acquiring)
             var p = pollfd(fd: master, events: Int16(POLLIN), revents: 0)
             if poll(&p, 1, 20) > 0 {
                 let n = buffer.withUnsafeMutableBytes { read(master, $0.baseAddress, $0.count) }
                 if n > 0 {
-                    lock.lock()
-                    let answer = state.take(Array(buffer[0..<n]))
-                    lock.unlock()
+                    let answer = state.withLock { $0.take(Array(buffer[0..<n])) }
                     if !answer.isEmpty { _ = answer.withUnsafeBytes { write(master, $0.baseAddress, $0.count) } }
                     continue
                 }
@@ -289,13 +282,11 @@ final class FakeDevicePrinter: @unchecked Sendable {
 
     /// Stops after reading everything already written, then returns what was printed and asked.
     func result() throws -> (printed: [UInt8], queries: [UInt8]) {
-        lock.lock(); stopping = true; lock.unlock()
+        stopping.store(true, ordering: .releasing)
         try #require(finished.wait(timeout: .now() + 5) == .success, "the fake device did not finish")
         close(keepalive)
         close(master)
-        lock.lock()
-        defer { lock.unlock() }
-        return (state.printed, state.queries)
+        return state.withLock { ($0.printed, $0.queries) }
     }
 }
 

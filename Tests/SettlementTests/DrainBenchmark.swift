@@ -1,4 +1,4 @@
-@preconcurrency import Crypto
+import Crypto
 import Foundation
 import GRDB
 import KioskCore

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
-@preconcurrency import Crypto
+import Crypto
+import Entitlements
 import Foundation
 import KioskStore
 @testable import Settlement
@@ -632,9 +633,28 @@ struct HubTests {
         let message = try #require(RecordRules.ackMessage(cardNumber: HubCase.card17, cardSequence: 4, cardChallenge: "00112233445566778899aabbccddeeff"))
         #expect(message == TestCards.ackMessage(cardNumber: HubCase.card17, sequence: 4, challenge: Array(stride(from: 0, through: 0xFF, by: 0x11).map(UInt8.init))))
         #expect(message.count == 12 + 16 + 4 + 16)
-        let fields = SubsidyFields(record)
+        let fields = try #require(try SettlementRecord(json: try HubCase.text(record)).medicalSubsidy)
         #expect(RecordRules.cardAck(fields, cardKey: try snapshotRoster().cards[HubCase.card17]?.publicKey) == nil)
         #expect(RecordRules.ackMessage(cardNumber: "330782000000001", cardSequence: 4, cardChallenge: "00112233445566778899aabbccddeeff") == nil)
         #expect(RecordRules.ackMessage(cardNumber: HubCase.card17, cardSequence: 1 << 32, cardChallenge: "00112233445566778899aabbccddeeff") == nil)
+    }
+}
+
+/// The hub reads integers as the kiosk does (`JSONInteger`): written without fraction or exponent.
+@Suite struct HubIntegerTests {
+    @Test("1.0, 1e4 and true as fen are bad_fields; the record is not read")
+    func fractionsAndExponentsAreNotFen() throws {
+        let good = try HubCase.text(try HubCase.subsidy(seq: 1))
+        for (from, to) in [(#""bill_fen":10000"#, #""bill_fen":10000.0"#), (#""bill_fen":10000"#, #""bill_fen":1e4"#),
+                           (#""seq":1"#, #""seq":1.0"#), (#""card_sequence":5"#, #""card_sequence":true"#)] {
+            #expect(good.contains(from), "\(from)")
+            let text = good.replacingOccurrences(of: from, with: to)
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+            let r = IncomingRecord(bytes: Array(text.utf8), sha256: "", recordID: "KSK-TEST-0001-1", seq: 1, object: object)
+            #expect(r.record == nil && r.structureRefusal?.reason == "bad_fields" || r.structureRefusal?.reason == "bad_record_id", "\(to)")
+        }
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(good.utf8)) as? [String: Any])
+        let r = IncomingRecord(bytes: Array(good.utf8), sha256: "", recordID: "KSK-TEST-0001-1", seq: 1, object: object)
+        #expect(r.structureRefusal == nil && r.record?.medicalSubsidy?.billFen == 10000)
     }
 }

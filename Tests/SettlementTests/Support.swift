@@ -1,6 +1,7 @@
 import AsyncHTTPClient
-@preconcurrency import Crypto
+import Crypto
 import Foundation
+import Synchronization
 import HummingbirdTLS
 import KioskCore
 import KioskStore
@@ -62,13 +63,12 @@ func snapshotRoster() throws -> Roster {
 }
 
 /// A controllable instant for the hub's `received_at`.
-final class TestClock: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Date
-    init(_ d: Date) { value = d }
+final class TestClock: Sendable {
+    private let value: Mutex<Date>
+    init(_ d: Date) { value = Mutex(d) }
     var now: Date {
-        get { lock.lock(); defer { lock.unlock() }; return value }
-        set { lock.lock(); value = newValue; lock.unlock() }
+        get { value.withLock { $0 } }
+        set { value.withLock { $0 = newValue } }
     }
 }
 
@@ -109,16 +109,13 @@ actor SleepRecorder {
 }
 
 /// Fixed jitter values, cycled.
-final class RandomSequence: @unchecked Sendable {
-    private let lock = NSLock()
+final class RandomSequence: Sendable {
     private let values: [Double]
-    private var i = 0
+    private let i = Mutex(0)
     init(_ values: [Double]) { self.values = values }
     func next() -> Double {
-        lock.lock(); defer { lock.unlock() }
-        let v = values[i % values.count]
-        i += 1
-        return v
+        let n = i.withLock { i in defer { i += 1 }; return i }
+        return values[n % values.count]
     }
 }
 

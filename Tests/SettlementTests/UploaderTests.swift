@@ -273,7 +273,7 @@ struct UploaderTests {
             #expect(message.contains("X-Signature"))
             #expect(first.retryAfter == .seconds(300))
             func alerts() throws -> [StoredRecord] {
-                try device.store.records().filter { $0.kind == "alert" && ($0.json["code"] as? String) == "hub_refused_device" }
+                try device.store.records().filter { $0.kind == .alert && ($0.wire["code"] as? String) == "hub_refused_device" }
             }
             #expect(try alerts().count == 1)
             #expect(try device.store.queuedCount() == 4)

@@ -10,7 +10,7 @@ import Glibc
 /// (a listening socket) shows that `insert` takes the reader only once vpcd speaks.
 @Suite struct VPCDClientTests {
     /// A TCP listener on 127.0.0.1 and an ephemeral port.
-    final class FakeVPCD {
+    final class FakeVPCD: Sendable {
         let fd: Int32
         let port: UInt16
         init() throws {

@@ -1,0 +1,192 @@
+import Foundation
+
+/// The kinds of settlement record (upload spec §1).
+public enum RecordKind: String, Codable, Sendable, CaseIterable {
+    case medicalSubsidy = "medical_subsidy"
+    case subsidyReversal = "subsidy_reversal"
+    case legalAidApplication = "legal_aid_application"
+    case alert
+}
+
+/// A settlement record (upload spec §1): the one model the kiosk's ledger writes, its
+/// receipt desk prints from and the hub stores. Encoded as one flat JSON object, the common
+/// fields beside the kind's own; `snapshot_id` is always present (`null` when none).
+///
+/// Decoding checks types and presence (a missing or mistyped field throws `DecodingError`).
+/// What JSON numbers count as integers is stricter in the hub's own structure check (upload
+/// spec §5: `1.0` is not an integer), which runs on the raw object before this model is read.
+public struct SettlementRecord: Codable, Sendable, Equatable {
+    public var recordID: String
+    public var seq: Int64
+    public var createdAt: String
+    public var snapshotID: String?
+    public var content: Content
+
+    public var kind: RecordKind { content.kind }
+
+    public init(recordID: String, seq: Int64, createdAt: String, snapshotID: String?, content: Content) {
+        self.recordID = recordID
+        self.seq = seq
+        self.createdAt = createdAt
+        self.snapshotID = snapshotID
+        self.content = content
+    }
+
+    /// What the record says, by kind.
+    public enum Content: Sendable, Equatable {
+        case medicalSubsidy(MedicalSubsidy)
+        case subsidyReversal(SubsidyReversal)
+        case legalAidApplication(LegalAidApplication)
+        case alert(Alert)
+
+        public var kind: RecordKind {
+            switch self {
+            case .medicalSubsidy: return .medicalSubsidy
+            case .subsidyReversal: return .subsidyReversal
+            case .legalAidApplication: return .legalAidApplication
+            case .alert: return .alert
+            }
+        }
+    }
+
+    /// One program's part of one bill, for one card write.
+    public struct MedicalSubsidy: Codable, Sendable, Equatable {
+        public var cardNumber: String
+        public var personRef: String
+        public var program: String
+        public var period: String
+        public var billReference: String
+        public var billFen: Int64
+        public var subsidyFen: Int64
+        public var patientPaysFen: Int64
+        public var usedBeforeFen: Int64
+        public var usedAfterFen: Int64
+        public var cardSequence: Int64
+        /// `DF48`, 32 lowercase hex digits.
+        public var cardChallenge: String
+        /// The card's acknowledgement (card spec §5.4), base64.
+        public var cardAck: String
+        public var institution: String
+
+        public init(cardNumber: String, personRef: String, program: String, period: String, billReference: String, billFen: Int64,
+                    subsidyFen: Int64, patientPaysFen: Int64, usedBeforeFen: Int64, usedAfterFen: Int64, cardSequence: Int64,
+                    cardChallenge: String, cardAck: String, institution: String) {
+            self.cardNumber = cardNumber; self.personRef = personRef; self.program = program; self.period = period
+            self.billReference = billReference; self.billFen = billFen; self.subsidyFen = subsidyFen; self.patientPaysFen = patientPaysFen
+            self.usedBeforeFen = usedBeforeFen; self.usedAfterFen = usedAfterFen; self.cardSequence = cardSequence
+            self.cardChallenge = cardChallenge; self.cardAck = cardAck; self.institution = institution
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case cardNumber = "card_number", personRef = "person_ref", program, period, billReference = "bill_reference"
+            case billFen = "bill_fen", subsidyFen = "subsidy_fen", patientPaysFen = "patient_pays_fen"
+            case usedBeforeFen = "used_before_fen", usedAfterFen = "used_after_fen", cardSequence = "card_sequence"
+            case cardChallenge = "card_challenge", cardAck = "card_ack", institution
+        }
+    }
+
+    /// A mistaken subsidy taken back, whole.
+    public struct SubsidyReversal: Codable, Sendable, Equatable {
+        /// The `record_id` of the `medical_subsidy` reversed.
+        public var reverses: String
+        public var amountFen: Int64
+        public var reason: String
+        public var `operator`: String
+
+        public init(reverses: String, amountFen: Int64, reason: String, operator op: String) {
+            self.reverses = reverses; self.amountFen = amountFen; self.reason = reason; self.operator = op
+        }
+
+        enum CodingKeys: String, CodingKey { case reverses, amountFen = "amount_fen", reason, `operator` }
+    }
+
+    /// A legal-aid application filed with the card.
+    public struct LegalAidApplication: Codable, Sendable, Equatable {
+        public var cardNumber: String
+        public var personRef: String
+        public var program: String
+        public var matter: String
+        public var priority: Bool
+        public var contactPhone: String?
+
+        public init(cardNumber: String, personRef: String, program: String, matter: String, priority: Bool = true, contactPhone: String? = nil) {
+            self.cardNumber = cardNumber; self.personRef = personRef; self.program = program; self.matter = matter
+            self.priority = priority; self.contactPhone = contactPhone
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case cardNumber = "card_number", personRef = "person_ref", program, matter, priority, contactPhone = "contact_phone"
+        }
+    }
+
+    /// Something the technician and the platform should know.
+    public struct Alert: Codable, Sendable, Equatable {
+        public var code: String
+        public var cardNumber: String?
+        public var detail: String
+        /// Who acted, for alerts that record a technician's action (`clock_reset`).
+        public var `operator`: String?
+
+        public init(code: String, cardNumber: String? = nil, detail: String, operator op: String? = nil) {
+            self.code = code; self.cardNumber = cardNumber; self.detail = detail; self.operator = op
+        }
+
+        enum CodingKeys: String, CodingKey { case code, cardNumber = "card_number", detail, `operator` }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case recordID = "record_id", seq, kind, createdAt = "created_at", snapshotID = "snapshot_id"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        recordID = try c.decode(String.self, forKey: .recordID)
+        seq = try c.decode(Int64.self, forKey: .seq)
+        createdAt = try c.decode(String.self, forKey: .createdAt)
+        // Present, a string or null (upload spec §1: "the snapshot installed", none before the first).
+        guard c.contains(.snapshotID) else {
+            throw DecodingError.keyNotFound(CodingKeys.snapshotID, .init(codingPath: c.codingPath, debugDescription: "snapshot_id is missing"))
+        }
+        snapshotID = try c.decodeNil(forKey: .snapshotID) ? nil : c.decode(String.self, forKey: .snapshotID)
+        switch try c.decode(RecordKind.self, forKey: .kind) {
+        case .medicalSubsidy: content = .medicalSubsidy(try MedicalSubsidy(from: decoder))
+        case .subsidyReversal: content = .subsidyReversal(try SubsidyReversal(from: decoder))
+        case .legalAidApplication: content = .legalAidApplication(try LegalAidApplication(from: decoder))
+        case .alert: content = .alert(try Alert(from: decoder))
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(recordID, forKey: .recordID)
+        try c.encode(seq, forKey: .seq)
+        try c.encode(kind, forKey: .kind)
+        try c.encode(createdAt, forKey: .createdAt)
+        if let snapshotID { try c.encode(snapshotID, forKey: .snapshotID) } else { try c.encodeNil(forKey: .snapshotID) }
+        switch content {
+        case .medicalSubsidy(let m): try m.encode(to: encoder)
+        case .subsidyReversal(let r): try r.encode(to: encoder)
+        case .legalAidApplication(let l): try l.encode(to: encoder)
+        case .alert(let a): try a.encode(to: encoder)
+        }
+    }
+
+    /// The record as stored and uploaded: compact JSON, keys sorted, `/` not escaped.
+    public func json() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+
+    /// A record read from its JSON body.
+    public init(json: some Collection<UInt8>) throws {
+        self = try JSONDecoder().decode(SettlementRecord.self, from: Data(json))
+    }
+
+    public init(json: String) throws { try self.init(json: Array(json.utf8)) }
+
+    public var medicalSubsidy: MedicalSubsidy? { if case .medicalSubsidy(let m) = content { return m } else { return nil } }
+    public var subsidyReversal: SubsidyReversal? { if case .subsidyReversal(let r) = content { return r } else { return nil } }
+    public var legalAidApplication: LegalAidApplication? { if case .legalAidApplication(let l) = content { return l } else { return nil } }
+    public var alert: Alert? { if case .alert(let a) = content { return a } else { return nil } }
+}
