@@ -109,6 +109,7 @@ let package = Package(
             name: "settlement-hub",
             dependencies: [
                 "SettlementHub",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),

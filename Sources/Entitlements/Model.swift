@@ -134,6 +134,13 @@ public enum Identifiers {
     public static func isDeviceID(_ s: String) -> Bool {
         (1...20).contains(s.utf8.count) && s.utf8.allSatisfy { ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D }
     }
+    /// A snapshot id or region as sync puts them in URLs and file names (sync spec §2–3):
+    /// 1–64 of `A–Z a–z 0–9 . _ -`, not starting with `.`.
+    public static func isSyncName(_ s: String) -> Bool {
+        let b = Array(s.utf8)
+        guard (1...64).contains(b.count), b[0] != UInt8(ascii: ".") else { return false }
+        return b.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2E || $0 == 0x5F || $0 == 0x2D }
+    }
 }
 
 /// The usage figures of one person, program and period (snapshot spec §5).

@@ -25,15 +25,19 @@ public struct DeviceConfig: Codable, Sendable, Equatable {
     /// `file:/path`, `tcp:host:9100` or `device:/dev/usb/lp0`.
     public var printer: String
     public var provisionedAt: String
+    /// The region whose snapshots this kiosk syncs (sync spec §2); nil: the installed snapshot's.
+    public var region: String?
 
     enum CodingKeys: String, CodingKey {
         case deviceID = "device_id", institution, profile, issuerKeys = "issuer_keys", authorityKeys = "authority_keys"
         case deviceCAKeys = "device_ca_keys"
-        case hubURL = "hub_url", hubCAPEM = "hub_ca_pem", printer, provisionedAt = "provisioned_at"
+        case hubURL = "hub_url", hubCAPEM = "hub_ca_pem", printer, provisionedAt = "provisioned_at", region
     }
 
     public init(deviceID: String, institution: String, profile: Profile, issuerKeys: [String: String], authorityKeys: [String: String],
-                deviceCAKeys: [String: String] = [:], hubURL: String, hubCAPEM: String? = nil, printer: String, provisionedAt: String) {
+                deviceCAKeys: [String: String] = [:], hubURL: String, hubCAPEM: String? = nil, printer: String, provisionedAt: String,
+                region: String? = nil) {
+        self.region = region
         self.deviceID = deviceID; self.institution = institution; self.profile = profile; self.issuerKeys = issuerKeys
         self.authorityKeys = authorityKeys; self.deviceCAKeys = deviceCAKeys; self.hubURL = hubURL; self.hubCAPEM = hubCAPEM; self.printer = printer; self.provisionedAt = provisionedAt
     }

@@ -72,6 +72,7 @@ public final class SettlementHub: Sendable {
     let logger: Logger
     let now: @Sendable () -> Date
     private let state: LockedState
+    let watch: PublicationWatch
 
     /// The hub's mutable settings and counters, behind a `Mutex` (checked `Sendable`).
     final class LockedState: Sendable {
@@ -97,7 +98,12 @@ public final class SettlementHub: Sendable {
         self.logger = logger
         self.now = now
         state = LockedState(roster: roster, limits: limits, faults: faults)
+        watch = PublicationWatch(database: database)
     }
+
+    /// Graceful shutdown has begun: held long polls answer `304` at once (the kiosks ask
+    /// again elsewhere or later) instead of keeping the hub up for minutes.
+    public func beginShutdown() { watch.close() }
 
     // MARK: knobs, changeable while running
 
@@ -131,6 +137,13 @@ public final class SettlementHub: Sendable {
         router.post("/v1/devices/:device_id/batches") { request, context -> Response in
             let deviceID = context.parameters.get("device_id") ?? ""
             return await self.receive(request, deviceID: deviceID)
+        }
+        router.get("/v1/regions/:region/snapshots") { request, context -> Response in
+            await self.syncManifest(request, region: context.parameters.get("region") ?? "")
+        }
+        router.get("/v1/regions/:region/snapshots/:snapshot_id") { request, context -> Response in
+            await self.syncFile(request, context: context, region: context.parameters.get("region") ?? "",
+                                snapshotID: context.parameters.get("snapshot_id") ?? "")
         }
         return router
     }

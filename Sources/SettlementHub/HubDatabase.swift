@@ -60,8 +60,11 @@ public enum HubDatabaseError: Error, CustomStringConvertible {
 /// transaction per batch, every check of upload spec §5 that needs the store made inside it.
 public final class HubDatabase: Sendable {
     public let pool: DatabasePool
+    /// The SQLite file.
+    public let path: String
 
     public init(path: String) throws {
+        self.path = path
         var config = Configuration()
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
@@ -107,6 +110,7 @@ public final class HubDatabase: Sendable {
                 rejected INTEGER NOT NULL);
             """)
         }
+        Self.registerSyncMigration(&m)
         try m.migrate(pool)
     }
 

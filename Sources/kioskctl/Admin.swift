@@ -20,6 +20,7 @@ struct Provision: ParsableCommand {
     @Option(help: "The issuer's device-CA key, KEY_ID=BASE64 (repeatable): device certificates are checked against it.") var deviceCaKey: [String] = []
     @Option(help: "Install this device certificate (7F21, binary, hex or base64) once provisioned: the platform issues it for the public key printed here.") var deviceCert: String?
     @Option(help: "Settlement hub URL.") var hubUrl: String
+    @Option(help: "The region whose snapshots to sync, e.g. 330782 (default: the installed snapshot's).") var region: String?
     @Option(help: "PEM file of the hub's CA: uploads then trust only it (default: the system's roots).") var hubCa: String?
     @Option(help: "Printer: file:/path, tcp:HOST:9100 or device:/dev/usb/lp0.") var printer = "file:/var/lib/benefit-kiosk/receipts"
     @Option(help: "Import this device key (base64 32-byte Ed25519 seed) instead of making one: labs and tests.") var deviceKeySeed: String?
@@ -33,6 +34,7 @@ struct Provision: ParsableCommand {
         for k in issuerKey + authorityKey + deviceCaKey where TrustOptions.parsePair(k) == nil { throw ValidationError("'\(k)' is not KEY_ID=BASE64") }
         do { _ = try HubURL.check(hubUrl) } catch { throw ValidationError("--hub-url: \(error)") }
         if let s = deviceKeySeed, Data(base64Encoded: s)?.count != 32 { throw ValidationError("--device-key-seed is not base64 of 32 bytes") }
+        if let region, !Identifiers.isSyncName(region) { throw ValidationError("--region is 1–64 of A–Z a–z 0–9 . _ -") }
     }
 
     func run() throws {
@@ -49,7 +51,7 @@ struct Provision: ParsableCommand {
         }
         let config = DeviceConfig(deviceID: deviceId, institution: institution, profile: DeviceConfig.Profile(rawValue: profile)!,
                                   issuerKeys: pairs(issuerKey), authorityKeys: pairs(authorityKey), deviceCAKeys: pairs(deviceCaKey), hubURL: hubUrl, hubCAPEM: hubCAPEM, printer: printer,
-                                  provisionedAt: Timestamp.string(Date()))
+                                  provisionedAt: Timestamp.string(Date()), region: region)
         do {
             let device = try Device.provision(stateDir: state.url, config: config, seed: deviceKeySeed.flatMap { Data(base64Encoded: $0) }, replaceKey: replaceKey)
             print("provisioned \(device.config.deviceID) (\(device.config.profile.rawValue), \(device.config.institution)) in \(state.url.path)")
@@ -69,7 +71,7 @@ struct Provision: ParsableCommand {
 }
 
 struct Snapshot: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Entitlement snapshots.", subcommands: [Install.self, Status.self])
+    static let configuration = CommandConfiguration(abstract: "Entitlement snapshots.", subcommands: [Install.self, Status.self, Sync.self])
 
     struct Install: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Verify and install a snapshot (full or delta), whole or not at all.")

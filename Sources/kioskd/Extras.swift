@@ -14,14 +14,39 @@ struct UploaderService: Service {
     }
 }
 
-func extraServices(device: Device, engine: Engine, logger: Logger, upload: Bool) throws -> [any Service] {
-    guard upload else {
-        logger.notice("settlement upload off (--no-upload): records stay queued")
-        return []
+/// Snapshot sync as a service (sync spec §4): a round at start-up, then long polls; backoff
+/// with jitter after a failure. Stops on graceful shutdown (a partial download stays in the
+/// state folder and resumes next time).
+struct SyncService: Service {
+    let sync: SnapshotSync
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown { await sync.run() }
     }
-    let uploader = Uploader(store: device.store, device: device.context, signingKey: device.signingKey,
-                            configuration: try UploaderConfiguration(hubURL: device.config.hubURL),
-                            httpClient: try Uploader.httpClient(hubCAPEM: device.config.hubCAPEM), logger: logger)
-    engine.after.recordsQueued = { uploader.notify() }
-    return [UploaderService(uploader: uploader)]
+}
+
+func extraServices(device: Device, engine: Engine, clock: KioskClock, logger: Logger, upload: Bool,
+                   sync: Bool) throws -> (services: [any Service], sync: SnapshotSync?) {
+    var services: [any Service] = []
+    let client = try Uploader.httpClient(hubCAPEM: device.config.hubCAPEM)
+    var environment = UploaderEnvironment.live
+    environment.now = clock.now
+    if upload {
+        let uploader = Uploader(store: device.store, device: device.context, signingKey: device.signingKey,
+                                configuration: try UploaderConfiguration(hubURL: device.config.hubURL),
+                                httpClient: client, environment: environment, logger: logger)
+        engine.after.recordsQueued = { uploader.notify() }
+        services.append(UploaderService(uploader: uploader))
+    } else {
+        logger.notice("settlement upload off (--no-upload): records stay queued")
+    }
+    guard sync else {
+        logger.notice("snapshot sync off (--no-sync): snapshots change only by kioskctl snapshot install")
+        return (services, nil)
+    }
+    let syncer = SnapshotSync(store: device.store, device: device.context, signingKey: device.signingKey,
+                              trustedAuthorities: device.trustedAuthorities, directory: device.stateDir.appendingPathComponent("sync"),
+                              configuration: try SyncConfiguration(hubURL: device.config.hubURL, region: device.config.region),
+                              httpClient: client, environment: environment, logger: logger)
+    services.append(SyncService(sync: syncer))
+    return (services, syncer)
 }

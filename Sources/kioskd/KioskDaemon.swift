@@ -20,6 +20,7 @@ struct KioskDaemon: AsyncParsableCommand {
     @Option(help: "HTTP port on 127.0.0.1 (screen, bill intake, health, metrics).") var port = 8080
     @Flag(help: "Use vpcd's virtual readers (demo, tests, training). Also BENEFIT_KIOSK_VIRTUAL_READERS=1.") var virtualReaders = false
     @Flag(help: "Do not upload settlement records (a kiosk with no network yet).") var noUpload = false
+    @Flag(help: "Do not sync snapshots from the hub (they change only by kioskctl snapshot install).") var noSync = false
     @Option(help: "Receipt paper width in mm: 58 or 80.") var paper = "58"
     @Option(help: "Use only this reader (default: every reader, virtual ones only with --virtual-readers).") var reader: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
@@ -78,7 +79,8 @@ struct KioskDaemon: AsyncParsableCommand {
         logger.info("open files", metadata: ["limit": "\(files)"])
 
         var services: [any Service] = [ReaderService(engine: engine, filter: filter, logger: logger)]
-        services += try extraServices(device: device, engine: engine, logger: logger, upload: !noUpload)
+        let extras = try extraServices(device: device, engine: engine, clock: clock, logger: logger, upload: !noUpload, sync: !noSync)
+        services += extras.services
         if let interval = SDNotify.watchdogInterval {
             // Fed only while the store answers a read, the card worker's queue answers and the
             // HTTP server answers on loopback, each within a quarter of the interval.
@@ -86,7 +88,8 @@ struct KioskDaemon: AsyncParsableCommand {
                 Liveness.store(device), Liveness.cardWorker(engine), Liveness.http(port: port, timeout: interval / 4),
             ], logger: logger))
         }
-        let router = buildRouter(engine: engine, hub: hub, device: device, registry: registry, port: port, screenToken: BearerToken.random())
+        let router = buildRouter(engine: engine, hub: hub, device: device, registry: registry, port: port, screenToken: BearerToken.random(),
+                                 sync: extras.sync)
         let readyLogger = logger
         // Idle connections (no request in progress) close after 30 s; headers are bounded.
         let app = Application(router: router,

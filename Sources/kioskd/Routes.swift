@@ -4,6 +4,7 @@ import KioskCore
 import KioskStore
 import Prometheus
 import ServiceLifecycle
+import Settlement
 
 /// The local HTTP API (bound to 127.0.0.1 only): the kiosk screen and its SSE stream, the
 /// hospital system's bill intake, health and metrics.
@@ -19,7 +20,7 @@ import ServiceLifecycle
 /// - bodies: `Content-Type: application/json` (415), at most 1 KiB (413), exactly the fields
 ///   named, every one bounded in bytes (400). Headers are bounded by the server (8 KiB each).
 func buildRouter(engine: Engine, hub: ScreenHub, device: Device, registry: PrometheusCollectorRegistry, port: Int,
-                 screenToken: String) -> Router<BasicRequestContext> {
+                 screenToken: String, sync: SnapshotSync? = nil) -> Router<BasicRequestContext> {
     let router = Router()
     router.add(middleware: LocalOnly(port: port))
 
@@ -158,8 +159,12 @@ func buildRouter(engine: Engine, hub: ScreenHub, device: Device, registry: Prome
         var healthy = true
         do {
             let snapshot = try device.store.installedSnapshot()
+            let clockNow = engine.kiosk.clock.now()
             o["snapshot"] = snapshot?.header.snapshotID ?? NSNull()
-            o["snapshot_expired"] = snapshot.map { (Timestamp.date($0.header.expiresAt) ?? .distantPast) <= Date() } ?? true
+            o["snapshot_expired"] = snapshot.map { (Timestamp.date($0.header.expiresAt) ?? .distantPast) <= clockNow } ?? true
+            if let issued = snapshot.flatMap({ Timestamp.date($0.header.issuedAt) }) {
+                o["snapshot_age_s"] = Int(clockNow.timeIntervalSince(issued))
+            }
             o["queued_records"] = try device.store.records(status: "queued", limit: 1_000_000).count
             o["rejected_records"] = try device.store.records(status: "rejected", limit: 1_000_000).count
             o["pending_deductions"] = try device.store.pendingDeductions().count
@@ -177,6 +182,18 @@ func buildRouter(engine: Engine, hub: ScreenHub, device: Device, registry: Prome
         } catch {
             healthy = false
             o["store_error"] = "\(error)"
+        }
+        if let sync {
+            // Sync spec §4: when the last round was, whether it worked, and why the last one failed.
+            let s = await sync.status
+            var x: [String: Any] = ["consecutive_failures": s.consecutiveFailures]
+            if let t = s.lastAttemptAt { x["last_attempt"] = Timestamp.string(t) }
+            if let t = s.lastSuccessAt { x["last_success"] = Timestamp.string(t) }
+            if let f = s.lastFailure { x["last_failure"] = f }
+            if let c = s.lastFailureCode { x["last_failure_code"] = c }
+            o["sync"] = x
+        } else {
+            o["sync"] = "off"
         }
         o["pcscd"] = (try? PCSCProbe.available()) ?? false
         o["screen_streams"] = await hub.subscriberCount

@@ -3,14 +3,52 @@ import Foundation
 import Hummingbird
 import HummingbirdTLS
 import Logging
+import ServiceLifecycle
 import SettlementHub
 
-/// `settlement-hub`: the reference settlement hub (upload spec §2–3), for development,
-/// training and tests. Production hubs are the platform's.
+/// `settlement-hub`: the reference settlement hub (upload spec §2–3, sync spec §2–3), for
+/// development, training and tests. Production hubs are the platform's.
 @main
-struct SettlementHubCommand: AsyncParsableCommand {
+struct SettlementHubTool: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "settlement-hub",
+        abstract: "Reference settlement hub: takes record batches from kiosks and serves them snapshots.",
+        subcommands: [SettlementHubCommand.self, PublishCommand.self],
+        defaultSubcommand: SettlementHubCommand.self
+    )
+}
+
+/// `settlement-hub publish FILE`: puts a signed snapshot on the hub's shelf for kiosks to sync
+/// (sync spec §2–3). The hub verifies no signature (it holds no authority key); the kiosks'
+/// installers do.
+struct PublishCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "publish",
+        abstract: "Publish a signed snapshot file (full or delta) for the kiosks of its region to sync."
+    )
+    @Option(help: "The hub's SQLite file.") var db = "settlement-hub.sqlite"
+    @Argument(help: "The snapshot file (JSON Lines, snapshot spec v2).") var file: String
+
+    func run() throws {
+        let database: HubDatabase
+        do { database = try HubDatabase(path: db) } catch {
+            FileHandle.standardError.write(Data("settlement-hub publish: cannot open \(db): \(error)\n".utf8))
+            throw ExitCode(3)
+        }
+        do {
+            let p = try database.publishSnapshot(file: URL(fileURLWithPath: file), now: Date())
+            print("published \(p.snapshotID) (\(p.kind)\(p.baseSnapshotID.map { " on \($0)" } ?? ""), region \(p.region), \(p.bytes) bytes, sha256 \(p.sha256))")
+        } catch let e as PublishError {
+            FileHandle.standardError.write(Data("settlement-hub publish: refused: \(e)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+}
+
+/// `settlement-hub serve` (the default): the hub itself.
+struct SettlementHubCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
         abstract: "Reference settlement hub: receives signed record batches from kiosks, checks them, stores each record once.",
         discussion: """
         The roster (programs, devices with institution and status, persons, cards with person_ref and \
@@ -95,6 +133,18 @@ struct SettlementHubCommand: AsyncParsableCommand {
             let line = "settlement-hub listening on \(scheme)://\(host):\(port) (\(devices) devices, \(cards) cards)\n"
             _ = line.utf8CString.withUnsafeBufferPointer { write(1, $0.baseAddress, $0.count - 1) }
         }
-        try await app.runService()
+        // SIGTERM/SIGINT: long polls are answered at once, then the server drains and stops.
+        let group = ServiceGroup(configuration: .init(services: [app, ShutdownNotice(hub: hub)], gracefulShutdownSignals: [.sigterm, .sigint],
+                                                      logger: Logger(label: "settlement.hub")))
+        try await group.run()
+    }
+}
+
+/// Tells the hub that graceful shutdown began (started after the server, so told first).
+struct ShutdownNotice: Service {
+    let hub: SettlementHub
+    func run() async throws {
+        try? await gracefulShutdown()
+        hub.beginShutdown()
     }
 }

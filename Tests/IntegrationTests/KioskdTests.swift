@@ -15,11 +15,15 @@ extension PCSCIntegrationTests {
         let port = Int.random(in: 20000...29999)
         let stderrFile: URL
         let stateDir: String
-        init(stateDir: String, extra: [String] = [], environment: [String: String] = [:]) throws {
+        /// - Parameters:
+        ///   - network: upload and sync on (off by default: most tests have no hub).
+        ///   - realClock: the machine's clock instead of the vectors' fixed 2026-11-22T03:00:00Z.
+        init(stateDir: String, extra: [String] = [], environment: [String: String] = [:], network: Bool = false, realClock: Bool = false) throws {
             self.stateDir = stateDir
             process.executableURL = try Harness.product("kioskd")
-            process.arguments = ["--state-dir", stateDir, "--port", "\(port)", "--virtual-readers", "--no-upload"] + extra
-            process.environment = ProcessInfo.processInfo.environment.merging(["BENEFIT_KIOSK_TEST_NOW": "2026-11-22T03:00:00Z"]) { $1 }
+            process.arguments = ["--state-dir", stateDir, "--port", "\(port)", "--virtual-readers"] + (network ? [] : ["--no-upload", "--no-sync"]) + extra
+            process.environment = ProcessInfo.processInfo.environment
+                .merging(realClock ? [:] : ["BENEFIT_KIOSK_TEST_NOW": "2026-11-22T03:00:00Z"]) { $1 }
                 .merging(environment) { $1 }
             stderrFile = URL(fileURLWithPath: stateDir).appendingPathComponent("kioskd.log")
             _ = FileManager.default.createFile(atPath: stderrFile.path, contents: nil)

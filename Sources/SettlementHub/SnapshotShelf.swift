@@ -1,0 +1,255 @@
+import Crypto
+import Entitlements
+import Foundation
+import GRDB
+import Synchronization
+
+/// One published snapshot file as the hub serves it (sync spec §2–3).
+public struct PublishedSnapshot: Sendable, Equatable {
+    public var snapshotID: String
+    public var region: String
+    /// `full` or `delta`.
+    public var kind: String
+    public var baseSnapshotID: String?
+    public var issuedAt: String
+    public var bytes: Int64
+    /// Lowercase hex of the whole file.
+    public var sha256: String
+    /// Where the file lies on the hub's disk.
+    public var file: String
+
+    init(_ r: Row) {
+        snapshotID = r["snapshot_id"]; region = r["region"]; kind = r["kind"]; baseSnapshotID = r["base_snapshot_id"]
+        issuedAt = r["issued_at"]; bytes = r["bytes"]; sha256 = r["sha256"]; file = r["file"]
+    }
+
+    /// Its path on the hub, as a manifest step names it.
+    public var path: String { "/v1/regions/\(region)/snapshots/\(snapshotID)" }
+}
+
+/// Why a file cannot be put on the shelf.
+public enum PublishError: Error, Equatable, CustomStringConvertible {
+    case unreadable(String)
+    case badHeader(String)
+    case alreadyPublished(String)
+    case notNewer(snapshotID: String, latest: String)
+    case unknownBase(String)
+
+    public var description: String {
+        switch self {
+        case .unreadable(let why): return "cannot read the snapshot file: \(why)"
+        case .badHeader(let why): return "the snapshot's header: \(why)"
+        case .alreadyPublished(let id): return "\(id) is already published with other content"
+        case .notNewer(let id, let latest): return "\(id) is not newer than the region's latest \(latest) (snapshot ids grow strictly)"
+        case .unknownBase(let id): return "the delta's base \(id) is not published here"
+        }
+    }
+}
+
+/// A manifest (sync spec §2): the steps from what a kiosk holds to the latest.
+public struct SyncManifest: Sendable, Equatable {
+    public var region: String
+    public var latest: String
+    public var steps: [PublishedSnapshot]
+
+    public var json: [UInt8] {
+        var out = Array(#"{"region":"#.utf8)
+        appendJSONString(region, to: &out)
+        out += Array(#","latest":"#.utf8)
+        appendJSONString(latest, to: &out)
+        out += Array(#","steps":["#.utf8)
+        for (i, s) in steps.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            out += Array(#"{"snapshot_id":"#.utf8); appendJSONString(s.snapshotID, to: &out)
+            out += Array(#","kind":"#.utf8); appendJSONString(s.kind, to: &out)
+            out += Array(#","base_snapshot_id":"#.utf8)
+            if let b = s.baseSnapshotID { appendJSONString(b, to: &out) } else { out += Array("null".utf8) }
+            out += Array(#","issued_at":"#.utf8); appendJSONString(s.issuedAt, to: &out)
+            out += Array(",\"bytes\":\(s.bytes),\"sha256\":".utf8); appendJSONString(s.sha256, to: &out)
+            out += Array(#","path":"#.utf8); appendJSONString(s.path, to: &out)
+            out.append(UInt8(ascii: "}"))
+        }
+        out += Array("]}".utf8)
+        return out
+    }
+}
+
+extension HubDatabase {
+    static func registerSyncMigration(_ m: inout DatabaseMigrator) {
+        m.registerMigration("sync-v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE hub_snapshot (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT, snapshot_id TEXT NOT NULL UNIQUE, region TEXT NOT NULL,
+                    kind TEXT NOT NULL CHECK (kind IN ('full', 'delta')), base_snapshot_id TEXT, issued_at TEXT NOT NULL,
+                    bytes INTEGER NOT NULL, sha256 TEXT NOT NULL, file TEXT NOT NULL, published_at TEXT NOT NULL,
+                    CHECK ((kind = 'delta') = (base_snapshot_id IS NOT NULL)));
+                CREATE INDEX hub_snapshot_region ON hub_snapshot(region, seq);
+                """)
+        }
+    }
+
+    /// Where published files are kept: `<database>.snapshots/`.
+    public var shelf: URL { URL(fileURLWithPath: path + ".snapshots", isDirectory: true) }
+
+    /// Puts a signed snapshot file on the shelf and in the table, so kiosks can sync it.
+    /// The hub verifies no signature (it holds no authority key; the kiosk's installer
+    /// decides); it checks the header, that ids grow strictly per region and that a delta's
+    /// base is published here. Publishing the same bytes again is a no-op.
+    @discardableResult
+    public func publishSnapshot(file: URL, now: Date) throws -> PublishedSnapshot {
+        let header: [String: Any]
+        let digest: String
+        let size: Int64
+        do {
+            let handle = try FileHandle(forReadingFrom: file)
+            defer { try? handle.close() }
+            var hasher = SHA256()
+            var first = [UInt8]()
+            var total: Int64 = 0
+            var sawNewline = false
+            while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+                hasher.update(data: chunk)
+                total += Int64(chunk.count)
+                if !sawNewline {
+                    if let nl = chunk.firstIndex(of: 0x0A) { first += chunk[chunk.startIndex..<nl]; sawNewline = true } else { first += chunk }
+                    if first.count > 64 * 1024 { throw PublishError.badHeader("the first line is longer than 64 KiB") }
+                }
+            }
+            guard total > 0 else { throw PublishError.badHeader("the file is empty") }
+            guard let object = try? JSONSerialization.jsonObject(with: Data(first)) as? [String: Any] else {
+                throw PublishError.badHeader("the first line is not a JSON object")
+            }
+            header = object
+            digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+            size = total
+        } catch let e as PublishError { throw e } catch { throw PublishError.unreadable("\(error)") }
+
+        func text(_ key: String) throws -> String {
+            guard let v = header[key] as? String, !v.isEmpty else { throw PublishError.badHeader("\(key) is missing or not a string") }
+            return v
+        }
+        guard header["type"] as? String == "header" else { throw PublishError.badHeader("the first line is not a header") }
+        let id = try text("snapshot_id"), region = try text("region"), kind = try text("kind"), issuedAt = try text("issued_at")
+        guard Identifiers.isSyncName(id), Identifiers.isSyncName(region) else { throw PublishError.badHeader("snapshot_id or region has characters a URL cannot carry") }
+        guard kind == "full" || kind == "delta" else { throw PublishError.badHeader("kind \(kind) is neither full nor delta") }
+        guard RecordRules.isRFC3339(issuedAt) else { throw PublishError.badHeader("issued_at is not an RFC 3339 time") }
+        let base = header["base_snapshot_id"] as? String
+        if kind == "delta", base == nil { throw PublishError.badHeader("a delta without base_snapshot_id") }
+
+        let target = shelf.appendingPathComponent("\(id).jsonl")
+        return try pool.write { db in
+            if let existing = try Row.fetchOne(db, sql: "SELECT * FROM hub_snapshot WHERE snapshot_id = ?", arguments: [id]).map(PublishedSnapshot.init) {
+                guard existing.sha256 == digest else { throw PublishError.alreadyPublished(id) }
+                return existing
+            }
+            if let latest = try String.fetchOne(db, sql: "SELECT snapshot_id FROM hub_snapshot WHERE region = ? ORDER BY seq DESC LIMIT 1",
+                                                arguments: [region]), !(id > latest) {
+                throw PublishError.notNewer(snapshotID: id, latest: latest)
+            }
+            if kind == "delta", let base,
+               try !Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM hub_snapshot WHERE snapshot_id = ? AND region = ?)", arguments: [base, region])! {
+                throw PublishError.unknownBase(base)
+            }
+            // The file first (a copy beside, then renamed into place), the row after: a row
+            // never names a file that is not whole.
+            try FileManager.default.createDirectory(at: shelf, withIntermediateDirectories: true)
+            let partial = shelf.appendingPathComponent(".\(id).jsonl.partial")
+            try? FileManager.default.removeItem(at: partial)
+            try FileManager.default.copyItem(at: file, to: partial)
+            if FileManager.default.fileExists(atPath: target.path) { try FileManager.default.removeItem(at: target) }
+            try FileManager.default.moveItem(at: partial, to: target)
+            try db.execute(sql: """
+                INSERT INTO hub_snapshot (snapshot_id, region, kind, base_snapshot_id, issued_at, bytes, sha256, file, published_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [id, region, kind, kind == "delta" ? base : nil, issuedAt, size, digest, target.path,
+                                 SettlementHub.timestamp(now, fractional: false)])
+            return try Row.fetchOne(db, sql: "SELECT * FROM hub_snapshot WHERE snapshot_id = ?", arguments: [id]).map(PublishedSnapshot.init)!
+        }
+    }
+
+    public func publishedSnapshot(_ id: String, region: String) throws -> PublishedSnapshot? {
+        try pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM hub_snapshot WHERE snapshot_id = ? AND region = ?", arguments: [id, region]).map(PublishedSnapshot.init)
+        }
+    }
+
+    /// The highest publication number: it changes whenever a snapshot is published.
+    public func publicationMark() throws -> Int64 {
+        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM hub_snapshot")! }
+    }
+
+    /// Sync spec §2: nil when the region has nothing published; a manifest with no steps
+    /// when `installed` is the latest; else a chain of deltas from `installed` when every
+    /// link is here, otherwise the latest full and the deltas after it.
+    public func manifest(region: String, installed: String?) throws -> SyncManifest? {
+        try pool.read { db in
+            let all = try Row.fetchAll(db, sql: "SELECT * FROM hub_snapshot WHERE region = ? ORDER BY seq", arguments: [region])
+                .map(PublishedSnapshot.init)
+            guard let latest = all.last else { return nil }
+            if installed == latest.snapshotID { return SyncManifest(region: region, latest: latest.snapshotID, steps: []) }
+            let byID = Dictionary(uniqueKeysWithValues: all.map { ($0.snapshotID, $0) })
+            // Walk back from the latest along deltas.
+            var chain: [PublishedSnapshot] = []
+            var cursor: PublishedSnapshot? = latest
+            while let step = cursor {
+                chain.append(step)
+                if step.kind == "full" { break }
+                if let installed, step.baseSnapshotID == installed {
+                    return SyncManifest(region: region, latest: latest.snapshotID, steps: chain.reversed())
+                }
+                cursor = step.baseSnapshotID.flatMap { byID[$0] }
+            }
+            // No chain from `installed`: the newest full and the deltas that lead from it to the latest.
+            if let full = chain.last, full.kind == "full" {
+                return SyncManifest(region: region, latest: latest.snapshotID, steps: chain.reversed())
+            }
+            // The latest's chain breaks before any full: the newest full alone (the kiosk asks again after).
+            guard let full = all.last(where: { $0.kind == "full" }) else { return nil }
+            return SyncManifest(region: region, latest: latest.snapshotID, steps: [full])
+        }
+    }
+}
+
+/// Wakes long polls when something is published (sync spec §2 `wait`): one poller task reads
+/// the publication mark twice a second while anyone waits; a waiting request is a suspended
+/// task, not a thread.
+final class PublicationWatch: Sendable {
+    private let mark = Atomic<Int64>(0)
+    private let polling = Atomic<Bool>(false)
+    private let closing = Atomic<Bool>(false)
+    private let database: HubDatabase
+
+    init(database: HubDatabase) {
+        self.database = database
+        mark.store((try? database.publicationMark()) ?? 0, ordering: .relaxed)
+    }
+
+    /// Called after an in-process publication: waiters see it at once.
+    func bump() { if let m = try? database.publicationMark() { mark.store(m, ordering: .releasing) } }
+
+    var current: Int64 { mark.load(ordering: .acquiring) }
+
+    /// The hub is shutting down: long polls answer now instead of holding the shutdown up.
+    func close() { closing.store(true, ordering: .releasing) }
+    var isClosing: Bool { closing.load(ordering: .acquiring) }
+
+    /// Returns when the mark differs from `seen` or at `deadline`, whichever comes first.
+    func wait(since seen: Int64, until deadline: ContinuousClock.Instant) async {
+        startPolling()
+        while current == seen, ContinuousClock.now < deadline, !Task.isCancelled, !isClosing {
+            try? await Task.sleep(for: min(.milliseconds(250), deadline - ContinuousClock.now))
+        }
+    }
+
+    private func startPolling() {
+        guard polling.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        // Ends when the hub (and so this watch) is gone.
+        Task.detached { [weak self] in
+            while !Task.isCancelled {
+                guard let watch = self else { return }
+                if let m = try? watch.database.publicationMark() { watch.mark.store(m, ordering: .releasing) }
+                try? await Task.sleep(for: .milliseconds(500))
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+import Crypto
+import Entitlements
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// The sync endpoints (sync spec §2–3): the manifest with its long poll, and the files with
+/// `ETag` and `Range`. Every request is signed by a registered, active device.
+extension SettlementHub {
+    /// `"SYNC-V1\n" ‖ method ‖ "\n" ‖ path-and-query ‖ "\n" ‖ X-Date`: what a device signs.
+    public static func syncMessage(method: String, pathAndQuery: String, date: String) -> [UInt8] {
+        Array("SYNC-V1\n\(method)\n\(pathAndQuery)\n\(date)".utf8)
+    }
+
+    /// Longest long poll granted (sync spec §2: `wait` 0–300).
+    static let maxWait = 300
+    /// Largest distance between `X-Date` and the hub's clock (sync spec §2).
+    static let maxClockSkew: TimeInterval = 300
+
+    /// Nil when the request is signed by an active device within the clock window; else the
+    /// answer (`401` with `hub_time`; sync spec §2).
+    func authenticateSync(_ request: Request) -> Response? {
+        let hubTime = Self.timestamp(now(), fractional: false)
+        func refuse(_ code: String, _ message: String) -> Response {
+            Self.json(.unauthorized, ["error": code, "message": message, "hub_time": hubTime])
+        }
+        guard let deviceID = request.headers[.xDeviceID], let entry = roster[deviceID] else {
+            return refuse("unknown_device", "X-Device-Id names no registered device")
+        }
+        guard entry.status == "active" else { return refuse("device_not_active", "device \(deviceID) is \(entry.status)") }
+        guard let date = request.headers[.xDate], let sent = RecordRules.rfc3339(date) else {
+            return refuse("bad_date", "X-Date is missing or not an RFC 3339 time")
+        }
+        guard abs(sent.timeIntervalSince(now())) <= Self.maxClockSkew else {
+            return refuse("clock_skew", "X-Date \(date) is more than \(Int(Self.maxClockSkew)) s from the hub's clock \(hubTime)")
+        }
+        let message = Self.syncMessage(method: request.method.rawValue, pathAndQuery: request.head.path ?? "", date: date)
+        guard let text = request.headers[.xSignature], let signature = Data(base64Encoded: text),
+              entry.publicKey.isValidSignature(signature, for: message) else {
+            return refuse("bad_signature", "X-Signature does not verify with the key of \(deviceID)")
+        }
+        return nil
+    }
+
+    func syncManifest(_ request: Request, region: String) async -> Response {
+        if let refused = authenticateSync(request) { return refused }
+        guard Identifiers.isSyncName(region) else { return Self.error(.badRequest, "bad_region", "region has characters a URL cannot carry") }
+        let query = request.uri.queryParameters
+        let installed = query["installed"].map(String.init)
+        var wait = 0
+        if let w = query["wait"] {
+            guard let n = Int(String(w)), (0...Self.maxWait).contains(n) else {
+                return Self.error(.badRequest, "bad_wait", "wait must be an integer from 0 to \(Self.maxWait)")
+            }
+            wait = n
+        }
+        let deadline = ContinuousClock.now + .seconds(wait)
+        while true {
+            let seen = watch.current
+            let manifest: SyncManifest?
+            do { manifest = try database.manifest(region: region, installed: installed) } catch {
+                logger.error("manifest failed", metadata: ["error": "\(error)"])
+                return Self.json(.serviceUnavailable, ["error": "database_error", "message": "try again later"], headers: [.retryAfter: "30"])
+            }
+            guard let manifest else { return Self.error(.notFound, "no_snapshot", "no snapshot is published for region \(region)") }
+            if !manifest.steps.isEmpty {
+                var headers = HTTPFields()
+                headers[.contentType] = "application/json"
+                return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: manifest.json)))
+            }
+            if ContinuousClock.now >= deadline || Task.isCancelled || watch.isClosing { return Response(status: .notModified) }
+            await watch.wait(since: seen, until: deadline)
+        }
+    }
+
+    func syncFile(_ request: Request, context: BasicRequestContext, region: String, snapshotID: String) async -> Response {
+        if let refused = authenticateSync(request) { return refused }
+        guard Identifiers.isSyncName(region), Identifiers.isSyncName(snapshotID),
+              let published = try? database.publishedSnapshot(snapshotID, region: region) else {
+            return Self.error(.notFound, "no_snapshot", "no snapshot \(snapshotID) is published for region \(region)")
+        }
+        var headers = HTTPFields()
+        headers[.eTag] = "\"\(published.sha256)\""
+        headers[.contentType] = "application/x-ndjson"
+        headers[.acceptRanges] = "bytes"
+        var from: Int64 = 0
+        if let range = request.headers[.range] {
+            // Only `bytes=N-` (sync spec §3); any other form is answered with the whole file.
+            if range.hasPrefix("bytes="), range.hasSuffix("-"), let n = Int64(range.dropFirst(6).dropLast()), n >= 0 {
+                guard n < published.bytes else {
+                    headers[.contentRange] = "bytes */\(published.bytes)"
+                    return Response(status: .rangeNotSatisfiable, headers: headers)
+                }
+                from = n
+            }
+        }
+        do {
+            let body = try await FileIO().loadFile(path: published.file, range: Int(from)...Int(published.bytes - 1), context: context)
+            headers[.contentLength] = "\(published.bytes - from)"
+            if from > 0 {
+                headers[.contentRange] = "bytes \(from)-\(published.bytes - 1)/\(published.bytes)"
+                return Response(status: .partialContent, headers: headers, body: body)
+            }
+            return Response(status: .ok, headers: headers, body: body)
+        } catch {
+            logger.error("published file unreadable", metadata: ["snapshot_id": "\(snapshotID)", "error": "\(error)"])
+            return Self.json(.serviceUnavailable, ["error": "file_unreadable", "message": "try again later"], headers: [.retryAfter: "60"])
+        }
+    }
+}
+
+extension HTTPField.Name {
+    static let xDeviceID = HTTPField.Name("X-Device-Id")!
+    static let xDate = HTTPField.Name("X-Date")!
+}

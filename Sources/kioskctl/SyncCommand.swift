@@ -1,0 +1,82 @@
+import AsyncHTTPClient
+import ArgumentParser
+import Foundation
+import KioskCore
+import KioskStore
+import Logging
+import Settlement
+
+extension Snapshot {
+    /// `kioskctl snapshot sync`: one sync round now (sync spec §4), saying what it installed.
+    struct Sync: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Ask the hub for newer snapshots now and install them (one sync round).",
+            discussion: """
+            Exits 0 when the kiosk is up to date (what was installed is listed). The hub unreachable or busy: \
+            exit 5. The hub refuses the device or answers nonsense, or a file is refused: exit 8. Kiosk \
+            storage: exit 7. No region (no snapshot installed and none provisioned): exit 6. The installed \
+            snapshot is never touched by a failed round.
+            """
+        )
+        @OptionGroup var state: StateOptions
+        @Option(help: "Long poll: let the hub hold the request up to this many seconds for something newer (0–300).") var wait = 0
+        @Option(help: "Request timeout in seconds (beyond --wait).") var timeout = 30
+        @Flag(help: "Print JSON.") var json = false
+
+        func validate() throws {
+            guard (0...300).contains(wait) else { throw ValidationError("--wait must be 0…300 seconds") }
+            guard (1...600).contains(timeout) else { throw ValidationError("--timeout must be 1…600 seconds") }
+        }
+
+        func run() throws {
+            let device: Device
+            let clock: KioskClock
+            do {
+                device = try state.device()
+                clock = try KioskClock.fromEnvironment()
+            } catch let f as CommandFailure { fail(f)
+            } catch { fail(CommandFailure(message: "\(error)", status: .usage)) }
+            var config: SyncConfiguration
+            do { config = try SyncConfiguration(hubURL: device.config.hubURL, region: device.config.region) } catch {
+                fail(CommandFailure(message: "\(error); provision again", status: .notReady))
+            }
+            config.requestTimeout = .seconds(timeout)
+            let client: HTTPClient
+            do { client = try Uploader.httpClient(hubCAPEM: device.config.hubCAPEM) } catch {
+                fail(CommandFailure(message: "\(error); provision again with a valid --hub-ca", status: .notReady))
+            }
+            var environment = UploaderEnvironment.live
+            environment.now = clock.now
+            var logger = Logger(label: "kioskctl.sync")
+            logger.logLevel = .error
+            let sync = SnapshotSync(store: device.store, device: device.context, signingKey: device.signingKey,
+                                    trustedAuthorities: device.trustedAuthorities, directory: device.stateDir.appendingPathComponent("sync"),
+                                    configuration: config, httpClient: client, environment: environment, logger: logger)
+            let wait = self.wait
+            let round = blockingAwait { await sync.round(wait: wait) }
+            let installed = round.installed.map(\.header.snapshotID)
+            if json {
+                var o: [String: Any] = ["installed": round.installed.map { ["snapshot_id": $0.header.snapshotID, "kind": $0.header.kind,
+                                                                            "records": $0.records] }]
+                if let latest = round.latest { o["latest"] = latest }
+                if let f = round.failure { o["failure"] = ["code": f.code, "message": f.description] }
+                printJSON(o)
+            } else {
+                for r in round.installed {
+                    print("installed \(r.header.snapshotID) (\(r.header.kind), \(r.records) records), expires \(r.header.expiresAt)")
+                }
+                if round.failure == nil && installed.isEmpty { print("up to date: nothing newer on the hub") }
+            }
+            guard let failure = round.failure else { return }
+            let status: ExitStatus
+            switch failure {
+            case .unreachable, .timedOut, .serverError, .throttled: status = .serviceUnavailable
+            case .store: status = .storage
+            case .noRegion, .notPublished: status = .notReady
+            default: status = .refused
+            }
+            fail(CommandFailure(message: failure.description + (installed.isEmpty ? "" : " (installed before that: \(installed.joined(separator: ", ")))"),
+                                status: status))
+        }
+    }
+}

@@ -1,0 +1,125 @@
+import Foundation
+import KioskStore
+import TestVectors
+import Testing
+import VirtualCard
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Sync spec §2–4 with the real binaries: `settlement-hub` serving on loopback, `kioskd`
+/// long-polling it, a card on the virtual reader.
+extension PCSCIntegrationTests {
+    /// A `settlement-hub` process on a free loopback port with the vectors' roster.
+    final class HubProcess {
+        let process = Process()
+        let port = Int.random(in: 30000...39999)
+        let db: String
+        let logFile: URL
+        init(dir: String) throws {
+            db = dir + "/hub.sqlite"
+            process.executableURL = try Harness.product("settlement-hub")
+            process.arguments = ["serve", "--db", db, "--port", "\(port)", "--snapshot", Vectors.url("snapshot-small.jsonl").path]
+            logFile = URL(fileURLWithPath: dir).appendingPathComponent("hub.log")
+            _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
+            process.standardError = try FileHandle(forWritingTo: logFile)
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            for _ in 0..<100 {
+                if (try? Harness.exec("/usr/bin/curl", ["-sf", "--max-time", "2", "\(url)/v1/health"], timeout: 5))?.0 == 0 { return }
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+            throw Harness.HarnessError.binaryMissing("settlement-hub did not answer on \(port)")
+        }
+        deinit { if process.isRunning { process.terminate(); process.waitUntilExit() } }
+        var url: String { "http://127.0.0.1:\(port)" }
+
+        /// `settlement-hub publish` into the running hub's database.
+        func publish(_ file: String) throws -> String {
+            let (s, out, err) = try Harness.run("settlement-hub", ["publish", "--db", db, file])
+            #expect(s == 0, "\(err)")
+            return out
+        }
+    }
+
+    /// A kiosk provisioned for `hubURL` and region 330782, with no snapshot: sync brings it.
+    func syncingStateDir(hubURL: String) throws -> String {
+        let dir = Scratch.folder("sync-e2e").path
+        let keys = Vectors.keys
+        let issuer = try #require(keys["issuer"] as? [String: String])
+        let authority = try #require(keys["authority"] as? [String: String])
+        let device = try #require((keys["devices"] as? [String: [String: String]])?["KSK-TEST-0001"])
+        let certFile = "\(dir)/KSK-TEST-0001.cert"
+        try TestDevices.certificate("KSK-TEST-0001").hexString.write(toFile: certFile, atomically: true, encoding: .utf8)
+        let (s, _, e) = try Harness.run("kioskctl", [
+            "provision", "--state-dir", dir, "--device-id", "KSK-TEST-0001", "--institution", "330782-H01", "--profile", "hospital",
+            "--issuer-key", "330782-issuer-test=\(try #require(issuer["public_key"]))",
+            "--authority-key", "330782-auth-test=\(try #require(authority["public_key"]))",
+            "--device-ca-key", "\(TestDevices.ca.id)=\(TestDevices.ca.publicKey)", "--device-cert", certFile,
+            "--hub-url", hubURL, "--region", "330782", "--printer", "file:\(dir)/receipts/",
+            "--device-key-seed", try #require(device["private_seed"]),
+        ])
+        #expect(s == 0, "\(e)")
+        return dir
+    }
+
+    /// A delta on the vectors' full that reports card 0017 lost, signed by the test authority.
+    func lostCardDelta(dir: String) throws -> String {
+        let lines = String(decoding: Vectors.data("snapshot-small.jsonl"), as: UTF8.self).split(separator: "\n")
+        let first = try #require(lines.first)
+        var header = try #require(try JSONSerialization.jsonObject(with: Data(first.utf8)) as? [String: Any])
+        header["snapshot_id"] = "330782-20261122-02"
+        header["kind"] = "delta"
+        header["base_snapshot_id"] = "330782-20261122-01"
+        header["issued_at"] = "2026-11-22T02:30:00Z"
+        let a = try #require(Vectors.keys["authority"] as? [String: String])
+        let seedText = try #require(a["private_seed"])
+        let seed = try #require(Data(base64Encoded: seedText))
+        let path = dir + "/delta.jsonl"
+        let w = try SnapshotWriter(url: URL(fileURLWithPath: path), header: header, authorityKey: try .init(rawRepresentation: seed))
+        try w.add(["type": "card", "card_number": "3307820000000017", "person_ref": "997bb21c2fd71da3a74ad22ada8a3d3e", "status": "lost",
+                   "public_key": "XOWI9ptiWfLv7v4sj/CD67RvlLLW8wXZef2TkbaaHy4="])
+        try w.finish()
+        return path
+    }
+
+    /// Issue 9: a kiosk with no snapshot syncs the published full by itself; a card reported
+    /// lost at the platform is refused at the long-polling kiosk within seconds; `kioskctl
+    /// snapshot sync` then says it is up to date.
+    @Test func aLostCardPublishedAtTheHubIsRefusedAtTheKioskWithinSeconds() throws {
+        let hubDir = Scratch.folder("hub-e2e").path
+        let hub = try HubProcess(dir: hubDir)
+        #expect(try hub.publish(Vectors.url("snapshot-small.jsonl").path).contains("published 330782-20261122-01 (full"))
+        let dir = try syncingStateDir(hubURL: hub.url)
+        let d = try Daemon(stateDir: dir, network: true, realClock: true)
+
+        func health() throws -> [String: Any] {
+            try JSONSerialization.jsonObject(with: Data(d.get("/healthz").1.utf8)) as? [String: Any] ?? [:]
+        }
+        func waitForSnapshot(_ id: String) throws -> Bool {
+            for _ in 0..<300 {   // 30 s at most; it takes well under a second here
+                if try health()["snapshot"] as? String == id { return true }
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+            return false
+        }
+        #expect(try waitForSnapshot("330782-20261122-01"), "the start-up round did not install the full: \(d.log)")
+        try Harness.withCard(Vectors.emulator("3307820000000017")) { _, _ in
+            _ = try d.waitForResult(code: "eligible")
+        }
+
+        // The platform reports the card lost: the kiosk, long-polling, installs the delta.
+        #expect(try hub.publish(try lostCardDelta(dir: hubDir)).contains("published 330782-20261122-02 (delta on 330782-20261122-01"))
+        #expect(try waitForSnapshot("330782-20261122-02"), "the long poll did not bring the delta: \(d.log)")
+        try Harness.withCard(Vectors.emulator("3307820000000017")) { _, _ in
+            _ = try d.waitForResult(code: "card_lost")
+        }
+        let sync = try #require(try health()["sync"] as? [String: Any])
+        #expect(sync["last_success"] != nil && sync["consecutive_failures"] as? Int == 0)
+
+        // One round by hand: nothing newer.
+        let (s, out, err) = try Harness.run("kioskctl", ["snapshot", "sync", "--state-dir", dir])
+        #expect(s == 0 && out.contains("up to date"), "\(err)")
+        #expect(try d.stop().0 == 0)
+    }
+}
