@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "kioskd", targets: ["kioskd"]),
         .executable(name: "settlement-hub", targets: ["settlement-hub"]),
         .executable(name: "device-ca", targets: ["device-ca"]),
+        .executable(name: "hub-publisher", targets: ["hub-publisher"]),
         .executable(name: "bk-fuzz", targets: ["bk-fuzz"]),
         .library(name: "SmartCard", targets: ["SmartCard"]),
         .library(name: "BenefitCard", targets: ["BenefitCard"]),
@@ -103,6 +104,23 @@ let package = Package(
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The platform's publisher role (sync spec §5): holds the authority key, not the hub.
+        .target(
+            name: "Publisher",
+            dependencies: [
+                "SettlementHub", "KioskStore", "Entitlements",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        .executableTarget(
+            name: "hub-publisher",
+            dependencies: [
+                "Publisher", "SettlementHub",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
@@ -237,7 +255,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SettlementTests",
-            dependencies: ["Settlement", "SettlementHub", "Entitlements", "KioskStore", "KioskCore", "TestVectors",
+            dependencies: ["Settlement", "SettlementHub", "Publisher", "Entitlements", "KioskStore", "KioskCore", "TestVectors",
                            .product(name: "Crypto", package: "swift-crypto"),
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "AsyncHTTPClient", package: "async-http-client"),

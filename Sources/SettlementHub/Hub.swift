@@ -78,13 +78,18 @@ public final class SettlementHub: Sendable {
     final class LockedState: Sendable {
         struct Fields: Sendable {
             var roster: Roster
+            /// The roster given at start (files, options); the database's entries go on top.
+            var baseRoster: Roster
+            /// `rosterMark()` when the roster was last built, and when that was looked at.
+            var rosterMark: Int64 = -1
+            var rosterCheckedAt: ContinuousClock.Instant?
             var limits: HubLimits
             var faults: HubFaults
             var batchRequests = 0
         }
         private let fields: Mutex<Fields>
         init(roster: Roster, limits: HubLimits, faults: HubFaults) {
-            fields = Mutex(Fields(roster: roster, limits: limits, faults: faults))
+            fields = Mutex(Fields(roster: roster, baseRoster: roster, limits: limits, faults: faults))
         }
         func with<T: Sendable>(_ body: (inout Fields) -> T) -> T {
             fields.withLock { body(&$0) }
@@ -120,7 +125,28 @@ public final class SettlementHub: Sendable {
     /// Programs, devices, persons and cards (a roster change takes effect from the next batch).
     public var roster: Roster {
         get { state.with { $0.roster } }
-        set { state.with { $0.roster = newValue } }
+        set { state.with { $0.roster = newValue; $0.baseRoster = newValue; $0.rosterMark = -1 } }
+    }
+
+    /// Rebuilds the roster when a roster change was applied to the database (at most once a
+    /// second): the start roster with the stored entries on top.
+    func refreshRoster() {
+        let now = ContinuousClock.now
+        let due = state.with { s -> Bool in
+            if let at = s.rosterCheckedAt, now - at < .seconds(1) { return false }
+            s.rosterCheckedAt = now
+            return true
+        }
+        guard due, let mark = try? database.rosterMark() else { return }
+        let (current, base) = state.with { ($0.rosterMark, $0.baseRoster) }
+        guard mark != current else { return }
+        var roster = base
+        do { try database.loadRoster(into: &roster) } catch {
+            logger.error("stored roster unreadable: keeping the roster as it was", metadata: ["error": "\(error)"])
+            return
+        }
+        state.with { $0.roster = roster; $0.rosterMark = mark }
+        logger.notice("roster reloaded", metadata: ["changes": "\(mark)", "devices": "\(roster.devices.count)", "cards": "\(roster.cards.count)"])
     }
 
     /// Batch requests received so far (counting those refused).
@@ -192,6 +218,7 @@ public final class SettlementHub: Sendable {
     static let readLimit = 8 << 20
 
     func receive(_ request: Request, deviceID: String) async -> Response {
+        refreshRoster()
         let (limits, faults, number, roster) = state.with { s -> (HubLimits, HubFaults, Int, Roster) in
             s.batchRequests += 1
             return (s.limits, s.faults, s.batchRequests, s.roster)

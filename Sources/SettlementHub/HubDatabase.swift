@@ -111,6 +111,7 @@ public final class HubDatabase: Sendable {
             """)
         }
         Self.registerSyncMigration(&m)
+        Self.registerRosterMigration(&m)
         try m.migrate(pool)
     }
 

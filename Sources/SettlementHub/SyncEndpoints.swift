@@ -21,6 +21,7 @@ extension SettlementHub {
     /// Nil when the request is signed by an active device within the clock window; else the
     /// answer (`401` with `hub_time`; sync spec §2).
     func authenticateSync(_ request: Request) -> Response? {
+        refreshRoster()
         let hubTime = Self.timestamp(now(), fractional: false)
         func refuse(_ code: String, _ message: String) -> Response {
             Self.json(.unauthorized, ["error": code, "message": message, "hub_time": hubTime])

@@ -1,0 +1,201 @@
+import Crypto
+import Entitlements
+import Foundation
+import GRDB
+
+/// A roster change (sync spec §5): JSON Lines in the snapshot's record format, with
+/// `op: delete` to remove, signed like a snapshot by the civil-affairs office's roster key.
+public struct RosterChange: Sendable, Equatable {
+    public struct Entry: Sendable, Equatable {
+        public var type: String
+        public var key: String
+        /// The record as stored and published (canonical JSON); nil: delete.
+        public var line: String?
+        /// A change kiosks must act on at once: a person suspended or revoked, a card lost, revoked or replaced.
+        public var urgent: Bool
+    }
+    public var region: String
+    public var changeID: String
+    public var issuedAt: String
+    public var rosterKeyID: String
+    public var sha256: String
+    public var entries: [Entry]
+    public var urgent: Bool { entries.contains { $0.urgent } }
+
+    /// Why a roster change is refused.
+    public enum Refusal: Error, Equatable, CustomStringConvertible {
+        case unreadable(String)
+        case badHeader(String)
+        case badRecord(line: Int, String)
+        case noTrailer
+        case countMismatch(trailer: Int, found: Int)
+        case digestMismatch
+        case untrustedKey(String)
+        case badSignature
+        case alreadyApplied(String)
+
+        public var description: String {
+            switch self {
+            case .unreadable(let why): return "cannot read the roster change: \(why)"
+            case .badHeader(let why): return "roster change header: \(why)"
+            case .badRecord(let n, let why): return "roster change line \(n): \(why)"
+            case .noTrailer: return "the roster change has no trailer"
+            case .countMismatch(let t, let f): return "the trailer says \(t) records, the file holds \(f)"
+            case .digestMismatch: return "the trailer's sha256 does not match the file"
+            case .untrustedKey(let k): return "roster key \"\(k)\" is not trusted"
+            case .badSignature: return "the roster change's signature does not verify"
+            case .alreadyApplied(let id): return "change \(id) was already applied"
+            }
+        }
+    }
+
+    /// The key of a record of `type` (snapshot spec §1 table), or nil when the type has none
+    /// the roster keeps (`usage` is the platform's own, never a roster change's).
+    static func key(type: String, _ o: [String: Any]) -> String? {
+        func s(_ k: String) -> String? { o[k] as? String }
+        switch type {
+        case "program": return s("code")
+        case "device": return s("device_id")
+        case "person": return s("person_ref")
+        case "card": return s("card_number")
+        default: return nil
+        }
+    }
+
+    static let keyField = ["program": "code", "device": "device_id", "person": "person_ref", "card": "card_number"]
+
+    /// Reads and verifies a roster change: header, records, trailer (count, sha256 of every
+    /// byte before it, Ed25519 by the named roster key over those 32 bytes).
+    public static func read(_ bytes: [UInt8], trustedKeys: [String: Curve25519.Signing.PublicKey]) throws(Refusal) -> RosterChange {
+        var lines: [ArraySlice<UInt8>] = []
+        var start = 0
+        for (i, b) in bytes.enumerated() where b == 0x0A {
+            lines.append(bytes[start..<i]); start = i + 1
+        }
+        if start < bytes.count { lines.append(bytes[start...]) }
+        guard lines.count >= 2 else { throw .noTrailer }
+        func object(_ line: ArraySlice<UInt8>, _ n: Int) throws(Refusal) -> [String: Any] {
+            guard line.count <= 64 * 1024, let o = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] else {
+                throw .badRecord(line: n, "not a JSON object of at most 64 KiB")
+            }
+            return o
+        }
+        let header = try object(lines[0], 1)
+        guard header["type"] as? String == "header", header["format"] as? String == "roster-change",
+              JSONInteger.value(header["format_version"]) == 1 else {
+            throw .badHeader("not a roster-change header, format_version 1")
+        }
+        func text(_ k: String) throws(Refusal) -> String {
+            guard let v = header[k] as? String, !v.isEmpty, v.utf8.count <= 256 else { throw .badHeader("\(k) is missing or not a string") }
+            return v
+        }
+        let region = try text("region"), changeID = try text("change_id"), issuedAt = try text("issued_at"), keyID = try text("roster_key_id")
+        guard Identifiers.isSyncName(region), Identifiers.isSyncName(changeID) else { throw .badHeader("region or change_id has unsafe characters") }
+        guard RecordRules.isRFC3339(issuedAt) else { throw .badHeader("issued_at is not an RFC 3339 time") }
+        let trailer = try object(lines[lines.count - 1], lines.count)
+        guard trailer["type"] as? String == "trailer" else { throw .noTrailer }
+        let recordCount = lines.count - 2
+        guard JSONInteger.value(trailer["records"]) == Int64(recordCount) else {
+            throw .countMismatch(trailer: Int(JSONInteger.value(trailer["records"]) ?? -1), found: recordCount)
+        }
+        let signedLength = lines[lines.count - 1].startIndex
+        let digest = Data(SHA256.hash(data: bytes[..<signedLength]))
+        let hex = digest.map { String(format: "%02x", $0) }.joined()
+        guard trailer["sha256"] as? String == hex else { throw .digestMismatch }
+        guard let key = trustedKeys[keyID] else { throw .untrustedKey(keyID) }
+        guard let sigText = trailer["signature"] as? String, let signature = Data(base64Encoded: sigText),
+              key.isValidSignature(signature, for: digest) else { throw .badSignature }
+
+        var entries: [Entry] = []
+        for (i, line) in lines.dropFirst().dropLast().enumerated() {
+            let n = i + 2
+            var o = try object(line, n)
+            guard let type = o["type"] as? String else { throw .badRecord(line: n, "no type") }
+            if type == "usage" { throw .badRecord(line: n, "a roster change never carries usage (S comes from records alone)") }
+            guard let key = Self.key(type: type, o) else { throw .badRecord(line: n, "\(type) is not a roster type, or its key is missing") }
+            guard key.utf8.count <= 256 else { throw .badRecord(line: n, "the key is longer than 256 bytes") }
+            if type == "card", !Identifiers.isCardNumber(key) { throw .badRecord(line: n, "card_number is not 16 digits") }
+            if type == "person" || type == "card", let ref = o["person_ref"] as? String, !Identifiers.isPersonRef(ref) {
+                throw .badRecord(line: n, "person_ref is not 32 lowercase hex digits")
+            }
+            if let op = o["op"] {
+                guard op as? String == "delete" else { throw .badRecord(line: n, "op is neither absent nor delete") }
+                entries.append(Entry(type: type, key: key, line: nil, urgent: type == "person" || type == "card"))
+                continue
+            }
+            o.removeValue(forKey: "op")
+            let status = o["status"] as? String ?? ""
+            let urgent = (type == "person" && ["suspended", "revoked"].contains(status)) || (type == "card" && ["lost", "revoked", "replaced"].contains(status))
+            guard let data = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .withoutEscapingSlashes]) else {
+                throw .badRecord(line: n, "cannot be written back")
+            }
+            entries.append(Entry(type: type, key: key, line: String(decoding: data, as: UTF8.self), urgent: urgent))
+        }
+        return RosterChange(region: region, changeID: changeID, issuedAt: issuedAt, rosterKeyID: keyID, sha256: hex, entries: entries)
+    }
+}
+
+extension HubDatabase {
+    static func registerRosterMigration(_ m: inout DatabaseMigrator) {
+        m.registerMigration("roster-v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE roster_entry (region TEXT NOT NULL, type TEXT NOT NULL, key TEXT NOT NULL, line TEXT NOT NULL,
+                    PRIMARY KEY (region, type, key));
+                CREATE TABLE roster_change (seq INTEGER PRIMARY KEY AUTOINCREMENT, change_id TEXT NOT NULL UNIQUE, region TEXT NOT NULL,
+                    issued_at TEXT NOT NULL, sha256 TEXT NOT NULL, records INTEGER NOT NULL, urgent INTEGER NOT NULL, applied_at TEXT NOT NULL);
+                CREATE TABLE published_entry (region TEXT NOT NULL, type TEXT NOT NULL, key TEXT NOT NULL, line TEXT NOT NULL,
+                    PRIMARY KEY (region, type, key));
+                CREATE TABLE publisher_alert (person_ref TEXT NOT NULL, program TEXT NOT NULL, period TEXT NOT NULL,
+                    used_fen INTEGER NOT NULL, limit_fen INTEGER NOT NULL, raised_at TEXT NOT NULL,
+                    PRIMARY KEY (person_ref, program, period));
+                """)
+        }
+    }
+
+    /// Applies a verified roster change in one transaction; a change applied before is refused.
+    @discardableResult
+    public func applyRosterChange(_ change: RosterChange, now: Date) throws -> Int {
+        try pool.write { db in
+            if try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM roster_change WHERE change_id = ?)", arguments: [change.changeID])! {
+                throw RosterChange.Refusal.alreadyApplied(change.changeID)
+            }
+            for e in change.entries {
+                if let line = e.line {
+                    try db.execute(sql: """
+                        INSERT INTO roster_entry (region, type, key, line) VALUES (?, ?, ?, ?)
+                        ON CONFLICT (region, type, key) DO UPDATE SET line = excluded.line
+                        """, arguments: [change.region, e.type, e.key, line])
+                } else {
+                    try db.execute(sql: "DELETE FROM roster_entry WHERE region = ? AND type = ? AND key = ?", arguments: [change.region, e.type, e.key])
+                }
+            }
+            try db.execute(sql: """
+                INSERT INTO roster_change (change_id, region, issued_at, sha256, records, urgent, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [change.changeID, change.region, change.issuedAt, change.sha256, change.entries.count, change.urgent,
+                                 SettlementHub.timestamp(now, fractional: false)])
+            return change.entries.count
+        }
+    }
+
+    /// Changes applied so far (the hub reloads its roster when this moves).
+    public func rosterMark() throws -> Int64 {
+        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM roster_change")! }
+    }
+
+    /// The roster entries as stored, by region: `type` → key → canonical line.
+    public func rosterLines(region: String) throws -> [(type: String, key: String, line: String)] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT type, key, line FROM roster_entry WHERE region = ? ORDER BY type, key", arguments: [region])
+                .map { ($0["type"], $0["key"], $0["line"]) }
+        }
+    }
+
+    /// Every region's stored roster added to `roster` (a later entry replaces an earlier one's).
+    public func loadRoster(into roster: inout Roster) throws {
+        let rows = try pool.read { db in try Row.fetchAll(db, sql: "SELECT line FROM roster_entry ORDER BY region, type, key").map { $0["line"] as String } }
+        for (i, line) in rows.enumerated() {
+            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { continue }
+            try roster.add(record: o, path: "roster_entry", line: i + 1)
+        }
+    }
+}

@@ -1,0 +1,116 @@
+import ArgumentParser
+import Crypto
+import Foundation
+import Glibc
+import Publisher
+import SettlementHub
+
+/// `hub-publisher`: the platform's publisher role (sync spec §5). It runs under its own user,
+/// holds the authority key (a 0600 file), reads the roster and the records from the hub's
+/// database and puts signed snapshots on the hub's shelf. The hub process holds no key.
+@main
+struct HubPublisher: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hub-publisher",
+        abstract: "Publish signed snapshots from the hub's roster and records; import signed roster changes.",
+        subcommands: [Publish.self, Run.self, RosterImport.self]
+    )
+}
+
+struct Common: ParsableArguments {
+    @Option(help: "The hub's SQLite file.") var db = "settlement-hub.sqlite"
+    @Option(help: "The region to publish, e.g. 330782.") var region: String
+    @Option(help: "The authority key file: base64 of the 32-byte Ed25519 seed, mode 0600.") var authorityKeyFile: String
+    @Option(help: "The authority key's identifier (authority_key_id).") var authorityKeyId: String
+    @Option(help: "Days a snapshot stays valid (expires_at).") var validityDays = 30
+
+    func validate() throws {
+        guard (1...90).contains(validityDays) else { throw ValidationError("--validity-days must be 1…90") }
+    }
+
+    func publisher() throws -> SnapshotPublisher {
+        let database: HubDatabase
+        do { database = try HubDatabase(path: db) } catch { throw failure("cannot open \(db): \(error)", 3) }
+        var config: PublisherConfiguration
+        do {
+            config = PublisherConfiguration(region: region, authorityKeyID: authorityKeyId,
+                                            authorityKey: try PublisherConfiguration.readKey(file: authorityKeyFile))
+        } catch { throw failure("\(error)", 2) }
+        config.validity = TimeInterval(validityDays) * 86_400
+        return SnapshotPublisher(database: database, configuration: config)
+    }
+}
+
+func failure(_ message: String, _ code: Int32) -> ExitCode {
+    FileHandle.standardError.write(Data("hub-publisher: \(message)\n".utf8))
+    return ExitCode(code)
+}
+
+func report(_ p: Publication?) {
+    guard let p else { print("nothing changed: nothing published"); return }
+    print("published \(p.snapshot.snapshotID) (\(p.snapshot.kind)\(p.snapshot.baseSnapshotID.map { " on \($0)" } ?? ""), \(p.records) records, \(p.snapshot.bytes) bytes)")
+    for o in p.overLimit {
+        // Sync spec §5: an over-grant for the operators to recover.
+        FileHandle.standardError.write(Data("hub-publisher: ALERT over limit: person \(o.personRef) \(o.program) \(o.period): \(o.usedFen) fen settled, limit \(o.limitFen)\n".utf8))
+    }
+}
+
+struct Publish: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Publish the region's next snapshot now (a delta, or a full when due).")
+    @OptionGroup var common: Common
+    @Flag(help: "Publish a full whatever is due.") var full = false
+    func run() throws {
+        let publisher = try common.publisher()
+        do { report(try publisher.publish(forceFull: full)) } catch { throw failure("\(error)", 1) }
+    }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Publish in a loop: every --interval seconds when anything changed (urgent roster changes within 60 s), a full daily.")
+    @OptionGroup var common: Common
+    @Option(help: "Seconds between looks (at most 60: urgent changes go out within 60 s).") var interval = 10
+    func validate() throws { guard (1...60).contains(interval) else { throw ValidationError("--interval must be 1…60") } }
+    func run() throws {
+        let publisher = try common.publisher()
+        // SIGTERM between publications: a publication is one file and one transaction; stopping
+        // between them loses nothing (the next run recomputes from the database).
+        signal(SIGTERM) { _ in Glibc.exit(0) }
+        while true {
+            do { report(try publisher.publish()) } catch {
+                FileHandle.standardError.write(Data("hub-publisher: \(error); trying again in \(interval) s\n".utf8))
+            }
+            fflush(nil)
+            Thread.sleep(forTimeInterval: TimeInterval(interval))
+        }
+    }
+}
+
+struct RosterImport: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "roster-import",
+                                                    abstract: "Verify a signed roster change and apply it to the hub's roster.")
+    @Option(help: "The hub's SQLite file.") var db = "settlement-hub.sqlite"
+    @Option(help: "A trusted roster key, KEY_ID=BASE64 (repeatable).") var rosterKey: [String] = []
+    @Argument(help: "The roster change (JSON Lines, signed).") var file: String
+
+    func run() throws {
+        var keys: [String: Curve25519.Signing.PublicKey] = [:]
+        for k in rosterKey {
+            let parts = k.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let raw = Data(base64Encoded: parts[1]), let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw) else {
+                throw ValidationError("--roster-key \(k) is not KEY_ID=BASE64 of 32 bytes")
+            }
+            keys[parts[0]] = key
+        }
+        guard let bytes = FileManager.default.contents(atPath: file) else { throw failure("cannot read \(file)", 3) }
+        let database: HubDatabase
+        do { database = try HubDatabase(path: db) } catch { throw failure("cannot open \(db): \(error)", 3) }
+        do {
+            let change = try RosterChange.read(Array(bytes), trustedKeys: keys)
+            let n = try database.applyRosterChange(change, now: Date())
+            print("applied \(change.changeID) (region \(change.region), \(n) entries\(change.urgent ? ", urgent" : ""))")
+        } catch let r as RosterChange.Refusal {
+            throw failure("refused: \(r)", 2)
+        }
+    }
+}
