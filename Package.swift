@@ -110,7 +110,7 @@ let package = Package(
         .target(
             name: "Publisher",
             dependencies: [
-                "SettlementHub", "KioskStore", "Entitlements",
+                "SettlementHub", "KioskStore", "Entitlements", "BenefitCard",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
@@ -127,6 +127,7 @@ let package = Package(
             name: "settlement-hub",
             dependencies: [
                 "SettlementHub",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),

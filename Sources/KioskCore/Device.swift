@@ -2,6 +2,7 @@ import BenefitCard
 import Crypto
 import Entitlements
 import Foundation
+import Synchronization
 import KioskStore
 
 /// What provisioning records (`STATE_DIR/device.json`); the key is beside it in `device.key` (0600).
@@ -71,8 +72,10 @@ public final class Device: Sendable {
     public let config: DeviceConfig
     public let signingKey: Curve25519.Signing.PrivateKey
     public let store: KioskStore
-    /// The device certificate (card spec §5.2), installed by the technician; nil before.
-    public let certificate: DeviceCertificate?
+    /// The device certificate (card spec §5.2), installed by the technician or renewed through
+    /// the hub; nil before. A renewal takes effect at once.
+    public var certificate: DeviceCertificate? { currentCertificate.withLock { $0 } }
+    private let currentCertificate: Mutex<DeviceCertificate?>
 
     public var context: DeviceContext { DeviceContext(deviceID: config.deviceID, institution: config.institution) }
     public var publicKeyBase64: String { signingKey.publicKey.rawRepresentation.base64EncodedString() }
@@ -95,9 +98,9 @@ public final class Device: Sendable {
             guard cert.deviceID == config.deviceID, cert.devicePublicKey == [UInt8](signingKey.publicKey.rawRepresentation) else {
                 throw DeviceError.badCertificate("\(p.certificate.path) is not this device's (id or key differs)")
             }
-            certificate = cert
+            currentCertificate = Mutex(cert)
         } else {
-            certificate = nil
+            currentCertificate = Mutex(nil)
         }
         self.stateDir = stateDir
         store = try KioskStore(path: p.db.path)
@@ -190,11 +193,12 @@ public final class Device: Sendable {
     /// Checks a certificate for this device (card spec §5.2, sync spec §5): it parses, one of
     /// the device-CA keys from provisioning signed it, it names this device and this device's
     /// key, it spans at most 90 days, and it has not run out at `now`. Then it is stored
-    /// (0644, atomically) and used from the next start. Returns the certificate.
+    /// (0644, atomically) and used from then on. Returns the certificate.
     @discardableResult
     public func installCertificate(_ bytes: [UInt8], now: Date) throws -> DeviceCertificate {
         let cert = try checkCertificate(bytes, now: now)
         try Device.atomicWrite(Data(cert.encoded), to: Device.paths(stateDir).certificate, mode: 0o644)
+        currentCertificate.withLock { $0 = cert }
         return cert
     }
 

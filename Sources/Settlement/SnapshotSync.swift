@@ -480,17 +480,26 @@ public actor SnapshotSync {
 
     /// `path` (from the hub's root) signed as sync spec §2 says.
     func signedRequest(_ path: String, range: String?) -> HTTPClientRequest {
+        var request = Self.signed("GET", path, configuration: configuration, deviceID: device.deviceID, key: signingKey, now: environment.now())
+        if let range { request.headers.add(name: "Range", value: range) }
+        return request
+    }
+
+    /// A request to `path` (from the hub's root) signed as sync spec §2 says: `X-Device-Id`,
+    /// `X-Date`, and `X-Signature` over `"SYNC-V1\n" ‖ method ‖ "\n" ‖ path-and-query ‖ "\n" ‖ X-Date`.
+    static func signed(_ method: String, _ path: String, configuration: SyncConfiguration, deviceID: String,
+                       key: Curve25519.Signing.PrivateKey, now: Date) -> HTTPClientRequest {
         let base = configuration.base
-        let date = Timestamp.string(environment.now())
-        let message = Array("SYNC-V1\nGET\n\(base.path + path)\n\(date)".utf8)
+        let date = Timestamp.string(now)
+        let message = Array("SYNC-V1\n\(method)\n\(base.path + path)\n\(date)".utf8)
         var request = HTTPClientRequest(url: base.url + path)
-        request.method = .GET
-        request.headers.add(name: "X-Device-Id", value: device.deviceID)
+        request.method = method == "POST" ? .POST : .GET
+        request.headers.add(name: "X-Device-Id", value: deviceID)
         request.headers.add(name: "X-Date", value: date)
-        if let signature = try? signingKey.signature(for: message) {
+        if let signature = try? key.signature(for: message) {
             request.headers.add(name: "X-Signature", value: Data(signature).base64EncodedString())
         }
-        if let range { request.headers.add(name: "Range", value: range) }
+        if method == "POST" { request.body = .bytes([]) }
         return request
     }
 

@@ -73,6 +73,8 @@ public final class SettlementHub: Sendable {
     let now: @Sendable () -> Date
     private let state: LockedState
     let watch: PublicationWatch
+    /// The civil-affairs office's roster keys: a roster change posted to the hub must verify with one.
+    public let rosterKeys: [String: Curve25519.Signing.PublicKey]
 
     /// The hub's mutable settings and counters, behind a `Mutex` (checked `Sendable`).
     final class LockedState: Sendable {
@@ -98,7 +100,9 @@ public final class SettlementHub: Sendable {
 
     /// - Parameter now: the hub's clock: `received_at` and the `time_suspect` flag (injectable for tests).
     public init(database: HubDatabase, roster: Roster, limits: HubLimits = HubLimits(), faults: HubFaults = .none,
-                now: @escaping @Sendable () -> Date = { Date() }, logger: Logger = Logger(label: "settlement.hub")) {
+                now: @escaping @Sendable () -> Date = { Date() }, logger: Logger = Logger(label: "settlement.hub"),
+                rosterKeys: [String: Curve25519.Signing.PublicKey] = [:]) {
+        self.rosterKeys = rosterKeys
         self.database = database
         self.logger = logger
         self.now = now
@@ -163,6 +167,15 @@ public final class SettlementHub: Sendable {
         router.post("/v1/devices/:device_id/batches") { request, context -> Response in
             let deviceID = context.parameters.get("device_id") ?? ""
             return await self.receive(request, deviceID: deviceID)
+        }
+        router.post("/v1/regions/:region/roster-changes") { request, context -> Response in
+            await self.receiveRosterChange(request, region: context.parameters.get("region") ?? "")
+        }
+        router.post("/v1/devices/:device_id/certificate") { request, context -> Response in
+            await self.certificateRequest(request, deviceID: context.parameters.get("device_id") ?? "")
+        }
+        router.get("/v1/devices/:device_id/certificate") { request, context -> Response in
+            await self.certificateFetch(request, deviceID: context.parameters.get("device_id") ?? "")
         }
         router.get("/v1/regions/:region/snapshots") { request, context -> Response in
             await self.syncManifest(request, region: context.parameters.get("region") ?? "")

@@ -112,6 +112,7 @@ public final class HubDatabase: Sendable {
         }
         Self.registerSyncMigration(&m)
         Self.registerRosterMigration(&m)
+        Self.registerCertificateMigration(&m)
         try m.migrate(pool)
     }
 

@@ -13,7 +13,7 @@ struct HubPublisher: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hub-publisher",
         abstract: "Publish signed snapshots from the hub's roster and records; import signed roster changes.",
-        subcommands: [Publish.self, Run.self, RosterImport.self]
+        subcommands: [Publish.self, Run.self, RosterImport.self, Certificates.self]
     )
 }
 
@@ -65,20 +65,62 @@ struct Publish: ParsableCommand {
     }
 }
 
+struct DeviceCA: ParsableArguments {
+    @Option(help: "The device-CA key file (base64 of the 32-byte Ed25519 seed, mode 0600): answer certificate requests.") var deviceCaKeyFile: String?
+    @Option(help: "The device-CA key's identifier, as certificates name it.") var deviceCaKeyId: String?
+
+    func validate() throws {
+        if (deviceCaKeyFile == nil) != (deviceCaKeyId == nil) { throw ValidationError("--device-ca-key-file and --device-ca-key-id go together") }
+    }
+
+    func issuer(_ db: HubDatabase) throws -> CertificateIssuer? {
+        guard let file = deviceCaKeyFile, let id = deviceCaKeyId else { return nil }
+        do { return CertificateIssuer(database: db, caKeyID: id, caKey: try PublisherConfiguration.readKey(file: file)) } catch {
+            throw failure("device-CA \(error)", 2)
+        }
+    }
+}
+
+/// Answers pending certificate requests once.
+func answerCertificates(_ issuer: CertificateIssuer) throws {
+    var roster = Roster()
+    try issuer.database.loadRoster(into: &roster)
+    for id in try issuer.issuePending(roster: roster) { print("certificate issued for \(id) (\(issuer.days) days)") }
+}
+
+struct Certificates: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Issue device certificates for the requests kiosks made through the hub.")
+    @Option(help: "The hub's SQLite file.") var db = "settlement-hub.sqlite"
+    @OptionGroup var ca: DeviceCA
+    func run() throws {
+        let database: HubDatabase
+        do { database = try HubDatabase(path: db) } catch { throw failure("cannot open \(db): \(error)", 3) }
+        guard let issuer = try ca.issuer(database) else { throw ValidationError("--device-ca-key-file and --device-ca-key-id are required") }
+        do { try answerCertificates(issuer) } catch { throw failure("\(error)", 1) }
+    }
+}
+
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Publish in a loop: every --interval seconds when anything changed (urgent roster changes within 60 s), a full daily.")
+        abstract: "Publish in a loop: every --interval seconds when anything changed (urgent roster changes within 60 s), a full daily; answer certificate requests when given the device-CA key.")
     @OptionGroup var common: Common
+    @OptionGroup var ca: DeviceCA
     @Option(help: "Seconds between looks (at most 60: urgent changes go out within 60 s).") var interval = 10
     func validate() throws { guard (1...60).contains(interval) else { throw ValidationError("--interval must be 1…60") } }
     func run() throws {
         let publisher = try common.publisher()
+        let issuer = try ca.issuer(publisher.database)
         // SIGTERM between publications: a publication is one file and one transaction; stopping
         // between them loses nothing (the next run recomputes from the database).
         signal(SIGTERM) { _ in Glibc.exit(0) }
         while true {
-            do { report(try publisher.publish()) } catch {
+            do { if let p = try publisher.publish() { report(p) } } catch {
                 FileHandle.standardError.write(Data("hub-publisher: \(error); trying again in \(interval) s\n".utf8))
+            }
+            if let issuer {
+                do { try answerCertificates(issuer) } catch {
+                    FileHandle.standardError.write(Data("hub-publisher: certificates: \(error)\n".utf8))
+                }
             }
             fflush(nil)
             Thread.sleep(forTimeInterval: TimeInterval(interval))

@@ -27,7 +27,7 @@ enum CertificateFile {
 struct Certificate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The device certificate (card spec §5.2): only a certified device may write a card.",
-        subcommands: [Request.self, Install.self, Show.self])
+        subcommands: [Request.self, Install.self, Show.self, Renew.self])
 
     struct Request: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print what the platform needs to certify this device (one JSON line).")

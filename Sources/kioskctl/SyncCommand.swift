@@ -80,3 +80,52 @@ extension Snapshot {
         }
     }
 }
+
+extension Certificate {
+    /// `kioskctl certificate renew`: one renewal round through the hub now (sync spec §5).
+    struct Renew: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Fetch a renewed device certificate from the hub, or ask for one (when under 30 days are left, or with --force).",
+            discussion: "Exits 0 when nothing was due, a request was taken, or a new certificate was installed; 8 when the hub's certificate is refused or the hub refuses the device; 5 when the hub cannot be reached."
+        )
+        @OptionGroup var state: StateOptions
+        @Flag(help: "Ask even with more than 30 days left.") var force = false
+
+        func run() throws {
+            let device: Device
+            let clock: KioskClock
+            do {
+                device = try state.device()
+                clock = try KioskClock.fromEnvironment()
+            } catch let f as CommandFailure { fail(f)
+            } catch { fail(CommandFailure(message: "\(error)", status: .usage)) }
+            let config: SyncConfiguration
+            let client: HTTPClient
+            do {
+                config = try SyncConfiguration(hubURL: device.config.hubURL, region: device.config.region)
+                client = try Uploader.httpClient(hubCAPEM: device.config.hubCAPEM)
+            } catch { fail(CommandFailure(message: "\(error); provision again", status: .notReady)) }
+            var environment = UploaderEnvironment.live
+            environment.now = clock.now
+            let renewal = CertificateRenewal(configuration: config, device: device.context, signingKey: device.signingKey,
+                                             httpClient: client, environment: environment)
+            let (force, current, now) = (self.force, device.certificate?.notAfter, clock.now())
+            let outcome = blockingAwait {
+                await renewal.round(notAfter: current, force: force) { bytes in
+                    let cert = try device.installCertificate(bytes, now: now)
+                    return (cert.notAfter, "\(cert.caKeyID), valid \(cert.validFrom) to \(cert.validThrough)")
+                }
+            }
+            print(outcome.description)
+            switch outcome {
+            case .notDue, .requested, .installed: return
+            case .refused: fail(CommandFailure(message: outcome.description, status: .refused))
+            case .failed(let f):
+                switch f {
+                case .unreachable, .timedOut, .serverError, .throttled: fail(CommandFailure(message: f.description, status: .serviceUnavailable))
+                default: fail(CommandFailure(message: f.description, status: .refused))
+                }
+            }
+        }
+    }
+}

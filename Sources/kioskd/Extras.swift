@@ -24,6 +24,36 @@ struct SyncService: Service {
     }
 }
 
+/// Device certificate renewal (sync spec §5): an hourly look; when under 30 days are left it
+/// fetches a renewed certificate from the hub or asks for one (then looks again in 5 minutes),
+/// so a kiosk offline for weeks renews before its certificate runs out.
+struct CertificateService: Service {
+    let renewal: CertificateRenewal
+    let device: Device
+    let clock: KioskClock
+    let logger: Logger
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            try await Task.sleep(for: .seconds(10))
+            while !Task.isCancelled {
+                let (device, now) = (self.device, clock.now())
+                let outcome = await renewal.round(notAfter: device.certificate?.notAfter) { bytes in
+                    let cert = try device.installCertificate(bytes, now: now)
+                    return (cert.notAfter, "\(cert.caKeyID), valid \(cert.validFrom) to \(cert.validThrough)")
+                }
+                switch outcome {
+                case .notDue: break
+                case .installed: logger.notice("device certificate renewed", metadata: ["certificate": "\(outcome)"])
+                case .requested: logger.notice("device certificate requested from the hub")
+                case .refused, .failed: logger.warning("device certificate renewal", metadata: ["outcome": "\(outcome)"])
+                }
+                try await Task.sleep(for: outcome == .requested ? .seconds(300) : .seconds(3600))
+            }
+        }
+    }
+}
+
 func extraServices(device: Device, engine: Engine, clock: KioskClock, logger: Logger, upload: Bool,
                    sync: Bool) throws -> (services: [any Service], sync: SnapshotSync?) {
     var services: [any Service] = []
@@ -48,5 +78,8 @@ func extraServices(device: Device, engine: Engine, clock: KioskClock, logger: Lo
                               configuration: try SyncConfiguration(hubURL: device.config.hubURL, region: device.config.region),
                               httpClient: client, environment: environment, logger: logger)
     services.append(SyncService(sync: syncer))
+    let renewal = CertificateRenewal(configuration: try SyncConfiguration(hubURL: device.config.hubURL, region: device.config.region),
+                                     device: device.context, signingKey: device.signingKey, httpClient: client, environment: environment)
+    services.append(CertificateService(renewal: renewal, device: device, clock: clock, logger: logger))
     return (services, syncer)
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Crypto
 import Foundation
 import Hummingbird
 import HummingbirdTLS
@@ -65,6 +66,8 @@ struct SettlementHubCommand: AsyncParsableCommand {
     @Option(help: "Roster: a snapshot-format file, version 2 (JSON lines: programs, devices, persons, cards with public_key); repeatable.")
     var snapshot: [String] = []
     @Option(help: "An active device to register: ID=BASE64[,INSTITUTION] (Ed25519 public key); repeatable.") var device: [String] = []
+    @Option(help: "A trusted roster key (the civil-affairs office's), KEY_ID=BASE64: roster changes posted to the hub must verify with one; repeatable.")
+    var rosterKey: [String] = []
     @Option(help: "Most records per batch (more: 413).") var maxRecords = 500
     @Option(help: "Most bytes per batch (more: 413).") var maxBytes = 1 << 20
     @Option(help: "Test: misbehave on the first N batch requests.") var failFirst = 0
@@ -117,8 +120,16 @@ struct SettlementHubCommand: AsyncParsableCommand {
         }
         let database: HubDatabase
         do { database = try HubDatabase(path: db) } catch { throw ValidationError("cannot open \(db): \(error)") }
+        var rosterKeys: [String: Curve25519.Signing.PublicKey] = [:]
+        for k in rosterKey {
+            let parts = k.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let raw = Data(base64Encoded: parts[1]), let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw) else {
+                throw ValidationError("--roster-key \(k) is not KEY_ID=BASE64 of 32 bytes")
+            }
+            rosterKeys[parts[0]] = key
+        }
         let hub = SettlementHub(database: database, roster: roster, limits: HubLimits(maxRecords: maxRecords, maxBytes: maxBytes),
-                                faults: faults)
+                                faults: faults, rosterKeys: rosterKeys)
         let host = self.host
         let devices = roster.devices.count, cards = roster.cards.count
         var tls: TLSConfiguration?

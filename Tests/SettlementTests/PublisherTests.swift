@@ -158,3 +158,63 @@ enum PublishCase {
         }
     }
 }
+
+@Suite struct PlatformEndpointTests {
+    @Test("a roster change posted to the hub applies when signed by a trusted roster key, and only then")
+    func rosterChangeEndpoint() async throws {
+        try await withHub(now: vectorHubClock, rosterKeys: PublishCase.rosterKeys) { hub in
+            let url = "\(hub.url)/v1/regions/330782/roster-changes"
+            let good = try PublishCase.change("RC-1", records: try PublishCase.vectorRoster)
+            let (s1, o1, t1) = try await post(url, good, signature: nil)
+            #expect(s1 == 200 && o1?["applied"] as? String == "RC-1", "\(t1)")
+            #expect(try await post(url, good, signature: nil).0 == 409)   // a replay
+            let forged = try PublishCase.change("RC-2", records: [], key: Curve25519.Signing.PrivateKey())
+            #expect(try await post(url, forged, signature: nil).0 == 400)
+            #expect(try await post("\(hub.url)/v1/regions/330783/roster-changes", try PublishCase.change("RC-3", records: []), signature: nil).0 == 400)
+            #expect(try hub.hub.database.rosterLines(region: "330782").count == (try PublishCase.vectorRoster).count)
+        }
+    }
+
+    @Test("a kiosk asks for its certificate through the hub, the publisher issues it, the kiosk installs it; a retired device gets 403")
+    func certificateRenewal() async throws {
+        try await withHub(now: vectorHubClock) { hub in
+            let device = try SyncCase.kiosk(hub.url)
+            #expect(device.certificate == nil)
+            let environment = UploaderEnvironment(now: { vectorHubClock.addingTimeInterval(30) }, sleep: { try await Task.sleep(for: $0) },
+                                                  random: { 0.5 }, makeBatchID: { "b" })
+            let renewal = CertificateRenewal(configuration: try SyncConfiguration(hubURL: hub.url), device: device.context,
+                                             signingKey: device.signingKey, environment: environment)
+            let install: @Sendable ([UInt8]) throws -> (notAfter: Date, description: String) = { bytes in
+                let cert = try device.installCertificate(bytes, now: vectorHubClock)
+                return (cert.notAfter, "\(cert.validFrom)–\(cert.validThrough)")
+            }
+            #expect(await renewal.round(notAfter: nil, install: install) == .requested)
+            #expect(try hub.hub.database.pendingCertificateRequests().map(\.deviceID) == [Fixtures.deviceID])
+
+            // The publisher, with the device-CA key, answers for the device's registered key.
+            var roster = hub.hub.roster
+            let issuer = CertificateIssuer(database: hub.hub.database, caKeyID: Vectors.deviceCA.id, caKey: Vectors.deviceCA.private,
+                                           now: { vectorHubClock })
+            #expect(try issuer.issuePending(roster: roster) == [Fixtures.deviceID])
+            guard case .installed = await renewal.round(notAfter: nil, install: install) else { Issue.record("not installed"); return }
+            let cert = try #require(device.certificate)
+            #expect(cert.validFrom.compact == "20261122" && cert.validThrough.compact == "20270219")   // 90 days, both counted
+            // Plenty left: nothing asked.
+            #expect(await renewal.round(notAfter: cert.notAfter, install: install) == .notDue)
+
+            // A certificate for another key (the device re-keyed at the platform): refused, the old one stays.
+            try roster.add(deviceID: Fixtures.deviceID, publicKey: Curve25519.Signing.PrivateKey().publicKey.rawRepresentation.base64EncodedString(),
+                           institution: "330782-H01")
+            try hub.hub.database.requestCertificate(deviceID: Fixtures.deviceID,
+                                                    publicKey: Array(try #require(roster[Fixtures.deviceID]).publicKey.rawRepresentation), now: vectorHubClock)
+            #expect(try issuer.issuePending(roster: roster) == [Fixtures.deviceID])
+            guard case .refused = await renewal.round(notAfter: nil, force: true, install: install) else { Issue.record("a foreign certificate was taken"); return }
+            #expect(device.certificate == cert)
+
+            // Retired in the roster: 403 to both.
+            try roster.add(deviceID: Fixtures.deviceID, publicKey: device.publicKeyBase64, institution: "330782-H01", status: "retired")
+            hub.hub.roster = roster
+            guard case .failed(.refused(403, _, _)) = await renewal.round(notAfter: nil, install: install) else { Issue.record("a retired device was served"); return }
+        }
+    }
+}

@@ -80,11 +80,12 @@ struct HubFixture {
     var url: String { running.url }
 
     static func start(roster: Roster? = nil, limits: HubLimits = HubLimits(), faults: HubFaults = .none,
-                      now: Date = testEpoch.addingTimeInterval(60), tls: TLSConfiguration? = nil) async throws -> HubFixture {
+                      now: Date = testEpoch.addingTimeInterval(60), tls: TLSConfiguration? = nil,
+                      rosterKeys: [String: Curve25519.Signing.PublicKey] = [:]) async throws -> HubFixture {
         let db = try HubDatabase(path: temporaryFolder("hub").appendingPathComponent("hub.sqlite").path)
         let clock = TestClock(now)
         let hub = SettlementHub(database: db, roster: try roster ?? snapshotRoster(), limits: limits, faults: faults,
-                                now: { clock.now }, logger: quietLogger)
+                                now: { clock.now }, logger: quietLogger, rosterKeys: rosterKeys)
         let running = try await hub.start(tls: tls)
         return HubFixture(hub: hub, running: running, clock: clock)
     }
@@ -161,8 +162,8 @@ func eventually(timeout: Duration = .seconds(20), _ condition: () async throws -
 
 /// Runs `body` with a fresh in-process hub, stopped afterwards whatever happens.
 func withHub<T>(roster: Roster? = nil, limits: HubLimits = HubLimits(), faults: HubFaults = .none, now: Date = testEpoch.addingTimeInterval(60),
-                _ body: (HubFixture) async throws -> T) async throws -> T {
-    let hub = try await HubFixture.start(roster: roster, limits: limits, faults: faults, now: now)
+                rosterKeys: [String: Curve25519.Signing.PublicKey] = [:], _ body: (HubFixture) async throws -> T) async throws -> T {
+    let hub = try await HubFixture.start(roster: roster, limits: limits, faults: faults, now: now, rosterKeys: rosterKeys)
     do {
         let result = try await body(hub)
         await hub.stop()

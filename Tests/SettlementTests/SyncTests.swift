@@ -53,7 +53,7 @@ enum SyncCase {
     /// A kiosk that trusts the test authority and syncs region 330782 from `hubURL`.
     static func kiosk(_ hubURL: String) throws -> Device {
         let config = DeviceConfig(deviceID: Fixtures.deviceID, institution: "330782-H01", profile: .hospital, issuerKeys: TestDevices.issuerKeys,
-                                  authorityKeys: TestDevices.authorityKeys, hubURL: hubURL, printer: "file:/dev/null",
+                                  authorityKeys: TestDevices.authorityKeys, deviceCAKeys: TestDevices.caKeys, hubURL: hubURL, printer: "file:/dev/null",
                                   provisionedAt: "2026-11-22T00:00:00Z", region: region)
         return try Device.provision(stateDir: temporaryFolder("kiosk"), config: config, seed: Fixtures.seed(Fixtures.deviceID), replaceKey: false)
     }

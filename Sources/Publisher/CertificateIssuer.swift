@@ -1,0 +1,45 @@
+import BenefitCard
+import Crypto
+import Foundation
+import SettlementHub
+
+/// The publisher's answer to certificate requests (sync spec §5, card spec §5.2): a device
+/// certificate for the device's registered key, valid at most 90 days (both ends counted),
+/// signed with the device-CA key the hub never holds.
+public struct CertificateIssuer: Sendable {
+    public let database: HubDatabase
+    public let caKeyID: String
+    public let caKey: Curve25519.Signing.PrivateKey
+    /// Days of validity, "valid from" and "valid through" both counted (at most 90).
+    public let days: Int
+    let now: @Sendable () -> Date
+
+    public init(database: HubDatabase, caKeyID: String, caKey: Curve25519.Signing.PrivateKey, days: Int = 90,
+                now: @escaping @Sendable () -> Date = { Date() }) {
+        precondition((1...90).contains(days), "a device certificate lasts 1…90 days")
+        self.database = database
+        self.caKeyID = caKeyID
+        self.caKey = caKey
+        self.days = days
+        self.now = now
+    }
+
+    /// Issues a certificate for every pending request of a device that is still registered
+    /// and active with the same key; returns the device ids answered.
+    @discardableResult
+    public func issuePending(roster: Roster) throws -> [String] {
+        var issued: [String] = []
+        let instant = now()
+        for request in try database.pendingCertificateRequests() {
+            guard let device = roster[request.deviceID], device.status == "active",
+                  Array(device.publicKey.rawRepresentation) == request.publicKey else { continue }
+            // China Standard Time calendar days, "valid from" and "valid through" both counted.
+            let from = CardDate(date: instant), through = CardDate(date: instant.addingTimeInterval(Double(days - 1) * 86_400))
+            let cert = try DeviceCertificate.issue(caKeyID: caKeyID, caKey: caKey, deviceID: request.deviceID, devicePublicKey: request.publicKey,
+                                                   validFrom: from, validThrough: through)
+            try database.storeCertificate(deviceID: request.deviceID, certificate: cert.encoded, now: instant)
+            issued.append(request.deviceID)
+        }
+        return issued
+    }
+}
