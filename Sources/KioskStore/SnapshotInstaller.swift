@@ -179,14 +179,44 @@ extension KioskStore {
         }
         defer { try? handle.close() }
         do {
+            var loader = SnapshotLoader(reader: LineReader(handle: handle), authorities: trustedAuthorities, now: now)
+            let header = try loader.readHeader()
+            let installed = try pool.read { db in try SnapshotLoader.installed(db) }
+            try SnapshotLoader.checkAgainstInstalled(header, installed?.header)
+            let issuedAt = Timestamp.date(header.issuedAt)!
+            guard issuedAt <= now.addingTimeInterval(ClockFloor.tolerance) else {
+                throw SnapshotRefusal.issuedInFuture(issuedAt: header.issuedAt, now: Timestamp.string(now))
+            }
+            if header.kind == "delta" {
+                // A delta is small: applied to the live tables in one transaction.
+                return try pool.write { db in
+                    try SnapshotLoader.expectInstalled(db, installed?.header.snapshotID)
+                    var statements = try SnapshotLoader.Statements(db, generation: try SnapshotLoader.Generation.live(db))
+                    try loader.stream(into: &statements, delta: true) { _ in }
+                    return try loader.finish(db, header: header, installed: installed, full: false)
+                }
+            }
+            // A full fills the tables that are not live, in short transactions (a card commit
+            // waits one batch at most, a reader not at all), then one short transaction checks
+            // that nothing else installed meanwhile and makes them live.
+            let (target, token) = try pool.write { db in try SnapshotLoader.Generation.prepareInactive(db) }
+            var batch = SnapshotLoader.GenerationBatch(target: target, token: token)
+            try loader.stream(into: &batch, delta: false) { batch in
+                if batch.pendingRows >= SnapshotLoader.GenerationBatch.rowsPerTransaction { try self.pool.write { db in try batch.flushRows(db) } }
+            }
             return try pool.write { db in
-                var loader = SnapshotLoader(db: db, reader: LineReader(handle: handle), authorities: trustedAuthorities, now: now)
-                return try loader.run()
+                try SnapshotLoader.expectInstalled(db, installed?.header.snapshotID)
+                try batch.flushRows(db)
+                try batch.writeProgramsAndDevices(db)
+                try SnapshotLoader.Generation.makeLive(db, target)
+                return try loader.finish(db, header: header, installed: installed, full: true)
             }
         } catch let r as SnapshotRefusal {
             throw r
         } catch let e as DatabaseError {
             throw SnapshotRefusal.storage(StoreError(e).message)
+        } catch let e as StoreError {
+            throw SnapshotRefusal.storage(e.message)
         } catch {
             throw SnapshotRefusal.unreadableFile("\(error)")   // a read that failed part-way
         }
@@ -198,9 +228,18 @@ extension KioskStore {
     }
 }
 
-/// One install, inside one transaction.
+/// Where a snapshot's records go: a delta's statements, or a full install's batches.
+protocol SnapshotSink {
+    mutating func person(_ personRef: String, _ status: String, _ reason: String, _ programs: String) throws
+    mutating func card(_ number: String, _ personRef: String, _ status: String) throws
+    mutating func usage(_ personRef: String, _ program: String, _ period: String, _ usedFen: Int) throws
+    mutating func program(_ code: String, _ json: String) throws
+    mutating func device(_ id: String, _ publicKey: String, _ institution: String, _ status: String) throws
+    mutating func delete(_ type: String, _ key: [String]) throws
+}
+
+/// One install: the header, then the records streamed into a sink, then the trailer.
 struct SnapshotLoader {
-    let db: Database
     var reader: LineReader
     let authorities: [String: Curve25519.Signing.PublicKey]
     let now: Date
@@ -209,8 +248,17 @@ struct SnapshotLoader {
     var records = 0
     var ignored = 0
 
-    init(db: Database, reader: LineReader, authorities: [String: Curve25519.Signing.PublicKey], now: Date) {
-        self.db = db; self.reader = reader; self.authorities = authorities; self.now = now
+    var header: SnapshotHeader?
+
+    init(reader: LineReader, authorities: [String: Curve25519.Signing.PublicKey], now: Date) {
+        self.reader = reader; self.authorities = authorities; self.now = now
+    }
+
+    /// Another install finished since this one began: refused, nothing of it applied.
+    static func expectInstalled(_ db: Database, _ id: String?) throws {
+        guard try installed(db)?.header.snapshotID == id else {
+            throw StoreError(kind: .other, message: "another snapshot was installed meanwhile; sync again")
+        }
     }
 
     static func installed(_ db: Database) throws -> (header: SnapshotHeader, installedAt: String, records: Int, ignored: Int)? {
@@ -236,29 +284,25 @@ struct SnapshotLoader {
         return o
     }
 
-    mutating func run() throws -> InstallReport {
+    /// Line 1: the header, checked.
+    mutating func readHeader() throws -> SnapshotHeader {
         guard let first = try reader.next() else { throw SnapshotRefusal.emptyFile }
         lineNumber = 1
-        let header = try checkHeader(object(first, hashed: true))
-        let installed = try SnapshotLoader.installed(db)
-        try checkAgainstInstalled(header, installed?.header)
-        let issuedAt = Timestamp.date(header.issuedAt)!
-        guard issuedAt <= now.addingTimeInterval(ClockFloor.tolerance) else {
-            throw SnapshotRefusal.issuedInFuture(issuedAt: header.issuedAt, now: Timestamp.string(now))
-        }
-        let full = header.kind == "full"
-        if full {
-            // Programs and devices are few: straight into the emptied live tables. Persons,
-            // cards and usage are staged and replace the live tables once the file verifies.
-            for t in ["program", "device"] { try db.execute(sql: "DELETE FROM \(t)") }
-            try Staging.create(db)
-        }
-        let statements = try Statements(db, staged: full)
+        let h = try checkHeader(object(first, hashed: true))
+        header = h
+        return h
+    }
+
+    /// Every record into `sink` (`between` runs after each, to flush batches), then the
+    /// trailer: count, digest and the authority's signature.
+    mutating func stream<S: SnapshotSink>(into sink: inout S, delta: Bool, between: (inout S) throws -> Void) throws {
+        guard let header else { throw SnapshotRefusal.badHeader("no header read") }
         guard var pending = try reader.next() else { throw SnapshotRefusal.noTrailer }
         lineNumber = 2
         while let next = try reader.next() {
-            try apply(object(pending, hashed: true), statements, delta: !full)
+            try apply(object(pending, hashed: true), &sink, delta: delta)
             records += 1
+            try between(&sink)
             pending = next
             lineNumber += 1
         }
@@ -272,8 +316,11 @@ struct SnapshotLoader {
         guard SnapshotWriter.hex(digest) == sha.lowercased() else { throw SnapshotRefusal.digestMismatch }
         guard let key = authorities[header.authorityKeyID] else { throw SnapshotRefusal.untrustedAuthority(header.authorityKeyID) }
         guard let signature = Data(base64Encoded: sig), key.isValidSignature(signature, for: digest) else { throw SnapshotRefusal.badSignature }
+    }
 
-        if full { try Staging.replaceLiveTables(db) }
+    /// The header becomes the installed snapshot's, and the clock floor learns its `issued_at`.
+    func finish(_ db: Database, header: SnapshotHeader, installed: (header: SnapshotHeader, installedAt: String, records: Int, ignored: Int)?,
+                full: Bool) throws -> InstallReport {
         try db.execute(sql: """
             INSERT OR REPLACE INTO snapshot_meta (id, snapshot_id, kind, region, issued_at, expires_at, settled_through,
                 authority_key_id, installed_at, records, ignored_records)
@@ -282,7 +329,7 @@ struct SnapshotLoader {
                              header.settledThrough, header.authorityKeyID, Timestamp.string(now),
                              full ? records : records + (installed?.records ?? 0), ignored])
         // Sync spec §6: the clock floor learns the installed snapshot's issued_at.
-        try KioskStore.raiseClockFloor(db, to: issuedAt)
+        try KioskStore.raiseClockFloor(db, to: Timestamp.date(header.issuedAt)!)
         return InstallReport(header: header, records: records, ignoredRecords: ignored)
     }
 
@@ -310,7 +357,7 @@ struct SnapshotLoader {
         return h
     }
 
-    func checkAgainstInstalled(_ h: SnapshotHeader, _ installed: SnapshotHeader?) throws {
+    static func checkAgainstInstalled(_ h: SnapshotHeader, _ installed: SnapshotHeader?) throws {
         if h.kind == "delta" && h.baseSnapshotID != installed?.snapshotID {
             throw SnapshotRefusal.wrongBase(expected: h.baseSnapshotID, installed: installed?.snapshotID)
         }
@@ -321,39 +368,104 @@ struct SnapshotLoader {
         }
     }
 
-    /// The TEMP staging tables of a full install: rowid order is file order, no index.
-    /// TEMP tables are private to the writer connection and never reach the WAL; created
-    /// inside the install's transaction, a rollback removes them with everything else.
-    enum Staging {
-        /// Live table, staging table, columns (as in the live table), key columns.
-        static let tables: [(live: String, stage: String, columns: String, key: String)] = [
-            ("person", "snapshot_stage_person", "person_ref, status, status_reason, programs", "person_ref"),
-            ("card", "snapshot_stage_card", "card_number, person_ref, status", "card_number"),
-            ("usage", "snapshot_stage_usage", "person_ref, program, period, used_fen", "person_ref, program, period"),
+    /// Two generations of the person, card and usage tables (`person_0` / `person_1`, …);
+    /// the views `person`, `card` and `usage` show the live one. A full install fills the
+    /// other and switches the views in one short transaction.
+    enum Generation {
+        static let tables: [(name: String, columns: String)] = [
+            ("person", "person_ref TEXT PRIMARY KEY, status TEXT NOT NULL, status_reason TEXT NOT NULL, programs TEXT NOT NULL"),
+            ("card", "card_number TEXT PRIMARY KEY, person_ref TEXT NOT NULL, status TEXT NOT NULL"),
+            ("usage", "person_ref TEXT NOT NULL, program TEXT NOT NULL, period TEXT NOT NULL, used_fen INTEGER NOT NULL, PRIMARY KEY (person_ref, program, period)"),
         ]
 
-        static func create(_ db: Database) throws {
-            try db.execute(sql: """
-                DROP TABLE IF EXISTS temp.snapshot_stage_person;
-                DROP TABLE IF EXISTS temp.snapshot_stage_card;
-                DROP TABLE IF EXISTS temp.snapshot_stage_usage;
-                CREATE TEMP TABLE snapshot_stage_person (person_ref TEXT, status TEXT, status_reason TEXT, programs TEXT);
-                CREATE TEMP TABLE snapshot_stage_card (card_number TEXT, person_ref TEXT, status TEXT);
-                CREATE TEMP TABLE snapshot_stage_usage (person_ref TEXT, program TEXT, period TEXT, used_fen INTEGER);
-                """)
+        static func live(_ db: Database) throws -> Int {
+            try Int.fetchOne(db, sql: "SELECT live FROM snapshot_generation WHERE id = 1") ?? 0
         }
 
-        /// Empties the live tables and refills them from the staging tables in key order,
-        /// then drops the staging tables. Within one key, rows come in file order (rowid):
-        /// `OR REPLACE` lets the last one win, as the direct path would.
-        static func replaceLiveTables(_ db: Database) throws {
+        /// Empties the generation that is not live (what a refused or interrupted install left
+        /// there goes), and claims it for this install with a fresh token: an install that
+        /// claimed it before stops at its next batch.
+        static func prepareInactive(_ db: Database) throws -> (target: Int, token: String) {
+            let target = 1 - (try live(db))
             for t in tables {
-                try db.execute(sql: "DELETE FROM \(t.live)")
-                try db.execute(sql: """
-                    INSERT OR REPLACE INTO \(t.live) (\(t.columns))
-                    SELECT \(t.columns) FROM temp.\(t.stage) ORDER BY \(t.key), rowid
-                    """)
-                try db.execute(sql: "DROP TABLE temp.\(t.stage)")
+                try db.execute(sql: "DROP TABLE IF EXISTS \(t.name)_\(target)")
+                try db.execute(sql: "CREATE TABLE \(t.name)_\(target) (\(t.columns)) WITHOUT ROWID")
+            }
+            let token = UUID().uuidString
+            try db.execute(sql: "UPDATE snapshot_generation SET staging_token = ? WHERE id = 1", arguments: [token])
+            return (target, token)
+        }
+
+        static func expectClaim(_ db: Database, _ token: String) throws {
+            guard try String.fetchOne(db, sql: "SELECT staging_token FROM snapshot_generation WHERE id = 1") == token else {
+                throw StoreError(kind: .other, message: "another snapshot install took over; sync again")
+            }
+        }
+
+        static func makeLive(_ db: Database, _ target: Int) throws {
+            for t in tables {
+                try db.execute(sql: "DROP VIEW IF EXISTS \(t.name)")
+                try db.execute(sql: "CREATE VIEW \(t.name) AS SELECT * FROM \(t.name)_\(target)")
+            }
+            try db.execute(sql: "UPDATE snapshot_generation SET live = ?, staging_token = NULL WHERE id = 1", arguments: [target])
+        }
+
+        /// The migration: the tables of contract v2 become generation 0, behind the views.
+        static func migrate(_ db: Database) throws {
+            try db.execute(sql: "CREATE TABLE snapshot_generation (id INTEGER PRIMARY KEY CHECK (id = 1), live INTEGER NOT NULL, staging_token TEXT)")
+            try db.execute(sql: "INSERT INTO snapshot_generation (id, live) VALUES (1, 0)")
+            for t in tables {
+                try db.execute(sql: "ALTER TABLE \(t.name) RENAME TO \(t.name)_0")
+                try db.execute(sql: "CREATE TABLE \(t.name)_1 (\(t.columns)) WITHOUT ROWID")
+                try db.execute(sql: "CREATE VIEW \(t.name) AS SELECT * FROM \(t.name)_0")
+            }
+        }
+    }
+
+    /// A full install's rows on their way into the generation that is not live: held until
+    /// `rowsPerTransaction`, then written sorted by key in one short transaction.
+    struct GenerationBatch: SnapshotSink {
+        static let rowsPerTransaction = 20_000
+        let target: Int
+        let token: String
+        var persons: [(String, String, String, String)] = []
+        var cards: [(String, String, String)] = []
+        var usages: [(String, String, String, Int)] = []
+        /// Few: kept whole and written when the install is made live.
+        var programs: [(String, String)] = []
+        var devices: [(String, String, String, String)] = []
+
+        init(target: Int, token: String) { self.target = target; self.token = token }
+
+        var pendingRows: Int { persons.count + cards.count + usages.count }
+
+        mutating func person(_ a: String, _ b: String, _ c: String, _ d: String) throws { persons.append((a, b, c, d)) }
+        mutating func card(_ a: String, _ b: String, _ c: String) throws { cards.append((a, b, c)) }
+        mutating func usage(_ a: String, _ b: String, _ c: String, _ d: Int) throws { usages.append((a, b, c, d)) }
+        mutating func program(_ code: String, _ json: String) throws { programs.append((code, json)) }
+        mutating func device(_ a: String, _ b: String, _ c: String, _ d: String) throws { devices.append((a, b, c, d)) }
+        mutating func delete(_ type: String, _ key: [String]) throws {}   // a full deletes nothing
+
+        /// Rows so far, in key order (stable: within one key the last line wins, as `OR REPLACE` in file order would).
+        mutating func flushRows(_ db: Database) throws {
+            try Generation.expectClaim(db, token)
+            let person = RowInsert(statement: try db.cachedStatement(sql: "INSERT OR REPLACE INTO person_\(target) (person_ref, status, status_reason, programs) VALUES (?, ?, ?, ?)"), direct: false)
+            let card = RowInsert(statement: try db.cachedStatement(sql: "INSERT OR REPLACE INTO card_\(target) (card_number, person_ref, status) VALUES (?, ?, ?)"), direct: false)
+            let usage = RowInsert(statement: try db.cachedStatement(sql: "INSERT OR REPLACE INTO usage_\(target) (person_ref, program, period, used_fen) VALUES (?, ?, ?, ?)"), direct: false)
+            for r in persons.enumerated().sorted(by: { ($0.element.0, $0.offset) < ($1.element.0, $1.offset) }) { try person(r.element.0, r.element.1, r.element.2, r.element.3) }
+            for r in cards.enumerated().sorted(by: { ($0.element.0, $0.offset) < ($1.element.0, $1.offset) }) { try card(r.element.0, r.element.1, r.element.2) }
+            for r in usages.enumerated().sorted(by: { ($0.element.0, $0.element.1, $0.element.2, $0.offset) < ($1.element.0, $1.element.1, $1.element.2, $1.offset) }) {
+                try usage(r.element.0, r.element.1, r.element.2, r.element.3)
+            }
+            persons.removeAll(keepingCapacity: true); cards.removeAll(keepingCapacity: true); usages.removeAll(keepingCapacity: true)
+        }
+
+        func writeProgramsAndDevices(_ db: Database) throws {
+            try db.execute(sql: "DELETE FROM program")
+            try db.execute(sql: "DELETE FROM device")
+            for (code, json) in programs { try db.execute(sql: "INSERT OR REPLACE INTO program (code, json) VALUES (?, ?)", arguments: [code, json]) }
+            for (a, b, c, d) in devices {
+                try db.execute(sql: "INSERT OR REPLACE INTO device (device_id, public_key, institution, status) VALUES (?, ?, ?, ?)", arguments: [a, b, c, d])
             }
         }
     }
@@ -405,29 +517,36 @@ struct SnapshotLoader {
         static let transient = unsafeBitCast(OpaquePointer(bitPattern: -1), to: sqlite3_destructor_type.self)
     }
 
-    /// Cached statements for the bulk of the lines. For a full snapshot, persons, cards and
-    /// usage are appended to the staging tables (a full snapshot deletes nothing).
-    struct Statements {
+    /// A delta's statements, on the live generation's tables.
+    struct Statements: SnapshotSink {
         let person, card, usage: RowInsert
-        let program, device: Statement
+        let programInsert, deviceInsert: Statement
         let delPerson, delCard, delUsage, delProgram, delDevice: Statement
-        init(_ db: Database, staged: Bool) throws {
-            if staged {
-                person = RowInsert(statement: try db.makeStatement(sql: "INSERT INTO temp.snapshot_stage_person (person_ref, status, status_reason, programs) VALUES (?, ?, ?, ?)"), direct: false)
-                card = RowInsert(statement: try db.makeStatement(sql: "INSERT INTO temp.snapshot_stage_card (card_number, person_ref, status) VALUES (?, ?, ?)"), direct: false)
-                usage = RowInsert(statement: try db.makeStatement(sql: "INSERT INTO temp.snapshot_stage_usage (person_ref, program, period, used_fen) VALUES (?, ?, ?, ?)"), direct: false)
-            } else {
-                person = RowInsert(statement: try db.makeStatement(sql: "INSERT OR REPLACE INTO person (person_ref, status, status_reason, programs) VALUES (?, ?, ?, ?)"), direct: true)
-                card = RowInsert(statement: try db.makeStatement(sql: "INSERT OR REPLACE INTO card (card_number, person_ref, status) VALUES (?, ?, ?)"), direct: true)
-                usage = RowInsert(statement: try db.makeStatement(sql: "INSERT OR REPLACE INTO usage (person_ref, program, period, used_fen) VALUES (?, ?, ?, ?)"), direct: true)
-            }
-            program = try db.makeStatement(sql: "INSERT OR REPLACE INTO program (code, json) VALUES (?, ?)")
-            device = try db.makeStatement(sql: "INSERT OR REPLACE INTO device (device_id, public_key, institution, status) VALUES (?, ?, ?, ?)")
-            delPerson = try db.makeStatement(sql: "DELETE FROM person WHERE person_ref = ?")
-            delCard = try db.makeStatement(sql: "DELETE FROM card WHERE card_number = ?")
-            delUsage = try db.makeStatement(sql: "DELETE FROM usage WHERE person_ref = ? AND program = ? AND period = ?")
+        init(_ db: Database, generation g: Int) throws {
+            person = RowInsert(statement: try db.makeStatement(sql: "INSERT OR REPLACE INTO person_\(g) (person_ref, status, status_reason, programs) VALUES (?, ?, ?, ?)"), direct: true)
+            card = RowInsert(statement: try db.makeStatement(sql: "INSERT OR REPLACE INTO card_\(g) (card_number, person_ref, status) VALUES (?, ?, ?)"), direct: true)
+            usage = RowInsert(statement: try db.makeStatement(sql: "INSERT OR REPLACE INTO usage_\(g) (person_ref, program, period, used_fen) VALUES (?, ?, ?, ?)"), direct: true)
+            programInsert = try db.makeStatement(sql: "INSERT OR REPLACE INTO program (code, json) VALUES (?, ?)")
+            deviceInsert = try db.makeStatement(sql: "INSERT OR REPLACE INTO device (device_id, public_key, institution, status) VALUES (?, ?, ?, ?)")
+            delPerson = try db.makeStatement(sql: "DELETE FROM person_\(g) WHERE person_ref = ?")
+            delCard = try db.makeStatement(sql: "DELETE FROM card_\(g) WHERE card_number = ?")
+            delUsage = try db.makeStatement(sql: "DELETE FROM usage_\(g) WHERE person_ref = ? AND program = ? AND period = ?")
             delProgram = try db.makeStatement(sql: "DELETE FROM program WHERE code = ?")
             delDevice = try db.makeStatement(sql: "DELETE FROM device WHERE device_id = ?")
+        }
+        mutating func person(_ a: String, _ b: String, _ c: String, _ d: String) throws { try person.callAsFunction(a, b, c, d) }
+        mutating func card(_ a: String, _ b: String, _ c: String) throws { try card.callAsFunction(a, b, c) }
+        mutating func usage(_ a: String, _ b: String, _ c: String, _ d: Int) throws { try usage.callAsFunction(a, b, c, d) }
+        mutating func program(_ code: String, _ json: String) throws { try programInsert.execute(arguments: [code, json]) }
+        mutating func device(_ a: String, _ b: String, _ c: String, _ d: String) throws { try deviceInsert.execute(arguments: [a, b, c, d]) }
+        mutating func delete(_ type: String, _ key: [String]) throws {
+            switch type {
+            case "person": try delPerson.execute(arguments: StatementArguments(key))
+            case "card": try delCard.execute(arguments: StatementArguments(key))
+            case "usage": try delUsage.execute(arguments: StatementArguments(key))
+            case "program": try delProgram.execute(arguments: StatementArguments(key))
+            default: try delDevice.execute(arguments: StatementArguments(key))
+            }
         }
     }
 
@@ -475,7 +594,7 @@ struct SnapshotLoader {
         }
     }
 
-    mutating func apply(_ o: [String: Any], _ s: Statements, delta: Bool) throws {
+    mutating func apply<S: SnapshotSink>(_ o: [String: Any], _ s: inout S, delta: Bool) throws {
         guard let type = o["type"] as? String else { throw SnapshotRefusal.badRecord(line: lineNumber, "record without a type") }
         let line = lineNumber
         func bad(_ why: String) -> SnapshotRefusal { .badRecord(line: line, why) }
@@ -506,7 +625,7 @@ struct SnapshotLoader {
         switch type {
         case "person":
             let id = try personRef()
-            if delete { try s.delPerson.execute(arguments: [id]); return }
+            if delete { try s.delete("person", [id]); return }
             guard let list = o["programs"] as? [Any] else { throw bad("person programs missing") }
             var programs: [String] = [], seen = Set<String>()
             for entry in list {
@@ -521,17 +640,17 @@ struct SnapshotLoader {
         case "card":
             let number = try key("card_number")
             guard Identifiers.isCardNumber(number) else { throw bad("card card_number \(SnapshotLoader.quoted(number)) is not 16 digits") }
-            if delete { try s.delCard.execute(arguments: [number]); return }
+            if delete { try s.delete("card", [number]); return }
             try s.card(number, try personRef(), try string("status", allowed: SnapshotLoader.cardStatuses))
         case "usage":
             let id = try personRef(), program = try programCode(try key("program"), "program"), period = try key("period")
-            if delete { try s.delUsage.execute(arguments: [id, program, period]); return }
+            if delete { try s.delete("usage", [id, program, period]); return }
             guard let used = SnapshotLoader.integer(o["used_fen"]) else { throw bad("usage used_fen is not an integer") }
             guard used >= 0 else { throw bad("usage used_fen \(used) is negative") }
             try s.usage(id, program, period, Int(used))
         case "program":
             let code = try programCode(try key("code"), "code")
-            if delete { try s.delProgram.execute(arguments: [code]); return }
+            if delete { try s.delete("program", [code]); return }
             if o["limit_fen"] != nil {
                 guard let limit = SnapshotLoader.integer(o["limit_fen"]), (1...SnapshotLoader.maxLimitFen).contains(limit) else {
                     throw bad("program \(code) limit_fen is not a positive integer ≤ 100000000")
@@ -559,13 +678,13 @@ struct SnapshotLoader {
                     throw bad("medical program \(code) needs limit_fen, rate_percent 1–100 and period calendar_year")
                 }
             }
-            try s.program.execute(arguments: [code, String(decoding: data, as: UTF8.self)])
+            try s.program(code, String(decoding: data, as: UTF8.self))
         case "device":
             let id = try key("device_id")
-            if delete { try s.delDevice.execute(arguments: [id]); return }
+            if delete { try s.delete("device", [id]); return }
             let pk = try string("public_key")
             guard let raw = Data(base64Encoded: pk), raw.count == 32 else { throw bad("device \(SnapshotLoader.quoted(id)) public_key is not 32 bytes of base64") }
-            try s.device.execute(arguments: [id, pk, (o["institution"] as? String) ?? "", try string("status", allowed: SnapshotLoader.deviceStatuses)])
+            try s.device(id, pk, (o["institution"] as? String) ?? "", try string("status", allowed: SnapshotLoader.deviceStatuses))
         default:   // "header", "trailer"
             throw bad("a second \(type) inside the file")
         }

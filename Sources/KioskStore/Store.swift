@@ -105,6 +105,7 @@ public final class KioskStore: Sendable {
                 printed_at TEXT, print_error TEXT);
             """)
         }
+        m.registerMigration("snapshot-generations") { db in try SnapshotLoader.Generation.migrate(db) }
         return m
     }
 }

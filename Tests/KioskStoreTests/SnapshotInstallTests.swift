@@ -1,6 +1,7 @@
 import Crypto
 import Entitlements
 import Foundation
+import Synchronization
 import GRDB
 @testable import KioskStore
 import Testing
@@ -505,5 +506,94 @@ import Testing
         try s.pool.write { db in try KioskStore.raiseClockFloor(db, to: #require(Timestamp.date("2026-11-22T02:45:00Z"))) }
         try s.installSnapshot(at: Fixture.snapshot(header: SnapshotInstallTests.nextHeader()), trustedAuthorities: Fixture.authorities, now: Fixture.now)
         #expect(try s.clockFloor().floor == Timestamp.date("2026-11-22T02:45:00Z"))
+    }
+}
+
+/// Issue 9: installing a large full must not stop the kiosk. Reads see the installed snapshot
+/// throughout; writes (a card's commit, an alert) go through between the install's batches;
+/// the new snapshot appears whole, at once.
+@Suite struct InstallWhileServingTests {
+    @Test func writesAndReadsGoOnDuringALargeFullInstall() throws {
+        let d = try Fixture.device()
+        _ = try d.store.installSnapshot(at: Fixture.snapshot(), trustedAuthorities: Fixture.authorities, now: Fixture.now)
+        // A newer full: the vectors' records with card 0017 lost, and 60,000 more persons and cards.
+        var header = Fixture.vectorHeader
+        header["snapshot_id"] = "330782-20261122-02"
+        header["issued_at"] = "2026-11-22T02:30:00Z"
+        let url = Fixture.tempDir().appendingPathComponent("big.jsonl")
+        let w = try SnapshotWriter(url: url, header: header, authorityKey: Fixture.authority)
+        for r in Fixture.vectorRecords {
+            var r = r
+            if r["card_number"] as? String == "3307820000000017" { r["status"] = "lost" }
+            try w.add(r)
+        }
+        var rng = SystemRandomNumberGenerator()
+        for i in 0..<60_000 {
+            let ref = SnapshotWriter.personRef(using: &rng)
+            try w.add(["type": "person", "person_ref": ref, "status": "active", "status_reason": "", "programs": ["HM-SUBSIDY"]])
+            try w.add(["type": "card", "card_number": String(format: "33078290%08d", i), "person_ref": ref, "status": "active"])
+        }
+        try w.finish()
+
+        let store = d.store
+        let installing = Atomic<Bool>(true)
+        let result = Mutex<Result<InstallReport, Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            result.withLock { $0 = Result { try store.installSnapshot(at: url, trustedAuthorities: Fixture.authorities, now: Fixture.now) } }
+            installing.store(false, ordering: .releasing)
+            done.signal()
+        }.start()
+
+        var writesDuring = 0, readsDuring = 0, writeErrors: [String] = []
+        var sawNewDuring = false
+        var i = 0
+        while installing.load(ordering: .acquiring) {
+            i += 1
+            do {
+                _ = try store.recordAlert(device: d.context, code: "printer_fault", cardNumber: nil, detail: "during install \(i)", now: Fixture.now)
+                if installing.load(ordering: .acquiring) { writesDuring += 1 }
+            } catch { writeErrors.append("\(error)") }
+            if let view = try store.view(cardNumber: "3307820000000017", period: "2026"), installing.load(ordering: .acquiring) {
+                readsDuring += 1
+                if view.card?.status == .lost { sawNewDuring = true }
+            }
+        }
+        #expect(done.wait(timeout: .now() + 300) == .success)
+        let report = try #require(try result.withLock { $0 }?.get())
+        #expect(report.header.snapshotID == "330782-20261122-02" && report.records == Fixture.vectorRecords.count + 120_000)
+        #expect(writeErrors.isEmpty, "\(writeErrors.prefix(3))")
+        // The install took several batches; commits went through between them.
+        #expect(writesDuring > 0 && readsDuring > 0)
+        // Until the switch, the old snapshot (card active)…
+        #expect(!sawNewDuring || !installing.load(ordering: .acquiring))
+        // …after it, the new one, whole.
+        #expect(try store.view(cardNumber: "3307820000000017", period: "2026")?.card?.status == .lost)
+        #expect(try store.view(cardNumber: "3307829000059999", period: "2026")?.card?.status == .active)
+        #expect(try store.installedSnapshot()?.records == report.records)
+    }
+
+    @Test func aRefusedFullLeavesTheInstalledSnapshotAndTheNextFullCleansUp() throws {
+        let d = try Fixture.device()
+        _ = try d.store.installSnapshot(at: Fixture.snapshot(), trustedAuthorities: Fixture.authorities, now: Fixture.now)
+        var header = Fixture.vectorHeader
+        header["snapshot_id"] = "330782-20261122-02"
+        header["issued_at"] = "2026-11-22T02:30:00Z"
+        var records = Fixture.vectorRecords
+        for i in 0..<30_000 {
+            records.append(["type": "card", "card_number": String(format: "33078291%08d", i), "person_ref": String(repeating: "a", count: 32), "status": "active"])
+        }
+        // Signed by an untrusted key: refused at the trailer, after all the batches.
+        let bad = try Fixture.snapshot(header: header, records: records, key: Curve25519.Signing.PrivateKey())
+        #expect(throws: SnapshotRefusal.badSignature) {
+            _ = try d.store.installSnapshot(at: bad, trustedAuthorities: Fixture.authorities, now: Fixture.now)
+        }
+        #expect(try d.store.installedSnapshot()?.header.snapshotID == "330782-20261122-01")
+        #expect(try d.store.view(cardNumber: "3307829100000001", period: "2026")?.card == nil)
+        // The same file, signed properly: installed; what the refused one left is gone.
+        let good = try Fixture.snapshot(header: header, records: Array(records.prefix(Fixture.vectorRecords.count)))
+        _ = try d.store.installSnapshot(at: good, trustedAuthorities: Fixture.authorities, now: Fixture.now)
+        #expect(try d.store.view(cardNumber: "3307829100000001", period: "2026")?.card == nil)
+        #expect(try d.store.installedSnapshot()?.header.snapshotID == "330782-20261122-02")
     }
 }
