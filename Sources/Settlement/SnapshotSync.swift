@@ -4,6 +4,7 @@ import Entitlements
 import Foundation
 import KioskStore
 import Logging
+import Metrics
 import NIOCore
 
 /// How the kiosk asks the hub for snapshots (sync spec §2–4).
@@ -244,6 +245,7 @@ public actor SnapshotSync {
 
     private func settle(_ result: inout SyncRound) async {
         let now = environment.now()
+        defer { recordMetrics(result) }
         if let failure = result.failure {
             status.consecutiveFailures += 1
             status.lastFailure = failure.description
@@ -262,6 +264,18 @@ public actor SnapshotSync {
             staleAlerted = false
             result.retryAfter = .zero
         }
+    }
+
+    /// For `/metrics`: rounds by result, failures in a row, when the last success was, and the
+    /// installed snapshot's `issued_at` (its age is `time() - kiosk_snapshot_issued_timestamp_seconds`).
+    private func recordMetrics(_ result: SyncRound) {
+        Counter(label: "kiosk_sync_rounds_total", dimensions: [("result", result.failure?.code ?? "ok")]).increment()
+        Gauge(label: "kiosk_sync_consecutive_failures").record(status.consecutiveFailures)
+        if let t = status.lastSuccessAt { Gauge(label: "kiosk_sync_last_success_timestamp_seconds").record(t.timeIntervalSince1970) }
+        if let issued = (try? store.installedSnapshot()).flatMap({ $0 }).flatMap({ Timestamp.date($0.header.issuedAt) }) {
+            Gauge(label: "kiosk_snapshot_issued_timestamp_seconds").record(issued.timeIntervalSince1970)
+        }
+        if !result.installed.isEmpty { Counter(label: "kiosk_snapshot_installs_total").increment(by: result.installed.count) }
     }
 
     /// Sync spec §4: `snapshot_stale` once, when the snapshot has under 72 hours left and no

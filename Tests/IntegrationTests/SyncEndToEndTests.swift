@@ -116,6 +116,9 @@ extension PCSCIntegrationTests {
         }
         let sync = try #require(try health()["sync"] as? [String: Any])
         #expect(sync["last_success"] != nil && sync["consecutive_failures"] as? Int == 0)
+        let metrics = try d.get("/metrics").1
+        #expect(metrics.contains(#"kiosk_sync_rounds_total{result="ok"}"#) && metrics.contains("kiosk_snapshot_issued_timestamp_seconds"))
+        #expect(metrics.contains("kiosk_snapshot_installs_total 2"))
 
         // One round by hand: nothing newer.
         let (s, out, err) = try Harness.run("kioskctl", ["snapshot", "sync", "--state-dir", dir])

@@ -323,3 +323,45 @@ enum SyncCase {
         }
     }
 }
+
+@Suite struct CutLinkTests {
+    @Test("a download cut off by the network resumes where it stopped on the next round, and installs")
+    func aCutDownloadResumes() async throws {
+        try await withHub { hub in
+            let published = try hub.hub.database.publishSnapshot(file: Vectors.url("snapshot-small.jsonl"), now: testEpoch)
+            // The first connection carries the manifest (under 1 KiB) and part of the file, then the link drops.
+            let proxy = try CuttingProxy(to: UInt16(hub.running.port), cutAfter: 3000)
+            defer { proxy.close() }
+            let device = try SyncCase.kiosk("http://127.0.0.1:\(proxy.port)")
+            // Its own client: a connection the proxy cut is never reused from a shared pool.
+            let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: Uploader.httpClientConfiguration())
+            let environment = UploaderEnvironment(now: { testEpoch.addingTimeInterval(30) }, sleep: { try await Task.sleep(for: $0) },
+                                                  random: { 0.5 }, makeBatchID: { "b" })
+            let sync = SnapshotSync(store: device.store, device: device.context, signingKey: device.signingKey,
+                                    trustedAuthorities: device.trustedAuthorities, directory: device.stateDir.appendingPathComponent("sync"),
+                                    configuration: try SyncConfiguration(hubURL: device.config.hubURL, region: device.config.region),
+                                    httpClient: client, environment: environment, logger: quietLogger)
+            let part = device.stateDir.appendingPathComponent("sync/\(SyncCase.full).part")
+            let first = await sync.round()
+            let kept = ((try? FileManager.default.attributesOfItem(atPath: part.path))?[.size] as? Int) ?? 0
+            let installedBetween = try? device.store.installedSnapshot()
+            let second = await sync.round()
+            try await client.shutdown()   // closes its connections: the proxy counts them
+            proxy.close()
+            var counts: [Int] = []
+            for _ in 0..<100 {
+                counts = proxy.forwarded.withLock { $0 }
+                if counts.count >= 2 { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+
+            #expect(first.failure != nil && first.installed.isEmpty && proxy.cutCount.load(ordering: .relaxed) == 1)
+            #expect(kept > 0 && Int64(kept) < published.bytes, "kept \(kept) of \(published.bytes)")
+            #expect(installedBetween.flatMap { $0 } == nil)
+            #expect(second.failure == nil && second.installed.map(\.header.snapshotID) == [SyncCase.full])
+            #expect(!FileManager.default.fileExists(atPath: part.path))
+            // Resumed, not fetched again: after the cut connection, less than the file's size came through.
+            #expect(counts.count >= 2 && counts.dropFirst().reduce(0, +) < Int(published.bytes), "\(counts)")
+        }
+    }
+}
