@@ -54,6 +54,7 @@ struct SnapshotGen: ParsableCommand {
     @Option(help: "Seed of the generator (a delta must be made with its base's seed: it names the base's persons by it).") var seed: UInt64 = 20_261_122
     @Flag(help: "Give every card its public_key (DF29; optional in snapshots, ignored by kiosks).") var cardKeys = false
     @Option(help: "snapshot_id (default 330782-20261122-01 for a full, -02 for a delta).") var snapshotID: String?
+    @Option(help: "issued_at (RFC 3339; default 02:00 for a full, 02:30 for a delta, on 2026-11-22).") var issuedAt: String?
 
     static let fullID = "330782-20261122-01"
     static let deltaID = "330782-20261122-02"
@@ -70,9 +71,13 @@ struct SnapshotGen: ParsableCommand {
         let delta = deltaOf != nil
         let id = snapshotID ?? (delta ? SnapshotGen.deltaID : SnapshotGen.fullID)
         // A delta is issued 30 minutes after its base; both expire a month later.
-        let times = delta
+        var times = delta
             ? ("2026-11-22T02:30:00Z", "2026-12-22T02:30:00Z", "2026-11-22T02:29:00Z")
             : ("2026-11-22T02:00:00Z", "2026-12-22T02:00:00Z", "2026-11-22T01:59:00Z")
+        if let issuedAt {
+            guard Timestamp.date(issuedAt) != nil else { throw ValidationError("--issued-at is not an RFC 3339 time") }
+            times.0 = issuedAt
+        }
         let header: [String: Any] = [
             "format": "benefit-snapshot", "format_version": 2, "snapshot_id": id, "kind": delta ? "delta" : "full",
             "base_snapshot_id": deltaOf ?? NSNull(), "region": TestAuthority.region,
