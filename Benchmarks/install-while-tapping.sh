@@ -6,8 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
-swift build -c release --product kiosk-bench >/dev/null
-BIN=$(swift build -c release --show-bin-path)/kiosk-bench
+SCRATCH=${SCRATCH:-.build}
+swift build -c release --product kiosk-bench --scratch-path "$SCRATCH" >/dev/null
+BIN=$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/kiosk-bench
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/install-while-tapping.XXXXXX")
 trap 'rm -rf "$DIR"' EXIT
 echo "# N=$N dir=$DIR $(date -u +%FT%TZ)"

@@ -513,7 +513,7 @@ import Testing
 /// throughout; writes (a card's commit, an alert) go through between the install's batches;
 /// the new snapshot appears whole, at once.
 @Suite struct InstallWhileServingTests {
-    @Test func writesAndReadsGoOnDuringALargeFullInstall() throws {
+    @Test func writesAndReadsGoOnDuringALargeFullInstall() async throws {
         let d = try Fixture.device()
         _ = try d.store.installSnapshot(at: Fixture.snapshot(), trustedAuthorities: Fixture.authorities, now: Fixture.now)
         // A newer full: the vectors' records with card 0017 lost, and 60,000 more persons and cards.
@@ -521,73 +521,90 @@ import Testing
         header["snapshot_id"] = "330782-20261122-02"
         header["issued_at"] = "2026-11-22T02:30:00Z"
         let url = Fixture.tempDir().appendingPathComponent("big.jsonl")
-        let w = try SnapshotWriter(url: url, header: header, authorityKey: Fixture.authority)
-        for r in Fixture.vectorRecords {
-            var r = r
-            if r["card_number"] as? String == "3307820000000017" { r["status"] = "lost" }
-            try w.add(r)
+        var records = Fixture.vectorRecords
+        for i in records.indices where records[i]["card_number"] as? String == "3307820000000017" { records[i]["status"] = "lost" }
+        let (vectorRecords, headerText) = (records.map(SnapshotInstallTests.text), SnapshotInstallTests.text(header))
+        // Written on a thread of its own (seconds of blocking work stay off the test pool).
+        try await onOwnThread {
+            let header = try JSONSerialization.jsonObject(with: Data(headerText.utf8)) as? [String: Any] ?? [:]
+            let w = try SnapshotWriter(url: url, header: header, authorityKey: Fixture.authority)
+            for r in vectorRecords { try w.addRaw(r) }
+            var rng = SystemRandomNumberGenerator()
+            for i in 0..<60_000 {
+                let ref = SnapshotWriter.personRef(using: &rng)
+                try w.add(["type": "person", "person_ref": ref, "status": "active", "status_reason": "", "programs": ["HM-SUBSIDY"]])
+                try w.add(["type": "card", "card_number": String(format: "33078290%08d", i), "person_ref": ref, "status": "active"])
+            }
+            try w.finish()
         }
-        var rng = SystemRandomNumberGenerator()
-        for i in 0..<60_000 {
-            let ref = SnapshotWriter.personRef(using: &rng)
-            try w.add(["type": "person", "person_ref": ref, "status": "active", "status_reason": "", "programs": ["HM-SUBSIDY"]])
-            try w.add(["type": "card", "card_number": String(format: "33078290%08d", i), "person_ref": ref, "status": "active"])
-        }
-        try w.finish()
 
         let store = d.store
-        let installing = Atomic<Bool>(true)
-        let result = Mutex<Result<InstallReport, Error>?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        Thread {
-            result.withLock { $0 = Result { try store.installSnapshot(at: url, trustedAuthorities: Fixture.authorities, now: Fixture.now) } }
-            installing.store(false, ordering: .releasing)
-            done.signal()
-        }.start()
-
-        var writesDuring = 0, readsDuring = 0, writeErrors: [String] = []
-        var sawNewDuring = false
-        var i = 0
-        while installing.load(ordering: .acquiring) {
-            i += 1
-            do {
-                _ = try store.recordAlert(device: d.context, code: "printer_fault", cardNumber: nil, detail: "during install \(i)", now: Fixture.now)
-                if installing.load(ordering: .acquiring) { writesDuring += 1 }
-            } catch { writeErrors.append("\(error)") }
-            if let view = try store.view(cardNumber: "3307820000000017", period: "2026"), installing.load(ordering: .acquiring) {
-                readsDuring += 1
-                if view.card?.status == .lost { sawNewDuring = true }
-            }
+        let context = d.context
+        struct Measured: Sendable {
+            var report: Result<InstallReport, Error>?
+            var writesDuring = 0, readsDuring = 0, writeErrors: [String] = []
+            var sawNew = false, backToOld = false
         }
-        #expect(done.wait(timeout: .now() + 300) == .success)
-        let report = try #require(try result.withLock { $0 }?.get())
+        // The install and the taps run on threads of their own, not on the test's (cooperative)
+        // pool: tens of seconds of blocking work there would starve every other test.
+        let measured: Measured = await withCheckedContinuation { c in
+            Thread {
+                let installing = Atomic<Bool>(true)
+                let result = Mutex<Result<InstallReport, Error>?>(nil)
+                let done = DispatchSemaphore(value: 0)
+                Thread {
+                    result.withLock { $0 = Result { try store.installSnapshot(at: url, trustedAuthorities: Fixture.authorities, now: Fixture.now) } }
+                    installing.store(false, ordering: .releasing)
+                    done.signal()
+                }.start()
+                var m = Measured()
+                var i = 0
+                while installing.load(ordering: .acquiring) {
+                    i += 1
+                    do {
+                        _ = try store.recordAlert(device: context, code: "printer_fault", cardNumber: nil, detail: "during install \(i)", now: Fixture.now)
+                        if installing.load(ordering: .acquiring) { m.writesDuring += 1 }
+                    } catch { m.writeErrors.append("\(error)") }
+                    if let view = try? store.view(cardNumber: "3307820000000017", period: "2026"), installing.load(ordering: .acquiring) {
+                        m.readsDuring += 1
+                        // The switch is atomic: once the new snapshot shows, the old one never shows again.
+                        if view.card?.status == .lost { m.sawNew = true } else if m.sawNew { m.backToOld = true }
+                    }
+                }
+                done.wait()
+                m.report = result.withLock { $0 }
+                c.resume(returning: m)
+            }.start()
+        }
+        let report = try #require(try measured.report?.get())
         #expect(report.header.snapshotID == "330782-20261122-02" && report.records == Fixture.vectorRecords.count + 120_000)
-        #expect(writeErrors.isEmpty, "\(writeErrors.prefix(3))")
-        // The install took several batches; commits went through between them.
-        #expect(writesDuring > 0 && readsDuring > 0)
-        // Until the switch, the old snapshot (card active)…
-        #expect(!sawNewDuring || !installing.load(ordering: .acquiring))
-        // …after it, the new one, whole.
+        #expect(measured.writeErrors.isEmpty, "\(measured.writeErrors.prefix(3))")
+        // The install took several batches; commits and reads went through between them.
+        #expect(measured.writesDuring > 0 && measured.readsDuring > 0)
+        #expect(!measured.backToOld)
+        // After the switch, the new snapshot, whole.
         #expect(try store.view(cardNumber: "3307820000000017", period: "2026")?.card?.status == .lost)
         #expect(try store.view(cardNumber: "3307829000059999", period: "2026")?.card?.status == .active)
         #expect(try store.installedSnapshot()?.records == report.records)
     }
 
-    @Test func aRefusedFullLeavesTheInstalledSnapshotAndTheNextFullCleansUp() throws {
+    @Test func aRefusedFullLeavesTheInstalledSnapshotAndTheNextFullCleansUp() async throws {
         let d = try Fixture.device()
         _ = try d.store.installSnapshot(at: Fixture.snapshot(), trustedAuthorities: Fixture.authorities, now: Fixture.now)
         var header = Fixture.vectorHeader
         header["snapshot_id"] = "330782-20261122-02"
         header["issued_at"] = "2026-11-22T02:30:00Z"
         var records = Fixture.vectorRecords
-        for i in 0..<30_000 {
+        for i in 0..<25_000 {   // more than one batch
             records.append(["type": "card", "card_number": String(format: "33078291%08d", i), "person_ref": String(repeating: "a", count: 32), "status": "active"])
         }
         // Signed by an untrusted key: refused at the trailer, after all the batches.
         let bad = try Fixture.snapshot(header: header, records: records, key: Curve25519.Signing.PrivateKey())
-        #expect(throws: SnapshotRefusal.badSignature) {
-            _ = try d.store.installSnapshot(at: bad, trustedAuthorities: Fixture.authorities, now: Fixture.now)
-        }
+        let store = d.store
+        let refused: Error? = await { () async -> Error? in
+            do { _ = try await onOwnThread { try store.installSnapshot(at: bad, trustedAuthorities: Fixture.authorities, now: Fixture.now) }; return nil } catch { return error }
+        }()
+        #expect(refused as? SnapshotRefusal == .badSignature)
         #expect(try d.store.installedSnapshot()?.header.snapshotID == "330782-20261122-01")
         #expect(try d.store.view(cardNumber: "3307829100000001", period: "2026")?.card == nil)
         // The same file, signed properly: installed; what the refused one left is gone.
@@ -595,5 +612,18 @@ import Testing
         _ = try d.store.installSnapshot(at: good, trustedAuthorities: Fixture.authorities, now: Fixture.now)
         #expect(try d.store.view(cardNumber: "3307829100000001", period: "2026")?.card == nil)
         #expect(try d.store.installedSnapshot()?.header.snapshotID == "330782-20261122-02")
+    }
+}
+
+/// Runs blocking work on a thread of its own and awaits it, so the test's cooperative pool
+/// (two threads on this machine) stays free for the other tests.
+func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { c in Thread { c.resume(with: Result { try body() }) }.start() }
+}
+
+extension SnapshotInstallTests {
+    /// A record as one canonical JSON line (sorted keys), as `SnapshotWriter.add` writes it.
+    static func text(_ o: [String: Any]) -> String {
+        String(decoding: (try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data(), as: UTF8.self)
     }
 }
