@@ -64,6 +64,19 @@ public struct RosterChange: Sendable, Equatable {
 
     static let keyField = ["program": "code", "device": "device_id", "person": "person_ref", "card": "card_number"]
 
+    /// Trusted roster keys from `KEY_ID=BASE64` options (the hub's and the publisher's `--roster-key`).
+    public static func keys(options: [String]) throws -> [String: Curve25519.Signing.PublicKey] {
+        var keys: [String: Curve25519.Signing.PublicKey] = [:]
+        for k in options {
+            let parts = k.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let raw = Data(base64Encoded: parts[1]), let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw) else {
+                throw Refusal.untrustedKey("--roster-key \(k) is not KEY_ID=BASE64 of 32 bytes")
+            }
+            keys[parts[0]] = key
+        }
+        return keys
+    }
+
     /// Reads and verifies a roster change: header, records, trailer (count, sha256 of every
     /// byte before it, Ed25519 by the named roster key over those 32 bytes).
     public static func read(_ bytes: [UInt8], trustedKeys: [String: Curve25519.Signing.PublicKey]) throws(Refusal) -> RosterChange {

@@ -136,14 +136,8 @@ struct RosterImport: ParsableCommand {
     @Argument(help: "The roster change (JSON Lines, signed).") var file: String
 
     func run() throws {
-        var keys: [String: Curve25519.Signing.PublicKey] = [:]
-        for k in rosterKey {
-            let parts = k.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2, let raw = Data(base64Encoded: parts[1]), let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw) else {
-                throw ValidationError("--roster-key \(k) is not KEY_ID=BASE64 of 32 bytes")
-            }
-            keys[parts[0]] = key
-        }
+        let keys: [String: Curve25519.Signing.PublicKey]
+        do { keys = try RosterChange.keys(options: rosterKey) } catch { throw ValidationError("\(error)") }
         guard let bytes = FileManager.default.contents(atPath: file) else { throw failure("cannot read \(file)", 3) }
         let database: HubDatabase
         do { database = try HubDatabase(path: db) } catch { throw failure("cannot open \(db): \(error)", 3) }

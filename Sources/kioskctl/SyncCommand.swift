@@ -6,6 +6,38 @@ import KioskStore
 import Logging
 import Settlement
 
+/// What a command that talks to the hub needs: the device, its clock, an environment on that
+/// clock and an HTTP client that trusts the provisioned hub CA. Fails the command with the
+/// right exit status when any of them cannot be had.
+struct HubAccess {
+    let device: Device
+    let clock: KioskClock
+    let environment: UploaderEnvironment
+    let client: HTTPClient
+
+    init(_ state: StateOptions, for command: some ParsableCommand) {
+        func fail(_ f: CommandFailure) -> Never { command.fail(f) }
+        do {
+            device = try state.device()
+            clock = try KioskClock.fromEnvironment()
+        } catch let f as CommandFailure { fail(f)
+        } catch { fail(CommandFailure(message: "\(error)", status: .usage)) }
+        do { client = try Uploader.httpClient(hubCAPEM: device.config.hubCAPEM) } catch {
+            fail(CommandFailure(message: "\(error); provision again with a valid --hub-ca", status: .notReady))
+        }
+        var environment = UploaderEnvironment.live
+        environment.now = clock.now
+        self.environment = environment
+    }
+
+    /// The sync configuration of the provisioned hub URL and region.
+    func syncConfiguration(for command: some ParsableCommand) -> SyncConfiguration {
+        do { return try SyncConfiguration(hubURL: device.config.hubURL, region: device.config.region) } catch {
+            command.fail(CommandFailure(message: "\(error); provision again", status: .notReady))
+        }
+    }
+}
+
 extension Snapshot {
     /// `kioskctl snapshot sync`: one sync round now (sync spec §4), saying what it installed.
     struct Sync: ParsableCommand {
@@ -29,24 +61,11 @@ extension Snapshot {
         }
 
         func run() throws {
-            let device: Device
-            let clock: KioskClock
-            do {
-                device = try state.device()
-                clock = try KioskClock.fromEnvironment()
-            } catch let f as CommandFailure { fail(f)
-            } catch { fail(CommandFailure(message: "\(error)", status: .usage)) }
-            var config: SyncConfiguration
-            do { config = try SyncConfiguration(hubURL: device.config.hubURL, region: device.config.region) } catch {
-                fail(CommandFailure(message: "\(error); provision again", status: .notReady))
-            }
+            let hub = HubAccess(state, for: self)
+            let device = hub.device
+            var config = hub.syncConfiguration(for: self)
             config.requestTimeout = .seconds(timeout)
-            let client: HTTPClient
-            do { client = try Uploader.httpClient(hubCAPEM: device.config.hubCAPEM) } catch {
-                fail(CommandFailure(message: "\(error); provision again with a valid --hub-ca", status: .notReady))
-            }
-            var environment = UploaderEnvironment.live
-            environment.now = clock.now
+            let (client, environment) = (hub.client, hub.environment)
             var logger = Logger(label: "kioskctl.sync")
             logger.logLevel = .error
             let sync = SnapshotSync(store: device.store, device: device.context, signingKey: device.signingKey,
@@ -92,21 +111,8 @@ extension Certificate {
         @Flag(help: "Ask even with more than 30 days left.") var force = false
 
         func run() throws {
-            let device: Device
-            let clock: KioskClock
-            do {
-                device = try state.device()
-                clock = try KioskClock.fromEnvironment()
-            } catch let f as CommandFailure { fail(f)
-            } catch { fail(CommandFailure(message: "\(error)", status: .usage)) }
-            let config: SyncConfiguration
-            let client: HTTPClient
-            do {
-                config = try SyncConfiguration(hubURL: device.config.hubURL, region: device.config.region)
-                client = try Uploader.httpClient(hubCAPEM: device.config.hubCAPEM)
-            } catch { fail(CommandFailure(message: "\(error); provision again", status: .notReady)) }
-            var environment = UploaderEnvironment.live
-            environment.now = clock.now
+            let hub = HubAccess(state, for: self)
+            let (device, clock, config, client, environment) = (hub.device, hub.clock, hub.syncConfiguration(for: self), hub.client, hub.environment)
             let renewal = CertificateRenewal(configuration: config, device: device.context, signingKey: device.signingKey,
                                              httpClient: client, environment: environment)
             let (force, current, now) = (self.force, device.certificate?.notAfter, clock.now())

@@ -120,14 +120,8 @@ struct SettlementHubCommand: AsyncParsableCommand {
         }
         let database: HubDatabase
         do { database = try HubDatabase(path: db) } catch { throw ValidationError("cannot open \(db): \(error)") }
-        var rosterKeys: [String: Curve25519.Signing.PublicKey] = [:]
-        for k in rosterKey {
-            let parts = k.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2, let raw = Data(base64Encoded: parts[1]), let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw) else {
-                throw ValidationError("--roster-key \(k) is not KEY_ID=BASE64 of 32 bytes")
-            }
-            rosterKeys[parts[0]] = key
-        }
+        let rosterKeys: [String: Curve25519.Signing.PublicKey]
+        do { rosterKeys = try RosterChange.keys(options: rosterKey) } catch { throw ValidationError("\(error)") }
         let hub = SettlementHub(database: database, roster: roster, limits: HubLimits(maxRecords: maxRecords, maxBytes: maxBytes),
                                 faults: faults, rosterKeys: rosterKeys)
         let host = self.host

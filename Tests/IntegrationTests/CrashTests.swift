@@ -9,8 +9,10 @@ import VirtualCard
 /// kill -9 of `kioskctl charge` at every step of the deduction (card spec §6), through the
 /// real binary, pcscd and the emulator: the next presentation resolves it exactly once.
 extension PCSCIntegrationTests {
-    func provisionedStateDir() throws -> String {
-        let dir = Scratch.folder("crash").path
+    /// A kiosk provisioned with the vectors' keys and certificate; with `hubURL` nil it has
+    /// no hub and gets the vectors' snapshot installed, else it syncs `region` from the hub.
+    func provisionedStateDir(hubURL: String? = nil, region: String? = nil) throws -> String {
+        let dir = Scratch.folder(hubURL == nil ? "crash" : "sync-e2e").path
         let keys = Vectors.keys
         let issuer = try #require(keys["issuer"] as? [String: String])
         let authority = try #require(keys["authority"] as? [String: String])
@@ -22,10 +24,11 @@ extension PCSCIntegrationTests {
             "--issuer-key", "330782-issuer-test=\(try #require(issuer["public_key"]))",
             "--authority-key", "330782-auth-test=\(try #require(authority["public_key"]))",
             "--device-ca-key", "\(TestDevices.ca.id)=\(TestDevices.ca.publicKey)", "--device-cert", certFile,
-            "--hub-url", "http://127.0.0.1:9", "--printer", "file:\(dir)/receipts/",
+            "--hub-url", hubURL ?? "http://127.0.0.1:9", "--printer", "file:\(dir)/receipts/",
             "--device-key-seed", try #require(device["private_seed"]),
-        ], environment: ["BENEFIT_KIOSK_TEST_NOW": "2026-11-22T03:00:00Z"])
+        ] + (region.map { ["--region", $0] } ?? []), environment: ["BENEFIT_KIOSK_TEST_NOW": "2026-11-22T03:00:00Z"])
         #expect(s1 == 0, "\(e1)")
+        if hubURL != nil { return dir }
         let (s2, out, e2) = try Harness.run("kioskctl", ["snapshot", "install", "--state-dir", dir, Vectors.url("snapshot-small.jsonl").path],
                                             environment: ["BENEFIT_KIOSK_TEST_NOW": "2026-11-22T03:00:00Z"])
         #expect(s2 == 0 && out.contains("installed 330782-20261122-01"), "\(e2)")

@@ -42,27 +42,6 @@ extension PCSCIntegrationTests {
         }
     }
 
-    /// A kiosk provisioned for `hubURL` and region 330782, with no snapshot: sync brings it.
-    func syncingStateDir(hubURL: String) throws -> String {
-        let dir = Scratch.folder("sync-e2e").path
-        let keys = Vectors.keys
-        let issuer = try #require(keys["issuer"] as? [String: String])
-        let authority = try #require(keys["authority"] as? [String: String])
-        let device = try #require((keys["devices"] as? [String: [String: String]])?["KSK-TEST-0001"])
-        let certFile = "\(dir)/KSK-TEST-0001.cert"
-        try TestDevices.certificate("KSK-TEST-0001").hexString.write(toFile: certFile, atomically: true, encoding: .utf8)
-        let (s, _, e) = try Harness.run("kioskctl", [
-            "provision", "--state-dir", dir, "--device-id", "KSK-TEST-0001", "--institution", "330782-H01", "--profile", "hospital",
-            "--issuer-key", "330782-issuer-test=\(try #require(issuer["public_key"]))",
-            "--authority-key", "330782-auth-test=\(try #require(authority["public_key"]))",
-            "--device-ca-key", "\(TestDevices.ca.id)=\(TestDevices.ca.publicKey)", "--device-cert", certFile,
-            "--hub-url", hubURL, "--region", "330782", "--printer", "file:\(dir)/receipts/",
-            "--device-key-seed", try #require(device["private_seed"]),
-        ])
-        #expect(s == 0, "\(e)")
-        return dir
-    }
-
     /// A delta on the vectors' full that reports card 0017 lost, signed by the test authority.
     func lostCardDelta(dir: String) throws -> String {
         let lines = String(decoding: Vectors.data("snapshot-small.jsonl"), as: UTF8.self).split(separator: "\n")
@@ -90,7 +69,7 @@ extension PCSCIntegrationTests {
         let hubDir = Scratch.folder("hub-e2e").path
         let hub = try HubProcess(dir: hubDir)
         #expect(try hub.publish(Vectors.url("snapshot-small.jsonl").path).contains("published 330782-20261122-01 (full"))
-        let dir = try syncingStateDir(hubURL: hub.url)
+        let dir = try provisionedStateDir(hubURL: hub.url, region: "330782")   // no snapshot: sync brings it
         let d = try Daemon(stateDir: dir, network: true, realClock: true)
 
         func health() throws -> [String: Any] {
