@@ -118,8 +118,11 @@ provision hospital KSK-TEST-0001 330782-H01 hospital x5ltRC+avHN24CoyFoUz5aWKCtI
 provision township KSK-TEST-0002 330782-H02 township MfSiw5nBRJ7StYQeiAl3Ydt9MnY9IfdDsNu9hmzmpD8=
 
 "${DETACHED[@]}" "$BIN/settlement-hub" --port 8470 --db "$DEMO/hub.sqlite" --snapshot "$SNAPSHOT" </dev/null >"$DEMO/hub.log" 2>&1 & echo $! >>"$DEMO/pids"
-"${DETACHED[@]}" "$BIN/kioskd" --state-dir "$DEMO/hospital" --port 8080 --reader "Virtual PCD 00 00" </dev/null >"$DEMO/hospital.log" 2>&1 & echo $! >>"$DEMO/pids"
-"${DETACHED[@]}" "$BIN/kioskd" --state-dir "$DEMO/township" --port 8081 --reader "Virtual PCD 00 01" </dev/null >"$DEMO/township.log" 2>&1 & echo $! >>"$DEMO/pids"
+# The demo's kiosks run on the vectors' fixed day (BENEFIT_KIOSK_TEST_NOW above) while the hub
+# runs on the real clock: a sync would be refused for the clock (401, clock_suspect), so the
+# demo installs its snapshot by hand and syncs nothing. (Sync end to end: README, issue 9.)
+"${DETACHED[@]}" "$BIN/kioskd" --state-dir "$DEMO/hospital" --port 8080 --no-sync --reader "Virtual PCD 00 00" </dev/null >"$DEMO/hospital.log" 2>&1 & echo $! >>"$DEMO/pids"
+"${DETACHED[@]}" "$BIN/kioskd" --state-dir "$DEMO/township" --port 8081 --no-sync --reader "Virtual PCD 00 01" </dev/null >"$DEMO/township.log" 2>&1 & echo $! >>"$DEMO/pids"
 for port in 8080 8081; do
     up=no
     for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && { up=yes; break; }; sleep 0.1; done

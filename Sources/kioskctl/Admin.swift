@@ -168,7 +168,7 @@ struct Queue: ParsableCommand {
         let counts = Dictionary(grouping: rows, by: \.status).mapValues(\.count)
         print("queued \(counts["queued"] ?? 0), accepted \(counts["accepted"] ?? 0), rejected \(counts["rejected"] ?? 0); last seq \(try device.store.lastSequence(deviceID: device.config.deviceID))")
         for r in rows {
-            print("\(r.recordID)\t\(r.kind)\t\(r.status)\t\(r.createdAt)" + (r.amountFen != 0 ? "\t\(yuan(r.amountFen))" : "") + (r.rejectReason.map { "\trejected: \($0)" } ?? ""))
+            print("\(r.recordID)\t\(r.kind.rawValue)\t\(r.status)\t\(r.createdAt)" + (r.amountFen != 0 ? "\t\(yuan(r.amountFen))" : "") + (r.rejectReason.map { "\trejected: \($0)" } ?? ""))
         }
     }
 }
