@@ -159,6 +159,9 @@ enum FuzzTargets {
                                        now: now)
         return (store, dir.appendingPathComponent("input.jsonl"))
     }()
+    // nonisolated(unsafe), and why it is safe: written once, by the lazy `scratch` initialiser
+    // (which Swift runs once, on the fuzzing thread), and read only by the atexit handler
+    // at process exit, after fuzzing has stopped.
     nonisolated(unsafe) static var scratchDirectory: String?
 
     static func snapshot(_ bytes: [UInt8]) {
