@@ -94,14 +94,7 @@ public struct CertificateRenewal: Sendable {
     }
 
     private func failure(status: Int, body: [UInt8]) -> SyncFailure {
-        let o = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any]
-        let message = (o?["message"] as? String) ?? (o?["error"] as? String) ?? ""
-        switch status {
-        case 401, 403: return .refused(status: status, message: String(message.prefix(300)), hubTime: o?["hub_time"] as? String)
-        case 429, 503: return .throttled(status: status, retryAfter: nil)
-        case 500...599: return .serverError(status: status)
-        default: return .nonsense("HTTP \(status) to a certificate request")
-        }
+        SyncFailure.answer(status: status, retryAfter: nil, body: body, to: "a certificate request")
     }
 
     private func call(_ method: String, _ path: String) async -> Result<(Int, [UInt8]), SyncFailure> {

@@ -95,6 +95,22 @@ public enum SyncFailure: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+extension SyncFailure {
+    /// A hub's answer other than success to a device-signed request (sync spec §2, §5):
+    /// 401/403 refused (with the hub's `hub_time` when it gave one), 429/503 busy (with
+    /// `Retry-After` in seconds when given), 5xx failed, anything else nonsense.
+    static func answer(status: Int, retryAfter: String?, body: [UInt8], to what: String) -> SyncFailure {
+        let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any]
+        let message = (object?["message"] as? String) ?? (object?["error"] as? String) ?? ""
+        switch status {
+        case 401, 403: return .refused(status: status, message: String(message.prefix(300)), hubTime: object?["hub_time"] as? String)
+        case 429, 503: return .throttled(status: status, retryAfter: retryAfter.flatMap { Int($0) }.map { .seconds($0) })
+        case 500...599: return .serverError(status: status)
+        default: return .nonsense("HTTP \(status) to \(what)")
+        }
+    }
+}
+
 /// One step of a manifest (sync spec §2), checked.
 public struct SyncStep: Sendable, Equatable {
     public var snapshotID: String
@@ -350,22 +366,15 @@ public actor SnapshotSync {
     }
 
     private func failure(for reply: Reply, region: String) -> SyncFailure {
-        let object = (try? JSONSerialization.jsonObject(with: Data(reply.body))) as? [String: Any]
-        let message = (object?["message"] as? String) ?? (object?["error"] as? String) ?? ""
-        switch reply.status {
-        case 401, 403:
-            let hubTime = object?["hub_time"] as? String
-            if let hubTime, let hub = Timestamp.date(hubTime), abs(hub.timeIntervalSince(environment.now())) > 300, !clockAlerted {
-                // Sync spec §4: one clock_suspect alert with both times; it does not stop grants by itself.
-                clockAlerted = true
-                raise("clock_suspect", "the hub's time \(hubTime) is more than 300 s from the kiosk's clock \(Timestamp.string(environment.now()))")
-            }
-            return .refused(status: reply.status, message: String(message.prefix(300)), hubTime: hubTime)
-        case 404: return .notPublished(region: region)
-        case 429, 503: return .throttled(status: reply.status, retryAfter: reply.retryAfter.flatMap { Int($0) }.map { .seconds($0) })
-        case 500...599: return .serverError(status: reply.status)
-        default: return .nonsense("HTTP \(reply.status) to a sync request")
+        if reply.status == 404 { return .notPublished(region: region) }
+        let failure = SyncFailure.answer(status: reply.status, retryAfter: reply.retryAfter, body: reply.body, to: "a sync request")
+        if case .refused(_, _, let hubTime?) = failure, let hub = Timestamp.date(hubTime),
+           abs(hub.timeIntervalSince(environment.now())) > 300, !clockAlerted {
+            // Sync spec §4: one clock_suspect alert with both times; it does not stop grants by itself.
+            clockAlerted = true
+            raise("clock_suspect", "the hub's time \(hubTime) is more than 300 s from the kiosk's clock \(Timestamp.string(environment.now()))")
         }
+        return failure
     }
 
     // MARK: files

@@ -66,6 +66,20 @@ enum SyncCase {
                             environment: environment, logger: quietLogger)
     }
 
+    /// The vectors' full published, a kiosk, and its first round done (it holds the full).
+    static func syncedKiosk(_ hub: HubFixture, sourceLocation: SourceLocation = #_sourceLocation) async throws -> (Device, SnapshotSync) {
+        try hub.hub.database.publishSnapshot(file: Vectors.url("snapshot-small.jsonl"), now: testEpoch)
+        let device = try kiosk(hub.url)
+        let sync = try sync(device)
+        #expect(await sync.round().failure == nil, sourceLocation: sourceLocation)
+        return (device, sync)
+    }
+
+    /// The delta on the vectors' full that reports card 0017 lost.
+    static func lostCardDelta() throws -> URL {
+        try delta("330782-20261122-02", base: full, issuedAt: "2026-11-22T02:30:00Z", records: [lostCard()])
+    }
+
     static func alerts(_ device: Device, _ code: String) throws -> [SettlementRecord.Alert] {
         try device.store.records().compactMap { try $0.record().alert }.filter { $0.code == code }
     }
@@ -82,7 +96,7 @@ enum SyncCase {
             let first = await sync.round()
             #expect(first.failure == nil && first.installed.map(\.header.snapshotID) == [SyncCase.full] && first.latest == SyncCase.full)
 
-            let d2 = try SyncCase.delta("330782-20261122-02", base: SyncCase.full, issuedAt: "2026-11-22T02:30:00Z", records: [SyncCase.lostCard()])
+            let d2 = try SyncCase.lostCardDelta()
             try hub.hub.database.publishSnapshot(file: d2, now: testEpoch)
             let second = await sync.round()
             #expect(second.failure == nil && second.installed.map(\.header.snapshotID) == ["330782-20261122-02"])
@@ -124,12 +138,9 @@ enum SyncCase {
     @Test("a tampered file is fetched again, then refused with an alert: the installed snapshot stays")
     func tamperedFileIsRefused() async throws {
         try await withHub { hub in
-            try hub.hub.database.publishSnapshot(file: Vectors.url("snapshot-small.jsonl"), now: testEpoch)
-            let device = try SyncCase.kiosk(hub.url)
-            let sync = try SyncCase.sync(device)
-            #expect(await sync.round().failure == nil)
+            let (device, sync) = try await SyncCase.syncedKiosk(hub)
 
-            let d2 = try SyncCase.delta("330782-20261122-02", base: SyncCase.full, issuedAt: "2026-11-22T02:30:00Z", records: [SyncCase.lostCard()])
+            let d2 = try SyncCase.lostCardDelta()
             let published = try hub.hub.database.publishSnapshot(file: d2, now: testEpoch)
             // The hub's disk changes under it: same size, one byte different ("lost" → "lust").
             var bytes = try Data(contentsOf: URL(fileURLWithPath: published.file))
@@ -152,10 +163,7 @@ enum SyncCase {
     @Test("a file signed by a key the kiosk does not trust matches its manifest but the installer refuses it")
     func untrustedSignatureIsRefused() async throws {
         try await withHub { hub in
-            try hub.hub.database.publishSnapshot(file: Vectors.url("snapshot-small.jsonl"), now: testEpoch)
-            let device = try SyncCase.kiosk(hub.url)
-            let sync = try SyncCase.sync(device)
-            #expect(await sync.round().failure == nil)
+            let (device, sync) = try await SyncCase.syncedKiosk(hub)
             var header = try SyncCase.vectorHeader
             header["snapshot_id"] = "330782-20261122-02"; header["kind"] = "delta"; header["base_snapshot_id"] = SyncCase.full
             header["issued_at"] = "2026-11-22T02:30:00Z"
@@ -237,11 +245,8 @@ enum SyncCase {
     @Test("a long poll returns once a snapshot is published, without waiting out its time")
     func longPoll() async throws {
         try await withHub { hub in
-            try hub.hub.database.publishSnapshot(file: Vectors.url("snapshot-small.jsonl"), now: testEpoch)
-            let device = try SyncCase.kiosk(hub.url)
-            let sync = try SyncCase.sync(device)
-            #expect(await sync.round().failure == nil)
-            let d2 = try SyncCase.delta("330782-20261122-02", base: SyncCase.full, issuedAt: "2026-11-22T02:30:00Z", records: [SyncCase.lostCard()])
+            let (_, sync) = try await SyncCase.syncedKiosk(hub)
+            let d2 = try SyncCase.lostCardDelta()
             // The poll asks for up to 300 s; the deadline below fails the test long before that.
             let round = try await withDeadline(seconds: 60, "long poll") {
                 async let polled = sync.round(wait: 300)
