@@ -100,15 +100,26 @@ extension HubDatabase {
         let header: [String: Any]
         let digest: String
         let size: Int64
+        // One pass over the file: hashed and copied beside the shelf at once, so the write
+        // transaction below only renames it into place (a copy of hundreds of MB inside it
+        // would hold up every batch upload meanwhile).
+        let partial = shelf.appendingPathComponent(".publish-\(UUID().uuidString).partial")
+        var kept = false
+        defer { if !kept { try? FileManager.default.removeItem(at: partial) } }
         do {
             let handle = try FileHandle(forReadingFrom: file)
             defer { try? handle.close() }
+            try FileManager.default.createDirectory(at: shelf, withIntermediateDirectories: true)
+            guard FileManager.default.createFile(atPath: partial.path, contents: nil) else { throw PublishError.unreadable("cannot write \(partial.path)") }
+            let copy = try FileHandle(forWritingTo: partial)
+            defer { try? copy.close() }
             var hasher = SHA256()
             var first = [UInt8]()
             var total: Int64 = 0
             var sawNewline = false
             while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
                 hasher.update(data: chunk)
+                try copy.write(contentsOf: chunk)
                 total += Int64(chunk.count)
                 if !sawNewline {
                     if let nl = chunk.firstIndex(of: 0x0A) { first += chunk[chunk.startIndex..<nl]; sawNewline = true } else { first += chunk }
@@ -119,6 +130,7 @@ extension HubDatabase {
             guard let object = try? JSONSerialization.jsonObject(with: Data(first)) as? [String: Any] else {
                 throw PublishError.badHeader("the first line is not a JSON object")
             }
+            try copy.synchronize()
             header = object
             digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
             size = total
@@ -150,14 +162,11 @@ extension HubDatabase {
                try !Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM hub_snapshot WHERE snapshot_id = ? AND region = ?)", arguments: [base, region])! {
                 throw PublishError.unknownBase(base)
             }
-            // The file first (a copy beside, then renamed into place), the row after: a row
-            // never names a file that is not whole.
-            try FileManager.default.createDirectory(at: shelf, withIntermediateDirectories: true)
-            let partial = shelf.appendingPathComponent(".\(id).jsonl.partial")
-            try? FileManager.default.removeItem(at: partial)
-            try FileManager.default.copyItem(at: file, to: partial)
+            // The file first (the whole copy renamed into place), the row after: a row never
+            // names a file that is not whole.
             if FileManager.default.fileExists(atPath: target.path) { try FileManager.default.removeItem(at: target) }
             try FileManager.default.moveItem(at: partial, to: target)
+            kept = true
             try db.execute(sql: """
                 INSERT INTO hub_snapshot (snapshot_id, region, kind, base_snapshot_id, issued_at, bytes, sha256, file, published_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)

@@ -281,6 +281,8 @@ enum SyncCase {
             let junk = temporaryFolder("junk").appendingPathComponent("junk.jsonl")
             try Data("not json\n".utf8).write(to: junk)
             #expect(throws: PublishError.self) { try db.publishSnapshot(file: junk, now: testEpoch) }
+            // Refused files leave nothing on the shelf: only the one published file.
+            #expect(try FileManager.default.contentsOfDirectory(atPath: db.shelf.path) == ["\(SyncCase.full).jsonl"])
         }
     }
 }
