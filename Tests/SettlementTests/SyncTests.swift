@@ -372,3 +372,39 @@ enum SyncCase {
         }
     }
 }
+
+/// The unlucky kiosk: its sync folder on a disk that fills up mid-download.
+@Suite(.serialized) struct SyncFullDiskTests {
+    @Test("a download that fills the disk is a storage failure; the installed snapshot stays; with space, the next round installs", .enabled(if: getuid() == 0))
+    func aFullDiskDuringADownload() async throws {
+        try await withHub { hub in
+            let (device, _) = try await SyncCase.syncedKiosk(hub)
+            // A delta of about 300 KB: 3,000 cards reported lost.
+            let lost = (0..<3000).map { i -> [String: Any] in
+                ["type": "card", "card_number": String(format: "33078299%08d", i), "person_ref": "997bb21c2fd71da3a74ad22ada8a3d3e", "status": "lost"]
+            }
+            try hub.hub.database.publishSnapshot(file: try SyncCase.delta("330782-20261122-02", base: SyncCase.full,
+                                                                          issuedAt: "2026-11-22T02:30:00Z", records: lost), now: testEpoch)
+            let mountPoint = temporaryFolder("small-disk")
+            #expect(runToEnd("/bin/mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", mountPoint.path]) == 0)
+            defer { _ = runToEnd("/bin/umount", ["-l", mountPoint.path]) }
+            let environment = UploaderEnvironment(now: { testEpoch.addingTimeInterval(30) }, sleep: { try await Task.sleep(for: $0) },
+                                                  random: { 0.5 }, makeBatchID: { "b" })
+            func sync(into directory: URL) throws -> SnapshotSync {
+                SnapshotSync(store: device.store, device: device.context, signingKey: device.signingKey,
+                             trustedAuthorities: device.trustedAuthorities, directory: directory,
+                             configuration: try SyncConfiguration(hubURL: device.config.hubURL, region: device.config.region),
+                             environment: environment, logger: quietLogger)
+            }
+            let full = await (try sync(into: mountPoint.appendingPathComponent("sync"))).round()
+            guard case .store(let why)? = full.failure else { Issue.record("\(String(describing: full.failure))"); return }
+            #expect(why.contains("disk full"))
+            #expect(try device.store.installedSnapshot()?.header.snapshotID == SyncCase.full)
+            #expect(try device.store.view(cardNumber: "3307829900000000", period: "2026")?.card == nil)
+
+            let roomy = await (try sync(into: device.stateDir.appendingPathComponent("sync"))).round()
+            #expect(roomy.failure == nil && roomy.installed.map(\.header.snapshotID) == ["330782-20261122-02"])
+            #expect(try device.store.view(cardNumber: "3307829900000000", period: "2026")?.card?.status == .lost)
+        }
+    }
+}
