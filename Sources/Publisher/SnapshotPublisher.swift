@@ -14,6 +14,8 @@ public struct PublisherConfiguration: Sendable {
     public var validity: TimeInterval = 30 * 86_400
     /// A full at least this often (default daily).
     public var fullEvery: TimeInterval = 86_400
+    /// Snapshots older than the latest full leave the shelf after this (default 30 days).
+    public var keepFor: TimeInterval = 30 * 86_400
 
     public init(region: String, authorityKeyID: String, authorityKey: Curve25519.Signing.PrivateKey) {
         self.region = region
@@ -72,6 +74,9 @@ public struct Publication: Sendable, Equatable {
     public var records: Int
     /// New over-limit cases raised by this publication.
     public var overLimit: [OverLimit]
+    /// Whether the whole state was read (a full, a program change, no mark kept) rather than
+    /// only what changed since the latest publication.
+    public var recomputed: Bool
 }
 
 /// The publisher (sync spec §5): from the stored roster and every stored record, the region's
@@ -92,47 +97,178 @@ public final class SnapshotPublisher: Sendable {
         String(decoding: (try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data(), as: UTF8.self)
     }
 
-    /// The region's state as the next snapshot would hold it, by `type` and key, and the cut.
-    func currentState(cut: String) throws -> (lines: [String: (type: String, key: String, line: String)], overLimit: [OverLimit]) {
-        let region = configuration.region
-        var lines: [String: (type: String, key: String, line: String)] = [:]
-        var persons = Set<String>()
+    /// What a publication had seen: roster changes up to `rosterSeq`, stored records up to
+    /// `recordRowid`, and records received up to `cut` counted in S.
+    struct Mark: Sendable, Equatable {
+        var rosterSeq: Int64
+        var recordRowid: Int64
+        var cut: String
+    }
+
+    /// One snapshot entry: its `type`, its key (snapshot spec §1) and its canonical line.
+    typealias Entry = (type: String, key: String, line: String)
+
+    /// What a publication writes and what it leaves the published state as.
+    struct Plan {
+        var full: Bool
+        /// Entries to write (a full: every one).
+        var entries: [Entry]
+        /// `type|key` of the entries a delta deletes.
+        var deleted: [String]
+        /// The over-limit cases among what was computed.
+        var overLimit: [OverLimit]
+        var mark: Mark
+        /// A full replaces `published_entry` whole; a delta updates only its entries.
+        var replacesPublished: [Entry]?
+        var recomputed: Bool { replacesPublished != nil }
+        var bytes: Int { entries.reduce(0) { $0 + $1.line.utf8.count + 1 } + deleted.count * 80 }
+    }
+
+    /// The instant of the cut (sync spec §5: every record received at or before it is counted,
+    /// none after). The hub stamps `received_at` (whole seconds) inside its write transaction,
+    /// so once this process holds the write lock every earlier upload has committed and every
+    /// later one is stamped at or after now: the second before now's is complete.
+    func settledCut() throws -> Date {
+        let instant: Date = try database.pool.writeWithoutTransaction { db in
+            var t = Date()
+            try db.inTransaction(.immediate) { t = now(); return .commit }
+            return t
+        }
+        return Date(timeIntervalSince1970: instant.timeIntervalSince1970.rounded(.down) - 1)
+    }
+
+    static let usageSQL = """
+        SELECT program, period, SUM(amount) AS used FROM (
+            SELECT program, period, subsidy_fen AS amount FROM hub_record
+                WHERE person_ref = ? AND kind = 'medical_subsidy' AND received_at <= ?
+            UNION ALL
+            SELECT s.program, s.period, -r.amount_fen FROM hub_record s JOIN hub_record r ON r.reverses = s.record_id
+                WHERE s.person_ref = ? AND r.kind = 'subsidy_reversal' AND r.received_at <= ?)
+        GROUP BY program, period ORDER BY program, period
+        """
+
+    static func usageLine(person: String, program: String, period: String, used: Int64) -> String {
+        canonical(["type": "usage", "person_ref": person, "program": program, "period": period, "used_fen": used])
+    }
+
+    static func limits(_ programs: [Entry]) -> [String: Int64] {
         var limits: [String: Int64] = [:]
-        for e in try database.rosterLines(region: region) {
-            lines["\(e.type)|\(e.key)"] = e
-            if e.type == "person" { persons.insert(e.key) }
-            if e.type == "program", let o = try? JSONSerialization.jsonObject(with: Data(e.line.utf8)) as? [String: Any],
-               let limit = JSONInteger.value(o["limit_fen"]) {
+        for e in programs where e.type == "program" {
+            if let o = try? JSONSerialization.jsonObject(with: Data(e.line.utf8)) as? [String: Any], let limit = JSONInteger.value(o["limit_fen"]) {
                 limits[e.key] = limit
             }
         }
-        guard !lines.isEmpty else { throw PublisherError.emptyRoster(region) }
-        // S per person, program and period: every stored subsidy (flagged ones too) less
-        // stored reversals, received at or before the cut.
-        let usage = try database.pool.read { db in
-            try Row.fetchAll(db, sql: """
+        return limits
+    }
+
+    static func readMark(_ db: Database) throws -> Mark {
+        Mark(rosterSeq: try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM roster_change")!,
+             recordRowid: try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(rowid), 0) FROM hub_record")!, cut: "")
+    }
+
+    /// The region's whole state as the next snapshot would hold it, by `type|key`, read in one
+    /// transaction with the mark it corresponds to.
+    func currentState(cut: String) throws -> (lines: [String: Entry], overLimit: [OverLimit], mark: Mark) {
+        let region = configuration.region
+        return try database.pool.read { db in
+            var mark = try Self.readMark(db)
+            mark.cut = cut
+            var lines: [String: Entry] = [:]
+            var persons = Set<String>()
+            var programs: [Entry] = []
+            let rows = try Row.fetchCursor(db, sql: "SELECT type, key, line FROM roster_entry WHERE region = ?", arguments: [region])
+            while let r = try rows.next() {
+                let e: Entry = (r["type"], r["key"], r["line"])
+                lines["\(e.type)|\(e.key)"] = e
+                if e.type == "person" { persons.insert(e.key) }
+                if e.type == "program" { programs.append(e) }
+            }
+            guard !lines.isEmpty else { throw PublisherError.emptyRoster(region) }
+            let limits = Self.limits(programs)
+            // S per person, program and period: every stored subsidy (flagged ones too) less
+            // stored reversals, received at or before the cut.
+            let usage = try Row.fetchCursor(db, sql: """
                 SELECT person_ref, program, period, SUM(amount) AS used FROM (
                     SELECT person_ref, program, period, subsidy_fen AS amount FROM hub_record
                         WHERE kind = 'medical_subsidy' AND received_at <= ?
                     UNION ALL
                     SELECT s.person_ref, s.program, s.period, -r.amount_fen FROM hub_record r JOIN hub_record s ON s.record_id = r.reverses
                         WHERE r.kind = 'subsidy_reversal' AND r.received_at <= ?)
-                GROUP BY person_ref, program, period ORDER BY person_ref, program, period
+                GROUP BY person_ref, program, period
                 """, arguments: [cut, cut])
-        }
-        var over: [OverLimit] = []
-        for row in usage {
-            let person: String = row["person_ref"], program: String = row["program"], period: String = row["period"]
-            guard persons.contains(person) else { continue }
-            let used = max(0, row["used"] as Int64)
-            let key = "\(person)|\(program)|\(period)"
-            lines["usage|\(key)"] = ("usage", key, Self.canonical(["type": "usage", "person_ref": person, "program": program,
-                                                                  "period": period, "used_fen": used]))
-            if let limit = limits[program], used > limit {
-                over.append(OverLimit(personRef: person, program: program, period: period, usedFen: used, limitFen: limit))
+            var over: [OverLimit] = []
+            while let row = try usage.next() {
+                let person: String = row["person_ref"], program: String = row["program"], period: String = row["period"]
+                guard persons.contains(person) else { continue }
+                let used = max(0, row["used"] as Int64)
+                let key = "\(person)|\(program)|\(period)"
+                lines["usage|\(key)"] = ("usage", key, Self.usageLine(person: person, program: program, period: period, used: used))
+                if let limit = limits[program], used > limit {
+                    over.append(OverLimit(personRef: person, program: program, period: period, usedFen: used, limitFen: limit))
+                }
             }
+            return (lines, over, mark)
         }
-        return (lines, over)
+    }
+
+    /// Only what moved since `since`, read in one transaction: roster entries changed or
+    /// deleted by later changes, and S recomputed for the persons those touch or that later
+    /// records (by rowid, or received after the previous cut) name. Nil when a program
+    /// changed (limits move every over-limit case: the whole state is recomputed then).
+    func changes(since previous: Mark, cut: String) throws -> Plan? {
+        let region = configuration.region
+        return try database.pool.read { db -> Plan? in
+            var mark = try Self.readMark(db)
+            mark.cut = cut
+            let changed = try Row.fetchAll(db, sql: "SELECT type, key, line FROM roster_entry WHERE region = ? AND seq > ?",
+                                           arguments: [region, previous.rosterSeq]).map { (type: $0["type"] as String, key: $0["key"] as String, line: $0["line"] as String) }
+            let removed = try Row.fetchAll(db, sql: "SELECT type, key FROM roster_tombstone WHERE region = ? AND seq > ?",
+                                           arguments: [region, previous.rosterSeq]).map { (type: $0["type"] as String, key: $0["key"] as String) }
+            if changed.contains(where: { $0.type == "program" }) || removed.contains(where: { $0.type == "program" }) { return nil }
+            let publishedLine = try db.cachedStatement(sql: "SELECT line FROM published_entry WHERE region = ? AND type = ? AND key = ?")
+            var entries: [Entry] = []
+            var deleted: [String] = []
+            var persons = Set<String>()
+            for e in changed {
+                if try String.fetchOne(publishedLine, arguments: [region, e.type, e.key]) != e.line { entries.append(e) }
+                if e.type == "person" { persons.insert(e.key) }
+            }
+            for e in removed {
+                if try String.fetchOne(publishedLine, arguments: [region, e.type, e.key]) != nil { deleted.append("\(e.type)|\(e.key)") }
+                if e.type == "person" { persons.insert(e.key) }
+            }
+            let named = try String.fetchAll(db, sql: """
+                SELECT person_ref FROM hub_record WHERE kind = 'medical_subsidy' AND person_ref IS NOT NULL AND (received_at > ? OR rowid > ?)
+                UNION
+                SELECT s.person_ref FROM hub_record r JOIN hub_record s ON s.record_id = r.reverses
+                    WHERE r.kind = 'subsidy_reversal' AND s.person_ref IS NOT NULL AND (r.received_at > ? OR r.rowid > ?)
+                """, arguments: [previous.cut, previous.recordRowid, previous.cut, previous.recordRowid])
+            persons.formUnion(named)
+            let limits = Self.limits(try Row.fetchAll(db, sql: "SELECT type, key, line FROM roster_entry WHERE region = ? AND type = 'program'",
+                                                      arguments: [region]).map { ($0["type"], $0["key"], $0["line"]) })
+            let inRoster = try db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM roster_entry WHERE region = ? AND type = 'person' AND key = ?)")
+            let usage = try db.cachedStatement(sql: Self.usageSQL)
+            let publishedUsage = try db.cachedStatement(sql: "SELECT key, line FROM published_entry WHERE region = ? AND type = 'usage' AND key > ? AND key < ?")
+            var over: [OverLimit] = []
+            for person in persons.sorted() {
+                var now: [String: String] = [:]
+                if try Bool.fetchOne(inRoster, arguments: [region, person])! {
+                    for row in try Row.fetchAll(usage, arguments: [person, cut, person, cut]) {
+                        let program: String = row["program"], period: String = row["period"]
+                        let used = max(0, row["used"] as Int64)
+                        now["\(person)|\(program)|\(period)"] = Self.usageLine(person: person, program: program, period: period, used: used)
+                        if let limit = limits[program], used > limit {
+                            over.append(OverLimit(personRef: person, program: program, period: period, usedFen: used, limitFen: limit))
+                        }
+                    }
+                }
+                let before = try Row.fetchAll(publishedUsage, arguments: [region, person + "|", person + "}"])
+                    .reduce(into: [String: String]()) { $0[$1["key"]] = $1["line"] }
+                for (key, line) in now where before[key] != line { entries.append(("usage", key, line)) }
+                for key in before.keys where now[key] == nil { deleted.append("usage|\(key)") }
+            }
+            return Plan(full: false, entries: entries, deleted: deleted.sorted(), overLimit: over, mark: mark, replacesPublished: nil)
+        }
     }
 
     /// The delete record of an entry (only its key, with `op: delete`).
@@ -149,85 +285,138 @@ public final class SnapshotPublisher: Sendable {
 
     /// Publishes the region's next snapshot when anything changed (or a full is due); nil when
     /// nothing did. `forceFull` publishes a full whatever the state.
+    ///
+    /// A delta costs what changed, not the region's size: it reads the roster entries changed
+    /// since the latest publication's mark and recomputes S only for the persons they or the
+    /// records since name. A full (daily, when the deltas since the last full outgrow it, on
+    /// a program change, or when no mark is kept) recomputes everything.
     @discardableResult
     public func publish(forceFull: Bool = false) throws -> Publication? {
         let region = configuration.region
         let instant = now()
-        let cut = Timestamp.string(instant)
-        let (state, over) = try currentState(cut: cut)
-        let published = try database.pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT type, key, line FROM published_entry WHERE region = ?", arguments: [region])
-                .reduce(into: [String: String]()) { $0["\($1["type"] as String)|\($1["key"] as String)"] = $1["line"] }
-        }
+        let cut = Timestamp.string(try settledCut())
         let history = try database.pool.read { db in
             try Row.fetchAll(db, sql: "SELECT snapshot_id, kind, issued_at, bytes FROM hub_snapshot WHERE region = ? ORDER BY seq", arguments: [region])
         }
+        let previous = try database.pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT roster_seq, record_rowid, cut FROM publisher_mark WHERE region = ?", arguments: [region])
+                .map { Mark(rosterSeq: $0["roster_seq"], recordRowid: $0["record_rowid"], cut: $0["cut"]) }
+        }
         let latest = history.last.map { $0["snapshot_id"] as String }
-        let lastFull = history.last { $0["kind"] as String == "full" }
-        let changed = state.filter { published[$0.key] != $0.value.line }.sorted { $0.key < $1.key }
-        let deleted = published.keys.filter { state[$0] == nil }.sorted()
-        let fullSize = state.values.reduce(0) { $0 + $1.line.utf8.count + 1 }
-        let deltaBytesSinceFull: Int = {
-            guard let lastFull, let i = history.lastIndex(where: { $0["snapshot_id"] as String == lastFull["snapshot_id"] as String }) else { return 0 }
-            return history[(i + 1)...].reduce(0) { $0 + Int($1["bytes"] as Int64) }
-        }()
-        let thisDelta = changed.reduce(0) { $0 + $1.value.line.utf8.count + 1 } + deleted.count * 80
+        let lastFullIndex = history.lastIndex { $0["kind"] as String == "full" }
+        let lastFull = lastFullIndex.map { history[$0] }
+        let deltaBytesSinceFull = lastFullIndex.map { history[($0 + 1)...].reduce(0) { $0 + Int($1["bytes"] as Int64) } } ?? 0
         let fullDue = forceFull || latest == nil || lastFull == nil
             || (lastFull.flatMap { Timestamp.date($0["issued_at"]) }.map { instant.timeIntervalSince($0) >= configuration.fullEvery } ?? true)
-            || deltaBytesSinceFull + thisDelta > fullSize
-        if !fullDue && changed.isEmpty && deleted.isEmpty { return nil }
+
+        var plan: Plan
+        if !fullDue, let previous, let delta = try changes(since: previous, cut: cut),
+           deltaBytesSinceFull + delta.bytes <= Int(lastFull?["bytes"] as Int64? ?? 0) {
+            plan = delta
+        } else {
+            let (state, over, mark) = try currentState(cut: cut)
+            let fullSize = state.values.reduce(0) { $0 + $1.line.utf8.count + 1 }
+            let everything = Array(state.values)
+            plan = Plan(full: true, entries: everything, deleted: [], overLimit: over, mark: mark, replacesPublished: everything)
+            if !fullDue {
+                // The whole state against what the kiosks hold: a delta unless it outgrows the full.
+                let published = try database.pool.read { db in
+                    try Row.fetchAll(db, sql: "SELECT type, key, line FROM published_entry WHERE region = ?", arguments: [region])
+                        .reduce(into: [String: String]()) { $0["\($1["type"] as String)|\($1["key"] as String)"] = $1["line"] }
+                }
+                let changed = state.values.filter { published["\($0.type)|\($0.key)"] != $0.line }
+                let deleted = published.keys.filter { state[$0] == nil }.sorted()
+                let delta = Plan(full: false, entries: changed, deleted: deleted, overLimit: over, mark: mark, replacesPublished: everything)
+                if deltaBytesSinceFull + delta.bytes <= fullSize { plan = delta }
+            }
+        }
+        if !plan.full && plan.entries.isEmpty && plan.deleted.isEmpty {
+            // Nothing the kiosks hold moved: remember how far this look read.
+            _ = try commit(plan)
+            return nil
+        }
 
         let id = Self.snapshotID(region: region, at: instant)
         if let latest, !(id > latest) { throw PublisherError.clockBehind(newID: id, latest: latest) }
         var header: [String: Any] = [
-            "format": "benefit-snapshot", "format_version": 2, "snapshot_id": id, "kind": fullDue ? "full" : "delta",
-            "region": region, "issued_at": cut, "expires_at": Timestamp.string(instant.addingTimeInterval(configuration.validity)),
+            "format": "benefit-snapshot", "format_version": 2, "snapshot_id": id, "kind": plan.full ? "full" : "delta",
+            "region": region, "issued_at": Timestamp.string(instant), "expires_at": Timestamp.string(instant.addingTimeInterval(configuration.validity)),
             "settled_through": cut, "authority_key_id": configuration.authorityKeyID,
         ]
-        header["base_snapshot_id"] = fullDue ? NSNull() : latest
+        header["base_snapshot_id"] = plan.full ? NSNull() : latest
         let staging = database.shelf.appendingPathComponent(".staging-\(id).jsonl")
         try FileManager.default.createDirectory(at: database.shelf, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: staging) }
         let writer = try SnapshotWriter(url: staging, header: header, authorityKey: configuration.authorityKey)
-        var records = 0
         // Programs first, then devices, persons, cards and usage: readers may rely on programs being known.
         let order = ["program": 0, "device": 1, "person": 2, "card": 3, "usage": 4]
-        func sorted<T>(_ items: [(String, T)]) -> [(String, T)] {
-            items.sorted { (order[String($0.0.prefix { $0 != "|" })] ?? 9, $0.0) < (order[String($1.0.prefix { $0 != "|" })] ?? 9, $1.0) }
-        }
-        if fullDue {
-            for (_, e) in sorted(state.map { ($0.key, $0.value) }) { try writer.addRaw(e.line); records += 1 }
-        } else {
-            for (_, e) in sorted(changed.map { ($0.key, $0.value) }) { try writer.addRaw(e.line); records += 1 }
-            for k in deleted {
-                let parts = k.split(separator: "|", maxSplits: 1).map(String.init)
-                try writer.addRaw(Self.deletion(type: parts[0], key: parts.count > 1 ? parts[1] : ""))
-                records += 1
-            }
+        for e in plan.entries.sorted(by: { ((order[$0.type] ?? 9), $0.key) < ((order[$1.type] ?? 9), $1.key) }) { try writer.addRaw(e.line) }
+        for k in plan.deleted {
+            let parts = k.split(separator: "|", maxSplits: 1).map(String.init)
+            try writer.addRaw(Self.deletion(type: parts[0], key: parts.count > 1 ? parts[1] : ""))
         }
         try writer.finish()
         let snapshot = try database.publishSnapshot(file: staging, now: instant)
-        // What the kiosks now hold (the next delta is made against it), and the over-limit cases not raised before.
-        let raised: [OverLimit] = try database.pool.write { db in
-            try db.execute(sql: "DELETE FROM published_entry WHERE region = ?", arguments: [region])
-            for e in state.values {
-                try db.execute(sql: "INSERT INTO published_entry (region, type, key, line) VALUES (?, ?, ?, ?)", arguments: [region, e.type, e.key, e.line])
+        let raised = try commit(plan)
+        try prune(now: instant)
+        return Publication(snapshot: snapshot, records: plan.entries.count + plan.deleted.count, overLimit: raised, recomputed: plan.recomputed)
+    }
+
+    /// What the kiosks now hold (the next delta is made against it), the mark, and the
+    /// over-limit cases not raised before.
+    func commit(_ plan: Plan) throws -> [OverLimit] {
+        let region = configuration.region
+        return try database.pool.write { db in
+            if let everything = plan.replacesPublished {
+                try db.execute(sql: "DELETE FROM published_entry WHERE region = ?", arguments: [region])
+                let insert = try db.cachedStatement(sql: "INSERT INTO published_entry (region, type, key, line) VALUES (?, ?, ?, ?)")
+                for e in everything { try insert.execute(arguments: [region, e.type, e.key, e.line]) }
+            } else {
+                let upsert = try db.cachedStatement(sql: """
+                    INSERT INTO published_entry (region, type, key, line) VALUES (?, ?, ?, ?)
+                    ON CONFLICT (region, type, key) DO UPDATE SET line = excluded.line
+                    """)
+                for e in plan.entries { try upsert.execute(arguments: [region, e.type, e.key, e.line]) }
+                let remove = try db.cachedStatement(sql: "DELETE FROM published_entry WHERE region = ? AND type = ? AND key = ?")
+                for k in plan.deleted {
+                    let parts = k.split(separator: "|", maxSplits: 1).map(String.init)
+                    try remove.execute(arguments: [region, parts[0], parts.count > 1 ? parts[1] : ""])
+                }
             }
+            try db.execute(sql: """
+                INSERT INTO publisher_mark (region, roster_seq, record_rowid, cut) VALUES (?, ?, ?, ?)
+                ON CONFLICT (region) DO UPDATE SET roster_seq = excluded.roster_seq, record_rowid = excluded.record_rowid, cut = excluded.cut
+                """, arguments: [region, plan.mark.rosterSeq, plan.mark.recordRowid, plan.mark.cut])
             var fresh: [OverLimit] = []
-            for o in over {
+            for o in plan.overLimit {
                 let known = try Int64.fetchOne(db, sql: "SELECT used_fen FROM publisher_alert WHERE person_ref = ? AND program = ? AND period = ?",
                                                arguments: [o.personRef, o.program, o.period])
                 if known == nil || known! < o.usedFen {
                     try db.execute(sql: """
                         INSERT INTO publisher_alert (person_ref, program, period, used_fen, limit_fen, raised_at) VALUES (?, ?, ?, ?, ?, ?)
                         ON CONFLICT (person_ref, program, period) DO UPDATE SET used_fen = excluded.used_fen, raised_at = excluded.raised_at
-                        """, arguments: [o.personRef, o.program, o.period, o.usedFen, o.limitFen, cut])
+                        """, arguments: [o.personRef, o.program, o.period, o.usedFen, o.limitFen, plan.mark.cut])
                     fresh.append(o)
                 }
             }
             return fresh
         }
-        return Publication(snapshot: snapshot, records: records, overLimit: raised)
+    }
+
+    /// Sync spec §5: deltas are kept at least `keepFor` (30 days). Snapshots older than that
+    /// and older than the latest full (no manifest leads through them any more) leave the
+    /// shelf, file and row.
+    func prune(now instant: Date) throws {
+        let region = configuration.region
+        let before = Timestamp.string(instant.addingTimeInterval(-configuration.keepFor))
+        let files: [String] = try database.pool.write { db in
+            guard let fullSeq = try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM hub_snapshot WHERE region = ? AND kind = 'full'", arguments: [region]) else { return [] }
+            let old = try String.fetchAll(db, sql: "SELECT file FROM hub_snapshot WHERE region = ? AND seq < ? AND issued_at < ?",
+                                          arguments: [region, fullSeq, before])
+            try db.execute(sql: "DELETE FROM hub_snapshot WHERE region = ? AND seq < ? AND issued_at < ?", arguments: [region, fullSeq, before])
+            return old
+        }
+        for f in files { try? FileManager.default.removeItem(atPath: f) }
     }
 
     /// `<region>-<YYYYMMDD>-<HHMMSS>` in China Standard Time: ids grow with the clock.

@@ -163,6 +163,23 @@ extension HubDatabase {
                     PRIMARY KEY (person_ref, program, period));
                 """)
         }
+        // Incremental publication (sync spec §5: urgent changes within 60 s at any size): each
+        // roster entry remembers the change that last touched it, deletions leave a tombstone,
+        // and the publisher keeps the mark of what its latest publication had seen, so a delta
+        // reads only what moved since then.
+        m.registerMigration("roster-v2-incremental") { db in
+            try db.execute(sql: """
+                ALTER TABLE roster_entry ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+                CREATE INDEX roster_entry_seq ON roster_entry(region, seq);
+                CREATE TABLE roster_tombstone (region TEXT NOT NULL, type TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL,
+                    PRIMARY KEY (region, type, key));
+                CREATE INDEX roster_tombstone_seq ON roster_tombstone(region, seq);
+                CREATE TABLE publisher_mark (region TEXT PRIMARY KEY, roster_seq INTEGER NOT NULL, record_rowid INTEGER NOT NULL,
+                    cut TEXT NOT NULL);
+                CREATE INDEX hub_record_received ON hub_record(received_at);
+                CREATE INDEX hub_record_person ON hub_record(person_ref) WHERE person_ref IS NOT NULL;
+                """)
+        }
     }
 
     /// Applies a verified roster change in one transaction; a change applied before is refused.
@@ -172,20 +189,30 @@ extension HubDatabase {
             if try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM roster_change WHERE change_id = ?)", arguments: [change.changeID])! {
                 throw RosterChange.Refusal.alreadyApplied(change.changeID)
             }
-            for e in change.entries {
-                if let line = e.line {
-                    try db.execute(sql: """
-                        INSERT INTO roster_entry (region, type, key, line) VALUES (?, ?, ?, ?)
-                        ON CONFLICT (region, type, key) DO UPDATE SET line = excluded.line
-                        """, arguments: [change.region, e.type, e.key, line])
-                } else {
-                    try db.execute(sql: "DELETE FROM roster_entry WHERE region = ? AND type = ? AND key = ?", arguments: [change.region, e.type, e.key])
-                }
-            }
             try db.execute(sql: """
                 INSERT INTO roster_change (change_id, region, issued_at, sha256, records, urgent, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [change.changeID, change.region, change.issuedAt, change.sha256, change.entries.count, change.urgent,
                                  SettlementHub.timestamp(now, fractional: false)])
+            let seq = db.lastInsertedRowID
+            let upsert = try db.cachedStatement(sql: """
+                INSERT INTO roster_entry (region, type, key, line, seq) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (region, type, key) DO UPDATE SET line = excluded.line, seq = excluded.seq
+                """)
+            let untomb = try db.cachedStatement(sql: "DELETE FROM roster_tombstone WHERE region = ? AND type = ? AND key = ?")
+            let remove = try db.cachedStatement(sql: "DELETE FROM roster_entry WHERE region = ? AND type = ? AND key = ?")
+            let tomb = try db.cachedStatement(sql: """
+                INSERT INTO roster_tombstone (region, type, key, seq) VALUES (?, ?, ?, ?)
+                ON CONFLICT (region, type, key) DO UPDATE SET seq = excluded.seq
+                """)
+            for e in change.entries {
+                if let line = e.line {
+                    try upsert.execute(arguments: [change.region, e.type, e.key, line, seq])
+                    try untomb.execute(arguments: [change.region, e.type, e.key])
+                } else {
+                    try remove.execute(arguments: [change.region, e.type, e.key])
+                    try tomb.execute(arguments: [change.region, e.type, e.key, seq])
+                }
+            }
             return change.entries.count
         }
     }

@@ -48,7 +48,7 @@ func failure(_ message: String, _ code: Int32) -> ExitCode {
 
 func report(_ p: Publication?) {
     guard let p else { print("nothing changed: nothing published"); return }
-    print("published \(p.snapshot.snapshotID) (\(p.snapshot.kind)\(p.snapshot.baseSnapshotID.map { " on \($0)" } ?? ""), \(p.records) records, \(p.snapshot.bytes) bytes)")
+    print("published \(p.snapshot.snapshotID) (\(p.snapshot.kind)\(p.snapshot.baseSnapshotID.map { " on \($0)" } ?? ""), \(p.records) records, \(p.snapshot.bytes) bytes\(p.recomputed ? ", whole state read" : ", only what changed read"))")
     for o in p.overLimit {
         // Sync spec §5: an over-grant for the operators to recover.
         FileHandle.standardError.write(Data("hub-publisher: ALERT over limit: person \(o.personRef) \(o.program) \(o.period): \(o.usedFen) fen settled, limit \(o.limitFen)\n".utf8))
