@@ -198,6 +198,7 @@ let package = Package(
                 "Entitlements",
                 "KioskStore",
                 "KioskCore",
+                "Settlement",
                 "TestVectors",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -25,5 +25,5 @@ sleep 1.1
 "$BIN/hub-publisher" roster-import --db "$DIR/hub.sqlite" --roster-key "330782-roster-test=$AUTH_PUB" "$DIR/rc2.jsonl" >/dev/null
 DELTA=$(t "$BIN/hub-publisher" publish --db "$DIR/hub.sqlite" --region 330782 --authority-key-file "$DIR/authority.key" --authority-key-id 330782-auth-test)
 echo "floor_snapshot_gen_s=$FLOOR roster_change_gen_s=$GEN roster_import_s=$IMPORT publish_full_s=$FULL publish_delta_s=$DELTA"
-echo "ratio_full_vs_floor=$(echo "scale=2; $FULL / $FLOOR" | bc) ratio_delta_vs_floor=$(echo "scale=3; $DELTA / $FLOOR" | bc)"
+echo "ratio_full_vs_floor=$(echo "scale=2; $FULL / $FLOOR" | bc) ratio_delta_vs_floor=$(echo "scale=6; $DELTA / $FLOOR" | bc)"
 ls -l "$DIR/hub.sqlite.snapshots/" | tail -n +2 | awk '{print "published " $9 " " $5 " bytes"}'

@@ -101,21 +101,22 @@ SNAPSHOT=Provisioning/demo/snapshot-small.jsonl
 CARDS=Provisioning/demo/cards.json
 HUB=http://127.0.0.1:8470
 
-provision() {  # name device-id institution profile seed
+provision() {  # name device-id institution profile seed help-desk
     # The demo devices take the vector seeds so that the vector snapshot's device entries and
     # the hub's roster know their keys; a real device makes its key itself (no seed).
     "$BIN/kioskctl" provision --state-dir "$DEMO/$1" --device-id "$2" --institution "$3" --profile "$4" \
         --issuer-key "$ISSUER" --authority-key "$AUTHORITY" --device-ca-key "$DEVICE_CA" --hub-url "$HUB" \
-        --printer "file:$DEMO/$1/receipts/" --device-key-seed "$5" >/dev/null
+        --printer "file:$DEMO/$1/receipts/" --device-key-seed "$5" --help-desk "$6" >/dev/null
     # Certification: the device's request goes to the platform, the certificate comes back.
     "$BIN/kioskctl" certificate request --state-dir "$DEMO/$1" >"$DEMO/$1.request"
     "$BIN/device-ca" issue --ca-key "$DEMO/device-ca.key" --ca-key-id 330782-device-ca-test \
         --request "$DEMO/$1.request" --valid-from 20261110 --days 90 --out "$DEMO/$1.cert" 2>/dev/null
     "$BIN/kioskctl" certificate install --state-dir "$DEMO/$1" "$DEMO/$1.cert"
     "$BIN/kioskctl" snapshot install --state-dir "$DEMO/$1" "$SNAPSHOT"
+    "$BIN/kioskctl" voice generate --state-dir "$DEMO/$1" >/dev/null || echo "voice prompts not generated (espeak-ng missing)" >&2
 }
-provision hospital KSK-TEST-0001 330782-H01 hospital x5ltRC+avHN24CoyFoUz5aWKCtIuAPrNcCW5jVKMTqU=
-provision township KSK-TEST-0002 330782-H02 township MfSiw5nBRJ7StYQeiAl3Ydt9MnY9IfdDsNu9hmzmpD8=
+provision hospital KSK-TEST-0001 330782-H01 hospital x5ltRC+avHN24CoyFoUz5aWKCtIuAPrNcCW5jVKMTqU= "1 号收费窗口"
+provision township KSK-TEST-0002 330782-H02 township MfSiw5nBRJ7StYQeiAl3Ydt9MnY9IfdDsNu9hmzmpD8= "2 号民政窗口"
 
 "${DETACHED[@]}" "$BIN/settlement-hub" --port 8470 --db "$DEMO/hub.sqlite" --snapshot "$SNAPSHOT" </dev/null >"$DEMO/hub.log" 2>&1 & echo $! >>"$DEMO/pids"
 # The demo's kiosks run on the vectors' fixed day (BENEFIT_KIOSK_TEST_NOW above) while the hub

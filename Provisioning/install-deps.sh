@@ -3,9 +3,9 @@
 #   install-deps.sh run    what a kiosk needs to run
 #   install-deps.sh test   + what the tests and demo need (virtual reader, QR reader, compiler)
 set -euo pipefail
-want=(pcscd libpcsclite1 libpcsclite-dev libccid libqrencode-dev libsqlite3-dev)
+want=(pcscd libpcsclite1 libpcsclite-dev libccid libqrencode-dev libsqlite3-dev espeak-ng)
 if [ "${1:-run}" = test ]; then
-    want+=(vsmartcard-vpcd zbar-tools gcc pkg-config chromium fonts-noto-cjk sqlite3 curl openssl)
+    want+=(vsmartcard-vpcd zbar-tools gcc pkg-config chromium fonts-noto-cjk sqlite3 curl openssl sox)
 fi
 missing=()
 for p in "${want[@]}"; do

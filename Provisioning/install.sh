@@ -58,7 +58,18 @@ for k in $DEVICE_CA_KEYS; do args+=(--device-ca-key "$k"); done
 # The device makes its key here; without DEVICE_CERT, provision prints the certificate
 # request for the platform, and the kiosk grants nothing (device_retired) until installed.
 [ -n "${DEVICE_CERT:-}" ] && args+=(--device-cert "$DEVICE_CERT")
+# What the screen tells people (issue 10): the counter, the legal-aid office and its hours,
+# how long a result stays, the voice.
+[ -n "${HELP_DESK:-}" ] && args+=(--help-desk "$HELP_DESK")
+[ -n "${LEGAL_AID_OFFICE:-}" ] && args+=(--legal-aid-office "$LEGAL_AID_OFFICE")
+[ -n "${LEGAL_AID_HOURS:-}" ] && args+=(--legal-aid-hours "$LEGAL_AID_HOURS")
+[ -n "${RESULT_SECONDS:-}" ] && args+=(--result-seconds "$RESULT_SECONDS")
+[ -n "${VOICE:-}" ] && args+=(--voice "$VOICE")
+[ -n "${VOLUME:-}" ] && args+=(--volume "$VOLUME")
 "$ROOT$PREFIX/bin/kioskctl" "${args[@]}"
+# The voice prompts, made offline now (recorded WAVs of the same names put in
+# $STATE/voice beforehand are kept; kioskctl voice list names them).
+"$ROOT$PREFIX/bin/kioskctl" voice generate --state-dir "$STATE" || echo "voice prompts not generated (apt install espeak-ng); the screen stays silent" >&2
 [ -z "$ROOT" ] && chown -R benefit-kiosk:benefit-kiosk "$STATE"
 
 if [ "$SYSTEMD" = 1 ] && [ -d /run/systemd/system ]; then

@@ -28,11 +28,16 @@ public struct DeviceConfig: Codable, Sendable, Equatable {
     public var provisionedAt: String
     /// The region whose snapshots this kiosk syncs (sync spec §2); nil: the installed snapshot's.
     public var region: String?
+    /// What the screen tells people and how (issue 10); absent: the defaults.
+    public var screen: ScreenSettings?
+
+    /// The screen settings in force (the configured ones, or the defaults).
+    public var screenSettings: ScreenSettings { screen ?? ScreenSettings() }
 
     enum CodingKeys: String, CodingKey {
         case deviceID = "device_id", institution, profile, issuerKeys = "issuer_keys", authorityKeys = "authority_keys"
         case deviceCAKeys = "device_ca_keys"
-        case hubURL = "hub_url", hubCAPEM = "hub_ca_pem", printer, provisionedAt = "provisioned_at", region
+        case hubURL = "hub_url", hubCAPEM = "hub_ca_pem", printer, provisionedAt = "provisioned_at", region, screen
     }
 
     public init(deviceID: String, institution: String, profile: Profile, issuerKeys: [String: String], authorityKeys: [String: String],
@@ -41,6 +46,47 @@ public struct DeviceConfig: Codable, Sendable, Equatable {
         self.region = region
         self.deviceID = deviceID; self.institution = institution; self.profile = profile; self.issuerKeys = issuerKeys
         self.authorityKeys = authorityKeys; self.deviceCAKeys = deviceCAKeys; self.hubURL = hubURL; self.hubCAPEM = hubCAPEM; self.printer = printer; self.provisionedAt = provisionedAt
+    }
+}
+
+/// What the patient's and the resident's screen says beyond the decision (issue 10): where
+/// to go for help, where and when a legal-aid applicant goes next, how long a result stays,
+/// and the voice.
+public struct ScreenSettings: Codable, Sendable, Equatable {
+    /// The counter people are sent to: the hospital cashier's window, the township hall's counter.
+    public var helpDesk: String = "人工服务窗口"
+    /// Where a legal-aid applicant goes next (printed on the ticket, shown on the screen).
+    public var legalAidOffice: String = "县法律援助中心"
+    /// When that office receives people.
+    public var legalAidHours: String = "工作日 8:30–12:00, 14:00–17:30"
+    /// Seconds a result stays on the screen while the card stays on the reader (privacy in a queue).
+    public var resultSeconds: Int = 30
+    /// Voice prompts on or off, and their volume in percent.
+    public var voice: Bool = true
+    public var volume: Int = 80
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case helpDesk = "help_desk", legalAidOffice = "legal_aid_office", legalAidHours = "legal_aid_hours"
+        case resultSeconds = "result_seconds", voice, volume
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = ScreenSettings()
+        helpDesk = try c.decodeIfPresent(String.self, forKey: .helpDesk) ?? d.helpDesk
+        legalAidOffice = try c.decodeIfPresent(String.self, forKey: .legalAidOffice) ?? d.legalAidOffice
+        legalAidHours = try c.decodeIfPresent(String.self, forKey: .legalAidHours) ?? d.legalAidHours
+        resultSeconds = try c.decodeIfPresent(Int.self, forKey: .resultSeconds) ?? d.resultSeconds
+        voice = try c.decodeIfPresent(Bool.self, forKey: .voice) ?? d.voice
+        volume = try c.decodeIfPresent(Int.self, forKey: .volume) ?? d.volume
+        guard (5...600).contains(resultSeconds) else {
+            throw DecodingError.dataCorruptedError(forKey: .resultSeconds, in: c, debugDescription: "result_seconds must be 5…600")
+        }
+        guard (0...100).contains(volume) else {
+            throw DecodingError.dataCorruptedError(forKey: .volume, in: c, debugDescription: "volume must be 0…100")
+        }
     }
 }
 

@@ -126,7 +126,13 @@ public struct ReceiptDesk {
                [.medicalSubsidy, .subsidyReversal, .legalAidApplication].contains(record.kind) {
                 try store.saveReceiptInfo(try receiptInfo(for: record, holderMasked: nil, matterName: nil))
             }
-            let content = try content(recordID: recordID, extraLines: reprint ? ["重打凭条 REPRINT \(ReceiptFormat.chinaTime(now))"] : [])
+            var extra = reprint ? ["重打凭条 REPRINT \(ReceiptFormat.chinaTime(now))"] : []
+            if try store.record(recordID)?.kind == .legalAidApplication {
+                // Where and when to go next (issue 10), from the kiosk's configuration.
+                let settings = device.config.screenSettings
+                extra += ["请到 \(settings.legalAidOffice) 办理", "接待时间 \(settings.legalAidHours)", "请带本回执和卡片"]
+            }
+            let content = try content(recordID: recordID, extraLines: extra)
             let rendered = try ReceiptRenderer.render(content, key: device.signingKey, paper: paper)
             let transport = try Printer.parse(spec: printerSpec)
             if let status = try transport.status() { try status.check() }
@@ -148,6 +154,26 @@ public struct ReceiptDesk {
             try? store.markPrinted(recordID: recordID, at: now, error: why)
             _ = try? store.recordAlert(device: device.context, code: "printer_fault", cardNumber: nil, detail: "receipt \(recordID): \(why)", now: now)
             return .failed(why)
+        }
+    }
+
+    /// A resident's status slip (issue 10): plain lines, no code (it settles nothing). A
+    /// printer fault is raised as an alert like a receipt's.
+    public func printSlip(lines: [String], now: Date) -> Outcome {
+        do {
+            let bytes = try ESCPOS.slip(lines: lines, paper: paper)
+            let transport = try Printer.parse(spec: printerSpec)
+            if let status = try transport.status() { try status.check() }
+            if let filePrinter = transport as? FilePrinter {
+                let url = try filePrinter.write(bytes)
+                try Data(try ReceiptPreview(escpos: bytes).text.utf8).write(to: url.deletingPathExtension().appendingPathExtension("txt"))
+                return .printed(file: url.path)
+            }
+            try transport.send(bytes)
+            return .printed(file: nil)
+        } catch {
+            _ = try? device.store.recordAlert(device: device.context, code: "printer_fault", cardNumber: nil, detail: "status slip: \(error)", now: now)
+            return .failed("\(error)")
         }
     }
 

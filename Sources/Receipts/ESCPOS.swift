@@ -55,9 +55,18 @@ public enum ESCPOS {
 
     /// A receipt of `lines` (the first is the title) followed by a QR code of `qrData` (byte mode, level M).
     public static func encode(lines: [String], qrData: [UInt8], paper: Paper) throws -> [UInt8] {
-        let raster = try packedQR(qrData, paper: paper)
+        try encode(lines: lines, qr: try packedQR(qrData, paper: paper), paper: paper)
+    }
+
+    /// A slip of `lines` (the first is the title) with no code: a resident's status slip, which
+    /// settles nothing and so carries no signature.
+    public static func slip(lines: [String], paper: Paper) throws -> [UInt8] {
+        try encode(lines: lines, qr: nil, paper: paper)
+    }
+
+    static func encode(lines: [String], qr raster: PackedRaster?, paper: Paper) throws -> [UInt8] {
         var out: [UInt8] = [0x1B, 0x40, 0x1C, 0x26]            // ESC @, FS &
-        out.reserveCapacity(512 + raster.bytes.count)
+        out.reserveCapacity(512 + (raster?.bytes.count ?? 0))
         if let title = lines.first {
             let bytes = try text(title)
             let doubleWidthFits = bytes.count * halfWidthDots * 2 <= paper.dots
@@ -67,8 +76,10 @@ public enum ESCPOS {
             out += [0x1D, 0x21, 0x00, 0x1B, 0x45, 0x00, 0x1B, 0x61, 0x00]
         }
         for line in lines.dropFirst() { out += try text(line) + [0x0A] }
-        out += [0x1B, 0x64, 0x01]                              // one blank line before the code
-        out += rasterCommand(raster)
+        if let raster {
+            out += [0x1B, 0x64, 0x01]                          // one blank line before the code
+            out += rasterCommand(raster)
+        }
         out += [0x1B, 0x64, 0x04]                              // feed past the cutter
         out += [0x1D, 0x56, 0x42, 0x00]                        // GS V 66 0: feed and partial cut
         return out

@@ -1,7 +1,9 @@
 import ArgumentParser
+import Crypto
 import Entitlements
 import Foundation
 import KioskStore
+import Settlement
 import Synchronization
 import TestVectors
 
@@ -16,7 +18,9 @@ struct InstallWhileTapping: ParsableCommand {
         abstract: "Install a full snapshot into a store that already holds one, while taps go on; tap latency at rest vs during.")
 
     @Option(help: "The base snapshot (installed first, not timed).") var base: String
-    @Option(help: "The newer full snapshot installed while tapping.") var file: String
+    @Option(help: "The newer full snapshot installed while tapping (a file, or with --hub its id: synced from the hub).") var file: String
+    @Option(help: "Sync the newer snapshot from this hub (downloaded and installed by the kiosk's sync round) instead of a local file. The hub must know the bench device (kiosk-bench bench-device-key).")
+    var hub: String?
     @Option(help: "Store file (made fresh).") var db: String
     @Option(help: "Persons in the snapshots (taps pick card numbers among them).") var persons: Int
     @Option(help: "Seconds of taps at rest before and after.") var restSeconds = 3.0
@@ -52,12 +56,31 @@ struct InstallWhileTapping: ParsableCommand {
         let outcome = Mutex<String>("")
         let done = DispatchSemaphore(value: 0)
         let (file, t0) = (self.file, monotonicSeconds())
+        let sync: SnapshotSync? = try hub.map { hub in
+            SnapshotSync(store: store, device: BenchDeviceKey.device, signingKey: BenchDeviceKey.key, trustedAuthorities: trusted,
+                         directory: URL(fileURLWithPath: db + ".sync"), configuration: try SyncConfiguration(hubURL: hub))
+        }
         Thread {
-            do {
-                let r = try store.installSnapshot(at: URL(fileURLWithPath: file), trustedAuthorities: trusted, now: clock)
-                outcome.withLock { $0 = String(format: "install_seconds=%.2f records=%d", monotonicSeconds() - t0, r.records) }
-            } catch {
-                outcome.withLock { $0 = "install_failed=\(error)" }
+            if let sync {
+                // The sync round: manifest, download (resumable, checked), then the installer.
+                let round = Mutex<SyncRound?>(nil)
+                let finished = DispatchSemaphore(value: 0)
+                Task.detached { let r = await sync.round(); round.withLock { $0 = r }; finished.signal() }
+                finished.wait()
+                let r = round.withLock { $0 }
+                if let r, r.failure == nil, let last = r.installed.last {
+                    outcome.withLock { $0 = String(format: "sync_seconds=%.2f (download and install) installed=%@ records=%d",
+                                                   monotonicSeconds() - t0, last.header.snapshotID, last.records) }
+                } else {
+                    outcome.withLock { $0 = "sync_failed=\(r?.failure.map { "\($0)" } ?? "nothing installed")" }
+                }
+            } else {
+                do {
+                    let r = try store.installSnapshot(at: URL(fileURLWithPath: file), trustedAuthorities: trusted, now: clock)
+                    outcome.withLock { $0 = String(format: "install_seconds=%.2f records=%d", monotonicSeconds() - t0, r.records) }
+                } catch {
+                    outcome.withLock { $0 = "install_failed=\(error)" }
+                }
             }
             installing.store(false, ordering: .releasing)
             done.signal()
@@ -81,5 +104,18 @@ struct InstallWhileTapping: ParsableCommand {
                          p(d, 50) / p(rest, 50), p(d, 99) / p(rest, 99), d[d.count - 1] / rest[rest.count - 1],
                          p(before.sorted(), 99), p(after.sorted(), 99)))
         }
+    }
+}
+
+/// The bench's kiosk identity for `install-while-tapping --hub` (a BENCH key, not a secret):
+/// prints `ID=PUBLIC_KEY,INSTITUTION` for the hub's `--device`.
+struct BenchDeviceKey: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bench-device-key",
+                                                    abstract: "Print the bench kiosk's device entry for settlement-hub --device.")
+    static let key = try! Curve25519.Signing.PrivateKey(rawRepresentation: Data(repeating: 0x42, count: 32))
+    static let device = DeviceContext(deviceID: "KSK-BENCH-0001", institution: "330782-H01")
+
+    func run() throws {
+        print("\(Self.device.deviceID)=\(Self.key.publicKey.rawRepresentation.base64EncodedString()),\(Self.device.institution)")
     }
 }

@@ -25,6 +25,12 @@ struct Provision: ParsableCommand {
     @Option(help: "Printer: file:/path, tcp:HOST:9100 or device:/dev/usb/lp0.") var printer = "file:/var/lib/benefit-kiosk/receipts"
     @Option(help: "Import this device key (base64 32-byte Ed25519 seed) instead of making one: labs and tests.") var deviceKeySeed: String?
     @Flag(help: "Replace an existing device key.") var replaceKey = false
+    @Option(help: "Screen: the counter people are sent to for help (the hospital cashier's window, the township hall's counter).") var helpDesk: String?
+    @Option(help: "Screen and ticket: where a legal-aid applicant goes next.") var legalAidOffice: String?
+    @Option(help: "Screen and ticket: when that office receives people.") var legalAidHours: String?
+    @Option(help: "Screen: seconds a result stays while the card stays on the reader (5–600, default 30).") var resultSeconds: Int?
+    @Option(help: "Voice prompts: on or off (default on).") var voice: String?
+    @Option(help: "Voice volume in percent (0–100, default 80).") var volume: Int?
 
     func validate() throws {
         guard DeviceConfig.Profile(rawValue: profile) != nil else { throw ValidationError("--profile is hospital or township") }
@@ -35,6 +41,24 @@ struct Provision: ParsableCommand {
         do { _ = try HubURL.check(hubUrl) } catch { throw ValidationError("--hub-url: \(error)") }
         if let s = deviceKeySeed, Data(base64Encoded: s)?.count != 32 { throw ValidationError("--device-key-seed is not base64 of 32 bytes") }
         if let region, !Identifiers.isSyncName(region) { throw ValidationError("--region is 1–64 of A–Z a–z 0–9 . _ -") }
+        if let resultSeconds, !(5...600).contains(resultSeconds) { throw ValidationError("--result-seconds is 5…600") }
+        if let volume, !(0...100).contains(volume) { throw ValidationError("--volume is 0…100") }
+        if let voice, !["on", "off"].contains(voice) { throw ValidationError("--voice is on or off") }
+        for (name, text) in [("--help-desk", helpDesk), ("--legal-aid-office", legalAidOffice), ("--legal-aid-hours", legalAidHours)] {
+            if let text, text.isEmpty || text.count > 40 { throw ValidationError("\(name) is 1–40 characters (it is printed on a 58 mm ticket)") }
+        }
+    }
+
+    var screen: ScreenSettings? {
+        guard helpDesk != nil || legalAidOffice != nil || legalAidHours != nil || resultSeconds != nil || voice != nil || volume != nil else { return nil }
+        var s = ScreenSettings()
+        if let helpDesk { s.helpDesk = helpDesk }
+        if let legalAidOffice { s.legalAidOffice = legalAidOffice }
+        if let legalAidHours { s.legalAidHours = legalAidHours }
+        if let resultSeconds { s.resultSeconds = resultSeconds }
+        if let voice { s.voice = voice == "on" }
+        if let volume { s.volume = volume }
+        return s
     }
 
     func run() throws {
@@ -49,9 +73,10 @@ struct Provision: ParsableCommand {
         func pairs(_ list: [String]) -> [String: String] {
             Dictionary(list.map { k -> (String, String) in let i = k.firstIndex(of: "=")!; return (String(k[..<i]), String(k[k.index(after: i)...])) }) { $1 }
         }
-        let config = DeviceConfig(deviceID: deviceId, institution: institution, profile: DeviceConfig.Profile(rawValue: profile)!,
+        var config = DeviceConfig(deviceID: deviceId, institution: institution, profile: DeviceConfig.Profile(rawValue: profile)!,
                                   issuerKeys: pairs(issuerKey), authorityKeys: pairs(authorityKey), deviceCAKeys: pairs(deviceCaKey), hubURL: hubUrl, hubCAPEM: hubCAPEM, printer: printer,
                                   provisionedAt: Timestamp.string(Date()), region: region)
+        config.screen = screen
         do {
             let device = try Device.provision(stateDir: state.url, config: config, seed: deviceKeySeed.flatMap { Data(base64Encoded: $0) }, replaceKey: replaceKey)
             print("provisioned \(device.config.deviceID) (\(device.config.profile.rawValue), \(device.config.institution)) in \(state.url.path)")

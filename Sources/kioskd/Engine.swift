@@ -6,6 +6,7 @@ import KioskCore
 import KioskStore
 import Logging
 import Metrics
+import enum Receipts.ReceiptFormat
 import SmartCard
 
 /// What to do after a subsidy or an application is recorded: wake the uploader.
@@ -41,6 +42,13 @@ final class Engine: @unchecked Sendable {
     private var context: PCSCContext?
     private var cardReader: String?
     private var bill: ScreenState.Bill?
+    /// The result on the screen now (nil: none), numbered so a timer set for an earlier one
+    /// does not clear a later one; and the status a slip would print.
+    private var shown: (number: UInt64, result: ScreenState.Result)?
+    private var shownNumber: UInt64 = 0
+    private var lastStatus: (card: PresentedCard, decision: StatusDecision)?
+    /// Seconds the guidance stays after the card is taken out (the person's data is gone by then).
+    static let afterRemovalSeconds = 8
 
     init(kiosk: Kiosk, feed: ScreenFeed, filter: ReaderFilter, logger: Logger, receipts: ReceiptDesk) {
         self.kiosk = kiosk
@@ -73,6 +81,8 @@ final class Engine: @unchecked Sendable {
     func cardInserted(_ reader: String) async {
         _ = try? await perform { [self] in
             cardReader = reader
+            shown = nil
+            lastStatus = nil
             publish { $0.cardPresent = true; $0.reader = reader; $0.phase = "reading"; $0.result = nil; $0.notice = nil }
             if let bill, kiosk.device.config.profile == .hospital {
                 chargeNow(reader, bill)
@@ -86,7 +96,80 @@ final class Engine: @unchecked Sendable {
         _ = try? await perform { [self] in
             guard cardReader == reader else { return }
             cardReader = nil
+            lastStatus = nil
             publish { $0.cardPresent = false; if $0.phase == "reading" { $0.phase = "idle" } }
+            // Issue 10: the person's result leaves the screen with the card.
+            if var current = shown?.result, !current.redacted {
+                current.redact()
+                show(current, for: Self.afterRemovalSeconds)
+            }
+        }
+    }
+
+    // MARK: the screen's result (on the queue)
+
+    private var settings: ScreenSettings { kiosk.device.config.screenSettings }
+
+    /// Puts a result on the screen with what to do next and its voice prompt, and clears it
+    /// after `seconds` (default: the configured result time) unless another replaced it.
+    private func show(_ result: ScreenState.Result, for seconds: Int? = nil) {
+        var r = result
+        if !r.redacted {
+            let g = Guidance.of(code: r.code, profile: kiosk.device.config.profile, settings: settings,
+                                patientPaysFen: r.patientPaysFen, action: r.action)
+            r.headline = g.headline
+            r.next = g.next
+            r.voice = g.voice
+        } else {
+            r.headline = Guidance.of(code: r.code, profile: kiosk.device.config.profile, settings: settings, action: r.action).headline
+        }
+        shownNumber &+= 1
+        let number = shownNumber
+        if !r.redacted { r.number = number }
+        shown = (number, r)
+        let final = r
+        publish { $0.phase = "result"; $0.result = final }
+        queue.asyncAfter(deadline: .now() + .seconds(seconds ?? settings.resultSeconds)) { [self] in
+            guard shown?.number == number else { return }
+            shown = nil
+            publish { if $0.phase == "result" { $0.phase = "idle" }; $0.result = nil }
+        }
+    }
+
+    /// A status slip of the card on the reader (township, issue 10): this year's usage and
+    /// what is left, from the card and the snapshot. Settles nothing, carries no code.
+    func printStatusSlip() async throws -> String {
+        try await perform { [self] in
+            guard kiosk.device.config.profile == .township else { throw ActionError.wrongProfile("hospital") }
+            guard cardReader != nil, let status = lastStatus else { throw ActionError.noCard }
+            let now = kiosk.clock.now()
+            var lines = ["惠民卡状态单", "持卡人 \(Masking.name(status.card.readout.holder.name))",
+                         "卡号 \(Masking.cardNumber(status.card.facts.cardNumber))",
+                         "状态 \(Guidance.of(code: status.decision.code.rawValue, profile: .township, settings: settings).headline)"]
+            for p in status.decision.programs {
+                if let left = p.remainingFen {
+                    lines += ["\(p.program.name)", "  今年已用 ¥\(Money.yuan(p.usedFen ?? 0))  剩余 ¥\(Money.yuan(left))"]
+                } else if p.program.matters != nil {
+                    lines += ["\(p.program.name)", "  可凭卡申请法律援助, 优先受理"]
+                }
+            }
+            lines += ["查询时间 \(ReceiptFormat.chinaTime(now))", "\(kiosk.device.config.institution) \(kiosk.device.config.deviceID)",
+                      "本单仅供查询, 不作结算凭证"]
+            let outcome = receipts.printSlip(lines: lines, now: now)
+            if case .failed(let why) = outcome {
+                logger.error("status slip not printed", metadata: ["why": "\(why)"])
+                return "not printed"
+            }
+            logger.info("status slip printed", metadata: ["where": "\(outcome.text)"])
+            if var current = shown?.result, !current.redacted {
+                current.voice = ["slip_printed"]
+                current.next = "请取走状态单和卡片。"
+                let number = shownNumber
+                shown = (number, current)
+                let final = current
+                publish { $0.result = final }
+            }
+            return "printed"
         }
     }
 
@@ -130,6 +213,7 @@ final class Engine: @unchecked Sendable {
             if let bill, bill.billReference != request.billReference { throw ActionError.billWaiting(bill.billReference) }
             let b = ScreenState.Bill(billReference: request.billReference, billFen: request.billFen)
             bill = b
+            shown = nil
             publish { $0.bill = b; $0.phase = "idle"; $0.result = nil }
             if let reader = cardReader { chargeNow(reader, b) }
             return b
@@ -151,15 +235,14 @@ final class Engine: @unchecked Sendable {
                 if let r = o.record {
                     result.records = [r.recordID]
                     let name = o.decision.programs.compactMap { $0.program.matters?.first { $0.code == matter }?.name }.first
-                    result.receipt = receipts.issue(records: [r], holderName: o.card.readout.holder.name,
-                                                    matterName: name, now: kiosk.clock.now()).map(\.text).joined(separator: "; ")
+                    result.receipt = receiptWords(receipts.issue(records: [r], holderName: o.card.readout.holder.name,
+                                                                 matterName: name, now: kiosk.clock.now()), records: [r.recordID])
                     after.recordsQueued()
                     result.code = "applied"
                     result.message = "已提交法律援助申请 Legal-aid application filed (优先受理、优先审批、优先指派)"
                 }
                 count(result.code)
-                let final = result
-                publish { $0.phase = "result"; $0.result = final }
+                show(result)
             } catch { fail(error, action: "legal_aid") }
         }
     }
@@ -170,8 +253,10 @@ final class Engine: @unchecked Sendable {
         do {
             let o = try onCard(reader) { try kiosk.check($0) }
             count(o.decision.code.rawValue)
-            let result = Self.result("check", o.decision, card: o.card)
-            publish { $0.phase = "result"; $0.result = result }
+            var result = Self.result("check", o.decision, card: o.card)
+            lastStatus = (o.card, o.decision)
+            result.slip = kiosk.device.config.profile == .township
+            show(result)
         } catch { fail(error, action: "check") }
     }
 
@@ -195,10 +280,11 @@ final class Engine: @unchecked Sendable {
                 // bill sent again) ends like a fresh one: its receipt if none was printed yet.
                 let toPrint = o.alreadySubsidised ? o.records.filter { !printed($0.recordID) } : o.records
                 if toPrint.isEmpty {
-                    result.receipt = "already printed (kioskctl receipt print reprints it)"
+                    result.receipt = "already printed"
+                    logger.info("receipt already printed (kioskctl receipt print reprints it)", metadata: ["records": "\(result.records)"])
                 } else {
-                    result.receipt = receipts.issue(records: toPrint, holderName: o.card.readout.holder.name,
-                                                    matterName: nil, now: kiosk.clock.now()).map(\.text).joined(separator: "; ")
+                    result.receipt = receiptWords(receipts.issue(records: toPrint, holderName: o.card.readout.holder.name,
+                                                                 matterName: nil, now: kiosk.clock.now()), records: toPrint.map(\.recordID))
                 }
                 if o.alreadySubsidised {
                     logger.notice("bill already subsidised for this card: ended with its records", metadata: [
@@ -210,8 +296,7 @@ final class Engine: @unchecked Sendable {
                 bill = nil   // this card cannot pay it: the cashier takes it
                 publish { $0.bill = nil }
             }
-            let final = result
-            publish { $0.phase = "result"; $0.result = final }
+            show(result)
         } catch {
             // A bill that can never be charged here (subsidised already with another card, or
             // not a valid bill) must not wait for the next patient's card.
@@ -247,8 +332,13 @@ final class Engine: @unchecked Sendable {
             logger.error("session failed", metadata: metadata)
         }
         count(result.code)
-        let final = result
-        publish { $0.phase = "result"; $0.result = final }
+        show(result)
+    }
+
+    /// A receipt's outcome in the screen's words: where it went and why it failed go to the log.
+    private func receiptWords(_ outcomes: [ReceiptDesk.Outcome], records: [String]) -> String {
+        for o in outcomes { logger.info("receipt", metadata: ["records": "\(records)", "outcome": "\(o.text)"]) }
+        return outcomes.allSatisfy { if case .printed = $0 { return true } else { return false } } ? "printed" : "not printed"
     }
 
     private func count(_ code: String) {
@@ -265,6 +355,7 @@ final class Engine: @unchecked Sendable {
 
     static func line(_ p: ProgramStatus) -> ScreenState.ProgramLine {
         ScreenState.ProgramLine(code: p.program.code, name: p.program.name, remainingFen: p.remainingFen, limitFen: p.program.limitFen,
+                                usedFen: p.remainingFen == nil ? nil : p.usedFen,
                                 matters: p.program.matters?.map { ["code": $0.code, "name": $0.name] })
     }
 }

@@ -24,8 +24,15 @@ struct KioskDaemon: AsyncParsableCommand {
     @Option(help: "Receipt paper width in mm: 58 or 80.") var paper = "58"
     @Option(help: "Use only this reader (default: every reader, virtual ones only with --virtual-readers).") var reader: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
+    @Option(help: "Write the screen's pages for a set of sample states into this folder and exit (screenshots, accessibility checks, training).")
+    var previewScreens: String?
 
     func run() async throws {
+        if let previewScreens {
+            let names = try ScreenPreviews.write(into: URL(fileURLWithPath: previewScreens))
+            print(names.joined(separator: "\n"))
+            return
+        }
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
@@ -46,8 +53,10 @@ struct KioskDaemon: AsyncParsableCommand {
         let kiosk = Kiosk(device: device, clock: clock, logger: logger)
         var filter = virtualReaders ? ReaderFilter(allowVirtual: true) : ReaderFilter.fromEnvironment
         filter.only = reader
+        let settings = device.config.screenSettings
         let hub = ScreenHub(ScreenState(profile: device.config.profile.rawValue, institution: device.config.institution,
-                                        deviceID: device.config.deviceID))
+                                        deviceID: device.config.deviceID, helpDesk: settings.helpDesk, voiceOn: settings.voice,
+                                        volume: settings.volume))
         let feed = ScreenFeed()
         let engine = Engine(kiosk: kiosk, feed: feed, filter: filter, logger: logger,
                             receipts: ReceiptDesk(device: device, paper: paper == "80" ? .mm80 : .mm58))
@@ -81,6 +90,7 @@ struct KioskDaemon: AsyncParsableCommand {
         var services: [any Service] = [ReaderService(engine: engine, filter: filter, logger: logger)]
         let extras = try extraServices(device: device, engine: engine, clock: clock, logger: logger, upload: !noUpload, sync: !noSync)
         services += extras.services
+        services.append(FreshnessService(device: device, sync: extras.sync, feed: feed, clock: clock))
         if let interval = SDNotify.watchdogInterval {
             // Fed only while the store answers a read, the card worker's queue answers and the
             // HTTP server answers on loopback, each within a quarter of the interval.

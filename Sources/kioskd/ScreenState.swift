@@ -13,8 +13,10 @@ struct ScreenState: Codable, Sendable, Equatable {
         var name: String
         var remainingFen: Int64?
         var limitFen: Int64?
+        /// Used this year (medical): what the card and the snapshot say was used (issue 10).
+        var usedFen: Int64?
         var matters: [[String: String]]?
-        enum CodingKeys: String, CodingKey { case code, name, remainingFen = "remaining_fen", limitFen = "limit_fen", matters }
+        enum CodingKeys: String, CodingKey { case code, name, remainingFen = "remaining_fen", limitFen = "limit_fen", usedFen = "used_fen", matters }
     }
     struct Result: Codable, Sendable, Equatable {
         /// check, charge, legal_aid
@@ -31,10 +33,30 @@ struct ScreenState: Codable, Sendable, Equatable {
         var patientPaysFen: Int64?
         var records: [String] = []
         var matter: String?
+        /// printed, not printed, already printed: never a path (the technician's detail is in the log).
         var receipt: String?
+        /// What to say and do next (`Guidance`): the screen's words and the voice prompt.
+        var headline = ""
+        var next = ""
+        var voice: [String] = []
+        /// A resident may print a status slip of this result (township, card on the reader).
+        var slip = false
+        /// The card was taken out: what identifies or concerns the person has been removed.
+        var redacted = false
+        /// Rises with every result shown (the page plays a result's voice prompt once).
+        var number: UInt64 = 0
         enum CodingKeys: String, CodingKey {
             case action, code, message, detail, cardNumber = "card_number", holder, cardType = "card_type", programs
             case billFen = "bill_fen", subsidyFen = "subsidy_fen", patientPaysFen = "patient_pays_fen", records, matter, receipt
+            case headline, next, voice, slip, redacted, number
+        }
+
+        /// Issue 10 (privacy in a queue): the card is out, so the masked name, card number,
+        /// amounts and allowance leave; what to do next stays a moment.
+        mutating func redact() {
+            holder = nil; cardNumber = nil; programs = []; billFen = nil; subsidyFen = nil; patientPaysFen = nil
+            detail = ""; records = []; slip = false; redacted = true; voice = []
+            if code == "granted" { next = "请取走凭条。" }
         }
     }
 
@@ -52,10 +74,16 @@ struct ScreenState: Codable, Sendable, Equatable {
     var result: Result?
     var notice: String?
     var updatedAt: String = Timestamp.string(Date())
+    /// Where people are sent for help, voice on/off and its volume (`ScreenSettings`).
+    var helpDesk = ""
+    var voiceOn = true
+    var volume = 80
+    /// How fresh the kiosk's list is, in plain words, for the footer ("名单 2 小时前更新").
+    var freshness: String?
 
     enum CodingKeys: String, CodingKey {
         case phase, seq, profile, institution, deviceID = "device_id", reader, cardPresent = "card_present", bill, result, notice
-        case updatedAt = "updated_at"
+        case updatedAt = "updated_at", helpDesk = "help_desk", voiceOn = "voice_on", volume, freshness
     }
 
     var json: String {

@@ -367,9 +367,16 @@ extension PCSCIntegrationTests {
             "--issuer-key", "330782-issuer-test=\(try #require(issuer["public_key"]))",
             "--authority-key", "330782-auth-test=\(try #require(authority["public_key"]))",
             "--device-ca-key", "\(TestDevices.ca.id)=\(TestDevices.ca.publicKey)",
-            "--hub-url", "http://127.0.0.1:9", "--printer", "file:\(dir)/receipts/"])
+            "--hub-url", "http://127.0.0.1:9", "--printer", "file:\(dir)/receipts/",
+            "--help-desk", "2 号民政窗口", "--legal-aid-office", "县法律援助中心", "--legal-aid-hours", "工作日 9:00–17:00", "--result-seconds", "5"])
         #expect(s == 0, "\(e)")
+        // Issue 10: the voice prompts, made at install time, served to the page (only the catalogue's names).
+        let (vs, vout, ve) = try Harness.run("kioskctl", ["voice", "generate", "--state-dir", dir])
+        #expect(vs == 0 && vout.contains("generated"), "\(ve)")
         let d = try Daemon(stateDir: dir)
+        let wav = try d.get("/voice/applied.wav")
+        #expect(wav.0 == 0 && wav.1.hasPrefix("RIFF"))   // curl -f: 0 is a 2xx, 22 an HTTP error
+        #expect(try d.get("/voice/nothing.wav").0 == 22 && d.get("/voice/..%2Fdevice.json").0 == 22 && d.get("/voice/..%2F..%2Fetc%2Fpasswd.wav").0 == 22)
         #expect(try d.post("/api/bills", #"{"bill_reference":"X","bill_fen":100}"#).0 == 404)
         // The kiosk's own page carries the screen token it calls /api/legal-aid with.
         let page = try d.get("/").1
@@ -382,14 +389,48 @@ extension PCSCIntegrationTests {
         try Harness.withCard(Vectors.emulator("3307820000100025")) { _, _ in
             let r = try d.waitForResult(code: "eligible")
             #expect(((r["programs"] as? [[String: Any]])?.first?["matters"] as? [[String: String]])?.count == 8)
+            #expect((r["voice"] as? [String]) == ["eligible_township"] && r["slip"] as? Bool == true)
             let dom = try d.browse(screenshot: "township-status.png")
-            #expect(dom.contains("优先受理、优先审批、优先指派") && dom.contains("请求支付劳动报酬"))
+            #expect(dom.contains("优先受理、优先审批、优先指派") && dom.contains("请求支付劳动报酬") && dom.contains("打印状态单"))
+            // A status slip of the card: printed (no code on it), what the card is good for.
+            #expect(try d.post("/api/status-slip", "{}", token: "wrong").0 == 401)
+            let slip = try d.post("/api/status-slip", "{}", token: screenToken)
+            #expect(slip.0 == 200 && slip.1.contains("printed"), "\(slip)")
+            let slips = try FileManager.default.contentsOfDirectory(atPath: dir + "/receipts").filter { $0.hasSuffix(".txt") }
+            let slipText = try slips.map { try String(contentsOfFile: dir + "/receipts/" + $0, encoding: .utf8) }.first { $0.contains("惠民卡状态单") }
+            #expect(slipText?.contains("可凭卡申请法律援助") == true && slipText?.contains("0025") == true, "\(slips)")
             #expect(try d.post("/api/legal-aid", #"{"matter":"labor_remuneration"}"#, token: screenToken).0 == 202)
             let applied = try d.waitForResult(code: "applied")
             #expect(applied["matter"] as? String == "labor_remuneration" && (applied["records"] as? [String])?.count == 1)
-            #expect(try d.browse(screenshot: "township-applied.png").contains("已提交法律援助申请"))
-            #expect((applied["receipt"] as? String)?.hasPrefix("printed") == true)
+            #expect(applied["next"] as? String == "请取走回执，按回执上的时间到县法律援助中心办理。")
+            let appliedDom = try d.browse(screenshot: "township-applied.png")
+            // What the screen shows (the page's <main>), not the state object in its script.
+            let shown = appliedDom.range(of: "<main").flatMap { a in appliedDom.range(of: "</main>").map { String(appliedDom[a.lowerBound..<$0.upperBound]) } } ?? ""
+            #expect(shown.contains("申请已提交") && !shown.contains("KSK-TEST-0001-") && !shown.contains(dir) && !shown.contains("receipts"), "\(shown)")
+            #expect(applied["receipt"] as? String == "printed")
+            // The ticket says where and when to go, from the configuration.
+            let tickets = try FileManager.default.contentsOfDirectory(atPath: dir + "/receipts").filter { $0.hasSuffix(".txt") }
+                .map { try String(contentsOfFile: dir + "/receipts/" + $0, encoding: .utf8) }
+            #expect(tickets.contains { $0.contains("请到 县法律援助中心 办理") && $0.contains("接待时间 工作日 9:00–17:00") })
+            // Privacy in a queue: the result leaves after the configured 5 s even with the card still there.
+            var cleared = false
+            for _ in 0..<80 where !cleared {
+                Thread.sleep(forTimeInterval: 0.1)
+                cleared = (try d.state()["result"]).map { $0 is NSNull } ?? true
+            }
+            #expect(cleared, "the result stayed on the screen past its time")
         }
+        // Taken out: the person's data leaves at once; what to do next stays a moment.
+        try Harness.withCard(Vectors.emulator("3307820000100025")) { _, _ in _ = try d.waitForResult(code: "eligible") }
+        var after: [String: Any] = [:]
+        for _ in 0..<30 {
+            after = try d.state()["result"] as? [String: Any] ?? [:]
+            if after["redacted"] as? Bool == true { break }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        #expect(after["redacted"] as? Bool == true && after["holder"] == nil && after["card_number"] == nil
+                && (after["programs"] as? [Any] ?? []).isEmpty, "\(after)")
+        #expect(try d.post("/api/status-slip", "{}", token: screenToken).0 == 409)   // no card: no slip
         #expect(try d.stop().0 == 0)
     }
 }

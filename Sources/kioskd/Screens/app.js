@@ -1,25 +1,49 @@
 // BenefitKiosk screen: renders the daemon's state, live over Server-Sent Events.
+// Issue 10: large words that say what happened and what to do next, a voice that says it,
+// nothing of the previous person, and every button reachable from a keypad.
 "use strict";
 const screen = document.getElementById("screen");
 const yuan = (fen) => (fen < 0 ? "-" : "") + "¥" + (Math.abs(fen) / 100).toFixed(2);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+const preview = window.PREVIEW === true;
+let current = null;
 
 function programs(list) {
   const medical = list.filter((p) => p.remaining_fen !== undefined && p.remaining_fen !== null);
   if (!medical.length) return "";
-  return "<table>" + medical.map((p) =>
-    `<tr><td>${esc(p.name)}<br><span class="en">${esc(p.code)} · 本年剩余 allowance left</span></td>` +
-    `<td class="num">${yuan(p.remaining_fen)}</td><td class="en">/ ${yuan(p.limit_fen ?? 0)}</td></tr>`).join("") + "</table>";
+  return `<table class="programs"><tr><th></th><th>今年已用</th><th>剩余</th></tr>` + medical.map((p) =>
+    `<tr><td>${esc(p.name)}</td><td class="num">${p.used_fen !== undefined && p.used_fen !== null ? yuan(p.used_fen) : "—"}</td>` +
+    `<td class="num strong">${yuan(p.remaining_fen)}</td></tr>`).join("") + "</table>";
 }
 
 function matters(list, canApply) {
   const la = list.find((p) => p.matters);
   if (!la) return "";
-  const buttons = la.matters.map((m) =>
-    `<button ${canApply ? "" : "disabled"} data-matter="${esc(m.code)}">${esc(m.name)}</button>`).join("");
-  return `<p class="priority">凭卡申请法律援助：优先受理、优先审批、优先指派</p>` +
-         `<p class="en">Apply for legal aid with this card: priority handling. 请选择事项 Choose a matter:</p>` +
-         `<div class="matters">${buttons}</div>`;
+  const buttons = la.matters.map((m, i) =>
+    `<button class="choice" ${canApply ? "" : "disabled"} data-matter="${esc(m.code)}" data-key="${i + 1}">` +
+    `<span class="key">${i + 1}</span>${esc(m.name)}</button>`).join("");
+  return `<p class="priority">凭卡申请法律援助：优先受理、优先审批、优先指派</p><div class="matters">${buttons}</div>`;
+}
+
+// The voice: a result's prompt is played once (clips in order), at the configured volume.
+let spoken = null;
+let playing = null;
+function speak(ids, key, s) {
+  if (preview || !s.voice_on || !ids || !ids.length || key === spoken) return;
+  spoken = key;
+  if (playing) { playing.pause(); playing = null; }
+  const list = ids.slice();
+  const next = () => {
+    const id = list.shift();
+    if (!id) { playing = null; return; }
+    const a = new Audio(`/voice/${encodeURIComponent(id)}.wav`);
+    a.volume = Math.max(0, Math.min(1, (s.volume ?? 80) / 100));
+    a.onended = next;
+    a.onerror = next;
+    playing = a;
+    a.play().catch(() => {});
+  };
+  next();
 }
 
 // The daemon numbers its states in the order they were made (seq); an older one (the inline
@@ -30,47 +54,89 @@ function render(s) {
     if (s.seq < shownSeq) return;
     shownSeq = s.seq;
   }
-  document.getElementById("where").textContent = `${s.institution} · ${s.device_id}`;
-  document.getElementById("title").textContent = s.profile === "township" ? "惠民服务终端 · 乡镇街道" : "惠民医疗自助终端";
+  current = s;
+  document.getElementById("where").textContent = s.institution || "";
+  document.getElementById("title").textContent = s.profile === "township" ? "惠民服务终端" : "惠民医疗自助终端";
+  document.getElementById("freshness").textContent = s.freshness || "";
   const notice = document.getElementById("notice");
   notice.hidden = !s.notice;
-  notice.textContent = s.notice || "";
-  const bill = s.bill ? `<div class="bill">待贴补账单 Bill waiting: <b>${esc(s.bill.bill_reference)}</b> · <b>${yuan(s.bill.bill_fen)}</b></div>` : "";
+  notice.textContent = s.notice ? "设备正在恢复，请稍候" : "";
+  const bill = s.bill ? `<div class="bill">待付账单 <b class="num">${yuan(s.bill.bill_fen)}</b></div>` : "";
   if (s.phase === "reading") {
-    screen.innerHTML = `<section class="prompt"><p class="big">正在读卡，请勿移开…</p><p class="en">Reading the card, keep it on the reader…</p>${bill}</section>`;
-    return;
+    screen.innerHTML = `<section class="prompt wait"><p class="big">正在读卡</p><p class="next">请不要拿开卡片</p>` +
+      `<p class="en">Reading the card, keep it on the reader</p>${bill}</section>`;
+    return focusFirst();
   }
   const r = s.result;
   if (s.phase === "result" && r) {
     const good = ["granted", "eligible", "applied"].includes(r.code);
-    let body = `<section class="${good ? "ok" : "bad"}"><p class="big" data-code="${esc(r.code)}">${esc(r.message.split(" ")[0])}</p>` +
-      `<p class="en">${esc(r.message.split(" ").slice(1).join(" "))} (${esc(r.code)})${r.detail ? " — " + esc(r.detail) : ""}</p>`;
-    if (r.card_number) body += `<p>卡号 Card <b>${esc(r.card_number)}</b>${r.holder ? " · 持卡人 " + esc(r.holder) : ""}</p>`;
-    if (r.action === "charge" && r.code === "granted") {
-      body += `<table><tr><td>票据金额 Bill</td><td class="num">${yuan(r.bill_fen)}</td></tr>` +
-              `<tr><td>贴补金额 Subsidy</td><td class="num">${yuan(r.subsidy_fen)}</td></tr>` +
-              `<tr><td>个人支付 You pay</td><td class="num">${yuan(r.patient_pays_fen)}</td></tr></table>`;
-    } else if (r.action === "charge" && r.bill_fen) {
-      body += `<p>请按原价支付 Please pay the full bill: <b>${yuan(r.bill_fen)}</b></p>`;
+    let body = `<section class="result ${good ? "ok" : "bad"}"><p class="big" data-code="${esc(r.code)}">${esc(r.headline || r.message)}</p>` +
+      `<p class="next">${esc(r.next)}</p>`;
+    if (r.action === "charge" && r.code === "granted" && !r.redacted) {
+      body += `<div class="pay"><span>您需支付</span><b class="num amount">${yuan(r.patient_pays_fen)}</b></div>` +
+              `<table class="bill-lines"><tr><td>账单</td><td class="num">${yuan(r.bill_fen)}</td><td>贴补</td><td class="num">${yuan(r.subsidy_fen)}</td></tr></table>`;
+    } else if (r.action === "charge" && r.bill_fen && !r.redacted) {
+      body += `<div class="pay"><span>请按原价支付</span><b class="num amount">${yuan(r.bill_fen)}</b></div>`;
     }
     body += programs(r.programs || []);
-    if (r.code === "eligible") body += matters(r.programs || [], s.card_present && s.profile === "township");
-    if (r.action === "legal_aid" && r.code === "applied") body += `<p class="priority">申请已受理，请取回执 · 优先受理、优先审批、优先指派</p>`;
-    if (r.receipt) body += `<p class="en">凭条 Receipt: ${esc(r.receipt)}</p>`;
-    if (r.records && r.records.length) body += `<p class="en">记录号 Record: ${r.records.map(esc).join(", ")}</p>`;
-    if (!s.card_present) body += `<p class="en">请取回卡片 Take your card.</p>`;
+    if (r.code === "eligible" && !r.redacted) body += matters(r.programs || [], s.card_present && s.profile === "township");
+    const actions = [];
+    if (r.slip && s.card_present && !r.redacted) actions.push(`<button class="action" id="slip" data-key="0"><span class="key">0</span>打印状态单</button>`);
+    if (actions.length) body += `<div class="actions">${actions.join("")}</div>`;
+    if (r.receipt === "not printed") body += `<p class="next warn">凭条没有打印出来，请到${esc(s.help_desk)}补打。</p>`;
+    if (r.card_number) body += `<p class="who">卡号 ${esc(r.card_number)}${r.holder ? " · " + esc(r.holder) : ""}</p>`;
+    const english = String(r.message || "").split(" ").slice(1).join(" ");
+    if (english) body += `<p class="en">${esc(english)}</p>`;
     screen.innerHTML = body + bill + "</section>";
     screen.querySelectorAll("button[data-matter]").forEach((b) => b.addEventListener("click", () => apply(b.dataset.matter)));
-    return;
+    const slip = document.getElementById("slip");
+    if (slip) slip.addEventListener("click", printSlip);
+    speak(r.voice, `${r.number}|${(r.voice || []).join(",")}`, s);
+    return focusFirst();
   }
-  screen.innerHTML = `<section class="prompt"><p class="big">请插入或放置惠民卡</p>` +
-    `<p class="en">Please insert or tap your 惠民医疗卡 / 法律援助卡</p>${bill}</section>`;
+  screen.innerHTML = `<section class="prompt"><p class="big">请刷卡</p><p class="next">把惠民卡放在读卡器上</p>` +
+    `<p class="en">Please tap your card</p>${bill}</section>`;
+  if (s.bill) speak(["insert_card"], `bill|${s.bill.bill_reference}`, s);
+  focusFirst();
 }
 
-async function apply(matter) {
+// Keypads: the first enabled button has the focus; digits press the button of that number,
+// arrows move between buttons, Enter presses the focused one (the browser's own).
+function focusFirst() {
+  const b = screen.querySelector("button:not([disabled])");
+  if (b) b.focus({ preventScroll: true });
+}
+document.addEventListener("keydown", (e) => {
+  const buttons = Array.from(screen.querySelectorAll("button:not([disabled])"));
+  if (/^[0-9]$/.test(e.key)) {
+    const b = buttons.find((x) => x.dataset.key === e.key);
+    if (b) { e.preventDefault(); b.focus(); b.click(); }
+    return;
+  }
+  const i = buttons.indexOf(document.activeElement);
+  if (["ArrowDown", "ArrowRight"].includes(e.key) && buttons.length) { e.preventDefault(); buttons[(i + 1) % buttons.length].focus(); }
+  if (["ArrowUp", "ArrowLeft"].includes(e.key) && buttons.length) { e.preventDefault(); buttons[(i - 1 + buttons.length) % buttons.length].focus(); }
+});
+
+async function post(path, body) {
+  if (preview) { document.documentElement.dataset.posted = path + (body ? " " + JSON.stringify(body) : ""); return; }
+  const r = await fetch(path, { method: "POST", headers: { "Content-Type": "application/json", "Authorization": "Bearer " + window.SCREEN_TOKEN }, body: JSON.stringify(body || {}) });
+  if (!r.ok) {
+    document.getElementById("notice").hidden = false;
+    document.getElementById("notice").textContent = `没有办成，请到${current && current.help_desk ? current.help_desk : "人工窗口"}。`;
+  }
+}
+
+function apply(matter) {
   screen.querySelectorAll("button").forEach((b) => (b.disabled = true));
-  const r = await fetch("/api/legal-aid", { method: "POST", headers: { "Content-Type": "application/json", "Authorization": "Bearer " + window.SCREEN_TOKEN }, body: JSON.stringify({ matter }) });
-  if (!r.ok) alert((await r.json()).error || "申请失败");
+  post("/api/legal-aid", { matter });
+}
+
+function printSlip() {
+  const b = document.getElementById("slip");
+  if (b) b.disabled = true;
+  if (preview) { document.documentElement.dataset.posted = "/api/status-slip"; return; }
+  fetch("/api/status-slip", { method: "POST", headers: { "Authorization": "Bearer " + window.SCREEN_TOKEN } }).catch(() => {});
 }
 
 function connect() {
@@ -81,6 +147,6 @@ function connect() {
 }
 const tick = () => { document.getElementById("clock").textContent = new Date().toLocaleString("zh-CN", { timeZone: "Asia/Shanghai" }); };
 tick();
-setInterval(tick, 1000);
+if (!preview) setInterval(tick, 1000);
 if (window.INITIAL_STATE) render(window.INITIAL_STATE);
-connect();
+if (!preview) connect();

@@ -1,0 +1,145 @@
+import Foundation
+import Testing
+
+/// Issue 10: every screen at every panel size kiosks use, in headless Chromium: it fits
+/// without scrolling, the decision and the amount are large, text contrast is WCAG AA, every
+/// button is at least 48 px, and the page works from a keypad alone. A screenshot of each is
+/// kept in `.build/test-screens/<size>/` for people (the README shows some).
+@Suite(.serialized) struct ScreenAuditTests {
+    static let sizes = [(1080, 1920), (1920, 1080), (1280, 1024), (1024, 768)]
+
+    /// Runs in the page after the screen's own script: measures, presses keys, and writes its
+    /// findings (base64 JSON) into the DOM for `--dump-dom`.
+    static let audit = #"""
+    (function () {
+      const out = { overflow: [], contrast: [], small: [], focus: [], big: 0, amount: 0, keys: {} };
+      const W = innerWidth, H = innerHeight;
+      const rgb = (c) => { const m = c.match(/rgba?\(([^)]+)\)/); if (!m) return [0, 0, 0, 0]; const p = m[1].split(",").map(parseFloat); return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; };
+      const lum = (c) => { const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); }; return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]); };
+      const background = (el) => { for (let e = el; e; e = e.parentElement) { const c = rgb(getComputedStyle(e).backgroundColor); if (c[3] > 0) return c; } return [255, 255, 255, 1]; };
+      const visible = (el) => { const cs = getComputedStyle(el); const r = el.getBoundingClientRect(); return cs.display !== "none" && cs.visibility !== "hidden" && !el.closest("[hidden]") && (r.width > 0 || r.height > 0); };
+      const name = (el) => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") + (el.className ? "." + String(el.className).replace(/ /g, ".") : "") + " " + (el.textContent || "").trim().slice(0, 12);
+      for (const el of document.querySelectorAll("body *")) {
+        if (el.tagName === "SCRIPT" || !visible(el)) continue;
+        const r = el.getBoundingClientRect();
+        if (r.bottom > H + 0.5 || r.right > W + 0.5 || r.left < -0.5 || r.top < -0.5) out.overflow.push(`${name(el)} [${Math.round(r.left)},${Math.round(r.top)},${Math.round(r.right)},${Math.round(r.bottom)}] in ${W}x${H}`);
+        if (Array.from(el.childNodes).some((n) => n.nodeType === 3 && n.textContent.trim())) {
+          const cs = getComputedStyle(el);
+          const a = lum(rgb(cs.color)), b = lum(background(el));
+          const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+          const size = parseFloat(cs.fontSize), bold = parseInt(cs.fontWeight, 10) >= 700;
+          const need = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+          if (ratio < need) out.contrast.push(`${name(el)} ${ratio.toFixed(2)} < ${need}`);
+        }
+      }
+      const buttons = Array.from(document.querySelectorAll("button")).filter(visible);
+      for (const b of buttons) { const r = b.getBoundingClientRect(); if (r.width < 48 || r.height < 48) out.small.push(`${name(b)} ${Math.round(r.width)}x${Math.round(r.height)}`); }
+      const enabled = buttons.filter((b) => !b.disabled);
+      for (const b of enabled) {
+        b.blur();
+        const before = getComputedStyle(b).outlineStyle + getComputedStyle(b).outlineWidth;
+        b.focus();
+        const after = getComputedStyle(b).outlineStyle + getComputedStyle(b).outlineWidth;
+        if (document.activeElement !== b) out.focus.push(`${name(b)} cannot take the focus`);
+        else if (after === before || getComputedStyle(b).outlineStyle === "none") out.focus.push(`${name(b)} shows no focus`);
+      }
+      const big = document.querySelector(".big"); if (big) out.big = parseFloat(getComputedStyle(big).fontSize);
+      const amount = document.querySelector(".amount"); if (amount) out.amount = parseFloat(getComputedStyle(amount).fontSize);
+      out.words = (document.getElementById("screen") || document.body).innerText;
+      // The keypad: the first button has the focus after a render, arrows move it, digits press.
+      const key = (k) => (document.activeElement || document.body).dispatchEvent(new KeyboardEvent("keydown", { key: k, bubbles: true }));
+      if (enabled.length > 1) {
+        enabled[0].focus(); key("ArrowRight");
+        out.keys.arrow = document.activeElement === enabled[1];
+      }
+      if (document.getElementById("slip")) { key("0"); out.keys.zero = document.documentElement.dataset.posted || ""; delete document.documentElement.dataset.posted; }
+      if (document.querySelector("button[data-matter]:not([disabled])")) { key("1"); out.keys.one = document.documentElement.dataset.posted || ""; }
+      const pre = document.createElement("pre"); pre.id = "audit";
+      pre.textContent = btoa(unescape(encodeURIComponent(JSON.stringify(out))));
+      document.body.appendChild(pre);
+    })();
+    """#
+
+    struct Finding: Decodable {
+        var overflow: [String]
+        var contrast: [String]
+        var small: [String]
+        var focus: [String]
+        var big: Double
+        var amount: Double
+        var words: String
+        var keys: [String: Keys]
+        enum Keys: Decodable {
+            case flag(Bool), text(String)
+            init(from decoder: Decoder) throws {
+                let c = try decoder.singleValueContainer()
+                if let b = try? c.decode(Bool.self) { self = .flag(b) } else { self = .text(try c.decode(String.self)) }
+            }
+            var text: String? { if case .text(let t) = self { return t }; return nil }
+            var flag: Bool? { if case .flag(let b) = self { return b }; return nil }
+        }
+    }
+
+    static func audit(_ page: URL, width: Int, height: Int) throws -> Finding {
+        let audited = page.deletingLastPathComponent().appendingPathComponent("audit-" + page.lastPathComponent)
+        let html = try String(contentsOf: page, encoding: .utf8)
+            .replacingOccurrences(of: "<script src=\"app.js\"></script>", with: "<script src=\"app.js\"></script>\n<script src=\"audit.js\"></script>")
+        try html.write(to: audited, atomically: true, encoding: .utf8)
+        let flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--lang=zh-CN", "--virtual-time-budget=3000",
+                     "--window-size=\(width),\(height)"]
+        let (status, dom, err) = try Harness.exec("/usr/bin/chromium", flags + ["--dump-dom", audited.absoluteString], timeout: 60)
+        #expect(status == 0, "\(err)")
+        guard let start = dom.range(of: "<pre id=\"audit\">"), let end = dom.range(of: "</pre>", range: start.upperBound..<dom.endIndex),
+              let data = Data(base64Encoded: String(dom[start.upperBound..<end.lowerBound])) else {
+            throw AuditError.noFindings(String(dom.suffix(400)))
+        }
+        return try JSONDecoder().decode(Finding.self, from: data)
+    }
+
+    enum AuditError: Error { case noFindings(String) }
+
+    @Test("every screen fits every panel, reads from a metre away, passes WCAG AA contrast and 48 px targets, and works from a keypad")
+    func everyScreenAtEverySize() throws {
+        let dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("screens-\(UUID().uuidString)")
+        let (status, out, err) = try Harness.run("kioskd", ["--preview-screens", dir.path])
+        #expect(status == 0, "\(err)")
+        let names = out.split(separator: "\n").map(String.init)
+        #expect(names.count >= 9 && names.contains("hospital-granted") && names.contains("township-eligible"))
+        try Self.audit.write(to: dir.appendingPathComponent("audit.js"), atomically: true, encoding: .utf8)
+        let shots = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(".build/test-screens")
+        for (w, h) in Self.sizes {
+            let sizeDir = shots.appendingPathComponent("\(w)x\(h)")
+            try FileManager.default.createDirectory(at: sizeDir, withIntermediateDirectories: true)
+            for name in names {
+                let page = dir.appendingPathComponent("\(name).html")
+                let f = try Self.audit(page, width: w, height: h)
+                let at = "\(name) at \(w)x\(h)"
+                #expect(f.overflow.isEmpty, "\(at) does not fit: \(f.overflow.prefix(3))")
+                #expect(f.contrast.isEmpty, "\(at) contrast: \(f.contrast.prefix(3))")
+                #expect(f.small.isEmpty, "\(at) targets under 48 px: \(f.small)")
+                #expect(f.focus.isEmpty, "\(at) keyboard focus: \(f.focus)")
+                #expect(f.big >= 48, "\(at): the decision is \(f.big) px")
+                if name == "hospital-granted" {
+                    #expect(f.amount >= 48, "\(at): the amount is \(f.amount) px")
+                    #expect(f.words.contains("¥23.45") && f.words.contains("已贴补"))
+                }
+                // Nothing technical on a patient's screen: no codes, paths or record numbers.
+                #expect(!f.words.contains("/") && !f.words.contains("_") && !f.words.contains("KSK-"), "\(at) shows: \(f.words)")
+                if name == "township-eligible" {
+                    #expect(f.keys["arrow"]?.flag == true, "\(at): arrows do not move the focus")
+                    #expect(f.keys["zero"]?.text == "/api/status-slip", "\(at): 0 does not print the status slip")
+                    #expect(f.keys["one"]?.text?.contains("social_insurance") == true, "\(at): 1 does not choose the first matter")
+                    #expect(f.words.contains("今年已用") && f.words.contains("剩余"))
+                }
+                let png = sizeDir.appendingPathComponent("\(name).png")
+                let flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--lang=zh-CN", "--virtual-time-budget=2000",
+                             "--window-size=\(w),\(h)", "--screenshot=\(png.path)"]
+                let (s, _, e) = try Harness.exec("/usr/bin/chromium", flags + [page.absoluteString], timeout: 60)
+                #expect(s == 0, "\(e)")
+                let bytes = try Data(contentsOf: png)
+                #expect(bytes.count > 5_000 && bytes.prefix(4) == Data([0x89, 0x50, 0x4E, 0x47]), "\(at): no screenshot")
+            }
+        }
+    }
+}
