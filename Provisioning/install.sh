@@ -64,6 +64,7 @@ for k in $DEVICE_CA_KEYS; do args+=(--device-ca-key "$k"); done
 [ -n "${LEGAL_AID_OFFICE:-}" ] && args+=(--legal-aid-office "$LEGAL_AID_OFFICE")
 [ -n "${LEGAL_AID_HOURS:-}" ] && args+=(--legal-aid-hours "$LEGAL_AID_HOURS")
 [ -n "${RESULT_SECONDS:-}" ] && args+=(--result-seconds "$RESULT_SECONDS")
+[ -n "${CANCEL_SECONDS:-}" ] && args+=(--cancel-seconds "$CANCEL_SECONDS")
 [ -n "${VOICE:-}" ] && args+=(--voice "$VOICE")
 [ -n "${VOLUME:-}" ] && args+=(--volume "$VOLUME")
 "$ROOT$PREFIX/bin/kioskctl" "${args[@]}"

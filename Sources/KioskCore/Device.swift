@@ -61,6 +61,8 @@ public struct ScreenSettings: Codable, Sendable, Equatable {
     public var legalAidHours: String = "工作日 8:30–12:00, 14:00–17:30"
     /// Seconds a result stays on the screen while the card stays on the reader (privacy in a queue).
     public var resultSeconds: Int = 30
+    /// Seconds after filing in which a resident can withdraw a legal-aid application at the kiosk.
+    public var cancelSeconds: Int = 60
     /// Voice prompts on or off, and their volume in percent.
     public var voice: Bool = true
     public var volume: Int = 80
@@ -69,7 +71,7 @@ public struct ScreenSettings: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case helpDesk = "help_desk", legalAidOffice = "legal_aid_office", legalAidHours = "legal_aid_hours"
-        case resultSeconds = "result_seconds", voice, volume
+        case resultSeconds = "result_seconds", cancelSeconds = "cancel_seconds", voice, volume
     }
 
     public init(from decoder: Decoder) throws {
@@ -79,10 +81,14 @@ public struct ScreenSettings: Codable, Sendable, Equatable {
         legalAidOffice = try c.decodeIfPresent(String.self, forKey: .legalAidOffice) ?? d.legalAidOffice
         legalAidHours = try c.decodeIfPresent(String.self, forKey: .legalAidHours) ?? d.legalAidHours
         resultSeconds = try c.decodeIfPresent(Int.self, forKey: .resultSeconds) ?? d.resultSeconds
+        cancelSeconds = try c.decodeIfPresent(Int.self, forKey: .cancelSeconds) ?? d.cancelSeconds
         voice = try c.decodeIfPresent(Bool.self, forKey: .voice) ?? d.voice
         volume = try c.decodeIfPresent(Int.self, forKey: .volume) ?? d.volume
         guard (5...600).contains(resultSeconds) else {
             throw DecodingError.dataCorruptedError(forKey: .resultSeconds, in: c, debugDescription: "result_seconds must be 5…600")
+        }
+        guard (0...300).contains(cancelSeconds) else {
+            throw DecodingError.dataCorruptedError(forKey: .cancelSeconds, in: c, debugDescription: "cancel_seconds must be 0…300")
         }
         guard (0...100).contains(volume) else {
             throw DecodingError.dataCorruptedError(forKey: .volume, in: c, debugDescription: "volume must be 0…100")

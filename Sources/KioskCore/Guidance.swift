@@ -33,7 +33,7 @@ public struct Guidance: Sendable, Equatable {
             return Guidance(headline: "申请已提交", next: "请取走回执，按回执上的时间到\(settings.legalAidOffice)办理。",
                             voice: ["applied"])
         case "cancelled":
-            return Guidance(headline: "申请已撤销", next: "这次申请不会提交。请取回卡片。", voice: ["cancelled"])
+            return Guidance(headline: "申请已撤销", next: "这次申请不办理了，回执作废。请取回卡片。", voice: ["cancelled"])
         case ReasonCode.limitExhausted.rawValue:
             return Guidance(headline: "今年额度已用完", next: "本次按原价支付。", voice: ["limit_exhausted"])
         case ReasonCode.personSuspended.rawValue:

@@ -29,6 +29,7 @@ struct Provision: ParsableCommand {
     @Option(help: "Screen and ticket: where a legal-aid applicant goes next.") var legalAidOffice: String?
     @Option(help: "Screen and ticket: when that office receives people.") var legalAidHours: String?
     @Option(help: "Screen: seconds a result stays while the card stays on the reader (5–600, default 30).") var resultSeconds: Int?
+    @Option(help: "Seconds after filing in which a resident can withdraw a legal-aid application at the kiosk (0–300, default 60).") var cancelSeconds: Int?
     @Option(help: "Voice prompts: on or off (default on).") var voice: String?
     @Option(help: "Voice volume in percent (0–100, default 80).") var volume: Int?
 
@@ -43,6 +44,7 @@ struct Provision: ParsableCommand {
         if let region, !Identifiers.isSyncName(region) { throw ValidationError("--region is 1–64 of A–Z a–z 0–9 . _ -") }
         if let resultSeconds, !(5...600).contains(resultSeconds) { throw ValidationError("--result-seconds is 5…600") }
         if let volume, !(0...100).contains(volume) { throw ValidationError("--volume is 0…100") }
+        if let cancelSeconds, !(0...300).contains(cancelSeconds) { throw ValidationError("--cancel-seconds is 0…300") }
         if let voice, !["on", "off"].contains(voice) { throw ValidationError("--voice is on or off") }
         for (name, text) in [("--help-desk", helpDesk), ("--legal-aid-office", legalAidOffice), ("--legal-aid-hours", legalAidHours)] {
             if let text, text.isEmpty || text.count > 40 { throw ValidationError("\(name) is 1–40 characters (it is printed on a 58 mm ticket)") }
@@ -50,12 +52,13 @@ struct Provision: ParsableCommand {
     }
 
     var screen: ScreenSettings? {
-        guard helpDesk != nil || legalAidOffice != nil || legalAidHours != nil || resultSeconds != nil || voice != nil || volume != nil else { return nil }
+        guard helpDesk != nil || legalAidOffice != nil || legalAidHours != nil || resultSeconds != nil || cancelSeconds != nil || voice != nil || volume != nil else { return nil }
         var s = ScreenSettings()
         if let helpDesk { s.helpDesk = helpDesk }
         if let legalAidOffice { s.legalAidOffice = legalAidOffice }
         if let legalAidHours { s.legalAidHours = legalAidHours }
         if let resultSeconds { s.resultSeconds = resultSeconds }
+        if let cancelSeconds { s.cancelSeconds = cancelSeconds }
         if let voice { s.voice = voice == "on" }
         if let volume { s.volume = volume }
         return s

@@ -47,6 +47,8 @@ final class Engine: @unchecked Sendable {
     private var shown: (number: UInt64, result: ScreenState.Result)?
     private var shownNumber: UInt64 = 0
     private var lastStatus: (card: PresentedCard, decision: StatusDecision)?
+    /// The legal-aid application just filed on the card on the reader, while it can be withdrawn.
+    private var cancellable: (recordID: String, cardNumber: String, until: DispatchTime)?
     /// Seconds the guidance stays after the card is taken out (the person's data is gone by then).
     static let afterRemovalSeconds = 8
 
@@ -83,6 +85,7 @@ final class Engine: @unchecked Sendable {
             cardReader = reader
             shown = nil
             lastStatus = nil
+            cancellable = nil
             publish { $0.cardPresent = true; $0.reader = reader; $0.phase = "reading"; $0.result = nil; $0.notice = nil }
             if let bill, kiosk.device.config.profile == .hospital {
                 chargeNow(reader, bill)
@@ -97,6 +100,7 @@ final class Engine: @unchecked Sendable {
             guard cardReader == reader else { return }
             cardReader = nil
             lastStatus = nil
+            cancellable = nil
             publish { $0.cardPresent = false; if $0.phase == "reading" { $0.phase = "idle" } }
             // Issue 10: the person's result leaves the screen with the card.
             if var current = shown?.result, !current.redacted {
@@ -133,6 +137,35 @@ final class Engine: @unchecked Sendable {
             guard shown?.number == number else { return }
             shown = nil
             publish { if $0.phase == "result" { $0.phase = "idle" }; $0.result = nil }
+        }
+    }
+
+    /// Withdraws the legal-aid application just filed with the card on the reader (issue 10),
+    /// within `cancel_seconds` of filing. Record numbers have no gaps and nothing recorded is
+    /// ever taken back, so the withdrawal is a record of its own: an `alert`
+    /// `legal_aid_withdrawn` naming the application, uploaded after it; the resident gets a slip.
+    func cancelLegalAid() async throws {
+        try await perform { [self] in
+            guard cardReader != nil else { throw ActionError.noCard }
+            guard let c = cancellable else { throw ActionError.nothingToCancel }
+            guard DispatchTime.now() < c.until else { cancellable = nil; throw ActionError.tooLate(settings.cancelSeconds) }
+            cancellable = nil
+            let now = kiosk.clock.now()
+            _ = try kiosk.device.store.recordAlert(device: kiosk.device.context, code: "legal_aid_withdrawn", cardNumber: c.cardNumber,
+                                                   detail: "the applicant withdrew \(c.recordID) at the kiosk within \(settings.cancelSeconds) s of filing",
+                                                   now: now)
+            after.recordsQueued()
+            logger.notice("legal-aid application withdrawn by the applicant", metadata: ["record": "\(c.recordID)"])
+            let outcome = receipts.printSlip(lines: ["法律援助申请已撤销", "卡号 \(Masking.cardNumber(c.cardNumber))",
+                                                     "撤销时间 \(ReceiptFormat.chinaTime(now))", "此前的申请回执作废",
+                                                     "\(kiosk.device.config.institution) \(kiosk.device.config.deviceID)"], now: now)
+            if case .failed(let why) = outcome { logger.error("withdrawal slip not printed", metadata: ["why": "\(why)"]) }
+            var result = shown?.result ?? ScreenState.Result(action: "legal_aid", code: "cancelled", message: "", detail: "")
+            result.code = "cancelled"
+            result.message = "申请已撤销 Application withdrawn"
+            result.cancellable = false
+            result.receipt = nil
+            show(result)
         }
     }
 
@@ -188,17 +221,19 @@ final class Engine: @unchecked Sendable {
     // MARK: actions (called from HTTP)
 
     enum ActionError: Error, CustomStringConvertible {
-        case billWaiting(String), noCard, wrongProfile(String)
+        case billWaiting(String), noCard, wrongProfile(String), nothingToCancel, tooLate(Int)
         var description: String {
             switch self {
             case .billWaiting(let r): return "bill \(r) is still waiting for a card"
             case .noCard: return "no card on the reader"
             case .wrongProfile(let p): return "not available on a \(p) kiosk"
+            case .nothingToCancel: return "no application filed with the card on the reader"
+            case .tooLate(let s): return "an application can be withdrawn here only within \(s) s of filing"
             }
         }
         var httpStatus: Int {
             switch self {
-            case .billWaiting, .noCard: return 409
+            case .billWaiting, .noCard, .nothingToCancel, .tooLate: return 409
             case .wrongProfile: return 404
             }
         }
@@ -240,9 +275,13 @@ final class Engine: @unchecked Sendable {
                     after.recordsQueued()
                     result.code = "applied"
                     result.message = "已提交法律援助申请 Legal-aid application filed (优先受理、优先审批、优先指派)"
+                    if settings.cancelSeconds > 0 {
+                        cancellable = (r.recordID, o.card.facts.cardNumber, .now() + .seconds(settings.cancelSeconds))
+                        result.cancellable = true
+                    }
                 }
                 count(result.code)
-                show(result)
+                show(result, for: result.cancellable ? max(settings.resultSeconds, settings.cancelSeconds) : nil)
             } catch { fail(error, action: "legal_aid") }
         }
     }

@@ -149,6 +149,12 @@ func buildRouter(engine: Engine, hub: ScreenHub, device: Device, registry: Prome
         } catch { return failure(error) }
     }
 
+    // Withdrawing the application just filed, from the kiosk's own page, within cancel_seconds.
+    router.post("/api/legal-aid/cancel") { request, _ -> Response in
+        if let refused = unauthorised(request, accepting: [screenToken]) { return refused }
+        do { try await engine.cancelLegalAid(); return json(.ok, ["status": "withdrawn"]) } catch { return failure(error) }
+    }
+
     // A township resident's status slip of the card on the reader, from the kiosk's own page.
     router.post("/api/status-slip") { request, _ -> Response in
         if let refused = unauthorised(request, accepting: [screenToken]) { return refused }

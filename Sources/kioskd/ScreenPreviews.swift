@@ -59,7 +59,7 @@ enum ScreenPreviews {
                 $0.programs = [legalAid, medical[0]]; $0.slip = true
             }, card: true)),
             ("township-applied", state(.township, phase: "result", result: result("legal_aid", "applied", profile: .township) {
-                $0.programs = [legalAid]; $0.matter = "labor_remuneration"; $0.receipt = "printed"
+                $0.programs = [legalAid]; $0.matter = "labor_remuneration"; $0.receipt = "printed"; $0.cancellable = true
             }, card: true)),
         ]
     }

@@ -41,6 +41,8 @@ struct ScreenState: Codable, Sendable, Equatable {
         var voice: [String] = []
         /// A resident may print a status slip of this result (township, card on the reader).
         var slip = false
+        /// The application just filed can still be withdrawn here (`cancel_seconds` after filing).
+        var cancellable = false
         /// The card was taken out: what identifies or concerns the person has been removed.
         var redacted = false
         /// Rises with every result shown (the page plays a result's voice prompt once).
@@ -48,14 +50,14 @@ struct ScreenState: Codable, Sendable, Equatable {
         enum CodingKeys: String, CodingKey {
             case action, code, message, detail, cardNumber = "card_number", holder, cardType = "card_type", programs
             case billFen = "bill_fen", subsidyFen = "subsidy_fen", patientPaysFen = "patient_pays_fen", records, matter, receipt
-            case headline, next, voice, slip, redacted, number
+            case headline, next, voice, slip, cancellable, redacted, number
         }
 
         /// Issue 10 (privacy in a queue): the card is out, so the masked name, card number,
         /// amounts and allowance leave; what to do next stays a moment.
         mutating func redact() {
             holder = nil; cardNumber = nil; programs = []; billFen = nil; subsidyFen = nil; patientPaysFen = nil
-            detail = ""; records = []; slip = false; redacted = true; voice = []
+            detail = ""; records = []; slip = false; cancellable = false; redacted = true; voice = []
             if code == "granted" { next = "请取走凭条。" }
         }
     }

@@ -1,4 +1,6 @@
 import Foundation
+import KioskCore
+import KioskStore
 import TestVectors
 import Testing
 import VirtualCard
@@ -356,6 +358,32 @@ extension PCSCIntegrationTests {
         #expect(try d.stop().0 == 0)
     }
 
+    /// The kiosk's alert records of `code`, as uploaded (read from its store beside the running daemon).
+    static func alerts(_ dir: String, _ code: String) throws -> [[String: Any]] {
+        try Device(stateDir: URL(fileURLWithPath: dir)).store.records().filter { $0.kind == .alert }.map(\.wire).filter { $0["code"] as? String == code }
+    }
+
+    /// Withdrawn within the window: an alert record names the application (numbers have no
+    /// gaps, nothing is taken back), a slip says so; a second withdrawal has nothing to
+    /// withdraw; one filed more than cancel_seconds (3 s here) ago cannot be withdrawn.
+    static func withdraw(_ d: Daemon, dir: String, screenToken: String, applied: [String: Any]) throws {
+        #expect(try d.post("/api/legal-aid/cancel", "{}", token: "wrong").0 == 401)
+        let withdrawn = try d.post("/api/legal-aid/cancel", "{}", token: screenToken)
+        #expect(withdrawn.0 == 200 && withdrawn.1.contains("withdrawn"), "\(withdrawn)")
+        let cancelled = try d.waitForResult(code: "cancelled")
+        #expect(cancelled["headline"] as? String == "申请已撤销" && cancelled["cancellable"] as? Bool == false)
+        let applicationID = try #require((applied["records"] as? [String])?.first)
+        #expect(try Self.alerts(dir, "legal_aid_withdrawn").contains { ($0["detail"] as? String ?? "").contains(applicationID)
+                && $0["card_number"] as? String == "3307820000100025" })
+        #expect(try d.post("/api/legal-aid/cancel", "{}", token: screenToken).0 == 409)
+        // Too late: filed, then more than cancel_seconds (3 s here) pass.
+        #expect(try d.post("/api/legal-aid", #"{"matter":"labor_remuneration"}"#, token: screenToken).0 == 202)
+        _ = try d.waitForResult(code: "applied")
+        Thread.sleep(forTimeInterval: 3.5)
+        #expect(try d.post("/api/legal-aid/cancel", "{}", token: screenToken).0 == 409)
+        #expect(try Self.alerts(dir, "legal_aid_withdrawn").count == 1)
+    }
+
     @Test func townshipTerminalLegalAid() throws {
         let dir = try provisionedStateDir()
         // Re-provision the same device as a township terminal (keeps key and sequence).
@@ -368,7 +396,8 @@ extension PCSCIntegrationTests {
             "--authority-key", "330782-auth-test=\(try #require(authority["public_key"]))",
             "--device-ca-key", "\(TestDevices.ca.id)=\(TestDevices.ca.publicKey)",
             "--hub-url", "http://127.0.0.1:9", "--printer", "file:\(dir)/receipts/",
-            "--help-desk", "2 号民政窗口", "--legal-aid-office", "县法律援助中心", "--legal-aid-hours", "工作日 9:00–17:00", "--result-seconds", "5"])
+            "--help-desk", "2 号民政窗口", "--legal-aid-office", "县法律援助中心", "--legal-aid-hours", "工作日 9:00–17:00", "--result-seconds", "5",
+            "--cancel-seconds", "3"])
         #expect(s == 0, "\(e)")
         // Issue 10: the voice prompts, made at install time, served to the page (only the catalogue's names).
         let (vs, vout, ve) = try Harness.run("kioskctl", ["voice", "generate", "--state-dir", dir])
@@ -407,7 +436,8 @@ extension PCSCIntegrationTests {
             // What the screen shows (the page's <main>), not the state object in its script.
             let shown = appliedDom.range(of: "<main").flatMap { a in appliedDom.range(of: "</main>").map { String(appliedDom[a.lowerBound..<$0.upperBound]) } } ?? ""
             #expect(shown.contains("申请已提交") && !shown.contains("KSK-TEST-0001-") && !shown.contains(dir) && !shown.contains("receipts"), "\(shown)")
-            #expect(applied["receipt"] as? String == "printed")
+            #expect(applied["receipt"] as? String == "printed" && applied["cancellable"] as? Bool == true)
+            try Self.withdraw(d, dir: dir, screenToken: screenToken, applied: applied)
             // The ticket says where and when to go, from the configuration.
             let tickets = try FileManager.default.contentsOfDirectory(atPath: dir + "/receipts").filter { $0.hasSuffix(".txt") }
                 .map { try String(contentsOfFile: dir + "/receipts/" + $0, encoding: .utf8) }

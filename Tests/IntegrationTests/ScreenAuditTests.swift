@@ -53,6 +53,7 @@ import Testing
         out.keys.arrow = document.activeElement === enabled[1];
       }
       if (document.getElementById("slip")) { key("0"); out.keys.zero = document.documentElement.dataset.posted || ""; delete document.documentElement.dataset.posted; }
+      if (document.getElementById("cancel")) { key("9"); out.keys.nine = document.documentElement.dataset.posted || ""; delete document.documentElement.dataset.posted; }
       if (document.querySelector("button[data-matter]:not([disabled])")) { key("1"); out.keys.one = document.documentElement.dataset.posted || ""; }
       const pre = document.createElement("pre"); pre.id = "audit";
       pre.textContent = btoa(unescape(encodeURIComponent(JSON.stringify(out))));
@@ -126,6 +127,9 @@ import Testing
                 }
                 // Nothing technical on a patient's screen: no codes, paths or record numbers.
                 #expect(!f.words.contains("/") && !f.words.contains("_") && !f.words.contains("KSK-"), "\(at) shows: \(f.words)")
+                if name == "township-applied" {
+                    #expect(f.keys["nine"]?.text?.hasPrefix("/api/legal-aid/cancel") == true, "\(at): 9 does not withdraw the application")
+                }
                 if name == "township-eligible" {
                     #expect(f.keys["arrow"]?.flag == true, "\(at): arrows do not move the focus")
                     #expect(f.keys["zero"]?.text == "/api/status-slip", "\(at): 0 does not print the status slip")

@@ -82,6 +82,7 @@ function render(s) {
     if (r.code === "eligible" && !r.redacted) body += matters(r.programs || [], s.card_present && s.profile === "township");
     const actions = [];
     if (r.slip && s.card_present && !r.redacted) actions.push(`<button class="action" id="slip" data-key="0"><span class="key">0</span>打印状态单</button>`);
+    if (r.cancellable && s.card_present && !r.redacted) actions.push(`<button class="action" id="cancel" data-key="9"><span class="key">9</span>撤销这次申请</button>`);
     if (actions.length) body += `<div class="actions">${actions.join("")}</div>`;
     if (r.receipt === "not printed") body += `<p class="next warn">凭条没有打印出来，请到${esc(s.help_desk)}补打。</p>`;
     if (r.card_number) body += `<p class="who">卡号 ${esc(r.card_number)}${r.holder ? " · " + esc(r.holder) : ""}</p>`;
@@ -91,6 +92,8 @@ function render(s) {
     screen.querySelectorAll("button[data-matter]").forEach((b) => b.addEventListener("click", () => apply(b.dataset.matter)));
     const slip = document.getElementById("slip");
     if (slip) slip.addEventListener("click", printSlip);
+    const cancel = document.getElementById("cancel");
+    if (cancel) cancel.addEventListener("click", () => { cancel.disabled = true; post("/api/legal-aid/cancel"); });
     speak(r.voice, `${r.number}|${(r.voice || []).join(",")}`, s);
     return focusFirst();
   }
