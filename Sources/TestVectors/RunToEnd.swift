@@ -29,3 +29,10 @@ public func runToEnd(_ path: String, _ arguments: [String], timeout: Double = 60
 
 /// What `runToEnd` returns for a program killed at its deadline (as timeout(1) does).
 public let runToEndTimedOut: Int32 = 124
+
+/// Runs blocking work (child processes, big synchronous loops) on a thread of its own, so a
+/// long test does not hold one of the few threads the test run's concurrency pool has (other
+/// tests' async waits would starve). Record expectations after it returns, in the test.
+public func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { c in Thread { c.resume(with: Result { try body() }) }.start() }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import TestVectors
 import Testing
 
 /// Issue 10: every screen at every panel size kiosks use, in headless Chromium: it fits
@@ -61,7 +62,7 @@ import Testing
     })();
     """#
 
-    struct Finding: Decodable {
+    struct Finding: Decodable, Sendable {
         var overflow: [String]
         var contrast: [String]
         var small: [String]
@@ -70,7 +71,7 @@ import Testing
         var amount: Double
         var words: String
         var keys: [String: Keys]
-        enum Keys: Decodable {
+        enum Keys: Decodable, Sendable {
             case flag(Bool), text(String)
             init(from decoder: Decoder) throws {
                 let c = try decoder.singleValueContainer()
@@ -81,6 +82,15 @@ import Testing
         }
     }
 
+    /// One screen at one size: what the audit found, or why it could not run; whether the screenshot was taken.
+    struct Look: Sendable {
+        var name: String
+        var at: String
+        var finding: Finding?
+        var failure: String?
+        var screenshot: Bool
+    }
+
     static func audit(_ page: URL, width: Int, height: Int) throws -> Finding {
         let audited = page.deletingLastPathComponent().appendingPathComponent("audit-" + page.lastPathComponent)
         let html = try String(contentsOf: page, encoding: .utf8)
@@ -89,7 +99,7 @@ import Testing
         let flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--lang=zh-CN", "--virtual-time-budget=3000",
                      "--window-size=\(width),\(height)"]
         let (status, dom, err) = try Harness.exec("/usr/bin/chromium", flags + ["--dump-dom", audited.absoluteString], timeout: 60)
-        #expect(status == 0, "\(err)")
+        guard status == 0 else { throw AuditError.chromium(err) }
         guard let start = dom.range(of: "<pre id=\"audit\">"), let end = dom.range(of: "</pre>", range: start.upperBound..<dom.endIndex),
               let data = Data(base64Encoded: String(dom[start.upperBound..<end.lowerBound])) else {
             throw AuditError.noFindings(String(dom.suffix(400)))
@@ -97,52 +107,65 @@ import Testing
         return try JSONDecoder().decode(Finding.self, from: data)
     }
 
-    enum AuditError: Error { case noFindings(String) }
+    enum AuditError: Error { case noFindings(String), chromium(String) }
 
-    @Test("every screen fits every panel, reads from a metre away, passes WCAG AA contrast and 48 px targets, and works from a keypad")
-    func everyScreenAtEverySize() throws {
+    /// Every sample screen at every size, in Chromium (blocking: run on a thread of its own).
+    static func lookAtEverything() throws -> (names: [String], looks: [Look]) {
         let dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("screens-\(UUID().uuidString)")
         let (status, out, err) = try Harness.run("kioskd", ["--preview-screens", dir.path])
-        #expect(status == 0, "\(err)")
+        guard status == 0 else { throw AuditError.chromium("kioskd --preview-screens: \(err)") }
         let names = out.split(separator: "\n").map(String.init)
-        #expect(names.count >= 9 && names.contains("hospital-granted") && names.contains("township-eligible"))
         try Self.audit.write(to: dir.appendingPathComponent("audit.js"), atomically: true, encoding: .utf8)
         let shots = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent(".build/test-screens")
+        var looks: [Look] = []
         for (w, h) in Self.sizes {
             let sizeDir = shots.appendingPathComponent("\(w)x\(h)")
             try FileManager.default.createDirectory(at: sizeDir, withIntermediateDirectories: true)
             for name in names {
                 let page = dir.appendingPathComponent("\(name).html")
-                let f = try Self.audit(page, width: w, height: h)
-                let at = "\(name) at \(w)x\(h)"
-                #expect(f.overflow.isEmpty, "\(at) does not fit: \(f.overflow.prefix(3))")
-                #expect(f.contrast.isEmpty, "\(at) contrast: \(f.contrast.prefix(3))")
-                #expect(f.small.isEmpty, "\(at) targets under 48 px: \(f.small)")
-                #expect(f.focus.isEmpty, "\(at) keyboard focus: \(f.focus)")
-                #expect(f.big >= 48, "\(at): the decision is \(f.big) px")
-                if name == "hospital-granted" {
-                    #expect(f.amount >= 48, "\(at): the amount is \(f.amount) px")
-                    #expect(f.words.contains("¥23.45") && f.words.contains("已贴补"))
-                }
-                // Nothing technical on a patient's screen: no codes, paths or record numbers.
-                #expect(!f.words.contains("/") && !f.words.contains("_") && !f.words.contains("KSK-"), "\(at) shows: \(f.words)")
-                if name == "township-applied" {
-                    #expect(f.keys["nine"]?.text?.hasPrefix("/api/legal-aid/cancel") == true, "\(at): 9 does not withdraw the application")
-                }
-                if name == "township-eligible" {
-                    #expect(f.keys["arrow"]?.flag == true, "\(at): arrows do not move the focus")
-                    #expect(f.keys["zero"]?.text == "/api/status-slip", "\(at): 0 does not print the status slip")
-                    #expect(f.keys["one"]?.text?.contains("social_insurance") == true, "\(at): 1 does not choose the first matter")
-                    #expect(f.words.contains("今年已用") && f.words.contains("剩余"))
-                }
+                var look = Look(name: name, at: "\(name) at \(w)x\(h)", finding: nil, failure: nil, screenshot: false)
+                do { look.finding = try Self.audit(page, width: w, height: h) } catch { look.failure = "\(error)" }
                 let png = sizeDir.appendingPathComponent("\(name).png")
                 let flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--lang=zh-CN", "--virtual-time-budget=2000",
                              "--window-size=\(w),\(h)", "--screenshot=\(png.path)"]
-                let (s, _, e) = try Harness.exec("/usr/bin/chromium", flags + [page.absoluteString], timeout: 60)
-                #expect(s == 0, "\(e)")
-                let bytes = try Data(contentsOf: png)
-                #expect(bytes.count > 5_000 && bytes.prefix(4) == Data([0x89, 0x50, 0x4E, 0x47]), "\(at): no screenshot")
+                let (s, _, _) = try Harness.exec("/usr/bin/chromium", flags + [page.absoluteString], timeout: 60)
+                let bytes = (try? Data(contentsOf: png)) ?? Data()
+                look.screenshot = s == 0 && bytes.count > 5_000 && bytes.prefix(4) == Data([0x89, 0x50, 0x4E, 0x47])
+                looks.append(look)
+            }
+        }
+        return (names, looks)
+    }
+
+    @Test("every screen fits every panel, reads from a metre away, passes WCAG AA contrast and 48 px targets, and works from a keypad")
+    func everyScreenAtEverySize() async throws {
+        let (names, looks) = try await onOwnThread { try Self.lookAtEverything() }
+        #expect(names.count >= 9 && names.contains("hospital-granted") && names.contains("township-eligible"))
+        #expect(looks.count == names.count * Self.sizes.count)
+        for look in looks {
+            let at = look.at, name = look.name
+            #expect(look.screenshot, "\(at): no screenshot")
+            guard let f = look.finding else { Issue.record("\(at): \(look.failure ?? "no findings")"); continue }
+            #expect(f.overflow.isEmpty, "\(at) does not fit: \(f.overflow.prefix(3))")
+            #expect(f.contrast.isEmpty, "\(at) contrast: \(f.contrast.prefix(3))")
+            #expect(f.small.isEmpty, "\(at) targets under 48 px: \(f.small)")
+            #expect(f.focus.isEmpty, "\(at) keyboard focus: \(f.focus)")
+            #expect(f.big >= 48, "\(at): the decision is \(f.big) px")
+            if name == "hospital-granted" {
+                #expect(f.amount >= 48, "\(at): the amount is \(f.amount) px")
+                #expect(f.words.contains("¥23.45") && f.words.contains("已贴补"))
+            }
+            // Nothing technical on a patient's screen: no codes, paths or record numbers.
+            #expect(!f.words.contains("/") && !f.words.contains("_") && !f.words.contains("KSK-"), "\(at) shows: \(f.words)")
+            if name == "township-applied" {
+                #expect(f.keys["nine"]?.text?.hasPrefix("/api/legal-aid/cancel") == true, "\(at): 9 does not withdraw the application")
+            }
+            if name == "township-eligible" {
+                #expect(f.keys["arrow"]?.flag == true, "\(at): arrows do not move the focus")
+                #expect(f.keys["zero"]?.text == "/api/status-slip", "\(at): 0 does not print the status slip")
+                #expect(f.keys["one"]?.text?.contains("social_insurance") == true, "\(at): 1 does not choose the first matter")
+                #expect(f.words.contains("今年已用") && f.words.contains("剩余"))
             }
         }
     }

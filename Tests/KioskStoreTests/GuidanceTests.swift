@@ -1,6 +1,7 @@
 import Entitlements
 import Foundation
 import KioskCore
+import TestVectors
 import Testing
 
 /// Issue 10: every refusal says what to do next in plain words, with the configured counter,
@@ -74,7 +75,7 @@ import Testing
     }
 
     @Test("espeak-ng makes every prompt, each real speech (sox stat), and a recorded file put there is kept")
-    func generatedPromptsAreSpeech() throws {
+    func generatedPromptsAreSpeech() async throws {
         let dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("voice-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         // A recorded prompt (here: one second of a tone from sox) is the technician's: kept.
@@ -84,11 +85,11 @@ import Testing
         sox.arguments = ["-n", "-r", "16000", "-c", "1", recorded.path, "synth", "1", "sine", "440"]
         try sox.run(); sox.waitUntilExit()
         let before = try Data(contentsOf: recorded)
-        let made = try VoicePrompts.generate(into: dir)
+        let made = try await onOwnThread { try VoicePrompts.generate(into: dir) }
         #expect(made.count == VoicePrompts.catalogue.count - 1 && !made.contains("insert_card"))
         #expect(try Data(contentsOf: recorded) == before)
-        for id in VoicePrompts.catalogue.keys {
-            let (length, rms) = try Self.stat(dir.appendingPathComponent("\(id).wav"))
+        let stats = try await onOwnThread { try VoicePrompts.catalogue.keys.map { ($0, try Self.stat(dir.appendingPathComponent("\($0).wav"))) } }
+        for (id, (length, rms)) in stats {
             #expect(length > 0.1 && rms > 0.01, "\(id).wav is silence or empty: \(length) s, RMS \(rms)")
         }
         // Silence is caught.

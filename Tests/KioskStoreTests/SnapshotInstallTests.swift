@@ -4,6 +4,7 @@ import Foundation
 import Synchronization
 import GRDB
 @testable import KioskStore
+import TestVectors
 import Testing
 
 @Suite struct SnapshotInstallTests {
@@ -617,9 +618,6 @@ import Testing
 
 /// Runs blocking work on a thread of its own and awaits it, so the test's cooperative pool
 /// (two threads on this machine) stays free for the other tests.
-func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { c in Thread { c.resume(with: Result { try body() }) }.start() }
-}
 
 extension SnapshotInstallTests {
     /// A record as one canonical JSON line (sorted keys), as `SnapshotWriter.add` writes it.
