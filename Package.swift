@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "device-ca", targets: ["device-ca"]),
         .executable(name: "hub-publisher", targets: ["hub-publisher"]),
         .executable(name: "bk-fuzz", targets: ["bk-fuzz"]),
+        .executable(name: "rest-floor", targets: ["rest-floor"]),
         .library(name: "SmartCard", targets: ["SmartCard"]),
         .library(name: "BenefitCard", targets: ["BenefitCard"]),
         .library(name: "VirtualCard", targets: ["VirtualCard"]),
@@ -198,6 +199,7 @@ let package = Package(
                 "Entitlements",
                 "KioskStore",
                 "KioskCore",
+                "Receipts",
                 "Settlement",
                 "TestVectors",
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -226,6 +228,9 @@ let package = Package(
         // libFuzzer targets (Fuzz/README.md): one executable, the target named by its first
         // argument. Fuzz/run.sh builds it with -DFUZZING and the fuzzer sanitizer; a plain
         // build makes it a corpus replayer. `@testable import SettlementHub`: debug builds only.
+        // Issue 11: the floor of the daemon at rest, a process that links the same Swift
+        // runtime and Foundation and does nothing (Benchmarks/idle-bench.sh).
+        .executableTarget(name: "rest-floor", path: "Benchmarks/rest-floor"),
         .executableTarget(
             name: "bk-fuzz",
             dependencies: [

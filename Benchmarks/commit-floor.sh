@@ -22,6 +22,13 @@ rm -f "$DIR/full.jsonl"
 echo "# after the install: store $(du -m "$DIR/kiosk.sqlite" | cut -f1) MB, WAL $(du -m "$DIR/kiosk.sqlite-wal" 2>/dev/null | cut -f1 || echo 0) MB"
 p() { sed -n "s/.*$1 .*p50_us=\([0-9.]*\) p99_us=\([0-9.]*\).*/\1 \2/p"; }
 ratios50=() ratios99=()
+round() {  # label
+    f=$("$DIR/sqlite-floor" "$DIR/floor.sqlite" "$ITERATIONS" 640 | p two_durable_transactions)
+    s=$("$BIN" decide --db "$DIR/kiosk.sqlite" --iterations "$ITERATIONS" --persons "$N" | p decide_commit)
+    read -r f50 f99 <<<"$f"; read -r s50 s99 <<<"$s"
+    r50=$(echo "scale=2; $s50 / $f50" | bc); r99=$(echo "scale=2; $s99 / $f99" | bc)
+    echo "$1: floor p50 ${f50} us p99 ${f99} us | decide+commit p50 ${s50} us p99 ${s99} us | ratio p50 $r50 p99 $r99 | WAL $(du -m "$DIR/kiosk.sqlite-wal" 2>/dev/null | cut -f1) MB"
+}
 for r in $(seq "$ROUNDS"); do
     f=$("$DIR/sqlite-floor" "$DIR/floor.sqlite" "$ITERATIONS" 640 | p two_durable_transactions)
     s=$("$BIN" decide --db "$DIR/kiosk.sqlite" --iterations "$ITERATIONS" --persons "$N" | p decide_commit)
@@ -33,3 +40,6 @@ done
 stats() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {printf "median %s (range %s–%s)", a[int((NR+1)/2)], a[1], a[NR]}'; }
 echo "ratio_p50 $(stats "${ratios50[@]}")"
 echo "ratio_p99 $(stats "${ratios99[@]}")"
+# Diagnosis: the same after the WAL is checkpointed and truncated by hand.
+sqlite3 "$DIR/kiosk.sqlite" "PRAGMA wal_checkpoint(TRUNCATE);" >/dev/null
+round "after a manual wal_checkpoint(TRUNCATE)"

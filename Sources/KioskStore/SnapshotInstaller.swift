@@ -199,14 +199,31 @@ extension KioskStore {
             // A full fills the tables that are not live, in short transactions (a card commit
             // waits one batch at most, a reader not at all), then one short transaction checks
             // that nothing else installed meanwhile and makes them live.
+            //
+            // Issue 11: the rows are first appended, unsorted, to TEMP staging tables of the
+            // writer connection (they lock nothing of the store: a commit waits one staging
+            // chunk at most), indexed by key once, then copied in key order, range by range,
+            // each range one short transaction that appends at the end of the inactive
+            // tables' B-trees. Filling those trees in random order rewrote most of their pages
+            // at every batch (50 s for 1,000,000 persons).
             let (target, token) = try pool.write { db in try SnapshotLoader.Generation.prepareInactive(db) }
             var batch = SnapshotLoader.GenerationBatch(target: target, token: token)
+            defer { try? pool.writeWithoutTransaction { db in try batch.dropStaging(db) } }
+            try pool.writeWithoutTransaction { db in try batch.createStaging(db) }
             try loader.stream(into: &batch, delta: false) { batch in
-                if batch.pendingRows >= SnapshotLoader.GenerationBatch.rowsPerTransaction { try self.pool.write { db in try batch.flushRows(db) } }
+                if batch.pendingRows >= SnapshotLoader.GenerationBatch.rowsPerTransaction {
+                    try self.pool.writeWithoutTransaction { db in try db.inTransaction(.deferred) { try batch.stage(db); return .commit } }
+                }
+            }
+            let ranges = try pool.writeWithoutTransaction { db in
+                try db.inTransaction(.deferred) { try batch.stage(db); return .commit }
+                return try batch.indexStaging(db)
+            }
+            for range in ranges {
+                try pool.write { db in try batch.copy(db, range) }
             }
             return try pool.write { db in
                 try SnapshotLoader.expectInstalled(db, installed?.header.snapshotID)
-                try batch.flushRows(db)
                 try batch.writeProgramsAndDevices(db)
                 try SnapshotLoader.Generation.makeLive(db, target)
                 return try loader.finish(db, header: header, installed: installed, full: true)
@@ -423,11 +440,14 @@ struct SnapshotLoader {
     }
 
     /// A full install's rows on their way into the generation that is not live: held until
-    /// `rowsPerTransaction`, then written sorted by key in one short transaction.
+    /// `rowsPerTransaction`, appended to TEMP staging tables of the writer connection (named
+    /// for this install), then copied into the inactive tables in key order, range by range.
     struct GenerationBatch: SnapshotSink {
-        static let rowsPerTransaction = 20_000
+        static let rowsPerTransaction = 50_000
         let target: Int
         let token: String
+        /// Rows of one table per copy transaction (a commit waits for one range at most).
+        var rowsPerRange = 50_000
         var persons: [(String, String, String, String)] = []
         var cards: [(String, String, String)] = []
         var usages: [(String, String, String, Int)] = []
@@ -446,18 +466,86 @@ struct SnapshotLoader {
         mutating func device(_ a: String, _ b: String, _ c: String, _ d: String) throws { devices.append((a, b, c, d)) }
         mutating func delete(_ type: String, _ key: [String]) throws {}   // a full deletes nothing
 
-        /// Rows so far, in key order (stable: within one key the last line wins, as `OR REPLACE` in file order would).
-        mutating func flushRows(_ db: Database) throws {
-            try Generation.expectClaim(db, token)
-            let person = RowInsert(statement: try db.cachedStatement(sql: "INSERT OR REPLACE INTO person_\(target) (person_ref, status, status_reason, programs) VALUES (?, ?, ?, ?)"), direct: false)
-            let card = RowInsert(statement: try db.cachedStatement(sql: "INSERT OR REPLACE INTO card_\(target) (card_number, person_ref, status) VALUES (?, ?, ?)"), direct: false)
-            let usage = RowInsert(statement: try db.cachedStatement(sql: "INSERT OR REPLACE INTO usage_\(target) (person_ref, program, period, used_fen) VALUES (?, ?, ?, ?)"), direct: false)
-            for r in persons.enumerated().sorted(by: { ($0.element.0, $0.offset) < ($1.element.0, $1.offset) }) { try person(r.element.0, r.element.1, r.element.2, r.element.3) }
-            for r in cards.enumerated().sorted(by: { ($0.element.0, $0.offset) < ($1.element.0, $1.offset) }) { try card(r.element.0, r.element.1, r.element.2) }
-            for r in usages.enumerated().sorted(by: { ($0.element.0, $0.element.1, $0.element.2, $0.offset) < ($1.element.0, $1.element.1, $1.element.2, $1.offset) }) {
-                try usage(r.element.0, r.element.1, r.element.2, r.element.3)
+        /// This install's staging table of `table` (in the writer connection's TEMP schema).
+        func staging(_ table: String) -> String { "temp.stage_\(table)_" + token.filter { $0.isHexDigit } }
+
+        /// Each staged table: its name, key columns, and every column in the generation's order.
+        static let layout: [(table: String, key: [String], columns: [String])] = [
+            ("person", ["person_ref"], ["person_ref", "status", "status_reason", "programs"]),
+            ("card", ["card_number"], ["card_number", "person_ref", "status"]),
+            ("usage", ["person_ref", "program", "period"], ["person_ref", "program", "period", "used_fen"]),
+        ]
+
+        func createStaging(_ db: Database) throws {
+            for t in Self.layout {
+                try db.execute(sql: "DROP TABLE IF EXISTS \(staging(t.table))")
+                try db.execute(sql: "CREATE TABLE \(staging(t.table)) (\(t.columns.joined(separator: ", ")))")
             }
+        }
+
+        func dropStaging(_ db: Database) throws {
+            for t in Self.layout { try db.execute(sql: "DROP TABLE IF EXISTS \(staging(t.table))") }
+        }
+
+        /// Rows so far, appended in file order (a later line of the same key wins at the copy).
+        mutating func stage(_ db: Database) throws {
+            let person = RowInsert(statement: try db.cachedStatement(sql: "INSERT INTO \(staging("person")) VALUES (?, ?, ?, ?)"), direct: false)
+            let card = RowInsert(statement: try db.cachedStatement(sql: "INSERT INTO \(staging("card")) VALUES (?, ?, ?)"), direct: false)
+            let usage = RowInsert(statement: try db.cachedStatement(sql: "INSERT INTO \(staging("usage")) VALUES (?, ?, ?, ?)"), direct: false)
+            for r in persons { try person(r.0, r.1, r.2, r.3) }
+            for r in cards { try card(r.0, r.1, r.2) }
+            for r in usages { try usage(r.0, r.1, r.2, r.3) }
             persons.removeAll(keepingCapacity: true); cards.removeAll(keepingCapacity: true); usages.removeAll(keepingCapacity: true)
+        }
+
+        /// One key range of one table: rows with key > `after` (nil: from the first) and
+        /// key ≤ `through` (nil: to the last).
+        struct Range { var table: Int; var after: [DatabaseValue]?; var through: [DatabaseValue]? }
+
+        /// Indexes the staged rows by key (a sort in TEMP, no lock on the store) and cuts them
+        /// into ranges of about `rowsPerRange` rows; every row of one key falls in one range.
+        func indexStaging(_ db: Database) throws -> [Range] {
+            var ranges: [Range] = []
+            for (i, t) in Self.layout.enumerated() {
+                let name = staging(t.table)
+                let keys = t.key.joined(separator: ", ")
+                try db.execute(sql: "CREATE INDEX \(name)_key ON \(name.dropFirst(5))(\(keys))")
+                var previous: [DatabaseValue]?
+                var n = 0
+                let cursor = try Row.fetchCursor(db, sql: "SELECT \(keys) FROM \(name) ORDER BY \(keys)")
+                var last: [DatabaseValue]?
+                while let row = try cursor.next() {
+                    n += 1
+                    let key = Array(row.databaseValues)
+                    // A cut after the row that fills a range, unless the next row has the same key.
+                    if let l = last, n > rowsPerRange, l != key {
+                        ranges.append(Range(table: i, after: previous, through: l))
+                        previous = l
+                        n = 1
+                    }
+                    last = key
+                }
+                if last != nil { ranges.append(Range(table: i, after: previous, through: nil)) }
+            }
+            return ranges
+        }
+
+        /// Copies one range into the inactive generation, in key order and, within a key, in
+        /// file order (so the last line of a key wins, as `OR REPLACE` in file order would).
+        func copy(_ db: Database, _ range: Range) throws {
+            try Generation.expectClaim(db, token)
+            let t = Self.layout[range.table]
+            let keys = "(" + t.key.joined(separator: ", ") + ")"
+            let marks = "(" + t.key.map { _ in "?" }.joined(separator: ", ") + ")"
+            var conditions: [String] = []
+            var arguments: [DatabaseValue] = []
+            if let after = range.after { conditions.append("\(keys) > \(marks)"); arguments += after }
+            if let through = range.through { conditions.append("\(keys) <= \(marks)"); arguments += through }
+            let columns = t.columns.joined(separator: ", ")
+            try db.execute(sql: """
+                INSERT OR REPLACE INTO \(t.table)_\(target) (\(columns)) SELECT \(columns) FROM \(staging(t.table))
+                \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")) ORDER BY \(t.key.joined(separator: ", ")), rowid
+                """, arguments: StatementArguments(arguments))
         }
 
         func writeProgramsAndDevices(_ db: Database) throws {

@@ -616,10 +616,42 @@ import Testing
     }
 }
 
-/// Runs blocking work on a thread of its own and awaits it, so the test's cooperative pool
-/// (two threads on this machine) stays free for the other tests.
-
 extension SnapshotInstallTests {
+    /// Issue 11: a full install stages rows unsorted, then copies them in key ranges. Keys
+    /// that repeat (the last line wins) must never be split across two ranges, and every
+    /// staged row must land, whatever the range size.
+    @Test("the staged copy in key ranges keeps every row, and the last line of a repeated key wins across range boundaries",
+          arguments: [1, 2, 3, 7, 1000])
+    func stagedCopyInKeyRanges(rowsPerRange: Int) throws {
+        let d = try Fixture.device()
+        let pool = d.store.pool
+        let (target, token) = try pool.write { db in try SnapshotLoader.Generation.prepareInactive(db) }
+        var batch = SnapshotLoader.GenerationBatch(target: target, token: token)
+        batch.rowsPerRange = rowsPerRange
+        try pool.writeWithoutTransaction { db in try batch.createStaging(db) }
+        // Cards in shuffled order, each key three times with rising status; the last is "lost".
+        var rng = SplitMix64(seed: UInt64(rowsPerRange))
+        var keys = (0..<40).map { String(format: "33078291%08d", $0) }
+        keys.shuffle(using: &rng)
+        for round in ["active", "revoked", "lost"] {
+            for k in keys { try batch.card(k, String(repeating: "b", count: 32), round) }
+            try batch.usage(String(repeating: "c", count: 32), "HM-SUBSIDY", "2026", round.count)
+            try pool.writeWithoutTransaction { db in try db.inTransaction(.deferred) { try batch.stage(db); return .commit } }
+        }
+        let ranges = try pool.writeWithoutTransaction { db in try batch.indexStaging(db) }
+        for r in ranges { try pool.write { db in try batch.copy(db, r) } }
+        let cards = try pool.read { db in try Row.fetchAll(db, sql: "SELECT card_number, status FROM card_\(target) ORDER BY card_number") }
+        #expect(cards.count == 40 && cards.allSatisfy { $0["status"] as String == "lost" })
+        let usage = try pool.read { db in try Int.fetchAll(db, sql: "SELECT used_fen FROM usage_\(target)") }
+        #expect(usage == ["lost".count])
+        // Ranges of one table cover it without overlap: each range starts where the previous ended.
+        let cardRanges = ranges.filter { $0.table == 1 }
+        for (a, b) in zip(cardRanges, cardRanges.dropFirst()) { #expect(a.through == b.after) }
+        #expect(cardRanges.first?.after == nil && cardRanges.last?.through == nil)
+        if rowsPerRange <= 3 { #expect(cardRanges.count >= 10, "small ranges should cut the 120 rows often: \(cardRanges.count)") }
+        try pool.writeWithoutTransaction { db in try batch.dropStaging(db) }
+    }
+
     /// A record as one canonical JSON line (sorted keys), as `SnapshotWriter.add` writes it.
     static func text(_ o: [String: Any]) -> String {
         String(decoding: (try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data(), as: UTF8.self)

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Issue 11: instruction counts (valgrind --tool=callgrind), which do not move with whatever
+# else the machine does: the regression figures the README tracks.
+#   per decision + commit   kiosk-bench decide on a 20,000-person store, 400 vs 100 iterations
+#   per snapshot record      kiosk-bench snapshot-install, 20,000 vs 10,000 persons
+#   per receipt              kiosk-bench receipt, 200 vs 50 receipts
+# Each figure is the difference of two runs divided by the difference of their work, so
+# start-up and set-up cancel out. Release build; prints figures; asserts nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SCRATCH=${SCRATCH:-.build}
+swift build -c release --product kiosk-bench --scratch-path "$SCRATCH" >/dev/null
+BIN=$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/kiosk-bench
+DIR=$(mktemp -d "${TMPDIR:-/tmp}/callgrind.XXXXXX")
+trap 'rm -rf "$DIR"' EXIT
+export SQLITE_TMPDIR="$DIR"
+ir() {  # total instructions of one run of the bench with the given arguments
+    valgrind --tool=callgrind --callgrind-out-file="$DIR/cg.out" "$BIN" "$@" >"$DIR/cg.stdout" 2>"$DIR/cg.err" || { cat "$DIR/cg.err" >&2; exit 1; }
+    sed -n 's/^summary: \([0-9]*\).*/\1/p' "$DIR/cg.out"
+}
+echo "# callgrind $(valgrind --version) $(date -u +%FT%TZ)"
+"$BIN" snapshot-gen --persons 10000 --out "$DIR/s10.jsonl" --snapshot-id 330782-20261122-01 >/dev/null
+"$BIN" snapshot-gen --persons 20000 --out "$DIR/s20.jsonl" --snapshot-id 330782-20261122-01 >/dev/null
+r10=$(grep -c . "$DIR/s10.jsonl"); r20=$(grep -c . "$DIR/s20.jsonl")
+a=$(ir snapshot-install --file "$DIR/s10.jsonl" --db "$DIR/i10.sqlite" --fresh)
+b=$(ir snapshot-install --file "$DIR/s20.jsonl" --db "$DIR/i20.sqlite" --fresh)
+echo "instructions_per_snapshot_record=$(( (b - a) / (r20 - r10) ))"
+"$BIN" snapshot-install --file "$DIR/s20.jsonl" --db "$DIR/d.sqlite" --fresh >/dev/null
+cp "$DIR/d.sqlite" "$DIR/d2.sqlite"
+granted() { sed -n 's/.*granted=\([0-9]*\).*/\1/p' "$DIR/cg.stdout"; }
+a=$(ir decide --db "$DIR/d.sqlite" --iterations 100 --persons 20000); ga=$(granted)
+b=$(ir decide --db "$DIR/d2.sqlite" --iterations 400 --persons 20000); gb=$(granted)
+echo "instructions_per_decision_and_commit=$(( (b - a) / (gb - ga) )) (per granted and committed decision; the few refused lookups among the 300 are counted in)"
+a=$(ir receipt --iterations 50)
+b=$(ir receipt --iterations 200)
+echo "instructions_per_receipt=$(( (b - a) / 150 ))"
