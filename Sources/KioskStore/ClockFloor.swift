@@ -52,7 +52,7 @@ extension KioskStore {
         try write { db in
             let f = try KioskStore.clockFloor(db)
             guard f.suspectSince == nil else { return false }
-            try db.execute(sql: "UPDATE clock_floor SET suspect_since = ? WHERE id = 1", arguments: [Timestamp.string(now)])
+            try db.cachedStatement(sql: "UPDATE clock_floor SET suspect_since = ? WHERE id = 1").execute(arguments: [Timestamp.string(now)])
             _ = try KioskStore.appendRecord(db, device: device, now: now,
                                             snapshotID: try SnapshotLoader.installed(db)?.header.snapshotID,
                                             content: .alert(.init(code: "clock_suspect", detail: detail)), index: RecordIndex())
@@ -62,7 +62,7 @@ extension KioskStore {
 
     /// The clock reads sensibly again: the next suspicion raises a new alert.
     public func noteClockSensible() throws {
-        try write { db in try db.execute(sql: "UPDATE clock_floor SET suspect_since = NULL WHERE id = 1 AND suspect_since IS NOT NULL") }
+        try write { db in try db.cachedStatement(sql: "UPDATE clock_floor SET suspect_since = NULL WHERE id = 1 AND suspect_since IS NOT NULL").execute() }
     }
 
     /// `kioskctl clock reset`: the floor restarts from the clock's reading `now`; nothing from
@@ -72,11 +72,11 @@ extension KioskStore {
         try write { db in
             let before = try KioskStore.clockFloor(db).floor
             let text = Timestamp.string(now)
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 INSERT INTO clock_floor (id, floor, reset_at, reset_by, reset_reason) VALUES (1, ?, ?, ?, ?)
                 ON CONFLICT(id) DO UPDATE SET floor = excluded.floor, reset_at = excluded.reset_at, reset_by = excluded.reset_by,
                     reset_reason = excluded.reset_reason, suspect_since = NULL
-                """, arguments: [text, text, op, reason])
+                """).execute(arguments: [text, text, op, reason])
             let detail = "clock floor reset by \(op) from \(before.map(Timestamp.string) ?? "none") to \(text): \(reason)"
             return try KioskStore.appendRecord(db, device: device, now: now,
                                                snapshotID: try SnapshotLoader.installed(db)?.header.snapshotID,

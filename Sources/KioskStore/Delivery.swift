@@ -61,9 +61,9 @@ extension KioskStore {
                           maxBytes: Int = KioskStore.maxBatchBytes - KioskStore.batchEnvelopeAllowance) throws -> [StoredRecord] {
         precondition(maxRecords > 0 && maxBytes > 0, "a batch holds at least one record")
         return try pool.read { db in
-            let cursor = try Row.fetchCursor(db, sql: """
+            let cursor = try Row.fetchCursor(db.cachedStatement(sql: """
                 SELECT * FROM record WHERE status = 'queued' AND device_id = ? ORDER BY seq LIMIT ?
-                """, arguments: [deviceID, maxRecords])
+                """), arguments: [deviceID, maxRecords])
             var out: [StoredRecord] = []
             out.reserveCapacity(min(maxRecords, 512))
             var bytes = 0
@@ -82,9 +82,9 @@ extension KioskStore {
     public func queuedCount(deviceID: String? = nil) throws -> Int {
         try pool.read { db in
             if let deviceID {
-                return try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM record WHERE status = 'queued' AND device_id = ?", arguments: [deviceID]) ?? 0
+                return try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM record WHERE status = 'queued' AND device_id = ?"), arguments: [deviceID]) ?? 0
             }
-            return try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM record WHERE status = 'queued'") ?? 0
+            return try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM record WHERE status = 'queued'")) ?? 0
         }
     }
 
@@ -92,10 +92,10 @@ extension KioskStore {
     /// raised "once per streak" is not raised again by a restarted uploader).
     public func queuedAlertExists(deviceID: String, code: String) throws -> Bool {
         try pool.read { db in
-            try Bool.fetchOne(db, sql: """
+            try Bool.fetchOne(db.cachedStatement(sql: """
                 SELECT EXISTS (SELECT 1 FROM record WHERE status = 'queued' AND device_id = ? AND kind = 'alert'
                                AND json_extract(body, '$.code') = ?)
-                """, arguments: [deviceID, code]) ?? false
+                """), arguments: [deviceID, code]) ?? false
         }
     }
 

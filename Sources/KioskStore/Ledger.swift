@@ -234,14 +234,14 @@ extension KioskStore {
         return try write { db in
             guard let meta = try SnapshotLoader.installed(db) else { throw LedgerError.noSnapshot }
             let settled = Timestamp.date(meta.header.settledThrough) ?? .distantPast
-            if try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM deduction WHERE state = 'pending' AND card_number = ?)", arguments: [cardNumber])! {
+            if try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM deduction WHERE state = 'pending' AND card_number = ?)"), arguments: [cardNumber])! {
                 throw LedgerError.pendingExists(cardNumber: cardNumber)
             }
-            if try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM deduction WHERE state != 'voided' AND bill_reference = ?)", arguments: [billReference])! {
+            if try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM deduction WHERE state != 'voided' AND bill_reference = ?)"), arguments: [billReference])! {
                 throw LedgerError.duplicateBill(billReference)
             }
             for a in decision.allocations {
-                guard let json = try String.fetchOne(db, sql: "SELECT json FROM program WHERE code = ?", arguments: [a.program]),
+                guard let json = try String.fetchOne(db.cachedStatement(sql: "SELECT json FROM program WHERE code = ?"), arguments: [a.program]),
                       let program = try? JSONDecoder().decode(Program.self, from: Data(json.utf8)), let limit = program.limitFen else {
                     throw LedgerError.staleDecision(program: a.program)
                 }
@@ -253,11 +253,11 @@ extension KioskStore {
                 }
             }
             let allocations = String(decoding: try JSONEncoder().encode(decision.allocations), as: UTF8.self)
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 INSERT INTO deduction (device_id, state, card_number, person_ref, period, card_sequence, usage_object, card_challenge,
                     bill_reference, bill_fen, allocations, snapshot_id, institution, created_at)
                 VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [device.deviceID, cardNumber, personRef, period, Int64(cardSequence), Data(usageObject), Data(cardChallenge), billReference,
+                """).execute(arguments: [device.deviceID, cardNumber, personRef, period, Int64(cardSequence), Data(usageObject), Data(cardChallenge), billReference,
                                  decision.billFen, allocations, meta.header.snapshotID, device.institution, Timestamp.string(now)])
             return db.lastInsertedRowID
         }
@@ -277,17 +277,17 @@ extension KioskStore {
                                 cardWrittenAt: Date? = nil, now: Date, resolution: String = "card written") throws -> [StoredRecord] {
         precondition(ack == nil || ack!.count == 64, "a card acknowledgement is 64 bytes")
         return try write { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM deduction WHERE id = ?", arguments: [id]) else { throw LedgerError.noSuchDeduction(id) }
+            guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM deduction WHERE id = ?"), arguments: [id]) else { throw LedgerError.noSuchDeduction(id) }
             let d = try Deduction(row)
             guard d.state == .pending else {
                 // Resolved before (exactly once): hand back what it made.
-                return try Row.fetchAll(db, sql: "SELECT * FROM record WHERE deduction_id = ? ORDER BY seq", arguments: [id]).map(StoredRecord.init)
+                return try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM record WHERE deduction_id = ? ORDER BY seq"), arguments: [id]).map(StoredRecord.init)
             }
             // Sync spec §6: a card write's DF45 raises the clock floor.
             if let cardWrittenAt { try KioskStore.raiseClockFloor(db, to: cardWrittenAt) }
             let ackedSequence = cardSequence ?? d.cardSequence
             let ackedChallenge = cardChallenge ?? d.cardChallenge
-            try db.execute(sql: "UPDATE deduction SET state = 'committed', resolved_at = ?, resolution = ?, card_ack = ? WHERE id = ?",
+            try db.cachedStatement(sql: "UPDATE deduction SET state = 'committed', resolved_at = ?, resolution = ?, card_ack = ? WHERE id = ?").execute(
                            arguments: [Timestamp.string(now), resolution, ack.map { Data($0) }, id])
             let total = d.allocations.reduce(0) { $0 + $1.subsidyFen }
             var out: [StoredRecord] = []
@@ -308,7 +308,7 @@ extension KioskStore {
     /// Step 7, the card did not take the write: voided, nothing recorded for settlement.
     public func voidDeduction(_ id: Int64, now: Date, resolution: String) throws {
         try write { db in
-            try db.execute(sql: "UPDATE deduction SET state = 'voided', resolved_at = ?, resolution = ? WHERE id = ? AND state = 'pending'",
+            try db.cachedStatement(sql: "UPDATE deduction SET state = 'voided', resolved_at = ?, resolution = ? WHERE id = ? AND state = 'pending'").execute(
                            arguments: [Timestamp.string(now), resolution, id])
         }
     }
@@ -316,7 +316,7 @@ extension KioskStore {
     public func pendingDeductions(cardNumber: String? = nil) throws -> [Deduction] {
         try pool.read { db in
             if let cardNumber { return try KioskStore.pendingDeductions(db, cardNumber: cardNumber) }
-            return try Row.fetchAll(db, sql: "SELECT * FROM deduction WHERE state = 'pending' ORDER BY id").map { try Deduction($0) }
+            return try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM deduction WHERE state = 'pending' ORDER BY id")).map { try Deduction($0) }
         }
     }
 
@@ -328,7 +328,7 @@ extension KioskStore {
     /// The deduction of a bill that is not voided (pending or committed), if any.
     public func deduction(billReference: String) throws -> Deduction? {
         try pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM deduction WHERE bill_reference = ? AND state != 'voided'", arguments: [billReference])
+            try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM deduction WHERE bill_reference = ? AND state != 'voided'"), arguments: [billReference])
                 .map { try Deduction($0) }
         }
     }
@@ -336,12 +336,12 @@ extension KioskStore {
     /// The settlement records a committed deduction made, in `seq` order.
     public func records(deductionID: Int64) throws -> [StoredRecord] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM record WHERE deduction_id = ? ORDER BY seq", arguments: [deductionID]).map(StoredRecord.init)
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM record WHERE deduction_id = ? ORDER BY seq"), arguments: [deductionID]).map(StoredRecord.init)
         }
     }
 
     public func deductions(limit: Int = 100) throws -> [Deduction] {
-        try pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM deduction ORDER BY id DESC LIMIT ?", arguments: [limit]).map { try Deduction($0) } }
+        try pool.read { db in try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM deduction ORDER BY id DESC LIMIT ?"), arguments: [limit]).map { try Deduction($0) } }
     }
 
     // MARK: settlement records (upload spec §1)
@@ -361,29 +361,29 @@ extension KioskStore {
         // Sync spec §6: a record's created_at raises the clock floor (never lowers it; a record
         // made while the clock reads before the floor leaves it where it is).
         if raisesFloor { try raiseClockFloor(db, to: now) }
-        try db.execute(sql: "INSERT INTO device_sequence (device_id, last_seq) VALUES (?, 0) ON CONFLICT(device_id) DO NOTHING", arguments: [device.deviceID])
-        try db.execute(sql: "UPDATE device_sequence SET last_seq = last_seq + 1 WHERE device_id = ?", arguments: [device.deviceID])
-        let seq = try Int64.fetchOne(db, sql: "SELECT last_seq FROM device_sequence WHERE device_id = ?", arguments: [device.deviceID])!
+        try db.cachedStatement(sql: "INSERT INTO device_sequence (device_id, last_seq) VALUES (?, 0) ON CONFLICT(device_id) DO NOTHING").execute(arguments: [device.deviceID])
+        try db.cachedStatement(sql: "UPDATE device_sequence SET last_seq = last_seq + 1 WHERE device_id = ?").execute(arguments: [device.deviceID])
+        let seq = try Int64.fetchOne(db.cachedStatement(sql: "SELECT last_seq FROM device_sequence WHERE device_id = ?"), arguments: [device.deviceID])!
         let recordID = "\(device.deviceID)-\(seq)"
         let kind = content.kind.rawValue
         let text = try SettlementRecord(recordID: recordID, seq: seq, createdAt: Timestamp.string(now), snapshotID: snapshotID,
                                         content: content).json()
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             INSERT INTO record (device_id, seq, record_id, kind, created_at, body, deduction_id, person_ref, program, period, amount_fen, reverses)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [device.deviceID, seq, recordID, kind, Timestamp.string(now), text, index.deductionID, index.personRef,
+            """).execute(arguments: [device.deviceID, seq, recordID, kind, Timestamp.string(now), text, index.deductionID, index.personRef,
                              index.program, index.period, index.amountFen, index.reverses])
-        return try StoredRecord(try Row.fetchOne(db, sql: "SELECT * FROM record WHERE record_id = ?", arguments: [recordID])!)
+        return try StoredRecord(try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM record WHERE record_id = ?"), arguments: [recordID])!)
     }
 
     /// A reversal of a mistaken subsidy: its full amount, once (upload spec `subsidy_reversal`).
     public func reverse(recordID: String, reason: String, operator op: String, device: DeviceContext, now: Date) throws -> StoredRecord {
         try write { db in
-            guard let r = try Row.fetchOne(db, sql: "SELECT * FROM record WHERE record_id = ? AND device_id = ?", arguments: [recordID, device.deviceID]) else {
+            guard let r = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM record WHERE record_id = ? AND device_id = ?"), arguments: [recordID, device.deviceID]) else {
                 throw LedgerError.unknownRecord(recordID)
             }
             guard r["kind"] as String == "medical_subsidy" else { throw LedgerError.notReversible(recordID) }
-            if try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM record WHERE reverses = ?)", arguments: [recordID])! {
+            if try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM record WHERE reverses = ?)"), arguments: [recordID])! {
                 throw LedgerError.alreadyReversed(recordID)
             }
             let amount: Fen = r["amount_fen"]
@@ -418,28 +418,28 @@ extension KioskStore {
     public func records(status: String? = nil, limit: Int = 1000) throws -> [StoredRecord] {
         try pool.read { db in
             if let status {
-                return try Row.fetchAll(db, sql: "SELECT * FROM record WHERE status = ? ORDER BY device_id, seq LIMIT ?", arguments: [status, limit]).map(StoredRecord.init)
+                return try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM record WHERE status = ? ORDER BY device_id, seq LIMIT ?"), arguments: [status, limit]).map(StoredRecord.init)
             }
-            return try Row.fetchAll(db, sql: "SELECT * FROM record ORDER BY device_id, seq LIMIT ?", arguments: [limit]).map(StoredRecord.init)
+            return try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM record ORDER BY device_id, seq LIMIT ?"), arguments: [limit]).map(StoredRecord.init)
         }
     }
 
     public func record(_ recordID: String) throws -> StoredRecord? {
-        try pool.read { db in try Row.fetchOne(db, sql: "SELECT * FROM record WHERE record_id = ?", arguments: [recordID]).map(StoredRecord.init) }
+        try pool.read { db in try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM record WHERE record_id = ?"), arguments: [recordID]).map(StoredRecord.init) }
     }
 
     /// The hub's answer for a record (upload spec §3): accepted/duplicate keep `received_at`.
     public func markDelivered(recordID: String, status: String, receivedAt: String?, reason: String?) throws {
         precondition(["accepted", "rejected"].contains(status), "a record is accepted or rejected")
         try write { db in
-            try db.execute(sql: "UPDATE record SET status = ?, received_at = ?, reject_reason = ? WHERE record_id = ? AND status = 'queued'",
+            try db.cachedStatement(sql: "UPDATE record SET status = ?, received_at = ?, reject_reason = ? WHERE record_id = ? AND status = 'queued'").execute(
                            arguments: [status, receivedAt, reason, recordID])
         }
     }
 
     /// The last `seq` handed out for a device (0 for none).
     public func lastSequence(deviceID: String) throws -> Int64 {
-        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT last_seq FROM device_sequence WHERE device_id = ?", arguments: [deviceID]) ?? 0 }
+        try pool.read { db in try Int64.fetchOne(db.cachedStatement(sql: "SELECT last_seq FROM device_sequence WHERE device_id = ?"), arguments: [deviceID]) ?? 0 }
     }
 
     /// A write transaction with store errors named (full disk and the like).

@@ -24,24 +24,24 @@ public struct ReceiptInfo: Sendable, Equatable {
 extension KioskStore {
     public func saveReceiptInfo(_ info: ReceiptInfo) throws {
         try write { db in
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 INSERT INTO receipt_info (record_id, holder_masked, allowance_left_fen, matter_name) VALUES (?, ?, ?, ?)
                 ON CONFLICT(record_id) DO NOTHING
-                """, arguments: [info.recordID, info.holderMasked, info.allowanceLeftFen, info.matterName])
+                """).execute(arguments: [info.recordID, info.holderMasked, info.allowanceLeftFen, info.matterName])
         }
     }
 
     /// Marks a print attempt: printed (error nil) or failed with its reason.
     public func markPrinted(recordID: String, at: Date, error: String?) throws {
         try write { db in
-            try db.execute(sql: "UPDATE receipt_info SET printed_at = ?, print_error = ? WHERE record_id = ?",
+            try db.cachedStatement(sql: "UPDATE receipt_info SET printed_at = ?, print_error = ? WHERE record_id = ?").execute(
                            arguments: [error == nil ? Timestamp.string(at) : nil, error, recordID])
         }
     }
 
     public func receiptInfo(_ recordID: String) throws -> ReceiptInfo? {
         try pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM receipt_info WHERE record_id = ?", arguments: [recordID]).map {
+            try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM receipt_info WHERE record_id = ?"), arguments: [recordID]).map {
                 ReceiptInfo(recordID: $0["record_id"], holderMasked: $0["holder_masked"], allowanceLeftFen: $0["allowance_left_fen"],
                             matterName: $0["matter_name"], printedAt: $0["printed_at"], printError: $0["print_error"])
             }
@@ -54,7 +54,7 @@ extension KioskStore {
     /// matter names); nil when the snapshot has no such program.
     public func receiptProgram(_ code: String) throws -> Program? {
         try pool.read { db in
-            try String.fetchOne(db, sql: "SELECT json FROM program WHERE code = ?", arguments: [code])
+            try String.fetchOne(db.cachedStatement(sql: "SELECT json FROM program WHERE code = ?"), arguments: [code])
                 .flatMap { try? JSONDecoder().decode(Program.self, from: Data($0.utf8)) }
         }
     }
