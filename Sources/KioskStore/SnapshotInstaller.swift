@@ -160,12 +160,13 @@ extension KioskStore {
     /// applied inside one write transaction, verified at the trailer, committed only when
     /// everything holds. On refusal the installed snapshot stays exactly as it was.
     ///
-    /// A `full` snapshot's person, card and usage lines are appended in file order to TEMP
-    /// staging tables without indexes; once the trailer verifies, the live tables are emptied
-    /// and refilled from them sorted by key (the last line of a key wins, as `INSERT OR
-    /// REPLACE` in file order would), and the staging tables are dropped, all in the same
-    /// transaction. Inserting in key order touches one B-tree page at a time instead of a
-    /// random page per row. A refusal rolls back the transaction, staging tables included.
+    /// A `full` snapshot's person, card and usage lines are appended in file order to a
+    /// staging file beside the store (its own connection: nothing of the store is held),
+    /// indexed by key there, and copied range by range in key order into the generation that
+    /// is not live (the last line of a key wins, as `INSERT OR REPLACE` in file order would);
+    /// once the trailer verified, one short transaction makes that generation live. Inserting
+    /// in key order appends to the B-trees instead of touching a random page per row. A
+    /// refusal leaves the live generation as it was; the staging file is removed either way.
     ///
     /// Every record is held to snapshot spec v2 §1 "Rules" as it streams by (a breach is
     /// `bad_record` naming the line; a line over 64 KiB is refused while it is read, before it
@@ -200,25 +201,24 @@ extension KioskStore {
             // waits one batch at most, a reader not at all), then one short transaction checks
             // that nothing else installed meanwhile and makes them live.
             //
-            // Issue 11: the rows are first appended, unsorted, to TEMP staging tables of the
-            // writer connection (they lock nothing of the store: a commit waits one staging
-            // chunk at most), indexed by key once, then copied in key order, range by range,
-            // each range one short transaction that appends at the end of the inactive
-            // tables' B-trees. Filling those trees in random order rewrote most of their pages
-            // at every batch (50 s for 1,000,000 persons).
+            // Issue 11: the rows are first appended, unsorted, to a staging file beside the
+            // store, on a connection of its own (nothing of the store is locked meanwhile:
+            // not the writer, not its connection), indexed by key there, then copied in key
+            // order, range by range, each range one short transaction on the store's writer
+            // that appends at the end of the inactive tables' B-trees. Filling those trees in
+            // random order rewrote most of their pages at every batch (50 s for 1,000,000
+            // persons); staging on the writer's own connection held it for seconds.
             let (target, token) = try pool.write { db in try SnapshotLoader.Generation.prepareInactive(db) }
             var batch = SnapshotLoader.GenerationBatch(target: target, token: token)
-            defer { try? pool.writeWithoutTransaction { db in try batch.dropStaging(db) } }
-            try pool.writeWithoutTransaction { db in try batch.createStaging(db) }
-            try loader.stream(into: &batch, delta: false) { batch in
-                if batch.pendingRows >= SnapshotLoader.GenerationBatch.rowsPerTransaction {
-                    try self.pool.writeWithoutTransaction { db in try db.inTransaction(.deferred) { try batch.stage(db); return .commit } }
+            let stagingPath = path + ".staging-" + token.prefix(8)
+            defer { for suffix in ["", "-journal"] { try? FileManager.default.removeItem(atPath: stagingPath + suffix) } }
+            let ranges = try SnapshotLoader.GenerationBatch.staged(at: stagingPath, &batch) { batch, flush in
+                try loader.stream(into: &batch, delta: false) { batch in
+                    if batch.pendingRows >= SnapshotLoader.GenerationBatch.rowsPerTransaction { try flush(&batch) }
                 }
             }
-            let ranges = try pool.writeWithoutTransaction { db in
-                try db.inTransaction(.deferred) { try batch.stage(db); return .commit }
-                return try batch.indexStaging(db)
-            }
+            try pool.writeWithoutTransaction { db in try db.execute(sql: "ATTACH DATABASE ? AS staging", arguments: [stagingPath]) }
+            defer { try? pool.writeWithoutTransaction { db in try db.execute(sql: "DETACH DATABASE staging") } }
             for range in ranges {
                 try pool.write { db in try batch.copy(db, range) }
             }
@@ -440,8 +440,8 @@ struct SnapshotLoader {
     }
 
     /// A full install's rows on their way into the generation that is not live: held until
-    /// `rowsPerTransaction`, appended to TEMP staging tables of the writer connection (named
-    /// for this install), then copied into the inactive tables in key order, range by range.
+    /// `rowsPerTransaction`, appended to a staging file of this install on a connection of
+    /// its own, then copied into the inactive tables in key order, range by range.
     struct GenerationBatch: SnapshotSink {
         static let rowsPerTransaction = 50_000
         let target: Int
@@ -466,8 +466,30 @@ struct SnapshotLoader {
         mutating func device(_ a: String, _ b: String, _ c: String, _ d: String) throws { devices.append((a, b, c, d)) }
         mutating func delete(_ type: String, _ key: [String]) throws {}   // a full deletes nothing
 
-        /// This install's staging table of `table` (in the writer connection's TEMP schema).
-        func staging(_ table: String) -> String { "temp.stage_\(table)_" + token.filter { $0.isHexDigit } }
+        /// Fills a fresh staging file at `path` on a connection of its own: `fill` streams
+        /// the records into the batch and calls `flush` whenever it holds enough rows. Then
+        /// indexes the staged rows by key and returns the copy ranges; the file stays for
+        /// the copy (attached to the store's writer as `staging`).
+        static func staged(at path: String, _ batch: inout GenerationBatch,
+                           fill: (inout GenerationBatch, (inout GenerationBatch) throws -> Void) throws -> Void) throws -> [Range] {
+            for suffix in ["", "-journal"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+            var config = Configuration()
+            config.prepareDatabase { db in
+                // A scratch file: rebuilt from the snapshot whenever an install starts again.
+                try db.execute(sql: "PRAGMA journal_mode = OFF")
+                try db.execute(sql: "PRAGMA synchronous = OFF")
+            }
+            let queue = try DatabaseQueue(path: path, configuration: config)
+            defer { try? queue.close() }
+            try queue.inDatabase { db in try batch.createStaging(db) }
+            let flush: (inout GenerationBatch) throws -> Void = { b in try queue.inDatabase { db in try db.inTransaction { try b.stage(db); return .commit } } }
+            try fill(&batch, flush)
+            try flush(&batch)
+            return try queue.inDatabase { db in try batch.indexStaging(db) }
+        }
+
+        /// The staging table of `table`: in the staging file, or (`attached`) as the store's writer sees it.
+        func staging(_ table: String, attached: Bool = false) -> String { (attached ? "staging." : "") + "stage_\(table)" }
 
         /// Each staged table: its name, key columns, and every column in the generation's order.
         static let layout: [(table: String, key: [String], columns: [String])] = [
@@ -481,10 +503,6 @@ struct SnapshotLoader {
                 try db.execute(sql: "DROP TABLE IF EXISTS \(staging(t.table))")
                 try db.execute(sql: "CREATE TABLE \(staging(t.table)) (\(t.columns.joined(separator: ", ")))")
             }
-        }
-
-        func dropStaging(_ db: Database) throws {
-            for t in Self.layout { try db.execute(sql: "DROP TABLE IF EXISTS \(staging(t.table))") }
         }
 
         /// Rows so far, appended in file order (a later line of the same key wins at the copy).
@@ -502,14 +520,14 @@ struct SnapshotLoader {
         /// key ≤ `through` (nil: to the last).
         struct Range { var table: Int; var after: [DatabaseValue]?; var through: [DatabaseValue]? }
 
-        /// Indexes the staged rows by key (a sort in TEMP, no lock on the store) and cuts them
+        /// Indexes the staged rows by key (a sort in the staging file, no lock on the store) and cuts them
         /// into ranges of about `rowsPerRange` rows; every row of one key falls in one range.
         func indexStaging(_ db: Database) throws -> [Range] {
             var ranges: [Range] = []
             for (i, t) in Self.layout.enumerated() {
                 let name = staging(t.table)
                 let keys = t.key.joined(separator: ", ")
-                try db.execute(sql: "CREATE INDEX \(name)_key ON \(name.dropFirst(5))(\(keys))")
+                try db.execute(sql: "CREATE INDEX \(name)_key ON \(name)(\(keys))")
                 var previous: [DatabaseValue]?
                 var n = 0
                 let cursor = try Row.fetchCursor(db, sql: "SELECT \(keys) FROM \(name) ORDER BY \(keys)")
@@ -543,7 +561,7 @@ struct SnapshotLoader {
             if let through = range.through { conditions.append("\(keys) <= \(marks)"); arguments += through }
             let columns = t.columns.joined(separator: ", ")
             try db.execute(sql: """
-                INSERT OR REPLACE INTO \(t.table)_\(target) (\(columns)) SELECT \(columns) FROM \(staging(t.table))
+                INSERT OR REPLACE INTO \(t.table)_\(target) (\(columns)) SELECT \(columns) FROM \(staging(t.table, attached: true))
                 \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")) ORDER BY \(t.key.joined(separator: ", ")), rowid
                 """, arguments: StatementArguments(arguments))
         }
@@ -559,7 +577,7 @@ struct SnapshotLoader {
     }
 
     /// An insert of person, card or usage rows. Into the live tables (a delta) it runs through
-    /// GRDB like every other write. Into the TEMP staging tables (a full snapshot: millions of
+    /// GRDB like every other write. Into the staging file's tables (a full snapshot: millions of
     /// rows, which nothing observes) it binds and steps with the SQLite C API: GRDB's
     /// per-execution bookkeeping cost more than SQLite's own append.
     struct RowInsert {

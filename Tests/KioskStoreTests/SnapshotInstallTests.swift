@@ -607,12 +607,16 @@ import Testing
         }()
         #expect(refused as? SnapshotRefusal == .badSignature)
         #expect(try d.store.installedSnapshot()?.header.snapshotID == "330782-20261122-01")
+        // The staging file went with it (a refused file leaves nothing on the disk).
+        let folder = URL(fileURLWithPath: d.store.path).deletingLastPathComponent().path
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.contains(".staging-") }.isEmpty)
         #expect(try d.store.view(cardNumber: "3307829100000001", period: "2026")?.card == nil)
         // The same file, signed properly: installed; what the refused one left is gone.
         let good = try Fixture.snapshot(header: header, records: Array(records.prefix(Fixture.vectorRecords.count)))
         _ = try d.store.installSnapshot(at: good, trustedAuthorities: Fixture.authorities, now: Fixture.now)
         #expect(try d.store.view(cardNumber: "3307829100000001", period: "2026")?.card == nil)
         #expect(try d.store.installedSnapshot()?.header.snapshotID == "330782-20261122-02")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.contains(".staging-") }.isEmpty)
     }
 }
 
@@ -628,18 +632,22 @@ extension SnapshotInstallTests {
         let (target, token) = try pool.write { db in try SnapshotLoader.Generation.prepareInactive(db) }
         var batch = SnapshotLoader.GenerationBatch(target: target, token: token)
         batch.rowsPerRange = rowsPerRange
-        try pool.writeWithoutTransaction { db in try batch.createStaging(db) }
         // Cards in shuffled order, each key three times with rising status; the last is "lost".
         var rng = SplitMix64(seed: UInt64(rowsPerRange))
         var keys = (0..<40).map { String(format: "33078291%08d", $0) }
         keys.shuffle(using: &rng)
-        for round in ["active", "revoked", "lost"] {
-            for k in keys { try batch.card(k, String(repeating: "b", count: 32), round) }
-            try batch.usage(String(repeating: "c", count: 32), "HM-SUBSIDY", "2026", round.count)
-            try pool.writeWithoutTransaction { db in try db.inTransaction(.deferred) { try batch.stage(db); return .commit } }
+        let shuffled = keys
+        let stagingPath = d.store.path + ".staging-test"
+        let ranges = try SnapshotLoader.GenerationBatch.staged(at: stagingPath, &batch) { batch, flush in
+            for round in ["active", "revoked", "lost"] {
+                for k in shuffled { try batch.card(k, String(repeating: "b", count: 32), round) }
+                try batch.usage(String(repeating: "c", count: 32), "HM-SUBSIDY", "2026", round.count)
+                try flush(&batch)
+            }
         }
-        let ranges = try pool.writeWithoutTransaction { db in try batch.indexStaging(db) }
+        try pool.writeWithoutTransaction { db in try db.execute(sql: "ATTACH DATABASE ? AS staging", arguments: [stagingPath]) }
         for r in ranges { try pool.write { db in try batch.copy(db, r) } }
+        try pool.writeWithoutTransaction { db in try db.execute(sql: "DETACH DATABASE staging") }
         let cards = try pool.read { db in try Row.fetchAll(db, sql: "SELECT card_number, status FROM card_\(target) ORDER BY card_number") }
         #expect(cards.count == 40 && cards.allSatisfy { $0["status"] as String == "lost" })
         let usage = try pool.read { db in try Int.fetchAll(db, sql: "SELECT used_fen FROM usage_\(target)") }
@@ -649,7 +657,7 @@ extension SnapshotInstallTests {
         for (a, b) in zip(cardRanges, cardRanges.dropFirst()) { #expect(a.through == b.after) }
         #expect(cardRanges.first?.after == nil && cardRanges.last?.through == nil)
         if rowsPerRange <= 3 { #expect(cardRanges.count >= 10, "small ranges should cut the 120 rows often: \(cardRanges.count)") }
-        try pool.writeWithoutTransaction { db in try batch.dropStaging(db) }
+        try FileManager.default.removeItem(atPath: stagingPath)
     }
 
     /// A record as one canonical JSON line (sorted keys), as `SnapshotWriter.add` writes it.
