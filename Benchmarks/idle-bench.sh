@@ -11,10 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_AT_REST=${1:-60}
 PORT=${PORT:-8099}
-swift build -c release --product kioskd >/dev/null
-swift build -c release --product kioskctl >/dev/null
-swift build -c release --product rest-floor >/dev/null
-BIN=$(swift build -c release --show-bin-path)
+SCRATCH=${SCRATCH:-.build}
+for p in kioskd kioskctl rest-floor; do swift build -c release --product "$p" --scratch-path "$SCRATCH" >/dev/null; done
+BIN=$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/idle-bench.XXXXXX")
 PID=
 FLOOR=
