@@ -67,8 +67,11 @@ public struct ReceiptDesk {
         case .legalAidApplication(let l):
             let name = try info?.matterName
                 ?? store.receiptProgram(l.program)?.matters?.first { $0.code == l.matter }?.name
+            // Where and when to go next (issue 10), from the kiosk's configuration.
+            let settings = device.config.screenSettings
+            let visit = ["请到 \(settings.legalAidOffice) 办理", "接待时间 \(settings.legalAidHours)", "请带本回执和卡片"]
             return try RecordReceipt.content(record: settlement, deviceID: deviceID, institution: institution, holderName: info?.holderMasked ?? "",
-                                             matterName: name, extraLines: extraLines)
+                                             matterName: name, extraLines: extraLines + visit)
         case .alert:
             throw DeskError.notPrintable(record.kind.rawValue)
         }
@@ -126,13 +129,7 @@ public struct ReceiptDesk {
                [.medicalSubsidy, .subsidyReversal, .legalAidApplication].contains(record.kind) {
                 try store.saveReceiptInfo(try receiptInfo(for: record, holderMasked: nil, matterName: nil))
             }
-            var extra = reprint ? ["重打凭条 REPRINT \(ReceiptFormat.chinaTime(now))"] : []
-            if try store.record(recordID)?.kind == .legalAidApplication {
-                // Where and when to go next (issue 10), from the kiosk's configuration.
-                let settings = device.config.screenSettings
-                extra += ["请到 \(settings.legalAidOffice) 办理", "接待时间 \(settings.legalAidHours)", "请带本回执和卡片"]
-            }
-            let content = try content(recordID: recordID, extraLines: extra)
+            let content = try content(recordID: recordID, extraLines: reprint ? ["重打凭条 REPRINT \(ReceiptFormat.chinaTime(now))"] : [])
             let rendered = try ReceiptRenderer.render(content, key: device.signingKey, paper: paper)
             let transport = try Printer.parse(spec: printerSpec)
             if let status = try transport.status() { try status.check() }
