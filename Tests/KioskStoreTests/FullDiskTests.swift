@@ -48,4 +48,32 @@ import VirtualCard
         let after = try kiosk.charge(EmulatedChannel(e17), billFen: 1000, billReference: "D2")
         #expect(after.decision.isGranted && after.records.first?.seq == 2)
     }
+
+    /// Issue 11: a full install stages its rows in a file beside the store. On a disk that
+    /// cannot hold them the install is a storage refusal, the installed snapshot keeps
+    /// serving, and no staging file is left behind to fill the disk further.
+    @Test(.enabled(if: getuid() == 0)) func aFullInstallThatDoesNotFitLeavesTheInstalledSnapshotAndNoStagingFile() throws {
+        let mountPoint = Fixture.tempDir()
+        #expect(runToEnd("/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", mountPoint.path]) == 0)
+        defer { _ = runToEnd("/bin/umount", ["-l", mountPoint.path]) }
+        let store = try KioskStore(path: mountPoint.appendingPathComponent("kiosk.sqlite").path)
+        try store.installSnapshot(at: Fixture.url("snapshot-small.jsonl"), trustedAuthorities: Fixture.authorities, now: Fixture.now)
+        var header = Fixture.vectorHeader
+        header["snapshot_id"] = "330782-20261122-02"
+        header["issued_at"] = "2026-11-22T02:30:00Z"
+        var records = Fixture.vectorRecords
+        for i in 0..<60_000 {
+            records.append(["type": "card", "card_number": String(format: "33078291%08d", i), "person_ref": String(repeating: "a", count: 32), "status": "active"])
+        }
+        let big = try Fixture.snapshot(header: header, records: records)   // in a folder with room, not on the small disk
+        do {
+            _ = try store.installSnapshot(at: big, trustedAuthorities: Fixture.authorities, now: Fixture.now)
+            Issue.record("60,000 cards fitted on a 2 MB disk")
+        } catch let r as SnapshotRefusal {
+            guard case .storage = r else { Issue.record("not a storage refusal: \(r)"); return }
+        }
+        #expect(try store.installedSnapshot()?.header.snapshotID == "330782-20261122-01")
+        #expect(try store.view(cardNumber: "3307820000000017", period: "2026")?.card?.status == .active)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: mountPoint.path).filter { $0.contains(".staging-") }.isEmpty)
+    }
 }
