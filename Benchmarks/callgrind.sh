@@ -1,35 +1,47 @@
 #!/usr/bin/env bash
 # Issue 11: instruction counts (valgrind --tool=callgrind), which do not move with whatever
 # else the machine does: the regression figures the README tracks.
-#   per decision + commit   kiosk-bench decide on a 20,000-person store, 400 vs 100 iterations
+#   per tap → decision       kiosk-bench card --only tap_to_decision, 40 vs 10 taps (the product's
+#   per tap → granted        process only; pcscd and the virtual card are not counted), and
+#                            --only tap_to_granted (1-fen bills, v2 write, two ledger transactions)
+#   per decision + commit    kiosk-bench decide on a 20,000-person store, 400 vs 100 iterations
 #   per snapshot record      kiosk-bench snapshot-install, 20,000 vs 10,000 persons
 #   per receipt              kiosk-bench receipt, 200 vs 50 receipts
 # Each figure is the difference of two runs divided by the difference of their work, so
 # start-up and set-up cancel out. Release build; prints figures; asserts nothing.
+# The tap figures need pcscd (bash Provisioning/start-pcscd.sh); without it they are skipped.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-SCRATCH=${SCRATCH:-.build}
-swift build -c release --product kiosk-bench --scratch-path "$SCRATCH" >/dev/null
-BIN=$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/kiosk-bench
-DIR=$(mktemp -d "${TMPDIR:-/tmp}/callgrind.XXXXXX")
-trap 'rm -rf "$DIR"' EXIT
+source "$(dirname "$0")/common.sh"
+build kiosk-bench kioskctl virtual-card
+scratch callgrind
 export SQLITE_TMPDIR="$DIR"
 # valgrind 3.19 cannot read the DWARF 5 of Swift's release binaries ("Possibly corrupted
 # debuginfo file"): it counts a copy without debug information (the counts are the same).
-cp "$BIN" "$DIR/kiosk-bench" && strip --strip-debug "$DIR/kiosk-bench"
-BIN=$DIR/kiosk-bench
+cp "$BIN/kiosk-bench" "$DIR/kiosk-bench" && strip --strip-debug "$DIR/kiosk-bench"
+BENCH=$DIR/kiosk-bench
 ir() {  # total instructions of one run of the bench with the given arguments
-    valgrind --tool=callgrind --callgrind-out-file="$DIR/cg.out" "$BIN" "$@" >"$DIR/cg.stdout" 2>"$DIR/cg.err" || { cat "$DIR/cg.err" >&2; exit 1; }
+    valgrind --tool=callgrind --callgrind-out-file="$DIR/cg.out" "$BENCH" "$@" >"$DIR/cg.stdout" 2>"$DIR/cg.err" || { cat "$DIR/cg.err" >&2; exit 1; }
     sed -n 's/^summary: \([0-9]*\).*/\1/p' "$DIR/cg.out"
 }
 echo "# callgrind $(valgrind --version) $(date -u +%FT%TZ)"
-"$BIN" snapshot-gen --persons 10000 --out "$DIR/s10.jsonl" --snapshot-id 330782-20261122-01 >/dev/null
-"$BIN" snapshot-gen --persons 20000 --out "$DIR/s20.jsonl" --snapshot-id 330782-20261122-01 >/dev/null
+if pgrep -x pcscd >/dev/null; then
+    card_device "$DIR/state"
+    start_virtual_card
+    for f in tap_to_decision tap_to_granted; do
+        a=$(ir card --iterations 10 --only "$f" --grant --issuer-key "$ISSUER" --state-dir "$DIR/state")
+        b=$(ir card --iterations 40 --only "$f" --grant --issuer-key "$ISSUER" --state-dir "$DIR/state")
+        echo "instructions_per_$f=$(( (b - a) / 30 ))"
+    done
+else
+    echo "# no pcscd: tap figures skipped"
+fi
+"$BENCH" snapshot-gen --persons 10000 --out "$DIR/s10.jsonl" --snapshot-id 330782-20261122-01 >/dev/null
+"$BENCH" snapshot-gen --persons 20000 --out "$DIR/s20.jsonl" --snapshot-id 330782-20261122-01 >/dev/null
 r10=$(grep -c . "$DIR/s10.jsonl"); r20=$(grep -c . "$DIR/s20.jsonl")
 a=$(ir snapshot-install --file "$DIR/s10.jsonl" --db "$DIR/i10.sqlite" --fresh)
 b=$(ir snapshot-install --file "$DIR/s20.jsonl" --db "$DIR/i20.sqlite" --fresh)
 echo "instructions_per_snapshot_record=$(( (b - a) / (r20 - r10) ))"
-"$BIN" snapshot-install --file "$DIR/s20.jsonl" --db "$DIR/d.sqlite" --fresh >/dev/null
+"$BENCH" snapshot-install --file "$DIR/s20.jsonl" --db "$DIR/d.sqlite" --fresh >/dev/null
 cp "$DIR/d.sqlite" "$DIR/d2.sqlite"
 granted() { sed -n 's/.*granted=\([0-9]*\).*/\1/p' "$DIR/cg.stdout"; }
 a=$(ir decide --db "$DIR/d.sqlite" --iterations 100 --persons 20000); ga=$(granted)

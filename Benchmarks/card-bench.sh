@@ -1,38 +1,55 @@
 #!/usr/bin/env bash
-# Card benchmark: APDU round trip and full card read + authenticate through pcscd with
-# the virtual card, Swift (kiosk-bench, release build) beside bare C (pcsc-baseline),
-# and the ratio. Also the whole tap → decision of the product (Kiosk.check on a provisioned
-# device with the vector snapshot) against the same bare C exchanges, and the cost of one
-# Ed25519 verification (the C side verifies nothing). Prints figures; asserts nothing.
+# Card benchmark (issue 11): the product against the bare C APDU exchanges it needs
+# (Benchmarks/pcsc-baseline.c), through pcscd and the virtual card, ROUNDS rounds (default 5)
+# interleaved: C, then the two-transaction SQLite floor, then the product (kiosk-bench card,
+# release build). Per round and as median and range of the ratios at p50:
+#   apdu_round_trip        one SELECT, Swift against C
+#   read_and_authenticate  SELECT, three READ BINARY, INTERNAL AUTHENTICATE (+ two signature checks)
+#   tap_to_decision        Kiosk.check on a provisioned device against the same exchanges
+#   tap_to_granted         Kiosk.charge (a 1-fen bill: decision, v2 write, acknowledgement,
+#                          the ledger's two durable transactions) against the C read, authenticate
+#                          and v2 write (PSO VERIFY CERTIFICATE, GET CHALLENGE, UPDATE BINARY with
+#                          the card's own checks and acknowledgement); and against that plus two
+#                          bare durable SQLite transactions (sqlite-floor.c), which the product
+#                          cannot do without.
+# Prints figures; asserts nothing. N (default 2000) APDU round trips, N/5 taps per round.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/common.sh"
 N=${1:-2000}
+ROUNDS=${ROUNDS:-5}
 bash Provisioning/install-deps.sh test
 bash Provisioning/start-pcscd.sh
-swift build -c release --product kiosk-bench >/dev/null
-swift build -c release --product virtual-card >/dev/null
-swift build -c release --product kioskctl >/dev/null
-BIN=$(swift build -c release --show-bin-path)
-# A provisioned device with the vector snapshot, for tap → decision (Kiosk.check).
-STATE=$(mktemp -d "${TMPDIR:-/tmp}/card-bench.XXXXXX")
-BENEFIT_KIOSK_TEST_NOW=2026-11-22T03:00:00Z "$BIN/kioskctl" provision --state-dir "$STATE" --device-id KSK-TEST-0001 \
-    --institution 330782-H01 --profile hospital --issuer-key 330782-issuer-test=ccFN/6AgIzeALsTdT7e3Eyw+Wdaz4PSJiYy/wU1agY8= \
-    --authority-key 330782-auth-test=oYIOYJP8glBE21IWS59YdxSMi796YEYlgjPf3cEJoaU= --hub-url http://127.0.0.1:9 \
-    --printer "file:$STATE/receipts/" >/dev/null
-BENEFIT_KIOSK_TEST_NOW=2026-11-22T03:00:00Z "$BIN/kioskctl" snapshot install --state-dir "$STATE" Provisioning/demo/snapshot-small.jsonl >/dev/null
-gcc -O2 -o Benchmarks/pcsc-baseline Benchmarks/pcsc-baseline.c $(pkg-config --cflags --libs libpcsclite)
-"$BIN/virtual-card" --cards Provisioning/demo/cards.json --card 3307820000000017 2>/dev/null &
-VC=$!
-trap 'kill $VC 2>/dev/null; rm -rf "$STATE"' EXIT
-sleep 1.5
-ISSUER="330782-issuer-test=ccFN/6AgIzeALsTdT7e3Eyw+Wdaz4PSJiYy/wU1agY8="
-out=$( { Benchmarks/pcsc-baseline "Virtual PCD 00 00" "$N"; "$BIN/kiosk-bench" card --iterations "$N" --issuer-key "$ISSUER" --state-dir "$STATE"; } )
-echo "$out"
-echo "$out" | awk '
-  { split($4, a, "="); split($5, b, "="); mean[$1" "$2]=a[2]; p50[$1" "$2]=b[2] }
-  END {
-    for (k in mean) { split(k, p, " "); if (p[1]=="swift") {
-      c="c "p[2]; if (p[2]=="tap_to_decision") c="c read_and_authenticate"
-      if (!(c in mean)) continue
-      printf "ratio %s swift/c mean=%.2f p50=%.2f\n", p[2], mean[k]/mean[c], p50[k]/p50[c] } }
-  }'
+build kiosk-bench virtual-card kioskctl
+scratch card-bench
+card_device "$DIR/state"
+start_virtual_card
+gcc -O2 -o "$DIR/pcsc-baseline" Benchmarks/pcsc-baseline.c $(pkg-config --cflags --libs libpcsclite) -lcrypto
+cc -O2 -o "$DIR/sqlite-floor" Benchmarks/sqlite-floor.c -lsqlite3
+SEED_HEX=$(echo "$SEED" | base64 -d | od -An -tx1 | tr -d ' \n')
+TAPS=$(( N / 5 > 50 ? N / 5 : 50 ))
+echo "# N=$N taps=$TAPS rounds=$ROUNDS $(date -u +%FT%TZ)"
+names="apdu_round_trip read_and_authenticate tap_to_decision tap_to_granted tap_to_granted+sqlite"
+declare -A R
+for r in $(seq "$ROUNDS"); do
+    c=$("$DIR/pcsc-baseline" "Virtual PCD 00 00" "$N" 3307820000000017 "$SEED_HEX" "$CERT" "$TEMPLATE")
+    q=$("$DIR/sqlite-floor" "$DIR/floor.sqlite" "$TAPS" 640 | sed -n 's/.*two_durable_transactions .*p50_us=\([0-9.]*\).*/\1/p')
+    s=$("$BIN/kiosk-bench" card --iterations "$N" --issuer-key "$ISSUER" --state-dir "$DIR/state" --grant)
+    [ "$r" = 1 ] && echo "$c" && echo "c two_durable_transactions p50_us=$q" && echo "$s"
+    line="round $r:"
+    for n in $names; do
+        case $n in
+            apdu_round_trip|read_and_authenticate) f=$(echo "$c" | p50 c "$n") ;;
+            tap_to_decision) f=$(echo "$c" | p50 c read_and_authenticate) ;;
+            tap_to_granted) f=$(echo "$c" | p50 c read_authenticate_write) ;;
+            tap_to_granted+sqlite) f=$(echo "$(echo "$c" | p50 c read_authenticate_write) + $q" | bc) ;;
+        esac
+        v=$(echo "$s" | p50 swift "${n%+sqlite}")
+        x=$(ratio "$v" "$f"); R[$n]="${R[$n]:-} $x"
+        line="$line $n ${v}/${f} us = $x;"
+    done
+    echo "$line"
+done
+for n in $names; do
+    # shellcheck disable=SC2086
+    echo "ratio_p50 $n $(stats ${R[$n]})"
+done

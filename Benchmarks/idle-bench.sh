@@ -17,7 +17,7 @@ BIN=$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/idle-bench.XXXXXX")
 PID=
 FLOOR=
-cleanup() { [ -n "$FLOOR" ] && kill "$FLOOR" 2>/dev/null; [ -n "$PID" ] && kill "$PID" 2>/dev/null; [ -n "${CURL:-}" ] && kill "$CURL" 2>/dev/null; rm -rf "$DIR"; }
+cleanup() { [ -n "$FLOOR" ] && kill "$FLOOR" "$AFLOOR" 2>/dev/null; [ -n "$PID" ] && kill "$PID" 2>/dev/null; [ -n "${CURL:-}" ] && kill "$CURL" 2>/dev/null; rm -rf "$DIR"; }
 trap cleanup EXIT
 export BENEFIT_KIOSK_TEST_NOW=2026-11-22T03:00:00Z
 "$BIN/kioskctl" provision --state-dir "$DIR/state" --device-id KSK-TEST-0001 --institution 330782-H01 --profile hospital \
@@ -29,18 +29,20 @@ export BENEFIT_KIOSK_TEST_NOW=2026-11-22T03:00:00Z
 PID=$!
 for _ in $(seq 50); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.2; done
 curl -fsN "http://127.0.0.1:$PORT/events" >/dev/null 2>&1 & CURL=$!
-# The floor, in the same run: a process with the same Swift runtime and Foundation, idle.
+# The floors, in the same run: a process with the same Swift runtime and Foundation, idle;
+# and the same with one task of Swift concurrency waiting (libdispatch's workqueue monitor).
 "$BIN/rest-floor" >/dev/null & FLOOR=$!
+"$BIN/rest-floor" --async >/dev/null & AFLOOR=$!
 sleep 5
 # Wake-ups: context switches of every thread of a process.
 switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}'; }
-W0=$(switches "$PID"); F0=$(switches "$FLOOR")
+W0=$(switches "$PID"); F0=$(switches "$FLOOR"); A0=$(switches "$AFLOOR")
 ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
 HZ=$(getconf CLK_TCK)
 T0=$(ticks); S0=$(date +%s.%N)
 sleep "$SECONDS_AT_REST"
 T1=$(ticks); S1=$(date +%s.%N)
-W1=$(switches "$PID"); F1=$(switches "$FLOOR")
+W1=$(switches "$PID"); F1=$(switches "$FLOOR"); A1=$(switches "$AFLOOR")
 FRSS=$(awk '/^VmRSS/ {print $2}' "/proc/$FLOOR/status")
 RSS=$(awk '/^VmRSS/ {print $2}' "/proc/$PID/status")
 HWM=$(awk '/^VmHWM/ {print $2}' "/proc/$PID/status")
@@ -51,6 +53,6 @@ awk -v t0="$T0" -v t1="$T1" -v s0="$S0" -v s1="$S1" -v hz="$HZ" -v rss="$RSS" -v
     cpu = (t1 - t0) / hz; wall = s1 - s0
     printf "kioskd_at_rest seconds=%.1f cpu_seconds=%.2f cpu_percent=%.3f rss_mb=%.1f peak_rss_mb=%.1f private_anon_mb=%.1f pss_mb=%.1f threads=%d\n", wall, cpu, 100 * cpu / wall, rss / 1024, hwm / 1024, anon / 1024, pss / 1024, th
 }'
-awk -v w="$((W1 - W0))" -v f="$((F1 - F0))" -v rss="$RSS" -v frss="$FRSS" -v secs="$SECONDS_AT_REST" 'BEGIN {
-    printf "floor rest-floor rss_mb=%.1f wakeups=%d | kioskd rss_mb=%.1f wakeups=%d (%.2f a second) | rss_ratio=%.2f rss_above_floor_mb=%.1f\n", frss / 1024, f, rss / 1024, w, w / secs, rss / frss, (rss - frss) / 1024
+awk -v w="$((W1 - W0))" -v f="$((F1 - F0))" -v a="$((A1 - A0))" -v rss="$RSS" -v frss="$FRSS" -v secs="$SECONDS_AT_REST" 'BEGIN {
+    printf "floor rest-floor rss_mb=%.1f wakeups=%d (with a waiting task: %d) | kioskd rss_mb=%.1f wakeups=%d (%.2f a second) | rss_ratio=%.2f rss_above_floor_mb=%.1f\n", frss / 1024, f, a, rss / 1024, w, w / secs, rss / frss, (rss - frss) / 1024
 }'

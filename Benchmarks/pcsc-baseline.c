@@ -1,9 +1,17 @@
 /* Bare C/pcsc-lite baseline for kiosk-bench: the same APDUs with nothing around them.
- *   pcsc-baseline READER ITERATIONS
+ *   pcsc-baseline READER ITERATIONS [CARD_NUMBER DEVICE_SEED_HEX CERTIFICATE_HEX TEMPLATE_HEX]
  * Prints "c apdu_round_trip …" (SELECT) and "c read_and_authenticate …" (SELECT, three
  * READ BINARY, INTERNAL AUTHENTICATE: the exchanges of a card read, without parsing or
- * signature checks). */
+ * signature checks). With the four write arguments also "c read_authenticate_write …":
+ * those five, then the v2 write (card spec §5.2): PSO VERIFY CERTIFICATE, GET CHALLENGE and
+ * UPDATE BINARY of EF.USAGE with Le = 00, which the card checks (§5.3: the device's
+ * signature, sequence + 1, the challenge) and acknowledges with its own signature (§5.4),
+ * so the card's crypto is on both sides. The object written is the card's stored usage
+ * record when this device wrote it, else TEMPLATE (a §5.1 record of this device), with
+ * DF43 = stored + 1 and DF48 = the challenge, signed with the device key (OpenSSL Ed25519:
+ * the one signature the exchange cannot do without). The acknowledgement is not verified. */
 #include <PCSC/winscard.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,14 +38,51 @@ static void report(const char *name, double *s, int n) {
 static SCARDHANDLE card;
 static SCARD_IO_REQUEST pci;
 
+static unsigned char rsp[300];
+static DWORD rlen;
+
 static void xmit(const unsigned char *cmd, DWORD len) {
-    unsigned char rsp[300];
-    DWORD rlen = sizeof rsp;
+    rlen = sizeof rsp;
     LONG rv = SCardTransmit(card, &pci, cmd, len, NULL, rsp, &rlen);
     if (rv != SCARD_S_SUCCESS || rlen < 2 || rsp[rlen - 2] != 0x90) {
         fprintf(stderr, "transmit failed: %lx (%lu bytes)\n", (unsigned long)rv, (unsigned long)rlen);
         exit(1);
     }
+}
+
+static size_t unhex(const char *h, unsigned char *out, size_t max) {
+    size_t n = 0;
+    for (; h[0] && h[1] && n < max; h += 2) { unsigned int b; sscanf(h, "%2x", &b); out[n++] = (unsigned char)b; }
+    return n;
+}
+
+/* One BER-TLV at p (limit end): tag, value start and length; returns the next position or NULL. */
+static const unsigned char *tlv(const unsigned char *p, const unsigned char *end, unsigned *tag, const unsigned char **val, size_t *len) {
+    if (p >= end) return NULL;
+    *tag = *p++;
+    if ((*tag & 0x1F) == 0x1F) do { if (p >= end) return NULL; *tag = (*tag << 8) | *p; } while (*p++ & 0x80);
+    if (p >= end) return NULL;
+    if (*p < 0x80) *len = *p++;
+    else if (*p == 0x81 && p + 1 < end) { *len = p[1]; p += 2; }
+    else if (*p == 0x82 && p + 2 < end) { *len = (size_t)p[1] << 8 | p[2]; p += 3; }
+    else return NULL;
+    if (p + *len > end) return NULL;
+    *val = p;
+    return p + *len;
+}
+
+/* The 72 object's value inside a READ BINARY of EF.USAGE, or NULL (empty or not one). */
+static const unsigned char *usage_value(const unsigned char *file, size_t n, size_t *len) {
+    unsigned tag; const unsigned char *val;
+    if (!tlv(file, file + n, &tag, &val, len) || tag != 0x72) return NULL;
+    return val;
+}
+
+/* Position of a tag's value inside a 72 value, or NULL. */
+static unsigned char *find(unsigned char *v, size_t n, unsigned want, size_t *len) {
+    const unsigned char *p = v, *val; unsigned tag;
+    while ((p = tlv(p, v + n, &tag, &val, len))) if (tag == want) return (unsigned char *)val;
+    return NULL;
 }
 
 int main(int argc, char **argv) {
@@ -67,6 +112,60 @@ int main(int argc, char **argv) {
         s[i] = now_us() - t;
     }
     report("read_and_authenticate", s, m);
+    if (argc > 6) {
+        const char *number = argv[3];
+        unsigned char seed[32], cert[255], tmpl[255], apdu[5 + 255 + 1], msg[300], obj[255], sig[64];
+        unhex(argv[4], seed, sizeof seed);
+        size_t certlen = unhex(argv[5], cert, sizeof cert), tmpllen = unhex(argv[6], tmpl, sizeof tmpl);
+        EVP_PKEY *key = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, 32);
+        EVP_MD_CTX *md = EVP_MD_CTX_new();
+        unsigned char pso[5 + 255] = {0x00, 0x2A, 0x00, 0xBE, (unsigned char)certlen};
+        memcpy(pso + 5, cert, certlen);
+        static const unsigned char challenge[] = {0x00, 0x84, 0x00, 0x00, 0x10};
+        size_t dlen = 0;
+        const unsigned char *did = NULL;
+        { unsigned char t[255]; memcpy(t, tmpl, tmpllen); size_t vl; unsigned char *v = (unsigned char *)usage_value(t, tmpllen, &vl);
+          if (!v || !find(v, vl, 0xDF44, &dlen)) { fprintf(stderr, "template is not a usage record\n"); return 1; }
+          did = tmpl + (find(v, vl, 0xDF44, &dlen) - t); }
+        for (int i = 0; i < m; i++) {
+            double t = now_us();
+            xmit(select, sizeof select); xmit(read1, 5); xmit(read2, 5); xmit(read3, 5);
+            size_t storedlen = rlen - 2, vl, l;
+            unsigned char stored[300]; memcpy(stored, rsp, storedlen);
+            unsigned seq = 0;
+            const unsigned char *sv = usage_value(stored, storedlen, &vl);
+            unsigned char *sseq = sv ? find((unsigned char *)sv, vl, 0xDF43, &l) : NULL;
+            if (sseq) seq = (unsigned)sseq[0] << 24 | sseq[1] << 16 | sseq[2] << 8 | sseq[3];
+            unsigned char *sdev = sv ? find((unsigned char *)sv, vl, 0xDF44, &l) : NULL;
+            /* This device's own stored record, else the template. */
+            size_t objlen;
+            if (sdev && l == dlen && memcmp(sdev, did, dlen) == 0) { objlen = (size_t)(sv - stored) + vl; memcpy(obj, stored, objlen); }
+            else { objlen = tmpllen; memcpy(obj, tmpl, tmpllen); }
+            xmit(auth, sizeof auth);
+            xmit(pso, 5 + certlen);
+            xmit(challenge, sizeof challenge);
+            unsigned char *v = (unsigned char *)usage_value(obj, objlen, &vl);
+            unsigned char *dseq = find(v, vl, 0xDF43, &l), *dchal = find(v, vl, 0xDF48, &l), *dsig = find(v, vl, 0xDF46, &l);
+            seq++;
+            dseq[0] = seq >> 24; dseq[1] = seq >> 16; dseq[2] = seq >> 8; dseq[3] = seq;
+            memcpy(dchal, rsp, 16);
+            /* "USAGE-V2" ‖ card number ‖ the 72 value before DF46 (tag and length: 3 bytes). */
+            size_t ml = 0, signedlen = (size_t)(dsig - 3 - v);
+            memcpy(msg, "USAGE-V2", 8); ml = 8;
+            memcpy(msg + ml, number, strlen(number)); ml += strlen(number);
+            memcpy(msg + ml, v, signedlen); ml += signedlen;
+            size_t siglen = sizeof sig;
+            if (EVP_DigestSignInit(md, NULL, NULL, NULL, key) != 1 || EVP_DigestSign(md, sig, &siglen, msg, ml) != 1) { fprintf(stderr, "sign failed\n"); return 1; }
+            memcpy(dsig, sig, 64);
+            apdu[0] = 0x00; apdu[1] = 0xD6; apdu[2] = 0x83; apdu[3] = 0x00; apdu[4] = (unsigned char)objlen;
+            memcpy(apdu + 5, obj, objlen); apdu[5 + objlen] = 0x00;
+            xmit(apdu, 6 + objlen);
+            if (rlen != 66) { fprintf(stderr, "no acknowledgement (%lu bytes)\n", (unsigned long)rlen); return 1; }
+            s[i] = now_us() - t;
+        }
+        report("read_authenticate_write", s, m);
+        EVP_MD_CTX_free(md); EVP_PKEY_free(key);
+    }
     SCardDisconnect(card, SCARD_LEAVE_CARD);
     SCardReleaseContext(ctx);
     return 0;

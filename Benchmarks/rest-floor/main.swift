@@ -4,10 +4,18 @@ import Foundation
 // formatted, a JSON object read, a file looked at, as any daemon does at start-up), then
 // nothing but waiting on a signal. Its resident memory and wake-ups are what kioskd's
 // are measured against.
+//   rest-floor          waits in pause(): the runtime's floor
+//   rest-floor --async  waits in a task of Swift concurrency (as kioskd, an async daemon,
+//                       does): on Linux the default executor runs on libdispatch's
+//                       workqueue, whose pool monitor (a timer on the manager queue, once a
+//                       second, for as long as the process lives) wakes it every second.
 let formatted = ISO8601DateFormatter().string(from: Date())
 let object = try? JSONSerialization.jsonObject(with: Data(#"{"ready":true}"#.utf8))
 _ = FileManager.default.fileExists(atPath: "/proc/self/status")
 print("rest-floor ready \(formatted) \(object != nil)")
 fflush(nil)
 signal(SIGTERM) { _ in exit(0) }
+if CommandLine.arguments.contains("--async") {
+    Task { await withUnsafeContinuation { (_: UnsafeContinuation<Void, Never>) in } }
+}
 while true { pause() }

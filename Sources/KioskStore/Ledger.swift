@@ -1,6 +1,7 @@
 import Entitlements
 import Foundation
 import GRDB
+import Synchronization
 
 /// Who this device is, as the ledger needs it.
 public struct DeviceContext: Sendable, Equatable {
@@ -160,7 +161,7 @@ extension KioskStore {
         if let person {
             for code in person.programs {
                 guard let json = try String.fetchOne(db.cachedStatement(sql: "SELECT json FROM program WHERE code = ?"), arguments: [code]),
-                      let p = try? JSONDecoder().decode(Program.self, from: Data(json.utf8)) else { continue }
+                      let p = ProgramCache.decode(json) else { continue }
                 programs.append(p)
                 if p.cardType == .medical {
                     usage[p.code] = try figures(db, personRef: person.personRef, program: p.code, period: period, settled: settled)
@@ -242,7 +243,7 @@ extension KioskStore {
             }
             for a in decision.allocations {
                 guard let json = try String.fetchOne(db.cachedStatement(sql: "SELECT json FROM program WHERE code = ?"), arguments: [a.program]),
-                      let program = try? JSONDecoder().decode(Program.self, from: Data(json.utf8)), let limit = program.limitFen else {
+                      let program = ProgramCache.decode(json), let limit = program.limitFen else {
                     throw LedgerError.staleDecision(program: a.program)
                 }
                 var f = try KioskStore.figures(db, personRef: personRef, program: a.program, period: period, settled: settled)
@@ -445,5 +446,23 @@ extension KioskStore {
     /// A write transaction with store errors named (full disk and the like).
     func write<T>(_ body: (Database) throws -> T) throws -> T {
         do { return try pool.write(body) } catch let e as DatabaseError { throw StoreError(e) }
+    }
+}
+
+/// Programs decoded from the snapshot's JSON, keyed by that exact text (issue 11: decoding it
+/// was 14 % of a decision's instructions). The same text always decodes to the same program,
+/// so nothing needs invalidating when a snapshot is installed: a changed program is another
+/// key. A handful of programs per region; bounded all the same (cleared past 256 texts).
+enum ProgramCache {
+    private static let cache = Mutex<[String: Program]>([:])
+
+    static func decode(_ json: String) -> Program? {
+        if let hit = cache.withLock({ $0[json] }) { return hit }
+        guard let program = try? JSONDecoder().decode(Program.self, from: Data(json.utf8)) else { return nil }
+        cache.withLock {
+            if $0.count >= 256 { $0.removeAll() }
+            $0[json] = program
+        }
+        return program
     }
 }

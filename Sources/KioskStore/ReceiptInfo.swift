@@ -55,7 +55,7 @@ extension KioskStore {
     public func receiptProgram(_ code: String) throws -> Program? {
         try pool.read { db in
             try String.fetchOne(db.cachedStatement(sql: "SELECT json FROM program WHERE code = ?"), arguments: [code])
-                .flatMap { try? JSONDecoder().decode(Program.self, from: Data($0.utf8)) }
+                .flatMap { ProgramCache.decode($0) }
         }
     }
 }

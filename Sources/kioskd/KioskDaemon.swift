@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import KioskCore
 import KioskStore
 import Logging
@@ -102,10 +103,10 @@ struct KioskDaemon: AsyncParsableCommand {
                                  sync: extras.sync)
         let readyLogger = logger
         // Idle connections (no request in progress) close after 30 s; headers are bounded.
-        let app = Application(router: router,
+        let app = QuietServer(router: router,
                               server: .http1(configuration: .init(idleTimeout: .seconds(30), httpDecoderConfiguration: .init(
                                   maxHeaderFieldSize: 8 * 1024, maxHeaderListSize: 16 * 1024, maxHeaderFieldCount: 64))),
-                              configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "kioskd"),
+                              configuration: ServerConfiguration(address: .hostname("127.0.0.1", port: port), serverName: "kioskd"),
                               onServerRunning: { channel in
                                   readyLogger.notice("kioskd ready", metadata: ["http": "\(channel.localAddress?.description ?? "")"])
                                   SDNotify.send("READY=1\nSTATUS=serving on 127.0.0.1")

@@ -238,6 +238,17 @@ extension PCSCIntegrationTests {
         let d = try Daemon(stateDir: dir)
         let token = d.token
         #expect(token.utf8.count == 64)
+        // kioskd serves without Hummingbird's once-a-second date cache (issue 11): each answer
+        // still carries the Date of now (RFC 9110 IMF-fixdate) and the server's name.
+        let (_, head, _) = try Harness.exec("/usr/bin/curl", ["-s", "-D", "-", "-o", "/dev/null", "--max-time", "5", d.base + "/healthz"], timeout: 10)
+        let dateLine = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("date: ") }.map { String($0.dropFirst(6)) } ?? ""
+        let imf = DateFormatter()
+        imf.locale = Locale(identifier: "en_US_POSIX")
+        imf.timeZone = TimeZone(identifier: "GMT")
+        imf.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+        let served = try #require(imf.date(from: dateLine), "Date header \(dateLine) in \(head)")
+        #expect(abs(served.timeIntervalSinceNow) < 5 && imf.string(from: served) == dateLine, "\(dateLine)")
+        #expect(head.lowercased().contains("server: kioskd"), "\(head)")
         let json = "Content-Type: application/json", auth = "Authorization: Bearer \(token)"
         let ok = #"{"bill_reference":"H-1","bill_fen":100}"#
         // Who: the token (401 without it or with another), this kiosk's Host and Origin (403).

@@ -1,0 +1,50 @@
+# Sourced by the benchmark scripts (bash, set -euo pipefail): the repository root as the
+# working folder; `build PRODUCT…` (a release build in $SCRATCH, default .build, and BIN, the
+# folder of its binaries); `scratch NAME` (DIR, a temporary folder removed on exit);
+# `at_exit COMMAND` (run on exit, before DIR goes); `stats RATIO…` ("median M (range A–B)").
+cd "$(dirname "${BASH_SOURCE[1]}")/.."
+SCRATCH=${SCRATCH:-.build}
+DIR=
+EXIT_COMMANDS=()
+build() {
+    for p in "$@"; do swift build -c release --product "$p" --scratch-path "$SCRATCH" >/dev/null; done
+    BIN=$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)
+}
+scratch() { DIR=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX"); }
+at_exit() { EXIT_COMMANDS+=("$1"); }
+on_exit() {
+    for c in "${EXIT_COMMANDS[@]}"; do eval "$c" 2>/dev/null || true; done
+    if [ -n "$DIR" ]; then rm -rf "$DIR"; fi
+}
+trap on_exit EXIT
+stats() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {printf "median %s (range %s–%s)", a[int((NR+1)/2)], a[1], a[NR]}'; }
+# p50 of a named line of the benches' format ("c NAME … p50_us=X …", "swift NAME …").
+p50() { sed -n "s/^$1 $2 .*p50_us=\([0-9.]*\).*/\1/p"; }
+ratio() { echo "scale=2; $1 / $2" | bc; }
+
+# The card benches' device (needs `build kioskctl` and `scratch`): the vector device
+# KSK-TEST-0001 with its key and certificate, provisioned in STATE with the vector snapshot, at
+# the vectors' instant; sets ISSUER, SEED, CERT, TEMPLATE (write-vectors' usage object).
+card_device() {
+    local keys=Sources/TestVectors/Fixtures/test-keys.json
+    key() { python3 -c "import json; d = json.load(open('$keys')); print($1)"; }
+    SEED=$(key "d['devices']['KSK-TEST-0001']['private_seed']")
+    CERT=$(key "d['devices']['KSK-TEST-0001']['certificate']")
+    ISSUER=$(key "d['issuer']['key_id'] + '=' + d['issuer']['public_key']")
+    TEMPLATE=$(python3 -c "import json; print(json.load(open('Sources/TestVectors/Fixtures/write-vectors.json'))['write']['usage_object'])")
+    echo "$CERT" >"$DIR/device.cert"
+    export BENEFIT_KIOSK_TEST_NOW=2026-11-22T03:00:00Z
+    "$BIN/kioskctl" provision --state-dir "$1" --device-id KSK-TEST-0001 --institution 330782-H01 --profile hospital \
+        --issuer-key "$ISSUER" --authority-key "$(key "d['authority']['key_id'] + '=' + d['authority']['public_key']")" \
+        --device-ca-key "$(key "d['device_ca']['key_id'] + '=' + d['device_ca']['public_key']")" \
+        --device-key-seed "$SEED" --device-cert "$DIR/device.cert" \
+        --hub-url http://127.0.0.1:9 --printer "file:$DIR/receipts/" >/dev/null
+    "$BIN/kioskctl" snapshot install --state-dir "$1" Provisioning/demo/snapshot-small.jsonl >/dev/null
+}
+# The demo's card ...0017 (medical, authentic, eligible) in "Virtual PCD 00 00" until exit
+# (needs pcscd: Provisioning/start-pcscd.sh, and `build virtual-card`).
+start_virtual_card() {
+    "$BIN/virtual-card" --cards Provisioning/demo/cards.json --card 3307820000000017 2>/dev/null &
+    at_exit "kill $!"
+    sleep 1.5
+}
