@@ -8,7 +8,9 @@ import Foundation
 //   rest-floor --async  waits in a task of Swift concurrency (as kioskd, an async daemon,
 //                       does): on Linux the default executor runs on libdispatch's
 //                       workqueue, whose pool monitor (a timer on the manager queue, once a
-//                       second, for as long as the process lives) wakes it every second.
+//                       second, for as long as the process lives: libdispatch
+//                       src/event/workqueue.c, _dispatch_workq_init_once) wakes it every
+//                       second.
 let formatted = ISO8601DateFormatter().string(from: Date())
 let object = try? JSONSerialization.jsonObject(with: Data(#"{"ready":true}"#.utf8))
 _ = FileManager.default.fileExists(atPath: "/proc/self/status")
@@ -16,6 +18,7 @@ print("rest-floor ready \(formatted) \(object != nil)")
 fflush(nil)
 signal(SIGTERM) { _ in exit(0) }
 if CommandLine.arguments.contains("--async") {
-    Task { await withUnsafeContinuation { (_: UnsafeContinuation<Void, Never>) in } }
+    // Detached: a task of top-level code would wait for the main actor, which pause() never gives up.
+    Task.detached { await withUnsafeContinuation { (_: UnsafeContinuation<Void, Never>) in } }
 }
 while true { pause() }
