@@ -1,4 +1,5 @@
 import ArgumentParser
+import BenefitCard
 import Entitlements
 import Foundation
 import KioskStore
@@ -15,6 +16,9 @@ struct DecideBench: ParsableCommand {
     @Option var iterations = 2000
     @Option(help: "Persons of the generated snapshot (default: found by probing card numbers).") var persons: Int?
     @Option(help: "Seed for the card choice and bills.") var seed: UInt64 = 7
+    @Flag(help: "Acknowledge each write as the card would (its snapshot-gen --card-keys key, its own sequence), so a hub accepts the records (kiosk-bench drain); the signing is timed with the ledger.")
+    var cardAcks = false
+    @Option(help: "snapshot-gen's --seed, for --card-acks.") var populationSeed: UInt64 = 20_261_122
 
     static let device = DeviceContext(deviceID: "KSK-BENCH-0001", institution: "330782-H01")
     static let challenge = [UInt8](repeating: 0xC4, count: 16)
@@ -37,8 +41,10 @@ struct DecideBench: ParsableCommand {
 
         var rng = SplitMix64(seed: seed)
         let run = UInt64(Date().timeIntervalSince1970 * 1000)
+        var lastIndex = 0
         func pick() -> CardFacts {
             let i = rng.below(n)
+            lastIndex = i
             return CardFacts(cardNumber: SyntheticPopulation.cardNumber(i), kind: .medical, category: i % 10 == 0 ? "02" : "01", expired: false)
         }
         // Warm up (lookups only: the ledger is not touched).
@@ -47,6 +53,8 @@ struct DecideBench: ParsableCommand {
             _ = Decide.subsidy(card: card, view: try store.view(cardNumber: card.cardNumber, period: period), billFen: 1000, now: DecideBench.now)
         }
 
+        let population = SyntheticPopulation(seed: populationSeed)
+        var sequences: [String: UInt32] = [:]
         var lookup: [Double] = [], full: [Double] = [], ledger: [Double] = []
         lookup.reserveCapacity(iterations)
         var codes: [ReasonCode: Int] = [:]
@@ -60,12 +68,21 @@ struct DecideBench: ParsableCommand {
             lookup.append(Double(t1 - t0) / 1000)
             codes[decision.code, default: 0] += 1
             guard decision.isGranted, let personRef = view?.card?.personRef else { continue }
-            // No card here: a fixed challenge and acknowledgement stand in for the card's.
+            // No card here: a fixed challenge and acknowledgement stand in for the card's, or
+            // with --card-acks the card's own (its key, its next sequence).
+            var sequence: UInt32 = 1
+            var ack = DecideBench.ack
+            if cardAcks {
+                sequence = (sequences[card.cardNumber] ?? 0) + 1
+                sequences[card.cardNumber] = sequence
+                let message = CardSession.ackMessage(cardNumber: card.cardNumber, sequence: sequence, challenge: DecideBench.challenge)
+                ack = Array(try population.cardPrivateKey(card.cardNumber, lastIndex).signature(for: message))
+            }
             let id = try store.beginDeduction(device: DecideBench.device, cardNumber: card.cardNumber, personRef: personRef, period: period,
                                               cardFen: [:], decision: decision, billReference: "BENCH-\(run)-\(k)",
-                                              cardSequence: 1, usageObject: [0x72, 0x00], cardChallenge: DecideBench.challenge,
+                                              cardSequence: sequence, usageObject: [0x72, 0x00], cardChallenge: DecideBench.challenge,
                                               now: DecideBench.now)
-            try store.commitDeduction(id, device: DecideBench.device, ack: DecideBench.ack, now: DecideBench.now)
+            try store.commitDeduction(id, device: DecideBench.device, ack: ack, now: DecideBench.now)
             let t2 = DispatchTime.now().uptimeNanoseconds
             ledger.append(Double(t2 - t1) / 1000)
             full.append(Double(t2 - t0) / 1000)

@@ -25,12 +25,17 @@ struct SyntheticPopulation {
     /// The public key (`DF29`) of one of person `i`'s cards, base64: an Ed25519 key whose seed
     /// is 32 bytes of a second stream (only with `--card-keys`: it costs a key derivation).
     func cardPublicKey(_ number: String, _ i: Int) -> String {
+        cardPrivateKey(number, i).publicKey.rawRepresentation.base64EncodedString()
+    }
+
+    /// The card's own key, which signs its acknowledgements (`kiosk-bench decide --card-acks`).
+    func cardPrivateKey(_ number: String, _ i: Int) -> Curve25519.Signing.PrivateKey {
         // Draws 8i+1…8i+4 of the card-key stream for the first card, 8i+5…8i+8 for a replacement.
         let slot = UInt64(truncatingIfNeeded: i) &* 8 &+ (number.hasPrefix("3307828") ? 4 : 0)
         var rng = SplitMix64(seed: (seed ^ 0xCA7D_0000_0000_0000) &+ slot &* SyntheticPopulation.gamma)
         var raw = [UInt8]()
         for _ in 0..<4 { withUnsafeBytes(of: rng.next().littleEndian) { raw.append(contentsOf: $0) } }
-        return (try! Curve25519.Signing.PrivateKey(rawRepresentation: raw)).publicKey.rawRepresentation.base64EncodedString()
+        return try! Curve25519.Signing.PrivateKey(rawRepresentation: raw)
     }
 
     /// "3307829" + 9-digit index: 16 digits.
