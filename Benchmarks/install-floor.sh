@@ -38,4 +38,6 @@ for r in $(seq "$ROUNDS"); do
     ratio=$(echo "scale=2; $p / $f" | bc); ratios+=("$ratio")
     printf 'round %s: floor %.1f s | install %.1f s (peak RSS %s MB) | ratio %s\n' "$r" "$f" "$p" "$rss" "$ratio"
 done
+# Where the product's time goes beyond SQLite: reading + SHA-256, JSON parse, field extraction.
+"$BIN" snapshot-profile --file "$DIR/full.jsonl" | grep "non_sqlite_total"
 printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END {printf "ratio_install_vs_bulk_load median %s (range %s–%s)\n", a[int((NR+1)/2)], a[1], a[NR]}'

@@ -3,6 +3,7 @@ import Entitlements
 import Foundation
 import GRDB
 import GRDBSQLite
+import Synchronization
 
 /// Why a snapshot was refused (snapshot spec §2), each a one-line reason.
 public enum SnapshotRefusal: Error, Equatable, CustomStringConvertible {
@@ -442,6 +443,20 @@ struct SnapshotLoader {
     /// A full install's rows on their way into the generation that is not live: held until
     /// `rowsPerTransaction`, appended to a staging file of this install on a connection of
     /// its own, then copied into the inactive tables in key order, range by range.
+    /// The first error of the staging writer's thread, for the thread that fills it.
+    final class FirstFailure: Sendable {
+        private let box = Mutex<(any Error)?>(nil)
+        var error: (any Error)? { box.withLock { $0 } }
+        func record(_ e: any Error) { box.withLock { if $0 == nil { $0 = e } } }
+    }
+
+    /// One flush's rows of a full install, on their way to the staging writer.
+    struct StagedRows: Sendable {
+        var persons: [(String, String, String, String)]
+        var cards: [(String, String, String)]
+        var usages: [(String, String, String, Int)]
+    }
+
     struct GenerationBatch: SnapshotSink {
         static let rowsPerTransaction = 50_000
         let target: Int
@@ -470,6 +485,12 @@ struct SnapshotLoader {
         /// the records into the batch and calls `flush` whenever it holds enough rows. Then
         /// indexes the staged rows by key and returns the copy ranges; the file stays for
         /// the copy (attached to the store's writer as `staging`).
+        ///
+        /// Issue 11: the staging inserts run on a thread of their own while `fill` reads,
+        /// hashes and parses the next rows (parsing the JSON was half of a full install, and
+        /// the other core sat idle). At most `inFlight` batches wait for the writer, so memory
+        /// stays flat whatever the snapshot's size. A failed insert (a full disk) stops the
+        /// next flush and is thrown; the writer has always finished before this returns.
         static func staged(at path: String, _ batch: inout GenerationBatch,
                            fill: (inout GenerationBatch, (inout GenerationBatch) throws -> Void) throws -> Void) throws -> [Range] {
             for suffix in ["", "-journal"] { try? FileManager.default.removeItem(atPath: path + suffix) }
@@ -481,11 +502,39 @@ struct SnapshotLoader {
             }
             let queue = try DatabaseQueue(path: path, configuration: config)
             defer { try? queue.close() }
-            try queue.inDatabase { db in try batch.createStaging(db) }
-            let flush: (inout GenerationBatch) throws -> Void = { b in try queue.inDatabase { db in try db.inTransaction { try b.stage(db); return .commit } } }
+            let tables = batch
+            try queue.inDatabase { db in try tables.createStaging(db) }
+            let writer = DispatchQueue(label: "snapshot.staging")
+            let slots = DispatchSemaphore(value: inFlight)
+            let failure = FirstFailure()
+            // Declared after the queue's close: runs before it, on every way out.
+            defer { writer.sync {} }
+            let flush: (inout GenerationBatch) throws -> Void = { b in
+                if let e = failure.error { throw e }
+                let rows = b.takeRows()
+                slots.wait()
+                writer.async {
+                    defer { slots.signal() }
+                    guard failure.error == nil else { return }
+                    do { try queue.inDatabase { db in try db.inTransaction { try tables.stage(db, rows); return .commit } } } catch {
+                        failure.record(error)
+                    }
+                }
+            }
             try fill(&batch, flush)
             try flush(&batch)
-            return try queue.inDatabase { db in try batch.indexStaging(db) }
+            writer.sync {}
+            if let e = failure.error { throw e }
+            return try queue.inDatabase { db in try tables.indexStaging(db) }
+        }
+
+        /// Batches handed to the staging writer and not yet written, at most.
+        static let inFlight = 2
+
+        /// The rows held so far, for the staging writer; the batch keeps none.
+        mutating func takeRows() -> StagedRows {
+            defer { persons = []; cards = []; usages = [] }
+            return StagedRows(persons: persons, cards: cards, usages: usages)
         }
 
         /// The staging table of `table`: in the staging file, or (`attached`) as the store's writer sees it.
@@ -505,15 +554,14 @@ struct SnapshotLoader {
             }
         }
 
-        /// Rows so far, appended in file order (a later line of the same key wins at the copy).
-        mutating func stage(_ db: Database) throws {
+        /// Rows appended in file order (a later line of the same key wins at the copy).
+        func stage(_ db: Database, _ rows: StagedRows) throws {
             let person = RowInsert(statement: try db.cachedStatement(sql: "INSERT INTO \(staging("person")) VALUES (?, ?, ?, ?)"), direct: false)
             let card = RowInsert(statement: try db.cachedStatement(sql: "INSERT INTO \(staging("card")) VALUES (?, ?, ?)"), direct: false)
             let usage = RowInsert(statement: try db.cachedStatement(sql: "INSERT INTO \(staging("usage")) VALUES (?, ?, ?, ?)"), direct: false)
-            for r in persons { try person(r.0, r.1, r.2, r.3) }
-            for r in cards { try card(r.0, r.1, r.2) }
-            for r in usages { try usage(r.0, r.1, r.2, r.3) }
-            persons.removeAll(keepingCapacity: true); cards.removeAll(keepingCapacity: true); usages.removeAll(keepingCapacity: true)
+            for r in rows.persons { try person(r.0, r.1, r.2, r.3) }
+            for r in rows.cards { try card(r.0, r.1, r.2) }
+            for r in rows.usages { try usage(r.0, r.1, r.2, r.3) }
         }
 
         /// One key range of one table: rows with key > `after` (nil: from the first) and

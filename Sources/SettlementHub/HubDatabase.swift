@@ -317,18 +317,18 @@ public final class HubDatabase: Sendable {
                 }
                 if let bad = cardAck { return bad }
                 // One card write acknowledges one bill: an acknowledgement replayed for another bill is no card in the reader.
-                if let used = try String.fetchOne(db, sql: """
+                if let used = try String.fetchOne(db.cachedStatement(sql: """
                     SELECT record_id FROM hub_record WHERE card_number = ? AND card_sequence = ? AND kind = 'medical_subsidy'
                         AND NOT (device_id = ? AND bill_reference = ?) LIMIT 1
-                    """, arguments: [s.cardNumber, s.cardSequence, deviceID, s.billReference]) {
+                    """), arguments: [s.cardNumber, s.cardSequence, deviceID, s.billReference]) {
                     return Refusal("bad_card_ack", "the write \(s.cardSequence) of card \(s.cardNumber) was acknowledged for another bill (\(used))")
                 }
                 guard let institution = device.institution, institution == s.institution else {
                     return Refusal("wrong_institution", "\(s.institution) is not the institution of \(deviceID)")
                 }
-                if let other = try String.fetchOne(db, sql: """
+                if let other = try String.fetchOne(db.cachedStatement(sql: """
                     SELECT device_id FROM hub_record WHERE bill_reference = ? AND institution = ? AND device_id != ? LIMIT 1
-                    """, arguments: [s.billReference, institution, deviceID]) {
+                    """), arguments: [s.billReference, institution, deviceID]) {
                     return Refusal("duplicate_bill", "bill \(s.billReference) of \(institution) was already used by \(other)")
                 }
                 return nil
@@ -339,11 +339,11 @@ public final class HubDatabase: Sendable {
                 guard RecordRules.sequence(recordID: reverses, deviceID: deviceID) != nil else {
                     return Refusal("bad_reversal", "\(reverses) is not a record of \(deviceID)")
                 }
-                guard let target = try Row.fetchOne(db, sql: "SELECT kind, subsidy_fen FROM hub_record WHERE record_id = ?", arguments: [reverses]),
+                guard let target = try Row.fetchOne(db.cachedStatement(sql: "SELECT kind, subsidy_fen FROM hub_record WHERE record_id = ?"), arguments: [reverses]),
                       target["kind"] as String == "medical_subsidy" else {
                     return Refusal("bad_reversal", "no medical_subsidy \(reverses) is stored")
                 }
-                if let by = try String.fetchOne(db, sql: "SELECT record_id FROM hub_record WHERE reverses = ?", arguments: [reverses]) {
+                if let by = try String.fetchOne(db.cachedStatement(sql: "SELECT record_id FROM hub_record WHERE reverses = ?"), arguments: [reverses]) {
                     return Refusal("bad_reversal", "\(reverses) was already reversed by \(by)")
                 }
                 let subsidy: Int64 = target["subsidy_fen"]
@@ -369,10 +369,10 @@ public final class HubDatabase: Sendable {
         /// The parts of `s`'s bill: those stored (this device's, the same card write) and
         /// those in this batch.
         func bill(_ s: SubsidyFields) throws -> [BillPart] {
-            var parts = try Row.fetchAll(db, sql: """
+            var parts = try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT record_id, bill_fen, patient_pays_fen, subsidy_fen FROM hub_record
                 WHERE bill_reference = ? AND device_id = ? AND card_number = ? AND card_sequence = ? AND kind = 'medical_subsidy'
-                """, arguments: [s.billReference, deviceID, s.cardNumber, s.cardSequence]).map {
+                """), arguments: [s.billReference, deviceID, s.cardNumber, s.cardSequence]).map {
                 BillPart(recordID: $0["record_id"], billFen: $0["bill_fen"], patientPaysFen: $0["patient_pays_fen"], subsidyFen: $0["subsidy_fen"])
             }
             let stored = Set(parts.map(\.recordID))
