@@ -440,9 +440,6 @@ struct SnapshotLoader {
         }
     }
 
-    /// A full install's rows on their way into the generation that is not live: held until
-    /// `rowsPerTransaction`, appended to a staging file of this install on a connection of
-    /// its own, then copied into the inactive tables in key order, range by range.
     /// The first error of the staging writer's thread, for the thread that fills it.
     final class FirstFailure: Sendable {
         private let box = Mutex<(any Error)?>(nil)
@@ -457,6 +454,9 @@ struct SnapshotLoader {
         var usages: [(String, String, String, Int)]
     }
 
+    /// A full install's rows on their way into the generation that is not live: held until
+    /// `rowsPerTransaction`, appended to a staging file of this install on a connection of
+    /// its own, then copied into the inactive tables in key order, range by range.
     struct GenerationBatch: SnapshotSink {
         static let rowsPerTransaction = 50_000
         let target: Int
