@@ -10,7 +10,14 @@ import VirtualCard
 /// a clear error before the card is written; nothing already recorded is lost; freeing
 /// space lets the kiosk go on. Needs root (mount), as CI and the test command run.
 @Suite(.serialized) struct FullDiskTests {
-    @Test(.enabled(if: getuid() == 0)) func aFullDiskStopsSubsidiesAndLosesNothing() throws {
+    @Test(.enabled(if: getuid() == 0)) func aFullDiskStopsSubsidiesAndLosesNothing() async throws {
+        // Blocking work (mount, filling the disk, the ledger): on a thread of its own, off the
+        // test pool (with the serialized card suite holding one of its two threads, a blocking
+        // test on the other starved every async test's deadline).
+        try await onOwnThread { try Self.fullDisk() }
+    }
+
+    static func fullDisk() throws {
         let mountPoint = Fixture.tempDir()
         #expect(runToEnd("/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", mountPoint.path]) == 0)
         defer { _ = runToEnd("/bin/umount", ["-l", mountPoint.path]) }
@@ -52,7 +59,13 @@ import VirtualCard
     /// Issue 11: a full install stages its rows in a file beside the store. On a disk that
     /// cannot hold them the install is a storage refusal, the installed snapshot keeps
     /// serving, and no staging file is left behind to fill the disk further.
-    @Test(.enabled(if: getuid() == 0)) func aFullInstallThatDoesNotFitLeavesTheInstalledSnapshotAndNoStagingFile() throws {
+    @Test(.enabled(if: getuid() == 0)) func aFullInstallThatDoesNotFitLeavesTheInstalledSnapshotAndNoStagingFile() async throws {
+        // Seconds of blocking work (60,000 records written, then installed): on a thread of its
+        // own, off the test pool, which two such tests at once would starve.
+        try await onOwnThread { try Self.installThatDoesNotFit() }
+    }
+
+    static func installThatDoesNotFit() throws {
         let mountPoint = Fixture.tempDir()
         #expect(runToEnd("/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", mountPoint.path]) == 0)
         defer { _ = runToEnd("/bin/umount", ["-l", mountPoint.path]) }
