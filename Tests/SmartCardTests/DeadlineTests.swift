@@ -27,9 +27,12 @@ import Testing
     }
 
     @Test func anAnswerInTimeIsReturned() async throws {
-        #expect(try await withDeadline(seconds: 30, "answer") { 42 } == 42)
+        // A generous deadline: the answer is immediate, but at the start of a full run the test
+        // pool's two threads are busy for tens of seconds, and what is checked here is that an
+        // answer is returned, not how soon the pool gets to it.
+        #expect(try await withDeadline(seconds: 120, "answer") { 42 } == 42)
         await #expect(throws: CancellationError.self) {
-            try await withDeadline(seconds: 30, "work that fails") { throw CancellationError() }
+            try await withDeadline(seconds: 120, "work that fails") { throw CancellationError() }
         }
     }
 }
