@@ -25,11 +25,12 @@ ir() {  # total instructions of one run of the bench with the given arguments
 }
 echo "# callgrind $(valgrind --version) $(date -u +%FT%TZ)"
 if pgrep -x pcscd >/dev/null; then
-    card_device "$DIR/state"
     start_virtual_card
     for f in tap_to_decision tap_to_granted; do
-        a=$(ir card --iterations 10 --only "$f" --grant --issuer-key "$ISSUER" --state-dir "$DIR/state")
-        b=$(ir card --iterations 40 --only "$f" --grant --issuer-key "$ISSUER" --state-dir "$DIR/state")
+        # A fresh device for each run: a ledger grown by the previous run's taps would bias the difference.
+        card_device "$DIR/state-$f-10"; card_device "$DIR/state-$f-40"
+        a=$(ir card --iterations 10 --only "$f" --grant --issuer-key "$ISSUER" --state-dir "$DIR/state-$f-10")
+        b=$(ir card --iterations 40 --only "$f" --grant --issuer-key "$ISSUER" --state-dir "$DIR/state-$f-40")
         echo "instructions_per_$f=$(( (b - a) / 30 ))"
     done
 else

@@ -35,6 +35,7 @@ for r in $(seq "$ROUNDS"); do
     # record to the same person's ledger, which each later tap's figures (L) read; 400 is
     # already more than a person's year.
     card_device "$DIR/state-$r"
+    rm -f "$DIR"/floor.sqlite*
     c=$("$DIR/pcsc-baseline" "Virtual PCD 00 00" "$N" 3307820000000017 "$SEED_HEX" "$CERT" "$TEMPLATE")
     q=$("$DIR/sqlite-floor" "$DIR/floor.sqlite" "$TAPS" 640 | sed -n 's/.*two_durable_transactions .*p50_us=\([0-9.]*\).*/\1/p')
     s=$("$BIN/kiosk-bench" card --iterations "$N" --issuer-key "$ISSUER" --state-dir "$DIR/state-$r" --grant)

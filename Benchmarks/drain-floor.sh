@@ -45,6 +45,7 @@ for r in $(seq "$ROUNDS"); do
     rm -f "$DIR"/floor.sqlite*
     f=$(python3 Benchmarks/hub-insert-floor.py "$DIR/rows.sqlite" "$DIR/floor.sqlite" 500 | sed -n 's/.*records_per_second=\([0-9.]*\).*/\1/p')
     read -r p hubcpu <<<"$(product)"
+    if [ -z "$p" ] || [ -z "$f" ]; then echo "round $r: no figure (the drain or the floor failed; see above)" >&2; exit 1; fi
     x=$(ratio "$p" "$f"); ratios+=("$x")
     echo "round $r: floor ${f} records/s | drain ${p} records/s (hub CPU ${hubcpu} s) | ratio $x"
 done

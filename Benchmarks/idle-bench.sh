@@ -17,7 +17,8 @@ BIN=$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/idle-bench.XXXXXX")
 PID=
 FLOOR=
-cleanup() { [ -n "$FLOOR" ] && kill "$FLOOR" "$AFLOOR" 2>/dev/null; [ -n "$PID" ] && kill "$PID" 2>/dev/null; [ -n "${CURL:-}" ] && kill "$CURL" 2>/dev/null; rm -rf "$DIR"; }
+AFLOOR=
+cleanup() { [ -n "$FLOOR" ] && kill "$FLOOR" 2>/dev/null; [ -n "$AFLOOR" ] && kill "$AFLOOR" 2>/dev/null; [ -n "$PID" ] && kill "$PID" 2>/dev/null; [ -n "${CURL:-}" ] && kill "$CURL" 2>/dev/null; rm -rf "$DIR"; }
 trap cleanup EXIT
 export BENEFIT_KIOSK_TEST_NOW=2026-11-22T03:00:00Z
 "$BIN/kioskctl" provision --state-dir "$DIR/state" --device-id KSK-TEST-0001 --institution 330782-H01 --profile hospital \

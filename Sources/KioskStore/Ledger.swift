@@ -454,14 +454,17 @@ extension KioskStore {
 /// so nothing needs invalidating when a snapshot is installed: a changed program is another
 /// key. A handful of programs per region; bounded all the same (cleared past 256 texts).
 enum ProgramCache {
-    private static let cache = Mutex<[String: Program]>([:])
+    /// Keyed by the text's bytes: `String` equality would take two texts that differ only in
+    /// Unicode normalisation for one.
+    private static let cache = Mutex<[[UInt8]: Program]>([:])
 
     static func decode(_ json: String) -> Program? {
-        if let hit = cache.withLock({ $0[json] }) { return hit }
-        guard let program = try? JSONDecoder().decode(Program.self, from: Data(json.utf8)) else { return nil }
+        let key = Array(json.utf8)
+        if let hit = cache.withLock({ $0[key] }) { return hit }
+        guard let program = try? JSONDecoder().decode(Program.self, from: Data(key)) else { return nil }
         cache.withLock {
             if $0.count >= 256 { $0.removeAll() }
-            $0[json] = program
+            $0[key] = program
         }
         return program
     }

@@ -44,11 +44,20 @@ struct QuietServer: Service {
             }
             response.headers[.date] = HTTPDate.format(Date())
             if let serverName { response.headers[.server] = serverName }
-            try await responseWriter.write(response: response.head, body: response.body)
+            do {
+                try await responseWriter.write(response: response.head, body: response.body)
+            } catch is HTTPParserError {
+                // As Application.run(): a parser error now must not become a second response
+                // (a 400 after this one's head); the connection is closed instead.
+                throw WriteAfterParseError()
+            }
         } onServerRunning: { await onServerRunning($0) }
         try await service.run()
     }
 }
+
+/// The request body broke off as malformed while the response was being written.
+struct WriteAfterParseError: Error {}
 
 /// IMF-fixdate (RFC 9110 §5.6.7), e.g. "Wed, 02 Dec 2026 00:28:53 GMT".
 enum HTTPDate {
@@ -60,6 +69,6 @@ enum HTTPDate {
         var parts = tm()
         gmtime_r(&t, &parts)
         return String(format: "%@, %02d %@ %04d %02d:%02d:%02d GMT", days[Int(parts.tm_wday)], parts.tm_mday, months[Int(parts.tm_mon)],
-                      Int(parts.tm_year) + 1900, parts.tm_hour, parts.tm_min, parts.tm_sec)
+                      parts.tm_year + 1900, parts.tm_hour, parts.tm_min, parts.tm_sec)
     }
 }
