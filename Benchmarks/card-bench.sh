@@ -37,7 +37,7 @@ for r in $(seq "$ROUNDS"); do
     card_device "$DIR/state-$r"
     rm -f "$DIR"/floor.sqlite*
     c=$("$DIR/pcsc-baseline" "Virtual PCD 00 00" "$N" 3307820000000017 "$SEED_HEX" "$CERT" "$TEMPLATE")
-    q=$("$DIR/sqlite-floor" "$DIR/floor.sqlite" "$TAPS" 640 | sed -n 's/.*two_durable_transactions .*p50_us=\([0-9.]*\).*/\1/p')
+    q=$("$DIR/sqlite-floor" "$DIR/floor.sqlite" "$TAPS" 640 | p50 floor two_durable_transactions)
     s=$("$BIN/kiosk-bench" card --iterations "$N" --issuer-key "$ISSUER" --state-dir "$DIR/state-$r" --grant)
     [ "$r" = 1 ] && echo "$c" && echo "c two_durable_transactions p50_us=$q" && echo "$s"
     line="round $r:"

@@ -36,3 +36,21 @@ public let runToEndTimedOut: Int32 = 124
 public func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { c in Thread { c.resume(with: Result { try body() }) }.start() }
 }
+
+/// Runs `body` with a tmpfs of `size` (mount(8)'s form: "64k", "2m") mounted on a fresh
+/// folder under `parent`, unmounted afterwards whatever `body` does: a real full disk for the
+/// unlucky-kiosk tests. Needs root. Throws when the mount fails.
+public func withSmallDisk<T>(_ size: String, under parent: URL, _ body: (URL) throws -> T) throws -> T {
+    let mountPoint = parent.appendingPathComponent("small-disk-\(UUID().uuidString.prefix(8))")
+    try FileManager.default.createDirectory(at: mountPoint, withIntermediateDirectories: true)
+    let status = runToEnd("/bin/mount", ["-t", "tmpfs", "-o", "size=\(size)", "tmpfs", mountPoint.path])
+    guard status == 0 else { throw SmallDiskError(status: status) }
+    defer { _ = runToEnd("/bin/umount", ["-l", mountPoint.path]) }
+    return try body(mountPoint)
+}
+
+/// mount(8) of the small disk failed with this exit status.
+public struct SmallDiskError: Error, CustomStringConvertible {
+    public let status: Int32
+    public var description: String { "mount -t tmpfs exited \(status)" }
+}

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -58,4 +59,19 @@ func reportLatency(_ name: String, _ samples: [Double]) {
     let mean = s.reduce(0, +) / Double(s.count)
     let p50 = s[s.count / 2], p99 = s[min(s.count - 1, s.count * 99 / 100)]
     print(String(format: "swift %@ n=%d mean_us=%.1f p50_us=%.1f p99_us=%.1f max_us=%.1f", name, s.count, mean, p50, p99, s[s.count - 1]))
+}
+
+/// Waits on this (non-async) thread for async work, for the benches' synchronous commands.
+/// Never call it from a task of Swift concurrency.
+func waitFor<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) throws -> T {
+    let result = Mutex<Result<T, any Error>?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    Task.detached {
+        let r: Result<T, any Error>
+        do { r = .success(try await work()) } catch { r = .failure(error) }
+        result.withLock { $0 = r }
+        done.signal()
+    }
+    done.wait()
+    return try result.withLock { $0! }.get()
 }

@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import KioskStore
 import Settlement
-import Synchronization
 
 /// Issue 11: the queue drain, as the kiosk's uploader does it (signed batches of up to 500
 /// records over HTTP, each marked only on the hub's believable 200), from a store that
@@ -25,16 +24,7 @@ struct DrainBench: ParsableCommand {
         var configuration = try UploaderConfiguration(hubURL: hub)
         configuration.maxRecords = batch
         let uploader = Uploader(store: store, device: DecideBench.device, signingKey: BenchDeviceKey.key, configuration: configuration)
-        let result = Mutex<Result<String, any Error>?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        Task.detached {
-            let r: Result<String, any Error>
-            do { r = .success(try await Self.drain(uploader)) } catch { r = .failure(error) }
-            result.withLock { $0 = r }
-            done.signal()
-        }
-        done.wait()
-        print(try result.withLock { $0! }.get())
+        print(try waitFor { try await Self.drain(uploader) })
     }
 
     static func drain(_ uploader: Uploader) async throws -> String {

@@ -63,11 +63,7 @@ struct InstallWhileTapping: ParsableCommand {
         Thread {
             if let sync {
                 // The sync round: manifest, download (resumable, checked), then the installer.
-                let round = Mutex<SyncRound?>(nil)
-                let finished = DispatchSemaphore(value: 0)
-                Task.detached { let r = await sync.round(); round.withLock { $0 = r }; finished.signal() }
-                finished.wait()
-                let r = round.withLock { $0 }
+                let r = try? waitFor { await sync.round() }
                 if let r, r.failure == nil, let last = r.installed.last {
                     outcome.withLock { $0 = String(format: "sync_seconds=%.2f (download and install) installed=%@ records=%d",
                                                    monotonicSeconds() - t0, last.header.snapshotID, last.records) }

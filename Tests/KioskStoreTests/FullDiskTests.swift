@@ -14,13 +14,10 @@ import VirtualCard
         // Blocking work (mount, filling the disk, the ledger): on a thread of its own, off the
         // test pool (with the serialized card suite holding one of its two threads, a blocking
         // test on the other starved every async test's deadline).
-        try await onOwnThread { try Self.fullDisk() }
+        try await onOwnThread { try withSmallDisk("2m", under: Fixture.tempDir()) { try Self.fullDisk(at: $0) } }
     }
 
-    static func fullDisk() throws {
-        let mountPoint = Fixture.tempDir()
-        #expect(runToEnd("/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", mountPoint.path]) == 0)
-        defer { _ = runToEnd("/bin/umount", ["-l", mountPoint.path]) }
+    static func fullDisk(at mountPoint: URL) throws {
         let stateDir = mountPoint.appendingPathComponent("state")
         let base = try Fixture.device()
         try Device.provision(stateDir: stateDir, config: base.config, seed: base.signingKey.rawRepresentation, replaceKey: false)
@@ -62,13 +59,10 @@ import VirtualCard
     @Test(.enabled(if: getuid() == 0)) func aFullInstallThatDoesNotFitLeavesTheInstalledSnapshotAndNoStagingFile() async throws {
         // Seconds of blocking work (60,000 records written, then installed): on a thread of its
         // own, off the test pool, which two such tests at once would starve.
-        try await onOwnThread { try Self.installThatDoesNotFit() }
+        try await onOwnThread { try withSmallDisk("2m", under: Fixture.tempDir()) { try Self.installThatDoesNotFit(at: $0) } }
     }
 
-    static func installThatDoesNotFit() throws {
-        let mountPoint = Fixture.tempDir()
-        #expect(runToEnd("/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", mountPoint.path]) == 0)
-        defer { _ = runToEnd("/bin/umount", ["-l", mountPoint.path]) }
+    static func installThatDoesNotFit(at mountPoint: URL) throws {
         let store = try KioskStore(path: mountPoint.appendingPathComponent("kiosk.sqlite").path)
         try store.installSnapshot(at: Fixture.url("snapshot-small.jsonl"), trustedAuthorities: Fixture.authorities, now: Fixture.now)
         var header = Fixture.vectorHeader
