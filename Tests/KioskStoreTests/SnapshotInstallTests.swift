@@ -39,6 +39,29 @@ import Testing
         return h
     }
 
+    /// Issue 11's program cache: the platform lowers a program's limit in a newer full. The
+    /// kiosk that decided under the old program (its decoded text cached) decides under the new
+    /// one at once: a changed text is another key, never the old program served again.
+    @Test func aLoweredLimitInANewerSnapshotHoldsAtOnce() throws {
+        let s = try store()
+        try s.installSnapshot(at: Fixture.url("snapshot-small.jsonl"), trustedAuthorities: Fixture.authorities, now: Fixture.now)
+        #expect(try s.view(cardNumber: "3307820000000017", period: "2026")?.programs.first?.limitFen == 60000)
+        var header = Fixture.vectorHeader
+        header["snapshot_id"] = "330782-20261122-02"
+        header["issued_at"] = "2026-11-22T02:30:00Z"
+        var records = Fixture.vectorRecords
+        for i in records.indices where records[i]["type"] as? String == "program" && records[i]["code"] as? String == "HM-SUBSIDY" {
+            records[i]["limit_fen"] = 25000
+        }
+        try s.installSnapshot(at: try Fixture.snapshot(header: header, records: records), trustedAuthorities: Fixture.authorities, now: Fixture.now)
+        let v = try #require(try s.view(cardNumber: "3307820000000017", period: "2026"))
+        #expect(v.programs.first?.limitFen == 25000)
+        // 20,000 of the 25,000 used: a ¥100 bill gets at most ¥50, never the old allowance.
+        let card = CardFacts(cardNumber: "3307820000000017", kind: .medical, category: "01", expired: false)
+        let d = Decide.subsidy(card: card, view: v, billFen: 10000, now: Fixture.now)
+        #expect(d.isGranted && d.subsidyFen == 5000, "\(d)")
+    }
+
     // MARK: - record lines as text (exact numbers: 1.0, 1e3, true …)
 
     static func program(code: String = "HM-TEST", limit: String = "1000", rate: String = "50", name: String = "测试贴补") -> String {
