@@ -5,7 +5,7 @@
 set -euo pipefail
 want=(pcscd libpcsclite1 libpcsclite-dev libccid libqrencode-dev libsqlite3-dev espeak-ng)
 if [ "${1:-run}" = test ]; then
-    want+=(vsmartcard-vpcd zbar-tools gcc pkg-config chromium fonts-noto-cjk sqlite3 curl openssl sox)
+    want+=(vsmartcard-vpcd zbar-tools gcc pkg-config chromium fonts-noto-cjk sqlite3 curl openssl sox postgresql)
 fi
 missing=()
 for p in "${want[@]}"; do

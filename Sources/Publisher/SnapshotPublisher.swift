@@ -1,7 +1,7 @@
 import Crypto
 import Entitlements
 import Foundation
-import GRDB
+import Synchronization
 import KioskStore
 import SettlementHub
 
@@ -129,21 +129,17 @@ public final class SnapshotPublisher: Sendable {
     /// so once this process holds the write lock every earlier upload has committed and every
     /// later one is stamped at or after now: the second before now's is complete.
     func settledCut() throws -> Date {
-        let instant: Date = try database.pool.writeWithoutTransaction { db in
-            var t = Date()
-            try db.inTransaction(.immediate) { t = now(); return .commit }
-            return t
-        }
+        let instant = try database.engine.instantBetweenWrites(now)
         return Date(timeIntervalSince1970: instant.timeIntervalSince1970.rounded(.down) - 1)
     }
 
     static let usageSQL = """
-        SELECT program, period, SUM(amount) AS used FROM (
+        SELECT program, period, CAST(SUM(amount) AS BIGINT) AS used FROM (
             SELECT program, period, subsidy_fen AS amount FROM hub_record
                 WHERE person_ref = ? AND kind = 'medical_subsidy' AND received_at <= ?
             UNION ALL
             SELECT s.program, s.period, -r.amount_fen FROM hub_record s JOIN hub_record r ON r.reverses = s.record_id
-                WHERE s.person_ref = ? AND r.kind = 'subsidy_reversal' AND r.received_at <= ?)
+                WHERE s.person_ref = ? AND r.kind = 'subsidy_reversal' AND r.received_at <= ?) AS u
         GROUP BY program, period ORDER BY program, period
         """
 
@@ -161,24 +157,23 @@ public final class SnapshotPublisher: Sendable {
         return limits
     }
 
-    static func readMark(_ db: Database) throws -> Mark {
-        Mark(rosterSeq: try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM roster_change")!,
-             recordRowid: try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(rowid), 0) FROM hub_record")!, cut: "")
+    static func readMark(_ c: any SQLConnection) throws -> Mark {
+        Mark(rosterSeq: try c.int("SELECT COALESCE(MAX(seq), 0) FROM roster_change") ?? 0,
+             recordRowid: try c.int("SELECT COALESCE(MAX(rowid), 0) FROM hub_record") ?? 0, cut: "")
     }
 
     /// The region's whole state as the next snapshot would hold it, by `type|key`, read in one
     /// transaction with the mark it corresponds to.
     func currentState(cut: String) throws -> (lines: [String: Entry], overLimit: [OverLimit], mark: Mark) {
         let region = configuration.region
-        return try database.pool.read { db in
-            var mark = try Self.readMark(db)
+        return try database.engine.read { c in
+            var mark = try Self.readMark(c)
             mark.cut = cut
             var lines: [String: Entry] = [:]
             var persons = Set<String>()
             var programs: [Entry] = []
-            let rows = try Row.fetchCursor(db, sql: "SELECT type, key, line FROM roster_entry WHERE region = ?", arguments: [region])
-            while let r = try rows.next() {
-                let e: Entry = (r["type"], r["key"], r["line"])
+            try c.stream("SELECT type, key, line FROM roster_entry WHERE region = ?", arguments: [.text(region)]) { r in
+                let e: Entry = (try r.text("type"), try r.text("key"), try r.text("line"))
                 lines["\(e.type)|\(e.key)"] = e
                 if e.type == "person" { persons.insert(e.key) }
                 if e.type == "program" { programs.append(e) }
@@ -187,20 +182,19 @@ public final class SnapshotPublisher: Sendable {
             let limits = Self.limits(programs)
             // S per person, program and period: every stored subsidy (flagged ones too) less
             // stored reversals, received at or before the cut.
-            let usage = try Row.fetchCursor(db, sql: """
-                SELECT person_ref, program, period, SUM(amount) AS used FROM (
+            var over: [OverLimit] = []
+            try c.stream("""
+                SELECT person_ref, program, period, CAST(SUM(amount) AS BIGINT) AS used FROM (
                     SELECT person_ref, program, period, subsidy_fen AS amount FROM hub_record
                         WHERE kind = 'medical_subsidy' AND received_at <= ?
                     UNION ALL
                     SELECT s.person_ref, s.program, s.period, -r.amount_fen FROM hub_record r JOIN hub_record s ON s.record_id = r.reverses
-                        WHERE r.kind = 'subsidy_reversal' AND r.received_at <= ?)
+                        WHERE r.kind = 'subsidy_reversal' AND r.received_at <= ?) AS u
                 GROUP BY person_ref, program, period
-                """, arguments: [cut, cut])
-            var over: [OverLimit] = []
-            while let row = try usage.next() {
-                let person: String = row["person_ref"], program: String = row["program"], period: String = row["period"]
-                guard persons.contains(person) else { continue }
-                let used = max(0, row["used"] as Int64)
+                """, arguments: [.text(cut), .text(cut)]) { row in
+                let person = try row.text("person_ref"), program = try row.text("program"), period = try row.text("period")
+                guard persons.contains(person) else { return }
+                let used = max(0, try row.int("used"))
                 let key = "\(person)|\(program)|\(period)"
                 lines["usage|\(key)"] = ("usage", key, Self.usageLine(person: person, program: program, period: period, used: used))
                 if let limit = limits[program], used > limit {
@@ -217,59 +211,60 @@ public final class SnapshotPublisher: Sendable {
     /// changed (limits move every over-limit case: the whole state is recomputed then).
     func changes(since previous: Mark, cut: String) throws -> Plan? {
         let region = configuration.region
-        return try database.pool.read { db -> Plan? in
-            var mark = try Self.readMark(db)
+        return try database.engine.read { c -> Plan? in
+            var mark = try Self.readMark(c)
             mark.cut = cut
-            let changed = try Row.fetchAll(db, sql: "SELECT type, key, line FROM roster_entry WHERE region = ? AND seq > ?",
-                                           arguments: [region, previous.rosterSeq]).map { (type: $0["type"] as String, key: $0["key"] as String, line: $0["line"] as String) }
-            let removed = try Row.fetchAll(db, sql: "SELECT type, key FROM roster_tombstone WHERE region = ? AND seq > ?",
-                                           arguments: [region, previous.rosterSeq]).map { (type: $0["type"] as String, key: $0["key"] as String) }
+            let changed = try c.rows("SELECT type, key, line FROM roster_entry WHERE region = ? AND seq > ?", region, previous.rosterSeq)
+                .map { (type: try $0.text("type"), key: try $0.text("key"), line: try $0.text("line")) }
+            let removed = try c.rows("SELECT type, key FROM roster_tombstone WHERE region = ? AND seq > ?", region, previous.rosterSeq)
+                .map { (type: try $0.text("type"), key: try $0.text("key")) }
             if changed.contains(where: { $0.type == "program" }) || removed.contains(where: { $0.type == "program" }) { return nil }
-            let publishedLine = try db.cachedStatement(sql: "SELECT line FROM published_entry WHERE region = ? AND type = ? AND key = ?")
+            let publishedLine = "SELECT line FROM published_entry WHERE region = ? AND type = ? AND key = ?"
             var entries: [Entry] = []
             var deleted: [String] = []
             var persons = Set<String>()
             for e in changed {
-                if try String.fetchOne(publishedLine, arguments: [region, e.type, e.key]) != e.line { entries.append(e) }
+                if try c.text(publishedLine, region, e.type, e.key) != e.line { entries.append(e) }
                 if e.type == "person" { persons.insert(e.key) }
             }
             for e in removed {
-                if try String.fetchOne(publishedLine, arguments: [region, e.type, e.key]) != nil { deleted.append("\(e.type)|\(e.key)") }
+                if try c.text(publishedLine, region, e.type, e.key) != nil { deleted.append("\(e.type)|\(e.key)") }
                 if e.type == "person" { persons.insert(e.key) }
             }
-            let named = try String.fetchAll(db, sql: """
+            let named = try c.texts("""
                 SELECT person_ref FROM hub_record WHERE kind = 'medical_subsidy' AND person_ref IS NOT NULL AND (received_at > ? OR rowid > ?)
                 UNION
                 SELECT s.person_ref FROM hub_record r JOIN hub_record s ON s.record_id = r.reverses
                     WHERE r.kind = 'subsidy_reversal' AND s.person_ref IS NOT NULL AND (r.received_at > ? OR r.rowid > ?)
-                """, arguments: [previous.cut, previous.recordRowid, previous.cut, previous.recordRowid])
+                """, previous.cut, previous.recordRowid, previous.cut, previous.recordRowid)
             persons.formUnion(named)
-            let limits = Self.limits(try Row.fetchAll(db, sql: "SELECT type, key, line FROM roster_entry WHERE region = ? AND type = 'program'",
-                                                      arguments: [region]).map { ($0["type"], $0["key"], $0["line"]) })
-            let inRoster = try db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM roster_entry WHERE region = ? AND type = 'person' AND key = ?)")
-            let usage = try db.cachedStatement(sql: Self.usageSQL)
-            let publishedUsage = try db.cachedStatement(sql: "SELECT key, line FROM published_entry WHERE region = ? AND type = 'usage' AND key > ? AND key < ?")
+            let limits = Self.limits(try c.rows("SELECT type, key, line FROM roster_entry WHERE region = ? AND type = 'program'", region)
+                .map { (try $0.text("type"), try $0.text("key"), try $0.text("line")) })
             var over: [OverLimit] = []
             for person in persons.sorted() {
                 var now: [String: String] = [:]
-                if try Bool.fetchOne(inRoster, arguments: [region, person])! {
-                    for row in try Row.fetchAll(usage, arguments: [person, cut, person, cut]) {
-                        let program: String = row["program"], period: String = row["period"]
-                        let used = max(0, row["used"] as Int64)
+                if try c.exists("SELECT 1 FROM roster_entry WHERE region = ? AND type = 'person' AND key = ?", region, person) {
+                    for row in try c.rows(Self.usageSQL, person, cut, person, cut) {
+                        let program = try row.text("program"), period = try row.text("period")
+                        let used = max(0, try row.int("used"))
                         now["\(person)|\(program)|\(period)"] = Self.usageLine(person: person, program: program, period: period, used: used)
                         if let limit = limits[program], used > limit {
                             over.append(OverLimit(personRef: person, program: program, period: period, usedFen: used, limitFen: limit))
                         }
                     }
                 }
-                let before = try Row.fetchAll(publishedUsage, arguments: [region, person + "|", person + "}"])
-                    .reduce(into: [String: String]()) { $0[$1["key"]] = $1["line"] }
+                let before = try c.rows("SELECT key, line FROM published_entry WHERE region = ? AND type = 'usage' AND key > ? AND key < ?",
+                                        region, person + "|", person + "}")
+                    .reduce(into: [String: String]()) { $0[try $1.text("key")] = try $1.text("line") }
                 for (key, line) in now where before[key] != line { entries.append(("usage", key, line)) }
                 for key in before.keys where now[key] == nil { deleted.append("usage|\(key)") }
             }
             return Plan(full: false, entries: entries, deleted: deleted.sorted(), overLimit: over, mark: mark, replacesPublished: nil)
         }
     }
+
+    /// Gives the publication lock up (another publisher takes over).
+    public func releasePublicationLock() { database.releasePublicationLock() }
 
     /// The delete record of an entry (only its key, with `op: delete`).
     static func deletion(type: String, key: String) -> String {
@@ -292,26 +287,32 @@ public final class SnapshotPublisher: Sendable {
     /// a program change, or when no mark is kept) recomputes everything.
     @discardableResult
     public func publish(forceFull: Bool = false) throws -> Publication? {
+        try database.holdPublicationLock()
+        return try database.publishing.withLock { _ in try publishHoldingLock(forceFull: forceFull) }
+    }
+
+    func publishHoldingLock(forceFull: Bool) throws -> Publication? {
         let region = configuration.region
         let instant = now()
         let cut = Timestamp.string(try settledCut())
-        let history = try database.pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT snapshot_id, kind, issued_at, bytes FROM hub_snapshot WHERE region = ? ORDER BY seq", arguments: [region])
+        let history = try database.engine.read { c in
+            try c.rows("SELECT snapshot_id, kind, issued_at, bytes FROM hub_snapshot WHERE region = ? ORDER BY seq", region)
+                .map { (id: try $0.text("snapshot_id"), kind: try $0.text("kind"), issuedAt: try $0.text("issued_at"), bytes: try $0.int("bytes")) }
         }
-        let previous = try database.pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT roster_seq, record_rowid, cut FROM publisher_mark WHERE region = ?", arguments: [region])
-                .map { Mark(rosterSeq: $0["roster_seq"], recordRowid: $0["record_rowid"], cut: $0["cut"]) }
+        let previous = try database.engine.read { c in
+            try c.row("SELECT roster_seq, record_rowid, cut FROM publisher_mark WHERE region = ?", region)
+                .map { Mark(rosterSeq: try $0.int("roster_seq"), recordRowid: try $0.int("record_rowid"), cut: try $0.text("cut")) }
         }
-        let latest = history.last.map { $0["snapshot_id"] as String }
-        let lastFullIndex = history.lastIndex { $0["kind"] as String == "full" }
+        let latest = history.last?.id
+        let lastFullIndex = history.lastIndex { $0.kind == "full" }
         let lastFull = lastFullIndex.map { history[$0] }
-        let deltaBytesSinceFull = lastFullIndex.map { history[($0 + 1)...].reduce(0) { $0 + Int($1["bytes"] as Int64) } } ?? 0
+        let deltaBytesSinceFull = lastFullIndex.map { history[($0 + 1)...].reduce(0) { $0 + Int($1.bytes) } } ?? 0
         let fullDue = forceFull || latest == nil || lastFull == nil
-            || (lastFull.flatMap { Timestamp.date($0["issued_at"]) }.map { instant.timeIntervalSince($0) >= configuration.fullEvery } ?? true)
+            || (lastFull.flatMap { Timestamp.date($0.issuedAt) }.map { instant.timeIntervalSince($0) >= configuration.fullEvery } ?? true)
 
         var plan: Plan
         if !fullDue, let previous, let delta = try changes(since: previous, cut: cut),
-           deltaBytesSinceFull + delta.bytes <= Int(lastFull?["bytes"] as Int64? ?? 0) {
+           deltaBytesSinceFull + delta.bytes <= Int(lastFull?.bytes ?? 0) {
             plan = delta
         } else {
             let (state, over, mark) = try currentState(cut: cut)
@@ -320,9 +321,11 @@ public final class SnapshotPublisher: Sendable {
             plan = Plan(full: true, entries: everything, deleted: [], overLimit: over, mark: mark, replacesPublished: everything)
             if !fullDue {
                 // The whole state against what the kiosks hold: a delta unless it outgrows the full.
-                let published = try database.pool.read { db in
-                    try Row.fetchAll(db, sql: "SELECT type, key, line FROM published_entry WHERE region = ?", arguments: [region])
-                        .reduce(into: [String: String]()) { $0["\($1["type"] as String)|\($1["key"] as String)"] = $1["line"] }
+                var published: [String: String] = [:]
+                try database.engine.read { c in
+                    try c.stream("SELECT type, key, line FROM published_entry WHERE region = ?", arguments: [.text(region)]) {
+                        published["\(try $0.text("type"))|\(try $0.text("key"))"] = try $0.text("line")
+                    }
                 }
                 let changed = state.values.filter { published["\($0.type)|\($0.key)"] != $0.line }
                 let deleted = published.keys.filter { state[$0] == nil }.sorted()
@@ -332,7 +335,7 @@ public final class SnapshotPublisher: Sendable {
         }
         if !plan.full && plan.entries.isEmpty && plan.deleted.isEmpty {
             // Nothing the kiosks hold moved: remember how far this look read.
-            _ = try commit(plan)
+            _ = try database.engine.write { c in try commit(plan, c) }
             return nil
         }
 
@@ -356,51 +359,53 @@ public final class SnapshotPublisher: Sendable {
             try writer.addRaw(Self.deletion(type: parts[0], key: parts.count > 1 ? parts[1] : ""))
         }
         try writer.finish()
-        let snapshot = try database.publishSnapshot(file: staging, now: instant)
-        let raised = try commit(plan)
+        // The snapshot's row and what the kiosks now hold, in one transaction: a publisher
+        // killed at any point leaves either both or neither.
+        let raised = Mutex<[OverLimit]>([])
+        let snapshot = try database.publishSnapshot(file: staging, now: instant) { c in
+            let fresh = try commit(plan, c)
+            raised.withLock { $0 = fresh }
+        }
         try prune(now: instant)
-        return Publication(snapshot: snapshot, records: plan.entries.count + plan.deleted.count, overLimit: raised, recomputed: plan.recomputed)
+        return Publication(snapshot: snapshot, records: plan.entries.count + plan.deleted.count, overLimit: raised.withLock { $0 },
+                           recomputed: plan.recomputed)
     }
 
     /// What the kiosks now hold (the next delta is made against it), the mark, and the
     /// over-limit cases not raised before.
-    func commit(_ plan: Plan) throws -> [OverLimit] {
+    func commit(_ plan: Plan, _ c: any SQLConnection) throws -> [OverLimit] {
         let region = configuration.region
-        return try database.pool.write { db in
-            if let everything = plan.replacesPublished {
-                try db.execute(sql: "DELETE FROM published_entry WHERE region = ?", arguments: [region])
-                let insert = try db.cachedStatement(sql: "INSERT INTO published_entry (region, type, key, line) VALUES (?, ?, ?, ?)")
-                for e in everything { try insert.execute(arguments: [region, e.type, e.key, e.line]) }
-            } else {
-                let upsert = try db.cachedStatement(sql: """
+        if let everything = plan.replacesPublished {
+            try c.execute("DELETE FROM published_entry WHERE region = ?", region)
+            for e in everything { try c.execute("INSERT INTO published_entry (region, type, key, line) VALUES (?, ?, ?, ?)", region, e.type, e.key, e.line) }
+        } else {
+            for e in plan.entries {
+                try c.execute("""
                     INSERT INTO published_entry (region, type, key, line) VALUES (?, ?, ?, ?)
                     ON CONFLICT (region, type, key) DO UPDATE SET line = excluded.line
-                    """)
-                for e in plan.entries { try upsert.execute(arguments: [region, e.type, e.key, e.line]) }
-                let remove = try db.cachedStatement(sql: "DELETE FROM published_entry WHERE region = ? AND type = ? AND key = ?")
-                for k in plan.deleted {
-                    let parts = k.split(separator: "|", maxSplits: 1).map(String.init)
-                    try remove.execute(arguments: [region, parts[0], parts.count > 1 ? parts[1] : ""])
-                }
+                    """, region, e.type, e.key, e.line)
             }
-            try db.execute(sql: """
-                INSERT INTO publisher_mark (region, roster_seq, record_rowid, cut) VALUES (?, ?, ?, ?)
-                ON CONFLICT (region) DO UPDATE SET roster_seq = excluded.roster_seq, record_rowid = excluded.record_rowid, cut = excluded.cut
-                """, arguments: [region, plan.mark.rosterSeq, plan.mark.recordRowid, plan.mark.cut])
-            var fresh: [OverLimit] = []
-            for o in plan.overLimit {
-                let known = try Int64.fetchOne(db, sql: "SELECT used_fen FROM publisher_alert WHERE person_ref = ? AND program = ? AND period = ?",
-                                               arguments: [o.personRef, o.program, o.period])
-                if known == nil || known! < o.usedFen {
-                    try db.execute(sql: """
-                        INSERT INTO publisher_alert (person_ref, program, period, used_fen, limit_fen, raised_at) VALUES (?, ?, ?, ?, ?, ?)
-                        ON CONFLICT (person_ref, program, period) DO UPDATE SET used_fen = excluded.used_fen, raised_at = excluded.raised_at
-                        """, arguments: [o.personRef, o.program, o.period, o.usedFen, o.limitFen, plan.mark.cut])
-                    fresh.append(o)
-                }
+            for k in plan.deleted {
+                let parts = k.split(separator: "|", maxSplits: 1).map(String.init)
+                try c.execute("DELETE FROM published_entry WHERE region = ? AND type = ? AND key = ?", region, parts[0], parts.count > 1 ? parts[1] : "")
             }
-            return fresh
         }
+        try c.execute("""
+            INSERT INTO publisher_mark (region, roster_seq, record_rowid, cut) VALUES (?, ?, ?, ?)
+            ON CONFLICT (region) DO UPDATE SET roster_seq = excluded.roster_seq, record_rowid = excluded.record_rowid, cut = excluded.cut
+            """, region, plan.mark.rosterSeq, plan.mark.recordRowid, plan.mark.cut)
+        var fresh: [OverLimit] = []
+        for o in plan.overLimit {
+            let known = try c.int("SELECT used_fen FROM publisher_alert WHERE person_ref = ? AND program = ? AND period = ?", o.personRef, o.program, o.period)
+            if known == nil || known! < o.usedFen {
+                try c.execute("""
+                    INSERT INTO publisher_alert (person_ref, program, period, used_fen, limit_fen, raised_at) VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (person_ref, program, period) DO UPDATE SET used_fen = excluded.used_fen, raised_at = excluded.raised_at
+                    """, o.personRef, o.program, o.period, o.usedFen, o.limitFen, plan.mark.cut)
+                fresh.append(o)
+            }
+        }
+        return fresh
     }
 
     /// Sync spec §5: deltas are kept at least `keepFor` (30 days). Snapshots older than that
@@ -409,11 +414,10 @@ public final class SnapshotPublisher: Sendable {
     func prune(now instant: Date) throws {
         let region = configuration.region
         let before = Timestamp.string(instant.addingTimeInterval(-configuration.keepFor))
-        let files: [String] = try database.pool.write { db in
-            guard let fullSeq = try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM hub_snapshot WHERE region = ? AND kind = 'full'", arguments: [region]) else { return [] }
-            let old = try String.fetchAll(db, sql: "SELECT file FROM hub_snapshot WHERE region = ? AND seq < ? AND issued_at < ?",
-                                          arguments: [region, fullSeq, before])
-            try db.execute(sql: "DELETE FROM hub_snapshot WHERE region = ? AND seq < ? AND issued_at < ?", arguments: [region, fullSeq, before])
+        let files: [String] = try database.engine.write { c in
+            guard let fullSeq = try c.int("SELECT MAX(seq) FROM hub_snapshot WHERE region = ? AND kind = 'full'", region) else { return [] }
+            let old = try c.texts("SELECT file FROM hub_snapshot WHERE region = ? AND seq < ? AND issued_at < ?", region, fullSeq, before)
+            try c.execute("DELETE FROM hub_snapshot WHERE region = ? AND seq < ? AND issued_at < ?", region, fullSeq, before)
             return old
         }
         for f in files { try? FileManager.default.removeItem(atPath: f) }
@@ -431,11 +435,12 @@ public final class SnapshotPublisher: Sendable {
     /// Whether a roster change applied since the latest publication is one kiosks must act on
     /// at once (sync spec §5: published within 60 seconds).
     public func urgentPending() throws -> Bool {
-        try database.pool.read { db in
-            let last = try String.fetchOne(db, sql: "SELECT MAX(published_at) FROM hub_snapshot WHERE region = ?", arguments: [configuration.region])
-            return try Bool.fetchOne(db, sql: """
-                SELECT EXISTS (SELECT 1 FROM roster_change WHERE region = ? AND urgent = 1 AND (? IS NULL OR applied_at >= ?))
-                """, arguments: [configuration.region, last, last])!
+        try database.engine.read { c in
+            let region = configuration.region
+            guard let last = try c.text("SELECT MAX(published_at) FROM hub_snapshot WHERE region = ?", region) else {
+                return try c.exists("SELECT 1 FROM roster_change WHERE region = ? AND urgent = 1", region)
+            }
+            return try c.exists("SELECT 1 FROM roster_change WHERE region = ? AND urgent = 1 AND applied_at >= ?", region, last)
         }
     }
 }

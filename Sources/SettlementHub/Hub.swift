@@ -98,16 +98,19 @@ public final class SettlementHub: Sendable {
         }
     }
 
-    /// - Parameter now: the hub's clock: `received_at` and the `time_suspect` flag (injectable for tests).
+    /// - Parameters:
+    ///   - now: the hub's clock: `received_at` and the `time_suspect` flag (injectable for tests).
+    ///   - publicationPoll: how often a waiting long poll re-reads the publication mark (nil:
+    ///     0.5 s on SQLite, 5 s on PostgreSQL, where LISTEN/NOTIFY wakes it at once).
     public init(database: HubDatabase, roster: Roster, limits: HubLimits = HubLimits(), faults: HubFaults = .none,
                 now: @escaping @Sendable () -> Date = { Date() }, logger: Logger = Logger(label: "settlement.hub"),
-                rosterKeys: [String: Curve25519.Signing.PublicKey] = [:]) {
+                rosterKeys: [String: Curve25519.Signing.PublicKey] = [:], publicationPoll: Duration? = nil) {
         self.rosterKeys = rosterKeys
         self.database = database
         self.logger = logger
         self.now = now
         state = LockedState(roster: roster, limits: limits, faults: faults)
-        watch = PublicationWatch(database: database)
+        watch = PublicationWatch(database: database, pollEvery: publicationPoll)
     }
 
     /// Graceful shutdown has begun: held long polls answer `304` at once (the kiosks ask

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GRDB
+import Synchronization
 
 /// One record as the hub holds it: its exact JSON, the SHA-256 of those bytes, when it was
 /// first received, and the flags it was accepted with (upload spec §5 step 5).
@@ -15,10 +16,10 @@ public struct HubRecord: Sendable, Equatable {
     public var batchID: String
     public var flags: [String]
 
-    init(_ r: Row) {
-        recordID = r["record_id"]; deviceID = r["device_id"]; seq = r["seq"]; kind = r["kind"]; body = r["body"]
-        sha256 = r["sha256"]; receivedAt = r["received_at"]; batchID = r["batch_id"]
-        flags = HubDatabase.flags(r["flags"])
+    init(_ r: SQLRow) throws {
+        recordID = try r.text("record_id"); deviceID = try r.text("device_id"); seq = try r.int("seq"); kind = try r.text("kind")
+        body = try r.text("body"); sha256 = try r.text("sha256"); receivedAt = try r.text("received_at"); batchID = try r.text("batch_id")
+        flags = HubDatabase.flags(try r.optionalText("flags"))
     }
 }
 
@@ -43,6 +44,11 @@ public struct HubAnswer: Sendable, Equatable {
     public var answeredAt: String
 }
 
+/// Another process holds the publication lock (sync spec §5: one publisher at a time).
+public struct PublicationLockHeld: Error, CustomStringConvertible {
+    public var description: String { "another publisher holds the publication lock: this one stands by" }
+}
+
 public enum HubDatabaseError: Error, CustomStringConvertible {
     case versionOneFile(String)
     /// A check let through what it should have refused (a bug): the batch's transaction is rolled back.
@@ -55,119 +61,288 @@ public enum HubDatabaseError: Error, CustomStringConvertible {
     }
 }
 
-/// The hub's SQLite file (GRDB, WAL, `synchronous = FULL`): the first answer to every
-/// `record_id`, the accepted records (never edited), and an audit of every refusal; one write
-/// transaction per batch, every check of upload spec §5 that needs the store made inside it.
+/// The hub's database: the first answer to every `record_id`, the accepted records (never
+/// edited), an audit of every refusal, the roster, the shelf's index and the publisher's
+/// state; one write transaction per batch, every check of upload spec §5 that needs the store
+/// made inside it. Either engine (issue 12): a SQLite file (GRDB, WAL, `synchronous = FULL`),
+/// the default, or PostgreSQL, shared by several hub processes.
 public final class HubDatabase: Sendable {
-    public let pool: DatabasePool
-    /// The SQLite file.
+    public let engine: any SQLEngine
+    /// The SQLite file, or the PostgreSQL location (without its password).
     public let path: String
+    /// Where published files are kept: `<database>.snapshots/` beside a SQLite file; a folder
+    /// given with PostgreSQL (shared by the hub processes that serve it).
+    public let shelf: URL
 
+    public var kind: SQLEngineKind { engine.kind }
+    /// The publication lock, once taken: kept while this database is open in this process.
+    private let publicationLease = Mutex<(any SQLLease)?>(nil)
+    /// One publication at a time within this process (the lease keeps out the others).
+    public let publishing = Mutex<Void>(())
+
+    /// Takes the publication lock, or keeps it: publication runs in one process at a time
+    /// (the others stand by and take over when the holder dies: the lock goes with its
+    /// process, or its database session). Throws `PublicationLockHeld` while another holds it.
+    public func holdPublicationLock() throws {
+        try publicationLease.withLock { held in
+            if let h = held {
+                if h.isHeld() { return }
+                h.release()
+                held = nil
+            }
+            guard let taken = try engine.tryPublicationLease() else { throw PublicationLockHeld() }
+            held = taken
+        }
+    }
+
+    /// Gives the publication lock up (another process's publisher takes over).
+    public func releasePublicationLock() {
+        publicationLease.withLock { $0?.release(); $0 = nil }
+    }
+
+    /// A SQLite hub database (created and migrated when new).
     public init(path: String) throws {
         self.path = path
+        shelf = URL(fileURLWithPath: path + ".snapshots", isDirectory: true)
         var config = Configuration()
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
         config.busyMode = .timeout(10)
-        pool = try DatabasePool(path: path, configuration: config)
+        let pool = try DatabasePool(path: path, configuration: config)
         let versionOne = try pool.read { db in try db.tableExists("hub_record") && !db.tableExists("hub_answer") }
         if versionOne { throw HubDatabaseError.versionOneFile(path) }
         var m = DatabaseMigrator()
-        m.registerMigration("v2") { db in
-            try db.execute(sql: """
-            CREATE TABLE hub_answer (
-                record_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, seq INTEGER NOT NULL, sha256 TEXT NOT NULL,
-                status TEXT NOT NULL CHECK (status IN ('accepted', 'rejected')), reason TEXT, detail TEXT,
-                flags TEXT NOT NULL DEFAULT '', answered_at TEXT NOT NULL, batch_id TEXT NOT NULL,
-                CHECK ((status = 'rejected') = (reason IS NOT NULL)));
-            CREATE INDEX hub_answer_device ON hub_answer(device_id, seq);
-            CREATE TABLE hub_record (
-                record_id TEXT PRIMARY KEY REFERENCES hub_answer(record_id), device_id TEXT NOT NULL, seq INTEGER NOT NULL,
-                kind TEXT NOT NULL, body TEXT NOT NULL, sha256 TEXT NOT NULL, received_at TEXT NOT NULL, batch_id TEXT NOT NULL,
-                flags TEXT NOT NULL DEFAULT '',
-                institution TEXT, card_number TEXT, person_ref TEXT, program TEXT, period TEXT, bill_reference TEXT,
-                card_sequence INTEGER, bill_fen INTEGER, patient_pays_fen INTEGER, subsidy_fen INTEGER,
-                reverses TEXT, amount_fen INTEGER);
-            CREATE INDEX hub_record_device ON hub_record(device_id, seq);
-            CREATE INDEX hub_record_bill ON hub_record(bill_reference, institution) WHERE bill_reference IS NOT NULL;
-            CREATE INDEX hub_record_card_write ON hub_record(card_number, card_sequence) WHERE card_sequence IS NOT NULL;
-            CREATE UNIQUE INDEX hub_record_reverses ON hub_record(reverses) WHERE reverses IS NOT NULL;
-            CREATE TRIGGER hub_answer_never_edited BEFORE UPDATE ON hub_answer
-                BEGIN SELECT RAISE(ABORT, 'answers are never edited'); END;
-            CREATE TRIGGER hub_answer_never_deleted BEFORE DELETE ON hub_answer
-                BEGIN SELECT RAISE(ABORT, 'answers are never deleted'); END;
-            CREATE TRIGGER hub_record_never_edited BEFORE UPDATE ON hub_record
-                BEGIN SELECT RAISE(ABORT, 'settlement records are never edited'); END;
-            CREATE TRIGGER hub_record_never_deleted BEFORE DELETE ON hub_record
-                BEGIN SELECT RAISE(ABORT, 'settlement records are never deleted'); END;
-            CREATE TABLE hub_rejection (
-                id INTEGER PRIMARY KEY AUTOINCREMENT, record_id TEXT, device_id TEXT NOT NULL, reason TEXT NOT NULL,
-                body TEXT NOT NULL, received_at TEXT NOT NULL, batch_id TEXT NOT NULL);
-            CREATE TABLE hub_batch (
-                id INTEGER PRIMARY KEY AUTOINCREMENT, batch_id TEXT NOT NULL, device_id TEXT NOT NULL, sent_at TEXT NOT NULL,
-                received_at TEXT NOT NULL, records INTEGER NOT NULL, accepted INTEGER NOT NULL, duplicates INTEGER NOT NULL,
-                rejected INTEGER NOT NULL);
-            """)
+        for (name, sql) in Self.sqliteMigrations {
+            m.registerMigration(name) { db in try db.execute(sql: sql) }
         }
-        Self.registerSyncMigration(&m)
-        Self.registerRosterMigration(&m)
-        Self.registerCertificateMigration(&m)
         try m.migrate(pool)
+        engine = SQLiteEngine(pool: pool, path: path)
     }
 
+    /// A PostgreSQL hub database (the schema created or brought up to date, once, whichever
+    /// process comes first); published files are kept in `shelf`.
+    public init(postgres location: PostgresLocation, shelf: URL) throws {
+        path = location.description
+        self.shelf = shelf
+        let engine = try PostgresEngine(location: location)
+        try engine.migrate(Self.postgresMigrations)
+        self.engine = engine
+    }
+
+    /// The engine named by the command line: `--postgres URL` (with `--shelf`), else `--db FILE`.
+    public static func open(db: String, postgres: String?, shelf: String?) throws -> HubDatabase {
+        guard let postgres else { return try HubDatabase(path: db) }
+        guard let shelf else { throw PostgresLocation.Invalid.url("--postgres needs --shelf DIR, the folder of published files") }
+        return try HubDatabase(postgres: try PostgresLocation(url: postgres), shelf: URL(fileURLWithPath: shelf, isDirectory: true))
+    }
+
+    /// Releases the engine's connections (PostgreSQL); SQLite closes when the last reference goes.
+    public func close() {
+        releasePublicationLock()
+        (engine as? PostgresEngine)?.close()
+    }
+
+    deinit { close() }
+
+    static let sqliteMigrations: [(String, String)] = [
+        ("v2", """
+        CREATE TABLE hub_answer (
+            record_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, seq INTEGER NOT NULL, sha256 TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('accepted', 'rejected')), reason TEXT, detail TEXT,
+            flags TEXT NOT NULL DEFAULT '', answered_at TEXT NOT NULL, batch_id TEXT NOT NULL,
+            CHECK ((status = 'rejected') = (reason IS NOT NULL)));
+        CREATE INDEX hub_answer_device ON hub_answer(device_id, seq);
+        CREATE TABLE hub_record (
+            record_id TEXT PRIMARY KEY REFERENCES hub_answer(record_id), device_id TEXT NOT NULL, seq INTEGER NOT NULL,
+            kind TEXT NOT NULL, body TEXT NOT NULL, sha256 TEXT NOT NULL, received_at TEXT NOT NULL, batch_id TEXT NOT NULL,
+            flags TEXT NOT NULL DEFAULT '',
+            institution TEXT, card_number TEXT, person_ref TEXT, program TEXT, period TEXT, bill_reference TEXT,
+            card_sequence INTEGER, bill_fen INTEGER, patient_pays_fen INTEGER, subsidy_fen INTEGER,
+            reverses TEXT, amount_fen INTEGER);
+        CREATE INDEX hub_record_device ON hub_record(device_id, seq);
+        CREATE INDEX hub_record_bill ON hub_record(bill_reference, institution) WHERE bill_reference IS NOT NULL;
+        CREATE INDEX hub_record_card_write ON hub_record(card_number, card_sequence) WHERE card_sequence IS NOT NULL;
+        CREATE UNIQUE INDEX hub_record_reverses ON hub_record(reverses) WHERE reverses IS NOT NULL;
+        CREATE TRIGGER hub_answer_never_edited BEFORE UPDATE ON hub_answer
+            BEGIN SELECT RAISE(ABORT, 'answers are never edited'); END;
+        CREATE TRIGGER hub_answer_never_deleted BEFORE DELETE ON hub_answer
+            BEGIN SELECT RAISE(ABORT, 'answers are never deleted'); END;
+        CREATE TRIGGER hub_record_never_edited BEFORE UPDATE ON hub_record
+            BEGIN SELECT RAISE(ABORT, 'settlement records are never edited'); END;
+        CREATE TRIGGER hub_record_never_deleted BEFORE DELETE ON hub_record
+            BEGIN SELECT RAISE(ABORT, 'settlement records are never deleted'); END;
+        CREATE TABLE hub_rejection (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, record_id TEXT, device_id TEXT NOT NULL, reason TEXT NOT NULL,
+            body TEXT NOT NULL, received_at TEXT NOT NULL, batch_id TEXT NOT NULL);
+        CREATE TABLE hub_batch (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, batch_id TEXT NOT NULL, device_id TEXT NOT NULL, sent_at TEXT NOT NULL,
+            received_at TEXT NOT NULL, records INTEGER NOT NULL, accepted INTEGER NOT NULL, duplicates INTEGER NOT NULL,
+            rejected INTEGER NOT NULL);
+        """),
+        ("sync-v1", """
+        CREATE TABLE hub_snapshot (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, snapshot_id TEXT NOT NULL UNIQUE, region TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('full', 'delta')), base_snapshot_id TEXT, issued_at TEXT NOT NULL,
+            bytes INTEGER NOT NULL, sha256 TEXT NOT NULL, file TEXT NOT NULL, published_at TEXT NOT NULL,
+            CHECK ((kind = 'delta') = (base_snapshot_id IS NOT NULL)));
+        CREATE INDEX hub_snapshot_region ON hub_snapshot(region, seq);
+        """),
+        ("roster-v1", """
+        CREATE TABLE roster_entry (region TEXT NOT NULL, type TEXT NOT NULL, key TEXT NOT NULL, line TEXT NOT NULL,
+            PRIMARY KEY (region, type, key));
+        CREATE TABLE roster_change (seq INTEGER PRIMARY KEY AUTOINCREMENT, change_id TEXT NOT NULL UNIQUE, region TEXT NOT NULL,
+            issued_at TEXT NOT NULL, sha256 TEXT NOT NULL, records INTEGER NOT NULL, urgent INTEGER NOT NULL, applied_at TEXT NOT NULL);
+        CREATE TABLE published_entry (region TEXT NOT NULL, type TEXT NOT NULL, key TEXT NOT NULL, line TEXT NOT NULL,
+            PRIMARY KEY (region, type, key));
+        CREATE TABLE publisher_alert (person_ref TEXT NOT NULL, program TEXT NOT NULL, period TEXT NOT NULL,
+            used_fen INTEGER NOT NULL, limit_fen INTEGER NOT NULL, raised_at TEXT NOT NULL,
+            PRIMARY KEY (person_ref, program, period));
+        """),
+        // Incremental publication (sync spec §5: urgent changes within 60 s at any size): each
+        // roster entry remembers the change that last touched it, deletions leave a tombstone,
+        // and the publisher keeps the mark of what its latest publication had seen, so a delta
+        // reads only what moved since then.
+        ("roster-v2-incremental", """
+        ALTER TABLE roster_entry ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX roster_entry_seq ON roster_entry(region, seq);
+        CREATE TABLE roster_tombstone (region TEXT NOT NULL, type TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL,
+            PRIMARY KEY (region, type, key));
+        CREATE INDEX roster_tombstone_seq ON roster_tombstone(region, seq);
+        CREATE TABLE publisher_mark (region TEXT PRIMARY KEY, roster_seq INTEGER NOT NULL, record_rowid INTEGER NOT NULL,
+            cut TEXT NOT NULL);
+        CREATE INDEX hub_record_received ON hub_record(received_at);
+        CREATE INDEX hub_record_person ON hub_record(person_ref) WHERE person_ref IS NOT NULL;
+        """),
+        ("certificates-v1", """
+        CREATE TABLE certificate_request (device_id TEXT PRIMARY KEY, public_key BLOB NOT NULL, requested_at TEXT NOT NULL,
+            issued_at TEXT, certificate BLOB);
+        """),
+    ]
+
+    /// The same schema in PostgreSQL's words: `TEXT COLLATE "C"` (keys compare and sort by
+    /// byte, as in SQLite), `BIGINT`, identity columns for AUTOINCREMENT, `hub_record.rowid`
+    /// made explicit, and a trigger function that refuses edits and deletions.
+    static let postgresMigrations: [(name: String, sql: String)] = [
+        ("hub-v2", """
+        CREATE FUNCTION hub_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '%', TG_ARGV[0]; END $$;
+        CREATE TABLE hub_answer (
+            record_id TEXT COLLATE "C" PRIMARY KEY, device_id TEXT COLLATE "C" NOT NULL, seq BIGINT NOT NULL, sha256 TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('accepted', 'rejected')), reason TEXT, detail TEXT,
+            flags TEXT NOT NULL DEFAULT '', answered_at TEXT COLLATE "C" NOT NULL, batch_id TEXT NOT NULL,
+            CHECK ((status = 'rejected') = (reason IS NOT NULL)));
+        CREATE INDEX hub_answer_device ON hub_answer(device_id, seq);
+        CREATE TABLE hub_record (
+            rowid BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+            record_id TEXT COLLATE "C" PRIMARY KEY REFERENCES hub_answer(record_id), device_id TEXT COLLATE "C" NOT NULL, seq BIGINT NOT NULL,
+            kind TEXT COLLATE "C" NOT NULL, body TEXT NOT NULL, sha256 TEXT NOT NULL, received_at TEXT COLLATE "C" NOT NULL, batch_id TEXT NOT NULL,
+            flags TEXT NOT NULL DEFAULT '',
+            institution TEXT COLLATE "C", card_number TEXT COLLATE "C", person_ref TEXT COLLATE "C", program TEXT COLLATE "C",
+            period TEXT COLLATE "C", bill_reference TEXT COLLATE "C",
+            card_sequence BIGINT, bill_fen BIGINT, patient_pays_fen BIGINT, subsidy_fen BIGINT,
+            reverses TEXT COLLATE "C", amount_fen BIGINT);
+        CREATE INDEX hub_record_device ON hub_record(device_id, seq);
+        CREATE INDEX hub_record_bill ON hub_record(bill_reference, institution) WHERE bill_reference IS NOT NULL;
+        CREATE INDEX hub_record_card_write ON hub_record(card_number, card_sequence) WHERE card_sequence IS NOT NULL;
+        CREATE UNIQUE INDEX hub_record_reverses ON hub_record(reverses) WHERE reverses IS NOT NULL;
+        CREATE INDEX hub_record_received ON hub_record(received_at);
+        CREATE INDEX hub_record_person ON hub_record(person_ref) WHERE person_ref IS NOT NULL;
+        CREATE TRIGGER hub_answer_never_edited BEFORE UPDATE OR DELETE ON hub_answer
+            FOR EACH ROW EXECUTE FUNCTION hub_refuse('answers are never edited or deleted');
+        CREATE TRIGGER hub_record_never_edited BEFORE UPDATE OR DELETE ON hub_record
+            FOR EACH ROW EXECUTE FUNCTION hub_refuse('settlement records are never edited or deleted');
+        CREATE TABLE hub_rejection (
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, record_id TEXT, device_id TEXT NOT NULL, reason TEXT NOT NULL,
+            body TEXT NOT NULL, received_at TEXT NOT NULL, batch_id TEXT NOT NULL);
+        CREATE TABLE hub_batch (
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, batch_id TEXT NOT NULL, device_id TEXT NOT NULL, sent_at TEXT NOT NULL,
+            received_at TEXT NOT NULL, records BIGINT NOT NULL, accepted BIGINT NOT NULL, duplicates BIGINT NOT NULL,
+            rejected BIGINT NOT NULL);
+        CREATE TABLE hub_snapshot (
+            seq BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, snapshot_id TEXT COLLATE "C" NOT NULL UNIQUE, region TEXT COLLATE "C" NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('full', 'delta')), base_snapshot_id TEXT COLLATE "C", issued_at TEXT COLLATE "C" NOT NULL,
+            bytes BIGINT NOT NULL, sha256 TEXT NOT NULL, file TEXT NOT NULL, published_at TEXT COLLATE "C" NOT NULL,
+            CHECK ((kind = 'delta') = (base_snapshot_id IS NOT NULL)));
+        CREATE INDEX hub_snapshot_region ON hub_snapshot(region, seq);
+        CREATE TABLE roster_entry (region TEXT COLLATE "C" NOT NULL, type TEXT COLLATE "C" NOT NULL, key TEXT COLLATE "C" NOT NULL,
+            line TEXT NOT NULL, seq BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (region, type, key));
+        CREATE INDEX roster_entry_seq ON roster_entry(region, seq);
+        CREATE TABLE roster_change (seq BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, change_id TEXT COLLATE "C" NOT NULL UNIQUE,
+            region TEXT COLLATE "C" NOT NULL, issued_at TEXT NOT NULL, sha256 TEXT NOT NULL, records BIGINT NOT NULL, urgent BIGINT NOT NULL,
+            applied_at TEXT COLLATE "C" NOT NULL);
+        CREATE TABLE roster_tombstone (region TEXT COLLATE "C" NOT NULL, type TEXT COLLATE "C" NOT NULL, key TEXT COLLATE "C" NOT NULL,
+            seq BIGINT NOT NULL, PRIMARY KEY (region, type, key));
+        CREATE INDEX roster_tombstone_seq ON roster_tombstone(region, seq);
+        CREATE TABLE published_entry (region TEXT COLLATE "C" NOT NULL, type TEXT COLLATE "C" NOT NULL, key TEXT COLLATE "C" NOT NULL,
+            line TEXT NOT NULL, PRIMARY KEY (region, type, key));
+        CREATE TABLE publisher_alert (person_ref TEXT COLLATE "C" NOT NULL, program TEXT COLLATE "C" NOT NULL, period TEXT COLLATE "C" NOT NULL,
+            used_fen BIGINT NOT NULL, limit_fen BIGINT NOT NULL, raised_at TEXT NOT NULL, PRIMARY KEY (person_ref, program, period));
+        CREATE TABLE publisher_mark (region TEXT COLLATE "C" PRIMARY KEY, roster_seq BIGINT NOT NULL, record_rowid BIGINT NOT NULL,
+            cut TEXT COLLATE "C" NOT NULL);
+        CREATE TABLE certificate_request (device_id TEXT COLLATE "C" PRIMARY KEY, public_key BYTEA NOT NULL,
+            requested_at TEXT COLLATE "C" NOT NULL, issued_at TEXT, certificate BYTEA);
+        """),
+    ]
+
     public func record(_ recordID: String) throws -> HubRecord? {
-        try pool.read { db in try Row.fetchOne(db, sql: "SELECT * FROM hub_record WHERE record_id = ?", arguments: [recordID]).map(HubRecord.init) }
+        try engine.read { c in try c.row("SELECT * FROM hub_record WHERE record_id = ?", recordID).map(HubRecord.init) }
     }
 
     public func records(deviceID: String? = nil) throws -> [HubRecord] {
-        try pool.read { db in
+        try engine.read { c in
             if let deviceID {
-                return try Row.fetchAll(db, sql: "SELECT * FROM hub_record WHERE device_id = ? ORDER BY seq", arguments: [deviceID]).map(HubRecord.init)
+                return try c.rows("SELECT * FROM hub_record WHERE device_id = ? ORDER BY seq", deviceID).map(HubRecord.init)
             }
-            return try Row.fetchAll(db, sql: "SELECT * FROM hub_record ORDER BY device_id, seq").map(HubRecord.init)
+            return try c.rows("SELECT * FROM hub_record ORDER BY device_id, seq").map(HubRecord.init)
         }
     }
 
     public func recordCount(deviceID: String? = nil) throws -> Int {
-        try pool.read { db in
+        try engine.read { c in
             if let deviceID {
-                return try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM hub_record WHERE device_id = ?", arguments: [deviceID]) ?? 0
+                return Int(try c.int("SELECT COUNT(*) FROM hub_record WHERE device_id = ?", deviceID) ?? 0)
             }
-            return try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM hub_record") ?? 0
+            return Int(try c.int("SELECT COUNT(*) FROM hub_record") ?? 0)
         }
     }
 
     public func rejections() throws -> [HubRejection] {
-        try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM hub_rejection ORDER BY id").map {
-                HubRejection(recordID: $0["record_id"], deviceID: $0["device_id"], reason: $0["reason"], body: $0["body"], receivedAt: $0["received_at"])
+        try engine.read { c in
+            try c.rows("SELECT * FROM hub_rejection ORDER BY id").map {
+                HubRejection(recordID: try $0.optionalText("record_id"), deviceID: try $0.text("device_id"), reason: try $0.text("reason"),
+                             body: try $0.text("body"), receivedAt: try $0.text("received_at"))
             }
         }
     }
 
     /// The first answer given to `recordID`, if any.
     public func answer(_ recordID: String) throws -> HubAnswer? {
-        try pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM hub_answer WHERE record_id = ?", arguments: [recordID]).map {
-                HubAnswer(recordID: $0["record_id"], deviceID: $0["device_id"], seq: $0["seq"],
-                          status: HubAnswer.Status(rawValue: $0["status"]) ?? .rejected, reason: $0["reason"], answeredAt: $0["answered_at"])
+        try engine.read { c in
+            try c.row("SELECT * FROM hub_answer WHERE record_id = ?", recordID).map {
+                HubAnswer(recordID: try $0.text("record_id"), deviceID: try $0.text("device_id"), seq: try $0.int("seq"),
+                          status: HubAnswer.Status(rawValue: try $0.text("status")) ?? .rejected, reason: try $0.optionalText("reason"),
+                          answeredAt: try $0.text("answered_at"))
             }
         }
     }
 
+    /// Every answer, in `record_id` order (tests: that nothing was answered twice or lost).
+    public func answerCount() throws -> Int {
+        try engine.read { c in Int(try c.int("SELECT COUNT(*) FROM hub_answer") ?? 0) }
+    }
+
     /// The highest `seq` answered for a device (accepted or rejected), 0 before the first.
     public func lastAnsweredSeq(deviceID: String) throws -> Int64 {
-        try pool.read { db in try Self.lastAnsweredSeq(db, deviceID: deviceID) }
+        try engine.read { c in try Self.lastAnsweredSeq(c, deviceID: deviceID) }
     }
 
     /// Batches received (whatever their answer): for tests and the operator.
     public func batchCount() throws -> Int {
-        try pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM hub_batch") ?? 0 }
+        try engine.read { c in Int(try c.int("SELECT COUNT(*) FROM hub_batch") ?? 0) }
     }
 
-    static func lastAnsweredSeq(_ db: Database, deviceID: String) throws -> Int64 {
-        try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM hub_answer WHERE device_id = ?", arguments: [deviceID]) ?? 0
+    static func lastAnsweredSeq(_ c: any SQLConnection, deviceID: String) throws -> Int64 {
+        try c.int("SELECT MAX(seq) FROM hub_answer WHERE device_id = ?", deviceID) ?? 0
     }
 
     static func flags(_ text: String?) -> [String] {
@@ -207,44 +382,41 @@ public final class HubDatabase: Sendable {
         }
         let batchBills = bills
         let cardAcks = ackChecks
-        return try await pool.write { db in
+        return try await engine.writeAsync { c in
             let instant = now()
             let receivedAt = format(instant)
-            let checker = Checker(db: db, deviceID: deviceID, device: device, roster: roster, batchBills: batchBills)
-            let findAnswer = try db.cachedStatement(sql: "SELECT sha256, status, reason, detail, flags, answered_at FROM hub_answer WHERE record_id = ?")
-            let insertAnswer = try db.cachedStatement(sql: """
+            let checker = Checker(c: c, deviceID: deviceID, device: device, roster: roster, batchBills: batchBills)
+            let insertAnswer = """
                 INSERT INTO hub_answer (record_id, device_id, seq, sha256, status, reason, detail, flags, answered_at, batch_id)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """)
-            let insertRecord = try db.cachedStatement(sql: """
+                """
+            let insertRecord = """
                 INSERT INTO hub_record (record_id, device_id, seq, kind, body, sha256, received_at, batch_id, flags, institution, card_number,
                     person_ref, program, period, bill_reference, card_sequence, bill_fen, patient_pays_fen, subsidy_fen, reverses, amount_fen)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """)
-            let logRejection = try db.cachedStatement(sql: """
-                INSERT INTO hub_rejection (record_id, device_id, reason, body, received_at, batch_id) VALUES (?, ?, ?, ?, ?, ?)
-                """)
-            var lastSeq = try Self.lastAnsweredSeq(db, deviceID: deviceID)
+                """
+            let logRejection = "INSERT INTO hub_rejection (record_id, device_id, reason, body, received_at, batch_id) VALUES (?, ?, ?, ?, ?, ?)"
+            var lastSeq = try Self.lastAnsweredSeq(c, deviceID: deviceID)
             var results: [RecordResult] = []
             results.reserveCapacity(records.count)
             var counts = (accepted: 0, duplicates: 0, rejected: 0)
             for (index, r) in records.enumerated() {
                 let text = String(decoding: r.bytes, as: UTF8.self)
                 // Step 2: a record_id answered before gets its first answer again, or `conflict`.
-                if let first = try Row.fetchOne(findAnswer, arguments: [r.recordID]) {
-                    if first["sha256"] as String == r.sha256 {
-                        if first["status"] as String == "accepted" {
-                            results.append(RecordResult(recordID: r.recordID, status: .duplicate(receivedAt: first["answered_at"],
-                                                                                                  flags: Self.flags(first["flags"]))))
+                if let first = try c.row("SELECT sha256, status, reason, detail, flags, answered_at FROM hub_answer WHERE record_id = ?", r.recordID) {
+                    if try first.text("sha256") == r.sha256 {
+                        if try first.text("status") == "accepted" {
+                            results.append(RecordResult(recordID: r.recordID, status: .duplicate(receivedAt: try first.text("answered_at"),
+                                                                                                  flags: Self.flags(try first.optionalText("flags")))))
                             counts.duplicates += 1
                         } else {
-                            let reason: String = first["reason"]
-                            try logRejection.execute(arguments: [r.recordID, deviceID, reason, text, receivedAt, batchID])
-                            results.append(RecordResult(recordID: r.recordID, status: .rejected(reason: reason, detail: first["detail"])))
+                            let reason = try first.text("reason")
+                            try c.execute(logRejection, r.recordID, deviceID, reason, text, receivedAt, batchID)
+                            results.append(RecordResult(recordID: r.recordID, status: .rejected(reason: reason, detail: try first.optionalText("detail"))))
                             counts.rejected += 1
                         }
                     } else {
-                        try logRejection.execute(arguments: [r.recordID, deviceID, "conflict", text, receivedAt, batchID])
+                        try c.execute(logRejection, r.recordID, deviceID, "conflict", text, receivedAt, batchID)
                         results.append(RecordResult(recordID: r.recordID, status: .rejected(reason: "conflict",
                                                                                             detail: "record_id answered before, with other content")))
                         counts.rejected += 1
@@ -262,9 +434,9 @@ public final class HubDatabase: Sendable {
                 }
                 lastSeq = max(lastSeq, r.seq)
                 if let refusal {
-                    try insertAnswer.execute(arguments: [r.recordID, deviceID, r.seq, r.sha256, "rejected", refusal.reason, refusal.detail, "",
-                                                         receivedAt, batchID])
-                    try logRejection.execute(arguments: [r.recordID, deviceID, refusal.reason, text, receivedAt, batchID])
+                    try c.execute(insertAnswer, r.recordID, deviceID, r.seq, r.sha256, "rejected", refusal.reason, refusal.detail, "",
+                                  receivedAt, batchID)
+                    try c.execute(logRejection, r.recordID, deviceID, refusal.reason, text, receivedAt, batchID)
                     results.append(RecordResult(recordID: r.recordID, status: .rejected(reason: refusal.reason, detail: refusal.detail)))
                     counts.rejected += 1
                     continue
@@ -272,22 +444,23 @@ public final class HubDatabase: Sendable {
                 // Step 5: flags, not refusals.
                 let flags = checker.flags(r, subsidy: subsidyFields[index], now: instant)
                 let flagText = flags.joined(separator: ",")
-                try insertAnswer.execute(arguments: [r.recordID, deviceID, r.seq, r.sha256, "accepted", nil, nil, flagText, receivedAt, batchID])
+                try c.execute(insertAnswer, r.recordID, deviceID, r.seq, r.sha256, "accepted", String?.none, String?.none, flagText, receivedAt, batchID)
                 guard let record = r.record else { throw HubDatabaseError.inconsistent("record \(r.recordID) passed its checks without being read") }
                 let s = record.medicalSubsidy, l = record.legalAidApplication, v = record.subsidyReversal
-                try insertRecord.execute(arguments: [
+                let values: [any SQLBindable] = [
                     r.recordID, deviceID, r.seq, record.kind.rawValue, text, r.sha256, receivedAt, batchID, flagText,
                     s?.institution, s?.cardNumber ?? l?.cardNumber ?? record.alert?.cardNumber, s?.personRef ?? l?.personRef,
                     s?.program ?? l?.program, s?.period,
                     s?.billReference, s?.cardSequence, s?.billFen, s?.patientPaysFen, s?.subsidyFen,
                     v?.reverses, v?.amountFen,
-                ])
+                ]
+                try c.execute(insertRecord, arguments: values.map(\.sqlValue))
                 results.append(RecordResult(recordID: r.recordID, status: .accepted(receivedAt: receivedAt, flags: flags)))
                 counts.accepted += 1
             }
-            try db.execute(sql: """
+            try c.execute("""
                 INSERT INTO hub_batch (batch_id, device_id, sent_at, received_at, records, accepted, duplicates, rejected) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [batchID, deviceID, sentAt, receivedAt, records.count, counts.accepted, counts.duplicates, counts.rejected])
+                """, batchID, deviceID, sentAt, receivedAt, records.count, counts.accepted, counts.duplicates, counts.rejected)
             return results
         }
     }
@@ -295,7 +468,7 @@ public final class HubDatabase: Sendable {
     /// Upload spec §5 step 4 and 5 for one record, against the roster and what is stored
     /// (this batch's earlier records included: they are stored as the loop goes).
     struct Checker {
-        let db: Database
+        let c: any SQLConnection
         let deviceID: String
         let device: Roster.Device
         let roster: Roster
@@ -317,18 +490,18 @@ public final class HubDatabase: Sendable {
                 }
                 if let bad = cardAck { return bad }
                 // One card write acknowledges one bill: an acknowledgement replayed for another bill is no card in the reader.
-                if let used = try String.fetchOne(db.cachedStatement(sql: """
+                if let used = try c.text("""
                     SELECT record_id FROM hub_record WHERE card_number = ? AND card_sequence = ? AND kind = 'medical_subsidy'
                         AND NOT (device_id = ? AND bill_reference = ?) LIMIT 1
-                    """), arguments: [s.cardNumber, s.cardSequence, deviceID, s.billReference]) {
+                    """, s.cardNumber, s.cardSequence, deviceID, s.billReference) {
                     return Refusal("bad_card_ack", "the write \(s.cardSequence) of card \(s.cardNumber) was acknowledged for another bill (\(used))")
                 }
                 guard let institution = device.institution, institution == s.institution else {
                     return Refusal("wrong_institution", "\(s.institution) is not the institution of \(deviceID)")
                 }
-                if let other = try String.fetchOne(db.cachedStatement(sql: """
+                if let other = try c.text("""
                     SELECT device_id FROM hub_record WHERE bill_reference = ? AND institution = ? AND device_id != ? LIMIT 1
-                    """), arguments: [s.billReference, institution, deviceID]) {
+                    """, s.billReference, institution, deviceID) {
                     return Refusal("duplicate_bill", "bill \(s.billReference) of \(institution) was already used by \(other)")
                 }
                 return nil
@@ -339,14 +512,14 @@ public final class HubDatabase: Sendable {
                 guard RecordRules.sequence(recordID: reverses, deviceID: deviceID) != nil else {
                     return Refusal("bad_reversal", "\(reverses) is not a record of \(deviceID)")
                 }
-                guard let target = try Row.fetchOne(db.cachedStatement(sql: "SELECT kind, subsidy_fen FROM hub_record WHERE record_id = ?"), arguments: [reverses]),
-                      target["kind"] as String == "medical_subsidy" else {
+                guard let target = try c.row("SELECT kind, subsidy_fen FROM hub_record WHERE record_id = ?", reverses),
+                      try target.text("kind") == "medical_subsidy" else {
                     return Refusal("bad_reversal", "no medical_subsidy \(reverses) is stored")
                 }
-                if let by = try String.fetchOne(db.cachedStatement(sql: "SELECT record_id FROM hub_record WHERE reverses = ?"), arguments: [reverses]) {
+                if let by = try c.text("SELECT record_id FROM hub_record WHERE reverses = ?", reverses) {
                     return Refusal("bad_reversal", "\(reverses) was already reversed by \(by)")
                 }
-                let subsidy: Int64 = target["subsidy_fen"]
+                let subsidy = try target.int("subsidy_fen")
                 guard amount == subsidy else {
                     return Refusal("bad_reversal", "amount_fen \(amount) is not the subsidy_fen \(subsidy) of \(reverses)")
                 }
@@ -369,11 +542,12 @@ public final class HubDatabase: Sendable {
         /// The parts of `s`'s bill: those stored (this device's, the same card write) and
         /// those in this batch.
         func bill(_ s: SubsidyFields) throws -> [BillPart] {
-            var parts = try Row.fetchAll(db.cachedStatement(sql: """
+            var parts = try c.rows("""
                 SELECT record_id, bill_fen, patient_pays_fen, subsidy_fen FROM hub_record
                 WHERE bill_reference = ? AND device_id = ? AND card_number = ? AND card_sequence = ? AND kind = 'medical_subsidy'
-                """), arguments: [s.billReference, deviceID, s.cardNumber, s.cardSequence]).map {
-                BillPart(recordID: $0["record_id"], billFen: $0["bill_fen"], patientPaysFen: $0["patient_pays_fen"], subsidyFen: $0["subsidy_fen"])
+                """, s.billReference, deviceID, s.cardNumber, s.cardSequence).map {
+                BillPart(recordID: try $0.text("record_id"), billFen: try $0.int("bill_fen"), patientPaysFen: try $0.int("patient_pays_fen"),
+                         subsidyFen: try $0.int("subsidy_fen"))
             }
             let stored = Set(parts.map(\.recordID))
             parts += (batchBills[s.billKey] ?? []).filter { !stored.contains($0.recordID) }

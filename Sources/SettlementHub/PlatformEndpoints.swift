@@ -1,7 +1,6 @@
 import Crypto
 import Entitlements
 import Foundation
-import GRDB
 import HTTPTypes
 import Hummingbird
 import NIOCore
@@ -77,47 +76,38 @@ extension SettlementHub {
 }
 
 extension HubDatabase {
-    static func registerCertificateMigration(_ m: inout DatabaseMigrator) {
-        m.registerMigration("certificates-v1") { db in
-            try db.execute(sql: """
-                CREATE TABLE certificate_request (device_id TEXT PRIMARY KEY, public_key BLOB NOT NULL, requested_at TEXT NOT NULL,
-                    issued_at TEXT, certificate BLOB);
-                """)
-        }
-    }
-
     /// A device asks for a certificate for `publicKey` (its registered key); a new request
     /// replaces an unanswered or answered one.
     public func requestCertificate(deviceID: String, publicKey: [UInt8], now: Date) throws {
-        try pool.write { db in
-            try db.execute(sql: """
+        try engine.write { c in
+            try c.execute("""
                 INSERT INTO certificate_request (device_id, public_key, requested_at) VALUES (?, ?, ?)
                 ON CONFLICT (device_id) DO UPDATE SET public_key = excluded.public_key, requested_at = excluded.requested_at,
                     issued_at = NULL, certificate = NULL
-                """, arguments: [deviceID, Data(publicKey), SettlementHub.timestamp(now, fractional: false)])
+                """, deviceID, publicKey, SettlementHub.timestamp(now, fractional: false))
         }
     }
 
     /// Requests not answered yet: device id and key.
     public func pendingCertificateRequests() throws -> [(deviceID: String, publicKey: [UInt8])] {
-        try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT device_id, public_key FROM certificate_request WHERE certificate IS NULL ORDER BY requested_at")
-                .map { ($0["device_id"], Array($0["public_key"] as Data)) }
+        try engine.read { c in
+            try c.rows("SELECT device_id, public_key FROM certificate_request WHERE certificate IS NULL ORDER BY requested_at, device_id")
+                .map { (try $0.text("device_id"), try $0.optionalBlob("public_key") ?? []) }
         }
     }
 
     /// The publisher's answer to a request (it holds the device-CA key; the hub does not).
     public func storeCertificate(deviceID: String, certificate: [UInt8], now: Date) throws {
-        try pool.write { db in
-            try db.execute(sql: "UPDATE certificate_request SET certificate = ?, issued_at = ? WHERE device_id = ?",
-                           arguments: [Data(certificate), SettlementHub.timestamp(now, fractional: false), deviceID])
+        try engine.write { c in
+            try c.execute("UPDATE certificate_request SET certificate = ?, issued_at = ? WHERE device_id = ?",
+                          certificate, SettlementHub.timestamp(now, fractional: false), deviceID)
         }
     }
 
     public func issuedCertificate(deviceID: String) throws -> [UInt8]? {
-        try pool.read { db in
-            try Data.fetchOne(db, sql: "SELECT certificate FROM certificate_request WHERE device_id = ? AND certificate IS NOT NULL",
-                              arguments: [deviceID]).map(Array.init)
+        try engine.read { c in
+            try c.row("SELECT certificate FROM certificate_request WHERE device_id = ? AND certificate IS NOT NULL", deviceID)?
+                .optionalBlob("certificate")
         }
     }
 }

@@ -1,7 +1,6 @@
 import Crypto
 import Entitlements
 import Foundation
-import GRDB
 
 /// A roster change (sync spec §5): JSON Lines in the snapshot's record format, with
 /// `op: delete` to remove, signed like a snapshot by the civil-affairs office's roster key.
@@ -149,68 +148,37 @@ public struct RosterChange: Sendable, Equatable {
 }
 
 extension HubDatabase {
-    static func registerRosterMigration(_ m: inout DatabaseMigrator) {
-        m.registerMigration("roster-v1") { db in
-            try db.execute(sql: """
-                CREATE TABLE roster_entry (region TEXT NOT NULL, type TEXT NOT NULL, key TEXT NOT NULL, line TEXT NOT NULL,
-                    PRIMARY KEY (region, type, key));
-                CREATE TABLE roster_change (seq INTEGER PRIMARY KEY AUTOINCREMENT, change_id TEXT NOT NULL UNIQUE, region TEXT NOT NULL,
-                    issued_at TEXT NOT NULL, sha256 TEXT NOT NULL, records INTEGER NOT NULL, urgent INTEGER NOT NULL, applied_at TEXT NOT NULL);
-                CREATE TABLE published_entry (region TEXT NOT NULL, type TEXT NOT NULL, key TEXT NOT NULL, line TEXT NOT NULL,
-                    PRIMARY KEY (region, type, key));
-                CREATE TABLE publisher_alert (person_ref TEXT NOT NULL, program TEXT NOT NULL, period TEXT NOT NULL,
-                    used_fen INTEGER NOT NULL, limit_fen INTEGER NOT NULL, raised_at TEXT NOT NULL,
-                    PRIMARY KEY (person_ref, program, period));
-                """)
-        }
-        // Incremental publication (sync spec §5: urgent changes within 60 s at any size): each
-        // roster entry remembers the change that last touched it, deletions leave a tombstone,
-        // and the publisher keeps the mark of what its latest publication had seen, so a delta
-        // reads only what moved since then.
-        m.registerMigration("roster-v2-incremental") { db in
-            try db.execute(sql: """
-                ALTER TABLE roster_entry ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
-                CREATE INDEX roster_entry_seq ON roster_entry(region, seq);
-                CREATE TABLE roster_tombstone (region TEXT NOT NULL, type TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL,
-                    PRIMARY KEY (region, type, key));
-                CREATE INDEX roster_tombstone_seq ON roster_tombstone(region, seq);
-                CREATE TABLE publisher_mark (region TEXT PRIMARY KEY, roster_seq INTEGER NOT NULL, record_rowid INTEGER NOT NULL,
-                    cut TEXT NOT NULL);
-                CREATE INDEX hub_record_received ON hub_record(received_at);
-                CREATE INDEX hub_record_person ON hub_record(person_ref) WHERE person_ref IS NOT NULL;
-                """)
-        }
-    }
-
     /// Applies a verified roster change in one transaction; a change applied before is refused.
     @discardableResult
     public func applyRosterChange(_ change: RosterChange, now: Date) throws -> Int {
-        try pool.write { db in
-            if try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM roster_change WHERE change_id = ?)", arguments: [change.changeID])! {
+        try engine.write { c in
+            if try c.exists("SELECT 1 FROM roster_change WHERE change_id = ?", change.changeID) {
                 throw RosterChange.Refusal.alreadyApplied(change.changeID)
             }
-            try db.execute(sql: """
+            guard let seq = try c.int("""
                 INSERT INTO roster_change (change_id, region, issued_at, sha256, records, urgent, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [change.changeID, change.region, change.issuedAt, change.sha256, change.entries.count, change.urgent,
-                                 SettlementHub.timestamp(now, fractional: false)])
-            let seq = db.lastInsertedRowID
-            let upsert = try db.cachedStatement(sql: """
+                RETURNING seq
+                """, change.changeID, change.region, change.issuedAt, change.sha256, change.entries.count, change.urgent,
+                                     SettlementHub.timestamp(now, fractional: false)) else {
+                throw HubDatabaseError.inconsistent("the roster change's number was not returned")
+            }
+            let upsert = """
                 INSERT INTO roster_entry (region, type, key, line, seq) VALUES (?, ?, ?, ?, ?)
                 ON CONFLICT (region, type, key) DO UPDATE SET line = excluded.line, seq = excluded.seq
-                """)
-            let untomb = try db.cachedStatement(sql: "DELETE FROM roster_tombstone WHERE region = ? AND type = ? AND key = ?")
-            let remove = try db.cachedStatement(sql: "DELETE FROM roster_entry WHERE region = ? AND type = ? AND key = ?")
-            let tomb = try db.cachedStatement(sql: """
+                """
+            let untomb = "DELETE FROM roster_tombstone WHERE region = ? AND type = ? AND key = ?"
+            let remove = "DELETE FROM roster_entry WHERE region = ? AND type = ? AND key = ?"
+            let tomb = """
                 INSERT INTO roster_tombstone (region, type, key, seq) VALUES (?, ?, ?, ?)
                 ON CONFLICT (region, type, key) DO UPDATE SET seq = excluded.seq
-                """)
+                """
             for e in change.entries {
                 if let line = e.line {
-                    try upsert.execute(arguments: [change.region, e.type, e.key, line, seq])
-                    try untomb.execute(arguments: [change.region, e.type, e.key])
+                    try c.execute(upsert, change.region, e.type, e.key, line, seq)
+                    try c.execute(untomb, change.region, e.type, e.key)
                 } else {
-                    try remove.execute(arguments: [change.region, e.type, e.key])
-                    try tomb.execute(arguments: [change.region, e.type, e.key, seq])
+                    try c.execute(remove, change.region, e.type, e.key)
+                    try c.execute(tomb, change.region, e.type, e.key, seq)
                 }
             }
             return change.entries.count
@@ -219,20 +187,20 @@ extension HubDatabase {
 
     /// Changes applied so far (the hub reloads its roster when this moves).
     public func rosterMark() throws -> Int64 {
-        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM roster_change")! }
+        try engine.read { c in try c.int("SELECT COALESCE(MAX(seq), 0) FROM roster_change") ?? 0 }
     }
 
     /// The roster entries as stored, by region: `type` → key → canonical line.
     public func rosterLines(region: String) throws -> [(type: String, key: String, line: String)] {
-        try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT type, key, line FROM roster_entry WHERE region = ? ORDER BY type, key", arguments: [region])
-                .map { ($0["type"], $0["key"], $0["line"]) }
+        try engine.read { c in
+            try c.rows("SELECT type, key, line FROM roster_entry WHERE region = ? ORDER BY type, key", region)
+                .map { (try $0.text("type"), try $0.text("key"), try $0.text("line")) }
         }
     }
 
     /// Every region's stored roster added to `roster` (a later entry replaces an earlier one's).
     public func loadRoster(into roster: inout Roster) throws {
-        let rows = try pool.read { db in try Row.fetchAll(db, sql: "SELECT line FROM roster_entry ORDER BY region, type, key").map { $0["line"] as String } }
+        let rows = try engine.read { c in try c.texts("SELECT line FROM roster_entry ORDER BY region, type, key") }
         for (i, line) in rows.enumerated() {
             guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { continue }
             try roster.add(record: o, path: "roster_entry", line: i + 1)

@@ -1,7 +1,6 @@
 import Crypto
 import Entitlements
 import Foundation
-import GRDB
 import Synchronization
 
 /// One published snapshot file as the hub serves it (sync spec §2–3).
@@ -18,9 +17,10 @@ public struct PublishedSnapshot: Sendable, Equatable {
     /// Where the file lies on the hub's disk.
     public var file: String
 
-    init(_ r: Row) {
-        snapshotID = r["snapshot_id"]; region = r["region"]; kind = r["kind"]; baseSnapshotID = r["base_snapshot_id"]
-        issuedAt = r["issued_at"]; bytes = r["bytes"]; sha256 = r["sha256"]; file = r["file"]
+    init(_ r: SQLRow) throws {
+        snapshotID = try r.text("snapshot_id"); region = try r.text("region"); kind = try r.text("kind")
+        baseSnapshotID = try r.optionalText("base_snapshot_id"); issuedAt = try r.text("issued_at"); bytes = try r.int("bytes")
+        sha256 = try r.text("sha256"); file = try r.text("file")
     }
 
     /// Its path on the hub, as a manifest step names it.
@@ -75,28 +75,15 @@ public struct SyncManifest: Sendable, Equatable {
 }
 
 extension HubDatabase {
-    static func registerSyncMigration(_ m: inout DatabaseMigrator) {
-        m.registerMigration("sync-v1") { db in
-            try db.execute(sql: """
-                CREATE TABLE hub_snapshot (
-                    seq INTEGER PRIMARY KEY AUTOINCREMENT, snapshot_id TEXT NOT NULL UNIQUE, region TEXT NOT NULL,
-                    kind TEXT NOT NULL CHECK (kind IN ('full', 'delta')), base_snapshot_id TEXT, issued_at TEXT NOT NULL,
-                    bytes INTEGER NOT NULL, sha256 TEXT NOT NULL, file TEXT NOT NULL, published_at TEXT NOT NULL,
-                    CHECK ((kind = 'delta') = (base_snapshot_id IS NOT NULL)));
-                CREATE INDEX hub_snapshot_region ON hub_snapshot(region, seq);
-                """)
-        }
-    }
-
-    /// Where published files are kept: `<database>.snapshots/`.
-    public var shelf: URL { URL(fileURLWithPath: path + ".snapshots", isDirectory: true) }
-
     /// Puts a signed snapshot file on the shelf and in the table, so kiosks can sync it.
     /// The hub verifies no signature (it holds no authority key; the kiosk's installer
     /// decides); it checks the header, that ids grow strictly per region and that a delta's
     /// base is published here. Publishing the same bytes again is a no-op.
+    /// `alongside` runs in the same write transaction as the row (the publisher's own state:
+    /// what the kiosks now hold), so a publication is all there or not at all, whenever the
+    /// process dies. Listeners on every hub process are told when it commits.
     @discardableResult
-    public func publishSnapshot(file: URL, now: Date) throws -> PublishedSnapshot {
+    public func publishSnapshot(file: URL, now: Date, alongside: (any SQLConnection) throws -> Void = { _ in }) throws -> PublishedSnapshot {
         let header: [String: Any]
         let digest: String
         let size: Int64
@@ -149,17 +136,15 @@ extension HubDatabase {
         if kind == "delta", base == nil { throw PublishError.badHeader("a delta without base_snapshot_id") }
 
         let target = shelf.appendingPathComponent("\(id).jsonl")
-        return try pool.write { db in
-            if let existing = try Row.fetchOne(db, sql: "SELECT * FROM hub_snapshot WHERE snapshot_id = ?", arguments: [id]).map(PublishedSnapshot.init) {
+        return try engine.write { c in
+            if let existing = try c.row("SELECT * FROM hub_snapshot WHERE snapshot_id = ?", id).map(PublishedSnapshot.init) {
                 guard existing.sha256 == digest else { throw PublishError.alreadyPublished(id) }
                 return existing
             }
-            if let latest = try String.fetchOne(db, sql: "SELECT snapshot_id FROM hub_snapshot WHERE region = ? ORDER BY seq DESC LIMIT 1",
-                                                arguments: [region]), !(id > latest) {
+            if let latest = try c.text("SELECT snapshot_id FROM hub_snapshot WHERE region = ? ORDER BY seq DESC LIMIT 1", region), !(id > latest) {
                 throw PublishError.notNewer(snapshotID: id, latest: latest)
             }
-            if kind == "delta", let base,
-               try !Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM hub_snapshot WHERE snapshot_id = ? AND region = ?)", arguments: [base, region])! {
+            if kind == "delta", let base, try !c.exists("SELECT 1 FROM hub_snapshot WHERE snapshot_id = ? AND region = ?", base, region) {
                 throw PublishError.unknownBase(base)
             }
             // The file first (the whole copy renamed into place), the row after: a row never
@@ -167,33 +152,37 @@ extension HubDatabase {
             if FileManager.default.fileExists(atPath: target.path) { try FileManager.default.removeItem(at: target) }
             try FileManager.default.moveItem(at: partial, to: target)
             kept = true
-            try db.execute(sql: """
+            try c.execute("""
                 INSERT INTO hub_snapshot (snapshot_id, region, kind, base_snapshot_id, issued_at, bytes, sha256, file, published_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [id, region, kind, kind == "delta" ? base : nil, issuedAt, size, digest, target.path,
-                                 SettlementHub.timestamp(now, fractional: false)])
-            return try Row.fetchOne(db, sql: "SELECT * FROM hub_snapshot WHERE snapshot_id = ?", arguments: [id]).map(PublishedSnapshot.init)!
+                """, id, region, kind, kind == "delta" ? base : nil, issuedAt, size, digest, target.path,
+                SettlementHub.timestamp(now, fractional: false))
+            try alongside(c)
+            try engine.notifyPublication(c)
+            guard let row = try c.row("SELECT * FROM hub_snapshot WHERE snapshot_id = ?", id) else {
+                throw HubDatabaseError.inconsistent("\(id) is not there after its insert")
+            }
+            return try PublishedSnapshot(row)
         }
     }
 
     public func publishedSnapshot(_ id: String, region: String) throws -> PublishedSnapshot? {
-        try pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM hub_snapshot WHERE snapshot_id = ? AND region = ?", arguments: [id, region]).map(PublishedSnapshot.init)
+        try engine.read { c in
+            try c.row("SELECT * FROM hub_snapshot WHERE snapshot_id = ? AND region = ?", id, region).map(PublishedSnapshot.init)
         }
     }
 
     /// The highest publication number: it changes whenever a snapshot is published.
     public func publicationMark() throws -> Int64 {
-        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM hub_snapshot")! }
+        try engine.read { c in try c.int("SELECT COALESCE(MAX(seq), 0) FROM hub_snapshot") ?? 0 }
     }
 
     /// Sync spec §2: nil when the region has nothing published; a manifest with no steps
     /// when `installed` is the latest; else a chain of deltas from `installed` when every
     /// link is here, otherwise the latest full and the deltas after it.
     public func manifest(region: String, installed: String?) throws -> SyncManifest? {
-        try pool.read { db in
-            let all = try Row.fetchAll(db, sql: "SELECT * FROM hub_snapshot WHERE region = ? ORDER BY seq", arguments: [region])
-                .map(PublishedSnapshot.init)
+        try engine.read { c in
+            let all = try c.rows("SELECT * FROM hub_snapshot WHERE region = ? ORDER BY seq", region).map(PublishedSnapshot.init)
             guard let latest = all.last else { return nil }
             if installed == latest.snapshotID { return SyncManifest(region: region, latest: latest.snapshotID, steps: []) }
             let byID = Dictionary(uniqueKeysWithValues: all.map { ($0.snapshotID, $0) })
@@ -219,19 +208,27 @@ extension HubDatabase {
     }
 }
 
-/// Wakes long polls when something is published (sync spec §2 `wait`): one poller task reads
-/// the publication mark twice a second while anyone waits; a waiting request is a suspended
-/// task, not a thread.
+/// Wakes long polls when something is published (sync spec §2 `wait`), whichever process
+/// published: one poller task reads the publication mark while anyone waits (every 0.5 s
+/// on SQLite), and on PostgreSQL a LISTEN on `hub_publication` wakes it at once (the poll
+/// then runs only every 5 s, in case the listening connection is down). A waiting request
+/// is a suspended task, not a thread.
 final class PublicationWatch: Sendable {
     private let mark = Atomic<Int64>(0)
     private let polling = Atomic<Bool>(false)
     private let closing = Atomic<Bool>(false)
     private let database: HubDatabase
+    private let pollEvery: Duration
+    private let stopListening = Mutex<(@Sendable () -> Void)?>(nil)
 
-    init(database: HubDatabase) {
+    /// - Parameter pollEvery: how often the mark is read while anyone waits (nil: the engine's default).
+    init(database: HubDatabase, pollEvery: Duration? = nil) {
         self.database = database
+        self.pollEvery = pollEvery ?? (database.kind == .postgres ? .seconds(5) : .milliseconds(500))
         mark.store((try? database.publicationMark()) ?? 0, ordering: .relaxed)
     }
+
+    deinit { stopListening.withLock { $0?() } }
 
     /// Called after an in-process publication: waiters see it at once.
     func bump() { if let m = try? database.publicationMark() { mark.store(m, ordering: .releasing) } }
@@ -239,7 +236,10 @@ final class PublicationWatch: Sendable {
     var current: Int64 { mark.load(ordering: .acquiring) }
 
     /// The hub is shutting down: long polls answer now instead of holding the shutdown up.
-    func close() { closing.store(true, ordering: .releasing) }
+    func close() {
+        closing.store(true, ordering: .releasing)
+        stopListening.withLock { $0?(); $0 = nil }
+    }
     var isClosing: Bool { closing.load(ordering: .acquiring) }
 
     /// Returns when the mark differs from `seen` or at `deadline`, whichever comes first.
@@ -252,12 +252,17 @@ final class PublicationWatch: Sendable {
 
     private func startPolling() {
         guard polling.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        let database = self.database
+        // A notification re-reads the mark (it says that, not what, was published).
+        let stop = database.engine.publicationNotifications { [weak self] in self?.bump() }
+        stopListening.withLock { $0 = stop }
+        let every = pollEvery
         // Ends when the hub (and so this watch) is gone.
         Task.detached { [weak self] in
             while !Task.isCancelled {
-                guard let watch = self else { return }
+                guard let watch = self, !watch.isClosing else { return }
                 if let m = try? watch.database.publicationMark() { watch.mark.store(m, ordering: .releasing) }
-                try? await Task.sleep(for: .milliseconds(500))
+                try? await Task.sleep(for: every)
             }
         }
     }

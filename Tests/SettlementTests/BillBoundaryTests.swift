@@ -37,7 +37,7 @@ struct BillBoundaryTests {
             try Self.queue(device, [HubCase.alert(seq: 1)] + bill + [HubCase.alert(seq: 4)])
             let summary = try await makeUploader(device) { $0.maxRecords = 2 }.drainOnce()
             #expect(summary.outcome == .drained && summary.accepted == 4 && summary.rejected.isEmpty, "\(summary)")
-            let batches = try await hub.hub.database.pool.read { db in try Int.fetchAll(db, sql: "SELECT records FROM hub_batch ORDER BY id") }
+            let batches = try hub.hub.database.engine.read { c in try c.rows("SELECT records FROM hub_batch ORDER BY id").map { try $0.int("records") } }
             #expect(batches == [1, 2, 1], "[alert 1] [bill] [alert 4]")
             #expect(try hub.hub.database.recordCount() == 4)
         }

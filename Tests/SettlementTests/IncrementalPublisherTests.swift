@@ -40,15 +40,15 @@ import Testing
     static func store(_ db: HubDatabase, id: String, kind: String, person: String?, program: String = "HM-SUBSIDY", period: String = "2026",
                       subsidy: Int64? = nil, reverses: String? = nil, amount: Int64? = nil, receivedAt: Date) throws {
         let at = Timestamp.string(receivedAt)
-        try db.pool.write { db in
-            try db.execute(sql: """
+        try db.engine.write { c in
+            try c.execute("""
                 INSERT INTO hub_answer (record_id, device_id, seq, sha256, status, answered_at, batch_id) VALUES (?, 'KSK-TEST-0001', 1, '', 'accepted', ?, 'b')
-                """, arguments: [id, at])
-            try db.execute(sql: """
+                """, id, at)
+            let subsidyProgram: String? = kind == "medical_subsidy" ? program : nil, subsidyPeriod: String? = kind == "medical_subsidy" ? period : nil
+            try c.execute("""
                 INSERT INTO hub_record (record_id, device_id, seq, kind, body, sha256, received_at, batch_id, person_ref, program, period,
                     subsidy_fen, reverses, amount_fen) VALUES (?, 'KSK-TEST-0001', 1, ?, '{}', '', ?, 'b', ?, ?, ?, ?, ?, ?)
-                """, arguments: [id, kind, at, person, kind == "medical_subsidy" ? program : nil, kind == "medical_subsidy" ? period : nil,
-                                 subsidy, reverses, amount])
+                """, id, kind, at, person, subsidyProgram, subsidyPeriod, subsidy, reverses, amount)
         }
     }
 
@@ -65,7 +65,7 @@ import Testing
     }
 
     static func chain(seed: UInt64) throws {
-        let db = try HubDatabase(path: temporaryFolder("incremental").appendingPathComponent("hub.sqlite").path)
+        let db = try testHubDatabase("incremental")
         var random = SplitMix64(seed: seed)
         var t = testEpoch
         var roster = try PublishCase.vectorRoster
@@ -124,7 +124,7 @@ import Testing
                 if !p.recomputed { deltasReadingLittle += 1 }
             }
             // What a kiosk holds equals the whole state recomputed at the same cut.
-            let cut = try #require(try db.pool.read { try String.fetchOne($0, sql: "SELECT cut FROM publisher_mark WHERE region = '330782'") })
+            let cut = try #require(try db.engine.read { try $0.text("SELECT cut FROM publisher_mark WHERE region = '330782'") })
             let expected = try publisher.currentState(cut: cut).lines.mapValues(\.line)
             let differing = Set(view.entries.keys).union(expected.keys).filter { view.entries[$0] != expected[$0] }.sorted()
             #expect(differing.isEmpty, "round \(round): the kiosk's chain and the recomputation differ at \(differing.prefix(5))")
@@ -136,7 +136,7 @@ import Testing
 
     @Test("a record stamped in the publication's own second is counted in the next one, not lost")
     func cutIsComplete() throws {
-        let db = try HubDatabase(path: temporaryFolder("incremental").appendingPathComponent("hub.sqlite").path)
+        let db = try testHubDatabase("incremental")
         try db.applyRosterChange(try RosterChange.read(try PublishCase.change("RC-1", records: try PublishCase.vectorRoster),
                                                        trustedKeys: PublishCase.rosterKeys), now: testEpoch)
         let t = testEpoch.addingTimeInterval(100.4)
@@ -156,7 +156,7 @@ import Testing
 
     @Test("snapshots older than 30 days and older than the latest full leave the shelf, file and row")
     func oldSnapshotsArePruned() throws {
-        let db = try HubDatabase(path: temporaryFolder("incremental").appendingPathComponent("hub.sqlite").path)
+        let db = try testHubDatabase("incremental")
         try db.applyRosterChange(try RosterChange.read(try PublishCase.change("RC-1", records: try PublishCase.vectorRoster),
                                                        trustedKeys: PublishCase.rosterKeys), now: testEpoch)
         var files: [String: String] = [:]
@@ -171,12 +171,12 @@ import Testing
             #expect(d.snapshot.kind == "delta")
             files[d.snapshot.snapshotID] = d.snapshot.file
         }
-        let kept = try db.pool.read { try Row.fetchAll($0, sql: "SELECT snapshot_id, issued_at FROM hub_snapshot ORDER BY seq") }
+        let kept = try db.engine.read { try $0.rows("SELECT snapshot_id, issued_at FROM hub_snapshot ORDER BY seq") }
         let end = testEpoch.addingTimeInterval(39 * 86_400 + 7200)
-        let oldest = try #require(Timestamp.date(kept.first?["issued_at"] ?? ""))
+        let oldest = try #require(Timestamp.date(try kept.first?.text("issued_at") ?? ""))
         #expect(end.timeIntervalSince(oldest) <= 31 * 86_400 && end.timeIntervalSince(oldest) >= 29 * 86_400)
         for (id, file) in files {
-            let onShelf = kept.contains { $0["snapshot_id"] as String == id }
+            let onShelf = kept.contains { (try? $0.text("snapshot_id")) == id }
             #expect(FileManager.default.fileExists(atPath: file) == onShelf, "\(id)")
         }
         // A fresh kiosk is still served the latest full and the delta after it.

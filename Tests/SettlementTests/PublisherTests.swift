@@ -50,7 +50,7 @@ enum PublishCase {
 @Suite struct RosterChangeTests {
     @Test("a signed change applies once; a bad signature, an unknown key, usage or a replay is refused")
     func importRules() throws {
-        let db = try HubDatabase(path: temporaryFolder("hub").appendingPathComponent("hub.sqlite").path)
+        let db = try testHubDatabase("hub")
         let good = try PublishCase.change("RC-1", records: try PublishCase.vectorRoster)
         let change = try RosterChange.read(good, trustedKeys: PublishCase.rosterKeys)
         // The vectors hold a suspended person (…0033, 停保): a change kiosks must act on at once.
@@ -101,6 +101,8 @@ enum PublishCase {
             let publisher = try PublishCase.publisher(db, now: vectorHubClock.addingTimeInterval(1))
             let first = try #require(try publisher.publish())
             #expect(first.snapshot.kind == "full" && first.overLimit.isEmpty)
+            // The next looks are other publishers' (one at a time: this one hands the lock over).
+            publisher.releasePublicationLock()
             // Nothing changed: nothing published.
             #expect(try PublishCase.publisher(db, now: vectorHubClock.addingTimeInterval(2)).publish() == nil)
 

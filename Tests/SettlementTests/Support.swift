@@ -30,6 +30,21 @@ func temporaryFolder(_ label: String = "settlement") -> URL {
     Scratch.folder(label)
 }
 
+/// The hub database a test runs on: a fresh SQLite file, or, when `BK_TEST_POSTGRES` names a
+/// PostgreSQL database (the test command runs the hub's suites a second time so, against its
+/// own throwaway server), a fresh schema of its own there, with a shelf folder of its own.
+func testHubDatabase(_ label: String = "hub") throws -> HubDatabase {
+    let folder = temporaryFolder(label)
+    guard let base = testPostgresURL else { return try HubDatabase(path: folder.appendingPathComponent("hub.sqlite").path) }
+    let schema = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+    try PostgresLocation.createSchema(schema, at: try PostgresLocation(url: base))
+    let url = base + (base.contains("?") ? "&" : "?") + "search_path=" + schema
+    return try HubDatabase(postgres: try PostgresLocation(url: url), shelf: folder.appendingPathComponent("shelf", isDirectory: true))
+}
+
+/// The PostgreSQL server the hub's tests run against this time, if any.
+let testPostgresURL: String? = ProcessInfo.processInfo.environment["BK_TEST_POSTGRES"].flatMap { $0.isEmpty ? nil : $0 }
+
 let quietLogger: Logger = {
     var l = Logger(label: "settlement-tests", factory: { _ in SwiftLogNoOpLogHandler() })
     l.logLevel = .critical
@@ -82,7 +97,7 @@ struct HubFixture {
     static func start(roster: Roster? = nil, limits: HubLimits = HubLimits(), faults: HubFaults = .none,
                       now: Date = testEpoch.addingTimeInterval(60), tls: TLSConfiguration? = nil,
                       rosterKeys: [String: Curve25519.Signing.PublicKey] = [:]) async throws -> HubFixture {
-        let db = try HubDatabase(path: temporaryFolder("hub").appendingPathComponent("hub.sqlite").path)
+        let db = try testHubDatabase()
         let clock = TestClock(now)
         let hub = SettlementHub(database: db, roster: try roster ?? snapshotRoster(), limits: limits, faults: faults,
                                 now: { clock.now }, logger: quietLogger, rosterKeys: rosterKeys)

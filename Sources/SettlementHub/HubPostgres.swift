@@ -1,0 +1,411 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import PostgresNIO
+import Synchronization
+
+/// Where a PostgreSQL hub database is: `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`, or
+/// a unix socket, `postgres://USER@/DATABASE?host=/run/postgresql` (PORT picks the socket
+/// file, default 5432). `?search_path=NAME` puts the hub's tables in that schema (tests use
+/// one schema each). TLS is not configured here: a province's hubs reach PostgreSQL over a
+/// unix socket or a private network.
+public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
+    public var user: String
+    public var password: String?
+    public var host: String?
+    public var socketDirectory: String?
+    public var port: Int
+    public var database: String
+    public var searchPath: String?
+
+    public enum Invalid: Error, CustomStringConvertible {
+        case url(String)
+        public var description: String {
+            switch self {
+            case .url(let why): return "--postgres: \(why) (expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE or postgres://USER@/DATABASE?host=/socket/dir)"
+            }
+        }
+    }
+
+    public init(url text: String) throws {
+        guard let c = URLComponents(string: text), c.scheme == "postgres" || c.scheme == "postgresql" else {
+            throw Invalid.url("not a postgres:// URL")
+        }
+        guard let user = c.user, !user.isEmpty else { throw Invalid.url("no user") }
+        self.user = user
+        password = c.password
+        port = c.port ?? 5432
+        let name = String(c.path.drop(while: { $0 == "/" }))
+        guard !name.isEmpty else { throw Invalid.url("no database name") }
+        database = name
+        let query = Dictionary((c.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { $1 })
+        searchPath = query["search_path"]
+        if let s = searchPath, !s.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) || s.isEmpty {
+            throw Invalid.url("search_path must be a plain name")
+        }
+        if let h = c.host, !h.isEmpty {
+            host = h
+        } else if let dir = query["host"], dir.hasPrefix("/") {
+            socketDirectory = dir
+        } else {
+            throw Invalid.url("no host and no ?host=/socket/dir")
+        }
+    }
+
+    /// Creates a schema (for a test of its own, or a second platform in one database).
+    public static func createSchema(_ name: String, at location: PostgresLocation) throws {
+        guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else { throw Invalid.url("schema \(name) is not a plain name") }
+        let engine = try PostgresEngine(location: location)
+        defer { engine.close() }
+        try engine.write { try $0.execute("CREATE SCHEMA IF NOT EXISTS \(name)", arguments: []) }
+    }
+
+    /// The URL without its password (for logs and errors).
+    public var description: String {
+        let at = host.map { "\($0):\(port)" } ?? ""
+        var q: [String] = []
+        if let socketDirectory { q.append("host=\(socketDirectory)") }
+        if let searchPath { q.append("search_path=\(searchPath)") }
+        return "postgres://\(user)@\(at)/\(database)" + (q.isEmpty ? "" : "?" + q.joined(separator: "&"))
+    }
+
+    var configuration: PostgresConnection.Configuration {
+        var c: PostgresConnection.Configuration
+        if let host {
+            c = .init(host: host, port: port, username: user, password: password, database: database, tls: .disable)
+        } else {
+            c = .init(unixSocketPath: "\(socketDirectory ?? "/run/postgresql")/.s.PGSQL.\(port)", username: user, password: password, database: database)
+        }
+        var parameters: [(String, String)] = [("application_name", "settlement-hub")]
+        if let searchPath { parameters.append(("search_path", searchPath)) }
+        c.options.additionalStartupParameters = parameters
+        return c
+    }
+}
+
+/// A PostgreSQL error, or the connection failing: what the hub logs and answers 500/503 to.
+public struct PostgresFailure: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+
+    init(_ error: any Error) {
+        if let p = error as? PSQLError {
+            let fields = [p.serverInfo?[.sqlState], p.serverInfo?[.message], p.serverInfo?[.detail]].compactMap { $0 }
+            message = "PostgreSQL: \(p.code)" + (fields.isEmpty ? "" : " (\(fields.joined(separator: ": ")))")
+        } else {
+            message = "PostgreSQL: \(error)"
+        }
+    }
+}
+
+/// The provincial engine: a small pool of PostgreSQL connections, used from blocking code
+/// (the hub's storage calls are synchronous, as with SQLite) on threads that are never the
+/// connections' event loop; asynchronous writes run on a thread pool of their own.
+final class PostgresEngine: SQLEngine {
+    /// Advisory locks ("BKWR", "BKPB", "BKMG", each with the schema's hash as second key, so
+    /// two platforms, or two tests, in one database never wait for each other): the write
+    /// lock every write transaction takes, the publication lock, and the migration lock.
+    static let writeLock = "1112233810, hashtext(current_schema())"
+    static let publicationLock = "1112231490, hashtext(current_schema())"
+    static let migrationLock = "1112231239, hashtext(current_schema())"
+    static let channel = "hub_publication"
+
+    let location: PostgresLocation
+    private let group: MultiThreadedEventLoopGroup
+    private let threads: NIOThreadPool
+    private let idle = Mutex<[PostgresConnection]>([])
+    private let nextID = Atomic<Int>(1)
+    private let logger: Logger
+    private let closed = Atomic<Bool>(false)
+    var kind: SQLEngineKind { .postgres }
+
+    init(location: PostgresLocation, logger: Logger = Logger(label: "settlement.hub.postgres")) throws {
+        self.location = location
+        self.logger = logger
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        threads = NIOThreadPool(numberOfThreads: 4)
+        threads.start()
+        // Fails here, at start-up, when the database cannot be reached.
+        let c = try connect()
+        idle.withLock { $0.append(c) }
+    }
+
+    deinit { close() }
+
+    func close() {
+        guard closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        // Never blocks: the last reference may go on any thread, an event loop's included.
+        // Each connection is kept until its close completes; the loops stop after.
+        let all = idle.withLock { all in defer { all = [] }; return all }
+        let threads = self.threads, group = self.group
+        let stop: @Sendable () -> Void = {
+            DispatchQueue.global().async {
+                threads.shutdownGracefully { _ in }
+                group.shutdownGracefully { _ in }
+            }
+        }
+        let closes = all.map { c in c.close().map { _ = c } }
+        if let loop = closes.first?.eventLoop {
+            EventLoopFuture.whenAllComplete(closes, on: loop).whenComplete { _ in stop() }
+        } else {
+            stop()
+        }
+    }
+
+    /// Waits for a future from a thread that is not its event loop (no `wait()`: it refuses
+    /// any thread that belongs to an event loop group, such as a Hummingbird handler's).
+    static func wait<T: Sendable>(_ future: EventLoopFuture<T>) throws -> T {
+        let done = DispatchSemaphore(value: 0)
+        let result = Mutex<Result<T, any Error>?>(nil)
+        future.whenComplete { r in
+            result.withLock { $0 = r }
+            done.signal()
+        }
+        done.wait()
+        return try result.withLock { $0! }.get()
+    }
+
+    func connect() throws -> PostgresConnection {
+        let id = nextID.add(1, ordering: .relaxed).oldValue
+        do {
+            return try Self.wait(PostgresConnection.connect(on: group.next(), configuration: location.configuration, id: id, logger: logger))
+        } catch {
+            throw PostgresFailure(error)
+        }
+    }
+
+    /// A connection from the pool (or a new one) for `body`; back to the pool after, unless it broke.
+    func withConnection<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
+        let connection = try idle.withLock { $0.popLast() } ?? connect()
+        do {
+            let value = try body(connection)
+            if !connection.isClosed { idle.withLock { $0.append(connection) } }
+            return value
+        } catch {
+            _ = try? Self.wait(connection.close())
+            throw error
+        }
+    }
+
+    private func run<T>(begin: String, _ body: (PostgresTransaction) throws -> T) throws -> T {
+        let connection = try idle.withLock { $0.popLast() } ?? connect()
+        let tx = PostgresTransaction(connection: connection, logger: logger)
+        do {
+            try tx.execute(begin, arguments: [])
+            let value = try body(tx)
+            try tx.execute("COMMIT", arguments: [])
+            idle.withLock { $0.append(connection) }
+            return value
+        } catch {
+            if !connection.isClosed, (try? tx.execute("ROLLBACK", arguments: [])) != nil {
+                idle.withLock { $0.append(connection) }
+            } else {
+                _ = try? Self.wait(connection.close())
+            }
+            throw error
+        }
+    }
+
+    func read<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
+        try run(begin: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") { try body($0) }
+    }
+
+    func write<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
+        try run(begin: "BEGIN") { tx in
+            try tx.execute("SELECT pg_advisory_xact_lock(\(Self.writeLock))", arguments: [])
+            return try body(tx)
+        }
+    }
+
+    func writeAsync<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> T) async throws -> T {
+        try await threads.runIfActive { try self.write(body) }
+    }
+
+    func instantBetweenWrites(_ now: () -> Date) throws -> Date {
+        try write { _ in now() }
+    }
+
+    /// Schema changes, once, whichever process starts first (a migration lock, a table of those applied).
+    func migrate(_ migrations: [(name: String, sql: String)]) throws {
+        try run(begin: "BEGIN") { tx in
+            try tx.execute("SELECT pg_advisory_xact_lock(\(Self.migrationLock))", arguments: [])
+            try tx.execute("CREATE TABLE IF NOT EXISTS hub_migration (name TEXT COLLATE \"C\" PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+                           arguments: [])
+            for m in migrations where try !tx.exists("SELECT 1 FROM hub_migration WHERE name = ?", m.name) {
+                try tx.execute(m.sql, arguments: [])
+                try tx.execute("INSERT INTO hub_migration (name) VALUES (?)", m.name)
+            }
+        }
+    }
+
+    func tryPublicationLease() throws -> (any SQLLease)? {
+        // A session lock on a connection of its own, outside the pool: held while this process
+        // (and that session) lives, released by PostgreSQL when either dies.
+        let connection = try connect()
+        let tx = PostgresTransaction(connection: connection, logger: logger)
+        do {
+            guard try tx.rows("SELECT pg_try_advisory_lock(\(Self.publicationLock)) AS taken").first?.int("taken") == 1 else {
+                _ = try? Self.wait(connection.close())
+                return nil
+            }
+        } catch {
+            _ = try? Self.wait(connection.close())
+            throw error
+        }
+        return PostgresLease(transaction: tx)
+    }
+
+    func publicationNotifications(_ onPublication: @escaping @Sendable () -> Void) -> (@Sendable () -> Void)? {
+        let location = self.location, logger = self.logger
+        let task = Task.detached {
+            // Listens on a connection of its own; reconnects after a failure (the hub keeps
+            // its slow poll meanwhile, so nothing waits forever).
+            while !Task.isCancelled {
+                do {
+                    let c = try await PostgresConnection.connect(configuration: location.configuration, id: 0, logger: logger)
+                    defer { Task { try? await c.close() } }
+                    let notifications = try await c.listen(Self.channel)
+                    onPublication() // anything published while not listening
+                    for try await _ in notifications { onPublication() }
+                } catch {
+                    if Task.isCancelled { return }
+                    logger.warning("LISTEN \(Self.channel) failed; reconnecting in 1 s", metadata: ["error": "\(error)"])
+                }
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+        return { task.cancel() }
+    }
+
+    func notifyPublication(_ connection: any SQLConnection) throws {
+        try connection.execute("SELECT pg_notify(?, '')", Self.channel)
+    }
+}
+
+/// The publication lock's session.
+final class PostgresLease: SQLLease {
+    let transaction: PostgresTransaction
+    init(transaction: PostgresTransaction) { self.transaction = transaction }
+
+    func isHeld() -> Bool {
+        (try? transaction.rows("SELECT 1 AS alive").isEmpty == false) ?? false
+    }
+
+    func release() {
+        let c = transaction.connection
+        guard !c.isClosed else { return }
+        // Kept until the close completes (never blocks: this may run on any thread).
+        c.close().whenComplete { _ in _ = c }
+    }
+
+    deinit { release() }
+}
+
+/// Statements on one PostgreSQL connection (inside the transaction the engine opened).
+struct PostgresTransaction: SQLConnection {
+    let connection: PostgresConnection
+    let logger: Logger
+    var kind: SQLEngineKind { .postgres }
+
+    /// `?` → `$1, $2, …` (none of the hub's statements has a `?` inside a literal).
+    static func numbered(_ sql: String) -> String {
+        guard sql.contains("?") else { return sql }
+        var out = ""
+        out.reserveCapacity(sql.utf8.count + 16)
+        var n = 0
+        for ch in sql {
+            if ch == "?" { n += 1; out += "$\(n)" } else { out.append(ch) }
+        }
+        return out
+    }
+
+    static func bindings(_ values: [SQLValue]) -> PostgresBindings {
+        var b = PostgresBindings(capacity: values.count)
+        for v in values {
+            switch v {
+            case .null(.int): b.append(Int64?.none)
+            case .null(.text): b.append(String?.none)
+            case .null(.blob): b.append(ByteBuffer?.none)
+            case .int(let i): b.append(i)
+            case .text(let s): b.append(s)
+            case .blob(let bytes): b.append(ByteBuffer(bytes: bytes))
+            }
+        }
+        return b
+    }
+
+    func query(_ sql: String, _ arguments: [SQLValue]) throws -> PostgresQueryResult {
+        let q = arguments.isEmpty ? PostgresQuery(unsafeSQL: sql) : PostgresQuery(unsafeSQL: Self.numbered(sql), binds: Self.bindings(arguments))
+        do {
+            return try PostgresEngine.wait(connection.query(q, logger: logger))
+        } catch {
+            throw PostgresFailure(error)
+        }
+    }
+
+    func execute(_ sql: String, arguments: [SQLValue]) throws {
+        if arguments.isEmpty, sql.contains(";\n") {
+            // A script (migrations): a statement at a time (each ends a line with `;`).
+            for statement in sql.components(separatedBy: ";\n") where !statement.allSatisfy(\.isWhitespace) {
+                var one = statement.trimmingCharacters(in: .whitespacesAndNewlines)
+                if one.hasSuffix(";") { one.removeLast() }
+                _ = try query(one, [])
+            }
+            return
+        }
+        _ = try query(sql, arguments)
+    }
+
+    /// Rows a fetch reads at a time from a cursor.
+    static let cursorBatch = 2_000
+
+    func each(_ sql: String, arguments: [SQLValue], _ body: (SQLRow) throws -> Void) throws {
+        try forEach(try query(sql, arguments), body)
+    }
+
+    /// Cursor names: unique, so a stream may be read while another is open.
+    static let cursors = Atomic<Int>(0)
+
+    func stream(_ sql: String, arguments: [SQLValue], _ body: (SQLRow) throws -> Void) throws {
+        // A cursor: a result of millions of rows is read in batches, in flat memory.
+        let name = "hub_cursor_\(Self.cursors.add(1, ordering: .relaxed).oldValue)"
+        try execute("DECLARE \(name) NO SCROLL CURSOR FOR " + sql, arguments: arguments)
+        defer { _ = try? query("CLOSE \(name)", []) }
+        while true {
+            let batch = try query("FETCH FORWARD \(Self.cursorBatch) FROM \(name)", [])
+            var count = 0
+            try forEach(batch) { count += 1; try body($0) }
+            if count < Self.cursorBatch { return }
+        }
+    }
+
+    private func forEach(_ result: PostgresQueryResult, _ body: (SQLRow) throws -> Void) throws {
+        var names: [String]?
+        for row in result.rows {
+            if names == nil { names = row.map(\.columnName) }
+            try body(SQLRow(names: names!, values: try row.map(Self.value)))
+        }
+    }
+
+    static func value(_ cell: PostgresCell) throws -> SQLValue {
+        switch cell.dataType {
+        case .int8, .int4, .int2:
+            guard cell.bytes != nil else { return .null(.int) }
+            return .int(try cell.decode(Int64.self))
+        case .bool:
+            guard cell.bytes != nil else { return .null(.int) }
+            return .int(try cell.decode(Bool.self) ? 1 : 0)
+        case .bytea:
+            guard let bytes = cell.bytes else { return .null(.blob) }
+            return .blob(Array(bytes.readableBytesView))
+        case .numeric:
+            guard cell.bytes != nil else { return .null(.int) }
+            guard let v = Int64(try cell.decode(String.self)) else { throw SQLTypeError(column: cell.columnName, found: "a numeric that is not an integer") }
+            return .int(v)
+        default:
+            guard cell.bytes != nil else { return .null(.text) }
+            return .text(try cell.decode(String.self))
+        }
+    }
+}

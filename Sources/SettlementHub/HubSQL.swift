@@ -1,0 +1,324 @@
+import Foundation
+import GRDB
+
+/// The hub's storage interface (issue 12): one small SQL surface that the hub, the roster, the
+/// shelf and the publisher are written against, with two engines behind it, chosen at
+/// start-up: SQLite through GRDB (the embedded default, a district's hub) and PostgreSQL
+/// through postgres-nio (a province's hub, several hub processes against one database).
+///
+/// Statements are written once, in the SQL both engines read alike, with `?` placeholders
+/// (PostgreSQL's engine numbers them). Where the engines differ (the schema, the write lock,
+/// advisory locks, notifications) the engine does it, not the caller.
+
+/// The engine behind a `HubDatabase`.
+public enum SQLEngineKind: String, Sendable {
+    case sqlite
+    case postgres
+}
+
+/// The type of a bound value: a NULL carries one (PostgreSQL types every parameter).
+public enum SQLType: Sendable, Equatable {
+    case int, text, blob
+}
+
+/// A value bound to a statement or read from a row.
+public enum SQLValue: Sendable, Equatable {
+    case null(SQLType)
+    case int(Int64)
+    case text(String)
+    case blob([UInt8])
+
+    var isNull: Bool { if case .null = self { return true }; return false }
+}
+
+/// What can be bound to a `?`.
+public protocol SQLBindable {
+    var sqlValue: SQLValue { get }
+    static var sqlType: SQLType { get }
+}
+
+extension Int64: SQLBindable {
+    public var sqlValue: SQLValue { .int(self) }
+    public static var sqlType: SQLType { .int }
+}
+
+extension Int: SQLBindable {
+    public var sqlValue: SQLValue { .int(Int64(self)) }
+    public static var sqlType: SQLType { .int }
+}
+
+extension Bool: SQLBindable {
+    public var sqlValue: SQLValue { .int(self ? 1 : 0) }
+    public static var sqlType: SQLType { .int }
+}
+
+extension String: SQLBindable {
+    public var sqlValue: SQLValue { .text(self) }
+    public static var sqlType: SQLType { .text }
+}
+
+extension Array: SQLBindable where Element == UInt8 {
+    public var sqlValue: SQLValue { .blob(self) }
+    public static var sqlType: SQLType { .blob }
+}
+
+extension Optional: SQLBindable where Wrapped: SQLBindable {
+    public var sqlValue: SQLValue { self?.sqlValue ?? .null(Wrapped.sqlType) }
+    public static var sqlType: SQLType { Wrapped.sqlType }
+}
+
+/// A column read as the wrong type, or missing: the schema and the code disagree.
+public struct SQLTypeError: Error, CustomStringConvertible {
+    public var column: String
+    public var found: String
+    public var description: String { "column \(column): \(found)" }
+}
+
+/// One result row, its values by column name.
+public struct SQLRow: Sendable {
+    let names: [String]
+    let values: [SQLValue]
+
+    init(names: [String], values: [SQLValue]) {
+        self.names = names
+        self.values = values
+    }
+
+    public subscript(_ column: String) -> SQLValue? {
+        names.firstIndex(of: column).map { values[$0] }
+    }
+
+    /// The first column's value.
+    public var first: SQLValue? { values.first }
+
+    public func int(_ column: String) throws -> Int64 {
+        guard case .int(let v)? = self[column] else { throw SQLTypeError(column: column, found: "\(String(describing: self[column])), not an integer") }
+        return v
+    }
+
+    public func optionalInt(_ column: String) throws -> Int64? {
+        switch self[column] {
+        case .int(let v)?: return v
+        case .null?: return nil
+        default: throw SQLTypeError(column: column, found: "\(String(describing: self[column])), not an integer or NULL")
+        }
+    }
+
+    public func text(_ column: String) throws -> String {
+        guard case .text(let v)? = self[column] else { throw SQLTypeError(column: column, found: "\(String(describing: self[column])), not text") }
+        return v
+    }
+
+    public func optionalText(_ column: String) throws -> String? {
+        switch self[column] {
+        case .text(let v)?: return v
+        case .null?: return nil
+        default: throw SQLTypeError(column: column, found: "\(String(describing: self[column])), not text or NULL")
+        }
+    }
+
+    public func optionalBlob(_ column: String) throws -> [UInt8]? {
+        switch self[column] {
+        case .blob(let v)?: return v
+        case .null?: return nil
+        default: throw SQLTypeError(column: column, found: "\(String(describing: self[column])), not bytes or NULL")
+        }
+    }
+}
+
+/// One open transaction of either engine.
+public protocol SQLConnection {
+    var kind: SQLEngineKind { get }
+    /// Runs one statement (several, separated by `;`, when there are no arguments).
+    func execute(_ sql: String, arguments: [SQLValue]) throws
+    /// Runs a query and hands each row to `body`.
+    func each(_ sql: String, arguments: [SQLValue], _ body: (SQLRow) throws -> Void) throws
+    /// `each` for a result of any size, in flat memory (SQLite: a cursor, as `each`;
+    /// PostgreSQL: a server-side cursor read a batch of rows at a time).
+    func stream(_ sql: String, arguments: [SQLValue], _ body: (SQLRow) throws -> Void) throws
+}
+
+extension SQLConnection {
+    public func execute(_ sql: String, _ arguments: any SQLBindable...) throws {
+        try execute(sql, arguments: arguments.map(\.sqlValue))
+    }
+
+    public func rows(_ sql: String, arguments: [SQLValue]) throws -> [SQLRow] {
+        var out: [SQLRow] = []
+        try each(sql, arguments: arguments) { out.append($0) }
+        return out
+    }
+
+    public func rows(_ sql: String, _ arguments: any SQLBindable...) throws -> [SQLRow] {
+        try rows(sql, arguments: arguments.map(\.sqlValue))
+    }
+
+    public func row(_ sql: String, _ arguments: any SQLBindable...) throws -> SQLRow? {
+        try rows(sql, arguments: arguments.map(\.sqlValue)).first
+    }
+
+    /// The first column of the first row as an integer (nil: no row, or NULL).
+    public func int(_ sql: String, _ arguments: any SQLBindable...) throws -> Int64? {
+        switch try rows(sql, arguments: arguments.map(\.sqlValue)).first?.first {
+        case .int(let v)?: return v
+        case .null?, nil: return nil
+        case let other?: throw SQLTypeError(column: "1", found: "\(other), not an integer")
+        }
+    }
+
+    /// The first column of the first row as text (nil: no row, or NULL).
+    public func text(_ sql: String, _ arguments: any SQLBindable...) throws -> String? {
+        switch try rows(sql, arguments: arguments.map(\.sqlValue)).first?.first {
+        case .text(let v)?: return v
+        case .null?, nil: return nil
+        case let other?: throw SQLTypeError(column: "1", found: "\(other), not text")
+        }
+    }
+
+    /// The first column of every row as text.
+    public func texts(_ sql: String, _ arguments: any SQLBindable...) throws -> [String] {
+        try rows(sql, arguments: arguments.map(\.sqlValue)).compactMap { if case .text(let v)? = $0.first { return v }; return nil }
+    }
+
+    /// Whether the query returns a row.
+    public func exists(_ sql: String, _ arguments: any SQLBindable...) throws -> Bool {
+        var found = false
+        try each(sql, arguments: arguments.map(\.sqlValue)) { _ in found = true }
+        return found
+    }
+}
+
+/// A lock held by one process of the platform at a time (publication): dropped when the
+/// process dies, so another takes over.
+public protocol SQLLease: Sendable {
+    /// Whether the lock is still held (PostgreSQL: its session is alive).
+    func isHeld() -> Bool
+    func release()
+}
+
+/// A storage engine: transactions, and the few things the engines do differently.
+public protocol SQLEngine: Sendable {
+    var kind: SQLEngineKind { get }
+    /// A read transaction that sees one consistent state.
+    func read<T>(_ body: (any SQLConnection) throws -> T) throws -> T
+    /// A write transaction. Writes are serialised (SQLite's single writer; PostgreSQL: an
+    /// advisory lock every write transaction takes first), so every check made inside sees
+    /// every earlier write, whichever process made it.
+    func write<T>(_ body: (any SQLConnection) throws -> T) throws -> T
+    /// `write` off the caller's thread.
+    func writeAsync<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> T) async throws -> T
+    /// Reads `now` while holding the write lock: every write transaction that began before
+    /// has committed, and every later one starts after.
+    func instantBetweenWrites(_ now: () -> Date) throws -> Date
+    /// The publication lock, if no other process holds it (nil: another does).
+    func tryPublicationLease() throws -> (any SQLLease)?
+    /// Wakes `onPublication` when any process publishes (PostgreSQL: LISTEN/NOTIFY); nil when
+    /// the engine has no such channel (SQLite: the hub polls).
+    func publicationNotifications(_ onPublication: @escaping @Sendable () -> Void) -> (@Sendable () -> Void)?
+    /// Tells every listener that a publication committed (PostgreSQL: NOTIFY inside `connection`'s transaction).
+    func notifyPublication(_ connection: any SQLConnection) throws
+}
+
+// MARK: SQLite (GRDB)
+
+/// The embedded engine: one SQLite file (GRDB `DatabasePool`, WAL, `synchronous = FULL`).
+final class SQLiteEngine: SQLEngine {
+    let pool: DatabasePool
+    let path: String
+    var kind: SQLEngineKind { .sqlite }
+
+    init(pool: DatabasePool, path: String) {
+        self.pool = pool
+        self.path = path
+    }
+
+    func read<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
+        try pool.read { db in try body(SQLiteConnection(db: db)) }
+    }
+
+    func write<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
+        try pool.write { db in try body(SQLiteConnection(db: db)) }
+    }
+
+    func writeAsync<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> T) async throws -> T {
+        try await pool.write { db in try body(SQLiteConnection(db: db)) }
+    }
+
+    func instantBetweenWrites(_ now: () -> Date) throws -> Date {
+        try pool.writeWithoutTransaction { db in
+            var t = Date()
+            try db.inTransaction(.immediate) { t = now(); return .commit }
+            return t
+        }
+    }
+
+    func tryPublicationLease() throws -> (any SQLLease)? {
+        try FileLease.take(path + ".publisher.lock")
+    }
+
+    func publicationNotifications(_ onPublication: @escaping @Sendable () -> Void) -> (@Sendable () -> Void)? { nil }
+
+    func notifyPublication(_ connection: any SQLConnection) throws {}
+}
+
+/// `flock` on a file beside the database: held while the process lives.
+final class FileLease: SQLLease {
+    private let fd: Int32
+
+    private init(fd: Int32) { self.fd = fd }
+
+    static func take(_ path: String) throws -> FileLease? {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: path]) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { close(fd); return nil }
+        return FileLease(fd: fd)
+    }
+
+    func isHeld() -> Bool { true }
+    func release() { close(fd) }
+}
+
+struct SQLiteConnection: SQLConnection {
+    let db: Database
+    var kind: SQLEngineKind { .sqlite }
+
+    static func arguments(_ values: [SQLValue]) -> StatementArguments {
+        StatementArguments(values.map { v -> DatabaseValue in
+            switch v {
+            case .null: return .null
+            case .int(let i): return i.databaseValue
+            case .text(let s): return s.databaseValue
+            case .blob(let b): return Data(b).databaseValue
+            }
+        })
+    }
+
+    func execute(_ sql: String, arguments: [SQLValue]) throws {
+        if arguments.isEmpty, sql.contains(";") {
+            try db.execute(sql: sql)
+        } else {
+            try db.cachedStatement(sql: sql).execute(arguments: Self.arguments(arguments))
+        }
+    }
+
+    func stream(_ sql: String, arguments: [SQLValue], _ body: (SQLRow) throws -> Void) throws {
+        try each(sql, arguments: arguments, body)
+    }
+
+    func each(_ sql: String, arguments: [SQLValue], _ body: (SQLRow) throws -> Void) throws {
+        let statement = try db.cachedStatement(sql: sql)
+        let names = statement.columnNames
+        let cursor = try Row.fetchCursor(statement, arguments: Self.arguments(arguments))
+        while let row = try cursor.next() {
+            try body(SQLRow(names: names, values: row.databaseValues.map { v in
+                switch v.storage {
+                case .null: return .null(.text)
+                case .int64(let i): return .int(i)
+                case .double(let d): return .int(Int64(d))
+                case .string(let s): return .text(s)
+                case .blob(let d): return .blob(Array(d))
+                }
+            }))
+        }
+    }
+}
