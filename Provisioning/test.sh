@@ -6,9 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash Provisioning/install-deps.sh test
 bash Provisioning/start-pcscd.sh
+# The hub's second engine (issue 12): a throwaway PostgreSQL server of the project's own.
+PG_URL=$(bash Provisioning/start-postgres.sh)
 swift build --build-tests
 # BK_TEST_RESTART_PCSCD=1: the watcher test may kill and restart pcscd.
 BK_TEST_RESTART_PCSCD=1 swift test --skip-build "$@"
+# The hub's suites again, on PostgreSQL: each test in a schema of its own (issue 12).
+if [ $# -eq 0 ]; then
+    BK_TEST_POSTGRES="$PG_URL" swift test --skip-build --filter SettlementTests
+fi
 # A short libFuzzer run of every parser that takes outside bytes (Fuzz/README.md): 20 s a
 # target, its own sanitizer build in .build-fuzz; any crash fails the command. Skipped when
 # the tests were filtered (arguments given), as when a developer runs one suite.

@@ -18,7 +18,7 @@ struct HubPublisher: ParsableCommand {
 }
 
 struct Common: ParsableArguments {
-    @Option(help: "The hub's SQLite file.") var db = "settlement-hub.sqlite"
+    @OptionGroup var storage: HubStorageOptions
     @Option(help: "The region to publish, e.g. 330782.") var region: String
     @Option(help: "The authority key file: base64 of the 32-byte Ed25519 seed, mode 0600.") var authorityKeyFile: String
     @Option(help: "The authority key's identifier (authority_key_id).") var authorityKeyId: String
@@ -29,8 +29,7 @@ struct Common: ParsableArguments {
     }
 
     func publisher() throws -> SnapshotPublisher {
-        let database: HubDatabase
-        do { database = try HubDatabase(path: db) } catch { throw failure("cannot open \(db): \(error)", 3) }
+        let database = try open(storage)
         var config: PublisherConfiguration
         do {
             config = PublisherConfiguration(region: region, authorityKeyID: authorityKeyId,
@@ -39,6 +38,11 @@ struct Common: ParsableArguments {
         config.validity = TimeInterval(validityDays) * 86_400
         return SnapshotPublisher(database: database, configuration: config)
     }
+}
+
+/// The hub's database, or exit 3 with why.
+func open(_ storage: HubStorageOptions) throws -> HubDatabase {
+    do { return try storage.open() } catch { throw failure("cannot open \(storage.name): \(error)", 3) }
 }
 
 func failure(_ message: String, _ code: Int32) -> ExitCode {
@@ -90,11 +94,10 @@ func answerCertificates(_ issuer: CertificateIssuer) throws {
 
 struct Certificates: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Issue device certificates for the requests kiosks made through the hub.")
-    @Option(help: "The hub's SQLite file.") var db = "settlement-hub.sqlite"
+    @OptionGroup var storage: HubStorageOptions
     @OptionGroup var ca: DeviceCA
     func run() throws {
-        let database: HubDatabase
-        do { database = try HubDatabase(path: db) } catch { throw failure("cannot open \(db): \(error)", 3) }
+        let database = try open(storage)
         guard let issuer = try ca.issuer(database) else { throw ValidationError("--device-ca-key-file and --device-ca-key-id are required") }
         do { try answerCertificates(issuer) } catch { throw failure("\(error)", 1) }
     }
@@ -113,11 +116,20 @@ struct Run: ParsableCommand {
         // SIGTERM between publications: a publication is one file and one transaction; stopping
         // between them loses nothing (the next run recomputes from the database).
         signal(SIGTERM) { _ in Glibc.exit(0) }
+        var standingBy = false
         while true {
-            do { if let p = try publisher.publish() { report(p) } } catch {
+            do {
+                if let p = try publisher.publish() { report(p) }
+                if standingBy { print("publication lock taken: this publisher publishes now") }
+                standingBy = false
+            } catch is PublicationLockHeld {
+                // Several publishers, one at a time: this one takes over when the holder dies.
+                if !standingBy { print("another publisher holds the publication lock: standing by") }
+                standingBy = true
+            } catch {
                 FileHandle.standardError.write(Data("hub-publisher: \(error); trying again in \(interval) s\n".utf8))
             }
-            if let issuer {
+            if let issuer, !standingBy {
                 do { try answerCertificates(issuer) } catch {
                     FileHandle.standardError.write(Data("hub-publisher: certificates: \(error)\n".utf8))
                 }
@@ -131,7 +143,7 @@ struct Run: ParsableCommand {
 struct RosterImport: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "roster-import",
                                                     abstract: "Verify a signed roster change and apply it to the hub's roster.")
-    @Option(help: "The hub's SQLite file.") var db = "settlement-hub.sqlite"
+    @OptionGroup var storage: HubStorageOptions
     @Option(help: "A trusted roster key, KEY_ID=BASE64 (repeatable).") var rosterKey: [String] = []
     @Argument(help: "The roster change (JSON Lines, signed).") var file: String
 
@@ -139,8 +151,7 @@ struct RosterImport: ParsableCommand {
         let keys: [String: Curve25519.Signing.PublicKey]
         do { keys = try RosterChange.keys(options: rosterKey) } catch { throw ValidationError("\(error)") }
         guard let bytes = FileManager.default.contents(atPath: file) else { throw failure("cannot read \(file)", 3) }
-        let database: HubDatabase
-        do { database = try HubDatabase(path: db) } catch { throw failure("cannot open \(db): \(error)", 3) }
+        let database = try open(storage)
         do {
             let change = try RosterChange.read(Array(bytes), trustedKeys: keys)
             let n = try database.applyRosterChange(change, now: Date())

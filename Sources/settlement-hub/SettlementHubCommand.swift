@@ -27,12 +27,13 @@ struct PublishCommand: ParsableCommand {
         commandName: "publish",
         abstract: "Publish a signed snapshot file (full or delta) for the kiosks of its region to sync."
     )
-    @Option(help: "The hub's SQLite file.") var db = "settlement-hub.sqlite"
+    @OptionGroup var storage: HubStorageOptions
     @Argument(help: "The snapshot file (JSON Lines, snapshot spec v2).") var file: String
 
     func run() throws {
         let database: HubDatabase
-        do { database = try HubDatabase(path: db) } catch {
+        let db = storage.name
+        do { database = try storage.open() } catch {
             FileHandle.standardError.write(Data("settlement-hub publish: cannot open \(db): \(error)\n".utf8))
             throw ExitCode(3)
         }
@@ -62,7 +63,7 @@ struct SettlementHubCommand: AsyncParsableCommand {
 
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "Port to listen on (0: any free port; the chosen one is printed).") var port = 8470
-    @Option(help: "The hub's SQLite file.") var db = "settlement-hub.sqlite"
+    @OptionGroup var storage: HubStorageOptions
     @Option(help: "Roster: a snapshot-format file, version 2 (JSON lines: programs, devices, persons, cards with public_key); repeatable.")
     var snapshot: [String] = []
     @Option(help: "An active device to register: ID=BASE64[,INSTITUTION] (Ed25519 public key); repeatable.") var device: [String] = []
@@ -119,7 +120,7 @@ struct SettlementHubCommand: AsyncParsableCommand {
             faults.failure = .status(failStatus, retryAfter: retryAfter)
         }
         let database: HubDatabase
-        do { database = try HubDatabase(path: db) } catch { throw ValidationError("cannot open \(db): \(error)") }
+        do { database = try storage.open() } catch { throw ValidationError("cannot open \(storage.name): \(error)") }
         let rosterKeys: [String: Curve25519.Signing.PublicKey]
         do { rosterKeys = try RosterChange.keys(options: rosterKey) } catch { throw ValidationError("\(error)") }
         let hub = SettlementHub(database: database, roster: roster, limits: HubLimits(maxRecords: maxRecords, maxBytes: maxBytes),

@@ -10,7 +10,8 @@ import Glibc
 final class CuttingProxy: Sendable {
     let port: UInt16
     private let listener: Int32
-    private let target: UInt16
+    /// Where new connections go (a load balancer's failover: `retarget`).
+    private let target: Atomic<UInt16>
     private let cutAfter: Int
     private let cutsLeft: Mutex<Int>
     /// Connections cut so far.
@@ -19,7 +20,7 @@ final class CuttingProxy: Sendable {
     let forwarded = Mutex<[Int]>([])
 
     init(to target: UInt16, cutAfter: Int, cuts: Int = 1) throws {
-        self.target = target
+        self.target = Atomic(target)
         self.cutAfter = cutAfter
         cutsLeft = Mutex(cuts)
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -37,6 +38,9 @@ final class CuttingProxy: Sendable {
         Thread { [self] in acceptLoop() }.start()
     }
 
+    /// New connections go to `port` from now on.
+    func retarget(_ port: UInt16) { target.store(port, ordering: .releasing) }
+
     func close() { shutdown(listener, Int32(SHUT_RDWR)); Glibc.close(listener) }
 
     private func acceptLoop() {
@@ -47,7 +51,7 @@ final class CuttingProxy: Sendable {
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
             address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            address.sin_port = target.bigEndian
+            address.sin_port = target.load(ordering: .acquiring).bigEndian
             let connected = withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(upstream, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
             }

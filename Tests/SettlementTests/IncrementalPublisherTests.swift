@@ -24,15 +24,17 @@ import Testing
             }
         }
 
-        mutating func apply(_ p: Publication) throws {
-            let lines = try String(contentsOfFile: p.snapshot.file, encoding: .utf8).split(separator: "\n").map(String.init)
-            if p.snapshot.kind == "full" { entries = [:] } else { #expect(p.snapshot.baseSnapshotID == latest, "a delta on another base") }
+        mutating func apply(_ p: Publication) throws { try apply(p.snapshot) }
+
+        mutating func apply(_ snapshot: PublishedSnapshot) throws {
+            let lines = try String(contentsOfFile: snapshot.file, encoding: .utf8).split(separator: "\n").map(String.init)
+            if snapshot.kind == "full" { entries = [:] } else { #expect(snapshot.baseSnapshotID == latest, "a delta on another base") }
             for line in lines {
                 let o = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
                 guard let type = o["type"] as? String, type != "header", type != "trailer" else { continue }
                 if o["op"] as? String == "delete" { entries[Self.key(o)] = nil } else { entries[Self.key(o)] = line }
             }
-            latest = p.snapshot.snapshotID
+            latest = snapshot.snapshotID
         }
     }
 

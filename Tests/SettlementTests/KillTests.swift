@@ -8,12 +8,15 @@ import Testing
 /// `kioskctl upload` as a real process, killed with SIGKILL while its batch is in flight.
 @Suite("kioskctl upload, killed mid-upload")
 struct KillTests {
-    static func kioskctl() throws -> String {
-        let beside = Vectors.productsDirectory.appendingPathComponent("kioskctl")
+    static func kioskctl() throws -> String { try product("kioskctl") }
+
+    /// One of the package's executables, built beside the tests.
+    static func product(_ name: String) throws -> String {
+        let beside = Vectors.productsDirectory.appendingPathComponent(name)
         if FileManager.default.isExecutableFile(atPath: beside.path) { return beside.path }
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let fallback = root.appendingPathComponent(".build/debug/kioskctl")
-        try #require(FileManager.default.isExecutableFile(atPath: fallback.path), "build kioskctl first (swift build --build-tests)")
+        let fallback = root.appendingPathComponent(".build/debug/\(name)")
+        try #require(FileManager.default.isExecutableFile(atPath: fallback.path), "build \(name) first (swift build --build-tests)")
         return fallback.path
     }
 

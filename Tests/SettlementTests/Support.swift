@@ -34,12 +34,36 @@ func temporaryFolder(_ label: String = "settlement") -> URL {
 /// PostgreSQL database (the test command runs the hub's suites a second time so, against its
 /// own throwaway server), a fresh schema of its own there, with a shelf folder of its own.
 func testHubDatabase(_ label: String = "hub") throws -> HubDatabase {
+    try testHubStore(label)()
+}
+
+/// One store that several hub processes share: `open()` opens it again, with connections of
+/// its own (SQLite: the same file; PostgreSQL: the same schema and shelf); `arguments` are
+/// the `settlement-hub` and `hub-publisher` options that name it.
+struct TestHubStore: Sendable {
+    let arguments: [String]
+    private let opener: @Sendable () throws -> HubDatabase
+    init(arguments: [String], opener: @escaping @Sendable () throws -> HubDatabase) {
+        self.arguments = arguments
+        self.opener = opener
+    }
+    func open() throws -> HubDatabase { try opener() }
+    func callAsFunction() throws -> HubDatabase { try opener() }
+}
+
+func testHubStore(_ label: String = "hub") throws -> TestHubStore {
     let folder = temporaryFolder(label)
-    guard let base = testPostgresURL else { return try HubDatabase(path: folder.appendingPathComponent("hub.sqlite").path) }
+    guard let base = testPostgresURL else {
+        let path = folder.appendingPathComponent("hub.sqlite").path
+        return TestHubStore(arguments: ["--db", path]) { try HubDatabase(path: path) }
+    }
     let schema = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
     try PostgresLocation.createSchema(schema, at: try PostgresLocation(url: base))
     let url = base + (base.contains("?") ? "&" : "?") + "search_path=" + schema
-    return try HubDatabase(postgres: try PostgresLocation(url: url), shelf: folder.appendingPathComponent("shelf", isDirectory: true))
+    let shelf = folder.appendingPathComponent("shelf", isDirectory: true)
+    return TestHubStore(arguments: ["--postgres", url, "--shelf", shelf.path]) {
+        try HubDatabase(postgres: try PostgresLocation(url: url), shelf: shelf)
+    }
 }
 
 /// The PostgreSQL server the hub's tests run against this time, if any.
@@ -96,11 +120,12 @@ struct HubFixture {
 
     static func start(roster: Roster? = nil, limits: HubLimits = HubLimits(), faults: HubFaults = .none,
                       now: Date = testEpoch.addingTimeInterval(60), tls: TLSConfiguration? = nil,
-                      rosterKeys: [String: Curve25519.Signing.PublicKey] = [:]) async throws -> HubFixture {
-        let db = try testHubDatabase()
+                      rosterKeys: [String: Curve25519.Signing.PublicKey] = [:], database: HubDatabase? = nil,
+                      publicationPoll: Duration? = nil) async throws -> HubFixture {
+        let db = try database ?? testHubDatabase()
         let clock = TestClock(now)
         let hub = SettlementHub(database: db, roster: try roster ?? snapshotRoster(), limits: limits, faults: faults,
-                                now: { clock.now }, logger: quietLogger, rosterKeys: rosterKeys)
+                                now: { clock.now }, logger: quietLogger, rosterKeys: rosterKeys, publicationPoll: publicationPoll)
         let running = try await hub.start(tls: tls)
         return HubFixture(hub: hub, running: running, clock: clock)
     }
