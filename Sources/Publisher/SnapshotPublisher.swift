@@ -55,6 +55,25 @@ public enum PublisherError: Error, Equatable, CustomStringConvertible {
     }
 }
 
+/// The lines of a text file, read 1 MiB at a time (flat memory whatever its size).
+enum SnapshotLines {
+    static func each(_ file: URL, _ body: (String) throws -> Void) throws {
+        let handle = try FileHandle(forReadingFrom: file)
+        defer { try? handle.close() }
+        var pending: [UInt8] = []
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+            pending.append(contentsOf: chunk)
+            var start = pending.startIndex
+            while let nl = pending[start...].firstIndex(of: 0x0A) {
+                try body(String(decoding: pending[start..<nl], as: UTF8.self))
+                start = nl + 1
+            }
+            pending.removeSubrange(..<start)
+        }
+        if !pending.isEmpty { try body(String(decoding: pending, as: UTF8.self)) }
+    }
+}
+
 /// S passed a program's limit (sync spec §5): an over-grant for the operators to recover.
 public struct OverLimit: Sendable, Equatable {
     public var personRef: String
@@ -310,6 +329,9 @@ public final class SnapshotPublisher: Sendable {
         let fullDue = forceFull || latest == nil || lastFull == nil
             || (lastFull.flatMap { Timestamp.date($0.issuedAt) }.map { instant.timeIntervalSince($0) >= configuration.fullEvery } ?? true)
 
+        if fullDue {
+            return try publishStreamedFull(instant: instant, cut: cut, latest: latest)
+        }
         var plan: Plan
         if !fullDue, let previous, let delta = try changes(since: previous, cut: cut),
            deltaBytesSinceFull + delta.bytes <= Int(lastFull?.bytes ?? 0) {
@@ -369,6 +391,104 @@ public final class SnapshotPublisher: Sendable {
         try prune(now: instant)
         return Publication(snapshot: snapshot, records: plan.entries.count + plan.deleted.count, overLimit: raised.withLock { $0 },
                            recomputed: plan.recomputed)
+    }
+
+    /// S per person, program and period of the persons in the region's roster, in person
+    /// order: every stored subsidy (flagged ones too) less stored reversals, received at or
+    /// before the cut.
+    static let regionUsageSQL = """
+        SELECT person_ref, program, period, CAST(SUM(amount) AS BIGINT) AS used FROM (
+            SELECT person_ref, program, period, subsidy_fen AS amount FROM hub_record
+                WHERE kind = 'medical_subsidy' AND received_at <= ?
+            UNION ALL
+            SELECT s.person_ref, s.program, s.period, -r.amount_fen FROM hub_record r JOIN hub_record s ON s.record_id = r.reverses
+                WHERE r.kind = 'subsidy_reversal' AND r.received_at <= ?) AS u
+        WHERE EXISTS (SELECT 1 FROM roster_entry e WHERE e.region = ? AND e.type = 'person' AND e.key = u.person_ref)
+        GROUP BY person_ref, program, period ORDER BY person_ref, program, period
+        """
+
+    /// A full (daily, forced, or the first), written as a stream: the roster's lines and S
+    /// read through cursors in one read transaction and written to the file as they come,
+    /// then what the kiosks now hold read back from that file into `published_entry`, in the
+    /// transaction that publishes it. Memory stays flat whatever the region's size (issue 12).
+    func publishStreamedFull(instant: Date, cut: String, latest: String?) throws -> Publication {
+        let region = configuration.region
+        let id = Self.snapshotID(region: region, at: instant)
+        if let latest, !(id > latest) { throw PublisherError.clockBehind(newID: id, latest: latest) }
+        let header: [String: Any] = [
+            "format": "benefit-snapshot", "format_version": 2, "snapshot_id": id, "kind": "full",
+            "region": region, "issued_at": Timestamp.string(instant), "expires_at": Timestamp.string(instant.addingTimeInterval(configuration.validity)),
+            "settled_through": cut, "authority_key_id": configuration.authorityKeyID, "base_snapshot_id": NSNull(),
+        ]
+        let staging = database.shelf.appendingPathComponent(".staging-\(id).jsonl")
+        try FileManager.default.createDirectory(at: database.shelf, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: staging) }
+        let writer = try SnapshotWriter(url: staging, header: header, authorityKey: configuration.authorityKey)
+        var count = 0
+        var over: [OverLimit] = []
+        let mark: Mark = try database.engine.read { c in
+            var mark = try Self.readMark(c)
+            mark.cut = cut
+            // Programs first, then devices, persons, cards and usage: readers may rely on programs being known.
+            let limits = Self.limits(try c.rows("SELECT type, key, line FROM roster_entry WHERE region = ? AND type = 'program'", region)
+                .map { (try $0.text("type"), try $0.text("key"), try $0.text("line")) })
+            for type in ["program", "device", "person", "card"] {
+                try c.stream("SELECT line FROM roster_entry WHERE region = ? AND type = ? ORDER BY key", arguments: [.text(region), .text(type)]) {
+                    try writer.addRaw(try $0.text("line"))
+                    count += 1
+                }
+            }
+            guard count > 0 else { throw PublisherError.emptyRoster(region) }
+            try c.stream(Self.regionUsageSQL, arguments: [.text(cut), .text(cut), .text(region)]) { row in
+                let person = try row.text("person_ref"), program = try row.text("program"), period = try row.text("period")
+                let used = max(0, try row.int("used"))
+                try writer.addRaw(Self.usageLine(person: person, program: program, period: period, used: used))
+                count += 1
+                if let limit = limits[program], used > limit {
+                    over.append(OverLimit(personRef: person, program: program, period: period, usedFen: used, limitFen: limit))
+                }
+            }
+            return mark
+        }
+        try writer.finish()
+        let plan = Plan(full: true, entries: [], deleted: [], overLimit: over, mark: mark, replacesPublished: nil)
+        let raised = Mutex<[OverLimit]>([])
+        let snapshot = try database.publishSnapshot(file: staging, now: instant) { c in
+            // What the kiosks now hold is what the file says, read back from it.
+            try c.execute("DELETE FROM published_entry WHERE region = ?", region)
+            try Self.insertPublished(from: staging, region: region, c)
+            let fresh = try commit(plan, c)
+            raised.withLock { $0 = fresh }
+        }
+        try prune(now: instant)
+        return Publication(snapshot: snapshot, records: count, overLimit: raised.withLock { $0 }, recomputed: true)
+    }
+
+    /// Every record line of a snapshot file into `published_entry`, a few hundred rows a statement.
+    static func insertPublished(from file: URL, region: String, _ c: any SQLConnection) throws {
+        let rowsPerStatement = 250
+        var values: [SQLValue] = []
+        func flush() throws {
+            guard !values.isEmpty else { return }
+            let rows = values.count / 4
+            let sql = "INSERT INTO published_entry (region, type, key, line) VALUES " + Array(repeating: "(?, ?, ?, ?)", count: rows).joined(separator: ", ")
+            try c.execute(sql, arguments: values)
+            values.removeAll(keepingCapacity: true)
+        }
+        try SnapshotLines.each(file) { line in
+            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let type = o["type"] as? String,
+                  type != "header", type != "trailer" else { return }
+            let key: String
+            if type == "usage" {
+                key = "\(o["person_ref"] as? String ?? "")|\(o["program"] as? String ?? "")|\(o["period"] as? String ?? "")"
+            } else {
+                guard let k = RosterChange.key(type: type, o) else { return }
+                key = k
+            }
+            values += [.text(region), .text(type), .text(key), .text(line)]
+            if values.count >= rowsPerStatement * 4 { try flush() }
+        }
+        try flush()
     }
 
     /// What the kiosks now hold (the next delta is made against it), the mark, and the

@@ -50,7 +50,7 @@ public struct RosterChange: Sendable, Equatable {
 
     /// The key of a record of `type` (snapshot spec §1 table), or nil when the type has none
     /// the roster keeps (`usage` is the platform's own, never a roster change's).
-    static func key(type: String, _ o: [String: Any]) -> String? {
+    public static func key(type: String, _ o: [String: Any]) -> String? {
         func s(_ k: String) -> String? { o[k] as? String }
         switch type {
         case "program": return s("code")

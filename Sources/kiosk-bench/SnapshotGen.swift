@@ -104,7 +104,7 @@ struct SnapshotGen: ParsableCommand {
         }
         try writer.finish()
         let bytes = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? -1
-        print(String(format: "snapshot_gen kind=%@ snapshot_id=%@ records=%d bytes=%d gen_seconds=%.2f peak_rss_mb=%.1f",
+        print(String(format: "snapshot_gen kind=%@ snapshot_id=%@ records=%ld bytes=%ld gen_seconds=%.2f peak_rss_mb=%.1f",
                      delta ? "delta" : "full", id, records, bytes, monotonicSeconds() - t0, Memory.peakMB()))
     }
 

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Issue 12: the hub under load, on SQLite and on PostgreSQL, with 1 and 2 hub processes.
+#   KIOSKS simulated kiosks (default 50), each with its own key registered in the hub's
+#   roster, each draining RECORDS alert records (default 200) through the real uploader, a
+#   signed batch of BATCH records (default 50) per request, kiosk i to hub process i mod P.
+#   Prints, per engine and process count: accepted records/s, batch latency p50/p99 and each
+#   hub process's peak RSS. Then the publisher: a full publication of PERSONS persons
+#   (default 100,000; roster imported with hub-publisher roster-import) on each engine, with
+#   the time and peak RSS of the import and of the publication. Asserts nothing.
+# Needs PostgreSQL's server (Provisioning/start-postgres.sh starts the project's own).
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+KIOSKS=${KIOSKS:-50}
+RECORDS=${RECORDS:-200}
+BATCH=${BATCH:-50}
+PERSONS=${PERSONS:-100000}
+build kiosk-bench settlement-hub hub-publisher
+scratch hub-load
+PG_URL=$(bash Provisioning/start-postgres.sh)
+PG_DIR=${BK_PG_DIR:-/tmp/benefit-kiosk-postgres}
+PG_PORT=${BK_PG_PORT:-54329}
+AS=(); [ "$(id -u)" -eq 0 ] && AS=(runuser -u postgres --)
+psql_() { "${AS[@]}" psql -q -h "$PG_DIR" -p "$PG_PORT" -d benefit_kiosk_test -tAc "$1"; }
+echo "# hub-load kiosks=$KIOSKS records=$RECORDS batch=$BATCH persons=$PERSONS $(date -u +%FT%TZ) $(nproc) cores"
+
+"$BIN/kiosk-bench" hub-load roster --kiosks "$KIOSKS" --out "$DIR/roster.jsonl"
+"$BIN/kiosk-bench" hub-load queue --kiosks "$KIOSKS" --records "$RECORDS" --dir "$DIR/queued"
+
+# A fresh store: SQLite file or PostgreSQL schema; sets STORAGE (the hubs' options).
+fresh_store() {
+    if [ "$1" = sqlite ]; then
+        STORAGE=(--db "$DIR/$2.sqlite")
+    else
+        psql_ "DROP SCHEMA IF EXISTS $2 CASCADE; CREATE SCHEMA $2;"
+        STORAGE=(--postgres "$PG_URL&search_path=$2" --shelf "$DIR/$2.shelf")
+    fi
+}
+peak_rss() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+
+for engine in sqlite postgres; do
+    for procs in 1 2; do
+        name="load_${engine}_$procs"
+        fresh_store "$engine" "$name"
+        pids=(); urls=()
+        for p in $(seq "$procs"); do
+            "$BIN/settlement-hub" serve --port 0 --log-level error --snapshot "$DIR/roster.jsonl" "${STORAGE[@]}" >"$DIR/$name-$p.out" 2>"$DIR/$name-$p.err" &
+            pids+=($!); at_exit "kill $! 2>/dev/null"
+        done
+        for p in $(seq "$procs"); do
+            for _ in $(seq 200); do grep -q "listening on" "$DIR/$name-$p.out" 2>/dev/null && break; sleep 0.05; done
+            urls+=(--hub "$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$DIR/$name-$p.out")")
+        done
+        rm -rf "$DIR/kiosks"; cp -r "$DIR/queued" "$DIR/kiosks"
+        out=$("$BIN/kiosk-bench" hub-load run "${urls[@]}" --kiosks "$KIOSKS" --batch "$BATCH" --dir "$DIR/kiosks")
+        rss=""; for pid in "${pids[@]}"; do rss+="$(peak_rss "$pid") "; done
+        echo "$engine processes=$procs $out hub_peak_rss_mb=[ ${rss}]"
+        for pid in "${pids[@]}"; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
+    done
+done
+
+# The publisher: roster import and a full publication of PERSONS persons.
+"$BIN/kiosk-bench" snapshot-gen --persons "$PERSONS" --out "$DIR/population.jsonl" --snapshot-id 330782-20261122-01 >/dev/null
+gen=$("$BIN/kiosk-bench" roster-change-gen --change-id "RC-LOAD-1" --out "$DIR/roster-change.jsonl" --from-snapshot "$DIR/population.jsonl")
+ROSTER_KEY=(--roster-key "$(echo "$gen" | sed -n 's/.*key_id=\([^ ]*\) public_key=\([^ ]*\).*/\1=\2/p')")
+python3 -c "import base64; open('$DIR/authority.key','w').write(base64.b64encode(bytes([0x41]*32)).decode())"
+chmod 600 "$DIR/authority.key"
+timed() { /usr/bin/time -f "%e %M" "$@" 2>"$DIR/time.txt" >/dev/null; read -r secs kb <"$DIR/time.txt"; echo "seconds=$secs peak_rss_mb=$((kb / 1024))"; }
+for engine in sqlite postgres; do
+    name="publish_$engine"
+    fresh_store "$engine" "$name"
+    import=$(timed "$BIN/hub-publisher" roster-import "${STORAGE[@]}" "${ROSTER_KEY[@]}" "$DIR/roster-change.jsonl")
+    publish=$(timed "$BIN/hub-publisher" publish --full --region 330782 --authority-key-file "$DIR/authority.key" --authority-key-id load "${STORAGE[@]}")
+    echo "$engine persons=$PERSONS roster_import $import publish_full $publish"
+done

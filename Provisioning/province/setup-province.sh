@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# A province's hub set-up (issue 12), as root, on Debian:
+#   setup-province.sh database            on the PostgreSQL machine: role and database
+#   setup-province.sh hub                 on each hub machine: users, folders, units
+#   setup-province.sh keys AUTH CA        on each publisher machine: the key files
+# The hub and publisher processes reach PostgreSQL as one role, benefit_hub, by peer
+# authentication over the unix socket (no password anywhere): pg_ident maps the system
+# users settlement-hub and hub-publisher to it. Across machines, use a TCP URL with a
+# password in /etc/settlement-hub/province.env (0640) and TLS on the network instead.
+# The first hub process to start creates the schema (migrations run once, under a lock).
+set -euo pipefail
+ROLE=${ROLE:-benefit_hub}
+DB=${DB:-benefit_hub}
+case "${1:-}" in
+database)
+    command -v psql >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    runuser -u postgres -- psql -v ON_ERROR_STOP=1 -q <<SQL
+DO \$\$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$ROLE') THEN CREATE ROLE $ROLE LOGIN; END IF;
+END \$\$;
+SQL
+    runuser -u postgres -- psql -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1 \
+        || runuser -u postgres -- createdb -O "$ROLE" -E UTF8 --locale=C.UTF-8 -T template0 "$DB"
+    conf=$(runuser -u postgres -- psql -tAc "SHOW config_file" | xargs dirname)
+    grep -q "^benefit " "$conf/pg_ident.conf" || cat >>"$conf/pg_ident.conf" <<IDENT
+benefit settlement-hub $ROLE
+benefit hub-publisher  $ROLE
+IDENT
+    grep -q "map=benefit" "$conf/pg_hba.conf" || sed -i "1i local $DB $ROLE peer map=benefit" "$conf/pg_hba.conf"
+    runuser -u postgres -- psql -qc "SELECT pg_reload_conf()" >/dev/null
+    echo "database $DB and role $ROLE ready (peer map 'benefit')"
+    ;;
+hub)
+    getent group settlement-hub >/dev/null || groupadd --system settlement-hub
+    id settlement-hub >/dev/null 2>&1 || useradd --system --gid settlement-hub --home-dir /nonexistent --shell /usr/sbin/nologin settlement-hub
+    id hub-publisher >/dev/null 2>&1 || useradd --system --gid settlement-hub --home-dir /nonexistent --shell /usr/sbin/nologin hub-publisher
+    install -d -o root -g settlement-hub -m 0750 /etc/settlement-hub /etc/settlement-hub/tls
+    install -d -o hub-publisher -g hub-publisher -m 0700 /etc/hub-publisher
+    # The shared shelf: the publisher writes, the hub processes read.
+    install -d -o hub-publisher -g settlement-hub -m 2750 /srv/settlement-hub/shelf
+    [ -f /etc/settlement-hub/province.env ] || install -o root -g settlement-hub -m 0640 "$(dirname "$0")/province.env.example" /etc/settlement-hub/province.env
+    install -m 0644 "$(dirname "$0")/settlement-hub@.service" "$(dirname "$0")/hub-publisher-province.service" /etc/systemd/system/
+    systemctl daemon-reload 2>/dev/null || true
+    echo "edit /etc/settlement-hub/province.env, put the TLS chain and key in /etc/settlement-hub/tls/, then:"
+    echo "  systemctl enable --now settlement-hub@8471 settlement-hub@8472 hub-publisher-province"
+    ;;
+keys)
+    [ $# -eq 3 ] || { echo "usage: $0 keys AUTHORITY_KEY_FILE DEVICE_CA_KEY_FILE" >&2; exit 2; }
+    # 0600, owned by the publisher's user: the only process that signs. The hub never reads them.
+    install -o hub-publisher -g hub-publisher -m 0600 "$2" /etc/hub-publisher/authority.key
+    install -o hub-publisher -g hub-publisher -m 0600 "$3" /etc/hub-publisher/device-ca.key
+    echo "keys installed in /etc/hub-publisher (0600, hub-publisher)"
+    ;;
+*)
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac
