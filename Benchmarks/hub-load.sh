@@ -60,7 +60,7 @@ done
 
 # The publisher: roster import and a full publication of PERSONS persons.
 "$BIN/kiosk-bench" snapshot-gen --persons "$PERSONS" --out "$DIR/population.jsonl" --snapshot-id 330782-20261122-01 >/dev/null
-gen=$("$BIN/kiosk-bench" roster-change-gen --change-id "RC-LOAD-1" --out "$DIR/roster-change.jsonl" --from-snapshot "$DIR/population.jsonl")
+gen=$("$BIN/kiosk-bench" roster-change --change-id "RC-LOAD-1" --out "$DIR/roster-change.jsonl" --from-snapshot "$DIR/population.jsonl")
 ROSTER_KEY=(--roster-key "$(echo "$gen" | sed -n 's/.*key_id=\([^ ]*\) public_key=\([^ ]*\).*/\1=\2/p')")
 python3 -c "import base64; open('$DIR/authority.key','w').write(base64.b64encode(bytes([0x41]*32)).decode())"
 chmod 600 "$DIR/authority.key"

@@ -307,7 +307,7 @@ public final class SnapshotPublisher: Sendable {
     @discardableResult
     public func publish(forceFull: Bool = false) throws -> Publication? {
         try database.holdPublicationLock()
-        return try database.publishing.withLock { _ in try publishHoldingLock(forceFull: forceFull) }
+        return try database.publishing { try publishHoldingLock(forceFull: forceFull) }
     }
 
     func publishHoldingLock(forceFull: Bool) throws -> Publication? {
@@ -384,7 +384,7 @@ public final class SnapshotPublisher: Sendable {
         // The snapshot's row and what the kiosks now hold, in one transaction: a publisher
         // killed at any point leaves either both or neither.
         let raised = Mutex<[OverLimit]>([])
-        let snapshot = try database.publishSnapshot(file: staging, now: instant) { c in
+        let snapshot = try database.publishSnapshot(file: staging, now: instant, plannedOn: .some(latest)) { c in
             let fresh = try commit(plan, c)
             raised.withLock { $0 = fresh }
         }
@@ -453,7 +453,7 @@ public final class SnapshotPublisher: Sendable {
         try writer.finish()
         let plan = Plan(full: true, entries: [], deleted: [], overLimit: over, mark: mark, replacesPublished: nil)
         let raised = Mutex<[OverLimit]>([])
-        let snapshot = try database.publishSnapshot(file: staging, now: instant) { c in
+        let snapshot = try database.publishSnapshot(file: staging, now: instant, plannedOn: .some(latest)) { c in
             // What the kiosks now hold is what the file says, read back from it.
             try c.execute("DELETE FROM published_entry WHERE region = ?", region)
             try Self.insertPublished(from: staging, region: region, c)

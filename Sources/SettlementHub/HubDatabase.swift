@@ -44,6 +44,13 @@ public struct HubAnswer: Sendable, Equatable {
     public var answeredAt: String
 }
 
+/// The publication lock once taken (kept while the database is open in this process), and
+/// the in-process turn: an object of its own, outside `HubDatabase`'s throwing initialisers.
+final class PublicationGate: Sendable {
+    let lease = Mutex<(any SQLLease)?>(nil)
+    let turn = NSLock()
+}
+
 /// Another process holds the publication lock (sync spec §5: one publisher at a time).
 public struct PublicationLockHeld: Error, CustomStringConvertible {
     public var description: String { "another publisher holds the publication lock: this one stands by" }
@@ -75,16 +82,21 @@ public final class HubDatabase: Sendable {
     public let shelf: URL
 
     public var kind: SQLEngineKind { engine.kind }
-    /// The publication lock, once taken: kept while this database is open in this process.
-    private let publicationLease = Mutex<(any SQLLease)?>(nil)
+    /// The publication lock and the in-process publication turn.
+    private let gate = PublicationGate()
+
     /// One publication at a time within this process (the lease keeps out the others).
-    public let publishing = Mutex<Void>(())
+    public func publishing<T>(_ body: () throws -> T) rethrows -> T {
+        gate.turn.lock()
+        defer { gate.turn.unlock() }
+        return try body()
+    }
 
     /// Takes the publication lock, or keeps it: publication runs in one process at a time
     /// (the others stand by and take over when the holder dies: the lock goes with its
     /// process, or its database session). Throws `PublicationLockHeld` while another holds it.
     public func holdPublicationLock() throws {
-        try publicationLease.withLock { held in
+        try gate.lease.withLock { held in
             if let h = held {
                 if h.isHeld() { return }
                 h.release()
@@ -97,7 +109,7 @@ public final class HubDatabase: Sendable {
 
     /// Gives the publication lock up (another process's publisher takes over).
     public func releasePublicationLock() {
-        publicationLease.withLock { $0?.release(); $0 = nil }
+        gate.lease.withLock { $0?.release(); $0 = nil }
     }
 
     /// A SQLite hub database (created and migrated when new).
@@ -386,16 +398,12 @@ public final class HubDatabase: Sendable {
             let instant = now()
             let receivedAt = format(instant)
             let checker = Checker(c: c, deviceID: deviceID, device: device, roster: roster, batchBills: batchBills)
-            let insertAnswer = """
-                INSERT INTO hub_answer (record_id, device_id, seq, sha256, status, reason, detail, flags, answered_at, batch_id)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """
-            let insertRecord = """
-                INSERT INTO hub_record (record_id, device_id, seq, kind, body, sha256, received_at, batch_id, flags, institution, card_number,
-                    person_ref, program, period, bill_reference, card_sequence, bill_fen, patient_pays_fen, subsidy_fen, reverses, amount_fen)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """
-            let logRejection = "INSERT INTO hub_rejection (record_id, device_id, reason, body, received_at, batch_id) VALUES (?, ?, ?, ?, ?, ?)"
+            // Inserts are gathered and written a few hundred rows a statement (on PostgreSQL a
+            // statement is a round trip): before any check that reads stored records, and at
+            // the end, so every check still sees this batch's earlier records.
+            var writes = PendingWrites()
+            // Step 2's first answers: those stored, read at once, and those given in this batch.
+            var answered = try Self.firstAnswers(c, ids: records.map(\.recordID))
             var lastSeq = try Self.lastAnsweredSeq(c, deviceID: deviceID)
             var results: [RecordResult] = []
             results.reserveCapacity(records.count)
@@ -403,20 +411,19 @@ public final class HubDatabase: Sendable {
             for (index, r) in records.enumerated() {
                 let text = String(decoding: r.bytes, as: UTF8.self)
                 // Step 2: a record_id answered before gets its first answer again, or `conflict`.
-                if let first = try c.row("SELECT sha256, status, reason, detail, flags, answered_at FROM hub_answer WHERE record_id = ?", r.recordID) {
-                    if try first.text("sha256") == r.sha256 {
-                        if try first.text("status") == "accepted" {
-                            results.append(RecordResult(recordID: r.recordID, status: .duplicate(receivedAt: try first.text("answered_at"),
-                                                                                                  flags: Self.flags(try first.optionalText("flags")))))
+                if let first = answered[r.recordID] {
+                    if first.sha256 == r.sha256 {
+                        if first.status == "accepted" {
+                            results.append(RecordResult(recordID: r.recordID, status: .duplicate(receivedAt: first.answeredAt, flags: Self.flags(first.flags))))
                             counts.duplicates += 1
                         } else {
-                            let reason = try first.text("reason")
-                            try c.execute(logRejection, r.recordID, deviceID, reason, text, receivedAt, batchID)
-                            results.append(RecordResult(recordID: r.recordID, status: .rejected(reason: reason, detail: try first.optionalText("detail"))))
+                            let reason = first.reason ?? "rejected"
+                            writes.rejection([r.recordID, deviceID, reason, text, receivedAt, batchID])
+                            results.append(RecordResult(recordID: r.recordID, status: .rejected(reason: reason, detail: first.detail)))
                             counts.rejected += 1
                         }
                     } else {
-                        try c.execute(logRejection, r.recordID, deviceID, "conflict", text, receivedAt, batchID)
+                        writes.rejection([r.recordID, deviceID, "conflict", text, receivedAt, batchID])
                         results.append(RecordResult(recordID: r.recordID, status: .rejected(reason: "conflict",
                                                                                             detail: "record_id answered before, with other content")))
                         counts.rejected += 1
@@ -430,13 +437,15 @@ public final class HubDatabase: Sendable {
                 } else if let broken = r.structureRefusal {
                     refusal = broken
                 } else {
+                    if r.record?.medicalSubsidy != nil || r.record?.subsidyReversal != nil { try writes.flush(c) }
                     refusal = try checker.content(r, subsidy: subsidyFields[index], cardAck: cardAcks[index])
                 }
                 lastSeq = max(lastSeq, r.seq)
                 if let refusal {
-                    try c.execute(insertAnswer, r.recordID, deviceID, r.seq, r.sha256, "rejected", refusal.reason, refusal.detail, "",
-                                  receivedAt, batchID)
-                    try c.execute(logRejection, r.recordID, deviceID, refusal.reason, text, receivedAt, batchID)
+                    writes.answer([r.recordID, deviceID, r.seq, r.sha256, "rejected", refusal.reason, refusal.detail, "", receivedAt, batchID])
+                    writes.rejection([r.recordID, deviceID, refusal.reason, text, receivedAt, batchID])
+                    answered[r.recordID] = FirstAnswer(sha256: r.sha256, status: "rejected", reason: refusal.reason, detail: refusal.detail,
+                                                       flags: "", answeredAt: receivedAt)
                     results.append(RecordResult(recordID: r.recordID, status: .rejected(reason: refusal.reason, detail: refusal.detail)))
                     counts.rejected += 1
                     continue
@@ -444,24 +453,85 @@ public final class HubDatabase: Sendable {
                 // Step 5: flags, not refusals.
                 let flags = checker.flags(r, subsidy: subsidyFields[index], now: instant)
                 let flagText = flags.joined(separator: ",")
-                try c.execute(insertAnswer, r.recordID, deviceID, r.seq, r.sha256, "accepted", String?.none, String?.none, flagText, receivedAt, batchID)
                 guard let record = r.record else { throw HubDatabaseError.inconsistent("record \(r.recordID) passed its checks without being read") }
+                writes.answer([r.recordID, deviceID, r.seq, r.sha256, "accepted", String?.none, String?.none, flagText, receivedAt, batchID])
                 let s = record.medicalSubsidy, l = record.legalAidApplication, v = record.subsidyReversal
-                let values: [any SQLBindable] = [
+                writes.record([
                     r.recordID, deviceID, r.seq, record.kind.rawValue, text, r.sha256, receivedAt, batchID, flagText,
                     s?.institution, s?.cardNumber ?? l?.cardNumber ?? record.alert?.cardNumber, s?.personRef ?? l?.personRef,
                     s?.program ?? l?.program, s?.period,
                     s?.billReference, s?.cardSequence, s?.billFen, s?.patientPaysFen, s?.subsidyFen,
                     v?.reverses, v?.amountFen,
-                ]
-                try c.execute(insertRecord, arguments: values.map(\.sqlValue))
+                ])
+                answered[r.recordID] = FirstAnswer(sha256: r.sha256, status: "accepted", reason: nil, detail: nil, flags: flagText, answeredAt: receivedAt)
                 results.append(RecordResult(recordID: r.recordID, status: .accepted(receivedAt: receivedAt, flags: flags)))
                 counts.accepted += 1
             }
+            try writes.flush(c)
             try c.execute("""
                 INSERT INTO hub_batch (batch_id, device_id, sent_at, received_at, records, accepted, duplicates, rejected) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """, batchID, deviceID, sentAt, receivedAt, records.count, counts.accepted, counts.duplicates, counts.rejected)
             return results
+        }
+    }
+
+    /// The first answer given to a `record_id` (upload spec §5 step 2).
+    struct FirstAnswer {
+        var sha256: String
+        var status: String
+        var reason: String?
+        var detail: String?
+        var flags: String
+        var answeredAt: String
+    }
+
+    /// The stored first answers of `ids`, a few hundred ids a statement.
+    static func firstAnswers(_ c: any SQLConnection, ids: [String]) throws -> [String: FirstAnswer] {
+        var out: [String: FirstAnswer] = [:]
+        let unique = Array(Set(ids))
+        for start in stride(from: 0, to: unique.count, by: 250) {
+            let chunk = Array(unique[start..<min(start + 250, unique.count)])
+            let marks = Array(repeating: "?", count: chunk.count).joined(separator: ", ")
+            for row in try c.rows("SELECT record_id, sha256, status, reason, detail, flags, answered_at FROM hub_answer WHERE record_id IN (\(marks))",
+                                  arguments: chunk.map { .text($0) }) {
+                out[try row.text("record_id")] = FirstAnswer(sha256: try row.text("sha256"), status: try row.text("status"), reason: try row.optionalText("reason"),
+                                                             detail: try row.optionalText("detail"), flags: try row.optionalText("flags") ?? "",
+                                                             answeredAt: try row.text("answered_at"))
+            }
+        }
+        return out
+    }
+
+    /// Answers, records and refusals waiting to be written, in that order (a record's answer first).
+    struct PendingWrites {
+        private var answers: [[SQLValue]] = []
+        private var records: [[SQLValue]] = []
+        private var rejections: [[SQLValue]] = []
+
+        mutating func answer(_ values: [any SQLBindable]) { answers.append(values.map(\.sqlValue)) }
+        mutating func record(_ values: [any SQLBindable]) { records.append(values.map(\.sqlValue)) }
+        mutating func rejection(_ values: [any SQLBindable]) { rejections.append(values.map(\.sqlValue)) }
+
+        mutating func flush(_ c: any SQLConnection) throws {
+            try Self.insert(c, "hub_answer (record_id, device_id, seq, sha256, status, reason, detail, flags, answered_at, batch_id)", answers)
+            try Self.insert(c, """
+                hub_record (record_id, device_id, seq, kind, body, sha256, received_at, batch_id, flags, institution, card_number,
+                    person_ref, program, period, bill_reference, card_sequence, bill_fen, patient_pays_fen, subsidy_fen, reverses, amount_fen)
+                """, records)
+            try Self.insert(c, "hub_rejection (record_id, device_id, reason, body, received_at, batch_id)", rejections)
+            answers.removeAll(keepingCapacity: true)
+            records.removeAll(keepingCapacity: true)
+            rejections.removeAll(keepingCapacity: true)
+        }
+
+        static func insert(_ c: any SQLConnection, _ into: String, _ rows: [[SQLValue]]) throws {
+            guard let width = rows.first?.count else { return }
+            let one = "(" + Array(repeating: "?", count: width).joined(separator: ", ") + ")"
+            for start in stride(from: 0, to: rows.count, by: 200) {
+                let chunk = rows[start..<min(start + 200, rows.count)]
+                try c.execute("INSERT INTO \(into) VALUES " + Array(repeating: one, count: chunk.count).joined(separator: ", "),
+                              arguments: chunk.flatMap { $0 })
+            }
         }
     }
 

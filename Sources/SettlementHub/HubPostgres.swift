@@ -265,9 +265,10 @@ final class PostgresEngine: SQLEngine {
                 do {
                     let c = try await PostgresConnection.connect(configuration: location.configuration, id: 0, logger: logger)
                     defer { Task { try? await c.close() } }
-                    let notifications = try await c.listen(Self.channel)
-                    onPublication() // anything published while not listening
-                    for try await _ in notifications { onPublication() }
+                    try await c.listen(on: Self.channel) { notifications in
+                        onPublication() // anything published while not listening
+                        for try await _ in notifications { onPublication() }
+                    }
                 } catch {
                     if Task.isCancelled { return }
                     logger.warning("LISTEN \(Self.channel) failed; reconnecting in 1 s", metadata: ["error": "\(error)"])

@@ -34,6 +34,9 @@ public enum PublishError: Error, Equatable, CustomStringConvertible {
     case alreadyPublished(String)
     case notNewer(snapshotID: String, latest: String)
     case unknownBase(String)
+    /// Another publication committed since this one was planned (two publishers at once):
+    /// nothing is published; the next look plans again.
+    case raced(expected: String?, latest: String?)
 
     public var description: String {
         switch self {
@@ -42,6 +45,7 @@ public enum PublishError: Error, Equatable, CustomStringConvertible {
         case .alreadyPublished(let id): return "\(id) is already published with other content"
         case .notNewer(let id, let latest): return "\(id) is not newer than the region's latest \(latest) (snapshot ids grow strictly)"
         case .unknownBase(let id): return "the delta's base \(id) is not published here"
+        case .raced(let e, let l): return "another publication (\(l ?? "none")) committed since this one was planned on \(e ?? "nothing"): try again"
         }
     }
 }
@@ -83,7 +87,10 @@ extension HubDatabase {
     /// what the kiosks now hold), so a publication is all there or not at all, whenever the
     /// process dies. Listeners on every hub process are told when it commits.
     @discardableResult
-    public func publishSnapshot(file: URL, now: Date, alongside: (any SQLConnection) throws -> Void = { _ in }) throws -> PublishedSnapshot {
+    /// `plannedOn` (the publisher's): the region's latest snapshot when the publication was
+    /// planned; if another committed since, nothing is published (`raced`).
+    public func publishSnapshot(file: URL, now: Date, plannedOn: String?? = nil,
+                                alongside: (any SQLConnection) throws -> Void = { _ in }) throws -> PublishedSnapshot {
         let header: [String: Any]
         let digest: String
         let size: Int64
@@ -141,7 +148,9 @@ extension HubDatabase {
                 guard existing.sha256 == digest else { throw PublishError.alreadyPublished(id) }
                 return existing
             }
-            if let latest = try c.text("SELECT snapshot_id FROM hub_snapshot WHERE region = ? ORDER BY seq DESC LIMIT 1", region), !(id > latest) {
+            let latest = try c.text("SELECT snapshot_id FROM hub_snapshot WHERE region = ? ORDER BY seq DESC LIMIT 1", region)
+            if case .some(let planned) = plannedOn, planned != latest { throw PublishError.raced(expected: planned, latest: latest) }
+            if let latest, !(id > latest) {
                 throw PublishError.notNewer(snapshotID: id, latest: latest)
             }
             if kind == "delta", let base, try !c.exists("SELECT 1 FROM hub_snapshot WHERE snapshot_id = ? AND region = ?", base, region) {

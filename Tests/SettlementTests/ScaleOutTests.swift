@@ -88,6 +88,22 @@ struct ScaleOutTests {
         #expect(takeover.snapshot.kind == "delta" && takeover.records == 1)
     }
 
+    @Test("a publication planned on a snapshot that is no longer the latest (two publishers at once) is refused whole")
+    func racedPublicationIsRefused() throws {
+        let store = try testHubStore("scale-out")
+        let a = try store.open(), b = try store.open()
+        try a.publishSnapshot(file: Vectors.url("snapshot-small.jsonl"), now: testEpoch)
+        let d2 = try SyncCase.lostCardDelta()
+        // Publisher B planned before A's full existed.
+        #expect(throws: PublishError.raced(expected: nil, latest: SyncCase.full)) {
+            try b.publishSnapshot(file: d2, now: testEpoch, plannedOn: .some(nil)) { _ in Issue.record("its state was written") }
+        }
+        #expect(try b.manifest(region: "330782", installed: nil)?.latest == SyncCase.full)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: b.shelf.path).filter { !$0.hasPrefix(".") } == ["\(SyncCase.full).jsonl"])
+        // Planned on the latest: published.
+        #expect(try b.publishSnapshot(file: d2, now: testEpoch, plannedOn: .some(SyncCase.full)).kind == "delta")
+    }
+
     /// Starts `settlement-hub serve` on a free port and returns it with its port.
     static func startHub(_ store: TestHubStore, _ extra: [String], in dir: URL) async throws -> (KillTests.Child, UInt16) {
         let child = try KillTests.Child.spawn(try KillTests.product("settlement-hub"), ["serve", "--port", "0", "--log-level", "error",
