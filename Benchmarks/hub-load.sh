@@ -14,14 +14,15 @@ KIOSKS=${KIOSKS:-50}
 RECORDS=${RECORDS:-200}
 BATCH=${BATCH:-50}
 PERSONS=${PERSONS:-100000}
+ROUNDS=${ROUNDS:-3}
 build kiosk-bench settlement-hub hub-publisher
 scratch hub-load
 PG_URL=$(bash Provisioning/start-postgres.sh)
 PG_DIR=${BK_PG_DIR:-/tmp/benefit-kiosk-postgres}
 PG_PORT=${BK_PG_PORT:-54329}
 AS=(); [ "$(id -u)" -eq 0 ] && AS=(runuser -u postgres --)
-psql_() { "${AS[@]}" psql -q -h "$PG_DIR" -p "$PG_PORT" -d benefit_kiosk_test -tAc "$1"; }
-echo "# hub-load kiosks=$KIOSKS records=$RECORDS batch=$BATCH persons=$PERSONS $(date -u +%FT%TZ) $(nproc) cores"
+psql_() { "${AS[@]}" psql -q -o /dev/null -h "$PG_DIR" -p "$PG_PORT" -d benefit_kiosk_test -tAc "$1"; }
+echo "# hub-load kiosks=$KIOSKS records=$RECORDS batch=$BATCH persons=$PERSONS rounds=$ROUNDS $(date -u +%FT%TZ) $(nproc) cores"
 
 "$BIN/kiosk-bench" hub-load roster --kiosks "$KIOSKS" --out "$DIR/roster.jsonl"
 "$BIN/kiosk-bench" hub-load queue --kiosks "$KIOSKS" --records "$RECORDS" --dir "$DIR/queued"
@@ -31,31 +32,35 @@ fresh_store() {
     if [ "$1" = sqlite ]; then
         STORAGE=(--db "$DIR/$2.sqlite")
     else
-        psql_ "DROP SCHEMA IF EXISTS $2 CASCADE; CREATE SCHEMA $2;"
+        psql_ "SET client_min_messages = warning; DROP SCHEMA IF EXISTS $2 CASCADE; CREATE SCHEMA $2;"
         STORAGE=(--postgres "$PG_URL&search_path=$2" --shelf "$DIR/$2.shelf")
     fi
 }
 peak_rss() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
+# ROUNDS rounds, each of the four set-ups in turn (interleaved: a noisy minute hits all four).
+for round in $(seq "$ROUNDS"); do
 for engine in sqlite postgres; do
     for procs in 1 2; do
-        name="load_${engine}_$procs"
+        name="load_${engine}_${procs}_$round"
         fresh_store "$engine" "$name"
         pids=(); urls=()
+        # One after the other: the first creates the schema.
         for p in $(seq "$procs"); do
             "$BIN/settlement-hub" serve --port 0 --log-level error --snapshot "$DIR/roster.jsonl" "${STORAGE[@]}" >"$DIR/$name-$p.out" 2>"$DIR/$name-$p.err" &
             pids+=($!); at_exit "kill $! 2>/dev/null"
-        done
-        for p in $(seq "$procs"); do
-            for _ in $(seq 200); do grep -q "listening on" "$DIR/$name-$p.out" 2>/dev/null && break; sleep 0.05; done
-            urls+=(--hub "$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$DIR/$name-$p.out")")
+            for _ in $(seq 600); do grep -q "listening on" "$DIR/$name-$p.out" 2>/dev/null && break; sleep 0.05; done
+            url=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$DIR/$name-$p.out")
+            [ -n "$url" ] || { echo "hub $p did not start:"; cat "$DIR/$name-$p.err"; exit 1; }
+            urls+=(--hub "$url")
         done
         rm -rf "$DIR/kiosks"; cp -r "$DIR/queued" "$DIR/kiosks"
         out=$("$BIN/kiosk-bench" hub-load run "${urls[@]}" --kiosks "$KIOSKS" --batch "$BATCH" --dir "$DIR/kiosks")
         rss=""; for pid in "${pids[@]}"; do rss+="$(peak_rss "$pid") "; done
-        echo "$engine processes=$procs $out hub_peak_rss_mb=[ ${rss}]"
+        echo "round $round $engine processes=$procs $out hub_peak_rss_mb=[ ${rss}]"
         for pid in "${pids[@]}"; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
     done
+done
 done
 
 # The publisher: roster import and a full publication of PERSONS persons.

@@ -162,23 +162,33 @@ extension HubDatabase {
                                      SettlementHub.timestamp(now, fractional: false)) else {
                 throw HubDatabaseError.inconsistent("the roster change's number was not returned")
             }
-            let upsert = """
-                INSERT INTO roster_entry (region, type, key, line, seq) VALUES (?, ?, ?, ?, ?)
-                ON CONFLICT (region, type, key) DO UPDATE SET line = excluded.line, seq = excluded.seq
-                """
-            let untomb = "DELETE FROM roster_tombstone WHERE region = ? AND type = ? AND key = ?"
-            let remove = "DELETE FROM roster_entry WHERE region = ? AND type = ? AND key = ?"
-            let tomb = """
-                INSERT INTO roster_tombstone (region, type, key, seq) VALUES (?, ?, ?, ?)
-                ON CONFLICT (region, type, key) DO UPDATE SET seq = excluded.seq
-                """
-            for e in change.entries {
-                if let line = e.line {
-                    try c.execute(upsert, change.region, e.type, e.key, line, seq)
-                    try c.execute(untomb, change.region, e.type, e.key)
-                } else {
-                    try c.execute(remove, change.region, e.type, e.key)
-                    try c.execute(tomb, change.region, e.type, e.key, seq)
+            // The last entry for a key wins (as if applied one by one); then a few hundred
+            // rows a statement (on PostgreSQL a statement is a round trip).
+            var last: [String: Int] = [:]
+            for (i, e) in change.entries.enumerated() { last["\(e.type)|\(e.key)"] = i }
+            let entries = change.entries.enumerated().filter { last["\($0.element.type)|\($0.element.key)"] == $0.offset }.map(\.element)
+            let kept = entries.filter { $0.line != nil }, removed = entries.filter { $0.line == nil }
+            for start in stride(from: 0, to: kept.count, by: 200) {
+                let chunk = kept[start..<min(start + 200, kept.count)]
+                try c.execute("INSERT INTO roster_entry (region, type, key, line, seq) VALUES "
+                              + Array(repeating: "(?, ?, ?, ?, ?)", count: chunk.count).joined(separator: ", ")
+                              + " ON CONFLICT (region, type, key) DO UPDATE SET line = excluded.line, seq = excluded.seq",
+                              arguments: chunk.flatMap { [.text(change.region), .text($0.type), .text($0.key), .text($0.line ?? ""), .int(seq)] })
+            }
+            for start in stride(from: 0, to: removed.count, by: 200) {
+                let chunk = removed[start..<min(start + 200, removed.count)]
+                try c.execute("INSERT INTO roster_tombstone (region, type, key, seq) VALUES "
+                              + Array(repeating: "(?, ?, ?, ?)", count: chunk.count).joined(separator: ", ")
+                              + " ON CONFLICT (region, type, key) DO UPDATE SET seq = excluded.seq",
+                              arguments: chunk.flatMap { [.text(change.region), .text($0.type), .text($0.key), .int(seq)] })
+            }
+            // An entry kept leaves no tombstone; one removed leaves no entry.
+            for (table, list) in [("roster_tombstone", kept), ("roster_entry", removed)] {
+                for start in stride(from: 0, to: list.count, by: 200) {
+                    let chunk = list[start..<min(start + 200, list.count)]
+                    try c.execute("DELETE FROM \(table) WHERE region = ? AND (type, key) IN (VALUES "
+                                  + Array(repeating: "(?, ?)", count: chunk.count).joined(separator: ", ") + ")",
+                                  arguments: [.text(change.region)] + chunk.flatMap { [.text($0.type), .text($0.key)] })
                 }
             }
             return change.entries.count
