@@ -202,15 +202,7 @@ public final class SnapshotPublisher: Sendable {
             // S per person, program and period: every stored subsidy (flagged ones too) less
             // stored reversals, received at or before the cut.
             var over: [OverLimit] = []
-            try c.stream("""
-                SELECT person_ref, program, period, CAST(SUM(amount) AS BIGINT) AS used FROM (
-                    SELECT person_ref, program, period, subsidy_fen AS amount FROM hub_record
-                        WHERE kind = 'medical_subsidy' AND received_at <= ?
-                    UNION ALL
-                    SELECT s.person_ref, s.program, s.period, -r.amount_fen FROM hub_record r JOIN hub_record s ON s.record_id = r.reverses
-                        WHERE r.kind = 'subsidy_reversal' AND r.received_at <= ?) AS u
-                GROUP BY person_ref, program, period
-                """, arguments: [.text(cut), .text(cut)]) { row in
+            try c.stream(Self.regionUsageSQL, arguments: [.text(cut), .text(cut), .text(region)]) { row in
                 let person = try row.text("person_ref"), program = try row.text("program"), period = try row.text("period")
                 guard persons.contains(person) else { return }
                 let used = max(0, try row.int("used"))
