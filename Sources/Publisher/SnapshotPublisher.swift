@@ -55,25 +55,6 @@ public enum PublisherError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// The lines of a text file, read 1 MiB at a time (flat memory whatever its size).
-enum SnapshotLines {
-    static func each(_ file: URL, _ body: (String) throws -> Void) throws {
-        let handle = try FileHandle(forReadingFrom: file)
-        defer { try? handle.close() }
-        var pending: [UInt8] = []
-        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
-            pending.append(contentsOf: chunk)
-            var start = pending.startIndex
-            while let nl = pending[start...].firstIndex(of: 0x0A) {
-                try body(String(decoding: pending[start..<nl], as: UTF8.self))
-                start = nl + 1
-            }
-            pending.removeSubrange(..<start)
-        }
-        if !pending.isEmpty { try body(String(decoding: pending, as: UTF8.self)) }
-    }
-}
-
 /// S passed a program's limit (sync spec §5): an over-grant for the operators to recover.
 public struct OverLimit: Sendable, Equatable {
     public var personRef: String
@@ -325,7 +306,7 @@ public final class SnapshotPublisher: Sendable {
             return try publishStreamedFull(instant: instant, cut: cut, latest: latest)
         }
         var plan: Plan
-        if !fullDue, let previous, let delta = try changes(since: previous, cut: cut),
+        if let previous, let delta = try changes(since: previous, cut: cut),
            deltaBytesSinceFull + delta.bytes <= Int(lastFull?.bytes ?? 0) {
             plan = delta
         } else {
@@ -333,19 +314,17 @@ public final class SnapshotPublisher: Sendable {
             let fullSize = state.values.reduce(0) { $0 + $1.line.utf8.count + 1 }
             let everything = Array(state.values)
             plan = Plan(full: true, entries: everything, deleted: [], overLimit: over, mark: mark, replacesPublished: everything)
-            if !fullDue {
-                // The whole state against what the kiosks hold: a delta unless it outgrows the full.
-                var published: [String: String] = [:]
-                try database.engine.read { c in
-                    try c.stream("SELECT type, key, line FROM published_entry WHERE region = ?", arguments: [.text(region)]) {
-                        published["\(try $0.text("type"))|\(try $0.text("key"))"] = try $0.text("line")
-                    }
+            // The whole state against what the kiosks hold: a delta unless it outgrows the full.
+            var published: [String: String] = [:]
+            try database.engine.read { c in
+                try c.stream("SELECT type, key, line FROM published_entry WHERE region = ?", arguments: [.text(region)]) {
+                    published["\(try $0.text("type"))|\(try $0.text("key"))"] = try $0.text("line")
                 }
-                let changed = state.values.filter { published["\($0.type)|\($0.key)"] != $0.line }
-                let deleted = published.keys.filter { state[$0] == nil }.sorted()
-                let delta = Plan(full: false, entries: changed, deleted: deleted, overLimit: over, mark: mark, replacesPublished: everything)
-                if deltaBytesSinceFull + delta.bytes <= fullSize { plan = delta }
             }
+            let changed = state.values.filter { published["\($0.type)|\($0.key)"] != $0.line }
+            let deleted = published.keys.filter { state[$0] == nil }.sorted()
+            let delta = Plan(full: false, entries: changed, deleted: deleted, overLimit: over, mark: mark, replacesPublished: everything)
+            if deltaBytesSinceFull + delta.bytes <= fullSize { plan = delta }
         }
         if !plan.full && plan.entries.isEmpty && plan.deleted.isEmpty {
             // Nothing the kiosks hold moved: remember how far this look read.
@@ -458,17 +437,13 @@ public final class SnapshotPublisher: Sendable {
 
     /// Every record line of a snapshot file into `published_entry`, a few hundred rows a statement.
     static func insertPublished(from file: URL, region: String, _ c: any SQLConnection) throws {
-        let rowsPerStatement = 250
-        var values: [SQLValue] = []
+        var rows: [[SQLValue]] = []
         func flush() throws {
-            guard !values.isEmpty else { return }
-            let rows = values.count / 4
-            let sql = "INSERT INTO published_entry (region, type, key, line) VALUES " + Array(repeating: "(?, ?, ?, ?)", count: rows).joined(separator: ", ")
-            try c.execute(sql, arguments: values)
-            values.removeAll(keepingCapacity: true)
+            try c.executeChunked(rows, per: 250) { "INSERT INTO published_entry (region, type, key, line) VALUES \($0)" }
+            rows.removeAll(keepingCapacity: true)
         }
-        try SnapshotLines.each(file) { line in
-            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let type = o["type"] as? String,
+        try TextLines.each(file) { bytes in
+            guard let o = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any], let type = o["type"] as? String,
                   type != "header", type != "trailer" else { return }
             let key: String
             if type == "usage" {
@@ -477,8 +452,8 @@ public final class SnapshotPublisher: Sendable {
                 guard let k = RosterChange.key(type: type, o) else { return }
                 key = k
             }
-            values += [.text(region), .text(type), .text(key), .text(line)]
-            if values.count >= rowsPerStatement * 4 { try flush() }
+            rows.append([.text(region), .text(type), .text(key), .text(String(decoding: bytes, as: UTF8.self))])
+            if rows.count >= 250 { try flush() }
         }
         try flush()
     }
@@ -489,7 +464,9 @@ public final class SnapshotPublisher: Sendable {
         let region = configuration.region
         if let everything = plan.replacesPublished {
             try c.execute("DELETE FROM published_entry WHERE region = ?", region)
-            for e in everything { try c.execute("INSERT INTO published_entry (region, type, key, line) VALUES (?, ?, ?, ?)", region, e.type, e.key, e.line) }
+            try c.executeChunked(everything.map { [.text(region), .text($0.type), .text($0.key), .text($0.line)] }) {
+                "INSERT INTO published_entry (region, type, key, line) VALUES \($0)"
+            }
         } else {
             for e in plan.entries {
                 try c.execute("""

@@ -338,7 +338,7 @@ public final class HubDatabase: Sendable {
         }
     }
 
-    /// Every answer, in `record_id` order (tests: that nothing was answered twice or lost).
+    /// Answers given (tests: that nothing was answered twice or lost).
     public func answerCount() throws -> Int {
         try engine.read { c in Int(try c.int("SELECT COUNT(*) FROM hub_answer") ?? 0) }
     }
@@ -491,8 +491,7 @@ public final class HubDatabase: Sendable {
         let unique = Array(Set(ids))
         for start in stride(from: 0, to: unique.count, by: 250) {
             let chunk = Array(unique[start..<min(start + 250, unique.count)])
-            let marks = Array(repeating: "?", count: chunk.count).joined(separator: ", ")
-            for row in try c.rows("SELECT record_id, sha256, status, reason, detail, flags, answered_at FROM hub_answer WHERE record_id IN (\(marks))",
+            for row in try c.rows("SELECT record_id, sha256, status, reason, detail, flags, answered_at FROM hub_answer WHERE record_id IN (\(placeholderTuples(chunk.count, width: 1)))",
                                   arguments: chunk.map { .text($0) }) {
                 out[try row.text("record_id")] = FirstAnswer(sha256: try row.text("sha256"), status: try row.text("status"), reason: try row.optionalText("reason"),
                                                              detail: try row.optionalText("detail"), flags: try row.optionalText("flags") ?? "",
@@ -525,13 +524,7 @@ public final class HubDatabase: Sendable {
         }
 
         static func insert(_ c: any SQLConnection, _ into: String, _ rows: [[SQLValue]]) throws {
-            guard let width = rows.first?.count else { return }
-            let one = "(" + Array(repeating: "?", count: width).joined(separator: ", ") + ")"
-            for start in stride(from: 0, to: rows.count, by: 200) {
-                let chunk = rows[start..<min(start + 200, rows.count)]
-                try c.execute("INSERT INTO \(into) VALUES " + Array(repeating: one, count: chunk.count).joined(separator: ", "),
-                              arguments: chunk.flatMap { $0 })
-            }
+            try c.executeChunked(rows) { "INSERT INTO \(into) VALUES \($0)" }
         }
     }
 

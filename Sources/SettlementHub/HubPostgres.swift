@@ -41,7 +41,7 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
         database = name
         let query = Dictionary((c.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { $1 })
         searchPath = query["search_path"]
-        if let s = searchPath, !s.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) || s.isEmpty {
+        if let s = searchPath, !Self.isPlainName(s) {
             throw Invalid.url("search_path must be a plain name")
         }
         if let h = c.host, !h.isEmpty {
@@ -53,9 +53,14 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// A schema name put into SQL as it is: letters, digits and `_` only.
+    static func isPlainName(_ name: String) -> Bool {
+        !name.isEmpty && name.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" }
+    }
+
     /// Creates a schema (for a test of its own, or a second platform in one database).
     public static func createSchema(_ name: String, at location: PostgresLocation) throws {
-        guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else { throw Invalid.url("schema \(name) is not a plain name") }
+        guard isPlainName(name) else { throw Invalid.url("schema \(name) is not a plain name") }
         let engine = try PostgresEngine(location: location)
         defer { engine.close() }
         try engine.write { try $0.execute("CREATE SCHEMA IF NOT EXISTS \(name)", arguments: []) }
@@ -172,19 +177,6 @@ final class PostgresEngine: SQLEngine {
             return try Self.wait(PostgresConnection.connect(on: group.next(), configuration: location.configuration, id: id, logger: logger))
         } catch {
             throw PostgresFailure(error)
-        }
-    }
-
-    /// A connection from the pool (or a new one) for `body`; back to the pool after, unless it broke.
-    func withConnection<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
-        let connection = try idle.withLock { $0.popLast() } ?? connect()
-        do {
-            let value = try body(connection)
-            if !connection.isClosed { idle.withLock { $0.append(connection) } }
-            return value
-        } catch {
-            _ = try? Self.wait(connection.close())
-            throw error
         }
     }
 
@@ -307,7 +299,6 @@ final class PostgresLease: SQLLease {
 struct PostgresTransaction: SQLConnection {
     let connection: PostgresConnection
     let logger: Logger
-    var kind: SQLEngineKind { .postgres }
 
     /// `?` → `$1, $2, …` (none of the hub's statements has a `?` inside a literal).
     static func numbered(_ sql: String) -> String {

@@ -27,8 +27,6 @@ public enum SQLValue: Sendable, Equatable {
     case int(Int64)
     case text(String)
     case blob([UInt8])
-
-    var isNull: Bool { if case .null = self { return true }; return false }
 }
 
 /// What can be bound to a `?`.
@@ -91,44 +89,33 @@ public struct SQLRow: Sendable {
     /// The first column's value.
     public var first: SQLValue? { values.first }
 
-    public func int(_ column: String) throws -> Int64 {
-        guard case .int(let v)? = self[column] else { throw SQLTypeError(column: column, found: "\(String(describing: self[column])), not an integer") }
-        return v
+    /// The column's value as `pick` reads it; nil for NULL when `nullable`; otherwise a type error.
+    private func value<T>(_ column: String, _ what: String, nullable: Bool, _ pick: (SQLValue) -> T?) throws -> T? {
+        let v = self[column]
+        if let v, let picked = pick(v) { return picked }
+        if nullable, case .null? = v { return nil }
+        throw SQLTypeError(column: column, found: "\(String(describing: v)), not \(what)\(nullable ? " or NULL" : "")")
     }
 
-    public func optionalInt(_ column: String) throws -> Int64? {
-        switch self[column] {
-        case .int(let v)?: return v
-        case .null?: return nil
-        default: throw SQLTypeError(column: column, found: "\(String(describing: self[column])), not an integer or NULL")
-        }
+    public func int(_ column: String) throws -> Int64 {
+        try value(column, "an integer", nullable: false) { if case .int(let v) = $0 { v } else { nil } }!
     }
 
     public func text(_ column: String) throws -> String {
-        guard case .text(let v)? = self[column] else { throw SQLTypeError(column: column, found: "\(String(describing: self[column])), not text") }
-        return v
+        try value(column, "text", nullable: false) { if case .text(let v) = $0 { v } else { nil } }!
     }
 
     public func optionalText(_ column: String) throws -> String? {
-        switch self[column] {
-        case .text(let v)?: return v
-        case .null?: return nil
-        default: throw SQLTypeError(column: column, found: "\(String(describing: self[column])), not text or NULL")
-        }
+        try value(column, "text", nullable: true) { if case .text(let v) = $0 { v } else { nil } }
     }
 
     public func optionalBlob(_ column: String) throws -> [UInt8]? {
-        switch self[column] {
-        case .blob(let v)?: return v
-        case .null?: return nil
-        default: throw SQLTypeError(column: column, found: "\(String(describing: self[column])), not bytes or NULL")
-        }
+        try value(column, "bytes", nullable: true) { if case .blob(let v) = $0 { v } else { nil } }
     }
 }
 
 /// One open transaction of either engine.
 public protocol SQLConnection {
-    var kind: SQLEngineKind { get }
     /// Runs one statement (several, separated by `;`, when there are no arguments).
     func execute(_ sql: String, arguments: [SQLValue]) throws
     /// Runs a query and hands each row to `body`.
@@ -138,9 +125,25 @@ public protocol SQLConnection {
     func stream(_ sql: String, arguments: [SQLValue], _ body: (SQLRow) throws -> Void) throws
 }
 
+/// `(?, ?), (?, ?)…`: `rows` tuples of `width` placeholders.
+func placeholderTuples(_ rows: Int, width: Int) -> String {
+    let one = "(" + Array(repeating: "?", count: width).joined(separator: ", ") + ")"
+    return Array(repeating: one, count: rows).joined(separator: ", ")
+}
+
 extension SQLConnection {
     public func execute(_ sql: String, _ arguments: any SQLBindable...) throws {
         try execute(sql, arguments: arguments.map(\.sqlValue))
+    }
+
+    /// Runs `sql(tuples)` for each `per` rows at most (on PostgreSQL a statement is a round
+    /// trip), `tuples` their placeholders and `leading` the arguments before theirs.
+    public func executeChunked(_ rows: [[SQLValue]], per: Int = 200, leading: [SQLValue] = [], _ sql: (String) -> String) throws {
+        guard let width = rows.first?.count else { return }
+        for start in stride(from: 0, to: rows.count, by: per) {
+            let chunk = rows[start..<min(start + per, rows.count)]
+            try execute(sql(placeholderTuples(chunk.count, width: width)), arguments: leading + chunk.flatMap { $0 })
+        }
     }
 
     public func rows(_ sql: String, arguments: [SQLValue]) throws -> [SQLRow] {
@@ -280,7 +283,6 @@ final class FileLease: SQLLease {
 
 struct SQLiteConnection: SQLConnection {
     let db: Database
-    var kind: SQLEngineKind { .sqlite }
 
     static func arguments(_ values: [SQLValue]) -> StatementArguments {
         StatementArguments(values.map { v -> DatabaseValue in

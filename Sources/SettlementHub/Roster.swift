@@ -87,31 +87,21 @@ public struct Roster: Sendable {
     /// line; a header of another format or version is refused; unknown types are skipped.
     /// The file's signature is not checked here: the operator names the roster it trusts.
     public mutating func load(snapshot path: String) throws {
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw LoadError.unreadable(path) }
-        defer { try? handle.close() }
-        var pending: [UInt8] = []
         var lineNumber = 0
-        func consume(_ line: ArraySlice<UInt8>) throws {
-            lineNumber += 1
-            guard !line.isEmpty else { return }
-            guard let o = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else {
-                throw LoadError.badRecord(path: path, line: lineNumber, why: "not a JSON object")
+        do {
+            try TextLines.each(URL(fileURLWithPath: path)) { line in
+                lineNumber += 1
+                guard !line.isEmpty else { return }
+                guard let o = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else {
+                    throw LoadError.badRecord(path: path, line: lineNumber, why: "not a JSON object")
+                }
+                try add(record: o, path: path, line: lineNumber)
             }
-            try add(record: o, path: path, line: lineNumber)
+        } catch let e as LoadError {
+            throw e
+        } catch {
+            throw LoadError.unreadable(path)
         }
-        while true {
-            let chunk: Data
-            do { chunk = try handle.read(upToCount: 1 << 20) ?? Data() } catch { throw LoadError.unreadable(path) }
-            if chunk.isEmpty { break }
-            pending.append(contentsOf: chunk)
-            var start = pending.startIndex
-            while let nl = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
-                try consume(pending[start..<nl])
-                start = nl + 1
-            }
-            pending.removeSubrange(..<start)
-        }
-        if !pending.isEmpty { try consume(pending[...]) }
     }
 
     mutating func add(record o: [String: Any], path: String, line: Int) throws {
@@ -144,5 +134,25 @@ public struct Roster: Sendable {
         default:
             break
         }
+    }
+}
+
+/// The lines of a file, read 1 MiB at a time (flat memory whatever its size), without their
+/// newline; a last line without one is handed over too.
+public enum TextLines {
+    public static func each(_ file: URL, _ body: (ArraySlice<UInt8>) throws -> Void) throws {
+        let handle = try FileHandle(forReadingFrom: file)
+        defer { try? handle.close() }
+        var pending: [UInt8] = []
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+            pending.append(contentsOf: chunk)
+            var start = pending.startIndex
+            while let nl = pending[start...].firstIndex(of: 0x0A) {
+                try body(pending[start..<nl])
+                start = nl + 1
+            }
+            pending.removeSubrange(..<start)
+        }
+        if !pending.isEmpty { try body(pending[...]) }
     }
 }

@@ -168,27 +168,17 @@ extension HubDatabase {
             for (i, e) in change.entries.enumerated() { last["\(e.type)|\(e.key)"] = i }
             let entries = change.entries.enumerated().filter { last["\($0.element.type)|\($0.element.key)"] == $0.offset }.map(\.element)
             let kept = entries.filter { $0.line != nil }, removed = entries.filter { $0.line == nil }
-            for start in stride(from: 0, to: kept.count, by: 200) {
-                let chunk = kept[start..<min(start + 200, kept.count)]
-                try c.execute("INSERT INTO roster_entry (region, type, key, line, seq) VALUES "
-                              + Array(repeating: "(?, ?, ?, ?, ?)", count: chunk.count).joined(separator: ", ")
-                              + " ON CONFLICT (region, type, key) DO UPDATE SET line = excluded.line, seq = excluded.seq",
-                              arguments: chunk.flatMap { [.text(change.region), .text($0.type), .text($0.key), .text($0.line ?? ""), .int(seq)] })
+            let region = SQLValue.text(change.region)
+            try c.executeChunked(kept.map { [region, .text($0.type), .text($0.key), .text($0.line ?? ""), .int(seq)] }) {
+                "INSERT INTO roster_entry (region, type, key, line, seq) VALUES \($0) ON CONFLICT (region, type, key) DO UPDATE SET line = excluded.line, seq = excluded.seq"
             }
-            for start in stride(from: 0, to: removed.count, by: 200) {
-                let chunk = removed[start..<min(start + 200, removed.count)]
-                try c.execute("INSERT INTO roster_tombstone (region, type, key, seq) VALUES "
-                              + Array(repeating: "(?, ?, ?, ?)", count: chunk.count).joined(separator: ", ")
-                              + " ON CONFLICT (region, type, key) DO UPDATE SET seq = excluded.seq",
-                              arguments: chunk.flatMap { [.text(change.region), .text($0.type), .text($0.key), .int(seq)] })
+            try c.executeChunked(removed.map { [region, .text($0.type), .text($0.key), .int(seq)] }) {
+                "INSERT INTO roster_tombstone (region, type, key, seq) VALUES \($0) ON CONFLICT (region, type, key) DO UPDATE SET seq = excluded.seq"
             }
             // An entry kept leaves no tombstone; one removed leaves no entry.
             for (table, list) in [("roster_tombstone", kept), ("roster_entry", removed)] {
-                for start in stride(from: 0, to: list.count, by: 200) {
-                    let chunk = list[start..<min(start + 200, list.count)]
-                    try c.execute("DELETE FROM \(table) WHERE region = ? AND (type, key) IN (VALUES "
-                                  + Array(repeating: "(?, ?)", count: chunk.count).joined(separator: ", ") + ")",
-                                  arguments: [.text(change.region)] + chunk.flatMap { [.text($0.type), .text($0.key)] })
+                try c.executeChunked(list.map { [.text($0.type), .text($0.key)] }, leading: [region]) {
+                    "DELETE FROM \(table) WHERE region = ? AND (type, key) IN (VALUES \($0))"
                 }
             }
             return change.entries.count
