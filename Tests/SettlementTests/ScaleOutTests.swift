@@ -104,6 +104,31 @@ struct ScaleOutTests {
         #expect(try b.publishSnapshot(file: d2, now: testEpoch, plannedOn: .some(SyncCase.full)).kind == "delta")
     }
 
+    @Test("a local process on the hub's own connection cannot edit or delete a stored record or answer (either engine; fails without the refusal triggers)")
+    func storedRecordsCannotBeEditedOrDeleted() async throws {
+        let store = try testHubStore("scale-out")
+        let hub = try await HubFixture.start(database: try store.open())
+        do {
+            let answers = try await hub.send([try HubCase.subsidy(seq: 1)])
+            #expect(answers.first?.status == "accepted")
+        } catch {
+            await hub.stop()
+            throw error
+        }
+        await hub.stop()
+        // Another connection, as a process on the hub's machine would have.
+        let db = try store.open()
+        let id = "\(Fixtures.deviceID)-1"
+        let before = try #require(try db.record(id))
+        for sql in ["UPDATE hub_record SET subsidy_fen = 1 WHERE record_id = ?", "DELETE FROM hub_record WHERE record_id = ?",
+                    "UPDATE hub_answer SET status = 'rejected', reason = 'x' WHERE record_id = ?", "DELETE FROM hub_answer WHERE record_id = ?"] {
+            #expect(throws: (any Error).self, "\(sql) was let through") { try db.engine.write { try $0.execute(sql, id) } }
+        }
+        #expect(try db.record(id) == before)
+        #expect(try db.answer(id)?.status == .accepted)
+        #expect(try db.recordCount() == 1 && db.answerCount() == 1)
+    }
+
     /// Starts `settlement-hub serve` on a free port and returns it with its port.
     static func startHub(_ store: TestHubStore, _ extra: [String], in dir: URL) async throws -> (KillTests.Child, UInt16) {
         let child = try KillTests.Child.spawn(try KillTests.product("settlement-hub"), ["serve", "--port", "0", "--log-level", "error",
