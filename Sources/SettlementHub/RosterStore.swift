@@ -20,6 +20,9 @@ public struct RosterChange: Sendable, Equatable {
     public var sha256: String
     public var entries: [Entry]
     public var urgent: Bool { entries.contains { $0.urgent } }
+    var verified: Verified {
+        Verified(region: region, changeID: changeID, issuedAt: issuedAt, rosterKeyID: rosterKeyID, sha256: sha256, records: entries.count)
+    }
 
     /// Why a roster change is refused.
     public enum Refusal: Error, Equatable, CustomStringConvertible {
@@ -76,23 +79,100 @@ public struct RosterChange: Sendable, Equatable {
         return keys
     }
 
-    /// Reads and verifies a roster change: header, records, trailer (count, sha256 of every
-    /// byte before it, Ed25519 by the named roster key over those 32 bytes).
+    /// Reads and verifies a roster change held in memory: header, records, trailer (count,
+    /// sha256 of every byte before it, Ed25519 by the named roster key over those 32 bytes).
     public static func read(_ bytes: [UInt8], trustedKeys: [String: Curve25519.Signing.PublicKey]) throws(Refusal) -> RosterChange {
-        var lines: [ArraySlice<UInt8>] = []
-        var start = 0
-        for (i, b) in bytes.enumerated() where b == 0x0A {
-            lines.append(bytes[start..<i]); start = i + 1
+        let lines = { (body: (ArraySlice<UInt8>) throws -> Void) throws in
+            var start = 0
+            for (i, b) in bytes.enumerated() where b == 0x0A { try body(bytes[start..<i]); start = i + 1 }
+            if start < bytes.count { try body(bytes[start...]) }
         }
-        if start < bytes.count { lines.append(bytes[start...]) }
-        guard lines.count >= 2 else { throw .noTrailer }
-        func object(_ line: ArraySlice<UInt8>, _ n: Int) throws(Refusal) -> [String: Any] {
-            guard line.count <= 64 * 1024, let o = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] else {
-                throw .badRecord(line: n, "not a JSON object of at most 64 KiB")
+        let verified = try verify(lines, trustedKeys: trustedKeys)
+        var entries: [Entry] = []
+        let again = try scan(lines) { entries.append($0) }.verified
+        guard again == verified else { throw .digestMismatch }
+        return RosterChange(region: verified.region, changeID: verified.changeID, issuedAt: verified.issuedAt,
+                            rosterKeyID: verified.rosterKeyID, sha256: verified.sha256, entries: entries)
+    }
+
+    /// What a roster change's header and trailer say, once verified.
+    public struct Verified: Sendable, Equatable {
+        public var region: String
+        public var changeID: String
+        public var issuedAt: String
+        public var rosterKeyID: String
+        public var sha256: String
+        public var records: Int
+    }
+
+    /// The lines of a roster change, handed to `body` one by one (a file read 1 MiB at a time,
+    /// or bytes in memory).
+    public typealias Lines = ((ArraySlice<UInt8>) throws -> Void) throws -> Void
+
+    /// The lines of the file at `url`, in flat memory.
+    public static func lines(of url: URL) -> Lines {
+        { body in try TextLines.each(url, body) }
+    }
+
+    /// Pass 1 of a streamed import: the header, the count, the digest and the signature,
+    /// without keeping any record (records are checked in pass 2, inside the transaction that
+    /// applies them, and the digest again, so a file changed in between is refused whole).
+    public static func verify(_ lines: Lines, trustedKeys: [String: Curve25519.Signing.PublicKey]) throws(Refusal) -> Verified {
+        let (found, signature) = try scan(lines, entry: nil)
+        guard let key = trustedKeys[found.rosterKeyID] else { throw .untrustedKey(found.rosterKeyID) }
+        guard let signature, let digest = Data(hexDigest: found.sha256),
+              key.isValidSignature(signature, for: digest) else { throw .badSignature }
+        return found
+    }
+
+    /// One pass over the lines: the header parsed, every line before the trailer hashed (and,
+    /// given `entry`, checked and handed over as an entry), the trailer's count and digest
+    /// compared. The signature is the caller's to check.
+    static func scan(_ lines: Lines, entry: ((Entry) throws -> Void)?) throws(Refusal) -> (verified: Verified, signature: Data?) {
+        var hasher = SHA256()
+        var held: [UInt8]?, number = 0, records = 0
+        var header: (region: String, changeID: String, issuedAt: String, keyID: String)?
+        do {
+            try lines { line in
+                number += 1
+                if let before = held {
+                    hasher.update(data: before); hasher.update(data: [0x0A])
+                    if number == 2 {
+                        header = try Self.header(before[...])
+                    } else {
+                        records += 1
+                        if let entry { try entry(try Self.entry(before[...], number - 1)) }
+                    }
+                }
+                held = Array(line)
             }
-            return o
+        } catch let r as Refusal {
+            throw r
+        } catch {
+            throw .unreadable("\(error)")
         }
-        let header = try object(lines[0], 1)
+        guard let trailerLine = held, number >= 2, let header else { throw .noTrailer }
+        let trailer = try object(trailerLine[...], number)
+        guard trailer["type"] as? String == "trailer" else { throw .noTrailer }
+        guard JSONInteger.value(trailer["records"]) == Int64(records) else {
+            throw .countMismatch(trailer: Int(JSONInteger.value(trailer["records"]) ?? -1), found: records)
+        }
+        let hex = Data(hasher.finalize()).map { String(format: "%02x", $0) }.joined()
+        guard trailer["sha256"] as? String == hex else { throw .digestMismatch }
+        let signature = (trailer["signature"] as? String).flatMap { Data(base64Encoded: $0) }
+        return (Verified(region: header.region, changeID: header.changeID, issuedAt: header.issuedAt, rosterKeyID: header.keyID,
+                         sha256: hex, records: records), signature)
+    }
+
+    static func object(_ line: ArraySlice<UInt8>, _ n: Int) throws(Refusal) -> [String: Any] {
+        guard line.count <= 64 * 1024, let o = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] else {
+            throw .badRecord(line: n, "not a JSON object of at most 64 KiB")
+        }
+        return o
+    }
+
+    static func header(_ line: ArraySlice<UInt8>) throws(Refusal) -> (region: String, changeID: String, issuedAt: String, keyID: String) {
+        let header = try object(line, 1)
         guard header["type"] as? String == "header", header["format"] as? String == "roster-change",
               JSONInteger.value(header["format_version"]) == 1 else {
             throw .badHeader("not a roster-change header, format_version 1")
@@ -104,46 +184,44 @@ public struct RosterChange: Sendable, Equatable {
         let region = try text("region"), changeID = try text("change_id"), issuedAt = try text("issued_at"), keyID = try text("roster_key_id")
         guard Identifiers.isSyncName(region), Identifiers.isSyncName(changeID) else { throw .badHeader("region or change_id has unsafe characters") }
         guard RecordRules.isRFC3339(issuedAt) else { throw .badHeader("issued_at is not an RFC 3339 time") }
-        let trailer = try object(lines[lines.count - 1], lines.count)
-        guard trailer["type"] as? String == "trailer" else { throw .noTrailer }
-        let recordCount = lines.count - 2
-        guard JSONInteger.value(trailer["records"]) == Int64(recordCount) else {
-            throw .countMismatch(trailer: Int(JSONInteger.value(trailer["records"]) ?? -1), found: recordCount)
-        }
-        let signedLength = lines[lines.count - 1].startIndex
-        let digest = Data(SHA256.hash(data: bytes[..<signedLength]))
-        let hex = digest.map { String(format: "%02x", $0) }.joined()
-        guard trailer["sha256"] as? String == hex else { throw .digestMismatch }
-        guard let key = trustedKeys[keyID] else { throw .untrustedKey(keyID) }
-        guard let sigText = trailer["signature"] as? String, let signature = Data(base64Encoded: sigText),
-              key.isValidSignature(signature, for: digest) else { throw .badSignature }
+        return (region, changeID, issuedAt, keyID)
+    }
 
-        var entries: [Entry] = []
-        for (i, line) in lines.dropFirst().dropLast().enumerated() {
-            let n = i + 2
-            var o = try object(line, n)
-            guard let type = o["type"] as? String else { throw .badRecord(line: n, "no type") }
-            if type == "usage" { throw .badRecord(line: n, "a roster change never carries usage (S comes from records alone)") }
-            guard let key = Self.key(type: type, o) else { throw .badRecord(line: n, "\(type) is not a roster type, or its key is missing") }
-            guard key.utf8.count <= 256 else { throw .badRecord(line: n, "the key is longer than 256 bytes") }
-            if type == "card", !Identifiers.isCardNumber(key) { throw .badRecord(line: n, "card_number is not 16 digits") }
-            if type == "person" || type == "card", let ref = o["person_ref"] as? String, !Identifiers.isPersonRef(ref) {
-                throw .badRecord(line: n, "person_ref is not 32 lowercase hex digits")
-            }
-            if let op = o["op"] {
-                guard op as? String == "delete" else { throw .badRecord(line: n, "op is neither absent nor delete") }
-                entries.append(Entry(type: type, key: key, line: nil, urgent: type == "person" || type == "card"))
-                continue
-            }
-            o.removeValue(forKey: "op")
-            let status = o["status"] as? String ?? ""
-            let urgent = (type == "person" && ["suspended", "revoked"].contains(status)) || (type == "card" && ["lost", "revoked", "replaced"].contains(status))
-            guard let data = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .withoutEscapingSlashes]) else {
-                throw .badRecord(line: n, "cannot be written back")
-            }
-            entries.append(Entry(type: type, key: key, line: String(decoding: data, as: UTF8.self), urgent: urgent))
+    /// A record line checked and made an entry (its canonical line, or a delete).
+    static func entry(_ line: ArraySlice<UInt8>, _ n: Int) throws(Refusal) -> Entry {
+        var o = try object(line, n)
+        guard let type = o["type"] as? String else { throw .badRecord(line: n, "no type") }
+        if type == "usage" { throw .badRecord(line: n, "a roster change never carries usage (S comes from records alone)") }
+        guard let key = Self.key(type: type, o) else { throw .badRecord(line: n, "\(type) is not a roster type, or its key is missing") }
+        guard key.utf8.count <= 256 else { throw .badRecord(line: n, "the key is longer than 256 bytes") }
+        if type == "card", !Identifiers.isCardNumber(key) { throw .badRecord(line: n, "card_number is not 16 digits") }
+        if type == "person" || type == "card", let ref = o["person_ref"] as? String, !Identifiers.isPersonRef(ref) {
+            throw .badRecord(line: n, "person_ref is not 32 lowercase hex digits")
         }
-        return RosterChange(region: region, changeID: changeID, issuedAt: issuedAt, rosterKeyID: keyID, sha256: hex, entries: entries)
+        if let op = o["op"] {
+            guard op as? String == "delete" else { throw .badRecord(line: n, "op is neither absent nor delete") }
+            return Entry(type: type, key: key, line: nil, urgent: type == "person" || type == "card")
+        }
+        o.removeValue(forKey: "op")
+        let status = o["status"] as? String ?? ""
+        let urgent = (type == "person" && ["suspended", "revoked"].contains(status)) || (type == "card" && ["lost", "revoked", "replaced"].contains(status))
+        guard let data = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .withoutEscapingSlashes]) else {
+            throw .badRecord(line: n, "cannot be written back")
+        }
+        return Entry(type: type, key: key, line: String(decoding: data, as: UTF8.self), urgent: urgent)
+    }
+}
+
+private extension Data {
+    init?(hexDigest hex: String) {
+        guard hex.utf8.count == 64 else { return nil }
+        var bytes: [UInt8] = []
+        var it = hex.utf8.makeIterator()
+        while let a = it.next(), let b = it.next() {
+            guard let byte = UInt8(String(decoding: [a, b], as: UTF8.self), radix: 16) else { return nil }
+            bytes.append(byte)
+        }
+        self.init(bytes)
     }
 }
 
@@ -152,36 +230,78 @@ extension HubDatabase {
     @discardableResult
     public func applyRosterChange(_ change: RosterChange, now: Date) throws -> Int {
         try engine.write { c in
-            if try c.exists("SELECT 1 FROM roster_change WHERE change_id = ?", change.changeID) {
-                throw RosterChange.Refusal.alreadyApplied(change.changeID)
+            let seq = try Self.beginRosterChange(c, change.verified, now: now)
+            for start in stride(from: 0, to: change.entries.count, by: Self.rosterChunk) {
+                try Self.applyRosterEntries(c, region: change.region, seq: seq, change.entries[start..<min(start + Self.rosterChunk, change.entries.count)])
             }
-            guard let seq = try c.int("""
-                INSERT INTO roster_change (change_id, region, issued_at, sha256, records, urgent, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-                RETURNING seq
-                """, change.changeID, change.region, change.issuedAt, change.sha256, change.entries.count, change.urgent,
-                                     SettlementHub.timestamp(now, fractional: false)) else {
-                throw HubDatabaseError.inconsistent("the roster change's number was not returned")
-            }
-            // The last entry for a key wins (as if applied one by one); then a few hundred
-            // rows a statement (on PostgreSQL a statement is a round trip).
-            var last: [String: Int] = [:]
-            for (i, e) in change.entries.enumerated() { last["\(e.type)|\(e.key)"] = i }
-            let entries = change.entries.enumerated().filter { last["\($0.element.type)|\($0.element.key)"] == $0.offset }.map(\.element)
-            let kept = entries.filter { $0.line != nil }, removed = entries.filter { $0.line == nil }
-            let region = SQLValue.text(change.region)
-            try c.executeChunked(kept.map { [region, .text($0.type), .text($0.key), .text($0.line ?? ""), .int(seq)] }) {
-                "INSERT INTO roster_entry (region, type, key, line, seq) VALUES \($0) ON CONFLICT (region, type, key) DO UPDATE SET line = excluded.line, seq = excluded.seq"
-            }
-            try c.executeChunked(removed.map { [region, .text($0.type), .text($0.key), .int(seq)] }) {
-                "INSERT INTO roster_tombstone (region, type, key, seq) VALUES \($0) ON CONFLICT (region, type, key) DO UPDATE SET seq = excluded.seq"
-            }
-            // An entry kept leaves no tombstone; one removed leaves no entry.
-            for (table, list) in [("roster_tombstone", kept), ("roster_entry", removed)] {
-                try c.executeChunked(list.map { [.text($0.type), .text($0.key)] }, leading: [region]) {
-                    "DELETE FROM \(table) WHERE region = ? AND (type, key) IN (VALUES \($0))"
-                }
-            }
+            if change.urgent { try c.execute("UPDATE roster_change SET urgent = ? WHERE seq = ?", true, seq) }
             return change.entries.count
+        }
+    }
+
+    /// Imports a roster change of any size in flat memory: pass 1 verifies the header, count,
+    /// digest and signature; pass 2, in one transaction, checks each record and applies them a
+    /// chunk at a time, and compares the digest again (a file changed between the passes, or
+    /// a bad record anywhere, refuses the change whole: nothing applied).
+    /// `verifiedFirst` hears of pass 1's end (a long import says so before it starts writing).
+    public func importRosterChange(_ lines: RosterChange.Lines, trustedKeys: [String: Curve25519.Signing.PublicKey], now: Date,
+                                   verifiedFirst: (RosterChange.Verified) -> Void = { _ in }) throws -> (RosterChange.Verified, urgent: Bool) {
+        let verified = try RosterChange.verify(lines, trustedKeys: trustedKeys)
+        verifiedFirst(verified)
+        return try engine.write { c in
+            let seq = try Self.beginRosterChange(c, verified, now: now)
+            var chunk: [RosterChange.Entry] = [], urgent = false
+            chunk.reserveCapacity(Self.rosterChunk)
+            let again = try RosterChange.scan(lines) { e in
+                urgent = urgent || e.urgent
+                chunk.append(e)
+                if chunk.count == Self.rosterChunk {
+                    try Self.applyRosterEntries(c, region: verified.region, seq: seq, chunk[...]); chunk.removeAll(keepingCapacity: true)
+                }
+            }.verified
+            guard again == verified else { throw RosterChange.Refusal.digestMismatch }
+            try Self.applyRosterEntries(c, region: verified.region, seq: seq, chunk[...])
+            if urgent { try c.execute("UPDATE roster_change SET urgent = ? WHERE seq = ?", true, seq) }
+            return (verified, urgent)
+        }
+    }
+
+    /// Entries applied a chunk at a time (each chunk's rows a few hundred a statement).
+    static let rosterChunk = 2_000
+
+    /// The change's row (refused when its change_id was applied before); its number.
+    static func beginRosterChange(_ c: SQLConnection, _ v: RosterChange.Verified, now: Date) throws -> Int64 {
+        if try c.exists("SELECT 1 FROM roster_change WHERE change_id = ?", v.changeID) {
+            throw RosterChange.Refusal.alreadyApplied(v.changeID)
+        }
+        guard let seq = try c.int("""
+            INSERT INTO roster_change (change_id, region, issued_at, sha256, records, urgent, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+            RETURNING seq
+            """, v.changeID, v.region, v.issuedAt, v.sha256, v.records, false, SettlementHub.timestamp(now, fractional: false)) else {
+            throw HubDatabaseError.inconsistent("the roster change's number was not returned")
+        }
+        return seq
+    }
+
+    /// Consecutive entries of a change applied as if one by one: within the chunk the last
+    /// entry for a key wins (a statement may touch a row once), and chunks go in order.
+    static func applyRosterEntries(_ c: SQLConnection, region: String, seq: Int64, _ chunk: ArraySlice<RosterChange.Entry>) throws {
+        var last: [String: Int] = [:]
+        for (i, e) in chunk.enumerated() { last["\(e.type)|\(e.key)"] = i }
+        let entries = chunk.enumerated().filter { last["\($0.element.type)|\($0.element.key)"] == $0.offset }.map(\.element)
+        let kept = entries.filter { $0.line != nil }, removed = entries.filter { $0.line == nil }
+        let region = SQLValue.text(region)
+        try c.executeChunked(kept.map { [region, .text($0.type), .text($0.key), .text($0.line ?? ""), .int(seq)] }) {
+            "INSERT INTO roster_entry (region, type, key, line, seq) VALUES \($0) ON CONFLICT (region, type, key) DO UPDATE SET line = excluded.line, seq = excluded.seq"
+        }
+        try c.executeChunked(removed.map { [region, .text($0.type), .text($0.key), .int(seq)] }) {
+            "INSERT INTO roster_tombstone (region, type, key, seq) VALUES \($0) ON CONFLICT (region, type, key) DO UPDATE SET seq = excluded.seq"
+        }
+        // An entry kept leaves no tombstone; one removed leaves no entry.
+        for (table, list) in [("roster_tombstone", kept), ("roster_entry", removed)] {
+            try c.executeChunked(list.map { [.text($0.type), .text($0.key)] }, leading: [region]) {
+                "DELETE FROM \(table) WHERE region = ? AND (type, key) IN (VALUES \($0))"
+            }
         }
     }
 

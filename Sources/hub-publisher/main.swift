@@ -150,12 +150,15 @@ struct RosterImport: ParsableCommand {
     func run() throws {
         let keys: [String: Curve25519.Signing.PublicKey]
         do { keys = try RosterChange.keys(options: rosterKey) } catch { throw ValidationError("\(error)") }
-        guard let bytes = FileManager.default.contents(atPath: file) else { throw failure("cannot read \(file)", 3) }
+        guard FileManager.default.isReadableFile(atPath: file) else { throw failure("cannot read \(file)", 3) }
         let database = try open(storage)
         do {
-            let change = try RosterChange.read(Array(bytes), trustedKeys: keys)
-            let n = try database.applyRosterChange(change, now: Date())
-            print("applied \(change.changeID) (region \(change.region), \(n) entries\(change.urgent ? ", urgent" : ""))")
+            // Streamed: verified in one pass, applied in a second (flat memory at any size).
+            let (change, urgent) = try database.importRosterChange(RosterChange.lines(of: URL(fileURLWithPath: file)), trustedKeys: keys, now: Date()) {
+                print("verified \($0.changeID) (\($0.records) records, signed by \($0.rosterKeyID)); applying")
+                fflush(nil)
+            }
+            print("applied \(change.changeID) (region \(change.region), \(change.records) entries\(urgent ? ", urgent" : ""))")
         } catch let r as RosterChange.Refusal {
             throw failure("refused: \(r)", 2)
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Entitlements
 import KioskStore
 
 /// Writes a signed roster change (sync spec §5) for benchmarks and labs: the roster lines
@@ -20,17 +21,34 @@ struct RosterChangeGen: ParsableCommand {
     @Option(help: "The card's new status: active, lost, revoked, replaced.") var status = "lost"
     @Option(help: "issued_at (RFC 3339; default now).") var issuedAt: String?
 
+    /// The value of a canonical line's `"type":"…"` member (a `"` can only open a key or a
+    /// value there, escaped quotes inside strings being `\"`).
+    static func type(of line: ArraySlice<UInt8>) -> String? {
+        let needle = Array(#""type":""#.utf8)
+        guard line.count > needle.count else { return nil }
+        var i = line.startIndex
+        while i + needle.count <= line.endIndex {
+            if line[i] == needle[0], line[i..<i + needle.count].elementsEqual(needle) {
+                let start = i + needle.count
+                guard let end = line[start...].firstIndex(of: UInt8(ascii: "\"")) else { return nil }
+                return String(decoding: line[start..<end], as: UTF8.self)
+            }
+            i += 1
+        }
+        return nil
+    }
+
     func run() throws {
         let header: [String: Any] = ["format": "roster-change", "format_version": 1, "region": TestAuthority.region, "change_id": changeId,
                                      "issued_at": issuedAt ?? Timestamp.string(Date()), "roster_key_id": Self.keyID]
         let writer = try SnapshotWriter(url: URL(fileURLWithPath: out), header: header, authorityKey: try TestAuthority.privateKey())
         var records = 0
         if let fromSnapshot {
-            let text = try String(contentsOfFile: fromSnapshot, encoding: .utf8)
-            for line in text.split(separator: "\n") {
-                guard let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                      ["program", "device", "person", "card"].contains(o["type"] as? String ?? "") else { continue }
-                try writer.add(o)
+            // Streamed (a 10,000,000-person snapshot is ~3 GB); the lines are copied as they
+            // are, their type read from the canonical `"type":"…"` member.
+            try TextLines.each(URL(fileURLWithPath: fromSnapshot)) { line in
+                guard let type = Self.type(of: line), ["program", "device", "person", "card"].contains(type) else { return }
+                try writer.addRaw(String(decoding: line, as: UTF8.self))
                 records += 1
             }
         }

@@ -1,0 +1,175 @@
+import Crypto
+import Entitlements
+import Foundation
+import TestVectors
+import Testing
+@testable import SettlementHub
+
+/// The streamed roster import (`hub-publisher roster-import`): two passes over the file, the
+/// second applying a chunk at a time inside one transaction. Run on SQLite, and on
+/// PostgreSQL with BK_TEST_POSTGRES.
+@Suite struct RosterImportTests {
+    static func person(_ n: Int, _ status: String = "active") -> [String: Any] {
+        ["type": "person", "person_ref": IncrementalPublisherTests.ref(n), "status": status, "status_reason": "", "programs": ["HM-SUBSIDY"]]
+    }
+
+    static func delete(_ n: Int) -> [String: Any] {
+        ["type": "person", "person_ref": IncrementalPublisherTests.ref(n), "op": "delete"]
+    }
+
+    /// 5,000 persons (chunks of 2,000), then persons changed again, deleted and re-added:
+    /// several entries per key, inside one chunk and across chunk boundaries.
+    static var busyChange: [[String: Any]] {
+        var records = (0..<5_000).map { person($0) }
+        records += (1_990..<2_010).map { person($0, "suspended") }         // across the first boundary
+        records += (100..<150).map { delete($0) }
+        records += (120..<130).map { person($0, "revoked") }                // deleted, then back
+        records += [person(7, "suspended"), person(7, "active"), delete(8), person(8, "suspended"), delete(8)]
+        return records
+    }
+
+    /// What applying `records` one by one leaves: key → status.
+    static func oneByOne(_ records: [[String: Any]]) -> [String: String] {
+        var state: [String: String] = [:]
+        for r in records {
+            let key = r["person_ref"] as? String ?? ""
+            if r["op"] != nil { state[key] = nil } else { state[key] = r["status"] as? String }
+        }
+        return state
+    }
+
+    static func stored(_ db: HubDatabase) throws -> [String: String] {
+        var state: [String: String] = [:]
+        for row in try db.rosterLines(region: "330782") where row.type == "person" {
+            let o = try #require(try JSONSerialization.jsonObject(with: Data(row.line.utf8)) as? [String: Any])
+            state[row.key] = o["status"] as? String
+        }
+        return state
+    }
+
+    static func file(_ bytes: [UInt8]) throws -> URL {
+        let url = temporaryFolder("roster-import").appendingPathComponent("change.jsonl")
+        try Data(bytes).write(to: url)
+        return url
+    }
+
+    @Test("a change streamed from its file, chunk by chunk, leaves what applying its records one by one leaves")
+    func streamedEqualsOneByOne() throws {
+        let records = Self.busyChange
+        let bytes = try PublishCase.change("RC-BUSY", records: records)
+        let streamed = try testHubDatabase("streamed"), inMemory = try testHubDatabase("in-memory")
+        let (verified, urgent) = try streamed.importRosterChange(RosterChange.lines(of: try Self.file(bytes)), trustedKeys: PublishCase.rosterKeys, now: testEpoch)
+        #expect(verified.records == records.count && verified.changeID == "RC-BUSY" && urgent)
+        try inMemory.applyRosterChange(try RosterChange.read(bytes, trustedKeys: PublishCase.rosterKeys), now: testEpoch)
+
+        let expected = Self.oneByOne(records)
+        #expect(expected.count == 5_000 - 50 + 10 - 1)
+        let got = try Self.stored(streamed)
+        #expect(got == expected, "\(Set(got.keys).symmetricDifference(expected.keys).count) keys differ")
+        #expect(try Self.stored(inMemory) == expected)
+        // Deleted keys leave tombstones (kiosks delete them in the next delta), re-added ones do not.
+        let tombstones = try streamed.engine.read { try $0.texts("SELECT key FROM roster_tombstone WHERE region = '330782' ORDER BY key") }
+        #expect(tombstones == ((100..<120).map { $0 } + (130..<150).map { $0 } + [8]).map(IncrementalPublisherTests.ref).sorted())
+        #expect(try streamed.rosterMark() == 1)
+        #expect(try streamed.engine.read { try $0.int("SELECT records FROM roster_change") } == Int64(records.count))
+        #expect(try streamed.engine.read { try $0.int("SELECT COUNT(*) FROM roster_change WHERE urgent <> 0") } == 1)
+        #expect(throws: RosterChange.Refusal.alreadyApplied("RC-BUSY")) {
+            try streamed.importRosterChange(RosterChange.lines(of: try Self.file(bytes)), trustedKeys: PublishCase.rosterKeys, now: testEpoch)
+        }
+    }
+
+    @Test("attacker and unlucky platform: a file changed between the passes, a bad record after chunks were written, a torn file: refused whole, nothing applied")
+    func refusedWhole() throws {
+        let db = try testHubDatabase("refused")
+        let good = try PublishCase.change("RC-1", records: Self.busyChange)
+        // A local process swaps the file after the signature was checked: pass 2 reads other,
+        // well-formed bytes (even signed with the roster key, for another change).
+        let other = try PublishCase.change("RC-1", records: (0..<5_000).map { Self.person($0, "revoked") })
+        var reads = 0
+        let swapped: RosterChange.Lines = { body in
+            reads += 1
+            try TextLines.each(try Self.file(reads == 1 ? good : other), body)
+        }
+        #expect(throws: RosterChange.Refusal.digestMismatch) { try db.importRosterChange(swapped, trustedKeys: PublishCase.rosterKeys, now: testEpoch) }
+        #expect(reads == 2)
+
+        // A bad record at line 4,502, after two chunks were written: signed, so only pass 2 finds it.
+        var records = Self.busyChange
+        records.insert(["type": "person", "person_ref": "NOT-HEX", "status": "active"], at: 4_500)
+        let bad = try PublishCase.change("RC-1", records: records)
+        #expect(throws: RosterChange.Refusal.badRecord(line: 4_502, "person_ref is not 32 lowercase hex digits")) {
+            try db.importRosterChange(RosterChange.lines(of: try Self.file(bad)), trustedKeys: PublishCase.rosterKeys, now: testEpoch)
+        }
+
+        // A copy cut short (no trailer), and one cut mid-line.
+        let lastLine = try #require(good.dropLast().lastIndex(of: 0x0A))
+        #expect(throws: RosterChange.Refusal.self) {
+            try db.importRosterChange(RosterChange.lines(of: try Self.file(Array(good[...lastLine]))), trustedKeys: PublishCase.rosterKeys, now: testEpoch)
+        }
+        #expect(throws: RosterChange.Refusal.self) {
+            try db.importRosterChange(RosterChange.lines(of: try Self.file(Array(good.prefix(good.count / 2)))), trustedKeys: PublishCase.rosterKeys, now: testEpoch)
+        }
+        // A file that is not there.
+        #expect(throws: RosterChange.Refusal.self) {
+            try db.importRosterChange(RosterChange.lines(of: URL(fileURLWithPath: "/nonexistent/change.jsonl")), trustedKeys: PublishCase.rosterKeys, now: testEpoch)
+        }
+
+        // Nothing of any of them is stored, and the change's id is not used up.
+        #expect(try db.rosterMark() == 0)
+        #expect(try Self.stored(db).isEmpty)
+        #expect(try db.engine.read { try $0.int("SELECT COUNT(*) FROM roster_tombstone") } == 0)
+        _ = try db.importRosterChange(RosterChange.lines(of: try Self.file(good)), trustedKeys: PublishCase.rosterKeys, now: testEpoch)
+        #expect(try Self.stored(db) == Self.oneByOne(Self.busyChange))
+    }
+
+    @Test("hub-publisher roster-import as a process: applied once, a replay and a tampered copy refused (exit 2), SIGKILL mid-import leaves all or nothing")
+    func importProcess() async throws {
+        let store = try testHubStore("roster-import-process")
+        let dir = temporaryFolder("roster-import-process")
+        let publisher = try KillTests.product("hub-publisher")
+        let key = "330782-roster-test=" + PublishCase.rosterKey.publicKey.rawRepresentation.base64EncodedString()
+        func run(_ file: URL) async throws -> KillTests.Child {
+            let child = try KillTests.Child.spawn(publisher, ["roster-import", "--roster-key", key] + store.arguments + [file.path], in: dir)
+            return child
+        }
+        // 30,000 persons: long enough to be killed in the middle.
+        let big = try Self.file(try PublishCase.change("RC-BIG", records: (0..<30_000).map { Self.person($0) }))
+        let killed = try await run(big)
+        // Killed once pass 2 has begun writing (pass 1 says when it ends).
+        let deadline = ContinuousClock.now + .seconds(60)
+        while !killed.output.contains("verified RC-BIG (30000 records"), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        try await Task.sleep(for: .milliseconds(300))
+        kill(killed.pid, SIGKILL)
+        let killedStatus = await killed.wait()
+        let db = try store.open()
+        let after = try Self.stored(db).count
+        print("roster-import killed 0.3 s into pass 2: \(after) persons stored, status \(String(describing: killedStatus))")
+        // Killed mid-import: nothing; had it ended first: everything. Never a part.
+        #expect(after == (killedStatus == 128 + SIGKILL ? 0 : 30_000), "a killed import left \(after) persons (status \(String(describing: killedStatus)))")
+        #expect(try db.rosterMark() == (after == 0 ? 0 : 1))
+
+        let started = ContinuousClock.now
+        let first = try await run(big)
+        let firstStatus = await first.wait(timeout: .seconds(120))
+        print("roster-import of 30,000 persons: \(ContinuousClock.now - started)")
+        if after == 0 {
+            #expect(firstStatus == 0 && first.output.contains("applied RC-BIG (region 330782, 30000 entries)"), "\(first.output)\(first.errors)")
+        } else {
+            #expect(firstStatus == 2 && first.errors.contains("already applied"), "\(first.output)\(first.errors)")
+        }
+        #expect(try Self.stored(db).count == 30_000)
+        // (PostgreSQL's sequence may have moved on for a change rolled back: the mark only grows.)
+        let mark = try db.rosterMark()
+        #expect(mark >= 1)
+        let replay = try await run(big)
+        #expect(await replay.wait() == 2 && replay.errors.contains("change RC-BIG was already applied"), "\(replay.errors)")
+
+        // Someone turns a suspension into its opposite on the way.
+        let signed = String(decoding: try PublishCase.change("RC-T", records: [Self.person(1, "suspended")]), as: UTF8.self)
+        let tampered = Array(signed.replacingOccurrences(of: "\"suspended\"", with: "\"active\"").utf8)
+        let refused = try await run(try Self.file(tampered))
+        #expect(await refused.wait() == 2 && refused.errors.contains("refused: the trailer's sha256 does not match the file"), "\(refused.errors)")
+        #expect(try Self.stored(db)[IncrementalPublisherTests.ref(1)] == "active")
+        #expect(try db.rosterMark() == mark)
+    }
+}
