@@ -7,6 +7,10 @@
 #   hub process's peak RSS. Then the publisher: a full publication of PERSONS persons
 #   (default 100,000; roster imported with hub-publisher roster-import) on each engine, with
 #   the time and peak RSS of the import and of the publication. Asserts nothing.
+# LOAD=0 skips the load rounds; POPULATION=FILE publishes the persons of an existing snapshot
+# file (kiosk-bench snapshot-gen) instead of generating PERSONS; ENGINES (default "sqlite
+# postgres") chooses the engines of the publisher part. The import prints when its pass 1
+# (verification) ends: the rest is pass 2, the time it holds the hub's write lock.
 # Needs PostgreSQL's server (Provisioning/start-postgres.sh starts the project's own).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -15,6 +19,9 @@ RECORDS=${RECORDS:-200}
 BATCH=${BATCH:-50}
 PERSONS=${PERSONS:-100000}
 ROUNDS=${ROUNDS:-3}
+LOAD=${LOAD:-1}
+POPULATION=${POPULATION:-}
+ENGINES=${ENGINES:-sqlite postgres}
 build kiosk-bench settlement-hub hub-publisher
 scratch hub-load
 PG_URL=$(bash Provisioning/start-postgres.sh)
@@ -39,6 +46,7 @@ fresh_store() {
 peak_rss() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
 # ROUNDS rounds, each of the four set-ups in turn (interleaved: a noisy minute hits all four).
+[ "$LOAD" = 1 ] || ROUNDS=0
 for round in $(seq "$ROUNDS"); do
 for engine in sqlite postgres; do
     for procs in 1 2; do
@@ -64,16 +72,38 @@ done
 done
 
 # The publisher: roster import and a full publication of PERSONS persons.
-"$BIN/kiosk-bench" snapshot-gen --persons "$PERSONS" --out "$DIR/population.jsonl" --snapshot-id 330782-20261122-01 >/dev/null
-gen=$("$BIN/kiosk-bench" roster-change --change-id "RC-LOAD-1" --out "$DIR/roster-change.jsonl" --from-snapshot "$DIR/population.jsonl")
+if [ -z "$POPULATION" ]; then
+    POPULATION="$DIR/population.jsonl"
+    "$BIN/kiosk-bench" snapshot-gen --persons "$PERSONS" --out "$POPULATION" --snapshot-id 330782-20261122-01 >/dev/null
+else
+    PERSONS=$(grep -c '"type":"person"' "$POPULATION")
+fi
+start=$(date +%s.%N)
+gen=$("$BIN/kiosk-bench" roster-change --change-id "RC-LOAD-1" --out "$DIR/roster-change.jsonl" --from-snapshot "$POPULATION")
+echo "roster change of $PERSONS persons written in $(echo "$(date +%s.%N) - $start" | bc) s, $(stat -c %s "$DIR/roster-change.jsonl") bytes"
 ROSTER_KEY=(--roster-key "$(echo "$gen" | sed -n 's/.*key_id=\([^ ]*\) public_key=\([^ ]*\).*/\1=\2/p')")
 python3 -c "import base64; open('$DIR/authority.key','w').write(base64.b64encode(bytes([0x41]*32)).decode())"
 chmod 600 "$DIR/authority.key"
 timed() { /usr/bin/time -f "%e %M" "$@" 2>"$DIR/time.txt" >/dev/null; read -r secs kb <"$DIR/time.txt"; echo "seconds=$secs peak_rss_mb=$((kb / 1024))"; }
-for engine in sqlite postgres; do
+for engine in $ENGINES; do
     name="publish_$engine"
     fresh_store "$engine" "$name"
-    import=$(timed "$BIN/hub-publisher" roster-import "${STORAGE[@]}" "${ROSTER_KEY[@]}" "$DIR/roster-change.jsonl")
+    # The import's output line by line with the time it came: pass 1 ends at "verified".
+    start=$(date +%s.%N)
+    import=$(/usr/bin/time -f "%e %M" "$BIN/hub-publisher" roster-import "${STORAGE[@]}" "${ROSTER_KEY[@]}" "$DIR/roster-change.jsonl" 2>"$DIR/time.txt" |
+        while read -r line; do echo "$(date +%s.%N) $line"; done)
+    read -r secs kb <"$DIR/time.txt"
+    verified=$(echo "$import" | awk '/ verified / {print $1}')
+    pass1=$(echo "$verified - $start" | bc)
+    import="seconds=$secs peak_rss_mb=$((kb / 1024)) pass1_verify_s=$pass1 pass2_apply_s=$(echo "$secs - $pass1" | bc)"
     publish=$(timed "$BIN/hub-publisher" publish --full --region 330782 --authority-key-file "$DIR/authority.key" --authority-key-id load "${STORAGE[@]}")
-    echo "$engine persons=$PERSONS roster_import $import publish_full $publish"
+    if [ "$engine" = sqlite ]; then
+        size=$(du -cm "$DIR/$name.sqlite"* | tail -1 | cut -f1)
+    else
+        size=$("${AS[@]}" psql -h "$PG_DIR" -p "$PG_PORT" -d benefit_kiosk_test -tAc \
+            "SELECT SUM(pg_total_relation_size(c.oid)) / 1048576 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '$name' AND c.relkind = 'r'")
+    fi
+    echo "$engine persons=$PERSONS roster_import $import publish_full $publish store_mb=$size"
+    # Room for the next engine (a 10,000,000-person store is many gigabytes).
+    if [ "$engine" = sqlite ]; then rm -f "$DIR/$name.sqlite"*; else psql_ "DROP SCHEMA $name CASCADE"; fi
 done
