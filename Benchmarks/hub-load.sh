@@ -79,8 +79,9 @@ else
     PERSONS=$(grep -c '"type":"person"' "$POPULATION")
 fi
 start=$(date +%s.%N)
-gen=$("$BIN/kiosk-bench" roster-change --change-id "RC-LOAD-1" --out "$DIR/roster-change.jsonl" --from-snapshot "$POPULATION")
-echo "roster change of $PERSONS persons written in $(echo "$(date +%s.%N) - $start" | bc) s, $(stat -c %s "$DIR/roster-change.jsonl") bytes"
+CHANGE=${ROSTER_CHANGE:-$DIR/roster-change.jsonl}   # ROSTER_CHANGE: kept for another run
+gen=$("$BIN/kiosk-bench" roster-change --change-id "RC-LOAD-1" --out "$CHANGE" --from-snapshot "$POPULATION")
+echo "roster change of $PERSONS persons written in $(echo "$(date +%s.%N) - $start" | bc) s, $(stat -c %s "$CHANGE") bytes"
 ROSTER_KEY=(--roster-key "$(echo "$gen" | sed -n 's/.*key_id=\([^ ]*\) public_key=\([^ ]*\).*/\1=\2/p')")
 python3 -c "import base64; open('$DIR/authority.key','w').write(base64.b64encode(bytes([0x41]*32)).decode())"
 chmod 600 "$DIR/authority.key"
@@ -90,7 +91,7 @@ for engine in $ENGINES; do
     fresh_store "$engine" "$name"
     # The import's output line by line with the time it came: pass 1 ends at "verified".
     start=$(date +%s.%N)
-    import=$(/usr/bin/time -f "%e %M" "$BIN/hub-publisher" roster-import "${STORAGE[@]}" "${ROSTER_KEY[@]}" "$DIR/roster-change.jsonl" 2>"$DIR/time.txt" |
+    import=$(/usr/bin/time -f "%e %M" "$BIN/hub-publisher" roster-import "${STORAGE[@]}" "${ROSTER_KEY[@]}" "$CHANGE" 2>"$DIR/time.txt" |
         while read -r line; do echo "$(date +%s.%N) $line"; done)
     read -r secs kb <"$DIR/time.txt"
     verified=$(echo "$import" | awk '/ verified / {print $1}')

@@ -142,6 +142,28 @@ public final class HubDatabase: Sendable {
         self.engine = engine
     }
 
+    /// Province set-up: run by the tables' owner (after migrating), gives the hubs' login
+    /// role what the hub and the publisher need and nothing more. Records and answers: read
+    /// and insert only (no UPDATE, DELETE or TRUNCATE); no table is the hub role's, so it
+    /// cannot alter one or disable its refusal triggers; the migrations table is read only.
+    /// Run again after an upgrade that adds tables.
+    public func grant(toHubRole role: String) throws {
+        guard engine is PostgresEngine else { throw PostgresLocation.Invalid.url("grants are for a PostgreSQL hub") }
+        guard PostgresLocation.isPlainName(role) else { throw PostgresLocation.Invalid.url("role \(role) is not a plain name") }
+        try engine.write { c in
+            guard let schema = try c.text("SELECT current_schema()"), PostgresLocation.isPlainName(schema) else {
+                throw HubDatabaseError.inconsistent("the connection's schema is not a plain name")
+            }
+            for sql in [
+                "GRANT USAGE ON SCHEMA \(schema) TO \(role)",
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \(schema) TO \(role)",
+                "REVOKE UPDATE, DELETE, TRUNCATE ON hub_record, hub_answer FROM \(role)",
+                "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON hub_migration FROM \(role)",
+                "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA \(schema) TO \(role)",
+            ] { try c.execute(sql, arguments: []) }
+        }
+    }
+
     /// The engine named by the command line: `--postgres URL` (with `--shelf`), else `--db FILE`.
     public static func open(db: String, postgres: String?, shelf: String?) throws -> HubDatabase {
         guard let postgres else { return try HubDatabase(path: db) }

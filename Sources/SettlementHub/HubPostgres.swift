@@ -222,8 +222,12 @@ final class PostgresEngine: SQLEngine {
     func migrate(_ migrations: [(name: String, sql: String)]) throws {
         try run(begin: "BEGIN") { tx in
             try tx.execute("SELECT pg_advisory_xact_lock(\(Self.migrationLock))", arguments: [])
-            try tx.execute("CREATE TABLE IF NOT EXISTS hub_migration (name TEXT COLLATE \"C\" PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-                           arguments: [])
+            // Created only when missing: a hub role that owns nothing (province set-up) runs
+            // no DDL at all once the tables' owner has migrated.
+            if try !tx.exists("SELECT 1 WHERE to_regclass('hub_migration') IS NOT NULL") {
+                try tx.execute("CREATE TABLE hub_migration (name TEXT COLLATE \"C\" PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+                               arguments: [])
+            }
             for m in migrations where try !tx.exists("SELECT 1 FROM hub_migration WHERE name = ?", m.name) {
                 try tx.execute(m.sql, arguments: [])
                 try tx.execute("INSERT INTO hub_migration (name) VALUES (?)", m.name)

@@ -249,6 +249,9 @@ extension HubDatabase {
         let verified = try RosterChange.verify(lines, trustedKeys: trustedKeys)
         verifiedFirst(verified)
         return try engine.write { c in
+            // A region's first import touches the whole roster index at random keys: SQLite's
+            // page cache (2 MB by default) is raised to 128 MB for it; bounded whatever its size.
+            if engine is SQLiteEngine { try c.execute("PRAGMA cache_size = -131072", arguments: []) }
             let seq = try Self.beginRosterChange(c, verified, now: now)
             var chunk: [RosterChange.Entry] = [], urgent = false
             chunk.reserveCapacity(Self.rosterChunk)

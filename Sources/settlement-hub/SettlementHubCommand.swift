@@ -14,9 +14,37 @@ struct SettlementHubTool: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "settlement-hub",
         abstract: "Reference settlement hub: takes record batches from kiosks and serves them snapshots.",
-        subcommands: [SettlementHubCommand.self, PublishCommand.self],
+        subcommands: [SettlementHubCommand.self, PublishCommand.self, MigrateCommand.self],
         defaultSubcommand: SettlementHubCommand.self
     )
+}
+
+/// `settlement-hub migrate`: the schema created or brought up to date, by the tables' owner
+/// (province set-up); `--grant-to ROLE` then gives the hub processes' role its privileges.
+struct MigrateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migrate",
+        abstract: "Create or update the hub's tables (as their owner); with --grant-to, give the hubs' PostgreSQL role what it needs and no more."
+    )
+    @OptionGroup var storage: HubStorageOptions
+    @Option(help: "PostgreSQL: the role the hub processes log in as (read and insert records, never edit, delete or own a table).")
+    var grantTo: String?
+
+    func run() throws {
+        let database: HubDatabase
+        do { database = try storage.open() } catch {
+            FileHandle.standardError.write(Data("settlement-hub migrate: cannot open \(storage.name): \(error)\n".utf8))
+            throw ExitCode(3)
+        }
+        defer { database.close() }
+        print("\(storage.name): tables up to date")
+        guard let grantTo else { return }
+        do { try database.grant(toHubRole: grantTo) } catch {
+            FileHandle.standardError.write(Data("settlement-hub migrate: cannot grant to \(grantTo): \(error)\n".utf8))
+            throw ExitCode(3)
+        }
+        print("\(grantTo): may read and insert records and answers, never edit or delete them, and owns no table")
+    }
 }
 
 /// `settlement-hub publish FILE`: puts a signed snapshot on the hub's shelf for kiosks to sync

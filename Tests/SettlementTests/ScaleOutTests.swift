@@ -237,3 +237,66 @@ struct ScaleOutTests {
         #expect(view.entries.count == expected.count && expected.count > 2 * persons)
     }
 }
+
+/// The province's roles (`settlement-hub migrate --grant-to`): the tables belong to an owner
+/// role; the hubs log in as a role that owns nothing. PostgreSQL only.
+@Suite struct ProvinceRoleTests {
+    @Test("attacker with the hubs' PostgreSQL role: the hub works, but truncating, altering, dropping or disabling the refusal triggers is refused",
+          .enabled(if: testPostgresURL != nil))
+    func hubRoleOwnsNothing() async throws {
+        let base = try PostgresLocation(url: try #require(testPostgresURL))
+        let suffix = UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(12)
+        let owner = "bk_owner_\(suffix)", hubRole = "bk_hub_\(suffix)", schema = "t_roles_\(suffix)"
+        let admin = try PostgresEngine(location: base)
+        defer {
+            _ = try? admin.write { c in
+                for sql in ["DROP SCHEMA IF EXISTS \(schema) CASCADE", "DROP OWNED BY \(hubRole)", "DROP ROLE IF EXISTS \(hubRole)", "DROP ROLE IF EXISTS \(owner)"] {
+                    try c.execute(sql, arguments: [])
+                }
+            }
+            admin.close()
+        }
+        try admin.write { c in
+            for sql in ["CREATE ROLE \(owner) LOGIN", "CREATE ROLE \(hubRole) LOGIN", "CREATE SCHEMA \(schema) AUTHORIZATION \(owner)"] {
+                try c.execute(sql, arguments: [])
+            }
+        }
+        let shelf = temporaryFolder("roles").appendingPathComponent("shelf", isDirectory: true)
+        var asOwner = base, asHub = base
+        asOwner.user = owner; asOwner.searchPath = schema
+        asHub.user = hubRole; asHub.searchPath = schema
+        do {
+            let ownerDB = try HubDatabase(postgres: asOwner, shelf: shelf)
+            try ownerDB.grant(toHubRole: hubRole)
+            ownerDB.close()
+        }
+
+        // The hub and the publisher work under the role.
+        let db = try HubDatabase(postgres: asHub, shelf: shelf)
+        defer { db.close() }
+        try db.applyRosterChange(try RosterChange.read(try PublishCase.change("RC-1", records: try PublishCase.vectorRoster),
+                                                       trustedKeys: PublishCase.rosterKeys), now: testEpoch)
+        let hub = try await HubFixture.start(database: db)
+        do {
+            let answers = try await hub.send([try HubCase.subsidy(seq: 1)])
+            #expect(answers.first?.status == "accepted")
+        } catch {
+            await hub.stop()
+            throw error
+        }
+        await hub.stop()
+        #expect(try PublishCase.publisher(db, now: testEpoch.addingTimeInterval(60)).publish() != nil)
+
+        // What it must not do, though a process holding its connection tries.
+        let id = "\(Fixtures.deviceID)-1"
+        let before = try #require(try db.record(id))
+        for sql in ["TRUNCATE hub_record", "TRUNCATE hub_answer", "ALTER TABLE hub_record DISABLE TRIGGER hub_record_never_edited",
+                    "ALTER TABLE hub_answer DISABLE TRIGGER ALL", "DROP TABLE hub_answer", "UPDATE hub_record SET subsidy_fen = 1",
+                    "DELETE FROM hub_answer", "CREATE TABLE hub_shadow (a BIGINT)", "INSERT INTO hub_migration (name) VALUES ('v99')",
+                    "DROP TRIGGER hub_record_never_edited ON hub_record"] {
+            #expect(throws: (any Error).self, "\(sql) was let through") { try db.engine.write { try $0.execute(sql, arguments: []) } }
+        }
+        #expect(try db.record(id) == before && db.answer(id)?.status == .accepted)
+        #expect(try db.recordCount() == 1 && db.answerCount() == 1)
+    }
+}
