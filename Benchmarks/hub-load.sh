@@ -29,6 +29,7 @@ PG_DIR=${BK_PG_DIR:-/tmp/benefit-kiosk-postgres}
 PG_PORT=${BK_PG_PORT:-54329}
 AS=(); [ "$(id -u)" -eq 0 ] && AS=(runuser -u postgres --)
 psql_() { "${AS[@]}" psql -q -o /dev/null -h "$PG_DIR" -p "$PG_PORT" -d benefit_kiosk_test -tAc "$1"; }
+[ -z "$POPULATION" ] || PERSONS=$(grep -c '"type":"person"' "$POPULATION")
 echo "# hub-load kiosks=$KIOSKS records=$RECORDS batch=$BATCH persons=$PERSONS rounds=$ROUNDS $(date -u +%FT%TZ) $(nproc) cores"
 
 "$BIN/kiosk-bench" hub-load roster --kiosks "$KIOSKS" --out "$DIR/roster.jsonl"
@@ -75,8 +76,6 @@ done
 if [ -z "$POPULATION" ]; then
     POPULATION="$DIR/population.jsonl"
     "$BIN/kiosk-bench" snapshot-gen --persons "$PERSONS" --out "$POPULATION" --snapshot-id 330782-20261122-01 >/dev/null
-else
-    PERSONS=$(grep -c '"type":"person"' "$POPULATION")
 fi
 start=$(date +%s.%N)
 CHANGE=${ROSTER_CHANGE:-$DIR/roster-change.jsonl}   # ROSTER_CHANGE: kept for another run

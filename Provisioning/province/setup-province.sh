@@ -1,34 +1,48 @@
 #!/usr/bin/env bash
 # A province's hub set-up (issue 12), as root, on Debian:
-#   setup-province.sh database            on the PostgreSQL machine: role and database
+#   setup-province.sh database            on the PostgreSQL machine: roles and database
 #   setup-province.sh hub                 on each hub machine: users, folders, units
+#   setup-province.sh schema              once, on a machine with settlement-hub: the tables,
+#                                         created by their owner, and the hubs' privileges
 #   setup-province.sh keys AUTH CA        on each publisher machine: the key files
-# The hub and publisher processes reach PostgreSQL as one role, benefit_hub, by peer
-# authentication over the unix socket (no password anywhere): pg_ident maps the system
-# users settlement-hub and hub-publisher to it. Across machines, use a TCP URL with a
-# password in /etc/settlement-hub/province.env (0640) and TLS on the network instead.
-# The first hub process to start creates the schema (migrations run once, under a lock).
+# Two PostgreSQL roles. benefit_owner owns the database and every table; only root reaches
+# it (peer map). benefit_hub is the one the hub and publisher processes log in as (pg_ident
+# maps the system users settlement-hub and hub-publisher to it, peer authentication over the
+# unix socket, no password anywhere): it may read and insert records and answers but never
+# edit, delete or truncate them, and owns no table, so it cannot alter one or disable the
+# refusal triggers. Across machines, use TCP URLs with passwords (province.env, 0640) and TLS
+# on the network instead; OWNER_URL then names the owner's URL for `schema`.
+# Run `schema` again after an upgrade that adds tables (the hubs never run DDL themselves).
 set -euo pipefail
 ROLE=${ROLE:-benefit_hub}
+OWNER=${OWNER:-benefit_owner}
 DB=${DB:-benefit_hub}
 case "${1:-}" in
 database)
     command -v psql >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
     runuser -u postgres -- psql -v ON_ERROR_STOP=1 -q <<SQL
 DO \$\$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$OWNER') THEN CREATE ROLE $OWNER LOGIN; END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$ROLE') THEN CREATE ROLE $ROLE LOGIN; END IF;
 END \$\$;
 SQL
     runuser -u postgres -- psql -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1 \
-        || runuser -u postgres -- createdb -O "$ROLE" -E UTF8 --locale=C.UTF-8 -T template0 "$DB"
+        || runuser -u postgres -- createdb -O "$OWNER" -E UTF8 --locale=C.UTF-8 -T template0 "$DB"
+    # Nobody but the owner creates anything in the database's schema.
+    runuser -u postgres -- psql -v ON_ERROR_STOP=1 -q -d "$DB" -c "REVOKE CREATE ON SCHEMA public FROM PUBLIC; ALTER SCHEMA public OWNER TO $OWNER"
     conf=$(runuser -u postgres -- psql -tAc "SHOW config_file" | xargs dirname)
     grep -q "^benefit " "$conf/pg_ident.conf" || cat >>"$conf/pg_ident.conf" <<IDENT
 benefit settlement-hub $ROLE
 benefit hub-publisher  $ROLE
+benefit root           $OWNER
 IDENT
-    grep -q "map=benefit" "$conf/pg_hba.conf" || sed -i "1i local $DB $ROLE peer map=benefit" "$conf/pg_hba.conf"
+    grep -q "map=benefit" "$conf/pg_hba.conf" || sed -i "1i local $DB $ROLE,$OWNER peer map=benefit" "$conf/pg_hba.conf"
     runuser -u postgres -- psql -qc "SELECT pg_reload_conf()" >/dev/null
-    echo "database $DB and role $ROLE ready (peer map 'benefit')"
+    echo "database $DB (owner $OWNER) and the hubs' role $ROLE ready (peer map 'benefit'); next: setup-province.sh schema"
+    ;;
+schema)
+    url=${OWNER_URL:-postgres://$OWNER@/$DB?host=/var/run/postgresql}
+    settlement-hub migrate --postgres "$url" --shelf /srv/settlement-hub/shelf --grant-to "$ROLE"
     ;;
 hub)
     getent group settlement-hub >/dev/null || groupadd --system settlement-hub
@@ -52,7 +66,7 @@ keys)
     echo "keys installed in /etc/hub-publisher (0600, hub-publisher)"
     ;;
 *)
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

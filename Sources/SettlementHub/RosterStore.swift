@@ -187,28 +187,93 @@ public struct RosterChange: Sendable, Equatable {
         return (region, changeID, issuedAt, keyID)
     }
 
-    /// A record line checked and made an entry (its canonical line, or a delete).
+    /// A record line checked and made an entry (its canonical line, or a delete). A line
+    /// already canonical (keys in byte order, each once, no whitespace, no escapes, arrays
+    /// flat) is kept as it is, read through `JSONSpans`; any other goes through
+    /// JSONSerialization and is written back with sorted keys. (Writing every line back was
+    /// two thirds of a region's import.)
     static func entry(_ line: ArraySlice<UInt8>, _ n: Int) throws(Refusal) -> Entry {
+        guard line.count <= 64 * 1024 else { throw .badRecord(line: n, "not a JSON object of at most 64 KiB") }
+        if let fields = CanonicalLine(line) {
+            return try entry(n, text: fields.text, has: fields.has) { String(decoding: line, as: UTF8.self) }
+        }
         var o = try object(line, n)
-        guard let type = o["type"] as? String else { throw .badRecord(line: n, "no type") }
+        return try entry(n, text: { o[$0] as? String }, has: { o[$0] != nil }) {
+            o.removeValue(forKey: "op")
+            guard let data = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .withoutEscapingSlashes]) else { return nil }
+            return String(decoding: data, as: UTF8.self)
+        }
+    }
+
+    /// The checks of a record, whichever way it was read: `text` is a member's string value
+    /// (nil when absent or not a string), `canonical` the line to store.
+    private static func entry(_ n: Int, text: (String) -> String?, has: (String) -> Bool, canonical: () -> String?) throws(Refusal) -> Entry {
+        guard let type = text("type") else { throw .badRecord(line: n, "no type") }
         if type == "usage" { throw .badRecord(line: n, "a roster change never carries usage (S comes from records alone)") }
-        guard let key = Self.key(type: type, o) else { throw .badRecord(line: n, "\(type) is not a roster type, or its key is missing") }
+        guard let field = keyField[type], let key = text(field) else { throw .badRecord(line: n, "\(type) is not a roster type, or its key is missing") }
         guard key.utf8.count <= 256 else { throw .badRecord(line: n, "the key is longer than 256 bytes") }
         if type == "card", !Identifiers.isCardNumber(key) { throw .badRecord(line: n, "card_number is not 16 digits") }
-        if type == "person" || type == "card", let ref = o["person_ref"] as? String, !Identifiers.isPersonRef(ref) {
+        if type == "person" || type == "card", let ref = text("person_ref"), !Identifiers.isPersonRef(ref) {
             throw .badRecord(line: n, "person_ref is not 32 lowercase hex digits")
         }
-        if let op = o["op"] {
-            guard op as? String == "delete" else { throw .badRecord(line: n, "op is neither absent nor delete") }
+        if has("op") {
+            guard text("op") == "delete" else { throw .badRecord(line: n, "op is neither absent nor delete") }
             return Entry(type: type, key: key, line: nil, urgent: type == "person" || type == "card")
         }
-        o.removeValue(forKey: "op")
-        let status = o["status"] as? String ?? ""
+        let status = text("status") ?? ""
         let urgent = (type == "person" && ["suspended", "revoked"].contains(status)) || (type == "card" && ["lost", "revoked", "replaced"].contains(status))
-        guard let data = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .withoutEscapingSlashes]) else {
-            throw .badRecord(line: n, "cannot be written back")
+        guard let line = canonical() else { throw .badRecord(line: n, "cannot be written back") }
+        return Entry(type: type, key: key, line: line, urgent: urgent)
+    }
+}
+
+/// A record line that is already in the form the hub stores: a JSON object (strict syntax,
+/// `JSONSpans`) with no whitespace between tokens, no backslash anywhere (so every string is
+/// its bytes), its keys in strictly ascending byte order (so each once), and values that
+/// are strings, numbers, literals or flat arrays of those. Nil for anything else.
+struct CanonicalLine {
+    private let bytes: [UInt8]
+    private let members: [String: Range<Int>]
+
+    init?(_ line: ArraySlice<UInt8>) {
+        guard line.first == UInt8(ascii: "{"), !line.contains(UInt8(ascii: "\\")) else { return nil }
+        let bytes = Array(line)
+        guard let list = try? JSONSpans.objectMembers(bytes) else { return nil }
+        var length = list.isEmpty ? 2 : 1 + list.count   // braces and commas
+        var previous: [UInt8]?
+        var members: [String: Range<Int>] = [:]
+        for m in list {
+            let key = Array(m.key.utf8)
+            if let previous, !previous.lexicographicallyPrecedes(key) { return nil }
+            previous = key
+            length += key.count + 3 + m.value.count           // "key": value
+            if bytes[m.value.lowerBound] == UInt8(ascii: "[") || bytes[m.value.lowerBound] == UInt8(ascii: "{") {
+                guard Self.isFlat(bytes[m.value]) else { return nil }
+            }
+            members[m.key] = m.value
         }
-        return Entry(type: type, key: key, line: String(decoding: data, as: UTF8.self), urgent: urgent)
+        guard length == bytes.count else { return nil }
+        self.bytes = bytes
+        self.members = members
+    }
+
+    /// An array of scalars with no whitespace outside its strings (strings hold no backslash).
+    private static func isFlat(_ value: ArraySlice<UInt8>) -> Bool {
+        guard value.first == UInt8(ascii: "[") else { return false }
+        var inString = false
+        for b in value.dropFirst() {
+            if b == UInt8(ascii: "\"") { inString.toggle(); continue }
+            if inString { continue }
+            if b == UInt8(ascii: "[") || b == UInt8(ascii: "{") || b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D { return false }
+        }
+        return true
+    }
+
+    func has(_ key: String) -> Bool { members[key] != nil }
+
+    func text(_ key: String) -> String? {
+        guard let r = members[key], r.count >= 2, bytes[r.lowerBound] == UInt8(ascii: "\"") else { return nil }
+        return String(decoding: bytes[(r.lowerBound + 1)..<(r.upperBound - 1)], as: UTF8.self)
     }
 }
 

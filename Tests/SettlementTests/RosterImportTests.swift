@@ -172,4 +172,42 @@ import Testing
         #expect(try Self.stored(db)[IncrementalPublisherTests.ref(1)] == "active")
         #expect(try db.rosterMark() == mark)
     }
+
+    @Test("a canonical line is stored as it came; any other (whitespace, key order, an escape hiding a suspension, a duplicate key, nested arrays) is read by JSONSerialization and written back canonical")
+    func canonicalLines() throws {
+        let ref = IncrementalPublisherTests.ref(1)
+        let canonical = #"{"person_ref":"\#(ref)","programs":["HM-SUBSIDY"],"status":"active","status_reason":"","type":"person"}"#
+        #expect(CanonicalLine(ArraySlice(canonical.utf8)) != nil)
+        let kept = try RosterChange.entry(ArraySlice(canonical.utf8), 2)
+        #expect(kept.line == canonical && kept.key == ref && !kept.urgent)
+
+        let variants = [
+            #"{"type":"person","person_ref":"\#(ref)","status":"active"}"#,
+            #"{"person_ref":"\#(ref)", "status":"active","type":"person"}"#,
+            #"{"person_ref":"\#(ref)","status":"\u0073uspended","type":"person"}"#,
+            #"{"person_ref":"\#(ref)","status":"suspended","status":"active","type":"person"}"#,
+            #"{"person_ref":"\#(ref)","programs":[["HM-SUBSIDY"]],"status":"revoked","type":"person"}"#,
+            #"{"person_ref":"\#(ref)","programs":[ "HM-SUBSIDY"],"status":"lost","type":"person"}"#,
+            #"{"person_ref":"\#(ref)","status":"active","type":"person"} "#,
+            #"{"card_number":"3307829100000001","person_ref":"\#(ref)","status":"lost","type":"card","x":{"b":1,"a":2}}"#,
+        ]
+        for v in variants {
+            #expect(CanonicalLine(ArraySlice(v.utf8)) == nil, "\(v) taken as canonical")
+            let e = try RosterChange.entry(ArraySlice(v.utf8), 2)
+            let read = try #require(try JSONSerialization.jsonObject(with: Data(v.utf8)) as? NSDictionary)
+            let stored = try #require(try JSONSerialization.jsonObject(with: Data((e.line ?? "").utf8)) as? NSDictionary)
+            #expect(stored == read, "\(v) stored as \(e.line ?? "nil")")
+            let status = read["status"] as? String ?? ""
+            let type = read["type"] as? String ?? ""
+            #expect(e.urgent == ((type == "person" && ["suspended", "revoked"].contains(status)) || (type == "card" && status == "lost")), "\(v)")
+            #expect(e.line?.utf8.contains(UInt8(ascii: " ")) == false && e.line?.contains("\\u") == false, "\(v) stored as \(e.line ?? "nil")")
+        }
+        // The escape does not hide the suspension.
+        #expect(try RosterChange.entry(ArraySlice(variants[2].utf8), 2).urgent)
+        // Still refused either way: a bad person_ref, a usage line, a stray op.
+        for bad in [#"{"person_ref":"XYZ","status":"active","type":"person"}"#, #"{"person_ref":"\#(ref)","type":"usage"}"#,
+                    #"{"op":"upsert","person_ref":"\#(ref)","type":"person"}"#] {
+            #expect(throws: RosterChange.Refusal.self, "\(bad)") { try RosterChange.entry(ArraySlice(bad.utf8), 2) }
+        }
+    }
 }

@@ -262,14 +262,19 @@ struct ScaleOutTests {
             }
         }
         let shelf = temporaryFolder("roles").appendingPathComponent("shelf", isDirectory: true)
-        var asOwner = base, asHub = base
-        asOwner.user = owner; asOwner.searchPath = schema
+        var asHub = base
         asHub.user = hubRole; asHub.searchPath = schema
-        do {
-            let ownerDB = try HubDatabase(postgres: asOwner, shelf: shelf)
-            try ownerDB.grant(toHubRole: hubRole)
-            ownerDB.close()
-        }
+        // As the set-up does it: `settlement-hub migrate --grant-to`, as the owner.
+        let baseURL = try #require(testPostgresURL)
+        var ownerURL = try #require(URLComponents(string: baseURL))
+        ownerURL.user = owner
+        ownerURL.queryItems = (ownerURL.queryItems ?? []).filter { $0.name != "search_path" } + [URLQueryItem(name: "search_path", value: schema)]
+        let ownerText = try #require(ownerURL.string)
+        let migrate = try KillTests.Child.spawn(try KillTests.product("settlement-hub"),
+                                                ["migrate", "--postgres", ownerText, "--shelf", shelf.path, "--grant-to", hubRole],
+                                                in: temporaryFolder("roles"))
+        #expect(await migrate.wait() == 0, "\(migrate.errors)")
+        #expect(migrate.output.contains("\(hubRole): may read and insert records and answers"), "\(migrate.output)")
 
         // The hub and the publisher work under the role.
         let db = try HubDatabase(postgres: asHub, shelf: shelf)
