@@ -105,5 +105,5 @@ for engine in $ENGINES; do
     fi
     echo "$engine persons=$PERSONS roster_import $import publish_full $publish store_mb=$size"
     # Room for the next engine (a 10,000,000-person store is many gigabytes).
-    if [ "$engine" = sqlite ]; then rm -f "$DIR/$name.sqlite"*; else psql_ "DROP SCHEMA $name CASCADE"; fi
+    if [ "$engine" = sqlite ]; then rm -rf "$DIR/$name.sqlite"*; else psql_ "DROP SCHEMA $name CASCADE"; fi
 done

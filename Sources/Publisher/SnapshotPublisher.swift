@@ -16,6 +16,11 @@ public struct PublisherConfiguration: Sendable {
     public var fullEvery: TimeInterval = 86_400
     /// Snapshots older than the latest full leave the shelf after this (default 30 days).
     public var keepFor: TimeInterval = 30 * 86_400
+    /// When no delta can be read from what changed (no mark kept, a program changed, or the
+    /// changes outgrow the full), a region of at most this many published entries is
+    /// recomputed in memory and compared with what the kiosks hold (a delta if smaller);
+    /// a larger one gets a streamed full, in flat memory (default 500,000 entries).
+    public var inMemoryEntries = 500_000
 
     public init(region: String, authorityKeyID: String, authorityKey: Curve25519.Signing.PrivateKey) {
         self.region = region
@@ -309,6 +314,11 @@ public final class SnapshotPublisher: Sendable {
         if let previous, let delta = try changes(since: previous, cut: cut),
            deltaBytesSinceFull + delta.bytes <= Int(lastFull?.bytes ?? 0) {
             plan = delta
+        } else if try database.engine.read({ c in
+            try c.int("SELECT COUNT(*) FROM published_entry WHERE region = ?", region) ?? 0
+        }) > Int64(configuration.inMemoryEntries) {
+            // Too large to hold: a full, written as a stream.
+            return try publishStreamedFull(instant: instant, cut: cut, latest: latest)
         } else {
             let (state, over, mark) = try currentState(cut: cut)
             let fullSize = state.values.reduce(0) { $0 + $1.line.utf8.count + 1 }

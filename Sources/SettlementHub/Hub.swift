@@ -137,23 +137,39 @@ public final class SettlementHub: Sendable {
 
     /// Rebuilds the roster when a roster change was applied to the database (at most once a
     /// second): the start roster with the stored entries on top.
-    func refreshRoster() {
+    func refreshRoster(force: Bool = false) {
         let now = ContinuousClock.now
         let due = state.with { s -> Bool in
-            if let at = s.rosterCheckedAt, now - at < .seconds(1) { return false }
+            if !force, let at = s.rosterCheckedAt, now - at < .seconds(1) { return false }
             s.rosterCheckedAt = now
             return true
         }
         guard due, let mark = try? database.rosterMark() else { return }
-        let (current, base) = state.with { ($0.rosterMark, $0.baseRoster) }
+        let (current, base, held) = state.with { ($0.rosterMark, $0.baseRoster, $0.roster) }
         guard mark != current else { return }
-        var roster = base
-        do { try database.loadRoster(into: &roster) } catch {
+        var roster: Roster, applied: Int64, read = 0
+        do {
+            if current < 0 {
+                // The first look: the start roster with every stored entry on top.
+                roster = base
+                applied = mark
+                try database.loadRoster(into: &roster)
+            } else {
+                // Later looks read only what changed since (a province's roster is millions
+                // of entries; an urgent change must take effect within seconds).
+                roster = held
+                let changed = try database.rosterChanges(after: current)
+                applied = changed.mark
+                read = changed.lines.count + changed.removed.count
+                try roster.apply(lines: changed.lines, removed: changed.removed, base: base)
+            }
+        } catch {
             logger.error("stored roster unreadable: keeping the roster as it was", metadata: ["error": "\(error)"])
             return
         }
-        state.with { $0.roster = roster; $0.rosterMark = mark }
-        logger.notice("roster reloaded", metadata: ["changes": "\(mark)", "devices": "\(roster.devices.count)", "cards": "\(roster.cards.count)"])
+        state.with { $0.roster = roster; $0.rosterMark = applied }
+        logger.notice("roster reloaded", metadata: ["changes": "\(applied)", "entries_read": "\(current < 0 ? "all" : "\(read)")",
+                                                    "devices": "\(roster.devices.count)", "cards": "\(roster.cards.count)"])
     }
 
     /// Batch requests received so far (counting those refused).

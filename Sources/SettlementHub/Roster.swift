@@ -5,7 +5,7 @@ import Foundation
 /// What the hub knows of the region (snapshot spec v2 §1 records, as the platform's roster
 /// holds them): programs, devices with their institution and status, persons, and cards with
 /// their `person_ref` and the card's public key (`DF29`), which verifies `card_ack`.
-public struct Roster: Sendable {
+public struct Roster: Sendable, Equatable {
     public struct Device: Sendable, Equatable {
         public var publicKey: Curve25519.Signing.PublicKey
         /// The device's institution; nil when registered without one (`--device ID=KEY`):
@@ -102,6 +102,25 @@ public struct Roster: Sendable {
             throw e
         } catch {
             throw LoadError.unreadable(path)
+        }
+    }
+
+    /// Stored roster changes applied on top: `lines` written (replacing), `removed` keys
+    /// taken back to what `base` (the start roster) holds for them, or dropped. The same as
+    /// rebuilding from `base` and every stored entry.
+    mutating func apply(lines: [String], removed: [(type: String, key: String)], base: Roster) throws {
+        for r in removed {
+            switch r.type {
+            case "program": programs[r.key] = base.programs[r.key]
+            case "device": devices[r.key] = base.devices[r.key]
+            case "person": persons[r.key] = base.persons[r.key]
+            case "card": cards[r.key] = base.cards[r.key]
+            default: break
+            }
+        }
+        for (i, line) in lines.enumerated() {
+            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { continue }
+            try add(record: o, path: "roster_entry", line: i + 1)
         }
     }
 

@@ -63,10 +63,20 @@ import Testing
         // Tens of seconds of blocking work (30 publications with their fsyncs, three seeds at
         // once): on threads of their own, off the test pool, whose two threads it held long
         // enough to starve other tests' deadlines.
-        try await onOwnThread { try Self.chain(seed: seed) }
+        try await onOwnThread { _ = try Self.chain(seed: seed) }
     }
 
-    static func chain(seed: UInt64) throws {
+    @Test("a region too large to recompute in memory (limit set to 0 here): a program change or an outgrown delta gets a streamed full, and the chain still equals the recomputation")
+    func largeRegionFallsBackToStreamedFull() async throws {
+        let (fulls, programChanges) = try await onOwnThread { try Self.chain(seed: 7, inMemoryEntries: 0) }
+        #expect(programChanges >= 1, "the seed made no program change: choose another")
+        #expect(fulls >= 1 + programChanges, "\(fulls) fulls for \(programChanges) program changes")
+    }
+
+    /// Thirty rounds of random roster changes, records and publications; the fulls published
+    /// and the program changes made.
+    static func chain(seed: UInt64, inMemoryEntries: Int? = nil) throws -> (fulls: Int, programChanges: Int) {
+        var fulls = 0, programChanges = 0
         let db = try testHubDatabase("incremental")
         var random = SplitMix64(seed: seed)
         var t = testEpoch
@@ -97,6 +107,7 @@ import Testing
                     var program = try #require(roster.first { $0["code"] as? String == "HM-SUBSIDY" })
                     program["limit_fen"] = [60000, 5000, 30000][random.below(3)]
                     records = [program]
+                    programChanges += 1
                 default: records = [["type": "device", "device_id": "KSK-TEST-0002", "public_key": "N5K1zztdUDW7IP4DavRGPM7ixbkdWH/AsDTaKYD+gWk=",
                                      "institution": "330782-H02", "status": ["active", "retired"][random.below(2)]]]
                 }
@@ -120,20 +131,22 @@ import Testing
                     subsidies.append(id)
                 }
             }
-            let publisher = try PublishCase.publisher(db, now: t)
+            let publisher = try PublishCase.publisher(db, now: t, inMemoryEntries: inMemoryEntries)
             if let p = try publisher.publish() {
                 try view.apply(p)
                 if !p.recomputed { deltasReadingLittle += 1 }
+                if p.snapshot.kind == "full" { fulls += 1 }
             }
             // What a kiosk holds equals the whole state recomputed at the same cut.
             let cut = try #require(try db.engine.read { try $0.text("SELECT cut FROM publisher_mark WHERE region = '330782'") })
             let expected = try publisher.currentState(cut: cut).lines.mapValues(\.line)
             let differing = Set(view.entries.keys).union(expected.keys).filter { view.entries[$0] != expected[$0] }.sorted()
             #expect(differing.isEmpty, "round \(round): the kiosk's chain and the recomputation differ at \(differing.prefix(5))")
-            if !differing.isEmpty { return }
+            if !differing.isEmpty { return (fulls, programChanges) }
             t = t.addingTimeInterval(5)
         }
         #expect(deltasReadingLittle >= 10, "only \(deltasReadingLittle) deltas read only what changed")
+        return (fulls, programChanges)
     }
 
     @Test("a record stamped in the publication's own second is counted in the next one, not lost")

@@ -38,12 +38,13 @@ enum PublishCase {
         }
     }
 
-    static func publisher(_ db: HubDatabase, now: Date) throws -> SnapshotPublisher {
+    static func publisher(_ db: HubDatabase, now: Date, inMemoryEntries: Int? = nil) throws -> SnapshotPublisher {
         let a = try #require(Vectors.keys["authority"] as? [String: String])
         let seedText = try #require(a["private_seed"])
         let seed = try #require(Data(base64Encoded: seedText))
-        return SnapshotPublisher(database: db, configuration: PublisherConfiguration(
-            region: "330782", authorityKeyID: "330782-auth-test", authorityKey: try .init(rawRepresentation: seed)), now: { now })
+        var configuration = PublisherConfiguration(region: "330782", authorityKeyID: "330782-auth-test", authorityKey: try .init(rawRepresentation: seed))
+        if let inMemoryEntries { configuration.inMemoryEntries = inMemoryEntries }
+        return SnapshotPublisher(database: db, configuration: configuration, now: { now })
     }
 }
 

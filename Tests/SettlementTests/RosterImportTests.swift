@@ -210,4 +210,47 @@ import Testing
             #expect(throws: RosterChange.Refusal.self, "\(bad)") { try RosterChange.entry(ArraySlice(bad.utf8), 2) }
         }
     }
+
+    @Test("the hub reads only the roster changes since its last look, and holds what a rebuild from the start roster and every stored entry gives (deletes bring back the start roster's entry)")
+    func hubRosterFollowsChanges() throws {
+        let db = try testHubDatabase("hub-roster")
+        var base = Roster()
+        try base.load(snapshot: Fixtures.url("snapshot-small.jsonl").path)
+        let hub = SettlementHub(database: db, roster: base)
+        let vector = try PublishCase.vectorRoster
+        let baseCards = vector.filter { $0["type"] as? String == "card" }.compactMap { $0["card_number"] as? String }
+        #expect(baseCards.count >= 3)
+        var random = SplitMix64(seed: 11)
+        for round in 0..<25 {
+            var records: [[String: Any]] = []
+            for _ in 0..<(1 + random.below(4)) {
+                let n = random.below(12)
+                switch random.below(5) {
+                case 0: records.append(Self.person(n, ["active", "suspended", "revoked"][random.below(3)]))
+                case 1: records.append(Self.delete(n))
+                case 2:
+                    // A card of the start roster: changed, or deleted (back to the start roster's).
+                    let number = baseCards[random.below(baseCards.count)]
+                    var card = try #require(vector.first { $0["card_number"] as? String == number })
+                    if random.below(2) == 0 { card["status"] = ["lost", "active", "revoked"][random.below(3)] } else { card = ["type": "card", "card_number": number, "op": "delete"] }
+                    records.append(card)
+                case 3:
+                    var program = try #require(vector.first { $0["code"] as? String == "HM-SUBSIDY" })
+                    program["limit_fen"] = [60000, 5000, 30000][random.below(3)]
+                    records.append(program)
+                default: records.append(["type": "card", "card_number": IncrementalPublisherTests.card(n), "person_ref": IncrementalPublisherTests.ref(n),
+                                         "status": ["active", "lost"][random.below(2)]])
+                }
+            }
+            try db.applyRosterChange(try RosterChange.read(try PublishCase.change("RC-H\(round)", records: records), trustedKeys: PublishCase.rosterKeys),
+                                     now: testEpoch)
+            if random.below(3) == 0 { continue }   // sometimes several changes between two looks
+            hub.refreshRoster(force: true)
+            var rebuilt = base
+            try db.loadRoster(into: &rebuilt)
+            #expect(hub.roster == rebuilt, "round \(round): the hub's roster differs from the rebuild")
+            if hub.roster != rebuilt { return }
+        }
+        #expect(try db.rosterChanges(after: db.rosterMark()).lines.isEmpty)
+    }
 }
