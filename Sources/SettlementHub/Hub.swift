@@ -85,6 +85,9 @@ public final class SettlementHub: Sendable {
             /// `rosterMark()` when the roster was last built, and when that was looked at.
             var rosterMark: Int64 = -1
             var rosterCheckedAt: ContinuousClock.Instant?
+            /// A look is reading the stored roster (one at a time: a province's first read is
+            /// gigabytes; requests meanwhile use the roster held).
+            var rosterRefreshing = false
             var limits: HubLimits
             var faults: HubFaults
             var batchRequests = 0
@@ -111,6 +114,9 @@ public final class SettlementHub: Sendable {
         self.now = now
         state = LockedState(roster: roster, limits: limits, faults: faults)
         watch = PublicationWatch(database: database, pollEvery: publicationPoll)
+        // The stored roster is read before the hub serves anything: a batch checked against
+        // the start roster alone would find the region's cards unknown.
+        refreshRoster(force: true)
     }
 
     /// Graceful shutdown has begun: held long polls answer `304` at once (the kiosks ask
@@ -140,11 +146,15 @@ public final class SettlementHub: Sendable {
     func refreshRoster(force: Bool = false) {
         let now = ContinuousClock.now
         let due = state.with { s -> Bool in
+            if s.rosterRefreshing { return false }
             if !force, let at = s.rosterCheckedAt, now - at < .seconds(1) { return false }
             s.rosterCheckedAt = now
+            s.rosterRefreshing = true
             return true
         }
-        guard due, let mark = try? database.rosterMark() else { return }
+        guard due else { return }
+        defer { state.with { $0.rosterRefreshing = false } }
+        guard let mark = try? database.rosterMark() else { return }
         let (current, base, held) = state.with { ($0.rosterMark, $0.baseRoster, $0.roster) }
         guard mark != current else { return }
         var roster: Roster, applied: Int64, read = 0

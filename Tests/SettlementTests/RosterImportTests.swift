@@ -216,7 +216,11 @@ import Testing
         let db = try testHubDatabase("hub-roster")
         var base = Roster()
         try base.load(snapshot: Fixtures.url("snapshot-small.jsonl").path)
+        // A stored roster is read before the hub serves anything.
+        try db.applyRosterChange(try RosterChange.read(try PublishCase.change("RC-H", records: [Self.person(99, "suspended")]),
+                                                       trustedKeys: PublishCase.rosterKeys), now: testEpoch)
         let hub = SettlementHub(database: db, roster: base)
+        #expect(hub.roster.persons[IncrementalPublisherTests.ref(99)]?.status == "suspended")
         let vector = try PublishCase.vectorRoster
         let baseCards = vector.filter { $0["type"] as? String == "card" }.compactMap { $0["card_number"] as? String }
         #expect(baseCards.count >= 3)
