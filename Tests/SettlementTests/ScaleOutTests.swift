@@ -107,15 +107,7 @@ struct ScaleOutTests {
     @Test("a local process on the hub's own connection cannot edit or delete a stored record or answer (either engine; fails without the refusal triggers)")
     func storedRecordsCannotBeEditedOrDeleted() async throws {
         let store = try testHubStore("scale-out")
-        let hub = try await HubFixture.start(database: try store.open())
-        do {
-            let answers = try await hub.send([try HubCase.subsidy(seq: 1)])
-            #expect(answers.first?.status == "accepted")
-        } catch {
-            await hub.stop()
-            throw error
-        }
-        await hub.stop()
+        try await ScaleOutTests.acceptOneSubsidy(try store.open())
         // Another connection, as a process on the hub's machine would have.
         let db = try store.open()
         let id = "\(Fixtures.deviceID)-1"
@@ -127,6 +119,19 @@ struct ScaleOutTests {
         #expect(try db.record(id) == before)
         #expect(try db.answer(id)?.status == .accepted)
         #expect(try db.recordCount() == 1 && db.answerCount() == 1)
+    }
+
+    /// The vectors' subsidy sent to a hub on `db`, and accepted.
+    static func acceptOneSubsidy(_ db: HubDatabase) async throws {
+        let hub = try await HubFixture.start(database: db)
+        do {
+            let answers = try await hub.send([try HubCase.subsidy(seq: 1)])
+            #expect(answers.first?.status == "accepted")
+        } catch {
+            await hub.stop()
+            throw error
+        }
+        await hub.stop()
     }
 
     /// Starts `settlement-hub serve` on a free port and returns it with its port.
@@ -281,15 +286,7 @@ struct ScaleOutTests {
         defer { db.close() }
         try db.applyRosterChange(try RosterChange.read(try PublishCase.change("RC-1", records: try PublishCase.vectorRoster),
                                                        trustedKeys: PublishCase.rosterKeys), now: testEpoch)
-        let hub = try await HubFixture.start(database: db)
-        do {
-            let answers = try await hub.send([try HubCase.subsidy(seq: 1)])
-            #expect(answers.first?.status == "accepted")
-        } catch {
-            await hub.stop()
-            throw error
-        }
-        await hub.stop()
+        try await ScaleOutTests.acceptOneSubsidy(db)
         #expect(try PublishCase.publisher(db, now: testEpoch.addingTimeInterval(60)).publish() != nil)
 
         // What it must not do, though a process holding its connection tries.
