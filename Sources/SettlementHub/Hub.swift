@@ -171,7 +171,8 @@ public final class SettlementHub: Sendable {
                 let changed = try database.rosterChanges(after: current)
                 applied = changed.mark
                 read = changed.lines.count + changed.removed.count
-                try roster.apply(lines: changed.lines, removed: changed.removed, base: base)
+                roster.remove(changed.removed, restoringFrom: base)
+                try roster.add(storedLines: changed.lines)
             }
         } catch {
             logger.error("stored roster unreadable: keeping the roster as it was", metadata: ["error": "\(error)"])

@@ -105,10 +105,9 @@ public struct Roster: Sendable, Equatable {
         }
     }
 
-    /// Stored roster changes applied on top: `lines` written (replacing), `removed` keys
-    /// taken back to what `base` (the start roster) holds for them, or dropped. The same as
-    /// rebuilding from `base` and every stored entry.
-    mutating func apply(lines: [String], removed: [(type: String, key: String)], base: Roster) throws {
+    /// Stored roster keys removed: each goes back to what `base` (the start roster) holds
+    /// for it, or is dropped (as a rebuild from `base` and every stored entry would give).
+    mutating func remove(_ removed: [(type: String, key: String)], restoringFrom base: Roster) {
         for r in removed {
             switch r.type {
             case "program": programs[r.key] = base.programs[r.key]
@@ -118,6 +117,11 @@ public struct Roster: Sendable, Equatable {
             default: break
             }
         }
+    }
+
+    /// Stored roster lines added on top, each replacing its key's entry (a line that is not
+    /// a JSON object is skipped).
+    mutating func add(storedLines lines: [String]) throws {
         for (i, line) in lines.enumerated() {
             guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { continue }
             try add(record: o, path: "roster_entry", line: i + 1)

@@ -118,17 +118,16 @@ public struct RosterChange: Sendable, Equatable {
     /// without keeping any record (records are checked in pass 2, inside the transaction that
     /// applies them, and the digest again, so a file changed in between is refused whole).
     public static func verify(_ lines: Lines, trustedKeys: [String: Curve25519.Signing.PublicKey]) throws(Refusal) -> Verified {
-        let (found, signature) = try scan(lines, entry: nil)
+        let (found, digest, signature) = try scan(lines, entry: nil)
         guard let key = trustedKeys[found.rosterKeyID] else { throw .untrustedKey(found.rosterKeyID) }
-        guard let signature, let digest = Data(hexDigest: found.sha256),
-              key.isValidSignature(signature, for: digest) else { throw .badSignature }
+        guard let signature, key.isValidSignature(signature, for: digest) else { throw .badSignature }
         return found
     }
 
     /// One pass over the lines: the header parsed, every line before the trailer hashed (and,
     /// given `entry`, checked and handed over as an entry), the trailer's count and digest
     /// compared. The signature is the caller's to check.
-    static func scan(_ lines: Lines, entry: ((Entry) throws -> Void)?) throws(Refusal) -> (verified: Verified, signature: Data?) {
+    static func scan(_ lines: Lines, entry: ((Entry) throws -> Void)?) throws(Refusal) -> (verified: Verified, digest: Data, signature: Data?) {
         var hasher = SHA256()
         var held: [UInt8]?, number = 0, records = 0
         var header: (region: String, changeID: String, issuedAt: String, keyID: String)?
@@ -157,11 +156,12 @@ public struct RosterChange: Sendable, Equatable {
         guard JSONInteger.value(trailer["records"]) == Int64(records) else {
             throw .countMismatch(trailer: Int(JSONInteger.value(trailer["records"]) ?? -1), found: records)
         }
-        let hex = Data(hasher.finalize()).map { String(format: "%02x", $0) }.joined()
+        let digest = Data(hasher.finalize())
+        let hex = digest.map { String(format: "%02x", $0) }.joined()
         guard trailer["sha256"] as? String == hex else { throw .digestMismatch }
         let signature = (trailer["signature"] as? String).flatMap { Data(base64Encoded: $0) }
         return (Verified(region: header.region, changeID: header.changeID, issuedAt: header.issuedAt, rosterKeyID: header.keyID,
-                         sha256: hex, records: records), signature)
+                         sha256: hex, records: records), digest, signature)
     }
 
     static func object(_ line: ArraySlice<UInt8>, _ n: Int) throws(Refusal) -> [String: Any] {
@@ -274,19 +274,6 @@ struct CanonicalLine {
     func text(_ key: String) -> String? {
         guard let r = members[key], r.count >= 2, bytes[r.lowerBound] == UInt8(ascii: "\"") else { return nil }
         return String(decoding: bytes[(r.lowerBound + 1)..<(r.upperBound - 1)], as: UTF8.self)
-    }
-}
-
-private extension Data {
-    init?(hexDigest hex: String) {
-        guard hex.utf8.count == 64 else { return nil }
-        var bytes: [UInt8] = []
-        var it = hex.utf8.makeIterator()
-        while let a = it.next(), let b = it.next() {
-            guard let byte = UInt8(String(decoding: [a, b], as: UTF8.self), radix: 16) else { return nil }
-            bytes.append(byte)
-        }
-        self.init(bytes)
     }
 }
 
@@ -406,9 +393,6 @@ extension HubDatabase {
     /// Every region's stored roster added to `roster` (a later entry replaces an earlier one's).
     public func loadRoster(into roster: inout Roster) throws {
         let rows = try engine.read { c in try c.texts("SELECT line FROM roster_entry ORDER BY region, type, key") }
-        for (i, line) in rows.enumerated() {
-            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { continue }
-            try roster.add(record: o, path: "roster_entry", line: i + 1)
-        }
+        try roster.add(storedLines: rows)
     }
 }

@@ -257,4 +257,23 @@ import Testing
         }
         #expect(try db.rosterChanges(after: db.rosterMark()).lines.isEmpty)
     }
+
+    @Test("unlucky platform: a disk that fills during a region's import refuses it whole; the hub's file stays usable and the next change applies",
+          .enabled(if: getuid() == 0 && testPostgresURL == nil))
+    func fullDiskDuringImport() async throws {
+        let change = try Self.file(try PublishCase.change("RC-BIG", records: (0..<30_000).map { Self.person($0) }))
+        let small = try Self.file(try PublishCase.change("RC-SMALL", records: [Self.person(1, "suspended")]))
+        try await onOwnThread {
+            try withSmallDisk("3m", under: temporaryFolder("roster-full-disk")) { disk in
+                let db = try HubDatabase(path: disk.appendingPathComponent("hub.sqlite").path)
+                #expect(throws: (any Error).self, "30,000 persons fitted in 3 MB") {
+                    try db.importRosterChange(RosterChange.lines(of: change), trustedKeys: PublishCase.rosterKeys, now: testEpoch)
+                }
+                #expect(try db.rosterMark() == 0)
+                #expect(try Self.stored(db).isEmpty)
+                _ = try db.importRosterChange(RosterChange.lines(of: small), trustedKeys: PublishCase.rosterKeys, now: testEpoch)
+                #expect(try Self.stored(db) == [IncrementalPublisherTests.ref(1): "suspended"])
+            }
+        }
+    }
 }
