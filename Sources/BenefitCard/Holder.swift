@@ -43,6 +43,9 @@ public struct Holder: Sendable, Equatable {
     public var cardPublicKey: [UInt8]
     /// `DF2A`, the platform's person reference: 32 lowercase hex digits.
     public var personRef: String
+    /// `DF23` as a keyed digest of this process (`PatientIdentity`): only for matching a
+    /// bill's patient in memory; the number itself is not kept.
+    public var identityDigest: [UInt8]
 
     /// Valid through the end of `DF27`, China Standard Time.
     public func isExpired(at now: Date) -> Bool { now >= expires.endOfDayChinaStandardTime }
@@ -80,9 +83,10 @@ public struct Holder: Sendable, Equatable {
         }
         name = n
         let id = try ascii(0xDF23, "citizen identity number", count: 18...18, digits: false)
-        guard CitizenID.isValid(id) else {
+        guard let idDigest = PatientIdentity.digest(id) else {
             throw CardFormatError.invalidField(tag: 0xDF23, name: "citizen identity number", why: "GB 11643 check failed")
         }
+        identityDigest = idDigest
         let cat = try field(0xDF24, "holder category")
         guard cat.count == 1 else { throw CardFormatError.invalidField(tag: 0xDF24, name: "holder category", why: "length \(cat.count), expected 1") }
         category = HolderCategory(code: cat[0])

@@ -1,4 +1,5 @@
 import Entitlements
+import Crypto
 import Foundation
 import SmartCard
 
@@ -129,6 +130,27 @@ public enum CitizenID {
         guard CardDate(String(id.dropFirst(6).prefix(8))) != nil else { return false }
         guard let check = checkCharacter(String(id.prefix(17))) else { return false }
         return Character(id.suffix(1).uppercased()) == check
+    }
+}
+
+/// A patient's identity number kept only as a keyed digest in this process's memory (issue
+/// 20): a bill that names its patient is matched against the card's `DF23` without either
+/// number being kept. The key is random per process, so a digest means nothing outside it
+/// (nor after a restart) and is never written anywhere.
+public enum PatientIdentity {
+    private static let key = SymmetricKey(size: .bits256)
+
+    /// The digest of a valid identity number (a final `x` counts as `X`), or nil when the
+    /// number is not 18 characters with a valid GB 11643 check character.
+    public static func digest(_ id: String) -> [UInt8]? {
+        guard CitizenID.isValid(id) else { return nil }
+        return Array(HMAC<SHA256>.authenticationCode(for: Array(id.uppercased().utf8), using: key))
+    }
+
+    /// Compares two digests in time that does not depend on where they differ.
+    public static func same(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count, !a.isEmpty else { return false }
+        return zip(a, b).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
     }
 }
 

@@ -24,6 +24,11 @@ public enum ReasonCode: String, Sendable, Codable, CaseIterable {
     case cardWriteRefused = "card_write_refused"
     case clockSuspect = "clock_suspect"
     case deviceRetired = "device_retired"
+    /// Issue 20: the bill names its patient and this card's holder is someone else. Nothing
+    /// is read for the bill beyond the card's authentication, nothing written; the bill waits.
+    case wrongPatient = "wrong_patient"
+    /// Issue 20: a card files at most 3 legal-aid applications a day (China Standard Time).
+    case legalAidDailyLimit = "legal_aid_daily_limit"
 
     /// What the screen says (Chinese first).
     public var message: String {
@@ -47,6 +52,8 @@ public enum ReasonCode: String, Sendable, Codable, CaseIterable {
         case .cardWriteRefused: return "卡片拒绝写入 The card refused the write"
         case .clockSuspect: return "设备时间异常 Device time wrong"
         case .deviceRetired: return "设备未获授权 Device not certified"
+        case .wrongPatient: return "这张卡不是本账单的就诊人 This card is not the patient's of this bill"
+        case .legalAidDailyLimit: return "今天已申请 3 次 Three applications today already"
         }
     }
 }

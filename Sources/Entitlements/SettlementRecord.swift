@@ -108,14 +108,35 @@ public struct SettlementRecord: Codable, Sendable, Equatable {
         public var matter: String
         public var priority: Bool
         public var contactPhone: String?
+        /// The card's consent (upload spec §1, amendment 2026-12-06): the SHA-256 of the EF.USAGE
+        /// object the card signed over (of `72 00` for a legal-aid card), 64 lowercase hex digits.
+        public var cardUsageDigest: String?
+        /// Base64 of the card's 64-byte INTERNAL AUTHENTICATE answer over the challenge
+        /// `consentPreimage` hashes to.
+        public var cardAuth: String?
 
-        public init(cardNumber: String, personRef: String, program: String, matter: String, priority: Bool = true, contactPhone: String? = nil) {
+        public init(cardNumber: String, personRef: String, program: String, matter: String, priority: Bool = true, contactPhone: String? = nil,
+                    cardUsageDigest: String? = nil, cardAuth: String? = nil) {
             self.cardNumber = cardNumber; self.personRef = personRef; self.program = program; self.matter = matter
-            self.priority = priority; self.contactPhone = contactPhone
+            self.priority = priority; self.contactPhone = contactPhone; self.cardUsageDigest = cardUsageDigest; self.cardAuth = cardAuth
         }
 
         enum CodingKeys: String, CodingKey {
             case cardNumber = "card_number", personRef = "person_ref", program, matter, priority, contactPhone = "contact_phone"
+            case cardUsageDigest = "card_usage_digest", cardAuth = "card_auth"
+        }
+
+        /// The bytes whose SHA-256 is the INTERNAL AUTHENTICATE challenge of the card's consent:
+        /// "LEGAL-AID-V2", then for each of device_id, card_number, person_ref, program, matter,
+        /// contact_phone ("" when absent) and created_at, 0x00 and the field's UTF-8 bytes,
+        /// exactly as the record carries them (`vectors/legal-aid-consent.json`).
+        public func consentPreimage(deviceID: String, createdAt: String) -> [UInt8] {
+            var out = Array("LEGAL-AID-V2".utf8)
+            for field in [deviceID, cardNumber, personRef, program, matter, contactPhone ?? "", createdAt] {
+                out.append(0)
+                out += Array(field.utf8)
+            }
+            return out
         }
     }
 

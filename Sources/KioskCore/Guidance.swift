@@ -15,15 +15,42 @@ public struct Guidance: Sendable, Equatable {
 
     /// Where the voice and the words differ by kiosk: a hospital sends people to its
     /// cashier, a township hall to its counter (`ScreenSettings.helpDesk`).
+    ///
+    /// - Parameters:
+    ///   - billEnded: the tap ended a hospital bill `refused` (issue 20): the words say to pay
+    ///     the whole amount at the cashier.
     public static func of(code: String, profile: DeviceConfig.Profile, settings: ScreenSettings,
-                          patientPaysFen: Int64? = nil, action: String = "check") -> Guidance {
+                          patientPaysFen: Int64? = nil, action: String = "check", billEnded: Bool = false) -> Guidance {
+        var g = words(code: code, profile: profile, settings: settings, patientPaysFen: patientPaysFen, action: action)
+        if billEnded && code != "granted" {
+            let pays = patientPaysFen.map { "\(Money.yuan($0)) 元" } ?? "全部费用"
+            g.next += "本次请到\(settings.helpDesk)支付 \(pays)。"
+            g.voice.append("pay_at_cashier")
+        }
+        return g
+    }
+
+    static func words(code: String, profile: DeviceConfig.Profile, settings: ScreenSettings, patientPaysFen: Int64?, action: String) -> Guidance {
         let desk = settings.helpDesk
         let civil = "请到民政窗口咨询"
         switch code {
         case "granted":
             let pays = patientPaysFen ?? 0
-            return Guidance(headline: "已贴补", next: "您需支付 \(Money.yuan(pays)) 元。请取走凭条和卡片。",
+            return Guidance(headline: "已贴补", next: "您需支付 \(Money.yuan(pays)) 元。请取走凭条。",
                             voice: ["granted", "you_pay"] + VoicePrompts.amount(fen: pays) + ["take_receipt"])
+        case "confirm":
+            let pays = patientPaysFen ?? 0
+            return Guidance(headline: "请核对金额", next: "金额无误请按“确认”，不办理请按“取消”。确认前不会扣款。",
+                            voice: ["check_amounts", "you_pay"] + VoicePrompts.amount(fen: pays) + ["press_confirm"])
+        case "declined":
+            return Guidance(headline: "已取消，没有扣款", next: "账单还在等待。要用惠民卡，请重新放卡。", voice: ["declined"])
+        case "confirm_timeout":
+            return Guidance(headline: "等待超时，没有扣款", next: "账单还在等待。要用惠民卡，请重新放卡。", voice: ["confirm_timeout"])
+        case ReasonCode.wrongPatient.rawValue:
+            return Guidance(headline: "这张卡不是本账单的就诊人", next: "请用就诊人本人的惠民卡。没有扣款。", voice: ["wrong_patient"])
+        case ReasonCode.legalAidDailyLimit.rawValue:
+            return Guidance(headline: "今天不能再申请", next: "每张卡每天最多申请 3 次。请明天再来，或到\(settings.legalAidOffice)咨询。",
+                            voice: ["legal_aid_daily_limit"])
         case "eligible":
             if profile == .township {
                 return Guidance(headline: "卡片有效", next: "如需申请法律援助，请选择事项。", voice: ["eligible_township"])
@@ -33,9 +60,9 @@ public struct Guidance: Sendable, Equatable {
             return Guidance(headline: "申请已提交", next: "请取走回执，按回执上的时间到\(settings.legalAidOffice)办理。",
                             voice: ["applied"])
         case "cancelled":
-            return Guidance(headline: "申请已撤销", next: "这次申请不办理了，回执作废。请取回卡片。", voice: ["cancelled"])
+            return Guidance(headline: "申请已撤销", next: "这次申请不办理了，回执作废。", voice: ["cancelled"])
         case ReasonCode.limitExhausted.rawValue:
-            return Guidance(headline: "今年额度已用完", next: "本次按原价支付。", voice: ["limit_exhausted"])
+            return Guidance(headline: "今年额度已用完", next: "本次不能减免。", voice: ["limit_exhausted"])
         case ReasonCode.personSuspended.rawValue:
             return Guidance(headline: "救助已暂停", next: "本卡暂时不能使用，\(civil)。", voice: ["person_suspended"])
         case ReasonCode.personRevoked.rawValue:
@@ -48,23 +75,33 @@ public struct Guidance: Sendable, Equatable {
             return Guidance(headline: "此卡已换新卡", next: "请使用新卡。没有新卡，\(civil)。", voice: ["card_replaced"])
         case ReasonCode.cardExpired.rawValue:
             return Guidance(headline: "此卡已过期", next: "请到民政窗口换卡。", voice: ["card_expired"])
-        case ReasonCode.cardUnknown.rawValue, ReasonCode.cardNotAuthentic.rawValue:
-            return Guidance(headline: "此卡不能使用", next: "请到\(desk)咨询。", voice: ["card_not_usable"])
+        case ReasonCode.cardUnknown.rawValue:
+            return Guidance(headline: "此卡未登记", next: "请到\(desk)咨询。", voice: ["card_unknown"])
+        case ReasonCode.cardNotAuthentic.rawValue:
+            return Guidance(headline: "此卡验证没有通过", next: "请换一张卡，或到\(desk)咨询。", voice: ["card_not_usable"])
         case ReasonCode.notEligible.rawValue:
-            return Guidance(headline: action == "legal_aid" ? "此事项不能凭卡申请" : "本次不能贴补",
-                            next: action == "legal_aid" ? "请到\(settings.legalAidOffice)咨询。" : "本次按原价支付，有疑问请到\(desk)。",
-                            voice: ["not_eligible"])
+            return Guidance(headline: action == "legal_aid" ? "此事项不能凭卡申请" : "本次不能减免",
+                            next: action == "legal_aid" ? "请到\(settings.legalAidOffice)咨询。" : "有疑问请到\(desk)。",
+                            voice: [action == "legal_aid" ? "matter_not_covered" : "not_eligible"])
         case ReasonCode.cardUnreadable.rawValue, "card_error":
             return Guidance(headline: "没有读到卡", next: "请把卡片放平放好，再试一次。", voice: ["card_unreadable"])
         case ReasonCode.cardRemoved.rawValue:
             return Guidance(headline: "卡片拿开太早", next: "请重新放卡，听到提示前不要拿开。", voice: ["card_removed"])
+        case ReasonCode.cardWriteRefused.rawValue:
+            return Guidance(headline: "卡片没有写入", next: "没有扣款。请重新放卡再试一次。", voice: ["card_write_refused"])
+        case "card_pending":
+            return Guidance(headline: "请用上次的卡再刷一次", next: "上次办理没有完成，请把那张卡放上读卡器。", voice: ["card_pending"])
+        case "decision_stale":
+            return Guidance(headline: "信息已更新", next: "没有扣款。请重新放卡。", voice: ["decision_stale"])
+        case "bill_already_subsidised":
+            return Guidance(headline: "这张账单已经减免过", next: "不能再次减免，有疑问请到\(desk)。", voice: ["bill_already_subsidised"])
         case ReasonCode.snapshotMissing.rawValue, ReasonCode.snapshotExpired.rawValue, ReasonCode.clockSuspect.rawValue,
              ReasonCode.deviceRetired.rawValue:
             return Guidance(headline: "设备暂停服务", next: "请到\(desk)办理。", voice: ["service_paused"])
         case "pcscd_unavailable":
             return Guidance(headline: "请稍候", next: "设备正在恢复，请稍后再刷卡。", voice: ["please_wait"])
         default:
-            // card_write_refused, store_error, disk_full, reader_gone, internal_error, …
+            // store_error, disk_full, reader_gone, internal_error, …
             return Guidance(headline: "设备暂停服务", next: "请到\(desk)办理。", voice: ["service_paused"])
         }
     }
@@ -89,12 +126,12 @@ public enum VoicePrompts {
             "reading": "正在读卡，请不要拿开",
             "granted": "已贴补",
             "you_pay": "您需支付",
-            "take_receipt": "请取走凭条和卡片",
+            "take_receipt": "请取走凭条",
             "eligible": "卡片有效，付款时请刷卡",
             "eligible_township": "卡片有效，如需法律援助，请选择事项",
             "applied": "法律援助申请已提交，请取走回执",
             "cancelled": "申请已撤销",
-            "limit_exhausted": "今年额度已用完，本次按原价支付",
+            "limit_exhausted": "今年额度已用完",
             "person_suspended": "救助已暂停，请到民政窗口咨询",
             "person_revoked": "救助资格已取消，请到民政窗口咨询",
             "card_lost": "此卡已挂失，请到民政窗口咨询",
@@ -102,28 +139,44 @@ public enum VoicePrompts {
             "card_replaced": "此卡已换新卡，请使用新卡",
             "card_expired": "此卡已过期，请到民政窗口换卡",
             "card_not_usable": "此卡不能使用，请到人工窗口咨询",
-            "not_eligible": "本次不能贴补，请按原价支付",
+            "not_eligible": "本次不能减免",
             "card_unreadable": "没有读到卡，请重新放卡",
             "card_removed": "卡片拿开太早，请重新放卡",
             "service_paused": "设备暂停服务，请到人工窗口",
             "please_wait": "请稍候",
             "slip_printed": "请取走状态单",
-            "take_card": "请取回卡片",
+            "take_card": "请取走卡片",
+            "check_amounts": "请核对金额",
+            "press_confirm": "金额无误，请按确认",
+            "declined": "已取消，没有扣款",
+            "confirm_timeout": "等待超时，没有扣款",
+            "wrong_patient": "这张卡不是本账单的就诊人",
+            "lift_card": "请拿起卡片，再放一次",
+            "pay_at_cashier": "请到收费窗口付款",
+            "card_unknown": "此卡未登记，请到人工窗口咨询",
+            "card_write_refused": "卡片没有写入，没有扣款，请重新放卡",
+            "card_pending": "上次办理没有完成，请用那张卡再刷一次",
+            "decision_stale": "信息已更新，没有扣款，请重新放卡",
+            "bill_already_subsidised": "这张账单已经减免过",
+            "matter_not_covered": "此事项不能凭卡申请",
+            "legal_aid_daily_limit": "今天不能再申请，请明天再来",
             "yuan": "元", "jiao": "角", "fen": "分",
             "u10": "十", "u100": "百", "u1000": "千", "u10000": "万",
+            "liang": "两",
         ]
         for (d, w) in ["零", "一", "二", "三", "四", "五", "六", "七", "八", "九"].enumerated() { c["d\(d)"] = w }
         return c
     }()
 
-    /// Clip ids that say an amount of fen the Chinese way: 12345 → 一百二十三元四角五分.
+    /// Clip ids that say an amount of fen the Chinese way: 12345 → 一百二十三元四角五分;
+    /// a lone 2 before a unit is 两 (两元, 两角, 两百, 两千, 两万), never 二元.
     public static func amount(fen: Int64) -> [String] {
         let f = max(0, fen)
         let yuan = f / 100, jiao = f / 10 % 10, cents = f % 10
         var out: [String] = []
-        if yuan > 0 || (jiao == 0 && cents == 0) { out += integer(yuan) + ["yuan"] }
-        if jiao > 0 { out += ["d\(jiao)", "jiao"] } else if cents > 0 && yuan > 0 { out.append("d0") }
-        if cents > 0 { out += ["d\(cents)", "fen"] }
+        if yuan > 0 || (jiao == 0 && cents == 0) { out += (yuan == 2 ? ["liang"] : integer(yuan)) + ["yuan"] }
+        if jiao > 0 { out += [jiao == 2 ? "liang" : "d\(jiao)", "jiao"] } else if cents > 0 && yuan > 0 { out.append("d0") }
+        if cents > 0 { out += [cents == 2 ? "liang" : "d\(cents)", "fen"] }
         return out
     }
 
@@ -132,7 +185,7 @@ public enum VoicePrompts {
         if n == 0 { return ["d0"] }
         if n >= 10_000 {
             let high = n / 10_000, low = n % 10_000
-            var out = integer(high) + ["u10000"]
+            var out = (high == 2 ? ["liang"] : integer(high)) + ["u10000"]
             if low > 0 { if low < 1000 { out.append("d0") }; out += belowTenThousand(low, leading: false) }
             return out
         }
@@ -152,7 +205,10 @@ public enum VoicePrompts {
             }
             if zero { out.append("d0"); zero = false }
             // 十二, not 一十二, when ten is the first place said.
-            if !(value == 10 && digit == 1 && !started && leading) { out.append("d\(digit)") }
+            if !(value == 10 && digit == 1 && !started && leading) {
+                // 两百, 两千 at the head of a number; 二 elsewhere (一千二百, 十二).
+                out.append(digit == 2 && !started && value >= 100 && leading ? "liang" : "d\(digit)")
+            }
             if let unit { out.append(unit) }
             started = true
         }

@@ -49,6 +49,20 @@ public struct ChargeOutcome {
     /// presented again, or the hospital system sending the bill twice): `records` are the
     /// ones it made then, and nothing new was written or recorded.
     public var alreadySubsidised = false
+    /// A pre-settlement (issue 20): the decision was computed and nothing was written.
+    public var previewOnly = false
+    /// The patient confirmed other figures than these (the snapshot or the card changed in
+    /// between): nothing was written; show these and ask again.
+    public var figuresChanged = false
+}
+
+/// How far `Kiosk.charge` goes (issue 20: nothing is written before the patient confirms).
+public enum ChargeStep: Sendable, Equatable {
+    /// Read, authenticate and decide; write nothing (the pre-settlement on the screen).
+    case preview
+    /// Write, but only when the decision still gives exactly these allocations (what the
+    /// patient saw when pressing 确认); nil: whatever it gives (the technician's `kioskctl charge`).
+    case write(confirmed: [Allocation]?)
 }
 
 public struct LegalAidOutcome {
@@ -263,9 +277,20 @@ public final class Kiosk {
 
     /// A hospital bill: decide, certificate + challenge, pending, write the card, check the
     /// card's acknowledgement, commit + queue (card spec §6).
-    public func charge(_ channel: CardChannel, billFen: Fen, billReference: String) throws -> ChargeOutcome {
+    ///
+    /// - Parameters:
+    ///   - patient: the bill's patient (`PatientIdentity.digest`), when the hospital system
+    ///     named one: another holder's card is refused `wrong_patient` right after it is
+    ///     authenticated, before any figure is computed.
+    ///   - step: `.preview` decides and writes nothing; `.write` writes (see `ChargeStep`).
+    public func charge(_ channel: CardChannel, billFen: Fen, billReference: String, patient: [UInt8]? = nil,
+                       step: ChargeStep = .write(confirmed: nil)) throws -> ChargeOutcome {
         try BillError.check(billFen: billFen, billReference: billReference)
         let card = try present(channel)
+        if let patient, !PatientIdentity.same(card.readout.holder.identityDigest, patient) {
+            logger.notice("card is not the bill's patient", metadata: ["card": "\(Masking.cardNumber(card.facts.cardNumber))"])
+            throw CardRefusal(code: .wrongPatient, detail: "the bill names another patient", cardNumber: card.facts.cardNumber)
+        }
         let now = clock.now()
         // A bill this card already paid ends here, whatever the figures say now: a torn write
         // that presenting the card again just committed, or the hospital system sending the
@@ -283,6 +308,19 @@ public final class Kiosk {
         var decision = Decide.subsidy(card: card.facts, view: view, billFen: billFen, now: now, device: card.standing)
         guard decision.isGranted, let usage = card.readout.usage else {
             return ChargeOutcome(card: card, decision: decision, records: [], cardSequence: nil)
+        }
+        switch step {
+        case .preview:
+            var o = ChargeOutcome(card: card, decision: decision, records: [], cardSequence: nil)
+            o.previewOnly = true
+            return o
+        case .write(let confirmed?) where confirmed != decision.allocations:
+            logger.notice("figures changed since the pre-settlement; nothing written", metadata: ["bill": "\(billReference)"])
+            var o = ChargeOutcome(card: card, decision: decision, records: [], cardSequence: nil)
+            o.previewOnly = true
+            o.figuresChanged = true
+            return o
+        case .write: break
         }
         // §5.5: the new DF45 is the later of this clock and the card's (at most 10 minutes
         // ahead, else clock_suspect above); the card refuses a date past the certificate.
@@ -352,7 +390,12 @@ public final class Kiosk {
         }
     }
 
-    /// A legal-aid application with the card alone (priority handling).
+    /// At most this many legal-aid applications per card per day (issue 20 item 5).
+    public static let legalAidPerDay = 3
+
+    /// A legal-aid application with the card alone (priority handling), with the card's
+    /// consent (upload spec §1, amendment 2026-12-06): INTERNAL AUTHENTICATE over the challenge
+    /// derived from every field of the application, made now, with the card on the reader.
     public func applyLegalAid(_ channel: CardChannel, matter: String, contactPhone: String?) throws -> LegalAidOutcome {
         let card = try present(channel)
         let view = try card.view ?? store.view(cardNumber: card.facts.cardNumber, period: card.period)
@@ -362,8 +405,31 @@ public final class Kiosk {
             status = StatusDecision(code: .notEligible, detail: "matter \(matter) is not covered by the person's legal aid programs", programs: status.programs)
             return LegalAidOutcome(card: card, decision: status, record: nil)
         }
-        let record = try store.recordLegalAidApplication(device: device.context, cardNumber: card.facts.cardNumber, personRef: card.personRef,
-                                                         program: program.program.code, matter: matter, contactPhone: contactPhone, now: clock.now())
+        // The record's time is fixed before the card signs, and carried exactly as signed.
+        let now = clock.now()
+        let createdAt = Timestamp.string(now)
+        var application = SettlementRecord.LegalAidApplication(cardNumber: card.facts.cardNumber, personRef: card.personRef,
+                                                               program: program.program.code, matter: matter, contactPhone: contactPhone)
+        let usageDigest = CardSession.usageDigest(of: card.readout)
+        let challenge = Array(SHA256.hash(data: application.consentPreimage(deviceID: device.config.deviceID, createdAt: createdAt)))
+        let answer: ResponseAPDU
+        do { answer = try card.session.internalAuthenticate(challenge: challenge) } catch let e as CardError {
+            throw refusal(for: e, cardNumber: card.facts.cardNumber)
+        }
+        let message = CardSession.authMessage(cardNumber: card.facts.cardNumber, challenge: challenge, usageDigest: usageDigest)
+        guard answer.status.isSuccess, answer.data.count == 64,
+              let key = try? Curve25519.Signing.PublicKey(rawRepresentation: card.readout.holder.cardPublicKey),
+              key.isValidSignature(answer.data, for: message) else {
+            throw CardRefusal(code: .cardNotAuthentic, detail: "the card's consent to the application does not verify", cardNumber: card.facts.cardNumber)
+        }
+        application.cardUsageDigest = usageDigest.map { String(format: "%02x", $0) }.joined()
+        application.cardAuth = Data(answer.data).base64EncodedString()
+        guard let record = try store.recordLegalAidApplication(device: device.context, application: application, now: now,
+                                                               dailyLimit: Self.legalAidPerDay) else {
+            status = StatusDecision(code: .legalAidDailyLimit, detail: "\(Self.legalAidPerDay) applications with this card today already",
+                                    programs: status.programs)
+            return LegalAidOutcome(card: card, decision: status, record: nil)
+        }
         return LegalAidOutcome(card: card, decision: status, record: record)
     }
 }

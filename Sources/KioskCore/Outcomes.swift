@@ -149,6 +149,9 @@ public enum BillError: Error, Equatable, Sendable, CustomStringConvertible {
 public struct BillRequest: Sendable, Equatable {
     public var billReference: String
     public var billFen: Int64
+    /// The patient named by `patient_id_number` (issue 20), as a digest of this process
+    /// (`PatientIdentity`): the number itself is dropped as soon as it is parsed.
+    public var patient: [UInt8]?
 
     public static let maximumBodyBytes = 1024
 
@@ -167,18 +170,35 @@ public struct BillRequest: Sendable, Equatable {
         }
     }
 
-    public init(billReference: String, billFen: Int64) { self.billReference = billReference; self.billFen = billFen }
+    public init(billReference: String, billFen: Int64, patient: [UInt8]? = nil) {
+        self.billReference = billReference; self.billFen = billFen; self.patient = patient
+    }
+
+    /// The reference `DELETE /api/bills/current` names the open bill by: no bill may take it.
+    public static let reservedReference = "current"
 
     public static func parse(_ body: [UInt8]) throws(ParseError) -> BillRequest {
         guard body.count <= maximumBodyBytes else { throw .tooLarge(body.count) }
         guard let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] else { throw .notAJSONObject }
-        let extra = Set(object.keys).subtracting(["bill_reference", "bill_fen"])
+        let extra = Set(object.keys).subtracting(["bill_reference", "bill_fen", "patient_id_number"])
         guard extra.isEmpty else { throw .fields("unknown fields: \(extra.sorted().joined(separator: ", "))") }
         guard let reference = object["bill_reference"] as? String else { throw .fields("bill_reference must be a string") }
         guard let fen = JSONInteger.value(object["bill_fen"]) else {
             throw .fields("bill_fen must be an integer number of fen (not 1.0, 1e3, a string or a boolean)")
         }
         do { try BillError.check(billFen: fen, billReference: reference) } catch let e as BillError { throw .bill(e) } catch { throw .notAJSONObject }
-        return BillRequest(billReference: reference, billFen: fen)
+        guard reference != reservedReference else { throw .fields("bill_reference \"current\" is reserved (DELETE /api/bills/current names the waiting bill)") }
+        var patient: [UInt8]?
+        switch object["patient_id_number"] {
+        case nil: patient = nil
+        case let id as String:
+            // Never echoed back in the error: it is a person's identity number.
+            guard let digest = PatientIdentity.digest(id) else {
+                throw .fields("patient_id_number must be 18 characters with a valid GB 11643 check character")
+            }
+            patient = digest
+        default: throw .fields("patient_id_number must be a string")
+        }
+        return BillRequest(billReference: reference, billFen: fen, patient: patient)
     }
 }

@@ -394,16 +394,36 @@ extension KioskStore {
         }
     }
 
-    /// A legal-aid application record.
-    public func recordLegalAidApplication(device: DeviceContext, cardNumber: String, personRef: String, program: String, matter: String,
-                                          contactPhone: String?, now: Date) throws -> StoredRecord {
+    /// A legal-aid application record, with the card's consent (upload spec §1, amendment
+    /// 2026-12-06). `createdAt` must be the string the consent's challenge was made over
+    /// (`Timestamp.string(now)`); the record carries exactly it.
+    ///
+    /// - Parameter dailyLimit: at most this many applications per card per day (China
+    ///   Standard Time), counted in the same transaction; over it nothing is recorded and
+    ///   the result is nil.
+    public func recordLegalAidApplication(device: DeviceContext, application: SettlementRecord.LegalAidApplication, now: Date,
+                                          dailyLimit: Int? = nil) throws -> StoredRecord? {
         try write { db in
+            if let dailyLimit {
+                let (from, to) = Self.chinaDay(of: now)
+                let filed = try Int.fetchOne(db, sql: """
+                    SELECT count(*) FROM record WHERE kind = 'legal_aid_application' AND person_ref = ? AND created_at >= ? AND created_at < ?
+                      AND json_extract(body, '$.card_number') = ?
+                    """, arguments: [application.personRef, Timestamp.string(from), Timestamp.string(to), application.cardNumber]) ?? 0
+                guard filed < dailyLimit else { return nil }
+            }
             let snapshotID = try SnapshotLoader.installed(db)?.header.snapshotID
-            let application = SettlementRecord.LegalAidApplication(cardNumber: cardNumber, personRef: personRef, program: program,
-                                                                   matter: matter, priority: true, contactPhone: contactPhone)
             return try KioskStore.appendRecord(db, device: device, now: now, snapshotID: snapshotID,
-                                               content: .legalAidApplication(application), index: RecordIndex(personRef: personRef, program: program))
+                                               content: .legalAidApplication(application),
+                                               index: RecordIndex(personRef: application.personRef, program: application.program))
         }
+    }
+
+    /// The China Standard Time day (UTC+8) `now` falls in, as UTC instants [from, to).
+    static func chinaDay(of now: Date) -> (Date, Date) {
+        let shifted = now.timeIntervalSince1970 + 8 * 3600
+        let start = (shifted / 86_400).rounded(.down) * 86_400 - 8 * 3600
+        return (Date(timeIntervalSince1970: start), Date(timeIntervalSince1970: start + 86_400))
     }
 
     /// An `alert` record for the technician and the platform.

@@ -106,6 +106,7 @@ public final class KioskStore: Sendable {
             """)
         }
         m.registerMigration("snapshot-generations") { db in try SnapshotLoader.Generation.migrate(db) }
+        m.registerMigration("bill-outcomes") { db in try KioskStore.migrateBillOutcomes(db) }
         return m
     }
 }

@@ -147,3 +147,19 @@ struct BillAPIToken: ParsableCommand {
         print(try device.ensureBillAPIToken())
     }
 }
+
+/// Issue 20 item 6: the screen's one-time URL, which the browser unit opens. kioskd keeps it
+/// in the state folder (0640, group kiosk-screen), valid 5 minutes and renewed after each use.
+struct ScreenURL: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "screen-url",
+        abstract: "Print the one-time URL that opens the kiosk screen with its session (run as root or the kiosk user).")
+    @OptionGroup var state: StateOptions
+    func run() throws {
+        let file = state.url.appendingPathComponent("screen-url")
+        guard let text = try? String(contentsOf: file, encoding: .utf8), text.hasPrefix("http://127.0.0.1:") else {
+            fail(CommandFailure(message: "no screen URL in \(file.path): is kioskd running? (or run this as root or the kiosk user)", status: .notReady))
+        }
+        print(text.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+}

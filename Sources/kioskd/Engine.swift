@@ -41,7 +41,15 @@ final class Engine: @unchecked Sendable {
     // Confined to `queue`:
     private var context: PCSCContext?
     private var cardReader: String?
-    private var bill: ScreenState.Bill?
+    /// Taps counted since start; `cardTap` is the one of the card on the reader. A bill
+    /// counts only taps made after it arrived (issue 20).
+    private var taps: UInt64 = 0
+    private var cardTap: UInt64?
+    private var bill: OpenBill?
+    private var confirmationNumber: UInt64 = 0
+    private var voiceNumber: UInt64 = 0
+    /// Bumped whenever a bill's status changes, for the bill API's long polls.
+    let changes = BillChanges()
     /// The result on the screen now (nil: none), numbered so a timer set for an earlier one
     /// does not clear a later one; and the status a slip would print.
     private var shown: (number: UInt64, result: ScreenState.Result)?
@@ -49,8 +57,6 @@ final class Engine: @unchecked Sendable {
     private var lastStatus: (card: PresentedCard, decision: StatusDecision)?
     /// The legal-aid application just filed on the card on the reader, while it can be withdrawn.
     private var cancellable: (recordID: String, cardNumber: String, until: DispatchTime)?
-    /// Seconds the guidance stays after the card is taken out (the person's data is gone by then).
-    static let afterRemovalSeconds = 8
 
     init(kiosk: Kiosk, feed: ScreenFeed, filter: ReaderFilter, logger: Logger, receipts: ReceiptDesk) {
         self.kiosk = kiosk
@@ -82,13 +88,17 @@ final class Engine: @unchecked Sendable {
 
     func cardInserted(_ reader: String) async {
         _ = try? await perform { [self] in
+            taps &+= 1
             cardReader = reader
+            cardTap = taps
             shown = nil
             lastStatus = nil
             cancellable = nil
-            publish { $0.cardPresent = true; $0.reader = reader; $0.phase = "reading"; $0.result = nil; $0.notice = nil }
-            if let bill, kiosk.device.config.profile == .hospital {
-                chargeNow(reader, bill)
+            publish { $0.cardPresent = true; $0.reader = reader; $0.phase = "reading"; $0.result = nil; $0.notice = nil; $0.liftCard = false }
+            // Issue 20: a card tapped after the bill arrived is read for it, and only shows
+            // the pre-settlement; nothing is written before the patient presses 确认.
+            if let bill, bill.status != .confirming, kiosk.device.config.profile == .hospital {
+                previewNow(reader, bill)
             } else {
                 checkNow(reader)
             }
@@ -99,13 +109,26 @@ final class Engine: @unchecked Sendable {
         _ = try? await perform { [self] in
             guard cardReader == reader else { return }
             cardReader = nil
+            cardTap = nil
             lastStatus = nil
             cancellable = nil
-            publish { $0.cardPresent = false; if $0.phase == "reading" { $0.phase = "idle" } }
-            // Issue 10: the person's result leaves the screen with the card.
+            publish { $0.cardPresent = false; $0.liftCard = false; if $0.phase == "reading" { $0.phase = "idle" } }
+            // A pre-settlement ends with its card: nothing was written, the bill waits.
+            if var b = bill, b.status == .confirming {
+                b.status = .waiting
+                b.confirming = nil
+                b.code = nil
+                bill = b
+                save(b)
+                shown = nil
+                publish { $0.phase = "idle"; $0.result = nil }
+                return
+            }
+            // Issue 10/20: the person's result leaves the screen with the card; the amount
+            // to pay stays a moment, without name or card number.
             if var current = shown?.result, !current.redacted {
                 current.redact()
-                show(current, for: Self.afterRemovalSeconds)
+                show(current, for: timing.afterRemovalSeconds)
             }
         }
     }
@@ -114,26 +137,66 @@ final class Engine: @unchecked Sendable {
 
     private var settings: ScreenSettings { kiosk.device.config.screenSettings }
 
+    /// The screen's timings (issue 20 items 2 and 4).
+    struct Timing: Sendable {
+        /// Seconds a pre-settlement waits for 确认.
+        var confirmSeconds = 60
+        /// Seconds a result stays while its card stays on the reader.
+        var whileCardSeconds = 120
+        /// The take-card prompt: said with the result, then again every this many seconds
+        /// while the card stays, `takeCardTimes` times in all.
+        var takeCardEverySeconds = 10
+        var takeCardTimes = 3
+        /// Seconds what to pay (no name, no card number) stays after the card is taken.
+        var afterRemovalSeconds = 10
+
+        /// The production timings, or, with `BENEFIT_KIOSK_TEST_FAST_SCREEN=1` (tests only,
+        /// like `BENEFIT_KIOSK_TEST_NOW`), the same divided by ten.
+        static var fromEnvironment: Timing {
+            guard ProcessInfo.processInfo.environment["BENEFIT_KIOSK_TEST_FAST_SCREEN"] == "1" else { return Timing() }
+            return Timing(confirmSeconds: 6, whileCardSeconds: 12, takeCardEverySeconds: 1, takeCardTimes: 3, afterRemovalSeconds: 1)
+        }
+    }
+    let timing = Timing.fromEnvironment
+
     /// Puts a result on the screen with what to do next and its voice prompt, and clears it
     /// after `seconds` (default: the configured result time) unless another replaced it.
+    /// While the card stays on the reader the result stays (up to 2 minutes) and 请取走卡片
+    /// is shown and said (issue 20 item 4).
     private func show(_ result: ScreenState.Result, for seconds: Int? = nil) {
         var r = result
+        let g = Guidance.of(code: r.code, profile: kiosk.device.config.profile, settings: settings,
+                            patientPaysFen: r.patientPaysFen, action: r.action, billEnded: r.billEnded)
+        r.headline = g.headline
         if !r.redacted {
-            let g = Guidance.of(code: r.code, profile: kiosk.device.config.profile, settings: settings,
-                                patientPaysFen: r.patientPaysFen, action: r.action)
-            r.headline = g.headline
             r.next = g.next
             r.voice = g.voice
-        } else {
-            r.headline = Guidance.of(code: r.code, profile: kiosk.device.config.profile, settings: settings, action: r.action).headline
         }
+        let takeCard = cardReader != nil && !r.redacted && !r.keepsCard(profile: kiosk.device.config.profile)
+        r.takeCard = takeCard
+        if takeCard { r.voice.append("take_card") }
         shownNumber &+= 1
         let number = shownNumber
-        if !r.redacted { r.number = number }
+        voiceNumber &+= 1
+        r.number = voiceNumber
         shown = (number, r)
         let final = r
         publish { $0.phase = "result"; $0.result = final }
-        queue.asyncAfter(deadline: .now() + .seconds(seconds ?? settings.resultSeconds)) { [self] in
+        let hold = takeCard ? timing.whileCardSeconds : (seconds ?? settings.resultSeconds)
+        if takeCard {
+            for i in 1..<timing.takeCardTimes {
+                queue.asyncAfter(deadline: .now() + .seconds(i * timing.takeCardEverySeconds)) { [self] in
+                    guard shown?.number == number, cardReader != nil, var again = shown?.result else { return }
+                    voiceNumber &+= 1
+                    again.voice = ["take_card"]
+                    again.number = voiceNumber
+                    shown = (number, again)
+                    let repeated = again
+                    publish { $0.result = repeated }
+                }
+            }
+        }
+        queue.asyncAfter(deadline: .now() + .seconds(hold)) { [self] in
             guard shown?.number == number else { return }
             shown = nil
             publish { if $0.phase == "result" { $0.phase = "idle" }; $0.result = nil }
@@ -221,7 +284,7 @@ final class Engine: @unchecked Sendable {
     // MARK: actions (called from HTTP)
 
     enum ActionError: Error, CustomStringConvertible {
-        case billWaiting(String), noCard, wrongProfile(String), nothingToCancel, tooLate(Int)
+        case billWaiting(String), noCard, wrongProfile(String), nothingToCancel, tooLate(Int), notConfirming(String)
         var description: String {
             switch self {
             case .billWaiting(let r): return "bill \(r) is still waiting for a card"
@@ -229,34 +292,87 @@ final class Engine: @unchecked Sendable {
             case .wrongProfile(let p): return "not available on a \(p) kiosk"
             case .nothingToCancel: return "no application filed with the card on the reader"
             case .tooLate(let s): return "an application can be withdrawn here only within \(s) s of filing"
+            case .notConfirming(let r): return "bill \(r) has no pre-settlement on the screen"
             }
         }
         var httpStatus: Int {
             switch self {
-            case .billWaiting, .noCard, .nothingToCancel, .tooLate: return 409
+            case .billWaiting, .noCard, .nothingToCancel, .tooLate, .notConfirming: return 409
             case .wrongProfile: return 404
             }
         }
     }
 
     /// A bill from the hospital system (already checked by `BillRequest.parse`; `Kiosk.charge`
-    /// checks it again): charged when a card is (or already was) presented.
-    func submitBill(_ request: BillRequest) async throws -> ScreenState.Bill {
+    /// checks it again). It waits for a card tapped after it arrived (issue 20): a card
+    /// resting on the reader from before must be lifted and tapped again.
+    func submitBill(_ request: BillRequest) async throws -> BillOutcome {
         guard kiosk.device.config.profile == .hospital else { throw ActionError.wrongProfile("township") }
         try BillError.check(billFen: request.billFen, billReference: request.billReference)
         return try await perform { [self] in
-            if let bill, bill.billReference != request.billReference { throw ActionError.billWaiting(bill.billReference) }
-            let b = ScreenState.Bill(billReference: request.billReference, billFen: request.billFen)
+            if let bill {
+                guard bill.reference == request.billReference, bill.billFen == request.billFen else { throw ActionError.billWaiting(bill.reference) }
+                return bill.outcome(now: kiosk.clock.now())
+            }
+            let b = OpenBill(reference: request.billReference, billFen: request.billFen, patient: request.patient, status: .waiting)
+            try kiosk.device.store.saveBillOutcome(b.outcome(now: kiosk.clock.now()))
             bill = b
+            changes.bump(b.reference)
             shown = nil
-            publish { $0.bill = b; $0.phase = "idle"; $0.result = nil }
-            if let reader = cardReader { chargeNow(reader, b) }
-            return b
+            let screenBill = ScreenState.Bill(billReference: b.reference, billFen: b.billFen)
+            let resting = cardReader != nil
+            publish { $0.bill = screenBill; $0.phase = "idle"; $0.result = nil; $0.liftCard = resting }
+            if resting { logger.info("bill arrived with a card resting on the reader: asking for a fresh tap", metadata: ["bill": "\(b.reference)"]) }
+            return b.outcome(now: kiosk.clock.now())
         }
     }
 
+    /// `DELETE /api/bills/current`: the open bill ends `cancelled` (a pre-settlement on the
+    /// screen goes with it: nothing was written).
     func cancelBill() async throws {
-        try await perform { [self] in bill = nil; publish { $0.bill = nil } }
+        try await perform { [self] in
+            guard var b = bill else { return }
+            b.status = .cancelled
+            b.code = nil
+            b.confirming = nil
+            end(b)
+            if shown?.result.code == "confirm" { shown = nil; publish { $0.phase = "idle"; $0.result = nil } }
+        }
+    }
+
+    /// The patient pressed 确认 on the pre-settlement (the screen's session only). Refused
+    /// (409) unless that bill is `confirming` with the same card still on the reader.
+    func confirmBill(_ reference: String) async throws {
+        try await perform { [self] in
+            guard let b = bill, b.reference == reference, b.status == .confirming, let c = b.confirming else {
+                throw ActionError.notConfirming(reference)
+            }
+            guard let reader = cardReader, cardTap == c.tap else { throw ActionError.noCard }
+            publish { $0.phase = "reading" }
+            chargeNow(reader, b, confirmed: c.allocations)
+        }
+    }
+
+    /// 取消 on the pre-settlement: nothing written, the bill waits for a tap again.
+    func declineBill(_ reference: String) async throws {
+        try await perform { [self] in
+            guard let b = bill, b.reference == reference, b.status == .confirming else { throw ActionError.notConfirming(reference) }
+            endConfirmation(code: "declined")
+        }
+    }
+
+    /// Ends the pre-settlement on the screen without writing: the bill is `waiting` again.
+    private func endConfirmation(code: String) {
+        guard var b = bill, b.status == .confirming else { return }
+        b.status = .waiting
+        b.confirming = nil
+        b.code = nil
+        bill = b
+        save(b)
+        var r = ScreenState.Result(action: "charge", code: code, message: "", detail: "")
+        r.billFen = b.billFen
+        show(r)
+        logger.info("pre-settlement ended without a write", metadata: ["bill": "\(b.reference)", "why": "\(code)"])
     }
 
     func applyLegalAid(matter: String, phone: String?) async throws {
@@ -299,10 +415,19 @@ final class Engine: @unchecked Sendable {
         } catch { fail(error, action: "check") }
     }
 
-    private func chargeNow(_ reader: String, _ b: ScreenState.Bill) {
+    /// A fresh tap for the open bill: read, authenticate, check the patient, decide, and put
+    /// the pre-settlement on the screen. Nothing is written (but a torn write of this card,
+    /// which the card's presentation resolves; a bill it completes ends granted at once).
+    private func previewNow(_ reader: String, _ b: OpenBill) {
+        chargeNow(reader, b, confirmed: nil)
+    }
+
+    /// `confirmed` nil: the tap (a pre-settlement); else the patient's 确认 of those figures.
+    private func chargeNow(_ reader: String, _ b: OpenBill, confirmed: [Allocation]?) {
+        let step: ChargeStep = confirmed.map { .write(confirmed: $0) } ?? .preview
         do {
-            let o = try onCard(reader) { try kiosk.charge($0, billFen: b.billFen, billReference: b.billReference) }
-            count(o.decision.code.rawValue)
+            let o = try onCard(reader) { try kiosk.charge($0, billFen: b.billFen, billReference: b.reference, patient: b.patient, step: step) }
+            count(o.previewOnly ? "confirm" : o.decision.code.rawValue)
             var result = ScreenState.Result(action: "charge", code: o.decision.code.rawValue, message: o.decision.code.message,
                                             detail: o.decision.detail, cardNumber: Masking.cardNumber(o.card.facts.cardNumber),
                                             holder: Masking.name(o.card.readout.holder.name), cardType: o.card.facts.kind.rawValue)
@@ -310,43 +435,146 @@ final class Engine: @unchecked Sendable {
             result.subsidyFen = o.decision.subsidyFen
             result.patientPaysFen = o.decision.isGranted ? o.decision.patientPaysFen : b.billFen
             result.records = o.records.map(\.recordID)
+            if o.previewOnly {
+                showPreSettlement(o, bill: b, result: result)
+                return
+            }
             if o.decision.isGranted {
-                bill = nil
-                // Allowance left after this subsidy, for the receipt and the screen.
-                let left = (try? kiosk.standing(of: o.card))?.programs.map(Self.line) ?? []
-                result.programs = left
-                // A bill already subsidised (a torn write the card just confirmed, or the same
-                // bill sent again) ends like a fresh one: its receipt if none was printed yet.
-                let toPrint = o.alreadySubsidised ? o.records.filter { !printed($0.recordID) } : o.records
-                if toPrint.isEmpty {
-                    result.receipt = "already printed"
-                    logger.info("receipt already printed (kioskctl receipt print reprints it)", metadata: ["records": "\(result.records)"])
-                } else {
-                    result.receipt = receiptWords(receipts.issue(records: toPrint, holderName: o.card.readout.holder.name,
-                                                                 matterName: nil, now: kiosk.clock.now()), records: toPrint.map(\.recordID))
-                }
-                if o.alreadySubsidised {
-                    logger.notice("bill already subsidised for this card: ended with its records", metadata: [
-                        "bill": "\(b.billReference)", "records": "\(result.records)"])
-                }
-                after.recordsQueued()
-                publish { $0.bill = nil }
-            } else if o.decision.code == .limitExhausted || o.decision.code == .notEligible {
-                bill = nil   // this card cannot pay it: the cashier takes it
-                publish { $0.bill = nil }
+                granted(o, bill: b, result: &result)
+            } else {
+                settle(b, code: o.decision.code.rawValue, cardOnlyClock: o.card.facts.clockAhead != nil && o.card.standing.clockSuspect == nil,
+                       result: &result)
             }
             show(result)
         } catch {
+            var result = failureResult(error, action: "charge")
+            result.billFen = b.billFen
+            result.patientPaysFen = b.billFen
             // A bill that can never be charged here (subsidised already with another card, or
             // not a valid bill) must not wait for the next patient's card.
+            let code: String
             switch error {
-            case LedgerError.duplicateBill, is BillError:
-                bill = nil
-                publish { $0.bill = nil }
-            default: break
+            case LedgerError.duplicateBill, is BillError: code = "bill_already_subsidised"
+            default: code = result.code
             }
-            fail(error, action: "charge")
+            settle(b, code: code, cardOnlyClock: false, result: &result)
+            show(result)
         }
+    }
+
+    /// The pre-settlement: the bill, what the subsidy covers, what the patient pays and the
+    /// allowance left after it; 确认 / 取消 for 60 s.
+    private func showPreSettlement(_ o: ChargeOutcome, bill b: OpenBill, result: ScreenState.Result) {
+        var result = result
+        var open = b
+        open.status = .confirming
+        open.code = nil
+        confirmationNumber &+= 1
+        open.confirming = Confirming(cardNumber: o.card.facts.cardNumber, tap: cardTap ?? 0, allocations: o.decision.allocations,
+                                     number: confirmationNumber)
+        bill = open
+        save(open)
+        result.code = "confirm"
+        result.billReference = b.reference
+        result.confirmSeconds = timing.confirmSeconds
+        result.figuresChanged = o.figuresChanged
+        let after = Dictionary(o.decision.allocations.map { ($0.program, $0.usedAfterFen) }, uniquingKeysWith: { $1 })
+        let standing = (try? kiosk.standing(of: o.card))?.programs.map(Self.line) ?? []
+        result.programs = standing.map { p in
+            var q = p
+            if let used = after[p.code], let limit = p.limitFen { q.usedFen = used; q.remainingFen = max(0, limit - used) }
+            return q
+        }
+        showConfirmation(result, number: confirmationNumber)
+    }
+
+    /// A granted bill: its receipt, the uploader woken, the bill ended `granted`.
+    private func granted(_ o: ChargeOutcome, bill b: OpenBill, result: inout ScreenState.Result) {
+        // Allowance left after this subsidy, for the receipt and the screen.
+        result.programs = (try? kiosk.standing(of: o.card))?.programs.map(Self.line) ?? []
+        // A bill already subsidised (a torn write the card just confirmed, or the same
+        // bill sent again) ends like a fresh one: its receipt if none was printed yet.
+        let toPrint = o.alreadySubsidised ? o.records.filter { !printed($0.recordID) } : o.records
+        if toPrint.isEmpty {
+            result.receipt = "already printed"
+            logger.info("receipt already printed (kioskctl receipt print reprints it)", metadata: ["records": "\(result.records)"])
+        } else {
+            result.receipt = receiptWords(receipts.issue(records: toPrint, holderName: o.card.readout.holder.name,
+                                                         matterName: nil, now: kiosk.clock.now()), records: toPrint.map(\.recordID))
+        }
+        if o.alreadySubsidised {
+            logger.notice("bill already subsidised for this card: ended with its records", metadata: [
+                "bill": "\(b.reference)", "records": "\(result.records)"])
+        }
+        after.recordsQueued()
+        var done = b
+        done.status = .granted
+        done.code = o.decision.code.rawValue
+        done.subsidyFen = o.decision.subsidyFen
+        done.patientPaysFen = o.decision.patientPaysFen
+        done.records = result.records
+        end(done)
+        result.billEnded = true
+    }
+
+    /// After a tap that did not grant: the bill ends `refused` (the patient pays the whole
+    /// bill at the cashier), stays `waiting` (another tap may do), or is `pending` (a torn
+    /// write of this bill: the same card must come back).
+    private func settle(_ b: OpenBill, code: String, cardOnlyClock: Bool, result: inout ScreenState.Result) {
+        var next = b
+        next.confirming = nil
+        next.code = code
+        if let d = try? kiosk.device.store.deduction(billReference: b.reference), d.state == .pending {
+            next.status = .pending
+            bill = next
+            save(next)
+            return
+        }
+        switch BillRules.status(afterCode: code, cardOnlyClock: cardOnlyClock) {
+        case .refused:
+            next.status = .refused
+            next.subsidyFen = 0
+            next.patientPaysFen = b.billFen
+            end(next)
+            result.billEnded = true
+        default:
+            next.status = .waiting
+            bill = next
+            save(next)
+        }
+    }
+
+    private func showConfirmation(_ result: ScreenState.Result, number: UInt64) {
+        var r = result
+        let g = Guidance.of(code: "confirm", profile: .hospital, settings: settings, patientPaysFen: r.patientPaysFen, action: "charge")
+        r.headline = g.headline
+        r.next = g.next
+        r.voice = g.voice
+        voiceNumber &+= 1
+        r.number = voiceNumber
+        shownNumber &+= 1
+        shown = (shownNumber, r)
+        let final = r
+        publish { $0.phase = "confirm"; $0.result = final; $0.liftCard = false }
+        queue.asyncAfter(deadline: .now() + .seconds(timing.confirmSeconds)) { [self] in
+            guard bill?.confirming?.number == number else { return }
+            endConfirmation(code: "confirm_timeout")
+        }
+    }
+
+    /// Stores where the open bill stands and wakes the hospital system's long polls.
+    private func save(_ b: OpenBill) {
+        do { try kiosk.device.store.saveBillOutcome(b.outcome(now: kiosk.clock.now())) } catch {
+            logger.critical("bill outcome not stored", metadata: ["bill": "\(b.reference)", "error": "\(error)"])
+        }
+        changes.bump(b.reference)
+    }
+
+    /// The bill ends (granted, refused, cancelled): stored, and the kiosk takes the next one.
+    private func end(_ b: OpenBill) {
+        bill = nil
+        save(b)
+        publish { $0.bill = nil; $0.liftCard = false }
     }
 
     /// Whether a record's receipt came out of the printer.
@@ -357,7 +585,9 @@ final class Engine: @unchecked Sendable {
 
     /// Every failure through the one mapping (`Outcomes`). The detail of a decision is the
     /// patient's (停保 …); the detail of an operating failure is for the technician's log only.
-    private func fail(_ error: Error, action: String) {
+    private func fail(_ error: Error, action: String) { show(failureResult(error, action: action)) }
+
+    private func failureResult(_ error: Error, action: String) -> ScreenState.Result {
         let report = Outcomes.report(error)
         let isDecision = ReasonCode(rawValue: report.code) != nil
         var result = ScreenState.Result(action: action, code: report.code, message: report.message, detail: isDecision ? report.detail : "")
@@ -371,7 +601,7 @@ final class Engine: @unchecked Sendable {
             logger.error("session failed", metadata: metadata)
         }
         count(result.code)
-        show(result)
+        return result
     }
 
     /// A receipt's outcome in the screen's words: where it went and why it failed go to the log.

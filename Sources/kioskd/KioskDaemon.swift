@@ -81,6 +81,13 @@ struct KioskDaemon: AsyncParsableCommand {
             logger.warning("no snapshot installed: every decision is snapshot_missing until kioskctl snapshot install")
         }
 
+        // Issue 20: a bill open when the last process stopped had its patient's identity number
+        // only in that process's memory: it ends cancelled (kiosk_restarted), and the hospital
+        // system posts it again.
+        let ended = try device.store.endOpenBills(now: clock.now())
+        if !ended.isEmpty {
+            logger.notice("bills open at the last stop ended cancelled (kiosk_restarted)", metadata: ["bills": "\(ended)"])
+        }
         if device.config.profile == .hospital && device.billAPIToken == nil {
             logger.error("no bill API token: the bill API refuses every request (401) until kioskctl bill-api-token --create")
         }
@@ -99,7 +106,10 @@ struct KioskDaemon: AsyncParsableCommand {
                 Liveness.store(device), Liveness.cardWorker(engine), Liveness.http(port: port, timeout: interval / 4),
             ], logger: logger))
         }
-        let router = buildRouter(engine: engine, hub: hub, device: device, registry: registry, port: port, screenToken: BearerToken.random(),
+        // Issue 20 item 6: the screen's session and its one-time URL (kioskctl screen-url).
+        let session = try ScreenSession(stateDir: device.stateDir, port: port)
+        services.append(ScreenURLService(session: session))
+        let router = buildRouter(engine: engine, hub: hub, device: device, registry: registry, port: port, session: session,
                                  sync: extras.sync)
         let readyLogger = logger
         // Idle connections (no request in progress) close after 30 s; headers are bounded.

@@ -20,7 +20,7 @@ import Settlement
 /// - bodies: `Content-Type: application/json` (415), at most 1 KiB (413), exactly the fields
 ///   named, every one bounded in bytes (400). Headers are bounded by the server (8 KiB each).
 func buildRouter(engine: Engine, hub: ScreenHub, device: Device, registry: PrometheusCollectorRegistry, port: Int,
-                 screenToken: String, sync: SnapshotSync? = nil) -> Router<BasicRequestContext> {
+                 session: ScreenSession, sync: SnapshotSync? = nil) -> Router<BasicRequestContext> {
     let router = Router()
     router.add(middleware: LocalOnly(port: port))
 
@@ -76,9 +76,7 @@ func buildRouter(engine: Engine, hub: ScreenHub, device: Device, registry: Prome
             }
             if file == "index.html" {
                 let state = await hub.state.inlineScriptLiteral
-                data = Data(String(decoding: data, as: UTF8.self)
-                    .replacingOccurrences(of: "/*INITIAL_STATE*/null", with: state)
-                    .replacingOccurrences(of: "/*SCREEN_TOKEN*/null", with: "\"\(screenToken)\"").utf8)
+                data = Data(String(decoding: data, as: UTF8.self).replacingOccurrences(of: "/*INITIAL_STATE*/null", with: state).utf8)
             }
             return Response(status: .ok, headers: [.contentType: type, .cacheControl: "no-store", .xContentTypeOptions: "nosniff"],
                             body: .init(byteBuffer: ByteBuffer(bytes: data)))
@@ -87,8 +85,23 @@ func buildRouter(engine: Engine, hub: ScreenHub, device: Device, registry: Prome
 
     router.get("/api/state") { _, _ in json(.ok, (try? JSONSerialization.jsonObject(with: Data(await hub.state.json.utf8))) ?? [:]) }
 
-    router.get("/events") { _, _ -> Response in
-        guard let (id, states) = await hub.subscribe() else {
+    /// 401 unless the request comes from the screen's own session (issue 20 item 6).
+    @Sendable func notTheScreen(_ request: Request) -> Response? {
+        session.holds(request.headers[.cookie]) ? nil
+            : json(.unauthorized, ["error": "only the kiosk's own screen may do this (its session: kioskctl screen-url)"])
+    }
+
+    // The one-time screen URL (kioskctl screen-url): sets the screen's session cookie.
+    router.get("/screen/open") { request, _ -> Response in
+        guard let token = request.uri.queryParameters.get("t"), session.redeem(token) else {
+            return Response(status: .forbidden, headers: [.contentType: "text/plain; charset=utf-8", .cacheControl: "no-store"],
+                            body: .init(byteBuffer: ByteBuffer(string: "this screen link is used or expired: run kioskctl screen-url again\n")))
+        }
+        return Response(status: .seeOther, headers: [.location: "/", .setCookie: session.setCookie, .cacheControl: "no-store"])
+    }
+
+    router.get("/events") { request, _ -> Response in
+        guard let (id, states) = await hub.subscribe(session: session.holds(request.headers[.cookie])) else {
             return json(.serviceUnavailable, ["error": "too many screen streams (at most \(ScreenHub.maximumStreams))"],
                         headers: [.retryAfter: "5", .connection: "close"])
         }
@@ -108,9 +121,11 @@ func buildRouter(engine: Engine, hub: ScreenHub, device: Device, registry: Prome
         })
     }
 
-    // Bill intake from the hospital system (HIS / cashier).
+    // Bill intake from the hospital system (HIS / cashier), issue 20: the bill waits for a
+    // fresh tap and the patient's 确认; the hospital system reads (or long-polls) its outcome.
+    let billTokens = device.billAPIToken.map { [$0] } ?? []
     router.post("/api/bills") { request, _ -> Response in
-        if let refused = unauthorised(request, accepting: device.billAPIToken.map { [$0] } ?? []) { return refused }
+        if let refused = unauthorised(request, accepting: billTokens) { return refused }
         let body: [UInt8]
         switch await jsonBody(request, limit: BillRequest.maximumBodyBytes) {
         case .failure(let f): return json(f.status, ["error": f.message])
@@ -123,19 +138,58 @@ func buildRouter(engine: Engine, hub: ScreenHub, device: Device, registry: Prome
         } catch { return json(.badRequest, ["error": "\(error)"]) }
         do {
             let b = try await engine.submitBill(bill)
-            return json(.accepted, ["bill_reference": b.billReference, "bill_fen": b.billFen, "status": "waiting_for_card"])
+            return json(.accepted, b.apiObject)
         } catch { return failure(error) }
     }
 
     router.delete("/api/bills/current") { request, _ -> Response in
-        if let refused = unauthorised(request, accepting: device.billAPIToken.map { [$0] } ?? []) { return refused }
+        if let refused = unauthorised(request, accepting: billTokens) { return refused }
         do { try await engine.cancelBill(); return json(.ok, ["status": "cancelled"]) } catch { return failure(error) }
     }
 
-    // A legal-aid application, from the kiosk's own page (the screen token) or a system
-    // holding the bill API token.
+    // Where a bill stands; ?wait=1…60 long-polls until its status changes.
+    router.get("/api/bills/:reference") { request, _ -> Response in
+        if let refused = unauthorised(request, accepting: billTokens) { return refused }
+        guard let reference = BillPath.reference(request.head.path ?? "", suffix: nil) else {
+            return json(.badRequest, ["error": "the bill reference must be one percent-encoded path segment"])
+        }
+        var wait = 0
+        if let w = request.uri.queryParameters.get("wait") {
+            guard let n = Int(w), (1...60).contains(n) else { return json(.badRequest, ["error": "wait must be 1 to 60 seconds"]) }
+            wait = n
+        }
+        let mark = engine.changes.mark(reference)
+        let now = engine.kiosk.clock.now()
+        do {
+            guard var outcome = try device.store.billOutcome(reference, now: now) else {
+                return json(.notFound, ["error": "no bill \(reference) on this kiosk in the last 7 days"])
+            }
+            if wait > 0, await engine.changes.wait(reference, after: mark, seconds: wait),
+               let changed = try device.store.billOutcome(reference, now: engine.kiosk.clock.now()) {
+                outcome = changed
+            }
+            return json(.ok, outcome.apiObject)
+        } catch { return failure(error) }
+    }
+
+    // 确认 and 取消 of the pre-settlement: the screen's own session only, never the bill
+    // token (the hospital system cannot charge a card for the patient).
+    for (action, confirm) in [("confirm", true), ("decline", false)] {
+        router.post(RouterPath("/api/bills/:reference/\(action)")) { request, _ -> Response in
+            if let refused = notTheScreen(request) { return refused }
+            guard let reference = BillPath.reference(request.head.path ?? "", suffix: action) else {
+                return json(.badRequest, ["error": "the bill reference must be one percent-encoded path segment"])
+            }
+            do {
+                if confirm { try await engine.confirmBill(reference) } else { try await engine.declineBill(reference) }
+                return json(.accepted, ["status": confirm ? "confirmed" : "declined"])
+            } catch { return failure(error) }
+        }
+    }
+
+    // A legal-aid application, from the kiosk's own screen only (issue 20 item 6).
     router.post("/api/legal-aid") { request, _ -> Response in
-        if let refused = unauthorised(request, accepting: [screenToken] + (device.billAPIToken.map { [$0] } ?? [])) { return refused }
+        if let refused = notTheScreen(request) { return refused }
         let body: [UInt8]
         switch await jsonBody(request, limit: LegalAidRequest.maximumBodyBytes) {
         case .failure(let f): return json(f.status, ["error": f.message])
@@ -151,13 +205,13 @@ func buildRouter(engine: Engine, hub: ScreenHub, device: Device, registry: Prome
 
     // Withdrawing the application just filed, from the kiosk's own page, within cancel_seconds.
     router.post("/api/legal-aid/cancel") { request, _ -> Response in
-        if let refused = unauthorised(request, accepting: [screenToken]) { return refused }
+        if let refused = notTheScreen(request) { return refused }
         do { try await engine.cancelLegalAid(); return json(.ok, ["status": "withdrawn"]) } catch { return failure(error) }
     }
 
     // A township resident's status slip of the card on the reader, from the kiosk's own page.
     router.post("/api/status-slip") { request, _ -> Response in
-        if let refused = unauthorised(request, accepting: [screenToken]) { return refused }
+        if let refused = notTheScreen(request) { return refused }
         do { return json(.ok, ["status": try await engine.printStatusSlip()]) } catch { return failure(error) }
     }
 
@@ -348,4 +402,22 @@ import SmartCard
 
 enum PCSCProbe {
     static func available() throws -> Bool { (try? PCSCContext()) != nil }
+}
+
+/// A bill reference from the raw request path `/api/bills/{reference}[/suffix]`: one
+/// percent-encoded segment, decoded, checked as `BillError.check` does.
+enum BillPath {
+    static func reference(_ rawPath: String, suffix: String?) -> String? {
+        let path = rawPath.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+        let prefix = "/api/bills/"
+        guard path.hasPrefix(prefix) else { return nil }
+        var segment = String(path.dropFirst(prefix.count))
+        if let suffix {
+            guard segment.hasSuffix("/" + suffix) else { return nil }
+            segment = String(segment.dropLast(suffix.count + 1))
+        }
+        guard !segment.isEmpty, !segment.contains("/"), let decoded = segment.removingPercentEncoding,
+              (try? BillError.check(billFen: 1, billReference: decoded)) != nil else { return nil }
+        return decoded
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import KioskCore
 import KioskStore
 
 /// What the kiosk screen shows, published to the browser over SSE as JSON.
@@ -45,25 +46,44 @@ struct ScreenState: Codable, Sendable, Equatable {
         var cancellable = false
         /// The card was taken out: what identifies or concerns the person has been removed.
         var redacted = false
-        /// Rises with every result shown (the page plays a result's voice prompt once).
+        /// Rises with every voice prompt to play (the page plays each number's prompt once).
         var number: UInt64 = 0
+        /// Issue 20: the card is still on the reader after the outcome: 请取走卡片.
+        var takeCard = false
+        /// The pre-settlement's bill (phase `confirm`): 确认 and 取消 post for it.
+        var billReference: String?
+        /// Seconds the pre-settlement waits for 确认.
+        var confirmSeconds: Int?
+        /// The figures changed since the patient last saw them: shown again, nothing written.
+        var figuresChanged = false
+        /// This tap ended the hospital bill (granted or refused).
+        var billEnded = false
         enum CodingKeys: String, CodingKey {
             case action, code, message, detail, cardNumber = "card_number", holder, cardType = "card_type", programs
             case billFen = "bill_fen", subsidyFen = "subsidy_fen", patientPaysFen = "patient_pays_fen", records, matter, receipt
-            case headline, next, voice, slip, cancellable, redacted, number
+            case headline, next, voice, slip, cancellable, redacted, number, takeCard = "take_card", billReference = "bill_reference"
+            case confirmSeconds = "confirm_seconds", figuresChanged = "figures_changed", billEnded = "bill_ended"
         }
 
-        /// Issue 10 (privacy in a queue): the card is out, so the masked name, card number,
-        /// amounts and allowance leave; what to do next stays a moment.
+        /// Issue 10/20 (privacy in a queue): the card is out, so the masked name, card number
+        /// and allowance leave; what the patient must pay, and what to do next, stay a moment.
         mutating func redact() {
-            holder = nil; cardNumber = nil; programs = []; billFen = nil; subsidyFen = nil; patientPaysFen = nil
-            detail = ""; records = []; slip = false; cancellable = false; redacted = true; voice = []
+            holder = nil; cardNumber = nil; programs = []; subsidyFen = nil
+            detail = ""; records = []; slip = false; cancellable = false; redacted = true; voice = []; takeCard = false
             if code == "granted" { next = "请取走凭条。" }
+        }
+
+        /// Results after which the card is still needed: a township card's status (the
+        /// resident may choose a legal-aid matter or print a status slip next).
+        func keepsCard(profile: DeviceConfig.Profile) -> Bool {
+            profile == .township && action == "check" && code == "eligible"
         }
     }
 
-    /// idle, reading, result, error
+    /// idle, reading, confirm (a pre-settlement waiting for 确认), result
     var phase: String = "idle"
+    /// A bill waits while a card rests on the reader from before it: lift and tap again.
+    var liftCard = false
     /// Rises by one with every change, in the order the changes were made (one ordered
     /// stream): a page never shows a state older than one it has shown.
     var seq: UInt64 = 0
@@ -85,7 +105,7 @@ struct ScreenState: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case phase, seq, profile, institution, deviceID = "device_id", reader, cardPresent = "card_present", bill, result, notice
-        case updatedAt = "updated_at", helpDesk = "help_desk", voiceOn = "voice_on", volume, freshness
+        case updatedAt = "updated_at", helpDesk = "help_desk", voiceOn = "voice_on", volume, freshness, liftCard = "lift_card"
     }
 
     var json: String {
@@ -142,6 +162,9 @@ actor ScreenHub {
     private(set) var state: ScreenState
     private var subscribers: [UInt64: AsyncStream<ScreenState>.Continuation] = [:]
     private var nextID: UInt64 = 0
+    /// The stream kept for the screen's own session (issue 20 item 6): whoever else holds the
+    /// other 31, the screen still gets its state.
+    private var reservedID: UInt64?
 
     init(_ initial: ScreenState) { state = initial }
 
@@ -153,17 +176,28 @@ actor ScreenHub {
     }
 
     /// The current state first, then every change, until the page goes away (the caller then
-    /// calls `unsubscribe`); nil when `maximumStreams` are open.
-    func subscribe() -> (id: UInt64, states: AsyncStream<ScreenState>)? {
-        guard subscribers.count < Self.maximumStreams else { return nil }
+    /// calls `unsubscribe`); nil when the shared streams (`maximumStreams` less the screen's
+    /// own) are all open. The screen's session always gets the reserved one: a newer stream of
+    /// it replaces an older (the page reconnected).
+    func subscribe(session: Bool = false) -> (id: UInt64, states: AsyncStream<ScreenState>)? {
+        if session {
+            if let old = reservedID { subscribers.removeValue(forKey: old)?.finish() }
+        } else {
+            let shared = subscribers.count - (reservedID == nil ? 0 : 1)
+            guard shared < Self.maximumStreams - 1 else { return nil }
+        }
         nextID += 1
+        if session { reservedID = nextID }
         let (stream, continuation) = AsyncStream<ScreenState>.makeStream(bufferingPolicy: .bufferingNewest(8))
         continuation.yield(state)
         subscribers[nextID] = continuation
         return (nextID, stream)
     }
 
-    func unsubscribe(_ id: UInt64) { subscribers.removeValue(forKey: id)?.finish() }
+    func unsubscribe(_ id: UInt64) {
+        subscribers.removeValue(forKey: id)?.finish()
+        if reservedID == id { reservedID = nil }
+    }
 
     /// Sends the state again to every page (keeps connections honest: a closed one fails its write).
     func heartbeat() { for c in subscribers.values { c.yield(state) } }
@@ -172,6 +206,7 @@ actor ScreenHub {
     func finishAll() {
         for c in subscribers.values { c.finish() }
         subscribers = [:]
+        reservedID = nil
     }
     var subscriberCount: Int { subscribers.count }
 }

@@ -66,3 +66,17 @@ struct ScreenService: Service {
         await hub.finishAll()
     }
 }
+
+/// Keeps the one-time screen URL fresh (renewed when its 5 minutes ran out).
+struct ScreenURLService: Service {
+    let session: ScreenSession
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while true {
+                try await Task.sleep(for: .seconds(ScreenSession.urlSeconds / 2))
+                session.renewIfExpired()
+            }
+        }
+    }
+}

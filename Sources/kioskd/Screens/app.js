@@ -20,7 +20,7 @@ function matters(list, canApply) {
   const la = list.find((p) => p.matters);
   if (!la) return "";
   const buttons = la.matters.map((m, i) =>
-    `<button class="choice" ${canApply ? "" : "disabled"} data-matter="${esc(m.code)}" data-key="${i + 1}">` +
+    `<button class="choice" ${canApply ? "" : "disabled"} data-matter="${esc(m.code)}" data-name="${esc(m.name)}" data-key="${i + 1}">` +
     `<span class="key">${i + 1}</span>${esc(m.name)}</button>`).join("");
   return `<p class="priority">凭卡申请法律援助：优先受理、优先审批、优先指派</p><div class="matters">${buttons}</div>`;
 }
@@ -63,20 +63,22 @@ function render(s) {
   notice.textContent = s.notice ? "设备正在恢复，请稍候" : "";
   const bill = s.bill ? `<div class="bill">待付账单 <b class="num">${yuan(s.bill.bill_fen)}</b></div>` : "";
   if (s.phase === "reading") {
-    screen.innerHTML = `<section class="prompt wait"><p class="big">正在读卡</p><p class="next">请不要拿开卡片</p>` +
-      `<p class="en">Reading the card, keep it on the reader</p>${bill}</section>`;
+    screen.innerHTML = `<section class="prompt reading"><p class="big">正在读卡</p><p class="next">请不要拿开卡片</p>${bill}</section>`;
     return focusFirst();
   }
   const r = s.result;
+  if (s.phase === "confirm" && r) return renderConfirm(s, r);
   if (s.phase === "result" && r) {
     const good = ["granted", "eligible", "applied"].includes(r.code);
-    let body = `<section class="result ${good ? "ok" : "bad"}"><p class="big" data-code="${esc(r.code)}">${esc(r.headline || r.message)}</p>` +
-      `<p class="next">${esc(r.next)}</p>`;
-    if (r.action === "charge" && r.code === "granted" && !r.redacted) {
-      body += `<div class="pay"><span>您需支付</span><b class="num amount">${yuan(r.patient_pays_fen)}</b></div>` +
-              `<table class="bill-lines"><tr><td>账单</td><td class="num">${yuan(r.bill_fen)}</td><td>贴补</td><td class="num">${yuan(r.subsidy_fen)}</td></tr></table>`;
-    } else if (r.action === "charge" && r.bill_fen && !r.redacted) {
-      body += `<div class="pay"><span>请按原价支付</span><b class="num amount">${yuan(r.bill_fen)}</b></div>`;
+    const neutral = ["declined", "confirm_timeout"].includes(r.code);
+    let body = `<section class="result ${good ? "ok" : neutral ? "neutral" : "bad"}">`;
+    if (r.take_card) body += `<p class="take" data-take-card="1">请取走卡片</p>`;
+    body += `<p class="big" data-code="${esc(r.code)}">${esc(r.headline || r.message)}</p><p class="next">${esc(r.next)}</p>`;
+    if (r.action === "charge" && r.code === "granted") {
+      body += `<div class="pay"><span>您需支付</span><b class="num amount">${yuan(r.patient_pays_fen)}</b></div>`;
+      if (!r.redacted) body += `<table class="bill-lines"><tr><td>账单</td><td class="num">${yuan(r.bill_fen)}</td><td>惠民卡减免</td><td class="num">${yuan(r.subsidy_fen)}</td></tr></table>`;
+    } else if (r.action === "charge" && r.bill_ended && r.patient_pays_fen !== undefined && r.patient_pays_fen !== null) {
+      body += `<div class="pay"><span>请到收费窗口支付</span><b class="num amount">${yuan(r.patient_pays_fen)}</b></div>`;
     }
     body += programs(r.programs || []);
     if (r.code === "eligible" && !r.redacted) body += matters(r.programs || [], s.card_present && s.profile === "township");
@@ -86,27 +88,70 @@ function render(s) {
     if (actions.length) body += `<div class="actions">${actions.join("")}</div>`;
     if (r.receipt === "not printed") body += `<p class="next warn">凭条没有打印出来，请到${esc(s.help_desk)}补打。</p>`;
     if (r.card_number) body += `<p class="who">卡号 ${esc(r.card_number)}${r.holder ? " · " + esc(r.holder) : ""}</p>`;
-    const english = String(r.message || "").split(" ").slice(1).join(" ");
-    if (english) body += `<p class="en">${esc(english)}</p>`;
     screen.innerHTML = body + bill + "</section>";
-    screen.querySelectorAll("button[data-matter]").forEach((b) => b.addEventListener("click", () => apply(b.dataset.matter)));
+    screen.querySelectorAll("button[data-matter]").forEach((b) => b.addEventListener("click", () => chooseMatter(b.dataset.matter, b.dataset.name)));
     const slip = document.getElementById("slip");
     if (slip) slip.addEventListener("click", printSlip);
     const cancel = document.getElementById("cancel");
     if (cancel) cancel.addEventListener("click", () => { cancel.disabled = true; post("/api/legal-aid/cancel"); });
     speak(r.voice, `${r.number}|${(r.voice || []).join(",")}`, s);
+    return focusFirst(true);
+  }
+  if (s.card_present && s.bill && s.lift_card) {
+    screen.innerHTML = `<section class="prompt wait"><p class="big">请拿起卡片，再放一次</p>` +
+      `<p class="next">新账单要重新刷卡才能办理</p>${bill}</section>`;
+    speak(["lift_card"], `lift|${s.bill.bill_reference}`, s);
     return focusFirst();
   }
-  screen.innerHTML = `<section class="prompt"><p class="big">请刷卡</p><p class="next">把惠民卡放在读卡器上</p>` +
-    `<p class="en">Please tap your card</p>${bill}</section>`;
+  if (s.card_present && !s.bill && s.profile === "hospital") {
+    screen.innerHTML = `<section class="prompt wait"><p class="take">请取走卡片</p><p class="next">下一位请刷卡</p></section>`;
+    return focusFirst();
+  }
+  screen.innerHTML = `<section class="prompt"><p class="big">请刷卡</p><p class="next">把惠民卡放在读卡器上</p>${bill}</section>`;
   if (s.bill) speak(["insert_card"], `bill|${s.bill.bill_reference}`, s);
   focusFirst();
 }
 
+// The pre-settlement (issue 20): nothing is deducted until 确认. 您需支付 is the largest figure.
+function renderConfirm(s, r) {
+  const left = (r.programs || []).filter((p) => p.remaining_fen !== undefined && p.remaining_fen !== null)
+    .reduce((a, p) => a + p.remaining_fen, 0);
+  const ref = encodeURIComponent(r.bill_reference || "");
+  screen.innerHTML = `<section class="confirm">` +
+    `<p class="headline">${esc(r.headline)}${r.figures_changed ? "（金额有变化）" : ""}</p>` +
+    `<table class="bill-lines"><tr><td>账单</td><td class="num">${yuan(r.bill_fen)}</td></tr>` +
+    `<tr><td>惠民卡减免</td><td class="num">${yuan(r.subsidy_fen)}</td></tr></table>` +
+    `<div class="pay"><span>您需支付</span><b class="num amount">${yuan(r.patient_pays_fen)}</b></div>` +
+    `<p class="left">今年还可减免 <b class="num">${yuan(left)}</b></p>` +
+    `<p class="next">${esc(r.next)}</p>` +
+    `<div class="actions"><button class="action yes" id="confirm" data-key="1"><span class="key">1</span>确认</button>` +
+    `<button class="action" id="decline" data-key="0"><span class="key">0</span>取消</button></div>` +
+    (r.card_number ? `<p class="who">卡号 ${esc(r.card_number)}${r.holder ? " · " + esc(r.holder) : ""}</p>` : "") + `</section>`;
+  const yes = document.getElementById("confirm"), no = document.getElementById("decline");
+  yes.addEventListener("click", () => { yes.disabled = true; no.disabled = true; post(`/api/bills/${ref}/confirm`); });
+  no.addEventListener("click", () => { yes.disabled = true; no.disabled = true; post(`/api/bills/${ref}/decline`); });
+  speak(r.voice, `${r.number}|${(r.voice || []).join(",")}`, s);
+  yes.focus({ preventScroll: true });
+}
+
+// Legal aid (issue 20 item 5): choosing a matter opens a confirmation; 返回 has the focus.
+function chooseMatter(code, name) {
+  if (!current) return;
+  screen.innerHTML = `<section class="confirm"><p class="headline">您要申请的事项</p><p class="big">${esc(name || code)}</p>` +
+    `<p class="next">确认提交请按“确认”，选错了请按“返回”。</p>` +
+    `<div class="actions"><button class="action" id="back" data-key="0"><span class="key">0</span>返回</button>` +
+    `<button class="action yes" id="file" data-key="1"><span class="key">1</span>确认</button></div></section>`;
+  const back = document.getElementById("back"), file = document.getElementById("file");
+  back.addEventListener("click", () => render(Object.assign({}, current, { seq: shownSeq })));
+  file.addEventListener("click", () => { back.disabled = true; file.disabled = true; post("/api/legal-aid", { matter: code }); });
+  back.focus({ preventScroll: true });
+}
+
 // Keypads: the first enabled button has the focus; digits press the button of that number,
 // arrows move between buttons, Enter presses the focused one (the browser's own).
-function focusFirst() {
-  const b = screen.querySelector("button:not([disabled])");
+// The first focus is never on a button that files or withdraws (issue 20 item 5).
+function focusFirst(safe) {
+  const b = Array.from(screen.querySelectorAll("button:not([disabled])")).find((x) => !safe || x.id !== "cancel");
   if (b) b.focus({ preventScroll: true });
 }
 document.addEventListener("keydown", (e) => {
@@ -121,9 +166,11 @@ document.addEventListener("keydown", (e) => {
   if (["ArrowUp", "ArrowLeft"].includes(e.key) && buttons.length) { e.preventDefault(); buttons[(i - 1 + buttons.length) % buttons.length].focus(); }
 });
 
+// The screen's controls go with its session cookie (issue 20 item 6), never a token in the page.
 async function post(path, body) {
   if (preview) { document.documentElement.dataset.posted = path + (body ? " " + JSON.stringify(body) : ""); return; }
-  const r = await fetch(path, { method: "POST", headers: { "Content-Type": "application/json", "Authorization": "Bearer " + window.SCREEN_TOKEN }, body: JSON.stringify(body || {}) });
+  const r = await fetch(path, { method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body || {}) })
+    .catch(() => ({ ok: false }));
   if (!r.ok) {
     document.getElementById("notice").hidden = false;
     document.getElementById("notice").textContent = `没有办成，请到${current && current.help_desk ? current.help_desk : "人工窗口"}。`;
@@ -139,14 +186,30 @@ function printSlip() {
   const b = document.getElementById("slip");
   if (b) b.disabled = true;
   if (preview) { document.documentElement.dataset.posted = "/api/status-slip"; return; }
-  fetch("/api/status-slip", { method: "POST", headers: { "Authorization": "Bearer " + window.SCREEN_TOKEN } }).catch(() => {});
+  fetch("/api/status-slip", { method: "POST", credentials: "same-origin" }).catch(() => {});
 }
 
+// The stream; when it is refused (all taken) or dropped, the page polls /api/state and
+// tries the stream again with a growing pause (1 s … 30 s).
+let backoff = 1000, poller = null;
+function poll() {
+  fetch("/api/state", { credentials: "same-origin" }).then((r) => r.json()).then(render).catch(() => {});
+}
 function connect() {
   const conn = document.getElementById("conn");
   const es = new EventSource("/events");
-  es.addEventListener("state", (e) => { conn.className = "on"; render(JSON.parse(e.data)); });
-  es.onerror = () => { conn.className = "off"; };
+  es.addEventListener("state", (e) => {
+    conn.className = "on"; backoff = 1000;
+    if (poller) { clearInterval(poller); poller = null; }
+    render(JSON.parse(e.data));
+  });
+  es.onerror = () => {
+    conn.className = "off";
+    if (es.readyState !== EventSource.CLOSED) return;   // the browser reconnects by itself
+    if (!poller) poller = setInterval(poll, 2000);
+    setTimeout(connect, backoff);
+    backoff = Math.min(backoff * 2, 30000);
+  };
 }
 const tick = () => { document.getElementById("clock").textContent = new Date().toLocaleString("zh-CN", { timeZone: "Asia/Shanghai" }); };
 tick();
