@@ -66,12 +66,18 @@ public struct ScreenSettings: Codable, Sendable, Equatable {
     /// Voice prompts on or off, and their volume in percent.
     public var voice: Bool = true
     public var volume: Int = 80
+    /// The institution's name as people know it (市第一人民医院), shown on the screen and the
+    /// slip instead of its code; nil: none shown.
+    public var displayName: String?
+    /// The help counter's phone number, shown beside `helpDesk`.
+    public var helpPhone: String?
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case helpDesk = "help_desk", legalAidOffice = "legal_aid_office", legalAidHours = "legal_aid_hours"
         case resultSeconds = "result_seconds", cancelSeconds = "cancel_seconds", voice, volume
+        case displayName = "display_name", helpPhone = "help_phone"
     }
 
     public init(from decoder: Decoder) throws {
@@ -84,6 +90,8 @@ public struct ScreenSettings: Codable, Sendable, Equatable {
         cancelSeconds = try c.decodeIfPresent(Int.self, forKey: .cancelSeconds) ?? d.cancelSeconds
         voice = try c.decodeIfPresent(Bool.self, forKey: .voice) ?? d.voice
         volume = try c.decodeIfPresent(Int.self, forKey: .volume) ?? d.volume
+        displayName = try c.decodeIfPresent(String.self, forKey: .displayName)
+        helpPhone = try c.decodeIfPresent(String.self, forKey: .helpPhone)
         guard (5...600).contains(resultSeconds) else {
             throw DecodingError.dataCorruptedError(forKey: .resultSeconds, in: c, debugDescription: "result_seconds must be 5…600")
         }

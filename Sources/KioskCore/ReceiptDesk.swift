@@ -103,13 +103,60 @@ public struct ReceiptDesk {
     /// After a subsidy, a reversal or an application: keeps what the receipts need (masked; for a subsidy its
     /// program's allowance left after it, from the record and the snapshot's limit) and prints one receipt per
     /// record — a bill shared by several programs gets one per program.
+    ///
+    /// A bill's subsidy records print on **one slip** (receipt spec §1, amendment 2026-12-06):
+    /// each program's line and one QR per record; the outcome is the same for each record.
     public func issue(records: [StoredRecord], holderName: String, matterName: String?, now: Date) -> [Outcome] {
-        records.map { r in
+        for r in records {
             do {
                 try device.store.saveReceiptInfo(try receiptInfo(for: r, holderMasked: Masking.name(holderName), matterName: matterName))
-            } catch { return .failed("\(error)") }
-            return print(recordID: r.recordID, now: now)
+            } catch { return records.map { _ in .failed("\(error)") } }
         }
+        if !records.isEmpty, records.allSatisfy({ $0.kind == .medicalSubsidy }) {
+            let outcome = printBill(recordIDs: records.map(\.recordID), now: now)
+            return records.map { _ in outcome }
+        }
+        return records.map { print(recordID: $0.recordID, now: now) }
+    }
+
+    /// Prints one bill's slip: every subsidy record of the bill, one QR each. Records the
+    /// outcome on each record; raises `printer_fault` on failure.
+    public func printBill(recordIDs: [String], now: Date, reprint: Bool = false) -> Outcome {
+        let store = device.store
+        do {
+            let contents = try recordIDs.map { try content(recordID: $0) }
+            let slip = try BillSlip(receipts: contents, institution: device.config.screenSettings.displayName,
+                                    extraLines: reprint ? ["重打凭条 \(ReceiptFormat.chinaTime(now))"] : [])
+            let rendered = try slip.render(key: device.signingKey, paper: paper)
+            let outcome = try send(rendered.escpos)
+            for id in recordIDs { try? store.markPrinted(recordID: id, at: now, error: nil) }
+            return outcome
+        } catch {
+            let why = "\(error)"
+            for id in recordIDs { try? store.markPrinted(recordID: id, at: now, error: why) }
+            _ = try? store.recordAlert(device: device.context, code: "printer_fault", cardNumber: nil,
+                                       detail: "receipt \(recordIDs.joined(separator: ",")): \(why)", now: now)
+            return .failed(why)
+        }
+    }
+
+    /// Sends bytes to the printer (status first where the link is two-way); to a file printer
+    /// with a preview beside them: the text, and each QR code as a PNG (`.png`, `-2.png`, …).
+    private func send(_ escpos: [UInt8]) throws -> Outcome {
+        let transport = try Printer.parse(spec: printerSpec)
+        if let status = try transport.status() { try status.check() }
+        guard let filePrinter = transport as? FilePrinter else {
+            try transport.send(escpos)
+            return .printed(file: nil)
+        }
+        let url = try filePrinter.write(escpos)
+        let preview = try ReceiptPreview(escpos: escpos)
+        for (i, raster) in preview.rasters.enumerated() {
+            let name = url.deletingPathExtension().lastPathComponent + (i == 0 ? "" : "-\(i + 1)")
+            try PNG.encode(raster).write(to: url.deletingLastPathComponent().appendingPathComponent(name).appendingPathExtension("png"))
+        }
+        try Data(preview.text.utf8).write(to: url.deletingPathExtension().appendingPathExtension("txt"))
+        return .printed(file: url.path)
     }
 
     /// Contract v1's call: the caller's allowance figure (a sum over every program) is ignored; each subsidy
@@ -129,23 +176,16 @@ public struct ReceiptDesk {
                [.medicalSubsidy, .subsidyReversal, .legalAidApplication].contains(record.kind) {
                 try store.saveReceiptInfo(try receiptInfo(for: record, holderMasked: nil, matterName: nil))
             }
-            let content = try content(recordID: recordID, extraLines: reprint ? ["重打凭条 REPRINT \(ReceiptFormat.chinaTime(now))"] : [])
-            let rendered = try ReceiptRenderer.render(content, key: device.signingKey, paper: paper)
-            let transport = try Printer.parse(spec: printerSpec)
-            if let status = try transport.status() { try status.check() }
-            var file: String?
-            if let filePrinter = transport as? FilePrinter {
-                let url = try filePrinter.write(rendered.escpos)
-                // A preview beside it: the QR as PNG, the text as it prints.
-                let preview = try ReceiptPreview(escpos: rendered.escpos)
-                if let png = preview.qrPNG { try png.write(to: url.deletingPathExtension().appendingPathExtension("png")) }
-                try Data(preview.text.utf8).write(to: url.deletingPathExtension().appendingPathExtension("txt"))
-                file = url.path
-            } else {
-                try transport.send(rendered.escpos)
+            // A subsidy prints with the rest of its bill, on one slip.
+            if let record = try store.record(recordID), record.kind == .medicalSubsidy, let deduction = record.deductionID {
+                let bill = try store.records(deductionID: deduction).map(\.recordID)
+                if bill.count > 1 || bill == [recordID] { return printBill(recordIDs: bill, now: now, reprint: reprint) }
             }
+            let content = try content(recordID: recordID, extraLines: reprint ? ["重打凭条 \(ReceiptFormat.chinaTime(now))"] : [])
+            let rendered = try ReceiptRenderer.render(content, key: device.signingKey, paper: paper)
+            let outcome = try send(rendered.escpos)
             try? store.markPrinted(recordID: recordID, at: now, error: nil)
-            return .printed(file: file)
+            return outcome
         } catch {
             let why = "\(error)"
             try? store.markPrinted(recordID: recordID, at: now, error: why)

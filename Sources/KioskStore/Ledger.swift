@@ -22,6 +22,8 @@ public struct StoredRecord: Sendable, Equatable {
     public var rejectReason: String?
     public var amountFen: Fen
     public var program: String?
+    /// The deduction a subsidy record was made by (the records of one bill share it).
+    public var deductionID: Int64?
 
     init(_ r: Row) throws {
         let kindText: String = r["kind"]
@@ -30,7 +32,7 @@ public struct StoredRecord: Sendable, Equatable {
         }
         seq = r["seq"]; recordID = r["record_id"]; self.kind = kind; createdAt = r["created_at"]; body = r["body"]
         status = r["status"]; receivedAt = r["received_at"]; rejectReason = r["reject_reason"]
-        amountFen = r["amount_fen"]; program = r["program"]
+        amountFen = r["amount_fen"]; program = r["program"]; deductionID = r["deduction_id"]
     }
 
     /// The record itself, read from its body (a body that cannot be read throws: nothing is

@@ -79,6 +79,8 @@ public enum ESCPOS {
         if let raster {
             out += [0x1B, 0x64, 0x01]                          // one blank line before the code
             out += rasterCommand(raster)
+            // Beside the code (receipt spec §2): it is for checking, not for paying.
+            for line in BillSlip.footLines { out += try text(line) + [0x0A] }
         }
         out += [0x1B, 0x64, 0x04]                              // feed past the cutter
         out += [0x1D, 0x56, 0x42, 0x00]                        // GS V 66 0: feed and partial cut

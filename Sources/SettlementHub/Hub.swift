@@ -75,6 +75,10 @@ public final class SettlementHub: Sendable {
     let watch: PublicationWatch
     /// The civil-affairs office's roster keys: a roster change posted to the hub must verify with one.
     public let rosterKeys: [String: Curve25519.Signing.PublicKey]
+    /// The day kiosks that sign legal-aid applications were rolled out (upload spec §5 step 4,
+    /// amendment 2026-12-06): an application without the card's consent made before it is
+    /// accepted with the flag `no_card_auth`; after it, or with no consent start, `bad_card_auth`.
+    public let consentStart: Date?
 
     /// The hub's mutable settings and counters, behind a `Mutex` (checked `Sendable`).
     final class LockedState: Sendable {
@@ -107,8 +111,9 @@ public final class SettlementHub: Sendable {
     ///     0.5 s on SQLite, 5 s on PostgreSQL, where LISTEN/NOTIFY wakes it at once).
     public init(database: HubDatabase, roster: Roster, limits: HubLimits = HubLimits(), faults: HubFaults = .none,
                 now: @escaping @Sendable () -> Date = { Date() }, logger: Logger = Logger(label: "settlement.hub"),
-                rosterKeys: [String: Curve25519.Signing.PublicKey] = [:], publicationPoll: Duration? = nil) {
+                rosterKeys: [String: Curve25519.Signing.PublicKey] = [:], publicationPoll: Duration? = nil, consentStart: Date? = nil) {
         self.rosterKeys = rosterKeys
+        self.consentStart = consentStart
         self.database = database
         self.logger = logger
         self.now = now
@@ -318,7 +323,8 @@ public final class SettlementHub: Sendable {
         do {
             let fractional = faults.fractionalReceivedAt
             results = try await database.store(batchID: batch.batchID, deviceID: deviceID, device: entry, roster: roster, sentAt: batch.sentAt,
-                                               records: batch.records, now: now, format: { Self.timestamp($0, fractional: fractional) })
+                                               records: batch.records, consentStart: consentStart, now: now,
+                                               format: { Self.timestamp($0, fractional: fractional) })
         } catch {
             log.error("cannot store the batch", metadata: ["error": "\(error)"])
             return Self.error(.internalServerError, "storage", "the hub could not store the batch")

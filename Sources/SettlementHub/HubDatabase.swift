@@ -1,4 +1,5 @@
 import Crypto
+import Entitlements
 import Foundation
 import GRDB
 import Synchronization
@@ -391,6 +392,7 @@ public final class HubDatabase: Sendable {
     /// (the first failing check's reason), and step 5 flags. `received_at` is read from
     /// `now` inside the transaction.
     func store(batchID: String, deviceID: String, device: Roster.Device, roster: Roster, sentAt: String, records: [IncomingRecord],
+               consentStart: Date? = nil,
                now: @escaping @Sendable () -> Date, format: @escaping @Sendable (Date) -> String) async throws -> [RecordResult] {
         // The pure checks outside the writer's lock.
         var subsidies: [SubsidyFields?] = []
@@ -419,7 +421,7 @@ public final class HubDatabase: Sendable {
         return try await engine.writeAsync { c in
             let instant = now()
             let receivedAt = format(instant)
-            let checker = Checker(c: c, deviceID: deviceID, device: device, roster: roster, batchBills: batchBills)
+            let checker = Checker(c: c, deviceID: deviceID, device: device, roster: roster, batchBills: batchBills, consentStart: consentStart)
             // Inserts are gathered and written a few hundred rows a statement (on PostgreSQL a
             // statement is a round trip): before any check that reads stored records, and at
             // the end, so every check still sees this batch's earlier records.
@@ -459,7 +461,9 @@ public final class HubDatabase: Sendable {
                 } else if let broken = r.structureRefusal {
                     refusal = broken
                 } else {
-                    if r.record?.medicalSubsidy != nil || r.record?.subsidyReversal != nil { try writes.flush(c) }
+                    if r.record?.medicalSubsidy != nil || r.record?.subsidyReversal != nil || r.record?.legalAidApplication != nil {
+                        try writes.flush(c)
+                    }
                     refusal = try checker.content(r, subsidy: subsidyFields[index], cardAck: cardAcks[index])
                 }
                 lastSeq = max(lastSeq, r.seq)
@@ -558,6 +562,16 @@ public final class HubDatabase: Sendable {
         let device: Roster.Device
         let roster: Roster
         let batchBills: [BillKey: [BillPart]]
+        /// Applications without the card's consent made before this instant are accepted with
+        /// the flag `no_card_auth`; after it (and always when nil) they are `bad_card_auth`.
+        var consentStart: Date? = nil
+
+        /// Whether `r` is a legal-aid application without consent, made before the consent start.
+        func beforeConsent(_ r: IncomingRecord) -> Bool {
+            guard let record = r.record, let l = record.legalAidApplication, l.cardAuth == nil, l.cardUsageDigest == nil,
+                  let start = consentStart, let created = RecordRules.rfc3339(record.createdAt) else { return false }
+            return created < start
+        }
 
         /// The first failing content check's refusal, in the spec's order, or nil.
         /// `cardAck`: `RecordRules.cardAck` of a `medical_subsidy`, verified beforehand.
@@ -618,6 +632,17 @@ public final class HubDatabase: Sendable {
                 guard let card = roster.cards[number], card.personRef == ref else {
                     return Refusal("unknown_card", "card \(number) is not in the roster under person_ref \(ref)")
                 }
+                if beforeConsent(r) { return nil }
+                if let refusal = RecordRules.cardAuth(application, deviceID: deviceID, createdAt: record.createdAt, cardKey: card.publicKey) {
+                    return refusal
+                }
+                // A consent is good for one application: the same card_auth stored before is refused.
+                for body in try c.rows("SELECT body FROM hub_record WHERE kind = 'legal_aid_application' AND card_number = ?", number) {
+                    let text = try body.text("body")
+                    if (try? SettlementRecord(json: text))?.legalAidApplication?.cardAuth == application.cardAuth {
+                        return Refusal("bad_card_auth", "this card_auth is already stored with another application")
+                    }
+                }
                 return nil
             case .alert:
                 return nil
@@ -643,6 +668,7 @@ public final class HubDatabase: Sendable {
             var flags: [String] = []
             if let s = subsidy, let limit = roster.programs[s.program]?.limitFen, s.usedAfterFen > limit { flags.append("over_limit") }
             if RecordRules.timeSuspect(createdAt: r.record?.createdAt ?? "", now: now) { flags.append("time_suspect") }
+            if beforeConsent(r) { flags.append("no_card_auth") }
             return flags
         }
     }

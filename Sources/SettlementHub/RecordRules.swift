@@ -70,7 +70,7 @@ struct BillPart: Sendable, Equatable {
 }
 
 /// Upload spec §1 (what a record holds) and the pure parts of §5 (what it may say).
-enum RecordRules {
+public enum RecordRules {
     enum FieldType { case string, integer, boolean }
 
     static let common: [(String, FieldType)] = [("record_id", .string), ("seq", .integer), ("kind", .string), ("created_at", .string)]
@@ -188,6 +188,31 @@ enum RecordRules {
         return nil
     }
 
+    /// `bad_card_auth` (upload spec §1 and §5 step 4, amendment 2026-12-06): the card's consent to
+    /// a legal-aid application verifies with the card's roster key over "CARD-AUTH-V2" ‖ card
+    /// number ‖ SHA-256(the challenge's preimage, from every field as the record carries it) ‖
+    /// the 32 bytes of `card_usage_digest`. nil: it does.
+    static func cardAuth(_ l: SettlementRecord.LegalAidApplication, deviceID: String, createdAt: String, cardKey: [UInt8]?) -> Refusal? {
+        guard let auth = l.cardAuth, let digestText = l.cardUsageDigest else {
+            return Refusal("bad_card_auth", "card_auth and card_usage_digest are required: without the card, no device files for its holder")
+        }
+        guard let digest = lowercaseHex(digestText), digest.count == 32 else {
+            return Refusal("bad_card_auth", "card_usage_digest is not 64 lowercase hex digits")
+        }
+        guard let signature = Data(base64Encoded: auth), signature.count == 64 else {
+            return Refusal("bad_card_auth", "card_auth is not base64 of 64 bytes")
+        }
+        guard let cardKey, let key = try? Curve25519.Signing.PublicKey(rawRepresentation: cardKey) else {
+            return Refusal("bad_card_auth", "the roster has no public key for card \(l.cardNumber)")
+        }
+        let challenge = Array(SHA256.hash(data: l.consentPreimage(deviceID: deviceID, createdAt: createdAt)))
+        let message = Array("CARD-AUTH-V2".utf8) + Array(l.cardNumber.utf8) + challenge + digest
+        guard key.isValidSignature(signature, for: message) else {
+            return Refusal("bad_card_auth", "card_auth does not verify with the key of card \(l.cardNumber) over this application")
+        }
+        return nil
+    }
+
     /// Step 5: `time_suspect` when `created_at` is more than 400 days before or 10 minutes
     /// after the hub's clock.
     static func timeSuspect(createdAt: String, now: Date) -> Bool {
@@ -229,7 +254,8 @@ enum RecordRules {
     static func isRFC3339(_ s: String) -> Bool { rfc3339(s) != nil }
 
     /// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` as an instant, or nil.
-    static func rfc3339(_ s: String) -> Date? {
+    /// A strict RFC 3339 UTC time (`YYYY-MM-DDTHH:MM:SSZ`), or nil.
+    public static func rfc3339(_ s: String) -> Date? {
         let b = Array(s.utf8)
         guard b.count >= 20 else { return nil }
         func d(_ k: Int) -> Bool { b[k] >= 0x30 && b[k] <= 0x39 }

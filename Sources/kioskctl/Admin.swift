@@ -32,6 +32,8 @@ struct Provision: ParsableCommand {
     @Option(help: "Seconds after filing in which a resident can withdraw a legal-aid application at the kiosk (0–300, default 60).") var cancelSeconds: Int?
     @Option(help: "Voice prompts: on or off (default on).") var voice: String?
     @Option(help: "Voice volume in percent (0–100, default 80).") var volume: Int?
+    @Option(help: "Screen and slip: the institution's name as people know it (市第一人民医院), shown instead of its code.") var displayName: String?
+    @Option(help: "Screen: the help counter's phone number (0–9, -, space, +; at most 20).") var helpPhone: String?
 
     func validate() throws {
         guard DeviceConfig.Profile(rawValue: profile) != nil else { throw ValidationError("--profile is hospital or township") }
@@ -46,13 +48,18 @@ struct Provision: ParsableCommand {
         if let volume, !(0...100).contains(volume) { throw ValidationError("--volume is 0…100") }
         if let cancelSeconds, !(0...300).contains(cancelSeconds) { throw ValidationError("--cancel-seconds is 0…300") }
         if let voice, !["on", "off"].contains(voice) { throw ValidationError("--voice is on or off") }
-        for (name, text) in [("--help-desk", helpDesk), ("--legal-aid-office", legalAidOffice), ("--legal-aid-hours", legalAidHours)] {
+        if let helpPhone, helpPhone.isEmpty || helpPhone.utf8.count > 20 || !helpPhone.utf8.allSatisfy({ (0x30...0x39).contains($0) || $0 == 0x2D || $0 == 0x20 || $0 == 0x2B }) {
+            throw ValidationError("--help-phone is 1–20 characters of 0–9, -, + and spaces")
+        }
+        for (name, text) in [("--help-desk", helpDesk), ("--legal-aid-office", legalAidOffice), ("--legal-aid-hours", legalAidHours),
+                             ("--display-name", displayName)] {
             if let text, text.isEmpty || text.count > 40 { throw ValidationError("\(name) is 1–40 characters (it is printed on a 58 mm ticket)") }
         }
     }
 
     var screen: ScreenSettings? {
-        guard helpDesk != nil || legalAidOffice != nil || legalAidHours != nil || resultSeconds != nil || cancelSeconds != nil || voice != nil || volume != nil else { return nil }
+        guard helpDesk != nil || legalAidOffice != nil || legalAidHours != nil || resultSeconds != nil || cancelSeconds != nil || voice != nil
+              || volume != nil || displayName != nil || helpPhone != nil else { return nil }
         var s = ScreenSettings()
         if let helpDesk { s.helpDesk = helpDesk }
         if let legalAidOffice { s.legalAidOffice = legalAidOffice }
@@ -61,6 +68,8 @@ struct Provision: ParsableCommand {
         if let cancelSeconds { s.cancelSeconds = cancelSeconds }
         if let voice { s.voice = voice == "on" }
         if let volume { s.volume = volume }
+        s.displayName = displayName
+        s.helpPhone = helpPhone
         return s
     }
 

@@ -151,10 +151,11 @@ final class Engine: @unchecked Sendable {
         var afterRemovalSeconds = 10
 
         /// The production timings, or, with `BENEFIT_KIOSK_TEST_FAST_SCREEN=1` (tests only,
-        /// like `BENEFIT_KIOSK_TEST_NOW`), the same divided by ten.
+        /// like `BENEFIT_KIOSK_TEST_NOW`), the same divided by ten (confirmation by four: a
+        /// loaded test machine needs its seconds to take a screenshot of the pre-settlement).
         static var fromEnvironment: Timing {
             guard ProcessInfo.processInfo.environment["BENEFIT_KIOSK_TEST_FAST_SCREEN"] == "1" else { return Timing() }
-            return Timing(confirmSeconds: 6, whileCardSeconds: 12, takeCardEverySeconds: 1, takeCardTimes: 3, afterRemovalSeconds: 1)
+            return Timing(confirmSeconds: 15, whileCardSeconds: 12, takeCardEverySeconds: 1, takeCardTimes: 3, afterRemovalSeconds: 1)
         }
     }
     let timing = Timing.fromEnvironment

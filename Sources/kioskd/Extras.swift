@@ -55,34 +55,6 @@ struct CertificateService: Service {
     }
 }
 
-/// How fresh the kiosk's list is, for the screen's footer in plain words (issue 9: the
-/// screen knows the snapshot's age and whether syncing works; why it fails is for
-/// `/healthz` and `kioskctl`). Looks once a minute.
-struct FreshnessService: Service {
-    let device: Device
-    let sync: SnapshotSync?
-    let feed: ScreenFeed
-    let clock: KioskClock
-
-    static func words(issuedAt: Date?, now: Date, syncFailing: Bool) -> String {
-        guard let issuedAt else { return "名单未安装" }
-        let age = max(0, now.timeIntervalSince(issuedAt))
-        let when = age < 3600 ? "\(max(1, Int(age / 60))) 分钟前" : age < 48 * 3600 ? "\(Int(age / 3600)) 小时前" : "\(Int(age / 86400)) 天前"
-        return "名单\(when)更新" + (syncFailing ? " · 联网更新暂停" : "")
-    }
-
-    func run() async throws {
-        try? await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                let issued = (try? device.store.installedSnapshot()).flatMap { $0.map { Timestamp.date($0.header.issuedAt) } } ?? nil
-                let failing = await sync?.status.consecutiveFailures ?? 0 > 0
-                let text = Self.words(issuedAt: issued, now: clock.now(), syncFailing: failing)
-                feed.publish { if $0.freshness != text { $0.freshness = text } }
-                try await Task.sleep(for: .seconds(60))
-            }
-        }
-    }
-}
 
 func extraServices(device: Device, engine: Engine, clock: KioskClock, logger: Logger, upload: Bool,
                    sync: Bool) throws -> (services: [any Service], sync: SnapshotSync?) {

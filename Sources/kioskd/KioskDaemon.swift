@@ -55,9 +55,9 @@ struct KioskDaemon: AsyncParsableCommand {
         var filter = virtualReaders ? ReaderFilter(allowVirtual: true) : ReaderFilter.fromEnvironment
         filter.only = reader
         let settings = device.config.screenSettings
-        let hub = ScreenHub(ScreenState(profile: device.config.profile.rawValue, institution: device.config.institution,
-                                        deviceID: device.config.deviceID, helpDesk: settings.helpDesk, voiceOn: settings.voice,
-                                        volume: settings.volume))
+        let hub = ScreenHub(ScreenState(profile: device.config.profile.rawValue, institution: settings.displayName ?? "",
+                                        deviceID: device.config.deviceID, helpDesk: settings.helpDesk, helpPhone: settings.helpPhone,
+                                        voiceOn: settings.voice, volume: settings.volume))
         let feed = ScreenFeed()
         let engine = Engine(kiosk: kiosk, feed: feed, filter: filter, logger: logger,
                             receipts: ReceiptDesk(device: device, paper: paper == "80" ? .mm80 : .mm58))
@@ -98,7 +98,6 @@ struct KioskDaemon: AsyncParsableCommand {
         var services: [any Service] = [ReaderService(engine: engine, filter: filter, logger: logger)]
         let extras = try extraServices(device: device, engine: engine, clock: clock, logger: logger, upload: !noUpload, sync: !noSync)
         services += extras.services
-        services.append(FreshnessService(device: device, sync: extras.sync, feed: feed, clock: clock))
         if let interval = SDNotify.watchdogInterval {
             // Fed only while the store answers a read, the card worker's queue answers and the
             // HTTP server answers on loopback, each within a quarter of the interval.

@@ -17,8 +17,9 @@ enum ScreenPreviews {
         var r = ScreenState.Result(action: action, code: code, message: message, detail: "", cardNumber: "3307********0017", holder: "王*英",
                                    cardType: profile == .township ? "legal_aid" : "medical")
         edit(&r)
-        let g = Guidance.of(code: code, profile: profile, settings: settings, patientPaysFen: r.patientPaysFen, action: action)
+        let g = Guidance.of(code: code, profile: profile, settings: settings, patientPaysFen: r.patientPaysFen, action: action, billEnded: r.billEnded)
         r.headline = g.headline; r.next = g.next; r.voice = g.voice; r.number = 1
+        if r.takeCard { r.voice.append("take_card") }
         return r
     }
 
@@ -36,22 +37,40 @@ enum ScreenPreviews {
     /// name → state.
     static var states: [(String, ScreenState)] {
         func state(_ profile: DeviceConfig.Profile, phase: String = "idle", result: ScreenState.Result? = nil, card: Bool = false,
-                   bill: ScreenState.Bill? = nil) -> ScreenState {
+                   bill: ScreenState.Bill? = nil, lift: Bool = false) -> ScreenState {
             var s = ScreenState(profile: profile.rawValue, institution: profile == .hospital ? "市第一人民医院" : "城关镇便民服务中心",
-                                deviceID: "KSK-TEST-0001", helpDesk: settings.helpDesk, voiceOn: true, volume: 80)
-            s.phase = phase; s.result = result; s.cardPresent = card; s.bill = bill; s.freshness = "名单 2 小时前更新"
+                                deviceID: "KSK-TEST-0001", helpDesk: settings.helpDesk, helpPhone: "0579-8888 1234", voiceOn: true, volume: 80)
+            s.phase = phase; s.result = result; s.cardPresent = card; s.bill = bill; s.liftCard = lift
             return s
         }
         let bill = ScreenState.Bill(billReference: "H-20261122-1", billFen: 12345)
         return [
             ("hospital-idle-bill", state(.hospital, bill: bill)),
             ("hospital-reading", state(.hospital, phase: "reading", card: true, bill: bill)),
+            // Issue 20: the pre-settlement, the resting card, the take-card prompt, the bill's refusals.
+            ("hospital-confirm", state(.hospital, phase: "confirm", result: result("charge", "confirm", profile: .hospital) {
+                $0.billFen = 12345; $0.subsidyFen = 10000; $0.patientPaysFen = 2345; $0.billReference = "H-20261122-1"
+                $0.confirmSeconds = 60; $0.programs = [ScreenState.ProgramLine(code: "HM-SUBSIDY", name: "惠民医疗费用贴补", remainingFen: 20000,
+                                                                                limitFen: 60000, usedFen: 40000)]
+            }, card: true, bill: bill)),
+            ("hospital-lift-card", state(.hospital, card: true, bill: bill, lift: true)),
+            ("hospital-take-card", state(.hospital, card: true)),
             ("hospital-granted", state(.hospital, phase: "result", result: result("charge", "granted", profile: .hospital) {
                 $0.billFen = 12345; $0.subsidyFen = 10000; $0.patientPaysFen = 2345; $0.programs = medical; $0.receipt = "printed"
+                $0.takeCard = true; $0.billEnded = true
             }, card: true)),
             ("hospital-limit-exhausted", state(.hospital, phase: "result", result: result("charge", "limit_exhausted", profile: .hospital) {
-                $0.billFen = 12345; $0.patientPaysFen = 12345; $0.programs = [medical[0]]
+                $0.billFen = 12345; $0.patientPaysFen = 12345; $0.programs = [medical[0]]; $0.billEnded = true; $0.takeCard = true
             }, card: true)),
+            ("hospital-wrong-patient", state(.hospital, phase: "result", result: result("charge", "wrong_patient", profile: .hospital) {
+                $0.cardNumber = nil; $0.holder = nil; $0.takeCard = true
+            }, card: true, bill: bill)),
+            ("hospital-declined", state(.hospital, phase: "result", result: result("charge", "declined", profile: .hospital) {
+                $0.billFen = 12345; $0.cardNumber = nil; $0.holder = nil; $0.takeCard = true
+            }, card: true, bill: bill)),
+            ("hospital-paid-card-taken", state(.hospital, phase: "result", result: result("charge", "granted", profile: .hospital) {
+                $0.billFen = 12345; $0.subsidyFen = 10000; $0.patientPaysFen = 2345; $0.billEnded = true; $0.redact()
+            })),
             ("hospital-suspended", state(.hospital, phase: "result", result: result("check", "person_suspended", profile: .hospital), card: true)),
             ("hospital-card-lost", state(.hospital, phase: "result", result: result("check", "card_lost", profile: .hospital), card: true)),
             ("hospital-service-paused", state(.hospital, phase: "result", result: result("charge", "clock_suspect", profile: .hospital), card: true)),
@@ -59,7 +78,10 @@ enum ScreenPreviews {
                 $0.programs = [legalAid, medical[0]]; $0.slip = true
             }, card: true)),
             ("township-applied", state(.township, phase: "result", result: result("legal_aid", "applied", profile: .township) {
-                $0.programs = [legalAid]; $0.matter = "labor_remuneration"; $0.receipt = "printed"; $0.cancellable = true
+                $0.programs = [legalAid]; $0.matter = "labor_remuneration"; $0.receipt = "printed"; $0.cancellable = true; $0.takeCard = true
+            }, card: true)),
+            ("township-daily-limit", state(.township, phase: "result", result: result("legal_aid", "legal_aid_daily_limit", profile: .township) {
+                $0.takeCard = true
             }, card: true)),
         ]
     }

@@ -88,6 +88,7 @@ struct ScreenState: Codable, Sendable, Equatable {
     /// stream): a page never shows a state older than one it has shown.
     var seq: UInt64 = 0
     var profile: String
+    /// The institution's display name (provisioning's `--display-name`), never its code.
     var institution: String
     var deviceID: String
     var reader: String?
@@ -98,14 +99,14 @@ struct ScreenState: Codable, Sendable, Equatable {
     var updatedAt: String = Timestamp.string(Date())
     /// Where people are sent for help, voice on/off and its volume (`ScreenSettings`).
     var helpDesk = ""
+    /// The help counter's phone (provisioning), shown beside the counter in the footer.
+    var helpPhone: String?
     var voiceOn = true
     var volume = 80
-    /// How fresh the kiosk's list is, in plain words, for the footer ("名单 2 小时前更新").
-    var freshness: String?
 
     enum CodingKeys: String, CodingKey {
         case phase, seq, profile, institution, deviceID = "device_id", reader, cardPresent = "card_present", bill, result, notice
-        case updatedAt = "updated_at", helpDesk = "help_desk", voiceOn = "voice_on", volume, freshness, liftCard = "lift_card"
+        case updatedAt = "updated_at", helpDesk = "help_desk", voiceOn = "voice_on", volume, helpPhone = "help_phone", liftCard = "lift_card"
     }
 
     var json: String {

@@ -110,6 +110,8 @@ struct SettlementHubCommand: AsyncParsableCommand {
     @Option(help: "HTTPS: the hub's certificate chain (PEM). With --tls-key.") var tlsCert: String?
     @Option(help: "HTTPS: the private key of --tls-cert (PEM).") var tlsKey: String?
     @Option(help: "Log level (trace, debug, info, notice, warning, error, critical).") var logLevel = "info"
+    @Option(help: "When kiosks that sign legal-aid applications were rolled out (YYYY-MM-DDTHH:MM:SSZ): an application without the card's consent made before it is accepted flagged no_card_auth; after it, or with no consent start, it is refused bad_card_auth.")
+    var consentStart: String?
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0…65535") }
@@ -123,6 +125,7 @@ struct SettlementHubCommand: AsyncParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level \(logLevel)") }
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
         if snapshot.isEmpty && device.isEmpty { throw ValidationError("register devices with --snapshot and/or --device") }
+        if let consentStart, RecordRules.rfc3339(consentStart) == nil { throw ValidationError("--consent-start is YYYY-MM-DDTHH:MM:SSZ") }
     }
 
     func run() async throws {
@@ -152,7 +155,7 @@ struct SettlementHubCommand: AsyncParsableCommand {
         let rosterKeys: [String: Curve25519.Signing.PublicKey]
         do { rosterKeys = try RosterChange.keys(options: rosterKey) } catch { throw ValidationError("\(error)") }
         let hub = SettlementHub(database: database, roster: roster, limits: HubLimits(maxRecords: maxRecords, maxBytes: maxBytes),
-                                faults: faults, rosterKeys: rosterKeys)
+                                faults: faults, rosterKeys: rosterKeys, consentStart: consentStart.flatMap(RecordRules.rfc3339))
         let host = self.host
         let devices = roster.devices.count, cards = roster.cards.count
         var tls: TLSConfiguration?

@@ -41,7 +41,7 @@ extension PCSCIntegrationTests {
         let dir = try provisionedStateDir()
         let d = try Daemon(stateDir: dir, environment: Self.fast)
         let cookie = try d.screenCookie()
-        let sse = try ScreenStream(d, seconds: 30)
+        let sse = try ScreenStream(d, seconds: 45)
         let e = Vectors.emulator("3307820000000017")
         try Harness.withCard(e) { _, _ in
             // The previous patient's card rests on the reader; the next bill arrives.
@@ -59,8 +59,6 @@ extension PCSCIntegrationTests {
         try Harness.withCard(e) { _, _ in
             let p = try d.waitForResult(code: "confirm")
             #expect(p["bill_fen"] as? Int == 10000 && p["subsidy_fen"] as? Int == 10000 && p["patient_pays_fen"] as? Int == 0)
-            let dom = try d.browse(screenshot: "hospital-confirm.png")
-            #expect(dom.contains("您需支付") && dom.contains("惠民卡减免") && dom.contains("今年还可减免") && dom.contains("确认") && dom.contains("取消"))
             #expect(try d.post("/api/bills/H-REST-1/confirm", "{}").0 == 401)   // the bill token cannot confirm
             #expect(try d.screenPost("/api/bills/H-OTHER/confirm", cookie: cookie).0 == 409)
             #expect(try d.screenPost("/api/bills/H-REST-1/decline", cookie: cookie).0 == 202)
@@ -79,7 +77,9 @@ extension PCSCIntegrationTests {
             _ = try d.waitForResult(code: "confirm")
             let (woken, took) = poll.answer()
             #expect(woken["status"] as? String == "confirming" && took < 15, "\(woken) after \(took) s")
-            _ = try d.waitForResult(code: "confirm_timeout")
+            let dom = try d.browse(screenshot: "hospital-confirm.png")
+            #expect(dom.contains("您需支付") && dom.contains("惠民卡减免") && dom.contains("今年还可减免") && dom.contains("确认") && dom.contains("取消"))
+            _ = try d.waitForState("confirm_timeout", seconds: 25) { ($0["result"] as? [String: Any])?["code"] as? String == "confirm_timeout" }
             #expect(try Self.records(dir).isEmpty)
             #expect(try d.bill("H-REST-1").1["status"] as? String == "waiting")
         }

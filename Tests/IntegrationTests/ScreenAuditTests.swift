@@ -13,7 +13,7 @@ import Testing
     /// findings (base64 JSON) into the DOM for `--dump-dom`.
     static let audit = #"""
     (function () {
-      const out = { overflow: [], contrast: [], small: [], focus: [], big: 0, amount: 0, keys: {} };
+      const out = { overflow: [], contrast: [], small: [], focus: [], tiny: [], ring: [], readingRed: false, big: 0, amount: 0, keys: {} };
       const W = innerWidth, H = innerHeight;
       const rgb = (c) => { const m = c.match(/rgba?\(([^)]+)\)/); if (!m) return [0, 0, 0, 0]; const p = m[1].split(",").map(parseFloat); return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; };
       const lum = (c) => { const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); }; return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]); };
@@ -31,6 +31,8 @@ import Testing
           const size = parseFloat(cs.fontSize), bold = parseInt(cs.fontWeight, 10) >= 700;
           const need = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
           if (ratio < need) out.contrast.push(`${name(el)} ${ratio.toFixed(2)} < ${need}`);
+          // Issue 20 item 9: at 1024x768 no text under 24 px.
+          if (W <= 1024 && size < 23.5) out.tiny.push(`${name(el)} ${size}px`);
         }
       }
       const buttons = Array.from(document.querySelectorAll("button")).filter(visible);
@@ -43,7 +45,16 @@ import Testing
         const after = getComputedStyle(b).outlineStyle + getComputedStyle(b).outlineWidth;
         if (document.activeElement !== b) out.focus.push(`${name(b)} cannot take the focus`);
         else if (after === before || getComputedStyle(b).outlineStyle === "none") out.focus.push(`${name(b)} shows no focus`);
+        else {
+          // The focus ring at least 3:1 against what is around the button.
+          const ring = lum(rgb(getComputedStyle(b).outlineColor)), around = lum(background(b.parentElement));
+          const r = (Math.max(ring, around) + 0.05) / (Math.min(ring, around) + 0.05);
+          if (r < 3) out.ring.push(`${name(b)} ${r.toFixed(2)}`);
+        }
       }
+      // The "reading" state is never shown in the error red.
+      const reading = document.querySelector(".reading .big");
+      if (reading) out.readingRed = getComputedStyle(reading).color === "rgb(163, 32, 26)";
       const big = document.querySelector(".big"); if (big) out.big = parseFloat(getComputedStyle(big).fontSize);
       const amount = document.querySelector(".amount"); if (amount) out.amount = parseFloat(getComputedStyle(amount).fontSize);
       out.words = (document.getElementById("screen") || document.body).innerText;
@@ -55,7 +66,13 @@ import Testing
       }
       if (document.getElementById("slip")) { key("0"); out.keys.zero = document.documentElement.dataset.posted || ""; delete document.documentElement.dataset.posted; }
       if (document.getElementById("cancel")) { key("9"); out.keys.nine = document.documentElement.dataset.posted || ""; delete document.documentElement.dataset.posted; }
-      if (document.querySelector("button[data-matter]:not([disabled])")) { key("1"); out.keys.one = document.documentElement.dataset.posted || ""; }
+      if (document.querySelector("button[data-matter]:not([disabled])")) {
+        // Issue 20 item 5: 1 opens the matter's confirmation (nothing filed), the focus on 返回; 1 again files.
+        key("1"); out.keys.one = document.documentElement.dataset.posted || "";
+        out.keys.oneFocus = (document.activeElement || {}).id || "";
+        out.keys.oneMatter = (document.getElementById("matter") || {}).textContent || "";
+        key("1"); out.keys.oneConfirmed = document.documentElement.dataset.posted || "";
+      }
       const pre = document.createElement("pre"); pre.id = "audit";
       pre.textContent = btoa(unescape(encodeURIComponent(JSON.stringify(out))));
       document.body.appendChild(pre);
@@ -67,6 +84,9 @@ import Testing
         var contrast: [String]
         var small: [String]
         var focus: [String]
+        var tiny: [String]
+        var ring: [String]
+        var readingRed: Bool
         var big: Double
         var amount: Double
         var words: String
@@ -141,7 +161,7 @@ import Testing
     @Test("every screen fits every panel, reads from a metre away, passes WCAG AA contrast and 48 px targets, and works from a keypad")
     func everyScreenAtEverySize() async throws {
         let (names, looks) = try await onOwnThread { try Self.lookAtEverything() }
-        #expect(names.count >= 9 && names.contains("hospital-granted") && names.contains("township-eligible"))
+        #expect(names.count >= 16 && names.contains("hospital-granted") && names.contains("township-eligible") && names.contains("hospital-confirm"))
         #expect(looks.count == names.count * Self.sizes.count)
         for look in looks {
             let at = look.at, name = look.name
@@ -151,7 +171,16 @@ import Testing
             #expect(f.contrast.isEmpty, "\(at) contrast: \(f.contrast.prefix(3))")
             #expect(f.small.isEmpty, "\(at) targets under 48 px: \(f.small)")
             #expect(f.focus.isEmpty, "\(at) keyboard focus: \(f.focus)")
+            #expect(f.tiny.isEmpty, "\(at) text under 24 px: \(f.tiny.prefix(3))")
+            #expect(f.ring.isEmpty, "\(at) focus ring under 3:1: \(f.ring)")
+            #expect(!f.readingRed, "\(at): reading shown in the error red")
             #expect(f.big >= 48, "\(at): the decision is \(f.big) px")
+            if name == "hospital-confirm" {
+                #expect(f.amount >= 56 && f.words.contains("您需支付") && f.words.contains("今年还可减免") && f.words.contains("确认"), "\(at): \(f.words)")
+            }
+            if ["hospital-granted", "hospital-limit-exhausted", "hospital-wrong-patient", "hospital-declined", "township-applied"].contains(name) {
+                #expect(f.words.contains("请取走卡片"), "\(at): no take-card prompt")
+            }
             if name == "hospital-granted" {
                 #expect(f.amount >= 48, "\(at): the amount is \(f.amount) px")
                 #expect(f.words.contains("¥23.45") && f.words.contains("已贴补"))
@@ -164,7 +193,10 @@ import Testing
             if name == "township-eligible" {
                 #expect(f.keys["arrow"]?.flag == true, "\(at): arrows do not move the focus")
                 #expect(f.keys["zero"]?.text == "/api/status-slip", "\(at): 0 does not print the status slip")
-                #expect(f.keys["one"]?.text?.contains("social_insurance") == true, "\(at): 1 does not choose the first matter")
+                #expect(f.keys["one"]?.text == "", "\(at): 1 filed at once, without a confirmation")
+                #expect(f.keys["oneFocus"]?.text == "back", "\(at): the confirmation's first focus is not 返回")
+                #expect(f.keys["oneMatter"]?.text == "请求给予社会保险待遇", "\(at): the matter is not shown large")
+                #expect(f.keys["oneConfirmed"]?.text?.contains("social_insurance") == true, "\(at): 1 on the confirmation does not file")
                 #expect(f.words.contains("今年已用") && f.words.contains("剩余"))
             }
         }

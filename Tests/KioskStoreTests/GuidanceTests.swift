@@ -8,7 +8,7 @@ import Testing
 /// and has its voice prompt; the prompts are real speech, not silence.
 @Suite struct GuidanceTests {
     static let operating = ["applied", "cancelled", "pcscd_unavailable", "store_error", "disk_full", "reader_gone", "internal_error",
-                            "card_error", "bill_already_subsidised"]
+                            "card_error", "bill_already_subsidised", "card_pending", "decision_stale", "confirm", "declined", "confirm_timeout"]
 
     @Test("every decision and operating code, on both kinds of kiosk, says what to do next with a prompt of the catalogue")
     func everyCodeHasGuidanceAndVoice() {
@@ -33,14 +33,57 @@ import Testing
         }
         #expect(Guidance.of(code: "person_suspended", profile: .hospital, settings: settings).next.contains("请到民政窗口咨询"))
         #expect(Guidance.of(code: "card_lost", profile: .hospital, settings: settings).headline == "此卡已挂失")
-        #expect(Guidance.of(code: "limit_exhausted", profile: .hospital, settings: settings).next == "本次按原价支付。")
+        #expect(Guidance.of(code: "limit_exhausted", profile: .hospital, settings: settings).next == "本次不能减免。")
+        // Issue 20: a refusal that ends the bill says where to pay the whole amount.
+        let ended = Guidance.of(code: "limit_exhausted", profile: .hospital, settings: settings, patientPaysFen: 12345, action: "charge", billEnded: true)
+        #expect(ended.next.contains("3 号收费窗口支付 123.45 元") && ended.voice.last == "pay_at_cashier", "\(ended)")
         let granted = Guidance.of(code: "granted", profile: .hospital, settings: settings, patientPaysFen: 2345)
-        #expect(granted.next.contains("23.45") && VoicePrompts.words(granted.voice) == "已贴补您需支付二十三元四角五分请取走凭条和卡片")
+        #expect(granted.next.contains("23.45") && VoicePrompts.words(granted.voice) == "已贴补您需支付二十三元四角五分请取走凭条")
+        let confirm = Guidance.of(code: "confirm", profile: .hospital, settings: settings, patientPaysFen: 200)
+        #expect(VoicePrompts.words(confirm.voice) == "请核对金额您需支付两元金额无误，请按确认", "\(confirm)")
+    }
+
+    /// Issue 20 item 7: codes of different meaning never share their words; full-width
+    /// punctuation in Chinese text (no ASCII comma, full stop, colon or parenthesis).
+    @Test("every code has words of its own, in full-width punctuation")
+    func distinctWords() {
+        let settings = ScreenSettings()
+        // Codes that mean the same to the person at the counter may share their words.
+        let same: [Set<String>] = [["snapshot_missing", "snapshot_expired", "clock_suspect", "device_retired", "store_error", "disk_full",
+                                    "internal_error", "reader_gone"], ["card_unreadable", "card_error"]]
+        let codes = ReasonCode.allCases.map(\.rawValue) + Self.operating
+        var seen: [String: String] = [:]
+        for code in codes {
+            let g = Guidance.of(code: code, profile: .hospital, settings: settings, patientPaysFen: 100, action: "charge")
+            let words = g.headline + "|" + g.next
+            if let other = seen[words], !same.contains(where: { $0.contains(code) && $0.contains(other) }) {
+                Issue.record("\(code) and \(other) say the same: \(words)")
+            }
+            seen[words] = seen[words] ?? code
+            let chinese = g.headline + g.next
+            #expect(!chinese.contains(",") && !chinese.contains(". ") && !chinese.contains("(") && !chinese.contains(":"), "\(code): \(chinese)")
+            #expect(!chinese.contains("二元"), "\(code): \(chinese)")
+        }
+    }
+
+    /// Issue 20 item 3: which outcome ends a bill and which leaves it waiting (fails closed).
+    @Test("the outcome table of a hospital bill")
+    func billOutcomeTable() {
+        let ending = ["person_suspended", "person_revoked", "card_lost", "card_revoked", "card_replaced", "card_expired", "card_unknown",
+                      "not_eligible", "limit_exhausted", "device_retired", "snapshot_missing", "snapshot_expired", "store_error", "disk_full",
+                      "bill_already_subsidised", "something_nobody_planned"]
+        for code in ending { #expect(BillRules.status(afterCode: code, cardOnlyClock: false) == .refused, "\(code)") }
+        let retry = ["card_unreadable", "card_removed", "card_not_authentic", "card_write_refused", "wrong_patient", "pcscd_unavailable"]
+        for code in retry { #expect(BillRules.status(afterCode: code, cardOnlyClock: false) == .waiting, "\(code)") }
+        #expect(BillRules.status(afterCode: "clock_suspect", cardOnlyClock: false) == .refused)
+        #expect(BillRules.status(afterCode: "clock_suspect", cardOnlyClock: true) == .waiting)
+        #expect(BillRules.ending.isDisjoint(with: BillRules.retry))
     }
 
     @Test("amounts are said the Chinese way", arguments: [
         (Int64(12345), "一百二十三元四角五分"), (60000, "六百元"), (1005, "十元零五分"), (100500, "一千零五元"), (3002000, "三万零二十元"),
-        (0, "零元"), (50, "五角"), (5, "五分"), (110000, "一千一百元"), (1100000, "一万一千元"), (1200000000, "一千二百万元"), (200, "二元"),
+        (0, "零元"), (50, "五角"), (5, "五分"), (110000, "一千一百元"), (1100000, "一万一千元"), (1200000000, "一千二百万元"), (200, "两元"),
+        (20000, "两百元"), (22, "两角两分"), (2200, "二十二元"), (2000000, "两万元"),
         (1000, "十元"), (1900, "十九元"), (10010000, "十万零一百元"),
     ])
     func amounts(fen: Int64, said: String) {

@@ -13,7 +13,7 @@ import Testing
             let jws = try ReceiptJWS.sign(content: content, key: key)
             let bytes = try ESCPOS.encode(content: content, jws: jws, paper: paper)
             let doc = try ESCPODecoderCheck.decode(bytes)
-            #expect(doc.textLines == ReceiptLayout.lines(for: content))
+            #expect(doc.textLines == ReceiptLayout.lines(for: content) + BillSlip.footLines)
             #expect(doc.cuts == 1)
             let title = try #require(doc.lines.first)
             #expect(title.bold && title.alignment == .center && title.heightScale == 2)
@@ -173,7 +173,7 @@ enum ESCPODecoderCheck {
         let rendered = try ReceiptRenderer.render(vectorSubsidy, key: key, paper: .mm80)
         #expect(rendered.jws == (try Fixtures.receiptJWS()))
         let preview = try ReceiptPreview(escpos: rendered.escpos)
-        #expect(preview.textLines == rendered.lines && preview.text == ReceiptLayout.text(for: vectorSubsidy))
+        #expect(preview.textLines == rendered.lines + BillSlip.footLines && preview.text == (ReceiptLayout.lines(for: vectorSubsidy) + BillSlip.footLines).joined(separator: "\n"))
         #expect(try zbarScan(try #require(preview.qrPNG)) == Array(rendered.jws.utf8))
     }
 }

@@ -65,6 +65,28 @@ enum HubCase {
         return r
     }
 
+    static let card25 = "3307820000100025"
+    static let ref25 = "8919243b61b2010949797f63b0328dfc"
+
+    /// A `legal_aid_application` of card …0025 with the card's consent (upload spec §1,
+    /// amendment 2026-12-06), signed with the card's test key over the fields as given;
+    /// `edit` then changes what a test wants changed (after the card signed).
+    static func legalAid(seq: Int, device: String = Fixtures.deviceID, matter: String = "labor_remuneration", phone: String? = "13800000000",
+                         createdAt: String = "2026-11-22T03:05:00Z", edit: (inout [String: Any]) throws -> Void = { _ in }) throws -> [String: Any] {
+        let application = SettlementRecord.LegalAidApplication(cardNumber: card25, personRef: ref25, program: "LA-DIRECT", matter: matter,
+                                                               contactPhone: phone)
+        let digest = Array(SHA256.hash(data: [0x72, 0x00]))
+        let challenge = Array(SHA256.hash(data: application.consentPreimage(deviceID: device, createdAt: createdAt)))
+        let message = Array("CARD-AUTH-V2".utf8) + Array(card25.utf8) + challenge + digest
+        var r: [String: Any] = ["record_id": "\(device)-\(seq)", "seq": seq, "kind": "legal_aid_application", "created_at": createdAt,
+                                "snapshot_id": "330782-20261122-01", "card_number": card25, "person_ref": ref25, "program": "LA-DIRECT",
+                                "matter": matter, "priority": true, "card_usage_digest": TestCards.hex(digest),
+                                "card_auth": try TestCards.privateKey(card25).signature(for: message).base64EncodedString()]
+        if let phone { r["contact_phone"] = phone }
+        try edit(&r)
+        return r
+    }
+
     static func alert(seq: Int, device: String = Fixtures.deviceID, detail: String = "x") -> [String: Any] {
         ["record_id": "\(device)-\(seq)", "seq": seq, "kind": "alert", "created_at": "2026-11-22T03:00:00Z", "snapshot_id": NSNull(),
          "code": "printer_fault", "detail": detail]
@@ -308,11 +330,59 @@ struct HubTests {
                 ["record_id": "KSK-TEST-0001-3", "seq": 3, "kind": "legal_aid_application", "created_at": "2026-11-22T03:00:00Z",
                  "snapshot_id": "330782-20261122-01", "card_number": "3307820000100025", "person_ref": "8919243b61b2010949797f63b0328dfc",
                  "program": "HM-SUBSIDY", "matter": "social_insurance", "priority": true],
-                ["record_id": "KSK-TEST-0001-4", "seq": 4, "kind": "legal_aid_application", "created_at": "2026-11-22T03:00:00Z",
-                 "snapshot_id": "330782-20261122-01", "card_number": "3307820000100025", "person_ref": "8919243b61b2010949797f63b0328dfc",
-                 "program": "LA-DIRECT", "matter": "social_insurance", "priority": true],
+                try HubCase.legalAid(seq: 4, matter: "social_insurance"),
             ])
             #expect(answers.map(\.reason) == ["unknown_program", "unknown_program", "unknown_program", nil])
+        }
+    }
+
+    /// Upload spec §1 and §5 step 4, amendment 2026-12-06: without the card, no device files for its holder.
+    @Test("bad_card_auth: a legal-aid application needs the card's consent over every field, once")
+    func badCardAuth() async throws {
+        try await withHub(now: vectorHubClock) { hub in
+            let first = try HubCase.legalAid(seq: 1)
+            let answers = try await hub.send([
+                first,
+                try HubCase.legalAid(seq: 2) { $0["matter"] = "domestic_violence" },      // changed after signing
+                try HubCase.legalAid(seq: 3) { $0["contact_phone"] = "13900000000" },    // changed after signing
+                try HubCase.legalAid(seq: 4) { $0["card_auth"] = first["card_auth"] },   // the consent of 1 again
+                try HubCase.legalAid(seq: 5) { $0["card_auth"] = nil; $0["card_usage_digest"] = nil },  // none
+                try HubCase.legalAid(seq: 6, device: "KSK-TEST-0002") { $0["record_id"] = "KSK-TEST-0001-6" },   // made for another device
+                try HubCase.legalAid(seq: 7) { $0["card_usage_digest"] = String(repeating: "0", count: 64) },
+                try HubCase.legalAid(seq: 8, phone: nil, createdAt: "2026-11-22T03:06:00Z"),
+            ])
+            #expect(answers.map(\.reason) == [nil, "bad_card_auth", "bad_card_auth", "bad_card_auth", "bad_card_auth", "bad_card_auth",
+                                              "bad_card_auth", nil], "\(answers)")
+        }
+        // Before the configured consent start an application without consent is accepted, flagged.
+        try await withHub(now: vectorHubClock, consentStart: try #require(RecordRules.rfc3339("2026-12-01T00:00:00Z"))) { hub in
+            let answers = try await hub.send([try HubCase.legalAid(seq: 1) { $0["card_auth"] = nil; $0["card_usage_digest"] = nil }])
+            #expect(answers.first?.reason == nil && answers.first?.flags == ["no_card_auth"], "\(answers)")
+        }
+        try await withHub(now: vectorHubClock, consentStart: try #require(RecordRules.rfc3339("2026-11-22T00:00:00Z"))) { hub in
+            let answers = try await hub.send([try HubCase.legalAid(seq: 1) { $0["card_auth"] = nil; $0["card_usage_digest"] = nil }])
+            #expect(answers.first?.reason == "bad_card_auth", "\(answers)")
+        }
+    }
+
+    /// `vectors/legal-aid-consent.json`: the worked example's challenge and card_auth, rebuilt from the rule.
+    @Test("the consent vector: challenge and card_auth from the rule")
+    func consentVector() throws {
+        let v = Vectors.json("legal-aid-consent.json")
+        let cases = try #require(v["cases"] as? [[String: Any]])
+        #expect(cases.count == 2)
+        for c in cases {
+            let f = try #require(c["record_fields"] as? [String: Any])
+            let l = SettlementRecord.LegalAidApplication(cardNumber: f["card_number"] as! String, personRef: f["person_ref"] as! String,
+                                                         program: f["program"] as! String, matter: f["matter"] as! String,
+                                                         contactPhone: f["contact_phone"] as? String,
+                                                         cardUsageDigest: c["card_usage_digest"] as? String, cardAuth: c["card_auth"] as? String)
+            let preimage = l.consentPreimage(deviceID: f["device_id"] as! String, createdAt: f["created_at"] as! String)
+            #expect(TestCards.hex(preimage) == c["challenge_preimage_hex"] as? String)
+            #expect(TestCards.hex(Array(SHA256.hash(data: preimage))) == c["challenge_hex"] as? String)
+            let key = try TestCards.privateKey(l.cardNumber).publicKey.rawRepresentation
+            #expect(RecordRules.cardAuth(l, deviceID: f["device_id"] as! String, createdAt: f["created_at"] as! String, cardKey: Array(key)) == nil)
+            #expect(RecordRules.cardAuth(l, deviceID: "KSK-TEST-0001", createdAt: f["created_at"] as! String, cardKey: Array(key)) != nil)
         }
     }
 

@@ -121,11 +121,12 @@ struct HubFixture {
     static func start(roster: Roster? = nil, limits: HubLimits = HubLimits(), faults: HubFaults = .none,
                       now: Date = testEpoch.addingTimeInterval(60), tls: TLSConfiguration? = nil,
                       rosterKeys: [String: Curve25519.Signing.PublicKey] = [:], database: HubDatabase? = nil,
-                      publicationPoll: Duration? = nil) async throws -> HubFixture {
+                      publicationPoll: Duration? = nil, consentStart: Date? = nil) async throws -> HubFixture {
         let db = try database ?? testHubDatabase()
         let clock = TestClock(now)
         let hub = SettlementHub(database: db, roster: try roster ?? snapshotRoster(), limits: limits, faults: faults,
-                                now: { clock.now }, logger: quietLogger, rosterKeys: rosterKeys, publicationPoll: publicationPoll)
+                                now: { clock.now }, logger: quietLogger, rosterKeys: rosterKeys, publicationPoll: publicationPoll,
+                                consentStart: consentStart)
         let running = try await hub.start(tls: tls)
         return HubFixture(hub: hub, running: running, clock: clock)
     }
@@ -202,8 +203,9 @@ func eventually(timeout: Duration = .seconds(20), _ condition: () async throws -
 
 /// Runs `body` with a fresh in-process hub, stopped afterwards whatever happens.
 func withHub<T>(roster: Roster? = nil, limits: HubLimits = HubLimits(), faults: HubFaults = .none, now: Date = testEpoch.addingTimeInterval(60),
-                rosterKeys: [String: Curve25519.Signing.PublicKey] = [:], _ body: (HubFixture) async throws -> T) async throws -> T {
-    let hub = try await HubFixture.start(roster: roster, limits: limits, faults: faults, now: now, rosterKeys: rosterKeys)
+                rosterKeys: [String: Curve25519.Signing.PublicKey] = [:], consentStart: Date? = nil,
+                _ body: (HubFixture) async throws -> T) async throws -> T {
+    let hub = try await HubFixture.start(roster: roster, limits: limits, faults: faults, now: now, rosterKeys: rosterKeys, consentStart: consentStart)
     do {
         let result = try await body(hub)
         await hub.stop()

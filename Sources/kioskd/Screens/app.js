@@ -57,7 +57,7 @@ function render(s) {
   current = s;
   document.getElementById("where").textContent = s.institution || "";
   document.getElementById("title").textContent = s.profile === "township" ? "惠民服务终端" : "惠民医疗自助终端";
-  document.getElementById("freshness").textContent = s.freshness || "";
+  document.getElementById("help").textContent = s.help_desk ? `需要帮助：${s.help_desk}${s.help_phone ? "，电话 " + s.help_phone : ""}` : "";
   const notice = document.getElementById("notice");
   notice.hidden = !s.notice;
   notice.textContent = s.notice ? "设备正在恢复，请稍候" : "";
@@ -104,7 +104,7 @@ function render(s) {
     return focusFirst();
   }
   if (s.card_present && !s.bill && s.profile === "hospital") {
-    screen.innerHTML = `<section class="prompt wait"><p class="take">请取走卡片</p><p class="next">下一位请刷卡</p></section>`;
+    screen.innerHTML = `<section class="prompt wait"><p class="big take">请取走卡片</p><p class="next">下一位请刷卡</p></section>`;
     return focusFirst();
   }
   screen.innerHTML = `<section class="prompt"><p class="big">请刷卡</p><p class="next">把惠民卡放在读卡器上</p>${bill}</section>`;
@@ -118,7 +118,7 @@ function renderConfirm(s, r) {
     .reduce((a, p) => a + p.remaining_fen, 0);
   const ref = encodeURIComponent(r.bill_reference || "");
   screen.innerHTML = `<section class="confirm">` +
-    `<p class="headline">${esc(r.headline)}${r.figures_changed ? "（金额有变化）" : ""}</p>` +
+    `<p class="big">${esc(r.headline)}${r.figures_changed ? "（金额有变化）" : ""}</p>` +
     `<table class="bill-lines"><tr><td>账单</td><td class="num">${yuan(r.bill_fen)}</td></tr>` +
     `<tr><td>惠民卡减免</td><td class="num">${yuan(r.subsidy_fen)}</td></tr></table>` +
     `<div class="pay"><span>您需支付</span><b class="num amount">${yuan(r.patient_pays_fen)}</b></div>` +
@@ -137,7 +137,7 @@ function renderConfirm(s, r) {
 // Legal aid (issue 20 item 5): choosing a matter opens a confirmation; 返回 has the focus.
 function chooseMatter(code, name) {
   if (!current) return;
-  screen.innerHTML = `<section class="confirm"><p class="headline">您要申请的事项</p><p class="big">${esc(name || code)}</p>` +
+  screen.innerHTML = `<section class="confirm"><p class="headline">您要申请的事项</p><p class="big" id="matter">${esc(name || code)}</p>` +
     `<p class="next">确认提交请按“确认”，选错了请按“返回”。</p>` +
     `<div class="actions"><button class="action" id="back" data-key="0"><span class="key">0</span>返回</button>` +
     `<button class="action yes" id="file" data-key="1"><span class="key">1</span>确认</button></div></section>`;
