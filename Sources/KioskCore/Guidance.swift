@@ -24,7 +24,7 @@ public struct Guidance: Sendable, Equatable {
         var g = words(code: code, profile: profile, settings: settings, patientPaysFen: patientPaysFen, action: action)
         if billEnded && code != "granted" {
             let pays = patientPaysFen.map { "\(Money.yuan($0)) 元" } ?? "全部费用"
-            g.next += "本次请到\(settings.helpDesk)支付 \(pays)。"
+            g.next += "请到\(settings.helpDesk)支付 \(pays)。"
             g.voice.append("pay_at_cashier")
         }
         return g
@@ -160,13 +160,25 @@ public enum VoicePrompts {
             "bill_already_subsidised": "这张账单已经减免过",
             "matter_not_covered": "此事项不能凭卡申请",
             "legal_aid_daily_limit": "今天不能再申请，请明天再来",
+            "confirm_matter": "确认提交请按确认，选错了请按返回",
             "yuan": "元", "jiao": "角", "fen": "分",
             "u10": "十", "u100": "百", "u1000": "千", "u10000": "万",
             "liang": "两",
         ]
         for (d, w) in ["零", "一", "二", "三", "四", "五", "六", "七", "八", "九"].enumerated() { c["d\(d)"] = w }
+        // Issue 20 item 5: every matter of the legal-aid list is read aloud when focused (a
+        // matter outside this list is shown, not said).
+        for (code, name) in matters { c["matter_" + code] = name }
         return c
     }()
+
+    /// The matters of 凭卡直接申请法律援助 (the snapshot's `LA-DIRECT`), each with a clip `matter_<code>`.
+    public static let matters: [(String, String)] = [
+        ("social_insurance", "请求给予社会保险待遇"), ("relief_payment", "请求发放抚恤金、救济金"),
+        ("support_payment", "请求给付赡养费、抚养费、扶养费"), ("labor_remuneration", "请求支付劳动报酬"),
+        ("injury_compensation", "请求医疗、交通、工伤事故赔偿"), ("agricultural_fraud", "伪劣农药种子化肥坑农"),
+        ("environmental_damage", "环境污染损害"), ("domestic_violence", "家庭暴力"),
+    ]
 
     /// Clip ids that say an amount of fen the Chinese way: 12345 → 一百二十三元四角五分;
     /// a lone 2 before a unit is 两 (两元, 两角, 两百, 两千, 两万), never 二元.

@@ -182,3 +182,39 @@ extension PCSCIntegrationTests {
         #expect(try d.stop().0 == 0)
     }
 }
+
+extension PCSCIntegrationTests {
+    /// Issue 20 item 8: a bill shared by two programs prints one slip with two codes; each code,
+    /// read back from the printer bytes with zbarimg, verifies as its record's receipt.
+    @Test func aTwoProgramBillPrintsOneSlipWithTwoCodes() throws {
+        let dir = try provisionedStateDir()
+        let d = try Daemon(stateDir: dir, environment: Self.fast)
+        let cookie = try d.screenCookie()
+        #expect(try d.post("/api/bills", #"{"bill_reference":"H-TWO-1","bill_fen":20000}"#).0 == 202)
+        try Harness.withCard(Vectors.emulator("3307820000000058")) { _, _ in
+            let p = try d.waitForResult(code: "confirm")
+            #expect(p["subsidy_fen"] as? Int == 20000 && p["patient_pays_fen"] as? Int == 0, "\(p)")
+            #expect(try d.screenPost("/api/bills/H-TWO-1/confirm", cookie: cookie).0 == 202)
+            let r = try d.waitForResult(code: "granted")
+            #expect((r["records"] as? [String])?.count == 2 && r["receipt"] as? String == "printed", "\(r)")
+        }
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir + "/receipts")
+        let slips = files.filter { $0.hasSuffix(".escpos") }
+        try #require(slips.count == 1, "\(files)")
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: dir + "/receipts/" + slips[0])))
+        let text = String(decoding: try Data(contentsOf: URL(fileURLWithPath: dir + "/receipts/" + slips[0].replacingOccurrences(of: ".escpos", with: ".txt"))),
+                          as: UTF8.self)
+        #expect(text.components(separatedBy: "您需支付").count == 2 && text.contains("二维码仅供核验，不是付款码") && text.contains("请保留此凭条"), "\(text)")
+        #expect(text.contains("惠民医疗费用贴补") && text.contains("集中供养人员门诊费补助"))
+        #expect(bytes.count > 1000)
+        let stem = slips[0].replacingOccurrences(of: ".escpos", with: "")
+        var verified: [String] = []
+        for png in [stem + ".png", stem + "-2.png"] {
+            let (s, out, err) = try Harness.run("kioskctl", ["receipt", "verify", "--state-dir", dir, dir + "/receipts/" + png])
+            #expect(s == 0, "\(png): \(err)")
+            verified.append(out)
+        }
+        #expect(verified[0].contains("KSK-TEST-0001-1") && verified[1].contains("KSK-TEST-0001-2"), "\(verified)")
+        #expect(try d.stop().0 == 0)
+    }
+}

@@ -78,7 +78,7 @@ function render(s) {
       body += `<div class="pay"><span>您需支付</span><b class="num amount">${yuan(r.patient_pays_fen)}</b></div>`;
       if (!r.redacted) body += `<table class="bill-lines"><tr><td>账单</td><td class="num">${yuan(r.bill_fen)}</td><td>惠民卡减免</td><td class="num">${yuan(r.subsidy_fen)}</td></tr></table>`;
     } else if (r.action === "charge" && r.bill_ended && r.patient_pays_fen !== undefined && r.patient_pays_fen !== null) {
-      body += `<div class="pay"><span>请到收费窗口支付</span><b class="num amount">${yuan(r.patient_pays_fen)}</b></div>`;
+      body += `<div class="pay"><span>请到${esc(s.help_desk || "收费窗口")}支付</span><b class="num amount">${yuan(r.patient_pays_fen)}</b></div>`;
     }
     body += programs(r.programs || []);
     if (r.code === "eligible" && !r.redacted) body += matters(r.programs || [], s.card_present && s.profile === "township");
@@ -89,7 +89,11 @@ function render(s) {
     if (r.receipt === "not printed") body += `<p class="next warn">凭条没有打印出来，请到${esc(s.help_desk)}补打。</p>`;
     if (r.card_number) body += `<p class="who">卡号 ${esc(r.card_number)}${r.holder ? " · " + esc(r.holder) : ""}</p>`;
     screen.innerHTML = body + bill + "</section>";
-    screen.querySelectorAll("button[data-matter]").forEach((b) => b.addEventListener("click", () => chooseMatter(b.dataset.matter, b.dataset.name)));
+    screen.querySelectorAll("button[data-matter]").forEach((b) => {
+      b.addEventListener("click", () => chooseMatter(b.dataset.matter, b.dataset.name));
+      // Every matter is read aloud when focused (issue 20 item 5).
+      b.addEventListener("focus", () => { if (userMoved) speak([`matter_${b.dataset.matter}`], `focus|${b.dataset.matter}|${Date.now()}`, current); });
+    });
     const slip = document.getElementById("slip");
     if (slip) slip.addEventListener("click", printSlip);
     const cancel = document.getElementById("cancel");
@@ -144,6 +148,7 @@ function chooseMatter(code, name) {
   const back = document.getElementById("back"), file = document.getElementById("file");
   back.addEventListener("click", () => render(Object.assign({}, current, { seq: shownSeq })));
   file.addEventListener("click", () => { back.disabled = true; file.disabled = true; post("/api/legal-aid", { matter: code }); });
+  speak([`matter_${code}`, "confirm_matter"], `matter|${code}|${Date.now()}`, current);
   back.focus({ preventScroll: true });
 }
 
@@ -154,7 +159,12 @@ function focusFirst(safe) {
   const b = Array.from(screen.querySelectorAll("button:not([disabled])")).find((x) => !safe || x.id !== "cancel");
   if (b) b.focus({ preventScroll: true });
 }
+// A focus the person moved (keypad, touch) reads the matter aloud; the render's own focus does not
+// talk over the result's prompt.
+let userMoved = false;
+document.addEventListener("pointerdown", () => { userMoved = true; });
 document.addEventListener("keydown", (e) => {
+  userMoved = true;
   const buttons = Array.from(screen.querySelectorAll("button:not([disabled])"));
   if (/^[0-9]$/.test(e.key)) {
     const b = buttons.find((x) => x.dataset.key === e.key);
