@@ -101,12 +101,13 @@ SNAPSHOT=Provisioning/demo/snapshot-small.jsonl
 CARDS=Provisioning/demo/cards.json
 HUB=http://127.0.0.1:8470
 
-provision() {  # name device-id institution profile seed help-desk
+provision() {  # name device-id institution profile seed help-desk display-name
     # The demo devices take the vector seeds so that the vector snapshot's device entries and
     # the hub's roster know their keys; a real device makes its key itself (no seed).
     "$BIN/kioskctl" provision --state-dir "$DEMO/$1" --device-id "$2" --institution "$3" --profile "$4" \
         --issuer-key "$ISSUER" --authority-key "$AUTHORITY" --device-ca-key "$DEVICE_CA" --hub-url "$HUB" \
-        --printer "file:$DEMO/$1/receipts/" --device-key-seed "$5" --help-desk "$6" >/dev/null
+        --printer "file:$DEMO/$1/receipts/" --device-key-seed "$5" --help-desk "$6" \
+        --display-name "$7" --help-phone "0579-8888 1234" >/dev/null
     # Certification: the device's request goes to the platform, the certificate comes back.
     "$BIN/kioskctl" certificate request --state-dir "$DEMO/$1" >"$DEMO/$1.request"
     "$BIN/device-ca" issue --ca-key "$DEMO/device-ca.key" --ca-key-id 330782-device-ca-test \
@@ -115,8 +116,8 @@ provision() {  # name device-id institution profile seed help-desk
     "$BIN/kioskctl" snapshot install --state-dir "$DEMO/$1" "$SNAPSHOT"
     "$BIN/kioskctl" voice generate --state-dir "$DEMO/$1" >/dev/null || echo "voice prompts not generated (espeak-ng missing)" >&2
 }
-provision hospital KSK-TEST-0001 330782-H01 hospital x5ltRC+avHN24CoyFoUz5aWKCtIuAPrNcCW5jVKMTqU= "1 号收费窗口"
-provision township KSK-TEST-0002 330782-H02 township MfSiw5nBRJ7StYQeiAl3Ydt9MnY9IfdDsNu9hmzmpD8= "2 号民政窗口"
+provision hospital KSK-TEST-0001 330782-H01 hospital x5ltRC+avHN24CoyFoUz5aWKCtIuAPrNcCW5jVKMTqU= "1 号收费窗口" "市第一人民医院"
+provision township KSK-TEST-0002 330782-H02 township MfSiw5nBRJ7StYQeiAl3Ydt9MnY9IfdDsNu9hmzmpD8= "2 号民政窗口" "城关镇便民服务中心"
 
 "${DETACHED[@]}" "$BIN/settlement-hub" --port 8470 --db "$DEMO/hub.sqlite" --snapshot "$SNAPSHOT" </dev/null >"$DEMO/hub.log" 2>&1 & echo $! >>"$DEMO/pids"
 # The demo's kiosks run on the vectors' fixed day (BENEFIT_KIOSK_TEST_NOW above) while the hub
@@ -171,26 +172,51 @@ print("phase", s.get("phase"), "· card", r.get("card_number") or "none", "·", 
     echo "$s" | python3 -c 'import json,sys; s=json.load(sys.stdin); r=s.get("result") or {}; print("  screen:", r.get("code"), "·", r.get("message"), "·", {k: r[k] for k in ("card_number","subsidy_fen","patient_pays_fen","records","receipt","detail","matter") if r.get(k)})'
 }
 
-echo; echo "── 1. hospital: the HIS sends a bill of ¥100.00, patient 王秀英 taps card …0017"
+# The screen's own session (issue 20): what the kiosk's browser gets by opening the one-time
+# screen URL; 确认, 取消 and legal-aid filing need it (the bill token cannot press them).
+screen_session() {  # STATE_DIR PORT → a cookie jar file
+    local jar="$1/screen.cookies"
+    curl -fs -c "$jar" -o /dev/null "$("$BIN/kioskctl" screen-url --state-dir "$1")" || stopped "the screen URL of $1 did not open a session"
+    echo "$jar"
+}
+confirming() {  # PORT CARD_LAST4: wait for that card's pre-settlement on the screen and print it
+    local s=""
+    for _ in $(seq 1 100); do
+        s=$(curl -fs "http://127.0.0.1:$1/api/state" || true)
+        echo "$s" | python3 -c 'import json,sys
+s=json.load(sys.stdin); r=s.get("result") or {}
+sys.exit(0 if s.get("phase")=="confirm" and (r.get("card_number") or "").endswith(sys.argv[1]) else 1)' "$2" 2>/dev/null && break
+        s=""; sleep 0.1
+    done
+    [ -n "$s" ] || stopped "the screen at http://127.0.0.1:$1/ did not show card …$2's pre-settlement within 10 s"
+    echo "$s" | python3 -c 'import json,sys; r=json.load(sys.stdin)["result"]; print("  pre-settlement: bill", r["bill_fen"], "subsidy", r["subsidy_fen"], "patient pays", r["patient_pays_fen"], "(nothing written yet)")'
+}
+HOSPITAL_SCREEN=$(screen_session "$DEMO/hospital" 8080)
+TOWNSHIP_SCREEN=$(screen_session "$DEMO/township" 8081)
+
+echo; echo "── 1. hospital: the HIS sends a bill of ¥100.00 for 王秀英, she taps card …0017 and presses 确认"
 # The API token a local system sends (Authorization: Bearer): the hospital's bill API token
 # is made at provisioning; the township's legal-aid API takes one made the same way.
 token() { "$BIN/kioskctl" bill-api-token --state-dir "$1" --create 2>/dev/null || true; }
 BILL_AUTH=(); t=$(token "$DEMO/hospital"); [ -z "$t" ] || BILL_AUTH=(-H "Authorization: Bearer $t")
-LEGAL_AID_AUTH=(); t=$(token "$DEMO/township"); [ -z "$t" ] || LEGAL_AID_AUTH=(-H "Authorization: Bearer $t")
 BILL=$(curl -s -XPOST http://127.0.0.1:8080/api/bills "${BILL_AUTH[@]}" -H 'Content-Type: application/json' \
-    -d '{"bill_reference":"H01-20261122-000123","bill_fen":10000}' -w ' (HTTP %{http_code})' || true)
+    -d '{"bill_reference":"H01-20261122-000123","bill_fen":10000,"patient_id_number":"330782195603121285"}' -w ' (HTTP %{http_code})' || true)
 echo "$BILL"
 case $BILL in *"(HTTP 202)") ;; *) stopped "step 1: the hospital kiosk did not take the bill: $BILL" ;; esac
-card 3307820000000017 35963; result 1 8080 0017 granted; pull 35963
+card 3307820000000017 35963; confirming 8080 0017
+curl -fs -XPOST -b "$HOSPITAL_SCREEN" -H 'Content-Type: application/json' -d '{}' \
+    http://127.0.0.1:8080/api/bills/H01-20261122-000123/confirm >/dev/null || stopped "step 1: 确认 was refused"
+result 1 8080 0017 granted; pull 35963
+echo "  the HIS reads: $(curl -s "${BILL_AUTH[@]}" http://127.0.0.1:8080/api/bills/H01-20261122-000123)"
 RECEIPT=$(ls "$DEMO"/hospital/receipts/*.png 2>/dev/null | head -1 || true)
 [ -n "$RECEIPT" ] || stopped "step 1: no receipt was printed to $DEMO/hospital/receipts/"
 VERIFIED=$("$BIN/kioskctl" receipt verify --state-dir "$DEMO/hospital" "$RECEIPT") || stopped "step 1: the receipt's QR does not verify ($RECEIPT)"
 echo "  receipt QR verified: $VERIFIED"
 echo; echo "── 2. hospital: 陈桂兰's allowance is stopped (停保): card …0033, no bill"
 card 3307820000000033 35963; result 2 8080 0033 person_suspended; pull 35963
-echo; echo "── 3. township: 李建国 taps his legal aid card …0025 and applies (labor remuneration)"
+echo; echo "── 3. township: 李建国 taps his legal aid card …0025 and applies (labor remuneration); the card consents"
 card 3307820000100025 35964; result 3 8081 0025 eligible
-APPLIED=$(curl -s -XPOST http://127.0.0.1:8081/api/legal-aid "${LEGAL_AID_AUTH[@]}" -H 'Content-Type: application/json' \
+APPLIED=$(curl -s -XPOST http://127.0.0.1:8081/api/legal-aid -b "$TOWNSHIP_SCREEN" -H 'Content-Type: application/json' \
     -d '{"matter":"labor_remuneration"}' -w ' (HTTP %{http_code})' || true)
 case $APPLIED in *"(HTTP 202)") ;; *) stopped "step 3: the township kiosk did not take the legal-aid application: $APPLIED" ;; esac
 result 3 8081 0025 applied; pull 35964
@@ -208,6 +234,7 @@ cat <<EOT
 
 Where to look
   screens      http://127.0.0.1:8080/ (hospital)   http://127.0.0.1:8081/ (township)
+               to press 确认 there, open the one-time URL first: $BIN/kioskctl screen-url --state-dir $DEMO/hospital
                screenshot: chromium --headless --no-sandbox --timeout=3000 --screenshot=s.png http://127.0.0.1:8080/
   receipts     $DEMO/hospital/receipts/  $DEMO/township/receipts/  (.escpos as sent, .png QR, .txt text)
   ledger       $BIN/kioskctl ledger --state-dir $DEMO/hospital ;  kioskctl queue … ;  kioskctl receipt verify FILE.png …

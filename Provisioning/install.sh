@@ -45,8 +45,13 @@ install -m 0644 Hardware/udev/*.rules "$ROOT/etc/udev/rules.d/"
 install -m 0644 Provisioning/systemd/*.service "$ROOT/etc/systemd/system/"
 
 STATE="$ROOT/var/lib/benefit-kiosk"
+# The screen's browser runs as kiosk-screen; the screen's one-time URL is readable by its group.
+if [ -z "$ROOT" ] && ! getent group kiosk-screen >/dev/null; then groupadd --system kiosk-screen; fi
+if [ -z "$ROOT" ] && ! id kiosk-screen >/dev/null 2>&1; then
+    useradd --system --gid kiosk-screen --groups audio,video --home-dir /nonexistent --shell /usr/sbin/nologin kiosk-screen
+fi
 if [ -z "$ROOT" ] && ! id benefit-kiosk >/dev/null 2>&1; then
-    useradd --system --home-dir /var/lib/benefit-kiosk --shell /usr/sbin/nologin --groups lp benefit-kiosk
+    useradd --system --home-dir /var/lib/benefit-kiosk --shell /usr/sbin/nologin --groups lp,kiosk-screen benefit-kiosk
 fi
 install -d -m 0700 "$STATE"
 args=(provision --state-dir "$STATE" --device-id "$DEVICE_ID" --institution "$INSTITUTION" --profile "$PROFILE"
@@ -67,6 +72,9 @@ for k in $DEVICE_CA_KEYS; do args+=(--device-ca-key "$k"); done
 [ -n "${CANCEL_SECONDS:-}" ] && args+=(--cancel-seconds "$CANCEL_SECONDS")
 [ -n "${VOICE:-}" ] && args+=(--voice "$VOICE")
 [ -n "${VOLUME:-}" ] && args+=(--volume "$VOLUME")
+# Issue 20: the institution's name as people know it, and the help counter's phone.
+[ -n "${DISPLAY_NAME:-}" ] && args+=(--display-name "$DISPLAY_NAME")
+[ -n "${HELP_PHONE:-}" ] && args+=(--help-phone "$HELP_PHONE")
 "$ROOT$PREFIX/bin/kioskctl" "${args[@]}"
 # The voice prompts, made offline now (recorded WAVs of the same names put in
 # $STATE/voice beforehand are kept; kioskctl voice list names them).

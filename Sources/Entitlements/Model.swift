@@ -29,33 +29,6 @@ public enum ReasonCode: String, Sendable, Codable, CaseIterable {
     case wrongPatient = "wrong_patient"
     /// Issue 20: a card files at most 3 legal-aid applications a day (China Standard Time).
     case legalAidDailyLimit = "legal_aid_daily_limit"
-
-    /// What the screen says (Chinese first).
-    public var message: String {
-        switch self {
-        case .granted: return "已贴补 Subsidy applied"
-        case .eligible: return "卡片有效 Card valid"
-        case .cardUnreadable: return "无法读取卡片 Card unreadable"
-        case .cardNotAuthentic: return "卡片验证失败 Card not authentic"
-        case .cardExpired: return "卡片已过期 Card expired"
-        case .cardUnknown: return "卡片未登记 Card not registered"
-        case .cardLost: return "卡片已挂失 Card reported lost"
-        case .cardRevoked: return "卡片已注销 Card revoked"
-        case .cardReplaced: return "卡片已换发 Card replaced by a new card"
-        case .personSuspended: return "救助已暂停 Assistance suspended"
-        case .personRevoked: return "救助资格已取消 Assistance revoked"
-        case .notEligible: return "不符合救助条件 Not eligible"
-        case .limitExhausted: return "本年度额度已用完 Annual allowance used up"
-        case .snapshotMissing: return "未安装救助名单 No entitlement snapshot installed"
-        case .snapshotExpired: return "救助名单已过期 Entitlement snapshot expired"
-        case .cardRemoved: return "卡片已移开 Card removed too early"
-        case .cardWriteRefused: return "卡片拒绝写入 The card refused the write"
-        case .clockSuspect: return "设备时间异常 Device time wrong"
-        case .deviceRetired: return "设备未获授权 Device not certified"
-        case .wrongPatient: return "这张卡不是本账单的就诊人 This card is not the patient's of this bill"
-        case .legalAidDailyLimit: return "今天已申请 3 次 Three applications today already"
-        }
-    }
 }
 
 public enum CardKind: String, Sendable, Codable {

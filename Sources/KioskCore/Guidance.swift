@@ -30,6 +30,14 @@ public struct Guidance: Sendable, Equatable {
         return g
     }
 
+    /// The words of `code` in one line, as `kioskctl` and the HTTP answers print them: the
+    /// same texts as the screen and the voice (issue 20 item 7: one source).
+    public static func text(code: String, profile: DeviceConfig.Profile = .hospital, settings: ScreenSettings = ScreenSettings(),
+                            action: String = "check") -> String {
+        let g = of(code: code, profile: profile, settings: settings, action: action)
+        return g.headline + "：" + g.next
+    }
+
     static func words(code: String, profile: DeviceConfig.Profile, settings: ScreenSettings, patientPaysFen: Int64?, action: String) -> Guidance {
         let desk = settings.helpDesk
         let civil = "请到民政窗口咨询"

@@ -26,7 +26,7 @@ public struct OutcomeReport: Sendable, Equatable, CustomStringConvertible {
     /// A decision code of snapshot spec §6, or an operating code (`store_error`,
     /// `disk_full`, `pcscd_unavailable`, `bill_already_subsidised`, …).
     public var code: String
-    /// What the screen says.
+    /// What the screen says (`Guidance.text`: the screen's, the voice's and kioskctl's words).
     public var message: String
     /// For logs and `kioskctl`, never for a patient's screen.
     public var detail: String
@@ -52,7 +52,7 @@ public enum Outcomes {
         case .snapshotMissing: exit = .notReady
         default: exit = .declined
         }
-        return OutcomeReport(code: code.rawValue, message: code.message, detail: detail, httpStatus: 200, exit: exit)
+        return OutcomeReport(code: code.rawValue, message: Guidance.text(code: code.rawValue), detail: detail, httpStatus: 200, exit: exit)
     }
 
     /// Any error a card session, the store or the ledger can throw, mapped once. Unknown
@@ -67,48 +67,48 @@ public enum Outcomes {
             case .writeRefused: return report(.cardWriteRefused, detail: e.description)
             case .unreadable, .notABenefitCard, .transport: return report(.cardUnreadable, detail: e.description)
             case .serviceUnavailable:
-                return OutcomeReport(code: "pcscd_unavailable", message: "读卡服务中断, 请稍候 Card service unavailable, please wait",
+                return OutcomeReport(code: "pcscd_unavailable", message: Guidance.text(code: "pcscd_unavailable"),
                                      detail: e.description, httpStatus: 503, exit: .serviceUnavailable)
             case .readerGone:
-                return OutcomeReport(code: "reader_gone", message: "读卡器断开, 请联系工作人员 Card reader disconnected, please ask staff",
+                return OutcomeReport(code: "reader_gone", message: Guidance.text(code: "reader_gone"),
                                      detail: e.description, httpStatus: 503, exit: .noCard)
             default:
-                return OutcomeReport(code: "card_error", message: "读卡失败, 请重新刷卡 Card error, please tap again",
+                return OutcomeReport(code: "card_error", message: Guidance.text(code: "card_error"),
                                      detail: e.description, httpStatus: 503, exit: .noCard)
             }
         case let e as PCSCError:
             return report(CardError(e))
         case let e as StoreError:
             if e.kind == .diskFull {
-                return OutcomeReport(code: "disk_full", message: "设备暂停服务, 请到人工窗口 Kiosk paused, please go to a staffed counter",
+                return OutcomeReport(code: "disk_full", message: Guidance.text(code: "disk_full"),
                                      detail: e.description, httpStatus: 507, exit: .storage)
             }
-            return OutcomeReport(code: "store_error", message: "设备暂停服务, 请到人工窗口 Kiosk paused, please go to a staffed counter",
+            return OutcomeReport(code: "store_error", message: Guidance.text(code: "store_error"),
                                  detail: e.description, httpStatus: 503, exit: .storage)
         case let e as LedgerError:
             switch e {
             case .noSnapshot: return report(.snapshotMissing, detail: e.description)
             case .duplicateBill:
-                return OutcomeReport(code: "bill_already_subsidised", message: "此账单已贴补 This bill has already been subsidised",
+                return OutcomeReport(code: "bill_already_subsidised", message: Guidance.text(code: "bill_already_subsidised"),
                                      detail: e.description, httpStatus: 409, exit: .refused)
             case .pendingExists:
-                return OutcomeReport(code: "card_pending", message: "请重新刷卡 Please tap the card again",
+                return OutcomeReport(code: "card_pending", message: Guidance.text(code: "card_pending"),
                                      detail: e.description, httpStatus: 409, exit: .refused)
             case .staleDecision:
-                return OutcomeReport(code: "decision_stale", message: "请重新刷卡 Please tap the card again",
+                return OutcomeReport(code: "decision_stale", message: Guidance.text(code: "decision_stale"),
                                      detail: e.description, httpStatus: 409, exit: .refused)
             default:
-                return OutcomeReport(code: "ledger_refused", message: "无法办理, 请到人工窗口 Cannot be done here, please go to a staffed counter",
+                return OutcomeReport(code: "ledger_refused", message: Guidance.text(code: "ledger_refused"),
                                      detail: e.description, httpStatus: 409, exit: .refused)
             }
         case let e as BillError:
-            return OutcomeReport(code: "bad_bill", message: "账单有误, 请到收费窗口 Bill not valid, please go to the cashier",
+            return OutcomeReport(code: "bad_bill", message: Guidance.text(code: "bad_bill"),
                                  detail: e.description, httpStatus: 400, exit: .usage)
         case let e as DeviceError:
-            return OutcomeReport(code: "not_provisioned", message: "设备未就绪, 请联系工作人员 Kiosk not ready, please ask staff",
+            return OutcomeReport(code: "not_provisioned", message: Guidance.text(code: "not_provisioned"),
                                  detail: e.description, httpStatus: 503, exit: .notReady)
         default:
-            return OutcomeReport(code: "internal_error", message: "设备故障, 请到人工窗口 Kiosk fault, please go to a staffed counter",
+            return OutcomeReport(code: "internal_error", message: Guidance.text(code: "internal_error"),
                                  detail: "\(error)", httpStatus: 500, exit: .storage)
         }
     }

@@ -51,7 +51,8 @@ public struct ReceiptDesk {
         let settlement = try SettlementRecord.forReceipt(json: record.body)
         let info = try store.receiptInfo(recordID)
         let deviceID = device.config.deviceID
-        let institution = device.config.institution
+        // What people know the institution by (issue 20): its display name, else its code.
+        let institution = device.config.screenSettings.displayName ?? device.config.institution
         switch settlement.content {
         case .medicalSubsidy(let m):
             let program = try store.receiptProgram(m.program)

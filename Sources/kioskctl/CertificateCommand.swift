@@ -155,10 +155,14 @@ struct ScreenURL: ParsableCommand {
         commandName: "screen-url",
         abstract: "Print the one-time URL that opens the kiosk screen with its session (run as root or the kiosk user).")
     @OptionGroup var state: StateOptions
+    @Option(help: "The file kioskd keeps it in (default: /run/benefit-kiosk/screen-url when it exists, else STATE/screen-url).")
+    var file: String?
     func run() throws {
-        let file = state.url.appendingPathComponent("screen-url")
-        guard let text = try? String(contentsOf: file, encoding: .utf8), text.hasPrefix("http://127.0.0.1:") else {
-            fail(CommandFailure(message: "no screen URL in \(file.path): is kioskd running? (or run this as root or the kiosk user)", status: .notReady))
+        let run = URL(fileURLWithPath: "/run/benefit-kiosk/screen-url")
+        let url = file.map { URL(fileURLWithPath: $0) }
+            ?? (FileManager.default.fileExists(atPath: run.path) && state.stateDir == nil ? run : state.url.appendingPathComponent("screen-url"))
+        guard let text = try? String(contentsOf: url, encoding: .utf8), text.hasPrefix("http://127.0.0.1:") else {
+            fail(CommandFailure(message: "no screen URL in \(url.path): is kioskd running? (run this as root, the kiosk user or the screen's)", status: .notReady))
         }
         print(text.trimmingCharacters(in: .whitespacesAndNewlines))
     }

@@ -82,7 +82,7 @@ func cardJSON(_ c: PresentedCard) -> [String: Any] {
 }
 
 func statusJSON(_ d: StatusDecision) -> [String: Any] {
-    var o: [String: Any] = ["decision": d.code.rawValue, "message": d.code.message]
+    var o: [String: Any] = ["decision": d.code.rawValue, "message": Guidance.text(code: d.code.rawValue)]
     if !d.detail.isEmpty { o["detail"] = d.detail }
     var programs: [[String: Any]] = []
     for p in d.programs {
@@ -101,7 +101,7 @@ func statusJSON(_ d: StatusDecision) -> [String: Any] {
 }
 
 func statusText(_ d: StatusDecision) -> String {
-    var lines = ["\(d.code.rawValue): \(d.code.message)" + (d.detail.isEmpty ? "" : " (\(d.detail))")]
+    var lines = ["\(d.code.rawValue): \(Guidance.text(code: d.code.rawValue))" + (d.detail.isEmpty ? "" : " (\(d.detail))")]
     for p in d.programs {
         if let r = p.remainingFen {
             lines.append("  \(p.program.code) \(p.program.name): remaining \(yuan(r)) of \(yuan(p.program.limitFen ?? 0)) yuan this year")
@@ -166,7 +166,7 @@ struct Charge: ParsableCommand {
                 var j = cardJSON(o.card)
                 if !receipts.isEmpty { j["receipts"] = receipts }
                 j["decision"] = d.code.rawValue
-                j["message"] = d.code.message
+                j["message"] = Guidance.text(code: d.code.rawValue)
                 if !d.detail.isEmpty { j["detail"] = d.detail }
                 j["bill_fen"] = d.billFen
                 j["subsidy_fen"] = d.subsidyFen
@@ -178,7 +178,7 @@ struct Charge: ParsableCommand {
                 if o.alreadySubsidised { j["already_subsidised"] = true }
                 printJSON(j)
             } else {
-                print("\(d.code.rawValue): \(d.code.message)" + (d.detail.isEmpty ? "" : " (\(d.detail))"))
+                print("\(d.code.rawValue): \(Guidance.text(code: d.code.rawValue))" + (d.detail.isEmpty ? "" : " (\(d.detail))"))
                 print("  bill \(yuan(d.billFen)) yuan, subsidy \(yuan(d.subsidyFen)), patient pays \(yuan(d.isGranted ? d.patientPaysFen : d.billFen))")
                 for a in d.allocations { print("  \(a.program): \(yuan(a.subsidyFen)) (used \(yuan(a.usedBeforeFen)) → \(yuan(a.usedAfterFen)))") }
                 if !o.records.isEmpty { print("  records: \(o.records.map(\.recordID).joined(separator: ", ")); card sequence \(o.cardSequence ?? 0)") }

@@ -226,7 +226,7 @@ final class Engine: @unchecked Sendable {
             if case .failed(let why) = outcome { logger.error("withdrawal slip not printed", metadata: ["why": "\(why)"]) }
             var result = shown?.result ?? ScreenState.Result(action: "legal_aid", code: "cancelled", message: "", detail: "")
             result.code = "cancelled"
-            result.message = "申请已撤销 Application withdrawn"
+            result.message = Guidance.text(code: "cancelled", profile: .township)
             result.cancellable = false
             result.receipt = nil
             show(result)
@@ -391,7 +391,7 @@ final class Engine: @unchecked Sendable {
                                                                  matterName: name, now: kiosk.clock.now()), records: [r.recordID])
                     after.recordsQueued()
                     result.code = "applied"
-                    result.message = "已提交法律援助申请 Legal-aid application filed (优先受理、优先审批、优先指派)"
+                    result.message = Guidance.text(code: "applied", profile: .township)
                     if settings.cancelSeconds > 0 {
                         cancellable = (r.recordID, o.card.facts.cardNumber, .now() + .seconds(settings.cancelSeconds))
                         result.cancellable = true
@@ -429,7 +429,7 @@ final class Engine: @unchecked Sendable {
         do {
             let o = try onCard(reader) { try kiosk.charge($0, billFen: b.billFen, billReference: b.reference, patient: b.patient, step: step) }
             count(o.previewOnly ? "confirm" : o.decision.code.rawValue)
-            var result = ScreenState.Result(action: "charge", code: o.decision.code.rawValue, message: o.decision.code.message,
+            var result = ScreenState.Result(action: "charge", code: o.decision.code.rawValue, message: Guidance.text(code: o.decision.code.rawValue),
                                             detail: o.decision.detail, cardNumber: Masking.cardNumber(o.card.facts.cardNumber),
                                             holder: Masking.name(o.card.readout.holder.name), cardType: o.card.facts.kind.rawValue)
             result.billFen = o.alreadySubsidised ? o.decision.billFen : b.billFen
@@ -616,7 +616,7 @@ final class Engine: @unchecked Sendable {
     }
 
     static func result(_ action: String, _ d: StatusDecision, card: PresentedCard) -> ScreenState.Result {
-        var r = ScreenState.Result(action: action, code: d.code.rawValue, message: d.code.message, detail: d.detail,
+        var r = ScreenState.Result(action: action, code: d.code.rawValue, message: Guidance.text(code: d.code.rawValue, action: action), detail: d.detail,
                                    cardNumber: Masking.cardNumber(card.facts.cardNumber), holder: Masking.name(card.readout.holder.name),
                                    cardType: card.facts.kind.rawValue)
         r.programs = d.programs.map(Self.line)

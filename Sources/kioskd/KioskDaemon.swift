@@ -25,6 +25,8 @@ struct KioskDaemon: AsyncParsableCommand {
     @Option(help: "Receipt paper width in mm: 58 or 80.") var paper = "58"
     @Option(help: "Use only this reader (default: every reader, virtual ones only with --virtual-readers).") var reader: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
+    @Option(help: "Where to keep the screen's one-time URL (default: STATE/screen-url; the unit uses /run/benefit-kiosk/screen-url, group kiosk-screen).")
+    var screenURLFile: String?
     @Option(help: "Write the screen's pages for a set of sample states into this folder and exit (screenshots, accessibility checks, training).")
     var previewScreens: String?
 
@@ -106,7 +108,8 @@ struct KioskDaemon: AsyncParsableCommand {
             ], logger: logger))
         }
         // Issue 20 item 6: the screen's session and its one-time URL (kioskctl screen-url).
-        let session = try ScreenSession(stateDir: device.stateDir, port: port)
+        let session = try ScreenSession(stateDir: device.stateDir, port: port,
+                                        urlFile: screenURLFile.map { URL(fileURLWithPath: $0) })
         services.append(ScreenURLService(session: session))
         let router = buildRouter(engine: engine, hub: hub, device: device, registry: registry, port: port, session: session,
                                  sync: extras.sync)

@@ -13,7 +13,7 @@ enum ScreenPreviews {
     }()
 
     static func result(_ action: String, _ code: String, profile: DeviceConfig.Profile, _ edit: (inout ScreenState.Result) -> Void = { _ in }) -> ScreenState.Result {
-        let message = ReasonCode(rawValue: code)?.message ?? (code == "applied" ? "已提交法律援助申请 Legal-aid application filed" : "设备暂停服务 Service paused")
+        let message = Guidance.text(code: code, profile: profile, settings: settings, action: action)
         var r = ScreenState.Result(action: action, code: code, message: message, detail: "", cardNumber: "3307********0017", holder: "王*英",
                                    cardType: profile == .township ? "legal_aid" : "medical")
         edit(&r)

@@ -25,7 +25,7 @@ final class ScreenSession: Sendable {
     /// The one-time token and when it stops being valid.
     private let current = Mutex<(token: String, until: ContinuousClock.Instant)>(("", .now))
 
-    init(stateDir: URL, port: Int) throws {
+    init(stateDir: URL, port: Int, urlFile: URL? = nil) throws {
         let keyFile = stateDir.appendingPathComponent("screen-session.key")
         var key = (try? Data(contentsOf: keyFile)).map(Array.init) ?? []
         if key.count != 32 {
@@ -35,7 +35,7 @@ final class ScreenSession: Sendable {
             _ = partial.withUnsafeFileSystemRepresentation { p in keyFile.withUnsafeFileSystemRepresentation { q in rename(p!, q!) } }
         }
         cookieValue = Self.hex(Array(HMAC<SHA256>.authenticationCode(for: Array("BK-SCREEN-SESSION-V1".utf8), using: SymmetricKey(data: key))))
-        urlFile = stateDir.appendingPathComponent("screen-url")
+        self.urlFile = urlFile ?? stateDir.appendingPathComponent("screen-url")
         self.port = port
         try renew()
     }
