@@ -295,7 +295,12 @@ public final class Kiosk {
         // A bill this card already paid ends here, whatever the figures say now: a torn write
         // that presenting the card again just committed, or the hospital system sending the
         // same bill again. Receipt and "已贴补", never a second deduction nor "pay in full".
-        if let done = try store.deduction(billReference: billReference), done.state == .committed {
+        let earlier = try store.deduction(billReference: billReference)
+        // A torn write of this bill on another card: only that card may come back for it.
+        if let d = earlier, d.state == .pending, d.cardNumber != card.facts.cardNumber {
+            throw LedgerError.pendingExists(cardNumber: d.cardNumber)
+        }
+        if let done = earlier, done.state == .committed {
             guard done.cardNumber == card.facts.cardNumber else { throw LedgerError.duplicateBill(billReference) }
             var o = ChargeOutcome(card: card, decision: SubsidyDecision(code: .granted, detail: "this bill was already subsidised",
                                                                         billFen: done.billFen, allocations: done.allocations),

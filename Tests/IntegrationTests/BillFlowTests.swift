@@ -68,7 +68,15 @@ extension PCSCIntegrationTests {
             #expect(try d.bill("H-REST-1").1["status"] as? String == "waiting")
             // Take-card: said with the result and again while the card stays (3 times in all).
             Thread.sleep(forTimeInterval: 3)
+            #expect((try d.state()["result"] as? [String: Any])?["code"] as? String == "declined")   // kept while the card stays
         }
+        // The card taken: name and card number leave at once, the rest soon after.
+        let after = try d.waitForState("the result redacted or gone") {
+            guard let r = $0["result"] as? [String: Any] else { return true }
+            return r["redacted"] as? Bool == true
+        }
+        #expect((after["result"] as? [String: Any])?["card_number"] == nil && (after["result"] as? [String: Any])?["holder"] == nil)
+        _ = try d.waitForState("the result cleared") { $0["result"] == nil || $0["result"] is NSNull }
         // Tapped again, then no answer: the pre-settlement times out, nothing written. A long
         // poll started before the tap wakes when the bill turns `confirming`.
         let poll = try LongPoll(d, "H-REST-1", wait: 30)
@@ -165,6 +173,13 @@ extension PCSCIntegrationTests {
         }
         let pulled = try d.bill("H-PULL-1")
         #expect(pulled.1["status"] as? String == "pending" && pulled.1["code"] as? String == "card_removed", "\(pulled)")
+        #expect(try Self.records(dir).isEmpty)
+        // Another card cannot take a bill whose write is torn on the first card: nothing read for it.
+        try Harness.withCard(Vectors.emulator("3307820000000058")) { _, _ in
+            let r = try d.waitForResult(code: "card_pending")
+            #expect(r["subsidy_fen"] == nil, "\(r)")
+        }
+        #expect(try d.bill("H-PULL-1").1["status"] as? String == "pending")
         #expect(try Self.records(dir).isEmpty)
         // kioskd restarts: the waiting bill ends cancelled (kiosk_restarted); the hospital posts it again.
         #expect(try d.stop().0 == 0)
