@@ -208,9 +208,13 @@ enum FuzzTargets {
     static func bill(_ bytes: [UInt8]) {
         guard let b = try? BillRequest.parse(bytes) else { return }
         check(bytes.count <= BillRequest.maximumBodyBytes, "a body over the limit parsed")
-        // Written back as JSON, it parses to the same bill.
+        // Written back as JSON, it parses to the same bill (the patient's identity number is
+        // kept only as a digest of this process, so it cannot be written back: left out).
         let json = try! JSONSerialization.data(withJSONObject: ["bill_reference": b.billReference, "bill_fen": b.billFen])
-        check((try? BillRequest.parse([UInt8](json))) == b, "BillRequest does not survive a JSON round trip")
+        let again = try? BillRequest.parse([UInt8](json))
+        check(again?.billReference == b.billReference && again?.billFen == b.billFen && again?.patient == nil,
+              "BillRequest does not survive a JSON round trip")
+        check(b.patient == nil || b.patient?.count == 32, "a patient digest of the wrong size")
     }
 
     // MARK: ESC/POS

@@ -77,6 +77,10 @@ enum ScreenPreviews {
             ("township-eligible", state(.township, phase: "result", result: result("check", "eligible", profile: .township) {
                 $0.programs = [legalAid, medical[0]]; $0.slip = true
             }, card: true)),
+            // The matter's confirmation (the page opens it when a matter is chosen; here at once).
+            ("township-legal-aid-confirm", state(.township, phase: "result", result: result("check", "eligible", profile: .township) {
+                $0.programs = [legalAid]
+            }, card: true)),
             ("township-applied", state(.township, phase: "result", result: result("legal_aid", "applied", profile: .township) {
                 $0.programs = [legalAid]; $0.matter = "labor_remuneration"; $0.receipt = "printed"; $0.cancellable = true; $0.takeCard = true
             }, card: true)),
@@ -103,7 +107,8 @@ enum ScreenPreviews {
             let html = page
                 .replacingOccurrences(of: "href=\"/style.css\"", with: "href=\"style.css\"")
                 .replacingOccurrences(of: "src=\"/app.js\"", with: "src=\"app.js\"")
-                .replacingOccurrences(of: "/*INITIAL_STATE*/null", with: state.inlineScriptLiteral + "; window.PREVIEW = true")
+                .replacingOccurrences(of: "/*INITIAL_STATE*/null", with: state.inlineScriptLiteral + "; window.PREVIEW = true"
+                                      + (name == "township-legal-aid-confirm" ? "; window.PREVIEW_MATTER = \"labor_remuneration\"" : ""))
             try Data(html.utf8).write(to: dir.appendingPathComponent("\(name).html"))
             names.append(name)
         }

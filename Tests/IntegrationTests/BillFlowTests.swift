@@ -184,6 +184,9 @@ extension PCSCIntegrationTests {
         // kioskd restarts: the waiting bill ends cancelled (kiosk_restarted); the hospital posts it again.
         #expect(try d.stop().0 == 0)
         d = try Daemon(stateDir: dir, environment: Self.fast)
+        // The screen's session survives the restart (its secret is kept in the state folder).
+        #expect(try d.screenPost("/api/bills/H-PULL-1/decline", cookie: cookie).0 == 409)
+        #expect(try d.screenPost("/api/bills/H-PULL-1/decline", cookie: "bk_screen=0").0 == 401)
         let restarted = try d.bill("H-PULL-1")
         #expect(restarted.1["status"] as? String == "cancelled" && restarted.1["code"] as? String == "kiosk_restarted", "\(restarted)")
         #expect(try d.bill("H-STOP-1").1["status"] as? String == "refused")

@@ -175,6 +175,9 @@ import Testing
             #expect(f.ring.isEmpty, "\(at) focus ring under 3:1: \(f.ring)")
             #expect(!f.readingRed, "\(at): reading shown in the error red")
             #expect(f.big >= 48, "\(at): the decision is \(f.big) px")
+            if name == "township-legal-aid-confirm" {
+                #expect(f.words.contains("请求支付劳动报酬") && f.words.contains("返回") && f.words.contains("确认"), "\(at): \(f.words)")
+            }
             if name == "hospital-confirm" {
                 #expect(f.amount >= 56 && f.words.contains("您需支付") && f.words.contains("今年还可减免") && f.words.contains("确认"), "\(at): \(f.words)")
             }

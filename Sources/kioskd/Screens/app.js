@@ -225,4 +225,8 @@ const tick = () => { document.getElementById("clock").textContent = new Date().t
 tick();
 if (!preview) setInterval(tick, 1000);
 if (window.INITIAL_STATE) render(window.INITIAL_STATE);
+if (preview && window.PREVIEW_MATTER) {
+  const b = screen.querySelector(`button[data-matter="${window.PREVIEW_MATTER}"]`);
+  if (b) chooseMatter(b.dataset.matter, b.dataset.name);
+}
 if (!preview) connect();
