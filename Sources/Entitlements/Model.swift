@@ -134,8 +134,12 @@ public struct UsageFigures: Sendable, Equatable {
     public init(snapshotFen: Fen = 0, localFen: Fen = 0, cardFen: Fen = 0) {
         self.snapshotFen = snapshotFen; self.localFen = localFen; self.cardFen = cardFen
     }
-    /// used = max(S + L, C)
-    public var used: Fen { max(snapshotFen + localFen, cardFen) }
+    /// used = max(S + L, C). Checked: a sum that would overflow counts as everything used
+    /// (fails closed: nothing left), never a trap.
+    public var used: Fen {
+        let (sum, overflow) = snapshotFen.addingReportingOverflow(localFen)
+        return max(overflow ? Fen.max : sum, cardFen)
+    }
 }
 
 /// China Standard Time (UTC+8): periods are its calendar years.

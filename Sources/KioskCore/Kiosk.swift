@@ -283,10 +283,17 @@ public final class Kiosk {
     ///     named one: another holder's card is refused `wrong_patient` right after it is
     ///     authenticated, before any figure is computed.
     ///   - step: `.preview` decides and writes nothing; `.write` writes (see `ChargeStep`).
+    ///   - cardNumber: the card the patient confirmed for: any other card on the reader is
+    ///     refused (`card_removed`) before anything is written.
     public func charge(_ channel: CardChannel, billFen: Fen, billReference: String, patient: [UInt8]? = nil,
-                       step: ChargeStep = .write(confirmed: nil)) throws -> ChargeOutcome {
+                       step: ChargeStep = .write(confirmed: nil), cardNumber: String? = nil) throws -> ChargeOutcome {
         try BillError.check(billFen: billFen, billReference: billReference)
         let card = try present(channel)
+        if let cardNumber, card.facts.cardNumber != cardNumber {
+            logger.warning("another card on the reader than the confirmed one; nothing written", metadata: [
+                "card": "\(Masking.cardNumber(card.facts.cardNumber))"])
+            throw CardRefusal(code: .cardRemoved, detail: "the card on the reader is not the one the pre-settlement was for", cardNumber: nil)
+        }
         if let patient, !PatientIdentity.same(card.readout.holder.identityDigest, patient) {
             logger.notice("card is not the bill's patient", metadata: ["card": "\(Masking.cardNumber(card.facts.cardNumber))"])
             throw CardRefusal(code: .wrongPatient, detail: "the bill names another patient", cardNumber: card.facts.cardNumber)

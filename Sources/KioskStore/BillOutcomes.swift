@@ -104,20 +104,30 @@ extension KioskStore {
                            updatedAt: Timestamp.date(row["updated_at"]) ?? .distantPast)
     }
 
-    /// At start-up: every bill still open (its patient's identity number went with the last
-    /// process) ends `cancelled` with `kiosk_restarted`; outcomes older than 7 days go.
-    /// Returns the references ended.
+    /// At start-up: every bill still waiting or confirming (its patient's identity number went
+    /// with the last process) ends `cancelled` with `kiosk_restarted`; outcomes older than 7
+    /// days go. A `pending` bill stays: its torn write is resolved only by its card
+    /// (`pendingBillOutcome`). Returns the references ended.
     @discardableResult
     public func endOpenBills(now: Date) throws -> [String] {
         try write { db in
-            let open = try String.fetchAll(db, sql: "SELECT bill_reference FROM bill_outcome WHERE status IN ('waiting','confirming','pending')")
+            let open = try String.fetchAll(db, sql: "SELECT bill_reference FROM bill_outcome WHERE status IN ('waiting','confirming')")
             try db.execute(sql: """
                 UPDATE bill_outcome SET status = 'cancelled', code = 'kiosk_restarted', updated_at = ?
-                WHERE status IN ('waiting','confirming','pending')
+                WHERE status IN ('waiting','confirming')
                 """, arguments: [Timestamp.string(now)])
             try db.execute(sql: "DELETE FROM bill_outcome WHERE updated_at < ?", arguments: [Timestamp.string(now.addingTimeInterval(-BillOutcome.keptSeconds))])
             return open
         }
+    }
+
+    /// The bill left `pending` at the last stop, if any (the most recent).
+    public func pendingBillOutcome() throws -> BillOutcome? {
+        do {
+            return try pool.read { db in
+                try Row.fetchOne(db, sql: "SELECT * FROM bill_outcome WHERE status = 'pending' ORDER BY updated_at DESC LIMIT 1").map(Self.billOutcome)
+            }
+        } catch let e as DatabaseError { throw StoreError(e) }
     }
 
     /// Forgets outcomes older than 7 days (run now and then; reads never return them either).

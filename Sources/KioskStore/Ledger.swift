@@ -189,14 +189,21 @@ extension KioskStore {
             let status: String = r["status"]
             let received = (r["received_at"] as String?).flatMap(Timestamp.date)
             if status == "accepted", let received, received <= settled { continue }
-            l += r["amount_fen"] as Fen
+            l = try checkedSum(l, r["amount_fen"] as Fen)
         }
         for r in try Row.fetchAll(db.cachedStatement(sql: "SELECT allocations FROM deduction WHERE state = 'pending' AND person_ref = ? AND period = ?"),
                                   arguments: [personRef, period]) {
             let allocations = try Deduction.decodeAllocations(r["allocations"])
-            l += allocations.filter { $0.program == program }.reduce(0) { $0 + $1.subsidyFen }
+            for a in allocations where a.program == program { l = try checkedSum(l, a.subsidyFen) }
         }
         return UsageFigures(snapshotFen: s, localFen: l)
+    }
+
+    /// A sum of money that cannot trap (issue 21): an overflow is a damaged store, no subsidy.
+    static func checkedSum(_ a: Fen, _ b: Fen) throws -> Fen {
+        let (sum, overflow) = a.addingReportingOverflow(b)
+        guard !overflow else { throw StoreError(kind: .corrupt, message: "the usage figures overflow: the store's amounts are damaged") }
+        return sum
     }
 
     /// The device keys the snapshot knows (for EF.USAGE signatures), active or retired.

@@ -715,6 +715,8 @@ struct SnapshotLoader {
     static let maxString = 256
     /// `limit_fen` is a positive integer no larger than this (1,000,000 yuan).
     static let maxLimitFen: Int64 = 100_000_000
+    /// The most a `usage` record's `used_fen` may be (snapshot spec, amendment 2026-12-06).
+    static let maxUsedFen: Int64 = 9_000_000_000_000
 
     /// A JSON integer as an Int64: a number written without fraction or exponent that fits.
     /// `1.0`, `1e3`, `true` and `"1"` are not integers (JSONSerialization reads the first two
@@ -800,7 +802,8 @@ struct SnapshotLoader {
             let id = try personRef(), program = try programCode(try key("program"), "program"), period = try key("period")
             if delete { try s.delete("usage", [id, program, period]); return }
             guard let used = SnapshotLoader.integer(o["used_fen"]) else { throw bad("usage used_fen is not an integer") }
-            guard used >= 0 else { throw bad("usage used_fen \(used) is negative") }
+            // Snapshot spec (amendment 2026-12-06): 0–9,000,000,000,000, so no sum a terminal makes overflows.
+            guard (0...SnapshotLoader.maxUsedFen).contains(used) else { throw bad("usage used_fen \(used) is not 0–\(SnapshotLoader.maxUsedFen)") }
             try s.usage(id, program, period, Int(used))
         case "program":
             let code = try programCode(try key("code"), "code")

@@ -82,6 +82,9 @@ public struct Publication: Sendable, Equatable {
     /// Whether the whole state was read (a full, a program change, no mark kept) rather than
     /// only what changed since the latest publication.
     public var recomputed: Bool
+    /// Records stored since the previous publication whose amounts lie outside the upload
+    /// spec's bounds (stored before the hub checked them): left out of S, for the operators.
+    public var leftOut: Int64 = 0
 }
 
 /// The publisher (sync spec §5): from the stored roster and every stored record, the region's
@@ -138,13 +141,18 @@ public final class SnapshotPublisher: Sendable {
         return Date(timeIntervalSince1970: instant.timeIntervalSince1970.rounded(.down) - 1)
     }
 
+    /// S counts only records whose amounts are within the upload spec's bounds (amendment
+    /// 2026-12-06: 0–99,999,999 fen), so no sum can overflow: a record stored before the hub
+    /// checked them is left out and counted by `outOfRangeRecords` for the operators, and
+    /// the region is still published (issue 21).
     static let usageSQL = """
         SELECT program, period, CAST(SUM(amount) AS BIGINT) AS used FROM (
             SELECT program, period, subsidy_fen AS amount FROM hub_record
-                WHERE person_ref = ? AND kind = 'medical_subsidy' AND received_at <= ?
+                WHERE person_ref = ? AND kind = 'medical_subsidy' AND received_at <= ? AND subsidy_fen BETWEEN 0 AND 99999999
             UNION ALL
             SELECT s.program, s.period, -r.amount_fen FROM hub_record s JOIN hub_record r ON r.reverses = s.record_id
-                WHERE s.person_ref = ? AND r.kind = 'subsidy_reversal' AND r.received_at <= ?) AS u
+                WHERE s.person_ref = ? AND r.kind = 'subsidy_reversal' AND r.received_at <= ? AND r.amount_fen BETWEEN 0 AND 99999999
+                  AND s.subsidy_fen BETWEEN 0 AND 99999999) AS u
         GROUP BY program, period ORDER BY program, period
         """
 
@@ -301,6 +309,25 @@ public final class SnapshotPublisher: Sendable {
                 .map { Mark(rosterSeq: try $0.int("roster_seq"), recordRowid: try $0.int("record_rowid"), cut: try $0.text("cut")) }
         }
         let latest = history.last?.id
+        var publication = try publishPlanned(forceFull: forceFull, instant: instant, cut: cut, history: history, previous: previous)
+        if var p = publication {
+            // Records left out of S (amounts out of bounds): since the previous publication, and
+            // all of them again with every full, so the operators hear of them at least daily.
+            p.leftOut = try database.engine.read { c in
+                try c.int("""
+                    SELECT COUNT(*) FROM hub_record WHERE rowid > ? AND ((kind = 'medical_subsidy' AND subsidy_fen NOT BETWEEN 0 AND 99999999)
+                      OR (kind = 'subsidy_reversal' AND amount_fen NOT BETWEEN 0 AND 99999999))
+                    """, p.snapshot.kind == "full" ? 0 : previous?.recordRowid ?? 0) ?? 0
+            }
+            publication = p
+        }
+        return publication
+    }
+
+    func publishPlanned(forceFull: Bool, instant: Date, cut: String, history: [(id: String, kind: String, issuedAt: String, bytes: Int64)],
+                        previous: Mark?) throws -> Publication? {
+        let region = configuration.region
+        let latest = history.last?.id
         let lastFullIndex = history.lastIndex { $0.kind == "full" }
         let lastFull = lastFullIndex.map { history[$0] }
         let deltaBytesSinceFull = lastFullIndex.map { history[($0 + 1)...].reduce(0) { $0 + Int($1.bytes) } } ?? 0
@@ -380,10 +407,11 @@ public final class SnapshotPublisher: Sendable {
     static let regionUsageSQL = """
         SELECT person_ref, program, period, CAST(SUM(amount) AS BIGINT) AS used FROM (
             SELECT person_ref, program, period, subsidy_fen AS amount FROM hub_record
-                WHERE kind = 'medical_subsidy' AND received_at <= ?
+                WHERE kind = 'medical_subsidy' AND received_at <= ? AND subsidy_fen BETWEEN 0 AND 99999999
             UNION ALL
             SELECT s.person_ref, s.program, s.period, -r.amount_fen FROM hub_record r JOIN hub_record s ON s.record_id = r.reverses
-                WHERE r.kind = 'subsidy_reversal' AND r.received_at <= ?) AS u
+                WHERE r.kind = 'subsidy_reversal' AND r.received_at <= ? AND r.amount_fen BETWEEN 0 AND 99999999
+                  AND s.subsidy_fen BETWEEN 0 AND 99999999) AS u
         WHERE EXISTS (SELECT 1 FROM roster_entry e WHERE e.region = ? AND e.type = 'person' AND e.key = u.person_ref)
         GROUP BY person_ref, program, period ORDER BY person_ref, program, period
         """

@@ -57,8 +57,9 @@ public struct BillSlip: Sendable, Equatable {
         self.extraLines = extraLines
     }
 
-    /// The line printed large.
-    public var paysLine: String { "您需支付：" + ReceiptFormat.yuan(patientPaysFen) + "元" }
+    /// The amount the patient pays, printed alone in double height and width (it fits 58 mm
+    /// paper whatever the bill: at most 11 cells of 24 dots).
+    public var paysLine: String { ReceiptFormat.yuan(patientPaysFen) + "元" }
 
     /// The lines above the codes: title first, 您需支付 last.
     public var headLines: [String] {
@@ -75,6 +76,7 @@ public struct BillSlip: Sendable, Equatable {
             lines.append("  今年还可减免：" + ReceiptFormat.yuan(p.allowanceLeftFen) + "元")
         }
         lines += extraLines.map(ReceiptLayout.free)
+        lines.append("您需支付：")
         lines.append(paysLine)
         return lines
     }
@@ -82,7 +84,7 @@ public struct BillSlip: Sendable, Equatable {
     /// The lines under the codes.
     public static let footLines = ["二维码仅供核验，不是付款码", "请保留此凭条"]
 
-    /// Every line as printed, in order (the record ids come after their codes).
+    /// Every line as printed, in order (each record id just before its code, receipt spec §2).
     public var lines: [String] { headLines + receipts.map { "流水号：" + ReceiptLayout.free($0.recordID) } + Self.footLines }
 
     /// Signs each record's receipt and lays the slip out for `paper`.
@@ -103,7 +105,7 @@ public enum BillSlipError: Error, CustomStringConvertible, Equatable {
 
 extension ESCPOS {
     /// A slip of `head` lines (the first is the title; the lines at `large` printed in double
-    /// height and width), then each code with its caption under it, then `foot`.
+    /// height and width), then each code after its caption, then `foot`.
     public static func slip(head: [String], large: Set<Int>, codes: [(data: [UInt8], caption: String)], foot: [String],
                             paper: Paper) throws -> [UInt8] {
         var out: [UInt8] = [0x1B, 0x40, 0x1C, 0x26]            // ESC @, FS &
@@ -121,9 +123,9 @@ extension ESCPOS {
             }
         }
         for code in codes {
-            out += [0x1B, 0x64, 0x01]                              // one blank line before each code
+            out += [0x1B, 0x64, 0x01]                              // one blank line before each record
+            out += try text(code.caption) + [0x0A]                 // its record id, then its code
             out += rasterCommand(try packedQR(code.data, paper: paper))
-            out += try text(code.caption) + [0x0A]
         }
         for line in foot { out += try text(line) + [0x0A] }
         out += [0x1B, 0x64, 0x04]                                  // feed past the cutter

@@ -607,7 +607,9 @@ public final class HubDatabase: Sendable {
             case .subsidyReversal(let reversal):
                 let reverses = reversal.reverses
                 let amount = reversal.amountFen
-                if amount < 0 { return Refusal("bad_amounts", "amount_fen is negative") }
+                guard (0...RecordRules.maximumBillFen).contains(amount) else {
+                    return Refusal("bad_amounts", "amount_fen is not 0–\(RecordRules.maximumBillFen)")
+                }
                 guard RecordRules.sequence(recordID: reverses, deviceID: deviceID) != nil else {
                     return Refusal("bad_reversal", "\(reverses) is not a record of \(deviceID)")
                 }

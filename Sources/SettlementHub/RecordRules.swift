@@ -135,10 +135,25 @@ public enum RecordRules {
     /// The arithmetic of one `medical_subsidy` (`bad_amounts`): nothing negative, `used_after
     /// = used_before + subsidy`, and its bill's parts (`bill`, this record's among them) agree
     /// on the bill and add up to `bill_fen − patient_pays_fen`.
+    /// A bill, a subsidy, what a patient pays and a reversal: at most 99,999,999 fen.
+    public static let maximumBillFen: Int64 = 99_999_999
+    /// A program's used figures: at most 9,000,000,000,000 fen (snapshot spec's bound on `used_fen`).
+    public static let maximumUsedFen: Int64 = 9_000_000_000_000
+
     static func amounts(_ s: SubsidyFields, bill: [BillPart]) -> Refusal? {
         let named = [("bill_fen", s.billFen), ("subsidy_fen", s.subsidyFen), ("patient_pays_fen", s.patientPaysFen),
                      ("used_before_fen", s.usedBeforeFen), ("used_after_fen", s.usedAfterFen)]
         if let negative = named.first(where: { $0.1 < 0 }) { return Refusal("bad_amounts", "\(negative.0) is negative") }
+        // Bounded before anything sums them (amendment 2026-12-06): no sum of a region's
+        // records can overflow a 64-bit integer.
+        guard (1...maximumBillFen).contains(s.billFen) else { return Refusal("bad_amounts", "bill_fen is not 1–\(maximumBillFen)") }
+        guard s.subsidyFen <= maximumBillFen, s.patientPaysFen <= maximumBillFen else {
+            return Refusal("bad_amounts", "subsidy_fen and patient_pays_fen are at most \(maximumBillFen)")
+        }
+        guard s.subsidyFen <= s.billFen else { return Refusal("bad_amounts", "subsidy_fen is more than bill_fen") }
+        guard s.usedBeforeFen <= maximumUsedFen, s.usedAfterFen <= maximumUsedFen else {
+            return Refusal("bad_amounts", "used_before_fen and used_after_fen are at most \(maximumUsedFen)")
+        }
         let after = s.usedBeforeFen.addingReportingOverflow(s.subsidyFen)
         guard !after.overflow, after.partialValue == s.usedAfterFen else {
             return Refusal("bad_amounts", "used_after_fen \(s.usedAfterFen) ≠ used_before_fen \(s.usedBeforeFen) + subsidy_fen \(s.subsidyFen)")
@@ -199,8 +214,10 @@ public enum RecordRules {
         guard let digest = lowercaseHex(digestText), digest.count == 32 else {
             return Refusal("bad_card_auth", "card_usage_digest is not 64 lowercase hex digits")
         }
-        guard let signature = Data(base64Encoded: auth), signature.count == 64 else {
-            return Refusal("bad_card_auth", "card_auth is not base64 of 64 bytes")
+        // Canonical base64 only: another spelling of the same 64 bytes would slip past the
+        // check that a consent is used once.
+        guard let signature = Data(base64Encoded: auth), signature.count == 64, signature.base64EncodedString() == auth else {
+            return Refusal("bad_card_auth", "card_auth is not the canonical base64 of 64 bytes")
         }
         guard let cardKey, let key = try? Curve25519.Signing.PublicKey(rawRepresentation: cardKey) else {
             return Refusal("bad_card_auth", "the roster has no public key for card \(l.cardNumber)")

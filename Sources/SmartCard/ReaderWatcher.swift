@@ -7,6 +7,9 @@ public enum ReaderEvent: Sendable, Equatable, CustomStringConvertible {
     case readerAdded(String)
     case readerRemoved(String)
     case cardInserted(reader: String, atr: [UInt8])
+    /// A card already lying on a reader when the reader was listed (at start, after pcscd came
+    /// back, a reader plugged in again): present, but not a tap.
+    case cardFound(reader: String, atr: [UInt8])
     case cardRemoved(reader: String)
     /// pcscd went away; readers are unknown until it is back.
     case serviceLost
@@ -18,6 +21,7 @@ public enum ReaderEvent: Sendable, Equatable, CustomStringConvertible {
         case .readerAdded(let r): return "reader added: \(r)"
         case .readerRemoved(let r): return "reader removed: \(r)"
         case .cardInserted(let r, let atr): return "card inserted in \(r), ATR \(atr.hexString)"
+        case .cardFound(let r, let atr): return "card found lying in \(r), ATR \(atr.hexString)"
         case .cardRemoved(let r): return "card removed from \(r)"
         case .serviceLost: return "pcscd lost"
         case .serviceRestored: return "pcscd restored"
@@ -247,7 +251,7 @@ private final class WatchLoop: @unchecked Sendable {
             continuation.yield(.readerAdded(name))
             var t = Tracked(name: name, cName: strdup(name)!, currentState: SC.stateUnaware, present: false)
             if let state = try? ctx.readerState(name) {
-                if state.cardPresent { continuation.yield(.cardInserted(reader: name, atr: state.atr)) }
+                if state.cardPresent { continuation.yield(.cardFound(reader: name, atr: state.atr)) }
                 t.present = state.cardPresent
                 var raw = DWORD(state.eventCount) << 16
                 if state.cardPresent { raw |= SC.statePresent } else { raw |= SC.stateEmpty }

@@ -53,6 +53,10 @@ func failure(_ message: String, _ code: Int32) -> ExitCode {
 func report(_ p: Publication?) {
     guard let p else { print("nothing changed: nothing published"); return }
     print("published \(p.snapshot.snapshotID) (\(p.snapshot.kind)\(p.snapshot.baseSnapshotID.map { " on \($0)" } ?? ""), \(p.records) records, \(p.snapshot.bytes) bytes\(p.recomputed ? ", whole state read" : ", only what changed read"))")
+    if p.leftOut > 0 {
+        // Issue 21: amounts outside the upload spec's bounds never break a sum; they are left out.
+        FileHandle.standardError.write(Data("hub-publisher: ALERT \(p.leftOut) record(s) with amounts outside 0–99,999,999 fen left out of S (stored before the hub checked amounts)\n".utf8))
+    }
     for o in p.overLimit {
         // Sync spec §5: an over-grant for the operators to recover.
         FileHandle.standardError.write(Data("hub-publisher: ALERT over limit: person \(o.personRef) \(o.program) \(o.period): \(o.usedFen) fen settled, limit \(o.limitFen)\n".utf8))

@@ -86,11 +86,13 @@ final class Engine: @unchecked Sendable {
 
     // MARK: events (called from the reader service)
 
-    func cardInserted(_ reader: String) async {
+    /// A card on the reader. `fresh` false: found lying there when the reader was listed (at
+    /// start, after pcscd came back): not a tap, so it counts for no open bill.
+    func cardInserted(_ reader: String, fresh: Bool = true) async {
         _ = try? await perform { [self] in
             taps &+= 1
             cardReader = reader
-            cardTap = taps
+            cardTap = fresh ? taps : 0
             shown = nil
             lastStatus = nil
             cancellable = nil
@@ -98,6 +100,11 @@ final class Engine: @unchecked Sendable {
             // Issue 20: a card tapped after the bill arrived is read for it, and only shows
             // the pre-settlement; nothing is written before the patient presses 确认.
             if let bill, bill.status != .confirming, kiosk.device.config.profile == .hospital {
+                guard fresh else {
+                    logger.info("a card found lying on the reader: not a tap, nothing read for the bill", metadata: ["bill": "\(bill.reference)"])
+                    publish { $0.phase = "idle"; $0.liftCard = true }
+                    return
+                }
                 previewNow(reader, bill)
             } else {
                 checkNow(reader)
@@ -274,6 +281,17 @@ final class Engine: @unchecked Sendable {
         _ = try? await perform { [self] in
             context = nil
             cardReader = nil
+            cardTap = nil
+            // The card's presence is unknown now: a pre-settlement ends with nothing written.
+            if var b = bill, b.status == .confirming {
+                b.status = .waiting
+                b.confirming = nil
+                b.code = nil
+                bill = b
+                save(b)
+                shown = nil
+                publish { $0.phase = "idle"; $0.result = nil }
+            }
             publish { $0.notice = "读卡服务中断，正在恢复 Card service (pcscd) lost, reconnecting"; $0.cardPresent = false }
         }
     }
@@ -286,6 +304,7 @@ final class Engine: @unchecked Sendable {
 
     enum ActionError: Error, CustomStringConvertible {
         case billWaiting(String), noCard, wrongProfile(String), nothingToCancel, tooLate(Int), notConfirming(String)
+        case noBill, billPending(String), billEnded(BillOutcome)
         var description: String {
             switch self {
             case .billWaiting(let r): return "bill \(r) is still waiting for a card"
@@ -293,12 +312,16 @@ final class Engine: @unchecked Sendable {
             case .wrongProfile(let p): return "not available on a \(p) kiosk"
             case .nothingToCancel: return "no application filed with the card on the reader"
             case .tooLate(let s): return "an application can be withdrawn here only within \(s) s of filing"
-            case .notConfirming(let r): return "bill \(r) has no pre-settlement on the screen"
+            case .notConfirming(let r): return "bill \(r) has no such pre-settlement on the screen"
+            case .noBill: return "no bill is open"
+            case .billPending(let r): return "bill \(r) has a torn write that only its card can resolve: it stays open"
+            case .billEnded(let o): return "bill \(o.billReference) was already \(o.status.rawValue) (records \(o.records.joined(separator: ", ")))"
             }
         }
         var httpStatus: Int {
             switch self {
-            case .billWaiting, .noCard, .nothingToCancel, .tooLate, .notConfirming: return 409
+            case .billWaiting, .noCard, .nothingToCancel, .tooLate, .notConfirming, .billPending, .billEnded: return 409
+            case .noBill: return 404
             case .wrongProfile: return 404
             }
         }
@@ -312,8 +335,17 @@ final class Engine: @unchecked Sendable {
         try BillError.check(billFen: request.billFen, billReference: request.billReference)
         return try await perform { [self] in
             if let bill {
-                guard bill.reference == request.billReference, bill.billFen == request.billFen else { throw ActionError.billWaiting(bill.reference) }
+                // The same bill again (same reference, amount and patient) answers where it stands.
+                let samePatient = bill.patient.map { p in request.patient.map { PatientIdentity.same(p, $0) } ?? false } ?? (request.patient == nil)
+                guard bill.reference == request.billReference, bill.billFen == request.billFen, samePatient else {
+                    throw ActionError.billWaiting(bill.reference)
+                }
                 return bill.outcome(now: kiosk.clock.now())
+            }
+            // A bill that ended granted is never reopened (another card could then end it
+            // "refused" and the patient pay twice): its outcome answers.
+            if let ended = try kiosk.device.store.billOutcome(request.billReference, now: kiosk.clock.now()), ended.status == .granted {
+                throw ActionError.billEnded(ended)
             }
             let b = OpenBill(reference: request.billReference, billFen: request.billFen, patient: request.patient, status: .waiting)
             try kiosk.device.store.saveBillOutcome(b.outcome(now: kiosk.clock.now()))
@@ -330,34 +362,57 @@ final class Engine: @unchecked Sendable {
 
     /// `DELETE /api/bills/current`: the open bill ends `cancelled` (a pre-settlement on the
     /// screen goes with it: nothing was written).
-    func cancelBill() async throws {
+    func cancelBill() async throws -> BillOutcome {
         try await perform { [self] in
-            guard var b = bill else { return }
+            guard var b = bill else { throw ActionError.noBill }
+            // A torn write of this bill is resolved only by its card: the bill stays open.
+            guard b.status != .pending else { throw ActionError.billPending(b.reference) }
             b.status = .cancelled
             b.code = nil
             b.confirming = nil
             end(b)
             if shown?.result.code == "confirm" { shown = nil; publish { $0.phase = "idle"; $0.result = nil } }
+            return b.outcome(now: kiosk.clock.now())
+        }
+    }
+
+    /// At start-up: a bill whose write was torn before the last stop is open again (pending):
+    /// its deduction is resolved only by its card, which alone may take it (`card_pending`
+    /// for any other); its patient's digest went with the last process.
+    func reopenPending() async throws {
+        try await perform { [self] in
+            guard let o = try kiosk.device.store.pendingBillOutcome() else { return }
+            var b = OpenBill(reference: o.billReference, billFen: o.billFen, patient: nil, status: .pending)
+            b.code = o.code
+            bill = b
+            let screenBill = ScreenState.Bill(billReference: b.reference, billFen: b.billFen)
+            publish { $0.bill = screenBill }
+            logger.notice("a bill torn at the last stop waits for its card", metadata: ["bill": "\(b.reference)"])
         }
     }
 
     /// The patient pressed 确认 on the pre-settlement (the screen's session only). Refused
     /// (409) unless that bill is `confirming` with the same card still on the reader.
-    func confirmBill(_ reference: String) async throws {
+    ///
+    /// - Parameter confirmation: the number of the pre-settlement the patient saw
+    ///   (`Result.confirmation`): a press meant for earlier figures is refused.
+    func confirmBill(_ reference: String, confirmation: UInt64) async throws {
         try await perform { [self] in
-            guard let b = bill, b.reference == reference, b.status == .confirming, let c = b.confirming else {
+            guard let b = bill, b.reference == reference, b.status == .confirming, let c = b.confirming, c.number == confirmation else {
                 throw ActionError.notConfirming(reference)
             }
             guard let reader = cardReader, cardTap == c.tap else { throw ActionError.noCard }
             publish { $0.phase = "reading" }
-            chargeNow(reader, b, confirmed: c.allocations)
+            chargeNow(reader, b, confirmed: c)
         }
     }
 
     /// 取消 on the pre-settlement: nothing written, the bill waits for a tap again.
-    func declineBill(_ reference: String) async throws {
+    func declineBill(_ reference: String, confirmation: UInt64) async throws {
         try await perform { [self] in
-            guard let b = bill, b.reference == reference, b.status == .confirming else { throw ActionError.notConfirming(reference) }
+            guard let b = bill, b.reference == reference, b.status == .confirming, b.confirming?.number == confirmation else {
+                throw ActionError.notConfirming(reference)
+            }
             endConfirmation(code: "declined")
         }
     }
@@ -423,11 +478,15 @@ final class Engine: @unchecked Sendable {
         chargeNow(reader, b, confirmed: nil)
     }
 
-    /// `confirmed` nil: the tap (a pre-settlement); else the patient's 确认 of those figures.
-    private func chargeNow(_ reader: String, _ b: OpenBill, confirmed: [Allocation]?) {
-        let step: ChargeStep = confirmed.map { .write(confirmed: $0) } ?? .preview
+    /// `confirmed` nil: the tap (a pre-settlement); else the patient's 确认 of those figures,
+    /// written only to the card they were computed for.
+    private func chargeNow(_ reader: String, _ b: OpenBill, confirmed: Confirming?) {
+        let step: ChargeStep = confirmed.map { .write(confirmed: $0.allocations) } ?? .preview
         do {
-            let o = try onCard(reader) { try kiosk.charge($0, billFen: b.billFen, billReference: b.reference, patient: b.patient, step: step) }
+            let o = try onCard(reader) {
+                try kiosk.charge($0, billFen: b.billFen, billReference: b.reference, patient: b.patient, step: step,
+                                 cardNumber: confirmed?.cardNumber)
+            }
             count(o.previewOnly ? "confirm" : o.decision.code.rawValue)
             var result = ScreenState.Result(action: "charge", code: o.decision.code.rawValue, message: Guidance.text(code: o.decision.code.rawValue),
                                             detail: o.decision.detail, cardNumber: Masking.cardNumber(o.card.facts.cardNumber),
@@ -455,7 +514,8 @@ final class Engine: @unchecked Sendable {
             // not a valid bill) must not wait for the next patient's card.
             let code: String
             switch error {
-            case LedgerError.duplicateBill, is BillError: code = "bill_already_subsidised"
+            case LedgerError.duplicateBill: code = "bill_already_subsidised"
+            case is BillError: code = "bad_bill"
             default: code = result.code
             }
             settle(b, code: code, cardOnlyClock: false, result: &result)
@@ -477,6 +537,7 @@ final class Engine: @unchecked Sendable {
         save(open)
         result.code = "confirm"
         result.billReference = b.reference
+        result.confirmation = confirmationNumber
         result.confirmSeconds = timing.confirmSeconds
         result.figuresChanged = o.figuresChanged
         let after = Dictionary(o.decision.allocations.map { ($0.program, $0.usedAfterFen) }, uniquingKeysWith: { $1 })
@@ -525,7 +586,10 @@ final class Engine: @unchecked Sendable {
         var next = b
         next.confirming = nil
         next.code = code
-        if let d = try? kiosk.device.store.deduction(billReference: b.reference), d.state == .pending {
+        // A torn write of this bill (or a store that cannot say: fail closed) keeps it pending.
+        let torn: Bool
+        do { torn = try kiosk.device.store.deduction(billReference: b.reference)?.state == .pending } catch { torn = true }
+        if torn {
             next.status = .pending
             bill = next
             save(next)
@@ -575,6 +639,7 @@ final class Engine: @unchecked Sendable {
     private func end(_ b: OpenBill) {
         bill = nil
         save(b)
+        try? kiosk.device.store.forgetOldBillOutcomes(now: kiosk.clock.now())
         publish { $0.bill = nil; $0.liftCard = false }
     }
 

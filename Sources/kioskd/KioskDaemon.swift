@@ -90,6 +90,7 @@ struct KioskDaemon: AsyncParsableCommand {
         if !ended.isEmpty {
             logger.notice("bills open at the last stop ended cancelled (kiosk_restarted)", metadata: ["bills": "\(ended)"])
         }
+        try await engine.reopenPending()
         if device.config.profile == .hospital && device.billAPIToken == nil {
             logger.error("no bill API token: the bill API refuses every request (401) until kioskctl bill-api-token --create")
         }

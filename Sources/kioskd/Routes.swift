@@ -1,3 +1,4 @@
+import Entitlements
 import Foundation
 import Hummingbird
 import KioskCore
@@ -93,11 +94,11 @@ func buildRouter(engine: Engine, hub: ScreenHub, device: Device, registry: Prome
 
     // The one-time screen URL (kioskctl screen-url): sets the screen's session cookie.
     router.get("/screen/open") { request, _ -> Response in
-        guard let token = request.uri.queryParameters.get("t"), session.redeem(token) else {
+        guard let token = request.uri.queryParameters.get("t"), let cookie = session.redeem(token) else {
             return Response(status: .forbidden, headers: [.contentType: "text/plain; charset=utf-8", .cacheControl: "no-store"],
                             body: .init(byteBuffer: ByteBuffer(string: "this screen link is used or expired: run kioskctl screen-url again\n")))
         }
-        return Response(status: .seeOther, headers: [.location: "/", .setCookie: session.setCookie, .cacheControl: "no-store"])
+        return Response(status: .seeOther, headers: [.location: "/", .setCookie: cookie, .cacheControl: "no-store"])
     }
 
     router.get("/events") { request, _ -> Response in
@@ -144,7 +145,7 @@ func buildRouter(engine: Engine, hub: ScreenHub, device: Device, registry: Prome
 
     router.delete("/api/bills/current") { request, _ -> Response in
         if let refused = unauthorised(request, accepting: billTokens) { return refused }
-        do { try await engine.cancelBill(); return json(.ok, ["status": "cancelled"]) } catch { return failure(error) }
+        do { return json(.ok, try await engine.cancelBill().apiObject) } catch { return failure(error) }
     }
 
     // Where a bill stands; ?wait=1…60 long-polls until its status changes.
@@ -180,8 +181,22 @@ func buildRouter(engine: Engine, hub: ScreenHub, device: Device, registry: Prome
             guard let reference = BillPath.reference(request.head.path ?? "", suffix: action) else {
                 return json(.badRequest, ["error": "the bill reference must be one percent-encoded path segment"])
             }
+            let body: [UInt8]
+            switch await jsonBody(request, limit: 256) {
+            case .failure(let f): return json(f.status, ["error": f.message])
+            case .success(let b): body = b
+            }
+            // The pre-settlement the patient saw, by its number: a press meant for earlier figures is refused.
+            guard let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any], object.count == 1,
+                  let number = JSONInteger.value(object["confirmation"]), number > 0 else {
+                return json(.badRequest, ["error": "the body is {\"confirmation\": N}, N the pre-settlement's number on the screen"])
+            }
             do {
-                if confirm { try await engine.confirmBill(reference) } else { try await engine.declineBill(reference) }
+                if confirm {
+                    try await engine.confirmBill(reference, confirmation: UInt64(number))
+                } else {
+                    try await engine.declineBill(reference, confirmation: UInt64(number))
+                }
                 return json(.accepted, ["status": confirm ? "confirmed" : "declined"])
             } catch { return failure(error) }
         }

@@ -54,6 +54,9 @@ struct ScreenState: Codable, Sendable, Equatable {
         var billReference: String?
         /// Seconds the pre-settlement waits for 确认.
         var confirmSeconds: Int?
+        /// The pre-settlement's number: 确认 and 取消 name it, so a press meant for earlier
+        /// figures is refused.
+        var confirmation: UInt64?
         /// The figures changed since the patient last saw them: shown again, nothing written.
         var figuresChanged = false
         /// This tap ended the hospital bill (granted or refused).
@@ -62,7 +65,7 @@ struct ScreenState: Codable, Sendable, Equatable {
             case action, code, message, detail, cardNumber = "card_number", holder, cardType = "card_type", programs
             case billFen = "bill_fen", subsidyFen = "subsidy_fen", patientPaysFen = "patient_pays_fen", records, matter, receipt
             case headline, next, voice, slip, cancellable, redacted, number, takeCard = "take_card", billReference = "bill_reference"
-            case confirmSeconds = "confirm_seconds", figuresChanged = "figures_changed", billEnded = "bill_ended"
+            case confirmSeconds = "confirm_seconds", confirmation, figuresChanged = "figures_changed", billEnded = "bill_ended"
         }
 
         /// Issue 10/20 (privacy in a queue): the card is out, so the masked name, card number

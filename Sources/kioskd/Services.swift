@@ -17,10 +17,14 @@ struct ReaderService: Service {
             for await event in watcher.cancelOnGracefulShutdown() {
                 logger.info("reader event", metadata: ["event": "\(event)"])
                 switch event {
-                case .cardInserted(let reader, _):
+                case .cardInserted(let reader, _), .cardFound(let reader, _):
+                    // A card found lying on a reader just listed (at start, after pcscd came
+                    // back) was not tapped: it counts for no bill (issue 20).
+                    var fresh = true
+                    if case .cardFound = event { fresh = false }
                     guard active == nil || active == reader else { continue }
                     active = reader
-                    await engine.cardInserted(reader)
+                    await engine.cardInserted(reader, fresh: fresh)
                 case .cardRemoved(let reader):
                     if active == reader { active = nil }
                     await engine.cardRemoved(reader)
@@ -75,7 +79,7 @@ struct ScreenURLService: Service {
         try? await cancelWhenGracefulShutdown {
             while true {
                 try await Task.sleep(for: .seconds(ScreenSession.urlSeconds / 2))
-                session.renewIfExpired()
+                session.renewIfDue()
             }
         }
     }

@@ -52,7 +52,7 @@ extension PCSCIntegrationTests {
             Thread.sleep(forTimeInterval: 1.5)
             #expect(try Self.records(dir).isEmpty)
             #expect(try d.bill("H-REST-1").1["status"] as? String == "waiting")
-            #expect(try d.screenPost("/api/bills/H-REST-1/confirm", cookie: cookie).0 == 409)
+            #expect(try d.press("confirm", "H-REST-1", cookie: cookie).0 == 409)
             #expect(try d.browse(screenshot: "hospital-lift-card.png").contains("请拿起卡片，再放一次"))
         }
         // Lifted and tapped again: the pre-settlement, then 取消: nothing written, still waiting.
@@ -60,8 +60,12 @@ extension PCSCIntegrationTests {
             let p = try d.waitForResult(code: "confirm")
             #expect(p["bill_fen"] as? Int == 10000 && p["subsidy_fen"] as? Int == 10000 && p["patient_pays_fen"] as? Int == 0)
             #expect(try d.post("/api/bills/H-REST-1/confirm", "{}").0 == 401)   // the bill token cannot confirm
-            #expect(try d.screenPost("/api/bills/H-OTHER/confirm", cookie: cookie).0 == 409)
-            #expect(try d.screenPost("/api/bills/H-REST-1/decline", cookie: cookie).0 == 202)
+            #expect(try d.press("confirm", "H-OTHER", cookie: cookie).0 == 409)
+            // A press meant for other figures (another pre-settlement's number) is refused.
+            let shown = try #require(p["confirmation"] as? Int)
+            #expect(try d.press("confirm", "H-REST-1", cookie: cookie, confirmation: shown + 1).0 == 409)
+            #expect(try d.screenPost("/api/bills/H-REST-1/confirm", "{}", cookie: cookie).0 == 400)
+            #expect(try d.press("decline", "H-REST-1", cookie: cookie).0 == 202)
             let r = try d.waitForResult(code: "declined")
             #expect(r["take_card"] as? Bool == true && (r["voice"] as? [String] ?? []).contains("take_card"))
             #expect(try Self.records(dir).isEmpty)
@@ -123,7 +127,7 @@ extension PCSCIntegrationTests {
         // The patient's own card: confirmed, granted.
         try Harness.withCard(Vectors.emulator("3307820000000017")) { _, _ in
             _ = try d.waitForResult(code: "confirm")
-            #expect(try d.screenPost("/api/bills/H-PAT-1/confirm", cookie: cookie).0 == 202)
+            #expect(try d.press("confirm", "H-PAT-1", cookie: cookie).0 == 202)
             _ = try d.waitForResult(code: "granted")
         }
         let granted = try d.bill("H-PAT-1")
@@ -165,10 +169,10 @@ extension PCSCIntegrationTests {
         try Harness.withCard(Vectors.emulator("3307820000000017")) { _, _ in _ = try d.waitForResult(code: "confirm") }
         _ = try d.waitForState("the bill waiting again") { ($0["phase"] as? String) != "confirm" }
         #expect(try d.bill("H-PULL-1").1["status"] as? String == "waiting")
-        #expect(try d.screenPost("/api/bills/H-PULL-1/confirm", cookie: cookie).0 == 409)
+        #expect(try d.press("confirm", "H-PULL-1", cookie: cookie).0 == 409)
         try Harness.withCard(Vectors.emulator("3307820000000017", Misbehaviour(pullBeforeWrite: true))) { _, _ in
             _ = try d.waitForResult(code: "confirm")
-            #expect(try d.screenPost("/api/bills/H-PULL-1/confirm", cookie: cookie).0 == 202)
+            #expect(try d.press("confirm", "H-PULL-1", cookie: cookie).0 == 202)
             _ = try d.waitForResult(code: "card_removed")
         }
         let pulled = try d.bill("H-PULL-1")
@@ -181,22 +185,41 @@ extension PCSCIntegrationTests {
         }
         #expect(try d.bill("H-PULL-1").1["status"] as? String == "pending")
         #expect(try Self.records(dir).isEmpty)
-        // kioskd restarts: the waiting bill ends cancelled (kiosk_restarted); the hospital posts it again.
+        // The hospital system cannot delete a bill whose write is torn: only its card resolves it.
+        #expect(try d.request("DELETE", "/api/bills/current", headers: ["Authorization: Bearer \(d.token)"]).0 == 409)
+        // kioskd restarts: the torn bill is open again, pending, for its card alone.
         #expect(try d.stop().0 == 0)
         d = try Daemon(stateDir: dir, environment: Self.fast)
-        // The screen's session survives the restart (its secret is kept in the state folder).
-        #expect(try d.screenPost("/api/bills/H-PULL-1/decline", cookie: cookie).0 == 409)
-        #expect(try d.screenPost("/api/bills/H-PULL-1/decline", cookie: "bk_screen=0").0 == 401)
-        let restarted = try d.bill("H-PULL-1")
+        // The screen's session survives the restart (its value is kept in the state folder).
+        #expect(try d.press("decline", "H-PULL-1", cookie: cookie).0 == 409)
+        #expect(try d.press("decline", "H-PULL-1", cookie: "bk_screen=0").0 == 401)
+        #expect(try d.bill("H-PULL-1").1["status"] as? String == "pending")
+        #expect((try d.state()["bill"] as? [String: Any])?["bill_reference"] as? String == "H-PULL-1")
+        try Harness.withCard(Vectors.emulator("3307820000000017")) { _, _ in
+            // Its card comes back: the torn write was not on the card (voided), so a new pre-settlement.
+            _ = try d.waitForResult(code: "confirm")
+            #expect(try d.press("confirm", "H-PULL-1", cookie: cookie).0 == 202)
+            _ = try d.waitForResult(code: "granted")
+        }
+        #expect(try d.bill("H-PULL-1").1["status"] as? String == "granted")
+        #expect(try Self.records(dir).filter { $0.kind == .medicalSubsidy }.count == 1)
+        // A waiting bill does not survive a restart (its patient's digest went with the process):
+        // cancelled, kiosk_restarted; the hospital system posts it again.
+        #expect(try d.post("/api/bills", #"{"bill_reference":"H-WAIT-1","bill_fen":5000}"#).0 == 202)
+        #expect(try d.stop().0 == 0)
+        d = try Daemon(stateDir: dir, environment: Self.fast)
+        let restarted = try d.bill("H-WAIT-1")
         #expect(restarted.1["status"] as? String == "cancelled" && restarted.1["code"] as? String == "kiosk_restarted", "\(restarted)")
         #expect(try d.bill("H-STOP-1").1["status"] as? String == "refused")
-        #expect(try d.post("/api/bills", #"{"bill_reference":"H-PULL-1","bill_fen":5000}"#).0 == 202)
-        #expect(try d.bill("H-PULL-1").1["status"] as? String == "waiting")
-        #expect(try d.request("DELETE", "/api/bills/current", headers: ["Authorization: Bearer \(d.token)"]).0 == 200)
+        #expect(try d.post("/api/bills", #"{"bill_reference":"H-WAIT-1","bill_fen":5000}"#).0 == 202)
+        #expect(try d.bill("H-WAIT-1").1["status"] as? String == "waiting")
+        let deleted = try d.request("DELETE", "/api/bills/current", headers: ["Authorization: Bearer \(d.token)"])
+        #expect(deleted.0 == 200 && deleted.1.contains(#""status":"cancelled""#), "\(deleted)")
+        #expect(try d.request("DELETE", "/api/bills/current", headers: ["Authorization: Bearer \(d.token)"]).0 == 404)   // none open
         #expect(try d.stop().0 == 0)
         // Eight days later every outcome is gone.
         d = try Daemon(stateDir: dir, environment: Self.fast.merging(["BENEFIT_KIOSK_TEST_NOW": "2026-11-30T03:00:00Z"]) { $1 })
-        #expect(try d.bill("H-STOP-1").0 == 404 && d.bill("H-PULL-1").0 == 404)
+        #expect(try d.bill("H-STOP-1").0 == 404 && d.bill("H-PULL-1").0 == 404 && d.bill("H-WAIT-1").0 == 404)
         #expect(try d.stop().0 == 0)
     }
 }
@@ -212,7 +235,7 @@ extension PCSCIntegrationTests {
         try Harness.withCard(Vectors.emulator("3307820000000058")) { _, _ in
             let p = try d.waitForResult(code: "confirm")
             #expect(p["subsidy_fen"] as? Int == 20000 && p["patient_pays_fen"] as? Int == 0, "\(p)")
-            #expect(try d.screenPost("/api/bills/H-TWO-1/confirm", cookie: cookie).0 == 202)
+            #expect(try d.press("confirm", "H-TWO-1", cookie: cookie).0 == 202)
             let r = try d.waitForResult(code: "granted")
             #expect((r["records"] as? [String])?.count == 2 && r["receipt"] as? String == "printed", "\(r)")
         }

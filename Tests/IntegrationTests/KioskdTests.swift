@@ -78,6 +78,12 @@ extension PCSCIntegrationTests {
         func screenPost(_ path: String, _ body: String = "{}", cookie: String) throws -> (Int, String) {
             try request("POST", path, body: body, headers: ["Content-Type: application/json", "Cookie: \(cookie)"])
         }
+        /// 确认 or 取消 (`action`) of the pre-settlement on the screen, as the page sends it: with
+        /// the screen's session and the number of the pre-settlement shown (`confirmation`).
+        func press(_ action: String, _ reference: String, cookie: String, confirmation: Int? = nil) throws -> (Int, String) {
+            let shown = (try state()["result"] as? [String: Any])?["confirmation"] as? Int
+            return try screenPost("/api/bills/\(reference)/\(action)", #"{"confirmation":\#(confirmation ?? shown ?? 1)}"#, cookie: cookie)
+        }
         /// `GET /api/bills/{reference}` with the bill token: the status and the object.
         func bill(_ reference: String, wait: Int? = nil) throws -> (Int, [String: Any]) {
             let path = "/api/bills/" + (reference.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? reference) + (wait.map { "?wait=\($0)" } ?? "")
@@ -197,7 +203,7 @@ extension PCSCIntegrationTests {
             #expect(p["subsidy_fen"] as? Int == 10000 && p["patient_pays_fen"] as? Int == 0 && p["bill_reference"] as? String == "H-20261122-1")
             #expect(try d.bill("H-20261122-1").1["status"] as? String == "confirming")
             #expect(try Device(stateDir: URL(fileURLWithPath: dir)).store.records().isEmpty)
-            #expect(try d.screenPost("/api/bills/H-20261122-1/confirm", cookie: cookie).0 == 202)
+            #expect(try d.press("confirm", "H-20261122-1", cookie: cookie).0 == 202)
             let r = try d.waitForResult(code: "granted")
             #expect(r["subsidy_fen"] as? Int == 10000 && r["patient_pays_fen"] as? Int == 0 && r["card_number"] as? String == "3307********0017")
             #expect((r["records"] as? [String]) == ["KSK-TEST-0001-1"])
@@ -246,7 +252,7 @@ extension PCSCIntegrationTests {
         let e = Vectors.emulator("3307820000000017", Misbehaviour(pullAfterWrite: true))
         try Harness.withCard(e) { _, _ in
             _ = try d.waitForResult(code: "confirm")
-            #expect(try d.screenPost("/api/bills/H-TORN-1/confirm", cookie: cookie).0 == 202)
+            #expect(try d.press("confirm", "H-TORN-1", cookie: cookie).0 == 202)
             let r = try d.waitForResult(code: "card_removed")
             #expect((r["records"] as? [String] ?? []).isEmpty)
         }
@@ -270,16 +276,15 @@ extension PCSCIntegrationTests {
         #expect(try d.post("/api/bills", #"{"bill_reference":"H-NEXT-2","bill_fen":5000}"#).0 == 202)
         try Harness.withCard(e) { _, _ in
             _ = try d.waitForResult(code: "confirm")
-            #expect(try d.screenPost("/api/bills/H-NEXT-2/confirm", cookie: cookie).0 == 202)
+            #expect(try d.press("confirm", "H-NEXT-2", cookie: cookie).0 == 202)
             let r = try d.waitForResult(code: "granted")
             #expect(r["subsidy_fen"] as? Int == 5000 && (r["records"] as? [String]) == ["KSK-TEST-0001-2"])
         }
-        // The same bill sent again after it ended: granted with its records, nothing new, no second receipt.
-        #expect(try d.post("/api/bills", #"{"bill_reference":"H-NEXT-2","bill_fen":5000}"#).0 == 202)
-        try Harness.withCard(e) { _, _ in
-            let r = try d.waitForResult(code: "granted")
-            #expect((r["records"] as? [String]) == ["KSK-TEST-0001-2"] && (r["receipt"] as? String)?.hasPrefix("already printed") == true)
-        }
+        // The same bill sent again after it was granted is not reopened (another card could then
+        // end it refused and the patient pay twice): 409 naming it; its outcome stays granted.
+        let again = try d.post("/api/bills", #"{"bill_reference":"H-NEXT-2","bill_fen":5000}"#)
+        #expect(again.0 == 409 && again.1.contains("granted"), "\(again)")
+        #expect(try d.bill("H-NEXT-2").1["status"] as? String == "granted")
         let health = try JSONSerialization.jsonObject(with: Data(d.get("/healthz").1.utf8)) as? [String: Any]
         #expect(health?["queued_records"] as? Int == 2 && health?["pending_deductions"] as? Int == 0)
         #expect(!d.log.contains("card_unreadable"))
@@ -503,9 +508,21 @@ extension PCSCIntegrationTests {
         let url = try Harness.run("kioskctl", ["screen-url", "--state-dir", dir]).1.trimmingCharacters(in: .whitespacesAndNewlines)
         let mode = try FileManager.default.attributesOfItem(atPath: dir + "/screen-url")[.posixPermissions] as? Int
         #expect(mode == 0o640, "screen-url mode \(String(mode ?? 0, radix: 8))")
+        // The browser unit opens screen.html (0640 beside the URL), which sends it on to the URL.
+        let launcher = try String(contentsOfFile: dir + "/screen.html", encoding: .utf8)
+        let launcherMode = try FileManager.default.attributesOfItem(atPath: dir + "/screen.html")[.posixPermissions] as? Int
+        #expect(launcher.contains(url) && launcherMode == 0o640)
+        let (bs, _, be) = try Harness.exec("/usr/bin/chromium", ["--headless", "--no-sandbox", "--disable-gpu", "--timeout=4000", "--dump-dom",
+                                                                "file://" + dir + "/screen.html"], timeout: 60)
+        #expect(bs == 0, "\(be)")
+        let renewed = try Harness.run("kioskctl", ["screen-url", "--state-dir", dir]).1.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(renewed != url, "the browser did not open the screen URL through screen.html")
+        // Each opening of the URL replaces the session: the earlier one no longer works.
+        let older = try d.screenCookie()
         let cookie = try d.screenCookie()
-        #expect(cookie.hasPrefix("bk_screen=") && cookie.count > 30, "\(cookie)")
-        #expect(try d.request("GET", String(url.dropFirst(d.base.count))).0 == 403)   // that URL was used: a new one replaced it
+        #expect(cookie.hasPrefix("bk_screen=") && cookie.count > 30 && cookie != older, "\(cookie)")
+        #expect(try d.screenPost("/api/status-slip", cookie: older).0 == 401)
+        #expect(try d.request("GET", String(url.dropFirst(d.base.count))).0 == 403)   // that URL was used (by the browser): a new one replaced it
         #expect(try d.post("/api/legal-aid", #"{"matter":"labor_remuneration"}"#, token: "wrong").0 == 401)
         #expect(try d.post("/api/legal-aid", #"{"matter":"labor_remuneration"}"#).0 == 401)   // a local process with the bill token
         #expect(try d.screenPost("/api/legal-aid", #"{"matter":"labor_remuneration"}"#, cookie: "bk_screen=" + String(repeating: "0", count: 64)).0 == 401)

@@ -337,6 +337,22 @@ import Testing
         ], good: [P.program(code: "HM-ONE", rate: "1"), P.program(code: "HM-ALL", rate: "100")])
     }
 
+    /// Issue 21 (snapshot spec amendment 2026-12-06): `used_fen` 0–9,000,000,000,000, so no
+    /// sum a kiosk makes with it (S + L) can overflow.
+    @Test func usedFenIsBounded() throws {
+        let P = SnapshotInstallTests.self
+        try expectRule([
+            [P.usage(used: "9000000000001")], [P.usage(used: "9223372036854775807")], [P.usage(used: "-1")], [P.usage(used: "100.5")],
+        ], good: [P.usage(used: "9000000000000")])
+    }
+
+    /// S + L cannot trap: an overflowing sum counts as everything used (nothing left).
+    @Test func usedFiguresNeverTrap() {
+        let f = UsageFigures(snapshotFen: Fen.max - 5, localFen: 10, cardFen: 0)
+        #expect(f.used == Fen.max)
+        #expect(UsageFigures(snapshotFen: 9_000_000_000_000, localFen: 99_999_999, cardFen: 0).used == 9_000_099_999_999)
+    }
+
     @Test func aPersonNamingAProgramTwiceIsRefused() throws {
         let P = SnapshotInstallTests.self
         try expectRule([

@@ -23,14 +23,21 @@ import Testing
         #expect(doc.rasters.count == 2)
         let text = doc.textLines
         #expect(text.filter { $0.hasPrefix("账单：") } == ["账单：200.00元"])
-        #expect(text.filter { $0.hasPrefix("您需支付") } == ["您需支付：0.00元"])
+        let pay = try #require(text.firstIndex(of: "您需支付："))
+        #expect(text[pay + 1] == "0.00元" && text.filter { $0.hasPrefix("您需支付") }.count == 1)
         #expect(text.contains("  惠民卡减免：50.00元") && text.contains("  惠民卡减免：150.00元") && text.contains("  今年还可减免：300.00元"))
         #expect(text.contains("机构：市第一人民医院") && text.contains("二维码仅供核验，不是付款码") && text.contains("请保留此凭条"))
         #expect(text.contains("流水号：KSK-TEST-0001-7") && text.contains("流水号：KSK-TEST-0001-8"))
         #expect(!text.joined().contains("张卫东") && !text.joined().contains("3307820000000058"))
-        // 您需支付 in double height and width.
-        let pays = try #require(doc.lines.first { $0.text.hasPrefix("您需支付") })
+        // What the patient pays in double height and width, on 58 mm paper too (the largest amount fits).
+        let pays = try #require(doc.lines.first { $0.text == "0.00元" })
         #expect(pays.widthScale == 2 && pays.heightScale == 2 && pays.bold)
+        var big = try BillSlip(receipts: Self.twoPrograms)
+        big.patientPaysFen = 99_999_999
+        let bigDoc = try ESCPOSDecoder.decode(try big.render(key: key, paper: .mm58).escpos)
+        #expect(bigDoc.lines.first { $0.text == "999999.99元" }?.widthScale == 2)
+        // Each record id just before its code.
+        #expect(text.firstIndex(of: "流水号：KSK-TEST-0001-7")! < text.firstIndex(of: "流水号：KSK-TEST-0001-8")!)
         let publicKey = try Fixtures.publicKey("KSK-TEST-0001")
         for (i, raster) in doc.rasters.enumerated() {
             let read = String(decoding: try zbarScan(PNG.encode(raster)), as: UTF8.self)

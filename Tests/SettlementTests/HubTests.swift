@@ -299,6 +299,12 @@ struct HubTests {
             ("used_after wrong", { $0["used_after_fen"] = 29000 }),
             ("bill does not add up", { $0["patient_pays_fen"] = 5000 }),
             ("part of a bill", { $0["bill_fen"] = 20000 }),
+            // Issue 21 (upload spec amendment 2026-12-06): bounded before anything sums them.
+            ("a bill over 99,999,999", { $0["bill_fen"] = 100_000_000; $0["patient_pays_fen"] = 99_990_000 }),
+            ("a subsidy of 5e18 (one malicious kiosk stalled publication)", {
+                $0["bill_fen"] = 5_000_000_000_000_000_000; $0["subsidy_fen"] = 5_000_000_000_000_000_000; $0["patient_pays_fen"] = 0
+                $0["used_before_fen"] = 0; $0["used_after_fen"] = 5_000_000_000_000_000_000 }),
+            ("used over 9,000,000,000,000", { $0["used_before_fen"] = 9_000_000_000_000; $0["used_after_fen"] = 9_000_000_010_000 }),
         ]
         for (name, edit) in cases {
             try await withHub(now: vectorHubClock) { hub in
@@ -318,6 +324,16 @@ struct HubTests {
         try await withHub(now: vectorHubClock) { hub in
             let answers = try await hub.send([try HubCase.subsidy(seq: 1), try HubCase.reversal(seq: 2, reverses: "KSK-TEST-0001-1", amount: -10000)])
             #expect(answers.map(\.reason) == [nil, "bad_amounts"])
+        }
+        // A reversal over the bound.
+        try await withHub(now: vectorHubClock) { hub in
+            let answers = try await hub.send([try HubCase.subsidy(seq: 1), try HubCase.reversal(seq: 2, reverses: "KSK-TEST-0001-1", amount: 100_000_000)])
+            #expect(answers.map(\.reason) == [nil, "bad_amounts"])
+        }
+        // Over a program's limit but within the bounds stays a flag: an offline kiosk may have paid before a limit was lowered.
+        try await withHub(now: vectorHubClock) { hub in
+            let answers = try await hub.send([try HubCase.subsidy(seq: 1) { $0["used_before_fen"] = 60_000; $0["used_after_fen"] = 70_000 }])
+            #expect(answers.first?.reason == nil && answers.first?.flags == ["over_limit"], "\(answers)")
         }
     }
 
@@ -350,9 +366,11 @@ struct HubTests {
                 try HubCase.legalAid(seq: 6, device: "KSK-TEST-0002") { $0["record_id"] = "KSK-TEST-0001-6" },   // made for another device
                 try HubCase.legalAid(seq: 7) { $0["card_usage_digest"] = String(repeating: "0", count: 64) },
                 try HubCase.legalAid(seq: 8, phone: nil, createdAt: "2026-11-22T03:06:00Z"),
+                // The consent of 1 spelt otherwise (padding doubled): not canonical, refused.
+                try HubCase.legalAid(seq: 9) { $0["card_auth"] = (first["card_auth"] as? String ?? "") + "==" },
             ])
             #expect(answers.map(\.reason) == [nil, "bad_card_auth", "bad_card_auth", "bad_card_auth", "bad_card_auth", "bad_card_auth",
-                                              "bad_card_auth", nil], "\(answers)")
+                                              "bad_card_auth", nil, "bad_card_auth"], "\(answers)")
         }
         // Before the configured consent start an application without consent is accepted, flagged.
         try await withHub(now: vectorHubClock, consentStart: try #require(RecordRules.rfc3339("2026-12-01T00:00:00Z"))) { hub in

@@ -57,6 +57,33 @@ import Testing
     static func ref(_ n: Int) -> String { String(format: "%032x", 0xabc000 + n) }
     static func card(_ n: Int) -> String { String(format: "33078291%08d", n) }
 
+    /// Issue 21: two subsidies of 5e18 fen stored before the hub bounded amounts made every
+    /// publication's SUM overflow (no 停保 reached any kiosk). They are left out of S, counted
+    /// for the operators, and the region is published; a full as well as a delta.
+    @Test("records whose amounts would overflow S are left out and alerted, never stall publication")
+    func overflowingRecordsAreLeftOut() throws {
+        let db = try testHubDatabase("overflow")
+        let t = testEpoch
+        try db.applyRosterChange(try RosterChange.read(try PublishCase.change("RC-0", records: try PublishCase.vectorRoster),
+                                                       trustedKeys: PublishCase.rosterKeys), now: t)
+        let person = PublishCase.ref17
+        try Self.store(db, id: "OK-1", kind: "medical_subsidy", person: person, subsidy: 10_000, receivedAt: t.addingTimeInterval(-30))
+        try Self.store(db, id: "BIG-1", kind: "medical_subsidy", person: person, subsidy: 5_000_000_000_000_000_000, receivedAt: t.addingTimeInterval(-30))
+        try Self.store(db, id: "BIG-2", kind: "medical_subsidy", person: person, subsidy: 5_000_000_000_000_000_000, receivedAt: t.addingTimeInterval(-30))
+        for full in [true, false] {
+            let publisher = try PublishCase.publisher(db, now: t.addingTimeInterval(full ? 0 : 5))
+            if !full {
+                try Self.store(db, id: "BIG-3", kind: "medical_subsidy", person: person, subsidy: -1, receivedAt: t.addingTimeInterval(2))
+                try Self.store(db, id: "OK-2", kind: "medical_subsidy", person: person, subsidy: 500, receivedAt: t.addingTimeInterval(2))
+            }
+            let p = try #require(try publisher.publish(forceFull: full), "nothing published")
+            #expect(p.leftOut == (full ? 2 : 1), "\(p.leftOut) left out")
+            let text = try String(contentsOfFile: p.snapshot.file, encoding: .utf8)
+            let usage = text.split(separator: "\n").first { $0.contains("\"usage\"") && $0.contains(person) && $0.contains("HM-SUBSIDY") }
+            #expect(usage?.contains(full ? "\"used_fen\":10000" : "\"used_fen\":10500") == true, "\(String(describing: usage))")
+        }
+    }
+
     @Test("random roster changes and records: the chain of deltas equals a from-scratch recomputation, and most rounds read only what changed",
           arguments: [UInt64(1), 2, 3])
     func chainEqualsRecomputation(seed: UInt64) async throws {

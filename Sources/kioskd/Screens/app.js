@@ -132,8 +132,10 @@ function renderConfirm(s, r) {
     `<button class="action" id="decline" data-key="0"><span class="key">0</span>取消</button></div>` +
     (r.card_number ? `<p class="who">卡号 ${esc(r.card_number)}${r.holder ? " · " + esc(r.holder) : ""}</p>` : "") + `</section>`;
   const yes = document.getElementById("confirm"), no = document.getElementById("decline");
-  yes.addEventListener("click", () => { yes.disabled = true; no.disabled = true; post(`/api/bills/${ref}/confirm`); });
-  no.addEventListener("click", () => { yes.disabled = true; no.disabled = true; post(`/api/bills/${ref}/decline`); });
+  // Each press names the pre-settlement it was for: one meant for earlier figures is refused.
+  const which = { confirmation: r.confirmation };
+  yes.addEventListener("click", () => { yes.disabled = true; no.disabled = true; post(`/api/bills/${ref}/confirm`, which); });
+  no.addEventListener("click", () => { yes.disabled = true; no.disabled = true; post(`/api/bills/${ref}/decline`, which); });
   speak(r.voice, `${r.number}|${(r.voice || []).join(",")}`, s);
   yes.focus({ preventScroll: true });
 }
