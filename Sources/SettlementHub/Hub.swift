@@ -3,6 +3,7 @@ import Foundation
 import Synchronization
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 import NIOSSL
 import Logging
@@ -228,11 +229,19 @@ public final class SettlementHub: Sendable {
                                 onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
         Application(
             router: makeRouter(),
-            server: try tls.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1(),
+            // Idle connections (no request in progress) close after 30 s; headers are bounded.
+            server: try tls.map { try .tls(.http1(configuration: Self.http1), tlsConfiguration: $0) } ?? .http1(configuration: Self.http1),
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "settlement-hub"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
             logger: logger
         )
+    }
+
+    /// HTTP/1.1 as the hub serves it (issue 21 item 3, in part): idle connections close after
+    /// 30 s, header fields bounded.
+    static var http1: HTTP1Channel.Configuration {
+        .init(idleTimeout: .seconds(30), httpDecoderConfiguration: .init(maxHeaderFieldSize: 8 * 1024, maxHeaderListSize: 16 * 1024,
+                                                                        maxHeaderFieldCount: 64))
     }
 
     /// A server TLS configuration from PEM files: the certificate chain and its private key.
@@ -274,12 +283,25 @@ public final class SettlementHub: Sendable {
         let entry = roster[deviceID]
         var log = logger
         log[metadataKey: "device_id"] = "\(deviceID)"
+        // Issue 21 item 3: know the sender before the body. The signature covers the body, so
+        // it is checked after reading; but a device that is not registered and active is
+        // refused before a byte of the body is read, and the connection closed.
+        guard let entry else {
+            return Self.error(.forbidden, "unknown_device", "device \(deviceID) is not registered", close: true)
+        }
+        guard entry.status == "active" else {
+            return Self.error(.forbidden, "device_not_active", "device \(deviceID) is \(entry.status)", close: true)
+        }
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limits.maxBytes {
+            return Self.error(.contentTooLarge, "too_large", "the batch is \(length) bytes; at most \(limits.maxBytes)", close: true)
+        }
         let bytes: [UInt8]
         do {
-            var buffer = try await request.body.collect(upTo: Self.readLimit)
+            // Read against the limit as it arrives: one byte over ends the read.
+            var buffer = try await request.body.collect(upTo: min(limits.maxBytes, Self.readLimit))
             bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
         } catch is NIOTooManyBytesError {
-            return Self.error(.contentTooLarge, "too_large", "the batch is larger than \(limits.maxBytes) bytes")
+            return Self.error(.contentTooLarge, "too_large", "the batch is larger than \(limits.maxBytes) bytes", close: true)
         } catch {
             return Self.error(.badRequest, "unreadable", "the body could not be read")
         }
@@ -291,12 +313,6 @@ public final class SettlementHub: Sendable {
             return Self.json(HTTPResponse.Status(code: status), ["error": "injected", "message": "test fault \(status)"], headers: headers)
         }
 
-        guard let entry else {
-            return Self.error(.forbidden, "unknown_device", "device \(deviceID) is not registered")
-        }
-        guard entry.status == "active" else {
-            return Self.error(.forbidden, "device_not_active", "device \(deviceID) is \(entry.status)")
-        }
         guard let signatureText = request.headers[.xSignature], let signature = Data(base64Encoded: signatureText),
               entry.publicKey.isValidSignature(signature, for: bytes) else {
             log.warning("bad batch signature")
@@ -475,8 +491,9 @@ public final class SettlementHub: Sendable {
         return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 
-    static func error(_ status: HTTPResponse.Status, _ code: String, _ message: String) -> Response {
-        json(status, ["error": code, "message": message])
+    /// - Parameter close: the body was not read: `Connection: close`, so nothing more of it is taken.
+    static func error(_ status: HTTPResponse.Status, _ code: String, _ message: String, close: Bool = false) -> Response {
+        json(status, ["error": code, "message": message], headers: close ? [.connection: "close"] : HTTPFields())
     }
 
     static func json(_ status: HTTPResponse.Status, _ object: [String: Any], headers: HTTPFields = HTTPFields()) -> Response {

@@ -746,3 +746,52 @@ struct HubTests {
         #expect(r.structureRefusal == nil && r.record?.medicalSubsidy?.billFen == 10000)
     }
 }
+
+/// Issue 21 item 3 (in part): the hub knows the sender before the body.
+@Suite struct SenderBeforeBodyTests {
+    /// Sends only the head of a request announcing `length` bytes of body and returns the
+    /// status line the hub answers within `seconds` (nil: no answer: it waited for the body).
+    static func statusBeforeBody(port: Int, path: String, length: Int, seconds: Int = 3) -> String? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var tv = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = in_addr_t(UInt32(0x7F00_0001).bigEndian)
+        let r = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard r == 0 else { return nil }
+        let head = Array("POST \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nContent-Type: application/json\r\nContent-Length: \(length)\r\nX-Signature: AAAA\r\n\r\n".utf8)
+        _ = head.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var buffer = [UInt8](repeating: 0, count: 512)
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        guard n > 0 else { return nil }
+        return String(decoding: buffer.prefix(n), as: UTF8.self).split(separator: "\r\n").first.map(String.init)
+    }
+
+    @Test("an unknown or retired device, or a body over the limit, is refused before a byte of the body is read")
+    func refusedBeforeTheBody() async throws {
+        try await withHub(now: vectorHubClock) { hub in
+            let port = hub.running.port
+            // Without the fix the hub waited for the 8 MiB it was promised: no answer in 3 s.
+            let unknown = await Self.onOwnThreadQuiet { Self.statusBeforeBody(port: port, path: "/v1/devices/KSK-NOBODY/batches", length: 8 << 20) }
+            #expect(unknown?.hasPrefix("HTTP/1.1 403") == true, "\(String(describing: unknown))")
+            let tooLarge = await Self.onOwnThreadQuiet {
+                Self.statusBeforeBody(port: port, path: "/v1/devices/\(Fixtures.deviceID)/batches", length: (1 << 20) + 1)
+            }
+            #expect(tooLarge?.hasPrefix("HTTP/1.1 413") == true, "\(String(describing: tooLarge))")
+            // A registered device's batch within the limit is still read and answered.
+            let answers = try await hub.send([try HubCase.subsidy(seq: 1)])
+            #expect(answers.map(\.reason) == [nil])
+        }
+    }
+
+    /// Runs blocking socket work off the test pool.
+    static func onOwnThreadQuiet<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { c in Thread { c.resume(returning: body()) }.start() }
+    }
+}
