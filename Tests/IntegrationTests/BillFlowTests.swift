@@ -15,25 +15,26 @@ extension PCSCIntegrationTests {
 
     static func records(_ dir: String) throws -> [StoredRecord] { try Device(stateDir: URL(fileURLWithPath: dir)).store.records() }
 
-    /// A long poll (`GET /api/bills/{ref}?wait=`) by curl in the background.
-    final class LongPoll {
-        let process = Process()
-        let file: URL
-        let started = Date()
+    /// A long poll (`GET /api/bills/{ref}?wait=`) by curl on a thread of its own.
+    final class LongPoll: @unchecked Sendable {
+        // @unchecked: `result` is written once by the worker thread before `done` is
+        // signalled, and read only after waiting on `done`.
+        private var result: (String, TimeInterval)?
+        private let done = DispatchSemaphore(value: 0)
         init(_ d: Daemon, _ reference: String, wait: Int) throws {
-            file = URL(fileURLWithPath: d.stateDir).appendingPathComponent("poll-\(UUID().uuidString).json")
-            _ = FileManager.default.createFile(atPath: file.path, contents: nil)
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-            process.arguments = ["-s", "--max-time", "\(wait + 5)", "-H", "Authorization: Bearer \(d.token)", d.base + "/api/bills/\(reference)?wait=\(wait)"]
-            process.standardOutput = try FileHandle(forWritingTo: file)
-            try process.run()
+            let args = ["-s", "--max-time", "\(wait + 5)", "-H", "Authorization: Bearer \(d.token)", d.base + "/api/bills/\(reference)?wait=\(wait)"]
+            let started = Date()
+            Thread {
+                let out = (try? Harness.exec("/usr/bin/curl", args, timeout: TimeInterval(wait + 10)))?.1 ?? ""
+                self.result = (out, Date().timeIntervalSince(started))
+                self.done.signal()
+            }.start()
         }
-        /// The answer and how long it took (waits for curl, bounded by its --max-time).
+        /// The answer and how long it took (bounded by curl's --max-time).
         func answer() -> ([String: Any], TimeInterval) {
-            process.waitUntilExit()
-            let took = Date().timeIntervalSince(started)
-            let object = (try? JSONSerialization.jsonObject(with: Data(contentsOf: file))) as? [String: Any] ?? [:]
-            return (object, took)
+            done.wait()
+            let (text, took) = result ?? ("", 0)
+            return ((try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:], took)
         }
     }
 

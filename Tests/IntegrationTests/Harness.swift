@@ -1,5 +1,8 @@
 import BenefitCard
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import SmartCard
 import TestVectors
 import Testing
@@ -58,32 +61,43 @@ enum Harness {
     /// `HarnessError.timedOut`: a stuck child fails its test instead of hanging the run.
     static func exec(_ path: String, _ arguments: [String], environment: [String: String] = [:],
                      timeout: TimeInterval = 120) throws -> (Int32, String, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = arguments
-        p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        // Into files, not pipes: a child that fills one pipe while the other is read first
-        // would block for good (issue 8: the helper read stdout before stderr).
+        // posix_spawn + waitpid, not Foundation's Process: with hundreds of short children in
+        // one run (curl every 0.1 s while a screen is awaited), Process was seen to miss a
+        // child's exit and hang in waitUntilExit on a zombie (see TestVectors.runToEnd).
+        // Output goes into files, not pipes: a child that fills one pipe while the other is
+        // read first would block for good (issue 8).
         let outURL = Scratch.file("stdout", extension: "txt"), errURL = Scratch.file("stderr", extension: "txt")
-        FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
-        defer { try? out.close(); try? err.close() }
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outURL.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, errURL.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let env = ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { "\($0.key)=\($0.value)" }
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        let envp = env.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, path, &actions, nil, argv, envp)
+        guard spawned == 0 else { throw HarnessError.binaryMissing("\(path): posix_spawn \(spawned)") }
         let deadline = Date().addingTimeInterval(timeout)
-        while p.isRunning && Date() < deadline { usleep(10_000) }
-        if p.isRunning {
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
-            throw HarnessError.timedOut("\((path as NSString).lastPathComponent) \(arguments.joined(separator: " ")): still running after \(timeout) s, killed")
+        var status: Int32 = 0
+        while true {
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid { break }
+            if r < 0 && errno != EINTR { throw HarnessError.timedOut("\(path): waitpid failed (\(errno))") }
+            if Date() >= deadline {
+                kill(pid, SIGKILL)
+                while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+                throw HarnessError.timedOut("\((path as NSString).lastPathComponent) \(arguments.joined(separator: " ")): still running after \(timeout) s, killed")
+            }
+            usleep(5_000)
         }
-        p.waitUntilExit()
         let o = (try? Data(contentsOf: outURL)) ?? Data()
         let e = (try? Data(contentsOf: errURL)) ?? Data()
-        let status = p.terminationReason == .uncaughtSignal ? 128 + p.terminationStatus : p.terminationStatus
-        return (status, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        // 128 + N when killed by signal N.
+        let code: Int32 = status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+        return (code, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
     }
 
     /// Runs a product built beside the tests.
