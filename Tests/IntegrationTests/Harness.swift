@@ -59,6 +59,12 @@ enum Harness {
     /// Runs any program; returns exit status (128 + N when killed by signal N), stdout and stderr.
     /// A program still running after `timeout` seconds is killed and the call throws
     /// `HarnessError.timedOut`: a stuck child fails its test instead of hanging the run.
+    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34+; not in Swift's Glibc module).
+    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    static let addCloseFrom: AddCloseFrom? = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np").map {
+        unsafeBitCast($0, to: AddCloseFrom.self)
+    }
+
     static func exec(_ path: String, _ arguments: [String], environment: [String: String] = [:],
                      timeout: TimeInterval = 120) throws -> (Int32, String, String) {
         // posix_spawn + waitpid, not Foundation's Process: with hundreds of short children in
@@ -73,6 +79,9 @@ enum Harness {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, outURL.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_addopen(&actions, 2, errURL.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        // Nothing else of ours: a child holding a copy of a card emulator's vpcd socket would
+        // keep a "pulled" card in the reader for as long as it runs.
+        if let addCloseFrom { _ = addCloseFrom(&actions, 3) }
         let env = ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { "\($0.key)=\($0.value)" }
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         let envp = env.map { strdup($0) } + [nil]
