@@ -236,6 +236,16 @@ final class PostgresEngine: SQLEngine {
     }
 
     func tryPublicationLease() throws -> (any SQLLease)? {
+        // A lease just released closes its session in its own time: PostgreSQL may hold the
+        // lock a moment after. Asked again for up to a second before standing by.
+        for attempt in 0..<10 {
+            if let lease = try tryPublicationLeaseOnce() { return lease }
+            if attempt < 9 { usleep(100_000) }
+        }
+        return nil
+    }
+
+    private func tryPublicationLeaseOnce() throws -> (any SQLLease)? {
         // A session lock on a connection of its own, outside the pool: held while this process
         // (and that session) lives, released by PostgreSQL when either dies.
         let connection = try connect()
