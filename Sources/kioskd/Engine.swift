@@ -121,12 +121,7 @@ final class Engine: @unchecked Sendable {
             cancellable = nil
             publish { $0.cardPresent = false; $0.liftCard = false; if $0.phase == "reading" { $0.phase = "idle" } }
             // A pre-settlement ends with its card: nothing was written, the bill waits.
-            if var b = bill, b.status == .confirming {
-                b.status = .waiting
-                b.confirming = nil
-                b.code = nil
-                bill = b
-                save(b)
+            if reopenConfirming() != nil {
                 shown = nil
                 publish { $0.phase = "idle"; $0.result = nil }
                 return
@@ -283,12 +278,7 @@ final class Engine: @unchecked Sendable {
             cardReader = nil
             cardTap = nil
             // The card's presence is unknown now: a pre-settlement ends with nothing written.
-            if var b = bill, b.status == .confirming {
-                b.status = .waiting
-                b.confirming = nil
-                b.code = nil
-                bill = b
-                save(b)
+            if reopenConfirming() != nil {
                 shown = nil
                 publish { $0.phase = "idle"; $0.result = nil }
             }
@@ -417,14 +407,22 @@ final class Engine: @unchecked Sendable {
         }
     }
 
-    /// Ends the pre-settlement on the screen without writing: the bill is `waiting` again.
-    private func endConfirmation(code: String) {
-        guard var b = bill, b.status == .confirming else { return }
+    /// The open bill back from `confirming` to `waiting` (nothing was written), stored; the
+    /// bill, or nil when no pre-settlement was open. The one place a pre-settlement ends
+    /// without a write: 取消, its timer, the card leaving, pcscd lost.
+    private func reopenConfirming() -> OpenBill? {
+        guard var b = bill, b.status == .confirming else { return nil }
         b.status = .waiting
         b.confirming = nil
         b.code = nil
         bill = b
         save(b)
+        return b
+    }
+
+    /// Ends the pre-settlement on the screen without writing: the bill is `waiting` again.
+    private func endConfirmation(code: String) {
+        guard let b = reopenConfirming() else { return }
         var r = ScreenState.Result(action: "charge", code: code, message: "", detail: "")
         r.billFen = b.billFen
         show(r)
