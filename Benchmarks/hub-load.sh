@@ -81,7 +81,7 @@ start=$(date +%s.%N)
 CHANGE=${ROSTER_CHANGE:-$DIR/roster-change.jsonl}   # ROSTER_CHANGE: kept for another run
 gen=$("$BIN/kiosk-bench" roster-change --change-id "RC-LOAD-1" --out "$CHANGE" --from-snapshot "$POPULATION")
 echo "roster change of $PERSONS persons written in $(echo "$(date +%s.%N) - $start" | bc) s, $(stat -c %s "$CHANGE") bytes"
-ROSTER_KEY=(--roster-key "$(echo "$gen" | sed -n 's/.*key_id=\([^ ]*\) public_key=\([^ ]*\).*/\1=\2/p')")
+ROSTER_KEY=(--roster-key "$(echo "$gen" | sed -n 's/.*key_id=\([^ ]*\) public_key=\([^ ]*\).*/\1=\2,330782/p')")
 python3 -c "import base64; open('$DIR/authority.key','w').write(base64.b64encode(bytes([0x41]*32)).decode())"
 chmod 600 "$DIR/authority.key"
 timed() { /usr/bin/time -f "%e %M" "$@" 2>"$DIR/time.txt" >/dev/null; read -r secs kb <"$DIR/time.txt"; echo "seconds=$secs peak_rss_mb=$((kb / 1024))"; }

@@ -75,7 +75,7 @@ public final class SettlementHub: Sendable {
     private let state: LockedState
     let watch: PublicationWatch
     /// The civil-affairs office's roster keys: a roster change posted to the hub must verify with one.
-    public let rosterKeys: [String: Curve25519.Signing.PublicKey]
+    public let rosterKeys: RosterKeys
     /// The day kiosks that sign legal-aid applications were rolled out (upload spec §5 step 4,
     /// amendment 2026-12-06): an application without the card's consent made before it is
     /// accepted with the flag `no_card_auth`; after it, or with no consent start, `bad_card_auth`.
@@ -112,7 +112,7 @@ public final class SettlementHub: Sendable {
     ///     0.5 s on SQLite, 5 s on PostgreSQL, where LISTEN/NOTIFY wakes it at once).
     public init(database: HubDatabase, roster: Roster, limits: HubLimits = HubLimits(), faults: HubFaults = .none,
                 now: @escaping @Sendable () -> Date = { Date() }, logger: Logger = Logger(label: "settlement.hub"),
-                rosterKeys: [String: Curve25519.Signing.PublicKey] = [:], publicationPoll: Duration? = nil, consentStart: Date? = nil) {
+                rosterKeys: RosterKeys = [:], publicationPoll: Duration? = nil, consentStart: Date? = nil) {
         self.rosterKeys = rosterKeys
         self.consentStart = consentStart
         self.database = database
@@ -163,13 +163,13 @@ public final class SettlementHub: Sendable {
         guard let mark = try? database.rosterMark() else { return }
         let (current, base, held) = state.with { ($0.rosterMark, $0.baseRoster, $0.roster) }
         guard mark != current else { return }
-        var roster: Roster, applied: Int64, read = 0
+        var roster: Roster, applied: Int64, read = 0, skipped: [String] = []
         do {
             if current < 0 {
                 // The first look: the start roster with every stored entry on top.
                 roster = base
                 applied = mark
-                try database.loadRoster(into: &roster)
+                skipped = try database.loadRoster(into: &roster)
             } else {
                 // Later looks read only what changed since (a province's roster is millions
                 // of entries; an urgent change must take effect within seconds).
@@ -178,13 +178,18 @@ public final class SettlementHub: Sendable {
                 applied = changed.mark
                 read = changed.lines.count + changed.removed.count
                 roster.remove(changed.removed, restoringFrom: base)
-                try roster.add(storedLines: changed.lines)
+                skipped = roster.add(storedLines: changed.lines)
             }
         } catch {
             logger.error("stored roster unreadable: keeping the roster as it was", metadata: ["error": "\(error)"])
             return
         }
         state.with { $0.roster = roster; $0.rosterMark = applied }
+        for line in skipped.prefix(20) {
+            // Issue 21 item 4: a stored line the loader refuses is skipped, never stalls the roster.
+            logger.error("ALERT roster line skipped", metadata: ["why": "\(line)"])
+        }
+        if skipped.count > 20 { logger.error("ALERT roster lines skipped", metadata: ["count": "\(skipped.count)"]) }
         logger.notice("roster reloaded", metadata: ["changes": "\(applied)", "entries_read": "\(current < 0 ? "all" : "\(read)")",
                                                     "devices": "\(roster.devices.count)", "cards": "\(roster.cards.count)"])
     }

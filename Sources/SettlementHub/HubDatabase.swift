@@ -253,6 +253,11 @@ public final class HubDatabase: Sendable {
         CREATE TABLE certificate_request (device_id TEXT PRIMARY KEY, public_key BLOB NOT NULL, requested_at TEXT NOT NULL,
             issued_at TEXT, certificate BLOB);
         """),
+        // Issue 21 item 4: an entry's key is looked up across regions (a region's key cannot
+        // touch another region's devices, persons or cards).
+        ("roster-v3-keys", """
+        CREATE INDEX roster_entry_key ON roster_entry(type, key);
+        """),
     ]
 
     /// The same schema in PostgreSQL's words: `TEXT COLLATE "C"` (keys compare and sort by
@@ -316,6 +321,9 @@ public final class HubDatabase: Sendable {
             cut TEXT COLLATE "C" NOT NULL);
         CREATE TABLE certificate_request (device_id TEXT COLLATE "C" PRIMARY KEY, public_key BYTEA NOT NULL,
             requested_at TEXT COLLATE "C" NOT NULL, issued_at TEXT, certificate BYTEA);
+        """),
+        ("roster-v3-keys", """
+        CREATE INDEX roster_entry_key ON roster_entry(type, key);
         """),
     ]
 

@@ -13,8 +13,13 @@ public struct Roster: Sendable, Equatable {
         public var institution: String?
         /// `active` or `retired`.
         public var status: String
+        /// The region whose roster registered the device (a snapshot's or a stored change's);
+        /// nil for one given on the command line (`--device`): such a device uploads but is
+        /// given no region's snapshots (`wrong_region`, issue 21 item 4).
+        public var region: String?
         public static func == (a: Device, b: Device) -> Bool {
             a.publicKey.rawRepresentation == b.publicKey.rawRepresentation && a.institution == b.institution && a.status == b.status
+                && a.region == b.region
         }
     }
 
@@ -65,11 +70,12 @@ public struct Roster: Sendable, Equatable {
     public subscript(deviceID: String) -> Device? { devices[deviceID] }
 
     /// Adds (or replaces) a device; `publicKey` is base64 of the 32-byte Ed25519 key.
-    public mutating func add(deviceID: String, publicKey: String, institution: String? = nil, status: String = "active") throws {
+    public mutating func add(deviceID: String, publicKey: String, institution: String? = nil, status: String = "active",
+                             region: String? = nil) throws {
         guard let raw = Data(base64Encoded: publicKey), let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw) else {
             throw LoadError.badKey(deviceID: deviceID)
         }
-        devices[deviceID] = Device(publicKey: key, institution: institution, status: status)
+        devices[deviceID] = Device(publicKey: key, institution: institution, status: status, region: region)
     }
 
     /// `ID=BASE64[,INSTITUTION]`, as `settlement-hub --device` takes it (an active device).
@@ -89,6 +95,7 @@ public struct Roster: Sendable, Equatable {
     /// The file's signature is not checked here: the operator names the roster it trusts.
     public mutating func load(snapshot path: String) throws {
         var lineNumber = 0
+        var region: String?
         do {
             try TextLines.each(URL(fileURLWithPath: path)) { line in
                 lineNumber += 1
@@ -96,7 +103,8 @@ public struct Roster: Sendable, Equatable {
                 guard let o = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else {
                     throw LoadError.badRecord(path: path, line: lineNumber, why: "not a JSON object")
                 }
-                try add(record: o, path: path, line: lineNumber)
+                if o["type"] as? String == "header" { region = o["region"] as? String }
+                try add(record: o, path: path, line: lineNumber, region: region)
             }
         } catch let e as LoadError {
             throw e
@@ -119,16 +127,26 @@ public struct Roster: Sendable, Equatable {
         }
     }
 
-    /// Stored roster lines added on top, each replacing its key's entry (a line that is not
-    /// a JSON object is skipped).
-    mutating func add(storedLines lines: [String]) throws {
-        for (i, line) in lines.enumerated() {
-            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { continue }
-            try add(record: o, path: "roster_entry", line: i + 1)
+    /// Stored roster lines added on top, each replacing its key's entry. A line the loader
+    /// refuses (stored before changes were checked with these rules, or written into the
+    /// database by someone else) is skipped and described in the result, for an operator
+    /// alert: it never stalls the roster (issue 21 item 4).
+    mutating func add(storedLines lines: [(region: String, line: String)]) -> [String] {
+        var skipped: [String] = []
+        for (region, line) in lines {
+            do {
+                guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+                    throw LoadError.badRecord(path: "roster_entry", line: 0, why: "not a JSON object")
+                }
+                try add(record: o, path: "roster_entry", line: 0, region: region)
+            } catch {
+                skipped.append("region \(region): \(error): \(line.prefix(120))")
+            }
         }
+        return skipped
     }
 
-    mutating func add(record o: [String: Any], path: String, line: Int) throws {
+    mutating func add(record o: [String: Any], path: String, line: Int, region: String? = nil) throws {
         func bad(_ why: String) -> LoadError { .badRecord(path: path, line: line, why: why) }
         switch o["type"] as? String {
         case "header":
@@ -143,7 +161,8 @@ public struct Roster: Sendable, Equatable {
             programs[code] = Program(cardType: cardType, limitFen: limit, matters: matters)
         case "device":
             guard let id = o["device_id"] as? String, let key = o["public_key"] as? String else { throw bad("device without device_id or public_key") }
-            try add(deviceID: id, publicKey: key, institution: o["institution"] as? String, status: o["status"] as? String ?? "active")
+            try add(deviceID: id, publicKey: key, institution: o["institution"] as? String, status: o["status"] as? String ?? "active",
+                    region: region)
         case "person":
             guard let ref = o["person_ref"] as? String else { throw bad("person without person_ref") }
             persons[ref] = Person(status: o["status"] as? String ?? "active", programs: o["programs"] as? [String] ?? [])

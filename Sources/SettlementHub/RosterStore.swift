@@ -2,6 +2,22 @@ import Crypto
 import Entitlements
 import Foundation
 
+/// A roster key the hub and the publisher trust, and the regions it may change (issue 21 item 4).
+public struct RosterKey: Sendable, Equatable {
+    public var publicKey: Curve25519.Signing.PublicKey
+    public var regions: Set<String>
+    public init(publicKey: Curve25519.Signing.PublicKey, regions: Set<String>) {
+        self.publicKey = publicKey
+        self.regions = regions
+    }
+    public static func == (a: RosterKey, b: RosterKey) -> Bool {
+        a.publicKey.rawRepresentation == b.publicKey.rawRepresentation && a.regions == b.regions
+    }
+}
+
+/// Trusted roster keys by `roster_key_id`.
+public typealias RosterKeys = [String: RosterKey]
+
 /// A roster change (sync spec §5): JSON Lines in the snapshot's record format, with
 /// `op: delete` to remove, signed like a snapshot by the civil-affairs office's roster key.
 public struct RosterChange: Sendable, Equatable {
@@ -35,6 +51,11 @@ public struct RosterChange: Sendable, Equatable {
         case untrustedKey(String)
         case badSignature
         case alreadyApplied(String)
+        /// The signing key is trusted, but not for the change's region (issue 21 item 4).
+        case wrongRegion(key: String, region: String)
+        /// An entry names a device, person or card the roster holds in another region: one
+        /// region's key cannot touch another region's entries (issue 21 item 4).
+        case otherRegion(type: String, key: String, region: String)
 
         public var description: String {
             switch self {
@@ -47,6 +68,8 @@ public struct RosterChange: Sendable, Equatable {
             case .untrustedKey(let k): return "roster key \"\(k)\" is not trusted"
             case .badSignature: return "the roster change's signature does not verify"
             case .alreadyApplied(let id): return "change \(id) was already applied"
+            case .wrongRegion(let k, let r): return "roster key \"\(k)\" is not trusted for region \(r)"
+            case .otherRegion(let t, let k, let r): return "\(t) \(k) belongs to region \(r): this region's key cannot change it"
             }
         }
     }
@@ -66,22 +89,30 @@ public struct RosterChange: Sendable, Equatable {
 
     static let keyField = ["program": "code", "device": "device_id", "person": "person_ref", "card": "card_number"]
 
-    /// Trusted roster keys from `KEY_ID=BASE64` options (the hub's and the publisher's `--roster-key`).
-    public static func keys(options: [String]) throws -> [String: Curve25519.Signing.PublicKey] {
-        var keys: [String: Curve25519.Signing.PublicKey] = [:]
+    /// Trusted roster keys from `KEY_ID=BASE64,REGION[,REGION…]` options (the hub's and the
+    /// publisher's `--roster-key`): each key is bound to the regions it may change (issue 21
+    /// item 4); a key named without a region is refused.
+    public static func keys(options: [String]) throws -> RosterKeys {
+        var keys: RosterKeys = [:]
         for k in options {
             let parts = k.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2, let raw = Data(base64Encoded: parts[1]), let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw) else {
-                throw Refusal.untrustedKey("--roster-key \(k) is not KEY_ID=BASE64 of 32 bytes")
+            let fields = parts.count == 2 ? parts[1].split(separator: ",", omittingEmptySubsequences: false).map(String.init) : []
+            guard parts.count == 2, !parts[0].isEmpty, let encoded = fields.first, let raw = Data(base64Encoded: encoded),
+                  let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw) else {
+                throw Refusal.untrustedKey("--roster-key \(k) is not KEY_ID=BASE64,REGION of 32 bytes")
             }
-            keys[parts[0]] = key
+            let regions = fields.dropFirst()
+            guard !regions.isEmpty, regions.allSatisfy(Identifiers.isSyncName) else {
+                throw Refusal.untrustedKey("--roster-key \(parts[0]) names no region (KEY_ID=BASE64,REGION[,REGION…]): a roster key is bound to its regions")
+            }
+            keys[parts[0]] = RosterKey(publicKey: key, regions: Set(regions))
         }
         return keys
     }
 
     /// Reads and verifies a roster change held in memory: header, records, trailer (count,
     /// sha256 of every byte before it, Ed25519 by the named roster key over those 32 bytes).
-    public static func read(_ bytes: [UInt8], trustedKeys: [String: Curve25519.Signing.PublicKey]) throws(Refusal) -> RosterChange {
+    public static func read(_ bytes: [UInt8], trustedKeys: RosterKeys) throws(Refusal) -> RosterChange {
         let lines = { (body: (ArraySlice<UInt8>) throws -> Void) throws in
             var start = 0
             for (i, b) in bytes.enumerated() where b == 0x0A { try body(bytes[start..<i]); start = i + 1 }
@@ -117,10 +148,11 @@ public struct RosterChange: Sendable, Equatable {
     /// Pass 1 of a streamed import: the header, the count, the digest and the signature,
     /// without keeping any record (records are checked in pass 2, inside the transaction that
     /// applies them, and the digest again, so a file changed in between is refused whole).
-    public static func verify(_ lines: Lines, trustedKeys: [String: Curve25519.Signing.PublicKey]) throws(Refusal) -> Verified {
+    public static func verify(_ lines: Lines, trustedKeys: RosterKeys) throws(Refusal) -> Verified {
         let (found, digest, signature) = try scan(lines, entry: nil)
         guard let key = trustedKeys[found.rosterKeyID] else { throw .untrustedKey(found.rosterKeyID) }
-        guard let signature, key.isValidSignature(signature, for: digest) else { throw .badSignature }
+        guard let signature, key.publicKey.isValidSignature(signature, for: digest) else { throw .badSignature }
+        guard key.regions.contains(found.region) else { throw .wrongRegion(key: found.rosterKeyID, region: found.region) }
         return found
     }
 
@@ -223,7 +255,37 @@ public struct RosterChange: Sendable, Equatable {
         let status = text("status") ?? ""
         let urgent = (type == "person" && ["suspended", "revoked"].contains(status)) || (type == "card" && ["lost", "revoked", "replaced"].contains(status))
         guard let line = canonical() else { throw .badRecord(line: n, "cannot be written back") }
+        try loaderRules(type: type, line: line, n, text: text, has: has)
         return Entry(type: type, key: key, line: line, urgent: urgent)
+    }
+}
+
+extension RosterChange {
+    /// The rules the roster loader (`Roster.add(record:)`) applies, applied to every entry of
+    /// a change before anything is stored (issue 21 item 4: a line the loader would refuse
+    /// once stored must never be answered 200). Programs and devices (a region holds a few)
+    /// are read whole and given to the loader itself; a card's key is checked from its
+    /// string (a region holds millions); a person has no rule beyond its reference.
+    static func loaderRules(type: String, line: String, _ n: Int, text: (String) -> String?, has: (String) -> Bool) throws(Refusal) {
+        switch type {
+        case "program", "device":
+            guard let o = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
+                throw .badRecord(line: n, "not a JSON object")
+            }
+            var scratch = Roster()
+            do { try scratch.add(record: o, path: "roster change", line: n) } catch {
+                throw .badRecord(line: n, "the roster loader refuses it: \(error)")
+            }
+        case "card":
+            if has("public_key") {
+                guard let key = text("public_key"), let raw = Data(base64Encoded: key), raw.count == 32 else {
+                    throw .badRecord(line: n, "card public_key is not base64 of 32 bytes")
+                }
+            }
+            if let status = text("status"), status.isEmpty { throw .badRecord(line: n, "status is empty") }
+        default:
+            break
+        }
     }
 }
 
@@ -296,7 +358,7 @@ extension HubDatabase {
     /// chunk at a time, and compares the digest again (a file changed between the passes, or
     /// a bad record anywhere, refuses the change whole: nothing applied).
     /// `verifiedFirst` hears of pass 1's end (a long import says so before it starts writing).
-    public func importRosterChange(_ lines: RosterChange.Lines, trustedKeys: [String: Curve25519.Signing.PublicKey], now: Date,
+    public func importRosterChange(_ lines: RosterChange.Lines, trustedKeys: RosterKeys, now: Date,
                                    verifiedFirst: (RosterChange.Verified) -> Void = { _ in }) throws -> (RosterChange.Verified, urgent: Bool) {
         let verified = try RosterChange.verify(lines, trustedKeys: trustedKeys)
         verifiedFirst(verified)
@@ -345,6 +407,16 @@ extension HubDatabase {
         for (i, e) in chunk.enumerated() { last["\(e.type)|\(e.key)"] = i }
         let entries = chunk.enumerated().filter { last["\($0.element.type)|\($0.element.key)"] == $0.offset }.map(\.element)
         let kept = entries.filter { $0.line != nil }, removed = entries.filter { $0.line == nil }
+        // Issue 21 item 4: one region's key cannot touch another region's devices, persons or
+        // cards (the hub knows each of them by its key alone, whatever the region).
+        let keyed = entries.filter { $0.type != "program" }.map { [SQLValue.text($0.type), .text($0.key)] }
+        for start in stride(from: 0, to: keyed.count, by: 200) {
+            let part = keyed[start..<min(start + 200, keyed.count)]
+            if let other = try c.rows("SELECT region, type, key FROM roster_entry WHERE (type, key) IN (VALUES \(placeholderTuples(part.count, width: 2))) AND region <> ? LIMIT 1",
+                                      arguments: part.flatMap { $0 } + [.text(region)]).first {
+                throw RosterChange.Refusal.otherRegion(type: try other.text("type"), key: try other.text("key"), region: try other.text("region"))
+            }
+        }
         let region = SQLValue.text(region)
         try c.executeChunked(kept.map { [region, .text($0.type), .text($0.key), .text($0.line ?? ""), .int(seq)] }) {
             "INSERT INTO roster_entry (region, type, key, line, seq) VALUES \($0) ON CONFLICT (region, type, key) DO UPDATE SET line = excluded.line, seq = excluded.seq"
@@ -377,12 +449,13 @@ extension HubDatabase {
     /// removed by changes numbered above it, up to the newest change (`mark` of the result).
     /// Changes commit in number order (under the write lock), so nothing is skipped; an
     /// entry rewritten meanwhile by a newer change is read at the next look.
-    public func rosterChanges(after mark: Int64) throws -> (mark: Int64, lines: [String], removed: [(type: String, key: String)]) {
+    public func rosterChanges(after mark: Int64) throws -> (mark: Int64, lines: [(region: String, line: String)], removed: [(type: String, key: String)]) {
         try engine.read { c in
             let newest = try c.int("SELECT COALESCE(MAX(seq), 0) FROM roster_change") ?? 0
-            var lines: [String] = [], removed: [(type: String, key: String)] = []
+            var lines: [(region: String, line: String)] = [], removed: [(type: String, key: String)] = []
             for region in try c.texts("SELECT DISTINCT region FROM roster_change WHERE seq > ? ORDER BY region", mark) {
                 lines += try c.texts("SELECT line FROM roster_entry WHERE region = ? AND seq > ? AND seq <= ? ORDER BY type, key", region, mark, newest)
+                    .map { (region, $0) }
                 removed += try c.rows("SELECT type, key FROM roster_tombstone WHERE region = ? AND seq > ? AND seq <= ?", region, mark, newest)
                     .map { (try $0.text("type"), try $0.text("key")) }
             }
@@ -390,9 +463,12 @@ extension HubDatabase {
         }
     }
 
-    /// Every region's stored roster added to `roster` (a later entry replaces an earlier one's).
-    public func loadRoster(into roster: inout Roster) throws {
-        let rows = try engine.read { c in try c.texts("SELECT line FROM roster_entry ORDER BY region, type, key") }
-        try roster.add(storedLines: rows)
+    /// Every region's stored roster added to `roster` (a later entry replaces an earlier
+    /// one's); the lines the loader refused, described (issue 21 item 4: skipped, alerted).
+    public func loadRoster(into roster: inout Roster) throws -> [String] {
+        let rows = try engine.read { c in
+            try c.rows("SELECT region, line FROM roster_entry ORDER BY region, type, key").map { (region: try $0.text("region"), line: try $0.text("line")) }
+        }
+        return roster.add(storedLines: rows)
     }
 }

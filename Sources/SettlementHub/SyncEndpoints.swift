@@ -44,8 +44,16 @@ extension SettlementHub {
         return nil
     }
 
+    /// A device is given its own region's snapshots only (issue 21 item 4): `403 wrong_region`.
+    func regionRefusal(_ request: Request, region: String) -> Response? {
+        guard let deviceID = request.headers[.xDeviceID], let device = roster[deviceID], device.region == region else {
+            return Self.error(.forbidden, "wrong_region", "this device is not registered in region \(region)")
+        }
+        return nil
+    }
+
     func syncManifest(_ request: Request, region: String) async -> Response {
-        if let refused = authenticateSync(request) { return refused }
+        if let refused = authenticateSync(request) ?? regionRefusal(request, region: region) { return refused }
         guard Identifiers.isSyncName(region) else { return Self.error(.badRequest, "bad_region", "region has characters a URL cannot carry") }
         let query = request.uri.queryParameters
         let installed = query["installed"].map(String.init)
@@ -76,7 +84,7 @@ extension SettlementHub {
     }
 
     func syncFile(_ request: Request, context: BasicRequestContext, region: String, snapshotID: String) async -> Response {
-        if let refused = authenticateSync(request) { return refused }
+        if let refused = authenticateSync(request) ?? regionRefusal(request, region: region) { return refused }
         guard Identifiers.isSyncName(region), Identifiers.isSyncName(snapshotID),
               let published = try? database.publishedSnapshot(snapshotID, region: region) else {
             return Self.error(.notFound, "no_snapshot", "no snapshot \(snapshotID) is published for region \(region)")

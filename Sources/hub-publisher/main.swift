@@ -92,7 +92,7 @@ struct DeviceCA: ParsableArguments {
 /// Answers pending certificate requests once.
 func answerCertificates(_ issuer: CertificateIssuer) throws {
     var roster = Roster()
-    try issuer.database.loadRoster(into: &roster)
+    _ = try issuer.database.loadRoster(into: &roster)
     for id in try issuer.issuePending(roster: roster) { print("certificate issued for \(id) (\(issuer.days) days)") }
 }
 
@@ -152,7 +152,7 @@ struct RosterImport: ParsableCommand {
     @Argument(help: "The roster change (JSON Lines, signed).") var file: String
 
     func run() throws {
-        let keys: [String: Curve25519.Signing.PublicKey]
+        let keys: RosterKeys
         do { keys = try RosterChange.keys(options: rosterKey) } catch { throw ValidationError("\(error)") }
         guard FileManager.default.isReadableFile(atPath: file) else { throw failure("cannot read \(file)", 3) }
         let database = try open(storage)

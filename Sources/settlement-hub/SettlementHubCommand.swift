@@ -152,7 +152,7 @@ struct SettlementHubCommand: AsyncParsableCommand {
         }
         let database: HubDatabase
         do { database = try storage.open() } catch { throw ValidationError("cannot open \(storage.name): \(error)") }
-        let rosterKeys: [String: Curve25519.Signing.PublicKey]
+        let rosterKeys: RosterKeys
         do { rosterKeys = try RosterChange.keys(options: rosterKey) } catch { throw ValidationError("\(error)") }
         let hub = SettlementHub(database: database, roster: roster, limits: HubLimits(maxRecords: maxRecords, maxBytes: maxBytes),
                                 faults: faults, rosterKeys: rosterKeys, consentStart: consentStart.flatMap(RecordRules.rfc3339))

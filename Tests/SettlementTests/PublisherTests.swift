@@ -13,15 +13,15 @@ import Testing
 /// signed snapshots out, synced by kiosks.
 enum PublishCase {
     static let rosterKey = try! Curve25519.Signing.PrivateKey(rawRepresentation: Data(repeating: 0x52, count: 32))
-    static var rosterKeys: [String: Curve25519.Signing.PublicKey] { ["330782-roster-test": rosterKey.publicKey] }
+    static var rosterKeys: RosterKeys { ["330782-roster-test": RosterKey(publicKey: rosterKey.publicKey, regions: ["330782"])] }
     static let newCard = "3307820000000099"
     static let ref17 = "997bb21c2fd71da3a74ad22ada8a3d3e"
 
     /// A roster change file signed by `key`.
     static func change(_ id: String, records: [[String: Any]], key: Curve25519.Signing.PrivateKey = rosterKey,
-                       keyID: String = "330782-roster-test") throws -> [UInt8] {
+                       keyID: String = "330782-roster-test", region: String = "330782") throws -> [UInt8] {
         let url = temporaryFolder("roster").appendingPathComponent("\(id).jsonl")
-        let w = try SnapshotWriter(url: url, header: ["format": "roster-change", "format_version": 1, "region": "330782", "change_id": id,
+        let w = try SnapshotWriter(url: url, header: ["format": "roster-change", "format_version": 1, "region": region, "change_id": id,
                                                       "issued_at": "2026-11-22T02:00:00Z", "roster_key_id": keyID], authorityKey: key)
         for r in records { try w.add(r) }
         try w.finish()

@@ -120,7 +120,7 @@ struct HubFixture {
 
     static func start(roster: Roster? = nil, limits: HubLimits = HubLimits(), faults: HubFaults = .none,
                       now: Date = testEpoch.addingTimeInterval(60), tls: TLSConfiguration? = nil,
-                      rosterKeys: [String: Curve25519.Signing.PublicKey] = [:], database: HubDatabase? = nil,
+                      rosterKeys: RosterKeys = [:], database: HubDatabase? = nil,
                       publicationPoll: Duration? = nil, consentStart: Date? = nil) async throws -> HubFixture {
         let db = try database ?? testHubDatabase()
         let clock = TestClock(now)
@@ -203,7 +203,7 @@ func eventually(timeout: Duration = .seconds(20), _ condition: () async throws -
 
 /// Runs `body` with a fresh in-process hub, stopped afterwards whatever happens.
 func withHub<T>(roster: Roster? = nil, limits: HubLimits = HubLimits(), faults: HubFaults = .none, now: Date = testEpoch.addingTimeInterval(60),
-                rosterKeys: [String: Curve25519.Signing.PublicKey] = [:], consentStart: Date? = nil,
+                rosterKeys: RosterKeys = [:], consentStart: Date? = nil,
                 _ body: (HubFixture) async throws -> T) async throws -> T {
     let hub = try await HubFixture.start(roster: roster, limits: limits, faults: faults, now: now, rosterKeys: rosterKeys, consentStart: consentStart)
     do {
