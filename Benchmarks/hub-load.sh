@@ -90,13 +90,15 @@ for engine in $ENGINES; do
     fresh_store "$engine" "$name"
     # The import's output line by line with the time it came: pass 1 ends at "verified".
     start=$(date +%s.%N)
-    import=$(/usr/bin/time -f "%e %M" "$BIN/hub-publisher" roster-import "${STORAGE[@]}" "${ROSTER_KEY[@]}" "$CHANGE" 2>"$DIR/time.txt" |
+    ARCHIVE=(--archive "$DIR/$name.archive" "${ROSTER_KEY[@]}")   # the publisher's own folder (issue 21)
+    rm -rf "$DIR/$name.archive"
+    import=$(/usr/bin/time -f "%e %M" "$BIN/hub-publisher" roster-import "${STORAGE[@]}" "${ARCHIVE[@]}" "$CHANGE" 2>"$DIR/time.txt" |
         while read -r line; do echo "$(date +%s.%N) $line"; done)
     read -r secs kb <"$DIR/time.txt"
     verified=$(echo "$import" | awk '/ verified / {print $1}')
     pass1=$(echo "$verified - $start" | bc)
     import="seconds=$secs peak_rss_mb=$((kb / 1024)) pass1_verify_s=$pass1 pass2_apply_s=$(echo "$secs - $pass1" | bc)"
-    publish=$(timed "$BIN/hub-publisher" publish --full --region 330782 --authority-key-file "$DIR/authority.key" --authority-key-id load "${STORAGE[@]}")
+    publish=$(timed "$BIN/hub-publisher" publish --full --region 330782 --authority-key-file "$DIR/authority.key" --authority-key-id load "${STORAGE[@]}" "${ARCHIVE[@]}")
     if [ "$engine" = sqlite ]; then
         size=$(du -cm "$DIR/$name.sqlite"* | tail -1 | cut -f1)
     else

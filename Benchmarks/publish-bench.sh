@@ -17,13 +17,13 @@ t() { local s; s=$(date +%s.%N); "$@" >/dev/null; echo "$(echo "$(date +%s.%N) -
 echo "# N=$N $(date -u +%FT%TZ)"
 FLOOR=$(t "$BIN/kiosk-bench" snapshot-gen --persons "$N" --out "$DIR/full.jsonl")
 GEN=$(t "$BIN/kiosk-bench" roster-change --change-id RC-1 --out "$DIR/rc1.jsonl" --from-snapshot "$DIR/full.jsonl")
-IMPORT=$(t "$BIN/hub-publisher" roster-import --db "$DIR/hub.sqlite" --roster-key "330782-roster-test=$AUTH_PUB,330782" "$DIR/rc1.jsonl")
-FULL=$(t "$BIN/hub-publisher" publish --db "$DIR/hub.sqlite" --region 330782 --authority-key-file "$DIR/authority.key" --authority-key-id 330782-auth-test --full)
+IMPORT=$(t "$BIN/hub-publisher" roster-import --db "$DIR/hub.sqlite" --archive "$DIR/archive" --roster-key "330782-roster-test=$AUTH_PUB,330782" "$DIR/rc1.jsonl")
+FULL=$(t "$BIN/hub-publisher" publish --db "$DIR/hub.sqlite" --archive "$DIR/archive" --roster-key "330782-roster-test=$AUTH_PUB,330782" --region 330782 --authority-key-file "$DIR/authority.key" --authority-key-id 330782-auth-test --full)
 sleep 1.1
 "$BIN/kiosk-bench" roster-change --change-id RC-2 --out "$DIR/rc2.jsonl" --card 3307829000000007 \
     --person-ref "$(grep -m1 -o '"card_number":"3307829000000007","person_ref":"[0-9a-f]*"' "$DIR/full.jsonl" | sed 's/.*"person_ref":"//;s/"//')" --status lost >/dev/null
-"$BIN/hub-publisher" roster-import --db "$DIR/hub.sqlite" --roster-key "330782-roster-test=$AUTH_PUB,330782" "$DIR/rc2.jsonl" >/dev/null
-DELTA=$(t "$BIN/hub-publisher" publish --db "$DIR/hub.sqlite" --region 330782 --authority-key-file "$DIR/authority.key" --authority-key-id 330782-auth-test)
+"$BIN/hub-publisher" roster-import --db "$DIR/hub.sqlite" --archive "$DIR/archive" --roster-key "330782-roster-test=$AUTH_PUB,330782" "$DIR/rc2.jsonl" >/dev/null
+DELTA=$(t "$BIN/hub-publisher" publish --db "$DIR/hub.sqlite" --archive "$DIR/archive" --roster-key "330782-roster-test=$AUTH_PUB,330782" --region 330782 --authority-key-file "$DIR/authority.key" --authority-key-id 330782-auth-test)
 echo "floor_snapshot_gen_s=$FLOOR roster_change_gen_s=$GEN roster_import_s=$IMPORT publish_full_s=$FULL publish_delta_s=$DELTA"
 echo "ratio_full_vs_floor=$(echo "scale=2; $FULL / $FLOOR" | bc) ratio_delta_vs_floor=$(echo "scale=6; $DELTA / $FLOOR" | bc)"
 ls -l "$DIR/hub.sqlite.snapshots/" | tail -n +2 | awk '{print "published " $9 " " $5 " bytes"}'

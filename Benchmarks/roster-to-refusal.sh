@@ -26,8 +26,8 @@ now_ms() { date +%s%3N; }
 echo "# rounds=$ROUNDS publisher_interval=${INTERVAL}s build=$CONFIG $(date -u +%FT%TZ)"
 
 "$BIN/kiosk-bench" roster-change --change-id RC-0 --out "$DIR/rc0.jsonl" --from-snapshot "$SNAPSHOT" >/dev/null
-"$BIN/hub-publisher" roster-import --db "$DIR/hub.sqlite" --roster-key "330782-roster-test=$AUTH_PUB,330782" "$DIR/rc0.jsonl" >/dev/null
-"$BIN/hub-publisher" publish --db "$DIR/hub.sqlite" --region 330782 --authority-key-file "$DIR/authority.key" --authority-key-id 330782-auth-test --full >/dev/null
+"$BIN/hub-publisher" roster-import --db "$DIR/hub.sqlite" --archive "$DIR/archive" --roster-key "330782-roster-test=$AUTH_PUB,330782" "$DIR/rc0.jsonl" >/dev/null
+"$BIN/hub-publisher" publish --db "$DIR/hub.sqlite" --archive "$DIR/archive" --roster-key "330782-roster-test=$AUTH_PUB,330782" --region 330782 --authority-key-file "$DIR/authority.key" --authority-key-id 330782-auth-test --full >/dev/null
 "$BIN/settlement-hub" serve --db "$DIR/hub.sqlite" --port "$HUBPORT" --snapshot "$SNAPSHOT" --roster-key "330782-roster-test=$AUTH_PUB,330782" \
     >"$DIR/hub.log" 2>&1 & PIDS+=($!)
 "$BIN/kioskctl" provision --state-dir "$DIR/kiosk" --device-id KSK-TEST-0001 --institution 330782-H01 --profile hospital \
@@ -46,7 +46,7 @@ wait_for_new() {  # $1: the snapshot the kiosk held; prints ms until it holds an
     echo timeout
 }
 for _ in $(seq 300); do [ -n "$(snapshot || true)" ] && break; sleep 0.1; done
-"$BIN/hub-publisher" run --db "$DIR/hub.sqlite" --region 330782 --authority-key-file "$DIR/authority.key" \
+"$BIN/hub-publisher" run --db "$DIR/hub.sqlite" --archive "$DIR/archive" --roster-key "330782-roster-test=$AUTH_PUB,330782" --region 330782 --authority-key-file "$DIR/authority.key" \
     --authority-key-id 330782-auth-test --interval "$INTERVAL" >"$DIR/publisher.log" 2>&1 & PIDS+=($!)
 
 ROSTER=(); FLOOR=()

@@ -28,10 +28,22 @@ public struct CertificateIssuer: Sendable {
     /// and active with the same key; returns the device ids answered.
     @discardableResult
     public func issuePending(roster: Roster) throws -> [String] {
+        try issuePending { roster[$0] }
+    }
+
+    /// Issue 21 item 1: the devices as the publisher's verified roster changes registered
+    /// them, not as the hub's database says (a request for a key no verified change
+    /// registered is never answered).
+    @discardableResult
+    public func issuePending(archive: RosterArchive) throws -> [String] {
+        try issuePending { try archive.device($0) }
+    }
+
+    func issuePending(device lookup: (String) throws -> Roster.Device?) throws -> [String] {
         var issued: [String] = []
         let instant = now()
         for request in try database.pendingCertificateRequests() {
-            guard let device = roster[request.deviceID], device.status == "active",
+            guard let device = try lookup(request.deviceID), device.status == "active",
                   Array(device.publicKey.rawRepresentation) == request.publicKey else { continue }
             // China Standard Time calendar days, "valid from" and "valid through" both counted.
             let from = CardDate(date: instant), through = CardDate(date: instant.addingTimeInterval(Double(days - 1) * 86_400))

@@ -93,12 +93,24 @@ public struct Publication: Sendable, Equatable {
 public final class SnapshotPublisher: Sendable {
     public let database: HubDatabase
     public let configuration: PublisherConfiguration
+    /// The publisher's own record of the verified roster changes (issue 21 item 1): every
+    /// roster entry signed is checked against it. `hub-publisher` always has one
+    /// (`--archive`); nil only where a test drives publication on its own database.
+    public let archive: RosterArchive?
     let now: @Sendable () -> Date
 
-    public init(database: HubDatabase, configuration: PublisherConfiguration, now: @escaping @Sendable () -> Date = { Date() }) {
+    public init(database: HubDatabase, configuration: PublisherConfiguration, archive: RosterArchive? = nil,
+                now: @escaping @Sendable () -> Date = { Date() }) {
         self.database = database
         self.configuration = configuration
+        self.archive = archive
         self.now = now
+    }
+
+    /// `body` with a reader of the verified roster (nil without an archive).
+    func verified<T>(_ body: (RosterArchive.Reader?) throws -> T) throws -> T {
+        guard let archive else { return try body(nil) }
+        return try archive.read { try body($0) }
     }
 
     static func canonical(_ o: [String: Any]) -> String {
@@ -179,7 +191,7 @@ public final class SnapshotPublisher: Sendable {
     /// transaction with the mark it corresponds to.
     func currentState(cut: String) throws -> (lines: [String: Entry], overLimit: [OverLimit], mark: Mark) {
         let region = configuration.region
-        return try database.engine.read { c in
+        return try verified { v in try database.engine.read { c in
             var mark = try Self.readMark(c)
             mark.cut = cut
             var lines: [String: Entry] = [:]
@@ -187,11 +199,15 @@ public final class SnapshotPublisher: Sendable {
             var programs: [Entry] = []
             try c.stream("SELECT type, key, line FROM roster_entry WHERE region = ?", arguments: [.text(region)]) { r in
                 let e: Entry = (try r.text("type"), try r.text("key"), try r.text("line"))
+                try v?.check(region: region, type: e.type, key: e.key, line: e.line)
                 lines["\(e.type)|\(e.key)"] = e
                 if e.type == "person" { persons.insert(e.key) }
                 if e.type == "program" { programs.append(e) }
             }
             guard !lines.isEmpty else { throw PublisherError.emptyRoster(region) }
+            if let v, try v.count(region: region) != lines.count {
+                throw RosterArchiveError.mismatch(region: region, "the database holds \(lines.count) entries, the verified changes \(try v.count(region: region))")
+            }
             let limits = Self.limits(programs)
             // S per person, program and period: every stored subsidy (flagged ones too) less
             // stored reversals, received at or before the cut.
@@ -207,7 +223,7 @@ public final class SnapshotPublisher: Sendable {
                 }
             }
             return (lines, over, mark)
-        }
+        } }
     }
 
     /// Only what moved since `since`, read in one transaction: roster entries changed or
@@ -216,7 +232,7 @@ public final class SnapshotPublisher: Sendable {
     /// changed (limits move every over-limit case: the whole state is recomputed then).
     func changes(since previous: Mark, cut: String) throws -> Plan? {
         let region = configuration.region
-        return try database.engine.read { c -> Plan? in
+        return try verified { v in try database.engine.read { c -> Plan? in
             var mark = try Self.readMark(c)
             mark.cut = cut
             let changed = try c.rows("SELECT type, key, line FROM roster_entry WHERE region = ? AND seq > ?", region, previous.rosterSeq)
@@ -224,6 +240,9 @@ public final class SnapshotPublisher: Sendable {
             let removed = try c.rows("SELECT type, key FROM roster_tombstone WHERE region = ? AND seq > ?", region, previous.rosterSeq)
                 .map { (type: try $0.text("type"), key: try $0.text("key")) }
             if changed.contains(where: { $0.type == "program" }) || removed.contains(where: { $0.type == "program" }) { return nil }
+            // Issue 21 item 1: every entry a delta would sign is the verified one; every delete is one.
+            for e in changed { try v?.check(region: region, type: e.type, key: e.key, line: e.line) }
+            for e in removed { try v?.checkAbsent(region: region, type: e.type, key: e.key) }
             let publishedLine = "SELECT line FROM published_entry WHERE region = ? AND type = ? AND key = ?"
             var entries: [Entry] = []
             var deleted: [String] = []
@@ -248,7 +267,9 @@ public final class SnapshotPublisher: Sendable {
             var over: [OverLimit] = []
             for person in persons.sorted() {
                 var now: [String: String] = [:]
-                if try c.exists("SELECT 1 FROM roster_entry WHERE region = ? AND type = 'person' AND key = ?", region, person) {
+                let inRoster = try v.map { try $0.line(region: region, type: "person", key: person) != nil }
+                    ?? c.exists("SELECT 1 FROM roster_entry WHERE region = ? AND type = 'person' AND key = ?", region, person)
+                if inRoster {
                     for row in try c.rows(Self.usageSQL, person, cut, person, cut) {
                         let program = try row.text("program"), period = try row.text("period")
                         let used = max(0, try row.int("used"))
@@ -265,7 +286,7 @@ public final class SnapshotPublisher: Sendable {
                 for key in before.keys where now[key] == nil { deleted.append("usage|\(key)") }
             }
             return Plan(full: false, entries: entries, deleted: deleted.sorted(), overLimit: over, mark: mark, replacesPublished: nil)
-        }
+        } }
     }
 
     /// Gives the publication lock up (another publisher takes over).
@@ -435,19 +456,25 @@ public final class SnapshotPublisher: Sendable {
         let writer = try SnapshotWriter(url: staging, header: header, authorityKey: configuration.authorityKey)
         var count = 0
         var over: [OverLimit] = []
-        let mark: Mark = try database.engine.read { c in
+        let mark: Mark = try verified { v in try database.engine.read { c in
             var mark = try Self.readMark(c)
             mark.cut = cut
             // Programs first, then devices, persons, cards and usage: readers may rely on programs being known.
             let limits = Self.limits(try c.rows("SELECT type, key, line FROM roster_entry WHERE region = ? AND type = 'program'", region)
                 .map { (try $0.text("type"), try $0.text("key"), try $0.text("line")) })
             for type in ["program", "device", "person", "card"] {
-                try c.stream("SELECT line FROM roster_entry WHERE region = ? AND type = ? ORDER BY key", arguments: [.text(region), .text(type)]) {
-                    try writer.addRaw(try $0.text("line"))
+                try c.stream("SELECT key, line FROM roster_entry WHERE region = ? AND type = ? ORDER BY key", arguments: [.text(region), .text(type)]) {
+                    let line = try $0.text("line")
+                    // Issue 21 item 1: only what the verified changes say is signed.
+                    try v?.check(region: region, type: type, key: try $0.text("key"), line: line)
+                    try writer.addRaw(line)
                     count += 1
                 }
             }
             guard count > 0 else { throw PublisherError.emptyRoster(region) }
+            if let v, try v.count(region: region) != count {
+                throw RosterArchiveError.mismatch(region: region, "the database holds \(count) entries, the verified changes \(try v.count(region: region))")
+            }
             try c.stream(Self.regionUsageSQL, arguments: [.text(cut), .text(cut), .text(region)]) { row in
                 let person = try row.text("person_ref"), program = try row.text("program"), period = try row.text("period")
                 let used = max(0, try row.int("used"))
@@ -458,7 +485,7 @@ public final class SnapshotPublisher: Sendable {
                 }
             }
             return mark
-        }
+        } }
         try writer.finish()
         let plan = Plan(full: true, entries: [], deleted: [], overLimit: over, mark: mark, replacesPublished: nil)
         let raised = Mutex<[OverLimit]>([])

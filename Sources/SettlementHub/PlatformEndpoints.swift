@@ -11,30 +11,51 @@ extension SettlementHub {
     static let rosterChangeLimit = 64 << 20
 
     /// `POST /v1/regions/{region}/roster-changes`: the body is a signed roster change; its
-    /// signature by a roster key the hub trusts is the authority, not the sender.
+    /// signature by a roster key the hub trusts for the region is the authority, not the
+    /// sender. The hub never applies it (issue 21 item 1): it streams the body to a file
+    /// while hashing it (flat memory at any size), verifies it, and puts it in the inbox the
+    /// publisher empties (`202`); the hubs see it once the publisher has applied it.
     func receiveRosterChange(_ request: Request, region: String) async -> Response {
-        let bytes: [UInt8]
-        do {
-            var buffer = try await request.body.collect(upTo: Self.rosterChangeLimit)
-            bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
-        } catch {
-            return Self.error(.contentTooLarge, "too_large", "a roster change over HTTP is at most \(Self.rosterChangeLimit) bytes")
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > Self.rosterChangeLimit {
+            return Self.error(.contentTooLarge, "too_large", "a roster change over HTTP is at most \(Self.rosterChangeLimit) bytes", close: true)
         }
-        let change: RosterChange
-        do { change = try RosterChange.read(bytes, trustedKeys: rosterKeys) } catch {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("roster-change-\(UUID().uuidString).jsonl")
+        defer { try? FileManager.default.removeItem(at: file) }
+        do {
+            guard FileManager.default.createFile(atPath: file.path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
+                throw CocoaError(.fileWriteUnknown)
+            }
+            let handle = try FileHandle(forWritingTo: file)
+            defer { try? handle.close() }
+            var total = 0
+            for try await buffer in request.body {
+                total += buffer.readableBytes
+                guard total <= Self.rosterChangeLimit else {
+                    return Self.error(.contentTooLarge, "too_large", "a roster change over HTTP is at most \(Self.rosterChangeLimit) bytes", close: true)
+                }
+                try handle.write(contentsOf: buffer.readableBytesView)
+            }
+        } catch {
+            logger.error("roster change not received", metadata: ["error": "\(error)"])
+            return Self.json(.serviceUnavailable, ["error": "storage_error", "message": "try again later"], headers: [.retryAfter: "30"])
+        }
+        let change: RosterChange.Verified
+        do { change = try RosterChange.verify(RosterChange.lines(of: file), trustedKeys: rosterKeys) } catch {
             return Self.error(.badRequest, "roster_change_refused", error.description)
         }
         guard change.region == region else {
             return Self.error(.badRequest, "roster_change_refused", "the change is for region \(change.region), posted to \(region)")
         }
         do {
-            let n = try database.applyRosterChange(change, now: now())
-            logger.notice("roster change applied", metadata: ["change_id": "\(change.changeID)", "entries": "\(n)", "urgent": "\(change.urgent)"])
-            return Self.json(.ok, ["applied": change.changeID, "entries": n, "urgent": change.urgent])
-        } catch let r as RosterChange.Refusal {
-            return Self.error(.conflict, "roster_change_refused", r.description)
+            if try database.rosterChangeApplied(change.changeID) {
+                return Self.error(.conflict, "roster_change_refused", RosterChange.Refusal.alreadyApplied(change.changeID).description)
+            }
+            let id = try database.queueRosterChange(file: file, region: change.region, changeID: change.changeID, now: now())
+            logger.notice("roster change queued for the publisher", metadata: ["change_id": "\(change.changeID)", "inbox_id": "\(id)",
+                                                                                "records": "\(change.records)"])
+            return Self.json(.accepted, ["queued": change.changeID, "records": change.records])
         } catch {
-            logger.error("roster change not stored", metadata: ["error": "\(error)"])
+            logger.error("roster change not queued", metadata: ["error": "\(error)"])
             return Self.json(.serviceUnavailable, ["error": "database_error", "message": "try again later"], headers: [.retryAfter: "30"])
         }
     }
@@ -76,6 +97,61 @@ extension SettlementHub {
 }
 
 extension HubDatabase {
+    /// Whether a change of this id was applied.
+    public func rosterChangeApplied(_ changeID: String) throws -> Bool {
+        try engine.read { c in try c.exists("SELECT 1 FROM roster_change WHERE change_id = ?", changeID) }
+    }
+
+    /// A verified change's file put in the inbox, a MiB a part, in one transaction; its id.
+    @discardableResult
+    public func queueRosterChange(file: URL, region: String, changeID: String, now: Date) throws -> Int64 {
+        try engine.write { c in
+            let size = (try? FileManager.default.attributesOfItem(atPath: file.path)[.size] as? Int) ?? 0
+            guard let id = try c.int("INSERT INTO roster_inbox (region, change_id, bytes, received_at) VALUES (?, ?, ?, ?) RETURNING id",
+                                     region, changeID, size, SettlementHub.timestamp(now, fractional: false)) else {
+                throw HubDatabaseError.inconsistent("the inbox entry's number was not returned")
+            }
+            let handle = try FileHandle(forReadingFrom: file)
+            defer { try? handle.close() }
+            var part = 0
+            while let data = try handle.read(upToCount: 1 << 20), !data.isEmpty {
+                try c.execute("INSERT INTO roster_inbox_part (inbox_id, part, data) VALUES (?, ?, ?)", id, part, Array(data))
+                part += 1
+            }
+            return id
+        }
+    }
+
+    /// The inbox, oldest first: id, region and change id.
+    public func rosterInbox() throws -> [(id: Int64, region: String, changeID: String)] {
+        try engine.read { c in
+            try c.rows("SELECT id, region, change_id FROM roster_inbox ORDER BY id").map { (try $0.int("id"), try $0.text("region"), try $0.text("change_id")) }
+        }
+    }
+
+    /// An inbox entry's bytes written to `file`, a part at a time.
+    public func writeInboxEntry(_ id: Int64, to file: URL) throws {
+        guard FileManager.default.createFile(atPath: file.path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
+            throw CocoaError(.fileWriteUnknown)
+        }
+        let handle = try FileHandle(forWritingTo: file)
+        defer { try? handle.close() }
+        let parts = try engine.read { c in try c.int("SELECT COUNT(*) FROM roster_inbox_part WHERE inbox_id = ?", id) ?? 0 }
+        for part in 0..<parts {
+            let data = try engine.read { c in try c.row("SELECT data FROM roster_inbox_part WHERE inbox_id = ? AND part = ?", id, part)?.optionalBlob("data") }
+            guard let data else { throw HubDatabaseError.inconsistent("inbox entry \(id) lacks part \(part)") }
+            try handle.write(contentsOf: data)
+        }
+    }
+
+    /// An inbox entry taken out (applied or refused by the publisher).
+    public func dropInboxEntry(_ id: Int64) throws {
+        try engine.write { c in
+            try c.execute("DELETE FROM roster_inbox_part WHERE inbox_id = ?", id)
+            try c.execute("DELETE FROM roster_inbox WHERE id = ?", id)
+        }
+    }
+
     /// A device asks for a certificate for `publicKey` (its registered key); a new request
     /// replaces an unanswered or answered one.
     public func requestCertificate(deviceID: String, publicKey: [UInt8], now: Date) throws {

@@ -131,7 +131,7 @@ public struct Roster: Sendable, Equatable {
     /// refuses (stored before changes were checked with these rules, or written into the
     /// database by someone else) is skipped and described in the result, for an operator
     /// alert: it never stalls the roster (issue 21 item 4).
-    mutating func add(storedLines lines: [(region: String, line: String)]) -> [String] {
+    public mutating func add(storedLines lines: [(region: String, line: String)]) -> [String] {
         var skipped: [String] = []
         for (region, line) in lines {
             do {

@@ -156,6 +156,13 @@ public struct RosterChange: Sendable, Equatable {
         return found
     }
 
+    /// Pass 2 of a streamed import, for another store than the hub's (the publisher's own,
+    /// issue 21 item 1): every entry checked and handed to `body` in order; what the header
+    /// and trailer say (the caller compares it with pass 1's).
+    public static func entries(_ lines: Lines, _ body: (Entry) throws -> Void) throws(Refusal) -> Verified {
+        try withoutActuallyEscaping(body) { (escapable) throws(Refusal) -> Verified in try scan(lines, entry: escapable).verified }
+    }
+
     /// One pass over the lines: the header parsed, every line before the trailer hashed (and,
     /// given `entry`, checked and handed over as an entry), the trailer's count and digest
     /// compared. The signature is the caller's to check.

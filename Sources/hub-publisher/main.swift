@@ -13,12 +13,30 @@ struct HubPublisher: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hub-publisher",
         abstract: "Publish signed snapshots from the hub's roster and records; import signed roster changes.",
-        subcommands: [Publish.self, Run.self, RosterImport.self, Certificates.self]
+        subcommands: [Publish.self, Run.self, RosterImport.self, Certificates.self, VerifyArchive.self]
     )
+}
+
+/// The publisher's own folder (issue 21 item 1): every roster change it applied, as signed,
+/// with a digest chain; only what they say is ever signed.
+struct ArchiveOptions: ParsableArguments {
+    @Option(help: "The publisher's own folder of verified roster changes (its user's alone, mode 0700; created when missing).")
+    var archive: String
+    @Option(help: "A trusted roster key and the regions it may change, KEY_ID=BASE64,REGION[,REGION…] (repeatable).")
+    var rosterKey: [String] = []
+
+    func open() throws -> RosterArchive {
+        let keys: RosterKeys
+        do { keys = try RosterChange.keys(options: rosterKey) } catch { throw ValidationError("\(error)") }
+        do { return try RosterArchive(folder: URL(fileURLWithPath: archive, isDirectory: true), trustedKeys: keys) } catch {
+            throw failure("ALERT \(error)", 4)
+        }
+    }
 }
 
 struct Common: ParsableArguments {
     @OptionGroup var storage: HubStorageOptions
+    @OptionGroup var archive: ArchiveOptions
     @Option(help: "The region to publish, e.g. 330782.") var region: String
     @Option(help: "The authority key file: base64 of the 32-byte Ed25519 seed, mode 0600.") var authorityKeyFile: String
     @Option(help: "The authority key's identifier (authority_key_id).") var authorityKeyId: String
@@ -36,7 +54,7 @@ struct Common: ParsableArguments {
                                             authorityKey: try PublisherConfiguration.readKey(file: authorityKeyFile))
         } catch { throw failure("\(error)", 2) }
         config.validity = TimeInterval(validityDays) * 86_400
-        return SnapshotPublisher(database: database, configuration: config)
+        return SnapshotPublisher(database: database, configuration: config, archive: try archive.open())
     }
 }
 
@@ -69,7 +87,12 @@ struct Publish: ParsableCommand {
     @Flag(help: "Publish a full whatever is due.") var full = false
     func run() throws {
         let publisher = try common.publisher()
-        do { report(try publisher.publish(forceFull: full)) } catch { throw failure("\(error)", 1) }
+        do {
+            if let archive = publisher.archive { try archive.reconcile(publisher.database, now: Date()) }
+            report(try publisher.publish(forceFull: full))
+        } catch let e as RosterArchiveError {
+            throw failure("ALERT \(e)", 1)
+        } catch { throw failure("\(error)", 1) }
     }
 }
 
@@ -89,21 +112,42 @@ struct DeviceCA: ParsableArguments {
     }
 }
 
-/// Answers pending certificate requests once.
-func answerCertificates(_ issuer: CertificateIssuer) throws {
-    var roster = Roster()
-    _ = try issuer.database.loadRoster(into: &roster)
-    for id in try issuer.issuePending(roster: roster) { print("certificate issued for \(id) (\(issuer.days) days)") }
+/// Answers pending certificate requests once: only for keys a verified roster change registered.
+func answerCertificates(_ issuer: CertificateIssuer, _ archive: RosterArchive) throws {
+    for id in try issuer.issuePending(archive: archive) { print("certificate issued for \(id) (\(issuer.days) days)") }
+}
+
+/// Roster changes the hubs queued: verified, archived and applied, or refused with an alert.
+func pullInbox(_ archive: RosterArchive, _ database: HubDatabase) throws {
+    for o in try archive.pullInbox(database, now: Date()) {
+        if let why = o.refusal {
+            FileHandle.standardError.write(Data("hub-publisher: ALERT roster change \(o.changeID) from the inbox refused: \(why)\n".utf8))
+        } else {
+            print("applied \(o.changeID) from the inbox\(o.urgent ? " (urgent)" : "")")
+        }
+    }
 }
 
 struct Certificates: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Issue device certificates for the requests kiosks made through the hub.")
     @OptionGroup var storage: HubStorageOptions
+    @OptionGroup var archive: ArchiveOptions
     @OptionGroup var ca: DeviceCA
     func run() throws {
         let database = try open(storage)
+        let archive = try archive.open()
         guard let issuer = try ca.issuer(database) else { throw ValidationError("--device-ca-key-file and --device-ca-key-id are required") }
-        do { try answerCertificates(issuer) } catch { throw failure("\(error)", 1) }
+        do { try answerCertificates(issuer, archive) } catch { throw failure("\(error)", 1) }
+    }
+}
+
+struct VerifyArchive: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "verify-archive",
+                                                    abstract: "Read every archived roster change again against its link in the digest chain.")
+    @OptionGroup var archive: ArchiveOptions
+    func run() throws {
+        let archive = try archive.open()
+        do { print("\(try archive.verifyFiles()) roster changes verified; the chain holds") } catch { throw failure("ALERT \(error)", 1) }
     }
 }
 
@@ -121,8 +165,12 @@ struct Run: ParsableCommand {
         // between them loses nothing (the next run recomputes from the database).
         signal(SIGTERM) { _ in Glibc.exit(0) }
         var standingBy = false
+        guard let archive = publisher.archive else { throw failure("no roster archive", 4) }
         while true {
             do {
+                // Issue 21 item 1: the hubs queue roster changes; only the publisher applies them.
+                try pullInbox(archive, publisher.database)
+                try archive.reconcile(publisher.database, now: Date())
                 if let p = try publisher.publish() { report(p) }
                 if standingBy { print("publication lock taken: this publisher publishes now") }
                 standingBy = false
@@ -130,11 +178,13 @@ struct Run: ParsableCommand {
                 // Several publishers, one at a time: this one takes over when the holder dies.
                 if !standingBy { print("another publisher holds the publication lock: standing by") }
                 standingBy = true
+            } catch let e as RosterArchiveError {
+                FileHandle.standardError.write(Data("hub-publisher: ALERT \(e); trying again in \(interval) s\n".utf8))
             } catch {
                 FileHandle.standardError.write(Data("hub-publisher: \(error); trying again in \(interval) s\n".utf8))
             }
             if let issuer, !standingBy {
-                do { try answerCertificates(issuer) } catch {
+                do { try answerCertificates(issuer, archive) } catch {
                     FileHandle.standardError.write(Data("hub-publisher: certificates: \(error)\n".utf8))
                 }
             }
@@ -146,25 +196,26 @@ struct Run: ParsableCommand {
 
 struct RosterImport: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "roster-import",
-                                                    abstract: "Verify a signed roster change and apply it to the hub's roster.")
+                                                    abstract: "Verify a signed roster change, keep it in the publisher's archive and apply it to the hub's roster.")
     @OptionGroup var storage: HubStorageOptions
-    @Option(help: "A trusted roster key, KEY_ID=BASE64 (repeatable).") var rosterKey: [String] = []
+    @OptionGroup var archive: ArchiveOptions
     @Argument(help: "The roster change (JSON Lines, signed).") var file: String
 
     func run() throws {
-        let keys: RosterKeys
-        do { keys = try RosterChange.keys(options: rosterKey) } catch { throw ValidationError("\(error)") }
         guard FileManager.default.isReadableFile(atPath: file) else { throw failure("cannot read \(file)", 3) }
+        let archive = try archive.open()
         let database = try open(storage)
         do {
-            // Streamed: verified in one pass, applied in a second (flat memory at any size).
-            let (change, urgent) = try database.importRosterChange(RosterChange.lines(of: URL(fileURLWithPath: file)), trustedKeys: keys, now: Date()) {
+            // Streamed: verified, copied into the archive, verified again, applied in flat memory.
+            let (change, urgent) = try archive.apply(file: URL(fileURLWithPath: file), to: database, now: Date()) {
                 print("verified \($0.changeID) (\($0.records) records, signed by \($0.rosterKeyID)); applying")
                 fflush(nil)
             }
             print("applied \(change.changeID) (region \(change.region), \(change.records) entries\(urgent ? ", urgent" : ""))")
         } catch let r as RosterChange.Refusal {
             throw failure("refused: \(r)", 2)
+        } catch let e as RosterArchiveError {
+            throw failure("ALERT \(e)", 4)
         }
     }
 }

@@ -38,13 +38,29 @@ enum PublishCase {
         }
     }
 
-    static func publisher(_ db: HubDatabase, now: Date, inMemoryEntries: Int? = nil) throws -> SnapshotPublisher {
+    /// The publisher's own archive in a fresh folder, trusting the test roster key.
+    static func archive(_ label: String = "archive", keys: RosterKeys = rosterKeys) throws -> RosterArchive {
+        try RosterArchive(folder: temporaryFolder(label).appendingPathComponent("archive", isDirectory: true), trustedKeys: keys)
+    }
+
+    /// A signed change applied as the publisher applies it: through its archive, then to `db`.
+    @discardableResult
+    static func apply(_ bytes: [UInt8], _ db: HubDatabase, _ archive: RosterArchive, now: Date = testEpoch) throws -> RosterChange.Verified {
+        let url = temporaryFolder("change").appendingPathComponent("change.jsonl")
+        try Data(bytes).write(to: url)
+        return try archive.apply(file: url, to: db, now: now).0
+    }
+
+    /// `--roster-key` for the test key, as the executables take it.
+    static var rosterKeyOption: String { "330782-roster-test=" + rosterKey.publicKey.rawRepresentation.base64EncodedString() + ",330782" }
+
+    static func publisher(_ db: HubDatabase, now: Date, inMemoryEntries: Int? = nil, archive: RosterArchive? = nil) throws -> SnapshotPublisher {
         let a = try #require(Vectors.keys["authority"] as? [String: String])
         let seedText = try #require(a["private_seed"])
         let seed = try #require(Data(base64Encoded: seedText))
         var configuration = PublisherConfiguration(region: "330782", authorityKeyID: "330782-auth-test", authorityKey: try .init(rawRepresentation: seed))
         if let inMemoryEntries { configuration.inMemoryEntries = inMemoryEntries }
-        return SnapshotPublisher(database: db, configuration: configuration, now: { now })
+        return SnapshotPublisher(database: db, configuration: configuration, archive: archive, now: { now })
     }
 }
 
@@ -163,18 +179,33 @@ enum PublishCase {
 }
 
 @Suite struct PlatformEndpointTests {
-    @Test("a roster change posted to the hub applies when signed by a trusted roster key, and only then")
+    @Test("a roster change posted to the hub goes to the inbox (202) when signed by a key trusted for its region, and only then; the publisher applies it and the hub sees the new device")
     func rosterChangeEndpoint() async throws {
         try await withHub(now: vectorHubClock, rosterKeys: PublishCase.rosterKeys) { hub in
             let url = "\(hub.url)/v1/regions/330782/roster-changes"
-            let good = try PublishCase.change("RC-1", records: try PublishCase.vectorRoster)
+            let newDevice = RosterRulesTests.device("KSK-INBOX-1")
+            let good = try PublishCase.change("RC-1", records: try PublishCase.vectorRoster + [newDevice])
             let (s1, o1, t1) = try await post(url, good, signature: nil)
-            #expect(s1 == 200 && o1?["applied"] as? String == "RC-1", "\(t1)")
-            #expect(try await post(url, good, signature: nil).0 == 409)   // a replay
+            #expect(s1 == 202 && o1?["queued"] as? String == "RC-1", "\(t1)")
+            // Queued, not applied: the hub process never writes the roster.
+            #expect(try hub.hub.database.rosterLines(region: "330782").isEmpty && hub.hub.database.rosterInbox().count == 1)
             let forged = try PublishCase.change("RC-2", records: [], key: Curve25519.Signing.PrivateKey())
             #expect(try await post(url, forged, signature: nil).0 == 400)
             #expect(try await post("\(hub.url)/v1/regions/330783/roster-changes", try PublishCase.change("RC-3", records: []), signature: nil).0 == 400)
-            #expect(try hub.hub.database.rosterLines(region: "330782").count == (try PublishCase.vectorRoster).count)
+            // Signed by 330782's key for 330783: a key is trusted for its regions only.
+            #expect(try await post("\(hub.url)/v1/regions/330783/roster-changes", try PublishCase.change("RC-4", records: [], region: "330783"),
+                                   signature: nil).0 == 400)
+            #expect(try hub.hub.database.rosterInbox().count == 1)
+
+            // The publisher empties the inbox: verified again, archived, applied.
+            let archive = try PublishCase.archive("inbox")
+            let outcomes = try archive.pullInbox(hub.hub.database, now: vectorHubClock)
+            #expect(outcomes.map(\.changeID) == ["RC-1"] && outcomes[0].refusal == nil)
+            #expect(try hub.hub.database.rosterInbox().isEmpty && archive.changeCount() == 1)
+            #expect(try hub.hub.database.rosterLines(region: "330782").count == (try PublishCase.vectorRoster).count + 1)
+            hub.hub.refreshRoster(force: true)
+            #expect(hub.hub.roster["KSK-INBOX-1"]?.status == "active")
+            #expect(try await post(url, good, signature: nil).0 == 409)   // a replay of an applied change
         }
     }
 

@@ -129,7 +129,8 @@ import Testing
         let publisher = try KillTests.product("hub-publisher")
         let key = "330782-roster-test=" + PublishCase.rosterKey.publicKey.rawRepresentation.base64EncodedString() + ",330782"
         func run(_ file: URL) async throws -> KillTests.Child {
-            let child = try KillTests.Child.spawn(publisher, ["roster-import", "--roster-key", key] + store.arguments + [file.path], in: dir)
+            let child = try KillTests.Child.spawn(publisher, ["roster-import", "--roster-key", key, "--archive", dir.appendingPathComponent("archive").path]
+                                                  + store.arguments + [file.path], in: dir)
             return child
         }
         // 30,000 persons: long enough to be killed in the middle.

@@ -201,20 +201,23 @@ struct ScaleOutTests {
             roster.append(["type": "card", "card_number": IncrementalPublisherTests.card(n), "person_ref": IncrementalPublisherTests.ref(n),
                            "status": "active", "public_key": "XOWI9ptiWfLv7v4sj/CD67RvlLLW8wXZef2TkbaaHy4="])
         }
-        try db.applyRosterChange(try RosterChange.read(try PublishCase.change("RC-0", records: roster), trustedKeys: PublishCase.rosterKeys), now: Date())
+        let archiveFolder = dir.appendingPathComponent("archive")
+        let archive = try RosterArchive(folder: archiveFolder, trustedKeys: PublishCase.rosterKeys)
+        try PublishCase.apply(try PublishCase.change("RC-0", records: roster), db, archive, now: Date())
         let keyFile = dir.appendingPathComponent("authority.key")
         let seed = try #require(Vectors.keys["authority"] as? [String: String])["private_seed"]
         FileManager.default.createFile(atPath: keyFile.path, contents: Data((seed ?? "").utf8), attributes: [.posixPermissions: 0o600])
         let publisher = try KillTests.product("hub-publisher")
-        let arguments = ["publish", "--region", "330782", "--authority-key-file", keyFile.path, "--authority-key-id", "330782-auth-test"] + store.arguments
+        let arguments = ["publish", "--region", "330782", "--authority-key-file", keyFile.path, "--authority-key-id", "330782-auth-test",
+                         "--archive", archiveFolder.path, "--roster-key", PublishCase.rosterKeyOption] + store.arguments
 
         for (round, delay) in [0.25, 0.7, 1.4].enumerated() {
             if round > 0 {
                 // Work for the next publication: a thousand persons suspended or back.
                 let status = round % 2 == 1 ? "suspended" : "active"
-                try db.applyRosterChange(try RosterChange.read(try PublishCase.change("RC-\(round)", records: (0..<1_000).map {
+                try PublishCase.apply(try PublishCase.change("RC-\(round)", records: (0..<1_000).map {
                     ["type": "person", "person_ref": IncrementalPublisherTests.ref($0), "status": status, "status_reason": "", "programs": ["HM-SUBSIDY"]]
-                }), trustedKeys: PublishCase.rosterKeys), now: Date())
+                }), db, archive, now: Date())
             }
             let child = try KillTests.Child.spawn(publisher, arguments, in: dir)
             try await Task.sleep(for: .seconds(delay))
@@ -228,7 +231,7 @@ struct ScaleOutTests {
             try await Task.sleep(for: .seconds(1.1))   // snapshot ids have whole seconds
         }
         // The next publication, by another publisher, runs to its end.
-        let next = try PublishCase.publisher(try store.open(), now: Date().addingTimeInterval(2))
+        let next = try PublishCase.publisher(try store.open(), now: Date().addingTimeInterval(2), archive: archive)
         _ = try next.publish()
         // A kiosk that follows the chain from the latest full holds exactly the state.
         let published = try db.engine.read { try $0.rows("SELECT * FROM hub_snapshot ORDER BY seq") }.map(PublishedSnapshot.init)
