@@ -5,16 +5,23 @@
 #   setup-province.sh schema              once, on a machine with settlement-hub: the tables,
 #                                         created by their owner, and the hubs' privileges
 #   setup-province.sh keys AUTH CA        on each publisher machine: the key files
-# Two PostgreSQL roles. benefit_owner owns the database and every table; only root reaches
-# it (peer map). benefit_hub is the one the hub and publisher processes log in as (pg_ident
-# maps the system users settlement-hub and hub-publisher to it, peer authentication over the
-# unix socket, no password anywhere): it may read and insert records and answers but never
-# edit, delete or truncate them, and owns no table, so it cannot alter one or disable the
-# refusal triggers. Across machines, use TCP URLs with passwords (province.env, 0640) and TLS
-# on the network instead; OWNER_URL then names the owner's URL for `schema`.
+# Three PostgreSQL roles (issue 21: a hub can delay but never forge). benefit_owner owns the
+# database and every table; only root reaches it (peer map) and only migrations use it.
+# benefit_hub is what the hub processes log in as (system user settlement-hub): it reads the
+# roster, devices and cards, inserts records, answers, certificate requests and roster changes
+# into an inbox, and nothing else: never an edit or delete of a record, never the roster.
+# benefit_publisher is what the publisher logs in as (system user hub-publisher, a group of
+# its own): it reads everything, writes the roster, certificates, shelf index and its own
+# tables, never a record. Neither owns a table, so neither can alter one or disable the
+# refusal triggers. The publisher also keeps every roster change it applied, as signed, in
+# /var/lib/hub-publisher/archive (0700, its own): before it signs, it checks the database
+# against them. Peer authentication over the unix socket, no password anywhere. Across
+# machines, use TCP URLs with passwords (province.env, 0640) and TLS instead; OWNER_URL then
+# names the owner's URL for `schema`.
 # Run `schema` again after an upgrade that adds tables (the hubs never run DDL themselves).
 set -euo pipefail
 ROLE=${ROLE:-benefit_hub}
+PUBLISHER_ROLE=${PUBLISHER_ROLE:-benefit_publisher}
 OWNER=${OWNER:-benefit_owner}
 DB=${DB:-benefit_hub}
 case "${1:-}" in
@@ -24,6 +31,7 @@ database)
 DO \$\$ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$OWNER') THEN CREATE ROLE $OWNER LOGIN; END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$ROLE') THEN CREATE ROLE $ROLE LOGIN; END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$PUBLISHER_ROLE') THEN CREATE ROLE $PUBLISHER_ROLE LOGIN; END IF;
 END \$\$;
 SQL
     runuser -u postgres -- psql -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1 \
@@ -33,23 +41,27 @@ SQL
     conf=$(runuser -u postgres -- psql -tAc "SHOW config_file" | xargs dirname)
     grep -q "^benefit " "$conf/pg_ident.conf" || cat >>"$conf/pg_ident.conf" <<IDENT
 benefit settlement-hub $ROLE
-benefit hub-publisher  $ROLE
+benefit hub-publisher  $PUBLISHER_ROLE
 benefit root           $OWNER
 IDENT
-    grep -q "map=benefit" "$conf/pg_hba.conf" || sed -i "1i local $DB $ROLE,$OWNER peer map=benefit" "$conf/pg_hba.conf"
+    grep -q "map=benefit" "$conf/pg_hba.conf" || sed -i "1i local $DB $ROLE,$PUBLISHER_ROLE,$OWNER peer map=benefit" "$conf/pg_hba.conf"
     runuser -u postgres -- psql -qc "SELECT pg_reload_conf()" >/dev/null
-    echo "database $DB (owner $OWNER) and the hubs' role $ROLE ready (peer map 'benefit'); next: setup-province.sh schema"
+    echo "database $DB (owner $OWNER), the hubs' role $ROLE and the publisher's role $PUBLISHER_ROLE ready (peer map 'benefit'); next: setup-province.sh schema"
     ;;
 schema)
     url=${OWNER_URL:-postgres://$OWNER@/$DB?host=/var/run/postgresql}
-    settlement-hub migrate --postgres "$url" --shelf /srv/settlement-hub/shelf --grant-to "$ROLE"
+    settlement-hub migrate --postgres "$url" --shelf /srv/settlement-hub/shelf --grant-to "$ROLE" --grant-publisher "$PUBLISHER_ROLE"
     ;;
 hub)
     getent group settlement-hub >/dev/null || groupadd --system settlement-hub
     id settlement-hub >/dev/null 2>&1 || useradd --system --gid settlement-hub --home-dir /nonexistent --shell /usr/sbin/nologin settlement-hub
-    id hub-publisher >/dev/null 2>&1 || useradd --system --gid settlement-hub --home-dir /nonexistent --shell /usr/sbin/nologin hub-publisher
+    # The publisher: a user and group of its own (reads the shelf's group only to write it).
+    getent group hub-publisher >/dev/null || groupadd --system hub-publisher
+    id hub-publisher >/dev/null 2>&1 || useradd --system --gid hub-publisher --groups settlement-hub --home-dir /nonexistent --shell /usr/sbin/nologin hub-publisher
     install -d -o root -g settlement-hub -m 0750 /etc/settlement-hub /etc/settlement-hub/tls
     install -d -o hub-publisher -g hub-publisher -m 0700 /etc/hub-publisher
+    # The publisher's archive of verified roster changes: its user's alone (issue 21).
+    install -d -o hub-publisher -g hub-publisher -m 0700 /var/lib/hub-publisher /var/lib/hub-publisher/archive
     # The shared shelf: the publisher writes, the hub processes read.
     install -d -o hub-publisher -g settlement-hub -m 2750 /srv/settlement-hub/shelf
     [ -f /etc/settlement-hub/province.env ] || install -o root -g settlement-hub -m 0640 "$(dirname "$0")/province.env.example" /etc/settlement-hub/province.env

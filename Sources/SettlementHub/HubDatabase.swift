@@ -143,27 +143,52 @@ public final class HubDatabase: Sendable {
         self.engine = engine
     }
 
-    /// Province set-up: run by the tables' owner (after migrating), gives the hubs' login
-    /// role what the hub and the publisher need and nothing more. Records and answers: read
-    /// and insert only (no UPDATE, DELETE or TRUNCATE); no table is the hub role's, so it
-    /// cannot alter one or disable its refusal triggers; the migrations table is read only.
-    /// Run again after an upgrade that adds tables.
-    public func grant(toHubRole role: String) throws {
+    /// Province set-up: run by the tables' owner (after migrating). Two login roles, neither
+    /// owning a table (so neither can alter one or disable its refusal triggers), each given
+    /// what its processes need and nothing more (issue 21 item 1):
+    /// - the hub role reads the roster, devices, cards and the shelf's index; inserts records,
+    ///   answers, refusals, batches, certificate requests and the roster-change inbox; never
+    ///   edits or deletes a record or an answer, never writes the roster or the shelf;
+    /// - the publisher role reads everything; writes the roster, the certificates, the shelf's
+    ///   index and its own tables, and empties the inbox; never writes records or answers.
+    /// The migrations table is read only to both. Run again after an upgrade that adds tables.
+    public func grant(hubRole: String, publisherRole: String? = nil) throws {
         guard engine is PostgresEngine else { throw PostgresLocation.Invalid.url("grants are for a PostgreSQL hub") }
-        guard PostgresLocation.isPlainName(role) else { throw PostgresLocation.Invalid.url("role \(role) is not a plain name") }
+        for role in [hubRole] + (publisherRole.map { [$0] } ?? []) {
+            guard PostgresLocation.isPlainName(role) else { throw PostgresLocation.Invalid.url("role \(role) is not a plain name") }
+        }
         try engine.write { c in
             guard let schema = try c.text("SELECT current_schema()"), PostgresLocation.isPlainName(schema) else {
                 throw HubDatabaseError.inconsistent("the connection's schema is not a plain name")
             }
-            for sql in [
-                "GRANT USAGE ON SCHEMA \(schema) TO \(role)",
-                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \(schema) TO \(role)",
-                "REVOKE UPDATE, DELETE, TRUNCATE ON hub_record, hub_answer FROM \(role)",
-                "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON hub_migration FROM \(role)",
-                "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA \(schema) TO \(role)",
-            ] { try c.execute(sql, arguments: []) }
+            var statements: [String] = []
+            for role in [hubRole] + (publisherRole.map { [$0] } ?? []) {
+                statements += [
+                    "GRANT USAGE ON SCHEMA \(schema) TO \(role)",
+                    "REVOKE ALL ON ALL TABLES IN SCHEMA \(schema) FROM \(role)",
+                    "GRANT SELECT ON ALL TABLES IN SCHEMA \(schema) TO \(role)",
+                    "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA \(schema) TO \(role)",
+                ]
+            }
+            statements += [
+                "GRANT INSERT ON \(Self.hubInserts.joined(separator: ", ")) TO \(hubRole)",
+                "GRANT UPDATE ON certificate_request TO \(hubRole)",
+            ]
+            if let publisherRole {
+                statements.append("GRANT INSERT, UPDATE, DELETE ON \(Self.publisherWrites.joined(separator: ", ")) TO \(publisherRole)")
+            } else {
+                // One role for both (a district's set-up, or an older province): the publisher's tables too.
+                statements.append("GRANT INSERT, UPDATE, DELETE ON \(Self.publisherWrites.joined(separator: ", ")) TO \(hubRole)")
+            }
+            for sql in statements { try c.execute(sql, arguments: []) }
         }
     }
+
+    /// What hub processes insert (issue 21 item 1).
+    static let hubInserts = ["hub_answer", "hub_record", "hub_rejection", "hub_batch", "certificate_request", "roster_inbox", "roster_inbox_part"]
+    /// What the publisher writes (issue 21 item 1).
+    static let publisherWrites = ["roster_entry", "roster_change", "roster_tombstone", "published_entry", "publisher_alert", "publisher_mark",
+                                  "hub_snapshot", "certificate_request", "roster_inbox", "roster_inbox_part"]
 
     /// The engine named by the command line: `--postgres URL` (with `--shelf`), else `--db FILE`.
     public static func open(db: String, postgres: String?, shelf: String?) throws -> HubDatabase {

@@ -27,8 +27,10 @@ struct MigrateCommand: ParsableCommand {
         abstract: "Create or update the hub's tables (as their owner); with --grant-to, give the hubs' PostgreSQL role what it needs and no more."
     )
     @OptionGroup var storage: HubStorageOptions
-    @Option(help: "PostgreSQL: the role the hub processes log in as (read and insert records, never edit, delete or own a table).")
+    @Option(help: "PostgreSQL: the role the hub processes log in as (read the roster, insert records and the roster-change inbox; never edit, delete or own a table).")
     var grantTo: String?
+    @Option(help: "PostgreSQL: the role the publisher logs in as (read everything; write the roster, certificates and shelf; never a record; owns no table).")
+    var grantPublisher: String?
 
     func run() throws {
         let database: HubDatabase
@@ -39,11 +41,14 @@ struct MigrateCommand: ParsableCommand {
         defer { database.close() }
         print("\(storage.name): tables up to date")
         guard let grantTo else { return }
-        do { try database.grant(toHubRole: grantTo) } catch {
+        do { try database.grant(hubRole: grantTo, publisherRole: grantPublisher) } catch {
             FileHandle.standardError.write(Data("settlement-hub migrate: cannot grant to \(grantTo): \(error)\n".utf8))
             throw ExitCode(3)
         }
         print("\(grantTo): may read and insert records and answers, never edit or delete them, and owns no table")
+        if let grantPublisher {
+            print("\(grantPublisher): may read everything and write the roster, certificates and shelf, never a record, and owns no table")
+        }
     }
 }
 

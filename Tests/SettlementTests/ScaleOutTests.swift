@@ -246,62 +246,86 @@ struct ScaleOutTests {
     }
 }
 
-/// The province's roles (`settlement-hub migrate --grant-to`): the tables belong to an owner
-/// role; the hubs log in as a role that owns nothing. PostgreSQL only.
+/// The province's roles (`settlement-hub migrate --grant-to --grant-publisher`): the tables
+/// belong to an owner role; the hubs and the publisher log in as roles that own nothing, each
+/// with only what its processes need (issue 21 item 1). PostgreSQL only.
 @Suite struct ProvinceRoleTests {
-    @Test("attacker with the hubs' PostgreSQL role: the hub works, but truncating, altering, dropping or disabling the refusal triggers is refused",
+    @Test("attacker with the hubs' or the publisher's PostgreSQL role: the hub and the publisher work, but the hub role cannot write the roster, the shelf or the publisher's tables, the publisher role cannot write a record, and neither can truncate, alter, drop or disable the refusal triggers",
           .enabled(if: testPostgresURL != nil))
-    func hubRoleOwnsNothing() async throws {
+    func rolesOwnNothing() async throws {
         let base = try PostgresLocation(url: try #require(testPostgresURL))
         let suffix = UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(12)
-        let owner = "bk_owner_\(suffix)", hubRole = "bk_hub_\(suffix)", schema = "t_roles_\(suffix)"
+        let owner = "bk_owner_\(suffix)", hubRole = "bk_hub_\(suffix)", pubRole = "bk_pub_\(suffix)", schema = "t_roles_\(suffix)"
         let admin = try PostgresEngine(location: base)
         defer {
             _ = try? admin.write { c in
-                for sql in ["DROP SCHEMA IF EXISTS \(schema) CASCADE", "DROP OWNED BY \(hubRole)", "DROP ROLE IF EXISTS \(hubRole)", "DROP ROLE IF EXISTS \(owner)"] {
+                for sql in ["DROP SCHEMA IF EXISTS \(schema) CASCADE", "DROP OWNED BY \(hubRole)", "DROP OWNED BY \(pubRole)",
+                            "DROP ROLE IF EXISTS \(hubRole)", "DROP ROLE IF EXISTS \(pubRole)", "DROP ROLE IF EXISTS \(owner)"] {
                     try c.execute(sql, arguments: [])
                 }
             }
             admin.close()
         }
         try admin.write { c in
-            for sql in ["CREATE ROLE \(owner) LOGIN", "CREATE ROLE \(hubRole) LOGIN", "CREATE SCHEMA \(schema) AUTHORIZATION \(owner)"] {
+            for sql in ["CREATE ROLE \(owner) LOGIN", "CREATE ROLE \(hubRole) LOGIN", "CREATE ROLE \(pubRole) LOGIN", "CREATE SCHEMA \(schema) AUTHORIZATION \(owner)"] {
                 try c.execute(sql, arguments: [])
             }
         }
         let shelf = temporaryFolder("roles").appendingPathComponent("shelf", isDirectory: true)
-        var asHub = base
+        var asHub = base, asPublisher = base
         asHub.user = hubRole; asHub.searchPath = schema
-        // As the set-up does it: `settlement-hub migrate --grant-to`, as the owner.
+        asPublisher.user = pubRole; asPublisher.searchPath = schema
+        // As the set-up does it: `settlement-hub migrate --grant-to --grant-publisher`, as the owner.
         let baseURL = try #require(testPostgresURL)
         var ownerURL = try #require(URLComponents(string: baseURL))
         ownerURL.user = owner
         ownerURL.queryItems = (ownerURL.queryItems ?? []).filter { $0.name != "search_path" } + [URLQueryItem(name: "search_path", value: schema)]
         let ownerText = try #require(ownerURL.string)
         let migrate = try KillTests.Child.spawn(try KillTests.product("settlement-hub"),
-                                                ["migrate", "--postgres", ownerText, "--shelf", shelf.path, "--grant-to", hubRole],
+                                                ["migrate", "--postgres", ownerText, "--shelf", shelf.path, "--grant-to", hubRole, "--grant-publisher", pubRole],
                                                 in: temporaryFolder("roles"))
         #expect(await migrate.wait() == 0, "\(migrate.errors)")
         #expect(migrate.output.contains("\(hubRole): may read and insert records and answers"), "\(migrate.output)")
 
-        // The hub and the publisher work under the role.
+        // The publisher applies the roster (through its archive) and publishes under its role; the hub takes a batch under its own.
+        let publisherDB = try HubDatabase(postgres: asPublisher, shelf: shelf)
+        defer { publisherDB.close() }
+        let archive = try PublishCase.archive("roles")
+        try PublishCase.apply(try PublishCase.change("RC-1", records: try PublishCase.vectorRoster), publisherDB, archive)
         let db = try HubDatabase(postgres: asHub, shelf: shelf)
         defer { db.close() }
-        try db.applyRosterChange(try RosterChange.read(try PublishCase.change("RC-1", records: try PublishCase.vectorRoster),
-                                                       trustedKeys: PublishCase.rosterKeys), now: testEpoch)
         try await ScaleOutTests.acceptOneSubsidy(db)
-        #expect(try PublishCase.publisher(db, now: testEpoch.addingTimeInterval(60)).publish() != nil)
+        #expect(try PublishCase.publisher(publisherDB, now: testEpoch.addingTimeInterval(60), archive: archive).publish() != nil)
+        // The hub queues a roster change; the publisher empties the inbox.
+        let change = temporaryFolder("roles").appendingPathComponent("rc2.jsonl")
+        try Data(try PublishCase.change("RC-2", records: [RosterImportTests.person(1)])).write(to: change)
+        try db.queueRosterChange(file: change, region: "330782", changeID: "RC-2", now: testEpoch)
+        #expect(try archive.pullInbox(publisherDB, now: testEpoch).map(\.refusal) == [nil])
 
-        // What it must not do, though a process holding its connection tries.
+        // What the hub role must not do, though a process holding its connection tries.
         let id = "\(Fixtures.deviceID)-1"
         let before = try #require(try db.record(id))
+        let rosterBefore = try db.rosterLines(region: "330782").map { "\($0.type)|\($0.key)|\($0.line)" }
         for sql in ["TRUNCATE hub_record", "TRUNCATE hub_answer", "ALTER TABLE hub_record DISABLE TRIGGER hub_record_never_edited",
                     "ALTER TABLE hub_answer DISABLE TRIGGER ALL", "DROP TABLE hub_answer", "UPDATE hub_record SET subsidy_fen = 1",
                     "DELETE FROM hub_answer", "CREATE TABLE hub_shadow (a BIGINT)", "INSERT INTO hub_migration (name) VALUES ('v99')",
-                    "DROP TRIGGER hub_record_never_edited ON hub_record"] {
-            #expect(throws: (any Error).self, "\(sql) was let through") { try db.engine.write { try $0.execute(sql, arguments: []) } }
+                    "DROP TRIGGER hub_record_never_edited ON hub_record",
+                    "INSERT INTO roster_entry (region, type, key, line, seq) VALUES ('330782', 'device', 'KSK-EVIL', '{}', 99)",
+                    "UPDATE roster_entry SET line = '{}'", "DELETE FROM roster_entry", "DELETE FROM roster_tombstone",
+                    "INSERT INTO roster_change (change_id, region, issued_at, sha256, records, urgent, applied_at) VALUES ('E', '330782', '', '', 0, 0, '')",
+                    "UPDATE published_entry SET line = '{}'", "DELETE FROM hub_snapshot", "UPDATE publisher_mark SET roster_seq = 0",
+                    "DELETE FROM roster_inbox"] {
+            #expect(throws: (any Error).self, "hub role: \(sql) was let through") { try db.engine.write { try $0.execute(sql, arguments: []) } }
+        }
+        // What the publisher role must not do.
+        for sql in ["TRUNCATE hub_record", "UPDATE hub_record SET subsidy_fen = 1", "DELETE FROM hub_record", "DELETE FROM hub_answer",
+                    "INSERT INTO hub_answer (record_id, device_id, seq, sha256, status, answered_at, batch_id) VALUES ('X-1', 'X', 1, 'x', 'accepted', '', '')",
+                    "ALTER TABLE hub_record DISABLE TRIGGER ALL", "DROP TRIGGER hub_record_never_edited ON hub_record",
+                    "ALTER TABLE roster_entry ADD COLUMN shadow BIGINT", "CREATE TABLE hub_shadow (a BIGINT)"] {
+            #expect(throws: (any Error).self, "publisher role: \(sql) was let through") { try publisherDB.engine.write { try $0.execute(sql, arguments: []) } }
         }
         #expect(try db.record(id) == before && db.answer(id)?.status == .accepted)
         #expect(try db.recordCount() == 1 && db.answerCount() == 1)
+        #expect(try db.rosterLines(region: "330782").map { "\($0.type)|\($0.key)|\($0.line)" } == rosterBefore)
     }
 }
