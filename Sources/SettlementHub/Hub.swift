@@ -13,9 +13,15 @@ import NIOCore
 public struct HubLimits: Sendable, Equatable {
     public var maxRecords = 500
     public var maxBytes = 1 << 20
-    public init(maxRecords: Int = 500, maxBytes: Int = 1 << 20) {
+    /// Batch requests a device may make a second (issue 21 item 3); beyond: 429, Retry-After.
+    public var batchesPerSecond = 10
+    /// Long polls a device may hold at once (issue 21 item 3); beyond: 429, Retry-After.
+    public var longPollsPerDevice = 2
+    public init(maxRecords: Int = 500, maxBytes: Int = 1 << 20, batchesPerSecond: Int = 10, longPollsPerDevice: Int = 2) {
         self.maxRecords = maxRecords
         self.maxBytes = maxBytes
+        self.batchesPerSecond = batchesPerSecond
+        self.longPollsPerDevice = longPollsPerDevice
     }
 }
 
@@ -80,6 +86,9 @@ public final class SettlementHub: Sendable {
     /// amendment 2026-12-06): an application without the card's consent made before it is
     /// accepted with the flag `no_card_auth`; after it, or with no consent start, `bad_card_auth`.
     public let consentStart: Date?
+    /// Every connection of this hub process, counted and bounded (issue 21 item 3).
+    public let connections: ConnectionRegistry
+    let deviceLimiter = DeviceLimiter()
 
     /// The hub's mutable settings and counters, behind a `Mutex` (checked `Sendable`).
     final class LockedState: Sendable {
@@ -112,8 +121,10 @@ public final class SettlementHub: Sendable {
     ///     0.5 s on SQLite, 5 s on PostgreSQL, where LISTEN/NOTIFY wakes it at once).
     public init(database: HubDatabase, roster: Roster, limits: HubLimits = HubLimits(), faults: HubFaults = .none,
                 now: @escaping @Sendable () -> Date = { Date() }, logger: Logger = Logger(label: "settlement.hub"),
-                rosterKeys: RosterKeys = [:], publicationPoll: Duration? = nil, consentStart: Date? = nil) {
+                rosterKeys: RosterKeys = [:], publicationPoll: Duration? = nil, consentStart: Date? = nil,
+                connectionLimits: ConnectionLimits = ConnectionLimits()) {
         self.rosterKeys = rosterKeys
+        connections = ConnectionRegistry(limits: connectionLimits)
         self.consentStart = consentStart
         self.database = database
         self.logger = logger
@@ -199,6 +210,14 @@ public final class SettlementHub: Sendable {
 
     // MARK: HTTP
 
+    /// `body`'s answer, marked for `ConnectionGuard` when the request proved to be a device's.
+    static func answering(_ body: () async -> Response) async -> Response {
+        let flag = AuthenticatedFlag()
+        var response = await AuthenticatedFlag.$current.withValue(flag) { await body() }
+        if flag.value.load(ordering: .relaxed) { response.headers[authenticatedMarker] = "1" }
+        return response
+    }
+
     public func makeRouter() -> Router<BasicRequestContext> {
         let router = Router()
         router.get("/v1/health") { _, _ -> Response in
@@ -207,23 +226,25 @@ public final class SettlementHub: Sendable {
         }
         router.post("/v1/devices/:device_id/batches") { request, context -> Response in
             let deviceID = context.parameters.get("device_id") ?? ""
-            return await self.receive(request, deviceID: deviceID)
+            return await Self.answering { await self.receive(request, deviceID: deviceID) }
         }
         router.post("/v1/regions/:region/roster-changes") { request, context -> Response in
             await self.receiveRosterChange(request, region: context.parameters.get("region") ?? "")
         }
         router.post("/v1/devices/:device_id/certificate") { request, context -> Response in
-            await self.certificateRequest(request, deviceID: context.parameters.get("device_id") ?? "")
+            await Self.answering { await self.certificateRequest(request, deviceID: context.parameters.get("device_id") ?? "") }
         }
         router.get("/v1/devices/:device_id/certificate") { request, context -> Response in
-            await self.certificateFetch(request, deviceID: context.parameters.get("device_id") ?? "")
+            await Self.answering { await self.certificateFetch(request, deviceID: context.parameters.get("device_id") ?? "") }
         }
         router.get("/v1/regions/:region/snapshots") { request, context -> Response in
-            await self.syncManifest(request, region: context.parameters.get("region") ?? "")
+            await Self.answering { await self.syncManifest(request, region: context.parameters.get("region") ?? "") }
         }
         router.get("/v1/regions/:region/snapshots/:snapshot_id") { request, context -> Response in
-            await self.syncFile(request, context: context, region: context.parameters.get("region") ?? "",
-                                snapshotID: context.parameters.get("snapshot_id") ?? "")
+            await Self.answering {
+                await self.syncFile(request, context: context, region: context.parameters.get("region") ?? "",
+                                    snapshotID: context.parameters.get("snapshot_id") ?? "")
+            }
         }
         return router
     }
@@ -235,18 +256,20 @@ public final class SettlementHub: Sendable {
         Application(
             router: makeRouter(),
             // Idle connections (no request in progress) close after 30 s; headers are bounded.
-            server: try tls.map { try .tls(.http1(configuration: Self.http1), tlsConfiguration: $0) } ?? .http1(configuration: Self.http1),
+            server: try tls.map { try .tls(.http1(configuration: http1), tlsConfiguration: $0) } ?? .http1(configuration: http1),
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "settlement-hub"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
             logger: logger
         )
     }
 
-    /// HTTP/1.1 as the hub serves it (issue 21 item 3, in part): idle connections close after
-    /// 30 s, header fields bounded.
-    static var http1: HTTP1Channel.Configuration {
-        .init(idleTimeout: .seconds(30), httpDecoderConfiguration: .init(maxHeaderFieldSize: 8 * 1024, maxHeaderListSize: 16 * 1024,
-                                                                        maxHeaderFieldCount: 64))
+    /// HTTP/1.1 as the hub serves it (issue 21 item 3): header fields bounded, idle
+    /// connections closed after 30 s, and each connection guarded (`ConnectionGuard`: head
+    /// and body deadlines, the connection cap with room kept for devices).
+    var http1: HTTP1Channel.Configuration {
+        let registry = connections
+        return .init(additionalChannelHandlers: [ConnectionGuard(registry: registry)], idleTimeout: .seconds(30),
+                     httpDecoderConfiguration: .init(maxHeaderFieldSize: 8 * 1024, maxHeaderListSize: 16 * 1024, maxHeaderFieldCount: 64))
     }
 
     /// A server TLS configuration from PEM files: the certificate chain and its private key.
@@ -322,6 +345,13 @@ public final class SettlementHub: Sendable {
               entry.publicKey.isValidSignature(signature, for: bytes) else {
             log.warning("bad batch signature")
             return Self.error(.unauthorized, "bad_signature", "X-Signature does not verify with the key of \(deviceID)")
+        }
+        AuthenticatedFlag.set()
+        // Issue 21 item 3: at most `batchesPerSecond` a second per device, counted once the
+        // signature shows the device sent it.
+        if let wait = deviceLimiter.batch(deviceID, perSecond: limits.batchesPerSecond) {
+            return Self.json(.tooManyRequests, ["error": "too_many_requests", "message": "at most \(limits.batchesPerSecond) batch requests a second"],
+                             headers: [.retryAfter: "\(wait)"])
         }
         guard bytes.count <= limits.maxBytes else {
             return Self.error(.contentTooLarge, "too_large", "the batch is \(bytes.count) bytes; at most \(limits.maxBytes)")

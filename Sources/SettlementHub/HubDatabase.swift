@@ -185,7 +185,8 @@ public final class HubDatabase: Sendable {
     }
 
     /// What hub processes insert (issue 21 item 1).
-    static let hubInserts = ["hub_answer", "hub_record", "hub_rejection", "hub_batch", "certificate_request", "roster_inbox", "roster_inbox_part"]
+    static let hubInserts = ["hub_answer", "hub_record", "hub_rejection", "hub_rejected_body", "hub_batch", "certificate_request", "roster_inbox",
+                             "roster_inbox_part"]
     /// What the publisher writes (issue 21 item 1).
     static let publisherWrites = ["roster_entry", "roster_change", "roster_tombstone", "published_entry", "publisher_alert", "publisher_mark",
                                   "hub_snapshot", "certificate_request", "roster_inbox", "roster_inbox_part"]
@@ -291,6 +292,11 @@ public final class HubDatabase: Sendable {
         CREATE TABLE roster_inbox_part (inbox_id INTEGER NOT NULL, part INTEGER NOT NULL, data BLOB NOT NULL,
             PRIMARY KEY (inbox_id, part));
         """),
+        // Issue 21 item 3: a refused body is kept once by its digest, however often it comes.
+        ("rejected-body-v1", """
+        ALTER TABLE hub_rejection ADD COLUMN body_sha256 TEXT;
+        CREATE TABLE hub_rejected_body (sha256 TEXT PRIMARY KEY, body TEXT NOT NULL);
+        """),
     ]
 
     /// The same schema in PostgreSQL's words: `TEXT COLLATE "C"` (keys compare and sort by
@@ -364,6 +370,10 @@ public final class HubDatabase: Sendable {
         CREATE TABLE roster_inbox_part (inbox_id BIGINT NOT NULL, part BIGINT NOT NULL, data BYTEA NOT NULL,
             PRIMARY KEY (inbox_id, part));
         """),
+        ("rejected-body-v1", """
+        ALTER TABLE hub_rejection ADD COLUMN body_sha256 TEXT;
+        CREATE TABLE hub_rejected_body (sha256 TEXT COLLATE "C" PRIMARY KEY, body TEXT NOT NULL);
+        """),
     ]
 
     public func record(_ recordID: String) throws -> HubRecord? {
@@ -390,7 +400,10 @@ public final class HubDatabase: Sendable {
 
     public func rejections() throws -> [HubRejection] {
         try engine.read { c in
-            try c.rows("SELECT * FROM hub_rejection ORDER BY id").map {
+            try c.rows("""
+                SELECT r.record_id, r.device_id, r.reason, COALESCE(b.body, r.body) AS body, r.received_at
+                FROM hub_rejection r LEFT JOIN hub_rejected_body b ON b.sha256 = r.body_sha256 ORDER BY r.id
+                """).map {
                 HubRejection(recordID: try $0.optionalText("record_id"), deviceID: try $0.text("device_id"), reason: try $0.text("reason"),
                              body: try $0.text("body"), receivedAt: try $0.text("received_at"))
             }
@@ -489,12 +502,12 @@ public final class HubDatabase: Sendable {
                             counts.duplicates += 1
                         } else {
                             let reason = first.reason ?? "rejected"
-                            writes.rejection([r.recordID, deviceID, reason, text, receivedAt, batchID])
+                            writes.rejection(r.recordID, deviceID, reason, body: text, sha256: r.sha256, receivedAt, batchID)
                             results.append(RecordResult(recordID: r.recordID, status: .rejected(reason: reason, detail: first.detail)))
                             counts.rejected += 1
                         }
                     } else {
-                        writes.rejection([r.recordID, deviceID, "conflict", text, receivedAt, batchID])
+                        writes.rejection(r.recordID, deviceID, "conflict", body: text, sha256: r.sha256, receivedAt, batchID)
                         results.append(RecordResult(recordID: r.recordID, status: .rejected(reason: "conflict",
                                                                                             detail: "record_id answered before, with other content")))
                         counts.rejected += 1
@@ -516,7 +529,7 @@ public final class HubDatabase: Sendable {
                 lastSeq = max(lastSeq, r.seq)
                 if let refusal {
                     writes.answer([r.recordID, deviceID, r.seq, r.sha256, "rejected", refusal.reason, refusal.detail, "", receivedAt, batchID])
-                    writes.rejection([r.recordID, deviceID, refusal.reason, text, receivedAt, batchID])
+                    writes.rejection(r.recordID, deviceID, refusal.reason, body: text, sha256: r.sha256, receivedAt, batchID)
                     answered[r.recordID] = FirstAnswer(sha256: r.sha256, status: "rejected", reason: refusal.reason, detail: refusal.detail,
                                                        flags: "", answeredAt: receivedAt)
                     results.append(RecordResult(recordID: r.recordID, status: .rejected(reason: refusal.reason, detail: refusal.detail)))
@@ -582,7 +595,14 @@ public final class HubDatabase: Sendable {
 
         mutating func answer(_ values: [any SQLBindable]) { answers.append(values.map(\.sqlValue)) }
         mutating func record(_ values: [any SQLBindable]) { records.append(values.map(\.sqlValue)) }
-        mutating func rejection(_ values: [any SQLBindable]) { rejections.append(values.map(\.sqlValue)) }
+        private var bodies: [String: String] = [:]
+        /// A refusal; its body kept once by digest (issue 21 item 3: a kiosk re-sending a
+        /// conflicting record a thousand times stores its body once).
+        mutating func rejection(_ recordID: String?, _ deviceID: String, _ reason: String, body: String, sha256: String, _ receivedAt: String,
+                                _ batchID: String) {
+            rejections.append([recordID.sqlValue, .text(deviceID), .text(reason), .text(""), .text(sha256), .text(receivedAt), .text(batchID)])
+            bodies[sha256] = body
+        }
 
         mutating func flush(_ c: any SQLConnection) throws {
             try Self.insert(c, "hub_answer (record_id, device_id, seq, sha256, status, reason, detail, flags, answered_at, batch_id)", answers)
@@ -590,7 +610,11 @@ public final class HubDatabase: Sendable {
                 hub_record (record_id, device_id, seq, kind, body, sha256, received_at, batch_id, flags, institution, card_number,
                     person_ref, program, period, bill_reference, card_sequence, bill_fen, patient_pays_fen, subsidy_fen, reverses, amount_fen)
                 """, records)
-            try Self.insert(c, "hub_rejection (record_id, device_id, reason, body, received_at, batch_id)", rejections)
+            try Self.insert(c, "hub_rejection (record_id, device_id, reason, body, body_sha256, received_at, batch_id)", rejections)
+            try c.executeChunked(bodies.sorted { $0.key < $1.key }.map { [.text($0.key), .text($0.value)] }) {
+                "INSERT INTO hub_rejected_body (sha256, body) VALUES \($0) ON CONFLICT (sha256) DO NOTHING"
+            }
+            bodies.removeAll(keepingCapacity: true)
             answers.removeAll(keepingCapacity: true)
             records.removeAll(keepingCapacity: true)
             rejections.removeAll(keepingCapacity: true)

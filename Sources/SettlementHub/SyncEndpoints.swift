@@ -41,6 +41,7 @@ extension SettlementHub {
               entry.publicKey.isValidSignature(signature, for: message) else {
             return refuse("bad_signature", "X-Signature does not verify with the key of \(deviceID)")
         }
+        AuthenticatedFlag.set()
         return nil
     }
 
@@ -65,6 +66,16 @@ extension SettlementHub {
             wait = n
         }
         let deadline = ContinuousClock.now + .seconds(wait)
+        // Issue 21 item 3: a device holds at most `longPollsPerDevice` long polls at once.
+        let deviceID = request.headers[.xDeviceID] ?? ""
+        if wait > 0 {
+            let limit = limits.longPollsPerDevice
+            guard deviceLimiter.beginLongPoll(deviceID, limit: limit) else {
+                return Self.json(.tooManyRequests, ["error": "too_many_requests", "message": "at most \(limit) long polls at once"],
+                                 headers: [.retryAfter: "5"])
+            }
+        }
+        defer { if wait > 0 { deviceLimiter.endLongPoll(deviceID) } }
         while true {
             let seen = watch.current
             let manifest: SyncManifest?

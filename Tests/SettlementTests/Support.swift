@@ -121,12 +121,13 @@ struct HubFixture {
     static func start(roster: Roster? = nil, limits: HubLimits = HubLimits(), faults: HubFaults = .none,
                       now: Date = testEpoch.addingTimeInterval(60), tls: TLSConfiguration? = nil,
                       rosterKeys: RosterKeys = [:], database: HubDatabase? = nil,
-                      publicationPoll: Duration? = nil, consentStart: Date? = nil) async throws -> HubFixture {
+                      publicationPoll: Duration? = nil, consentStart: Date? = nil,
+                      connectionLimits: ConnectionLimits = ConnectionLimits()) async throws -> HubFixture {
         let db = try database ?? testHubDatabase()
         let clock = TestClock(now)
         let hub = SettlementHub(database: db, roster: try roster ?? snapshotRoster(), limits: limits, faults: faults,
                                 now: { clock.now }, logger: quietLogger, rosterKeys: rosterKeys, publicationPoll: publicationPoll,
-                                consentStart: consentStart)
+                                consentStart: consentStart, connectionLimits: connectionLimits)
         let running = try await hub.start(tls: tls)
         return HubFixture(hub: hub, running: running, clock: clock)
     }
