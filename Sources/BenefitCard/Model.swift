@@ -153,17 +153,3 @@ public enum PatientIdentity {
         return zip(a, b).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
     }
 }
-
-/// Masks for screens, logs and receipts: no name in clear (the identity number is never shown or kept).
-public enum Masking {
-    /// First 4 and last 4 digits: `3307********0017`.
-    public static func cardNumber(_ n: String) -> String {
-        guard n.count > 8 else { return String(repeating: "*", count: n.count) }
-        return n.prefix(4) + String(repeating: "*", count: n.count - 8) + n.suffix(4)
-    }
-    /// First character, then `*` for the rest: `王**`.
-    public static func name(_ n: String) -> String {
-        guard let first = n.first else { return "" }
-        return String(first) + String(repeating: "*", count: n.count - 1)
-    }
-}

@@ -62,7 +62,7 @@ extension KioskStore {
         precondition(maxRecords > 0 && maxBytes > 0, "a batch holds at least one record")
         return try pool.read { db in
             let cursor = try Row.fetchCursor(db.cachedStatement(sql: """
-                SELECT * FROM record WHERE status = 'queued' AND device_id = ? ORDER BY seq LIMIT ?
+                \(StoredRecord.select) WHERE status = 'queued' AND device_id = ? ORDER BY seq LIMIT ?
                 """), arguments: [deviceID, maxRecords])
             var out: [StoredRecord] = []
             out.reserveCapacity(min(maxRecords, 512))

@@ -25,12 +25,17 @@ public struct StoredRecord: Sendable, Equatable {
     /// The deduction a subsidy record was made by (the records of one bill share it).
     public var deductionID: Int64?
 
+    /// Records with their legal-aid contact phone joined back (issue 21 item 6): select the
+    /// rows through this to read or send a record's whole body.
+    static let select = "SELECT record.*, legal_aid_contact.phone AS contact_phone FROM record LEFT JOIN legal_aid_contact USING (record_id)"
+
     init(_ r: Row) throws {
         let kindText: String = r["kind"]
         guard let kind = RecordKind(rawValue: kindText) else {
             throw StoreError(kind: .corrupt, message: "record \(r["record_id"] as String? ?? "?"): unknown kind \(kindText)")
         }
         seq = r["seq"]; recordID = r["record_id"]; self.kind = kind; createdAt = r["created_at"]; body = r["body"]
+        if let phone: String = r["contact_phone"] { body = ContactKeptApart.join(body, phone: phone) }
         status = r["status"]; receivedAt = r["received_at"]; rejectReason = r["reject_reason"]
         amountFen = r["amount_fen"]; program = r["program"]; deductionID = r["deduction_id"]
     }
@@ -211,6 +216,11 @@ extension KioskStore {
         try pool.read { db in try KioskStore.deviceKeys(db) }
     }
 
+    /// A device's status in the installed snapshot (`active`, `retired`), nil when it holds none.
+    public func deviceStatus(_ deviceID: String) throws -> String? {
+        try pool.read { db in try String.fetchOne(db.cachedStatement(sql: "SELECT status FROM device WHERE device_id = ?"), arguments: [deviceID]) }
+    }
+
     static func deviceKeys(_ db: Database) throws -> [String: String] {
         Dictionary(uniqueKeysWithValues: try Row.fetchAll(db.cachedStatement(sql: "SELECT device_id, public_key FROM device")).map {
             ($0["device_id"] as String, $0["public_key"] as String)
@@ -291,7 +301,7 @@ extension KioskStore {
             let d = try Deduction(row)
             guard d.state == .pending else {
                 // Resolved before (exactly once): hand back what it made.
-                return try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM record WHERE deduction_id = ? ORDER BY seq"), arguments: [id]).map(StoredRecord.init)
+                return try Row.fetchAll(db.cachedStatement(sql: "\(StoredRecord.select) WHERE deduction_id = ? ORDER BY seq"), arguments: [id]).map(StoredRecord.init)
             }
             // Sync spec §6: a card write's DF45 raises the clock floor.
             if let cardWrittenAt { try KioskStore.raiseClockFloor(db, to: cardWrittenAt) }
@@ -346,7 +356,7 @@ extension KioskStore {
     /// The settlement records a committed deduction made, in `seq` order.
     public func records(deductionID: Int64) throws -> [StoredRecord] {
         try pool.read { db in
-            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM record WHERE deduction_id = ? ORDER BY seq"), arguments: [deductionID]).map(StoredRecord.init)
+            try Row.fetchAll(db.cachedStatement(sql: "\(StoredRecord.select) WHERE deduction_id = ? ORDER BY seq"), arguments: [deductionID]).map(StoredRecord.init)
         }
     }
 
@@ -376,20 +386,31 @@ extension KioskStore {
         let seq = try Int64.fetchOne(db.cachedStatement(sql: "SELECT last_seq FROM device_sequence WHERE device_id = ?"), arguments: [device.deviceID])!
         let recordID = "\(device.deviceID)-\(seq)"
         let kind = content.kind.rawValue
+        // Issue 21 item 6: a legal-aid contact phone is kept apart from the immutable record,
+        // so it can go 30 days after the hub acknowledged it without touching the record.
+        var stored = content, phone: String?
+        if case .legalAidApplication(var a) = content, let p = a.contactPhone {
+            phone = p
+            a.contactPhone = ContactKeptApart.marker
+            stored = .legalAidApplication(a)
+        }
         let text = try SettlementRecord(recordID: recordID, seq: seq, createdAt: Timestamp.string(now), snapshotID: snapshotID,
-                                        content: content).json()
+                                        content: stored).json()
         try db.cachedStatement(sql: """
             INSERT INTO record (device_id, seq, record_id, kind, created_at, body, deduction_id, person_ref, program, period, amount_fen, reverses)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).execute(arguments: [device.deviceID, seq, recordID, kind, Timestamp.string(now), text, index.deductionID, index.personRef,
                              index.program, index.period, index.amountFen, index.reverses])
-        return try StoredRecord(try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM record WHERE record_id = ?"), arguments: [recordID])!)
+        if let phone {
+            try db.cachedStatement(sql: "INSERT INTO legal_aid_contact (record_id, phone) VALUES (?, ?)").execute(arguments: [recordID, phone])
+        }
+        return try StoredRecord(try Row.fetchOne(db.cachedStatement(sql: "\(StoredRecord.select) WHERE record_id = ?"), arguments: [recordID])!)
     }
 
     /// A reversal of a mistaken subsidy: its full amount, once (upload spec `subsidy_reversal`).
     public func reverse(recordID: String, reason: String, operator op: String, device: DeviceContext, now: Date) throws -> StoredRecord {
         try write { db in
-            guard let r = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM record WHERE record_id = ? AND device_id = ?"), arguments: [recordID, device.deviceID]) else {
+            guard let r = try Row.fetchOne(db.cachedStatement(sql: "\(StoredRecord.select) WHERE record_id = ? AND device_id = ?"), arguments: [recordID, device.deviceID]) else {
                 throw LedgerError.unknownRecord(recordID)
             }
             guard r["kind"] as String == "medical_subsidy" else { throw LedgerError.notReversible(recordID) }
@@ -448,14 +469,14 @@ extension KioskStore {
     public func records(status: String? = nil, limit: Int = 1000) throws -> [StoredRecord] {
         try pool.read { db in
             if let status {
-                return try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM record WHERE status = ? ORDER BY device_id, seq LIMIT ?"), arguments: [status, limit]).map(StoredRecord.init)
+                return try Row.fetchAll(db.cachedStatement(sql: "\(StoredRecord.select) WHERE status = ? ORDER BY device_id, seq LIMIT ?"), arguments: [status, limit]).map(StoredRecord.init)
             }
-            return try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM record ORDER BY device_id, seq LIMIT ?"), arguments: [limit]).map(StoredRecord.init)
+            return try Row.fetchAll(db.cachedStatement(sql: "\(StoredRecord.select) ORDER BY device_id, seq LIMIT ?"), arguments: [limit]).map(StoredRecord.init)
         }
     }
 
     public func record(_ recordID: String) throws -> StoredRecord? {
-        try pool.read { db in try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM record WHERE record_id = ?"), arguments: [recordID]).map(StoredRecord.init) }
+        try pool.read { db in try Row.fetchOne(db.cachedStatement(sql: "\(StoredRecord.select) WHERE record_id = ?"), arguments: [recordID]).map(StoredRecord.init) }
     }
 
     /// The hub's answer for a record (upload spec §3): accepted/duplicate keep `received_at`.

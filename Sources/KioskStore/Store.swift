@@ -21,6 +21,9 @@ public final class KioskStore: Sendable {
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")   // durable before "granted" (upload spec §4)
             try db.execute(sql: "PRAGMA foreign_keys = ON")
+            // Issue 21 item 6: what is deleted (a contact phone, a record past 400 days) is
+            // overwritten on disk, not left in a free page.
+            try db.execute(sql: "PRAGMA secure_delete = ON")
         }
         config.busyMode = .timeout(10)
         do {
@@ -107,6 +110,7 @@ public final class KioskStore: Sendable {
         }
         m.registerMigration("snapshot-generations") { db in try SnapshotLoader.Generation.migrate(db) }
         m.registerMigration("bill-outcomes") { db in try KioskStore.migrateBillOutcomes(db) }
+        m.registerMigration("legal-aid-contact") { db in try KioskStore.migrateContacts(db) }
         return m
     }
 }

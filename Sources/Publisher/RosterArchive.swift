@@ -327,8 +327,11 @@ public final class RosterArchive: Sendable {
         }
         /// Card numbers and person refs in an alert show their ends only (issue 21 item 6).
         static func masked(type: String, key: String) -> String {
-            guard type == "card" || type == "person", key.count > 8 else { return key }
-            return String(key.prefix(4)) + "…" + String(key.suffix(4))
+            switch type {
+            case "card": return Masking.cardNumber(key)
+            case "person": return Masking.personRef(key)
+            default: return key
+            }
         }
     }
 

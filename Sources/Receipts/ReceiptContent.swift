@@ -165,47 +165,6 @@ public struct ReceiptContent: Sendable, Equatable {
     }
 }
 
-/// How personal data is masked on every receipt output.
-public enum Masking {
-    /// The first 4 and last 4 characters, `*` for each one between: `3307820000000017` → `3307********0017`.
-    /// A number of 8 characters or fewer would show whole, so it becomes all `*`.
-    public static func cardNumber(_ number: String) -> String {
-        let chars = Array(number)
-        guard chars.count > 8 else { return String(repeating: "*", count: chars.count) }
-        return String(chars.prefix(4)) + String(repeating: "*", count: chars.count - 8) + String(chars.suffix(4))
-    }
-
-    /// The first character, then `*` for each remaining one: `王秀英` → `王**`. Masking a masked name changes nothing.
-    public static func name(_ name: String) -> String {
-        guard let first = name.first else { return "" }
-        return String(first) + String(repeating: "*", count: name.count - 1)
-    }
-
-    /// Masks, in free text, every run of 15 or more digits (an identity or card number; an 18-digit
-    /// identity number may end in `X`) as `cardNumber` does.
-    public static func identityNumbers(in text: String) -> String {
-        var out = ""
-        var run = ""
-        func flush() {
-            out += run.count >= 15 ? cardNumber(run) : run
-            run = ""
-        }
-        for ch in text {
-            if ch.isASCII && ch.isNumber {
-                run.append(ch)
-            } else if (ch == "X" || ch == "x") && run.count == 17 {
-                run.append(ch)
-                flush()
-            } else {
-                flush()
-                out.append(ch)
-            }
-        }
-        flush()
-        return out
-    }
-}
-
 /// How amounts and times are printed.
 public enum ReceiptFormat {
     /// Fen as yuan with two decimals: `10000` → `100.00`, `-5` → `-0.05`.

@@ -1,3 +1,4 @@
+import Entitlements
 /// The printed text of a receipt (receipt.md §2), Chinese first; the QR code follows these lines.
 public enum ReceiptLayout {
     /// The legal-aid priority note.

@@ -40,9 +40,11 @@ struct IncomingRecord: Sendable {
 struct Refusal: Sendable, Equatable, Error {
     var reason: String
     var detail: String?
+    /// The detail is masked (issue 21 item 6): it is stored with the answer, logged and sent
+    /// back; a card number or person reference in it shows its ends only.
     init(_ reason: String, _ detail: String? = nil) {
         self.reason = reason
-        self.detail = detail
+        self.detail = detail.map(Masking.text)
     }
 }
 

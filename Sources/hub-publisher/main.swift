@@ -1,5 +1,6 @@
 import ArgumentParser
 import Crypto
+import Entitlements
 import Foundation
 import Glibc
 import Publisher
@@ -77,7 +78,7 @@ func report(_ p: Publication?) {
     }
     for o in p.overLimit {
         // Sync spec §5: an over-grant for the operators to recover.
-        FileHandle.standardError.write(Data("hub-publisher: ALERT over limit: person \(o.personRef) \(o.program) \(o.period): \(o.usedFen) fen settled, limit \(o.limitFen)\n".utf8))
+        FileHandle.standardError.write(Data("hub-publisher: ALERT over limit: person \(Masking.personRef(o.personRef)) \(o.program) \(o.period): \(o.usedFen) fen settled, limit \(o.limitFen)\n".utf8))
     }
 }
 

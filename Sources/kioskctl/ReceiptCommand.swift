@@ -79,13 +79,20 @@ struct ReceiptCommand: ParsableCommand {
                 }
                 if let m = v.matterCode { o["matter"] = m }
                 if let r = try kiosk.device.store.record(v.recordID) { o["record_status"] = r.status }
+                // Issue 21 item 6: a receipt signed by a device the snapshot now says is retired
+                // is genuine but says so (a retired kiosk's key may have left with it).
+                let signer = try kiosk.device.store.deviceStatus(v.deviceID)
+                let retired = signer == "retired"
+                if let signer { o["device_status"] = signer }
                 if json { printJSON(o) } else {
-                    Swift.print("VALID receipt \(v.recordID) (\(v.kind.title)) signed by \(v.deviceID), card \(v.maskedCardNumber), \(ReceiptFormat.chinaTime(v.time))"
+                    Swift.print((retired ? "RETIRED receipt (signed by a device now retired: check its time against the retirement)" : "VALID receipt")
+                                + " \(v.recordID) (\(v.kind.title)) signed by \(v.deviceID), card \(v.maskedCardNumber), \(ReceiptFormat.chinaTime(v.time))"
                                 + (v.kind == .reversal
                                     ? ", gives back \(ReceiptFormat.yuan(v.amountFen ?? 0)) of \(v.reversedRecordID ?? "?")"
                                     : (v.subsidyFen.map { ", subsidy \(ReceiptFormat.yuan($0)) of bill \(ReceiptFormat.yuan(v.billFen ?? 0)), patient pays \(ReceiptFormat.yuan(v.patientPaysFen ?? 0)), left \(ReceiptFormat.yuan(v.allowanceLeftFen ?? 0))" } ?? ""))
                                 + (v.matterCode.map { ", matter \($0)" } ?? ""))
                 }
+                if retired { Foundation.exit(ExitStatus.declined.rawValue) }
             } catch let f as CommandFailure {
                 fail(f)
             } catch {

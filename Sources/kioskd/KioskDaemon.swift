@@ -98,7 +98,8 @@ struct KioskDaemon: AsyncParsableCommand {
         let files = FileLimit.raise(to: 8192)
         logger.info("open files", metadata: ["limit": "\(files)"])
 
-        var services: [any Service] = [ReaderService(engine: engine, filter: filter, logger: logger)]
+        var services: [any Service] = [ReaderService(engine: engine, filter: filter, logger: logger),
+                                       RetentionService(store: device.store, now: { clock.now() }, logger: logger)]
         let extras = try extraServices(device: device, engine: engine, clock: clock, logger: logger, upload: !noUpload, sync: !noSync)
         services += extras.services
         if let interval = SDNotify.watchdogInterval {

@@ -1,4 +1,5 @@
 import Foundation
+import KioskStore
 import Logging
 import ServiceLifecycle
 import SmartCard
@@ -80,6 +81,31 @@ struct ScreenURLService: Service {
             while true {
                 try await Task.sleep(for: .seconds(ScreenSession.urlSeconds / 2))
                 session.renewIfDue()
+            }
+        }
+    }
+}
+
+/// Issue 21 item 6: personal data kept no longer than needed. At start and every 6 hours:
+/// legal-aid contact phones 30 days after the hub answered, acknowledged records after 400
+/// days (`KioskStore.forgetExpired`).
+struct RetentionService: Service {
+    let store: KioskStore
+    let now: @Sendable () -> Date
+    let logger: Logger
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while true {
+                do {
+                    let f = try store.forgetExpired(now: now())
+                    if f.contactPhones > 0 || f.records > 0 {
+                        logger.notice("personal data past its time deleted", metadata: ["contact_phones": "\(f.contactPhones)", "records": "\(f.records)"])
+                    }
+                } catch {
+                    logger.error("cannot delete expired personal data", metadata: ["error": "\(error)"])
+                }
+                try await Task.sleep(for: .seconds(6 * 3600))
             }
         }
     }

@@ -222,6 +222,14 @@ extension PCSCIntegrationTests {
         let (vs, vout, verr) = try Harness.run("kioskctl", ["receipt", "verify", "--state-dir", dir, dir + "/receipts/" + png])
         #expect(vs == 0 && vout.contains("VALID receipt KSK-TEST-0001-1") && vout.contains("100.00"), "\(verr)")
         #expect(receipts.contains { $0.hasSuffix(".escpos") } && receipts.contains { $0.hasSuffix(".txt") })
+        // Issue 21 item 6: once the snapshot says the signing device is retired, the receipt
+        // verifies as RETIRED (exit 10), not as plainly valid. (The snapshot's device table is
+        // set here directly; a delta retiring the device leaves the same row.)
+        let store = try Device(stateDir: URL(fileURLWithPath: dir)).store
+        try store.pool.write { try $0.execute(sql: "UPDATE device SET status = 'retired' WHERE device_id = 'KSK-TEST-0001'") }
+        let (rs, rout, rerr) = try Harness.run("kioskctl", ["receipt", "verify", "--state-dir", dir, dir + "/receipts/" + png])
+        #expect(rs == 10 && rout.contains("RETIRED receipt") && !rout.contains("VALID"), "\(rout)\(rerr)")
+        try store.pool.write { try $0.execute(sql: "UPDATE device SET status = 'active' WHERE device_id = 'KSK-TEST-0001'") }
         let states = sse.states()
         #expect(states.contains { $0["phase"] as? String == "reading" })
         #expect(states.contains { ($0["result"] as? [String: Any])?["code"] as? String == "granted" })
