@@ -89,26 +89,20 @@ public final class SettlementHub: Sendable {
     /// Every connection of this hub process, counted and bounded (issue 21 item 3).
     public let connections: ConnectionRegistry
     let deviceLimiter = DeviceLimiter()
+    /// The roster as this process sees it: programs whole, devices and cards looked up in the
+    /// database with a bounded cache (issue 21 item 5).
+    let view: RosterView
 
     /// The hub's mutable settings and counters, behind a `Mutex` (checked `Sendable`).
     final class LockedState: Sendable {
         struct Fields: Sendable {
-            var roster: Roster
-            /// The roster given at start (files, options); the database's entries go on top.
-            var baseRoster: Roster
-            /// `rosterMark()` when the roster was last built, and when that was looked at.
-            var rosterMark: Int64 = -1
-            var rosterCheckedAt: ContinuousClock.Instant?
-            /// A look is reading the stored roster (one at a time: a province's first read is
-            /// gigabytes; requests meanwhile use the roster held).
-            var rosterRefreshing = false
             var limits: HubLimits
             var faults: HubFaults
             var batchRequests = 0
         }
         private let fields: Mutex<Fields>
-        init(roster: Roster, limits: HubLimits, faults: HubFaults) {
-            fields = Mutex(Fields(roster: roster, baseRoster: roster, limits: limits, faults: faults))
+        init(limits: HubLimits, faults: HubFaults) {
+            fields = Mutex(Fields(limits: limits, faults: faults))
         }
         func with<T: Sendable>(_ body: (inout Fields) -> T) -> T {
             fields.withLock { body(&$0) }
@@ -129,7 +123,8 @@ public final class SettlementHub: Sendable {
         self.database = database
         self.logger = logger
         self.now = now
-        state = LockedState(roster: roster, limits: limits, faults: faults)
+        state = LockedState(limits: limits, faults: faults)
+        view = RosterView(database: database, base: roster)
         watch = PublicationWatch(database: database, pollEvery: publicationPoll)
         // The stored roster is read before the hub serves anything: a batch checked against
         // the start roster alone would find the region's cards unknown.
@@ -152,57 +147,42 @@ public final class SettlementHub: Sendable {
         set { state.with { $0.limits = newValue } }
     }
 
-    /// Programs, devices, persons and cards (a roster change takes effect from the next batch).
+    /// The whole roster: the start roster (files, options) with every stored entry on top.
+    /// Read whole from the database: for tests and tools, never on a request's path (the
+    /// hub itself looks entries up, `device(_:)`, in flat memory). Setting it sets the start
+    /// roster and empties the cache.
     public var roster: Roster {
-        get { state.with { $0.roster } }
-        set { state.with { $0.roster = newValue; $0.baseRoster = newValue; $0.rosterMark = -1 } }
+        get {
+            var whole = view.base
+            _ = try? database.loadRoster(into: &whole)
+            return whole
+        }
+        set { view.base = newValue }
     }
 
-    /// Rebuilds the roster when a roster change was applied to the database (at most once a
-    /// second): the start roster with the stored entries on top.
+    /// A device as the roster holds it now (looked up; nil: unknown, or the database cannot
+    /// be read).
+    public func device(_ id: String) -> Roster.Device? { view.device(id) }
+
+    /// A card as the roster holds it now.
+    public func card(_ number: String) -> Roster.Card? { view.cards([number])[number] }
+
+    /// Follows the roster changes applied to the database since the last look (at most once
+    /// a second unless forced): changed entries leave the cache, programs are read again.
     func refreshRoster(force: Bool = false) {
-        let now = ContinuousClock.now
-        let due = state.with { s -> Bool in
-            if s.rosterRefreshing { return false }
-            if !force, let at = s.rosterCheckedAt, now - at < .seconds(1) { return false }
-            s.rosterCheckedAt = now
-            s.rosterRefreshing = true
-            return true
-        }
-        guard due else { return }
-        defer { state.with { $0.rosterRefreshing = false } }
-        guard let mark = try? database.rosterMark() else { return }
-        let (current, base, held) = state.with { ($0.rosterMark, $0.baseRoster, $0.roster) }
-        guard mark != current else { return }
-        var roster: Roster, applied: Int64, read = 0, skipped: [String] = []
-        do {
-            if current < 0 {
-                // The first look: the start roster with every stored entry on top.
-                roster = base
-                applied = mark
-                skipped = try database.loadRoster(into: &roster)
-            } else {
-                // Later looks read only what changed since (a province's roster is millions
-                // of entries; an urgent change must take effect within seconds).
-                roster = held
-                let changed = try database.rosterChanges(after: current)
-                applied = changed.mark
-                read = changed.lines.count + changed.removed.count
-                roster.remove(changed.removed, restoringFrom: base)
-                skipped = roster.add(storedLines: changed.lines)
-            }
-        } catch {
+        let seen: (mark: Int64, changed: Int?, skipped: [String])?
+        do { seen = try view.refresh(force: force) } catch {
             logger.error("stored roster unreadable: keeping the roster as it was", metadata: ["error": "\(error)"])
             return
         }
-        state.with { $0.roster = roster; $0.rosterMark = applied }
-        for line in skipped.prefix(20) {
+        guard let seen else { return }
+        for line in seen.skipped.prefix(20) {
             // Issue 21 item 4: a stored line the loader refuses is skipped, never stalls the roster.
             logger.error("ALERT roster line skipped", metadata: ["why": "\(line)"])
         }
-        if skipped.count > 20 { logger.error("ALERT roster lines skipped", metadata: ["count": "\(skipped.count)"]) }
-        logger.notice("roster reloaded", metadata: ["changes": "\(applied)", "entries_read": "\(current < 0 ? "all" : "\(read)")",
-                                                    "devices": "\(roster.devices.count)", "cards": "\(roster.cards.count)"])
+        let cached = view.cacheCounts
+        logger.notice("roster followed", metadata: ["changes": "\(seen.mark)", "entries_changed": "\(seen.changed.map(String.init) ?? "many: cache emptied")",
+                                                   "cached_devices": "\(cached.devices)", "cached_cards": "\(cached.cards)"])
     }
 
     /// Batch requests received so far (counting those refused).
@@ -304,11 +284,11 @@ public final class SettlementHub: Sendable {
 
     func receive(_ request: Request, deviceID: String) async -> Response {
         refreshRoster()
-        let (limits, faults, number, roster) = state.with { s -> (HubLimits, HubFaults, Int, Roster) in
+        let (limits, faults, number) = state.with { s -> (HubLimits, HubFaults, Int) in
             s.batchRequests += 1
-            return (s.limits, s.faults, s.batchRequests, s.roster)
+            return (s.limits, s.faults, s.batchRequests)
         }
-        let entry = roster[deviceID]
+        let entry = view.device(deviceID)
         var log = logger
         log[metadataKey: "device_id"] = "\(deviceID)"
         // Issue 21 item 3: know the sender before the body. The signature covers the body, so
@@ -373,6 +353,9 @@ public final class SettlementHub: Sendable {
         let results: [RecordResult]
         do {
             let fractional = faults.fractionalReceivedAt
+            // The batch's view of the roster: every program and the cards it names (flat memory).
+            let cards = Set(batch.records.compactMap { $0.record?.medicalSubsidy?.cardNumber ?? $0.record?.legalAidApplication?.cardNumber })
+            let roster = view.batchRoster(cards: cards)
             results = try await database.store(batchID: batch.batchID, deviceID: deviceID, device: entry, roster: roster, sentAt: batch.sentAt,
                                                records: batch.records, consentStart: consentStart, now: now,
                                                format: { Self.timestamp($0, fractional: fractional) })

@@ -64,7 +64,7 @@ extension SettlementHub {
     private func certificateCaller(_ request: Request, deviceID: String) -> Response? {
         refreshRoster()
         // Sync spec §5: a device that is not active in the roster gets 403.
-        guard roster[deviceID]?.status == "active" else { return Self.error(.forbidden, "device_not_active", "device \(deviceID) is not active") }
+        guard view.device(deviceID)?.status == "active" else { return Self.error(.forbidden, "device_not_active", "device \(deviceID) is not active") }
         if let refused = authenticateSync(request) { return refused }
         guard request.headers[.xDeviceID] == deviceID else {
             return Self.error(.forbidden, "wrong_device", "a device asks for its own certificate only")
@@ -76,7 +76,7 @@ extension SettlementHub {
     /// for the registered key; `202`.
     func certificateRequest(_ request: Request, deviceID: String) async -> Response {
         if let refused = certificateCaller(request, deviceID: deviceID) { return refused }
-        guard let key = roster[deviceID]?.publicKey else { return Self.error(.forbidden, "unknown_device", "device \(deviceID) is not registered") }
+        guard let key = view.device(deviceID)?.publicKey else { return Self.error(.forbidden, "unknown_device", "device \(deviceID) is not registered") }
         do {
             try database.requestCertificate(deviceID: deviceID, publicKey: Array(key.rawRepresentation), now: now())
             return Self.json(.accepted, ["status": "requested"])

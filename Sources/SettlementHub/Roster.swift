@@ -67,6 +67,12 @@ public struct Roster: Sendable, Equatable {
 
     public init() {}
 
+    /// A roster of these entries only (a batch's view, issue 21 item 5).
+    init(programs: [String: Program], cards: [String: Card]) {
+        self.programs = programs
+        self.cards = cards
+    }
+
     public subscript(deviceID: String) -> Device? { devices[deviceID] }
 
     /// Adds (or replaces) a device; `publicKey` is base64 of the 32-byte Ed25519 key.

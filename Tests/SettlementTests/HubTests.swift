@@ -754,25 +754,11 @@ struct HubTests {
     /// which never comes). Generous: the hub runs on the test pool, which other suites'
     /// blocking tests can hold for a minute on a loaded machine.
     static func statusBeforeBody(port: Int, path: String, length: Int, seconds: Int = 150) -> String? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var tv = timeval(tv_sec: seconds, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = in_addr_t(UInt32(0x7F00_0001).bigEndian)
-        let r = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard r == 0 else { return nil }
-        let head = Array("POST \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nContent-Type: application/json\r\nContent-Length: \(length)\r\nX-Signature: AAAA\r\n\r\n".utf8)
-        _ = head.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        var buffer = [UInt8](repeating: 0, count: 512)
-        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-        guard n > 0 else { return nil }
-        return String(decoding: buffer.prefix(n), as: UTF8.self).split(separator: "\r\n").first.map(String.init)
+        guard let c = RawConnection(port: port) else { return nil }
+        c.send("POST \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nContent-Type: application/json\r\nContent-Length: \(length)\r\nX-Signature: AAAA\r\n\r\n")
+        let answer = c.receive(seconds: Double(seconds)).bytes
+        guard !answer.isEmpty else { return nil }
+        return String(decoding: answer, as: UTF8.self).split(separator: "\r\n").first.map(String.init)
     }
 
     @Test("an unknown or retired device, or a body over the limit, is refused before a byte of the body is read")

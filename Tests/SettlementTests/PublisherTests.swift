@@ -204,7 +204,7 @@ enum PublishCase {
             #expect(try hub.hub.database.rosterInbox().isEmpty && archive.changeCount() == 1)
             #expect(try hub.hub.database.rosterLines(region: "330782").count == (try PublishCase.vectorRoster).count + 1)
             hub.hub.refreshRoster(force: true)
-            #expect(hub.hub.roster["KSK-INBOX-1"]?.status == "active")
+            #expect(hub.hub.device("KSK-INBOX-1")?.status == "active")
             #expect(try await post(url, good, signature: nil).0 == 409)   // a replay of an applied change
         }
     }

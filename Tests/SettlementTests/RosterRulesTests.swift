@@ -56,7 +56,7 @@ import Testing
         try db.applyRosterChange(try RosterChange.read(try PublishCase.change("RC-1", records: [Self.device("KSK-NEW-1"), Self.device("KSK-NEW-2")]),
                                                        trustedKeys: PublishCase.rosterKeys), now: testEpoch)
         let hub = SettlementHub(database: db, roster: base, logger: quietLogger)
-        #expect(hub.roster["KSK-NEW-1"]?.status == "active" && hub.roster["KSK-NEW-1"]?.region == "330782")
+        #expect(hub.device("KSK-NEW-1")?.status == "active" && hub.device("KSK-NEW-1")?.region == "330782")
         // A poisoned line, as an old hub stored it or a database writer put it there.
         try db.engine.write { c in
             try c.execute("INSERT INTO roster_entry (region, type, key, line, seq) VALUES (?, ?, ?, ?, ?)", "330782", "device", "KSK-POISON",
@@ -66,11 +66,11 @@ import Testing
         try db.applyRosterChange(try RosterChange.read(try PublishCase.change("RC-2", records: [Self.device("KSK-NEW-1", status: "retired")]),
                                                        trustedKeys: PublishCase.rosterKeys), now: testEpoch)
         hub.refreshRoster(force: true)
-        #expect(hub.roster["KSK-NEW-1"]?.status == "retired")
+        #expect(hub.device("KSK-NEW-1")?.status == "retired")
         // A restart reads the whole stored roster: the poisoned line is skipped, the rest is there.
         let restarted = SettlementHub(database: db, roster: base, logger: quietLogger)
-        #expect(restarted.roster["KSK-NEW-1"]?.status == "retired" && restarted.roster["KSK-NEW-2"]?.status == "active")
-        #expect(restarted.roster["KSK-POISON"] == nil)
+        #expect(restarted.device("KSK-NEW-1")?.status == "retired" && restarted.device("KSK-NEW-2")?.status == "active")
+        #expect(restarted.device("KSK-POISON") == nil)
         var rebuilt = Roster()
         let skipped = try db.loadRoster(into: &rebuilt)
         #expect(skipped.count == 1 && skipped[0].contains("KSK-POISON"))

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Issue 21 item 5: a hub process's start-up and memory with a region of PERSONS persons
+# (default 1,000,000) in its database, on each engine (ENGINES, default "sqlite postgres"),
+# against its own floor: the same hub started on an empty store of the same engine, in the same
+# run, interleaved (ROUNDS rounds, default 2). The roster goes in once per engine with
+# `hub-publisher roster-import` (through the publisher's archive). Each start: seconds until
+# "listening", RSS then, and RSS and records/s after KIOSKS kiosks (default 50) drain RECORDS
+# alert records each (default 200). Asserts nothing.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+PERSONS=${PERSONS:-1000000}
+ENGINES=${ENGINES:-sqlite postgres}
+ROUNDS=${ROUNDS:-2}
+KIOSKS=${KIOSKS:-50}
+RECORDS=${RECORDS:-200}
+build kiosk-bench settlement-hub hub-publisher
+scratch hub-memory
+PG_URL=$(bash Provisioning/start-postgres.sh)
+PG_DIR=${BK_PG_DIR:-/tmp/benefit-kiosk-postgres}
+PG_PORT=${BK_PG_PORT:-54329}
+AS=(); [ "$(id -u)" -eq 0 ] && AS=(runuser -u postgres --)
+psql_() { "${AS[@]}" psql -q -o /dev/null -h "$PG_DIR" -p "$PG_PORT" -d benefit_kiosk_test -tAc "$1"; }
+echo "# hub-memory persons=$PERSONS engines=$ENGINES rounds=$ROUNDS $(date -u +%FT%TZ) $(nproc) cores"
+"$BIN/kiosk-bench" hub-load roster --kiosks "$KIOSKS" --out "$DIR/roster.jsonl"
+"$BIN/kiosk-bench" hub-load queue --kiosks "$KIOSKS" --records "$RECORDS" --dir "$DIR/queued"
+"$BIN/kiosk-bench" snapshot-gen --persons "$PERSONS" --out "$DIR/population.jsonl" --snapshot-id 330782-20261122-01 >/dev/null
+gen=$("$BIN/kiosk-bench" roster-change --change-id RC-MEM-1 --out "$DIR/change.jsonl" --from-snapshot "$DIR/population.jsonl")
+KEY=$(echo "$gen" | sed -n 's/.*key_id=\([^ ]*\) public_key=\([^ ]*\).*/\1=\2,330782/p')
+rm -f "$DIR/population.jsonl"
+storage() {  # $1 engine, $2 name: STORAGE
+    if [ "$1" = sqlite ]; then STORAGE=(--db "$DIR/$2.sqlite"); else STORAGE=(--postgres "$PG_URL&search_path=$2" --shelf "$DIR/$2.shelf"); fi
+}
+for engine in $ENGINES; do
+    [ "$engine" = sqlite ] || psql_ "SET client_min_messages = warning; DROP SCHEMA IF EXISTS mem_full CASCADE; CREATE SCHEMA mem_full; DROP SCHEMA IF EXISTS mem_empty CASCADE; CREATE SCHEMA mem_empty;"
+    storage "$engine" mem_full
+    t0=$(date +%s.%N)
+    "$BIN/hub-publisher" roster-import "${STORAGE[@]}" --archive "$DIR/archive-$engine" --roster-key "$KEY" "$DIR/change.jsonl" >/dev/null
+    echo "$engine import of $PERSONS persons (and the archive): $(echo "$(date +%s.%N) - $t0" | bc) s"
+done
+start_hub() {  # $1 engine, $2 name; prints "seconds rss_after_start rss_after_load records_per_s"
+    storage "$1" "$2"
+    local t0; t0=$(date +%s.%N)
+    "$BIN/settlement-hub" serve --port 0 --log-level error --snapshot "$DIR/roster.jsonl" "${STORAGE[@]}" >"$DIR/$2.out" 2>"$DIR/$2.err" &
+    local pid=$!; at_exit "kill $pid"
+    for _ in $(seq 6000); do grep -q "listening on" "$DIR/$2.out" 2>/dev/null && break; sleep 0.02; done
+    local up; up=$(echo "$(date +%s.%N) - $t0" | bc)
+    local url; url=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$DIR/$2.out")
+    local rss0; rss0=$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
+    rm -rf "$DIR/kiosks"; cp -r "$DIR/queued" "$DIR/kiosks"
+    local out; out=$("$BIN/kiosk-bench" hub-load run --hub "$url" --kiosks "$KIOSKS" --batch 50 --dir "$DIR/kiosks")
+    local rss1; rss1=$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    echo "$up $rss0 $rss1 $(echo "$out" | sed -n 's/.*records_per_second=\([0-9.]*\).*/\1/p')"
+}
+for round in $(seq "$ROUNDS"); do
+    for engine in $ENGINES; do
+        [ "$engine" = sqlite ] || psql_ "SET client_min_messages = warning; DROP SCHEMA IF EXISTS mem_empty CASCADE; CREATE SCHEMA mem_empty;"
+        rm -f "$DIR"/mem_empty.sqlite*
+        read -r e_up e_rss e_peak e_rps < <(start_hub "$engine" mem_empty)
+        read -r f_up f_rss f_peak f_rps < <(start_hub "$engine" mem_full)
+        echo "round $round $engine empty: start ${e_up}s rss ${e_rss}MB peak ${e_peak}MB ${e_rps} rec/s | $PERSONS persons: start ${f_up}s rss ${f_rss}MB peak ${f_peak}MB ${f_rps} rec/s | start ratio $(ratio "$f_up" "$e_up") peak ratio $(ratio "$f_peak" "$e_peak")"
+    done
+done

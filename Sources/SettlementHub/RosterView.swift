@@ -1,0 +1,195 @@
+import Foundation
+import Synchronization
+
+/// The hub's roster in flat memory (issue 21 item 5). A hub process no longer builds its
+/// region's whole roster at start (1 GB and 23 s at 1,000,000 persons): programs (a region
+/// holds a few) are kept whole; devices and cards are looked up in the database by key (the
+/// `roster_entry_key` index) and kept in a bounded cache; the start roster (files and
+/// options, `--snapshot`, `--device`) lies under the stored entries, as before.
+///
+/// The cache follows the roster changes: at most once a second (and at once when forced)
+/// the hub looks at the newest change's number; the keys changed since are evicted (or the
+/// whole cache, after a change larger than half of it). A lookup that began before an
+/// eviction does not put what it read into the cache (an epoch guards it), so a cached entry
+/// is never older than the last look.
+final class RosterView: Sendable {
+    struct State {
+        var base: Roster
+        var programs: [String: Roster.Program] = [:]
+        /// nil inside: looked up, none (a card or device the roster does not hold).
+        var devices: [String: Roster.Device?] = [:]
+        var cards: [String: Roster.Card?] = [:]
+        var epoch: UInt64 = 0
+        var mark: Int64 = -1
+        var checkedAt: ContinuousClock.Instant?
+        var refreshing = false
+    }
+
+    let database: HubDatabase
+    /// Entries kept per kind (devices, cards); beyond it the cache starts again.
+    let capacity: Int
+    private let state: Mutex<State>
+
+    init(database: HubDatabase, base: Roster, capacity: Int = 100_000) {
+        self.database = database
+        self.capacity = capacity
+        state = Mutex(State(base: base, programs: base.programs))
+    }
+
+    /// The start roster (files, options); setting it empties the cache.
+    var base: Roster {
+        get { state.withLock { $0.base } }
+        set { state.withLock { $0 = State(base: newValue, programs: newValue.programs, epoch: $0.epoch + 1) } }
+    }
+
+    var cacheCounts: (devices: Int, cards: Int) { state.withLock { ($0.devices.count, $0.cards.count) } }
+
+    var programs: [String: Roster.Program] { state.withLock { $0.programs } }
+
+    /// A device as the roster holds it now (nil: unknown, or the database cannot be read:
+    /// fail closed).
+    func device(_ id: String) -> Roster.Device? {
+        let (hit, epoch, base) = state.withLock { ($0.devices[id], $0.epoch, $0.base[id]) }
+        if let hit { return hit }
+        guard let stored = try? database.rosterEntries(type: "device", keys: [id]) else { return nil }
+        var found = base
+        if let line = stored[id] {
+            var r = Roster()
+            if r.add(storedLines: [line]).isEmpty { found = r[id] }
+        }
+        remember(epoch) { $0.devices[id] = .some(found) }
+        return found
+    }
+
+    /// The cards of `numbers` the roster holds (absent: unknown), in one query for those not cached.
+    func cards(_ numbers: Set<String>) -> [String: Roster.Card] {
+        var out: [String: Roster.Card] = [:]
+        let (missing, epoch, base) = state.withLock { s -> ([String], UInt64, Roster) in
+            var missing: [String] = []
+            for n in numbers {
+                switch s.cards[n] {
+                case .some(.some(let c)): out[n] = c
+                case .some(.none): break
+                case .none: missing.append(n)
+                }
+            }
+            return (missing, s.epoch, s.base)
+        }
+        guard !missing.isEmpty else { return out }
+        guard let stored = try? database.rosterEntries(type: "card", keys: missing) else { return out }
+        var looked: [String: Roster.Card?] = [:]
+        for n in missing {
+            var found = base.cards[n]
+            if let line = stored[n] {
+                var r = Roster()
+                if r.add(storedLines: [line]).isEmpty { found = r.cards[n] }
+            }
+            looked[n] = .some(found)
+            if let found { out[n] = found }
+        }
+        remember(epoch) { s in for (k, v) in looked { s.cards[k] = .some(v) } }
+        return out
+    }
+
+    /// A small roster for one batch's checks: every program, and the cards it names.
+    func batchRoster(cards numbers: Set<String>) -> Roster {
+        Roster(programs: programs, cards: cards(numbers))
+    }
+
+    private func remember(_ epoch: UInt64, _ body: (inout State) -> Void) {
+        state.withLock { s in
+            guard s.epoch == epoch else { return }
+            if s.devices.count >= capacity { s.devices.removeAll(keepingCapacity: true) }
+            if s.cards.count >= capacity { s.cards.removeAll(keepingCapacity: true) }
+            body(&s)
+        }
+    }
+
+    /// Follows the roster changes applied since the last look (at most once a second unless
+    /// forced): the changed keys evicted, the programs read again; nil when nothing moved,
+    /// else how many changed entries were seen (nil inside: too many, the cache emptied) and
+    /// the lines the loader refused among the programs.
+    func refresh(force: Bool = false) throws -> (mark: Int64, changed: Int?, skipped: [String])? {
+        let now = ContinuousClock.now
+        let due = state.withLock { s -> Bool in
+            if s.refreshing { return false }
+            if !force, let at = s.checkedAt, now - at < .seconds(1) { return false }
+            s.checkedAt = now
+            s.refreshing = true
+            return true
+        }
+        guard due else { return nil }
+        defer { state.withLock { $0.refreshing = false } }
+        let current = state.withLock { $0.mark }
+        let mark = try database.rosterMark()
+        guard mark != current else { return nil }
+        let changed = current < 0 ? nil : try database.rosterChangedKeys(after: current, upTo: mark, limit: capacity / 2)
+        let stored = try database.rosterPrograms()
+        state.withLock { s in
+            s.epoch += 1
+            if let changed {
+                for k in changed {
+                    switch k.type {
+                    case "device": s.devices[k.key] = nil
+                    case "card": s.cards[k.key] = nil
+                    default: break
+                    }
+                }
+            } else {
+                s.devices.removeAll()
+                s.cards.removeAll()
+            }
+            s.mark = mark
+        }
+        var programs = state.withLock { $0.base }
+        let skipped = programs.add(storedLines: stored)
+        state.withLock { $0.programs = programs.programs }
+        return (mark, changed?.count, skipped)
+    }
+}
+
+extension HubDatabase {
+    /// Stored roster lines of `type` by key (any region: a key belongs to one region).
+    func rosterEntries(type: String, keys: [String]) throws -> [String: (region: String, line: String)] {
+        guard !keys.isEmpty else { return [:] }
+        return try engine.read { c in
+            var out: [String: (region: String, line: String)] = [:]
+            for start in stride(from: 0, to: keys.count, by: 200) {
+                let part = keys[start..<min(start + 200, keys.count)]
+                let marks = Array(repeating: "?", count: part.count).joined(separator: ", ")
+                for row in try c.rows("SELECT key, region, line FROM roster_entry WHERE type = ? AND key IN (\(marks)) ORDER BY region",
+                                      arguments: [.text(type)] + part.map { .text($0) }) {
+                    let key = try row.text("key")
+                    if out[key] == nil { out[key] = (try row.text("region"), try row.text("line")) }
+                }
+            }
+            return out
+        }
+    }
+
+    /// Every stored program line.
+    func rosterPrograms() throws -> [(region: String, line: String)] {
+        try engine.read { c in
+            try c.rows("SELECT region, line FROM roster_entry WHERE type = 'program' ORDER BY region, key")
+                .map { (try $0.text("region"), try $0.text("line")) }
+        }
+    }
+
+    /// The keys changes after `mark` (up to `newest`) wrote or removed; nil when more than
+    /// `limit`. Read region by region (the `(region, seq)` indexes), as `rosterChanges` does.
+    func rosterChangedKeys(after mark: Int64, upTo newest: Int64, limit: Int) throws -> [(type: String, key: String)]? {
+        try engine.read { c in
+            var keys: [(type: String, key: String)] = []
+            for region in try c.texts("SELECT DISTINCT region FROM roster_change WHERE seq > ? AND seq <= ? ORDER BY region", mark, newest) {
+                let count = (try c.int("SELECT COUNT(*) FROM roster_entry WHERE region = ? AND seq > ? AND seq <= ?", region, mark, newest) ?? 0)
+                    + (try c.int("SELECT COUNT(*) FROM roster_tombstone WHERE region = ? AND seq > ? AND seq <= ?", region, mark, newest) ?? 0)
+                guard Int64(keys.count) + count <= Int64(limit) else { return nil }
+                keys += try c.rows("""
+                    SELECT type, key FROM roster_entry WHERE region = ? AND seq > ? AND seq <= ?
+                    UNION ALL SELECT type, key FROM roster_tombstone WHERE region = ? AND seq > ? AND seq <= ?
+                    """, region, mark, newest, region, mark, newest).map { (try $0.text("type"), try $0.text("key")) }
+            }
+            return keys
+        }
+    }
+}
