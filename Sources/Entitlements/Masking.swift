@@ -46,20 +46,20 @@ public enum Masking {
         return out
     }
 
-    /// Free text as a log line or a refusal's detail may carry it: identity and card numbers
-    /// masked (`identityNumbers`), and every run of exactly 32 lowercase hex digits (a person
-    /// reference) shown as `personRef` does.
+    /// Free text as a log line or a refusal's detail may carry it: every run of exactly 32
+    /// lowercase hex digits (a person reference) shown as `personRef` does, then identity and
+    /// card numbers masked (`identityNumbers`). References first: one with 15 digits in a
+    /// row would otherwise be half masked and half shown.
     public static func text(_ text: String) -> String {
-        let numbers = identityNumbers(in: text)
         var out = "", run = ""
         func flush() {
             out += run.count == 32 ? personRef(run) : run
             run = ""
         }
-        for ch in numbers {
+        for ch in text {
             if ch.isASCII && (ch.isNumber || ("a"..."f").contains(ch)) { run.append(ch) } else { flush(); out.append(ch) }
         }
         flush()
-        return out
+        return identityNumbers(in: out)
     }
 }

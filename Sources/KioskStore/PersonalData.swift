@@ -46,7 +46,8 @@ extension KioskStore {
     }
 
     /// Deletes what is kept no longer than needed: contact phones 30 days after the hub
-    /// answered their application (`received_at`, the hub's clock; a refused one too), and
+    /// took their application (`received_at`, the hub's clock; a refused one 30 days after
+    /// it was made), and
     /// acknowledged records 400 days after the hub received them, with their receipt lines.
     /// A record not acknowledged is never deleted (the schema refuses it too).
     @discardableResult
@@ -55,10 +56,13 @@ extension KioskStore {
         let records = Timestamp.string(now.addingTimeInterval(-Retention.acknowledgedRecord))
         let forgotten = try write { db in
             var f = Forgotten()
+            // Accepted: 30 days after the hub received it. Rejected (the hub keeps no
+            // received_at for a refusal): 30 days after it was made; a refusal is final.
             try db.execute(sql: """
                 DELETE FROM legal_aid_contact WHERE record_id IN (
-                    SELECT record_id FROM record WHERE status IN ('accepted', 'rejected') AND received_at IS NOT NULL AND received_at < ?)
-                """, arguments: [phones])
+                    SELECT record_id FROM record WHERE (status = 'accepted' AND received_at IS NOT NULL AND received_at < ?)
+                                                    OR (status = 'rejected' AND created_at < ?))
+                """, arguments: [phones, phones])
             f.contactPhones = db.changesCount
             // Rejected records stay: they are the operators' to look into, not an audit trail.
             let old = "SELECT record_id FROM record WHERE status = 'accepted' AND received_at IS NOT NULL AND received_at < ?"

@@ -16,6 +16,8 @@ public enum RosterArchiveError: Error, Equatable, CustomStringConvertible {
     case mismatch(region: String, String)
     /// A certificate was asked for a key no verified change registered (or not active).
     case unregisteredKey(deviceID: String)
+    /// A change is archived but the hub's database has not taken it yet (the next look does).
+    case databaseBehind(String)
 
     public var description: String {
         switch self {
@@ -24,6 +26,7 @@ public enum RosterArchiveError: Error, Equatable, CustomStringConvertible {
         case .mismatch(let region, let why):
             return "region \(region): the database's roster differs from the verified roster changes (\(why)); nothing is signed"
         case .unregisteredKey(let id): return "device \(id): its key was not registered by a verified roster change, or it is not active"
+        case .databaseBehind(let why): return "roster archive: \(why)"
         }
     }
 }
@@ -59,6 +62,7 @@ public final class RosterArchive: Sendable {
         try Self.ownFolder(changes)
         var config = Configuration()
         config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+        config.busyMode = .timeout(30)
         store = try DatabaseQueue(path: folder.appendingPathComponent("verified.sqlite").path, configuration: config)
         var m = DatabaseMigrator()
         m.registerMigration("v1") { db in
@@ -71,7 +75,7 @@ public final class RosterArchive: Sendable {
                 """)
         }
         try m.migrate(store)
-        try recover()
+        try locked { try recover() }
     }
 
     /// A folder of this user's alone: created 0700 when missing; refused when another user
@@ -111,12 +115,19 @@ public final class RosterArchive: Sendable {
         return Link(seq: seq, changeID: changeID, region: region, sha256: sha256, chain: digest.map { String(format: "%02x", $0) }.joined())
     }
 
-    /// The chain file, every link recomputed.
-    func readChain() throws -> [Link] {
+    /// The chain file, every link recomputed. A last line without its newline is an append a
+    /// crash cut short (its transaction never committed): ignored, and with `repair` cut off.
+    func readChain(repair: Bool = false) throws -> [Link] {
         guard FileManager.default.fileExists(atPath: chainFile.path) else { return [] }
+        var text = try String(contentsOf: chainFile, encoding: .utf8)
+        if !text.isEmpty, !text.hasSuffix("\n") {
+            let kept = text.lastIndex(of: "\n").map { text.index(after: $0) } ?? text.startIndex
+            text = String(text[..<kept])
+            if repair { guard truncate(chainFile.path, off_t(text.utf8.count)) == 0 else { throw RosterArchiveError.chain("cannot cut the torn last line") } }
+        }
         var links: [Link] = []
         var previous = Self.genesis
-        for text in try String(contentsOf: chainFile, encoding: .utf8).split(separator: "\n") {
+        for text in text.split(separator: "\n") {
             let f = text.split(separator: " ").map(String.init)
             guard f.count == 5, let seq = Int64(f[0]), seq == Int64(links.count + 1) else {
                 throw RosterArchiveError.chain("line \(links.count + 1) is not `seq change_id region sha256 chain` in order")
@@ -133,7 +144,7 @@ public final class RosterArchive: Sendable {
     /// the chain has beyond them (archived, then killed before applying) are applied now
     /// from their files, verified again.
     func recover() throws {
-        let links = try readChain()
+        let links = try readChain(repair: true)
         let applied = try store.read { db in
             try Row.fetchAll(db, sql: "SELECT seq, change_id, region, sha256, chain FROM applied ORDER BY seq").map {
                 Link(seq: $0["seq"], changeID: $0["change_id"], region: $0["region"], sha256: $0["sha256"], chain: $0["chain"])
@@ -198,18 +209,39 @@ public final class RosterArchive: Sendable {
     /// Verifies a signed roster change (`file`: an inbox entry, or the operator's file),
     /// keeps it in the archive and the chain, and applies it to the verified roster, in one
     /// transaction of `verified.sqlite`. The file is copied first and the copy verified, so a
-    /// file changed meanwhile is refused. Then the hub's database gets it (`database`).
+    /// file changed meanwhile is refused. Then the hub's database gets it (`database`), and a
+    /// copy goes on the shelf (`roster-changes/`) for the other publishers' archives.
     /// A change the archive holds but the database lacks (a publisher killed in between) is
     /// applied to the database and reported applied; held by both, it is `alreadyApplied`.
     /// `verifiedFirst` hears of the first pass's end (a long import says so before it writes).
+    /// One process at a time works on the archive (an exclusive lock on `lock` in the folder).
     @discardableResult
     public func apply(file: URL, to database: HubDatabase, now: Date,
                       verifiedFirst: (RosterChange.Verified) -> Void = { _ in }) throws -> (RosterChange.Verified, urgent: Bool) {
+        try locked { try applyLocked(file: file, to: database, now: now, verifiedFirst: verifiedFirst) }
+    }
+
+    /// The archive's exclusive lock (flock on `lock`): `run`, `roster-import` and a second
+    /// publisher's process never interleave their work on one folder.
+    func locked<T>(_ body: () throws -> T) throws -> T {
+        let fd = open(folder.appendingPathComponent("lock").path, O_RDWR | O_CREAT, 0o600)
+        guard fd >= 0 else { throw RosterArchiveError.folder("cannot open the archive's lock: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        guard flock(fd, LOCK_EX) == 0 else { throw RosterArchiveError.folder("cannot lock the archive: \(String(cString: strerror(errno)))") }
+        defer { flock(fd, LOCK_UN) }
+        return try body()
+    }
+
+    func applyLocked(file: URL, to database: HubDatabase?, now: Date,
+                     verifiedFirst: (RosterChange.Verified) -> Void = { _ in }) throws -> (RosterChange.Verified, urgent: Bool) {
+        // Whatever an earlier process left half done first (a link without its entries).
+        try recover()
         let first = try RosterChange.verify(RosterChange.lines(of: file), trustedKeys: trustedKeys)
         verifiedFirst(first)
         if try store.read({ db in try Bool.fetchOne(db, sql: "SELECT 1 FROM applied WHERE change_id = ?", arguments: [first.changeID]) }) == true {
+            guard let database else { throw RosterChange.Refusal.alreadyApplied(first.changeID) }
             guard !(try database.rosterChangeApplied(first.changeID)) else { throw RosterChange.Refusal.alreadyApplied(first.changeID) }
-            try reconcile(database, now: now)
+            try reconcileLocked(database, now: now)
             return (first, urgent: false)
         }
         let incoming = folder.appendingPathComponent(".incoming.jsonl")
@@ -218,29 +250,50 @@ public final class RosterArchive: Sendable {
         defer { try? FileManager.default.removeItem(at: incoming) }
         let lines = RosterChange.lines(of: incoming)
         guard try RosterChange.verify(lines, trustedKeys: trustedKeys) == first else { throw RosterChange.Refusal.digestMismatch }
+        // The chain is the archive's record: the new link follows its last one.
+        let links = try readChain(repair: true)
+        let link = Self.link(after: links.last?.chain ?? Self.genesis, seq: Int64(links.count + 1), changeID: first.changeID,
+                             region: first.region, sha256: first.sha256)
         let result: (RosterChange.Verified, urgent: Bool) = try store.write { db in
             if try Bool.fetchOne(db, sql: "SELECT 1 FROM applied WHERE change_id = ?", arguments: [first.changeID]) == true {
                 throw RosterChange.Refusal.alreadyApplied(first.changeID)
             }
             let applied = try Self.applyEntries(db, region: first.region, lines)
             guard applied.0 == first else { throw RosterChange.Refusal.digestMismatch }
-            // Archived and chained before the transaction commits: a publisher killed in
-            // between finds the link without its entries and applies them at its next start.
-            let previous = try Row.fetchOne(db, sql: "SELECT seq, chain FROM applied ORDER BY seq DESC LIMIT 1")
-            let seq: Int64 = (previous?["seq"] ?? 0) + 1
-            let link = Self.link(after: previous?["chain"] ?? Self.genesis, seq: seq, changeID: first.changeID, region: first.region, sha256: first.sha256)
+            // Archived and chained before the transaction commits: a publisher killed (or a
+            // commit failing) in between leaves the link without its entries, applied by the
+            // next `recover`.
             try Self.durable(incoming)
             guard rename(incoming.path, changes.appendingPathComponent(link.fileName).path) == 0 else {
                 throw RosterArchiveError.folder("cannot archive \(link.fileName): \(String(cString: strerror(errno)))")
             }
             try Self.durable(changes)
             try Self.append(link.line + "\n", to: chainFile)
+            try Self.durable(folder)
             try db.execute(sql: "INSERT INTO applied (seq, change_id, region, sha256, chain) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [seq, link.changeID, link.region, link.sha256, link.chain])
+                           arguments: [link.seq, link.changeID, link.region, link.sha256, link.chain])
             return applied
         }
-        try reconcile(database, now: now)
+        if let database {
+            share(changes.appendingPathComponent(link.fileName), changeID: first.changeID, on: database)
+            do { try reconcileLocked(database, now: now) } catch {
+                // Archived: the hub's database gets it at the next look.
+                throw RosterArchiveError.databaseBehind("\(first.changeID) is archived; the hub's database did not take it yet: \(error)")
+            }
+        }
         return result
+    }
+
+    /// A copy of an archived change on the shelf, for the other publishers (best effort: the
+    /// one that lacks it refuses to publish until it has it, never signs without it).
+    func share(_ file: URL, changeID: String, on database: HubDatabase) {
+        let shared = database.shelf.appendingPathComponent("roster-changes", isDirectory: true)
+        let target = shared.appendingPathComponent(changeID + ".jsonl")
+        guard !FileManager.default.fileExists(atPath: target.path) else { return }
+        try? FileManager.default.createDirectory(at: shared, withIntermediateDirectories: true)
+        let staging = shared.appendingPathComponent(".\(changeID).\(getpid()).part")
+        guard (try? FileManager.default.copyItem(at: file, to: staging)) != nil else { return }
+        if rename(staging.path, target.path) != 0 { try? FileManager.default.removeItem(at: staging) }
     }
 
     /// What became of an inbox entry.
@@ -249,34 +302,66 @@ public final class RosterArchive: Sendable {
         /// Nil: applied; else why it was refused (an operator alert).
         public var refusal: String?
         public var urgent: Bool
+        /// Left in the inbox for the next look (the database failed meanwhile), or archived
+        /// with the database to catch up: why.
+        public var pending: String? = nil
     }
 
     /// The roster changes hubs queued (`POST …/roster-changes`, 202), each verified again,
     /// archived and applied, or refused; taken out of the inbox either way, oldest first.
-    /// A database failure leaves the entry for the next look.
+    /// An entry that cannot be read whole (a part missing) is refused; a database failure
+    /// leaves the entry for the next look. Call it only while holding the publication lock
+    /// (one publisher empties the inbox; the others take the changes from the shelf).
     public func pullInbox(_ database: HubDatabase, now: Date) throws -> [InboxOutcome] {
-        var outcomes: [InboxOutcome] = []
-        for entry in try database.rosterInbox() {
-            let file = folder.appendingPathComponent(".inbox-\(entry.id).jsonl")
-            defer { try? FileManager.default.removeItem(at: file) }
-            try database.writeInboxEntry(entry.id, to: file)
-            do {
-                let (_, urgent) = try apply(file: file, to: database, now: now)
-                outcomes.append(InboxOutcome(changeID: entry.changeID, refusal: nil, urgent: urgent))
-            } catch let refusal as RosterChange.Refusal {
-                outcomes.append(InboxOutcome(changeID: entry.changeID, refusal: refusal.description, urgent: false))
+        try locked {
+            var outcomes: [InboxOutcome] = []
+            for entry in try database.rosterInbox() {
+                let file = folder.appendingPathComponent(".inbox-\(entry.id).jsonl")
+                defer { try? FileManager.default.removeItem(at: file) }
+                do {
+                    try database.writeInboxEntry(entry.id, to: file)
+                    let (_, urgent) = try applyLocked(file: file, to: database, now: now)
+                    outcomes.append(InboxOutcome(changeID: entry.changeID, refusal: nil, urgent: urgent))
+                } catch let refusal as RosterChange.Refusal {
+                    outcomes.append(InboxOutcome(changeID: entry.changeID, refusal: refusal.description, urgent: false))
+                } catch let behind as RosterArchiveError {
+                    if case .databaseBehind(let why) = behind {
+                        outcomes.append(InboxOutcome(changeID: entry.changeID, refusal: nil, urgent: false, pending: why))
+                    } else { throw behind }
+                } catch HubDatabaseError.inconsistent(let why) {
+                    outcomes.append(InboxOutcome(changeID: entry.changeID, refusal: "the queued change cannot be read whole: \(why)", urgent: false))
+                } catch {
+                    outcomes.append(InboxOutcome(changeID: entry.changeID, refusal: nil, urgent: false, pending: "\(error)"))
+                    continue
+                }
+                try database.dropInboxEntry(entry.id)
             }
-            try database.dropInboxEntry(entry.id)
+            return outcomes
         }
-        return outcomes
     }
 
-    /// Every archived change the hub's database lacks, applied to it in the archive's order
-    /// (a publisher killed between its archive and the database, or a database restored
-    /// from an older backup). A database holding changes the archive lacks stays as it is:
-    /// the check before publication refuses it.
+    /// The archive and the hub's database brought together, both ways:
+    /// - every change the database holds that this archive lacks (another publisher applied
+    ///   it), in the database's order, from the copy on the shelf, verified like any other;
+    /// - every archived change the database lacks (a publisher killed between its archive and
+    ///   the database, or a database restored from an older backup), in the archive's order.
+    /// Anything still apart is left as it is: the check before publication refuses it.
     public func reconcile(_ database: HubDatabase, now: Date) throws {
-        let known = Set(try database.engine.read { c in try c.texts("SELECT change_id FROM roster_change") })
+        try locked { try reconcileLocked(database, now: now) }
+    }
+
+    func reconcileLocked(_ database: HubDatabase, now: Date) throws {
+        try recover()
+        let ordered = try database.engine.read { c in try c.texts("SELECT change_id FROM roster_change ORDER BY seq") }
+        var archived = Set(try readChain().map(\.changeID))
+        let shared = database.shelf.appendingPathComponent("roster-changes", isDirectory: true)
+        for id in ordered where !archived.contains(id) {
+            let copy = shared.appendingPathComponent(id + ".jsonl")
+            guard FileManager.default.fileExists(atPath: copy.path) else { break }
+            _ = try applyLocked(file: copy, to: nil, now: now)
+            archived.insert(id)
+        }
+        let known = Set(ordered)
         for link in try readChain() where !known.contains(link.changeID) {
             _ = try database.importRosterChange(RosterChange.lines(of: changes.appendingPathComponent(link.fileName)), trustedKeys: trustedKeys, now: now)
         }

@@ -121,7 +121,8 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func arm(_ context: ChannelHandlerContext, _ after: Duration) {
         deadline?.cancel()
-        let nanos = after.components.seconds * 1_000_000_000 + after.components.attoseconds / 1_000_000_000
+        let (seconds, overflow) = after.components.seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        let nanos = overflow ? Int64.max / 2 : seconds + after.components.attoseconds / 1_000_000_000
         let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
         deadline = context.eventLoop.scheduleTask(in: .nanoseconds(nanos)) {
             loopBound.value.close(promise: nil)
@@ -133,8 +134,10 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         case .head(let head):
             reading = true
             registry.headSeen(context.channel)
-            let length = head.headerFields[.contentLength].flatMap(Int.init) ?? 0
-            arm(context, registry.limits.bodyTimeout + .seconds(max(0, length) / max(1, registry.limits.bodyRate)))
+            // The declared length is the client's word: bounded before it is used (the largest
+            // body the hub reads at all is 64 MiB), so no header can overflow the deadline.
+            let length = min(max(0, head.headerFields[.contentLength].flatMap(Int.init) ?? 0), 64 << 20)
+            arm(context, registry.limits.bodyTimeout + .seconds(length / max(1, registry.limits.bodyRate)))
         case .end:
             reading = false
             // Answering takes what it takes (a long poll: minutes); no deadline meanwhile.

@@ -89,6 +89,8 @@ public final class SettlementHub: Sendable {
     /// Every connection of this hub process, counted and bounded (issue 21 item 3).
     public let connections: ConnectionRegistry
     let deviceLimiter = DeviceLimiter()
+    /// Roster changes being received now (at most two).
+    let rosterUploads = Atomic<Int>(0)
     /// The roster as this process sees it: programs whole, devices and cards looked up in the
     /// database with a bounded cache (issue 21 item 5).
     let view: RosterView

@@ -297,6 +297,9 @@ public final class HubDatabase: Sendable {
         ALTER TABLE hub_rejection ADD COLUMN body_sha256 TEXT;
         CREATE TABLE hub_rejected_body (sha256 TEXT PRIMARY KEY, body TEXT NOT NULL);
         """),
+        ("roster-inbox-v2", """
+        CREATE UNIQUE INDEX roster_inbox_change ON roster_inbox(change_id);
+        """),
     ]
 
     /// The same schema in PostgreSQL's words: `TEXT COLLATE "C"` (keys compare and sort by
@@ -373,6 +376,9 @@ public final class HubDatabase: Sendable {
         ("rejected-body-v1", """
         ALTER TABLE hub_rejection ADD COLUMN body_sha256 TEXT;
         CREATE TABLE hub_rejected_body (sha256 TEXT COLLATE "C" PRIMARY KEY, body TEXT NOT NULL);
+        """),
+        ("roster-inbox-v2", """
+        CREATE UNIQUE INDEX roster_inbox_change ON roster_inbox(change_id);
         """),
     ]
 

@@ -19,6 +19,13 @@ extension SettlementHub {
         if let length = request.headers[.contentLength].flatMap(Int.init), length > Self.rosterChangeLimit {
             return Self.error(.contentTooLarge, "too_large", "a roster change over HTTP is at most \(Self.rosterChangeLimit) bytes", close: true)
         }
+        // At most two roster changes arrive at once (each may be 64 MiB on disk until verified).
+        guard rosterUploads.add(1, ordering: .relaxed).newValue <= 2 else {
+            rosterUploads.subtract(1, ordering: .relaxed)
+            return Self.json(.tooManyRequests, ["error": "too_many_requests", "message": "two roster changes are being received; try again"],
+                             headers: [.retryAfter: "30", .connection: "close"])
+        }
+        defer { rosterUploads.subtract(1, ordering: .relaxed) }
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("roster-change-\(UUID().uuidString).jsonl")
         defer { try? FileManager.default.removeItem(at: file) }
         do {
@@ -28,10 +35,24 @@ extension SettlementHub {
             let handle = try FileHandle(forWritingTo: file)
             defer { try? handle.close() }
             var total = 0
+            var head: [UInt8]? = []
             for try await buffer in request.body {
                 total += buffer.readableBytes
                 guard total <= Self.rosterChangeLimit else {
                     return Self.error(.contentTooLarge, "too_large", "a roster change over HTTP is at most \(Self.rosterChangeLimit) bytes", close: true)
+                }
+                // The header line first: a change no trusted key may sign for this region is
+                // refused before the rest is read or kept.
+                if var h = head {
+                    h.append(contentsOf: buffer.readableBytesView)
+                    if let nl = h.firstIndex(of: 0x0A) {
+                        if let refused = headerRefusal(h[..<nl], region: region) { return refused }
+                        head = nil
+                    } else if h.count > 64 * 1024 {
+                        return Self.error(.badRequest, "roster_change_refused", "the header line is longer than 64 KiB", close: true)
+                    } else {
+                        head = h
+                    }
                 }
                 try handle.write(contentsOf: buffer.readableBytesView)
             }
@@ -50,7 +71,9 @@ extension SettlementHub {
             if try database.rosterChangeApplied(change.changeID) {
                 return Self.error(.conflict, "roster_change_refused", RosterChange.Refusal.alreadyApplied(change.changeID).description)
             }
-            let id = try database.queueRosterChange(file: file, region: change.region, changeID: change.changeID, now: now())
+            guard let id = try database.queueRosterChange(file: file, region: change.region, changeID: change.changeID, now: now()) else {
+                return Self.error(.conflict, "roster_change_refused", "change \(change.changeID) is already queued")
+            }
             logger.notice("roster change queued for the publisher", metadata: ["change_id": "\(change.changeID)", "inbox_id": "\(id)",
                                                                                 "records": "\(change.records)"])
             return Self.json(.accepted, ["queued": change.changeID, "records": change.records])
@@ -58,6 +81,21 @@ extension SettlementHub {
             logger.error("roster change not queued", metadata: ["error": "\(error)"])
             return Self.json(.serviceUnavailable, ["error": "database_error", "message": "try again later"], headers: [.retryAfter: "30"])
         }
+    }
+
+    /// Nil when a roster change's header names a key trusted for this region; else the answer.
+    private func headerRefusal(_ line: ArraySlice<UInt8>, region: String) -> Response? {
+        let header: (region: String, changeID: String, issuedAt: String, keyID: String)
+        do { header = try RosterChange.header(line) } catch {
+            return Self.error(.badRequest, "roster_change_refused", error.description, close: true)
+        }
+        guard header.region == region else {
+            return Self.error(.badRequest, "roster_change_refused", "the change is for region \(header.region), posted to \(region)", close: true)
+        }
+        guard let key = rosterKeys[header.keyID], key.regions.contains(region) else {
+            return Self.error(.badRequest, "roster_change_refused", "roster key \"\(header.keyID)\" is not trusted for region \(region)", close: true)
+        }
+        return nil
     }
 
     /// The device named in the path must be the signer, registered and active (403 otherwise).
@@ -102,14 +140,15 @@ extension HubDatabase {
         try engine.read { c in try c.exists("SELECT 1 FROM roster_change WHERE change_id = ?", changeID) }
     }
 
-    /// A verified change's file put in the inbox, a MiB a part, in one transaction; its id.
+    /// A verified change's file put in the inbox, a MiB a part, in one transaction; its id,
+    /// nil when a change of that id is queued already.
     @discardableResult
-    public func queueRosterChange(file: URL, region: String, changeID: String, now: Date) throws -> Int64 {
+    public func queueRosterChange(file: URL, region: String, changeID: String, now: Date) throws -> Int64? {
         try engine.write { c in
             let size = (try? FileManager.default.attributesOfItem(atPath: file.path)[.size] as? Int) ?? 0
-            guard let id = try c.int("INSERT INTO roster_inbox (region, change_id, bytes, received_at) VALUES (?, ?, ?, ?) RETURNING id",
+            guard let id = try c.int("INSERT INTO roster_inbox (region, change_id, bytes, received_at) VALUES (?, ?, ?, ?) ON CONFLICT (change_id) DO NOTHING RETURNING id",
                                      region, changeID, size, SettlementHub.timestamp(now, fractional: false)) else {
-                throw HubDatabaseError.inconsistent("the inbox entry's number was not returned")
+                return nil
             }
             let handle = try FileHandle(forReadingFrom: file)
             defer { try? handle.close() }

@@ -69,7 +69,7 @@ public struct RosterChange: Sendable, Equatable {
             case .badSignature: return "the roster change's signature does not verify"
             case .alreadyApplied(let id): return "change \(id) was already applied"
             case .wrongRegion(let k, let r): return "roster key \"\(k)\" is not trusted for region \(r)"
-            case .otherRegion(let t, let k, let r): return "\(t) \(k) belongs to region \(r): this region's key cannot change it"
+            case .otherRegion(let t, let k, let r): return "\(t) \(Masking.text(k)) belongs to region \(r): this region's key cannot change it"
             }
         }
     }

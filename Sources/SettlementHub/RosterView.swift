@@ -57,7 +57,8 @@ final class RosterView: Sendable {
             var r = Roster()
             if r.add(storedLines: [line]).isEmpty { found = r[id] }
         }
-        remember(epoch) { $0.devices[id] = .some(found) }
+        // Only what is known is kept: unknown ids (anyone can name one) would empty the cache.
+        if let found { remember(epoch) { $0.devices[id] = .some(found) } }
         return found
     }
 
@@ -123,7 +124,10 @@ final class RosterView: Sendable {
         let current = state.withLock { $0.mark }
         let mark = try database.rosterMark()
         guard mark != current else { return nil }
-        let changed = current < 0 ? nil : try database.rosterChangedKeys(after: current, upTo: mark, limit: capacity / 2)
+        // Every key changed after the last look, up to now (a change committed after `mark`
+        // was read is evicted now and again at the next look); a mark that went back (a
+        // database restored from a backup) empties the cache.
+        let changed = current < 0 || mark < current ? nil : try database.rosterChangedKeys(after: current, upTo: Int64.max, limit: capacity / 2)
         let stored = try database.rosterPrograms()
         state.withLock { s in
             s.epoch += 1

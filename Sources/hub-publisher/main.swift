@@ -123,6 +123,8 @@ func pullInbox(_ archive: RosterArchive, _ database: HubDatabase) throws {
     for o in try archive.pullInbox(database, now: Date()) {
         if let why = o.refusal {
             FileHandle.standardError.write(Data("hub-publisher: ALERT roster change \(o.changeID) from the inbox refused: \(why)\n".utf8))
+        } else if let why = o.pending {
+            FileHandle.standardError.write(Data("hub-publisher: roster change \(o.changeID) not finished, next look: \(why)\n".utf8))
         } else {
             print("applied \(o.changeID) from the inbox\(o.urgent ? " (urgent)" : "")")
         }
@@ -169,8 +171,13 @@ struct Run: ParsableCommand {
         guard let archive = publisher.archive else { throw failure("no roster archive", 4) }
         while true {
             do {
-                // Issue 21 item 1: the hubs queue roster changes; only the publisher applies them.
-                try pullInbox(archive, publisher.database)
+                // One publisher works at a time: the lock first, then (issue 21 item 1) the
+                // roster changes the hubs queued (only the publisher applies them; its archive
+                // and the database brought together), then the publication.
+                try publisher.database.holdPublicationLock()
+                do { try pullInbox(archive, publisher.database) } catch {
+                    FileHandle.standardError.write(Data("hub-publisher: roster inbox: \(error)\n".utf8))
+                }
                 try archive.reconcile(publisher.database, now: Date())
                 if let p = try publisher.publish() { report(p) }
                 if standingBy { print("publication lock taken: this publisher publishes now") }

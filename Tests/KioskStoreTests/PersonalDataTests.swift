@@ -50,6 +50,17 @@ import Testing
         #expect(Self.files(path).firstRange(of: Array(Self.phone.utf8)) == nil, "the phone is still in the store's files")
     }
 
+    @Test("the phone of an application the hub refused goes 30 days after it was made (a refusal keeps no received_at)")
+    func refusedApplicationsPhone() throws {
+        let store = try KioskStore(path: Fixture.tempDir().appendingPathComponent("k.sqlite").path)
+        let t0 = Fixture.now
+        let stored = try #require(try store.recordLegalAidApplication(device: Self.device, application: Self.application(), now: t0))
+        _ = try store.applyResults([DeliveryResult(recordID: stored.recordID, outcome: .rejected(reason: "bad_card_auth"))])
+        #expect(try store.forgetExpired(now: t0.addingTimeInterval(29 * 86_400)).contactPhones == 0)
+        #expect(try store.forgetExpired(now: t0.addingTimeInterval(30 * 86_400 + 1)).contactPhones == 1)
+        #expect(try store.record(stored.recordID)?.status == "rejected")
+    }
+
     @Test("acknowledged records go 400 days after the hub received them, with their receipt lines; a record the hub never acknowledged is never deleted")
     func recordsAfter400Days() throws {
         let store = try KioskStore(path: Fixture.tempDir().appendingPathComponent("k.sqlite").path)

@@ -36,6 +36,9 @@ final class CapturedLog: Sendable {
         #expect(Masking.text("card 3307820000000017 of 8919243b61b2010949797f63b0328dfc, id 33078219500101123X, sha \(digest)")
                 == "card 3307********0017 of 8919…8dfc, id 3307**********123X, sha \(digest)")
         #expect(Masking.text("seq 12 of 500 fen") == "seq 12 of 500 fen")
+        // A reference with 15 digits in a row is still a reference, masked whole.
+        let digits = "8919243" + String(repeating: "0", count: 17) + "b0328dfc"
+        #expect(digits.count == 32 && Masking.text("person \(digits)") == "person 8919…8dfc")
     }
 
     @Test("a refusal naming a card (bad_card_ack, no key in the roster): the answer's detail and the hub's log carry the masked number only")

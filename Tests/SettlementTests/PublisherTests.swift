@@ -187,6 +187,8 @@ enum PublishCase {
             let good = try PublishCase.change("RC-1", records: try PublishCase.vectorRoster + [newDevice])
             let (s1, o1, t1) = try await post(url, good, signature: nil)
             #expect(s1 == 202 && o1?["queued"] as? String == "RC-1", "\(t1)")
+            // Queued once: the same change again before the publisher took it is 409.
+            #expect(try await post(url, good, signature: nil).0 == 409)
             // Queued, not applied: the hub process never writes the roster.
             #expect(try hub.hub.database.rosterLines(region: "330782").isEmpty && hub.hub.database.rosterInbox().count == 1)
             let forged = try PublishCase.change("RC-2", records: [], key: Curve25519.Signing.PrivateKey())

@@ -69,8 +69,11 @@ import Testing
         }
         #expect(try Self.snapshotCount(db) == before)
         // Nothing on the shelf names the attacker's key or person (no staging file left either).
-        for file in try FileManager.default.contentsOfDirectory(atPath: db.shelf.path) {
-            let text = try String(contentsOfFile: db.shelf.appendingPathComponent(file).path, encoding: .utf8)
+        for case let file as String in FileManager.default.enumerator(atPath: db.shelf.path) ?? FileManager.default.enumerator(atPath: "/nonexistent")! {
+            var directory: ObjCBool = false
+            let path = db.shelf.appendingPathComponent(file).path
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &directory), !directory.boolValue else { continue }
+            let text = try String(contentsOfFile: path, encoding: .utf8)
             #expect(!text.contains(Self.evilPerson) && !text.contains("KSK-EVIL"), "\(file)")
         }
         // The rows taken out again (an operator restoring the database): publication resumes.
@@ -136,6 +139,51 @@ import Testing
         let genuine = try #require(Data(base64Encoded: try Fixtures.publicKey(Fixtures.deviceID)))
         try db.requestCertificate(deviceID: Fixtures.deviceID, publicKey: Array(genuine), now: vectorHubClock)
         #expect(try issuer.issuePending(archive: archive) == [Fixtures.deviceID])
+    }
+
+    @Test("two publishers, each with its own archive: the one that applied a change shares it on the shelf; the other takes it from there (verified) and publishes, never without it")
+    func secondPublisherFollows() throws {
+        let db = try testHubDatabase("two-publishers")
+        let a = try PublishCase.archive("publisher-a"), b = try PublishCase.archive("publisher-b")
+        try PublishCase.apply(try PublishCase.change("RC-1", records: try PublishCase.vectorRoster), db, a)
+        try PublishCase.apply(try PublishCase.change("RC-2", records: [RosterImportTests.person(1, "suspended")]), db, a)
+        let clock = TestClock(vectorHubClock)
+        let configuration = try PublishCase.publisher(db, now: vectorHubClock).configuration
+        let publisherB = SnapshotPublisher(database: db, configuration: configuration, archive: b, now: { clock.now })
+        // Before it takes the shelf's copies, B refuses: the database holds what B never verified.
+        #expect(throws: RosterArchiveError.self) { try publisherB.publish() }
+        // A copy on the shelf that is not what was signed is refused, and B stays where it was.
+        let shared = db.shelf.appendingPathComponent("roster-changes/RC-2.jsonl")
+        let genuine = try Data(contentsOf: shared)
+        try Data(String(decoding: genuine, as: UTF8.self).replacingOccurrences(of: "suspended", with: "active").utf8).write(to: shared)
+        #expect(throws: RosterChange.Refusal.self) { try b.reconcile(db, now: testEpoch) }
+        #expect(try b.changeCount() == 1)
+        try genuine.write(to: shared)
+        try b.reconcile(db, now: testEpoch)
+        #expect(try b.changeCount() == 2)
+        clock.now = clock.now.addingTimeInterval(5)
+        #expect(try publisherB.publish()?.snapshot.kind == "full")
+    }
+
+    @Test("the archive survives a commit that never came (the link written, its row not) and a torn last line: the next change is numbered after the chain's last link")
+    func chainNumbering() throws {
+        let folder = temporaryFolder("archive-numbering").appendingPathComponent("archive", isDirectory: true)
+        let archive = try RosterArchive(folder: folder, trustedKeys: PublishCase.rosterKeys)
+        let db = try testHubDatabase("archive-numbering")
+        try PublishCase.apply(try PublishCase.change("RC-1", records: try PublishCase.vectorRoster), db, archive)
+        try PublishCase.apply(try PublishCase.change("RC-2", records: [RosterImportTests.person(1)]), db, archive)
+        // As if RC-2's transaction had failed after its link was written.
+        try archive.store.write { try $0.execute(sql: "DELETE FROM applied WHERE change_id = 'RC-2'") }
+        // And a crash cut an append short.
+        let chain = folder.appendingPathComponent("chain")
+        let handle = try FileHandle(forWritingTo: chain)
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data("3 RC-9 330782 00".utf8))
+        try handle.close()
+        try PublishCase.apply(try PublishCase.change("RC-3", records: [RosterImportTests.person(2)]), db, archive)
+        let reopened = try RosterArchive(folder: folder, trustedKeys: PublishCase.rosterKeys)
+        #expect(try reopened.verifyFiles() == 3 && reopened.changeCount() == 3)
+        #expect(try String(contentsOf: chain, encoding: .utf8).split(separator: "\n").map { $0.split(separator: " ")[1] } == ["RC-1", "RC-2", "RC-3"])
     }
 
     @Test("the archive is the publisher's own: a folder others may write is refused; a chain edited or a file swapped is found; a change archived but not applied is recovered; a database missing changes gets them")
