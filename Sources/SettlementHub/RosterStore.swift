@@ -419,8 +419,13 @@ extension HubDatabase {
         let keyed = entries.filter { $0.type != "program" }.map { [SQLValue.text($0.type), .text($0.key)] }
         for start in stride(from: 0, to: keyed.count, by: 200) {
             let part = keyed[start..<min(start + 200, keyed.count)]
-            if let other = try c.rows("SELECT region, type, key FROM roster_entry WHERE (type, key) IN (VALUES \(placeholderTuples(part.count, width: 2))) AND region <> ? LIMIT 1",
-                                      arguments: part.flatMap { $0 } + [.text(region)]).first {
+            // A join on the VALUES list, not `(type, key) IN (VALUES …)`: SQLite scans the whole
+            // table for the latter (a region's import became quadratic), and uses the
+            // `(type, key)` index for the former; both engines name the columns column1, column2.
+            if let other = try c.rows("""
+                SELECT e.region, e.type, e.key FROM (VALUES \(placeholderTuples(part.count, width: 2))) AS v
+                JOIN roster_entry e ON e.type = v.column1 AND e.key = v.column2 WHERE e.region <> ? LIMIT 1
+                """, arguments: part.flatMap { $0 } + [.text(region)]).first {
                 throw RosterChange.Refusal.otherRegion(type: try other.text("type"), key: try other.text("key"), region: try other.text("region"))
             }
         }
