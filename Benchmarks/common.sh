@@ -48,3 +48,12 @@ start_virtual_card() {
     at_exit "kill $!"
     sleep 1.5
 }
+# PostgreSQL for the hub benchmarks (needs `scratch` first for nothing; root runs psql as
+# postgres): PG_URL of the project's own server (started when down), and `psql_ SQL`.
+start_postgres() {
+    PG_URL=$(bash Provisioning/start-postgres.sh)
+    PG_DIR=${BK_PG_DIR:-/tmp/benefit-kiosk-postgres}
+    PG_PORT=${BK_PG_PORT:-54329}
+    AS=(); [ "$(id -u)" -eq 0 ] && AS=(runuser -u postgres --)
+}
+psql_() { "${AS[@]}" psql -q -o /dev/null -h "$PG_DIR" -p "$PG_PORT" -d benefit_kiosk_test -tAc "$1"; }

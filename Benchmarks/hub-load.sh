@@ -24,11 +24,7 @@ POPULATION=${POPULATION:-}
 ENGINES=${ENGINES:-sqlite postgres}
 build kiosk-bench settlement-hub hub-publisher
 scratch hub-load
-PG_URL=$(bash Provisioning/start-postgres.sh)
-PG_DIR=${BK_PG_DIR:-/tmp/benefit-kiosk-postgres}
-PG_PORT=${BK_PG_PORT:-54329}
-AS=(); [ "$(id -u)" -eq 0 ] && AS=(runuser -u postgres --)
-psql_() { "${AS[@]}" psql -q -o /dev/null -h "$PG_DIR" -p "$PG_PORT" -d benefit_kiosk_test -tAc "$1"; }
+start_postgres
 [ -z "$POPULATION" ] || PERSONS=$(grep -c '"type":"person"' "$POPULATION")
 echo "# hub-load kiosks=$KIOSKS records=$RECORDS batch=$BATCH persons=$PERSONS rounds=$ROUNDS $(date -u +%FT%TZ) $(nproc) cores"
 
