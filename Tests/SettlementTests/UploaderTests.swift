@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import KioskCore
 import KioskStore
 @testable import Settlement
@@ -96,9 +97,18 @@ struct UploaderTests {
 
     @Test("hub down (connection refused): nothing lost, backoff asked")
     func hubDown() async throws {
-        let hub = try await HubFixture.start()
-        let url = hub.url
-        await hub.stop()
+        // A port bound but not listening: connections to it are refused for as long as the
+        // socket is held (a stopped hub's port could be taken by another test's hub meanwhile).
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = in_addr_t(UInt32(0x7F00_0001).bigEndian)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try #require(withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        })
+        let url = "http://127.0.0.1:\(UInt16(bigEndian: addr.sin_port))"
         let device = try provisionDevice(hubURL: url)
         try queueAlerts(device, 3)
         let metrics = TestMetrics()
