@@ -302,7 +302,13 @@ final class PostgresLease: SQLLease {
     func release() {
         let c = transaction.connection
         guard !c.isClosed else { return }
-        // Kept until the close completes (never blocks: this may run on any thread).
+        // Unlocked at once when this thread may wait (PostgreSQL ends a closed session in its
+        // own time, seconds on a loaded machine, and the next publisher found the lock still
+        // held); on an event loop, which must never wait, the close alone releases it.
+        if MultiThreadedEventLoopGroup.currentEventLoop == nil {
+            _ = try? transaction.rows("SELECT pg_advisory_unlock(\(PostgresEngine.publicationLock)) AS released")
+        }
+        // Kept until the close completes.
         c.close().whenComplete { _ in _ = c }
     }
 
