@@ -37,6 +37,16 @@ import Testing
         return try publisher.publish(forceFull: full)
     }
 
+    /// An archive in a fresh folder and a hub database, the vectors' roster and one person applied through it.
+    static func twoChanges(_ label: String) throws -> (URL, RosterArchive, HubDatabase) {
+        let folder = temporaryFolder(label).appendingPathComponent("archive", isDirectory: true)
+        let archive = try RosterArchive(folder: folder, trustedKeys: PublishCase.rosterKeys)
+        let db = try testHubDatabase(label)
+        try PublishCase.apply(try PublishCase.change("RC-1", records: try PublishCase.vectorRoster), db, archive)
+        try PublishCase.apply(try PublishCase.change("RC-2", records: [RosterImportTests.person(1)]), db, archive)
+        return (folder, archive, db)
+    }
+
     /// What the attacker writes: a device with its own key, a person, and (with `records`)
     /// an accepted subsidy of 99,999,999 fen for that person, as a new roster change would leave them.
     static func inject(_ db: HubDatabase, records: Bool) throws {
@@ -167,11 +177,7 @@ import Testing
 
     @Test("the archive survives a commit that never came (the link written, its row not) and a torn last line: the next change is numbered after the chain's last link")
     func chainNumbering() throws {
-        let folder = temporaryFolder("archive-numbering").appendingPathComponent("archive", isDirectory: true)
-        let archive = try RosterArchive(folder: folder, trustedKeys: PublishCase.rosterKeys)
-        let db = try testHubDatabase("archive-numbering")
-        try PublishCase.apply(try PublishCase.change("RC-1", records: try PublishCase.vectorRoster), db, archive)
-        try PublishCase.apply(try PublishCase.change("RC-2", records: [RosterImportTests.person(1)]), db, archive)
+        let (folder, archive, db) = try Self.twoChanges("archive-numbering")
         // As if RC-2's transaction had failed after its link was written.
         try archive.store.write { try $0.execute(sql: "DELETE FROM applied WHERE change_id = 'RC-2'") }
         // And a crash cut an append short.
@@ -188,11 +194,7 @@ import Testing
 
     @Test("the archive is the publisher's own: a folder others may write is refused; a chain edited or a file swapped is found; a change archived but not applied is recovered; a database missing changes gets them")
     func archiveIntegrity() throws {
-        let folder = temporaryFolder("archive-own").appendingPathComponent("archive", isDirectory: true)
-        let archive = try RosterArchive(folder: folder, trustedKeys: PublishCase.rosterKeys)
-        let db = try testHubDatabase("archive-own")
-        try PublishCase.apply(try PublishCase.change("RC-1", records: try PublishCase.vectorRoster), db, archive)
-        try PublishCase.apply(try PublishCase.change("RC-2", records: [RosterImportTests.person(1)]), db, archive)
+        let (folder, archive, db) = try Self.twoChanges("archive-own")
         #expect(try archive.verifyFiles() == 2)
         // Group-writable: refused.
         chmod(folder.path, 0o770)
