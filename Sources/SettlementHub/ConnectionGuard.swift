@@ -1,5 +1,6 @@
 import Foundation
 import HTTPTypes
+import Hummingbird
 import NIOCore
 import NIOHTTPTypes
 import Synchronization
@@ -20,6 +21,8 @@ public struct ConnectionLimits: Sendable, Equatable {
     public var bodyRate = 64 * 1024
     public var maxConnections = 4096
     public var maxAnonymous = 1024
+    /// Connections a device keeps its place with (more of its own count as anonymous).
+    public var perDevice = 8
     public init() {}
 }
 
@@ -29,7 +32,9 @@ public final class ConnectionRegistry: Sendable {
     struct Entry {
         var channel: any Channel
         var opened: UInt64
-        var authenticated = false
+        /// The device whose signed request this connection carried (nil: anonymous).
+        var device: String?
+        var authenticated: Bool { device != nil }
         var headSeen = false
     }
     struct State {
@@ -74,18 +79,22 @@ public final class ConnectionRegistry: Sendable {
         state.withLock { $0.entries[ObjectIdentifier(channel)]?.headSeen = true }
     }
 
-    func authenticated(_ channel: any Channel) {
-        state.withLock { $0.entries[ObjectIdentifier(channel)]?.authenticated = true }
+    /// The connection carried a request whose signature verified, as `deviceID`'s: it keeps
+    /// its place against a flood of anonymous ones, unless that device already holds
+    /// `limits.perDevice` such connections (one kiosk cannot take the room kept for all).
+    func authenticated(_ channel: any Channel, device deviceID: String) {
+        state.withLock { s in
+            let id = ObjectIdentifier(channel)
+            guard s.entries[id] != nil, s.entries[id]?.device == nil else { return }
+            guard s.entries.values.filter({ $0.device == deviceID }).count < limits.perDevice else { return }
+            s.entries[id]?.device = deviceID
+        }
     }
 
     func closed(_ channel: any Channel) {
         _ = state.withLock { $0.entries.removeValue(forKey: ObjectIdentifier(channel)) }
     }
 }
-
-/// The response header by which the hub's handlers say the request was a device's, signed
-/// and verified; `ConnectionGuard` takes it off before the answer leaves.
-let authenticatedMarker = HTTPField.Name("x-bk-authenticated")!
 
 /// One connection's deadlines and its place in the registry (a NIO handler, added after the
 /// HTTP codec; all its state lives on its channel's event loop).
@@ -151,11 +160,6 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
-        case .head(var head) where head.headerFields[authenticatedMarker] != nil:
-            head.headerFields[authenticatedMarker] = nil
-            registry.authenticated(context.channel)
-            context.write(wrapOutboundOut(.head(head)), promise: promise)
-            return
         case .end:
             // The next request's head is due within the head timeout (the idle time included).
             if !reading { arm(context, registry.limits.headTimeout) }
@@ -212,10 +216,14 @@ final class DeviceLimiter: Sendable {
     }
 }
 
-/// Whether the request being answered was found to be a registered device's (set where the
-/// signature verifies; the router then marks the answer for `ConnectionGuard`).
-final class AuthenticatedFlag: Sendable {
-    let value = Atomic<Bool>(false)
-    @TaskLocal static var current: AuthenticatedFlag?
-    static func set() { current?.value.store(true, ordering: .relaxed) }
+/// The hub's request context: Hummingbird's, with the request's channel, so a handler that
+/// verifies a device's signature tells the connection registry at once (issue 21 item 3: the
+/// connection keeps its place from then on, a long poll included).
+public struct HubRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let channel: any Channel
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+    }
 }

@@ -192,41 +192,31 @@ public final class SettlementHub: Sendable {
 
     // MARK: HTTP
 
-    /// `body`'s answer, marked for `ConnectionGuard` when the request proved to be a device's.
-    static func answering(_ body: () async -> Response) async -> Response {
-        let flag = AuthenticatedFlag()
-        var response = await AuthenticatedFlag.$current.withValue(flag) { await body() }
-        if flag.value.load(ordering: .relaxed) { response.headers[authenticatedMarker] = "1" }
-        return response
-    }
-
-    public func makeRouter() -> Router<BasicRequestContext> {
-        let router = Router()
+    public func makeRouter() -> Router<HubRequestContext> {
+        let router = Router(context: HubRequestContext.self)
         router.get("/v1/health") { _, _ -> Response in
             let count = (try? self.database.recordCount()) ?? -1
             return Self.json(.ok, ["status": count >= 0 ? "ok" : "database_error", "records": count])
         }
         router.post("/v1/devices/:device_id/batches") { request, context -> Response in
             let deviceID = context.parameters.get("device_id") ?? ""
-            return await Self.answering { await self.receive(request, deviceID: deviceID) }
+            return await self.receive(request, context: context, deviceID: deviceID)
         }
         router.post("/v1/regions/:region/roster-changes") { request, context -> Response in
             await self.receiveRosterChange(request, region: context.parameters.get("region") ?? "")
         }
         router.post("/v1/devices/:device_id/certificate") { request, context -> Response in
-            await Self.answering { await self.certificateRequest(request, deviceID: context.parameters.get("device_id") ?? "") }
+            await self.certificateRequest(request, context: context, deviceID: context.parameters.get("device_id") ?? "")
         }
         router.get("/v1/devices/:device_id/certificate") { request, context -> Response in
-            await Self.answering { await self.certificateFetch(request, deviceID: context.parameters.get("device_id") ?? "") }
+            await self.certificateFetch(request, context: context, deviceID: context.parameters.get("device_id") ?? "")
         }
         router.get("/v1/regions/:region/snapshots") { request, context -> Response in
-            await Self.answering { await self.syncManifest(request, region: context.parameters.get("region") ?? "") }
+            await self.syncManifest(request, context: context, region: context.parameters.get("region") ?? "")
         }
         router.get("/v1/regions/:region/snapshots/:snapshot_id") { request, context -> Response in
-            await Self.answering {
-                await self.syncFile(request, context: context, region: context.parameters.get("region") ?? "",
-                                    snapshotID: context.parameters.get("snapshot_id") ?? "")
-            }
+            await self.syncFile(request, context: context, region: context.parameters.get("region") ?? "",
+                                snapshotID: context.parameters.get("snapshot_id") ?? "")
         }
         return router
     }
@@ -284,7 +274,7 @@ public final class SettlementHub: Sendable {
     /// Largest body read at all; anything between `limits.maxBytes` and this gets a tidy 413.
     static let readLimit = 8 << 20
 
-    func receive(_ request: Request, deviceID: String) async -> Response {
+    func receive(_ request: Request, context: HubRequestContext, deviceID: String) async -> Response {
         refreshRoster()
         let (limits, faults, number) = state.with { s -> (HubLimits, HubFaults, Int) in
             s.batchRequests += 1
@@ -328,7 +318,7 @@ public final class SettlementHub: Sendable {
             log.warning("bad batch signature")
             return Self.error(.unauthorized, "bad_signature", "X-Signature does not verify with the key of \(deviceID)")
         }
-        AuthenticatedFlag.set()
+        connections.authenticated(context.channel, device: deviceID)
         // Issue 21 item 3: at most `batchesPerSecond` a second per device, counted once the
         // signature shows the device sent it.
         if let wait = deviceLimiter.batch(deviceID, perSecond: limits.batchesPerSecond) {

@@ -99,11 +99,11 @@ extension SettlementHub {
     }
 
     /// The device named in the path must be the signer, registered and active (403 otherwise).
-    private func certificateCaller(_ request: Request, deviceID: String) -> Response? {
+    private func certificateCaller(_ request: Request, context: HubRequestContext, deviceID: String) -> Response? {
         refreshRoster()
         // Sync spec §5: a device that is not active in the roster gets 403.
         guard view.device(deviceID)?.status == "active" else { return Self.error(.forbidden, "device_not_active", "device \(deviceID) is not active") }
-        if let refused = authenticateSync(request) { return refused }
+        if let refused = authenticateSync(request, context: context) { return refused }
         guard request.headers[.xDeviceID] == deviceID else {
             return Self.error(.forbidden, "wrong_device", "a device asks for its own certificate only")
         }
@@ -112,8 +112,8 @@ extension SettlementHub {
 
     /// `POST /v1/devices/{id}/certificate` (empty body): the publisher issues a certificate
     /// for the registered key; `202`.
-    func certificateRequest(_ request: Request, deviceID: String) async -> Response {
-        if let refused = certificateCaller(request, deviceID: deviceID) { return refused }
+    func certificateRequest(_ request: Request, context: HubRequestContext, deviceID: String) async -> Response {
+        if let refused = certificateCaller(request, context: context, deviceID: deviceID) { return refused }
         guard let key = view.device(deviceID)?.publicKey else { return Self.error(.forbidden, "unknown_device", "device \(deviceID) is not registered") }
         do {
             try database.requestCertificate(deviceID: deviceID, publicKey: Array(key.rawRepresentation), now: now())
@@ -125,8 +125,8 @@ extension SettlementHub {
 
     /// `GET /v1/devices/{id}/certificate`: the newest certificate issued since the device's
     /// latest request, or `404` while there is none.
-    func certificateFetch(_ request: Request, deviceID: String) async -> Response {
-        if let refused = certificateCaller(request, deviceID: deviceID) { return refused }
+    func certificateFetch(_ request: Request, context: HubRequestContext, deviceID: String) async -> Response {
+        if let refused = certificateCaller(request, context: context, deviceID: deviceID) { return refused }
         guard let cert = try? database.issuedCertificate(deviceID: deviceID) else {
             return Self.error(.notFound, "no_certificate", "no certificate newer than the last request yet")
         }

@@ -20,7 +20,7 @@ extension SettlementHub {
 
     /// Nil when the request is signed by an active device within the clock window; else the
     /// answer (`401` with `hub_time`; sync spec §2).
-    func authenticateSync(_ request: Request) -> Response? {
+    func authenticateSync(_ request: Request, context: HubRequestContext) -> Response? {
         refreshRoster()
         let hubTime = Self.timestamp(now(), fractional: false)
         func refuse(_ code: String, _ message: String) -> Response {
@@ -41,7 +41,7 @@ extension SettlementHub {
               entry.publicKey.isValidSignature(signature, for: message) else {
             return refuse("bad_signature", "X-Signature does not verify with the key of \(deviceID)")
         }
-        AuthenticatedFlag.set()
+        connections.authenticated(context.channel, device: deviceID)
         return nil
     }
 
@@ -53,8 +53,8 @@ extension SettlementHub {
         return nil
     }
 
-    func syncManifest(_ request: Request, region: String) async -> Response {
-        if let refused = authenticateSync(request) ?? regionRefusal(request, region: region) { return refused }
+    func syncManifest(_ request: Request, context: HubRequestContext, region: String) async -> Response {
+        if let refused = authenticateSync(request, context: context) ?? regionRefusal(request, region: region) { return refused }
         guard Identifiers.isSyncName(region) else { return Self.error(.badRequest, "bad_region", "region has characters a URL cannot carry") }
         let query = request.uri.queryParameters
         let installed = query["installed"].map(String.init)
@@ -94,8 +94,8 @@ extension SettlementHub {
         }
     }
 
-    func syncFile(_ request: Request, context: BasicRequestContext, region: String, snapshotID: String) async -> Response {
-        if let refused = authenticateSync(request) ?? regionRefusal(request, region: region) { return refused }
+    func syncFile(_ request: Request, context: HubRequestContext, region: String, snapshotID: String) async -> Response {
+        if let refused = authenticateSync(request, context: context) ?? regionRefusal(request, region: region) { return refused }
         guard Identifiers.isSyncName(region), Identifiers.isSyncName(snapshotID),
               let published = try? database.publishedSnapshot(snapshotID, region: region) else {
             return Self.error(.notFound, "no_snapshot", "no snapshot \(snapshotID) is published for region \(region)")

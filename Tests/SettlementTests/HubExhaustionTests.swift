@@ -155,6 +155,44 @@ final class RawConnection: Sendable {
         #expect(hub.hub.connections.counts.anonymous <= limits.maxAnonymous + 1)
     }
 
+    @Test("a device's long poll keeps its connection through a flood (marked when its signature verifies, not when the answer leaves); one device keeps its place with at most perDevice connections")
+    func longPollSurvivesFloodAndDeviceCap() async throws {
+        var limits = Self.fast
+        limits.headTimeout = .seconds(60)
+        limits.perDevice = 2
+        let hub = try await HubFixture.start(now: vectorHubClock, connectionLimits: limits)
+        defer { Task { await hub.stop() } }
+        let port = hub.running.port
+        try hub.hub.database.publishSnapshot(file: Vectors.url("snapshot-small.jsonl"), now: testEpoch)
+        let sync = try SyncCase.sync(try SyncCase.kiosk(hub.url), now: vectorHubClock)
+        func raw(_ path: String) async -> String {
+            let signed = await sync.signedRequest(path, range: nil)
+            return "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n" + signed.headers.map { "\($0.name): \($0.value)\r\n" }.joined() + "\r\n"
+        }
+        let poll = await raw("/v1/regions/330782/snapshots?installed=\(SyncCase.full)&wait=8")
+        let quick = await raw("/v1/regions/330782/snapshots?wait=0")
+        let registry = hub.hub.connections
+        let outcome = await Self.onThread { () -> (poll: String, devices: Int, open: Int) in
+            guard let waiting = RawConnection(port: port) else { return ("", -1, -1) }
+            waiting.send(poll)
+            Thread.sleep(forTimeInterval: 1)
+            // 200 silent sockets over an anonymous cap of 20 while the poll is held.
+            var flood: [RawConnection] = []
+            for _ in 0..<200 { if let c = RawConnection(port: port) { flood.append(c) } }
+            let answer = String(decoding: waiting.receive(seconds: 30).bytes, as: UTF8.self)
+            flood.removeAll()
+            // Four more connections of the same device, each answered: two keep their place.
+            let four = (0..<4).compactMap { _ in RawConnection(port: port) }
+            for c in four { c.send(quick); _ = c.receive(seconds: 10) }
+            let counts = registry.counts
+            withExtendedLifetime((waiting, four)) {}
+            return (answer, counts.open - counts.anonymous, counts.open)
+        }
+        #expect(outcome.poll.hasPrefix("HTTP/1.1 304"), "\(outcome.poll.prefix(120))")
+        // Five of the device's connections open (the poll's and four): two keep their place.
+        #expect(outcome.open >= 5 && outcome.devices == 2, "\(outcome)")
+    }
+
     @Test("at most 10 batch requests a second per device (429 with Retry-After beyond); requests naming the device with a bad signature spend none of its allowance")
     func batchRate() async throws {
         let hub = try await HubFixture.start(now: vectorHubClock)
