@@ -5,7 +5,7 @@ import Foundation
 import KioskCore
 import KioskStore
 import Receipts
-@testable import SettlementHub
+import SettlementHub
 import SmartCard
 
 /// A fuzz target: bytes in, no crash out. A throw is a refusal, which is fine; a trap
@@ -189,19 +189,7 @@ enum FuzzTargets {
     static let deviceID = "KSK-TEST-0001"
 
     static func batch(_ bytes: [UInt8]) {
-        guard let b = try? SettlementHub.Batch(bytes, pathDeviceID: deviceID) else { return }
-        check(!b.batchID.isEmpty && RecordRules.isRFC3339(b.sentAt), "batch envelope accepted without its fields")
-        for r in b.records {
-            check(r.seq > 0 && r.recordID == "\(deviceID)-\(r.seq)", "record_id \(r.recordID) does not carry seq \(r.seq)")
-            check((try? JSONSpans.objectMembers(r.bytes)) != nil, "record bytes are not one JSON object")
-            check(r.sha256 == hexDigest(SHA256.hash(data: r.bytes)), "record hash is not of its bytes")
-            check((r.record == nil) != (r.structureRefusal == nil), "a record is neither read nor refused")
-            if let s = r.record?.medicalSubsidy {
-                _ = RecordRules.amounts(s, bill: [])
-                _ = RecordRules.cardAck(s, cardKey: nil)
-            }
-            _ = RecordRules.timeSuspect(createdAt: r.record?.createdAt ?? "", now: FuzzTargets.now)
-        }
+        BatchProbe.run(bytes, deviceID: deviceID, now: FuzzTargets.now) { condition, why in check(condition, why()) }
     }
 
     // MARK: bill API body

@@ -1,0 +1,26 @@
+import Crypto
+import Foundation
+
+/// The properties a batch body must keep however it is made, checked from outside the module
+/// (the fuzzer, `Fuzz/`): a body the hub reads has its envelope's fields, every record's id
+/// carries its seq, its bytes are one JSON object hashed as they are, it is read or refused,
+/// and the rules that read a subsidy's fields never trap. `check(condition, why)` is told of
+/// each property. Public so that the fuzzer needs no `@testable import` (which a release
+/// build refuses); the batch's types stay internal.
+public enum BatchProbe {
+    public static func run(_ bytes: [UInt8], deviceID: String, now: Date, check: (Bool, @autoclosure () -> String) -> Void) {
+        guard let b = try? SettlementHub.Batch(bytes, pathDeviceID: deviceID) else { return }
+        check(!b.batchID.isEmpty && RecordRules.isRFC3339(b.sentAt), "batch envelope accepted without its fields")
+        for r in b.records {
+            check(r.seq > 0 && r.recordID == "\(deviceID)-\(r.seq)", "record_id \(r.recordID) does not carry seq \(r.seq)")
+            check((try? JSONSpans.objectMembers(r.bytes)) != nil, "record bytes are not one JSON object")
+            check(r.sha256 == hexDigest(SHA256.hash(data: r.bytes)), "record hash is not of its bytes")
+            check((r.record == nil) != (r.structureRefusal == nil), "a record is neither read nor refused")
+            if let s = r.record?.medicalSubsidy {
+                _ = RecordRules.amounts(s, bill: [])
+                _ = RecordRules.cardAck(s, cardKey: nil)
+            }
+            _ = RecordRules.timeSuspect(createdAt: r.record?.createdAt ?? "", now: now)
+        }
+    }
+}
