@@ -143,7 +143,8 @@ public final class RosterArchive: Sendable {
     /// `verified.sqlite` against the chain: its changes must be the chain's first ones; any
     /// the chain has beyond them (archived, then killed before applying) are applied now
     /// from their files, verified again.
-    func recover() throws {
+    @discardableResult
+    func recover() throws -> [Link] {
         let links = try readChain(repair: true)
         let applied = try store.read { db in
             try Row.fetchAll(db, sql: "SELECT seq, change_id, region, sha256, chain FROM applied ORDER BY seq").map {
@@ -165,6 +166,7 @@ public final class RosterArchive: Sendable {
                                arguments: [link.seq, link.changeID, link.region, link.sha256, link.chain])
             }
         }
+        return links
     }
 
     /// Every archived file read again against its link (`hub-publisher archive-verify`):
@@ -235,7 +237,7 @@ public final class RosterArchive: Sendable {
     func applyLocked(file: URL, to database: HubDatabase?, now: Date,
                      verifiedFirst: (RosterChange.Verified) -> Void = { _ in }) throws -> (RosterChange.Verified, urgent: Bool) {
         // Whatever an earlier process left half done first (a link without its entries).
-        try recover()
+        let links = try recover()
         let first = try RosterChange.verify(RosterChange.lines(of: file), trustedKeys: trustedKeys)
         verifiedFirst(first)
         if try store.read({ db in try Bool.fetchOne(db, sql: "SELECT 1 FROM applied WHERE change_id = ?", arguments: [first.changeID]) }) == true {
@@ -251,7 +253,6 @@ public final class RosterArchive: Sendable {
         let lines = RosterChange.lines(of: incoming)
         guard try RosterChange.verify(lines, trustedKeys: trustedKeys) == first else { throw RosterChange.Refusal.digestMismatch }
         // The chain is the archive's record: the new link follows its last one.
-        let links = try readChain(repair: true)
         let link = Self.link(after: links.last?.chain ?? Self.genesis, seq: Int64(links.count + 1), changeID: first.changeID,
                              region: first.region, sha256: first.sha256)
         let result: (RosterChange.Verified, urgent: Bool) = try store.write { db in
@@ -351,9 +352,8 @@ public final class RosterArchive: Sendable {
     }
 
     func reconcileLocked(_ database: HubDatabase, now: Date) throws {
-        try recover()
         let ordered = try database.engine.read { c in try c.texts("SELECT change_id FROM roster_change ORDER BY seq") }
-        var archived = Set(try readChain().map(\.changeID))
+        var archived = Set(try recover().map(\.changeID))
         let shared = database.shelf.appendingPathComponent("roster-changes", isDirectory: true)
         for id in ordered where !archived.contains(id) {
             let copy = shared.appendingPathComponent(id + ".jsonl")
@@ -432,10 +432,7 @@ public final class RosterArchive: Sendable {
             try Row.fetchOne(db, sql: "SELECT region, line FROM entry WHERE type = 'device' AND key = ?", arguments: [deviceID])
         }
         guard let found else { return nil }
-        var roster = Roster()
-        let region: String = found["region"], line: String = found["line"]
-        guard roster.add(storedLines: [(region, line)]).isEmpty else { return nil }
-        return roster[deviceID]
+        return Roster.reading((found["region"], found["line"]))?[deviceID]
     }
 
     /// How many changes the archive holds.

@@ -154,7 +154,8 @@ public final class HubDatabase: Sendable {
     /// The migrations table is read only to both. Run again after an upgrade that adds tables.
     public func grant(hubRole: String, publisherRole: String? = nil) throws {
         guard engine is PostgresEngine else { throw PostgresLocation.Invalid.url("grants are for a PostgreSQL hub") }
-        for role in [hubRole] + (publisherRole.map { [$0] } ?? []) {
+        let roles = [hubRole] + (publisherRole.map { [$0] } ?? [])
+        for role in roles {
             guard PostgresLocation.isPlainName(role) else { throw PostgresLocation.Invalid.url("role \(role) is not a plain name") }
         }
         try engine.write { c in
@@ -162,7 +163,7 @@ public final class HubDatabase: Sendable {
                 throw HubDatabaseError.inconsistent("the connection's schema is not a plain name")
             }
             var statements: [String] = []
-            for role in [hubRole] + (publisherRole.map { [$0] } ?? []) {
+            for role in roles {
                 statements += [
                     "GRANT USAGE ON SCHEMA \(schema) TO \(role)",
                     "REVOKE ALL ON ALL TABLES IN SCHEMA \(schema) FROM \(role)",

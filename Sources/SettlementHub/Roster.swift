@@ -119,20 +119,6 @@ public struct Roster: Sendable, Equatable {
         }
     }
 
-    /// Stored roster keys removed: each goes back to what `base` (the start roster) holds
-    /// for it, or is dropped (as a rebuild from `base` and every stored entry would give).
-    mutating func remove(_ removed: [(type: String, key: String)], restoringFrom base: Roster) {
-        for r in removed {
-            switch r.type {
-            case "program": programs[r.key] = base.programs[r.key]
-            case "device": devices[r.key] = base.devices[r.key]
-            case "person": persons[r.key] = base.persons[r.key]
-            case "card": cards[r.key] = base.cards[r.key]
-            default: break
-            }
-        }
-    }
-
     /// Stored roster lines added on top, each replacing its key's entry. A line the loader
     /// refuses (stored before changes were checked with these rules, or written into the
     /// database by someone else) is skipped and described in the result, for an operator
@@ -150,6 +136,12 @@ public struct Roster: Sendable, Equatable {
             }
         }
         return skipped
+    }
+
+    /// A roster of one stored line, nil when the loader refuses it (a lookup's answer).
+    public static func reading(_ stored: (region: String, line: String)) -> Roster? {
+        var r = Roster()
+        return r.add(storedLines: [stored]).isEmpty ? r : nil
     }
 
     mutating func add(record o: [String: Any], path: String, line: Int, region: String? = nil) throws {

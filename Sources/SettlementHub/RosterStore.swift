@@ -457,24 +457,6 @@ extension HubDatabase {
         }
     }
 
-    /// What changed in the stored roster after `mark`: the entries written and the keys
-    /// removed by changes numbered above it, up to the newest change (`mark` of the result).
-    /// Changes commit in number order (under the write lock), so nothing is skipped; an
-    /// entry rewritten meanwhile by a newer change is read at the next look.
-    public func rosterChanges(after mark: Int64) throws -> (mark: Int64, lines: [(region: String, line: String)], removed: [(type: String, key: String)]) {
-        try engine.read { c in
-            let newest = try c.int("SELECT COALESCE(MAX(seq), 0) FROM roster_change") ?? 0
-            var lines: [(region: String, line: String)] = [], removed: [(type: String, key: String)] = []
-            for region in try c.texts("SELECT DISTINCT region FROM roster_change WHERE seq > ? ORDER BY region", mark) {
-                lines += try c.texts("SELECT line FROM roster_entry WHERE region = ? AND seq > ? AND seq <= ? ORDER BY type, key", region, mark, newest)
-                    .map { (region, $0) }
-                removed += try c.rows("SELECT type, key FROM roster_tombstone WHERE region = ? AND seq > ? AND seq <= ?", region, mark, newest)
-                    .map { (try $0.text("type"), try $0.text("key")) }
-            }
-            return (newest, lines, removed)
-        }
-    }
-
     /// Every region's stored roster added to `roster` (a later entry replaces an earlier
     /// one's); the lines the loader refused, described (issue 21 item 4: skipped, alerted).
     public func loadRoster(into roster: inout Roster) throws -> [String] {

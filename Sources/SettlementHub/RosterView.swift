@@ -53,10 +53,7 @@ final class RosterView: Sendable {
         if let hit { return hit }
         guard let stored = try? database.rosterEntries(type: "device", keys: [id]) else { return nil }
         var found = base
-        if let line = stored[id] {
-            var r = Roster()
-            if r.add(storedLines: [line]).isEmpty { found = r[id] }
-        }
+        if let line = stored[id], let r = Roster.reading(line) { found = r[id] }
         // Only what is known is kept: unknown ids (anyone can name one) would empty the cache.
         if let found { remember(epoch) { $0.devices[id] = .some(found) } }
         return found
@@ -81,10 +78,7 @@ final class RosterView: Sendable {
         var looked: [String: Roster.Card?] = [:]
         for n in missing {
             var found = base.cards[n]
-            if let line = stored[n] {
-                var r = Roster()
-                if r.add(storedLines: [line]).isEmpty { found = r.cards[n] }
-            }
+            if let line = stored[n], let r = Roster.reading(line) { found = r.cards[n] }
             looked[n] = .some(found)
             if let found { out[n] = found }
         }
@@ -180,7 +174,7 @@ extension HubDatabase {
     }
 
     /// The keys changes after `mark` (up to `newest`) wrote or removed; nil when more than
-    /// `limit`. Read region by region (the `(region, seq)` indexes), as `rosterChanges` does.
+    /// `limit`. Read region by region, through the `(region, seq)` indexes.
     func rosterChangedKeys(after mark: Int64, upTo newest: Int64, limit: Int) throws -> [(type: String, key: String)]? {
         try engine.read { c in
             var keys: [(type: String, key: String)] = []
