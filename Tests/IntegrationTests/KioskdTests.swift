@@ -520,7 +520,8 @@ extension PCSCIntegrationTests {
         let launcher = try String(contentsOfFile: dir + "/screen.html", encoding: .utf8)
         let launcherMode = try FileManager.default.attributesOfItem(atPath: dir + "/screen.html")[.posixPermissions] as? Int
         #expect(launcher.contains(url) && launcherMode == 0o640)
-        let (bs, _, be) = try Harness.exec("/usr/bin/chromium", ["--headless", "--no-sandbox", "--disable-gpu", "--timeout=4000", "--dump-dom",
+        // 15 s at most (a loaded machine starts Chromium slowly; it stops as soon as the page has loaded).
+        let (bs, _, be) = try Harness.exec("/usr/bin/chromium", ["--headless", "--no-sandbox", "--disable-gpu", "--timeout=15000", "--dump-dom",
                                                                 "file://" + dir + "/screen.html"], timeout: 60)
         #expect(bs == 0, "\(be)")
         let renewed = try Harness.run("kioskctl", ["screen-url", "--state-dir", dir]).1.trimmingCharacters(in: .whitespacesAndNewlines)
