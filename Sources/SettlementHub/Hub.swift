@@ -194,8 +194,10 @@ public final class SettlementHub: Sendable {
 
     public func makeRouter() -> Router<HubRequestContext> {
         let router = Router(context: HubRequestContext.self)
+        // Issue 21 item 5: a request's task never waits for the database itself (`BlockingWork`).
+        router.add(middleware: BlockingWork.RequestMarker())
         router.get("/v1/health") { _, _ -> Response in
-            let count = (try? self.database.recordCount()) ?? -1
+            let count = await BlockingWork.offload { (try? self.database.recordCount()) ?? -1 }
             return Self.json(.ok, ["status": count >= 0 ? "ok" : "database_error", "records": count])
         }
         router.post("/v1/devices/:device_id/batches") { request, context -> Response in
@@ -275,12 +277,14 @@ public final class SettlementHub: Sendable {
     static let readLimit = 8 << 20
 
     func receive(_ request: Request, context: HubRequestContext, deviceID: String) async -> Response {
-        refreshRoster()
+        let entry = await BlockingWork.offload {
+            self.refreshRoster()
+            return self.view.device(deviceID)
+        }
         let (limits, faults, number) = state.with { s -> (HubLimits, HubFaults, Int) in
             s.batchRequests += 1
             return (s.limits, s.faults, s.batchRequests)
         }
-        let entry = view.device(deviceID)
         var log = logger
         log[metadataKey: "device_id"] = "\(deviceID)"
         // Issue 21 item 3: know the sender before the body. The signature covers the body, so
@@ -347,7 +351,7 @@ public final class SettlementHub: Sendable {
             let fractional = faults.fractionalReceivedAt
             // The batch's view of the roster: every program and the cards it names (flat memory).
             let cards = Set(batch.records.compactMap { $0.record?.medicalSubsidy?.cardNumber ?? $0.record?.legalAidApplication?.cardNumber })
-            let roster = view.batchRoster(cards: cards)
+            let roster = await BlockingWork.offload { self.view.batchRoster(cards: cards) }
             results = try await database.store(batchID: batch.batchID, deviceID: deviceID, device: entry, roster: roster, sentAt: batch.sentAt,
                                                records: batch.records, consentStart: consentStart, now: now,
                                                format: { Self.timestamp($0, fractional: fractional) })
@@ -562,4 +566,14 @@ func appendJSONString(_ s: String, to out: inout [UInt8]) {
         }
     }
     out.append(UInt8(ascii: "\""))
+}
+
+extension BlockingWork {
+    /// Marks a request's task, so that a blocking database call made on it is refused
+    /// (`BlockingWork.check`) instead of stalling the cooperative pool.
+    struct RequestMarker<Context: RequestContext>: RouterMiddleware {
+        func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+            try await BlockingWork.$onRequestTask.withValue(true) { try await next(request, context) }
+        }
+    }
 }

@@ -2,6 +2,7 @@ import Crypto
 import Entitlements
 import Foundation
 import GRDB
+import ServiceLifecycle
 import Synchronization
 
 /// One record as the hub holds it: its exact JSON, the SHA-256 of those bytes, when it was
@@ -206,6 +207,18 @@ public final class HubDatabase: Sendable {
     }
 
     deinit { close() }
+
+    /// The database as a service of the process's `ServiceGroup`: open while the group runs,
+    /// closed (PostgreSQL: the pool's connections) when it shuts down.
+    public var service: some Service { DatabaseService(database: self) }
+
+    struct DatabaseService: Service {
+        let database: HubDatabase
+        func run() async throws {
+            try? await gracefulShutdown()
+            database.close()
+        }
+    }
 
     static let sqliteMigrations: [(String, String)] = [
         ("v2", """

@@ -75,6 +75,30 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
         return "postgres://\(user)@\(at)/\(database)" + (q.isEmpty ? "" : "?" + q.joined(separator: "&"))
     }
 
+    /// The pool's configuration: at most `maximumConnections`, each kept alive (`SELECT 1`
+    /// every 30 s) and closed after 60 s idle.
+    func clientConfiguration(maximumConnections: Int) -> PostgresClient.Configuration {
+        var c: PostgresClient.Configuration
+        if let host {
+            c = .init(host: host, port: port, username: user, password: password, database: database, tls: .disable)
+        } else {
+            c = .init(unixSocketPath: "\(socketDirectory ?? "/run/postgresql")/.s.PGSQL.\(port)", username: user, password: password, database: database)
+        }
+        c.options.additionalStartupParameters = startupParameters
+        c.options.maximumConnections = maximumConnections
+        c.options.minimumConnections = 0
+        c.options.keepAliveBehavior = .init(frequency: .seconds(30))
+        c.options.connectionIdleTimeout = .seconds(60)
+        return c
+    }
+
+    private var startupParameters: [(String, String)] {
+        var parameters: [(String, String)] = [("application_name", "settlement-hub")]
+        if let searchPath { parameters.append(("search_path", searchPath)) }
+        return parameters
+    }
+
+    /// A connection of its own (the publication lock's session, LISTEN): outside the pool.
     var configuration: PostgresConnection.Configuration {
         var c: PostgresConnection.Configuration
         if let host {
@@ -82,9 +106,7 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
         } else {
             c = .init(unixSocketPath: "\(socketDirectory ?? "/run/postgresql")/.s.PGSQL.\(port)", username: user, password: password, database: database)
         }
-        var parameters: [(String, String)] = [("application_name", "settlement-hub")]
-        if let searchPath { parameters.append(("search_path", searchPath)) }
-        c.options.additionalStartupParameters = parameters
+        c.options.additionalStartupParameters = startupParameters
         return c
     }
 }
@@ -104,9 +126,24 @@ public struct PostgresFailure: Error, CustomStringConvertible {
     }
 }
 
-/// The provincial engine: a small pool of PostgreSQL connections, used from blocking code
-/// (the hub's storage calls are synchronous, as with SQLite) on threads that are never the
-/// connections' event loop; asynchronous writes run on a thread pool of their own.
+/// Runs the PostgreSQL pool's tasks on a thread of its own, never Swift's cooperative pool:
+/// a thread that waits for a connection (the storage calls are synchronous) then never
+/// starves the tasks that hand connections out.
+final class PostgresPoolExecutor: TaskExecutor {
+    static let shared = PostgresPoolExecutor()
+    private let queue = DispatchQueue(label: "settlement.hub.postgres.pool")
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let executor = asUnownedTaskExecutor()
+        queue.async { job.runSynchronously(on: executor) }
+    }
+}
+
+/// The provincial engine: postgres-nio's `PostgresClient` (a bounded pool, connections kept
+/// alive, run as a service), used from blocking code (the hub's storage calls are synchronous,
+/// as with SQLite) on threads that are neither an event loop nor a request's task
+/// (`BlockingWork`); asynchronous writes run on those threads.
 final class PostgresEngine: SQLEngine {
     /// Advisory locks ("BKWR", "BKPB", "BKMG", each with the schema's hash as second key, so
     /// two platforms, or two tests, in one database never wait for each other): the write
@@ -115,51 +152,41 @@ final class PostgresEngine: SQLEngine {
     static let publicationLock = "1112231490, hashtext(current_schema())"
     static let migrationLock = "1112231239, hashtext(current_schema())"
     static let channel = "hub_publication"
+    /// Connections a process opens at most: one for each of the hub's blocking threads (8
+    /// for lookups, 4 for writes).
+    static let maximumConnections = 12
 
     let location: PostgresLocation
-    private let group: MultiThreadedEventLoopGroup
-    private let threads: NIOThreadPool
-    private let idle = Mutex<[PostgresConnection]>([])
+    private let client: PostgresClient
+    private let service: Task<Void, Never>
     private let nextID = Atomic<Int>(1)
     private let logger: Logger
-    private let closed = Atomic<Bool>(false)
     var kind: SQLEngineKind { .postgres }
 
     init(location: PostgresLocation, logger: Logger = Logger(label: "settlement.hub.postgres")) throws {
         self.location = location
         self.logger = logger
-        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        threads = NIOThreadPool(numberOfThreads: 4)
-        threads.start()
-        // Fails here, at start-up, when the database cannot be reached.
-        let c = try connect()
-        idle.withLock { $0.append(c) }
+        // Fails here, at start-up, when the database cannot be reached (the pool would retry
+        // in the background instead).
+        let probe = try Self.connect(location, id: 0, logger: logger)
+        _ = try? Self.wait(probe.close())
+        let client = PostgresClient(configuration: location.clientConfiguration(maximumConnections: Self.maximumConnections),
+                                    backgroundLogger: logger)
+        self.client = client
+        // The pool's lifecycle: runs until `close()` (the hub's ServiceGroup stops the hub,
+        // which closes its engine).
+        service = Task(executorPreference: PostgresPoolExecutor.shared) { await client.run() }
     }
 
     deinit { close() }
 
+    /// Closes every pooled connection (never blocks: the last reference may go on any thread).
     func close() {
-        guard closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
-        // Never blocks: the last reference may go on any thread, an event loop's included.
-        // Each connection is kept until its close completes; the loops stop after.
-        let all = idle.withLock { all in defer { all = [] }; return all }
-        let threads = self.threads, group = self.group
-        let stop: @Sendable () -> Void = {
-            DispatchQueue.global().async {
-                threads.shutdownGracefully { _ in }
-                group.shutdownGracefully { _ in }
-            }
-        }
-        let closes = all.map { c in c.close().map { _ = c } }
-        if let loop = closes.first?.eventLoop {
-            EventLoopFuture.whenAllComplete(closes, on: loop).whenComplete { _ in stop() }
-        } else {
-            stop()
-        }
+        service.cancel()
     }
 
     /// Waits for a future from a thread that is not its event loop (no `wait()`: it refuses
-    /// any thread that belongs to an event loop group, such as a Hummingbird handler's).
+    /// any thread that belongs to an event loop group).
     static func wait<T: Sendable>(_ future: EventLoopFuture<T>) throws -> T {
         let done = DispatchSemaphore(value: 0)
         let result = Mutex<Result<T, any Error>?>(nil)
@@ -171,29 +198,69 @@ final class PostgresEngine: SQLEngine {
         return try result.withLock { $0! }.get()
     }
 
-    func connect() throws -> PostgresConnection {
-        let id = nextID.add(1, ordering: .relaxed).oldValue
+    static func connect(_ location: PostgresLocation, id: Int, logger: Logger) throws -> PostgresConnection {
         do {
-            return try Self.wait(PostgresConnection.connect(on: group.next(), configuration: location.configuration, id: id, logger: logger))
+            return try wait(PostgresConnection.connect(on: PostgresConnection.defaultEventLoopGroup.next(), configuration: location.configuration,
+                                                       id: id, logger: logger))
         } catch {
             throw PostgresFailure(error)
         }
     }
 
+    /// A connection of its own, outside the pool (a session lock must never go back to a pool).
+    func connect() throws -> PostgresConnection {
+        try Self.connect(location, id: nextID.add(1, ordering: .relaxed).oldValue, logger: logger)
+    }
+
+    /// A pooled connection, held until `release` (the pool's `withConnection`, kept open
+    /// across the synchronous caller's transaction).
+    struct Lease {
+        let connection: PostgresConnection
+        let release: AsyncStream<Void>.Continuation
+    }
+
+    private func lease() throws -> Lease {
+        try BlockingWork.check()
+        let ready = DispatchSemaphore(value: 0)
+        let outcome = Mutex<Result<PostgresConnection, any Error>?>(nil)
+        let (released, release) = AsyncStream<Void>.makeStream()
+        let client = self.client
+        Task(executorPreference: PostgresPoolExecutor.shared) {
+            do {
+                try await client.withConnection { connection in
+                    outcome.withLock { $0 = .success(connection) }
+                    ready.signal()
+                    for await _ in released {}
+                }
+            } catch {
+                let first = outcome.withLock { o -> Bool in
+                    guard o == nil else { return false }
+                    o = .failure(error)
+                    return true
+                }
+                if first { ready.signal() }
+            }
+        }
+        ready.wait()
+        switch outcome.withLock({ $0! }) {
+        case .success(let connection): return Lease(connection: connection, release: release)
+        case .failure(let error): throw PostgresFailure(error)
+        }
+    }
+
     private func run<T>(begin: String, _ body: (PostgresTransaction) throws -> T) throws -> T {
-        let connection = try idle.withLock { $0.popLast() } ?? connect()
-        let tx = PostgresTransaction(connection: connection, logger: logger)
+        let lease = try lease()
+        defer { lease.release.finish() }
+        let tx = PostgresTransaction(connection: lease.connection, logger: logger)
         do {
             try tx.execute(begin, arguments: [])
             let value = try body(tx)
             try tx.execute("COMMIT", arguments: [])
-            idle.withLock { $0.append(connection) }
             return value
         } catch {
-            if !connection.isClosed, (try? tx.execute("ROLLBACK", arguments: [])) != nil {
-                idle.withLock { $0.append(connection) }
-            } else {
-                _ = try? Self.wait(connection.close())
+            // A connection whose transaction cannot be rolled back is closed: the pool opens another.
+            if !lease.connection.isClosed, (try? tx.execute("ROLLBACK", arguments: [])) == nil {
+                let _: EventLoopFuture<Void> = lease.connection.close()
             }
             throw error
         }
@@ -211,7 +278,7 @@ final class PostgresEngine: SQLEngine {
     }
 
     func writeAsync<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> T) async throws -> T {
-        try await threads.runIfActive { try self.write(body) }
+        try await BlockingWork.offloadWrite { try self.write(body) }
     }
 
     func instantBetweenWrites(_ now: () -> Date) throws -> Date {
@@ -236,6 +303,7 @@ final class PostgresEngine: SQLEngine {
     }
 
     func tryPublicationLease() throws -> (any SQLLease)? {
+        try BlockingWork.check()
         // A lease just released closes its session in its own time: PostgreSQL may hold the
         // lock a moment after. Asked again for up to a second before standing by.
         for attempt in 0..<10 {

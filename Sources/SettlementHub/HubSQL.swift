@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import NIOPosix
 
 /// The hub's storage interface (issue 12): one small SQL surface that the hub, the roster, the
 /// shelf and the publisher are written against, with two engines behind it, chosen at
@@ -191,6 +192,64 @@ extension SQLConnection {
     }
 }
 
+/// Where blocking database work may run (issue 21 item 5): never on a NIO event loop, and
+/// never on a request's task (the handlers run on Swift's cooperative pool, two threads on
+/// these machines: two waiting queries would stall every request, and a PostgreSQL lease
+/// waits for the pool's own tasks). Handlers hand such work to `offload`, which runs it on
+/// threads of its own; the engines refuse a blocking call made anywhere else.
+public enum BlockingWork {
+    /// Set for the whole of a request's handling (the hub's router middleware).
+    @TaskLocal static var onRequestTask = false
+
+    /// Threads for blocking database and file work, shared by every hub in the process.
+    static let threads: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 8)
+        pool.start()
+        return pool
+    }()
+
+    /// Threads for write transactions (`SQLEngine.writeAsync` on PostgreSQL): writes wait for
+    /// one another (the write lock), so they wait here, never holding up a lookup.
+    static let writeThreads: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 4)
+        pool.start()
+        return pool
+    }()
+
+    /// Runs `body` on the write threads.
+    static func offloadWrite<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            writeThreads.submit { _ in continuation.resume(with: Result(catching: body)) }
+        }
+    }
+
+    /// Runs `body` on the blocking threads (no task-locals there: the guard passes). Runs
+    /// to the end even if the request's task is cancelled meanwhile (a write half done is
+    /// never left behind by a client that went away).
+    static func offload<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            threads.submit { _ in continuation.resume(with: Result(catching: body)) }
+        }
+    }
+
+    /// `offload` for work that reports its own failures.
+    static func offload<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            threads.submit { _ in continuation.resume(returning: body()) }
+        }
+    }
+
+    /// Refused: a blocking database call on an event loop or on a request's task.
+    public struct Refused: Error, CustomStringConvertible {
+        public var description: String { "a blocking database call on an event loop or a request's task (a bug: it must be offloaded)" }
+    }
+
+    /// Throws `Refused` where a blocking call must not be made.
+    static func check() throws {
+        if onRequestTask || MultiThreadedEventLoopGroup.currentEventLoop != nil { throw Refused() }
+    }
+}
+
 /// A lock held by one process of the platform at a time (publication): dropped when the
 /// process dies, so another takes over.
 public protocol SQLLease: Sendable {
@@ -236,11 +295,13 @@ final class SQLiteEngine: SQLEngine {
     }
 
     func read<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
-        try pool.read { db in try body(SQLiteConnection(db: db)) }
+        try BlockingWork.check()
+        return try pool.read { db in try body(SQLiteConnection(db: db)) }
     }
 
     func write<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
-        try pool.write { db in try body(SQLiteConnection(db: db)) }
+        try BlockingWork.check()
+        return try pool.write { db in try body(SQLiteConnection(db: db)) }
     }
 
     func writeAsync<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> T) async throws -> T {

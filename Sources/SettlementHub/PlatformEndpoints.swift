@@ -60,18 +60,28 @@ extension SettlementHub {
             logger.error("roster change not received", metadata: ["error": "\(error)"])
             return Self.json(.serviceUnavailable, ["error": "storage_error", "message": "try again later"], headers: [.retryAfter: "30"])
         }
+        let verified = await BlockingWork.offload { () -> Result<RosterChange.Verified, RosterChange.Refusal> in
+            do throws(RosterChange.Refusal) { return .success(try RosterChange.verify(RosterChange.lines(of: file), trustedKeys: self.rosterKeys)) } catch {
+                return .failure(error)
+            }
+        }
         let change: RosterChange.Verified
-        do { change = try RosterChange.verify(RosterChange.lines(of: file), trustedKeys: rosterKeys) } catch {
-            return Self.error(.badRequest, "roster_change_refused", error.description)
+        switch verified {
+        case .success(let c): change = c
+        case .failure(let error): return Self.error(.badRequest, "roster_change_refused", error.description)
         }
         guard change.region == region else {
             return Self.error(.badRequest, "roster_change_refused", "the change is for region \(change.region), posted to \(region)")
         }
         do {
-            if try database.rosterChangeApplied(change.changeID) {
+            let queued = try await BlockingWork.offload { () -> Int64?? in
+                if try self.database.rosterChangeApplied(change.changeID) { return .none }
+                return .some(try self.database.queueRosterChange(file: file, region: change.region, changeID: change.changeID, now: self.now()))
+            }
+            guard let queued else {
                 return Self.error(.conflict, "roster_change_refused", RosterChange.Refusal.alreadyApplied(change.changeID).description)
             }
-            guard let id = try database.queueRosterChange(file: file, region: change.region, changeID: change.changeID, now: now()) else {
+            guard let id = queued else {
                 return Self.error(.conflict, "roster_change_refused", "change \(change.changeID) is already queued")
             }
             logger.notice("roster change queued for the publisher", metadata: ["change_id": "\(change.changeID)", "inbox_id": "\(id)",
@@ -99,11 +109,14 @@ extension SettlementHub {
     }
 
     /// The device named in the path must be the signer, registered and active (403 otherwise).
-    private func certificateCaller(_ request: Request, context: HubRequestContext, deviceID: String) -> Response? {
-        refreshRoster()
+    private func certificateCaller(_ request: Request, context: HubRequestContext, deviceID: String) async -> Response? {
+        let entry = await BlockingWork.offload {
+            self.refreshRoster()
+            return self.view.device(deviceID)
+        }
         // Sync spec §5: a device that is not active in the roster gets 403.
-        guard view.device(deviceID)?.status == "active" else { return Self.error(.forbidden, "device_not_active", "device \(deviceID) is not active") }
-        if let refused = authenticateSync(request, context: context) { return refused }
+        guard entry?.status == "active" else { return Self.error(.forbidden, "device_not_active", "device \(deviceID) is not active") }
+        if let refused = await authenticateSync(request, context: context) { return refused }
         guard request.headers[.xDeviceID] == deviceID else {
             return Self.error(.forbidden, "wrong_device", "a device asks for its own certificate only")
         }
@@ -113,10 +126,12 @@ extension SettlementHub {
     /// `POST /v1/devices/{id}/certificate` (empty body): the publisher issues a certificate
     /// for the registered key; `202`.
     func certificateRequest(_ request: Request, context: HubRequestContext, deviceID: String) async -> Response {
-        if let refused = certificateCaller(request, context: context, deviceID: deviceID) { return refused }
-        guard let key = view.device(deviceID)?.publicKey else { return Self.error(.forbidden, "unknown_device", "device \(deviceID) is not registered") }
+        if let refused = await certificateCaller(request, context: context, deviceID: deviceID) { return refused }
+        guard let key = await BlockingWork.offload({ self.view.device(deviceID)?.publicKey }) else {
+            return Self.error(.forbidden, "unknown_device", "device \(deviceID) is not registered")
+        }
         do {
-            try database.requestCertificate(deviceID: deviceID, publicKey: Array(key.rawRepresentation), now: now())
+            try await BlockingWork.offload { try self.database.requestCertificate(deviceID: deviceID, publicKey: Array(key.rawRepresentation), now: self.now()) }
             return Self.json(.accepted, ["status": "requested"])
         } catch {
             return Self.json(.serviceUnavailable, ["error": "database_error", "message": "try again later"], headers: [.retryAfter: "30"])
@@ -126,8 +141,8 @@ extension SettlementHub {
     /// `GET /v1/devices/{id}/certificate`: the newest certificate issued since the device's
     /// latest request, or `404` while there is none.
     func certificateFetch(_ request: Request, context: HubRequestContext, deviceID: String) async -> Response {
-        if let refused = certificateCaller(request, context: context, deviceID: deviceID) { return refused }
-        guard let cert = try? database.issuedCertificate(deviceID: deviceID) else {
+        if let refused = await certificateCaller(request, context: context, deviceID: deviceID) { return refused }
+        guard let cert = await BlockingWork.offload({ try? self.database.issuedCertificate(deviceID: deviceID) }) else {
             return Self.error(.notFound, "no_certificate", "no certificate newer than the last request yet")
         }
         return Self.json(.ok, ["certificate": Data(cert).base64EncodedString()])

@@ -263,14 +263,17 @@ final class PublicationWatch: Sendable {
         guard polling.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
         let database = self.database
         // A notification re-reads the mark (it says that, not what, was published).
-        let stop = database.engine.publicationNotifications { [weak self] in self?.bump() }
+        let stop = database.engine.publicationNotifications { [weak self] in
+            guard let self else { return }
+            BlockingWork.threads.submit { _ in self.bump() }
+        }
         stopListening.withLock { $0 = stop }
         let every = pollEvery
         // Ends when the hub (and so this watch) is gone.
         Task.detached { [weak self] in
             while !Task.isCancelled {
                 guard let watch = self, !watch.isClosing else { return }
-                if let m = try? watch.database.publicationMark() { watch.mark.store(m, ordering: .releasing) }
+                if let m = await BlockingWork.offload({ try? watch.database.publicationMark() }) { watch.mark.store(m, ordering: .releasing) }
                 try? await Task.sleep(for: every)
             }
         }

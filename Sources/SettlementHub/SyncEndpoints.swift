@@ -20,13 +20,17 @@ extension SettlementHub {
 
     /// Nil when the request is signed by an active device within the clock window; else the
     /// answer (`401` with `hub_time`; sync spec §2).
-    func authenticateSync(_ request: Request, context: HubRequestContext) -> Response? {
-        refreshRoster()
+    func authenticateSync(_ request: Request, context: HubRequestContext) async -> Response? {
+        let deviceID = request.headers[.xDeviceID]
+        let entry = await BlockingWork.offload { () -> Roster.Device? in
+            self.refreshRoster()
+            return deviceID.flatMap(self.view.device)
+        }
         let hubTime = Self.timestamp(now(), fractional: false)
         func refuse(_ code: String, _ message: String) -> Response {
             Self.json(.unauthorized, ["error": code, "message": message, "hub_time": hubTime])
         }
-        guard let deviceID = request.headers[.xDeviceID], let entry = view.device(deviceID) else {
+        guard let deviceID, let entry else {
             return refuse("unknown_device", "X-Device-Id names no registered device")
         }
         guard entry.status == "active" else { return refuse("device_not_active", "device \(deviceID) is \(entry.status)") }
@@ -46,15 +50,18 @@ extension SettlementHub {
     }
 
     /// A device is given its own region's snapshots only (issue 21 item 4): `403 wrong_region`.
-    func regionRefusal(_ request: Request, region: String) -> Response? {
-        guard let deviceID = request.headers[.xDeviceID], let device = view.device(deviceID), device.region == region else {
+    func regionRefusal(_ request: Request, region: String) async -> Response? {
+        let deviceID = request.headers[.xDeviceID]
+        let device = await BlockingWork.offload { deviceID.flatMap(self.view.device) }
+        guard let device, device.region == region else {
             return Self.error(.forbidden, "wrong_region", "this device is not registered in region \(region)")
         }
         return nil
     }
 
     func syncManifest(_ request: Request, context: HubRequestContext, region: String) async -> Response {
-        if let refused = authenticateSync(request, context: context) ?? regionRefusal(request, region: region) { return refused }
+        if let refused = await authenticateSync(request, context: context) { return refused }
+        if let refused = await regionRefusal(request, region: region) { return refused }
         guard Identifiers.isSyncName(region) else { return Self.error(.badRequest, "bad_region", "region has characters a URL cannot carry") }
         let query = request.uri.queryParameters
         let installed = query["installed"].map(String.init)
@@ -79,7 +86,7 @@ extension SettlementHub {
         while true {
             let seen = watch.current
             let manifest: SyncManifest?
-            do { manifest = try database.manifest(region: region, installed: installed) } catch {
+            do { manifest = try await BlockingWork.offload { try self.database.manifest(region: region, installed: installed) } } catch {
                 logger.error("manifest failed", metadata: ["error": "\(error)"])
                 return Self.json(.serviceUnavailable, ["error": "database_error", "message": "try again later"], headers: [.retryAfter: "30"])
             }
@@ -95,9 +102,10 @@ extension SettlementHub {
     }
 
     func syncFile(_ request: Request, context: HubRequestContext, region: String, snapshotID: String) async -> Response {
-        if let refused = authenticateSync(request, context: context) ?? regionRefusal(request, region: region) { return refused }
+        if let refused = await authenticateSync(request, context: context) { return refused }
+        if let refused = await regionRefusal(request, region: region) { return refused }
         guard Identifiers.isSyncName(region), Identifiers.isSyncName(snapshotID),
-              let published = try? database.publishedSnapshot(snapshotID, region: region) else {
+              let published = await BlockingWork.offload({ try? self.database.publishedSnapshot(snapshotID, region: region) }) else {
             return Self.error(.notFound, "no_snapshot", "no snapshot \(snapshotID) is published for region \(region)")
         }
         var headers = HTTPFields()

@@ -176,7 +176,8 @@ struct SettlementHubCommand: AsyncParsableCommand {
             _ = line.utf8CString.withUnsafeBufferPointer { write(1, $0.baseAddress, $0.count - 1) }
         }
         // SIGTERM/SIGINT: long polls are answered at once, then the server drains and stops.
-        let group = ServiceGroup(configuration: .init(services: [app, ShutdownNotice(hub: hub)], gracefulShutdownSignals: [.sigterm, .sigint],
+        // The database first, so it stops last: its pool closes after the server has drained.
+        let group = ServiceGroup(configuration: .init(services: [database.service, app, ShutdownNotice(hub: hub)], gracefulShutdownSignals: [.sigterm, .sigint],
                                                       logger: Logger(label: "settlement.hub")))
         try await group.run()
     }

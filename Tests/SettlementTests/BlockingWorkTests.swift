@@ -1,0 +1,75 @@
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import NIOCore
+import NIOPosix
+import Testing
+@testable import SettlementHub
+
+/// Issue 21 item 5: no blocking database call on an event loop or a request's task, and the
+/// PostgreSQL pool is postgres-nio's `PostgresClient`. Both engines (PostgreSQL when
+/// `BK_TEST_POSTGRES` is set).
+@Suite struct BlockingWorkTests {
+    @Test("a blocking database call on a request's task or on an event loop is refused; offloaded, the same call runs")
+    func refusedWhereItWouldStall() async throws {
+        let db = try testHubDatabase("blocking")
+        defer { db.close() }
+        #expect(try db.recordCount() == 0)
+        let offloaded = try await BlockingWork.$onRequestTask.withValue(true) { () async throws -> Int in
+            #expect(throws: BlockingWork.Refused.self) { try db.recordCount() }
+            #expect(throws: BlockingWork.Refused.self) { try db.engine.write { _ in } }
+            // Offloaded: the blocking threads carry no task-locals.
+            return try await BlockingWork.offload { try db.recordCount() }
+        }
+        #expect(offloaded == 0)
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let onLoop = try await loop.submit { () -> String in
+            do { _ = try db.recordCount(); return "ran" } catch { return "\(type(of: error))" }
+        }.get()
+        #expect(onLoop == "Refused")
+    }
+
+    @Test("the hub's router marks every request's task: a route that reads the database itself answers 500, the hub's own routes offload and answer")
+    func routerMarksRequests() async throws {
+        let db = try testHubDatabase("blocking-router")
+        defer { db.close() }
+        let hub = SettlementHub(database: db, roster: try snapshotRoster(), now: { Date() }, logger: quietLogger)
+        let router = hub.makeRouter()
+        router.get("/test/inline") { _, _ -> Response in
+            do { _ = try db.recordCount(); return Response(status: .ok) } catch { return Response(status: .internalServerError) }
+        }
+        let (ports, found) = AsyncStream<Int>.makeStream()
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                              onServerRunning: { found.yield($0.localAddress?.port ?? 0); found.finish() }, logger: quietLogger)
+        let server = Task { try await app.run() }
+        defer { server.cancel() }
+        var port = 0
+        for await p in ports { port = p }
+        let inline = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/test/inline"), timeout: .seconds(10))
+        #expect(inline.status.code == 500)
+        let health = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/v1/health"), timeout: .seconds(10))
+        #expect(health.status.code == 200)
+        let body = String(buffer: try await health.body.collect(upTo: 4096))
+        #expect(body.contains(#""status":"ok""#), "\(body)")
+    }
+
+    @Test("PostgreSQL: a pooled connection that dies is replaced (the failing transaction reports it, the next one runs); 40 transactions at once all finish on the bounded pool (12 connections)",
+          .enabled(if: testPostgresURL != nil))
+    func poolSurvivesAndBounds() async throws {
+        let db = try testHubDatabase("pool")
+        defer { db.close() }
+        // The server ends the connection under a transaction.
+        #expect(throws: PostgresFailure.self) {
+            try db.engine.read { c in _ = try c.rows("SELECT pg_terminate_backend(pg_backend_pid())") }
+        }
+        #expect(try db.engine.read { c in try c.int("SELECT 41 + 1") } == 42)
+        // More callers than connections: they wait their turn, none fails.
+        let sums = try await withThrowingTaskGroup(of: Int64.self) { group in
+            for i in 0..<40 {
+                group.addTask { try await BlockingWork.offload { try db.engine.read { c in try c.int("SELECT \(i)::bigint AS v FROM pg_sleep(0.05)") ?? -1 } } }
+            }
+            return try await group.reduce(into: [Int64]()) { $0.append($1) }
+        }
+        #expect(sums.sorted() == (0..<40).map(Int64.init))
+    }
+}
