@@ -11,6 +11,9 @@
 # file (kiosk-bench snapshot-gen) instead of generating PERSONS; ENGINES (default "sqlite
 # postgres") chooses the engines of the publisher part. The import prints when its pass 1
 # (verification) ends: the rest is pass 2, the time it holds the hub's write lock.
+# BASELINE_HUB=PATH: another settlement-hub binary (an earlier commit's release build) runs
+# each set-up too, interleaved with this one in every round, so the two are compared in the
+# same minutes (lines marked hub=baseline). PUBLISH=0 skips the publisher part.
 # Needs PostgreSQL's server (Provisioning/start-postgres.sh starts the project's own).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -22,6 +25,8 @@ ROUNDS=${ROUNDS:-3}
 LOAD=${LOAD:-1}
 POPULATION=${POPULATION:-}
 ENGINES=${ENGINES:-sqlite postgres}
+BASELINE_HUB=${BASELINE_HUB:-}
+PUBLISH=${PUBLISH:-1}
 build kiosk-bench settlement-hub hub-publisher
 scratch hub-load
 start_postgres
@@ -47,12 +52,14 @@ peak_rss() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 for round in $(seq "$ROUNDS"); do
 for engine in sqlite postgres; do
     for procs in 1 2; do
-        name="load_${engine}_${procs}_$round"
+    for hub in current ${BASELINE_HUB:+baseline}; do
+        binary="$BIN/settlement-hub"; [ "$hub" = current ] || binary="$BASELINE_HUB"
+        name="load_${engine}_${procs}_${hub}_$round"
         fresh_store "$engine" "$name"
         pids=(); urls=()
         # One after the other: the first creates the schema.
         for p in $(seq "$procs"); do
-            "$BIN/settlement-hub" serve --port 0 --log-level error --snapshot "$DIR/roster.jsonl" "${STORAGE[@]}" >"$DIR/$name-$p.out" 2>"$DIR/$name-$p.err" &
+            "$binary" serve --port 0 --log-level error --snapshot "$DIR/roster.jsonl" "${STORAGE[@]}" >"$DIR/$name-$p.out" 2>"$DIR/$name-$p.err" &
             pids+=($!); at_exit "kill $! 2>/dev/null"
             for _ in $(seq 600); do grep -q "listening on" "$DIR/$name-$p.out" 2>/dev/null && break; sleep 0.05; done
             url=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$DIR/$name-$p.out")
@@ -62,11 +69,14 @@ for engine in sqlite postgres; do
         rm -rf "$DIR/kiosks"; cp -r "$DIR/queued" "$DIR/kiosks"
         out=$("$BIN/kiosk-bench" hub-load run "${urls[@]}" --kiosks "$KIOSKS" --batch "$BATCH" --dir "$DIR/kiosks")
         rss=""; for pid in "${pids[@]}"; do rss+="$(peak_rss "$pid") "; done
-        echo "round $round $engine processes=$procs $out hub_peak_rss_mb=[ ${rss}]"
+        echo "round $round $engine processes=$procs hub=$hub $out hub_peak_rss_mb=[ ${rss}]"
         for pid in "${pids[@]}"; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
+        [ "$engine" = sqlite ] || psql_ "SET client_min_messages = warning; DROP SCHEMA $name CASCADE;"
+    done
     done
 done
 done
+[ "$PUBLISH" = 1 ] || exit 0
 
 # The publisher: roster import and a full publication of PERSONS persons.
 if [ -z "$POPULATION" ]; then

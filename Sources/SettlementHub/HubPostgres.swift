@@ -159,7 +159,9 @@ final class PostgresEngine: SQLEngine {
     let location: PostgresLocation
     private let client: PostgresClient
     private let service: Task<Void, Never>
-    private let nextID = Atomic<Int>(1)
+    /// Ids of the connections opened outside the pool (process-wide: an `Atomic` stored in
+    /// this class, whose init throws, crashes the 6.3 optimiser).
+    private static let nextID = Atomic<Int>(1)
     private let logger: Logger
     var kind: SQLEngineKind { .postgres }
 
@@ -209,7 +211,7 @@ final class PostgresEngine: SQLEngine {
 
     /// A connection of its own, outside the pool (a session lock must never go back to a pool).
     func connect() throws -> PostgresConnection {
-        try Self.connect(location, id: nextID.add(1, ordering: .relaxed).oldValue, logger: logger)
+        try Self.connect(location, id: Self.nextID.add(1, ordering: .relaxed).oldValue, logger: logger)
     }
 
     /// A pooled connection, held until `release` (the pool's `withConnection`, kept open

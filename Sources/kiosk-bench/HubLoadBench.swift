@@ -1,8 +1,11 @@
 import ArgumentParser
+import BenefitCard
 import Crypto
+import Entitlements
 import Foundation
 import KioskStore
 import Settlement
+import TestVectors
 
 /// Issue 12's load benchmark: N simulated kiosks, each with its own key (registered in the
 /// hub's roster), each draining its own queue through the real uploader, one signed batch per
@@ -46,9 +49,17 @@ struct HubLoadBench: ParsableCommand {
         @Option(help: "Records each kiosk queues (alert records: the hub checks and stores them; no card acknowledgement to verify).")
         var records = 200
         @Option(help: "Folder for the kiosks' stores.") var dir: String
+        @Option(help: """
+            Queue subsidies instead: each kiosk installs this snapshot-gen snapshot (made with --card-keys, at least \
+            twice kiosks × records persons) and pays one bill of 10.00 yuan for each of its own persons (taken in \
+            order, each once; those stopped or revoked skipped), acknowledged with each card's own key, so the hub \
+            looks every card up and verifies its word.
+            """) var subsidies: String?
+        @Option(help: "snapshot-gen's --seed, for --subsidies.") var populationSeed: UInt64 = 20_261_122
 
         func run() throws {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            if let subsidies { return try queueSubsidies(snapshot: subsidies) }
             for i in 0..<kiosks {
                 let k = HubLoadBench.kiosk(i)
                 let device = DeviceContext(deviceID: k.id, institution: HubLoadBench.institution)
@@ -120,6 +131,48 @@ struct HubLoadBench: ParsableCommand {
             func quantile(_ q: Double) -> Double { latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * q))] }
             return String(format: "hub_load kiosks=%ld records=%ld batches=%ld seconds=%.3f records_per_second=%.1f batch_p50_ms=%.1f batch_p99_ms=%.1f",
                           uploaders.count, accepted, latencies.count, seconds, Double(accepted) / seconds, quantile(0.5) * 1000, quantile(0.99) * 1000)
+        }
+    }
+}
+
+extension HubLoadBench.Queue {
+    /// `queue --subsidies`: each kiosk's bills, granted and committed as at the counter (the
+    /// decision on the installed snapshot, the ledger's two transactions), each acknowledged
+    /// by its card's own key.
+    func queueSubsidies(snapshot: String) throws {
+        let population = SyntheticPopulation(seed: populationSeed)
+        let trusted = try TestAuthority.trusted()
+        let now = DecideBench.now
+        let period = Period.of(now)
+        let run = UInt64(Date().timeIntervalSince1970 * 1000)
+        var next = 0  // persons in order, each paid once; those not granted (stopped, revoked) skipped
+        for i in 0..<kiosks {
+            let k = HubLoadBench.kiosk(i)
+            let device = DeviceContext(deviceID: k.id, institution: HubLoadBench.institution)
+            let store = try KioskStore(path: "\(dir)/\(k.id).sqlite")
+            let installed = try store.installSnapshot(at: URL(fileURLWithPath: snapshot), trustedAuthorities: trusted, now: now)
+            for _ in 0..<records {
+                var found: (person: Int, number: String, decision: SubsidyDecision, personRef: String)?
+                while found == nil {
+                    let person = next
+                    next += 1
+                    guard person < installed.records else {
+                        throw ValidationError("the snapshot has too few granted persons for \(kiosks) × \(records) bills (make it about twice that)")
+                    }
+                    let number = SyntheticPopulation.cardNumber(person)
+                    let card = CardFacts(cardNumber: number, kind: .medical, category: person % 10 == 0 ? "02" : "01", expired: false)
+                    let view = try store.view(cardNumber: number, period: period)
+                    let decision = Decide.subsidy(card: card, view: view, billFen: 1000, now: now)
+                    if decision.isGranted, let personRef = view?.card?.personRef { found = (person, number, decision, personRef) }
+                }
+                let (person, number, decision, personRef) = found!
+                let message = CardSession.ackMessage(cardNumber: number, sequence: 1, challenge: DecideBench.challenge)
+                let ack = Array(try population.cardPrivateKey(number, person).signature(for: message))
+                let id = try store.beginDeduction(device: device, cardNumber: number, personRef: personRef, period: period, cardFen: [:],
+                                                  decision: decision, billReference: "LOAD-\(run)-\(person)", cardSequence: 1,
+                                                  usageObject: [0x72, 0x00], cardChallenge: DecideBench.challenge, now: now)
+                try store.commitDeduction(id, device: device, ack: ack, now: now)
+            }
         }
     }
 }
