@@ -13,7 +13,8 @@
 # (verification) ends: the rest is pass 2, the time it holds the hub's write lock.
 # BASELINE_HUB=PATH: another settlement-hub binary (an earlier commit's release build) runs
 # each set-up too, interleaved with this one in every round, so the two are compared in the
-# same minutes (lines marked hub=baseline). PUBLISH=0 skips the publisher part.
+# same minutes (lines marked hub=baseline). PUBLISH=0 skips the publisher part; LOAD_ENGINES
+# (default "sqlite postgres") chooses the engines of the load rounds.
 # Needs PostgreSQL's server (Provisioning/start-postgres.sh starts the project's own).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -27,6 +28,7 @@ POPULATION=${POPULATION:-}
 ENGINES=${ENGINES:-sqlite postgres}
 BASELINE_HUB=${BASELINE_HUB:-}
 PUBLISH=${PUBLISH:-1}
+LOAD_ENGINES=${LOAD_ENGINES:-sqlite postgres}
 build kiosk-bench settlement-hub hub-publisher
 scratch hub-load
 start_postgres
@@ -50,7 +52,7 @@ peak_rss() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 # ROUNDS rounds, each of the four set-ups in turn (interleaved: a noisy minute hits all four).
 [ "$LOAD" = 1 ] || ROUNDS=0
 for round in $(seq "$ROUNDS"); do
-for engine in sqlite postgres; do
+for engine in $LOAD_ENGINES; do
     for procs in 1 2; do
     for hub in current ${BASELINE_HUB:+baseline}; do
         binary="$BIN/settlement-hub"; [ "$hub" = current ] || binary="$BASELINE_HUB"
