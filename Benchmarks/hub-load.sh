@@ -14,7 +14,9 @@
 # BASELINE_HUB=PATH: another settlement-hub binary (an earlier commit's release build) runs
 # each set-up too, interleaved with this one in every round, so the two are compared in the
 # same minutes (lines marked hub=baseline). PUBLISH=0 skips the publisher part; LOAD_ENGINES
-# (default "sqlite postgres") chooses the engines of the load rounds.
+# (default "sqlite postgres") chooses the engines of the load rounds. RECORD_KIND=subsidies
+# queues subsidies instead of alerts (each names a card, with the card's own acknowledgement;
+# the hubs are given the 2 × KIOSKS × RECORDS persons they are taken from with --snapshot).
 # Needs PostgreSQL's server (Provisioning/start-postgres.sh starts the project's own).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -29,14 +31,22 @@ ENGINES=${ENGINES:-sqlite postgres}
 BASELINE_HUB=${BASELINE_HUB:-}
 PUBLISH=${PUBLISH:-1}
 LOAD_ENGINES=${LOAD_ENGINES:-sqlite postgres}
+RECORD_KIND=${RECORD_KIND:-alerts}
 build kiosk-bench settlement-hub hub-publisher
 scratch hub-load
 start_postgres
 [ -z "$POPULATION" ] || PERSONS=$(grep -c '"type":"person"' "$POPULATION")
-echo "# hub-load kiosks=$KIOSKS records=$RECORDS batch=$BATCH persons=$PERSONS rounds=$ROUNDS $(date -u +%FT%TZ) $(nproc) cores"
+echo "# hub-load kind=$RECORD_KIND kiosks=$KIOSKS records=$RECORDS batch=$BATCH persons=$PERSONS rounds=$ROUNDS $(date -u +%FT%TZ) $(nproc) cores"
 
 "$BIN/kiosk-bench" hub-load roster --kiosks "$KIOSKS" --out "$DIR/roster.jsonl"
-"$BIN/kiosk-bench" hub-load queue --kiosks "$KIOSKS" --records "$RECORDS" --dir "$DIR/queued"
+ROSTER=(--snapshot "$DIR/roster.jsonl")
+if [ "$RECORD_KIND" = subsidies ]; then
+    "$BIN/kiosk-bench" snapshot-gen --persons $((2 * KIOSKS * RECORDS)) --card-keys --out "$DIR/persons.jsonl" --snapshot-id 330782-20261122-01 >/dev/null
+    "$BIN/kiosk-bench" hub-load queue --kiosks "$KIOSKS" --records "$RECORDS" --dir "$DIR/queued" --subsidies "$DIR/persons.jsonl"
+    ROSTER+=(--snapshot "$DIR/persons.jsonl")
+else
+    "$BIN/kiosk-bench" hub-load queue --kiosks "$KIOSKS" --records "$RECORDS" --dir "$DIR/queued"
+fi
 
 # A fresh store: SQLite file or PostgreSQL schema; sets STORAGE (the hubs' options).
 fresh_store() {
@@ -61,7 +71,7 @@ for engine in $LOAD_ENGINES; do
         pids=(); urls=()
         # One after the other: the first creates the schema.
         for p in $(seq "$procs"); do
-            "$binary" serve --port 0 --log-level error --snapshot "$DIR/roster.jsonl" "${STORAGE[@]}" >"$DIR/$name-$p.out" 2>"$DIR/$name-$p.err" &
+            "$binary" serve --port 0 --log-level error "${ROSTER[@]}" "${STORAGE[@]}" >"$DIR/$name-$p.out" 2>"$DIR/$name-$p.err" &
             pids+=($!); at_exit "kill $! 2>/dev/null"
             for _ in $(seq 600); do grep -q "listening on" "$DIR/$name-$p.out" 2>/dev/null && break; sleep 0.05; done
             url=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$DIR/$name-$p.out")

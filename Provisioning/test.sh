@@ -9,6 +9,8 @@ bash Provisioning/start-pcscd.sh
 # The hub's second engine (issue 12): a throwaway PostgreSQL server of the project's own.
 PG_URL=$(bash Provisioning/start-postgres.sh)
 swift build --build-tests
+# The codebase's shape against issue 22's targets (a report until they are met; then --check).
+python3 Tests/scripts/shape.py
 # BK_TEST_RESTART_PCSCD=1: the watcher test may kill and restart pcscd.
 BK_TEST_RESTART_PCSCD=1 swift test --skip-build "$@"
 # The hub's suites again, on PostgreSQL: each test in a schema of its own (issue 12).
