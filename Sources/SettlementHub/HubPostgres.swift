@@ -363,13 +363,19 @@ final class PostgresEngine: SQLEngine {
 /// The publication lock's session.
 final class PostgresLease: SQLLease {
     let transaction: PostgresTransaction
+    /// Released once: a second release (the owner's, then `deinit`) would send the unlock on a
+    /// connection already closing, whose query postgres-nio never answers (`isClosed` turns
+    /// true only once the close completed), and wait for good.
+    private let released = Atomic<Bool>(false)
     init(transaction: PostgresTransaction) { self.transaction = transaction }
 
     func isHeld() -> Bool {
-        (try? transaction.rows("SELECT 1 AS alive").isEmpty == false) ?? false
+        guard !released.load(ordering: .acquiring) else { return false }
+        return (try? transaction.rows("SELECT 1 AS alive").isEmpty == false) ?? false
     }
 
     func release() {
+        guard released.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
         let c = transaction.connection
         guard !c.isClosed else { return }
         // Unlocked at once when this thread may wait (PostgreSQL ends a closed session in its

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import NIOPosix
+import Synchronization
 
 /// The hub's storage interface (issue 12): one small SQL surface that the hub, the roster, the
 /// shelf and the publisher are written against, with two engines behind it, chosen at
@@ -328,8 +329,12 @@ final class SQLiteEngine: SQLEngine {
 /// `flock` on a file beside the database: held while the process lives.
 final class FileLease: SQLLease {
     private let fd: Int32
+    /// Closed once: a second `close` could close a descriptor the number was given to since.
+    private let released = Atomic<Bool>(false)
 
     private init(fd: Int32) { self.fd = fd }
+
+    deinit { release() }
 
     static func take(_ path: String) throws -> FileLease? {
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
@@ -338,8 +343,11 @@ final class FileLease: SQLLease {
         return FileLease(fd: fd)
     }
 
-    func isHeld() -> Bool { true }
-    func release() { close(fd) }
+    func isHeld() -> Bool { !released.load(ordering: .acquiring) }
+    func release() {
+        guard released.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        close(fd)
+    }
 }
 
 struct SQLiteConnection: SQLConnection {

@@ -85,4 +85,34 @@ import Testing
         }
         #expect(sums.sorted() == (0..<40).map(Int64.init))
     }
+
+    @Test("the publication lease released twice (by its owner, then as it goes) returns at once and is no longer held; another process's store then takes the lock (both engines; a second unlock sent on a closing PostgreSQL connection once waited for good)")
+    func leaseReleasedTwice() async throws {
+        let store = try testHubStore("lease")
+        let first = try store.open(), second = try store.open()
+        defer { first.close(); second.close() }
+        let outcome = try await withThrowingTaskGroup(of: String.self) { group in
+            group.addTask {
+                try await BlockingWork.offload { () -> String in
+                    var lease = try first.engine.tryPublicationLease()
+                    guard let held = lease else { return "not taken" }
+                    held.release()
+                    let stillHeld = held.isHeld()
+                    held.release()
+                    lease = nil   // and once more as it goes
+                    let other = try second.engine.tryPublicationLease()
+                    other?.release()
+                    return "released held=\(stillHeld) other=\(other != nil)"
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: .seconds(60))
+                return "hung"
+            }
+            let first = try await group.next()!
+            group.cancelAll()
+            return first
+        }
+        #expect(outcome == "released held=false other=true")
+    }
 }
