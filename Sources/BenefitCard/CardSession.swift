@@ -4,8 +4,11 @@ import SmartCard
 
 /// The three commands of a write (card spec v2 §5.2), named as in the spec.
 public enum WriteCommand: String, Sendable, Equatable, CaseIterable {
+    /// Step 1: the device certificate given to the card.
     case verifyCertificate = "PSO VERIFY CERTIFICATE"
+    /// Step 2: the card's challenge for `DF48`.
     case getChallenge = "GET CHALLENGE"
+    /// Step 3: the new EF.USAGE record written.
     case updateBinary = "UPDATE BINARY"
 }
 
@@ -36,6 +39,7 @@ public enum CardError: Error, Equatable, Sendable, CustomStringConvertible {
     /// An error of no known kind reached the session; its type and text are kept.
     case unexpected(String)
 
+    /// The failure in words; a refused write names the command, the status word and what it means.
     public var description: String {
         switch self {
         case .notABenefitCard: return "not a benefit card: neither the medical nor the legal aid application answers"
@@ -97,8 +101,11 @@ public enum CardError: Error, Equatable, Sendable, CustomStringConvertible {
 
 /// The keys a terminal trusts, put there by provisioning (issuers) and by the snapshot (devices).
 public struct TrustStore: Sendable {
+    /// The card issuers' keys by identifier (`DF28`), from provisioning: they verify EF.SIGNATURE (§3.2).
     public var issuerKeys: [String: Curve25519.Signing.PublicKey]
+    /// The devices' keys by device identifier (`DF44`), from the snapshot: they verify `DF46` (§5.5).
     public var deviceKeys: [String: Curve25519.Signing.PublicKey]
+    /// A trust store; no keys unless given.
     public init(issuerKeys: [String: Curve25519.Signing.PublicKey] = [:], deviceKeys: [String: Curve25519.Signing.PublicKey] = [:]) {
         self.issuerKeys = issuerKeys
         self.deviceKeys = deviceKeys
@@ -107,11 +114,16 @@ public struct TrustStore: Sendable {
 
 /// Why a card is not authentic (decision `card_not_authentic`).
 public enum NotAuthenticReason: Sendable, Equatable, CustomStringConvertible {
+    /// `DF28` names an issuer key that is not trusted.
     case unknownIssuerKey(String)
+    /// The issuer signature over EF.HOLDER does not verify.
     case issuerSignatureInvalid
+    /// The INTERNAL AUTHENTICATE answer does not verify with `DF29` (a clone, or a relay).
     case internalAuthenticateFailed
+    /// The card refused INTERNAL AUTHENTICATE with this status word.
     case internalAuthenticateRefused(StatusWord)
 
+    /// A stable code for the reason (`issuer_key_unknown`, …), for alerts and logs.
     public var code: String {
         switch self {
         case .unknownIssuerKey: return "issuer_key_unknown"
@@ -121,6 +133,7 @@ public enum NotAuthenticReason: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// The reason in words.
     public var description: String {
         switch self {
         case .unknownIssuerKey(let id): return "issuer key \"\(id)\" is not trusted"
@@ -131,20 +144,27 @@ public enum NotAuthenticReason: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// The verdict of `CardSession.authenticate` (card spec §3.2, §4).
 public enum Authenticity: Sendable, Equatable {
+    /// The issuer signature and the card's answer both verify.
     case authentic
+    /// The card is not authentic, and why (decision `card_not_authentic`).
     case notAuthentic(NotAuthenticReason)
+    /// Whether the verdict is `authentic`.
     public var isAuthentic: Bool { self == .authentic }
 }
 
 /// Where the 32-byte INTERNAL AUTHENTICATE challenges come from; injectable for tests.
 public protocol ChallengeSource {
+    /// The next challenge: 32 bytes, fresh for every session.
     mutating func challenge() -> [UInt8]
 }
 
 /// Fresh challenges from the system's cryptographic random source.
 public struct SystemChallengeSource: ChallengeSource {
+    /// The system's random source.
     public init() {}
+    /// 32 random bytes from `SystemRandomNumberGenerator`.
     public mutating func challenge() -> [UInt8] {
         var g = SystemRandomNumberGenerator()
         return (0..<32).map { _ in UInt8.random(in: 0...255, using: &g) }
@@ -153,10 +173,13 @@ public struct SystemChallengeSource: ChallengeSource {
 
 /// Everything read from a card.
 public struct CardReadout: Sendable, Equatable {
+    /// The application selected.
     public var type: CardType
+    /// EF.HOLDER, validated.
     public var holder: Holder
     /// The exact bytes of the `70` object as read, padding excluded: what the issuer signed.
     public var holderObject: [UInt8]
+    /// EF.SIGNATURE's `DF31`: the issuer's 64-byte Ed25519 signature over `holderObject`.
     public var issuerSignature: [UInt8]
     /// EF.USAGE, medical cards only.
     public var usage: UsageRecord?
@@ -165,9 +188,12 @@ public struct CardReadout: Sendable, Equatable {
 /// One session with one card: select, read, authenticate, write (card spec v2 §2–5).
 /// It never sends a command before the application is selected in this session.
 public final class CardSession {
+    /// The channel to the card (a PC/SC connection or an emulator).
     public let channel: CardChannel
+    /// The application selected in this session; nil before `select()`.
     public private(set) var selected: CardType?
 
+    /// A session over `channel`; nothing is sent until `select()` or `read()`.
     public init(channel: CardChannel) { self.channel = channel }
 
     private func send(_ command: CommandAPDU) throws -> ResponseAPDU {

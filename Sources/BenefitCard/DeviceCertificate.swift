@@ -4,13 +4,20 @@ import SmartCard
 
 /// Why bytes are not a device certificate (card spec v2 §5.2), or one cannot be issued.
 public enum DeviceCertificateError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The bytes are not BER-TLV.
     case malformedTLV(TLVError)
+    /// The object's tag is not `7F21`.
     case notACertificate(found: UInt32)
+    /// This many bytes follow the `7F21` object.
     case trailingBytes(Int)
+    /// The objects found (their tags, in hex) are not `42 5F20 86 5F25 5F24 5F37` in order.
     case wrongObjects(String)
+    /// One object has the wrong length or form.
     case invalidField(tag: UInt32, why: String)
+    /// Issuing: valid from (`YYYYMMDD`) is after valid through.
     case validityReversed(from: String, through: String)
 
+    /// The error as one line naming the certificate field.
     public var description: String {
         switch self {
         case .malformedTLV(let e): return "device certificate: malformed BER-TLV (\(e))"
@@ -26,11 +33,17 @@ public enum DeviceCertificateError: Error, Equatable, Sendable, CustomStringConv
 /// A device certificate, `7F21` (card spec v2 §5.2): the issuer's device CA vouches for a
 /// device's Ed25519 key, for the days `validFrom` … `validThrough` in China Standard Time.
 public struct DeviceCertificate: Sendable, Equatable {
+    /// `42`: the identifier of the device CA key that signed (1–32 ASCII bytes).
     public var caKeyID: String
+    /// `5F20`: the device identifier, which the device writes as `DF44` (1–32 ASCII bytes).
     public var deviceID: String
+    /// `86`: the device's raw 32-byte Ed25519 public key.
     public var devicePublicKey: [UInt8]
+    /// `5F25`: the first day of validity (China Standard Time).
     public var validFrom: CardDate
+    /// `5F24`: the last day of validity (China Standard Time).
     public var validThrough: CardDate
+    /// `5F37`: the CA's 64-byte Ed25519 signature over `signedBytes`.
     public var signature: [UInt8]
     /// The whole `7F21` object, as sent in PSO VERIFY CERTIFICATE.
     public var encoded: [UInt8]

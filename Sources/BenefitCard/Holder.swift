@@ -3,16 +3,26 @@ import SmartCard
 
 /// Why a card is unreadable: it answered, but not as card spec §2–3 says.
 public enum CardFormatError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The file's bytes are not BER-TLV.
     case malformedTLV(file: String, TLVError)
+    /// The file's object has another tag than its template.
     case wrongTemplate(file: String, expected: UInt32, found: UInt32)
+    /// A required field is absent.
     case missingField(tag: UInt32, name: String)
+    /// A field appears twice.
     case duplicateField(tag: UInt32)
+    /// A field breaks its rule (length, digits, date, UTF-8, …), and why.
     case invalidField(tag: UInt32, name: String, why: String)
+    /// READ BINARY found no such file (`6A 82`).
     case fileMissing(String)
+    /// The SELECT answer is not the FCI of §2, and why.
     case badFCI(String)
+    /// A command (SELECT, READ BINARY) answered a status word the spec does not allow there.
     case unexpectedStatus(command: String, StatusWord)
+    /// A command's answer has the wrong form, and why.
     case badAnswer(command: String, why: String)
 
+    /// The error as one line naming the file or field (tags in hex).
     public var description: String {
         switch self {
         case .malformedTLV(let f, let e): return "\(f): malformed BER-TLV (\(e))"
@@ -33,13 +43,21 @@ public enum CardFormatError: Error, Equatable, Sendable, CustomStringConvertible
 /// (`DF23`) is required and its GB 11643 check digit validated, but it is not kept: the
 /// kiosk stores and derives nothing from it. Persons are known by `personRef` (`DF2A`).
 public struct Holder: Sendable, Equatable {
+    /// `DF21`: the card number, 16 digits.
     public var cardNumber: String
+    /// `DF22`: the holder's name, 1–30 bytes of UTF-8.
     public var name: String
+    /// `DF24`: the holder category.
     public var category: HolderCategory
+    /// `DF25`: the issuing region, 6 digits.
     public var region: String
+    /// `DF26`: the issue date.
     public var issued: CardDate
+    /// `DF27`: the expiry date, not before the issue date.
     public var expires: CardDate
+    /// `DF28`: the identifier of the issuer key that signed EF.HOLDER (1–32 ASCII bytes).
     public var issuerKeyID: String
+    /// `DF29`: the card's raw 32-byte Ed25519 public key (§4, §5.4).
     public var cardPublicKey: [UInt8]
     /// `DF2A`, the platform's person reference: 32 lowercase hex digits.
     public var personRef: String

@@ -5,16 +5,21 @@ import SmartCard
 
 /// The two card applications of card spec v2.
 public enum CardType: String, Sendable, CaseIterable, Codable {
+    /// 惠民医疗卡, AID `F1 48 55 49 4D 49 4E 01`, type `01`.
     case medical
+    /// 法律援助卡, AID `F1 46 41 59 55 41 4E 01`, type `02`.
     case legalAid = "legal_aid"
 
+    /// The application identifier SELECT names (card spec §2).
     public var aid: [UInt8] {
         switch self {
         case .medical: return [0xF1, 0x48, 0x55, 0x49, 0x4D, 0x49, 0x4E, 0x01]   // F1 "HUIMIN" 01
         case .legalAid: return [0xF1, 0x46, 0x41, 0x59, 0x55, 0x41, 0x4E, 0x01]  // F1 "FAYUAN" 01
         }
     }
+    /// The card type in the FCI's `DF01`: `01` medical, `02` legal aid.
     public var typeByte: UInt8 { self == .medical ? 0x01 : 0x02 }
+    /// 惠民医疗卡 or 法律援助卡.
     public var chineseName: String { self == .medical ? "惠民医疗卡" : "法律援助卡" }
     /// Selection order when the terminal does not know which card it holds (§2).
     public static let selectionOrder: [CardType] = [.medical, .legalAid]
@@ -22,23 +27,31 @@ public enum CardType: String, Sendable, CaseIterable, Codable {
 
 /// Holder categories (card spec §3.1, `DF24`).
 public struct HolderCategory: Hashable, Sendable, Codable, CustomStringConvertible {
+    /// The `DF24` byte.
     public let code: UInt8
+    /// A category of any code, known or not.
     public init(code: UInt8) { self.code = code }
     /// Two hex digits as in the snapshot (`"01"`).
     public var codeString: String { String(format: "%02X", code) }
+    /// The categories the spec names, with their Chinese names.
     public static let known: [UInt8: String] = [
         0x01: "城乡最低生活保障对象（低保）", 0x02: "农村五保供养对象", 0x03: "城镇“三无”人员",
         0x04: "低保边缘户", 0x05: "贫困残疾人", 0x06: "下岗失业困难人员", 0x09: "政府确定的其他救助对象",
     ]
+    /// The category's Chinese name; 未知类别 for a code the spec does not name.
     public var chineseName: String { HolderCategory.known[code] ?? "未知类别" }
+    /// Whether the spec names the code.
     public var isKnown: Bool { HolderCategory.known[code] != nil }
+    /// The code and the Chinese name (`01 城乡最低生活保障对象（低保）`).
     public var description: String { "\(codeString) \(chineseName)" }
 }
 
 /// A calendar date `YYYYMMDD` as written on the card.
 public struct CardDate: Hashable, Sendable, Comparable, CustomStringConvertible {
+    /// The date's parts (month and day 1-based).
     public let year: Int, month: Int, day: Int
 
+    /// A date from `YYYYMMDD`; nil unless 8 digits making a calendar date of 1900 or later.
     public init?(_ text: String) {
         let u = Array(text.utf8)
         guard u.count == 8, u.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
@@ -55,6 +68,7 @@ public struct CardDate: Hashable, Sendable, Comparable, CustomStringConvertible 
         }
     }
 
+    /// Calendar order.
     public static func < (a: CardDate, b: CardDate) -> Bool {
         (a.year, a.month, a.day) < (b.year, b.month, b.day)
     }
@@ -92,12 +106,15 @@ public struct CardDate: Hashable, Sendable, Comparable, CustomStringConvertible 
     /// The first instant after this day ends in China Standard Time.
     public var endOfDayChinaStandardTime: Date { startChinaStandardTime.addingTimeInterval(86_400) }
 
+    /// `YYYY-MM-DD`.
     public var description: String { String(format: "%04d-%02d-%02d", year, month, day) }
 }
 
 /// China Standard Time (UTC+8, no daylight saving): periods and expiry are in it.
 public enum ChinaStandardTime {
+    /// UTC+8.
     public static let timeZone = TimeZone(secondsFromGMT: 8 * 3600)!
+    /// A Gregorian calendar in China Standard Time.
     public static let calendar: Calendar = {
         var c = Calendar(identifier: .gregorian)
         c.timeZone = timeZone

@@ -4,24 +4,34 @@ import SmartCard
 
 /// EF.USAGE, template `72` (card spec v2 §5): the card's own annual usage record.
 public struct UsageRecord: Sendable, Equatable {
+    /// One program's usage in the record: an `E1` object (`DF47`, `DF42`).
     public struct Entry: Sendable, Equatable, Codable {
+        /// `DF47`: the program code, 1–16 characters of `A–Z 0–9 -`.
         public var program: String
+        /// `DF42`: what the program has used in the record's period, in fen (4 bytes on the card).
         public var usedFen: Int64
+        /// An entry of a program code and its used amount in fen.
         public init(program: String, usedFen: Int64) { self.program = program; self.usedFen = usedFen }
     }
 
     /// Present unless the record is the empty `72 00` of a new card.
     public struct Body: Sendable, Equatable {
+        /// `DF41`: the period, the year as 4 digits.
         public var period: String
+        /// `DF44`: the identifier of the device that wrote the record (its certificate's `5F20`).
         public var terminalID: String
+        /// `DF45`: when it was written, `YYYY-MM-DDTHH:MM:SSZ` in UTC.
         public var writtenAt: String
+        /// The `E1` entries, 1 to 3, in the order written.
         public var entries: [Entry]
         /// `DF48`: the card's GET CHALLENGE answer that preceded the write (16 bytes).
         public var challenge: [UInt8]
+        /// `DF46`: the writing device's 64-byte Ed25519 signature (§5.1).
         public var signature: [UInt8]
         /// Every byte of the `72` value before `DF46`: what `DF46` signs (after "USAGE-V2" ‖ card number).
         public var signedBytes: [UInt8]
 
+        /// A body from its fields, as parsed; nothing is checked.
         public init(period: String, terminalID: String, writtenAt: String, entries: [Entry], challenge: [UInt8],
                     signature: [UInt8], signedBytes: [UInt8]) {
             self.period = period; self.terminalID = terminalID; self.writtenAt = writtenAt; self.entries = entries
@@ -29,14 +39,19 @@ public struct UsageRecord: Sendable, Equatable {
         }
     }
 
+    /// `DF43`: the write sequence, 0 for the empty record; every write adds 1 (§5.3).
     public var sequence: UInt32
+    /// The fields after the sequence; nil for the empty record `72 00`.
     public var body: Body?
     /// The exact `72` object (tag, length, value; padding excluded) as read or built;
     /// `72 00` for the empty record. INTERNAL AUTHENTICATE signs its SHA-256 (§4).
     public private(set) var object: [UInt8]
 
+    /// The empty record of a new card: sequence 0, no body.
     public static let empty = UsageRecord(sequence: 0, body: nil)
+    /// The bytes of the empty record, `72 00`.
     public static let emptyObject: [UInt8] = [0x72, 0x00]
+    /// Whether this is the empty record.
     public var isEmpty: Bool { body == nil }
 
     /// SHA-256 of `object`.
@@ -244,16 +259,24 @@ public struct UsageRecord: Sendable, Equatable {
     }
 }
 
+/// What a terminal makes of a record's `DF46` (card spec §5.5).
 public enum UsageTrust: Sendable, Equatable, CustomStringConvertible {
+    /// The empty record of a new card: nothing to verify.
     case empty
+    /// `DF46` verifies with the key of this device.
     case trusted(deviceID: String)
+    /// `DF46` cannot be trusted (`usage_record_untrusted`); the record still counts.
     case untrusted(UntrustedReason)
 
+    /// Why a record is untrusted.
     public enum UntrustedReason: Sendable, Equatable {
+        /// `DF44` names a device whose key the terminal does not hold.
         case unknownDevice(String)
+        /// The signature does not verify with the device's key.
         case badSignature
     }
 
+    /// The verdict in words.
     public var description: String {
         switch self {
         case .empty: return "empty record (new card)"
@@ -266,18 +289,30 @@ public enum UsageTrust: Sendable, Equatable, CustomStringConvertible {
 
 /// Why a usage record cannot be built: thrown by `encode` and `next`, never a trap.
 public enum UsageWriteError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// `next`: the period would hold more than 3 programs.
     case tooManyPrograms
+    /// `next`: the sequence is already `UInt32.max`.
     case sequenceExhausted
+    /// `encode`: not 1 to 3 entries.
     case entryCount(Int)
+    /// A program code that is not 1–16 characters of `A–Z 0–9 -`.
     case invalidProgramCode(String)
+    /// `encode`: a program appears twice.
     case duplicateProgram(String)
+    /// A used amount (fen) below 0 or beyond the 4 bytes of `DF42`.
     case amountOutOfRange(program: String, Int64)
+    /// `encode`: a period that is not 4 digits.
     case invalidPeriod(String)
+    /// `encode`: a terminal identifier that is not 1–32 printable ASCII bytes.
     case invalidTerminalID(String)
+    /// `encode`: a card number that is not 16 digits.
     case invalidCardNumber(String)
+    /// `encode`: a challenge that is not 16 bytes.
     case invalidChallenge(length: Int)
+    /// `encode`: the object would be longer than `maxObjectLength`.
     case tooLong(Int)
 
+    /// The error as one line.
     public var description: String {
         switch self {
         case .tooManyPrograms: return "a usage record holds at most 3 programs"

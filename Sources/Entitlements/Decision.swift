@@ -2,16 +2,20 @@ import Foundation
 
 /// What the card itself says, after reading and authenticating it.
 public struct CardFacts: Sendable, Equatable {
+    /// The card number (16 digits), from EF.HOLDER.
     public var cardNumber: String
+    /// Medical or legal aid: the application selected (card spec §2).
     public var kind: CardKind
     /// Holder category, two hex digits as in the snapshot (`"01"`).
     public var category: String
+    /// Whether the card's expiry date (`DF27`) has passed (card spec §3.1, snapshot spec §3).
     public var expired: Bool
     /// C per program for the current period (already 0 for another period).
     public var cardUsedFen: [String: Fen]
     /// Why the card's own time is ahead of the terminal's (card spec §5.5: a later period, or
     /// `DF45` more than 10 minutes ahead); nil when it is not. Refuses subsidies to this card.
     public var clockAhead: String?
+    /// The facts of one card; no card usage and a clock not ahead unless given.
     public init(cardNumber: String, kind: CardKind, category: String, expired: Bool, cardUsedFen: [String: Fen] = [:], clockAhead: String? = nil) {
         self.cardNumber = cardNumber; self.kind = kind; self.category = category
         self.expired = expired; self.cardUsedFen = cardUsedFen; self.clockAhead = clockAhead
@@ -26,20 +30,27 @@ public struct DeviceStanding: Sendable, Equatable {
     /// Why the kiosk's clock is suspect (`clock_suspect`): it reads more than 10 minutes
     /// before the floor. nil: it is not.
     public var clockSuspect: String?
+    /// A standing; a nil reason means nothing stands in the way.
     public init(retired: String? = nil, clockSuspect: String? = nil) { self.retired = retired; self.clockSuspect = clockSuspect }
+    /// A device that may grant: neither retired nor its clock suspect.
     public static let ok = DeviceStanding()
 }
 
 /// The snapshot's view of one card, as the store looks it up.
 public struct SnapshotView: Sendable, Equatable {
+    /// The installed snapshot's id.
     public var snapshotID: String
+    /// When the snapshot expires: from then on subsidies refuse `snapshot_expired`; status checks still answer.
     public var expiresAt: Date
+    /// The card's entry; nil when the snapshot does not know the card.
     public var card: CardEntry?
+    /// The entry of the card's person; nil when the snapshot does not hold it.
     public var person: Person?
     /// Every program of the snapshot named in the person's `programs`.
     public var programs: [Program]
     /// S and L per program code for the current period.
     public var usage: [String: UsageFigures]
+    /// A view; `usage` empty means S and L are 0 for every program.
     public init(snapshotID: String, expiresAt: Date, card: CardEntry?, person: Person?, programs: [Program], usage: [String: UsageFigures] = [:]) {
         self.snapshotID = snapshotID; self.expiresAt = expiresAt; self.card = card; self.person = person
         self.programs = programs; self.usage = usage
@@ -48,42 +59,63 @@ public struct SnapshotView: Sendable, Equatable {
 
 /// One program's part of a status answer.
 public struct ProgramStatus: Sendable, Equatable {
+    /// The program.
     public var program: Program
     /// Medical: what is left this period; nil for legal aid.
     public var remainingFen: Fen?
+    /// Medical: used = max(S + L, C) this period; nil for legal aid.
     public var usedFen: Fen?
 }
 
 /// A status check's answer.
 public struct StatusDecision: Sendable, Equatable {
+    /// `eligible`, or the refusal's code.
     public var code: ReasonCode
+    /// The refusal's reason in words; empty when eligible.
     public var detail: String
+    /// The eligible programs in priority order; empty for a refusal.
     public var programs: [ProgramStatus]
+    /// Whether the code is `eligible`.
     public var isEligible: Bool { code == .eligible }
+    /// A status answer from its parts.
     public init(code: ReasonCode, detail: String, programs: [ProgramStatus]) { self.code = code; self.detail = detail; self.programs = programs }
 }
 
 /// One program's share of a subsidy.
 public struct Allocation: Sendable, Equatable, Codable {
+    /// The program code.
     public var program: String
+    /// This program's subsidy, in fen.
     public var subsidyFen: Fen
+    /// What the program had used this period before the subsidy (max(S + L, C)), in fen.
     public var usedBeforeFen: Fen
+    /// Used before plus this subsidy, in fen.
     public var usedAfterFen: Fen
+    /// One program's share from its figures (fen).
     public init(program: String, subsidyFen: Fen, usedBeforeFen: Fen, usedAfterFen: Fen) {
         self.program = program; self.subsidyFen = subsidyFen; self.usedBeforeFen = usedBeforeFen; self.usedAfterFen = usedAfterFen
     }
 }
 
+/// A subsidy's answer for one bill (snapshot spec §5–6): granted with each program's share, or the refusal.
 public struct SubsidyDecision: Sendable, Equatable {
+    /// `granted`, or the refusal's code.
     public var code: ReasonCode
+    /// The refusal's reason in words; empty when granted.
     public var detail: String
+    /// The bill, in fen.
     public var billFen: Fen
+    /// Each program's share in priority order; empty unless granted.
     public var allocations: [Allocation]
+    /// A subsidy answer from its parts.
     public init(code: ReasonCode, detail: String, billFen: Fen, allocations: [Allocation]) {
         self.code = code; self.detail = detail; self.billFen = billFen; self.allocations = allocations
     }
+    /// The whole subsidy, every program's share summed, in fen.
     public var subsidyFen: Fen { allocations.reduce(0) { $0 + $1.subsidyFen } }
+    /// What the patient pays: the bill less the subsidy, in fen.
     public var patientPaysFen: Fen { billFen - subsidyFen }
+    /// Whether the code is `granted`.
     public var isGranted: Bool { code == .granted }
 }
 

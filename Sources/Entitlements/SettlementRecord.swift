@@ -2,9 +2,13 @@ import Foundation
 
 /// The kinds of settlement record (upload spec §1).
 public enum RecordKind: String, Codable, Sendable, CaseIterable {
+    /// One program's part of one bill (`medical_subsidy`).
     case medicalSubsidy = "medical_subsidy"
+    /// A subsidy taken back (`subsidy_reversal`).
     case subsidyReversal = "subsidy_reversal"
+    /// A legal-aid application filed with the card (`legal_aid_application`).
     case legalAidApplication = "legal_aid_application"
+    /// Something the technician and the platform should know (`alert`).
     case alert
 }
 
@@ -16,14 +20,21 @@ public enum RecordKind: String, Codable, Sendable, CaseIterable {
 /// What JSON numbers count as integers is stricter in the hub's own structure check (upload
 /// spec §5: `1.0` is not an integer), which runs on the raw object before this model is read.
 public struct SettlementRecord: Codable, Sendable, Equatable {
+    /// `<device_id>-<seq>`.
     public var recordID: String
+    /// The device's gapless record sequence number.
     public var seq: Int64
+    /// When the record was made: RFC 3339 UTC text as written (`created_at`).
     public var createdAt: String
+    /// The snapshot installed when the record was made; nil before the first.
     public var snapshotID: String?
+    /// The kind's own fields.
     public var content: Content
 
+    /// The record's kind, from its content.
     public var kind: RecordKind { content.kind }
 
+    /// A record from its common fields and content.
     public init(recordID: String, seq: Int64, createdAt: String, snapshotID: String?, content: Content) {
         self.recordID = recordID
         self.seq = seq
@@ -34,11 +45,16 @@ public struct SettlementRecord: Codable, Sendable, Equatable {
 
     /// What the record says, by kind.
     public enum Content: Sendable, Equatable {
+        /// The fields of a `medical_subsidy`.
         case medicalSubsidy(MedicalSubsidy)
+        /// The fields of a `subsidy_reversal`.
         case subsidyReversal(SubsidyReversal)
+        /// The fields of a `legal_aid_application`.
         case legalAidApplication(LegalAidApplication)
+        /// The fields of an `alert`.
         case alert(Alert)
 
+        /// The kind of record this content makes.
         public var kind: RecordKind {
             switch self {
             case .medicalSubsidy: return .medicalSubsidy
@@ -51,23 +67,36 @@ public struct SettlementRecord: Codable, Sendable, Equatable {
 
     /// One program's part of one bill, for one card write.
     public struct MedicalSubsidy: Codable, Sendable, Equatable {
+        /// The card written (16 digits).
         public var cardNumber: String
+        /// The card's person reference (32 lowercase hex digits).
         public var personRef: String
+        /// The program code.
         public var program: String
+        /// The period the subsidy counts in (the China Standard Time year, `"2026"`).
         public var period: String
+        /// The bill's reference, the same on every record of the bill.
         public var billReference: String
+        /// The whole bill, in fen.
         public var billFen: Int64
+        /// This program's subsidy, in fen.
         public var subsidyFen: Int64
+        /// What the patient pays of the whole bill, in fen.
         public var patientPaysFen: Int64
+        /// The program's usage this period before this subsidy, in fen.
         public var usedBeforeFen: Int64
+        /// The program's usage this period after this subsidy, in fen.
         public var usedAfterFen: Int64
+        /// The sequence (`DF43`) of the EF.USAGE record the card acknowledged.
         public var cardSequence: Int64
         /// `DF48`, 32 lowercase hex digits.
         public var cardChallenge: String
         /// The card's acknowledgement (card spec §5.4), base64.
         public var cardAck: String
+        /// The institution code the device was provisioned with (`330782-H01`).
         public var institution: String
 
+        /// A subsidy record's fields; amounts in fen.
         public init(cardNumber: String, personRef: String, program: String, period: String, billReference: String, billFen: Int64,
                     subsidyFen: Int64, patientPaysFen: Int64, usedBeforeFen: Int64, usedAfterFen: Int64, cardSequence: Int64,
                     cardChallenge: String, cardAck: String, institution: String) {
@@ -89,10 +118,14 @@ public struct SettlementRecord: Codable, Sendable, Equatable {
     public struct SubsidyReversal: Codable, Sendable, Equatable {
         /// The `record_id` of the `medical_subsidy` reversed.
         public var reverses: String
+        /// The amount taken back, in fen.
         public var amountFen: Int64
+        /// Why, in the operator's words.
         public var reason: String
+        /// Who reversed it.
         public var `operator`: String
 
+        /// A reversal of the subsidy `reverses` names; the amount in fen.
         public init(reverses: String, amountFen: Int64, reason: String, operator op: String) {
             self.reverses = reverses; self.amountFen = amountFen; self.reason = reason; self.operator = op
         }
@@ -102,11 +135,17 @@ public struct SettlementRecord: Codable, Sendable, Equatable {
 
     /// A legal-aid application filed with the card.
     public struct LegalAidApplication: Codable, Sendable, Equatable {
+        /// The card that filed it (16 digits).
         public var cardNumber: String
+        /// The card's person reference (32 lowercase hex digits).
         public var personRef: String
+        /// The legal-aid program code.
         public var program: String
+        /// The matter code.
         public var matter: String
+        /// Priority handling (the receipt's priority note); true unless given otherwise.
         public var priority: Bool
+        /// A phone number to call back; nil when none was given.
         public var contactPhone: String?
         /// The card's consent (upload spec §1, amendment 2026-12-06): the SHA-256 of the EF.USAGE
         /// object the card signed over (of `72 00` for a legal-aid card), 64 lowercase hex digits.
@@ -115,6 +154,7 @@ public struct SettlementRecord: Codable, Sendable, Equatable {
         /// `consentPreimage` hashes to.
         public var cardAuth: String?
 
+        /// An application's fields; the consent (`cardUsageDigest`, `cardAuth`) nil until the card has answered.
         public init(cardNumber: String, personRef: String, program: String, matter: String, priority: Bool = true, contactPhone: String? = nil,
                     cardUsageDigest: String? = nil, cardAuth: String? = nil) {
             self.cardNumber = cardNumber; self.personRef = personRef; self.program = program; self.matter = matter
@@ -142,12 +182,16 @@ public struct SettlementRecord: Codable, Sendable, Equatable {
 
     /// Something the technician and the platform should know.
     public struct Alert: Codable, Sendable, Equatable {
+        /// The alert code (`card_not_authentic`, `printer_fault`, …: upload spec §1).
         public var code: String
+        /// The card concerned; nil when none is.
         public var cardNumber: String?
+        /// What happened, in words.
         public var detail: String
         /// Who acted, for alerts that record a technician's action (`clock_reset`).
         public var `operator`: String?
 
+        /// An alert from its fields.
         public init(code: String, cardNumber: String? = nil, detail: String, operator op: String? = nil) {
             self.code = code; self.cardNumber = cardNumber; self.detail = detail; self.operator = op
         }
@@ -159,6 +203,7 @@ public struct SettlementRecord: Codable, Sendable, Equatable {
         case recordID = "record_id", seq, kind, createdAt = "created_at", snapshotID = "snapshot_id"
     }
 
+    /// Reads the flat object; a missing or mistyped field, `snapshot_id` included, throws `DecodingError`.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         recordID = try c.decode(String.self, forKey: .recordID)
@@ -177,6 +222,7 @@ public struct SettlementRecord: Codable, Sendable, Equatable {
         }
     }
 
+    /// Writes the flat object, `snapshot_id` as `null` when there is none.
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(recordID, forKey: .recordID)
@@ -204,10 +250,15 @@ public struct SettlementRecord: Codable, Sendable, Equatable {
         self = try JSONDecoder().decode(SettlementRecord.self, from: Data(json))
     }
 
+    /// A record read from its JSON text.
     public init(json: String) throws { try self.init(json: Array(json.utf8)) }
 
+    /// The subsidy's fields; nil for another kind.
     public var medicalSubsidy: MedicalSubsidy? { if case .medicalSubsidy(let m) = content { return m } else { return nil } }
+    /// The reversal's fields; nil for another kind.
     public var subsidyReversal: SubsidyReversal? { if case .subsidyReversal(let r) = content { return r } else { return nil } }
+    /// The application's fields; nil for another kind.
     public var legalAidApplication: LegalAidApplication? { if case .legalAidApplication(let l) = content { return l } else { return nil } }
+    /// The alert's fields; nil for another kind.
     public var alert: Alert? { if case .alert(let a) = content { return a } else { return nil } }
 }

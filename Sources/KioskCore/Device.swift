@@ -7,9 +7,14 @@ import KioskStore
 
 /// What provisioning records (`STATE_DIR/device.json`); the key is beside it in `device.key` (0600).
 public struct DeviceConfig: Codable, Sendable, Equatable {
+    /// A hospital kiosk (bills subsidised, with the bill API) or a township terminal
+    /// (allowance checks and legal-aid applications).
     public enum Profile: String, Codable, Sendable { case hospital, township }
+    /// The device's id: 1–20 characters of A–Z 0–9 - (receipt spec §1).
     public var deviceID: String
+    /// The institution the device serves (its code), written into subsidy records.
     public var institution: String
+    /// Which kind of kiosk this is.
     public var profile: Profile
     /// Trusted card issuer public keys (base64) by key identifier.
     public var issuerKeys: [String: String]
@@ -18,6 +23,7 @@ public struct DeviceConfig: Codable, Sendable, Equatable {
     /// The issuer's device-CA public keys (base64) by key identifier: a device certificate
     /// (card spec §5.2) is installed only when one of them signed it.
     public var deviceCAKeys: [String: String]
+    /// The settlement hub's base URL: `https`, or `http` on loopback only (upload spec §2).
     public var hubURL: String
     /// The hub's CA certificates (PEM) from provisioning (upload spec §2: "the hub URL and its
     /// CA come from provisioning"). When set, the uploader trusts these and nothing else;
@@ -25,6 +31,7 @@ public struct DeviceConfig: Codable, Sendable, Equatable {
     public var hubCAPEM: String?
     /// `file:/path`, `tcp:host:9100` or `device:/dev/usb/lp0`.
     public var printer: String
+    /// When the device was last provisioned, RFC 3339 UTC.
     public var provisionedAt: String
     /// The region whose snapshots this kiosk syncs (sync spec §2); nil: the installed snapshot's.
     public var region: String?
@@ -40,6 +47,7 @@ public struct DeviceConfig: Codable, Sendable, Equatable {
         case hubURL = "hub_url", hubCAPEM = "hub_ca_pem", printer, provisionedAt = "provisioned_at", region, screen
     }
 
+    /// A configuration as given (`kioskctl provision` makes it).
     public init(deviceID: String, institution: String, profile: Profile, issuerKeys: [String: String], authorityKeys: [String: String],
                 deviceCAKeys: [String: String] = [:], hubURL: String, hubCAPEM: String? = nil, printer: String, provisionedAt: String,
                 region: String? = nil) {
@@ -65,6 +73,7 @@ public struct ScreenSettings: Codable, Sendable, Equatable {
     public var cancelSeconds: Int = 60
     /// Voice prompts on or off, and their volume in percent.
     public var voice: Bool = true
+    /// The voice prompts' volume in percent, 0–100.
     public var volume: Int = 80
     /// The institution's name as people know it (市第一人民医院), shown on the screen and the
     /// slip instead of its code; nil: none shown.
@@ -72,6 +81,7 @@ public struct ScreenSettings: Codable, Sendable, Equatable {
     /// The help counter's phone number, shown beside `helpDesk`.
     public var helpPhone: String?
 
+    /// The defaults.
     public init() {}
 
     enum CodingKeys: String, CodingKey {
@@ -80,6 +90,9 @@ public struct ScreenSettings: Codable, Sendable, Equatable {
         case displayName = "display_name", helpPhone = "help_phone"
     }
 
+    /// Reads `screen` from `device.json`, a missing key taking its default.
+    /// - Throws: `DecodingError` when `result_seconds` is outside 5…600, `cancel_seconds`
+    /// outside 0…300 or `volume` outside 0…100.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = ScreenSettings()
@@ -104,14 +117,23 @@ public struct ScreenSettings: Codable, Sendable, Equatable {
     }
 }
 
+/// Why a device could not be provisioned, opened or given a certificate.
 public enum DeviceError: Error, CustomStringConvertible {
+    /// No `device.json` in the state folder (named).
     case notProvisioned(String)
+    /// The device key (or the seed given) is unreadable.
     case badKey(String)
+    /// `device.json` cannot be read or written, or holds a bad key.
     case badConfig(String)
+    /// Another device key is already provisioned here (`--replace-key` replaces it).
     case keyMismatch
+    /// The state folder belongs to another device id.
     case deviceIDChange(from: String, to: String)
+    /// Not a device id the receipt's QR can carry.
     case badDeviceID(String)
+    /// A device certificate refused, with why.
     case badCertificate(String)
+    /// The failure in one line, with what to do where there is something.
     public var description: String {
         switch self {
         case .notProvisioned(let dir): return "the device is not provisioned (no device.json in \(dir)); run kioskctl provision"
@@ -128,16 +150,22 @@ public enum DeviceError: Error, CustomStringConvertible {
 /// A provisioned device: its configuration, its signing key and its store (checked
 /// `Sendable`: every stored property is a `let` of a `Sendable` type).
 public final class Device: Sendable {
+    /// The state folder (`STATE_DIR`): `device.json`, `device.key`, `kiosk.sqlite`, `device.cert`.
     public let stateDir: URL
+    /// What provisioning recorded.
     public let config: DeviceConfig
+    /// The device key (Ed25519): it signs EF.USAGE records, receipts, upload batches and sync requests.
     public let signingKey: Curve25519.Signing.PrivateKey
+    /// The device's store (`kiosk.sqlite`).
     public let store: KioskStore
     /// The device certificate (card spec §5.2), installed by the technician or renewed through
     /// the hub; nil before. A renewal takes effect at once.
     public var certificate: DeviceCertificate? { currentCertificate.withLock { $0 } }
     private let currentCertificate: Mutex<DeviceCertificate?>
 
+    /// Who this device is, as the ledger needs it.
     public var context: DeviceContext { DeviceContext(deviceID: config.deviceID, institution: config.institution) }
+    /// The device's public key, base64 of its 32 bytes.
     public var publicKeyBase64: String { signingKey.publicKey.rawRepresentation.base64EncodedString() }
 
     static func paths(_ dir: URL) -> (config: URL, key: URL, db: URL, certificate: URL) {
@@ -145,6 +173,8 @@ public final class Device: Sendable {
          dir.appendingPathComponent("device.cert"))
     }
 
+    /// Opens a provisioned device: its configuration, key, certificate (if any) and store.
+    /// - Throws: `DeviceError` (not provisioned, a bad key, id or certificate) or `StoreError`.
     public init(stateDir: URL) throws {
         let p = Device.paths(stateDir)
         guard let data = FileManager.default.contents(atPath: p.config.path) else { throw DeviceError.notProvisioned(stateDir.path) }
@@ -262,6 +292,8 @@ public final class Device: Sendable {
         return cert
     }
 
+    /// Checks a certificate for this device as `installCertificate` does, without storing it.
+    /// - Throws: `DeviceError.badCertificate`, saying why.
     public func checkCertificate(_ bytes: [UInt8], now: Date) throws -> DeviceCertificate {
         let cert: DeviceCertificate
         do { cert = try DeviceCertificate(bytes: bytes) } catch { throw DeviceError.badCertificate("not a device certificate (7F21): \(error)") }
@@ -283,13 +315,16 @@ public final class Device: Sendable {
         return cert
     }
 
+    /// The device-CA keys from provisioning, by key id (unreadable ones left out).
     public var trustedDeviceCAs: [String: Curve25519.Signing.PublicKey] {
         config.deviceCAKeys.compactMapValues { Data(base64Encoded: $0).flatMap { try? Curve25519.Signing.PublicKey(rawRepresentation: $0) } }
     }
 
+    /// The snapshot authority keys from provisioning, by key id.
     public var trustedAuthorities: [String: Curve25519.Signing.PublicKey] {
         config.authorityKeys.compactMapValues { Data(base64Encoded: $0).flatMap { try? Curve25519.Signing.PublicKey(rawRepresentation: $0) } }
     }
+    /// The card issuer keys from provisioning, by key id.
     public var trustedIssuers: [String: Curve25519.Signing.PublicKey] {
         config.issuerKeys.compactMapValues { Data(base64Encoded: $0).flatMap { try? Curve25519.Signing.PublicKey(rawRepresentation: $0) } }
     }
@@ -297,9 +332,13 @@ public final class Device: Sendable {
 
 /// The clock, injectable: the system's, or a fixed instant for tests.
 public struct KioskClock: Sendable {
+    /// Reads the clock.
     public let now: @Sendable () -> Date
+    /// A clock that reads `now`.
     public init(now: @escaping @Sendable () -> Date) { self.now = now }
+    /// The system clock.
     public static let system = KioskClock { Date() }
+    /// A clock stopped at `d`.
     public static func fixed(_ d: Date) -> KioskClock { KioskClock { d } }
 
     /// Whether this build reads the test hooks (`BENEFIT_KIOSK_TEST_NOW`,

@@ -117,6 +117,7 @@ public struct Guidance: Sendable, Equatable {
 
 /// Yuan from fen, as people read it: "12.30".
 public enum Money {
+    /// `fen` as yuan with two decimals (1230 → "12.30", −5 → "-0.05").
     public static func yuan(_ fen: Int64) -> String {
         let f = abs(fen)
         return (fen < 0 ? "-" : "") + "\(f / 100)." + String(format: "%02lld", f % 100)
@@ -269,8 +270,10 @@ public enum VoicePrompts {
         return made
     }
 
+    /// Why prompts could not be generated: espeak-ng cannot run, or one prompt failed.
     public enum VoiceError: Error, CustomStringConvertible {
         case noSynthesiser(String), failed(String, String)
+        /// The failure in one line.
         public var description: String {
             switch self {
             case .noSynthesiser(let why): return "cannot run espeak-ng (apt install espeak-ng): \(why)"

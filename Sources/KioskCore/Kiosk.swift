@@ -8,14 +8,20 @@ import SmartCard
 
 /// The card as presented: read, authenticated, its pending deductions resolved.
 public struct PresentedCard {
+    /// The card's session, still open: a write or INTERNAL AUTHENTICATE goes through it.
     public var session: CardSession
+    /// What was read (EF.HOLDER, EF.USAGE), updated when resolving a pending deduction wrote the card.
     public var readout: CardReadout
+    /// What the decision needs of the card: number, type, category, expiry, C and a clock ahead.
     public var facts: CardFacts
     /// The platform's person reference (card `DF2A`): the only key to the person.
     public var personRef: String { readout.holder.personRef }
+    /// Whether EF.USAGE's `DF46` verifies with a device key the snapshot knows (card spec §5.5);
+    /// nil when the card holds no usage record.
     public var usageTrust: UsageTrust?
     /// What this device allows now (sync spec §5–6): subsidies only.
     public var standing: DeviceStanding
+    /// The current period (calendar year, China Standard Time) at presentation.
     public var period: String
     /// What resolving this card's pending deductions did (card spec §6 step 6).
     public var resolved: [(deductionID: Int64, committed: Bool)]
@@ -26,18 +32,27 @@ public struct PresentedCard {
 
 /// A decision that stopped before the snapshot (card-level): the code and why.
 public struct CardRefusal: Error {
+    /// The decision code (`card_unreadable`, `card_not_authentic`, `card_removed`, …).
     public var code: ReasonCode
+    /// Why, in one line.
     public var detail: String
+    /// The card concerned; nil when it could not be read.
     public var cardNumber: String?
 }
 
+/// A status check's result: the card and its standing per program.
 public struct CheckOutcome {
+    /// The card as presented.
     public var card: PresentedCard
+    /// The status decision (snapshot spec §3–4).
     public var decision: StatusDecision
 }
 
+/// What `Kiosk.charge` did with a bill: the decision and, when granted, what was written and recorded.
 public struct ChargeOutcome {
+    /// The card as presented.
     public var card: PresentedCard
+    /// The subsidy decision (granted with its allocations, or the refusal's code).
     public var decision: SubsidyDecision
     /// The settlement records made (granted only).
     public var records: [StoredRecord]
@@ -65,19 +80,27 @@ public enum ChargeStep: Sendable, Equatable {
     case write(confirmed: [Allocation]?)
 }
 
+/// What `Kiosk.applyLegalAid` did: the card, its standing and the application's record.
 public struct LegalAidOutcome {
+    /// The card as presented.
     public var card: PresentedCard
+    /// The card's standing; refused when the matter is not covered or the daily limit is reached.
     public var decision: StatusDecision
+    /// The application's record; nil when nothing was filed.
     public var record: StoredRecord?
 }
 
 /// One card session end to end (card spec §6), shared by the daemon and the command line.
 public final class Kiosk {
+    /// The provisioned device: its key, certificate and store.
     public let device: Device
+    /// The clock every decision and record reads.
     public let clock: KioskClock
     var challenges: any ChallengeSource
     let logger: Logger
 
+    /// A kiosk for `device`; `challenges` gives each session's INTERNAL AUTHENTICATE challenge
+    /// (card spec §4).
     public init(device: Device, clock: KioskClock = .system, challenges: any ChallengeSource = SystemChallengeSource(),
                 logger: Logger = Logger(label: "kiosk")) {
         self.device = device

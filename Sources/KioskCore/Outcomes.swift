@@ -6,16 +6,25 @@ import SmartCard
 
 /// Exit statuses of the command line, the same for every command (README).
 public enum KioskExit: Int32, Sendable {
+    /// Granted, eligible or applied.
     case ok = 0
+    /// The card is not authentic.
     case notAuthentic = 2
+    /// The card is unreadable, or not a benefit card.
     case unreadable = 3
+    /// No card, or the card was removed (a reader gone too).
     case noCard = 4
+    /// pcscd is not running.
     case serviceUnavailable = 5
+    /// Not provisioned, or no snapshot installed.
     case notReady = 6
+    /// The store failed (a full disk among others), or an unexpected error.
     case storage = 7
+    /// Refused by the ledger, a snapshot install or a reversal.
     case refused = 8
     /// A decision other than granted/eligible (limit_exhausted, person_suspended, …).
     case declined = 10
+    /// Bad usage (a bill that cannot be charged as given among others).
     case usage = 64
 }
 
@@ -30,16 +39,21 @@ public struct OutcomeReport: Sendable, Equatable, CustomStringConvertible {
     public var message: String
     /// For logs and `kioskctl`, never for a patient's screen.
     public var detail: String
+    /// The HTTP status `kioskd` answers with.
     public var httpStatus: Int
+    /// The exit status `kioskctl` ends with.
     public var exit: KioskExit
 
+    /// A report as given.
     public init(code: String, message: String, detail: String, httpStatus: Int, exit: KioskExit) {
         self.code = code; self.message = message; self.detail = detail; self.httpStatus = httpStatus; self.exit = exit
     }
 
+    /// `code: message (detail)`.
     public var description: String { "\(code): \(message)" + (detail.isEmpty ? "" : " (\(detail))") }
 }
 
+/// The one mapping from a decision or an error to its `OutcomeReport` (snapshot spec §6).
 public enum Outcomes {
     /// A decision (snapshot spec §6) as every surface reports it.
     public static func report(_ code: ReasonCode, detail: String = "") -> OutcomeReport {
@@ -116,9 +130,12 @@ public enum Outcomes {
 
 /// A bill that cannot be charged as given (issue 8: validated once, in `Kiosk.charge`).
 public enum BillError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// `bill_fen` outside 1…99,999,999.
     case amount(Int64)
+    /// A `bill_reference` that is empty, over 64 bytes or not printable ASCII, with why.
     case reference(String)
 
+    /// The refusal in one line.
     public var description: String {
         switch self {
         case .amount(let f): return "bill_fen \(f) is not 1 to \(Kiosk.maximumBillFen) fen"
@@ -147,19 +164,28 @@ public enum BillError: Error, Equatable, Sendable, CustomStringConvertible {
 /// at most 1 KiB with exactly `bill_reference` (see `BillError.check`) and `bill_fen` (an
 /// integer written without fraction or exponent: `1.0` and `1e3` are not fen).
 public struct BillRequest: Sendable, Equatable {
+    /// The hospital system's reference of the bill.
     public var billReference: String
+    /// The bill, in fen.
     public var billFen: Int64
     /// The patient named by `patient_id_number` (issue 20), as a digest of this process
     /// (`PatientIdentity`): the number itself is dropped as soon as it is parsed.
     public var patient: [UInt8]?
 
+    /// The largest body taken, in bytes.
     public static let maximumBodyBytes = 1024
 
+    /// Why a body is not a bill: too large, not a JSON object, wrong fields, or a bill `BillError` refuses.
     public enum ParseError: Error, Equatable, Sendable, CustomStringConvertible {
+        /// The body's size in bytes, over 1 KiB.
         case tooLarge(Int)
+        /// Not a JSON object.
         case notAJSONObject
+        /// An unknown field, or a field of the wrong type or form, with why.
         case fields(String)
+        /// The bill itself refused.
         case bill(BillError)
+        /// The refusal in one line (a patient's identity number never appears in it).
         public var description: String {
             switch self {
             case .tooLarge(let n): return "the body is \(n) bytes; at most \(BillRequest.maximumBodyBytes)"
@@ -170,6 +196,7 @@ public struct BillRequest: Sendable, Equatable {
         }
     }
 
+    /// A bill as given; `patient` is a `PatientIdentity` digest.
     public init(billReference: String, billFen: Int64, patient: [UInt8]? = nil) {
         self.billReference = billReference; self.billFen = billFen; self.patient = patient
     }
@@ -177,6 +204,10 @@ public struct BillRequest: Sendable, Equatable {
     /// The reference `DELETE /api/bills/current` names the open bill by: no bill may take it.
     public static let reservedReference = "current"
 
+    /// Reads a `POST /api/bills` body: at most 1 KiB, exactly the known fields, `bill_fen` an
+    /// integer, the bill checked by `BillError.check`, `patient_id_number` (if any) turned into
+    /// its digest.
+    /// - Throws: `ParseError`.
     public static func parse(_ body: [UInt8]) throws(ParseError) -> BillRequest {
         guard body.count <= maximumBodyBytes else { throw .tooLarge(body.count) }
         guard let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] else { throw .notAJSONObject }

@@ -9,20 +9,27 @@ import Receipts
 /// raised as an `alert`, and the receipt can be printed again; the subsidy itself is
 /// already committed.
 public struct ReceiptDesk {
+    /// The device: its key signs the receipts, its store holds the records.
     public let device: Device
+    /// The paper width (58 or 80 mm).
     public let paper: Paper
     /// The printer spec (`file:`, `tcp:`, `device:`); the device's by default.
     public let printerSpec: String
 
+    /// A desk printing to `printerSpec`, or to the device's printer when nil.
     public init(device: Device, paper: Paper = .mm58, printerSpec: String? = nil) {
         self.device = device
         self.paper = paper
         self.printerSpec = printerSpec ?? device.config.printer
     }
 
+    /// A print's result: printed (with the file written, for a file printer) or failed with why.
     public enum Outcome: Sendable, Equatable {
+        /// Printed; `file` is the file a file printer wrote, nil for a real printer.
         case printed(file: String?)
+        /// Not printed, with why (a `printer_fault` alert was raised).
         case failed(String)
+        /// The result in words, for the technician.
         public var text: String {
             switch self {
             case .printed(let f): return f.map { "printed (\($0))" } ?? "printed"
@@ -31,8 +38,10 @@ public struct ReceiptDesk {
         }
     }
 
+    /// Why a receipt cannot be made: no such record, or a kind of record without a receipt (alerts).
     public enum DeskError: Error, CustomStringConvertible {
         case noRecord(String), notPrintable(String)
+        /// The refusal in one line.
         public var description: String {
             switch self {
             case .noRecord(let r): return "no record \(r) on this device"

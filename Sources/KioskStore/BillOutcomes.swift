@@ -14,6 +14,7 @@ public struct BillOutcome: Sendable, Equatable, Codable {
         case waiting
         /// A pre-settlement is on the screen; nothing is written until the patient presses 确认.
         case confirming
+        /// Subsidised and written to the card; the patient pays what the subsidy leaves.
         case granted
         /// The person's or card's standing, or the kiosk's own state, ends it: the patient
         /// pays the whole bill at the cashier.
@@ -27,18 +28,24 @@ public struct BillOutcome: Sendable, Equatable, Codable {
         public var isOpen: Bool { self == .waiting || self == .confirming || self == .pending }
     }
 
+    /// The hospital system's reference of the bill.
     public var billReference: String
+    /// Where the bill stands.
     public var status: Status
     /// The decision or operating code of the last tap, or nil.
     public var code: String?
+    /// The bill, in fen.
     public var billFen: Int64
     /// Set once granted (and on refusal: the patient pays the whole bill).
     public var subsidyFen: Int64?
+    /// What the patient pays at the cashier, in fen; set with `subsidyFen`.
     public var patientPaysFen: Int64?
     /// The settlement records the bill made (granted).
     public var records: [String]
+    /// When the outcome last changed (outcomes are kept 7 days after it).
     public var updatedAt: Date
 
+    /// An outcome as given; `records` are the settlement record ids the bill made.
     public init(billReference: String, status: Status, code: String? = nil, billFen: Int64, subsidyFen: Int64? = nil,
                 patientPaysFen: Int64? = nil, records: [String] = [], updatedAt: Date) {
         self.billReference = billReference; self.status = status; self.code = code; self.billFen = billFen

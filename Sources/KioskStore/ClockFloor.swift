@@ -12,7 +12,9 @@ public struct ClockFloor: Sendable, Equatable {
     public var floor: Date?
     /// When a technician last reset it (`kioskctl clock reset`), who and why.
     public var resetAt: String?
+    /// The operator who last reset it.
     public var resetBy: String?
+    /// The reason given at the last reset.
     public var resetReason: String?
     /// Since when the clock has been suspect (the alert is raised once, then this is set).
     public var suspectSince: String?
@@ -25,6 +27,7 @@ public struct ClockFloor: Sendable, Equatable {
 }
 
 extension KioskStore {
+    /// The clock floor as stored (empty before anything raised it).
     public func clockFloor() throws -> ClockFloor {
         try pool.read { db in try KioskStore.clockFloor(db) }
     }

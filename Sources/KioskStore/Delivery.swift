@@ -9,6 +9,7 @@ import GRDB
 
 /// The hub's verdict on one record, as the store applies it.
 public struct DeliveryResult: Sendable, Equatable {
+    /// Upload spec §3: accepted (with its `received_at`) or rejected (with its reason).
     public enum Outcome: Sendable, Equatable {
         /// `accepted` or `duplicate`: the hub holds the record since `receivedAt` (RFC 3339).
         case accepted(receivedAt: String)
@@ -16,9 +17,12 @@ public struct DeliveryResult: Sendable, Equatable {
         case rejected(reason: String)
     }
 
+    /// The record the verdict is for.
     public var recordID: String
+    /// The verdict.
     public var outcome: Outcome
 
+    /// A verdict on one record.
     public init(recordID: String, outcome: Outcome) {
         self.recordID = recordID
         self.outcome = outcome
@@ -27,17 +31,22 @@ public struct DeliveryResult: Sendable, Equatable {
 
 /// What `applyResults` changed: records already resolved (by another uploader) are left alone.
 public struct DeliveryApplied: Sendable, Equatable {
+    /// Records newly marked accepted.
     public var accepted = 0
+    /// Records newly marked rejected.
     public var rejected = 0
     /// Results for records that were not queued any more (or not on this store).
     public var unchanged = 0
+    /// Nothing changed yet.
     public init() {}
 }
 
+/// A hub answer the store refuses to apply (upload spec §3).
 public enum DeliveryError: Error, Equatable, CustomStringConvertible {
     /// A `received_at` that is not RFC 3339: the whole answer is refused, nothing written.
     case badReceivedAt(recordID: String, value: String)
 
+    /// The refusal in one line.
     public var description: String {
         switch self {
         case .badReceivedAt(let id, let v): return "received_at \"\(v)\" for \(id) is not an RFC 3339 time"

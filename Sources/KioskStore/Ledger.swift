@@ -5,22 +5,35 @@ import Synchronization
 
 /// Who this device is, as the ledger needs it.
 public struct DeviceContext: Sendable, Equatable {
+    /// The device's id (`record_id` = `<device_id>-<seq>`).
     public var deviceID: String
+    /// The institution the device serves, written into its subsidy records.
     public var institution: String
+    /// A device context as given.
     public init(deviceID: String, institution: String) { self.deviceID = deviceID; self.institution = institution }
 }
 
 /// One settlement record as stored: its immutable body and its upload state.
 public struct StoredRecord: Sendable, Equatable {
+    /// The device's gapless sequence number (upload spec §1).
     public var seq: Int64
+    /// `<device_id>-<seq>`.
     public var recordID: String
+    /// The record's kind.
     public var kind: RecordKind
+    /// When the record was made, RFC 3339 UTC with `Z`.
     public var createdAt: String
+    /// The record's JSON text, byte for byte as uploaded (a legal-aid contact phone joined back while it is kept).
     public var body: String
+    /// The upload state: `queued`, `accepted` or `rejected`.
     public var status: String
+    /// The hub's `received_at` (UTC seconds), once accepted.
     public var receivedAt: String?
+    /// The hub's reason, once rejected.
     public var rejectReason: String?
+    /// What the record adds to L, in fen: a subsidy's amount, a reversal's negated, 0 otherwise.
     public var amountFen: Fen
+    /// The program the record concerns; nil for alerts.
     public var program: String?
     /// The deduction a subsidy record was made by (the records of one bill share it).
     public var deductionID: Int64?
@@ -72,23 +85,38 @@ public enum DeductionState: String, Sendable, Codable, CaseIterable {
     case pending, committed, voided
 }
 
+/// One deduction of the ledger (card spec §6): the card write it stands for and the bill's
+/// allocations, pending until the card decides.
 public struct Deduction: Sendable, Equatable {
+    /// The ledger's id of the deduction.
     public var id: Int64
+    /// Pending, committed or voided.
     public var state: DeductionState
+    /// The card written.
     public var cardNumber: String
+    /// The card's person (`DF2A`).
     public var personRef: String
+    /// The period (calendar year, China Standard Time) the write counts in.
     public var period: String
+    /// The EF.USAGE sequence (`DF43`) the write carries.
     public var cardSequence: UInt32
+    /// The exact EF.USAGE object (`72`) written; a card holding it when presented again took the write.
     public var usageObject: [UInt8]
     /// The card's GET CHALLENGE answer this write carries (`DF48`).
     public var cardChallenge: [UInt8]
     /// The card's acknowledgement (card spec §5.4), once committed.
     public var cardAck: [UInt8]?
+    /// The hospital system's reference of the bill.
     public var billReference: String
+    /// The bill, in fen.
     public var billFen: Fen
+    /// The subsidy per program, in priority order.
     public var allocations: [Allocation]
+    /// The snapshot the decision was made on.
     public var snapshotID: String
+    /// When the deduction began, RFC 3339 UTC.
     public var createdAt: String
+    /// How it was committed or voided, in words; nil while pending.
     public var resolution: String?
 
     init(_ r: Row) throws {
@@ -113,20 +141,30 @@ public struct Deduction: Sendable, Equatable {
     }
 }
 
+/// Why the ledger refused a deduction, a reversal or a lookup.
 public enum LedgerError: Error, Equatable, CustomStringConvertible {
+    /// The device is not provisioned.
     case notProvisioned
+    /// No snapshot is installed.
     case noSnapshot
     /// Between decision and write the figures moved (another deduction): decide again.
     case staleDecision(program: String)
     /// The write path's own check: this would pass the program's limit.
     case overLimit(program: String)
+    /// The bill (its reference) already has a deduction that is not voided.
     case duplicateBill(String)
+    /// The card has a pending deduction: present it again to resolve that first (card spec §6 step 7).
     case pendingExists(cardNumber: String)
+    /// No record with this id on this device.
     case unknownRecord(String)
+    /// The record is not a `medical_subsidy`.
     case notReversible(String)
+    /// The record already has its reversal.
     case alreadyReversed(String)
+    /// No deduction with this id.
     case noSuchDeduction(Int64)
 
+    /// The refusal in one line.
     public var description: String {
         switch self {
         case .notProvisioned: return "the device is not provisioned"
@@ -333,6 +371,7 @@ extension KioskStore {
         }
     }
 
+    /// The pending deductions (of one card when `cardNumber` is given), oldest first.
     public func pendingDeductions(cardNumber: String? = nil) throws -> [Deduction] {
         try pool.read { db in
             if let cardNumber { return try KioskStore.pendingDeductions(db, cardNumber: cardNumber) }
@@ -360,6 +399,7 @@ extension KioskStore {
         }
     }
 
+    /// The latest deductions, newest first, at most `limit`.
     public func deductions(limit: Int = 100) throws -> [Deduction] {
         try pool.read { db in try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM deduction ORDER BY id DESC LIMIT ?"), arguments: [limit]).map { try Deduction($0) } }
     }
@@ -466,6 +506,8 @@ extension KioskStore {
         }
     }
 
+    /// Stored records in device and `seq` order, at most `limit`; only those in `status`
+    /// (`queued`, `accepted`, `rejected`) when it is given.
     public func records(status: String? = nil, limit: Int = 1000) throws -> [StoredRecord] {
         try pool.read { db in
             if let status {
@@ -475,6 +517,7 @@ extension KioskStore {
         }
     }
 
+    /// The record with this `record_id`, or nil.
     public func record(_ recordID: String) throws -> StoredRecord? {
         try pool.read { db in try Row.fetchOne(db.cachedStatement(sql: "\(StoredRecord.select) WHERE record_id = ?"), arguments: [recordID]).map(StoredRecord.init) }
     }

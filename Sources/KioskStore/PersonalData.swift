@@ -8,6 +8,7 @@ import GRDB
 /// show it), byte for byte what the record would have held; 30 days after the hub
 /// acknowledged the application the phone is deleted, and the record is left as it is.
 public enum ContactKeptApart {
+    /// What the record's body holds in place of the phone.
     public static let marker = "kept-apart"
     static let markerJSON = #""contact_phone":"kept-apart""#
 
@@ -41,7 +42,9 @@ extension KioskStore {
 
     /// What was forgotten by one `forgetExpired`.
     public struct Forgotten: Sendable, Equatable {
+        /// Contact phones deleted.
         public var contactPhones = 0
+        /// Acknowledged records deleted (with their receipt lines).
         public var records = 0
     }
 

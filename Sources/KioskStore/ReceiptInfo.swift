@@ -5,6 +5,7 @@ import GRDB
 /// What a receipt needs beyond its settlement record (holder name masked, allowance left,
 /// matter name) and whether it was printed: kept so that a receipt can be printed again and say the same.
 public struct ReceiptInfo: Sendable, Equatable {
+    /// The settlement record the receipt is for.
     public var recordID: String
     /// The holder's name, masked (receipt spec §2); empty when not known.
     public var holderMasked: String
@@ -13,8 +14,11 @@ public struct ReceiptInfo: Sendable, Equatable {
     public var allowanceLeftFen: Int64?
     /// For a legal-aid application: the matter's printed name.
     public var matterName: String?
+    /// When it was last printed, RFC 3339 UTC; nil when never printed or the last attempt failed.
     public var printedAt: String?
+    /// Why the last print attempt failed, or nil.
     public var printError: String?
+    /// A receipt's extra lines as given; printed state nil unless known.
     public init(recordID: String, holderMasked: String, allowanceLeftFen: Int64?, matterName: String?, printedAt: String? = nil, printError: String? = nil) {
         self.recordID = recordID; self.holderMasked = holderMasked; self.allowanceLeftFen = allowanceLeftFen
         self.matterName = matterName; self.printedAt = printedAt; self.printError = printError
@@ -22,6 +26,8 @@ public struct ReceiptInfo: Sendable, Equatable {
 }
 
 extension KioskStore {
+    /// Keeps what a record's receipt prints beyond the record; the first save for a record
+    /// stands (later ones change nothing). The print state is set by `markPrinted`.
     public func saveReceiptInfo(_ info: ReceiptInfo) throws {
         try write { db in
             try db.cachedStatement(sql: """
@@ -39,6 +45,7 @@ extension KioskStore {
         }
     }
 
+    /// What a record's receipt printed and whether it was printed, or nil when nothing was kept.
     public func receiptInfo(_ recordID: String) throws -> ReceiptInfo? {
         try pool.read { db in
             try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM receipt_info WHERE record_id = ?"), arguments: [recordID]).map {

@@ -7,24 +7,40 @@ import Synchronization
 
 /// Why a snapshot was refused (snapshot spec §2), each a one-line reason.
 public enum SnapshotRefusal: Error, Equatable, CustomStringConvertible {
+    /// The file cannot be opened or read.
     case unreadableFile(String)
+    /// The file holds no line.
     case emptyFile
+    /// A line is not a JSON object.
     case notJSON(line: Int)
+    /// Line 1 is not a version 2 header, or a header field is missing or malformed.
     case badHeader(String)
+    /// A record lacks the key of its type.
     case missingKey(line: Int, type: String, key: String)
+    /// A record breaks a rule of snapshot spec §1 (or the line is over 64 KiB).
     case badRecord(line: Int, String)
+    /// The last line is not a trailer.
     case noTrailer
+    /// The trailer's `records` is not the number of records in the file.
     case recordCountMismatch(trailer: Int, found: Int)
+    /// The trailer's `sha256` is not the file's.
     case digestMismatch
+    /// The authority key is not one trusted at provisioning.
     case untrustedAuthority(String)
+    /// The authority's signature does not verify.
     case badSignature
+    /// A delta whose base is not the installed snapshot.
     case wrongBase(expected: String?, installed: String?)
+    /// Issued no later than the installed snapshot.
     case notNewer(issuedAt: String, installed: String)
+    /// For another region than the installed snapshot's.
     case regionDiffers(snapshot: String, installed: String)
     /// Sync spec §6: `issued_at` more than 10 minutes ahead of the kiosk's clock.
     case issuedInFuture(issuedAt: String, now: String)
+    /// The store failed while installing.
     case storage(String)
 
+    /// The refusal's code (`signature_invalid`, `bad_record`, …), as the alert and the sync client name it.
     public var code: String {
         switch self {
         case .unreadableFile: return "unreadable_file"
@@ -46,6 +62,7 @@ public enum SnapshotRefusal: Error, Equatable, CustomStringConvertible {
         }
     }
 
+    /// `snapshot refused (code): why`, on one line whatever the file held.
     public var description: String {
         let text: String
         switch self {
@@ -72,20 +89,33 @@ public enum SnapshotRefusal: Error, Equatable, CustomStringConvertible {
     }
 }
 
+/// A snapshot's header line (snapshot spec §1), as checked; the installed snapshot's is kept.
 public struct SnapshotHeader: Sendable, Equatable {
+    /// `snapshot_id`.
     public var snapshotID: String
+    /// `full` or `delta`.
     public var kind: String
+    /// A delta's `base_snapshot_id`; nil for a full (and for the installed snapshot as stored).
     public var baseSnapshotID: String?
+    /// The region the snapshot is for.
     public var region: String
+    /// `issued_at`, RFC 3339.
     public var issuedAt: String
+    /// `expires_at`, RFC 3339: no subsidy is granted on the snapshot after it.
     public var expiresAt: String
+    /// `settled_through`, RFC 3339: records the hub received at or before it are counted in S.
     public var settledThrough: String
+    /// The authority key that signed the snapshot.
     public var authorityKeyID: String
 }
 
+/// What an install put live.
 public struct InstallReport: Sendable, Equatable {
+    /// The installed snapshot's header.
     public var header: SnapshotHeader
+    /// The records between the file's header and trailer, ignored ones included.
     public var records: Int
+    /// Records of unknown types, counted and ignored (snapshot spec §1).
     public var ignoredRecords: Int
 }
 

@@ -7,7 +7,9 @@ import GRDB
 /// device sequence. One `DatabasePool`: one writer at a time, readers alongside; every
 /// write is one transaction.
 public final class KioskStore: Sendable {
+    /// The store's connections: one writer, readers alongside (WAL).
     public let pool: DatabasePool
+    /// The SQLite file's path.
     public let path: String
 
     /// The writer connection's `PRAGMA synchronous` (2 = FULL), for tests.
@@ -15,6 +17,9 @@ public final class KioskStore: Sendable {
         try pool.writeWithoutTransaction { try Int.fetchOne($0, sql: "PRAGMA synchronous") ?? -1 }
     }
 
+    /// Opens (or creates) the store at `path`, with `synchronous = FULL`, foreign keys and
+    /// `secure_delete` on, and migrates it to contract version 2's schema.
+    /// - Throws: `StoreError` (a store made under contract version 1 is refused).
     public init(path: String) throws {
         self.path = path
         var config = Configuration()
@@ -117,12 +122,18 @@ public final class KioskStore: Sendable {
 
 /// A store failure, with the full-disk case named.
 public struct StoreError: Error, CustomStringConvertible {
+    /// What kind of failure: a full disk (no new subsidies, upload spec §4), a store that
+    /// cannot be written, a damaged store, or anything else.
     public enum Kind: Sendable { case diskFull, readOnly, corrupt, other }
+    /// What kind of failure this is.
     public var kind: Kind
+    /// The failure in one line, for the operator.
     public var message: String
 
+    /// A failure of the given kind, with its message.
     public init(kind: Kind, message: String) { self.kind = kind; self.message = message }
 
+    /// Names any error: a `StoreError` stays itself, an SQLite result code becomes its kind.
     public init(_ error: Error) {
         if let e = error as? StoreError { self = e; return }
         if let db = error as? DatabaseError {
@@ -138,6 +149,7 @@ public struct StoreError: Error, CustomStringConvertible {
         message = "\(error)"
     }
 
+    /// The message.
     public var description: String { message }
 }
 

@@ -7,13 +7,17 @@ import SettlementHub
 /// certificate for the device's registered key, valid at most 90 days (both ends counted),
 /// signed with the device-CA key the hub never holds.
 public struct CertificateIssuer: Sendable {
+    /// The hub's database: certificate requests are read from it, certificates written into it.
     public let database: HubDatabase
+    /// The device-CA key's id, written into each certificate.
     public let caKeyID: String
+    /// The device-CA key (read by `hub-publisher` from a file it alone may read).
     public let caKey: Curve25519.Signing.PrivateKey
     /// Days of validity, "valid from" and "valid through" both counted (at most 90).
     public let days: Int
     let now: @Sendable () -> Date
 
+    /// An issuer of `days`-day certificates (1…90); `now` is the clock certificates start from.
     public init(database: HubDatabase, caKeyID: String, caKey: Curve25519.Signing.PrivateKey, days: Int = 90,
                 now: @escaping @Sendable () -> Date = { Date() }) {
         precondition((1...90).contains(days), "a device certificate lasts 1…90 days")

@@ -19,6 +19,7 @@ public enum RosterArchiveError: Error, Equatable, CustomStringConvertible {
     /// A change is archived but the hub's database has not taken it yet (the next look does).
     case databaseBehind(String)
 
+    /// The refusal in one line (for the publisher's ALERT).
     public var description: String {
         switch self {
         case .folder(let why): return "roster archive: \(why)"
@@ -44,7 +45,9 @@ public enum RosterArchiveError: Error, Equatable, CustomStringConvertible {
 /// hold as many entries as the verified roster, a certificate's key must be a verified active
 /// device's. Whoever writes the database can then delay publication, never forge it.
 public final class RosterArchive: Sendable {
+    /// The archive's folder (`--archive DIR`): the publisher's user's alone.
     public let folder: URL
+    /// The roster keys, each bound to the regions it may change.
     public let trustedKeys: RosterKeys
     let store: DatabaseQueue
     private let changes: URL
@@ -299,9 +302,12 @@ public final class RosterArchive: Sendable {
 
     /// What became of an inbox entry.
     public struct InboxOutcome: Sendable, Equatable {
+        /// The entry's `change_id`.
         public var changeID: String
         /// Nil: applied; else why it was refused (an operator alert).
         public var refusal: String?
+        /// Whether the change holds an urgent entry (a person suspended or revoked, a card lost,
+        /// revoked or replaced): publish at once. False when not applied.
         public var urgent: Bool
         /// Left in the inbox for the next look (the database failed meanwhile), or archived
         /// with the database to catch up: why.
@@ -420,6 +426,7 @@ public final class RosterArchive: Sendable {
         }
     }
 
+    /// Runs `body` with lookups in the verified roster, all within one read of it.
     public func read<T>(_ body: (Reader) throws -> T) throws -> T {
         try store.read { db in
             try body(Reader(db: db, lineStatement: try db.cachedStatement(sql: "SELECT line FROM entry WHERE region = ? AND type = ? AND key = ?")))

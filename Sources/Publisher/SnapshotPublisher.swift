@@ -7,8 +7,11 @@ import SettlementHub
 
 /// What the publisher signs with and how long its snapshots last (sync spec §5).
 public struct PublisherConfiguration: Sendable {
+    /// The region published.
     public var region: String
+    /// The authority key's id, written as the snapshot's `authority_key_id`.
     public var authorityKeyID: String
+    /// The authority key that signs every snapshot (the hub never holds it).
     public var authorityKey: Curve25519.Signing.PrivateKey
     /// `expires_at` = `issued_at` + this (default 30 days).
     public var validity: TimeInterval = 30 * 86_400
@@ -22,6 +25,7 @@ public struct PublisherConfiguration: Sendable {
     /// a larger one gets a streamed full, in flat memory (default 500,000 entries).
     public var inMemoryEntries = 500_000
 
+    /// A configuration with the defaults for the rest.
     public init(region: String, authorityKeyID: String, authorityKey: Curve25519.Signing.PrivateKey) {
         self.region = region
         self.authorityKeyID = authorityKeyID
@@ -46,11 +50,16 @@ public struct PublisherConfiguration: Sendable {
     }
 }
 
+/// Why the publisher cannot publish (the refusals of the verified roster are `RosterArchiveError`).
 public enum PublisherError: Error, Equatable, CustomStringConvertible {
+    /// The authority key file cannot be used, with why.
     case key(String)
+    /// The next id (`<region>-<YYYYMMDD>-<HHMMSS>`, China time) would not be newer than the latest.
     case clockBehind(newID: String, latest: String)
+    /// The region has no roster entry yet.
     case emptyRoster(String)
 
+    /// The refusal in one line, saying what to do.
     public var description: String {
         switch self {
         case .key(let why): return "authority key: \(why)"
@@ -62,11 +71,17 @@ public enum PublisherError: Error, Equatable, CustomStringConvertible {
 
 /// S passed a program's limit (sync spec §5): an over-grant for the operators to recover.
 public struct OverLimit: Sendable, Equatable {
+    /// The person over the limit.
     public var personRef: String
+    /// The program whose limit S passed.
     public var program: String
+    /// The period (calendar year, China Standard Time).
     public var period: String
+    /// S, in fen.
     public var usedFen: Int64
+    /// The program's limit, in fen.
     public var limitFen: Int64
+    /// An over-limit case as given.
     public init(personRef: String, program: String, period: String, usedFen: Int64, limitFen: Int64) {
         self.personRef = personRef; self.program = program; self.period = period; self.usedFen = usedFen; self.limitFen = limitFen
     }
@@ -74,6 +89,7 @@ public struct OverLimit: Sendable, Equatable {
 
 /// What one publication did.
 public struct Publication: Sendable, Equatable {
+    /// The snapshot put on the shelf.
     public var snapshot: PublishedSnapshot
     /// Entries written (a full: all; a delta: the changed and deleted).
     public var records: Int
@@ -91,7 +107,9 @@ public struct Publication: Sendable, Equatable {
 /// next signed snapshot, a delta with only what changed since the latest or a full, put on
 /// the hub's shelf. Holds the authority key; the hub process never does.
 public final class SnapshotPublisher: Sendable {
+    /// The hub's database and shelf: read from and published into.
     public let database: HubDatabase
+    /// The region, the authority key and the intervals.
     public let configuration: PublisherConfiguration
     /// The publisher's own record of the verified roster changes (issue 21 item 1): every
     /// roster entry signed is checked against it. `hub-publisher` always has one
@@ -99,6 +117,7 @@ public final class SnapshotPublisher: Sendable {
     public let archive: RosterArchive?
     let now: @Sendable () -> Date
 
+    /// A publisher for one region; `now` is the clock of `issued_at` and the snapshot ids.
     public init(database: HubDatabase, configuration: PublisherConfiguration, archive: RosterArchive? = nil,
                 now: @escaping @Sendable () -> Date = { Date() }) {
         self.database = database

@@ -12,9 +12,13 @@ import Foundation
 public struct BillSlip: Sendable, Equatable {
     /// One program's part of the bill.
     public struct Part: Sendable, Equatable {
+        /// The program as printed (its name, or `惠民医疗` when the receipt names none).
         public var program: String
+        /// This program's subsidy (惠民卡减免), in fen.
         public var subsidyFen: Int64
+        /// The program's allowance left this year after the subsidy (今年还可减免), in fen.
         public var allowanceLeftFen: Int64
+        /// A part from its program and amounts in fen.
         public init(program: String, subsidyFen: Int64, allowanceLeftFen: Int64) {
             self.program = program; self.subsidyFen = subsidyFen; self.allowanceLeftFen = allowanceLeftFen
         }
@@ -22,15 +26,23 @@ public struct BillSlip: Sendable, Equatable {
 
     /// The institution as people know it (its display name, else its code).
     public var institution: String
+    /// The device that made the records.
     public var deviceID: String
+    /// When, from the first record's receipt (printed in China Standard Time).
     public var time: Date
+    /// The card number, printed masked.
     public var cardNumber: String
+    /// The holder's name, printed masked.
     public var holderName: String
+    /// The whole bill (账单), in fen.
     public var billFen: Int64
+    /// What the patient pays of the whole bill (您需支付), in fen.
     public var patientPaysFen: Int64
+    /// Each program's part, in the receipts' order.
     public var parts: [Part]
     /// The records' receipts, in `seq` order: each becomes a QR code with its record id under it.
     public var receipts: [ReceiptContent]
+    /// Further lines printed after the programs, before 您需支付.
     public var extraLines: [String]
 
     /// The slip of a bill's subsidy receipts (every one a `.subsidy` of the same bill and card).
@@ -96,8 +108,11 @@ public struct BillSlip: Sendable, Equatable {
     }
 }
 
+/// Why receipts cannot make one bill's slip.
 public enum BillSlipError: Error, CustomStringConvertible, Equatable {
+    /// They are not all subsidies of one bill, card and device (or there are none), and why.
     case notABill(String)
+    /// The error as one line.
     public var description: String {
         switch self { case .notABill(let why): return "not one bill's slip: \(why)" }
     }

@@ -23,6 +23,7 @@ public enum ESCPOSError: Error, Equatable, CustomStringConvertible {
     /// The QR code (this many modules a side) would need modules smaller than `ESCPOS.minimumModuleDots`.
     case qrTooLarge(modules: Int, paperDots: Int)
 
+    /// The error as one line.
     public var description: String {
         switch self {
         case .textNotEncodable(let line): return "cannot encode in GB18030: \(line)"

@@ -17,6 +17,7 @@ public enum ESCPOSDecodeError: Error, Equatable, CustomStringConvertible {
     /// A raster image while text waits in the line buffer (printers ignore or misplace it).
     case rasterWithPendingText(offset: Int)
 
+    /// The error as one line, with the byte offset.
     public var description: String {
         switch self {
         case .unknownCommand(let o, let b): return "unknown ESC/POS command \(b.map { String(format: "%02X", $0) }.joined(separator: " ")) at \(o)"
@@ -34,12 +35,17 @@ public enum ESCPOSDecodeError: Error, Equatable, CustomStringConvertible {
 public struct ESCPOSDocument: Sendable, Equatable {
     /// One printed text line with the formatting in force when it printed.
     public struct Line: Sendable, Equatable {
+        /// The alignment in force (`ESC a n`).
         public enum Alignment: Sendable, Equatable { case left, center, right }
+        /// The line's text, decoded from GB18030.
         public var text: String
+        /// Its alignment.
         public var alignment: Alignment
+        /// Whether bold (`ESC E n`) was on.
         public var bold: Bool
         /// Character width and height multipliers (`GS !`), 1…8.
         public var widthScale: Int
+        /// The character height multiplier (`GS !`), 1…8.
         public var heightScale: Int
     }
 

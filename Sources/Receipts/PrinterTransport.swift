@@ -18,6 +18,7 @@ public enum PrinterError: Error, Equatable, CustomStringConvertible {
     /// The link failed while sending.
     case ioFailed(String)
 
+    /// The fault or failure in words.
     public var description: String {
         switch self {
         case .paperOut: return "the printer is out of paper"
@@ -93,6 +94,7 @@ public enum PrinterSpecError: Error, Equatable, CustomStringConvertible {
     /// `tcp:` without `HOST:PORT`, or with a port outside 1…65535.
     case badHostPort(String)
 
+    /// The refusal as one line, with the forms expected.
     public var description: String {
         switch self {
         case .unknownScheme(let s): return "printer \"\(s)\": expected file:/PATH, tcp:HOST:PORT or device:/dev/PATH"

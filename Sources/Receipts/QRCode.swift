@@ -8,6 +8,7 @@ public enum QRCodeError: Error, Equatable, CustomStringConvertible {
     /// libqrencode refused the input (`EINVAL`) or failed with another `errno`.
     case encodingFailed(errno: Int32)
 
+    /// The error as one line.
     public var description: String {
         switch self {
         case .dataTooLarge(let n): return "\(n) bytes do not fit in a QR code at this error-correction level"
@@ -21,6 +22,7 @@ public enum QRCodeError: Error, Equatable, CustomStringConvertible {
 public struct QRCode: Sendable, Equatable {
     /// QR error-correction level.
     public enum Level: Sendable {
+        /// Low, medium, quartile, high (receipts use M, receipt spec §1).
         case L, M, Q, H
 
         var c: QRecLevel {

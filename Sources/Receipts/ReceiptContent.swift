@@ -81,8 +81,11 @@ public struct LegalAidMatter: Sendable, Equatable {
 public struct ReceiptContent: Sendable, Equatable {
     /// What the receipt is about, with the fields that kind needs.
     public enum Body: Sendable, Equatable {
+        /// A subsidy's amounts.
         case subsidy(SubsidyAmounts)
+        /// A reversal's details.
         case reversal(ReversalDetails)
+        /// A legal-aid application's matter.
         case legalAid(LegalAidMatter)
     }
 

@@ -17,6 +17,7 @@ public enum ReceiptJWSError: Error, Equatable, CustomStringConvertible {
     /// The JWS would be this many bytes; receipt.md §1 requires fewer than `ReceiptJWS.maximumBytes`.
     case tooLong(Int)
 
+    /// The refusal as one line.
     public var description: String {
         switch self {
         case .malformed(let why): return "malformed receipt JWS: \(why)"
@@ -54,6 +55,7 @@ public struct VerifiedReceipt: Sendable, Equatable {
     /// `m`: the matter code (legal aid only).
     public var matterCode: String?
 
+    /// A receipt's fields; those of the other kinds stay nil. Amounts in fen.
     public init(deviceID: String, seq: Int64, kind: ReceiptKind, maskedCardNumber: String, unixTime: Int64,
                 billFen: Int64? = nil, subsidyFen: Int64? = nil, patientPaysFen: Int64? = nil, allowanceLeftFen: Int64? = nil,
                 reversedSeq: Int64? = nil, matterCode: String? = nil) {

@@ -14,6 +14,7 @@ public enum RecordReceiptError: Error, Equatable, CustomStringConvertible {
     /// A subsidy's receipt signs the allowance left (`l`); it is not known (neither kept nor computable).
     case allowanceUnknown(program: String)
 
+    /// The reason as one line.
     public var description: String {
         switch self {
         case .notPrintable(let k): return "\(k) records have no receipt"

@@ -3,11 +3,14 @@ import Foundation
 /// Exponential backoff with jitter (upload spec §3): the n-th failure in a row waits about
 /// `initial · 2ⁿ⁻¹`, jittered by ±`jitter`, never less than `initial` nor more than `maximum`.
 public struct Backoff: Sendable, Equatable {
+    /// The first wait, and the least any wait is.
     public var initial: Duration
+    /// The most any wait is.
     public var maximum: Duration
     /// The jitter's half-width as a fraction of the delay (0.25: from 75 % to 125 %).
     public var jitter: Double
 
+    /// Upload spec §3's defaults: 1 s to 5 min, ±25 %.
     public init(initial: Duration = .seconds(1), maximum: Duration = .seconds(300), jitter: Double = 0.25) {
         precondition(initial > .zero && maximum >= initial && (0...1).contains(jitter), "backoff bounds")
         self.initial = initial

@@ -6,8 +6,11 @@ import KioskStore
 /// records array made by joining the stored record texts verbatim, so the bytes of each
 /// record on the wire are exactly the bytes committed on the kiosk.
 public struct BatchBody: Sendable, Equatable {
+    /// `batch_id`: a fresh UUID for every batch sent.
     public let batchID: String
+    /// `device_id`: the sending device, the path's.
     public let deviceID: String
+    /// `sent_at`, RFC 3339 UTC.
     public let sentAt: String
     /// The record ids, in order, as the answer must repeat them.
     public let recordIDs: [String]
@@ -30,6 +33,7 @@ public struct BatchBody: Sendable, Equatable {
         bytes = out
     }
 
+    /// The body of stored records, their texts used verbatim, in the order given (`seq` order).
     public init(batchID: String, deviceID: String, sentAt: String, records: [StoredRecord]) {
         self.init(batchID: batchID, deviceID: deviceID, sentAt: sentAt, records: records.map { ($0.recordID, $0.body) })
     }
@@ -85,14 +89,22 @@ enum JSONText {
 public enum BatchAnswer {
     /// Why a `200` answer cannot be believed. Nothing of the batch is marked then.
     public enum Nonsense: Error, Equatable, CustomStringConvertible {
+        /// The body is not a JSON object.
         case notJSON
+        /// No `results` array.
         case noResults
+        /// Not one result per record.
         case wrongCount(expected: Int, got: Int)
+        /// A result for another record than the batch's at that place.
         case wrongRecordID(index: Int, expected: String, got: String?)
+        /// A status other than `accepted`, `duplicate` or `rejected`.
         case unknownStatus(recordID: String, status: String?)
+        /// An accepted or duplicate result without an RFC 3339 `received_at`.
         case badReceivedAt(recordID: String, value: String?)
+        /// A rejected result without a reason.
         case missingReason(recordID: String)
 
+        /// The nonsense in one line.
         public var description: String {
             switch self {
             case .notJSON: return "the answer is not a JSON object"
@@ -108,7 +120,9 @@ public enum BatchAnswer {
 
     /// One checked result per record, in batch order, plus how many were duplicates.
     public struct Checked: Sendable, Equatable {
+        /// The results, in batch order (`duplicate` as accepted).
         public var results: [DeliveryResult]
+        /// How many results were `duplicate`.
         public var duplicates: Int
     }
 

@@ -15,8 +15,10 @@ public enum RenewalOutcome: Sendable, Equatable, CustomStringConvertible {
     case installed(String)
     /// The hub has one, but it is not for this device or not newer than the one it holds.
     case refused(String)
+    /// The hub could not be asked, or answered otherwise than expected.
     case failed(SyncFailure)
 
+    /// The round's result in one line.
     public var description: String {
         switch self {
         case .notDue: return "the certificate has more than 30 days left: nothing to renew"
@@ -33,12 +35,15 @@ public enum RenewalOutcome: Sendable, Equatable, CustomStringConvertible {
 /// when the hub has none yet. Every certificate is checked by `install` (the device-CA
 /// keys from provisioning, its own key and id, at most 90 days) before it is used.
 public struct CertificateRenewal: Sendable {
+    /// The hub and its timeouts (the sync client's).
     public let configuration: SyncConfiguration
+    /// The device renewing.
     public let device: DeviceContext
     let signingKey: Curve25519.Signing.PrivateKey
     let client: HTTPClient
     let environment: UploaderEnvironment
 
+    /// A renewal client signing its requests with the device key (sync spec §2).
     public init(configuration: SyncConfiguration, device: DeviceContext, signingKey: Curve25519.Signing.PrivateKey,
                 httpClient: HTTPClient = Uploader.sharedHTTPClient, environment: UploaderEnvironment = .live) {
         self.configuration = configuration

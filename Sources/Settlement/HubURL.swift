@@ -14,6 +14,7 @@ public enum HubURLError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Plain `http` to a host that is not loopback: records would cross the network unprotected.
     case plainHTTPNotLoopback(url: String, host: String)
 
+    /// The refusal in one line, saying what to use instead.
     public var description: String {
         switch self {
         case .notAURL(let u): return "hub URL \"\(u)\" is not a URL with a scheme and a host"

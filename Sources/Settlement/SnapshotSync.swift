@@ -28,6 +28,8 @@ public struct SyncConfiguration: Sendable {
     /// Longest `Retry-After` obeyed.
     public var maxRetryAfter: Duration = .seconds(3600)
 
+    /// The configuration for a hub; the defaults are sync spec §4's.
+    /// - Throws: `HubURLError` when the kiosk may not use the URL (upload spec §2).
     public init(hubURL: String, region: String? = nil) throws(HubURLError) {
         _ = try HubURL.check(hubURL)
         self.hubURL = hubURL
@@ -45,14 +47,19 @@ public struct SyncConfiguration: Sendable {
 /// Why a sync round did not bring the kiosk up to date. The installed snapshot is never
 /// touched by a failed round.
 public enum SyncFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    /// No region provisioned and no snapshot installed.
     case noRegion
+    /// The hub could not be reached, or a download broke off.
     case unreachable(String)
+    /// The hub did not answer in time.
     case timedOut
     /// 401/403; `hubTime` when the hub said its time.
     case refused(status: Int, message: String, hubTime: String?)
     /// 404: the hub publishes nothing for the region.
     case notPublished(region: String)
+    /// 429 or 503, with the hub's `Retry-After` when given.
     case throttled(status: Int, retryAfter: Duration?)
+    /// Another 5xx.
     case serverError(status: Int)
     /// An answer the spec does not allow (a bad manifest, a wrong status, a file longer than said).
     case nonsense(String)
@@ -60,8 +67,10 @@ public enum SyncFailure: Error, Sendable, Equatable, CustomStringConvertible {
     case fileRefused(snapshotID: String, reason: String)
     /// The kiosk's own disk or database.
     case store(String)
+    /// The task was cancelled.
     case cancelled
 
+    /// The failure's code, as `/healthz` shows it (`last_failure_code`) and `kioskctl` prints it.
     public var code: String {
         switch self {
         case .noRegion: return "no_region"
@@ -78,6 +87,7 @@ public enum SyncFailure: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// The failure in one line.
     public var description: String {
         switch self {
         case .noRegion: return "no region to sync: install a first snapshot or provision the region"
@@ -113,12 +123,19 @@ extension SyncFailure {
 
 /// One step of a manifest (sync spec §2), checked.
 public struct SyncStep: Sendable, Equatable {
+    /// The snapshot the step installs.
     public var snapshotID: String
+    /// `full` or `delta`.
     public var kind: String
+    /// A delta's base: the installed snapshot or the step before; nil for a full.
     public var baseSnapshotID: String?
+    /// `issued_at`, RFC 3339.
     public var issuedAt: String
+    /// The file's size in bytes, from 1 to the configured bound.
     public var bytes: Int64
+    /// The file's SHA-256, 64 lowercase hex digits.
     public var sha256: String
+    /// `/v1/regions/{region}/snapshots/{snapshot_id}`, where the file is fetched.
     public var path: String
 }
 
@@ -136,10 +153,15 @@ public struct SyncRound: Sendable, Equatable {
 
 /// For `/healthz` and the screen: the snapshot's freshness as the sync loop sees it.
 public struct SyncStatus: Sendable, Equatable {
+    /// When the last round began.
     public var lastAttemptAt: Date?
+    /// When a round last brought the kiosk up to date.
     public var lastSuccessAt: Date?
+    /// The last round's failure, in words; nil after a success.
     public var lastFailure: String?
+    /// The last round's failure code; nil after a success.
     public var lastFailureCode: String?
+    /// Failed rounds in a row (0 after a success).
     public var consecutiveFailures = 0
 }
 
@@ -192,6 +214,7 @@ public enum SyncManifestReader {
 /// installs it through the ordinary installer, which alone decides (authority signature,
 /// count, digest). A round that fails leaves the installed snapshot as it was.
 public actor SnapshotSync {
+    /// The hub, the region and the bounds.
     public nonisolated let configuration: SyncConfiguration
     let store: KioskStore
     let device: DeviceContext
@@ -202,6 +225,7 @@ public actor SnapshotSync {
     let environment: UploaderEnvironment
     let logger: Logger
 
+    /// The sync loop's freshness figures, for `/healthz`.
     public private(set) var status = SyncStatus()
     /// Alerts raised once per streak.
     private var clockAlerted = false

@@ -18,6 +18,7 @@ public struct UploaderConfiguration: Sendable {
     public var requestTimeout: Duration = .seconds(30)
     /// Upload spec §2 limits: at most 500 records and 1 MiB per batch.
     public var maxRecords = KioskStore.maxBatchRecords
+    /// At most this many bytes per batch body, envelope included.
     public var maxBytes = KioskStore.maxBatchBytes
     /// 5xx, connection refused, timeout, TLS, 400, nonsense: from 1 s to at most 5 minutes.
     public var backoff = Backoff()
@@ -54,6 +55,7 @@ public struct UploaderConfiguration: Sendable {
 /// The clock, the waits and the randomness, injectable so that tests replay minutes of
 /// backoff at once and a failing run can be replayed.
 public struct UploaderEnvironment: Sendable {
+    /// The clock: `sent_at`, a sync request's `X-Date`, a `Retry-After` given as a date.
     public var now: @Sendable () -> Date
     /// Waits between attempts (backoff, `Retry-After`, idle recheck). Must throw or return
     /// early when the task is cancelled.
@@ -63,6 +65,7 @@ public struct UploaderEnvironment: Sendable {
     /// A fresh `batch_id` (a UUID).
     public var makeBatchID: @Sendable () -> String
 
+    /// An environment as given (tests inject their own).
     public init(now: @escaping @Sendable () -> Date, sleep: @escaping @Sendable (Duration) async throws -> Void,
                 random: @escaping @Sendable () -> Double, makeBatchID: @escaping @Sendable () -> String) {
         self.now = now
@@ -71,6 +74,7 @@ public struct UploaderEnvironment: Sendable {
         self.makeBatchID = makeBatchID
     }
 
+    /// The system clock, `Task.sleep`, the system's random numbers and UUIDs.
     public static let live = UploaderEnvironment(
         now: { Date() },
         sleep: { try await Task.sleep(for: $0) },
@@ -105,6 +109,7 @@ public enum UploadFailure: Error, Sendable, Equatable, CustomStringConvertible {
     /// The kiosk's own database failed (full disk, …): nothing was marked.
     case store(String)
 
+    /// The failure in one line.
     public var description: String {
         switch self {
         case .unreachable(let why): return "the hub could not be reached: \(why)"
@@ -141,12 +146,15 @@ public enum UploadFailure: Error, Sendable, Equatable, CustomStringConvertible {
 
 /// A record the hub will never take (it stays on the kiosk, marked rejected).
 public struct RejectedRecord: Sendable, Equatable {
+    /// The record refused.
     public var recordID: String
+    /// The hub's reason (upload spec §5: `seq_gap`, `bad_amounts`, …).
     public var reason: String
 }
 
 /// What one `drainOnce()` did.
 public struct DrainSummary: Sendable, Equatable {
+    /// How the drain ended.
     public enum Outcome: Sendable, Equatable {
         /// The queue is empty.
         case drained
@@ -162,20 +170,25 @@ public struct DrainSummary: Sendable, Equatable {
     public var accepted = 0
     /// Of those, how many the hub had already (`duplicate`).
     public var duplicates = 0
+    /// Records newly marked rejected, with the hub's reasons.
     public var rejected: [RejectedRecord] = []
     /// Batches halved after a 413.
     public var splits = 0
     /// Records still queued when the drain ended.
     public var queued = 0
+    /// How the drain ended.
     public var outcome: Outcome = .drained
 
+    /// Nothing done yet.
     public init() {}
 
+    /// The failure that stopped the drain, or nil.
     public var failure: UploadFailure? {
         if case .retry(_, let f) = outcome { return f }
         return nil
     }
 
+    /// How long to wait before the next drain when it stopped on a failure, or nil.
     public var retryAfter: Duration? {
         if case .retry(let d, _) = outcome { return d }
         return nil
@@ -189,7 +202,9 @@ public struct DrainSummary: Sendable, Equatable {
 /// and says how long to wait. `drainOnce()` calls are serialised; `run()` loops until its
 /// task is cancelled, woken early by `notify()`.
 public actor Uploader {
+    /// The hub and its bounds.
     public nonisolated let configuration: UploaderConfiguration
+    /// The device whose queued records are sent.
     public nonisolated let device: DeviceContext
     let store: KioskStore
     let signingKey: Curve25519.Signing.PrivateKey
@@ -614,7 +629,9 @@ extension Uploader {
 
 /// A provisioned hub CA that cannot be used.
 public struct HubCAError: Error, CustomStringConvertible {
+    /// What is wrong with it.
     public var message: String
+    /// `hub CA: message`.
     public var description: String { "hub CA: \(message)" }
 }
 

@@ -8,6 +8,8 @@ import Foundation
 /// each property. Public so that the fuzzer needs no `@testable import` (which a release
 /// build refuses); the batch's types stay internal.
 public enum BatchProbe {
+    /// Reads `bytes` as a batch body for `deviceID` and tells `check` whether each property holds
+    /// (with a description of the breach); a body the hub refuses whole checks nothing.
     public static func run(_ bytes: [UInt8], deviceID: String, now: Date, check: (Bool, @autoclosure () -> String) -> Void) {
         guard let b = try? SettlementHub.Batch(bytes, pathDeviceID: deviceID) else { return }
         check(!b.batchID.isEmpty && RecordRules.isRFC3339(b.sentAt), "batch envelope accepted without its fields")

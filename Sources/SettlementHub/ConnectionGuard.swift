@@ -15,14 +15,19 @@ import Synchronization
 /// kiosk still gets through a flood of silent sockets), and a connection that carried an
 /// authenticated request keeps its place.
 public struct ConnectionLimits: Sendable, Equatable {
+    /// A request head is due within this (30 s) of the connection opening or the previous answer.
     public var headTimeout: Duration = .seconds(30)
+    /// A body is due within this (30 s), plus a second per `bodyRate` bytes it declares.
     public var bodyTimeout: Duration = .seconds(30)
     /// Bytes a second a body is allowed on top of `bodyTimeout` (a kiosk on a slow link).
     public var bodyRate = 64 * 1024
+    /// Open connections a process takes at most (4,096); more are closed at once.
     public var maxConnections = 4096
+    /// Of those, at most this many (1,024) not yet known to be a device's.
     public var maxAnonymous = 1024
     /// Connections a device keeps its place with (more of its own count as anonymous).
     public var perDevice = 8
+    /// The defaults of platform-trust §3.
     public init() {}
 }
 
@@ -45,6 +50,7 @@ public final class ConnectionRegistry: Sendable {
     let limits: ConnectionLimits
     private let state = Mutex(State())
 
+    /// A registry holding connections to `limits`.
     public init(limits: ConnectionLimits) { self.limits = limits }
 
     /// Open connections now, and of them not yet known to be a device's.
@@ -220,8 +226,11 @@ final class DeviceLimiter: Sendable {
 /// verifies a device's signature tells the connection registry at once (issue 21 item 3: the
 /// connection keeps its place from then on, a long poll included).
 public struct HubRequestContext: RequestContext {
+    /// Hummingbird's own context.
     public var coreContext: CoreRequestContextStorage
+    /// The connection the request came on.
     public let channel: any Channel
+    /// The context of a request arriving on `source`'s channel.
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         channel = source.channel

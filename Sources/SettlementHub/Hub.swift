@@ -277,10 +277,13 @@ public final class SettlementHub: Sendable {
     static let readLimit = 8 << 20
 
     func receive(_ request: Request, context: HubRequestContext, deviceID: String) async -> Response {
-        let entry = await BlockingWork.offload {
+        let looked = await BlockingWork.offload { () -> Result<Roster.Device?, any Error> in
             self.refreshRoster()
-            return self.view.device(deviceID)
+            return Result { try self.view.lookUpDevice(deviceID) }
         }
+        // The roster unreadable: "try again", never "unknown device" (the kiosk would stop
+        // uploading for minutes and raise an alert for nothing).
+        guard case .success(let entry) = looked else { return Self.databaseUnavailable(close: true) }
         let (limits, faults, number) = state.with { s -> (HubLimits, HubFaults, Int) in
             s.batchRequests += 1
             return (s.limits, s.faults, s.batchRequests)
@@ -351,7 +354,12 @@ public final class SettlementHub: Sendable {
             let fractional = faults.fractionalReceivedAt
             // The batch's view of the roster: every program and the cards it names (flat memory).
             let cards = Set(batch.records.compactMap { $0.record?.medicalSubsidy?.cardNumber ?? $0.record?.legalAidApplication?.cardNumber })
-            let roster = await BlockingWork.offload { self.view.batchRoster(cards: cards) }
+            let roster: Roster
+            do { roster = try await BlockingWork.offload { try self.view.batchRoster(cards: cards) } } catch {
+                // A card read as unknown would be refused for good (its first answer is kept).
+                log.error("cards unreadable: nothing stored", metadata: ["error": "\(error)"])
+                return Self.databaseUnavailable()
+            }
             results = try await database.store(batchID: batch.batchID, deviceID: deviceID, device: entry, roster: roster, sentAt: batch.sentAt,
                                                records: batch.records, consentStart: consentStart, now: now,
                                                format: { Self.timestamp($0, fractional: fractional) })
@@ -503,6 +511,15 @@ public final class SettlementHub: Sendable {
             body = resultsJSON(results)
         }
         return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    /// `503 database_error` with `Retry-After: 30`: the database could not be read or written;
+    /// nothing was stored, and the same request later gets the real answer.
+    /// - Parameter close: the body was not read: `Connection: close`.
+    static func databaseUnavailable(close: Bool = false) -> Response {
+        var headers: HTTPFields = [.retryAfter: "30"]
+        if close { headers[.connection] = "close" }
+        return json(.serviceUnavailable, ["error": "database_error", "message": "try again later"], headers: headers)
     }
 
     /// - Parameter close: the body was not read: `Connection: close`, so nothing more of it is taken.

@@ -217,6 +217,8 @@ public final class HubDatabase: Sendable {
         func run() async throws {
             try? await gracefulShutdown()
             database.close()
+            // The pool's connections closed before the process goes on to exit.
+            await (database.engine as? PostgresEngine)?.shutdown()
         }
     }
 

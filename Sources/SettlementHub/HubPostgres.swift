@@ -187,17 +187,37 @@ final class PostgresEngine: SQLEngine {
         service.cancel()
     }
 
+    /// Closes every pooled connection and returns once the pool has closed them.
+    func shutdown() async {
+        service.cancel()
+        await service.value
+    }
+
     /// Waits for a future from a thread that is not its event loop (no `wait()`: it refuses
-    /// any thread that belongs to an event loop group).
-    static func wait<T: Sendable>(_ future: EventLoopFuture<T>) throws -> T {
+    /// any thread that belongs to an event loop group). With `connection`, the wait also ends
+    /// (`ConnectionClosed`) once that connection is closed: a statement written to a
+    /// connection while its channel closes is dropped by NIO and its future never completes.
+    /// Checked every second (a callback on the close future would pile up on a pooled
+    /// connection, one a statement).
+    static func wait<T: Sendable>(_ future: EventLoopFuture<T>, on connection: PostgresConnection? = nil) throws -> T {
         let done = DispatchSemaphore(value: 0)
         let result = Mutex<Result<T, any Error>?>(nil)
         future.whenComplete { r in
             result.withLock { $0 = r }
             done.signal()
         }
-        done.wait()
+        while done.wait(timeout: .now() + 1) == .timedOut {
+            guard let connection, connection.isClosed else { continue }
+            // Closed: a completion already under way gets one more second.
+            if done.wait(timeout: .now() + 1) == .timedOut { throw ConnectionClosed() }
+            break
+        }
         return try result.withLock { $0! }.get()
+    }
+
+    /// A statement's connection closed before it was answered.
+    struct ConnectionClosed: Error, CustomStringConvertible {
+        var description: String { "the PostgreSQL connection closed before the statement was answered" }
     }
 
     static func connect(_ location: PostgresLocation, id: Int, logger: Logger) throws -> PostgresConnection {
@@ -215,7 +235,9 @@ final class PostgresEngine: SQLEngine {
     }
 
     /// A pooled connection, held until `release` (the pool's `withConnection`, kept open
-    /// across the synchronous caller's transaction).
+    /// across the synchronous caller's transaction). postgres-nio's rule that the connection
+    /// must not escape `withConnection` holds in time: its closure stays suspended until
+    /// `release` is finished, and `run` uses the connection only before that.
     struct Lease {
         let connection: PostgresConnection
         let release: AsyncStream<Void>.Continuation
@@ -426,7 +448,7 @@ struct PostgresTransaction: SQLConnection {
     func query(_ sql: String, _ arguments: [SQLValue]) throws -> PostgresQueryResult {
         let q = arguments.isEmpty ? PostgresQuery(unsafeSQL: sql) : PostgresQuery(unsafeSQL: Self.numbered(sql), binds: Self.bindings(arguments))
         do {
-            return try PostgresEngine.wait(connection.query(q, logger: logger))
+            return try PostgresEngine.wait(connection.query(q, logger: logger), on: connection)
         } catch {
             throw PostgresFailure(error)
         }

@@ -74,7 +74,7 @@ extension SettlementHub {
             return Self.error(.badRequest, "roster_change_refused", "the change is for region \(change.region), posted to \(region)")
         }
         do {
-            let queued = try await BlockingWork.offload { () -> Int64?? in
+            let queued = try await BlockingWork.offloadWrite { () -> Int64?? in
                 if try self.database.rosterChangeApplied(change.changeID) { return .none }
                 return .some(try self.database.queueRosterChange(file: file, region: change.region, changeID: change.changeID, now: self.now()))
             }
@@ -110,10 +110,11 @@ extension SettlementHub {
 
     /// The device named in the path must be the signer, registered and active (403 otherwise).
     private func certificateCaller(_ request: Request, context: HubRequestContext, deviceID: String) async -> Response? {
-        let entry = await BlockingWork.offload {
+        let looked = await BlockingWork.offload { () -> Result<Roster.Device?, any Error> in
             self.refreshRoster()
-            return self.view.device(deviceID)
+            return Result { try self.view.lookUpDevice(deviceID) }
         }
+        guard case .success(let entry) = looked else { return Self.databaseUnavailable() }
         // Sync spec §5: a device that is not active in the roster gets 403.
         guard entry?.status == "active" else { return Self.error(.forbidden, "device_not_active", "device \(deviceID) is not active") }
         if let refused = await authenticateSync(request, context: context) { return refused }
@@ -127,11 +128,13 @@ extension SettlementHub {
     /// for the registered key; `202`.
     func certificateRequest(_ request: Request, context: HubRequestContext, deviceID: String) async -> Response {
         if let refused = await certificateCaller(request, context: context, deviceID: deviceID) { return refused }
-        guard let key = await BlockingWork.offload({ self.view.device(deviceID)?.publicKey }) else {
+        let looked = await BlockingWork.offload { Result { try self.view.lookUpDevice(deviceID)?.publicKey } }
+        guard case .success(let found) = looked else { return Self.databaseUnavailable() }
+        guard let key = found else {
             return Self.error(.forbidden, "unknown_device", "device \(deviceID) is not registered")
         }
         do {
-            try await BlockingWork.offload { try self.database.requestCertificate(deviceID: deviceID, publicKey: Array(key.rawRepresentation), now: self.now()) }
+            try await BlockingWork.offloadWrite { try self.database.requestCertificate(deviceID: deviceID, publicKey: Array(key.rawRepresentation), now: self.now()) }
             return Self.json(.accepted, ["status": "requested"])
         } catch {
             return Self.json(.serviceUnavailable, ["error": "database_error", "message": "try again later"], headers: [.retryAfter: "30"])
@@ -142,7 +145,9 @@ extension SettlementHub {
     /// latest request, or `404` while there is none.
     func certificateFetch(_ request: Request, context: HubRequestContext, deviceID: String) async -> Response {
         if let refused = await certificateCaller(request, context: context, deviceID: deviceID) { return refused }
-        guard let cert = await BlockingWork.offload({ try? self.database.issuedCertificate(deviceID: deviceID) }) else {
+        let looked = await BlockingWork.offload { Result { try self.database.issuedCertificate(deviceID: deviceID) } }
+        guard case .success(let issued) = looked else { return Self.databaseUnavailable() }
+        guard let cert = issued else {
             return Self.error(.notFound, "no_certificate", "no certificate newer than the last request yet")
         }
         return Self.json(.ok, ["certificate": Data(cert).base64EncodedString()])

@@ -6,7 +6,9 @@ import Foundation
 /// holds them): programs, devices with their institution and status, persons, and cards with
 /// their `person_ref` and the card's public key (`DF29`), which verifies `card_ack`.
 public struct Roster: Sendable, Equatable {
+    /// A registered device: its key, institution, status and region.
     public struct Device: Sendable, Equatable {
+        /// The device key: it signs the device's batches and sync requests.
         public var publicKey: Curve25519.Signing.PublicKey
         /// The device's institution; nil when registered without one (`--device ID=KEY`):
         /// then no `medical_subsidy` of it can name the right institution.
@@ -17,38 +19,54 @@ public struct Roster: Sendable, Equatable {
         /// nil for one given on the command line (`--device`): such a device uploads but is
         /// given no region's snapshots (`wrong_region`, issue 21 item 4).
         public var region: String?
+        /// Equal when key, institution, status and region are.
         public static func == (a: Device, b: Device) -> Bool {
             a.publicKey.rawRepresentation == b.publicKey.rawRepresentation && a.institution == b.institution && a.status == b.status
                 && a.region == b.region
         }
     }
 
+    /// A program as the hub checks records against it.
     public struct Program: Sendable, Equatable {
         /// `medical` or `legal_aid`.
         public var cardType: String
         /// Medical programs only.
         public var limitFen: Int64?
+        /// A legal-aid program's matter codes (empty for a medical one).
         public var matters: [String]
     }
 
+    /// A person (keyed by `person_ref`).
     public struct Person: Sendable, Equatable {
+        /// `active`, `suspended` or `revoked`.
         public var status: String
+        /// The codes of the programs the person is entitled to.
         public var programs: [String]
     }
 
+    /// A card (keyed by its number).
     public struct Card: Sendable, Equatable {
+        /// The card's person.
         public var personRef: String
+        /// `active`, `lost`, `revoked` or `replaced`.
         public var status: String
         /// The card's Ed25519 public key (`DF29`, 32 bytes); nil when the roster line has none.
         public var publicKey: [UInt8]?
     }
 
+    /// Why a roster file, a stored line or a `--device` option cannot be read.
     public enum LoadError: Error, CustomStringConvertible, Equatable {
+        /// The file cannot be read.
         case unreadable(String)
+        /// A header that is not `benefit-snapshot` format_version 2.
         case notVersion2(path: String, line: Int)
+        /// A record the loader refuses, with why (`line` 0 for a stored line).
         case badRecord(path: String, line: Int, why: String)
+        /// A device key that is not base64 of an Ed25519 public key.
         case badKey(deviceID: String)
+        /// A `--device` option not of the form `ID=BASE64[,INSTITUTION]`.
         case badOption(String)
+        /// The refusal in one line.
         public var description: String {
             switch self {
             case .unreadable(let p): return "cannot read \(p)"
@@ -60,11 +78,16 @@ public struct Roster: Sendable, Equatable {
         }
     }
 
+    /// Devices by device id.
     public private(set) var devices: [String: Device] = [:]
+    /// Programs by code.
     public private(set) var programs: [String: Program] = [:]
+    /// Persons by `person_ref`.
     public private(set) var persons: [String: Person] = [:]
+    /// Cards by card number.
     public private(set) var cards: [String: Card] = [:]
 
+    /// An empty roster.
     public init() {}
 
     /// A roster of these entries only (a batch's view, issue 21 item 5).
@@ -73,6 +96,7 @@ public struct Roster: Sendable, Equatable {
         self.cards = cards
     }
 
+    /// The device with this id, or nil.
     public subscript(deviceID: String) -> Device? { devices[deviceID] }
 
     /// Adds (or replaces) a device; `publicKey` is base64 of the 32-byte Ed25519 key.

@@ -4,12 +4,16 @@ import Foundation
 
 /// A roster key the hub and the publisher trust, and the regions it may change (issue 21 item 4).
 public struct RosterKey: Sendable, Equatable {
+    /// The roster key (Ed25519).
     public var publicKey: Curve25519.Signing.PublicKey
+    /// The regions whose roster the key may change.
     public var regions: Set<String>
+    /// A key bound to `regions`.
     public init(publicKey: Curve25519.Signing.PublicKey, regions: Set<String>) {
         self.publicKey = publicKey
         self.regions = regions
     }
+    /// Equal when the key and the regions are.
     public static func == (a: RosterKey, b: RosterKey) -> Bool {
         a.publicKey.rawRepresentation == b.publicKey.rawRepresentation && a.regions == b.regions
     }
@@ -21,20 +25,30 @@ public typealias RosterKeys = [String: RosterKey]
 /// A roster change (sync spec §5): JSON Lines in the snapshot's record format, with
 /// `op: delete` to remove, signed like a snapshot by the civil-affairs office's roster key.
 public struct RosterChange: Sendable, Equatable {
+    /// One entry of the change: a record to store, or a key to delete.
     public struct Entry: Sendable, Equatable {
+        /// `program`, `device`, `person` or `card`.
         public var type: String
+        /// The record's key: program code, device id, `person_ref` or card number.
         public var key: String
         /// The record as stored and published (canonical JSON); nil: delete.
         public var line: String?
         /// A change kiosks must act on at once: a person suspended or revoked, a card lost, revoked or replaced.
         public var urgent: Bool
     }
+    /// The region the change is for.
     public var region: String
+    /// The header's `change_id`; a change is applied once.
     public var changeID: String
+    /// The header's `issued_at`.
     public var issuedAt: String
+    /// The roster key that signed it.
     public var rosterKeyID: String
+    /// Lowercase hex SHA-256 of every byte before the trailer (what the signature covers).
     public var sha256: String
+    /// The entries, in the file's order.
     public var entries: [Entry]
+    /// Whether any entry is urgent (kiosks must act on it at once).
     public var urgent: Bool { entries.contains { $0.urgent } }
     var verified: Verified {
         Verified(region: region, changeID: changeID, issuedAt: issuedAt, rosterKeyID: rosterKeyID, sha256: sha256, records: entries.count)
@@ -42,14 +56,23 @@ public struct RosterChange: Sendable, Equatable {
 
     /// Why a roster change is refused.
     public enum Refusal: Error, Equatable, CustomStringConvertible {
+        /// The change cannot be read, with why.
         case unreadable(String)
+        /// Not a `roster-change` header of format_version 1, or a header field missing or unsafe.
         case badHeader(String)
+        /// An entry the roster loader's rules refuse (or a `usage` line), with its line.
         case badRecord(line: Int, String)
+        /// No trailer line.
         case noTrailer
+        /// The trailer's `records` is not the number of entries.
         case countMismatch(trailer: Int, found: Int)
+        /// The trailer's `sha256` is not the file's (or the file changed between two reads).
         case digestMismatch
+        /// The roster key is not trusted (or a `--roster-key` option cannot be read).
         case untrustedKey(String)
+        /// The signature does not verify.
         case badSignature
+        /// A change with this `change_id` was already applied (a replay).
         case alreadyApplied(String)
         /// The signing key is trusted, but not for the change's region (issue 21 item 4).
         case wrongRegion(key: String, region: String)
@@ -57,6 +80,7 @@ public struct RosterChange: Sendable, Equatable {
         /// region's key cannot touch another region's entries (issue 21 item 4).
         case otherRegion(type: String, key: String, region: String)
 
+        /// The refusal in one line.
         public var description: String {
             switch self {
             case .unreadable(let why): return "cannot read the roster change: \(why)"
@@ -128,11 +152,17 @@ public struct RosterChange: Sendable, Equatable {
 
     /// What a roster change's header and trailer say, once verified.
     public struct Verified: Sendable, Equatable {
+        /// The region the change is for.
         public var region: String
+        /// `change_id`.
         public var changeID: String
+        /// `issued_at`.
         public var issuedAt: String
+        /// The roster key that signed it.
         public var rosterKeyID: String
+        /// Lowercase hex SHA-256 of every byte before the trailer.
         public var sha256: String
+        /// The number of entries.
         public var records: Int
     }
 

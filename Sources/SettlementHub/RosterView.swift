@@ -47,11 +47,15 @@ final class RosterView: Sendable {
     var programs: [String: Roster.Program] { state.withLock { $0.programs } }
 
     /// A device as the roster holds it now (nil: unknown, or the database cannot be read:
-    /// fail closed).
-    func device(_ id: String) -> Roster.Device? {
+    /// fail closed). For tools and tests; requests use `lookUpDevice`.
+    func device(_ id: String) -> Roster.Device? { (try? lookUpDevice(id)) ?? nil }
+
+    /// A device as the roster holds it now (nil: unknown).
+    /// - Throws: when the database cannot be read: the caller answers 503, never "unknown".
+    func lookUpDevice(_ id: String) throws -> Roster.Device? {
         let (hit, epoch, base) = state.withLock { ($0.devices[id], $0.epoch, $0.base[id]) }
         if let hit { return hit }
-        guard let stored = try? database.rosterEntries(type: "device", keys: [id]) else { return nil }
+        let stored = try database.rosterEntries(type: "device", keys: [id])
         var found = base
         if let line = stored[id], let r = Roster.reading(line) { found = r[id] }
         // Only what is known is kept: unknown ids (anyone can name one) would empty the cache.
@@ -59,8 +63,13 @@ final class RosterView: Sendable {
         return found
     }
 
+    /// The cards of `numbers` the roster holds (absent: unknown, or not readable). For tools
+    /// and tests; requests use `lookUpCards`.
+    func cards(_ numbers: Set<String>) -> [String: Roster.Card] { (try? lookUpCards(numbers)) ?? [:] }
+
     /// The cards of `numbers` the roster holds (absent: unknown), in one query for those not cached.
-    func cards(_ numbers: Set<String>) -> [String: Roster.Card] {
+    /// - Throws: when the database cannot be read (a card read as unknown would be refused for good).
+    func lookUpCards(_ numbers: Set<String>) throws -> [String: Roster.Card] {
         var out: [String: Roster.Card] = [:]
         let (missing, epoch, base) = state.withLock { s -> ([String], UInt64, Roster) in
             var missing: [String] = []
@@ -74,7 +83,7 @@ final class RosterView: Sendable {
             return (missing, s.epoch, s.base)
         }
         guard !missing.isEmpty else { return out }
-        guard let stored = try? database.rosterEntries(type: "card", keys: missing) else { return out }
+        let stored = try database.rosterEntries(type: "card", keys: missing)
         var looked: [String: Roster.Card?] = [:]
         for n in missing {
             var found = base.cards[n]
@@ -87,8 +96,9 @@ final class RosterView: Sendable {
     }
 
     /// A small roster for one batch's checks: every program, and the cards it names.
-    func batchRoster(cards numbers: Set<String>) -> Roster {
-        Roster(programs: programs, cards: cards(numbers))
+    /// - Throws: when the database cannot be read.
+    func batchRoster(cards numbers: Set<String>) throws -> Roster {
+        Roster(programs: programs, cards: try lookUpCards(numbers))
     }
 
     private func remember(_ epoch: UInt64, _ body: (inout State) -> Void) {

@@ -22,10 +22,11 @@ extension SettlementHub {
     /// answer (`401` with `hub_time`; sync spec §2).
     func authenticateSync(_ request: Request, context: HubRequestContext) async -> Response? {
         let deviceID = request.headers[.xDeviceID]
-        let entry = await BlockingWork.offload { () -> Roster.Device? in
+        let looked = await BlockingWork.offload { () -> Result<Roster.Device?, any Error> in
             self.refreshRoster()
-            return deviceID.flatMap(self.view.device)
+            return Result { try deviceID.flatMap(self.view.lookUpDevice) }
         }
+        guard case .success(let entry) = looked else { return Self.databaseUnavailable() }
         let hubTime = Self.timestamp(now(), fractional: false)
         func refuse(_ code: String, _ message: String) -> Response {
             Self.json(.unauthorized, ["error": code, "message": message, "hub_time": hubTime])
@@ -52,7 +53,8 @@ extension SettlementHub {
     /// A device is given its own region's snapshots only (issue 21 item 4): `403 wrong_region`.
     func regionRefusal(_ request: Request, region: String) async -> Response? {
         let deviceID = request.headers[.xDeviceID]
-        let device = await BlockingWork.offload { deviceID.flatMap(self.view.device) }
+        let looked = await BlockingWork.offload { Result { try deviceID.flatMap(self.view.lookUpDevice) } }
+        guard case .success(let device) = looked else { return Self.databaseUnavailable() }
         guard let device, device.region == region else {
             return Self.error(.forbidden, "wrong_region", "this device is not registered in region \(region)")
         }
@@ -104,8 +106,12 @@ extension SettlementHub {
     func syncFile(_ request: Request, context: HubRequestContext, region: String, snapshotID: String) async -> Response {
         if let refused = await authenticateSync(request, context: context) { return refused }
         if let refused = await regionRefusal(request, region: region) { return refused }
-        guard Identifiers.isSyncName(region), Identifiers.isSyncName(snapshotID),
-              let published = await BlockingWork.offload({ try? self.database.publishedSnapshot(snapshotID, region: region) }) else {
+        guard Identifiers.isSyncName(region), Identifiers.isSyncName(snapshotID) else {
+            return Self.error(.notFound, "no_snapshot", "no snapshot \(snapshotID) is published for region \(region)")
+        }
+        let looked = await BlockingWork.offload { Result { try self.database.publishedSnapshot(snapshotID, region: region) } }
+        guard case .success(let found) = looked else { return Self.databaseUnavailable() }
+        guard let published = found else {
             return Self.error(.notFound, "no_snapshot", "no snapshot \(snapshotID) is published for region \(region)")
         }
         var headers = HTTPFields()

@@ -2,38 +2,58 @@ import Foundation
 
 /// A status word (SW1 SW2) at the end of every response APDU.
 public struct StatusWord: Hashable, Sendable, CustomStringConvertible {
+    /// The first status byte (`90` of `90 00`).
     public let sw1: UInt8
+    /// The second status byte.
     public let sw2: UInt8
+    /// The status word of two bytes.
     public init(_ sw1: UInt8, _ sw2: UInt8) { self.sw1 = sw1; self.sw2 = sw2 }
+    /// The status word of a 16-bit value, SW1 high (`0x9000`).
     public init(_ value: UInt16) { self.init(UInt8(value >> 8), UInt8(value & 0xFF)) }
+    /// SW1 SW2 as one 16-bit value, SW1 high.
     public var value: UInt16 { UInt16(sw1) << 8 | UInt16(sw2) }
 
+    /// `90 00`: normal processing.
     public static let success = StatusWord(0x9000)
+    /// `6A 82`: file or application not found (to both SELECTs: not a benefit card, card spec §2).
     public static let fileNotFound = StatusWord(0x6A82)
+    /// `69 85`: conditions of use not satisfied.
     public static let conditionsNotSatisfied = StatusWord(0x6985)
+    /// `6A 80`: incorrect data field.
     public static let wrongData = StatusWord(0x6A80)
+    /// `65 81`: memory failure.
     public static let memoryFailure = StatusWord(0x6581)
+    /// `6D 00`: instruction not supported.
     public static let insNotSupported = StatusWord(0x6D00)
+    /// `6E 00`: class not supported.
     public static let claNotSupported = StatusWord(0x6E00)
+    /// `6B 00`: wrong P1 P2.
     public static let wrongP1P2 = StatusWord(0x6B00)
+    /// `67 00`: wrong length.
     public static let wrongLength = StatusWord(0x6700)
 
+    /// Whether it is `90 00`.
     public var isSuccess: Bool { self == .success }
+    /// Four uppercase hex digits (`9000`).
     public var description: String { String(format: "%02X%02X", sw1, sw2) }
 }
 
 /// A short command APDU (ISO/IEC 7816-4): Lc and Le at most 255 (Le 0 means 256).
 public struct CommandAPDU: Hashable, Sendable, CustomStringConvertible {
+    /// The header: class, instruction and the two parameters.
     public var cla: UInt8, ins: UInt8, p1: UInt8, p2: UInt8
+    /// The command data (at most 255 bytes); empty for none, and then no Lc is sent.
     public var data: [UInt8]
     /// nil: no Le byte (case 1/3). 0: "up to 256".
     public var le: UInt8?
 
+    /// A command; more than 255 bytes of data is a programming error (it traps).
     public init(cla: UInt8 = 0x00, ins: UInt8, p1: UInt8, p2: UInt8, data: [UInt8] = [], le: UInt8? = nil) {
         precondition(data.count <= 255, "short APDUs only")
         self.cla = cla; self.ins = ins; self.p1 = p1; self.p2 = p2; self.data = data; self.le = le
     }
 
+    /// The command as sent: header, then Lc and data when there is data, then Le when set.
     public var bytes: [UInt8] {
         var out: [UInt8] = [cla, ins, p1, p2]
         if !data.isEmpty { out.append(UInt8(data.count)); out += data }
@@ -57,20 +77,27 @@ public struct CommandAPDU: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The command's bytes in uppercase hex.
     public var description: String { bytes.hexString }
 }
 
 /// A response APDU: data then the status word.
 public struct ResponseAPDU: Hashable, Sendable, CustomStringConvertible {
+    /// The response data, without the status word.
     public var data: [UInt8]
+    /// The status word the response ends with.
     public var status: StatusWord
+    /// A response from its data and status word.
     public init(data: [UInt8] = [], status: StatusWord) { self.data = data; self.status = status }
+    /// Splits raw response bytes into data and status word; nil when there are fewer than two bytes.
     public init?(bytes: [UInt8]) {
         guard bytes.count >= 2 else { return nil }
         data = Array(bytes.dropLast(2))
         status = StatusWord(bytes[bytes.count - 2], bytes[bytes.count - 1])
     }
+    /// The response as sent: data then SW1 SW2.
     public var bytes: [UInt8] { data + [status.sw1, status.sw2] }
+    /// The data in uppercase hex, a space, then the status word (`9000` alone when there is no data).
     public var description: String { (data.isEmpty ? "" : data.hexString + " ") + status.description }
 }
 
@@ -83,6 +110,7 @@ public protocol CardChannel: AnyObject {
 
 /// A channel that sends raw bytes and gets raw bytes back, with no transport rules.
 public protocol RawCardChannel: AnyObject {
+    /// Sends the command bytes as they are and returns the card's answer, status word included.
     func transmitRaw(_ command: [UInt8]) throws -> [UInt8]
 }
 
@@ -98,8 +126,12 @@ public enum TransportError: Error, Equatable, Sendable {
 /// Le = xx). Applies both, each at most `maxRounds` times, so a misbehaving card
 /// cannot keep the terminal in a loop.
 public enum TransportRules {
+    /// How many `61 XX` and `6C XX` rounds one command may take in all before `tooManyChainedResponses`.
     public static let maxRounds = 64
 
+    /// Sends `command` over `raw`, repeating it with the Le a `6C XX` names and collecting the
+    /// data of every `61 XX` with GET RESPONSE; returns the joined data and the last status word.
+    /// - Throws: `TransportError` for an answer under two bytes or too many rounds; whatever `raw` throws.
     public static func exchange(_ command: CommandAPDU, over raw: RawCardChannel) throws -> ResponseAPDU {
         var cmd = command
         var response = try parse(raw.transmitRaw(cmd.bytes))

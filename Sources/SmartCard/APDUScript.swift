@@ -9,11 +9,15 @@ import Foundation
 ///     00 84 00 00 10                       -> 9000
 ///     00 D6 83 00 A4 7281A1…00             -> 6982
 public struct APDUScript: Sendable, Equatable {
+    /// One command of the script and the status word expected of it.
     public struct Step: Sendable, Equatable {
         /// 1-based line in the script text (0 for steps built in code).
         public var line: Int
+        /// The command's bytes as written (at least 4).
         public var command: [UInt8]
+        /// The status word after `->`; nil when the line expects none.
         public var expected: StatusWord?
+        /// A step built in code (line 0 unless given).
         public init(line: Int = 0, command: [UInt8], expected: StatusWord? = nil) {
             self.line = line; self.command = command; self.expected = expected
         }
@@ -21,17 +25,22 @@ public struct APDUScript: Sendable, Equatable {
 
     /// What the card answered to one step.
     public struct Outcome: Sendable, Equatable, CustomStringConvertible {
+        /// The step sent.
         public var step: Step
+        /// The card's answer.
         public var response: ResponseAPDU
         /// True when no status word was expected or the card answered the expected one.
         public var matches: Bool { step.expected.map { $0 == response.status } ?? true }
+        /// `line N: command -> answer`, with the expected status when it did not match.
         public var description: String {
             "line \(step.line): \(step.command.hexString) -> \(response)" + (matches ? "" : " (expected \(step.expected!))")
         }
     }
 
+    /// The commands in the order they are sent.
     public var steps: [Step]
 
+    /// A script of steps built in code.
     public init(steps: [Step]) { self.steps = steps }
 
     /// Parses a script; a line that is not hex or whose expected status is not 4 hex digits throws.
@@ -101,11 +110,16 @@ public struct APDUScript: Sendable, Equatable {
     }
 }
 
+/// Why a script could not be parsed or played.
 public enum APDUScriptError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The 1-based line is not a command as the script format has it, and why.
     case badLine(Int, String)
+    /// Played through the transport rules, the line's command is not a well-formed short APDU.
     case notAShortAPDU(line: Int)
+    /// The card answered another status word than the line expects (`check`).
     case unexpectedStatus(line: Int, expected: StatusWord, got: StatusWord)
 
+    /// The error as one line naming the script line.
     public var description: String {
         switch self {
         case .badLine(let n, let why): return "APDU script line \(n): \(why)"

@@ -4,13 +4,16 @@
 public struct TLV: Hashable, Sendable {
     /// The tag as an integer of its bytes (`0x70`, `0xDF21`, `0x9F08`).
     public let tag: UInt32
+    /// The value bytes (for a constructed object, its children encoded).
     public let value: [UInt8]
 
+    /// An object of a tag (as an integer of its bytes) and a value.
     public init(tag: UInt32, value: [UInt8]) { self.tag = tag; self.value = value }
 
     /// Whether the tag's first byte has the constructed bit.
     public var isConstructed: Bool { tagBytes[0] & 0x20 != 0 }
 
+    /// The tag's 1 to 3 bytes as encoded.
     public var tagBytes: [UInt8] {
         if tag > 0xFFFF { return [UInt8(tag >> 16), UInt8(tag >> 8 & 0xFF), UInt8(tag & 0xFF)] }
         if tag > 0xFF { return [UInt8(tag >> 8), UInt8(tag & 0xFF)] }
@@ -25,6 +28,8 @@ public struct TLV: Hashable, Sendable {
         TLV(tag: tag, value: children.flatMap(\.encoded))
     }
 
+    /// The BER length of `n` bytes, in the shortest definite form (`81`, `82`, `83` above 127).
+    /// A negative length, or one that needs more than 3 bytes, is a programming error (it traps).
     public static func encodeLength(_ n: Int) -> [UInt8] {
         precondition(n >= 0 && n <= 0xFF_FFFF, "TLV length out of range")
         if n < 0x80 { return [UInt8(n)] }
@@ -99,13 +104,21 @@ public struct TLV: Hashable, Sendable {
     }
 }
 
+/// Why bytes are not BER-TLV as `TLV` accepts it; offsets count bytes from the start of the input.
 public enum TLVError: Error, Equatable, Sendable {
+    /// No bytes at all where one object was expected.
     case empty
+    /// The input ends inside a tag, a length or a value.
     case truncated(offset: Int)
+    /// A tag of more than 3 bytes.
     case tagTooLong(offset: Int)
+    /// The indefinite length form `80`.
     case indefiniteLength(offset: Int)
+    /// A length byte `84` or above.
     case invalidLength(offset: Int)
+    /// Bytes other than `00`/`FF` padding after the one object of a file.
     case trailingData(offset: Int)
+    /// Children asked of a primitive object.
     case notConstructed(tag: UInt32)
 }
 

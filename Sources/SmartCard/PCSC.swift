@@ -24,26 +24,32 @@ enum SC {
 /// Which readers a terminal uses. vpcd adds two "Virtual PCD" readers to every pcscd
 /// on a machine where it is installed; production ignores them unless told otherwise.
 public struct ReaderFilter: Sendable {
+    /// How the names of vpcd's readers begin.
     public static let virtualPrefix = "Virtual PCD"
+    /// Whether vpcd's "Virtual PCD" readers are used.
     public var allowVirtual: Bool
     /// Only this reader (a kiosk with two readers, two daemons on one machine).
     public var only: String?
+    /// A filter; with `only`, every other reader is ignored, virtual or not.
     public init(allowVirtual: Bool, only: String? = nil) { self.allowVirtual = allowVirtual; self.only = only }
     /// `BENEFIT_KIOSK_VIRTUAL_READERS=1` allows virtual readers (demo, tests, training).
     public static var fromEnvironment: ReaderFilter {
         ReaderFilter(allowVirtual: ProcessInfo.processInfo.environment["BENEFIT_KIOSK_VIRTUAL_READERS"] == "1")
     }
+    /// Whether the terminal uses the reader of this name.
     public func accepts(_ reader: String) -> Bool {
         if let only { return reader == only }
         return allowVirtual || !reader.hasPrefix(ReaderFilter.virtualPrefix)
     }
 }
 
+/// The transmission protocol of a connection: T=0 or T=1.
 public enum CardProtocol: Sendable, Equatable {
     case t0, t1
     var dword: DWORD { self == .t0 ? SC.protocolT0 : SC.protocolT1 }
 }
 
+/// How a connection shares its reader with other applications (`SCARD_SHARE_*`).
 public enum ShareMode: Sendable {
     /// Other applications may connect too; use `withTransaction` for exclusive use.
     case shared
@@ -142,8 +148,11 @@ public final class PCSCContext: Sendable {
 
 /// What a reader holds.
 public struct ReaderState: Sendable, Equatable {
+    /// Whether a card is in the reader.
     public var cardPresent: Bool
+    /// Whether the card is mute: present but not answering (`SCARD_STATE_MUTE`).
     public var mute: Bool
+    /// The card's ATR; empty when none.
     public var atr: [UInt8]
     /// pcsc-lite's per-reader event counter (card insertions and removals).
     public var eventCount: Int
@@ -161,7 +170,9 @@ public struct ReaderState: Sendable, Equatable {
 /// One connection to the card in one reader (`SCardConnect` … `SCardDisconnect`).
 /// Its transmit follows card spec §1 (61xx GET RESPONSE, 6Cxx retry).
 public final class CardConnection: CardChannel, RawCardChannel {
+    /// The reader's name.
     public let reader: String
+    /// The protocol the connection uses (T=0 or T=1), set again by `reconnect`.
     public private(set) var activeProtocol: CardProtocol
     private let context: PCSCContext
     private var handle: SCARDHANDLE = 0

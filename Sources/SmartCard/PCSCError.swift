@@ -124,6 +124,7 @@ public enum PCSCError: Error, Equatable, Hashable, Sendable, CustomStringConvert
         }
     }
 
+    /// `PC/SC error 0x…` with the code's name.
     public var description: String {
         let hex = String(code, radix: 16, uppercase: true)
         return "PC/SC error 0x\(hex) (\(name))"

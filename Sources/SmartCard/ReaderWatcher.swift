@@ -4,18 +4,23 @@ import Logging
 
 /// What happens at the readers.
 public enum ReaderEvent: Sendable, Equatable, CustomStringConvertible {
+    /// A reader appeared (listed at start, plugged in, or after pcscd came back).
     case readerAdded(String)
+    /// A reader went away (unplugged, or pcscd lost).
     case readerRemoved(String)
+    /// A card was put on a reader: a tap.
     case cardInserted(reader: String, atr: [UInt8])
     /// A card already lying on a reader when the reader was listed (at start, after pcscd came
     /// back, a reader plugged in again): present, but not a tap.
     case cardFound(reader: String, atr: [UInt8])
+    /// The card left the reader (or its reader or pcscd went away).
     case cardRemoved(reader: String)
     /// pcscd went away; readers are unknown until it is back.
     case serviceLost
     /// pcscd is back; reader and card events follow for what is there now.
     case serviceRestored
 
+    /// The event in words, for logs.
     public var description: String {
         switch self {
         case .readerAdded(let r): return "reader added: \(r)"
@@ -39,12 +44,16 @@ public enum ReaderEvent: Sendable, Equatable, CustomStringConvertible {
 /// goes away the watcher reports `.serviceLost`, reconnects with bounded backoff, then
 /// reports `.serviceRestored` and the readers and cards it finds.
 public struct ReaderWatcher: AsyncSequence, Sendable {
+    /// The watcher yields reader events.
     public typealias Element = ReaderEvent
+    /// Which readers are watched.
     public var filter: ReaderFilter
     /// Upper bound of one blocking call; only bounds the wait, nothing polls.
     public var blockingTimeoutMilliseconds: UInt32
+    /// Where pcscd failures are logged.
     public var logger: Logger
 
+    /// A watcher; one blocking call waits 30 s at most unless told otherwise.
     public init(filter: ReaderFilter = .fromEnvironment, blockingTimeoutMilliseconds: UInt32 = 30_000,
                 logger: Logger = Logger(label: "smartcard.watcher")) {
         self.filter = filter
@@ -52,10 +61,13 @@ public struct ReaderWatcher: AsyncSequence, Sendable {
         self.logger = logger
     }
 
+    /// Starts a watch of its own (`events()`) and iterates it.
     public func makeAsyncIterator() -> AsyncStream<ReaderEvent>.Iterator {
         events().makeAsyncIterator()
     }
 
+    /// Starts the watch thread and returns its events; ending the stream stops the thread.
+    /// Keeps the newest 1,024 events when the reader of the stream falls behind.
     public func events() -> AsyncStream<ReaderEvent> {
         AsyncStream(bufferingPolicy: .bufferingNewest(1024)) { continuation in
             let loop = WatchLoop(watcher: self, continuation: continuation)

@@ -44,6 +44,7 @@ public struct Misbehaviour: Sendable, Equatable {
     /// INTERNAL AUTHENTICATE signs the digest of the record the card really holds.
     public var staleUsage: [UInt8]?
 
+    /// A set of misbehaviours; the default is a card that behaves.
     public init(getResponseChunk: Int? = nil, wrongLe: Bool = false, tamperHolder: Bool = false, wrongCardKey: Bool = false,
                 pullBeforeWrite: Bool = false, pullAfterWrite: Bool = false, refuseWrites: Bool = false,
                 refuseCertificate: StatusWord? = nil, refuseChallenge: StatusWord? = nil, forceWriteStatus: StatusWord? = nil,
@@ -69,6 +70,7 @@ extension Misbehaviour {
 
 /// What the emulated card does with one command.
 public enum EmulatorReply: Equatable, Sendable {
+    /// The response APDU's bytes, data then status word.
     case response([UInt8])
     /// The card leaves the reader without answering.
     case pulled
@@ -86,7 +88,9 @@ public enum EmulatorReply: Equatable, Sendable {
 /// `setFixedChallenge`, `reset`, `commandCount`) take it, and the command handlers are
 /// called only from `process` inside it. The keys are `let`s of `Sendable` types.
 public final class CardEmulator: @unchecked Sendable {
+    /// The card number (16 digits).
     public let cardNumber: String
+    /// Medical or legal aid, from the description's AID.
     public let type: CardType
     /// EF.USAGE's size: a written object shorter than it is followed by `00` padding (§5.3).
     public static let usageFileSize = 255
@@ -107,6 +111,7 @@ public final class CardEmulator: @unchecked Sendable {
     public var commandCount: Int { lock.withLock { commands } }
     private var commands = 0
 
+    /// The ATR every emulated card answers with: T=1, historical bytes `BKCARD02`.
     public static let atr: [UInt8] = {
         // T=1 ATR in the PC/SC contactless form: 3B 88 80 01 <8 historical bytes> TCK.
         var a: [UInt8] = [0x3B, 0x88, 0x80, 0x01] + Array("BKCARD02".utf8)
@@ -114,6 +119,8 @@ public final class CardEmulator: @unchecked Sendable {
         return a
     }()
 
+    /// A card from its description, misbehaving as `misbehaviour` says (`tamperHolder` is applied here, once).
+    /// - Throws: `CardDescriptionError` for a field that is not hex, an unknown AID, a bad seed or CA key.
     public init(description d: CardDescription, misbehaviour: Misbehaviour = Misbehaviour()) throws {
         guard let aid = [UInt8](hex: d.aid) else { throw CardDescriptionError.badHex(field: "aid") }
         guard let t = CardType.allCases.first(where: { $0.aid == aid }) else { throw CardDescriptionError.unknownAID(d.aid) }
@@ -168,7 +175,9 @@ public final class CardEmulator: @unchecked Sendable {
         return (try? TLV.parseSingle(f))?.1 ?? f
     }
 
+    /// Replaces the misbehaviour from the next command on.
     public func setMisbehaviour(_ m: Misbehaviour) { lock.withLock { misbehaviour = m } }
+    /// The misbehaviour now (a pull switch that fired is off again).
     public var currentMisbehaviour: Misbehaviour { lock.withLock { misbehaviour } }
 
     /// GET CHALLENGE answers these bytes instead of 16 random ones (for the vectors); nil: random.
@@ -395,10 +404,15 @@ public final class CardEmulator: @unchecked Sendable {
 /// The emulator as an in-process channel (no pcscd), for fast unit tests. A pull
 /// throws `PCSCError.removedCard` as a real reader would, and the card stays out.
 public final class EmulatedChannel: CardChannel, RawCardChannel {
+    /// The card in the channel.
     public let emulator: CardEmulator
+    /// Whether the card has been pulled; every later command throws `PCSCError.removedCard`.
     public private(set) var removed = false
+    /// A channel to `emulator`, reset as a card freshly put on a reader.
     public init(_ emulator: CardEmulator) { self.emulator = emulator; emulator.reset() }
 
+    /// Hands the bytes to the emulator and returns its answer as it is.
+    /// - Throws: `PCSCError.removedCard` when the card is pulled, now or before.
     public func transmitRaw(_ command: [UInt8]) throws -> [UInt8] {
         guard !removed else { throw PCSCError.removedCard }
         switch emulator.process(command) {
@@ -407,6 +421,7 @@ public final class EmulatedChannel: CardChannel, RawCardChannel {
         }
     }
 
+    /// Sends one command with the transport rules of card spec §1 applied.
     public func transmit(_ command: CommandAPDU) throws -> ResponseAPDU {
         try TransportRules.exchange(command, over: self)
     }

@@ -14,15 +14,20 @@ import Glibc
 /// and the serving thread's exit); the serving thread works on its own local copy of the
 /// socket. Every other stored property is a `let` of a `Sendable` type.
 public final class VPCDClient: @unchecked Sendable {
+    /// vpcd's first reader's port.
     public static let defaultPort: UInt16 = 35963
+    /// The card served.
     public let emulator: CardEmulator
+    /// vpcd's host, an IPv4 address.
     public let host: String
+    /// vpcd's port: one per virtual reader.
     public let port: UInt16
     private let logger: Logger
     private let lock = NSCondition()
     private var fd: Int32 = -1
     private var serving = false
 
+    /// A client for the card, not yet inserted (`insert`).
     public init(emulator: CardEmulator, host: String = "127.0.0.1", port: UInt16 = VPCDClient.defaultPort,
                 logger: Logger = Logger(label: "virtual-card")) {
         self.emulator = emulator
@@ -33,6 +38,7 @@ public final class VPCDClient: @unchecked Sendable {
 
     deinit { remove() }
 
+    /// Whether the card is in the reader: connected and being served.
     public var isInserted: Bool { lock.withLock { serving } }
 
     /// Connects to vpcd (retrying for up to `timeout` seconds while vpcd is not listening
@@ -194,12 +200,17 @@ public final class VPCDClient: @unchecked Sendable {
     }
 }
 
+/// Why the card could not be put into a vpcd reader.
 public enum VPCDError: Error, CustomStringConvertible {
+    /// No socket could be made (the `errno`).
     case socket(Int32)
+    /// vpcd could not be reached before the timeout (the last `errno`).
     case connect(host: String, port: UInt16, errno: Int32)
     /// vpcd accepted the connection but never spoke: another card holds that reader.
     case readerBusy(host: String, port: UInt16, waited: TimeInterval)
+    /// `insert` on a card already in the reader.
     case alreadyInserted
+    /// The error as one line, with what to do.
     public var description: String {
         switch self {
         case .readerBusy(let h, let p, let w):

@@ -115,4 +115,31 @@ import Testing
         }
         #expect(outcome == "released held=false other=true")
     }
+
+    @Test("a roster the hub cannot read answers 503 database_error (retry), never unknown_device or a card refused for good; once readable, the same batch is accepted (both engines)")
+    func unreadableRosterIsRetried() async throws {
+        let hub = try await HubFixture.start(now: vectorHubClock)
+        defer { Task { await hub.stop() } }
+        let url = "\(hub.url)/v1/devices/\(Fixtures.deviceID)/batches"
+        // The device looked up (and cached) while the roster reads.
+        #expect(try await hub.send([HubCase.alert(seq: 1)]).map(\.reason) == [nil])
+        let engine = hub.hub.database.engine
+        try engine.write { try $0.execute("ALTER TABLE roster_entry RENAME TO roster_entry_away", arguments: []) }
+        // A subsidy: its card cannot be looked up.
+        let body = HubCase.batch([try HubCase.text(try HubCase.subsidy(seq: 2))])
+        let signature = try HubCase.signature(body)
+        let (status, answer, text) = try await post(url, body, signature: signature)
+        #expect(status == 503 && answer?["error"] as? String == "database_error", "\(text)")
+        // A device not looked up yet: 503 too, not 403 unknown_device.
+        let other = "KSK-TEST-0002"
+        let otherBody = HubCase.batch([try HubCase.text(HubCase.alert(seq: 1, device: other))], device: other)
+        let (otherStatus, _, otherText) = try await post("\(hub.url)/v1/devices/\(other)/batches", otherBody,
+                                                         signature: try HubCase.signature(otherBody, by: other))
+        #expect(otherStatus == 503, "\(otherText)")
+        try engine.write { try $0.execute("ALTER TABLE roster_entry_away RENAME TO roster_entry", arguments: []) }
+        // Readable again: the same batch is accepted (nothing was answered for it before).
+        let (again, againAnswer, againText) = try await post(url, body, signature: signature)
+        let results = againAnswer?["results"] as? [[String: Any]]
+        #expect(again == 200 && results?.first?["status"] as? String == "accepted", "\(againText)")
+    }
 }
