@@ -11,12 +11,17 @@ import NIOCore
 
 /// The hub's limits (upload spec §2) — lowered in tests to make it answer 413.
 public struct HubLimits: Sendable, Equatable {
+    /// Most records a batch may carry (upload spec §2: 500); beyond: 413 `too_many_records`.
     public var maxRecords = 500
+    /// Largest batch body in bytes (upload spec §2: 1 MiB); beyond: 413 `too_large`, at once when
+    /// `Content-Length` says so.
     public var maxBytes = 1 << 20
     /// Batch requests a device may make a second (issue 21 item 3); beyond: 429, Retry-After.
     public var batchesPerSecond = 10
     /// Long polls a device may hold at once (issue 21 item 3); beyond: 429, Retry-After.
     public var longPollsPerDevice = 2
+    /// Each limit defaults to its figure in upload spec §2 or issue 21 item 3 (`settlement-hub`
+    /// sets the first two from `--max-records` and `--max-bytes`).
     public init(maxRecords: Int = 500, maxBytes: Int = 1 << 20, batchesPerSecond: Int = 10, longPollsPerDevice: Int = 2) {
         self.maxRecords = maxRecords
         self.maxBytes = maxBytes
@@ -37,6 +42,8 @@ public struct HubFaults: Sendable, Equatable {
         case nonsense(Nonsense)
     }
 
+    /// How a nonsense 200 breaks the results, each a way the kiosk's checks must catch (upload spec §3);
+    /// the raw value is `settlement-hub --nonsense`'s word.
     public enum Nonsense: String, Sendable, Equatable, CaseIterable {
         /// One result fewer than records.
         case wrongCount = "wrong-count"
@@ -50,13 +57,16 @@ public struct HubFaults: Sendable, Equatable {
         case badTime = "bad-time"
     }
 
+    /// Batch requests numbered 1 to `failFirst`, counted from the hub's start (`batchRequests`), get `failure`.
     public var failFirst = 0
+    /// What those requests get: by default a 503 without `Retry-After`.
     public var failure: Failure = .status(503, retryAfter: nil)
     /// Wait this long after storing a batch, before answering (a slow hub).
     public var delay: Duration = .zero
     /// Answer `received_at` with milliseconds (to exercise the kiosk's rounding up).
     public var fractionalReceivedAt = false
 
+    /// No fault unless one is given.
     public init(failFirst: Int = 0, failure: Failure = .status(503, retryAfter: nil), delay: Duration = .zero,
                 fractionalReceivedAt: Bool = false) {
         self.failFirst = failFirst
@@ -65,6 +75,7 @@ public struct HubFaults: Sendable, Equatable {
         self.fractionalReceivedAt = fractionalReceivedAt
     }
 
+    /// No faults: the hub answers as the spec says.
     public static let none = HubFaults()
 }
 
@@ -75,6 +86,7 @@ public struct HubFaults: Sendable, Equatable {
 /// reversal, bill), and flags; stores each accepted record once by `record_id` with its exact
 /// JSON and hash, and answers per record; `GET /v1/health`.
 public final class SettlementHub: Sendable {
+    /// Where answers, records and refusals are stored, and the roster and the shelf are read.
     public let database: HubDatabase
     let logger: Logger
     let now: @Sendable () -> Date
@@ -139,11 +151,13 @@ public final class SettlementHub: Sendable {
 
     // MARK: knobs, changeable while running
 
+    /// The test faults in force; changeable while the hub runs (the next batch request sees them).
     public var faults: HubFaults {
         get { state.with { $0.faults } }
         set { state.with { $0.faults = newValue } }
     }
 
+    /// The limits in force; changeable while the hub runs.
     public var limits: HubLimits {
         get { state.with { $0.limits } }
         set { state.with { $0.limits = newValue } }
@@ -165,6 +179,18 @@ public final class SettlementHub: Sendable {
     /// A device as the roster holds it now (looked up; nil: unknown, or the database cannot
     /// be read).
     public func device(_ id: String) -> Roster.Device? { view.device(id) }
+
+    /// A device for a request: from the cache when it holds it and the roster was looked at
+    /// within the second (no hop to another thread); else the roster followed and the device
+    /// looked up on the blocking threads.
+    /// - Returns: the device (nil: not registered), or the database's error (answer 503).
+    func requestDevice(_ id: String) async -> Result<Roster.Device?, any Error> {
+        if let hit = view.cachedDevice(id) { return .success(hit) }
+        return await BlockingWork.offload { () -> Result<Roster.Device?, any Error> in
+            self.refreshRoster()
+            return Result { try self.view.lookUpDevice(id) }
+        }
+    }
 
     /// A card as the roster holds it now.
     public func card(_ number: String) -> Roster.Card? { view.cards([number])[number] }
@@ -192,6 +218,8 @@ public final class SettlementHub: Sendable {
 
     // MARK: HTTP
 
+    /// The hub's routes: health, batches, roster changes, certificates, and the sync manifest and files.
+    /// Every request's task is marked, so a blocking database call on it is refused (`BlockingWork`).
     public func makeRouter() -> Router<HubRequestContext> {
         let router = Router(context: HubRequestContext.self)
         // Issue 21 item 5: a request's task never waits for the database itself (`BlockingWork`).
@@ -277,10 +305,7 @@ public final class SettlementHub: Sendable {
     static let readLimit = 8 << 20
 
     func receive(_ request: Request, context: HubRequestContext, deviceID: String) async -> Response {
-        let looked = await BlockingWork.offload { () -> Result<Roster.Device?, any Error> in
-            self.refreshRoster()
-            return Result { try self.view.lookUpDevice(deviceID) }
-        }
+        let looked = await requestDevice(deviceID)
         // The roster unreadable: "try again", never "unknown device" (the kiosk would stop
         // uploading for minutes and raise an alert for nothing).
         guard case .success(let entry) = looked else { return Self.databaseUnavailable(close: true) }
@@ -355,7 +380,11 @@ public final class SettlementHub: Sendable {
             // The batch's view of the roster: every program and the cards it names (flat memory).
             let cards = Set(batch.records.compactMap { $0.record?.medicalSubsidy?.cardNumber ?? $0.record?.legalAidApplication?.cardNumber })
             let roster: Roster
-            do { roster = try await BlockingWork.offload { try self.view.batchRoster(cards: cards) } } catch {
+            do {
+                if let cached = view.cachedBatchRoster(cards: cards) { roster = cached } else {
+                    roster = try await BlockingWork.offload { try self.view.batchRoster(cards: cards) }
+                }
+            } catch {
                 // A card read as unknown would be refused for good (its first answer is kept).
                 log.error("cards unreadable: nothing stored", metadata: ["error": "\(error)"])
                 return Self.databaseUnavailable()
@@ -544,7 +573,9 @@ public final class SettlementHub: Sendable {
 
 /// A hub running in this process (tests): its address and how to stop it.
 public struct RunningHub: Sendable {
+    /// The address it listens on.
     public let host: String
+    /// The port it listens on (the one the system chose when started with port 0).
     public let port: Int
     /// `http`, or `https` when started with TLS.
     public let scheme: String

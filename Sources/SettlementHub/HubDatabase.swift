@@ -8,14 +8,23 @@ import Synchronization
 /// One record as the hub holds it: its exact JSON, the SHA-256 of those bytes, when it was
 /// first received, and the flags it was accepted with (upload spec §5 step 5).
 public struct HubRecord: Sendable, Equatable {
+    /// The record's `record_id`: `<device_id>-<seq>` (upload spec §1).
     public var recordID: String
+    /// The device that signed the batch it came in.
     public var deviceID: String
+    /// The device's sequence number, the one its `record_id` names.
     public var seq: Int64
+    /// `medical_subsidy`, `subsidy_reversal`, `legal_aid_application` or `alert`.
     public var kind: String
+    /// The record's exact JSON text, byte for byte as the kiosk sent it.
     public var body: String
+    /// Lowercase hex SHA-256 of `body`'s bytes.
     public var sha256: String
+    /// When the hub first received it (RFC 3339, UTC), stamped inside the storing transaction.
     public var receivedAt: String
+    /// The `batch_id` of the batch that brought it.
     public var batchID: String
+    /// The flags it was accepted with (`over_limit`, `time_suspect`, `no_card_auth`); empty for none.
     public var flags: [String]
 
     init(_ r: SQLRow) throws {
@@ -28,21 +37,33 @@ public struct HubRecord: Sendable, Equatable {
 /// A record the hub refused, kept for the audit (and for tests): every refusal, a `conflict`
 /// or a repeated answer included.
 public struct HubRejection: Sendable, Equatable {
+    /// The refused record's `record_id`; nil when the refusal was stored without one.
     public var recordID: String?
+    /// The device whose batch carried the record.
     public var deviceID: String
+    /// The reason answered (`conflict`, `seq_gap`, `bad_amounts`, …).
     public var reason: String
+    /// The refused record's exact JSON text (kept once by its digest, issue 21 item 3).
     public var body: String
+    /// When the hub received it (RFC 3339, UTC).
     public var receivedAt: String
 }
 
 /// The first answer the hub gave a `record_id` (upload spec §5 step 2): what it answers again.
 public struct HubAnswer: Sendable, Equatable {
+    /// The first answer: the record accepted (a repeat is answered `duplicate`) or rejected.
     public enum Status: String, Sendable { case accepted, rejected }
+    /// The `record_id` answered.
     public var recordID: String
+    /// The device the record came from.
     public var deviceID: String
+    /// The record's sequence number.
     public var seq: Int64
+    /// Accepted or rejected.
     public var status: Status
+    /// The refusal's reason; nil when accepted.
     public var reason: String?
+    /// When the answer was given: the `received_at` of the batch that first brought the record.
     public var answeredAt: String
 }
 
@@ -55,13 +76,17 @@ final class PublicationGate: Sendable {
 
 /// Another process holds the publication lock (sync spec §5: one publisher at a time).
 public struct PublicationLockHeld: Error, CustomStringConvertible {
+    /// Says that another publisher holds the lock and this one stands by.
     public var description: String { "another publisher holds the publication lock: this one stands by" }
 }
 
+/// A hub database that cannot be opened as it is, or an inconsistency found while working in it.
 public enum HubDatabaseError: Error, CustomStringConvertible {
+    /// The SQLite file at this path is a version 1 hub database: version 2 starts with a new file.
     case versionOneFile(String)
     /// A check let through what it should have refused (a bug): the batch's transaction is rolled back.
     case inconsistent(String)
+    /// The error in words, for the log or the operator.
     public var description: String {
         switch self {
         case .inconsistent(let why): return "hub inconsistency: \(why)"
@@ -76,6 +101,7 @@ public enum HubDatabaseError: Error, CustomStringConvertible {
 /// made inside it. Either engine (issue 12): a SQLite file (GRDB, WAL, `synchronous = FULL`),
 /// the default, or PostgreSQL, shared by several hub processes.
 public final class HubDatabase: Sendable {
+    /// The storage engine: SQLite through GRDB, or PostgreSQL (issue 12).
     public let engine: any SQLEngine
     /// The SQLite file, or the PostgreSQL location (without its password).
     public let path: String
@@ -83,6 +109,7 @@ public final class HubDatabase: Sendable {
     /// given with PostgreSQL (shared by the hub processes that serve it).
     public let shelf: URL
 
+    /// Which engine the database runs on.
     public var kind: SQLEngineKind { engine.kind }
     /// The publication lock and the in-process publication turn.
     private let gate = PublicationGate()
@@ -398,10 +425,13 @@ public final class HubDatabase: Sendable {
         """),
     ]
 
+    /// The accepted record stored under `recordID`, nil if none (refusals are in `rejections()`).
     public func record(_ recordID: String) throws -> HubRecord? {
         try engine.read { c in try c.row("SELECT * FROM hub_record WHERE record_id = ?", recordID).map(HubRecord.init) }
     }
 
+    /// Accepted records: one device's in `seq` order, or (nil) every device's by device and `seq`.
+    /// Read whole into memory: for tests.
     public func records(deviceID: String? = nil) throws -> [HubRecord] {
         try engine.read { c in
             if let deviceID {
@@ -411,6 +441,7 @@ public final class HubDatabase: Sendable {
         }
     }
 
+    /// How many accepted records are stored: one device's, or (nil) all; `GET /v1/health` reports the total.
     public func recordCount(deviceID: String? = nil) throws -> Int {
         try engine.read { c in
             if let deviceID {
@@ -420,6 +451,7 @@ public final class HubDatabase: Sendable {
         }
     }
 
+    /// Every refusal stored, oldest first, each with its body (the audit).
     public func rejections() throws -> [HubRejection] {
         try engine.read { c in
             try c.rows("""

@@ -11,16 +11,27 @@ import Synchronization
 /// one schema each). TLS is not configured here: a province's hubs reach PostgreSQL over a
 /// unix socket or a private network.
 public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
+    /// The login role.
     public var user: String
+    /// The password, if the URL gives one (never shown by `description`).
     public var password: String?
+    /// The server's host over TCP; nil with a unix socket.
     public var host: String?
+    /// The unix socket's directory (`?host=/dir`); nil over TCP.
     public var socketDirectory: String?
+    /// The TCP port, or the one in the socket file's name (`.s.PGSQL.PORT`); 5432 unless given.
     public var port: Int
+    /// The database's name.
     public var database: String
+    /// The schema of the hub's tables (`?search_path=NAME`, a plain name); nil: the server's default.
     public var searchPath: String?
 
+    /// A PostgreSQL location or set-up the hub refuses: a bad `--postgres` URL, a name that is not
+    /// plain, `--postgres` without `--shelf`.
     public enum Invalid: Error, CustomStringConvertible {
+        /// Why, in words.
         case url(String)
+        /// The reason, with the URL forms expected.
         public var description: String {
             switch self {
             case .url(let why): return "--postgres: \(why) (expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE or postgres://USER@/DATABASE?host=/socket/dir)"
@@ -28,6 +39,9 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// Reads a `postgres://` (or `postgresql://`) URL.
+    /// - Throws: `Invalid.url` without a user, a database name or a host (or `?host=/dir`), or
+    ///   with a `search_path` that is not a plain name.
     public init(url text: String) throws {
         guard let c = URLComponents(string: text), c.scheme == "postgres" || c.scheme == "postgresql" else {
             throw Invalid.url("not a postgres:// URL")
@@ -113,7 +127,9 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
 
 /// A PostgreSQL error, or the connection failing: what the hub logs and answers 500/503 to.
 public struct PostgresFailure: Error, CustomStringConvertible {
+    /// `PostgreSQL: ` and the error, with the server's SQLSTATE, message and detail when it sent them.
     public var message: String
+    /// The message.
     public var description: String { message }
 
     init(_ error: any Error) {

@@ -14,63 +14,87 @@ import Synchronization
 
 /// The engine behind a `HubDatabase`.
 public enum SQLEngineKind: String, Sendable {
+    /// One SQLite file through GRDB: the embedded default, a district's hub.
     case sqlite
+    /// PostgreSQL through postgres-nio: a province's hub, shared by several hub processes.
     case postgres
 }
 
 /// The type of a bound value: a NULL carries one (PostgreSQL types every parameter).
 public enum SQLType: Sendable, Equatable {
+    /// A 64-bit integer, text, or bytes (`BYTEA` on PostgreSQL).
     case int, text, blob
 }
 
 /// A value bound to a statement or read from a row.
 public enum SQLValue: Sendable, Equatable {
+    /// NULL, with the type it is bound as (PostgreSQL types every parameter).
     case null(SQLType)
+    /// A 64-bit integer (booleans bind as 0 or 1).
     case int(Int64)
+    /// Text.
     case text(String)
+    /// Bytes.
     case blob([UInt8])
 }
 
 /// What can be bound to a `?`.
 public protocol SQLBindable {
+    /// The value bound for this one.
     var sqlValue: SQLValue { get }
+    /// The type a NULL of this type is bound as (an `Optional` that is nil).
     static var sqlType: SQLType { get }
 }
 
 extension Int64: SQLBindable {
+    /// Bound as an integer.
     public var sqlValue: SQLValue { .int(self) }
+    /// Integers bind as `int`.
     public static var sqlType: SQLType { .int }
 }
 
 extension Int: SQLBindable {
+    /// Bound as a 64-bit integer.
     public var sqlValue: SQLValue { .int(Int64(self)) }
+    /// Integers bind as `int`.
     public static var sqlType: SQLType { .int }
 }
 
 extension Bool: SQLBindable {
+    /// Bound as the integer 1 (true) or 0 (false).
     public var sqlValue: SQLValue { .int(self ? 1 : 0) }
+    /// Booleans bind as `int`.
     public static var sqlType: SQLType { .int }
 }
 
 extension String: SQLBindable {
+    /// Bound as text.
     public var sqlValue: SQLValue { .text(self) }
+    /// Strings bind as `text`.
     public static var sqlType: SQLType { .text }
 }
 
 extension Array: SQLBindable where Element == UInt8 {
+    /// Bound as bytes (`BYTEA` on PostgreSQL).
     public var sqlValue: SQLValue { .blob(self) }
+    /// Bytes bind as `blob`.
     public static var sqlType: SQLType { .blob }
 }
 
 extension Optional: SQLBindable where Wrapped: SQLBindable {
+    /// The wrapped value, or a NULL of the wrapped type (PostgreSQL types every parameter).
     public var sqlValue: SQLValue { self?.sqlValue ?? .null(Wrapped.sqlType) }
+    /// The wrapped type's.
     public static var sqlType: SQLType { Wrapped.sqlType }
 }
 
 /// A column read as the wrong type, or missing: the schema and the code disagree.
 public struct SQLTypeError: Error, CustomStringConvertible {
+    /// The column's name (`1` for the first column read by `int(_:_:)` or `text(_:_:)`).
     public var column: String
+    /// What the column held instead, and what was expected.
     public var found: String
+    /// The error as logged: `column NAME: what was found`.
     public var description: String { "column \(column): \(found)" }
 }
 
@@ -84,6 +108,7 @@ public struct SQLRow: Sendable {
         self.values = values
     }
 
+    /// The value of `column`; nil when the row has no such column.
     public subscript(_ column: String) -> SQLValue? {
         names.firstIndex(of: column).map { values[$0] }
     }
@@ -99,18 +124,26 @@ public struct SQLRow: Sendable {
         throw SQLTypeError(column: column, found: "\(String(describing: v)), not \(what)\(nullable ? " or NULL" : "")")
     }
 
+    /// The column as an integer.
+    /// - Throws: `SQLTypeError` when it is NULL, missing or not an integer.
     public func int(_ column: String) throws -> Int64 {
         try value(column, "an integer", nullable: false) { if case .int(let v) = $0 { v } else { nil } }!
     }
 
+    /// The column as text.
+    /// - Throws: `SQLTypeError` when it is NULL, missing or not text.
     public func text(_ column: String) throws -> String {
         try value(column, "text", nullable: false) { if case .text(let v) = $0 { v } else { nil } }!
     }
 
+    /// The column as text, nil for NULL.
+    /// - Throws: `SQLTypeError` when it is missing or neither text nor NULL.
     public func optionalText(_ column: String) throws -> String? {
         try value(column, "text", nullable: true) { if case .text(let v) = $0 { v } else { nil } }
     }
 
+    /// The column as bytes, nil for NULL.
+    /// - Throws: `SQLTypeError` when it is missing or neither bytes nor NULL.
     public func optionalBlob(_ column: String) throws -> [UInt8]? {
         try value(column, "bytes", nullable: true) { if case .blob(let v) = $0 { v } else { nil } }
     }
@@ -134,6 +167,7 @@ func placeholderTuples(_ rows: Int, width: Int) -> String {
 }
 
 extension SQLConnection {
+    /// Runs one statement, its `?` placeholders bound to `arguments` in order.
     public func execute(_ sql: String, _ arguments: any SQLBindable...) throws {
         try execute(sql, arguments: arguments.map(\.sqlValue))
     }
@@ -148,16 +182,19 @@ extension SQLConnection {
         }
     }
 
+    /// Every row of a query, read into memory (`stream` for a result of any size).
     public func rows(_ sql: String, arguments: [SQLValue]) throws -> [SQLRow] {
         var out: [SQLRow] = []
         try each(sql, arguments: arguments) { out.append($0) }
         return out
     }
 
+    /// `rows(_:arguments:)` with `arguments` bound in order.
     public func rows(_ sql: String, _ arguments: any SQLBindable...) throws -> [SQLRow] {
         try rows(sql, arguments: arguments.map(\.sqlValue))
     }
 
+    /// The first row of a query, nil when it returns none.
     public func row(_ sql: String, _ arguments: any SQLBindable...) throws -> SQLRow? {
         try rows(sql, arguments: arguments.map(\.sqlValue)).first
     }
@@ -242,6 +279,7 @@ public enum BlockingWork {
 
     /// Refused: a blocking database call on an event loop or on a request's task.
     public struct Refused: Error, CustomStringConvertible {
+        /// Names the mistake: a blocking call made where it must be offloaded.
         public var description: String { "a blocking database call on an event loop or a request's task (a bug: it must be offloaded)" }
     }
 
@@ -256,11 +294,13 @@ public enum BlockingWork {
 public protocol SQLLease: Sendable {
     /// Whether the lock is still held (PostgreSQL: its session is alive).
     func isHeld() -> Bool
+    /// Gives the lock up (another process may take it); a second call does nothing.
     func release()
 }
 
 /// A storage engine: transactions, and the few things the engines do differently.
 public protocol SQLEngine: Sendable {
+    /// Which engine this is.
     var kind: SQLEngineKind { get }
     /// A read transaction that sees one consistent state.
     func read<T>(_ body: (any SQLConnection) throws -> T) throws -> T

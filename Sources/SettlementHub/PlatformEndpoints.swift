@@ -110,10 +110,7 @@ extension SettlementHub {
 
     /// The device named in the path must be the signer, registered and active (403 otherwise).
     private func certificateCaller(_ request: Request, context: HubRequestContext, deviceID: String) async -> Response? {
-        let looked = await BlockingWork.offload { () -> Result<Roster.Device?, any Error> in
-            self.refreshRoster()
-            return Result { try self.view.lookUpDevice(deviceID) }
-        }
+        let looked = await requestDevice(deviceID)
         guard case .success(let entry) = looked else { return Self.databaseUnavailable() }
         // Sync spec §5: a device that is not active in the roster gets 403.
         guard entry?.status == "active" else { return Self.error(.forbidden, "device_not_active", "device \(deviceID) is not active") }
@@ -128,9 +125,9 @@ extension SettlementHub {
     /// for the registered key; `202`.
     func certificateRequest(_ request: Request, context: HubRequestContext, deviceID: String) async -> Response {
         if let refused = await certificateCaller(request, context: context, deviceID: deviceID) { return refused }
-        let looked = await BlockingWork.offload { Result { try self.view.lookUpDevice(deviceID)?.publicKey } }
+        let looked = await requestDevice(deviceID)
         guard case .success(let found) = looked else { return Self.databaseUnavailable() }
-        guard let key = found else {
+        guard let key = found?.publicKey else {
             return Self.error(.forbidden, "unknown_device", "device \(deviceID) is not registered")
         }
         do {
@@ -239,6 +236,8 @@ extension HubDatabase {
         }
     }
 
+    /// The certificate the publisher issued for the device's latest request; nil while there is none
+    /// (a new request clears the one issued before).
     public func issuedCertificate(deviceID: String) throws -> [UInt8]? {
         try engine.read { c in
             try c.row("SELECT certificate FROM certificate_request WHERE device_id = ? AND certificate IS NOT NULL", deviceID)?

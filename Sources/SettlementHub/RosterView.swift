@@ -95,6 +95,32 @@ final class RosterView: Sendable {
         return out
     }
 
+    /// A device the cache holds, while the roster was looked at less than a second ago: a
+    /// request may take it on its own task (no database read). Nil: look it up
+    /// (`lookUpDevice`, on the blocking threads).
+    func cachedDevice(_ id: String) -> Roster.Device? {
+        let now = ContinuousClock.now
+        return state.withLock { s -> Roster.Device? in
+            guard !s.refreshing, let at = s.checkedAt, now - at < .seconds(1) else { return nil }
+            return s.devices[id] ?? nil
+        }
+    }
+
+    /// `batchRoster` from the cache alone, when it holds every card named (or none is) and
+    /// the roster was looked at less than a second ago; nil: look them up.
+    func cachedBatchRoster(cards numbers: Set<String>) -> Roster? {
+        let now = ContinuousClock.now
+        return state.withLock { s -> Roster? in
+            guard !s.refreshing, let at = s.checkedAt, now - at < .seconds(1) else { return nil }
+            var cards: [String: Roster.Card] = [:]
+            for n in numbers {
+                guard let cached = s.cards[n] else { return nil }
+                if let c = cached { cards[n] = c }
+            }
+            return Roster(programs: s.programs, cards: cards)
+        }
+    }
+
     /// A small roster for one batch's checks: every program, and the cards it names.
     /// - Throws: when the database cannot be read.
     func batchRoster(cards numbers: Set<String>) throws -> Roster {

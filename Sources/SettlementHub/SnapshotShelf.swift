@@ -5,12 +5,17 @@ import Synchronization
 
 /// One published snapshot file as the hub serves it (sync spec §2–3).
 public struct PublishedSnapshot: Sendable, Equatable {
+    /// The header's `snapshot_id`: ids grow strictly per region.
     public var snapshotID: String
+    /// The region it is published for.
     public var region: String
     /// `full` or `delta`.
     public var kind: String
+    /// The snapshot a delta applies to; nil for a full.
     public var baseSnapshotID: String?
+    /// The header's `issued_at` (RFC 3339).
     public var issuedAt: String
+    /// The file's size in bytes.
     public var bytes: Int64
     /// Lowercase hex of the whole file.
     public var sha256: String
@@ -29,15 +34,21 @@ public struct PublishedSnapshot: Sendable, Equatable {
 
 /// Why a file cannot be put on the shelf.
 public enum PublishError: Error, Equatable, CustomStringConvertible {
+    /// The file could not be read or copied beside the shelf.
     case unreadable(String)
+    /// The first line is not a valid snapshot header.
     case badHeader(String)
+    /// This snapshot id is published already, with other bytes.
     case alreadyPublished(String)
+    /// The id does not sort after the region's latest (snapshot ids grow strictly).
     case notNewer(snapshotID: String, latest: String)
+    /// A delta whose base is not published here for its region.
     case unknownBase(String)
     /// Another publication committed since this one was planned (two publishers at once):
     /// nothing is published; the next look plans again.
     case raced(expected: String?, latest: String?)
 
+    /// Why the file was not published, in words.
     public var description: String {
         switch self {
         case .unreadable(let why): return "cannot read the snapshot file: \(why)"
@@ -52,10 +63,14 @@ public enum PublishError: Error, Equatable, CustomStringConvertible {
 
 /// A manifest (sync spec §2): the steps from what a kiosk holds to the latest.
 public struct SyncManifest: Sendable, Equatable {
+    /// The region asked for.
     public var region: String
+    /// The region's newest published snapshot id.
     public var latest: String
+    /// The files to fetch in order, oldest first; empty when the kiosk holds `latest`.
     public var steps: [PublishedSnapshot]
 
+    /// The manifest as the hub sends it: `region`, `latest` and each step with its `path`.
     public var json: [UInt8] {
         var out = Array(#"{"region":"#.utf8)
         appendJSONString(region, to: &out)
@@ -175,6 +190,8 @@ extension HubDatabase {
         }
     }
 
+    /// The snapshot `id` as published for `region` (sync spec §3: the file a kiosk fetches);
+    /// nil when it is not published there.
     public func publishedSnapshot(_ id: String, region: String) throws -> PublishedSnapshot? {
         try engine.read { c in
             try c.row("SELECT * FROM hub_snapshot WHERE snapshot_id = ? AND region = ?", id, region).map(PublishedSnapshot.init)

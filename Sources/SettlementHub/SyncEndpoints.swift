@@ -22,10 +22,7 @@ extension SettlementHub {
     /// answer (`401` with `hub_time`; sync spec §2).
     func authenticateSync(_ request: Request, context: HubRequestContext) async -> Response? {
         let deviceID = request.headers[.xDeviceID]
-        let looked = await BlockingWork.offload { () -> Result<Roster.Device?, any Error> in
-            self.refreshRoster()
-            return Result { try deviceID.flatMap(self.view.lookUpDevice) }
-        }
+        let looked: Result<Roster.Device?, any Error> = await deviceID.asyncMap(requestDevice) ?? .success(nil)
         guard case .success(let entry) = looked else { return Self.databaseUnavailable() }
         let hubTime = Self.timestamp(now(), fractional: false)
         func refuse(_ code: String, _ message: String) -> Response {
@@ -53,7 +50,7 @@ extension SettlementHub {
     /// A device is given its own region's snapshots only (issue 21 item 4): `403 wrong_region`.
     func regionRefusal(_ request: Request, region: String) async -> Response? {
         let deviceID = request.headers[.xDeviceID]
-        let looked = await BlockingWork.offload { Result { try deviceID.flatMap(self.view.lookUpDevice) } }
+        let looked: Result<Roster.Device?, any Error> = await deviceID.asyncMap(requestDevice) ?? .success(nil)
         guard case .success(let device) = looked else { return Self.databaseUnavailable() }
         guard let device, device.region == region else {
             return Self.error(.forbidden, "wrong_region", "this device is not registered in region \(region)")
@@ -147,4 +144,12 @@ extension SettlementHub {
 extension HTTPField.Name {
     static let xDeviceID = HTTPField.Name("X-Device-Id")!
     static let xDate = HTTPField.Name("X-Date")!
+}
+
+extension Optional {
+    /// `map` with an asynchronous transform.
+    func asyncMap<U>(_ transform: (Wrapped) async throws -> U) async rethrows -> U? {
+        guard let self else { return nil }
+        return try await transform(self)
+    }
 }
