@@ -92,12 +92,9 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
     /// The pool's configuration: at most `maximumConnections`, each kept alive (`SELECT 1`
     /// every 30 s) and closed after 60 s idle.
     func clientConfiguration(maximumConnections: Int) -> PostgresClient.Configuration {
-        var c: PostgresClient.Configuration
-        if let host {
-            c = .init(host: host, port: port, username: user, password: password, database: database, tls: .disable)
-        } else {
-            c = .init(unixSocketPath: "\(socketDirectory ?? "/run/postgresql")/.s.PGSQL.\(port)", username: user, password: password, database: database)
-        }
+        var c: PostgresClient.Configuration = endpoint(
+            tcp: { .init(host: $0, port: $1, username: $2, password: $3, database: $4, tls: .disable) },
+            socket: { .init(unixSocketPath: $0, username: $1, password: $2, database: $3) })
         c.options.additionalStartupParameters = startupParameters
         c.options.maximumConnections = maximumConnections
         c.options.minimumConnections = 0
@@ -114,14 +111,18 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
 
     /// A connection of its own (the publication lock's session, LISTEN): outside the pool.
     var configuration: PostgresConnection.Configuration {
-        var c: PostgresConnection.Configuration
-        if let host {
-            c = .init(host: host, port: port, username: user, password: password, database: database, tls: .disable)
-        } else {
-            c = .init(unixSocketPath: "\(socketDirectory ?? "/run/postgresql")/.s.PGSQL.\(port)", username: user, password: password, database: database)
-        }
+        var c: PostgresConnection.Configuration = endpoint(
+            tcp: { .init(host: $0, port: $1, username: $2, password: $3, database: $4, tls: .disable) },
+            socket: { .init(unixSocketPath: $0, username: $1, password: $2, database: $3) })
         c.options.additionalStartupParameters = startupParameters
         return c
+    }
+
+    /// A configuration of either kind (pool or lone connection) for this location: TCP to
+    /// `host:port`, or the unix socket `DIR/.s.PGSQL.PORT`; no TLS (a private network or a socket).
+    private func endpoint<C>(tcp: (String, Int, String, String?, String) -> C, socket: (String, String, String?, String) -> C) -> C {
+        if let host { return tcp(host, port, user, password, database) }
+        return socket("\(socketDirectory ?? "/run/postgresql")/.s.PGSQL.\(port)", user, password, database)
     }
 }
 
