@@ -57,3 +57,22 @@ start_postgres() {
     AS=(); [ "$(id -u)" -eq 0 ] && AS=(runuser -u postgres --)
 }
 psql_() { "${AS[@]}" psql -q -o /dev/null -h "$PG_DIR" -p "$PG_PORT" -d benefit_kiosk_test -tAc "$1"; }
+
+# measure_hub NAME KIOSKS STORAGE-ARGS…: starts settlement-hub on that store (roster of load
+# kiosks in $DIR/roster.jsonl), lets KIOSKS kiosks drain copies of $DIR/queued to it, stops it;
+# prints "seconds_to_listen rss_after_start_mb peak_rss_mb records_per_second".
+measure_hub() {
+    local name=$1 kiosks=$2; shift 2
+    local t0; t0=$(date +%s.%N)
+    "$BIN/settlement-hub" serve --port 0 --log-level error --snapshot "$DIR/roster.jsonl" "$@" >"$DIR/$name.out" 2>"$DIR/$name.err" &
+    local pid=$!; at_exit "kill $pid"
+    for _ in $(seq 6000); do grep -q "listening on" "$DIR/$name.out" 2>/dev/null && break; sleep 0.02; done
+    local up; up=$(echo "$(date +%s.%N) - $t0" | bc)
+    local url; url=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$DIR/$name.out")
+    local rss0; rss0=$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
+    rm -rf "$DIR/kiosks"; cp -r "$DIR/queued" "$DIR/kiosks"
+    local out; out=$("$BIN/kiosk-bench" hub-load run --hub "$url" --kiosks "$kiosks" --batch 50 --dir "$DIR/kiosks")
+    local rss1; rss1=$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    echo "$up $rss0 $rss1 $(echo "$out" | sed -n 's/.*records_per_second=\([0-9.]*\).*/\1/p')"
+}

@@ -34,19 +34,9 @@ size=$("${AS[@]}" psql -h "$PG_DIR" -p "$PG_PORT" -d benefit_kiosk_test -tAc "SE
 echo "roster filled with SQL in $(echo "$(date +%s.%N) - $t0" | bc) s: roster_entry $size"
 "$BIN/kiosk-bench" hub-load roster --kiosks 50 --out "$DIR/roster.jsonl"
 "$BIN/kiosk-bench" hub-load queue --kiosks 50 --records 200 --dir "$DIR/queued"
-start_hub() {  # $1 schema; prints start-up, RSS, peak, records/s
-    local t0; t0=$(date +%s.%N)
-    "$BIN/settlement-hub" serve --port 0 --log-level error --snapshot "$DIR/roster.jsonl" --postgres "$PG_URL&search_path=$1" --shelf "$DIR/shelf-$1" >"$DIR/$1.out" 2>"$DIR/$1.err" &
-    local pid=$!; at_exit "kill $pid"
-    for _ in $(seq 6000); do grep -q "listening on" "$DIR/$1.out" 2>/dev/null && break; sleep 0.02; done
-    local up; up=$(echo "$(date +%s.%N) - $t0" | bc)
-    local url; url=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$DIR/$1.out")
-    local rss0; rss0=$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
-    rm -rf "$DIR/kiosks"; cp -r "$DIR/queued" "$DIR/kiosks"
-    local out; out=$("$BIN/kiosk-bench" hub-load run --hub "$url" --kiosks 50 --batch 50 --dir "$DIR/kiosks")
-    local rss1; rss1=$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
-    kill "$pid"; wait "$pid" 2>/dev/null || true
-    echo "$1 start ${up}s rss ${rss0}MB peak ${rss1}MB $(echo "$out" | sed -n 's/.*records_per_second=\([0-9.]*\).*/\1/p') rec/s"
+start_hub() {  # $1 schema
+    read -r up rss0 rss1 rps < <(measure_hub "$1" 50 --postgres "$PG_URL&search_path=$1" --shelf "$DIR/shelf-$1")
+    echo "$1 start ${up}s rss ${rss0}MB peak ${rss1}MB $rps rec/s"
 }
 for round in $(seq "$ROUNDS"); do
     psql_ "SET client_min_messages = warning; DROP SCHEMA IF EXISTS mem10e CASCADE; CREATE SCHEMA mem10e;"

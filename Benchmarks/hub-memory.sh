@@ -54,18 +54,7 @@ for engine in $ENGINES; do
 done
 start_hub() {  # $1 engine, $2 name; prints "seconds rss_after_start rss_after_load records_per_s"
     storage "$1" "$2"
-    local t0; t0=$(date +%s.%N)
-    "$BIN/settlement-hub" serve --port 0 --log-level error --snapshot "$DIR/roster.jsonl" "${STORAGE[@]}" >"$DIR/$2.out" 2>"$DIR/$2.err" &
-    local pid=$!; at_exit "kill $pid"
-    for _ in $(seq 6000); do grep -q "listening on" "$DIR/$2.out" 2>/dev/null && break; sleep 0.02; done
-    local up; up=$(echo "$(date +%s.%N) - $t0" | bc)
-    local url; url=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$DIR/$2.out")
-    local rss0; rss0=$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
-    rm -rf "$DIR/kiosks"; cp -r "$DIR/queued" "$DIR/kiosks"
-    local out; out=$("$BIN/kiosk-bench" hub-load run --hub "$url" --kiosks "$KIOSKS" --batch 50 --dir "$DIR/kiosks")
-    local rss1; rss1=$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
-    kill "$pid"; wait "$pid" 2>/dev/null || true
-    echo "$up $rss0 $rss1 $(echo "$out" | sed -n 's/.*records_per_second=\([0-9.]*\).*/\1/p')"
+    measure_hub "$2" "$KIOSKS" "${STORAGE[@]}"
 }
 for round in $(seq "$ROUNDS"); do
     for engine in $ENGINES; do
