@@ -256,24 +256,27 @@ public enum BlockingWork {
 
     /// Runs `body` on the write threads.
     static func offloadWrite<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            writeThreads.submit { _ in continuation.resume(with: Result(catching: body)) }
-        }
+        try await run(on: writeThreads, body)
     }
 
     /// Runs `body` on the blocking threads (no task-locals there: the guard passes). Runs
     /// to the end even if the request's task is cancelled meanwhile (a write half done is
     /// never left behind by a client that went away).
     static func offload<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            threads.submit { _ in continuation.resume(with: Result(catching: body)) }
-        }
+        try await run(on: threads, body)
     }
 
     /// `offload` for work that reports its own failures.
     static func offload<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
         await withCheckedContinuation { continuation in
             threads.submit { _ in continuation.resume(returning: body()) }
+        }
+    }
+
+    /// `body` on a thread of `pool` (the pools live as long as the process).
+    private static func run<T: Sendable>(on pool: NIOThreadPool, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            pool.submit { _ in continuation.resume(with: Result(catching: body)) }
         }
     }
 

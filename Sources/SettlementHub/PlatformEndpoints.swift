@@ -89,7 +89,7 @@ extension SettlementHub {
             return Self.json(.accepted, ["queued": change.changeID, "records": change.records])
         } catch {
             logger.error("roster change not queued", metadata: ["error": "\(error)"])
-            return Self.json(.serviceUnavailable, ["error": "database_error", "message": "try again later"], headers: [.retryAfter: "30"])
+            return Self.databaseUnavailable()
         }
     }
 
@@ -108,40 +108,41 @@ extension SettlementHub {
         return nil
     }
 
-    /// The device named in the path must be the signer, registered and active (403 otherwise).
-    private func certificateCaller(_ request: Request, context: HubRequestContext, deviceID: String) async -> Response? {
-        let looked = await requestDevice(deviceID)
-        guard case .success(let entry) = looked else { return Self.databaseUnavailable() }
+    /// The device named in the path, registered and active (403 otherwise), which must be the
+    /// signer.
+    /// - Throws: `Stop` with the answer (a refusal, or `503` when the roster cannot be read).
+    private func certificateCaller(_ request: Request, context: HubRequestContext, deviceID: String) async throws(Stop) -> Roster.Device {
+        guard case .success(let entry) = await requestDevice(deviceID) else { throw Stop(response: Self.databaseUnavailable()) }
         // Sync spec §5: a device that is not active in the roster gets 403.
-        guard entry?.status == "active" else { return Self.error(.forbidden, "device_not_active", "device \(deviceID) is not active") }
-        if let refused = await authenticateSync(request, context: context) { return refused }
-        guard request.headers[.xDeviceID] == deviceID else {
-            return Self.error(.forbidden, "wrong_device", "a device asks for its own certificate only")
+        guard let entry, entry.status == "active" else {
+            throw Stop(response: Self.error(.forbidden, "device_not_active", "device \(deviceID) is not active"))
         }
-        return nil
+        _ = try await authenticateSync(request, context: context)
+        guard request.headers[.xDeviceID] == deviceID else {
+            throw Stop(response: Self.error(.forbidden, "wrong_device", "a device asks for its own certificate only"))
+        }
+        return entry
     }
 
     /// `POST /v1/devices/{id}/certificate` (empty body): the publisher issues a certificate
     /// for the registered key; `202`.
     func certificateRequest(_ request: Request, context: HubRequestContext, deviceID: String) async -> Response {
-        if let refused = await certificateCaller(request, context: context, deviceID: deviceID) { return refused }
-        let looked = await requestDevice(deviceID)
-        guard case .success(let found) = looked else { return Self.databaseUnavailable() }
-        guard let key = found?.publicKey else {
-            return Self.error(.forbidden, "unknown_device", "device \(deviceID) is not registered")
-        }
+        let device: Roster.Device
+        do { device = try await certificateCaller(request, context: context, deviceID: deviceID) } catch { return error.response }
         do {
-            try await BlockingWork.offloadWrite { try self.database.requestCertificate(deviceID: deviceID, publicKey: Array(key.rawRepresentation), now: self.now()) }
+            try await BlockingWork.offloadWrite {
+                try self.database.requestCertificate(deviceID: deviceID, publicKey: Array(device.publicKey.rawRepresentation), now: self.now())
+            }
             return Self.json(.accepted, ["status": "requested"])
         } catch {
-            return Self.json(.serviceUnavailable, ["error": "database_error", "message": "try again later"], headers: [.retryAfter: "30"])
+            return Self.databaseUnavailable()
         }
     }
 
     /// `GET /v1/devices/{id}/certificate`: the newest certificate issued since the device's
     /// latest request, or `404` while there is none.
     func certificateFetch(_ request: Request, context: HubRequestContext, deviceID: String) async -> Response {
-        if let refused = await certificateCaller(request, context: context, deviceID: deviceID) { return refused }
+        do { _ = try await certificateCaller(request, context: context, deviceID: deviceID) } catch { return error.response }
         let looked = await BlockingWork.offload { Result { try self.database.issuedCertificate(deviceID: deviceID) } }
         guard case .success(let issued) = looked else { return Self.databaseUnavailable() }
         guard let cert = issued else {

@@ -23,7 +23,17 @@ final class RosterView: Sendable {
         var mark: Int64 = -1
         var checkedAt: ContinuousClock.Instant?
         var refreshing = false
+
+        /// The roster was looked at less than `RosterView.lookEvery` before `now` and no look
+        /// is under way: the cache may answer on its own.
+        func isFresh(at now: ContinuousClock.Instant) -> Bool {
+            guard !refreshing, let at = checkedAt else { return false }
+            return now - at < RosterView.lookEvery
+        }
     }
+
+    /// How often the roster changes are looked at (at most; `refresh`).
+    static let lookEvery: Duration = .seconds(1)
 
     let database: HubDatabase
     /// Entries kept per kind (devices, cards); beyond it the cache starts again.
@@ -101,7 +111,7 @@ final class RosterView: Sendable {
     func cachedDevice(_ id: String) -> Roster.Device? {
         let now = ContinuousClock.now
         return state.withLock { s -> Roster.Device? in
-            guard !s.refreshing, let at = s.checkedAt, now - at < .seconds(1) else { return nil }
+            guard s.isFresh(at: now) else { return nil }
             return s.devices[id] ?? nil
         }
     }
@@ -111,7 +121,7 @@ final class RosterView: Sendable {
     func cachedBatchRoster(cards numbers: Set<String>) -> Roster? {
         let now = ContinuousClock.now
         return state.withLock { s -> Roster? in
-            guard !s.refreshing, let at = s.checkedAt, now - at < .seconds(1) else { return nil }
+            guard s.isFresh(at: now) else { return nil }
             var cards: [String: Roster.Card] = [:]
             for n in numbers {
                 guard let cached = s.cards[n] else { return nil }
@@ -143,8 +153,7 @@ final class RosterView: Sendable {
     func refresh(force: Bool = false) throws -> (mark: Int64, changed: Int?, skipped: [String])? {
         let now = ContinuousClock.now
         let due = state.withLock { s -> Bool in
-            if s.refreshing { return false }
-            if !force, let at = s.checkedAt, now - at < .seconds(1) { return false }
+            if s.refreshing || (!force && s.isFresh(at: now)) { return false }
             s.checkedAt = now
             s.refreshing = true
             return true

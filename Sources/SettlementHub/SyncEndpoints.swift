@@ -18,49 +18,53 @@ extension SettlementHub {
     /// Largest distance between `X-Date` and the hub's clock (sync spec §2).
     static let maxClockSkew: TimeInterval = 300
 
-    /// Nil when the request is signed by an active device within the clock window; else the
-    /// answer (`401` with `hub_time`; sync spec §2).
-    func authenticateSync(_ request: Request, context: HubRequestContext) async -> Response? {
-        let deviceID = request.headers[.xDeviceID]
-        let looked: Result<Roster.Device?, any Error> = await deviceID.asyncMap(requestDevice) ?? .success(nil)
-        guard case .success(let entry) = looked else { return Self.databaseUnavailable() }
+    /// An answer given instead of going on: a refusal, or `503` when the database cannot be read.
+    struct Stop: Error {
+        let response: Response
+    }
+
+    /// The device that signed the request, active and within the clock window (sync spec §2).
+    /// - Throws: `Stop` with the answer: `401` with `hub_time`, or `503 database_error`.
+    func authenticateSync(_ request: Request, context: HubRequestContext) async throws(Stop) -> Roster.Device {
         let hubTime = Self.timestamp(now(), fractional: false)
-        func refuse(_ code: String, _ message: String) -> Response {
-            Self.json(.unauthorized, ["error": code, "message": message, "hub_time": hubTime])
+        func refuse(_ code: String, _ message: String) -> Stop {
+            Stop(response: Self.json(.unauthorized, ["error": code, "message": message, "hub_time": hubTime]))
         }
-        guard let deviceID, let entry else {
-            return refuse("unknown_device", "X-Device-Id names no registered device")
+        guard let deviceID = request.headers[.xDeviceID] else {
+            throw refuse("unknown_device", "X-Device-Id names no registered device")
         }
-        guard entry.status == "active" else { return refuse("device_not_active", "device \(deviceID) is \(entry.status)") }
+        guard case .success(let found) = await requestDevice(deviceID) else { throw Stop(response: Self.databaseUnavailable()) }
+        guard let entry = found else {
+            throw refuse("unknown_device", "X-Device-Id names no registered device")
+        }
+        guard entry.status == "active" else { throw refuse("device_not_active", "device \(deviceID) is \(entry.status)") }
         guard let date = request.headers[.xDate], let sent = RecordRules.rfc3339(date) else {
-            return refuse("bad_date", "X-Date is missing or not an RFC 3339 time")
+            throw refuse("bad_date", "X-Date is missing or not an RFC 3339 time")
         }
         guard abs(sent.timeIntervalSince(now())) <= Self.maxClockSkew else {
-            return refuse("clock_skew", "X-Date \(date) is more than \(Int(Self.maxClockSkew)) s from the hub's clock \(hubTime)")
+            throw refuse("clock_skew", "X-Date \(date) is more than \(Int(Self.maxClockSkew)) s from the hub's clock \(hubTime)")
         }
         let message = Self.syncMessage(method: request.method.rawValue, pathAndQuery: request.head.path ?? "", date: date)
         guard let text = request.headers[.xSignature], let signature = Data(base64Encoded: text),
               entry.publicKey.isValidSignature(signature, for: message) else {
-            return refuse("bad_signature", "X-Signature does not verify with the key of \(deviceID)")
+            throw refuse("bad_signature", "X-Signature does not verify with the key of \(deviceID)")
         }
         connections.authenticated(context.channel, device: deviceID)
-        return nil
+        return entry
     }
 
-    /// A device is given its own region's snapshots only (issue 21 item 4): `403 wrong_region`.
-    func regionRefusal(_ request: Request, region: String) async -> Response? {
-        let deviceID = request.headers[.xDeviceID]
-        let looked: Result<Roster.Device?, any Error> = await deviceID.asyncMap(requestDevice) ?? .success(nil)
-        guard case .success(let device) = looked else { return Self.databaseUnavailable() }
-        guard let device, device.region == region else {
-            return Self.error(.forbidden, "wrong_region", "this device is not registered in region \(region)")
+    /// The signing device, given its own region's snapshots only (issue 21 item 4): else
+    /// `403 wrong_region`.
+    func authenticateSync(_ request: Request, context: HubRequestContext, region: String) async throws(Stop) -> Roster.Device {
+        let device = try await authenticateSync(request, context: context)
+        guard device.region == region else {
+            throw Stop(response: Self.error(.forbidden, "wrong_region", "this device is not registered in region \(region)"))
         }
-        return nil
+        return device
     }
 
     func syncManifest(_ request: Request, context: HubRequestContext, region: String) async -> Response {
-        if let refused = await authenticateSync(request, context: context) { return refused }
-        if let refused = await regionRefusal(request, region: region) { return refused }
+        do { _ = try await authenticateSync(request, context: context, region: region) } catch { return error.response }
         guard Identifiers.isSyncName(region) else { return Self.error(.badRequest, "bad_region", "region has characters a URL cannot carry") }
         let query = request.uri.queryParameters
         let installed = query["installed"].map(String.init)
@@ -87,7 +91,7 @@ extension SettlementHub {
             let manifest: SyncManifest?
             do { manifest = try await BlockingWork.offload { try self.database.manifest(region: region, installed: installed) } } catch {
                 logger.error("manifest failed", metadata: ["error": "\(error)"])
-                return Self.json(.serviceUnavailable, ["error": "database_error", "message": "try again later"], headers: [.retryAfter: "30"])
+                return Self.databaseUnavailable()
             }
             guard let manifest else { return Self.error(.notFound, "no_snapshot", "no snapshot is published for region \(region)") }
             if !manifest.steps.isEmpty {
@@ -101,8 +105,7 @@ extension SettlementHub {
     }
 
     func syncFile(_ request: Request, context: HubRequestContext, region: String, snapshotID: String) async -> Response {
-        if let refused = await authenticateSync(request, context: context) { return refused }
-        if let refused = await regionRefusal(request, region: region) { return refused }
+        do { _ = try await authenticateSync(request, context: context, region: region) } catch { return error.response }
         guard Identifiers.isSyncName(region), Identifiers.isSyncName(snapshotID) else {
             return Self.error(.notFound, "no_snapshot", "no snapshot \(snapshotID) is published for region \(region)")
         }
@@ -146,10 +149,3 @@ extension HTTPField.Name {
     static let xDate = HTTPField.Name("X-Date")!
 }
 
-extension Optional {
-    /// `map` with an asynchronous transform.
-    func asyncMap<U>(_ transform: (Wrapped) async throws -> U) async rethrows -> U? {
-        guard let self else { return nil }
-        return try await transform(self)
-    }
-}
