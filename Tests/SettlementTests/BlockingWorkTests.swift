@@ -142,4 +142,28 @@ import Testing
         let results = againAnswer?["results"] as? [[String: Any]]
         #expect(again == 200 && results?.first?["status"] as? String == "accepted", "\(againText)")
     }
+
+    @Test("the unlucky kiosk: its hub cannot read the roster for a while; the kiosk's real uploader keeps every record, raises no hub_refused_device alert for a technician to chase, and waits the hub's 30 s, not the refused device's minutes; once readable, the queue drains (both engines)")
+    func kioskRidesOutUnreadableRoster() async throws {
+        try await withHub { hub in
+            let device = try provisionDevice(hubURL: hub.url)
+            let queued = try queueAlerts(device, 3)
+            let engine = hub.hub.database.engine
+            try engine.write { try $0.execute("ALTER TABLE roster_entry RENAME TO roster_entry_away", arguments: []) }
+            let uploader = try makeUploader(device)
+            let failed = await uploader.drainOnce()
+            guard case .retry(let after, _) = failed.outcome else {
+                Issue.record("expected a retry, got \(failed.outcome)")
+                return
+            }
+            #expect(after <= .seconds(60), "\(after)")
+            #expect(failed.accepted == 0 && failed.rejected.isEmpty)
+            let alerts = try device.store.records().filter { $0.body.contains("hub_refused_device") }
+            #expect(alerts.isEmpty, "\(alerts.map(\.body))")
+            #expect(try device.store.records(status: "queued").count == queued.count)
+            try engine.write { try $0.execute("ALTER TABLE roster_entry_away RENAME TO roster_entry", arguments: []) }
+            let drained = await uploader.drainOnce()
+            #expect(drained.outcome == .drained && drained.accepted == queued.count, "\(drained)")
+        }
+    }
 }
