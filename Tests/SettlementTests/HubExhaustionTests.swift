@@ -218,13 +218,35 @@ final class RawConnection: Sendable {
         request.method = .POST
         request.headers.add(name: "X-Signature", value: signature)
         request.body = .bytes(body)
+        // In bursts: one request at a time on a loaded machine (PostgreSQL pass) can take longer
+        // than a token takes to come back.
+        let burst = request
         var limited = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
-        for _ in 0..<20 where limited.status.code != 429 { limited = try await HTTPClient.shared.execute(request, timeout: .seconds(10)) }
+        for _ in 0..<10 where limited.status.code != 429 {
+            limited = try await withThrowingTaskGroup(of: HTTPClientResponse.self) { group in
+                for _ in 0..<20 { group.addTask { try await HTTPClient.shared.execute(burst, timeout: .seconds(10)) } }
+                var found: HTTPClientResponse?
+                for try await r in group where found == nil || r.status.code == 429 && found?.status.code != 429 { found = r }
+                return found!
+            }
+        }
         #expect(limited.status.code == 429 && limited.headers["Retry-After"].first == "1")
         try await Task.sleep(for: .seconds(1.2))
         let later = HubCase.batch([], device: Fixtures.deviceID)
         let (status, _, text) = try await post(url, later, signature: try HubCase.signature(later, by: Fixtures.deviceID))
         #expect(status == 200, "\(text)")
+    }
+
+    @Test("a device's allowance on a clock of the test's own: 10 at once, the 11th waits 1 s; a token back every 0.1 s; devices apart")
+    func batchBucket() {
+        let limiter = DeviceLimiter()
+        let t0 = ContinuousClock.now
+        let first = (0..<11).map { _ in limiter.batch("A", perSecond: 10, now: t0) }
+        #expect(first.prefix(10).allSatisfy { $0 == nil } && first[10] == 1)
+        #expect(limiter.batch("B", perSecond: 10, now: t0) == nil)
+        #expect(limiter.batch("A", perSecond: 10, now: t0 + .milliseconds(50)) == 1)
+        #expect(limiter.batch("A", perSecond: 10, now: t0 + .milliseconds(110)) == nil)
+        #expect(limiter.batch("A", perSecond: 10, now: t0 + .milliseconds(120)) == 1)
     }
 
     @Test("a Content-Length no body could have (7e14 bytes) does not bring the hub down; the next request is answered")
