@@ -207,9 +207,16 @@ final class RawConnection: Sendable {
         // 20 at once (on PostgreSQL one by one would take longer than a second).
         let body = HubCase.batch([], device: Fixtures.deviceID)
         let signature = try HubCase.signature(body, by: Fixtures.deviceID)
-        let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
-            for _ in 0..<20 { group.addTask { try await post(url, body, signature: signature).0 } }
-            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        // The client opens at most 8 connections to a host, so the 20 arrive in waves; on a
+        // loaded machine a wave can take long enough for tokens to come back. Up to 5 bursts,
+        // each after the allowance has refilled, until one arrives within its second.
+        var statuses: [Int] = []
+        for attempt in 0..<5 where statuses.filter({ $0 == 429 }).count < 5 {
+            if attempt > 0 { try await Task.sleep(for: .seconds(1.2)) }
+            statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<20 { group.addTask { try await post(url, body, signature: signature).0 } }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
         }
         #expect(statuses.filter { $0 == 200 }.count >= 10 && statuses.allSatisfy { $0 == 200 || $0 == 429 }, "\(statuses)")
         #expect(statuses.filter { $0 == 429 }.count >= 5, "\(statuses)")
