@@ -4,11 +4,16 @@
 # trust authentication for the local user only, no systemd. Used by the test command (the
 # hub's suites run a second time against it) and the load benchmark. Prints the URL.
 #   BK_PG_DIR   the data folder (default /tmp/benefit-kiosk-postgres)
-#   BK_PG_PORT  the port, and the socket's number (default 54329)
+#   BK_PG_PORT  the port, and the socket's number (default 54329; "auto": a free port,
+#               remembered in the folder for the next call)
 #   BK_PG_DB    the database created in it (default benefit_kiosk_test)
 set -euo pipefail
 DIR=${BK_PG_DIR:-/tmp/benefit-kiosk-postgres}
 PORT=${BK_PG_PORT:-54329}
+if [ "$PORT" = auto ]; then
+    if [ -s "$DIR/port" ]; then PORT=$(cat "$DIR/port")
+    else PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); fi
+fi
 DB=${BK_PG_DB:-benefit_kiosk_test}
 BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -x "$BIN/initdb" ] || { echo "PostgreSQL's server is not installed (apt-get install postgresql)" >&2; exit 1; }
@@ -25,8 +30,10 @@ if ! ready; then
         "${AS[@]}" "$BIN/initdb" -D "$DIR/data" -U "$OWNER" --auth=trust --locale=C.UTF-8 --encoding=UTF8 >"$DIR/initdb.log" 2>&1 \
             || { cat "$DIR/initdb.log" >&2; exit 1; }
     fi
-    # Durable as production (fsync on); small shared buffers fit a shared build machine.
-    "${AS[@]}" "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 30 \
+    echo "$PORT" >"$DIR/port"
+    # Durable as production (fsync on); small shared buffers fit a shared build machine. A
+    # folder left by a killed server recovers first (minutes for a large one): wait for it.
+    "${AS[@]}" "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 600 \
         -o "-k $DIR -p $PORT -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=128MB" start >/dev/null \
         || { tail -20 "$DIR/server.log" >&2; exit 1; }
 fi

@@ -6,8 +6,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash Provisioning/install-deps.sh test
 bash Provisioning/start-pcscd.sh
-# The hub's second engine (issue 12): a throwaway PostgreSQL server of the project's own.
-PG_URL=$(bash Provisioning/start-postgres.sh)
+# The hub's second engine (issue 12): a throwaway PostgreSQL server of this run's own, in a
+# new folder on a free port, stopped and removed at exit. A server left by benchmarks or by
+# another checkout on the same machine (the default folder and port) is never touched.
+export BK_PG_DIR
+BK_PG_DIR=$(mktemp -d /tmp/bk-test-pg.XXXXXX)
+stop_postgres() {
+    local as=(); [ "$(id -u)" -eq 0 ] && as=(runuser -u postgres --)
+    "${as[@]}" "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)/pg_ctl" -D "$BK_PG_DIR/data" -m fast stop >/dev/null 2>&1 || true
+    rm -rf "$BK_PG_DIR"
+}
+trap stop_postgres EXIT
+PG_URL=$(BK_PG_PORT=auto bash Provisioning/start-postgres.sh)
 swift build --build-tests
 # The codebase's shape against issue 22's targets (a report until they are met; then --check).
 python3 Tests/scripts/shape.py
