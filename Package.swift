@@ -17,7 +17,7 @@ let package = Package(
         .library(name: "SmartCard", targets: ["SmartCard"]),
         .library(name: "BenefitCard", targets: ["BenefitCard"]),
         .library(name: "VirtualCard", targets: ["VirtualCard"]),
-        .library(name: "Entitlements", targets: ["Entitlements"]),
+        .library(name: "KioskProtocol", targets: ["KioskProtocol"]),
         .library(name: "KioskStore", targets: ["KioskStore"]),
         .library(name: "KioskCore", targets: ["KioskCore"]),
     ],
@@ -50,7 +50,7 @@ let package = Package(
         .target(
             name: "SmartCard",
             dependencies: [
-                "CPCSCLite",
+                "CPCSCLite", "KioskProtocol",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -58,7 +58,7 @@ let package = Package(
             name: "BenefitCard",
             dependencies: [
                 "SmartCard",
-                "Entitlements",
+                "KioskProtocol",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
@@ -71,7 +71,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "Entitlements"),
+        // The contract (card, snapshot, upload, receipt and sync specs) with no I/O and no
+        // database: the record model, signing messages, snapshot lines, times, hex, JSON.
+        .target(
+            name: "KioskProtocol",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+        ),
         .systemLibrary(
             name: "CQREncode",
             pkgConfig: "libqrencode",
@@ -81,14 +86,14 @@ let package = Package(
             name: "Receipts",
             dependencies: [
                 "CQREncode",
-                "Entitlements",
+                "KioskProtocol",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .target(
             name: "Settlement",
             dependencies: [
-                "KioskStore",
+                "KioskProtocol", "KioskStore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -100,7 +105,7 @@ let package = Package(
         .target(
             name: "SettlementHub",
             dependencies: [
-                "Entitlements",
+                "KioskProtocol",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -121,7 +126,7 @@ let package = Package(
         .target(
             name: "Publisher",
             dependencies: [
-                "SettlementHub", "KioskStore", "Entitlements", "BenefitCard",
+                "SettlementHub", "KioskProtocol", "BenefitCard",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
@@ -129,7 +134,7 @@ let package = Package(
         .executableTarget(
             name: "hub-publisher",
             dependencies: [
-                "Publisher", "SettlementHub",
+                "Publisher", "SettlementHub", "KioskProtocol",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -137,7 +142,7 @@ let package = Package(
         .executableTarget(
             name: "settlement-hub",
             dependencies: [
-                "SettlementHub",
+                "SettlementHub", "KioskProtocol",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -148,7 +153,7 @@ let package = Package(
         .executableTarget(
             name: "kioskd",
             dependencies: [
-                "SmartCard", "BenefitCard", "Entitlements", "KioskStore", "KioskCore", "Receipts", "Settlement",
+                "SmartCard", "BenefitCard", "KioskProtocol", "KioskStore", "KioskCore", "Receipts", "Settlement",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -166,7 +171,7 @@ let package = Package(
         .target(
             name: "KioskStore",
             dependencies: [
-                "Entitlements",
+                "KioskProtocol",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
@@ -174,7 +179,7 @@ let package = Package(
         .target(
             name: "KioskCore",
             dependencies: [
-                "SmartCard", "BenefitCard", "Entitlements", "KioskStore", "Receipts",
+                "SmartCard", "BenefitCard", "KioskProtocol", "KioskStore", "Receipts",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -187,7 +192,7 @@ let package = Package(
             dependencies: [
                 "SmartCard",
                 "BenefitCard",
-                "Entitlements",
+                "KioskProtocol",
                 "KioskStore",
                 "KioskCore",
                 "Receipts",
@@ -211,7 +216,7 @@ let package = Package(
                 "SmartCard",
                 "BenefitCard",
                 "VirtualCard",
-                "Entitlements",
+                "KioskProtocol",
                 "KioskStore",
                 "KioskCore",
                 "Receipts",
@@ -226,7 +231,7 @@ let package = Package(
         .executableTarget(
             name: "device-ca",
             dependencies: [
-                "BenefitCard",
+                "KioskProtocol", "BenefitCard",
                 "SmartCard",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -250,7 +255,7 @@ let package = Package(
         .executableTarget(
             name: "bk-fuzz",
             dependencies: [
-                "SmartCard", "BenefitCard", "KioskStore", "KioskCore", "Receipts", "SettlementHub",
+                "KioskProtocol", "SmartCard", "BenefitCard", "KioskStore", "KioskCore", "Receipts", "SettlementHub",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Fuzz/Sources"
@@ -264,21 +269,21 @@ let package = Package(
             dependencies: ["BenefitCard", "SmartCard", "VirtualCard", "TestVectors", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .testTarget(
-            name: "EntitlementsTests",
-            dependencies: ["Entitlements", "TestVectors"]
+            name: "KioskProtocolTests",
+            dependencies: ["KioskProtocol", "TestVectors"]
         ),
         .testTarget(
             name: "KioskStoreTests",
-            dependencies: ["KioskStore", "KioskCore", "Entitlements", "BenefitCard", "VirtualCard", "SmartCard", "TestVectors",
+            dependencies: ["KioskStore", "KioskCore", "KioskProtocol", "BenefitCard", "VirtualCard", "SmartCard", "TestVectors",
                            .product(name: "Crypto", package: "swift-crypto"), .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "ReceiptsTests",
-            dependencies: ["Receipts", "Entitlements", "TestVectors", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["Receipts", "KioskProtocol", "TestVectors", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .testTarget(
             name: "SettlementTests",
-            dependencies: ["Settlement", "SettlementHub", "Publisher", "Entitlements", "KioskStore", "KioskCore", "TestVectors",
+            dependencies: ["Settlement", "SettlementHub", "Publisher", "KioskProtocol", "KioskStore", "KioskCore", "TestVectors",
                            .product(name: "Crypto", package: "swift-crypto"),
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -289,7 +294,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["SmartCard", "BenefitCard", "VirtualCard", "KioskStore", "KioskCore", "Entitlements", "TestVectors",
+            dependencies: ["SmartCard", "BenefitCard", "VirtualCard", "KioskStore", "KioskCore", "KioskProtocol", "TestVectors",
                            .product(name: "Crypto", package: "swift-crypto")]
         ),
     ],

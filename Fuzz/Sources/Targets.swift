@@ -1,6 +1,6 @@
 import BenefitCard
 import Crypto
-import Entitlements
+import KioskProtocol
 import Foundation
 import KioskCore
 import KioskStore
@@ -84,7 +84,7 @@ enum FuzzTargets {
               "holder fields out of their lengths")
         check(h.issued <= h.expires, "holder expires before it was issued")
         _ = h.isExpired(at: Date(timeIntervalSince1970: 1_800_000_000))
-        check(!Entitlements.Masking.name(h.name).isEmpty && !Entitlements.Masking.cardNumber(h.cardNumber).isEmpty, "an empty masked field")
+        check(!KioskProtocol.Masking.name(h.name).isEmpty && !KioskProtocol.Masking.cardNumber(h.cardNumber).isEmpty, "an empty masked field")
         _ = h.category.description
     }
 

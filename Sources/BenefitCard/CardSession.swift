@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import KioskProtocol
 import SmartCard
 
 /// The three commands of a write (card spec v2 §5.2), named as in the spec.
@@ -57,7 +58,7 @@ public enum CardError: Error, Equatable, Sendable, CustomStringConvertible {
         }
     }
 
-    static func spaced(_ sw: StatusWord) -> String { String(format: "%02X %02X", sw.sw1, sw.sw2) }
+    static func spaced(_ sw: StatusWord) -> String { Hex.encode([sw.sw1], uppercase: true) + " " + Hex.encode([sw.sw2], uppercase: true) }
 
     /// What a refusal means, by command and status word (card spec v2 §5.2–5.3).
     public static func meaning(of sw: StatusWord, for command: WriteCommand) -> String {
@@ -292,7 +293,7 @@ public final class CardSession {
 
     /// "CARD-AUTH-V2" ‖ card number ‖ challenge ‖ SHA-256 of the EF.USAGE object (§4).
     public static func authMessage(cardNumber: String, challenge: [UInt8], usageDigest: [UInt8]) -> [UInt8] {
-        Array("CARD-AUTH-V2".utf8) + Array(cardNumber.utf8) + challenge + usageDigest
+        SigningMessage.cardAuthentication(cardNumber: cardNumber, challenge: challenge, usageDigest: usageDigest)
     }
 
     /// The digest INTERNAL AUTHENTICATE signs for what was read: of EF.USAGE's object, or of
@@ -349,7 +350,7 @@ public final class CardSession {
 
     /// "USAGE-ACK-V2" ‖ card number ‖ DF43 ‖ DF48 (§5.4).
     public static func ackMessage(cardNumber: String, sequence: UInt32, challenge: [UInt8]) -> [UInt8] {
-        Array("USAGE-ACK-V2".utf8) + Array(cardNumber.utf8) + sequence.bigEndianBytes + challenge
+        SigningMessage.usageAcknowledgement(cardNumber: cardNumber, sequence: sequence, challenge: challenge)
     }
 
     /// UPDATE BINARY of EF.USAGE with Le = 00 (§5.2 step 3) and the card's acknowledgement

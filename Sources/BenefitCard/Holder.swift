@@ -1,3 +1,4 @@
+import KioskProtocol
 import Foundation
 import SmartCard
 
@@ -122,6 +123,6 @@ public struct Holder: Sendable, Equatable {
         cardPublicKey = pk
         let ref = try field(0xDF2A, "person reference")
         guard ref.count == 16 else { throw CardFormatError.invalidField(tag: 0xDF2A, name: "person reference", why: "length \(ref.count), expected 16") }
-        personRef = ref.map { String(format: "%02x", $0) }.joined()
+        personRef = Hex.encode(ref)
     }
 }

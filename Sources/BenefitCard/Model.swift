@@ -1,4 +1,4 @@
-import Entitlements
+import KioskProtocol
 import Crypto
 import Foundation
 import SmartCard
@@ -32,7 +32,7 @@ public struct HolderCategory: Hashable, Sendable, Codable, CustomStringConvertib
     /// A category of any code, known or not.
     public init(code: UInt8) { self.code = code }
     /// Two hex digits as in the snapshot (`"01"`).
-    public var codeString: String { String(format: "%02X", code) }
+    public var codeString: String { Hex.encode([code], uppercase: true) }
     /// The categories the spec names, with their Chinese names.
     public static let known: [UInt8: String] = [
         0x01: "城乡最低生活保障对象（低保）", 0x02: "农村五保供养对象", 0x03: "城镇“三无”人员",
@@ -89,7 +89,7 @@ public struct CardDate: Hashable, Sendable, Comparable, CustomStringConvertible 
     /// `YYYYMMDD`, as the card and the device certificate write it.
     public var compact: String { String(format: "%04d%02d%02d", year, month, day) }
 
-    /// Days since 1970-01-01 of this calendar date (proleptic Gregorian): Entitlements'
+    /// Days since 1970-01-01 of this calendar date (proleptic Gregorian): KioskProtocol's
     /// one `CivilCalendar`.
     var daysSinceEpoch: Int64 { CivilCalendar.days(year: Int64(year), month: Int64(month), day: Int64(day)) }
 

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import KioskProtocol
 import SmartCard
 
 /// EF.USAGE, template `72` (card spec v2 §5): the card's own annual usage record.
@@ -158,7 +159,7 @@ public struct UsageRecord: Sendable, Equatable {
 
     /// `"USAGE-V2"` ‖ card number ‖ the `72` value bytes before `DF46` (§5.1).
     public static func signedMessage(cardNumber: String, signedBytes: [UInt8]) -> [UInt8] {
-        Array("USAGE-V2".utf8) + Array(cardNumber.utf8) + signedBytes
+        SigningMessage.usage(cardNumber: cardNumber, signedBytes: signedBytes)
     }
 
     /// Builds and signs a new record: the whole `72` object to write (§5.1). Every field is
@@ -221,29 +222,11 @@ public struct UsageRecord: Sendable, Equatable {
         return (sequence + 1, entries)
     }
 
-    /// `YYYY-MM-DDTHH:MM:SSZ` in UTC.
-    public static func timestamp(_ date: Date) -> String {
-        let t = Int64(date.timeIntervalSince1970.rounded(.down))
-        let days = t >= 0 ? t / 86_400 : -((-t + 86_399) / 86_400)
-        let secs = t - days * 86_400
-        let (y, m, d) = CardDate.civil(fromDays: days)
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02dZ", y, m, d, Int(secs / 3600), Int(secs / 60 % 60), Int(secs % 60))
-    }
+    /// `YYYY-MM-DDTHH:MM:SSZ` in UTC (`DF45`): the contract's one form (`Timestamp`).
+    public static func timestamp(_ date: Date) -> String { Timestamp.string(date) }
 
-    /// Parses `YYYY-MM-DDTHH:MM:SSZ` (UTC) strictly; nil when it is not one.
-    public static func parseTimestamp(_ text: String) -> Date? {
-        let u = Array(text.utf8)
-        guard u.count == 20, u[4] == 0x2D, u[7] == 0x2D, u[10] == 0x54, u[13] == 0x3A, u[16] == 0x3A, u[19] == 0x5A else { return nil }
-        func num(_ r: Range<Int>) -> Int? {
-            var v = 0
-            for i in r { guard u[i] >= 0x30, u[i] <= 0x39 else { return nil }; v = v * 10 + Int(u[i] - 0x30) }
-            return v
-        }
-        guard let y = num(0..<4), let mo = num(5..<7), let d = num(8..<10), let h = num(11..<13), let mi = num(14..<16),
-              let s = num(17..<19), h < 24, mi < 60, s < 60, let date = CardDate(year: y, month: mo, day: d) else { return nil }
-        let days = date.daysSinceEpoch
-        return Date(timeIntervalSince1970: TimeInterval(days * 86_400 + Int64(h * 3600 + mi * 60 + s)))
-    }
+    /// A `DF45` text as an instant; nil when it is not exactly `YYYY-MM-DDTHH:MM:SSZ` (`Timestamp`).
+    public static func parseTimestamp(_ text: String) -> Date? { Timestamp.date(text) }
 
     /// The China Standard Time date of a `DF45` text; nil when it is not a timestamp.
     public static func chinaStandardDate(ofWrittenAt text: String) -> CardDate? {

@@ -1,4 +1,4 @@
-import Entitlements
+import KioskProtocol
 import KioskStore
 
 /// What a tap's outcome does to the hospital bill it was for (issue 20 item 3).

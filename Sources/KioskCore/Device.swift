@@ -1,6 +1,6 @@
 import BenefitCard
 import Crypto
-import Entitlements
+import KioskProtocol
 import Foundation
 import Synchronization
 import KioskStore
@@ -271,7 +271,7 @@ public final class Device: Sendable {
     public func ensureBillAPIToken() throws -> String {
         if let t = billAPIToken { return t }
         var g = SystemRandomNumberGenerator()
-        let token = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &g)) }.joined()
+        let token = Hex.encode((0..<32).map { _ in UInt8.random(in: 0...255, using: &g) })
         try Device.atomicWrite(Data((token + "\n").utf8), to: stateDir.appendingPathComponent("bill-api.token"), mode: 0o600)
         return token
     }

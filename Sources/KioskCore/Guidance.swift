@@ -1,4 +1,4 @@
-import Entitlements
+import KioskProtocol
 import Foundation
 
 /// What a patient or resident is told to do next (issue 10), for every decision code and

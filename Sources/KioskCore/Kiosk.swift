@@ -1,6 +1,6 @@
 import BenefitCard
 import Crypto
-import Entitlements
+import KioskProtocol
 import Foundation
 import KioskStore
 import Logging
@@ -174,7 +174,7 @@ public final class Kiosk {
             logger.warning("card not authentic", metadata: ["card": "\(Masking.cardNumber(number))", "reason": "\(why.code)"])
             throw CardRefusal(code: .cardNotAuthentic, detail: why.description, cardNumber: number)
         }
-        let period = Entitlements.Period.of(now)
+        let period = KioskProtocol.Period.of(now)
         // Everything the store says about this card, in one read.
         let stored = try store.presentation(cardNumber: number, period: period, deviceID: device.config.deviceID)
         var trust: UsageTrust?
@@ -365,7 +365,7 @@ public final class Kiosk {
                                        billFen: billFen, allocations: [])
             return ChargeOutcome(card: card, decision: decision, records: [], cardSequence: nil)
         }
-        guard Entitlements.Period.of(writtenAt) == card.period else {
+        guard KioskProtocol.Period.of(writtenAt) == card.period else {
             decision = SubsidyDecision(code: .clockSuspect, detail: "the card's time is in another period than this device's", billFen: billFen, allocations: [])
             return ChargeOutcome(card: card, decision: decision, records: [], cardSequence: nil)
         }
@@ -457,7 +457,7 @@ public final class Kiosk {
               key.isValidSignature(answer.data, for: message) else {
             throw CardRefusal(code: .cardNotAuthentic, detail: "the card's consent to the application does not verify", cardNumber: card.facts.cardNumber)
         }
-        application.cardUsageDigest = usageDigest.map { String(format: "%02x", $0) }.joined()
+        application.cardUsageDigest = Hex.encode(usageDigest)
         application.cardAuth = Data(answer.data).base64EncodedString()
         guard let record = try store.recordLegalAidApplication(device: device.context, application: application, now: now,
                                                                dailyLimit: Self.legalAidPerDay) else {

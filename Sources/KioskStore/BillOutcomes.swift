@@ -1,3 +1,4 @@
+import KioskProtocol
 import Foundation
 import GRDB
 

@@ -1,4 +1,4 @@
-import Entitlements
+import KioskProtocol
 import Foundation
 import GRDB
 
@@ -146,76 +146,5 @@ extension KioskStore {
             }
             return applied
         }
-    }
-}
-
-/// RFC 3339 times as the hub sends them, made into what the store keeps: UTC, `Z`, second
-/// precision, a fraction of a second rounded UP. Rounding up keeps the `settled_through`
-/// comparison (snapshot spec §5) conservative: a record received at 01:59:00.4 is not
-/// counted as settled by a snapshot settled through 01:59:00.
-public enum ReceivedAt {
-    /// `2026-11-22T03:00:01.250+08:00` → `2026-11-21T19:00:02Z`; nil if not RFC 3339.
-    public static func normalise(_ text: String) -> String? {
-        guard let (seconds, fraction) = parse(text) else { return nil }
-        return format(epochSeconds: seconds + (fraction ? 1 : 0))
-    }
-
-    /// Seconds since 1970 (whole seconds, floor) and whether a non-zero fraction followed.
-    static func parse(_ text: String) -> (Int64, Bool)? {
-        let b = Array(text.utf8)
-        var i = 0
-        func digits(_ n: Int) -> Int64? {
-            guard i + n <= b.count else { return nil }
-            var v: Int64 = 0
-            for k in i..<(i + n) {
-                guard b[k] >= 0x30 && b[k] <= 0x39 else { return nil }
-                v = v * 10 + Int64(b[k] - 0x30)
-            }
-            i += n
-            return v
-        }
-        func expect(_ c: UInt8...) -> Bool {
-            guard i < b.count, c.contains(b[i]) else { return false }
-            i += 1
-            return true
-        }
-        guard let year = digits(4), expect(0x2D), let month = digits(2), expect(0x2D), let day = digits(2),
-              expect(0x54, 0x74, 0x20), let hour = digits(2), expect(0x3A), let minute = digits(2), expect(0x3A), let second = digits(2)
-        else { return nil }
-        guard (1...12).contains(month), day >= 1, day <= CivilCalendar.daysIn(month: month, year: year), hour <= 23, minute <= 59, second <= 60 else { return nil }
-        var fraction = false
-        if i < b.count && b[i] == 0x2E {
-            i += 1
-            let start = i
-            while i < b.count && b[i] >= 0x30 && b[i] <= 0x39 {
-                if b[i] != 0x30 { fraction = true }
-                i += 1
-            }
-            guard i > start else { return nil }
-        }
-        var offset: Int64 = 0
-        if expect(0x5A, 0x7A) {
-            offset = 0
-        } else if i < b.count && (b[i] == 0x2B || b[i] == 0x2D) {
-            let sign: Int64 = b[i] == 0x2D ? -1 : 1
-            i += 1
-            guard let oh = digits(2), expect(0x3A), let om = digits(2), oh <= 23, om <= 59 else { return nil }
-            offset = sign * (oh * 3600 + om * 60)
-        } else {
-            return nil
-        }
-        guard i == b.count else { return nil }
-        let days = CivilCalendar.days(year: year, month: month, day: day)
-        return (days * 86400 + hour * 3600 + minute * 60 + second - offset, fraction)
-    }
-
-    static func format(epochSeconds s: Int64) -> String {
-        let days = s >= 0 ? s / 86400 : (s - 86399) / 86400
-        let rem = s - days * 86400
-        let (y, m, d) = CivilCalendar.date(days: days)
-        func two(_ v: Int64) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        let year = String(y)
-        let paddedYear = String(repeating: "0", count: max(0, 4 - year.count)) + year
-        return "\(paddedYear)-\(two(m))-\(two(d))T\(two(rem / 3600)):\(two(rem % 3600 / 60)):\(two(rem % 60))Z"
     }
 }

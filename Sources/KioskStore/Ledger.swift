@@ -1,4 +1,4 @@
-import Entitlements
+import KioskProtocol
 import Foundation
 import GRDB
 import Synchronization
@@ -354,7 +354,7 @@ extension KioskStore {
                     cardNumber: d.cardNumber, personRef: d.personRef, program: a.program, period: d.period,
                     billReference: d.billReference, billFen: d.billFen, subsidyFen: a.subsidyFen,
                     patientPaysFen: d.billFen - total, usedBeforeFen: a.usedBeforeFen, usedAfterFen: a.usedAfterFen,
-                    cardSequence: Int64(ackedSequence), cardChallenge: SnapshotWriter.hex(ackedChallenge),
+                    cardSequence: Int64(ackedSequence), cardChallenge: Hex.encode(ackedChallenge),
                     cardAck: ack.map { Data($0).base64EncodedString() } ?? "", institution: row["institution"] as String)
                 out.append(try KioskStore.appendRecord(db, device: device, now: now, snapshotID: d.snapshotID, content: .medicalSubsidy(subsidy),
                     index: RecordIndex(deductionID: id, personRef: d.personRef, program: a.program, period: d.period, amountFen: a.subsidyFen)))

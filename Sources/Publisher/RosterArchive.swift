@@ -1,5 +1,5 @@
 import Crypto
-import Entitlements
+import KioskProtocol
 import Foundation
 import GRDB
 import Glibc
@@ -115,7 +115,7 @@ public final class RosterArchive: Sendable {
 
     static func link(after previous: String, seq: Int64, changeID: String, region: String, sha256: String) -> Link {
         let digest = SHA256.hash(data: Data("\(previous) \(seq) \(changeID) \(region) \(sha256)".utf8))
-        return Link(seq: seq, changeID: changeID, region: region, sha256: sha256, chain: digest.map { String(format: "%02x", $0) }.joined())
+        return Link(seq: seq, changeID: changeID, region: region, sha256: sha256, chain: Hex.encode(digest))
     }
 
     /// The chain file, every link recomputed. A last line without its newline is an append a

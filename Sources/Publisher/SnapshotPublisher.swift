@@ -1,8 +1,7 @@
 import Crypto
-import Entitlements
+import KioskProtocol
 import Foundation
 import Synchronization
-import KioskStore
 import SettlementHub
 
 /// What the publisher signs with and how long its snapshots last (sync spec §5).
@@ -526,7 +525,7 @@ public final class SnapshotPublisher: Sendable {
             try c.executeChunked(rows, per: 250) { "INSERT INTO published_entry (region, type, key, line) VALUES \($0)" }
             rows.removeAll(keepingCapacity: true)
         }
-        try TextLines.each(file) { bytes in
+        try LineReader.each(file) { bytes in
             guard let o = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any], let type = o["type"] as? String,
                   type != "header", type != "trailer" else { return }
             let key: String

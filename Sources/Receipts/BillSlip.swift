@@ -1,5 +1,5 @@
 import Crypto
-import Entitlements
+import KioskProtocol
 import Foundation
 
 /// One slip for one hospital bill (receipt spec §1, amendment 2026-12-06): the bill and what

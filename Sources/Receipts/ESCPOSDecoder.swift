@@ -1,3 +1,4 @@
+import KioskProtocol
 import Foundation
 
 /// Why a byte stream is not one `ESCPOSDecoder` understands.
@@ -20,7 +21,7 @@ public enum ESCPOSDecodeError: Error, Equatable, CustomStringConvertible {
     /// The error as one line, with the byte offset.
     public var description: String {
         switch self {
-        case .unknownCommand(let o, let b): return "unknown ESC/POS command \(b.map { String(format: "%02X", $0) }.joined(separator: " ")) at \(o)"
+        case .unknownCommand(let o, let b): return "unknown ESC/POS command \(b.map { Hex.encode([$0], uppercase: true) }.joined(separator: " ")) at \(o)"
         case .truncated(let o): return "ESC/POS stream truncated in the command at \(o)"
         case .invalidParameter(let o, let v): return "invalid ESC/POS parameter \(v) at \(o)"
         case .invalidText(let o): return "text at \(o) is not GB18030"

@@ -1,3 +1,4 @@
+import KioskProtocol
 import Foundation
 
 /// A printer fault or a failed link. Faults (`paperOut`, `coverOpen`, `offline`) come from the printer's
@@ -26,7 +27,7 @@ public enum PrinterError: Error, Equatable, CustomStringConvertible {
         case .offline: return "the printer is offline"
         case .unreachable(let why): return "the printer cannot be reached: \(why)"
         case .timeout: return "the printer did not answer in time"
-        case .badStatusReply(let b): return "the printer answered a status query with \(String(format: "%02X", b))"
+        case .badStatusReply(let b): return "the printer answered a status query with \(Hex.encode([b], uppercase: true))"
         case .ioFailed(let why): return "sending to the printer failed: \(why)"
         }
     }

@@ -1,4 +1,4 @@
-import Entitlements
+import KioskProtocol
 import Foundation
 
 /// The three kinds of receipt, with the code each carries in the QR payload (`k`, receipt.md §1).

@@ -1,5 +1,5 @@
 import Crypto
-import Entitlements
+import KioskProtocol
 import Foundation
 
 /// Why a receipt JWS was refused (or could not be made).
@@ -130,7 +130,7 @@ public enum ReceiptJWS {
         guard let payloadBytes = Base64URL.decode(parts[1]) else { throw ReceiptJWSError.malformed("payload is not base64url") }
         guard let signature = Base64URL.decode(parts[2]) else { throw ReceiptJWSError.malformed("signature is not base64url") }
 
-        guard let header = FlatJSON.parse(headerBytes) else { throw ReceiptJWSError.malformed("header is not a flat JSON object") }
+        guard let header = StrictJSON.flatObject(headerBytes) else { throw ReceiptJWSError.malformed("header is not a flat JSON object") }
         guard case .string(let alg)? = header["alg"] else { throw ReceiptJWSError.malformed("header has no alg") }
         guard alg == "EdDSA" else { throw ReceiptJWSError.wrongAlgorithm(alg) }
         guard case .string(let kid)? = header["kid"], Set(header.keys) == ["alg", "kid"] else {
@@ -142,7 +142,7 @@ public enum ReceiptJWS {
         let signingInput = Array((parts[0] + "." + parts[1]).utf8)
         guard key.isValidSignature(signature, for: signingInput) else { throw ReceiptJWSError.badSignature }
 
-        guard let fields = FlatJSON.parse(payloadBytes) else { throw ReceiptJWSError.malformed("payload is not a flat JSON object") }
+        guard let fields = StrictJSON.flatObject(payloadBytes) else { throw ReceiptJWSError.malformed("payload is not a flat JSON object") }
         if let problem = problem(in: fields) { throw ReceiptJWSError.malformed(problem) }
         func int(_ k: String) -> Int64? { if case .integer(let v)? = fields[k] { return v }; return nil }
         func str(_ k: String) -> String? { if case .string(let v)? = fields[k] { return v }; return nil }
@@ -157,7 +157,7 @@ public enum ReceiptJWS {
 
     /// The payload's form (receipt.md §1), signing and verifying alike: exactly the keys of its kind, each of its
     /// type, within bounds. `nil` when it is well formed, else why not.
-    static func problem(in fields: [String: FlatJSON.Value]) -> String? {
+    static func problem(in fields: [String: StrictJSON.Value]) -> String? {
         guard case .string(let k)? = fields["k"] else { return "k is missing or not a string" }
         guard let kind = ReceiptKind(rawValue: k) else { return "unknown kind \(k)" }
         let expected = keys(of: kind)
@@ -195,12 +195,12 @@ public enum ReceiptJWS {
 
     /// The protected header, `{"alg":"EdDSA","kid":"…"}`.
     static func header(kid: String) -> String {
-        "{\"alg\":\"EdDSA\",\"kid\":" + JSONText.string(kid) + "}"
+        "{\"alg\":\"EdDSA\",\"kid\":" + JSONText.asciiString(kid) + "}"
     }
 
     /// The payload's fields (`c` masked, `t` in whole seconds).
-    static func payloadFields(for content: ReceiptContent) -> [String: FlatJSON.Value] {
-        var f: [String: FlatJSON.Value] = [
+    static func payloadFields(for content: ReceiptContent) -> [String: StrictJSON.Value] {
+        var f: [String: StrictJSON.Value] = [
             "r": .integer(content.seq), "k": .string(content.kind.rawValue),
             "c": .string(Masking.cardNumber(content.cardNumber)),
             "t": .integer(Int64(content.time.timeIntervalSince1970.rounded(.down))),
@@ -222,161 +222,10 @@ public enum ReceiptJWS {
         payload(payloadFields(for: content))
     }
 
-    static func payload(_ fields: [String: FlatJSON.Value]) -> String {
+    static func payload(_ fields: [String: StrictJSON.Value]) -> String {
         let order: [String]
         if case .string(let k)? = fields["k"], let kind = ReceiptKind(rawValue: k) { order = keys(of: kind) } else { order = fields.keys.sorted() }
-        return "{" + order.compactMap { key in fields[key].map { JSONText.string(key) + ":" + $0.json } }.joined(separator: ",") + "}"
-    }
-}
-
-/// A JSON object whose values are strings, integers, `true`, `false` or `null` only, read strictly: no duplicate
-/// key, no other value (a number with a fraction or exponent, an array, an object), nothing after the object.
-/// Receipt headers and payloads hold strings and integers only (checked by type where they are read).
-enum FlatJSON {
-    enum Value: Equatable {
-        case string(String)
-        case integer(Int64)
-        case bool(Bool)
-        case null
-
-        var json: String {
-            switch self {
-            case .string(let s): return JSONText.string(s)
-            case .integer(let v): return String(v)
-            case .bool(let b): return b ? "true" : "false"
-            case .null: return "null"
-            }
-        }
-    }
-
-    static func parse(_ bytes: [UInt8]) -> [String: Value]? {
-        var p = Parser(bytes: bytes)
-        return p.object()
-    }
-
-    private struct Parser {
-        let bytes: [UInt8]
-        var i = 0
-
-        mutating func ws() { while i < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[i]) { i += 1 } }
-
-        mutating func take(_ b: UInt8) -> Bool {
-            ws()
-            guard i < bytes.count, bytes[i] == b else { return false }
-            i += 1
-            return true
-        }
-
-        mutating func object() -> [String: Value]? {
-            guard take(0x7B) else { return nil }
-            var out: [String: Value] = [:]
-            if !take(0x7D) {
-                repeat {
-                    ws()
-                    guard let key = string(), take(0x3A), let value = value(), out[key] == nil else { return nil }
-                    out[key] = value
-                } while take(0x2C)
-                guard take(0x7D) else { return nil }
-            }
-            ws()
-            return i == bytes.count ? out : nil
-        }
-
-        mutating func value() -> Value? {
-            ws()
-            guard i < bytes.count else { return nil }
-            if bytes[i] == 0x22 { return string().map(Value.string) }
-            for (word, v) in [("true", Value.bool(true)), ("false", .bool(false)), ("null", .null)] where bytes[i...].starts(with: word.utf8) {
-                i += word.utf8.count
-                return v
-            }
-            return integer().map(Value.integer)
-        }
-
-        /// `-?(0|[1-9][0-9]*)`, at most 18 digits, and no fraction or exponent after it.
-        mutating func integer() -> Int64? {
-            let negative = i < bytes.count && bytes[i] == 0x2D
-            if negative { i += 1 }
-            let start = i
-            while i < bytes.count, bytes[i] >= 0x30, bytes[i] <= 0x39 { i += 1 }
-            let digits = bytes[start..<i]
-            guard !digits.isEmpty, digits.count <= 18, digits.count == 1 || digits.first != 0x30 else { return nil }
-            if i < bytes.count, [0x2E, 0x65, 0x45].contains(bytes[i]) { return nil }
-            let magnitude = digits.reduce(Int64(0)) { $0 * 10 + Int64($1 - 0x30) }
-            return negative ? -magnitude : magnitude
-        }
-
-        mutating func string() -> String? {
-            guard i < bytes.count, bytes[i] == 0x22 else { return nil }
-            i += 1
-            var units: [UInt16] = []
-            var raw: [UInt8] = []
-            func flushRaw() -> Bool {
-                guard !raw.isEmpty else { return true }
-                guard let s = String(validating: raw, as: UTF8.self) else { return false }
-                units += Array(s.utf16)
-                raw = []
-                return true
-            }
-            while i < bytes.count {
-                let b = bytes[i]
-                i += 1
-                switch b {
-                case 0x22:
-                    guard flushRaw() else { return nil }
-                    return String(utf16CodeUnits: units, count: units.count).utf16.elementsEqual(units)
-                        ? String(utf16CodeUnits: units, count: units.count) : nil
-                case 0x5C:
-                    guard flushRaw(), i < bytes.count else { return nil }
-                    let e = bytes[i]
-                    i += 1
-                    switch e {
-                    case 0x22: units.append(0x22)
-                    case 0x5C: units.append(0x5C)
-                    case 0x2F: units.append(0x2F)
-                    case 0x62: units.append(0x08)
-                    case 0x66: units.append(0x0C)
-                    case 0x6E: units.append(0x0A)
-                    case 0x72: units.append(0x0D)
-                    case 0x74: units.append(0x09)
-                    case 0x75:
-                        guard i + 4 <= bytes.count, bytes[i..<i + 4].allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x66) }),
-                              let v = UInt16(String(decoding: bytes[i..<i + 4], as: UTF8.self), radix: 16) else { return nil }
-                        units.append(v)
-                        i += 4
-                    default: return nil
-                    }
-                case 0x00..<0x20: return nil
-                default: raw.append(b)
-                }
-            }
-            return nil
-        }
-    }
-}
-
-/// JSON text built by hand, so that key order is fixed.
-enum JSONText {
-    /// A JSON string literal: quotes, backslash and control characters escaped, everything outside ASCII
-    /// as `\uXXXX` (UTF-16), as Python's `json.dumps` does by default.
-    static func string(_ s: String) -> String {
-        var out = "\""
-        for unit in s.utf16 {
-            switch unit {
-            case 0x22: out += "\\\""
-            case 0x5C: out += "\\\\"
-            case 0x08: out += "\\b"
-            case 0x0C: out += "\\f"
-            case 0x0A: out += "\\n"
-            case 0x0D: out += "\\r"
-            case 0x09: out += "\\t"
-            case 0x20..<0x7F: out.unicodeScalars.append(Unicode.Scalar(UInt8(unit)))
-            default:
-                let hex = String(unit, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            }
-        }
-        return out + "\""
+        return "{" + order.compactMap { key in fields[key].map { JSONText.asciiString(key) + ":" + $0.json } }.joined(separator: ",") + "}"
     }
 }
 

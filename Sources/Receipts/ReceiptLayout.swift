@@ -1,4 +1,4 @@
-import Entitlements
+import KioskProtocol
 /// The printed text of a receipt (receipt.md §2), Chinese first; the QR code follows these lines.
 public enum ReceiptLayout {
     /// The legal-aid priority note.

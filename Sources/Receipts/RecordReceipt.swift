@@ -1,4 +1,4 @@
-import Entitlements
+import KioskProtocol
 import Foundation
 
 /// Why a settlement record gives no receipt.
@@ -93,15 +93,10 @@ public enum RecordReceipt {
         }
     }
 
-    /// `created_at`: RFC 3339 in UTC, with or without a fraction of a second.
+    /// `created_at`: the specs' `YYYY-MM-DDTHH:MM:SSZ` (`Timestamp`).
     static func date(_ text: String) throws -> Date {
-        let plain = ISO8601DateFormatter()
-        plain.formatOptions = [.withInternetDateTime]
-        if let d = plain.date(from: text) { return d }
-        let fractional = ISO8601DateFormatter()
-        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let d = fractional.date(from: text) { return d }
-        throw RecordReceiptError.malformedRecord("created_at \(text) is not an RFC 3339 time")
+        guard let d = Timestamp.date(text) else { throw RecordReceiptError.malformedRecord("created_at \(text) is not an RFC 3339 time") }
+        return d
     }
 }
 

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import KioskProtocol
 import KioskStore
 
 /// One batch body as sent (upload spec §2): the envelope written field by field and the
@@ -62,28 +63,6 @@ public struct BatchBody: Sendable, Equatable {
     }
 }
 
-enum JSONText {
-    /// Appends `s` as a JSON string literal (RFC 8259 escaping; non-ASCII left as UTF-8).
-    static func appendString(_ s: String, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
-        for c in s.utf8 {
-            switch c {
-            case UInt8(ascii: "\""): out.append(contentsOf: #"\""#.utf8)
-            case UInt8(ascii: "\\"): out.append(contentsOf: #"\\"#.utf8)
-            case 0x0A: out.append(contentsOf: #"\n"#.utf8)
-            case 0x0D: out.append(contentsOf: #"\r"#.utf8)
-            case 0x09: out.append(contentsOf: #"\t"#.utf8)
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: #"\u00"#.utf8)
-                out.append(hex[Int(c >> 4)])
-                out.append(hex[Int(c & 0xF)])
-            default: out.append(c)
-            }
-        }
-        out.append(UInt8(ascii: "\""))
-    }
-}
 
 /// A hub's `200` answer, checked against the batch it answers (upload spec §3).
 public enum BatchAnswer {

@@ -1,6 +1,6 @@
 import AsyncHTTPClient
 import Crypto
-import Entitlements
+import KioskProtocol
 import Foundation
 import KioskStore
 import NIOCore

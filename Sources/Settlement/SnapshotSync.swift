@@ -1,6 +1,6 @@
 import AsyncHTTPClient
 import Crypto
-import Entitlements
+import KioskProtocol
 import Foundation
 import KioskStore
 import Logging
@@ -435,7 +435,7 @@ public actor SnapshotSync {
                 total += Int64(chunk.count)
             }
         } catch { throw SyncFailure.store("cannot read \(file.path): \(error)") }
-        return total == step.bytes && hasher.finalize().map { String(format: "%02x", $0) }.joined() == step.sha256
+        return total == step.bytes && Hex.encode(hasher.finalize()) == step.sha256
     }
 
     /// Brings `part` up to the manifest's size: asks for the rest with `Range: bytes=N-` when a
@@ -538,7 +538,7 @@ public actor SnapshotSync {
                        key: Curve25519.Signing.PrivateKey, now: Date) -> HTTPClientRequest {
         let base = configuration.base
         let date = Timestamp.string(now)
-        let message = Array("SYNC-V1\n\(method)\n\(base.path + path)\n\(date)".utf8)
+        let message = SigningMessage.sync(method: method, pathAndQuery: base.path + path, date: date)
         var request = HTTPClientRequest(url: base.url + path)
         request.method = method == "POST" ? .POST : .GET
         request.headers.add(name: "X-Device-Id", value: deviceID)

@@ -1,3 +1,4 @@
+import KioskProtocol
 import AsyncHTTPClient
 import Crypto
 import Dispatch

@@ -1,4 +1,5 @@
 import Crypto
+import KioskProtocol
 import Foundation
 
 /// The properties a batch body must keep however it is made, checked from outside the module
@@ -12,11 +13,11 @@ public enum BatchProbe {
     /// (with a description of the breach); a body the hub refuses whole checks nothing.
     public static func run(_ bytes: [UInt8], deviceID: String, now: Date, check: (Bool, @autoclosure () -> String) -> Void) {
         guard let b = try? SettlementHub.Batch(bytes, pathDeviceID: deviceID) else { return }
-        check(!b.batchID.isEmpty && RecordRules.isRFC3339(b.sentAt), "batch envelope accepted without its fields")
+        check(!b.batchID.isEmpty && Timestamp.date(b.sentAt) != nil, "batch envelope accepted without its fields")
         for r in b.records {
             check(r.seq > 0 && r.recordID == "\(deviceID)-\(r.seq)", "record_id \(r.recordID) does not carry seq \(r.seq)")
-            check((try? JSONSpans.objectMembers(r.bytes)) != nil, "record bytes are not one JSON object")
-            check(r.sha256 == hexDigest(SHA256.hash(data: r.bytes)), "record hash is not of its bytes")
+            check((try? StrictJSON.objectMembers(r.bytes)) != nil, "record bytes are not one JSON object")
+            check(r.sha256 == Hex.encode(SHA256.hash(data: r.bytes)), "record hash is not of its bytes")
             check((r.record == nil) != (r.structureRefusal == nil), "a record is neither read nor refused")
             if let s = r.record?.medicalSubsidy {
                 _ = RecordRules.amounts(s, bill: [])

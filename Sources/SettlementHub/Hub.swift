@@ -1,4 +1,5 @@
 import Crypto
+import KioskProtocol
 import Foundation
 import Synchronization
 import HTTPTypes
@@ -391,7 +392,7 @@ public final class SettlementHub: Sendable {
             }
             results = try await database.store(batchID: batch.batchID, deviceID: deviceID, device: entry, roster: roster, sentAt: batch.sentAt,
                                                records: batch.records, consentStart: consentStart, now: now,
-                                               format: { Self.timestamp($0, fractional: fractional) })
+                                               format: { Timestamp.string($0, fractional: fractional) })
         } catch {
             log.error("cannot store the batch", metadata: ["error": "\(error)"])
             return Self.error(.internalServerError, "storage", "the hub could not store the batch")
@@ -435,7 +436,7 @@ public final class SettlementHub: Sendable {
 
         init(_ bytes: [UInt8], pathDeviceID: String) throws {
             let members: [(key: String, value: Range<Int>)]
-            do { members = try JSONSpans.objectMembers(bytes) } catch let e as JSONSpans.SyntaxError {
+            do { members = try StrictJSON.objectMembers(bytes) } catch let e as StrictJSON.SyntaxError {
                 throw Malformed(message: "the body is not a JSON object: \(e)")
             }
             var fields: [String: Range<Int>] = [:]
@@ -452,8 +453,8 @@ public final class SettlementHub: Sendable {
             let deviceID = try string("device_id")
             guard deviceID == pathDeviceID else { throw Malformed(message: "device_id \(deviceID) differs from the path's \(pathDeviceID)") }
             sentAt = try string("sent_at")
-            guard RecordRules.isRFC3339(sentAt) else { throw Malformed(message: "sent_at must be an RFC 3339 time") }
-            guard let r = fields["records"], let elements = try JSONSpans.arrayElements(bytes, in: r) else {
+            guard Timestamp.date(sentAt) != nil else { throw Malformed(message: "sent_at must be an RFC 3339 time") }
+            guard let r = fields["records"], let elements = try StrictJSON.arrayElements(bytes, in: r) else {
                 throw Malformed(message: "records must be an array")
             }
             records = try elements.enumerated().map { i, range in
@@ -465,7 +466,7 @@ public final class SettlementHub: Sendable {
                 guard let seq = RecordRules.sequence(recordID: recordID, deviceID: pathDeviceID) else {
                     throw Malformed(message: "record \(i): record_id \(recordID) is not <\(pathDeviceID)>-<seq>: not a record of the signing device")
                 }
-                return IncomingRecord(bytes: record, sha256: hexDigest(SHA256.hash(data: record)), recordID: recordID, seq: seq, object: object)
+                return IncomingRecord(bytes: record, sha256: Hex.encode(SHA256.hash(data: record)), recordID: recordID, seq: seq, object: object)
             }
         }
     }
@@ -479,31 +480,31 @@ public final class SettlementHub: Sendable {
         for (i, r) in results.enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
             out.append(contentsOf: #"{"record_id":"#.utf8)
-            if let id = r.recordID { appendJSONString(id, to: &out) } else { out.append(contentsOf: "null".utf8) }
+            if let id = r.recordID { JSONText.appendString(id, to: &out) } else { out.append(contentsOf: "null".utf8) }
             func appendFlags(_ flags: [String]) {
                 guard !flags.isEmpty else { return }
                 out.append(contentsOf: #","flags":["#.utf8)
                 for (k, f) in flags.enumerated() {
                     if k > 0 { out.append(UInt8(ascii: ",")) }
-                    appendJSONString(f, to: &out)
+                    JSONText.appendString(f, to: &out)
                 }
                 out.append(UInt8(ascii: "]"))
             }
             switch r.status {
             case .accepted(let at, let flags):
                 out.append(contentsOf: #","status":"accepted","received_at":"#.utf8)
-                appendJSONString(at, to: &out)
+                JSONText.appendString(at, to: &out)
                 appendFlags(flags)
             case .duplicate(let at, let flags):
                 out.append(contentsOf: #","status":"duplicate","received_at":"#.utf8)
-                appendJSONString(at, to: &out)
+                JSONText.appendString(at, to: &out)
                 appendFlags(flags)
             case .rejected(let reason, let detail):
                 out.append(contentsOf: #","status":"rejected","reason":"#.utf8)
-                appendJSONString(reason, to: &out)
+                JSONText.appendString(reason, to: &out)
                 if let detail {
                     out.append(contentsOf: #","detail":"#.utf8)
-                    appendJSONString(detail, to: &out)
+                    JSONText.appendString(detail, to: &out)
                 }
             }
             out.append(UInt8(ascii: "}"))
@@ -562,13 +563,6 @@ public final class SettlementHub: Sendable {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
-
-    static func timestamp(_ date: Date, fractional: Bool) -> String {
-        if fractional {
-            return date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: TimeZone(identifier: "UTC")!))
-        }
-        return date.formatted(Date.ISO8601FormatStyle(timeZone: TimeZone(identifier: "UTC")!))
-    }
 }
 
 /// A hub running in this process (tests): its address and how to stop it.
@@ -595,26 +589,6 @@ extension HTTPField.Name {
     static let xSignature = HTTPField.Name("X-Signature")!
 }
 
-/// Appends `s` as a JSON string literal.
-func appendJSONString(_ s: String, to out: inout [UInt8]) {
-    out.append(UInt8(ascii: "\""))
-    for c in s.utf8 {
-        switch c {
-        case UInt8(ascii: "\""): out.append(contentsOf: #"\""#.utf8)
-        case UInt8(ascii: "\\"): out.append(contentsOf: #"\\"#.utf8)
-        case 0x0A: out.append(contentsOf: #"\n"#.utf8)
-        case 0x0D: out.append(contentsOf: #"\r"#.utf8)
-        case 0x09: out.append(contentsOf: #"\t"#.utf8)
-        case 0..<0x20:
-            let hex = Array("0123456789abcdef".utf8)
-            out.append(contentsOf: #"\u00"#.utf8)
-            out.append(hex[Int(c >> 4)])
-            out.append(hex[Int(c & 0xF)])
-        default: out.append(c)
-        }
-    }
-    out.append(UInt8(ascii: "\""))
-}
 
 extension BlockingWork {
     /// Marks a request's task, so that a blocking database call made on it is refused

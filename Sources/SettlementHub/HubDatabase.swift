@@ -1,5 +1,5 @@
 import Crypto
-import Entitlements
+import KioskProtocol
 import Foundation
 import GRDB
 import ServiceLifecycle
@@ -694,7 +694,7 @@ public final class HubDatabase: Sendable {
         /// Whether `r` is a legal-aid application without consent, made before the consent start.
         func beforeConsent(_ r: IncomingRecord) -> Bool {
             guard let record = r.record, let l = record.legalAidApplication, l.cardAuth == nil, l.cardUsageDigest == nil,
-                  let start = consentStart, let created = RecordRules.rfc3339(record.createdAt) else { return false }
+                  let start = consentStart, let created = Timestamp.date(record.createdAt) else { return false }
             return created < start
         }
 
@@ -821,16 +821,4 @@ struct RecordResult: Sendable, Equatable {
     }
     var recordID: String?
     var status: Status
-}
-
-/// Lower-case hex of a digest.
-func hexDigest<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
-    let hex = Array("0123456789abcdef".utf8)
-    var out: [UInt8] = []
-    out.reserveCapacity(64)
-    for byte in digest {
-        out.append(hex[Int(byte >> 4)])
-        out.append(hex[Int(byte & 0x0F)])
-    }
-    return String(decoding: out, as: UTF8.self)
 }

@@ -1,5 +1,5 @@
 import Crypto
-import Entitlements
+import KioskProtocol
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -35,7 +35,7 @@ extension SettlementHub {
             let handle = try FileHandle(forWritingTo: file)
             defer { try? handle.close() }
             var total = 0
-            var head: [UInt8]? = []
+            var head = FirstLine()
             for try await buffer in request.body {
                 total += buffer.readableBytes
                 guard total <= Self.rosterChangeLimit else {
@@ -43,16 +43,10 @@ extension SettlementHub {
                 }
                 // The header line first: a change no trusted key may sign for this region is
                 // refused before the rest is read or kept.
-                if var h = head {
-                    h.append(contentsOf: buffer.readableBytesView)
-                    if let nl = h.firstIndex(of: 0x0A) {
-                        if let refused = headerRefusal(h[..<nl], region: region) { return refused }
-                        head = nil
-                    } else if h.count > 64 * 1024 {
-                        return Self.error(.badRequest, "roster_change_refused", "the header line is longer than 64 KiB", close: true)
-                    } else {
-                        head = h
-                    }
+                do {
+                    if let line = try head.feed(buffer.readableBytesView), let refused = headerRefusal(line[...], region: region) { return refused }
+                } catch {
+                    return Self.error(.badRequest, "roster_change_refused", "the header line is longer than 64 KiB", close: true)
                 }
                 try handle.write(contentsOf: buffer.readableBytesView)
             }
@@ -165,7 +159,7 @@ extension HubDatabase {
         try engine.write { c in
             let size = (try? FileManager.default.attributesOfItem(atPath: file.path)[.size] as? Int) ?? 0
             guard let id = try c.int("INSERT INTO roster_inbox (region, change_id, bytes, received_at) VALUES (?, ?, ?, ?) ON CONFLICT (change_id) DO NOTHING RETURNING id",
-                                     region, changeID, size, SettlementHub.timestamp(now, fractional: false)) else {
+                                     region, changeID, size, Timestamp.string(now, fractional: false)) else {
                 return nil
             }
             let handle = try FileHandle(forReadingFrom: file)
@@ -217,7 +211,7 @@ extension HubDatabase {
                 INSERT INTO certificate_request (device_id, public_key, requested_at) VALUES (?, ?, ?)
                 ON CONFLICT (device_id) DO UPDATE SET public_key = excluded.public_key, requested_at = excluded.requested_at,
                     issued_at = NULL, certificate = NULL
-                """, deviceID, publicKey, SettlementHub.timestamp(now, fractional: false))
+                """, deviceID, publicKey, Timestamp.string(now, fractional: false))
         }
     }
 
@@ -233,7 +227,7 @@ extension HubDatabase {
     public func storeCertificate(deviceID: String, certificate: [UInt8], now: Date) throws {
         try engine.write { c in
             try c.execute("UPDATE certificate_request SET certificate = ?, issued_at = ? WHERE device_id = ?",
-                          certificate, SettlementHub.timestamp(now, fractional: false), deviceID)
+                          certificate, Timestamp.string(now, fractional: false), deviceID)
         }
     }
 

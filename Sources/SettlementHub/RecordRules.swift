@@ -1,5 +1,5 @@
 import Crypto
-import Entitlements
+import KioskProtocol
 import Foundation
 
 /// One record of a batch as the hub reads it: its exact bytes and their hash, its
@@ -123,7 +123,7 @@ public enum RecordRules {
         guard integer(o["seq"]) == seq else { return Refusal("bad_record_id", "seq must be the <seq> of record_id \(recordID)") }
         let kind = o["kind"] as? String ?? ""
         guard let fields = kinds[kind] else { return Refusal("unknown_kind", kind) }
-        guard let created = o["created_at"] as? String, rfc3339(created) != nil else {
+        guard let created = o["created_at"] as? String, Timestamp.date(created) != nil else {
             return Refusal("bad_created_at", o["created_at"] as? String)
         }
         for (name, type) in fields { field(name, type) }
@@ -181,10 +181,8 @@ public enum RecordRules {
     static func ackMessage(cardNumber: String, cardSequence: Int64, cardChallenge: String) -> [UInt8]? {
         let number = Array(cardNumber.utf8)
         guard number.count == 16, number.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-              (0...Int64(UInt32.max)).contains(cardSequence), let challenge = lowercaseHex(cardChallenge), challenge.count == 16 else { return nil }
-        let sequence = UInt32(cardSequence)
-        return Array("USAGE-ACK-V2".utf8) + number
-            + [UInt8(sequence >> 24), UInt8(sequence >> 16 & 0xFF), UInt8(sequence >> 8 & 0xFF), UInt8(sequence & 0xFF)] + challenge
+              (0...Int64(UInt32.max)).contains(cardSequence), let challenge = Hex.decode(cardChallenge), challenge.count == 16 else { return nil }
+        return SigningMessage.usageAcknowledgement(cardNumber: cardNumber, sequence: UInt32(cardSequence), challenge: challenge)
     }
 
     /// `bad_card_ack`: the record's `card_ack` verifies with the card's roster key over the
@@ -213,7 +211,7 @@ public enum RecordRules {
         guard let auth = l.cardAuth, let digestText = l.cardUsageDigest else {
             return Refusal("bad_card_auth", "card_auth and card_usage_digest are required: without the card, no device files for its holder")
         }
-        guard let digest = lowercaseHex(digestText), digest.count == 32 else {
+        guard let digest = Hex.decode(digestText), digest.count == 32 else {
             return Refusal("bad_card_auth", "card_usage_digest is not 64 lowercase hex digits")
         }
         // Canonical base64 only: another spelling of the same 64 bytes would slip past the
@@ -225,7 +223,7 @@ public enum RecordRules {
             return Refusal("bad_card_auth", "the roster has no public key for card \(l.cardNumber)")
         }
         let challenge = Array(SHA256.hash(data: l.consentPreimage(deviceID: deviceID, createdAt: createdAt)))
-        let message = Array("CARD-AUTH-V2".utf8) + Array(l.cardNumber.utf8) + challenge + digest
+        let message = SigningMessage.cardAuthentication(cardNumber: l.cardNumber, challenge: challenge, usageDigest: digest)
         guard key.isValidSignature(signature, for: message) else {
             return Refusal("bad_card_auth", "card_auth does not verify with the key of card \(l.cardNumber) over this application")
         }
@@ -235,30 +233,10 @@ public enum RecordRules {
     /// Step 5: `time_suspect` when `created_at` is more than 400 days before or 10 minutes
     /// after the hub's clock.
     static func timeSuspect(createdAt: String, now: Date) -> Bool {
-        guard let created = rfc3339(createdAt) else { return true }
+        guard let created = Timestamp.date(createdAt) else { return true }
         return created < now.addingTimeInterval(-400 * 86_400) || created > now.addingTimeInterval(600)
     }
 
-    static func lowercaseHex(_ s: String) -> [UInt8]? {
-        let b = Array(s.utf8)
-        guard b.count % 2 == 0 else { return nil }
-        func nibble(_ c: UInt8) -> UInt8? {
-            switch c {
-            case 0x30...0x39: return c - 0x30
-            case 0x61...0x66: return c - 0x61 + 10
-            default: return nil
-            }
-        }
-        var out: [UInt8] = []
-        out.reserveCapacity(b.count / 2)
-        var i = 0
-        while i < b.count {
-            guard let h = nibble(b[i]), let l = nibble(b[i + 1]) else { return nil }
-            out.append(h << 4 | l)
-            i += 2
-        }
-        return out
-    }
 
     /// A JSON integer: written without fraction or exponent, within Int64 (`1.0`, `1e3` and
     /// `true` are not integers), as the kiosk's own readers hold it (`JSONInteger`).
@@ -268,51 +246,5 @@ public enum RecordRules {
     static func isBoolean(_ v: Any) -> Bool {
         guard let n = v as? NSNumber else { return false }
         return n.objCType.pointee == 0x63
-    }
-
-    static func isRFC3339(_ s: String) -> Bool { rfc3339(s) != nil }
-
-    /// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` as an instant, or nil.
-    /// A strict RFC 3339 UTC time (`YYYY-MM-DDTHH:MM:SSZ`), or nil.
-    public static func rfc3339(_ s: String) -> Date? {
-        let b = Array(s.utf8)
-        guard b.count >= 20 else { return nil }
-        func d(_ k: Int) -> Bool { b[k] >= 0x30 && b[k] <= 0x39 }
-        func n(_ k: Int, _ count: Int) -> Int { (k..<(k + count)).reduce(0) { $0 * 10 + Int(b[$1] - 0x30) } }
-        guard d(0), d(1), d(2), d(3), b[4] == 0x2D, d(5), d(6), b[7] == 0x2D, d(8), d(9), b[10] == 0x54 || b[10] == 0x74,
-              d(11), d(12), b[13] == 0x3A, d(14), d(15), b[16] == 0x3A, d(17), d(18) else { return nil }
-        let (year, month, day, hour, minute, second) = (n(0, 4), n(5, 2), n(8, 2), n(11, 2), n(14, 2), n(17, 2))
-        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-        let monthDays = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
-        guard (1...12).contains(month), (1...monthDays[month - 1]).contains(day), hour < 24, minute < 60, second < 61 else { return nil }
-        var i = 19
-        var fraction = 0.0
-        if b[i] == 0x2E {
-            i += 1
-            let start = i
-            while i < b.count && d(i) { i += 1 }
-            guard i > start else { return nil }
-            fraction = Double("0." + String(decoding: b[start..<i], as: UTF8.self)) ?? 0
-        }
-        guard i < b.count else { return nil }
-        var offset = 0
-        if b[i] == 0x5A || b[i] == 0x7A {
-            guard i + 1 == b.count else { return nil }
-        } else {
-            guard b[i] == 0x2B || b[i] == 0x2D, i + 6 == b.count, d(i + 1), d(i + 2), b[i + 3] == 0x3A, d(i + 4), d(i + 5) else { return nil }
-            let (oh, om) = (n(i + 1, 2), n(i + 4, 2))
-            guard oh < 24, om < 60 else { return nil }
-            offset = (oh * 60 + om) * 60 * (b[i] == 0x2D ? -1 : 1)
-        }
-        // days from 1970-01-01 (H. Hinnant's days_from_civil)
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let mp = (month + 9) % 12
-        let doy = (153 * mp + 2) / 5 + day - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        let days = era * 146_097 + doe - 719_468
-        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset
-        return Date(timeIntervalSince1970: Double(seconds) + fraction)
     }
 }

@@ -1,5 +1,5 @@
 import Crypto
-import Entitlements
+import KioskProtocol
 import Foundation
 
 /// What the hub knows of the region (snapshot spec v2 §1 records, as the platform's roster
@@ -127,7 +127,7 @@ public struct Roster: Sendable, Equatable {
         var lineNumber = 0
         var region: String?
         do {
-            try TextLines.each(URL(fileURLWithPath: path)) { line in
+            try LineReader.each(URL(fileURLWithPath: path)) { line in
                 lineNumber += 1
                 guard !line.isEmpty else { return }
                 guard let o = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else {

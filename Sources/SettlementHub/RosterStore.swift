@@ -1,5 +1,5 @@
 import Crypto
-import Entitlements
+import KioskProtocol
 import Foundation
 
 /// A roster key the hub and the publisher trust, and the regions it may change (issue 21 item 4).
@@ -137,11 +137,7 @@ public struct RosterChange: Sendable, Equatable {
     /// Reads and verifies a roster change held in memory: header, records, trailer (count,
     /// sha256 of every byte before it, Ed25519 by the named roster key over those 32 bytes).
     public static func read(_ bytes: [UInt8], trustedKeys: RosterKeys) throws(Refusal) -> RosterChange {
-        let lines = { (body: (ArraySlice<UInt8>) throws -> Void) throws in
-            var start = 0
-            for (i, b) in bytes.enumerated() where b == 0x0A { try body(bytes[start..<i]); start = i + 1 }
-            if start < bytes.count { try body(bytes[start...]) }
-        }
+        let lines = { (body: (ArraySlice<UInt8>) throws -> Void) throws in try LineReader.each(bytes, body) }
         let verified = try verify(lines, trustedKeys: trustedKeys)
         var entries: [Entry] = []
         let again = try scan(lines) { entries.append($0) }.verified
@@ -172,7 +168,7 @@ public struct RosterChange: Sendable, Equatable {
 
     /// The lines of the file at `url`, in flat memory.
     public static func lines(of url: URL) -> Lines {
-        { body in try TextLines.each(url, body) }
+        { body in try LineReader.each(url, body) }
     }
 
     /// Pass 1 of a streamed import: the header, the count, the digest and the signature,
@@ -226,7 +222,7 @@ public struct RosterChange: Sendable, Equatable {
             throw .countMismatch(trailer: Int(JSONInteger.value(trailer["records"]) ?? -1), found: records)
         }
         let digest = Data(hasher.finalize())
-        let hex = digest.map { String(format: "%02x", $0) }.joined()
+        let hex = Hex.encode(digest)
         guard trailer["sha256"] as? String == hex else { throw .digestMismatch }
         let signature = (trailer["signature"] as? String).flatMap { Data(base64Encoded: $0) }
         return (Verified(region: header.region, changeID: header.changeID, issuedAt: header.issuedAt, rosterKeyID: header.keyID,
@@ -252,7 +248,7 @@ public struct RosterChange: Sendable, Equatable {
         }
         let region = try text("region"), changeID = try text("change_id"), issuedAt = try text("issued_at"), keyID = try text("roster_key_id")
         guard Identifiers.isSyncName(region), Identifiers.isSyncName(changeID) else { throw .badHeader("region or change_id has unsafe characters") }
-        guard RecordRules.isRFC3339(issuedAt) else { throw .badHeader("issued_at is not an RFC 3339 time") }
+        guard Timestamp.date(issuedAt) != nil else { throw .badHeader("issued_at is not an RFC 3339 time") }
         return (region, changeID, issuedAt, keyID)
     }
 
@@ -337,7 +333,7 @@ struct CanonicalLine {
     init?(_ line: ArraySlice<UInt8>) {
         guard line.first == UInt8(ascii: "{"), !line.contains(UInt8(ascii: "\\")) else { return nil }
         let bytes = Array(line)
-        guard let list = try? JSONSpans.objectMembers(bytes) else { return nil }
+        guard let list = try? StrictJSON.objectMembers(bytes) else { return nil }
         var length = list.isEmpty ? 2 : 1 + list.count   // braces and commas
         var previous: [UInt8]?
         var members: [String: Range<Int>] = [:]
@@ -431,7 +427,7 @@ extension HubDatabase {
         guard let seq = try c.int("""
             INSERT INTO roster_change (change_id, region, issued_at, sha256, records, urgent, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?)
             RETURNING seq
-            """, v.changeID, v.region, v.issuedAt, v.sha256, v.records, false, SettlementHub.timestamp(now, fractional: false)) else {
+            """, v.changeID, v.region, v.issuedAt, v.sha256, v.records, false, Timestamp.string(now, fractional: false)) else {
             throw HubDatabaseError.inconsistent("the roster change's number was not returned")
         }
         return seq

@@ -1,5 +1,5 @@
 import Crypto
-import Entitlements
+import KioskProtocol
 import Foundation
 import Synchronization
 
@@ -73,19 +73,19 @@ public struct SyncManifest: Sendable, Equatable {
     /// The manifest as the hub sends it: `region`, `latest` and each step with its `path`.
     public var json: [UInt8] {
         var out = Array(#"{"region":"#.utf8)
-        appendJSONString(region, to: &out)
+        JSONText.appendString(region, to: &out)
         out += Array(#","latest":"#.utf8)
-        appendJSONString(latest, to: &out)
+        JSONText.appendString(latest, to: &out)
         out += Array(#","steps":["#.utf8)
         for (i, s) in steps.enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
-            out += Array(#"{"snapshot_id":"#.utf8); appendJSONString(s.snapshotID, to: &out)
-            out += Array(#","kind":"#.utf8); appendJSONString(s.kind, to: &out)
+            out += Array(#"{"snapshot_id":"#.utf8); JSONText.appendString(s.snapshotID, to: &out)
+            out += Array(#","kind":"#.utf8); JSONText.appendString(s.kind, to: &out)
             out += Array(#","base_snapshot_id":"#.utf8)
-            if let b = s.baseSnapshotID { appendJSONString(b, to: &out) } else { out += Array("null".utf8) }
-            out += Array(#","issued_at":"#.utf8); appendJSONString(s.issuedAt, to: &out)
-            out += Array(",\"bytes\":\(s.bytes),\"sha256\":".utf8); appendJSONString(s.sha256, to: &out)
-            out += Array(#","path":"#.utf8); appendJSONString(s.path, to: &out)
+            if let b = s.baseSnapshotID { JSONText.appendString(b, to: &out) } else { out += Array("null".utf8) }
+            out += Array(#","issued_at":"#.utf8); JSONText.appendString(s.issuedAt, to: &out)
+            out += Array(",\"bytes\":\(s.bytes),\"sha256\":".utf8); JSONText.appendString(s.sha256, to: &out)
+            out += Array(#","path":"#.utf8); JSONText.appendString(s.path, to: &out)
             out.append(UInt8(ascii: "}"))
         }
         out += Array("]}".utf8)
@@ -123,25 +123,24 @@ extension HubDatabase {
             let copy = try FileHandle(forWritingTo: partial)
             defer { try? copy.close() }
             var hasher = SHA256()
-            var first = [UInt8]()
+            var firstLine = FirstLine()
+            var first: [UInt8]?
             var total: Int64 = 0
-            var sawNewline = false
-            while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+            while let chunk = try handle.read(upToCount: LineReader.chunk), !chunk.isEmpty {
                 hasher.update(data: chunk)
                 try copy.write(contentsOf: chunk)
                 total += Int64(chunk.count)
-                if !sawNewline {
-                    if let nl = chunk.firstIndex(of: 0x0A) { first += chunk[chunk.startIndex..<nl]; sawNewline = true } else { first += chunk }
-                    if first.count > 64 * 1024 { throw PublishError.badHeader("the first line is longer than 64 KiB") }
+                do { if let line = try firstLine.feed(chunk) { first = line } } catch {
+                    throw PublishError.badHeader("the first line is longer than 64 KiB")
                 }
             }
-            guard total > 0 else { throw PublishError.badHeader("the file is empty") }
+            guard total > 0, let first = first ?? firstLine.finish() else { throw PublishError.badHeader("the file is empty") }
             guard let object = try? JSONSerialization.jsonObject(with: Data(first)) as? [String: Any] else {
                 throw PublishError.badHeader("the first line is not a JSON object")
             }
             try copy.synchronize()
             header = object
-            digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+            digest = Hex.encode(hasher.finalize())
             size = total
         } catch let e as PublishError { throw e } catch { throw PublishError.unreadable("\(error)") }
 
@@ -153,7 +152,7 @@ extension HubDatabase {
         let id = try text("snapshot_id"), region = try text("region"), kind = try text("kind"), issuedAt = try text("issued_at")
         guard Identifiers.isSyncName(id), Identifiers.isSyncName(region) else { throw PublishError.badHeader("snapshot_id or region has characters a URL cannot carry") }
         guard kind == "full" || kind == "delta" else { throw PublishError.badHeader("kind \(kind) is neither full nor delta") }
-        guard RecordRules.isRFC3339(issuedAt) else { throw PublishError.badHeader("issued_at is not an RFC 3339 time") }
+        guard Timestamp.date(issuedAt) != nil else { throw PublishError.badHeader("issued_at is not an RFC 3339 time") }
         let base = header["base_snapshot_id"] as? String
         if kind == "delta", base == nil { throw PublishError.badHeader("a delta without base_snapshot_id") }
 
@@ -180,7 +179,7 @@ extension HubDatabase {
                 INSERT INTO hub_snapshot (snapshot_id, region, kind, base_snapshot_id, issued_at, bytes, sha256, file, published_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, id, region, kind, kind == "delta" ? base : nil, issuedAt, size, digest, target.path,
-                SettlementHub.timestamp(now, fractional: false))
+                Timestamp.string(now, fractional: false))
             try alongside(c)
             try engine.notifyPublication(c)
             guard let row = try c.row("SELECT * FROM hub_snapshot WHERE snapshot_id = ?", id) else {

@@ -1,5 +1,5 @@
 import Crypto
-import Entitlements
+import KioskProtocol
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -10,7 +10,7 @@ import NIOCore
 extension SettlementHub {
     /// `"SYNC-V1\n" ‖ method ‖ "\n" ‖ path-and-query ‖ "\n" ‖ X-Date`: what a device signs.
     public static func syncMessage(method: String, pathAndQuery: String, date: String) -> [UInt8] {
-        Array("SYNC-V1\n\(method)\n\(pathAndQuery)\n\(date)".utf8)
+        SigningMessage.sync(method: method, pathAndQuery: pathAndQuery, date: date)
     }
 
     /// Longest long poll granted (sync spec §2: `wait` 0–300).
@@ -26,7 +26,7 @@ extension SettlementHub {
     /// The device that signed the request, active and within the clock window (sync spec §2).
     /// - Throws: `Stop` with the answer: `401` with `hub_time`, or `503 database_error`.
     func authenticateSync(_ request: Request, context: HubRequestContext) async throws(Stop) -> Roster.Device {
-        let hubTime = Self.timestamp(now(), fractional: false)
+        let hubTime = Timestamp.string(now(), fractional: false)
         func refuse(_ code: String, _ message: String) -> Stop {
             Stop(response: Self.json(.unauthorized, ["error": code, "message": message, "hub_time": hubTime]))
         }
@@ -38,7 +38,7 @@ extension SettlementHub {
             throw refuse("unknown_device", "X-Device-Id names no registered device")
         }
         guard entry.status == "active" else { throw refuse("device_not_active", "device \(deviceID) is \(entry.status)") }
-        guard let date = request.headers[.xDate], let sent = RecordRules.rfc3339(date) else {
+        guard let date = request.headers[.xDate], let sent = Timestamp.date(date) else {
             throw refuse("bad_date", "X-Date is missing or not an RFC 3339 time")
         }
         guard abs(sent.timeIntervalSince(now())) <= Self.maxClockSkew else {

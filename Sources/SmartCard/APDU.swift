@@ -1,3 +1,4 @@
+import KioskProtocol
 import Foundation
 
 /// A status word (SW1 SW2) at the end of every response APDU.
@@ -35,7 +36,7 @@ public struct StatusWord: Hashable, Sendable, CustomStringConvertible {
     /// Whether it is `90 00`.
     public var isSuccess: Bool { self == .success }
     /// Four uppercase hex digits (`9000`).
-    public var description: String { String(format: "%02X%02X", sw1, sw2) }
+    public var description: String { Hex.encode([sw1, sw2], uppercase: true) }
 }
 
 /// A short command APDU (ISO/IEC 7816-4): Lc and Le at most 255 (Le 0 means 256).
@@ -161,30 +162,13 @@ public enum TransportRules {
 
 extension Sequence where Element == UInt8 {
     /// Uppercase hex, no separators.
-    public var hexString: String { map { String(format: "%02X", $0) }.joined() }
+    public var hexString: String { Hex.encode(self, uppercase: true) }
 }
 
 extension Array where Element == UInt8 {
     /// Bytes from hex (spaces allowed); nil if it is not hex.
     public init?(hex: String) {
-        let chars = Array(hex.filter { !$0.isWhitespace }.utf8)
-        guard chars.count % 2 == 0 else { return nil }
-        var out: [UInt8] = []
-        out.reserveCapacity(chars.count / 2)
-        func nibble(_ c: UInt8) -> UInt8? {
-            switch c {
-            case 48...57: return c - 48
-            case 65...70: return c - 55
-            case 97...102: return c - 87
-            default: return nil
-            }
-        }
-        var i = 0
-        while i < chars.count {
-            guard let h = nibble(chars[i]), let l = nibble(chars[i + 1]) else { return nil }
-            out.append(h << 4 | l)
-            i += 2
-        }
-        self = out
+        guard let bytes = Hex.decode(hex, .lenient) else { return nil }
+        self = bytes
     }
 }

@@ -1,3 +1,4 @@
+import KioskProtocol
 import ArgumentParser
 import BenefitCard
 import Crypto
@@ -71,7 +72,7 @@ struct Issue: ParsableCommand {
             guard FileManager.default.createFile(atPath: out, contents: Data(cert.encoded)) else { throw ValidationError("cannot write \(out)") }
             FileHandle.standardError.write(Data("device-ca: certificate for \(id), valid \(from) to \(through), written to \(out)\n".utf8))
         } else {
-            print(cert.encoded.map { String(format: "%02X", $0) }.joined())
+            print(Hex.encode(cert.encoded, uppercase: true))
         }
     }
 }

@@ -1,6 +1,6 @@
 import ArgumentParser
 import BenefitCard
-import Entitlements
+import KioskProtocol
 import Foundation
 import KioskStore
 import TestVectors

@@ -1,7 +1,7 @@
 import ArgumentParser
 import BenefitCard
 import Crypto
-import Entitlements
+import KioskProtocol
 import Foundation
 import KioskStore
 import Settlement

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import Entitlements
+import KioskProtocol
 import KioskStore
 
 /// Writes a signed roster change (sync spec §5) for benchmarks and labs: the roster lines
@@ -46,7 +46,7 @@ struct RosterChangeGen: ParsableCommand {
         if let fromSnapshot {
             // Streamed (a 10,000,000-person snapshot is ~3 GB); the lines are copied as they
             // are, their type read from the canonical `"type":"…"` member.
-            try TextLines.each(URL(fileURLWithPath: fromSnapshot)) { line in
+            try LineReader.each(URL(fileURLWithPath: fromSnapshot)) { line in
                 guard let type = Self.type(of: line), ["program", "device", "person", "card"].contains(type) else { return }
                 try writer.addRaw(String(decoding: line, as: UTF8.self))
                 records += 1

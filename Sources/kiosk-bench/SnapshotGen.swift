@@ -1,6 +1,6 @@
 import ArgumentParser
 import Crypto
-import Entitlements
+import KioskProtocol
 import Foundation
 import KioskStore
 import TestVectors

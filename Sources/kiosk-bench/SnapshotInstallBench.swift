@@ -1,5 +1,5 @@
 import ArgumentParser
-import Entitlements
+import KioskProtocol
 import Foundation
 import KioskStore
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Crypto
 import Foundation
+import KioskProtocol
 
 /// Where an install's time goes outside SQLite: the same reading, hashing and JSON work
 /// as the installer, phase by phase, with no store. Install time less the last phase is
@@ -61,19 +62,10 @@ struct SnapshotProfile: ParsableCommand {
         defer { try? handle.close() }
         let t0 = monotonicSeconds()
         var hasher = SHA256()
-        var buffer = [UInt8](), start = 0, eof = false
-        while true {
-            if let nl = buffer[start...].firstIndex(of: 0x0A) {
-                let line = buffer[start...nl]
-                start = nl + 1
-                hasher.update(data: Data(line))
-                try body(line)
-                continue
-            }
-            if eof { break }
-            if start > 0 { buffer.removeFirst(start); start = 0 }
-            let chunk = try handle.read(upToCount: 1 << 20) ?? Data()
-            if chunk.isEmpty { eof = true } else { buffer.append(contentsOf: chunk) }
+        var reader = LineReader(handle: handle)
+        while let line = try reader.next() {
+            hasher.update(data: Data(line))
+            try body(line)
         }
         _ = hasher.finalize()
         let s = monotonicSeconds() - t0

@@ -1,4 +1,4 @@
-import Entitlements
+import KioskProtocol
 import ArgumentParser
 import BenefitCard
 import Crypto
@@ -141,7 +141,7 @@ struct InspectReport {
             let connection = try ctx.connect(reader: reader)
             let atr = try connection.atr()
             return try connection.withTransaction { channel in
-                let session = CardSession(channel: channel)
+                let session = CardSession(channel: readerOptions.traced(channel))
                 let readout = try session.read()
                 var challenges = SystemChallengeSource()
                 let verdict = try session.authenticate(readout, trust: trust, challenges: &challenges)

@@ -1,3 +1,4 @@
+import KioskProtocol
 import ArgumentParser
 import BenefitCard
 import Foundation

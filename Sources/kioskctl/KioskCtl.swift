@@ -22,8 +22,17 @@ struct ReaderOptions: ParsableArguments {
     @Flag(help: "Also use vpcd's \"Virtual PCD\" readers (demo, tests, training). Also BENEFIT_KIOSK_VIRTUAL_READERS=1.")
     var virtualReaders = false
 
+    @Flag(help: "Print every APDU exchanged with the card to standard error, with its time; card and phone numbers, names and signatures masked.")
+    var trace = false
+
     var filter: ReaderFilter {
         virtualReaders ? ReaderFilter(allowVirtual: true) : .fromEnvironment
+    }
+
+    /// `channel`, traced to standard error when `--trace` was given.
+    func traced(_ channel: CardChannel) -> CardChannel {
+        guard trace else { return channel }
+        return TracingChannel(channel) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
     }
 }
 

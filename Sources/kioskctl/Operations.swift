@@ -1,6 +1,6 @@
 import ArgumentParser
 import BenefitCard
-import Entitlements
+import KioskProtocol
 import Foundation
 import KioskCore
 import KioskStore
@@ -35,7 +35,7 @@ func withCard<T>(_ options: ReaderOptions, _ body: (CardChannel) throws -> T) th
     let reader = try InspectReport.pickReader(ctx, options)
     do {
         let connection = try ctx.connect(reader: reader)
-        return try connection.withTransaction { try body($0) }
+        return try connection.withTransaction { try body(options.traced($0)) }
     } catch let f as CommandFailure { throw f
     } catch let e as PCSCError { throw pcscFailure(e)
     } catch let e as CardError where e == .serviceUnavailable || e == .readerGone { throw pcscFailure(e)

@@ -1,3 +1,4 @@
+import KioskProtocol
 import ArgumentParser
 import Foundation
 import KioskCore

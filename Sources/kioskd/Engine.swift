@@ -1,5 +1,5 @@
 import BenefitCard
-import Entitlements
+import KioskProtocol
 import Foundation
 import Synchronization
 import KioskCore
@@ -30,6 +30,8 @@ final class Engine: @unchecked Sendable {
     let feed: ScreenFeed
     let filter: ReaderFilter
     let logger: Logger
+    /// `--trace-apdu`: every APDU logged (masked) at notice level.
+    let traceAPDU: Bool
     private let afterRecord = Mutex(AfterRecord())
     /// What to do after a record is queued; set once by the daemon's start-up.
     var after: AfterRecord {
@@ -58,7 +60,8 @@ final class Engine: @unchecked Sendable {
     /// The legal-aid application just filed on the card on the reader, while it can be withdrawn.
     private var cancellable: (recordID: String, cardNumber: String, until: DispatchTime)?
 
-    init(kiosk: Kiosk, feed: ScreenFeed, filter: ReaderFilter, logger: Logger, receipts: ReceiptDesk) {
+    init(kiosk: Kiosk, feed: ScreenFeed, filter: ReaderFilter, logger: Logger, receipts: ReceiptDesk, traceAPDU: Bool = false) {
+        self.traceAPDU = traceAPDU
         self.kiosk = kiosk
         self.receipts = receipts
         self.feed = feed
@@ -81,7 +84,11 @@ final class Engine: @unchecked Sendable {
         if context == nil || context?.isValid == false { context = try PCSCContext() }
         guard let context else { throw CardError.serviceUnavailable }
         let connection = try context.connect(reader: reader)
-        return try connection.withTransaction { try body($0) }
+        let logger = self.logger
+        return try connection.withTransaction { channel in
+            guard traceAPDU else { return try body(channel) }
+            return try body(TracingChannel(channel) { logger.notice("\($0)", metadata: ["reader": "\(reader)"]) })
+        }
     }
 
     // MARK: events (called from the reader service)

@@ -1,3 +1,4 @@
+import KioskProtocol
 import ArgumentParser
 import Foundation
 import Hummingbird
@@ -25,6 +26,8 @@ struct KioskDaemon: AsyncParsableCommand {
     @Option(help: "Receipt paper width in mm: 58 or 80.") var paper = "58"
     @Option(help: "Use only this reader (default: every reader, virtual ones only with --virtual-readers).") var reader: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
+    @Flag(help: "Log every APDU exchanged with a card (notice level), card and phone numbers, names and signatures masked: for diagnosing a card in the field.")
+    var traceAPDU = false
     @Option(help: "Where to keep the screen's one-time URL (default: STATE/screen-url; the unit uses /run/benefit-kiosk/screen-url, group kiosk-screen).")
     var screenURLFile: String?
     @Option(help: "Write the screen's pages for a set of sample states into this folder and exit (screenshots, accessibility checks, training).")
@@ -62,7 +65,7 @@ struct KioskDaemon: AsyncParsableCommand {
                                         voiceOn: settings.voice, volume: settings.volume))
         let feed = ScreenFeed()
         let engine = Engine(kiosk: kiosk, feed: feed, filter: filter, logger: logger,
-                            receipts: ReceiptDesk(device: device, paper: paper == "80" ? .mm80 : .mm58))
+                            receipts: ReceiptDesk(device: device, paper: paper == "80" ? .mm80 : .mm58), traceAPDU: traceAPDU)
 
         // Start-up: say what is pending; each resolves when its card is presented again.
         for d in try device.store.pendingDeductions() where (Timestamp.date(d.createdAt) ?? .distantPast) < clock.now().addingTimeInterval(-60) {

@@ -1,4 +1,4 @@
-import Entitlements
+import KioskProtocol
 import Foundation
 import Hummingbird
 import KioskCore
@@ -363,7 +363,7 @@ enum BearerToken {
     /// A fresh random token (64 hex digits).
     static func random() -> String {
         var g = SystemRandomNumberGenerator()
-        return (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &g)) }.joined()
+        return Hex.encode((0..<32).map { _ in UInt8.random(in: 0...255, using: &g) })
     }
 }
 

@@ -1,3 +1,4 @@
+import KioskProtocol
 import Crypto
 import Foundation
 import Synchronization
@@ -100,7 +101,7 @@ final class ScreenSession: Sendable {
         return false
     }
 
-    static func random() -> String { (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined() }
+    static func random() -> String { Hex.encode((0..<32).map { _ in UInt8.random(in: 0...255) }) }
 
     /// Writes `text` to `url` atomically (a `.partial` beside it, then rename) with `mode`.
     static func write(_ text: String, to url: URL, mode: Int, group: gid_t?) throws {

@@ -1,3 +1,4 @@
+import KioskProtocol
 import ArgumentParser
 import Crypto
 import Foundation
@@ -130,7 +131,7 @@ struct SettlementHubCommand: AsyncParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level \(logLevel)") }
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
         if snapshot.isEmpty && device.isEmpty { throw ValidationError("register devices with --snapshot and/or --device") }
-        if let consentStart, RecordRules.rfc3339(consentStart) == nil { throw ValidationError("--consent-start is YYYY-MM-DDTHH:MM:SSZ") }
+        if let consentStart, Timestamp.date(consentStart) == nil { throw ValidationError("--consent-start is YYYY-MM-DDTHH:MM:SSZ") }
     }
 
     func run() async throws {
@@ -160,7 +161,7 @@ struct SettlementHubCommand: AsyncParsableCommand {
         let rosterKeys: RosterKeys
         do { rosterKeys = try RosterChange.keys(options: rosterKey) } catch { throw ValidationError("\(error)") }
         let hub = SettlementHub(database: database, roster: roster, limits: HubLimits(maxRecords: maxRecords, maxBytes: maxBytes),
-                                faults: faults, rosterKeys: rosterKeys, consentStart: consentStart.flatMap(RecordRules.rfc3339))
+                                faults: faults, rosterKeys: rosterKeys, consentStart: consentStart.flatMap(Timestamp.date))
         let host = self.host
         let devices = roster.devices.count, cards = roster.cards.count
         var tls: TLSConfiguration?

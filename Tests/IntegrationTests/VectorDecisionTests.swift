@@ -1,6 +1,6 @@
 import BenefitCard
 import Crypto
-import Entitlements
+import KioskProtocol
 import Foundation
 import KioskCore
 import KioskStore

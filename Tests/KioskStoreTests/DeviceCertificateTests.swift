@@ -1,3 +1,4 @@
+import KioskProtocol
 import BenefitCard
 import Crypto
 import Foundation

@@ -1,6 +1,6 @@
 import BenefitCard
 import Crypto
-import Entitlements
+import KioskProtocol
 import Foundation
 import KioskCore
 import KioskStore
@@ -110,7 +110,7 @@ import VirtualCard
                 // device or without. The card must refuse; what it holds must not change.
                 rewrites += 1
                 let old = history[card.number]?.randomElement(using: &rng) ?? held
-                let lower = try UsageRecord.encode(cardNumber: card.number, period: Entitlements.Period.of(clock), sequence: (try UsageRecord(fileBytes: held).sequence) + 1,
+                let lower = try UsageRecord.encode(cardNumber: card.number, period: KioskProtocol.Period.of(clock), sequence: (try UsageRecord(fileBytes: held).sequence) + 1,
                                                    terminalID: "KSK-TEST-0001", writtenAt: clock, entries: [.init(program: "HM-SUBSIDY", usedFen: 0)],
                                                    challenge: Array(repeating: 0, count: 16), signer: attackerKey)
                 let object = rng.next() % 2 == 0 ? old : lower

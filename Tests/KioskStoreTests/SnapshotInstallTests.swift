@@ -1,5 +1,5 @@
 import Crypto
-import Entitlements
+import KioskProtocol
 import Foundation
 import Synchronization
 import GRDB
@@ -452,8 +452,8 @@ import Testing
         do {
             while try reader.next() != nil {}
             Issue.record("read a 200 MB line")
-        } catch let r as SnapshotRefusal {
-            #expect(r == .badRecord(line: 1, "the line is longer than 65536 bytes"))
+        } catch let r as LineReader.TooLong {
+            #expect(r == LineReader.TooLong(line: 1, maxLine: 65536))
         }
         #expect(reader.peakBuffered <= 2 << 20, "buffered \(reader.peakBuffered) bytes")
         #expect(reader.bytesRead <= 2 << 20, "read \(reader.bytesRead) bytes")
@@ -493,13 +493,13 @@ import Testing
         var tooLong = LineReader(handle: try FileHandle(forReadingFrom: file), maxLine: 10, chunkSize: 3)
         #expect(try tooLong.next().map { Array($0) } == Array("abc\n".utf8))
         #expect(try tooLong.next().map { Array($0) } == Array("0123456789\n".utf8))
-        #expect(throws: SnapshotRefusal.badRecord(line: 3, "the line is longer than 10 bytes")) { try tooLong.next() }
+        #expect(throws: LineReader.TooLong(line: 3, maxLine: 10)) { try tooLong.next() }
 
         // The last line, without its `\n`, is bounded too.
         try Data("abc\n01234567890".utf8).write(to: file)
         var last = LineReader(handle: try FileHandle(forReadingFrom: file), maxLine: 10, chunkSize: 4)
         _ = try last.next()
-        #expect(throws: SnapshotRefusal.badRecord(line: 2, "the line is longer than 10 bytes")) { try last.next() }
+        #expect(throws: LineReader.TooLong(line: 2, maxLine: 10)) { try last.next() }
     }
 
     // MARK: - snapshot spec §2 and sync spec §6

@@ -1,5 +1,5 @@
 import Crypto
-import Entitlements
+import KioskProtocol
 import Foundation
 import Testing
 @testable import Receipts
@@ -295,14 +295,14 @@ import Testing
     }
 
     @Test func jsonStringsAreEscapedAndReadBack() throws {
-        #expect(JSONText.string("a\"b\\c\n\u{1}é😀") == #""a\"b\\c\n\u0001\u00e9\ud83d\ude00""#)
+        #expect(JSONText.asciiString("a\"b\\c\n\u{1}é😀") == #""a\"b\\c\n\u0001\u00e9\ud83d\ude00""#)
         for text in ["a\"b\\c\n\u{1}é😀", "", "收费处撤销账单", "/\u{7F}"] {
-            let object = "{" + JSONText.string("k") + ":" + JSONText.string(text) + "}"
-            #expect(FlatJSON.parse(Array(object.utf8)) == ["k": .string(text)])
+            let object = "{" + JSONText.asciiString("k") + ":" + JSONText.asciiString(text) + "}"
+            #expect(StrictJSON.flatObject(Array(object.utf8)) == ["k": .string(text)])
         }
-        #expect(FlatJSON.parse(Array(#"{"k":"\ud83d"}"#.utf8)) == nil)      // a lone surrogate
-        #expect(FlatJSON.parse(Array(#"{"k":"\u+041"}"#.utf8)) == nil)
-        #expect(FlatJSON.parse(Array(#"{"a":true,"b":null,"c":-5}"#.utf8)) == ["a": .bool(true), "b": .null, "c": .integer(-5)])
+        #expect(StrictJSON.flatObject(Array(#"{"k":"\ud83d"}"#.utf8)) == nil)      // a lone surrogate
+        #expect(StrictJSON.flatObject(Array(#"{"k":"\u+041"}"#.utf8)) == nil)
+        #expect(StrictJSON.flatObject(Array(#"{"a":true,"b":null,"c":-5}"#.utf8)) == ["a": .bool(true), "b": .null, "c": .integer(-5)])
     }
 
     @Test func recordIDsOfADevice() {

@@ -1,4 +1,4 @@
-import Entitlements
+import KioskProtocol
 import Foundation
 import Testing
 @testable import Receipts

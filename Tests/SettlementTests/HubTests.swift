@@ -1,6 +1,6 @@
 import AsyncHTTPClient
 import Crypto
-import Entitlements
+import KioskProtocol
 import Foundation
 import KioskStore
 @testable import Settlement
@@ -373,11 +373,11 @@ struct HubTests {
                                               "bad_card_auth", nil, "bad_card_auth"], "\(answers)")
         }
         // Before the configured consent start an application without consent is accepted, flagged.
-        try await withHub(now: vectorHubClock, consentStart: try #require(RecordRules.rfc3339("2026-12-01T00:00:00Z"))) { hub in
+        try await withHub(now: vectorHubClock, consentStart: try #require(Timestamp.date("2026-12-01T00:00:00Z"))) { hub in
             let answers = try await hub.send([try HubCase.legalAid(seq: 1) { $0["card_auth"] = nil; $0["card_usage_digest"] = nil }])
             #expect(answers.first?.reason == nil && answers.first?.flags == ["no_card_auth"], "\(answers)")
         }
-        try await withHub(now: vectorHubClock, consentStart: try #require(RecordRules.rfc3339("2026-11-22T00:00:00Z"))) { hub in
+        try await withHub(now: vectorHubClock, consentStart: try #require(Timestamp.date("2026-11-22T00:00:00Z"))) { hub in
             let answers = try await hub.send([try HubCase.legalAid(seq: 1) { $0["card_auth"] = nil; $0["card_usage_digest"] = nil }])
             #expect(answers.first?.reason == "bad_card_auth", "\(answers)")
         }
@@ -619,7 +619,7 @@ struct HubTests {
                          "2025-10-18T03:10:00Z",   // exactly 400 days
                          "2026-11-22T03:20:00Z",   // exactly 10 minutes ahead
                          "2026-11-22T03:20:01Z",
-                         "2026-11-22T11:20:01+08:00"]
+                         "2026-11-22T03:20:02Z"]
             let records = try times.enumerated().map { i, t in
                 try HubCase.subsidy(seq: i + 1) { $0["created_at"] = t }
             }
@@ -627,6 +627,23 @@ struct HubTests {
             #expect(answers.map(\.status) == Array(repeating: "accepted", count: 6))
             #expect(answers.map(\.flags) == [["time_suspect"], [], [], ["time_suspect"], ["time_suspect"], ["time_suspect"]])
             #expect(try hub.hub.database.recordCount() == 6)
+        }
+    }
+
+    /// Issue 22: one RFC 3339 on both sides, the specs' `YYYY-MM-DDTHH:MM:SSZ`. Before, the hub
+    /// took second 60, a fraction and an offset that the kiosk's own reader refused.
+    @Test("created_at in any form but YYYY-MM-DDTHH:MM:SSZ is refused bad_created_at, as the kiosk would read it")
+    func createdAtInTheSpecsFormOnly() async throws {
+        try await withHub(now: vectorHubClock) { hub in
+            let times = ["2026-11-22T03:00:60Z", "2026-11-22T11:00:00+08:00", "2026-11-22T03:00:00.5Z",
+                         "2026-11-22t03:00:00z", "2026-11-22T03:00:00Z"]
+            let records = try times.enumerated().map { i, t in
+                try HubCase.alert(seq: i + 1).merging(["created_at": t]) { $1 }
+            }
+            let answers = try await hub.send(records)
+            #expect(answers.map(\.status) == ["rejected", "rejected", "rejected", "rejected", "accepted"])
+            #expect(answers.prefix(4).allSatisfy { $0.reason == "bad_created_at" }, "\(answers)")
+            #expect(try hub.hub.database.recordCount() == 1)
         }
     }
 

@@ -1,3 +1,4 @@
+import KioskProtocol
 import Crypto
 import Foundation
 import GRDB

@@ -1,5 +1,5 @@
 import Crypto
-import Entitlements
+import KioskProtocol
 import Foundation
 import TestVectors
 import Testing
@@ -88,7 +88,7 @@ import Testing
         var reads = 0
         let swapped: RosterChange.Lines = { body in
             reads += 1
-            try TextLines.each(try Self.file(reads == 1 ? good : other), body)
+            try LineReader.each(try Self.file(reads == 1 ? good : other), body)
         }
         #expect(throws: RosterChange.Refusal.digestMismatch) { try db.importRosterChange(swapped, trustedKeys: PublishCase.rosterKeys, now: testEpoch) }
         #expect(reads == 2)

@@ -1,3 +1,4 @@
+import KioskProtocol
 import Crypto
 import Foundation
 import KioskCore
@@ -233,7 +234,7 @@ struct ScaleOutTests {
             // Whatever was published is whole: every row names a file of its size and hash.
             for row in try db.engine.read({ try $0.rows("SELECT * FROM hub_snapshot ORDER BY seq") }).map(PublishedSnapshot.init) {
                 let bytes = try Data(contentsOf: URL(fileURLWithPath: row.file))
-                #expect(Int64(bytes.count) == row.bytes && hexDigest(SHA256.hash(data: bytes)) == row.sha256, "\(row.snapshotID) is not whole")
+                #expect(Int64(bytes.count) == row.bytes && Hex.encode(SHA256.hash(data: bytes)) == row.sha256, "\(row.snapshotID) is not whole")
             }
             try await Task.sleep(for: .seconds(1.1))   // snapshot ids have whole seconds
         }

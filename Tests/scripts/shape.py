@@ -9,7 +9,10 @@ Figures (Sources/ only, generated and vendored code excluded):
 - functions over 80 lines (a `func`/`init` whose body's braces close more than 80 lines on);
 - library modules whose public declarations carry a doc comment (`///` or `/** */` just above);
 - library modules importing ArgumentParser among the hub's (SettlementHub and any Hub* module);
-- places that implement hex, RFC 3339 or line reading, by their signatures.
+- places outside the contract module (KioskProtocol) that implement hex, RFC 3339, line
+  reading or a JSON scanner, by their signatures;
+- local targets depending on a target of the same or a higher layer in the README's module
+  map, and targets whose dependencies in Package.swift differ from the map's.
 """
 import os
 import re
@@ -23,10 +26,76 @@ MAX_FILE, MAX_FUNC, DOC_TARGET = 600, 80, 0.90
 
 # Signatures of the one-of-each helpers (issue 22: one implementation each, in the contract module).
 ONE_OF_EACH = {
-    "hex": re.compile(r'"%02x"|"0123456789abcdef"|String\(format: "%02[xX]"|func hex'),
-    "rfc3339": re.compile(r'ISO8601DateFormatter\(|ISO8601FormatStyle|func (isRFC3339|rfc3339)\b'),
-    "line reading": re.compile(r'func (lines|eachLine|readLines)\b|firstIndex\(of: (0x0A|UInt8\(ascii: "\\n"\))\)'),
+    "hex": re.compile(r'"%02x"|"0123456789abcdef"|%02[xX]|func hex'),
+    "rfc3339": re.compile(r'%04d-%02d-%02dT|ISO8601DateFormatter\(|ISO8601FormatStyle|func (isRFC3339|rfc3339)\b'),
+    "line reading": re.compile(r'func (eachLine|readLines)\b|firstIndex\(of: (0x0A|UInt8\(ascii: "\\n"\))\)|memchr\([^)]*0x0A'),
+    "JSON scanner": re.compile(r'func skipWhitespace|enum FlatJSON|struct JSONSpans|func utf8Sequence'),
 }
+CONTRACT = "KioskProtocol"
+
+
+def package_dependencies():
+    """{target: set of local targets it depends on}, read from Package.swift."""
+    text = open(os.path.join(ROOT, "Package.swift"), encoding="utf-8").read()
+    targets = text[text.index("targets: ["):]
+    deps = {}
+    for m in re.finditer(r'\.(?:target|executableTarget|systemLibrary|testTarget)\(\s*name: "([^"]+)"', targets):
+        name = m.group(1)
+        rest = targets[m.end():]
+        nxt = re.search(r'\n        \.(?:target|executableTarget|systemLibrary|testTarget)\(', rest)
+        body = rest[: nxt.start()] if nxt else rest
+        d = re.search(r'dependencies: \[(.*?)\n?\s*\]', body, re.S)
+        deps[name] = set(re.findall(r'^\s*"([^"]+)"|,\s*"([^"]+)"|\[\s*"([^"]+)"', d.group(1) if d else "", re.M)) if d else set()
+        names = set()
+        if d:
+            for q in re.finditer(r'(?<!: )"([^"]+)"', d.group(1)):
+                names.add(q.group(1))
+        deps[name] = names
+    local = set(deps)
+    return {k: {x for x in v if x in local} for k, v in deps.items()}
+
+
+def readme_map():
+    """{target: (layer, set of dependencies)} from the README's module map block."""
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    block = text[text.index("## Module map"):]
+    block = block[block.index("```") + 3:]
+    block = block[: block.index("```")]
+    out, layer, last = {}, None, None
+    for line in block.split("\n"):
+        m = re.match(r'^(layer (\d+)|programs)?\s+(\S+)\s*(?:->\s*(.*)|(.*))$', line)
+        if not line.strip():
+            continue
+        if m and m.group(1):
+            layer = 99 if m.group(1) == "programs" else int(m.group(2))
+        if m and m.group(3) and not line.startswith(" " * 20):
+            name = m.group(3).rstrip(",")
+            deps = m.group(4)
+            if layer == 0 and deps is None:
+                for n in line.split()[2:] if line.startswith("layer") else line.split():
+                    out[n] = (0, set())
+                continue
+            out[name] = (layer, set() if deps in (None, "(nothing)") else {x.strip() for x in deps.split(",") if x.strip()})
+            last = name
+        elif last:
+            out[last][1].update(x.strip() for x in line.split(",") if x.strip())
+    return out
+
+
+def layering():
+    """Problems: a dependency not below its target, or Package.swift and the map disagreeing."""
+    problems = []
+    deps, drawn = package_dependencies(), readme_map()
+    for name, (layer, mapped) in sorted(drawn.items()):
+        for d in mapped:
+            if d in drawn and drawn[d][0] >= layer:
+                problems.append(f"{name} (layer {layer}) depends on {d} (layer {drawn[d][0]})")
+        if name in deps and deps[name] != mapped:
+            problems.append(f"{name}: Package.swift {sorted(deps[name])} but the map {sorted(mapped)}")
+    for name in sorted(deps):
+        if name not in drawn and not name.endswith("Tests"):
+            problems.append(f"{name}: not in the README's module map")
+    return problems
 
 
 def swift_files(module_dir):
@@ -104,7 +173,7 @@ def main():
             if (mod == "SettlementHub" or mod.startswith("Hub")) and re.search(r'^import ArgumentParser', text, re.M):
                 hub_argparse.append(rel)
             for name, rx in ONE_OF_EACH.items():
-                if rx.search(text):
+                if mod != CONTRACT and rx.search(text):
                     helpers[name].append((mod, rel))
     documented = sum(d for d, _ in docs.values())
     total = sum(t for _, t in docs.values())
@@ -121,9 +190,12 @@ def main():
             print(f"  {mod}: {d}/{t} ({d / t:.0%})")
     print(f"hub libraries importing ArgumentParser: {len(hub_argparse)} {hub_argparse}")
     for name, places in helpers.items():
-        mods = sorted({m for m, _ in places})
-        print(f"{name}: {len(places)} files in {len(mods)} modules ({', '.join(mods)})")
-    missed = bool(long_files or long_funcs or share < DOC_TARGET or hub_argparse or any(len({m for m, _ in p}) > 1 for p in helpers.values()))
+        print(f"{name} outside {CONTRACT}: {len(places)} files {[rel for _, rel in places]}")
+    layers = layering()
+    print(f"module map problems: {len(layers)}")
+    for p in layers:
+        print(f"  {p}")
+    missed = bool(long_files or long_funcs or share < DOC_TARGET or hub_argparse or layers or any(helpers.values()))
     if check and missed:
         print("shape: targets missed")
         return 1

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import Entitlements
+@testable import KioskProtocol
 
 /// The one record model (upload spec §1) that the ledger writes, the receipt desk prints from
 /// and the hub stores.

@@ -1,7 +1,7 @@
 import Foundation
 import TestVectors
 import Testing
-@testable import Entitlements
+@testable import KioskProtocol
 
 let hm = Program(code: "HM-SUBSIDY", cardType: .medical, name: "惠民医疗费用贴补", categories: ["01", "02", "03", "04", "05", "09"],
                  priority: 1, limitFen: 60000, ratePercent: 100, period: "calendar_year")

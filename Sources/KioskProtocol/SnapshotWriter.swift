@@ -1,5 +1,4 @@
 import Crypto
-import Entitlements
 import Foundation
 
 /// Writes a signed snapshot (snapshot spec v2 §1) as a stream: the generator for tests,
@@ -57,7 +56,7 @@ public final class SnapshotWriter {
         let digest = Data(hasher.finalize())
         let signature = try key.signature(for: digest)
         let trailer: [String: Any] = ["type": "trailer", "records": recordsOverride ?? records,
-                                      "sha256": SnapshotWriter.hex(digest),
+                                      "sha256": Hex.encode(digest),
                                       "signature": signature.base64EncodedString()]
         buffer.append(try JSONSerialization.data(withJSONObject: trailer, options: [.sortedKeys]) + Data([0x0A]))
         try flushIfNeeded(force: true)
@@ -73,24 +72,6 @@ public final class SnapshotWriter {
             let v = rng.next()
             for j in 0..<8 { bytes[i + j] = UInt8(truncatingIfNeeded: v >> (8 * j)) }
         }
-        return hex(bytes)
-    }
-
-    static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
-
-    /// Lowercase hex of `bytes`, two digits a byte (what `String(format: "%02x")` per byte gives).
-    public static func hex(_ bytes: some ContiguousBytes) -> String {
-        let digits = hexDigits
-        return bytes.withUnsafeBytes { raw in
-            String(unsafeUninitializedCapacity: raw.count * 2) { out in
-                var i = 0
-                for b in raw {
-                    out[i] = digits[Int(b >> 4)]
-                    out[i + 1] = digits[Int(b & 0x0F)]
-                    i += 2
-                }
-                return i
-            }
-        }
+        return Hex.encode(bytes)
     }
 }
