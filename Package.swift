@@ -182,6 +182,7 @@ let package = Package(
                 "SmartCard", "BenefitCard", "KioskProtocol", "KioskStore", "Receipts",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             // The test hooks (a fixed clock, a crash at a step of the deduction) exist in debug
             // builds only: release binaries, which install.sh installs, have none.
@@ -291,6 +292,11 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "CoreMetrics", package: "swift-metrics"),
                            .product(name: "HummingbirdTLS", package: "hummingbird")]
+        ),
+        .testTarget(
+            name: "KioskCoreTests",
+            dependencies: ["KioskCore", "KioskProtocol", "KioskStore", "BenefitCard", "SmartCard", "VirtualCard", "TestVectors",
+                           .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "IntegrationTests",

@@ -2,7 +2,6 @@ import BenefitCard
 import KioskProtocol
 import Foundation
 import Synchronization
-import KioskCore
 import KioskStore
 import Logging
 import Metrics
@@ -10,57 +9,68 @@ import enum Receipts.ReceiptFormat
 import SmartCard
 
 /// What to do after a subsidy or an application is recorded: wake the uploader.
-struct AfterRecord: Sendable {
-    var recordsQueued: @Sendable () -> Void = {}
+public struct AfterRecord: Sendable {
+    /// Called once a record is queued (the daemon wakes its uploader).
+    public var recordsQueued: @Sendable () -> Void = {}
+    /// Nothing to do.
+    public init(recordsQueued: @escaping @Sendable () -> Void = {}) { self.recordsQueued = recordsQueued }
 }
 
 /// Card sessions, one at a time on a serial queue of their own (PC/SC calls block), for
 /// the daemon. The screen hears about everything through the one ordered `ScreenFeed`:
 /// changes are published synchronously, in the order they are made.
 ///
-/// `@unchecked Sendable`, and why that is sound: every `let` is of a `Sendable` type and
-/// `after` is behind a `Mutex`. The three `var`s below (`context`, `cardReader`, `bill`) are
-/// confined to the serial `queue`: they are private, and every method that touches them runs
-/// its body through `perform` or `queue.async` (the card events, the bill actions), or is
-/// itself only called from such a body (`onCard`, `chargeNow`, `finish…`). The compiler
-/// cannot see a dispatch queue's confinement; an actor cannot replace it, because PC/SC
-/// calls block for seconds and must not hold a thread of the concurrency pool.
-final class Engine: @unchecked Sendable {
-    let kiosk: Kiosk
-    let feed: ScreenFeed
-    let filter: ReaderFilter
-    let logger: Logger
+/// `@unchecked Sendable`, and why that is sound: every `let` is of a `Sendable` type but
+/// `cards`, which is only used from the queue, and `after` is behind a `Mutex`. The `var`s
+/// below (`cardReader`, `bill`, `shown`, …) are confined to the serial `queue`: every method
+/// that touches them runs its body through `perform` or `queue.async` (the card events, the
+/// bill actions), or is itself only called from such a body (`onCard`, `chargeNow`,
+/// `finish…`, the methods of `Engine+Sessions.swift`); none is public. The compiler cannot
+/// see a dispatch queue's confinement; an actor cannot replace it, because PC/SC calls block
+/// for seconds and must not hold a thread of the concurrency pool.
+public final class Engine: @unchecked Sendable {
+    public let kiosk: Kiosk
+    public let feed: ScreenFeed
+    public let filter: ReaderFilter
+    public let logger: Logger
     /// `--trace-apdu`: every APDU logged (masked) at notice level.
     let traceAPDU: Bool
-    private let afterRecord = Mutex(AfterRecord())
+    let afterRecord = Mutex(AfterRecord())
     /// What to do after a record is queued; set once by the daemon's start-up.
-    var after: AfterRecord {
+    public var after: AfterRecord {
         get { afterRecord.withLock { $0 } }
         set { afterRecord.withLock { $0 = newValue } }
     }
-    let receipts: ReceiptDesk
-    private let queue = DispatchQueue(label: "kioskd.card-sessions")
+    public let receipts: ReceiptDesk
+    let queue = DispatchQueue(label: "kioskd.card-sessions")
+    /// How the engine reaches a card: PC/SC in the daemon, emulated cards in tests.
+    let cards: CardAccess
     // Confined to `queue`:
-    private var context: PCSCContext?
-    private var cardReader: String?
+    var cardReader: String?
     /// Taps counted since start; `cardTap` is the one of the card on the reader. A bill
     /// counts only taps made after it arrived (issue 20).
-    private var taps: UInt64 = 0
-    private var cardTap: UInt64?
-    private var bill: OpenBill?
-    private var confirmationNumber: UInt64 = 0
-    private var voiceNumber: UInt64 = 0
+    var taps: UInt64 = 0
+    var cardTap: UInt64?
+    var bill: OpenBill?
+    var confirmationNumber: UInt64 = 0
+    var voiceNumber: UInt64 = 0
     /// Bumped whenever a bill's status changes, for the bill API's long polls.
-    let changes = BillChanges()
+    public let changes = BillChanges()
     /// The result on the screen now (nil: none), numbered so a timer set for an earlier one
     /// does not clear a later one; and the status a slip would print.
-    private var shown: (number: UInt64, result: ScreenState.Result)?
-    private var shownNumber: UInt64 = 0
-    private var lastStatus: (card: PresentedCard, decision: StatusDecision)?
+    var shown: (number: UInt64, result: ScreenState.Result)?
+    var shownNumber: UInt64 = 0
+    var lastStatus: (card: PresentedCard, decision: StatusDecision)?
     /// The legal-aid application just filed on the card on the reader, while it can be withdrawn.
-    private var cancellable: (recordID: String, cardNumber: String, until: DispatchTime)?
+    var cancellable: (recordID: String, cardNumber: String, until: DispatchTime)?
 
-    init(kiosk: Kiosk, feed: ScreenFeed, filter: ReaderFilter, logger: Logger, receipts: ReceiptDesk, traceAPDU: Bool = false) {
+    /// An engine for `kiosk`, publishing to `feed`.
+    /// - Parameters:
+    ///   - cards: how to reach the card on a reader (`PCSCCardAccess` in the daemon).
+    ///   - traceAPDU: log every APDU, masked (`kioskd --trace-apdu`).
+    public init(kiosk: Kiosk, feed: ScreenFeed, filter: ReaderFilter, logger: Logger, receipts: ReceiptDesk,
+                cards: CardAccess = PCSCCardAccess(), traceAPDU: Bool = false) {
+        self.cards = cards
         self.traceAPDU = traceAPDU
         self.kiosk = kiosk
         self.receipts = receipts
@@ -70,22 +80,19 @@ final class Engine: @unchecked Sendable {
     }
 
     /// Runs `body` on the session queue.
-    func perform<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    public func perform<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { c in queue.async { c.resume(with: Result { try body() }) } }
     }
 
     /// Liveness (the watchdog): `answered` runs on the session queue once everything queued
     /// before it has run. A session stuck in PC/SC never lets it run.
-    func probe(_ answered: @escaping @Sendable () -> Void) { queue.async(execute: answered) }
+    public func probe(_ answered: @escaping @Sendable () -> Void) { queue.async(execute: answered) }
 
-    private func publish(_ change: @escaping ScreenChange) { feed.publish(change) }
+    func publish(_ change: @escaping ScreenChange) { feed.publish(change) }
 
-    private func onCard<T>(_ reader: String, _ body: (CardChannel) throws -> T) throws -> T {
-        if context == nil || context?.isValid == false { context = try PCSCContext() }
-        guard let context else { throw CardError.serviceUnavailable }
-        let connection = try context.connect(reader: reader)
+    func onCard<T>(_ reader: String, _ body: (CardChannel) throws -> T) throws -> T {
         let logger = self.logger
-        return try connection.withTransaction { channel in
+        return try cards.withCard(reader) { channel in
             guard traceAPDU else { return try body(channel) }
             return try body(TracingChannel(channel) { logger.notice("\($0)", metadata: ["reader": "\(reader)"]) })
         }
@@ -95,7 +102,7 @@ final class Engine: @unchecked Sendable {
 
     /// A card on the reader. `fresh` false: found lying there when the reader was listed (at
     /// start, after pcscd came back): not a tap, so it counts for no open bill.
-    func cardInserted(_ reader: String, fresh: Bool = true) async {
+    public func cardInserted(_ reader: String, fresh: Bool = true) async {
         _ = try? await perform { [self] in
             taps &+= 1
             cardReader = reader
@@ -119,7 +126,7 @@ final class Engine: @unchecked Sendable {
         }
     }
 
-    func cardRemoved(_ reader: String) async {
+    public func cardRemoved(_ reader: String) async {
         _ = try? await perform { [self] in
             guard cardReader == reader else { return }
             cardReader = nil
@@ -144,7 +151,7 @@ final class Engine: @unchecked Sendable {
 
     // MARK: the screen's result (on the queue)
 
-    private var settings: ScreenSettings { kiosk.device.config.screenSettings }
+    var settings: ScreenSettings { kiosk.device.config.screenSettings }
 
     /// The screen's timings (issue 20 items 2 and 4).
     struct Timing: Sendable {
@@ -173,7 +180,7 @@ final class Engine: @unchecked Sendable {
     /// after `seconds` (default: the configured result time) unless another replaced it.
     /// While the card stays on the reader the result stays (up to 2 minutes) and 请取走卡片
     /// is shown and said (issue 20 item 4).
-    private func show(_ result: ScreenState.Result, for seconds: Int? = nil) {
+    func show(_ result: ScreenState.Result, for seconds: Int? = nil) {
         var r = result
         let g = Guidance.of(code: r.code, profile: kiosk.device.config.profile, settings: settings,
                             patientPaysFen: r.patientPaysFen, action: r.action, billEnded: r.billEnded)
@@ -217,7 +224,7 @@ final class Engine: @unchecked Sendable {
     /// within `cancel_seconds` of filing. Record numbers have no gaps and nothing recorded is
     /// ever taken back, so the withdrawal is a record of its own: an `alert`
     /// `legal_aid_withdrawn` naming the application, uploaded after it; the resident gets a slip.
-    func cancelLegalAid() async throws {
+    public func cancelLegalAid() async throws {
         try await perform { [self] in
             guard cardReader != nil else { throw ActionError.noCard }
             guard let c = cancellable else { throw ActionError.nothingToCancel }
@@ -244,7 +251,7 @@ final class Engine: @unchecked Sendable {
 
     /// A status slip of the card on the reader (township, issue 10): this year's usage and
     /// what is left, from the card and the snapshot. Settles nothing, carries no code.
-    func printStatusSlip() async throws -> String {
+    public func printStatusSlip() async throws -> String {
         try await perform { [self] in
             guard kiosk.device.config.profile == .township else { throw ActionError.wrongProfile("hospital") }
             guard cardReader != nil, let status = lastStatus else { throw ActionError.noCard }
@@ -279,9 +286,9 @@ final class Engine: @unchecked Sendable {
         }
     }
 
-    func serviceLost() async {
+    public func serviceLost() async {
         _ = try? await perform { [self] in
-            context = nil
+            cards.reset()
             cardReader = nil
             cardTap = nil
             // The card's presence is unknown now: a pre-settlement ends with nothing written.
@@ -293,16 +300,17 @@ final class Engine: @unchecked Sendable {
         }
     }
 
-    func serviceRestored() async {
+    public func serviceRestored() async {
         _ = try? await perform { [self] in publish { $0.notice = nil } }
     }
 
     // MARK: actions (called from HTTP)
 
-    enum ActionError: Error, CustomStringConvertible {
+    public enum ActionError: Error, CustomStringConvertible {
         case billWaiting(String), noCard, wrongProfile(String), nothingToCancel, tooLate(Int), notConfirming(String)
         case noBill, billPending(String), billEnded(BillOutcome)
-        var description: String {
+        /// The refusal in words, for the bill API's `error`.
+        public var description: String {
             switch self {
             case .billWaiting(let r): return "bill \(r) is still waiting for a card"
             case .noCard: return "no card on the reader"
@@ -315,7 +323,8 @@ final class Engine: @unchecked Sendable {
             case .billEnded(let o): return "bill \(o.billReference) was already \(o.status.rawValue) (records \(o.records.joined(separator: ", ")))"
             }
         }
-        var httpStatus: Int {
+        /// The HTTP status the bill API answers it with.
+        public var httpStatus: Int {
             switch self {
             case .billWaiting, .noCard, .nothingToCancel, .tooLate, .notConfirming, .billPending, .billEnded: return 409
             case .noBill: return 404
@@ -327,7 +336,7 @@ final class Engine: @unchecked Sendable {
     /// A bill from the hospital system (already checked by `BillRequest.parse`; `Kiosk.charge`
     /// checks it again). It waits for a card tapped after it arrived (issue 20): a card
     /// resting on the reader from before must be lifted and tapped again.
-    func submitBill(_ request: BillRequest) async throws -> BillOutcome {
+    public func submitBill(_ request: BillRequest) async throws -> BillOutcome {
         guard kiosk.device.config.profile == .hospital else { throw ActionError.wrongProfile("township") }
         try BillError.check(billFen: request.billFen, billReference: request.billReference)
         return try await perform { [self] in
@@ -359,7 +368,7 @@ final class Engine: @unchecked Sendable {
 
     /// `DELETE /api/bills/current`: the open bill ends `cancelled` (a pre-settlement on the
     /// screen goes with it: nothing was written).
-    func cancelBill() async throws -> BillOutcome {
+    public func cancelBill() async throws -> BillOutcome {
         try await perform { [self] in
             guard var b = bill else { throw ActionError.noBill }
             // A torn write of this bill is resolved only by its card: the bill stays open.
@@ -376,7 +385,7 @@ final class Engine: @unchecked Sendable {
     /// At start-up: a bill whose write was torn before the last stop is open again (pending):
     /// its deduction is resolved only by its card, which alone may take it (`card_pending`
     /// for any other); its patient's digest went with the last process.
-    func reopenPending() async throws {
+    public func reopenPending() async throws {
         try await perform { [self] in
             guard let o = try kiosk.device.store.pendingBillOutcome() else { return }
             var b = OpenBill(reference: o.billReference, billFen: o.billFen, patient: nil, status: .pending)
@@ -393,7 +402,7 @@ final class Engine: @unchecked Sendable {
     ///
     /// - Parameter confirmation: the number of the pre-settlement the patient saw
     ///   (`Result.confirmation`): a press meant for earlier figures is refused.
-    func confirmBill(_ reference: String, confirmation: UInt64) async throws {
+    public func confirmBill(_ reference: String, confirmation: UInt64) async throws {
         try await perform { [self] in
             guard let b = bill, b.reference == reference, b.status == .confirming, let c = b.confirming, c.number == confirmation else {
                 throw ActionError.notConfirming(reference)
@@ -405,7 +414,7 @@ final class Engine: @unchecked Sendable {
     }
 
     /// 取消 on the pre-settlement: nothing written, the bill waits for a tap again.
-    func declineBill(_ reference: String, confirmation: UInt64) async throws {
+    public func declineBill(_ reference: String, confirmation: UInt64) async throws {
         try await perform { [self] in
             guard let b = bill, b.reference == reference, b.status == .confirming, b.confirming?.number == confirmation else {
                 throw ActionError.notConfirming(reference)
@@ -417,7 +426,7 @@ final class Engine: @unchecked Sendable {
     /// The open bill back from `confirming` to `waiting` (nothing was written), stored; the
     /// bill, or nil when no pre-settlement was open. The one place a pre-settlement ends
     /// without a write: 取消, its timer, the card leaving, pcscd lost.
-    private func reopenConfirming() -> OpenBill? {
+    func reopenConfirming() -> OpenBill? {
         guard var b = bill, b.status == .confirming else { return nil }
         b.status = .waiting
         b.confirming = nil
@@ -428,7 +437,7 @@ final class Engine: @unchecked Sendable {
     }
 
     /// Ends the pre-settlement on the screen without writing: the bill is `waiting` again.
-    private func endConfirmation(code: String) {
+    func endConfirmation(code: String) {
         guard let b = reopenConfirming() else { return }
         var r = ScreenState.Result(action: "charge", code: code, message: "", detail: "")
         r.billFen = b.billFen
@@ -436,7 +445,7 @@ final class Engine: @unchecked Sendable {
         logger.info("pre-settlement ended without a write", metadata: ["bill": "\(b.reference)", "why": "\(code)"])
     }
 
-    func applyLegalAid(matter: String, phone: String?) async throws {
+    public func applyLegalAid(matter: String, phone: String?) async throws {
         try await perform { [self] in
             guard let reader = cardReader else { throw ActionError.noCard }
             publish { $0.phase = "reading" }
@@ -461,241 +470,5 @@ final class Engine: @unchecked Sendable {
                 show(result, for: result.cancellable ? max(settings.resultSeconds, settings.cancelSeconds) : nil)
             } catch { fail(error, action: "legal_aid") }
         }
-    }
-
-    // MARK: sessions (on the queue)
-
-    private func checkNow(_ reader: String) {
-        do {
-            let o = try onCard(reader) { try kiosk.check($0) }
-            count(o.decision.code.rawValue)
-            var result = Self.result("check", o.decision, card: o.card)
-            lastStatus = (o.card, o.decision)
-            result.slip = kiosk.device.config.profile == .township
-            show(result)
-        } catch { fail(error, action: "check") }
-    }
-
-    /// A fresh tap for the open bill: read, authenticate, check the patient, decide, and put
-    /// the pre-settlement on the screen. Nothing is written (but a torn write of this card,
-    /// which the card's presentation resolves; a bill it completes ends granted at once).
-    private func previewNow(_ reader: String, _ b: OpenBill) {
-        chargeNow(reader, b, confirmed: nil)
-    }
-
-    /// `confirmed` nil: the tap (a pre-settlement); else the patient's 确认 of those figures,
-    /// written only to the card they were computed for.
-    private func chargeNow(_ reader: String, _ b: OpenBill, confirmed: Confirming?) {
-        let step: ChargeStep = confirmed.map { .write(confirmed: $0.allocations) } ?? .preview
-        do {
-            let o = try onCard(reader) {
-                try kiosk.charge($0, billFen: b.billFen, billReference: b.reference, patient: b.patient, step: step,
-                                 cardNumber: confirmed?.cardNumber)
-            }
-            count(o.previewOnly ? "confirm" : o.decision.code.rawValue)
-            var result = ScreenState.Result(action: "charge", code: o.decision.code.rawValue, message: Guidance.text(code: o.decision.code.rawValue),
-                                            detail: o.decision.detail, cardNumber: Masking.cardNumber(o.card.facts.cardNumber),
-                                            holder: Masking.name(o.card.readout.holder.name), cardType: o.card.facts.kind.rawValue)
-            result.billFen = o.alreadySubsidised ? o.decision.billFen : b.billFen
-            result.subsidyFen = o.decision.subsidyFen
-            result.patientPaysFen = o.decision.isGranted ? o.decision.patientPaysFen : b.billFen
-            result.records = o.records.map(\.recordID)
-            if o.previewOnly {
-                showPreSettlement(o, bill: b, result: result)
-                return
-            }
-            if o.decision.isGranted {
-                granted(o, bill: b, result: &result)
-            } else {
-                settle(b, code: o.decision.code.rawValue, cardOnlyClock: o.card.facts.clockAhead != nil && o.card.standing.clockSuspect == nil,
-                       result: &result)
-            }
-            show(result)
-        } catch {
-            var result = failureResult(error, action: "charge")
-            result.billFen = b.billFen
-            result.patientPaysFen = b.billFen
-            // A bill that can never be charged here (subsidised already with another card, or
-            // not a valid bill) must not wait for the next patient's card.
-            let code: String
-            switch error {
-            case LedgerError.duplicateBill: code = "bill_already_subsidised"
-            case is BillError: code = "bad_bill"
-            default: code = result.code
-            }
-            settle(b, code: code, cardOnlyClock: false, result: &result)
-            show(result)
-        }
-    }
-
-    /// The pre-settlement: the bill, what the subsidy covers, what the patient pays and the
-    /// allowance left after it; 确认 / 取消 for 60 s.
-    private func showPreSettlement(_ o: ChargeOutcome, bill b: OpenBill, result: ScreenState.Result) {
-        var result = result
-        var open = b
-        open.status = .confirming
-        open.code = nil
-        confirmationNumber &+= 1
-        open.confirming = Confirming(cardNumber: o.card.facts.cardNumber, tap: cardTap ?? 0, allocations: o.decision.allocations,
-                                     number: confirmationNumber)
-        bill = open
-        save(open)
-        result.code = "confirm"
-        result.billReference = b.reference
-        result.confirmation = confirmationNumber
-        result.confirmSeconds = timing.confirmSeconds
-        result.figuresChanged = o.figuresChanged
-        let after = Dictionary(o.decision.allocations.map { ($0.program, $0.usedAfterFen) }, uniquingKeysWith: { $1 })
-        let standing = (try? kiosk.standing(of: o.card))?.programs.map(Self.line) ?? []
-        result.programs = standing.map { p in
-            var q = p
-            if let used = after[p.code], let limit = p.limitFen { q.usedFen = used; q.remainingFen = max(0, limit - used) }
-            return q
-        }
-        showConfirmation(result, number: confirmationNumber)
-    }
-
-    /// A granted bill: its receipt, the uploader woken, the bill ended `granted`.
-    private func granted(_ o: ChargeOutcome, bill b: OpenBill, result: inout ScreenState.Result) {
-        // Allowance left after this subsidy, for the receipt and the screen.
-        result.programs = (try? kiosk.standing(of: o.card))?.programs.map(Self.line) ?? []
-        // A bill already subsidised (a torn write the card just confirmed, or the same
-        // bill sent again) ends like a fresh one: its receipt if none was printed yet.
-        let toPrint = o.alreadySubsidised ? o.records.filter { !printed($0.recordID) } : o.records
-        if toPrint.isEmpty {
-            result.receipt = "already printed"
-            logger.info("receipt already printed (kioskctl receipt print reprints it)", metadata: ["records": "\(result.records)"])
-        } else {
-            result.receipt = receiptWords(receipts.issue(records: toPrint, holderName: o.card.readout.holder.name,
-                                                         matterName: nil, now: kiosk.clock.now()), records: toPrint.map(\.recordID))
-        }
-        if o.alreadySubsidised {
-            logger.notice("bill already subsidised for this card: ended with its records", metadata: [
-                "bill": "\(b.reference)", "records": "\(result.records)"])
-        }
-        after.recordsQueued()
-        var done = b
-        done.status = .granted
-        done.code = o.decision.code.rawValue
-        done.subsidyFen = o.decision.subsidyFen
-        done.patientPaysFen = o.decision.patientPaysFen
-        done.records = result.records
-        end(done)
-        result.billEnded = true
-    }
-
-    /// After a tap that did not grant: the bill ends `refused` (the patient pays the whole
-    /// bill at the cashier), stays `waiting` (another tap may do), or is `pending` (a torn
-    /// write of this bill: the same card must come back).
-    private func settle(_ b: OpenBill, code: String, cardOnlyClock: Bool, result: inout ScreenState.Result) {
-        var next = b
-        next.confirming = nil
-        next.code = code
-        // A torn write of this bill (or a store that cannot say: fail closed) keeps it pending.
-        let torn: Bool
-        do { torn = try kiosk.device.store.deduction(billReference: b.reference)?.state == .pending } catch { torn = true }
-        if torn {
-            next.status = .pending
-            bill = next
-            save(next)
-            return
-        }
-        switch BillRules.status(afterCode: code, cardOnlyClock: cardOnlyClock) {
-        case .refused:
-            next.status = .refused
-            next.subsidyFen = 0
-            next.patientPaysFen = b.billFen
-            end(next)
-            result.billEnded = true
-        default:
-            next.status = .waiting
-            bill = next
-            save(next)
-        }
-    }
-
-    private func showConfirmation(_ result: ScreenState.Result, number: UInt64) {
-        var r = result
-        let g = Guidance.of(code: "confirm", profile: .hospital, settings: settings, patientPaysFen: r.patientPaysFen, action: "charge")
-        r.headline = g.headline
-        r.next = g.next
-        r.voice = g.voice
-        voiceNumber &+= 1
-        r.number = voiceNumber
-        shownNumber &+= 1
-        shown = (shownNumber, r)
-        let final = r
-        publish { $0.phase = "confirm"; $0.result = final; $0.liftCard = false }
-        queue.asyncAfter(deadline: .now() + .seconds(timing.confirmSeconds)) { [self] in
-            guard bill?.confirming?.number == number else { return }
-            endConfirmation(code: "confirm_timeout")
-        }
-    }
-
-    /// Stores where the open bill stands and wakes the hospital system's long polls.
-    private func save(_ b: OpenBill) {
-        do { try kiosk.device.store.saveBillOutcome(b.outcome(now: kiosk.clock.now())) } catch {
-            logger.critical("bill outcome not stored", metadata: ["bill": "\(b.reference)", "error": "\(error)"])
-        }
-        changes.bump(b.reference)
-    }
-
-    /// The bill ends (granted, refused, cancelled): stored, and the kiosk takes the next one.
-    private func end(_ b: OpenBill) {
-        bill = nil
-        save(b)
-        try? kiosk.device.store.forgetOldBillOutcomes(now: kiosk.clock.now())
-        publish { $0.bill = nil; $0.liftCard = false }
-    }
-
-    /// Whether a record's receipt came out of the printer.
-    private func printed(_ recordID: String) -> Bool {
-        guard let info = try? kiosk.device.store.receiptInfo(recordID) else { return false }
-        return info.printedAt != nil && info.printError == nil
-    }
-
-    /// Every failure through the one mapping (`Outcomes`). The detail of a decision is the
-    /// patient's (停保 …); the detail of an operating failure is for the technician's log only.
-    private func fail(_ error: Error, action: String) { show(failureResult(error, action: action)) }
-
-    private func failureResult(_ error: Error, action: String) -> ScreenState.Result {
-        let report = Outcomes.report(error)
-        let isDecision = ReasonCode(rawValue: report.code) != nil
-        var result = ScreenState.Result(action: action, code: report.code, message: report.message, detail: isDecision ? report.detail : "")
-        if let r = error as? CardRefusal { result.cardNumber = r.cardNumber.map(Masking.cardNumber) }
-        let metadata: Logger.Metadata = ["action": "\(action)", "code": "\(report.code)", "detail": "\(report.detail)"]
-        if report.code == "store_error" || report.code == "disk_full" || report.code == "internal_error" {
-            logger.critical("session failed", metadata: metadata)
-        } else if isDecision {
-            logger.info("session refused", metadata: metadata)
-        } else {
-            logger.error("session failed", metadata: metadata)
-        }
-        count(result.code)
-        return result
-    }
-
-    /// A receipt's outcome in the screen's words: where it went and why it failed go to the log.
-    private func receiptWords(_ outcomes: [ReceiptDesk.Outcome], records: [String]) -> String {
-        for o in outcomes { logger.info("receipt", metadata: ["records": "\(records)", "outcome": "\(o.text)"]) }
-        return outcomes.allSatisfy { if case .printed = $0 { return true } else { return false } } ? "printed" : "not printed"
-    }
-
-    private func count(_ code: String) {
-        Counter(label: "kiosk_decisions_total", dimensions: [("code", code)]).increment()
-    }
-
-    static func result(_ action: String, _ d: StatusDecision, card: PresentedCard) -> ScreenState.Result {
-        var r = ScreenState.Result(action: action, code: d.code.rawValue, message: Guidance.text(code: d.code.rawValue, action: action), detail: d.detail,
-                                   cardNumber: Masking.cardNumber(card.facts.cardNumber), holder: Masking.name(card.readout.holder.name),
-                                   cardType: card.facts.kind.rawValue)
-        r.programs = d.programs.map(Self.line)
-        return r
-    }
-
-    static func line(_ p: ProgramStatus) -> ScreenState.ProgramLine {
-        ScreenState.ProgramLine(code: p.program.code, name: p.program.name, remainingFen: p.remainingFen, limitFen: p.program.limitFen,
-                                usedFen: p.remainingFen == nil ? nil : p.usedFen,
-                                matters: p.program.matters?.map { ["code": $0.code, "name": $0.name] })
     }
 }

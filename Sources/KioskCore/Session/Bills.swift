@@ -39,10 +39,11 @@ struct Confirming {
 
 /// A change counter per bill reference, for `GET /api/bills/{ref}?wait=`: a long poll
 /// notes the counter, reads the outcome, and waits until the counter moves.
-final class BillChanges: Sendable {
+public final class BillChanges: Sendable {
     private let counters = Mutex<[String: UInt64]>([:])
 
-    func bump(_ reference: String) {
+    /// Notes a change of the bill `reference`.
+    public func bump(_ reference: String) {
         counters.withLock { c in
             c[reference, default: 0] &+= 1
             // Bounded: a busy kiosk's references are forgotten after a few thousand bills
@@ -51,10 +52,11 @@ final class BillChanges: Sendable {
         }
     }
 
-    func mark(_ reference: String) -> UInt64 { counters.withLock { $0[reference] ?? 0 } }
+    /// The counter of `reference` now.
+    public func mark(_ reference: String) -> UInt64 { counters.withLock { $0[reference] ?? 0 } }
 
     /// Waits until `reference` changed after `mark` or `seconds` passed; true when it changed.
-    func wait(_ reference: String, after mark: UInt64, seconds: Int) async -> Bool {
+    public func wait(_ reference: String, after mark: UInt64, seconds: Int) async -> Bool {
         let deadline = ContinuousClock.now + .seconds(seconds)
         while ContinuousClock.now < deadline {
             if self.mark(reference) != mark { return true }

@@ -1,67 +1,66 @@
 import KioskProtocol
 import Foundation
-import KioskCore
 import KioskStore
 
 /// What the kiosk screen shows, published to the browser over SSE as JSON.
-struct ScreenState: Codable, Sendable, Equatable {
-    struct Bill: Codable, Sendable, Equatable {
-        var billReference: String
-        var billFen: Int64
+public struct ScreenState: Codable, Sendable, Equatable {
+    public struct Bill: Codable, Sendable, Equatable {
+        public var billReference: String
+        public var billFen: Int64
         enum CodingKeys: String, CodingKey { case billReference = "bill_reference", billFen = "bill_fen" }
     }
-    struct ProgramLine: Codable, Sendable, Equatable {
-        var code: String
-        var name: String
-        var remainingFen: Int64?
-        var limitFen: Int64?
+    public struct ProgramLine: Codable, Sendable, Equatable {
+        public var code: String
+        public var name: String
+        public var remainingFen: Int64?
+        public var limitFen: Int64?
         /// Used this year (medical): what the card and the snapshot say was used (issue 10).
-        var usedFen: Int64?
-        var matters: [[String: String]]?
+        public var usedFen: Int64?
+        public var matters: [[String: String]]?
         enum CodingKeys: String, CodingKey { case code, name, remainingFen = "remaining_fen", limitFen = "limit_fen", usedFen = "used_fen", matters }
     }
-    struct Result: Codable, Sendable, Equatable {
+    public struct Result: Codable, Sendable, Equatable {
         /// check, charge, legal_aid
-        var action: String
-        var code: String
-        var message: String
-        var detail: String
-        var cardNumber: String?
-        var holder: String?
-        var cardType: String?
-        var programs: [ProgramLine] = []
-        var billFen: Int64?
-        var subsidyFen: Int64?
-        var patientPaysFen: Int64?
-        var records: [String] = []
-        var matter: String?
+        public var action: String
+        public var code: String
+        public var message: String
+        public var detail: String
+        public var cardNumber: String?
+        public var holder: String?
+        public var cardType: String?
+        public var programs: [ProgramLine] = []
+        public var billFen: Int64?
+        public var subsidyFen: Int64?
+        public var patientPaysFen: Int64?
+        public var records: [String] = []
+        public var matter: String?
         /// printed, not printed, already printed: never a path (the technician's detail is in the log).
-        var receipt: String?
+        public var receipt: String?
         /// What to say and do next (`Guidance`): the screen's words and the voice prompt.
-        var headline = ""
-        var next = ""
-        var voice: [String] = []
+        public var headline = ""
+        public var next = ""
+        public var voice: [String] = []
         /// A resident may print a status slip of this result (township, card on the reader).
-        var slip = false
+        public var slip = false
         /// The application just filed can still be withdrawn here (`cancel_seconds` after filing).
-        var cancellable = false
+        public var cancellable = false
         /// The card was taken out: what identifies or concerns the person has been removed.
-        var redacted = false
+        public var redacted = false
         /// Rises with every voice prompt to play (the page plays each number's prompt once).
-        var number: UInt64 = 0
+        public var number: UInt64 = 0
         /// Issue 20: the card is still on the reader after the outcome: 请取走卡片.
-        var takeCard = false
+        public var takeCard = false
         /// The pre-settlement's bill (phase `confirm`): 确认 and 取消 post for it.
-        var billReference: String?
+        public var billReference: String?
         /// Seconds the pre-settlement waits for 确认.
-        var confirmSeconds: Int?
+        public var confirmSeconds: Int?
         /// The pre-settlement's number: 确认 and 取消 name it, so a press meant for earlier
         /// figures is refused.
-        var confirmation: UInt64?
+        public var confirmation: UInt64?
         /// The figures changed since the patient last saw them: shown again, nothing written.
-        var figuresChanged = false
+        public var figuresChanged = false
         /// This tap ended the hospital bill (granted or refused).
-        var billEnded = false
+        public var billEnded = false
         enum CodingKeys: String, CodingKey {
             case action, code, message, detail, cardNumber = "card_number", holder, cardType = "card_type", programs
             case billFen = "bill_fen", subsidyFen = "subsidy_fen", patientPaysFen = "patient_pays_fen", records, matter, receipt
@@ -71,7 +70,7 @@ struct ScreenState: Codable, Sendable, Equatable {
 
         /// Issue 10/20 (privacy in a queue): the card is out, so the masked name, card number
         /// and allowance leave; what the patient must pay, and what to do next, stay a moment.
-        mutating func redact() {
+        public mutating func redact() {
             holder = nil; cardNumber = nil; programs = []; subsidyFen = nil
             detail = ""; records = []; slip = false; cancellable = false; redacted = true; voice = []; takeCard = false
             if code == "granted" { next = "请取走凭条。" }
@@ -79,41 +78,48 @@ struct ScreenState: Codable, Sendable, Equatable {
 
         /// Results after which the card is still needed: a township card's status (the
         /// resident may choose a legal-aid matter or print a status slip next).
-        func keepsCard(profile: DeviceConfig.Profile) -> Bool {
+        public func keepsCard(profile: DeviceConfig.Profile) -> Bool {
             profile == .township && action == "check" && code == "eligible"
         }
     }
 
     /// idle, reading, confirm (a pre-settlement waiting for 确认), result
-    var phase: String = "idle"
+    public var phase: String = "idle"
     /// A bill waits while a card rests on the reader from before it: lift and tap again.
-    var liftCard = false
+    public var liftCard = false
     /// Rises by one with every change, in the order the changes were made (one ordered
     /// stream): a page never shows a state older than one it has shown.
-    var seq: UInt64 = 0
-    var profile: String
+    public var seq: UInt64 = 0
+    public var profile: String
     /// The institution's display name (provisioning's `--display-name`), never its code.
-    var institution: String
-    var deviceID: String
-    var reader: String?
-    var cardPresent = false
-    var bill: Bill?
-    var result: Result?
-    var notice: String?
-    var updatedAt: String = Timestamp.string(Date())
+    public var institution: String
+    public var deviceID: String
+    public var reader: String?
+    public var cardPresent = false
+    public var bill: Bill?
+    public var result: Result?
+    public var notice: String?
+    public var updatedAt: String = Timestamp.string(Date())
     /// Where people are sent for help, voice on/off and its volume (`ScreenSettings`).
-    var helpDesk = ""
+    public var helpDesk = ""
     /// The help counter's phone (provisioning), shown beside the counter in the footer.
-    var helpPhone: String?
-    var voiceOn = true
-    var volume = 80
+    public var helpPhone: String?
+    public var voiceOn = true
+    public var volume = 80
+
+    /// A screen at rest for this device: idle, no card, no bill, no result.
+    public init(profile: String, institution: String, deviceID: String, helpDesk: String = "", helpPhone: String? = nil,
+                voiceOn: Bool = true, volume: Int = 80) {
+        self.profile = profile; self.institution = institution; self.deviceID = deviceID; self.helpDesk = helpDesk
+        self.helpPhone = helpPhone; self.voiceOn = voiceOn; self.volume = volume
+    }
 
     enum CodingKeys: String, CodingKey {
         case phase, seq, profile, institution, deviceID = "device_id", reader, cardPresent = "card_present", bill, result, notice
         case updatedAt = "updated_at", helpDesk = "help_desk", voiceOn = "voice_on", volume, helpPhone = "help_phone", liftCard = "lift_card"
     }
 
-    var json: String {
+    public var json: String {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return String(decoding: (try? e.encode(self)) ?? Data("{}".utf8), as: UTF8.self)
@@ -122,9 +128,9 @@ struct ScreenState: Codable, Sendable, Equatable {
     /// The state as a JavaScript literal safe inside an HTML `<script>` element: besides JSON's
     /// own escaping, `<`, `>`, `&`, U+2028 and U+2029 are written as `\u003c` and the like, so
     /// no string (a bill reference `<!--<script>`, `</script>`) can end or re-mode the element.
-    var inlineScriptLiteral: String { Self.scriptSafe(json) }
+    public var inlineScriptLiteral: String { Self.scriptSafe(json) }
 
-    static func scriptSafe(_ json: String) -> String {
+    public static func scriptSafe(_ json: String) -> String {
         var out = String.UnicodeScalarView()
         for c in json.unicodeScalars {
             switch c {
@@ -141,39 +147,44 @@ struct ScreenState: Codable, Sendable, Equatable {
 }
 
 /// One change to the screen.
-typealias ScreenChange = @Sendable (inout ScreenState) -> Void
+public typealias ScreenChange = @Sendable (inout ScreenState) -> Void
 
 /// The one ordered stream of screen changes (issue 8 item 7): whoever changes the screen
 /// (card sessions on their queue, the reader service, HTTP) yields here, synchronously and in
 /// the order the changes are made; one task (`ScreenService`) applies them to the hub in
 /// that order. No change travels in a Task of its own, so "reading" can never overtake the
 /// "result" that followed it.
-struct ScreenFeed: Sendable {
-    let changes: AsyncStream<ScreenChange>
+public struct ScreenFeed: Sendable {
+    /// The changes, in the order they were published.
+    public let changes: AsyncStream<ScreenChange>
     private let continuation: AsyncStream<ScreenChange>.Continuation
 
-    init() { (changes, continuation) = AsyncStream.makeStream(of: ScreenChange.self, bufferingPolicy: .unbounded) }
+    /// A feed with no change yet.
+    public init() { (changes, continuation) = AsyncStream.makeStream(of: ScreenChange.self, bufferingPolicy: .unbounded) }
 
-    func publish(_ change: @escaping ScreenChange) { continuation.yield(change) }
-    func finish() { continuation.finish() }
+    /// Queues `change` after every change published before it.
+    public func publish(_ change: @escaping ScreenChange) { continuation.yield(change) }
+    /// Ends the stream (the daemon's shutdown).
+    public func finish() { continuation.finish() }
 }
 
 /// The screen's state and its SSE subscribers: every change reaches every open page, in order.
-actor ScreenHub {
+public actor ScreenHub {
     /// At most this many screen streams at once; one more is refused (503), so open streams
     /// cannot use up the daemon's descriptors or its attention.
-    static let maximumStreams = 32
+    public static let maximumStreams = 32
 
-    private(set) var state: ScreenState
+    /// What the screen shows now.
+    public private(set) var state: ScreenState
     private var subscribers: [UInt64: AsyncStream<ScreenState>.Continuation] = [:]
     private var nextID: UInt64 = 0
     /// The stream kept for the screen's own session (issue 20 item 6): whoever else holds the
     /// other 31, the screen still gets its state.
     private var reservedID: UInt64?
 
-    init(_ initial: ScreenState) { state = initial }
+    public init(_ initial: ScreenState) { state = initial }
 
-    func update(_ change: ScreenChange) {
+    public func update(_ change: ScreenChange) {
         change(&state)
         state.seq += 1
         state.updatedAt = Timestamp.string(Date())
@@ -184,7 +195,7 @@ actor ScreenHub {
     /// calls `unsubscribe`); nil when the shared streams (`maximumStreams` less the screen's
     /// own) are all open. The screen's session always gets the reserved one: a newer stream of
     /// it replaces an older (the page reconnected).
-    func subscribe(session: Bool = false) -> (id: UInt64, states: AsyncStream<ScreenState>)? {
+    public func subscribe(session: Bool = false) -> (id: UInt64, states: AsyncStream<ScreenState>)? {
         if session {
             if let old = reservedID { subscribers.removeValue(forKey: old)?.finish() }
         } else {
@@ -199,19 +210,19 @@ actor ScreenHub {
         return (nextID, stream)
     }
 
-    func unsubscribe(_ id: UInt64) {
+    public func unsubscribe(_ id: UInt64) {
         subscribers.removeValue(forKey: id)?.finish()
         if reservedID == id { reservedID = nil }
     }
 
     /// Sends the state again to every page (keeps connections honest: a closed one fails its write).
-    func heartbeat() { for c in subscribers.values { c.yield(state) } }
+    public func heartbeat() { for c in subscribers.values { c.yield(state) } }
 
     /// Ends every stream (shutdown).
-    func finishAll() {
+    public func finishAll() {
         for c in subscribers.values { c.finish() }
         subscribers = [:]
         reservedID = nil
     }
-    var subscriberCount: Int { subscribers.count }
+    public var subscriberCount: Int { subscribers.count }
 }
