@@ -102,14 +102,30 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
+        // The reference hub in three (issue 22 item 2): the upload rules (pure), the storage
+        // (SQL on SQLite or PostgreSQL, roster, shelf) and the HTTP controllers.
         .target(
-            name: "SettlementHub",
+            name: "HubRules",
+            dependencies: ["KioskProtocol", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .target(
+            name: "HubStore",
             dependencies: [
-                "KioskProtocol",
+                "KioskProtocol", "HubRules",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "HubHTTP",
+            dependencies: [
+                "KioskProtocol", "HubRules", "HubStore",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -122,11 +138,16 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The platform programs' shared command-line options (where the hub's data is).
+        .target(
+            name: "PlatformCommandLine",
+            dependencies: ["HubStore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         // The platform's publisher role (sync spec §5): holds the authority key, not the hub.
         .target(
             name: "Publisher",
             dependencies: [
-                "SettlementHub", "KioskProtocol", "BenefitCard",
+                "HubStore", "KioskProtocol", "BenefitCard",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
@@ -134,7 +155,7 @@ let package = Package(
         .executableTarget(
             name: "hub-publisher",
             dependencies: [
-                "Publisher", "SettlementHub", "KioskProtocol",
+                "Publisher", "HubStore", "PlatformCommandLine", "KioskProtocol",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -142,7 +163,7 @@ let package = Package(
         .executableTarget(
             name: "settlement-hub",
             dependencies: [
-                "SettlementHub", "KioskProtocol",
+                "HubHTTP", "HubStore", "PlatformCommandLine", "KioskProtocol",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -249,14 +270,14 @@ let package = Package(
         ),
         // libFuzzer targets (Fuzz/README.md): one executable, the target named by its first
         // argument. Fuzz/run.sh builds it with -DFUZZING and the fuzzer sanitizer; a plain
-        // build makes it a corpus replayer. `@testable import SettlementHub`: debug builds only.
+        // build makes it a corpus replayer. `@testable import HubHTTP`: debug builds only.
         // Issue 11: the floor of the daemon at rest, a process that links the same Swift
         // runtime and Foundation and does nothing (Benchmarks/idle-bench.sh).
         .executableTarget(name: "rest-floor", path: "Benchmarks/rest-floor"),
         .executableTarget(
             name: "bk-fuzz",
             dependencies: [
-                "KioskProtocol", "SmartCard", "BenefitCard", "KioskStore", "KioskCore", "Receipts", "SettlementHub",
+                "KioskProtocol", "SmartCard", "BenefitCard", "KioskStore", "KioskCore", "Receipts", "HubHTTP", "HubStore", "HubRules",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Fuzz/Sources"
@@ -284,7 +305,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SettlementTests",
-            dependencies: ["Settlement", "SettlementHub", "Publisher", "KioskProtocol", "KioskStore", "KioskCore", "TestVectors",
+            dependencies: ["Settlement", "HubHTTP", "HubStore", "HubRules", "Publisher", "KioskProtocol", "KioskStore", "KioskCore", "TestVectors",
                            .product(name: "Crypto", package: "swift-crypto"),
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -5,7 +5,8 @@ import Foundation
 import KioskCore
 import KioskStore
 import Receipts
-import SettlementHub
+import HubHTTP
+import HubStore
 import SmartCard
 
 /// A fuzz target: bytes in, no crash out. A throw is a refusal, which is fine; a trap

@@ -312,51 +312,16 @@ public final class Kiosk {
                        step: ChargeStep = .write(confirmed: nil), cardNumber: String? = nil) throws -> ChargeOutcome {
         try BillError.check(billFen: billFen, billReference: billReference)
         let card = try present(channel)
-        if let cardNumber, card.facts.cardNumber != cardNumber {
-            logger.warning("another card on the reader than the confirmed one; nothing written", metadata: [
-                "card": "\(Masking.cardNumber(card.facts.cardNumber))"])
-            throw CardRefusal(code: .cardRemoved, detail: "the card on the reader is not the one the pre-settlement was for", cardNumber: nil)
-        }
-        if let patient, !PatientIdentity.same(card.readout.holder.identityDigest, patient) {
-            logger.notice("card is not the bill's patient", metadata: ["card": "\(Masking.cardNumber(card.facts.cardNumber))"])
-            throw CardRefusal(code: .wrongPatient, detail: "the bill names another patient", cardNumber: card.facts.cardNumber)
-        }
+        try checkChargedCard(card, cardNumber: cardNumber, patient: patient)
         let now = clock.now()
-        // A bill this card already paid ends here, whatever the figures say now: a torn write
-        // that presenting the card again just committed, or the hospital system sending the
-        // same bill again. Receipt and "已贴补", never a second deduction nor "pay in full".
-        let earlier = try store.deduction(billReference: billReference)
-        // A torn write of this bill on another card: only that card may come back for it.
-        if let d = earlier, d.state == .pending, d.cardNumber != card.facts.cardNumber {
-            throw LedgerError.pendingExists(cardNumber: d.cardNumber)
-        }
-        if let done = earlier, done.state == .committed {
-            guard done.cardNumber == card.facts.cardNumber else { throw LedgerError.duplicateBill(billReference) }
-            var o = ChargeOutcome(card: card, decision: SubsidyDecision(code: .granted, detail: "this bill was already subsidised",
-                                                                        billFen: done.billFen, allocations: done.allocations),
-                                  records: try store.records(deductionID: done.id), cardSequence: done.cardSequence)
-            o.alreadySubsidised = true
-            return o
-        }
+        if let done = try alreadyCharged(billReference: billReference, card: card) { return done }
         // The write path (beginDeduction) reads the figures again inside its transaction.
         let view = try card.view ?? store.view(cardNumber: card.facts.cardNumber, period: card.period)
         var decision = Decide.subsidy(card: card.facts, view: view, billFen: billFen, now: now, device: card.standing)
         guard decision.isGranted, let usage = card.readout.usage else {
             return ChargeOutcome(card: card, decision: decision, records: [], cardSequence: nil)
         }
-        switch step {
-        case .preview:
-            var o = ChargeOutcome(card: card, decision: decision, records: [], cardSequence: nil)
-            o.previewOnly = true
-            return o
-        case .write(let confirmed?) where confirmed != decision.allocations:
-            logger.notice("figures changed since the pre-settlement; nothing written", metadata: ["bill": "\(billReference)"])
-            var o = ChargeOutcome(card: card, decision: decision, records: [], cardSequence: nil)
-            o.previewOnly = true
-            o.figuresChanged = true
-            return o
-        case .write: break
-        }
+        if let unwritten = unwrittenCharge(step: step, card: card, decision: decision, billReference: billReference) { return unwritten }
         // §5.5: the new DF45 is the later of this clock and the card's (at most 10 minutes
         // ahead, else clock_suspect above); the card refuses a date past the certificate.
         let writtenAt = max(now, usage.writtenAtDate ?? now)
@@ -406,6 +371,57 @@ public final class Kiosk {
         logger.info("subsidy granted", metadata: ["card": "\(Masking.cardNumber(number))", "subsidy_fen": "\(decision.subsidyFen)",
                                                   "records": "\(records.map(\.recordID))"])
         return ChargeOutcome(card: card, decision: decision, records: records, cardSequence: sequence)
+    }
+
+    /// Refuses a card other than the one the patient confirmed for, or another patient's card (`charge`).
+    private func checkChargedCard(_ card: PresentedCard, cardNumber: String?, patient: [UInt8]?) throws {
+        if let cardNumber, card.facts.cardNumber != cardNumber {
+            logger.warning("another card on the reader than the confirmed one; nothing written", metadata: [
+                "card": "\(Masking.cardNumber(card.facts.cardNumber))"])
+            throw CardRefusal(code: .cardRemoved, detail: "the card on the reader is not the one the pre-settlement was for", cardNumber: nil)
+        }
+        if let patient, !PatientIdentity.same(card.readout.holder.identityDigest, patient) {
+            logger.notice("card is not the bill's patient", metadata: ["card": "\(Masking.cardNumber(card.facts.cardNumber))"])
+            throw CardRefusal(code: .wrongPatient, detail: "the bill names another patient", cardNumber: card.facts.cardNumber)
+        }
+    }
+
+    /// The outcome of a bill this card already paid, nil for a bill not yet paid; throws for another card's bill (`charge`).
+    private func alreadyCharged(billReference: String, card: PresentedCard) throws -> ChargeOutcome? {
+        // A bill this card already paid ends here, whatever the figures say now: a torn write
+        // that presenting the card again just committed, or the hospital system sending the
+        // same bill again. Receipt and "已贴补", never a second deduction nor "pay in full".
+        let earlier = try store.deduction(billReference: billReference)
+        // A torn write of this bill on another card: only that card may come back for it.
+        if let d = earlier, d.state == .pending, d.cardNumber != card.facts.cardNumber {
+            throw LedgerError.pendingExists(cardNumber: d.cardNumber)
+        }
+        if let done = earlier, done.state == .committed {
+            guard done.cardNumber == card.facts.cardNumber else { throw LedgerError.duplicateBill(billReference) }
+            var o = ChargeOutcome(card: card, decision: SubsidyDecision(code: .granted, detail: "this bill was already subsidised",
+                                                                        billFen: done.billFen, allocations: done.allocations),
+                                  records: try store.records(deductionID: done.id), cardSequence: done.cardSequence)
+            o.alreadySubsidised = true
+            return o
+        }
+        return nil
+    }
+
+    /// The outcome when `step` writes nothing (a preview, or figures other than the confirmed ones); nil to write (`charge`).
+    private func unwrittenCharge(step: ChargeStep, card: PresentedCard, decision: SubsidyDecision, billReference: String) -> ChargeOutcome? {
+        switch step {
+        case .preview:
+            var o = ChargeOutcome(card: card, decision: decision, records: [], cardSequence: nil)
+            o.previewOnly = true
+            return o
+        case .write(let confirmed?) where confirmed != decision.allocations:
+            logger.notice("figures changed since the pre-settlement; nothing written", metadata: ["bill": "\(billReference)"])
+            var o = ChargeOutcome(card: card, decision: decision, records: [], cardSequence: nil)
+            o.previewOnly = true
+            o.figuresChanged = true
+            return o
+        case .write: return nil
+        }
     }
 
     func refusedWrite(_ e: CardError, card: PresentedCard, billFen: Fen) -> ChargeOutcome {

@@ -292,98 +292,142 @@ public struct SnapshotLoader {
 
     mutating func apply<S: SnapshotSink>(_ o: [String: Any], _ s: inout S, delta: Bool) throws {
         guard let type = o["type"] as? String else { throw SnapshotRefusal.badRecord(line: lineNumber, "record without a type") }
-        let line = lineNumber
-        func bad(_ why: String) -> SnapshotRefusal { .badRecord(line: line, why) }
+        let r = SnapshotRecord(o: o, type: type, line: lineNumber)
         let known = ["person", "card", "usage", "program", "device", "header", "trailer"].contains(type)
         guard known else { ignored += 1; return }   // an unknown record type: ignored, counted
         if let field = SnapshotLoader.overlongString(o, path: "") {
-            throw bad("\(type) \(field) is longer than \(SnapshotLoader.maxString) bytes")
-        }
-        func key(_ k: String) throws -> String {
-            guard let v = o[k] as? String, !v.isEmpty else { throw SnapshotRefusal.missingKey(line: line, type: type, key: k) }
-            return v
-        }
-        func string(_ k: String, allowed: Set<String>? = nil, allowEmpty: Bool = false) throws -> String {
-            guard let v = o[k] as? String, allowEmpty || !v.isEmpty else { throw bad("\(type) \(k) missing") }
-            if let allowed, !allowed.contains(v) { throw bad("\(type) \(k) \(SnapshotLoader.quoted(v)) is not one of \(allowed.sorted())") }
-            return v
-        }
-        func personRef(_ k: String = "person_ref") throws -> String {
-            let v = try key(k)
-            guard Identifiers.isPersonRef(v) else { throw bad("\(type) \(k) \(SnapshotLoader.quoted(v)) is not 32 lowercase hex digits") }
-            return v
-        }
-        func programCode(_ v: String, _ field: String) throws -> String {
-            guard Identifiers.isProgramCode(v) else { throw bad("\(type) \(field) \(SnapshotLoader.quoted(v)) is not 1–16 characters of A–Z 0–9 -") }
-            return v
+            throw r.bad("\(type) \(field) is longer than \(SnapshotLoader.maxString) bytes")
         }
         let delete = delta && (o["op"] as? String) == "delete"
         switch type {
-        case "person":
-            let id = try personRef()
-            if delete { try s.delete("person", [id]); return }
-            guard let list = o["programs"] as? [Any] else { throw bad("person programs missing") }
-            var programs: [String] = [], seen = Set<String>()
-            for entry in list {
-                guard let code = entry as? String else { throw bad("person programs holds something other than a program code") }
-                _ = try programCode(code, "programs")
-                // A code the file does not define is allowed (ignored for decisions); twice is not.
-                guard seen.insert(code).inserted else { throw bad("person programs names \(code) twice") }
-                programs.append(code)
-            }
-            try s.person(id, try string("status", allowed: SnapshotLoader.personStatuses),
-                         (o["status_reason"] as? String) ?? "", programs.joined(separator: SnapshotLoader.separator))
-        case "card":
-            let number = try key("card_number")
-            guard Identifiers.isCardNumber(number) else { throw bad("card card_number \(SnapshotLoader.quoted(number)) is not 16 digits") }
-            if delete { try s.delete("card", [number]); return }
-            try s.card(number, try personRef(), try string("status", allowed: SnapshotLoader.cardStatuses))
-        case "usage":
-            let id = try personRef(), program = try programCode(try key("program"), "program"), period = try key("period")
-            if delete { try s.delete("usage", [id, program, period]); return }
-            guard let used = SnapshotLoader.integer(o["used_fen"]) else { throw bad("usage used_fen is not an integer") }
-            // Snapshot spec (amendment 2026-12-06): 0–9,000,000,000,000, so no sum a terminal makes overflows.
-            guard (0...SnapshotLoader.maxUsedFen).contains(used) else { throw bad("usage used_fen \(used) is not 0–\(SnapshotLoader.maxUsedFen)") }
-            try s.usage(id, program, period, Int(used))
-        case "program":
-            let code = try programCode(try key("code"), "code")
-            if delete { try s.delete("program", [code]); return }
-            if o["limit_fen"] != nil {
-                guard let limit = SnapshotLoader.integer(o["limit_fen"]), (1...SnapshotLoader.maxLimitFen).contains(limit) else {
-                    throw bad("program \(code) limit_fen is not a positive integer ≤ 100000000")
-                }
-            }
-            if o["rate_percent"] != nil {
-                guard let rate = SnapshotLoader.integer(o["rate_percent"]), (1...100).contains(rate) else {
-                    throw bad("program \(code) rate_percent is not an integer 1–100")
-                }
-            }
-            if let matters = o["matters"] {
-                guard let list = matters as? [Any] else { throw bad("program \(code) matters is not a list") }
-                for m in list {
-                    guard let matter = m as? [String: Any], let mc = matter["code"] as? String else { throw bad("program \(code) has a matter without a code") }
-                    guard Identifiers.isMatterCode(mc) else { throw bad("program \(code) matter code \(SnapshotLoader.quoted(mc)) is not 1–32 characters of a–z 0–9 _") }
-                }
-            }
-            let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
-            guard let program = try? JSONDecoder().decode(Program.self, from: data) else {
-                throw bad("program \(code) is malformed")
-            }
-            if program.cardType == .medical {
-                guard program.limitFen != nil, program.ratePercent != nil,
-                      program.period == nil || program.period == "calendar_year" else {
-                    throw bad("medical program \(code) needs limit_fen, rate_percent 1–100 and period calendar_year")
-                }
-            }
-            try s.program(code, String(decoding: data, as: UTF8.self))
-        case "device":
-            let id = try key("device_id")
-            if delete { try s.delete("device", [id]); return }
-            let pk = try string("public_key")
-            guard let raw = Data(base64Encoded: pk), raw.count == 32 else { throw bad("device \(SnapshotLoader.quoted(id)) public_key is not 32 bytes of base64") }
-            try s.device(id, pk, (o["institution"] as? String) ?? "", try string("status", allowed: SnapshotLoader.deviceStatuses))
+        case "person": try Self.applyPerson(r, &s, delete: delete)
+        case "card": try Self.applyCard(r, &s, delete: delete)
+        case "usage": try Self.applyUsage(r, &s, delete: delete)
+        case "program": try Self.applyProgram(r, &s, delete: delete)
+        case "device": try Self.applyDevice(r, &s, delete: delete)
         default:   // "header", "trailer"
-            throw bad("a second \(type) inside the file")
+            throw r.bad("a second \(type) inside the file")
         }
+    }
+
+    /// A `person` record (or its delta's delete) into `s`.
+    private static func applyPerson<S: SnapshotSink>(_ r: SnapshotRecord, _ s: inout S, delete: Bool) throws {
+        let o = r.o
+        let id = try r.personRef()
+        if delete { try s.delete("person", [id]); return }
+        guard let list = o["programs"] as? [Any] else { throw r.bad("person programs missing") }
+        var programs: [String] = [], seen = Set<String>()
+        for entry in list {
+            guard let code = entry as? String else { throw r.bad("person programs holds something other than a program code") }
+            _ = try r.programCode(code, "programs")
+            // A code the file does not define is allowed (ignored for decisions); twice is not.
+            guard seen.insert(code).inserted else { throw r.bad("person programs names \(code) twice") }
+            programs.append(code)
+        }
+        try s.person(id, try r.string("status", allowed: SnapshotLoader.personStatuses),
+                     (o["status_reason"] as? String) ?? "", programs.joined(separator: SnapshotLoader.separator))
+    }
+
+    /// A `card` record (or its delta's delete) into `s`.
+    private static func applyCard<S: SnapshotSink>(_ r: SnapshotRecord, _ s: inout S, delete: Bool) throws {
+        let number = try r.key("card_number")
+        guard Identifiers.isCardNumber(number) else { throw r.bad("card card_number \(SnapshotLoader.quoted(number)) is not 16 digits") }
+        if delete { try s.delete("card", [number]); return }
+        try s.card(number, try r.personRef(), try r.string("status", allowed: SnapshotLoader.cardStatuses))
+    }
+
+    /// A `usage` record (or its delta's delete) into `s`.
+    private static func applyUsage<S: SnapshotSink>(_ r: SnapshotRecord, _ s: inout S, delete: Bool) throws {
+        let o = r.o
+        let id = try r.personRef(), program = try r.programCode(try r.key("program"), "program"), period = try r.key("period")
+        if delete { try s.delete("usage", [id, program, period]); return }
+        guard let used = SnapshotLoader.integer(o["used_fen"]) else { throw r.bad("usage used_fen is not an integer") }
+        // Snapshot spec (amendment 2026-12-06): 0–9,000,000,000,000, so no sum a terminal makes overflows.
+        guard (0...SnapshotLoader.maxUsedFen).contains(used) else { throw r.bad("usage used_fen \(used) is not 0–\(SnapshotLoader.maxUsedFen)") }
+        try s.usage(id, program, period, Int(used))
+    }
+
+    /// A `program` record (or its delta's delete) into `s`, as its JSON text with sorted keys.
+    private static func applyProgram<S: SnapshotSink>(_ r: SnapshotRecord, _ s: inout S, delete: Bool) throws {
+        let o = r.o
+        let code = try r.programCode(try r.key("code"), "code")
+        if delete { try s.delete("program", [code]); return }
+        if o["limit_fen"] != nil {
+            guard let limit = SnapshotLoader.integer(o["limit_fen"]), (1...SnapshotLoader.maxLimitFen).contains(limit) else {
+                throw r.bad("program \(code) limit_fen is not a positive integer ≤ 100000000")
+            }
+        }
+        if o["rate_percent"] != nil {
+            guard let rate = SnapshotLoader.integer(o["rate_percent"]), (1...100).contains(rate) else {
+                throw r.bad("program \(code) rate_percent is not an integer 1–100")
+            }
+        }
+        if let matters = o["matters"] {
+            guard let list = matters as? [Any] else { throw r.bad("program \(code) matters is not a list") }
+            for m in list {
+                guard let matter = m as? [String: Any], let mc = matter["code"] as? String else { throw r.bad("program \(code) has a matter without a code") }
+                guard Identifiers.isMatterCode(mc) else { throw r.bad("program \(code) matter code \(SnapshotLoader.quoted(mc)) is not 1–32 characters of a–z 0–9 _") }
+            }
+        }
+        let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
+        guard let program = try? JSONDecoder().decode(Program.self, from: data) else {
+            throw r.bad("program \(code) is malformed")
+        }
+        if program.cardType == .medical {
+            guard program.limitFen != nil, program.ratePercent != nil,
+                  program.period == nil || program.period == "calendar_year" else {
+                throw r.bad("medical program \(code) needs limit_fen, rate_percent 1–100 and period calendar_year")
+            }
+        }
+        try s.program(code, String(decoding: data, as: UTF8.self))
+    }
+
+    /// A `device` record (or its delta's delete) into `s`.
+    private static func applyDevice<S: SnapshotSink>(_ r: SnapshotRecord, _ s: inout S, delete: Bool) throws {
+        let o = r.o
+        let id = try r.key("device_id")
+        if delete { try s.delete("device", [id]); return }
+        let pk = try r.string("public_key")
+        guard let raw = Data(base64Encoded: pk), raw.count == 32 else { throw r.bad("device \(SnapshotLoader.quoted(id)) public_key is not 32 bytes of base64") }
+        try s.device(id, pk, (o["institution"] as? String) ?? "", try r.string("status", allowed: SnapshotLoader.deviceStatuses))
+    }
+}
+
+/// One snapshot record being applied: its object, type and line, with the field readers that refuse it.
+private struct SnapshotRecord {
+    /// The record's JSON object.
+    let o: [String: Any]
+    /// Its `type`.
+    let type: String
+    /// Its line in the file, counted from 1.
+    let line: Int
+
+    /// A `bad_record` refusal of this record's line.
+    func bad(_ why: String) -> SnapshotRefusal { .badRecord(line: line, why) }
+
+    /// The key field `k`: a non-empty string, else `missing_key`.
+    func key(_ k: String) throws -> String {
+        guard let v = o[k] as? String, !v.isEmpty else { throw SnapshotRefusal.missingKey(line: line, type: type, key: k) }
+        return v
+    }
+
+    /// The string field `k`, non-empty unless `allowEmpty`, and one of `allowed` when given.
+    func string(_ k: String, allowed: Set<String>? = nil, allowEmpty: Bool = false) throws -> String {
+        guard let v = o[k] as? String, allowEmpty || !v.isEmpty else { throw bad("\(type) \(k) missing") }
+        if let allowed, !allowed.contains(v) { throw bad("\(type) \(k) \(SnapshotLoader.quoted(v)) is not one of \(allowed.sorted())") }
+        return v
+    }
+
+    /// The person reference in key field `k`: 32 lowercase hex digits.
+    func personRef(_ k: String = "person_ref") throws -> String {
+        let v = try key(k)
+        guard Identifiers.isPersonRef(v) else { throw bad("\(type) \(k) \(SnapshotLoader.quoted(v)) is not 32 lowercase hex digits") }
+        return v
+    }
+
+    /// `v` (from `field`) when it is a program code.
+    func programCode(_ v: String, _ field: String) throws -> String {
+        guard Identifiers.isProgramCode(v) else { throw bad("\(type) \(field) \(SnapshotLoader.quoted(v)) is not 1–16 characters of A–Z 0–9 -") }
+        return v
     }
 }

@@ -13,6 +13,16 @@ public struct DeviceContext: Sendable, Equatable {
     public init(deviceID: String, institution: String) { self.deviceID = deviceID; self.institution = institution }
 }
 
+/// A stored record's upload state (upload spec §4): waiting, or answered for good.
+public enum RecordStatus: String, Sendable, Codable, CaseIterable {
+    /// Waiting to be uploaded (or re-sent).
+    case queued
+    /// The hub stored it (`accepted`, or `duplicate` of the same bytes).
+    case accepted
+    /// The hub refused it for good (`reject_reason` says why).
+    case rejected
+}
+
 /// One settlement record as stored: its immutable body and its upload state.
 public struct StoredRecord: Sendable, Equatable {
     /// The device's gapless sequence number (upload spec §1).
@@ -25,8 +35,8 @@ public struct StoredRecord: Sendable, Equatable {
     public var createdAt: String
     /// The record's JSON text, byte for byte as uploaded (a legal-aid contact phone joined back while it is kept).
     public var body: String
-    /// The upload state: `queued`, `accepted` or `rejected`.
-    public var status: String
+    /// The upload state.
+    public var status: RecordStatus
     /// The hub's `received_at` (UTC seconds), once accepted.
     public var receivedAt: String?
     /// The hub's reason, once rejected.
@@ -49,7 +59,11 @@ public struct StoredRecord: Sendable, Equatable {
         }
         seq = r["seq"]; recordID = r["record_id"]; self.kind = kind; createdAt = r["created_at"]; body = r["body"]
         if let phone: String = r["contact_phone"] { body = ContactKeptApart.join(body, phone: phone) }
-        status = r["status"]; receivedAt = r["received_at"]; rejectReason = r["reject_reason"]
+        let statusText: String = r["status"]
+        guard let status = RecordStatus(rawValue: statusText) else {
+            throw StoreError(kind: .corrupt, message: "record \(r["record_id"] as String? ?? "?"): unknown status \(statusText)")
+        }
+        self.status = status; receivedAt = r["received_at"]; rejectReason = r["reject_reason"]
         amountFen = r["amount_fen"]; program = r["program"]; deductionID = r["deduction_id"]
     }
 
@@ -371,6 +385,20 @@ extension KioskStore {
         }
     }
 
+    /// How many records are in `status`, counted by SQL (the health report; no row is loaded).
+    public func recordCount(status: RecordStatus) throws -> Int {
+        try pool.read { db in
+            try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM record WHERE status = ?"), arguments: [status.rawValue]) ?? 0
+        }
+    }
+
+    /// How many deductions are pending, counted by SQL.
+    public func pendingDeductionCount() throws -> Int {
+        try pool.read { db in
+            try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM deduction WHERE state = ?"), arguments: [DeductionState.pending.rawValue]) ?? 0
+        }
+    }
+
     /// The pending deductions (of one card when `cardNumber` is given), oldest first.
     public func pendingDeductions(cardNumber: String? = nil) throws -> [Deduction] {
         try pool.read { db in
@@ -508,10 +536,10 @@ extension KioskStore {
 
     /// Stored records in device and `seq` order, at most `limit`; only those in `status`
     /// (`queued`, `accepted`, `rejected`) when it is given.
-    public func records(status: String? = nil, limit: Int = 1000) throws -> [StoredRecord] {
+    public func records(status: RecordStatus? = nil, limit: Int = 1000) throws -> [StoredRecord] {
         try pool.read { db in
             if let status {
-                return try Row.fetchAll(db.cachedStatement(sql: "\(StoredRecord.select) WHERE status = ? ORDER BY device_id, seq LIMIT ?"), arguments: [status, limit]).map(StoredRecord.init)
+                return try Row.fetchAll(db.cachedStatement(sql: "\(StoredRecord.select) WHERE status = ? ORDER BY device_id, seq LIMIT ?"), arguments: [status.rawValue, limit]).map(StoredRecord.init)
             }
             return try Row.fetchAll(db.cachedStatement(sql: "\(StoredRecord.select) ORDER BY device_id, seq LIMIT ?"), arguments: [limit]).map(StoredRecord.init)
         }
@@ -523,11 +551,11 @@ extension KioskStore {
     }
 
     /// The hub's answer for a record (upload spec §3): accepted/duplicate keep `received_at`.
-    public func markDelivered(recordID: String, status: String, receivedAt: String?, reason: String?) throws {
-        precondition(["accepted", "rejected"].contains(status), "a record is accepted or rejected")
+    public func markDelivered(recordID: String, status: RecordStatus, receivedAt: String?, reason: String?) throws {
+        precondition(status != .queued, "a record is accepted or rejected")
         try write { db in
             try db.cachedStatement(sql: "UPDATE record SET status = ?, received_at = ?, reject_reason = ? WHERE record_id = ? AND status = 'queued'").execute(
-                           arguments: [status, receivedAt, reason, recordID])
+                           arguments: [status.rawValue, receivedAt, reason, recordID])
         }
     }
 

@@ -1,7 +1,7 @@
 import BenefitCard
 import Crypto
 import Foundation
-import SettlementHub
+import HubStore
 
 /// The publisher's answer to certificate requests (sync spec §5, card spec §5.2): a device
 /// certificate for the device's registered key, valid at most 90 days (both ends counted),

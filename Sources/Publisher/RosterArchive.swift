@@ -3,7 +3,7 @@ import KioskProtocol
 import Foundation
 import GRDB
 import Glibc
-import SettlementHub
+import HubStore
 
 /// Why the publisher refuses to sign, or cannot keep its archive (issue 21 item 1).
 public enum RosterArchiveError: Error, Equatable, CustomStringConvertible {

@@ -4,7 +4,8 @@ import KioskProtocol
 import Foundation
 import Glibc
 import Publisher
-import SettlementHub
+import HubStore
+import PlatformCommandLine
 
 /// `hub-publisher`: the platform's publisher role (sync spec §5). It runs under its own user,
 /// holds the authority key (a 0600 file), reads the roster and the records from the hub's

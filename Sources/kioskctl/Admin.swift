@@ -80,7 +80,7 @@ struct Provision: ParsableCommand {
                 let pem = try String(contentsOfFile: hubCa, encoding: .utf8)
                 _ = try Uploader.hubCertificates(pem: pem)
                 hubCAPEM = pem
-            } catch { fail(CommandFailure(message: "--hub-ca \(hubCa): \(error)", status: .usage)) }
+            } catch { try fail(CommandFailure(message: "--hub-ca \(hubCa): \(error)", status: .usage)) }
         }
         func pairs(_ list: [String]) -> [String: String] {
             Dictionary(list.map { k -> (String, String) in let i = k.firstIndex(of: "=")!; return (String(k[..<i]), String(k[k.index(after: i)...])) }) { $1 }
@@ -103,7 +103,7 @@ struct Provision: ParsableCommand {
                 print("certificate request (give this line to the platform; install its answer with kioskctl certificate install FILE):")
                 print(CertificateRequest(device: device).line)
             }
-        } catch let e as DeviceError { fail(CommandFailure(message: e.description, status: .usage)) }
+        } catch let e as DeviceError { try fail(CommandFailure(message: e.description, status: .usage)) }
     }
 }
 
@@ -117,14 +117,14 @@ struct Snapshot: ParsableCommand {
 
         func run() throws {
             let kiosk: Kiosk
-            do { kiosk = try state.kiosk() } catch let f as CommandFailure { fail(f) }
+            do { kiosk = try state.kiosk() } catch let f as CommandFailure { try fail(f) }
             let device = kiosk.device
             do {
                 let r = try device.store.installSnapshot(at: URL(fileURLWithPath: file), trustedAuthorities: device.trustedAuthorities, now: kiosk.clock.now())
                 print("installed \(r.header.snapshotID) (\(r.header.kind), region \(r.header.region), \(r.records) records, \(r.ignoredRecords) of unknown types ignored), expires \(r.header.expiresAt)")
             } catch let refusal as SnapshotRefusal {
                 try? device.store.recordAlert(device: device.context, code: "snapshot_refused", cardNumber: nil, detail: refusal.description, now: kiosk.clock.now())
-                fail(CommandFailure(message: refusal.description, status: .refused))
+                try fail(CommandFailure(message: refusal.description, status: .refused))
             }
         }
     }
@@ -136,10 +136,10 @@ struct Snapshot: ParsableCommand {
 
         func run() throws {
             let kiosk: Kiosk
-            do { kiosk = try state.kiosk() } catch let f as CommandFailure { fail(f) }
+            do { kiosk = try state.kiosk() } catch let f as CommandFailure { try fail(f) }
             guard let s = try kiosk.device.store.installedSnapshot() else {
                 if json { printJSON(["installed": false]) } else { print("no snapshot installed (snapshot_missing)") }
-                Foundation.exit(ExitStatus.notReady.rawValue)
+                throw ExitCode(ExitStatus.notReady.rawValue)
             }
             let expired = (Timestamp.date(s.header.expiresAt) ?? .distantPast) <= kiosk.clock.now()
             if json {
@@ -163,7 +163,7 @@ struct Ledger: ParsableCommand {
 
     func run() throws {
         let device: Device
-        do { device = try state.device() } catch let f as CommandFailure { fail(f) }
+        do { device = try state.device() } catch let f as CommandFailure { try fail(f) }
         let rows = try device.store.deductions(limit: limit)
         if json {
             printJSON(["deductions": rows.map { d -> [String: Any] in
@@ -189,13 +189,18 @@ struct Queue: ParsableCommand {
 
     func run() throws {
         let device: Device
-        do { device = try state.device() } catch let f as CommandFailure { fail(f) }
-        let rows = try device.store.records(status: status, limit: 100_000)
+        do { device = try state.device() } catch let f as CommandFailure { try fail(f) }
+        var only: RecordStatus?
+        if let status {
+            guard let s = RecordStatus(rawValue: status) else { throw ValidationError("--status is queued, accepted or rejected") }
+            only = s
+        }
+        let rows = try device.store.records(status: only, limit: 100_000)
         if json {
             printJSON(["records": rows.map { r -> [String: Any] in
                 // The body as stored, byte for byte (an unreadable one is shown, not hidden).
                 let body = (try? JSONSerialization.jsonObject(with: Data(r.body.utf8))) ?? r.body
-                var o: [String: Any] = ["record": body, "status": r.status]
+                var o: [String: Any] = ["record": body, "status": r.status.rawValue]
                 if let x = r.receivedAt { o["received_at"] = x }
                 if let x = r.rejectReason { o["reject_reason"] = x }
                 return o
@@ -203,9 +208,9 @@ struct Queue: ParsableCommand {
             return
         }
         let counts = Dictionary(grouping: rows, by: \.status).mapValues(\.count)
-        print("queued \(counts["queued"] ?? 0), accepted \(counts["accepted"] ?? 0), rejected \(counts["rejected"] ?? 0); last seq \(try device.store.lastSequence(deviceID: device.config.deviceID))")
+        print("queued \(counts[.queued] ?? 0), accepted \(counts[.accepted] ?? 0), rejected \(counts[.rejected] ?? 0); last seq \(try device.store.lastSequence(deviceID: device.config.deviceID))")
         for r in rows {
-            print("\(r.recordID)\t\(r.kind.rawValue)\t\(r.status)\t\(r.createdAt)" + (r.amountFen != 0 ? "\t\(yuan(r.amountFen))" : "") + (r.rejectReason.map { "\trejected: \($0)" } ?? ""))
+            print("\(r.recordID)\t\(r.kind.rawValue)\t\(r.status.rawValue)\t\(r.createdAt)" + (r.amountFen != 0 ? "\t\(yuan(r.amountFen))" : "") + (r.rejectReason.map { "\trejected: \($0)" } ?? ""))
         }
     }
 }
@@ -230,8 +235,8 @@ struct Reverse: ParsableCommand {
             for t in ReceiptDesk(device: kiosk.device).issue(records: [r], holderName: "", matterName: nil, now: kiosk.clock.now()) {
                 print("  receipt: \(t.text)")
             }
-        } catch let f as CommandFailure { fail(f)
-        } catch let e as LedgerError { fail(CommandFailure(message: e.description, status: .refused))
-        } catch let e as StoreError { fail(CommandFailure(message: e.description, status: .storage)) }
+        } catch let f as CommandFailure { try fail(f)
+        } catch let e as LedgerError { try fail(CommandFailure(message: e.description, status: .refused))
+        } catch let e as StoreError { try fail(CommandFailure(message: e.description, status: .storage)) }
     }
 }

@@ -101,25 +101,25 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         let trust: TrustStore
-        do { trust = try trustOptions.load() } catch let f as CommandFailure { fail(f) }
+        do { trust = try trustOptions.load() } catch let f as CommandFailure { try fail(f) }
         let report: InspectReport
         do {
-            report = try InspectReport.make(readerOptions: readerOptions, trust: trust, now: TestClock.now())
+            report = try InspectReport.make(readerOptions: readerOptions, trust: trust, now: try TestClock.now())
         } catch let f as CommandFailure {
             if json { printJSON(["error": f.status == .unreadable ? "card_unreadable" : "no_card", "detail": f.message]) }
-            fail(f)
+            try fail(f)
         }
         if json { printJSON(report.json) } else { print(report.text) }
-        if !report.authenticity.isAuthentic { Foundation.exit(ExitStatus.notAuthentic.rawValue) }
+        if !report.authenticity.isAuthentic { throw ExitCode(ExitStatus.notAuthentic.rawValue) }
     }
 }
 
 /// The clock: KioskCore's (the system's; `BENEFIT_KIOSK_TEST_NOW` in debug builds only).
 enum TestClock {
-    static func now() -> Date {
+    static func now() throws -> Date {
         do { return try KioskClock.fromEnvironment().now() } catch {
             FileHandle.standardError.write(Data("kioskctl: \(error)\n".utf8))
-            Foundation.exit(ExitStatus.usage.rawValue)
+            throw ExitCode(ExitStatus.usage.rawValue)
         }
     }
 }

@@ -35,7 +35,7 @@ struct Certificate: ParsableCommand {
         @OptionGroup var state: StateOptions
         func run() throws {
             let device: Device
-            do { device = try state.device() } catch let f as CommandFailure { fail(f) }
+            do { device = try state.device() } catch let f as CommandFailure { try fail(f) }
             print(CertificateRequest(device: device).line)
         }
     }
@@ -50,8 +50,8 @@ struct Certificate: ParsableCommand {
                 let kiosk = try state.kiosk()
                 let cert = try kiosk.device.installCertificate(try CertificateFile.read(file), now: kiosk.clock.now())
                 print("device certificate installed for \(cert.deviceID): CA \(cert.caKeyID), valid \(cert.validFrom) to \(cert.validThrough)")
-            } catch let f as CommandFailure { fail(f)
-            } catch let e as DeviceError { fail(CommandFailure(message: e.description, status: .refused)) }
+            } catch let f as CommandFailure { try fail(f)
+            } catch let e as DeviceError { try fail(CommandFailure(message: e.description, status: .refused)) }
         }
     }
 
@@ -61,11 +61,11 @@ struct Certificate: ParsableCommand {
         @Flag(help: "Print JSON.") var json = false
         func run() throws {
             let kiosk: Kiosk
-            do { kiosk = try state.kiosk() } catch let f as CommandFailure { fail(f) }
+            do { kiosk = try state.kiosk() } catch let f as CommandFailure { try fail(f) }
             let now = kiosk.clock.now()
             guard let cert = kiosk.device.certificate else {
                 if json { printJSON(["installed": false]) } else { print("no device certificate installed: no subsidies (device_retired)") }
-                Foundation.exit(ExitStatus.notReady.rawValue)
+                throw ExitCode(ExitStatus.notReady.rawValue)
             }
             let warning = kiosk.certificateWarning(now: now)
             if json {
@@ -93,7 +93,7 @@ struct Clock: ParsableCommand {
         @Flag(help: "Print JSON.") var json = false
         func run() throws {
             let kiosk: Kiosk
-            do { kiosk = try state.kiosk() } catch let f as CommandFailure { fail(f) }
+            do { kiosk = try state.kiosk() } catch let f as CommandFailure { try fail(f) }
             let now = kiosk.clock.now()
             let floor = try kiosk.device.store.clockFloor()
             let suspicion = floor.suspicion(at: now)
@@ -108,7 +108,7 @@ struct Clock: ParsableCommand {
                 if let suspicion { print("  SUSPECT (clock_suspect): \(suspicion); set the clock right, then kioskctl clock reset") }
                 if let r = floor.resetAt { print("  last reset \(r) by \(floor.resetBy ?? ""): \(floor.resetReason ?? "")") }
             }
-            if suspicion != nil { Foundation.exit(ExitStatus.notReady.rawValue) }
+            if suspicion != nil { throw ExitCode(ExitStatus.notReady.rawValue) }
         }
     }
 
@@ -128,8 +128,8 @@ struct Clock: ParsableCommand {
                 let kiosk = try state.kiosk()
                 let r = try kiosk.device.store.resetClockFloor(now: kiosk.clock.now(), operator: `operator`, reason: reason, device: kiosk.device.context)
                 print("clock floor reset to \(Timestamp.string(kiosk.clock.now())) (alert \(r.recordID))")
-            } catch let f as CommandFailure { fail(f)
-            } catch let e as StoreError { fail(CommandFailure(message: e.description, status: .storage)) }
+            } catch let f as CommandFailure { try fail(f)
+            } catch let e as StoreError { try fail(CommandFailure(message: e.description, status: .storage)) }
         }
     }
 }
@@ -142,9 +142,9 @@ struct BillAPIToken: ParsableCommand {
     @Flag(help: "Make one if there is none.") var create = false
     func run() throws {
         let device: Device
-        do { device = try state.device() } catch let f as CommandFailure { fail(f) }
+        do { device = try state.device() } catch let f as CommandFailure { try fail(f) }
         if let t = device.billAPIToken { print(t); return }
-        guard create else { fail(CommandFailure(message: "no bill API token; kioskctl bill-api-token --create makes one", status: .notReady)) }
+        guard create else { try fail(CommandFailure(message: "no bill API token; kioskctl bill-api-token --create makes one", status: .notReady)) }
         print(try device.ensureBillAPIToken())
     }
 }
@@ -163,7 +163,7 @@ struct ScreenURL: ParsableCommand {
         let url = file.map { URL(fileURLWithPath: $0) }
             ?? (FileManager.default.fileExists(atPath: run.path) && state.stateDir == nil ? run : state.url.appendingPathComponent("screen-url"))
         guard let text = try? String(contentsOf: url, encoding: .utf8), text.hasPrefix("http://127.0.0.1:") else {
-            fail(CommandFailure(message: "no screen URL in \(url.path): is kioskd running? (run this as root, the kiosk user or the screen's)", status: .notReady))
+            try fail(CommandFailure(message: "no screen URL in \(url.path): is kioskd running? (run this as root, the kiosk user or the screen's)", status: .notReady))
         }
         print(text.trimmingCharacters(in: .whitespacesAndNewlines))
     }

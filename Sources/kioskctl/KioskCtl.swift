@@ -47,10 +47,11 @@ struct CommandFailure: Error, CustomStringConvertible {
 }
 
 extension ParsableCommand {
-    /// Prints the failure on stderr and exits with its status.
-    func fail(_ f: CommandFailure) -> Never {
+    /// Prints the failure on stderr and ends the command with its status (`ExitCode`, so
+    /// `defer` blocks run and the command can be run in-process by tests).
+    func fail(_ f: CommandFailure) throws -> Never {
         FileHandle.standardError.write(Data("kioskctl: \(f.message)\n".utf8))
-        Foundation.exit(f.status.rawValue)
+        throw ExitCode(f.status.rawValue)
     }
 }
 
@@ -96,7 +97,7 @@ struct Readers: ParsableCommand {
                 }
             }
         } catch {
-            fail(pcscFailure(error))
+            try fail(pcscFailure(error))
         }
     }
 }

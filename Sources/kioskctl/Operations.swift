@@ -46,13 +46,14 @@ func yuan(_ fen: Fen) -> String { String(format: "%@%lld.%02lld", fen < 0 ? "-" 
 
 /// Runs a card operation, printing a card-level refusal (unreadable, not authentic, removed)
 /// as a decision with its code.
-func runCardOperation(json: Bool, _ body: () throws -> Void) -> Never? {
+func runCardOperation(json: Bool, _ body: () throws -> Void) throws {
     do {
         try body()
-        return nil
+    } catch let e as ExitCode {
+        throw e
     } catch let f as CommandFailure {
         FileHandle.standardError.write(Data("kioskctl: \(f.message)\n".utf8))
-        Foundation.exit(f.status.rawValue)
+        throw ExitCode(f.status.rawValue)
     } catch {
         // One mapping (KioskCore's Outcomes), the same as kioskd's screen and HTTP answers.
         let r = Outcomes.report(error)
@@ -65,7 +66,7 @@ func runCardOperation(json: Bool, _ body: () throws -> Void) -> Never? {
         } else {
             FileHandle.standardError.write(Data("kioskctl: \(r.code): \(r.detail)\n".utf8))
         }
-        Foundation.exit(r.exit.rawValue)
+        throw ExitCode(r.exit.rawValue)
     }
 }
 
@@ -120,7 +121,7 @@ struct Check: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
-        runCardOperation(json: json) {
+        try runCardOperation(json: json) {
             let kiosk = try state.kiosk()
             let outcome = try withCard(readerOptions) { try kiosk.check($0) }
             if json { printJSON(cardJSON(outcome.card).merging(statusJSON(outcome.decision)) { $1 }) }
@@ -128,7 +129,7 @@ struct Check: ParsableCommand {
                 print("Card \(Masking.cardNumber(outcome.card.facts.cardNumber)) (\(outcome.card.facts.kind.rawValue)), holder \(Masking.name(outcome.card.readout.holder.name))")
                 print(statusText(outcome.decision))
             }
-            if !outcome.decision.isEligible { Foundation.exit(ExitStatus.declined.rawValue) }
+            if !outcome.decision.isEligible { throw ExitCode(ExitStatus.declined.rawValue) }
         }
     }
 }
@@ -153,7 +154,7 @@ struct Charge: ParsableCommand {
     }
 
     func run() throws {
-        runCardOperation(json: json) {
+        try runCardOperation(json: json) {
             let kiosk = try state.kiosk()
             let o = try withCard(readerOptions) { try kiosk.charge($0, billFen: billFen, billReference: billRef) }
             let d = o.decision
@@ -184,7 +185,7 @@ struct Charge: ParsableCommand {
                 if !o.records.isEmpty { print("  records: \(o.records.map(\.recordID).joined(separator: ", ")); card sequence \(o.cardSequence ?? 0)") }
                 for r in receipts { print("  receipt: \(r)") }
             }
-            if !d.isGranted { Foundation.exit(Outcomes.report(d.code).exit.rawValue) }
+            if !d.isGranted { throw ExitCode(Outcomes.report(d.code).exit.rawValue) }
         }
     }
 }
@@ -199,7 +200,7 @@ struct ApplyLegalAid: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
-        runCardOperation(json: json) {
+        try runCardOperation(json: json) {
             let kiosk = try state.kiosk()
             let o = try withCard(readerOptions) { try kiosk.applyLegalAid($0, matter: matter, contactPhone: phone) }
             var receipts: [String] = []
@@ -218,7 +219,7 @@ struct ApplyLegalAid: ParsableCommand {
             } else {
                 print(statusText(o.decision))
             }
-            if o.record == nil { Foundation.exit(ExitStatus.declined.rawValue) }
+            if o.record == nil { throw ExitCode(ExitStatus.declined.rawValue) }
         }
     }
 }
@@ -229,7 +230,7 @@ struct Recover: ParsableCommand {
     @OptionGroup var readerOptions: ReaderOptions
 
     func run() throws {
-        runCardOperation(json: false) {
+        try runCardOperation(json: false) {
             let kiosk = try state.kiosk()
             let before = try kiosk.device.store.pendingDeductions()
             if before.isEmpty { print("no pending deductions"); return }

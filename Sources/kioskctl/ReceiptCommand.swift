@@ -15,18 +15,20 @@ struct ReceiptCommand: ParsableCommand {
         @Option(help: "Printer (file:/path, tcp:HOST:9100, device:/dev/usb/lp0); default: the provisioned one.") var printer: String?
         @Option(help: "Paper width in mm: 58 or 80.") var paper = 58
 
-        func run(reprint: Bool) {
+        func run(reprint: Bool) throws {
             do {
                 let kiosk = try state.kiosk()
                 let desk = ReceiptDesk(device: kiosk.device, paper: paper == 80 ? .mm80 : .mm58, printerSpec: printer)
                 _ = try desk.content(recordID: recordId)   // a clear error for an unknown or unprintable record
                 let outcome = desk.print(recordID: recordId, now: kiosk.clock.now(), reprint: reprint)
                 Swift.print("\(recordId): \(outcome.text)")
-                if case .failed = outcome { Foundation.exit(ExitStatus.refused.rawValue) }
+                if case .failed = outcome { throw ExitCode(ExitStatus.refused.rawValue) }
+            } catch let e as ExitCode {
+                throw e
             } catch let f as CommandFailure {
-                FileHandle.standardError.write(Data("kioskctl: \(f.message)\n".utf8)); Foundation.exit(f.status.rawValue)
+                FileHandle.standardError.write(Data("kioskctl: \(f.message)\n".utf8)); throw ExitCode(f.status.rawValue)
             } catch {
-                FileHandle.standardError.write(Data("kioskctl: \(error)\n".utf8)); Foundation.exit(ExitStatus.refused.rawValue)
+                FileHandle.standardError.write(Data("kioskctl: \(error)\n".utf8)); throw ExitCode(ExitStatus.refused.rawValue)
             }
         }
     }
@@ -34,13 +36,13 @@ struct ReceiptCommand: ParsableCommand {
     struct PrintReceipt: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "print", abstract: "Print a record's receipt.")
         @OptionGroup var options: PrintOptions
-        func run() throws { options.run(reprint: false) }
+        func run() throws { try options.run(reprint: false) }
     }
 
     struct Reprint: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print a record's receipt again, marked as a reprint.")
         @OptionGroup var options: PrintOptions
-        func run() throws { options.run(reprint: true) }
+        func run() throws { try options.run(reprint: true) }
     }
 
     struct Verify: ParsableCommand {
@@ -93,12 +95,14 @@ struct ReceiptCommand: ParsableCommand {
                                     : (v.subsidyFen.map { ", subsidy \(ReceiptFormat.yuan($0)) of bill \(ReceiptFormat.yuan(v.billFen ?? 0)), patient pays \(ReceiptFormat.yuan(v.patientPaysFen ?? 0)), left \(ReceiptFormat.yuan(v.allowanceLeftFen ?? 0))" } ?? ""))
                                 + (v.matterCode.map { ", matter \($0)" } ?? ""))
                 }
-                if retired { Foundation.exit(ExitStatus.declined.rawValue) }
+                if retired { throw ExitCode(ExitStatus.declined.rawValue) }
+            } catch let e as ExitCode {
+                throw e
             } catch let f as CommandFailure {
-                fail(f)
+                try fail(f)
             } catch {
                 if json { printJSON(["valid": false, "error": "\(error)"]) }
-                fail(CommandFailure(message: "receipt NOT valid: \(error)", status: .notAuthentic))
+                try fail(CommandFailure(message: "receipt NOT valid: \(error)", status: .notAuthentic))
             }
         }
     }

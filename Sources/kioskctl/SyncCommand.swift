@@ -16,14 +16,14 @@ struct HubAccess {
     let client: HTTPClient
 
     init(_ state: StateOptions, for command: some ParsableCommand) {
-        func fail(_ f: CommandFailure) -> Never { command.fail(f) }
+        func fail(_ f: CommandFailure) throws -> Never { try command.fail(f) }
         do {
             device = try state.device()
             clock = try KioskClock.fromEnvironment()
-        } catch let f as CommandFailure { fail(f)
-        } catch { fail(CommandFailure(message: "\(error)", status: .usage)) }
+        } catch let f as CommandFailure { try fail(f)
+        } catch { try fail(CommandFailure(message: "\(error)", status: .usage)) }
         do { client = try Uploader.httpClient(hubCAPEM: device.config.hubCAPEM) } catch {
-            fail(CommandFailure(message: "\(error); provision again with a valid --hub-ca", status: .notReady))
+            try fail(CommandFailure(message: "\(error); provision again with a valid --hub-ca", status: .notReady))
         }
         var environment = UploaderEnvironment.live
         environment.now = clock.now
@@ -33,7 +33,7 @@ struct HubAccess {
     /// The sync configuration of the provisioned hub URL and region.
     func syncConfiguration(for command: some ParsableCommand) -> SyncConfiguration {
         do { return try SyncConfiguration(hubURL: device.config.hubURL, region: device.config.region) } catch {
-            command.fail(CommandFailure(message: "\(error); provision again", status: .notReady))
+            try command.fail(CommandFailure(message: "\(error); provision again", status: .notReady))
         }
     }
 }
@@ -94,7 +94,7 @@ extension Snapshot {
             case .noRegion, .notPublished: status = .notReady
             default: status = .refused
             }
-            fail(CommandFailure(message: failure.description + (installed.isEmpty ? "" : " (installed before that: \(installed.joined(separator: ", ")))"),
+            try fail(CommandFailure(message: failure.description + (installed.isEmpty ? "" : " (installed before that: \(installed.joined(separator: ", ")))"),
                                 status: status))
         }
     }
@@ -125,11 +125,11 @@ extension Certificate {
             print(outcome.description)
             switch outcome {
             case .notDue, .requested, .installed: return
-            case .refused: fail(CommandFailure(message: outcome.description, status: .refused))
+            case .refused: try fail(CommandFailure(message: outcome.description, status: .refused))
             case .failed(let f):
                 switch f {
-                case .unreachable, .timedOut, .serverError, .throttled: fail(CommandFailure(message: f.description, status: .serviceUnavailable))
-                default: fail(CommandFailure(message: f.description, status: .refused))
+                case .unreachable, .timedOut, .serverError, .throttled: try fail(CommandFailure(message: f.description, status: .serviceUnavailable))
+                default: try fail(CommandFailure(message: f.description, status: .refused))
                 }
             }
         }

@@ -37,14 +37,14 @@ struct Upload: ParsableCommand {
         do {
             device = try state.device()
             clock = try KioskClock.fromEnvironment()
-        } catch let f as CommandFailure { fail(f)
-        } catch { fail(CommandFailure(message: "\(error)", status: .usage)) }
+        } catch let f as CommandFailure { try fail(f)
+        } catch { try fail(CommandFailure(message: "\(error)", status: .usage)) }
         guard let url = URL(string: device.config.hubURL), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {
-            fail(CommandFailure(message: "the provisioned hub URL \"\(device.config.hubURL)\" is not an http(s) URL; provision again", status: .notReady))
+            try fail(CommandFailure(message: "the provisioned hub URL \"\(device.config.hubURL)\" is not an http(s) URL; provision again", status: .notReady))
         }
         var config: UploaderConfiguration
         do { config = try UploaderConfiguration(hubURL: device.config.hubURL) } catch {
-            fail(CommandFailure(message: "\(error); provision again", status: .notReady))
+            try fail(CommandFailure(message: "\(error); provision again", status: .notReady))
         }
         config.requestTimeout = .seconds(timeout)
         var environment = UploaderEnvironment.live
@@ -54,7 +54,7 @@ struct Upload: ParsableCommand {
         logger.logLevel = .error
         let client: HTTPClient
         do { client = try Uploader.httpClient(hubCAPEM: device.config.hubCAPEM) } catch {
-            fail(CommandFailure(message: "\(error); provision again with a valid --hub-ca", status: .notReady))
+            try fail(CommandFailure(message: "\(error); provision again with a valid --hub-ca", status: .notReady))
         }
         let uploader = Uploader(store: device.store, device: device.context, signingKey: device.signingKey, configuration: config,
                                 httpClient: client, environment: environment, logger: logger)
@@ -91,7 +91,7 @@ struct Upload: ParsableCommand {
             case .store: status = .storage
             default: status = .refused
             }
-            fail(CommandFailure(message: "\(failure); \(last.queued) records stay queued (nothing is lost)", status: status))
+            try fail(CommandFailure(message: "\(failure); \(last.queued) records stay queued (nothing is lost)", status: status))
         }
     }
 

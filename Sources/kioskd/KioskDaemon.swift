@@ -39,14 +39,7 @@ struct KioskDaemon: AsyncParsableCommand {
             print(names.joined(separator: "\n"))
             return
         }
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
-        let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let registry = bootstrapObservability()
         var logger = Logger(label: "kioskd")
         let dir = URL(fileURLWithPath: stateDir ?? ProcessInfo.processInfo.environment["BENEFIT_KIOSK_STATE_DIR"] ?? "/var/lib/benefit-kiosk")
         let device: Device
@@ -67,24 +60,7 @@ struct KioskDaemon: AsyncParsableCommand {
         let engine = Engine(kiosk: kiosk, feed: feed, filter: filter, logger: logger,
                             receipts: ReceiptDesk(device: device, paper: paper == "80" ? .mm80 : .mm58), traceAPDU: traceAPDU)
 
-        // Start-up: say what is pending; each resolves when its card is presented again.
-        for d in try device.store.pendingDeductions() where (Timestamp.date(d.createdAt) ?? .distantPast) < clock.now().addingTimeInterval(-60) {
-            logger.warning("pending deduction from before start-up: present the card to resolve it", metadata: [
-                "deduction": "\(d.id)", "card": "\(d.cardNumber.prefix(4))********\(d.cardNumber.suffix(4))", "since": "\(d.createdAt)"])
-        }
-        // The device certificate (card spec §5.2): warned about 30 days before it runs out;
-        // without a valid one every subsidy is device_retired.
-        if let warning = kiosk.certificateWarning(now: clock.now()) {
-            logger.warning("device certificate", metadata: ["warning": "\(warning)"])
-        }
-        if let why = try device.store.clockFloor().suspicion(at: clock.now()) {
-            logger.error("device clock suspect: no subsidies until it reads sensibly (kioskctl clock reset after setting it)", metadata: ["why": "\(why)"])
-        }
-        if let s = try device.store.installedSnapshot() {
-            logger.info("snapshot", metadata: ["id": "\(s.header.snapshotID)", "expires": "\(s.header.expiresAt)"])
-        } else {
-            logger.warning("no snapshot installed: every decision is snapshot_missing until kioskctl snapshot install")
-        }
+        try Self.logStartUpState(device: device, kiosk: kiosk, clock: clock, logger: logger)
 
         // Issue 20: a bill open when the last process stopped had its patient's identity number
         // only in that process's memory: it ends cancelled (kiosk_restarted), and the hospital
@@ -118,16 +94,7 @@ struct KioskDaemon: AsyncParsableCommand {
         services.append(ScreenURLService(session: session))
         let router = buildRouter(engine: engine, hub: hub, device: device, registry: registry, port: port, session: session,
                                  sync: extras.sync)
-        let readyLogger = logger
-        // Idle connections (no request in progress) close after 30 s; headers are bounded.
-        let app = QuietServer(router: router,
-                              server: .http1(configuration: .init(idleTimeout: .seconds(30), httpDecoderConfiguration: .init(
-                                  maxHeaderFieldSize: 8 * 1024, maxHeaderListSize: 16 * 1024, maxHeaderFieldCount: 64))),
-                              configuration: ServerConfiguration(address: .hostname("127.0.0.1", port: port), serverName: "kioskd"),
-                              onServerRunning: { channel in
-                                  readyLogger.notice("kioskd ready", metadata: ["http": "\(channel.localAddress?.description ?? "")"])
-                                  SDNotify.send("READY=1\nSTATUS=serving on 127.0.0.1")
-                              }, logger: logger)
+        let app = Self.httpServer(router: router, port: port, logger: logger)
         // Started in this order, shut down in reverse: the screen streams close first, then
         // the HTTP server drains, then the uploader and the reader watcher stop.
         let group = ServiceGroup(configuration: .init(services: services + [app, ScreenService(hub: hub, feed: feed)],
@@ -135,5 +102,54 @@ struct KioskDaemon: AsyncParsableCommand {
         try await group.run()
         SDNotify.send("STOPPING=1")
         logger.notice("kioskd stopped")
+    }
+
+    /// Bootstraps logging at `--log-level` (to standard error) and the Prometheus metrics; returns the registry.
+    private func bootstrapObservability() -> PrometheusCollectorRegistry {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        return registry
+    }
+
+    /// Logs what start-up finds: pending deductions, the certificate, the clock and the installed snapshot.
+    private static func logStartUpState(device: Device, kiosk: Kiosk, clock: KioskClock, logger: Logger) throws {
+        // Start-up: say what is pending; each resolves when its card is presented again.
+        for d in try device.store.pendingDeductions() where (Timestamp.date(d.createdAt) ?? .distantPast) < clock.now().addingTimeInterval(-60) {
+            logger.warning("pending deduction from before start-up: present the card to resolve it", metadata: [
+                "deduction": "\(d.id)", "card": "\(d.cardNumber.prefix(4))********\(d.cardNumber.suffix(4))", "since": "\(d.createdAt)"])
+        }
+        // The device certificate (card spec §5.2): warned about 30 days before it runs out;
+        // without a valid one every subsidy is device_retired.
+        if let warning = kiosk.certificateWarning(now: clock.now()) {
+            logger.warning("device certificate", metadata: ["warning": "\(warning)"])
+        }
+        if let why = try device.store.clockFloor().suspicion(at: clock.now()) {
+            logger.error("device clock suspect: no subsidies until it reads sensibly (kioskctl clock reset after setting it)", metadata: ["why": "\(why)"])
+        }
+        if let s = try device.store.installedSnapshot() {
+            logger.info("snapshot", metadata: ["id": "\(s.header.snapshotID)", "expires": "\(s.header.expiresAt)"])
+        } else {
+            logger.warning("no snapshot installed: every decision is snapshot_missing until kioskctl snapshot install")
+        }
+    }
+
+    /// The HTTP server on 127.0.0.1:`port` for `router`, which logs "kioskd ready" and tells systemd once it listens.
+    private static func httpServer(router: Router<BasicRequestContext>, port: Int, logger: Logger) -> QuietServer {
+        let readyLogger = logger
+        // Idle connections (no request in progress) close after 30 s; headers are bounded.
+        return QuietServer(router: router,
+                           server: .http1(configuration: .init(idleTimeout: .seconds(30), httpDecoderConfiguration: .init(
+                               maxHeaderFieldSize: 8 * 1024, maxHeaderListSize: 16 * 1024, maxHeaderFieldCount: 64))),
+                           configuration: ServerConfiguration(address: .hostname("127.0.0.1", port: port), serverName: "kioskd"),
+                           onServerRunning: { channel in
+                               readyLogger.notice("kioskd ready", metadata: ["http": "\(channel.localAddress?.description ?? "")"])
+                               SDNotify.send("READY=1\nSTATUS=serving on 127.0.0.1")
+                           }, logger: logger)
     }
 }

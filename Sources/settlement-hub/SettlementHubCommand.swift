@@ -6,7 +6,9 @@ import Hummingbird
 import HummingbirdTLS
 import Logging
 import ServiceLifecycle
-import SettlementHub
+import HubHTTP
+import HubStore
+import PlatformCommandLine
 
 /// `settlement-hub`: the reference settlement hub (upload spec §2–3, sync spec §2–3), for
 /// development, training and tests. Production hubs are the platform's.

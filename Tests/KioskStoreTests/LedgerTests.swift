@@ -85,7 +85,7 @@ import Testing
         let (id, _) = try deduct(d, bill: 10000, ref: "B1")
         let r = try d.store.commitDeduction(id, device: d.context, ack: ack, now: Fixture.now)[0]
         // Acknowledged after settled_through (01:59): the snapshot does not count it yet.
-        try d.store.markDelivered(recordID: r.recordID, status: "accepted", receivedAt: "2026-11-22T03:00:05Z", reason: nil)
+        try d.store.markDelivered(recordID: r.recordID, status: .accepted, receivedAt: "2026-11-22T03:00:05Z", reason: nil)
         #expect(try d.store.view(cardNumber: "3307820000000017", period: "2026")?.usage["HM-SUBSIDY"]?.localFen == 10000)
         // A newer snapshot settled through after it counts it in S; L drops it.
         var h = Fixture.vectorHeader

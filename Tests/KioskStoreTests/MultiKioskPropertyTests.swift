@@ -76,8 +76,8 @@ import VirtualCard
 
         func sync() throws {
             for k in kiosks {
-                for r in try k.store.records(status: "queued") {
-                    try k.store.markDelivered(recordID: r.recordID, status: "accepted", receivedAt: Timestamp.string(clock), reason: nil)
+                for r in try k.store.records(status: .queued) {
+                    try k.store.markDelivered(recordID: r.recordID, status: .accepted, receivedAt: Timestamp.string(clock), reason: nil)
                     let j = r.wire
                     if r.kind == .medicalSubsidy || r.kind == .subsidyReversal {
                         let original = r.kind == .medicalSubsidy ? j : try Self.reversed(j, in: k)

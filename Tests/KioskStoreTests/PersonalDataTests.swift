@@ -45,7 +45,7 @@ import Testing
         #expect(try store.record(stored.recordID)?.body == whole)
         #expect(try store.forgetExpired(now: answered.addingTimeInterval(30 * 86_400 + 1)).contactPhones == 1)
         let after = try #require(try store.record(stored.recordID))
-        #expect(after.body == raw && after.status == "accepted")
+        #expect(after.body == raw && after.status == .accepted)
         // Not in the database, not in its WAL: overwritten (secure_delete) and checkpointed.
         #expect(Self.files(path).firstRange(of: Array(Self.phone.utf8)) == nil, "the phone is still in the store's files")
     }
@@ -58,7 +58,7 @@ import Testing
         _ = try store.applyResults([DeliveryResult(recordID: stored.recordID, outcome: .rejected(reason: "bad_card_auth"))])
         #expect(try store.forgetExpired(now: t0.addingTimeInterval(29 * 86_400)).contactPhones == 0)
         #expect(try store.forgetExpired(now: t0.addingTimeInterval(30 * 86_400 + 1)).contactPhones == 1)
-        #expect(try store.record(stored.recordID)?.status == "rejected")
+        #expect(try store.record(stored.recordID)?.status == .rejected)
     }
 
     @Test("acknowledged records go 400 days after the hub received them, with their receipt lines; a record the hub never acknowledged is never deleted")
@@ -75,7 +75,7 @@ import Testing
         let f = try store.forgetExpired(now: t0.addingTimeInterval(400 * 86_400 + 1))
         #expect(f.records == 2)
         #expect(try store.record(acknowledged.recordID) == nil && store.record(legal.recordID) == nil)
-        #expect(try store.record(queued.recordID)?.status == "queued")
+        #expect(try store.record(queued.recordID)?.status == .queued)
         #expect(try store.forgetExpired(now: t0.addingTimeInterval(4000 * 86_400)).records == 0)
         // The schema refuses it too.
         #expect(throws: (any Error).self) { try store.pool.write { try $0.execute(sql: "DELETE FROM record WHERE record_id = ?", arguments: [queued.recordID]) } }

@@ -3,7 +3,8 @@ import GRDB
 import KioskCore
 import KioskStore
 @testable import Settlement
-import SettlementHub
+import HubHTTP
+import HubStore
 import Testing
 
 @Suite("A bill's records travel in one batch")

@@ -4,7 +4,9 @@ import Hummingbird
 import NIOCore
 import NIOPosix
 import Testing
-@testable import SettlementHub
+@testable import HubHTTP
+@testable import HubStore
+@testable import HubRules
 
 /// Issue 21 item 5: no blocking database call on an event loop or a request's task, and the
 /// PostgreSQL pool is postgres-nio's `PostgresClient`. Both engines (PostgreSQL when
@@ -160,7 +162,7 @@ import Testing
             #expect(failed.accepted == 0 && failed.rejected.isEmpty)
             let alerts = try device.store.records().filter { $0.body.contains("hub_refused_device") }
             #expect(alerts.isEmpty, "\(alerts.map(\.body))")
-            #expect(try device.store.records(status: "queued").count == queued.count)
+            #expect(try device.store.records(status: .queued).count == queued.count)
             try engine.write { try $0.execute("ALTER TABLE roster_entry_away RENAME TO roster_entry", arguments: []) }
             let drained = await uploader.drainOnce()
             #expect(drained.outcome == .drained && drained.accepted == queued.count, "\(drained)")

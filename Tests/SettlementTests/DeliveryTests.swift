@@ -57,7 +57,7 @@ struct DeliveryTests {
         ])
         #expect(applied.accepted == 2 && applied.rejected == 1 && applied.unchanged == 0)
         let after = try device.store.records(limit: 10)
-        #expect(after.map(\.status) == ["accepted", "accepted", "rejected", "queued"])
+        #expect(after.map(\.status) == [.accepted, .accepted, .rejected, .queued])
         #expect(after[0].receivedAt == "2026-11-22T03:00:02Z")
         #expect(after[1].receivedAt == "2026-11-22T03:00:01Z")
         #expect(after[2].rejectReason == "unknown_program" && after[2].receivedAt == nil)

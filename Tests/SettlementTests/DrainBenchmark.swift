@@ -4,7 +4,8 @@ import GRDB
 import KioskCore
 import KioskStore
 import Settlement
-import SettlementHub
+import HubHTTP
+import HubStore
 import Testing
 
 /// Queue drain rate: 10,000 queued records drained to the local hub (budget ≥ 5,000 records/s).

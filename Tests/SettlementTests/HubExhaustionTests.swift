@@ -6,7 +6,9 @@ import KioskCore
 import TestVectors
 import Testing
 @testable import Settlement
-@testable import SettlementHub
+@testable import HubHTTP
+@testable import HubStore
+@testable import HubRules
 
 /// A raw loopback connection, driven from a thread of its own (blocking calls off the pool).
 final class RawConnection: Sendable {

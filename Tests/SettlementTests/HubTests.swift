@@ -4,7 +4,9 @@ import KioskProtocol
 import Foundation
 import KioskStore
 @testable import Settlement
-@testable import SettlementHub
+@testable import HubHTTP
+@testable import HubStore
+@testable import HubRules
 import TestVectors
 import Testing
 

@@ -6,7 +6,9 @@ import KioskStore
 import TestVectors
 import Testing
 @testable import Publisher
-@testable import SettlementHub
+@testable import HubHTTP
+@testable import HubStore
+@testable import HubRules
 
 /// Issue 9: a delta reads only what changed since the latest publication (urgent changes go
 /// out within 60 s at any size), yet the chain of deltas must leave a kiosk holding exactly

@@ -1,7 +1,8 @@
 import Foundation
 import KioskCore
 import KioskStore
-import SettlementHub
+import HubHTTP
+import HubStore
 import TestVectors
 import Testing
 
@@ -102,7 +103,7 @@ struct KillTests {
             #expect(Set(held.map(\.recordID)).count == 60)
             #expect(held.map(\.body) == records.map(\.body))
             let kiosk = try device.store.records(limit: 100)
-            #expect(kiosk.allSatisfy { $0.status == "accepted" && $0.receivedAt != nil })
+            #expect(kiosk.allSatisfy { $0.status == .accepted && $0.receivedAt != nil })
         }
     }
 

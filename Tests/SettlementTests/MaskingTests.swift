@@ -3,7 +3,9 @@ import Foundation
 import Logging
 import Synchronization
 import Testing
-@testable import SettlementHub
+@testable import HubHTTP
+@testable import HubStore
+@testable import HubRules
 
 /// Every line logged, message and metadata, for a test to search.
 final class CapturedLog: Sendable {

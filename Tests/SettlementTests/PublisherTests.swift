@@ -7,7 +7,9 @@ import Publisher
 import TestVectors
 import Testing
 @testable import Settlement
-@testable import SettlementHub
+@testable import HubHTTP
+@testable import HubStore
+@testable import HubRules
 
 /// The platform loop (sync spec §5): signed roster changes in, S from stored records,
 /// signed snapshots out, synced by kiosks.

@@ -3,7 +3,9 @@ import KioskProtocol
 import Foundation
 import TestVectors
 import Testing
-@testable import SettlementHub
+@testable import HubHTTP
+@testable import HubStore
+@testable import HubRules
 
 /// The streamed roster import (`hub-publisher roster-import`): two passes over the file, the
 /// second applying a chunk at a time inside one transaction. Run on SQLite, and on

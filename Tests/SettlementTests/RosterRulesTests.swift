@@ -6,7 +6,9 @@ import Foundation
 import TestVectors
 import Testing
 @testable import Settlement
-@testable import SettlementHub
+@testable import HubHTTP
+@testable import HubStore
+@testable import HubRules
 
 /// Issue 21 item 4: a roster change is whole or refused (the roster loader's rules before
 /// anything is stored; a stored line that still fails is skipped, never stalls the roster),

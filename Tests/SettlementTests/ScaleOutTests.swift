@@ -6,7 +6,9 @@ import KioskStore
 import TestVectors
 import Testing
 @testable import Publisher
-@testable import SettlementHub
+@testable import HubHTTP
+@testable import HubStore
+@testable import HubRules
 
 /// Issue 12: several hub processes against one store. Each test runs on the engine of the
 /// run (SQLite, or PostgreSQL when `BK_TEST_POSTGRES` is set: the test command runs both).

@@ -4,7 +4,9 @@ import Foundation
 import TestVectors
 import Testing
 @testable import Publisher
-@testable import SettlementHub
+@testable import HubHTTP
+@testable import HubStore
+@testable import HubRules
 
 /// Issue 21 item 1: only signed inputs become signatures. A hub operator with database access
 /// (or the hub's own role, or the tables' owner) writes rows straight into the roster, the

@@ -7,7 +7,8 @@ import KioskCore
 import KioskStore
 import Logging
 import Settlement
-import SettlementHub
+import HubHTTP
+import HubStore
 import TestVectors
 import Testing
 

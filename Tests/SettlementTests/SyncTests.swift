@@ -8,7 +8,9 @@ import NIOCore
 @testable import Settlement
 import TestVectors
 import Testing
-@testable import SettlementHub
+@testable import HubHTTP
+@testable import HubStore
+@testable import HubRules
 
 /// Snapshot sync (sync spec §2–4) between the real hub on loopback and the kiosk's client.
 enum SyncCase {

@@ -3,7 +3,8 @@ import HummingbirdTLS
 import KioskCore
 import KioskStore
 @testable import Settlement
-import SettlementHub
+import HubHTTP
+import HubStore
 import TestVectors
 import Testing
 

@@ -3,7 +3,8 @@ import Glibc
 import KioskCore
 import KioskStore
 @testable import Settlement
-import SettlementHub
+import HubHTTP
+import HubStore
 import TestVectors
 import Testing
 
@@ -21,7 +22,7 @@ struct UploaderTests {
             #expect(summary.accepted == 7 && summary.duplicates == 0 && summary.rejected.isEmpty && summary.queued == 0)
             #expect(summary.requests == 1)
             let after = try device.store.records(limit: 100)
-            #expect(after.allSatisfy { $0.status == "accepted" && $0.receivedAt == "2026-11-22T03:01:00Z" })
+            #expect(after.allSatisfy { $0.status == .accepted && $0.receivedAt == "2026-11-22T03:01:00Z" })
             let held = try hub.hub.database.records(deviceID: Fixtures.deviceID)
             #expect(held.map(\.body) == records.map(\.body), "byte for byte what the kiosk stored")
             #expect(metrics.counter("settlement_records_accepted_total") == 7)
@@ -63,7 +64,7 @@ struct UploaderTests {
             let second = await uploader.drainOnce()
             #expect(second.outcome == .drained)
             #expect(second.accepted == 5 && second.duplicates == 5)
-            #expect(try device.store.records().allSatisfy { $0.status == "accepted" && $0.receivedAt == original })
+            #expect(try device.store.records().allSatisfy { $0.status == .accepted && $0.receivedAt == original })
             #expect(try hub.hub.database.recordCount() == 5)
             #expect(await uploader.failureStreak == 0)
         }
@@ -86,7 +87,7 @@ struct UploaderTests {
             #expect(summary.rejected.allSatisfy { $0.reason == "conflict" })
             #expect(summary.accepted == 3)
             let after = try reinstalled.store.records()
-            #expect(after.map(\.status) == ["rejected", "rejected", "rejected", "accepted", "accepted", "accepted"])
+            #expect(after.map(\.status) == [.rejected, .rejected, .rejected, .accepted, .accepted, .accepted])
             #expect(after.prefix(3).allSatisfy { $0.rejectReason == "conflict" && $0.receivedAt == nil })
             #expect(after.map(\.body) == records.map(\.body), "kept as made")
             #expect(metrics.counter("settlement_records_rejected_total") == 3)
@@ -217,7 +218,7 @@ struct UploaderTests {
             #expect(summary.failure == .recordTooLarge(recordID: big.recordID))
             #expect(summary.retryAfter == .seconds(1))
             #expect(summary.queued == 3)
-            #expect(try device.store.record(big.recordID)?.status == "queued")
+            #expect(try device.store.record(big.recordID)?.status == .queued)
         }
     }
 
@@ -323,7 +324,7 @@ struct UploaderTests {
             case .badTime: #expect(why == .badReceivedAt(recordID: "KSK-TEST-0001-1", value: "yesterday"))
             }
             #expect(s.retryAfter == .seconds(1))
-            #expect(try device.store.records().allSatisfy { $0.status == "queued" && $0.receivedAt == nil && $0.rejectReason == nil })
+            #expect(try device.store.records().allSatisfy { $0.status == .queued && $0.receivedAt == nil && $0.rejectReason == nil })
             // The hub did store them; the next honest answer says duplicate.
             let again = await uploader.drainOnce()
             #expect(again.accepted == 4 && again.duplicates == 4)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import HubStore
 
 /// Where the hub's data is: a SQLite file (the default, a district) or PostgreSQL (a province,
 /// several hub processes against one database, the published files in a shared folder).

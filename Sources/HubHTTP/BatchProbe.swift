@@ -1,6 +1,8 @@
 import Crypto
 import KioskProtocol
 import Foundation
+import HubRules
+import HubStore
 
 /// The properties a batch body must keep however it is made, checked from outside the module
 /// (the fuzzer, `Fuzz/`): a body the hub reads has its envelope's fields, every record's id

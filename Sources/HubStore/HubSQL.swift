@@ -1,4 +1,5 @@
 import Foundation
+import HubRules
 import GRDB
 import NIOPosix
 import Synchronization
@@ -161,7 +162,7 @@ public protocol SQLConnection {
 }
 
 /// `(?, ?), (?, ?)…`: `rows` tuples of `width` placeholders.
-func placeholderTuples(_ rows: Int, width: Int) -> String {
+package func placeholderTuples(_ rows: Int, width: Int) -> String {
     let one = "(" + Array(repeating: "?", count: width).joined(separator: ", ") + ")"
     return Array(repeating: one, count: rows).joined(separator: ", ")
 }
@@ -237,7 +238,7 @@ extension SQLConnection {
 /// threads of its own; the engines refuse a blocking call made anywhere else.
 public enum BlockingWork {
     /// Set for the whole of a request's handling (the hub's router middleware).
-    @TaskLocal static var onRequestTask = false
+    @TaskLocal package static var onRequestTask = false
 
     /// Threads for blocking database and file work, shared by every hub in the process.
     static let threads: NIOThreadPool = {
@@ -255,19 +256,19 @@ public enum BlockingWork {
     }()
 
     /// Runs `body` on the write threads.
-    static func offloadWrite<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    package static func offloadWrite<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await run(on: writeThreads, body)
     }
 
     /// Runs `body` on the blocking threads (no task-locals there: the guard passes). Runs
     /// to the end even if the request's task is cancelled meanwhile (a write half done is
     /// never left behind by a client that went away).
-    static func offload<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    package static func offload<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await run(on: threads, body)
     }
 
     /// `offload` for work that reports its own failures.
-    static func offload<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    package static func offload<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
         await withCheckedContinuation { continuation in
             threads.submit { _ in continuation.resume(returning: body()) }
         }
@@ -328,31 +329,31 @@ public protocol SQLEngine: Sendable {
 // MARK: SQLite (GRDB)
 
 /// The embedded engine: one SQLite file (GRDB `DatabasePool`, WAL, `synchronous = FULL`).
-final class SQLiteEngine: SQLEngine {
+package final class SQLiteEngine: SQLEngine {
     let pool: DatabasePool
     let path: String
-    var kind: SQLEngineKind { .sqlite }
+    package var kind: SQLEngineKind { .sqlite }
 
     init(pool: DatabasePool, path: String) {
         self.pool = pool
         self.path = path
     }
 
-    func read<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
+    package func read<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
         try BlockingWork.check()
         return try pool.read { db in try body(SQLiteConnection(db: db)) }
     }
 
-    func write<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
+    package func write<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
         try BlockingWork.check()
         return try pool.write { db in try body(SQLiteConnection(db: db)) }
     }
 
-    func writeAsync<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> T) async throws -> T {
+    package func writeAsync<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> T) async throws -> T {
         try await pool.write { db in try body(SQLiteConnection(db: db)) }
     }
 
-    func instantBetweenWrites(_ now: () -> Date) throws -> Date {
+    package func instantBetweenWrites(_ now: () -> Date) throws -> Date {
         try pool.writeWithoutTransaction { db in
             var t = Date()
             try db.inTransaction(.immediate) { t = now(); return .commit }
@@ -360,17 +361,17 @@ final class SQLiteEngine: SQLEngine {
         }
     }
 
-    func tryPublicationLease() throws -> (any SQLLease)? {
+    package func tryPublicationLease() throws -> (any SQLLease)? {
         try FileLease.take(path + ".publisher.lock")
     }
 
-    func publicationNotifications(_ onPublication: @escaping @Sendable () -> Void) -> (@Sendable () -> Void)? { nil }
+    package func publicationNotifications(_ onPublication: @escaping @Sendable () -> Void) -> (@Sendable () -> Void)? { nil }
 
-    func notifyPublication(_ connection: any SQLConnection) throws {}
+    package func notifyPublication(_ connection: any SQLConnection) throws {}
 }
 
 /// `flock` on a file beside the database: held while the process lives.
-final class FileLease: SQLLease {
+package final class FileLease: SQLLease {
     private let fd: Int32
     /// Closed once: a second `close` could close a descriptor the number was given to since.
     private let released = Atomic<Bool>(false)
@@ -386,14 +387,14 @@ final class FileLease: SQLLease {
         return FileLease(fd: fd)
     }
 
-    func isHeld() -> Bool { !released.load(ordering: .acquiring) }
-    func release() {
+    package func isHeld() -> Bool { !released.load(ordering: .acquiring) }
+    package func release() {
         guard released.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
         close(fd)
     }
 }
 
-struct SQLiteConnection: SQLConnection {
+package struct SQLiteConnection: SQLConnection {
     let db: Database
 
     static func arguments(_ values: [SQLValue]) -> StatementArguments {
@@ -407,7 +408,7 @@ struct SQLiteConnection: SQLConnection {
         })
     }
 
-    func execute(_ sql: String, arguments: [SQLValue]) throws {
+    package func execute(_ sql: String, arguments: [SQLValue]) throws {
         if arguments.isEmpty, sql.contains(";") {
             try db.execute(sql: sql)
         } else {
@@ -415,11 +416,11 @@ struct SQLiteConnection: SQLConnection {
         }
     }
 
-    func stream(_ sql: String, arguments: [SQLValue], _ body: (SQLRow) throws -> Void) throws {
+    package func stream(_ sql: String, arguments: [SQLValue], _ body: (SQLRow) throws -> Void) throws {
         try each(sql, arguments: arguments, body)
     }
 
-    func each(_ sql: String, arguments: [SQLValue], _ body: (SQLRow) throws -> Void) throws {
+    package func each(_ sql: String, arguments: [SQLValue], _ body: (SQLRow) throws -> Void) throws {
         let statement = try db.cachedStatement(sql: sql)
         let names = statement.columnNames
         let cursor = try Row.fetchCursor(statement, arguments: Self.arguments(arguments))

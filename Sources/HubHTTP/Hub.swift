@@ -1,6 +1,8 @@
 import Crypto
 import KioskProtocol
 import Foundation
+import HubRules
+import HubStore
 import Synchronization
 import HTTPTypes
 import Hummingbird
@@ -305,6 +307,8 @@ public final class SettlementHub: Sendable {
     /// Largest body read at all; anything between `limits.maxBytes` and this gets a tidy 413.
     static let readLimit = 8 << 20
 
+    /// `POST /v1/devices/{device_id}/batches`: the sender known before the body, the body read
+    /// and its signature checked, then the batch stored and answered record by record.
     func receive(_ request: Request, context: HubRequestContext, deviceID: String) async -> Response {
         let looked = await requestDevice(deviceID)
         // The roster unreadable: "try again", never "unknown device" (the kiosk would stop
@@ -329,15 +333,7 @@ public final class SettlementHub: Sendable {
             return Self.error(.contentTooLarge, "too_large", "the batch is \(length) bytes; at most \(limits.maxBytes)", close: true)
         }
         let bytes: [UInt8]
-        do {
-            // Read against the limit as it arrives: one byte over ends the read.
-            var buffer = try await request.body.collect(upTo: min(limits.maxBytes, Self.readLimit))
-            bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
-        } catch is NIOTooManyBytesError {
-            return Self.error(.contentTooLarge, "too_large", "the batch is larger than \(limits.maxBytes) bytes", close: true)
-        } catch {
-            return Self.error(.badRequest, "unreadable", "the body could not be read")
-        }
+        do { bytes = try await readBatchBody(request, limits: limits) } catch { return error.response }
         let fault: HubFaults.Failure? = number <= faults.failFirst ? faults.failure : nil
         if case .status(let status, let retryAfter)? = fault {
             var headers = HTTPFields()
@@ -363,33 +359,12 @@ public final class SettlementHub: Sendable {
         }
 
         let batch: Batch
-        do {
-            batch = try Batch(bytes, pathDeviceID: deviceID)
-        } catch let e as Batch.Malformed {
-            log.warning("malformed batch", metadata: ["why": "\(e.message)"])
-            return Self.error(.badRequest, "malformed", e.message)
-        } catch {
-            return Self.error(.badRequest, "malformed", "\(error)")
-        }
-        guard batch.records.count <= limits.maxRecords else {
-            return Self.error(.contentTooLarge, "too_many_records", "the batch has \(batch.records.count) records; at most \(limits.maxRecords)")
-        }
-
+        do { batch = try Self.readBatch(bytes, deviceID: deviceID, limits: limits, log: log) } catch { return error.response }
+        let fractional = faults.fractionalReceivedAt
+        let roster: Roster
+        do { roster = try await rosterForBatch(batch, log: log) } catch { return error.response }
         let results: [RecordResult]
         do {
-            let fractional = faults.fractionalReceivedAt
-            // The batch's view of the roster: every program and the cards it names (flat memory).
-            let cards = Set(batch.records.compactMap { $0.record?.medicalSubsidy?.cardNumber ?? $0.record?.legalAidApplication?.cardNumber })
-            let roster: Roster
-            do {
-                if let cached = view.cachedBatchRoster(cards: cards) { roster = cached } else {
-                    roster = try await BlockingWork.offload { try self.view.batchRoster(cards: cards) }
-                }
-            } catch {
-                // A card read as unknown would be refused for good (its first answer is kept).
-                log.error("cards unreadable: nothing stored", metadata: ["error": "\(error)"])
-                return Self.databaseUnavailable()
-            }
             results = try await database.store(batchID: batch.batchID, deviceID: deviceID, device: entry, roster: roster, sentAt: batch.sentAt,
                                                records: batch.records, consentStart: consentStart, now: now,
                                                format: { Timestamp.string($0, fractional: fractional) })
@@ -397,151 +372,11 @@ public final class SettlementHub: Sendable {
             log.error("cannot store the batch", metadata: ["error": "\(error)"])
             return Self.error(.internalServerError, "storage", "the hub could not store the batch")
         }
-        for r in results {
-            switch r.status {
-            case .rejected("seq_gap", let detail):
-                // The kiosk's queue is gapless: a gap means records lost or forged (upload spec §5 step 3).
-                log.error("sequence gap: records lost or forged", metadata: ["record_id": "\(r.recordID ?? "-")", "detail": "\(detail ?? "")"])
-            case .rejected(let reason, let detail):
-                log.notice("record rejected", metadata: ["record_id": "\(r.recordID ?? "-")", "reason": "\(reason)", "detail": "\(detail ?? "")"])
-            case .accepted(_, let flags) where !flags.isEmpty:
-                // Flags, not refusals: stored and counted, raised to the platform's operators.
-                log.warning("record accepted with flags", metadata: ["record_id": "\(r.recordID ?? "-")", "flags": "\(flags.joined(separator: ","))"])
-            default:
-                break
-            }
-        }
-        if faults.delay > .zero {
-            try? await Task.sleep(for: faults.delay)
-        }
-        switch fault {
-        case .storeThenStatus(let status)?:
-            return Self.error(HTTPResponse.Status(code: status), "injected", "test fault: stored, answer lost")
-        case .nonsense(let kind)?:
-            return Self.nonsense(kind, results)
-        default:
-            return Response(status: .ok, headers: [.contentType: "application/json"],
-                            body: .init(byteBuffer: ByteBuffer(bytes: Self.resultsJSON(results))))
-        }
-    }
-
-    /// A checked batch envelope and each record: its exact bytes and the `seq` its
-    /// `record_id` names. A batch is malformed (`400`, upload spec §5 step 1) unless every
-    /// record is a JSON object whose `record_id` is `<path device_id>-<seq>`.
-    struct Batch {
-        struct Malformed: Error { var message: String }
-        var batchID: String
-        var sentAt: String
-        var records: [IncomingRecord]
-
-        init(_ bytes: [UInt8], pathDeviceID: String) throws {
-            let members: [(key: String, value: Range<Int>)]
-            do { members = try StrictJSON.objectMembers(bytes) } catch let e as StrictJSON.SyntaxError {
-                throw Malformed(message: "the body is not a JSON object: \(e)")
-            }
-            var fields: [String: Range<Int>] = [:]
-            for m in members {
-                guard fields[m.key] == nil else { throw Malformed(message: "duplicate member \"\(m.key)\"") }
-                fields[m.key] = m.value
-            }
-            func string(_ name: String) throws -> String {
-                guard let r = fields[name], let s = try? JSONSerialization.jsonObject(with: Data(bytes[r]), options: [.fragmentsAllowed]) as? String,
-                      !s.isEmpty else { throw Malformed(message: "\(name) must be a non-empty string") }
-                return s
-            }
-            batchID = try string("batch_id")
-            let deviceID = try string("device_id")
-            guard deviceID == pathDeviceID else { throw Malformed(message: "device_id \(deviceID) differs from the path's \(pathDeviceID)") }
-            sentAt = try string("sent_at")
-            guard Timestamp.date(sentAt) != nil else { throw Malformed(message: "sent_at must be an RFC 3339 time") }
-            guard let r = fields["records"], let elements = try StrictJSON.arrayElements(bytes, in: r) else {
-                throw Malformed(message: "records must be an array")
-            }
-            records = try elements.enumerated().map { i, range in
-                let record = Array(bytes[range])
-                guard let object = try? JSONSerialization.jsonObject(with: Data(record)) as? [String: Any] else {
-                    throw Malformed(message: "record \(i) is not a JSON object")
-                }
-                guard let recordID = object["record_id"] as? String else { throw Malformed(message: "record \(i) has no record_id") }
-                guard let seq = RecordRules.sequence(recordID: recordID, deviceID: pathDeviceID) else {
-                    throw Malformed(message: "record \(i): record_id \(recordID) is not <\(pathDeviceID)>-<seq>: not a record of the signing device")
-                }
-                return IncomingRecord(bytes: record, sha256: Hex.encode(SHA256.hash(data: record)), recordID: recordID, seq: seq, object: object)
-            }
-        }
+        Self.logResults(results, log: log)
+        return await Self.batchAnswer(results, fault: fault, delay: faults.delay)
     }
 
     // MARK: answers
-
-    static func resultsJSON(_ results: [RecordResult]) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(results.count * 96 + 16)
-        out.append(contentsOf: #"{"results":["#.utf8)
-        for (i, r) in results.enumerated() {
-            if i > 0 { out.append(UInt8(ascii: ",")) }
-            out.append(contentsOf: #"{"record_id":"#.utf8)
-            if let id = r.recordID { JSONText.appendString(id, to: &out) } else { out.append(contentsOf: "null".utf8) }
-            func appendFlags(_ flags: [String]) {
-                guard !flags.isEmpty else { return }
-                out.append(contentsOf: #","flags":["#.utf8)
-                for (k, f) in flags.enumerated() {
-                    if k > 0 { out.append(UInt8(ascii: ",")) }
-                    JSONText.appendString(f, to: &out)
-                }
-                out.append(UInt8(ascii: "]"))
-            }
-            switch r.status {
-            case .accepted(let at, let flags):
-                out.append(contentsOf: #","status":"accepted","received_at":"#.utf8)
-                JSONText.appendString(at, to: &out)
-                appendFlags(flags)
-            case .duplicate(let at, let flags):
-                out.append(contentsOf: #","status":"duplicate","received_at":"#.utf8)
-                JSONText.appendString(at, to: &out)
-                appendFlags(flags)
-            case .rejected(let reason, let detail):
-                out.append(contentsOf: #","status":"rejected","reason":"#.utf8)
-                JSONText.appendString(reason, to: &out)
-                if let detail {
-                    out.append(contentsOf: #","detail":"#.utf8)
-                    JSONText.appendString(detail, to: &out)
-                }
-            }
-            out.append(UInt8(ascii: "}"))
-        }
-        out.append(contentsOf: "]}".utf8)
-        return out
-    }
-
-    static func nonsense(_ kind: HubFaults.Nonsense, _ results: [RecordResult]) -> Response {
-        var results = results
-        let body: [UInt8]
-        switch kind {
-        case .wrongCount:
-            if !results.isEmpty { results.removeLast() }
-            body = resultsJSON(results)
-        case .wrongIDs:
-            results = results.map { var r = $0; r.recordID = ($0.recordID ?? "") + "x"; return r }.reversed()
-            body = resultsJSON(results)
-        case .notJSON:
-            body = Array("<html><body>Gateway says hello</body></html>".utf8)
-        case .unknownStatus:
-            body = Array(String(decoding: resultsJSON(results), as: UTF8.self)
-                .replacingOccurrences(of: #""status":"accepted""#, with: #""status":"stored""#)
-                .replacingOccurrences(of: #""status":"duplicate""#, with: #""status":"stored""#).utf8)
-        case .badTime:
-            results = results.map { r in
-                var r = r
-                switch r.status {
-                case .accepted, .duplicate: r.status = .accepted(receivedAt: "yesterday", flags: [])
-                case .rejected: break
-                }
-                return r
-            }
-            body = resultsJSON(results)
-        }
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
-    }
 
     /// `503 database_error` with `Retry-After: 30`: the database could not be read or written;
     /// nothing was stored, and the same request later gets the real answer.

@@ -1,4 +1,5 @@
 import Foundation
+import HubRules
 import Synchronization
 
 /// The hub's roster in flat memory (issue 21 item 5). A hub process no longer builds its
@@ -12,8 +13,8 @@ import Synchronization
 /// whole cache, after a change larger than half of it). A lookup that began before an
 /// eviction does not put what it read into the cache (an epoch guards it), so a cached entry
 /// is never older than the last look.
-final class RosterView: Sendable {
-    struct State {
+package final class RosterView: Sendable {
+    package struct State {
         var base: Roster
         var programs: [String: Roster.Program] = [:]
         /// nil inside: looked up, none (a card or device the roster does not hold).
@@ -40,29 +41,29 @@ final class RosterView: Sendable {
     let capacity: Int
     private let state: Mutex<State>
 
-    init(database: HubDatabase, base: Roster, capacity: Int = 100_000) {
+    package init(database: HubDatabase, base: Roster, capacity: Int = 100_000) {
         self.database = database
         self.capacity = capacity
         state = Mutex(State(base: base, programs: base.programs))
     }
 
     /// The start roster (files, options); setting it empties the cache.
-    var base: Roster {
+    package var base: Roster {
         get { state.withLock { $0.base } }
         set { state.withLock { $0 = State(base: newValue, programs: newValue.programs, epoch: $0.epoch + 1) } }
     }
 
-    var cacheCounts: (devices: Int, cards: Int) { state.withLock { ($0.devices.count, $0.cards.count) } }
+    package var cacheCounts: (devices: Int, cards: Int) { state.withLock { ($0.devices.count, $0.cards.count) } }
 
     var programs: [String: Roster.Program] { state.withLock { $0.programs } }
 
     /// A device as the roster holds it now (nil: unknown, or the database cannot be read:
     /// fail closed). For tools and tests; requests use `lookUpDevice`.
-    func device(_ id: String) -> Roster.Device? { (try? lookUpDevice(id)) ?? nil }
+    package func device(_ id: String) -> Roster.Device? { (try? lookUpDevice(id)) ?? nil }
 
     /// A device as the roster holds it now (nil: unknown).
     /// - Throws: when the database cannot be read: the caller answers 503, never "unknown".
-    func lookUpDevice(_ id: String) throws -> Roster.Device? {
+    package func lookUpDevice(_ id: String) throws -> Roster.Device? {
         let (hit, epoch, base) = state.withLock { ($0.devices[id], $0.epoch, $0.base[id]) }
         if let hit { return hit }
         let stored = try database.rosterEntries(type: "device", keys: [id])
@@ -75,7 +76,7 @@ final class RosterView: Sendable {
 
     /// The cards of `numbers` the roster holds (absent: unknown, or not readable). For tools
     /// and tests; requests use `lookUpCards`.
-    func cards(_ numbers: Set<String>) -> [String: Roster.Card] { (try? lookUpCards(numbers)) ?? [:] }
+    package func cards(_ numbers: Set<String>) -> [String: Roster.Card] { (try? lookUpCards(numbers)) ?? [:] }
 
     /// The cards of `numbers` the roster holds (absent: unknown), in one query for those not cached.
     /// - Throws: when the database cannot be read (a card read as unknown would be refused for good).
@@ -108,7 +109,7 @@ final class RosterView: Sendable {
     /// A device the cache holds, while the roster was looked at less than a second ago: a
     /// request may take it on its own task (no database read). Nil: look it up
     /// (`lookUpDevice`, on the blocking threads).
-    func cachedDevice(_ id: String) -> Roster.Device? {
+    package func cachedDevice(_ id: String) -> Roster.Device? {
         let now = ContinuousClock.now
         return state.withLock { s -> Roster.Device? in
             guard s.isFresh(at: now) else { return nil }
@@ -118,7 +119,7 @@ final class RosterView: Sendable {
 
     /// `batchRoster` from the cache alone, when it holds every card named (or none is) and
     /// the roster was looked at less than a second ago; nil: look them up.
-    func cachedBatchRoster(cards numbers: Set<String>) -> Roster? {
+    package func cachedBatchRoster(cards numbers: Set<String>) -> Roster? {
         let now = ContinuousClock.now
         return state.withLock { s -> Roster? in
             guard s.isFresh(at: now) else { return nil }
@@ -133,7 +134,7 @@ final class RosterView: Sendable {
 
     /// A small roster for one batch's checks: every program, and the cards it names.
     /// - Throws: when the database cannot be read.
-    func batchRoster(cards numbers: Set<String>) throws -> Roster {
+    package func batchRoster(cards numbers: Set<String>) throws -> Roster {
         Roster(programs: programs, cards: try lookUpCards(numbers))
     }
 
@@ -150,7 +151,7 @@ final class RosterView: Sendable {
     /// forced): the changed keys evicted, the programs read again; nil when nothing moved,
     /// else how many changed entries were seen (nil inside: too many, the cache emptied) and
     /// the lines the loader refused among the programs.
-    func refresh(force: Bool = false) throws -> (mark: Int64, changed: Int?, skipped: [String])? {
+    package func refresh(force: Bool = false) throws -> (mark: Int64, changed: Int?, skipped: [String])? {
         let now = ContinuousClock.now
         let due = state.withLock { s -> Bool in
             if s.refreshing || (!force && s.isFresh(at: now)) { return false }

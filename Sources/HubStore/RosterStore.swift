@@ -1,6 +1,7 @@
 import Crypto
 import KioskProtocol
 import Foundation
+import HubRules
 
 /// A roster key the hub and the publisher trust, and the regions it may change (issue 21 item 4).
 public struct RosterKey: Sendable, Equatable {
@@ -236,7 +237,7 @@ public struct RosterChange: Sendable, Equatable {
         return o
     }
 
-    static func header(_ line: ArraySlice<UInt8>) throws(Refusal) -> (region: String, changeID: String, issuedAt: String, keyID: String) {
+    package static func header(_ line: ArraySlice<UInt8>) throws(Refusal) -> (region: String, changeID: String, issuedAt: String, keyID: String) {
         let header = try object(line, 1)
         guard header["type"] as? String == "header", header["format"] as? String == "roster-change",
               JSONInteger.value(header["format_version"]) == 1 else {
@@ -326,7 +327,7 @@ extension RosterChange {
 /// `JSONSpans`) with no whitespace between tokens, no backslash anywhere (so every string is
 /// its bytes), its keys in strictly ascending byte order (so each once), and values that
 /// are strings, numbers, literals or flat arrays of those. Nil for anything else.
-struct CanonicalLine {
+package struct CanonicalLine {
     private let bytes: [UInt8]
     private let members: [String: Range<Int>]
 

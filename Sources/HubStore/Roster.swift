@@ -1,6 +1,7 @@
 import Crypto
 import KioskProtocol
 import Foundation
+import HubRules
 
 /// What the hub knows of the region (snapshot spec v2 §1 records, as the platform's roster
 /// holds them): programs, devices with their institution and status, persons, and cards with

@@ -6,18 +6,18 @@ import Foundation
 /// `record_id` (already known to name the signing device, upload spec §5 step 1) and the
 /// `seq` that id carries, and either the record (the shared `SettlementRecord` model) or
 /// why its structure is refused (upload spec §1, checked on the raw object at parse time).
-struct IncomingRecord: Sendable {
-    var bytes: [UInt8]
-    var sha256: String
-    var recordID: String
+package struct IncomingRecord: Sendable {
+    package var bytes: [UInt8]
+    package var sha256: String
+    package var recordID: String
     /// The `<seq>` of `<device_id>-<seq>`: the record's place in the device's stream.
-    var seq: Int64
+    package var seq: Int64
     /// The record, or the refusal of its structure (`missing_fields`, `bad_fields`, …).
-    var decoded: Result<SettlementRecord, Refusal>
+    package var decoded: Result<SettlementRecord, Refusal>
 
     /// Reads one record object: its structure checked strictly on the raw JSON object
     /// (`RecordRules.structure`), then the model decoded from its bytes.
-    init(bytes: [UInt8], sha256: String, recordID: String, seq: Int64, object: [String: Any]) {
+    package init(bytes: [UInt8], sha256: String, recordID: String, seq: Int64, object: [String: Any]) {
         self.bytes = bytes
         self.sha256 = sha256
         self.recordID = recordID
@@ -31,53 +31,58 @@ struct IncomingRecord: Sendable {
         }
     }
 
-    var record: SettlementRecord? { try? decoded.get() }
-    var structureRefusal: Refusal? { if case .failure(let r) = decoded { return r } else { return nil } }
-    var kind: RecordKind? { record?.kind }
+    package var record: SettlementRecord? { try? decoded.get() }
+    package var structureRefusal: Refusal? { if case .failure(let r) = decoded { return r } else { return nil } }
+    package var kind: RecordKind? { record?.kind }
 }
 
 /// A refusal: the spec's `reason` and a `detail` for people.
-struct Refusal: Sendable, Equatable, Error {
-    var reason: String
-    var detail: String?
+package struct Refusal: Sendable, Equatable, Error {
+    package var reason: String
+    package var detail: String?
     /// The detail is masked (issue 21 item 6): it is stored with the answer, logged and sent
     /// back; a card number or person reference in it shows its ends only.
-    init(_ reason: String, _ detail: String? = nil) {
+    package init(_ reason: String, _ detail: String? = nil) {
         self.reason = reason
         self.detail = detail.map(Masking.text)
     }
 }
 
 /// A `medical_subsidy` record's fields (upload spec §1): the shared model's.
-typealias SubsidyFields = SettlementRecord.MedicalSubsidy
+package typealias SubsidyFields = SettlementRecord.MedicalSubsidy
 
 extension SettlementRecord.MedicalSubsidy {
     /// The records of one bill: one card write (same card, same `card_sequence`) for one
     /// `bill_reference`. A bill subsidised again after a reversal is a new write, a new bill group.
-    var billKey: BillKey { BillKey(billReference: billReference, cardNumber: cardNumber, cardSequence: cardSequence) }
+    package var billKey: BillKey { BillKey(billReference: billReference, cardNumber: cardNumber, cardSequence: cardSequence) }
 }
 
-struct BillKey: Hashable, Sendable {
-    var billReference: String
-    var cardNumber: String
-    var cardSequence: Int64
+package struct BillKey: Hashable, Sendable {
+    package var billReference: String
+    package var cardNumber: String
+    package var cardSequence: Int64
 }
 
 /// One program's part of a bill, as a batch or the hub's store states it.
-struct BillPart: Sendable, Equatable {
-    var recordID: String
-    var billFen: Int64
-    var patientPaysFen: Int64
-    var subsidyFen: Int64
+package struct BillPart: Sendable, Equatable {
+    package var recordID: String
+    package var billFen: Int64
+    package var patientPaysFen: Int64
+    package var subsidyFen: Int64
+
+    /// One record's share of a bill.
+    package init(recordID: String, billFen: Int64, patientPaysFen: Int64, subsidyFen: Int64) {
+        self.recordID = recordID; self.billFen = billFen; self.patientPaysFen = patientPaysFen; self.subsidyFen = subsidyFen
+    }
 }
 
 /// Upload spec §1 (what a record holds) and the pure parts of §5 (what it may say).
 public enum RecordRules {
-    enum FieldType { case string, integer, boolean }
+    package enum FieldType { case string, integer, boolean }
 
-    static let common: [(String, FieldType)] = [("record_id", .string), ("seq", .integer), ("kind", .string), ("created_at", .string)]
+    package static let common: [(String, FieldType)] = [("record_id", .string), ("seq", .integer), ("kind", .string), ("created_at", .string)]
 
-    static let kinds: [String: [(String, FieldType)]] = [
+    package static let kinds: [String: [(String, FieldType)]] = [
         "medical_subsidy": [
             ("card_number", .string), ("person_ref", .string), ("program", .string), ("period", .string),
             ("bill_reference", .string), ("bill_fen", .integer), ("subsidy_fen", .integer), ("patient_pays_fen", .integer),
@@ -92,7 +97,7 @@ public enum RecordRules {
 
     /// Step 1, per record: the `seq` in a `record_id` of the device `deviceID`
     /// (`<device_id>-<seq>`, seq a positive decimal without leading zeros), or nil.
-    static func sequence(recordID: String, deviceID: String) -> Int64? {
+    package static func sequence(recordID: String, deviceID: String) -> Int64? {
         let prefix = deviceID + "-"
         guard recordID.hasPrefix(prefix) else { return nil }
         let digits = recordID.utf8.dropFirst(prefix.utf8.count)
@@ -103,7 +108,7 @@ public enum RecordRules {
 
     /// What every record and its kind must hold (upload spec §1), checked before the
     /// content: `missing_fields`, `bad_fields`, `unknown_kind`, `bad_created_at`, `bad_record_id`.
-    static func structure(_ o: [String: Any], recordID: String, seq: Int64) -> Refusal? {
+    package static func structure(_ o: [String: Any], recordID: String, seq: Int64) -> Refusal? {
         var missing: [String] = []
         var wrong: [String] = []
         func field(_ name: String, _ type: FieldType) {
@@ -142,7 +147,7 @@ public enum RecordRules {
     /// A program's used figures: at most 9,000,000,000,000 fen (snapshot spec's bound on `used_fen`).
     public static let maximumUsedFen: Int64 = 9_000_000_000_000
 
-    static func amounts(_ s: SubsidyFields, bill: [BillPart]) -> Refusal? {
+    package static func amounts(_ s: SubsidyFields, bill: [BillPart]) -> Refusal? {
         let named = [("bill_fen", s.billFen), ("subsidy_fen", s.subsidyFen), ("patient_pays_fen", s.patientPaysFen),
                      ("used_before_fen", s.usedBeforeFen), ("used_after_fen", s.usedAfterFen)]
         if let negative = named.first(where: { $0.1 < 0 }) { return Refusal("bad_amounts", "\(negative.0) is negative") }
@@ -178,7 +183,7 @@ public enum RecordRules {
 
     /// "USAGE-ACK-V2" ‖ card number (16 ASCII bytes) ‖ DF43 (4 bytes, big-endian) ‖ DF48 (16 bytes): what the card signs
     /// when it takes a write (card spec §5.4). Nil when the record's fields cannot make it.
-    static func ackMessage(cardNumber: String, cardSequence: Int64, cardChallenge: String) -> [UInt8]? {
+    package static func ackMessage(cardNumber: String, cardSequence: Int64, cardChallenge: String) -> [UInt8]? {
         let number = Array(cardNumber.utf8)
         guard number.count == 16, number.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
               (0...Int64(UInt32.max)).contains(cardSequence), let challenge = Hex.decode(cardChallenge), challenge.count == 16 else { return nil }
@@ -187,7 +192,7 @@ public enum RecordRules {
 
     /// `bad_card_ack`: the record's `card_ack` verifies with the card's roster key over the
     /// acknowledgement of the write the record names.
-    static func cardAck(_ s: SubsidyFields, cardKey: [UInt8]?) -> Refusal? {
+    package static func cardAck(_ s: SubsidyFields, cardKey: [UInt8]?) -> Refusal? {
         guard let cardKey, let key = try? Curve25519.Signing.PublicKey(rawRepresentation: cardKey) else {
             return Refusal("bad_card_ack", "the roster has no public key for card \(s.cardNumber)")
         }
@@ -207,7 +212,7 @@ public enum RecordRules {
     /// a legal-aid application verifies with the card's roster key over "CARD-AUTH-V2" ‖ card
     /// number ‖ SHA-256(the challenge's preimage, from every field as the record carries it) ‖
     /// the 32 bytes of `card_usage_digest`. nil: it does.
-    static func cardAuth(_ l: SettlementRecord.LegalAidApplication, deviceID: String, createdAt: String, cardKey: [UInt8]?) -> Refusal? {
+    package static func cardAuth(_ l: SettlementRecord.LegalAidApplication, deviceID: String, createdAt: String, cardKey: [UInt8]?) -> Refusal? {
         guard let auth = l.cardAuth, let digestText = l.cardUsageDigest else {
             return Refusal("bad_card_auth", "card_auth and card_usage_digest are required: without the card, no device files for its holder")
         }
@@ -232,7 +237,7 @@ public enum RecordRules {
 
     /// Step 5: `time_suspect` when `created_at` is more than 400 days before or 10 minutes
     /// after the hub's clock.
-    static func timeSuspect(createdAt: String, now: Date) -> Bool {
+    package static func timeSuspect(createdAt: String, now: Date) -> Bool {
         guard let created = Timestamp.date(createdAt) else { return true }
         return created < now.addingTimeInterval(-400 * 86_400) || created > now.addingTimeInterval(600)
     }
@@ -240,10 +245,10 @@ public enum RecordRules {
 
     /// A JSON integer: written without fraction or exponent, within Int64 (`1.0`, `1e3` and
     /// `true` are not integers), as the kiosk's own readers hold it (`JSONInteger`).
-    static func integer(_ v: Any?) -> Int64? { JSONInteger.value(v) }
+    package static func integer(_ v: Any?) -> Int64? { JSONInteger.value(v) }
 
     /// A JSON `true`/`false` (Foundation gives NSNumbers; a boolean's type code is "c").
-    static func isBoolean(_ v: Any) -> Bool {
+    package static func isBoolean(_ v: Any) -> Bool {
         guard let n = v as? NSNumber else { return false }
         return n.objCType.pointee == 0x63
     }

@@ -1,6 +1,8 @@
 import Crypto
 import KioskProtocol
 import Foundation
+import HubRules
+import HubStore
 import HTTPTypes
 import Hummingbird
 import NIOCore

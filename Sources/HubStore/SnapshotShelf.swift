@@ -1,6 +1,7 @@
 import Crypto
 import KioskProtocol
 import Foundation
+import HubRules
 import Synchronization
 
 /// One published snapshot file as the hub serves it (sync spec §2–3).
@@ -144,18 +145,7 @@ extension HubDatabase {
             size = total
         } catch let e as PublishError { throw e } catch { throw PublishError.unreadable("\(error)") }
 
-        func text(_ key: String) throws -> String {
-            guard let v = header[key] as? String, !v.isEmpty else { throw PublishError.badHeader("\(key) is missing or not a string") }
-            return v
-        }
-        guard header["type"] as? String == "header" else { throw PublishError.badHeader("the first line is not a header") }
-        let id = try text("snapshot_id"), region = try text("region"), kind = try text("kind"), issuedAt = try text("issued_at")
-        guard Identifiers.isSyncName(id), Identifiers.isSyncName(region) else { throw PublishError.badHeader("snapshot_id or region has characters a URL cannot carry") }
-        guard kind == "full" || kind == "delta" else { throw PublishError.badHeader("kind \(kind) is neither full nor delta") }
-        guard Timestamp.date(issuedAt) != nil else { throw PublishError.badHeader("issued_at is not an RFC 3339 time") }
-        let base = header["base_snapshot_id"] as? String
-        if kind == "delta", base == nil { throw PublishError.badHeader("a delta without base_snapshot_id") }
-
+        let (id, region, kind, issuedAt, base) = try Self.publicationFields(header)
         let target = shelf.appendingPathComponent("\(id).jsonl")
         return try engine.write { c in
             if let existing = try c.row("SELECT * FROM hub_snapshot WHERE snapshot_id = ?", id).map(PublishedSnapshot.init) {
@@ -187,6 +177,24 @@ extension HubDatabase {
             }
             return try PublishedSnapshot(row)
         }
+    }
+
+    /// The header's fields a publication needs, checked in order: `type`, `snapshot_id`,
+    /// `region`, `kind`, `issued_at`, and a delta's `base_snapshot_id`.
+    private static func publicationFields(_ header: [String: Any]) throws
+        -> (id: String, region: String, kind: String, issuedAt: String, base: String?) {
+        func text(_ key: String) throws -> String {
+            guard let v = header[key] as? String, !v.isEmpty else { throw PublishError.badHeader("\(key) is missing or not a string") }
+            return v
+        }
+        guard header["type"] as? String == "header" else { throw PublishError.badHeader("the first line is not a header") }
+        let id = try text("snapshot_id"), region = try text("region"), kind = try text("kind"), issuedAt = try text("issued_at")
+        guard Identifiers.isSyncName(id), Identifiers.isSyncName(region) else { throw PublishError.badHeader("snapshot_id or region has characters a URL cannot carry") }
+        guard kind == "full" || kind == "delta" else { throw PublishError.badHeader("kind \(kind) is neither full nor delta") }
+        guard Timestamp.date(issuedAt) != nil else { throw PublishError.badHeader("issued_at is not an RFC 3339 time") }
+        let base = header["base_snapshot_id"] as? String
+        if kind == "delta", base == nil { throw PublishError.badHeader("a delta without base_snapshot_id") }
+        return (id, region, kind, issuedAt, base)
     }
 
     /// The snapshot `id` as published for `region` (sync spec §3: the file a kiosk fetches);
@@ -238,7 +246,7 @@ extension HubDatabase {
 /// on SQLite), and on PostgreSQL a LISTEN on `hub_publication` wakes it at once (the poll
 /// then runs only every 5 s, in case the listening connection is down). A waiting request
 /// is a suspended task, not a thread.
-final class PublicationWatch: Sendable {
+package final class PublicationWatch: Sendable {
     private let mark = Atomic<Int64>(0)
     private let polling = Atomic<Bool>(false)
     private let closing = Atomic<Bool>(false)
@@ -247,7 +255,7 @@ final class PublicationWatch: Sendable {
     private let stopListening = Mutex<(@Sendable () -> Void)?>(nil)
 
     /// - Parameter pollEvery: how often the mark is read while anyone waits (nil: the engine's default).
-    init(database: HubDatabase, pollEvery: Duration? = nil) {
+    package init(database: HubDatabase, pollEvery: Duration? = nil) {
         self.database = database
         self.pollEvery = pollEvery ?? (database.kind == .postgres ? .seconds(5) : .milliseconds(500))
         mark.store((try? database.publicationMark()) ?? 0, ordering: .relaxed)
@@ -258,17 +266,17 @@ final class PublicationWatch: Sendable {
     /// Called after an in-process publication: waiters see it at once.
     func bump() { if let m = try? database.publicationMark() { mark.store(m, ordering: .releasing) } }
 
-    var current: Int64 { mark.load(ordering: .acquiring) }
+    package var current: Int64 { mark.load(ordering: .acquiring) }
 
     /// The hub is shutting down: long polls answer now instead of holding the shutdown up.
-    func close() {
+    package func close() {
         closing.store(true, ordering: .releasing)
         stopListening.withLock { $0?(); $0 = nil }
     }
-    var isClosing: Bool { closing.load(ordering: .acquiring) }
+    package var isClosing: Bool { closing.load(ordering: .acquiring) }
 
     /// Returns when the mark differs from `seen` or at `deadline`, whichever comes first.
-    func wait(since seen: Int64, until deadline: ContinuousClock.Instant) async {
+    package func wait(since seen: Int64, until deadline: ContinuousClock.Instant) async {
         startPolling()
         while current == seen, ContinuousClock.now < deadline, !Task.isCancelled, !isClosing {
             try? await Task.sleep(for: min(.milliseconds(250), deadline - ContinuousClock.now))

@@ -1,4 +1,5 @@
 import Foundation
+import HubRules
 import Logging
 import NIOCore
 import NIOPosix
@@ -146,11 +147,11 @@ public struct PostgresFailure: Error, CustomStringConvertible {
 /// Runs the PostgreSQL pool's tasks on a thread of its own, never Swift's cooperative pool:
 /// a thread that waits for a connection (the storage calls are synchronous) then never
 /// starves the tasks that hand connections out.
-final class PostgresPoolExecutor: TaskExecutor {
+package final class PostgresPoolExecutor: TaskExecutor {
     static let shared = PostgresPoolExecutor()
     private let queue = DispatchQueue(label: "settlement.hub.postgres.pool")
 
-    func enqueue(_ job: consuming ExecutorJob) {
+    package func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
         let executor = asUnownedTaskExecutor()
         queue.async { job.runSynchronously(on: executor) }
@@ -161,7 +162,7 @@ final class PostgresPoolExecutor: TaskExecutor {
 /// alive, run as a service), used from blocking code (the hub's storage calls are synchronous,
 /// as with SQLite) on threads that are neither an event loop nor a request's task
 /// (`BlockingWork`); asynchronous writes run on those threads.
-final class PostgresEngine: SQLEngine {
+package final class PostgresEngine: SQLEngine {
     /// Advisory locks ("BKWR", "BKPB", "BKMG", each with the schema's hash as second key, so
     /// two platforms, or two tests, in one database never wait for each other): the write
     /// lock every write transaction takes, the publication lock, and the migration lock.
@@ -180,7 +181,7 @@ final class PostgresEngine: SQLEngine {
     /// this class, whose init throws, crashes the 6.3 optimiser).
     private static let nextID = Atomic<Int>(1)
     private let logger: Logger
-    var kind: SQLEngineKind { .postgres }
+    package var kind: SQLEngineKind { .postgres }
 
     init(location: PostgresLocation, logger: Logger = Logger(label: "settlement.hub.postgres")) throws {
         self.location = location
@@ -233,8 +234,8 @@ final class PostgresEngine: SQLEngine {
     }
 
     /// A statement's connection closed before it was answered.
-    struct ConnectionClosed: Error, CustomStringConvertible {
-        var description: String { "the PostgreSQL connection closed before the statement was answered" }
+    package struct ConnectionClosed: Error, CustomStringConvertible {
+        package var description: String { "the PostgreSQL connection closed before the statement was answered" }
     }
 
     static func connect(_ location: PostgresLocation, id: Int, logger: Logger) throws -> PostgresConnection {
@@ -255,7 +256,7 @@ final class PostgresEngine: SQLEngine {
     /// across the synchronous caller's transaction). postgres-nio's rule that the connection
     /// must not escape `withConnection` holds in time: its closure stays suspended until
     /// `release` is finished, and `run` uses the connection only before that.
-    struct Lease {
+    package struct Lease {
         let connection: PostgresConnection
         let release: AsyncStream<Void>.Continuation
     }
@@ -307,22 +308,22 @@ final class PostgresEngine: SQLEngine {
         }
     }
 
-    func read<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
+    package func read<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
         try run(begin: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") { try body($0) }
     }
 
-    func write<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
+    package func write<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
         try run(begin: "BEGIN") { tx in
             try tx.execute("SELECT pg_advisory_xact_lock(\(Self.writeLock))", arguments: [])
             return try body(tx)
         }
     }
 
-    func writeAsync<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> T) async throws -> T {
+    package func writeAsync<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> T) async throws -> T {
         try await BlockingWork.offloadWrite { try self.write(body) }
     }
 
-    func instantBetweenWrites(_ now: () -> Date) throws -> Date {
+    package func instantBetweenWrites(_ now: () -> Date) throws -> Date {
         try write { _ in now() }
     }
 
@@ -343,7 +344,7 @@ final class PostgresEngine: SQLEngine {
         }
     }
 
-    func tryPublicationLease() throws -> (any SQLLease)? {
+    package func tryPublicationLease() throws -> (any SQLLease)? {
         try BlockingWork.check()
         // A lease just released closes its session in its own time: PostgreSQL may hold the
         // lock a moment after. Asked again for up to a second before standing by.
@@ -371,7 +372,7 @@ final class PostgresEngine: SQLEngine {
         return PostgresLease(transaction: tx)
     }
 
-    func publicationNotifications(_ onPublication: @escaping @Sendable () -> Void) -> (@Sendable () -> Void)? {
+    package func publicationNotifications(_ onPublication: @escaping @Sendable () -> Void) -> (@Sendable () -> Void)? {
         let location = self.location, logger = self.logger
         let task = Task.detached {
             // Listens on a connection of its own; reconnects after a failure (the hub keeps
@@ -394,13 +395,13 @@ final class PostgresEngine: SQLEngine {
         return { task.cancel() }
     }
 
-    func notifyPublication(_ connection: any SQLConnection) throws {
+    package func notifyPublication(_ connection: any SQLConnection) throws {
         try connection.execute("SELECT pg_notify(?, '')", Self.channel)
     }
 }
 
 /// The publication lock's session.
-final class PostgresLease: SQLLease {
+package final class PostgresLease: SQLLease {
     let transaction: PostgresTransaction
     /// Released once: a second release (the owner's, then `deinit`) would send the unlock on a
     /// connection already closing, whose query postgres-nio never answers (`isClosed` turns
@@ -408,12 +409,12 @@ final class PostgresLease: SQLLease {
     private let released = Atomic<Bool>(false)
     init(transaction: PostgresTransaction) { self.transaction = transaction }
 
-    func isHeld() -> Bool {
+    package func isHeld() -> Bool {
         guard !released.load(ordering: .acquiring) else { return false }
         return (try? transaction.rows("SELECT 1 AS alive").isEmpty == false) ?? false
     }
 
-    func release() {
+    package func release() {
         guard released.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
         let c = transaction.connection
         guard !c.isClosed else { return }
@@ -431,7 +432,7 @@ final class PostgresLease: SQLLease {
 }
 
 /// Statements on one PostgreSQL connection (inside the transaction the engine opened).
-struct PostgresTransaction: SQLConnection {
+package struct PostgresTransaction: SQLConnection {
     let connection: PostgresConnection
     let logger: Logger
 
@@ -471,7 +472,7 @@ struct PostgresTransaction: SQLConnection {
         }
     }
 
-    func execute(_ sql: String, arguments: [SQLValue]) throws {
+    package func execute(_ sql: String, arguments: [SQLValue]) throws {
         if arguments.isEmpty, sql.contains(";\n") {
             // A script (migrations): a statement at a time (each ends a line with `;`).
             for statement in sql.components(separatedBy: ";\n") where !statement.allSatisfy(\.isWhitespace) {
@@ -487,14 +488,14 @@ struct PostgresTransaction: SQLConnection {
     /// Rows a fetch reads at a time from a cursor.
     static let cursorBatch = 2_000
 
-    func each(_ sql: String, arguments: [SQLValue], _ body: (SQLRow) throws -> Void) throws {
+    package func each(_ sql: String, arguments: [SQLValue], _ body: (SQLRow) throws -> Void) throws {
         try forEach(try query(sql, arguments), body)
     }
 
     /// Cursor names: unique, so a stream may be read while another is open.
     static let cursors = Atomic<Int>(0)
 
-    func stream(_ sql: String, arguments: [SQLValue], _ body: (SQLRow) throws -> Void) throws {
+    package func stream(_ sql: String, arguments: [SQLValue], _ body: (SQLRow) throws -> Void) throws {
         // A cursor: a result of millions of rows is read in batches, in flat memory.
         let name = "hub_cursor_\(Self.cursors.add(1, ordering: .relaxed).oldValue)"
         try execute("DECLARE \(name) NO SCROLL CURSOR FOR " + sql, arguments: arguments)

@@ -1,4 +1,6 @@
 import Foundation
+import HubRules
+import HubStore
 import HTTPTypes
 import Hummingbird
 import NIOCore

@@ -1,0 +1,369 @@
+import Crypto
+import KioskProtocol
+import Foundation
+import HubRules
+import GRDB
+import ServiceLifecycle
+import Synchronization
+
+/// Storing a batch (upload spec §5): the checks that need the store, made inside one write
+/// transaction, and the answers and records written a few hundred rows a statement.
+extension HubDatabase {
+    // MARK: storing a batch (upload spec §5)
+
+    /// Answers and stores a batch whose sender is checked (§5 step 1: a registered, active
+    /// device signed it, and every `record_id` names it), in one transaction, record by record
+    /// in batch order: step 2 idempotence, step 3 order, then structure and step 4 content
+    /// (the first failing check's reason), and step 5 flags. `received_at` is read from
+    /// `now` inside the transaction.
+    package func store(batchID: String, deviceID: String, device: Roster.Device, roster: Roster, sentAt: String, records: [IncomingRecord],
+               consentStart: Date? = nil,
+               now: @escaping @Sendable () -> Date, format: @escaping @Sendable (Date) -> String) async throws -> [RecordResult] {
+        // The pure checks outside the writer's lock.
+        let (subsidyFields, batchBills) = Self.batchSubsidies(records)
+        // The cards' acknowledgements (Ed25519, the costly part) verified up front, on every core.
+        let cardAcks = Self.cardAcks(subsidyFields, roster: roster)
+        return try await engine.writeAsync { c in
+            let instant = now()
+            let receivedAt = format(instant)
+            let checker = Checker(c: c, deviceID: deviceID, device: device, roster: roster, batchBills: batchBills, consentStart: consentStart)
+            // Inserts are gathered and written a few hundred rows a statement (on PostgreSQL a
+            // statement is a round trip): before any check that reads stored records, and at
+            // the end, so every check still sees this batch's earlier records.
+            var writes = PendingWrites()
+            // Step 2's first answers: those stored, read at once, and those given in this batch.
+            var answered = try Self.firstAnswers(c, ids: records.map(\.recordID))
+            var lastSeq = try Self.lastAnsweredSeq(c, deviceID: deviceID)
+            var results: [RecordResult] = []
+            results.reserveCapacity(records.count)
+            var counts = (accepted: 0, duplicates: 0, rejected: 0)
+            for (index, r) in records.enumerated() {
+                let text = String(decoding: r.bytes, as: UTF8.self)
+                // Step 2: a record_id answered before gets its first answer again, or `conflict`.
+                if let first = answered[r.recordID] {
+                    results.append(Self.answerAgain(first, r, text: text, deviceID: deviceID, receivedAt: receivedAt, batchID: batchID,
+                                                    writes: &writes, counts: &counts))
+                    continue
+                }
+                // Step 3: order; then the record's structure and step 4, its content.
+                let refusal = try checker.refusal(r, lastSeq: lastSeq, subsidy: subsidyFields[index], cardAck: cardAcks[index], writes: &writes)
+                lastSeq = max(lastSeq, r.seq)
+                if let refusal {
+                    writes.answer([r.recordID, deviceID, r.seq, r.sha256, "rejected", refusal.reason, refusal.detail, "", receivedAt, batchID])
+                    writes.rejection(r.recordID, deviceID, refusal.reason, body: text, sha256: r.sha256, receivedAt, batchID)
+                    answered[r.recordID] = FirstAnswer(sha256: r.sha256, status: "rejected", reason: refusal.reason, detail: refusal.detail,
+                                                       flags: "", answeredAt: receivedAt)
+                    results.append(RecordResult(recordID: r.recordID, status: .rejected(reason: refusal.reason, detail: refusal.detail)))
+                    counts.rejected += 1
+                    continue
+                }
+                // Step 5: flags, not refusals.
+                let flags = checker.flags(r, subsidy: subsidyFields[index], now: instant)
+                let flagText = flags.joined(separator: ",")
+                try Self.writeAccepted(r, text: text, flagText: flagText, deviceID: deviceID, receivedAt: receivedAt, batchID: batchID, writes: &writes)
+                answered[r.recordID] = FirstAnswer(sha256: r.sha256, status: "accepted", reason: nil, detail: nil, flags: flagText, answeredAt: receivedAt)
+                results.append(RecordResult(recordID: r.recordID, status: .accepted(receivedAt: receivedAt, flags: flags)))
+                counts.accepted += 1
+            }
+            try writes.flush(c)
+            try c.execute("""
+                INSERT INTO hub_batch (batch_id, device_id, sent_at, received_at, records, accepted, duplicates, rejected) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """, batchID, deviceID, sentAt, receivedAt, records.count, counts.accepted, counts.duplicates, counts.rejected)
+            return results
+        }
+    }
+
+    /// Each record's `medical_subsidy` fields (nil for the other kinds), and the batch's bills:
+    /// the parts each bill has in this batch, a `record_id` counted once.
+    static func batchSubsidies(_ records: [IncomingRecord]) -> (fields: [SubsidyFields?], bills: [BillKey: [BillPart]]) {
+        var subsidies: [SubsidyFields?] = []
+        var bills: [BillKey: [BillPart]] = [:]
+        var seen = Set<String>()
+        for r in records {
+            guard let s = r.record?.medicalSubsidy else { subsidies.append(nil); continue }
+            subsidies.append(s)
+            if seen.insert(r.recordID).inserted {
+                bills[s.billKey, default: []].append(BillPart(recordID: r.recordID, billFen: s.billFen, patientPaysFen: s.patientPaysFen,
+                                                              subsidyFen: s.subsidyFen))
+            }
+        }
+        return (subsidies, bills)
+    }
+
+    /// `RecordRules.cardAck` of each subsidy in `subsidies` (nil for the other records), verified on every core.
+    static func cardAcks(_ subsidies: [SubsidyFields?], roster: Roster) -> [Refusal?] {
+        var ackChecks = [Refusal?](repeating: nil, count: subsidies.count)
+        ackChecks.withUnsafeMutableBufferPointer { out in
+            let out = UncheckedBuffer(out)
+            DispatchQueue.concurrentPerform(iterations: subsidies.count) { i in
+                guard let s = subsidies[i] else { return }
+                out.buffer[i] = RecordRules.cardAck(s, cardKey: roster.cards[s.cardNumber]?.publicKey)
+            }
+        }
+        return ackChecks
+    }
+
+    /// A batch's answers counted by kind, as `hub_batch` stores them.
+    typealias BatchCounts = (accepted: Int, duplicates: Int, rejected: Int)
+
+    /// Step 2 for a `record_id` answered before: its first answer again (a refusal stored
+    /// again as a refusal), or `conflict` when the content differs.
+    static func answerAgain(_ first: FirstAnswer, _ r: IncomingRecord, text: String, deviceID: String, receivedAt: String, batchID: String,
+                            writes: inout PendingWrites, counts: inout BatchCounts) -> RecordResult {
+        if first.sha256 == r.sha256 {
+            if first.status == "accepted" {
+                counts.duplicates += 1
+                return RecordResult(recordID: r.recordID, status: .duplicate(receivedAt: first.answeredAt, flags: Self.flags(first.flags)))
+            } else {
+                let reason = first.reason ?? "rejected"
+                writes.rejection(r.recordID, deviceID, reason, body: text, sha256: r.sha256, receivedAt, batchID)
+                counts.rejected += 1
+                return RecordResult(recordID: r.recordID, status: .rejected(reason: reason, detail: first.detail))
+            }
+        } else {
+            writes.rejection(r.recordID, deviceID, "conflict", body: text, sha256: r.sha256, receivedAt, batchID)
+            counts.rejected += 1
+            return RecordResult(recordID: r.recordID, status: .rejected(reason: "conflict",
+                                                                         detail: "record_id answered before, with other content"))
+        }
+    }
+
+    /// Step 5's writes for a record that passed every check: its `accepted` answer, then the
+    /// record with its flags and the columns the checks look up.
+    static func writeAccepted(_ r: IncomingRecord, text: String, flagText: String, deviceID: String, receivedAt: String, batchID: String,
+                              writes: inout PendingWrites) throws {
+        guard let record = r.record else { throw HubDatabaseError.inconsistent("record \(r.recordID) passed its checks without being read") }
+        writes.answer([r.recordID, deviceID, r.seq, r.sha256, "accepted", String?.none, String?.none, flagText, receivedAt, batchID])
+        let s = record.medicalSubsidy, l = record.legalAidApplication, v = record.subsidyReversal
+        writes.record([
+            r.recordID, deviceID, r.seq, record.kind.rawValue, text, r.sha256, receivedAt, batchID, flagText,
+            s?.institution, s?.cardNumber ?? l?.cardNumber ?? record.alert?.cardNumber, s?.personRef ?? l?.personRef,
+            s?.program ?? l?.program, s?.period,
+            s?.billReference, s?.cardSequence, s?.billFen, s?.patientPaysFen, s?.subsidyFen,
+            v?.reverses, v?.amountFen,
+        ])
+    }
+
+    /// The first answer given to a `record_id` (upload spec §5 step 2).
+    package struct FirstAnswer {
+        var sha256: String
+        var status: String
+        var reason: String?
+        var detail: String?
+        var flags: String
+        var answeredAt: String
+    }
+
+    /// The stored first answers of `ids`, a few hundred ids a statement.
+    static func firstAnswers(_ c: any SQLConnection, ids: [String]) throws -> [String: FirstAnswer] {
+        var out: [String: FirstAnswer] = [:]
+        let unique = Array(Set(ids))
+        for start in stride(from: 0, to: unique.count, by: 250) {
+            let chunk = Array(unique[start..<min(start + 250, unique.count)])
+            for row in try c.rows("SELECT record_id, sha256, status, reason, detail, flags, answered_at FROM hub_answer WHERE record_id IN (\(placeholderTuples(chunk.count, width: 1)))",
+                                  arguments: chunk.map { .text($0) }) {
+                out[try row.text("record_id")] = FirstAnswer(sha256: try row.text("sha256"), status: try row.text("status"), reason: try row.optionalText("reason"),
+                                                             detail: try row.optionalText("detail"), flags: try row.optionalText("flags") ?? "",
+                                                             answeredAt: try row.text("answered_at"))
+            }
+        }
+        return out
+    }
+
+    /// Answers, records and refusals waiting to be written, in that order (a record's answer first).
+    package struct PendingWrites {
+        private var answers: [[SQLValue]] = []
+        private var records: [[SQLValue]] = []
+        private var rejections: [[SQLValue]] = []
+
+        mutating func answer(_ values: [any SQLBindable]) { answers.append(values.map(\.sqlValue)) }
+        mutating func record(_ values: [any SQLBindable]) { records.append(values.map(\.sqlValue)) }
+        private var bodies: [String: String] = [:]
+        /// A refusal; its body kept once by digest (issue 21 item 3: a kiosk re-sending a
+        /// conflicting record a thousand times stores its body once).
+        mutating func rejection(_ recordID: String?, _ deviceID: String, _ reason: String, body: String, sha256: String, _ receivedAt: String,
+                                _ batchID: String) {
+            rejections.append([recordID.sqlValue, .text(deviceID), .text(reason), .text(""), .text(sha256), .text(receivedAt), .text(batchID)])
+            bodies[sha256] = body
+        }
+
+        mutating func flush(_ c: any SQLConnection) throws {
+            try Self.insert(c, "hub_answer (record_id, device_id, seq, sha256, status, reason, detail, flags, answered_at, batch_id)", answers)
+            try Self.insert(c, """
+                hub_record (record_id, device_id, seq, kind, body, sha256, received_at, batch_id, flags, institution, card_number,
+                    person_ref, program, period, bill_reference, card_sequence, bill_fen, patient_pays_fen, subsidy_fen, reverses, amount_fen)
+                """, records)
+            try Self.insert(c, "hub_rejection (record_id, device_id, reason, body, body_sha256, received_at, batch_id)", rejections)
+            try c.executeChunked(bodies.sorted { $0.key < $1.key }.map { [.text($0.key), .text($0.value)] }) {
+                "INSERT INTO hub_rejected_body (sha256, body) VALUES \($0) ON CONFLICT (sha256) DO NOTHING"
+            }
+            bodies.removeAll(keepingCapacity: true)
+            answers.removeAll(keepingCapacity: true)
+            records.removeAll(keepingCapacity: true)
+            rejections.removeAll(keepingCapacity: true)
+        }
+
+        static func insert(_ c: any SQLConnection, _ into: String, _ rows: [[SQLValue]]) throws {
+            try c.executeChunked(rows) { "INSERT INTO \(into) VALUES \($0)" }
+        }
+    }
+
+    /// Upload spec §5 step 4 and 5 for one record, against the roster and what is stored
+    /// (this batch's earlier records included: they are stored as the loop goes).
+    package struct Checker {
+        let c: any SQLConnection
+        let deviceID: String
+        let device: Roster.Device
+        let roster: Roster
+        let batchBills: [BillKey: [BillPart]]
+        /// Applications without the card's consent made before this instant are accepted with
+        /// the flag `no_card_auth`; after it (and always when nil) they are `bad_card_auth`.
+        var consentStart: Date? = nil
+
+        /// Whether `r` is a legal-aid application without consent, made before the consent start.
+        func beforeConsent(_ r: IncomingRecord) -> Bool {
+            guard let record = r.record, let l = record.legalAidApplication, l.cardAuth == nil, l.cardUsageDigest == nil,
+                  let start = consentStart, let created = Timestamp.date(record.createdAt) else { return false }
+            return created < start
+        }
+
+        /// Step 3 (order), then the record's structure and step 4 (its content): the first
+        /// refusal, or nil. Pending writes are flushed before a content check that reads stored records.
+        func refusal(_ r: IncomingRecord, lastSeq: Int64, subsidy: SubsidyFields?, cardAck: Refusal?,
+                     writes: inout PendingWrites) throws -> Refusal? {
+            if r.seq != lastSeq + 1 {
+                return Refusal("seq_gap", "expected seq \(lastSeq + 1), got \(r.seq)")
+            } else if let broken = r.structureRefusal {
+                return broken
+            } else {
+                if r.record?.medicalSubsidy != nil || r.record?.subsidyReversal != nil || r.record?.legalAidApplication != nil {
+                    try writes.flush(c)
+                }
+                return try content(r, subsidy: subsidy, cardAck: cardAck)
+            }
+        }
+
+        /// The first failing content check's refusal, in the spec's order, or nil.
+        /// `cardAck`: `RecordRules.cardAck` of a `medical_subsidy`, verified beforehand.
+        func content(_ r: IncomingRecord, subsidy: SubsidyFields?, cardAck: Refusal?) throws -> Refusal? {
+            guard let record = r.record else { return r.structureRefusal ?? Refusal("bad_fields") }
+            switch record.content {
+            case .medicalSubsidy:
+                guard let s = subsidy else { return Refusal("bad_fields") }
+                if let bad = RecordRules.amounts(s, bill: try bill(s)) { return bad }
+                guard let program = roster.programs[s.program], program.cardType == "medical" else {
+                    return Refusal("unknown_program", "\(s.program) is not a medical program of the roster")
+                }
+                guard roster.cards[s.cardNumber]?.personRef == s.personRef else {
+                    return Refusal("unknown_card", "card \(s.cardNumber) is not in the roster under person_ref \(s.personRef)")
+                }
+                if let bad = cardAck { return bad }
+                // One card write acknowledges one bill: an acknowledgement replayed for another bill is no card in the reader.
+                if let used = try c.text("""
+                    SELECT record_id FROM hub_record WHERE card_number = ? AND card_sequence = ? AND kind = 'medical_subsidy'
+                        AND NOT (device_id = ? AND bill_reference = ?) LIMIT 1
+                    """, s.cardNumber, s.cardSequence, deviceID, s.billReference) {
+                    return Refusal("bad_card_ack", "the write \(s.cardSequence) of card \(s.cardNumber) was acknowledged for another bill (\(used))")
+                }
+                guard let institution = device.institution, institution == s.institution else {
+                    return Refusal("wrong_institution", "\(s.institution) is not the institution of \(deviceID)")
+                }
+                if let other = try c.text("""
+                    SELECT device_id FROM hub_record WHERE bill_reference = ? AND institution = ? AND device_id != ? LIMIT 1
+                    """, s.billReference, institution, deviceID) {
+                    return Refusal("duplicate_bill", "bill \(s.billReference) of \(institution) was already used by \(other)")
+                }
+                return nil
+            case .subsidyReversal(let reversal):
+                let reverses = reversal.reverses
+                let amount = reversal.amountFen
+                guard (0...RecordRules.maximumBillFen).contains(amount) else {
+                    return Refusal("bad_amounts", "amount_fen is not 0–\(RecordRules.maximumBillFen)")
+                }
+                guard RecordRules.sequence(recordID: reverses, deviceID: deviceID) != nil else {
+                    return Refusal("bad_reversal", "\(reverses) is not a record of \(deviceID)")
+                }
+                guard let target = try c.row("SELECT kind, subsidy_fen FROM hub_record WHERE record_id = ?", reverses),
+                      try target.text("kind") == "medical_subsidy" else {
+                    return Refusal("bad_reversal", "no medical_subsidy \(reverses) is stored")
+                }
+                if let by = try c.text("SELECT record_id FROM hub_record WHERE reverses = ?", reverses) {
+                    return Refusal("bad_reversal", "\(reverses) was already reversed by \(by)")
+                }
+                let subsidy = try target.int("subsidy_fen")
+                guard amount == subsidy else {
+                    return Refusal("bad_reversal", "amount_fen \(amount) is not the subsidy_fen \(subsidy) of \(reverses)")
+                }
+                return nil
+            case .legalAidApplication(let application):
+                let code = application.program
+                guard let program = roster.programs[code], program.cardType == "legal_aid" else {
+                    return Refusal("unknown_program", "\(code) is not a legal-aid program of the roster")
+                }
+                let number = application.cardNumber, ref = application.personRef
+                guard let card = roster.cards[number], card.personRef == ref else {
+                    return Refusal("unknown_card", "card \(number) is not in the roster under person_ref \(ref)")
+                }
+                if beforeConsent(r) { return nil }
+                if let refusal = RecordRules.cardAuth(application, deviceID: deviceID, createdAt: record.createdAt, cardKey: card.publicKey) {
+                    return refusal
+                }
+                // A consent is good for one application: the same card_auth stored before is refused.
+                for body in try c.rows("SELECT body FROM hub_record WHERE kind = 'legal_aid_application' AND card_number = ?", number) {
+                    let text = try body.text("body")
+                    if (try? SettlementRecord(json: text))?.legalAidApplication?.cardAuth == application.cardAuth {
+                        return Refusal("bad_card_auth", "this card_auth is already stored with another application")
+                    }
+                }
+                return nil
+            case .alert:
+                return nil
+            }
+        }
+
+        /// The parts of `s`'s bill: those stored (this device's, the same card write) and
+        /// those in this batch.
+        func bill(_ s: SubsidyFields) throws -> [BillPart] {
+            var parts = try c.rows("""
+                SELECT record_id, bill_fen, patient_pays_fen, subsidy_fen FROM hub_record
+                WHERE bill_reference = ? AND device_id = ? AND card_number = ? AND card_sequence = ? AND kind = 'medical_subsidy'
+                """, s.billReference, deviceID, s.cardNumber, s.cardSequence).map {
+                BillPart(recordID: try $0.text("record_id"), billFen: try $0.int("bill_fen"), patientPaysFen: try $0.int("patient_pays_fen"),
+                         subsidyFen: try $0.int("subsidy_fen"))
+            }
+            let stored = Set(parts.map(\.recordID))
+            parts += (batchBills[s.billKey] ?? []).filter { !stored.contains($0.recordID) }
+            return parts
+        }
+
+        func flags(_ r: IncomingRecord, subsidy: SubsidyFields?, now: Date) -> [String] {
+            var flags: [String] = []
+            if let s = subsidy, let limit = roster.programs[s.program]?.limitFen, s.usedAfterFen > limit { flags.append("over_limit") }
+            if RecordRules.timeSuspect(createdAt: r.record?.createdAt ?? "", now: now) { flags.append("time_suspect") }
+            if beforeConsent(r) { flags.append("no_card_auth") }
+            return flags
+        }
+    }
+}
+
+/// A buffer written at distinct indices by `concurrentPerform`'s iterations.
+///
+/// `@unchecked Sendable`, and why that is sound: it is used only inside
+/// `withUnsafeMutableBufferPointer`, by `DispatchQueue.concurrentPerform`, which returns after
+/// every iteration has finished (so the pointer never outlives the array's borrow); iteration
+/// `i` writes element `i` only and nothing reads the buffer until all have finished.
+package struct UncheckedBuffer<T>: @unchecked Sendable {
+    let buffer: UnsafeMutableBufferPointer<T>
+    init(_ buffer: UnsafeMutableBufferPointer<T>) { self.buffer = buffer }
+}
+
+/// What the hub answers for one record.
+package struct RecordResult: Sendable, Equatable {
+    package enum Status: Sendable, Equatable {
+        case accepted(receivedAt: String, flags: [String])
+        case duplicate(receivedAt: String, flags: [String])
+        case rejected(reason: String, detail: String?)
+    }
+    package var recordID: String?
+    package var status: Status
+}
