@@ -138,6 +138,22 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Test support: the hub's fault knobs (failures, nonsense answers, delays). Linked by the
+        // tests only: no release program has them.
+        .target(
+            name: "HubFaults",
+            dependencies: ["HubHTTP", "HubStore", .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "HTTPTypes", package: "swift-http-types")]
+        ),
+        // Test support: a hub process with the fault knobs (ScaleOutTests kills one holding an
+        // answer). Never packaged: the platform runs settlement-hub, which has no knobs.
+        .executableTarget(
+            name: "hub-fault-server",
+            dependencies: ["HubFaults", "HubHTTP", "HubStore", "PlatformCommandLine",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]
+        ),
         // The platform programs' shared command-line options (where the hub's data is).
         .target(
             name: "PlatformCommandLine",
@@ -305,7 +321,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SettlementTests",
-            dependencies: ["Settlement", "HubHTTP", "HubStore", "HubRules", "Publisher", "KioskProtocol", "KioskStore", "KioskCore", "TestVectors",
+            dependencies: ["Settlement", "HubHTTP", "HubStore", "HubRules", "HubFaults", "Publisher", "KioskProtocol", "KioskStore", "KioskCore", "TestVectors",
                            .product(name: "Crypto", package: "swift-crypto"),
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -318,6 +334,11 @@ let package = Package(
             name: "KioskCoreTests",
             dependencies: ["KioskCore", "KioskProtocol", "KioskStore", "BenefitCard", "SmartCard", "VirtualCard", "TestVectors",
                            .product(name: "Logging", package: "swift-log")]
+        ),
+        // kioskctl's commands run in-process (an executable target, imported @testable).
+        .testTarget(
+            name: "KioskCtlTests",
+            dependencies: ["kioskctl", "KioskCore", "TestVectors", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(
             name: "IntegrationTests",

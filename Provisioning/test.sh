@@ -19,8 +19,9 @@ stop_postgres() {
 trap stop_postgres EXIT
 PG_URL=$(BK_PG_PORT=auto bash Provisioning/start-postgres.sh)
 swift build --build-tests
-# The codebase's shape against issue 22's targets (a report until they are met; then --check).
-python3 Tests/scripts/shape.py
+# The codebase's shape against issue 22's targets: fails on a file over 600 lines, a function
+# over 80, a second hex/RFC 3339/line reader/JSON scanner, a dependency the module map lacks, …
+python3 Tests/scripts/shape.py --check
 # BK_TEST_RESTART_PCSCD=1: the watcher test may kill and restart pcscd.
 BK_TEST_RESTART_PCSCD=1 swift test --skip-build "$@"
 # The hub's suites again, on PostgreSQL: each test in a schema of its own (issue 12).

@@ -79,21 +79,9 @@ extension SettlementHub {
         }
     }
 
-    /// The answer to a stored batch, after the test `delay`: the results, or what the test
-    /// fault `fault` answers instead.
-    static func batchAnswer(_ results: [RecordResult], fault: HubFaults.Failure?, delay: Duration) async -> Response {
-        if delay > .zero {
-            try? await Task.sleep(for: delay)
-        }
-        switch fault {
-        case .storeThenStatus(let status)?:
-            return Self.error(HTTPResponse.Status(code: status), "injected", "test fault: stored, answer lost")
-        case .nonsense(let kind)?:
-            return Self.nonsense(kind, results)
-        default:
-            return Response(status: .ok, headers: [.contentType: "application/json"],
-                            body: .init(byteBuffer: ByteBuffer(bytes: Self.resultsJSON(results))))
-        }
+    /// The answer to a stored batch: its results.
+    static func batchAnswer(_ results: [RecordResult]) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: Self.resultsJSON(results))))
     }
 
     /// A checked batch envelope and each record: its exact bytes and the `seq` its
@@ -145,7 +133,7 @@ extension SettlementHub {
     // MARK: answers
 
     /// The results as the hub answers them: `{"results":[…]}`, one object per record in batch order.
-    static func resultsJSON(_ results: [RecordResult]) -> [UInt8] {
+    package static func resultsJSON(_ results: [RecordResult]) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(results.count * 96 + 16)
         out.append(contentsOf: #"{"results":["#.utf8)
@@ -183,36 +171,5 @@ extension SettlementHub {
         }
         out.append(contentsOf: "]}".utf8)
         return out
-    }
-
-    /// A 200 that does not answer the batch (a test fault): the results broken the way `kind` says.
-    static func nonsense(_ kind: HubFaults.Nonsense, _ results: [RecordResult]) -> Response {
-        var results = results
-        let body: [UInt8]
-        switch kind {
-        case .wrongCount:
-            if !results.isEmpty { results.removeLast() }
-            body = resultsJSON(results)
-        case .wrongIDs:
-            results = results.map { var r = $0; r.recordID = ($0.recordID ?? "") + "x"; return r }.reversed()
-            body = resultsJSON(results)
-        case .notJSON:
-            body = Array("<html><body>Gateway says hello</body></html>".utf8)
-        case .unknownStatus:
-            body = Array(String(decoding: resultsJSON(results), as: UTF8.self)
-                .replacingOccurrences(of: #""status":"accepted""#, with: #""status":"stored""#)
-                .replacingOccurrences(of: #""status":"duplicate""#, with: #""status":"stored""#).utf8)
-        case .badTime:
-            results = results.map { r in
-                var r = r
-                switch r.status {
-                case .accepted, .duplicate: r.status = .accepted(receivedAt: "yesterday", flags: [])
-                case .rejected: break
-                }
-                return r
-            }
-            body = resultsJSON(results)
-        }
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 }

@@ -232,6 +232,9 @@ public struct HubRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// The connection the request came on.
     public let channel: any Channel
+    /// The device whose signature the sync middleware verified (`SyncSignature`), for the
+    /// sync routes; nil elsewhere.
+    package var device: Roster.Device?
     /// The context of a request arriving on `source`'s channel.
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)

@@ -33,54 +33,19 @@ public struct HubLimits: Sendable, Equatable {
     }
 }
 
-/// Test knobs: ways for the reference hub to misbehave on purpose.
-public struct HubFaults: Sendable, Equatable {
-    /// What the first `failFirst` batch requests get instead of a normal answer.
-    public enum Failure: Sendable, Equatable {
-        /// This status (with `Retry-After: retryAfter` seconds if given), nothing stored.
-        case status(Int, retryAfter: Int?)
-        /// The batch is stored, then this status is answered: the answer is "lost".
-        case storeThenStatus(Int)
-        /// The batch is stored, then a 200 that does not answer it.
-        case nonsense(Nonsense)
-    }
-
-    /// How a nonsense 200 breaks the results, each a way the kiosk's checks must catch (upload spec §3);
-    /// the raw value is `settlement-hub --nonsense`'s word.
-    public enum Nonsense: String, Sendable, Equatable, CaseIterable {
-        /// One result fewer than records.
-        case wrongCount = "wrong-count"
-        /// The results' record ids reversed / changed.
-        case wrongIDs = "wrong-ids"
-        /// Not JSON at all.
-        case notJSON = "not-json"
-        /// A status the spec does not know.
-        case unknownStatus = "unknown-status"
-        /// `received_at` that is not a time.
-        case badTime = "bad-time"
-    }
-
-    /// Batch requests numbered 1 to `failFirst`, counted from the hub's start (`batchRequests`), get `failure`.
-    public var failFirst = 0
-    /// What those requests get: by default a 503 without `Retry-After`.
-    public var failure: Failure = .status(503, retryAfter: nil)
-    /// Wait this long after storing a batch, before answering (a slow hub).
-    public var delay: Duration = .zero
-    /// Answer `received_at` with milliseconds (to exercise the kiosk's rounding up).
-    public var fractionalReceivedAt = false
-
-    /// No fault unless one is given.
-    public init(failFirst: Int = 0, failure: Failure = .status(503, retryAfter: nil), delay: Duration = .zero,
-                fractionalReceivedAt: Bool = false) {
-        self.failFirst = failFirst
-        self.failure = failure
-        self.delay = delay
-        self.fractionalReceivedAt = fractionalReceivedAt
-    }
-
-    /// No faults: the hub answers as the spec says.
-    public static let none = HubFaults()
+/// A test's hook into the batch endpoint: ways for the reference hub to misbehave on purpose.
+/// The knobs themselves (`HubFaults`) live in the test-support module `HubFaults`, which the
+/// release programs do not link; in production the hook is nil.
+package protocol BatchFaultHook: Sendable {
+    /// The answer to batch request `number` (counted from the hub's start) instead of
+    /// storing it; nil: store it as usual.
+    func beforeStoring(request number: Int) -> Response?
+    /// Whether `received_at` is written with milliseconds (the kiosk rounds them up).
+    var fractionalReceivedAt: Bool { get }
+    /// The answer to batch request `number` once stored: `answer` (the results) or another.
+    func afterStoring(request number: Int, answer: Response, results: [RecordResult]) async -> Response
 }
+
 
 /// The reference settlement hub (upload spec v2 §2–3, §5): `POST /v1/devices/{device_id}/batches`
 /// checks who sends (a registered, active device's signature over the exact body; every
@@ -114,11 +79,11 @@ public final class SettlementHub: Sendable {
     final class LockedState: Sendable {
         struct Fields: Sendable {
             var limits: HubLimits
-            var faults: HubFaults
+            var faults: (any BatchFaultHook)?
             var batchRequests = 0
         }
         private let fields: Mutex<Fields>
-        init(limits: HubLimits, faults: HubFaults) {
+        init(limits: HubLimits, faults: (any BatchFaultHook)?) {
             fields = Mutex(Fields(limits: limits, faults: faults))
         }
         func with<T: Sendable>(_ body: (inout Fields) -> T) -> T {
@@ -130,7 +95,7 @@ public final class SettlementHub: Sendable {
     ///   - now: the hub's clock: `received_at` and the `time_suspect` flag (injectable for tests).
     ///   - publicationPoll: how often a waiting long poll re-reads the publication mark (nil:
     ///     0.5 s on SQLite, 5 s on PostgreSQL, where LISTEN/NOTIFY wakes it at once).
-    public init(database: HubDatabase, roster: Roster, limits: HubLimits = HubLimits(), faults: HubFaults = .none,
+    package init(database: HubDatabase, roster: Roster, limits: HubLimits = HubLimits(), faults: (any BatchFaultHook)? = nil,
                 now: @escaping @Sendable () -> Date = { Date() }, logger: Logger = Logger(label: "settlement.hub"),
                 rosterKeys: RosterKeys = [:], publicationPoll: Duration? = nil, consentStart: Date? = nil,
                 connectionLimits: ConnectionLimits = ConnectionLimits()) {
@@ -154,8 +119,9 @@ public final class SettlementHub: Sendable {
 
     // MARK: knobs, changeable while running
 
-    /// The test faults in force; changeable while the hub runs (the next batch request sees them).
-    public var faults: HubFaults {
+    /// The test faults in force (nil in production); changeable while the hub runs (the next
+    /// batch request sees them).
+    package var faults: (any BatchFaultHook)? {
         get { state.with { $0.faults } }
         set { state.with { $0.faults = newValue } }
     }
@@ -244,13 +210,15 @@ public final class SettlementHub: Sendable {
         router.get("/v1/devices/:device_id/certificate") { request, context -> Response in
             await self.certificateFetch(request, context: context, deviceID: context.parameters.get("device_id") ?? "")
         }
-        router.get("/v1/regions/:region/snapshots") { request, context -> Response in
-            await self.syncManifest(request, context: context, region: context.parameters.get("region") ?? "")
-        }
-        router.get("/v1/regions/:region/snapshots/:snapshot_id") { request, context -> Response in
-            await self.syncFile(request, context: context, region: context.parameters.get("region") ?? "",
-                                snapshotID: context.parameters.get("snapshot_id") ?? "")
-        }
+        // The sync routes: every request signed by a device of the path's region (middleware).
+        router.group("/v1/regions/:region/snapshots").add(middleware: SyncSignature(hub: self))
+            .get { request, context -> Response in
+                await self.syncManifest(request, context: context, region: context.parameters.get("region") ?? "")
+            }
+            .get(":snapshot_id") { request, context -> Response in
+                await self.syncFile(request, context: context, region: context.parameters.get("region") ?? "",
+                                    snapshotID: context.parameters.get("snapshot_id") ?? "")
+            }
         return router
     }
 
@@ -314,7 +282,7 @@ public final class SettlementHub: Sendable {
         // The roster unreadable: "try again", never "unknown device" (the kiosk would stop
         // uploading for minutes and raise an alert for nothing).
         guard case .success(let entry) = looked else { return Self.databaseUnavailable(close: true) }
-        let (limits, faults, number) = state.with { s -> (HubLimits, HubFaults, Int) in
+        let (limits, faults, number) = state.with { s -> (HubLimits, (any BatchFaultHook)?, Int) in
             s.batchRequests += 1
             return (s.limits, s.faults, s.batchRequests)
         }
@@ -334,12 +302,9 @@ public final class SettlementHub: Sendable {
         }
         let bytes: [UInt8]
         do { bytes = try await readBatchBody(request, limits: limits) } catch { return error.response }
-        let fault: HubFaults.Failure? = number <= faults.failFirst ? faults.failure : nil
-        if case .status(let status, let retryAfter)? = fault {
-            var headers = HTTPFields()
-            if let retryAfter { headers[.retryAfter] = "\(retryAfter)" }
-            log.notice("failing a batch on purpose", metadata: ["status": "\(status)", "request": "\(number)"])
-            return Self.json(HTTPResponse.Status(code: status), ["error": "injected", "message": "test fault \(status)"], headers: headers)
+        if let injected = faults?.beforeStoring(request: number) {
+            log.notice("failing a batch on purpose", metadata: ["status": "\(injected.status.code)", "request": "\(number)"])
+            return injected
         }
 
         guard let signatureText = request.headers[.xSignature], let signature = Data(base64Encoded: signatureText),
@@ -360,7 +325,7 @@ public final class SettlementHub: Sendable {
 
         let batch: Batch
         do { batch = try Self.readBatch(bytes, deviceID: deviceID, limits: limits, log: log) } catch { return error.response }
-        let fractional = faults.fractionalReceivedAt
+        let fractional = faults?.fractionalReceivedAt ?? false
         let roster: Roster
         do { roster = try await rosterForBatch(batch, log: log) } catch { return error.response }
         let results: [RecordResult]
@@ -373,7 +338,9 @@ public final class SettlementHub: Sendable {
             return Self.error(.internalServerError, "storage", "the hub could not store the batch")
         }
         Self.logResults(results, log: log)
-        return await Self.batchAnswer(results, fault: fault, delay: faults.delay)
+        let answer = Self.batchAnswer(results)
+        guard let faults else { return answer }
+        return await faults.afterStoring(request: number, answer: answer, results: results)
     }
 
     // MARK: answers

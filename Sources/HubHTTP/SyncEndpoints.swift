@@ -65,8 +65,27 @@ extension SettlementHub {
         return device
     }
 
+    /// Device-signature authentication as middleware (sync spec §2), for the sync routes: the
+    /// signing device, active, in the window and of the path's region, is put in the
+    /// context; any other request is answered here (`401`/`403`/`503`) and goes no further.
+    struct SyncSignature: RouterMiddleware {
+        let hub: SettlementHub
+
+        func handle(_ request: Request, context: HubRequestContext,
+                    next: (Request, HubRequestContext) async throws -> Response) async throws -> Response {
+            var context = context
+            do {
+                context.device = try await hub.authenticateSync(request, context: context, region: context.parameters.get("region") ?? "")
+            } catch {
+                return error.response
+            }
+            return try await next(request, context)
+        }
+    }
+
+    /// `GET /v1/regions/{region}/snapshots`: the manifest, long-polled (its device verified by `SyncSignature`).
     func syncManifest(_ request: Request, context: HubRequestContext, region: String) async -> Response {
-        do { _ = try await authenticateSync(request, context: context, region: region) } catch { return error.response }
+        guard context.device != nil else { return Self.error(.unauthorized, "unknown_device", "the request is not signed") }
         guard Identifiers.isSyncName(region) else { return Self.error(.badRequest, "bad_region", "region has characters a URL cannot carry") }
         let query = request.uri.queryParameters
         let installed = query["installed"].map(String.init)
@@ -106,8 +125,9 @@ extension SettlementHub {
         }
     }
 
+    /// `GET /v1/regions/{region}/snapshots/{id}`: a published file (its device verified by `SyncSignature`).
     func syncFile(_ request: Request, context: HubRequestContext, region: String, snapshotID: String) async -> Response {
-        do { _ = try await authenticateSync(request, context: context, region: region) } catch { return error.response }
+        guard context.device != nil else { return Self.error(.unauthorized, "unknown_device", "the request is not signed") }
         guard Identifiers.isSyncName(region), Identifiers.isSyncName(snapshotID) else {
             return Self.error(.notFound, "no_snapshot", "no snapshot \(snapshotID) is published for region \(region)")
         }

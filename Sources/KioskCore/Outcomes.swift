@@ -204,32 +204,45 @@ public struct BillRequest: Sendable, Equatable {
     /// The reference `DELETE /api/bills/current` names the open bill by: no bill may take it.
     public static let reservedReference = "current"
 
+    /// The body of `POST /api/bills` as sent, decoded strictly (`StrictDecoder`).
+    struct Body: Decodable {
+        static let keys: Set<String> = ["bill_reference", "bill_fen", "patient_id_number"]
+        enum CodingKeys: String, CodingKey { case billReference = "bill_reference", billFen = "bill_fen", patientIDNumber = "patient_id_number" }
+        var billReference: String
+        var billFen: Int64
+        var patientIDNumber: String?
+
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            billReference = try c.decode(String.self, forKey: .billReference)
+            do { billFen = try c.decode(Int64.self, forKey: .billFen) } catch {
+                throw StrictDecoder.Failure("bill_fen must be an integer number of fen (not 1.0, 1e3, a string or a boolean)")
+            }
+            // Present means a string: null is not "no patient".
+            patientIDNumber = c.contains(.patientIDNumber) ? try c.decode(String.self, forKey: .patientIDNumber) : nil
+        }
+    }
+
     /// Reads a `POST /api/bills` body: at most 1 KiB, exactly the known fields, `bill_fen` an
     /// integer, the bill checked by `BillError.check`, `patient_id_number` (if any) turned into
     /// its digest.
     /// - Throws: `ParseError`.
     public static func parse(_ body: [UInt8]) throws(ParseError) -> BillRequest {
         guard body.count <= maximumBodyBytes else { throw .tooLarge(body.count) }
-        guard let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] else { throw .notAJSONObject }
-        let extra = Set(object.keys).subtracting(["bill_reference", "bill_fen", "patient_id_number"])
-        guard extra.isEmpty else { throw .fields("unknown fields: \(extra.sorted().joined(separator: ", "))") }
-        guard let reference = object["bill_reference"] as? String else { throw .fields("bill_reference must be a string") }
-        guard let fen = JSONInteger.value(object["bill_fen"]) else {
-            throw .fields("bill_fen must be an integer number of fen (not 1.0, 1e3, a string or a boolean)")
+        let b: Body
+        do { b = try StrictDecoder.decode(Body.self, from: body, keys: Body.keys) } catch {
+            throw (try? StrictJSON.objectMembers(body)) == nil ? .notAJSONObject : .fields(error.description)
         }
-        do { try BillError.check(billFen: fen, billReference: reference) } catch let e as BillError { throw .bill(e) } catch { throw .notAJSONObject }
-        guard reference != reservedReference else { throw .fields("bill_reference \"current\" is reserved (DELETE /api/bills/current names the waiting bill)") }
+        do { try BillError.check(billFen: b.billFen, billReference: b.billReference) } catch let e as BillError { throw .bill(e) } catch { throw .notAJSONObject }
+        guard b.billReference != reservedReference else { throw .fields("bill_reference \"current\" is reserved (DELETE /api/bills/current names the waiting bill)") }
         var patient: [UInt8]?
-        switch object["patient_id_number"] {
-        case nil: patient = nil
-        case let id as String:
+        if let id = b.patientIDNumber {
             // Never echoed back in the error: it is a person's identity number.
             guard let digest = PatientIdentity.digest(id) else {
                 throw .fields("patient_id_number must be 18 characters with a valid GB 11643 check character")
             }
             patient = digest
-        default: throw .fields("patient_id_number must be a string")
         }
-        return BillRequest(billReference: reference, billFen: fen, patient: patient)
+        return BillRequest(billReference: b.billReference, billFen: b.billFen, patient: patient)
     }
 }

@@ -64,6 +64,17 @@ public enum StrictJSON {
         }
     }
 
+    /// The members of one JSON object, each value read as a flat value (nil: not a string,
+    /// an integer of at most 18 digits, `true`, `false` or `null`); nil when `bytes` is not
+    /// exactly one JSON object (RFC 8259, as `objectMembers` checks it).
+    public static func flatMembers(_ bytes: [UInt8]) -> [(key: String, value: Value?)]? {
+        guard let spans = try? objectMembers(bytes) else { return nil }
+        return bytes.withUnsafeBufferPointer { b in
+            var s = Scanner(b: b)
+            return spans.map { ($0.key, s.flatValue($0.value)) }
+        }
+    }
+
     /// A JSON object whose values are strings, integers, `true`, `false` or `null` only, read
     /// strictly: nil for a duplicate key, any other value (a number with a fraction or exponent,
     /// an array, an object), a lone surrogate escape, or anything that is not one JSON object.

@@ -187,15 +187,14 @@ struct Queue: ParsableCommand {
     @Option(help: "Only queued, accepted or rejected.") var status: String?
     @Flag(help: "Print every record's JSON body.") var json = false
 
+    func validate() throws {
+        if let status, RecordStatus(rawValue: status) == nil { throw ValidationError("--status is queued, accepted or rejected") }
+    }
+
     func run() throws {
         let device: Device
         do { device = try state.device() } catch let f as CommandFailure { try fail(f) }
-        var only: RecordStatus?
-        if let status {
-            guard let s = RecordStatus(rawValue: status) else { throw ValidationError("--status is queued, accepted or rejected") }
-            only = s
-        }
-        let rows = try device.store.records(status: only, limit: 100_000)
+        let rows = try device.store.records(status: status.flatMap(RecordStatus.init(rawValue:)), limit: 100_000)
         if json {
             printJSON(["records": rows.map { r -> [String: Any] in
                 // The body as stored, byte for byte (an unreadable one is shown, not hidden).

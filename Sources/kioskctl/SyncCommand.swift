@@ -15,7 +15,7 @@ struct HubAccess {
     let environment: UploaderEnvironment
     let client: HTTPClient
 
-    init(_ state: StateOptions, for command: some ParsableCommand) {
+    init(_ state: StateOptions, for command: some ParsableCommand) throws {
         func fail(_ f: CommandFailure) throws -> Never { try command.fail(f) }
         do {
             device = try state.device()
@@ -31,7 +31,7 @@ struct HubAccess {
     }
 
     /// The sync configuration of the provisioned hub URL and region.
-    func syncConfiguration(for command: some ParsableCommand) -> SyncConfiguration {
+    func syncConfiguration(for command: some ParsableCommand) throws -> SyncConfiguration {
         do { return try SyncConfiguration(hubURL: device.config.hubURL, region: device.config.region) } catch {
             try command.fail(CommandFailure(message: "\(error); provision again", status: .notReady))
         }
@@ -61,9 +61,9 @@ extension Snapshot {
         }
 
         func run() throws {
-            let hub = HubAccess(state, for: self)
+            let hub = try HubAccess(state, for: self)
             let device = hub.device
-            var config = hub.syncConfiguration(for: self)
+            var config = try hub.syncConfiguration(for: self)
             config.requestTimeout = .seconds(timeout)
             let (client, environment) = (hub.client, hub.environment)
             var logger = Logger(label: "kioskctl.sync")
@@ -111,8 +111,8 @@ extension Certificate {
         @Flag(help: "Ask even with more than 30 days left.") var force = false
 
         func run() throws {
-            let hub = HubAccess(state, for: self)
-            let (device, clock, config, client, environment) = (hub.device, hub.clock, hub.syncConfiguration(for: self), hub.client, hub.environment)
+            let hub = try HubAccess(state, for: self)
+            let (device, clock, config, client, environment) = (hub.device, hub.clock, try hub.syncConfiguration(for: self), hub.client, hub.environment)
             let renewal = CertificateRenewal(configuration: config, device: device.context, signingKey: device.signingKey,
                                              httpClient: client, environment: environment)
             let (force, current, now) = (self.force, device.certificate?.notAfter, clock.now())

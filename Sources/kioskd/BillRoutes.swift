@@ -85,15 +85,13 @@ struct BillRoutes: Sendable {
                 case .success(let b): body = b
                 }
                 // The pre-settlement the patient saw, by its number: a press meant for earlier figures is refused.
-                guard let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any], object.count == 1,
-                      let number = JSONInteger.value(object["confirmation"]), number > 0 else {
-                    return json(.badRequest, ["error": "the body is {\"confirmation\": N}, N the pre-settlement's number on the screen"])
-                }
+                let number: UInt64
+                do { number = try ConfirmationRequest.parse(body).confirmation } catch { return json(.badRequest, ["error": "\(error)"]) }
                 do {
                     if confirm {
-                        try await engine.confirmBill(reference, confirmation: UInt64(number))
+                        try await engine.confirmBill(reference, confirmation: number)
                     } else {
-                        try await engine.declineBill(reference, confirmation: UInt64(number))
+                        try await engine.declineBill(reference, confirmation: number)
                     }
                     return json(.accepted, ["status": confirm ? "confirmed" : "declined"])
                 } catch { return failure(error) }

@@ -92,43 +92,6 @@ enum BearerToken {
     }
 }
 
-/// A legal-aid application as `POST /api/legal-aid` takes it: a JSON object of at most 1 KiB
-/// with `matter` (1–64 bytes of a–z, 0–9, `_`) and optionally `phone` (1–20 bytes of 0–9,
-/// `+`, `-`, space) and nothing else.
-struct LegalAidRequest: Equatable {
-    var matter: String
-    var phone: String?
-
-    static let maximumBodyBytes = 1024
-
-    struct ParseError: Error, CustomStringConvertible { var description: String }
-
-    static func parse(_ body: [UInt8]) throws -> LegalAidRequest {
-        guard body.count <= maximumBodyBytes else { throw ParseError(description: "the body is \(body.count) bytes; at most \(maximumBodyBytes)") }
-        guard let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] else {
-            throw ParseError(description: "the body is not a JSON object")
-        }
-        let extra = Set(object.keys).subtracting(["matter", "phone"])
-        guard extra.isEmpty else { throw ParseError(description: "unknown fields: \(extra.sorted().joined(separator: ", "))") }
-        guard let matter = object["matter"] as? String, (1...64).contains(matter.utf8.count),
-              matter.utf8.allSatisfy({ (0x61...0x7A).contains($0) || (0x30...0x39).contains($0) || $0 == 0x5F }) else {
-            throw ParseError(description: "matter must be 1 to 64 bytes of a-z, 0-9 and _")
-        }
-        var phone: String?
-        switch object["phone"] {
-        case nil, is NSNull: phone = nil
-        case let p as String:
-            guard (1...20).contains(p.utf8.count), p.utf8.allSatisfy({ (0x30...0x39).contains($0) || $0 == 0x2B || $0 == 0x2D || $0 == 0x20 }) else {
-                throw ParseError(description: "phone must be 1 to 20 bytes of 0-9, +, - and spaces")
-            }
-            phone = p
-        default:
-            throw ParseError(description: "phone must be a string")
-        }
-        return LegalAidRequest(matter: matter, phone: phone)
-    }
-}
-
 enum PCSCProbe {
     static func available() throws -> Bool { (try? PCSCContext()) != nil }
 }

@@ -107,14 +107,6 @@ struct SettlementHubCommand: AsyncParsableCommand {
     var rosterKey: [String] = []
     @Option(help: "Most records per batch (more: 413).") var maxRecords = 500
     @Option(help: "Most bytes per batch (more: 413).") var maxBytes = 1 << 20
-    @Option(help: "Test: misbehave on the first N batch requests.") var failFirst = 0
-    @Option(help: "Test: the status those requests get.") var failStatus = 503
-    @Option(help: "Test: Retry-After seconds sent with --fail-status.") var retryAfter: Int?
-    @Flag(help: "Test: store those batches, then answer --fail-status (the answer is lost).") var failAfterStore = false
-    @Option(help: "Test: store those batches, then answer a nonsense 200 (\(HubFaults.Nonsense.allCases.map(\.rawValue).joined(separator: ", "))).")
-    var nonsense: String?
-    @Option(help: "Test: wait this many milliseconds after storing a batch, before answering.") var delayMs = 0
-    @Flag(help: "Test: answer received_at with milliseconds.") var fractionalReceivedAt = false
     @Option(help: "HTTPS: the hub's certificate chain (PEM). With --tls-key.") var tlsCert: String?
     @Option(help: "HTTPS: the private key of --tls-cert (PEM).") var tlsKey: String?
     @Option(help: "Log level (trace, debug, info, notice, warning, error, critical).") var logLevel = "info"
@@ -125,11 +117,6 @@ struct SettlementHubCommand: AsyncParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0…65535") }
         guard (1...500).contains(maxRecords) else { throw ValidationError("--max-records must be 1…500") }
         guard maxBytes >= 1024 else { throw ValidationError("--max-bytes must be at least 1024") }
-        guard failFirst >= 0, delayMs >= 0 else { throw ValidationError("--fail-first and --delay-ms must not be negative") }
-        guard (100...599).contains(failStatus) else { throw ValidationError("--fail-status must be an HTTP status") }
-        if let nonsense, HubFaults.Nonsense(rawValue: nonsense) == nil {
-            throw ValidationError("--nonsense must be one of \(HubFaults.Nonsense.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level \(logLevel)") }
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
         if snapshot.isEmpty && device.isEmpty { throw ValidationError("register devices with --snapshot and/or --device") }
@@ -150,20 +137,12 @@ struct SettlementHubCommand: AsyncParsableCommand {
         } catch {
             throw ValidationError("\(error)")
         }
-        var faults = HubFaults(failFirst: failFirst, delay: .milliseconds(delayMs), fractionalReceivedAt: fractionalReceivedAt)
-        if let nonsense, let kind = HubFaults.Nonsense(rawValue: nonsense) {
-            faults.failure = .nonsense(kind)
-        } else if failAfterStore {
-            faults.failure = .storeThenStatus(failStatus)
-        } else {
-            faults.failure = .status(failStatus, retryAfter: retryAfter)
-        }
         let database: HubDatabase
         do { database = try storage.open() } catch { throw ValidationError("cannot open \(storage.name): \(error)") }
         let rosterKeys: RosterKeys
         do { rosterKeys = try RosterChange.keys(options: rosterKey) } catch { throw ValidationError("\(error)") }
         let hub = SettlementHub(database: database, roster: roster, limits: HubLimits(maxRecords: maxRecords, maxBytes: maxBytes),
-                                faults: faults, rosterKeys: rosterKeys, consentStart: consentStart.flatMap(Timestamp.date))
+                                faults: nil, rosterKeys: rosterKeys, consentStart: consentStart.flatMap(Timestamp.date))
         let host = self.host
         let devices = roster.devices.count, cards = roster.cards.count
         var tls: TLSConfiguration?

@@ -19,17 +19,18 @@ import Testing
         }
     }
 
-    @Test("an unprovisioned state folder: snapshot status and certificate show end not-ready or storage, in-process")
+    @Test("an unprovisioned kiosk: snapshot status, certificate show and clock status end 6 (not ready) in-process")
     func unprovisionedKiosk() throws {
         let dir = try Scratch.makeFolder("kioskctl-in-process")
-        let status = Self.run(["snapshot", "status", "--state-dir", dir.path])
-        #expect(status != 0 && status == KioskExit.storage.rawValue || status == KioskExit.notReady.rawValue, "\(status)")
+        #expect(Self.run(["snapshot", "status", "--state-dir", dir.path]) == KioskExit.notReady.rawValue)
+        #expect(Self.run(["certificate", "show", "--state-dir", dir.path]) == KioskExit.notReady.rawValue)
+        #expect(Self.run(["queue", "--state-dir", dir.path]) == KioskExit.notReady.rawValue)
     }
 
-    @Test("bad usage is a ValidationError: exit 64, nothing run")
+    @Test("bad usage is a ValidationError before anything runs: exit 64")
     func badUsage() {
-        #expect(Self.run(["records", "--status", "lost", "--state-dir", "/nonexistent"]) == ExitCode.validationFailure.rawValue
-                || Self.run(["records", "--status", "lost", "--state-dir", "/nonexistent"]) == KioskExit.storage.rawValue)
-        #expect(Self.run(["no-such-command"]) == ExitCode.validationFailure.rawValue)
+        #expect(Self.run(["queue", "--status", "lost", "--state-dir", "/nonexistent"]) == KioskExit.usage.rawValue)
+        #expect(Self.run(["queue", "--status", "queued", "--state-dir", "/nonexistent"]) == KioskExit.notReady.rawValue)
+        #expect(Self.run(["no-such-command"]) == KioskExit.usage.rawValue)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import HubFaults
 import KioskCore
 import KioskStore
 import HubHTTP

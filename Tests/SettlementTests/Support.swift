@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Crypto
 import Foundation
+import HubFaults
 import Synchronization
 import HummingbirdTLS
 import KioskCore

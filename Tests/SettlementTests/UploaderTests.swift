@@ -1,4 +1,5 @@
 import Foundation
+import HubFaults
 import Glibc
 import KioskCore
 import KioskStore
