@@ -235,6 +235,8 @@ public struct HubRequestContext: RequestContext {
     /// The device whose signature the sync middleware verified (`SyncSignature`), for the
     /// sync routes; nil elsewhere.
     package var device: Roster.Device?
+    /// The batch whose signature `BatchSignature` verified, for the batch route; nil elsewhere.
+    package var batch: SettlementHub.VerifiedBatch?
     /// The context of a request arriving on `source`'s channel.
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)

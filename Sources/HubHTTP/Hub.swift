@@ -197,26 +197,28 @@ public final class SettlementHub: Sendable {
             let count = await BlockingWork.offload { (try? self.database.recordCount()) ?? -1 }
             return Self.json(.ok, ["status": count >= 0 ? "ok" : "database_error", "records": count])
         }
-        router.post("/v1/devices/:device_id/batches") { request, context -> Response in
+        router.group("/v1/devices/:device_id/batches").add(middleware: BatchSignature(hub: self)).post { request, context -> Response in
             let deviceID = context.parameters.get("device_id") ?? ""
-            return await self.receive(request, context: context, deviceID: deviceID)
+            return try await self.receive(request, context: context, deviceID: deviceID)
         }
         router.post("/v1/regions/:region/roster-changes") { request, context -> Response in
-            await self.receiveRosterChange(request, region: context.parameters.get("region") ?? "")
+            try await self.receiveRosterChange(request, region: context.parameters.get("region") ?? "")
         }
-        router.post("/v1/devices/:device_id/certificate") { request, context -> Response in
-            await self.certificateRequest(request, context: context, deviceID: context.parameters.get("device_id") ?? "")
-        }
-        router.get("/v1/devices/:device_id/certificate") { request, context -> Response in
-            await self.certificateFetch(request, context: context, deviceID: context.parameters.get("device_id") ?? "")
-        }
+        // The certificate routes: the device named in the path, active, signing (middleware).
+        router.group("/v1/devices/:device_id/certificate").add(middleware: CertificateCaller(hub: self))
+            .post { request, context -> Response in
+                try await self.certificateRequest(request, context: context, deviceID: context.parameters.get("device_id") ?? "")
+            }
+            .get { request, context -> Response in
+                try await self.certificateFetch(request, context: context, deviceID: context.parameters.get("device_id") ?? "")
+            }
         // The sync routes: every request signed by a device of the path's region (middleware).
         router.group("/v1/regions/:region/snapshots").add(middleware: SyncSignature(hub: self))
             .get { request, context -> Response in
-                await self.syncManifest(request, context: context, region: context.parameters.get("region") ?? "")
+                try await self.syncManifest(request, context: context, region: context.parameters.get("region") ?? "")
             }
             .get(":snapshot_id") { request, context -> Response in
-                await self.syncFile(request, context: context, region: context.parameters.get("region") ?? "",
+                try await self.syncFile(request, context: context, region: context.parameters.get("region") ?? "",
                                     snapshotID: context.parameters.get("snapshot_id") ?? "")
             }
         return router
@@ -275,44 +277,91 @@ public final class SettlementHub: Sendable {
     /// Largest body read at all; anything between `limits.maxBytes` and this gets a tidy 413.
     static let readLimit = 8 << 20
 
-    /// `POST /v1/devices/{device_id}/batches`: the sender known before the body, the body read
-    /// and its signature checked, then the batch stored and answered record by record.
-    func receive(_ request: Request, context: HubRequestContext, deviceID: String) async -> Response {
+    /// A batch request whose sender the middleware verified (`BatchSignature`): the body as
+    /// read, the request's number, and the settings in force when it arrived.
+    package struct VerifiedBatch: Sendable {
+        /// The body, every byte the signature covers.
+        package var bytes: [UInt8]
+        /// Its number among the batch requests since start.
+        package var number: Int
+        /// The limits in force.
+        package var limits: HubLimits
+        /// The test faults in force (nil in production).
+        package var faults: (any BatchFaultHook)?
+    }
+
+    /// Device-signature authentication of the batch endpoint, as middleware (issue 22): the
+    /// sender is known before the body (a device not registered and active is refused before
+    /// a byte of it is read, the connection closed), then the body is read against the limit
+    /// and its `X-Signature` checked; the device and the body go on in the context.
+    struct BatchSignature: RouterMiddleware {
+        let hub: SettlementHub
+
+        func handle(_ request: Request, context: HubRequestContext,
+                    next: (Request, HubRequestContext) async throws -> Response) async throws -> Response {
+            var context = context
+            let deviceID = context.parameters.get("device_id") ?? ""
+            switch try await hub.authenticateBatch(request, context: context, deviceID: deviceID) {
+            case .answered(let response):
+                return response
+            case .verified(let device, let batch):
+                context.device = device
+                context.batch = batch
+                return try await next(request, context)
+            }
+        }
+    }
+
+    /// What the batch authentication came to: the device and its batch, or an answer given
+    /// already (a test fault).
+    enum BatchAuthentication {
+        case verified(Roster.Device, VerifiedBatch)
+        case answered(Response)
+    }
+
+    /// Issue 21 item 3 and upload spec §2: the sender, the body and its signature.
+    /// - Throws: `Stop` with the refusal (`403`, `413`, `401`, `503`).
+    func authenticateBatch(_ request: Request, context: HubRequestContext, deviceID: String) async throws(Stop) -> BatchAuthentication {
         let looked = await requestDevice(deviceID)
         // The roster unreadable: "try again", never "unknown device" (the kiosk would stop
         // uploading for minutes and raise an alert for nothing).
-        guard case .success(let entry) = looked else { return Self.databaseUnavailable(close: true) }
+        guard case .success(let entry) = looked else { throw Stop(response: Self.databaseUnavailable(close: true)) }
         let (limits, faults, number) = state.with { s -> (HubLimits, (any BatchFaultHook)?, Int) in
             s.batchRequests += 1
             return (s.limits, s.faults, s.batchRequests)
         }
-        var log = logger
-        log[metadataKey: "device_id"] = "\(deviceID)"
-        // Issue 21 item 3: know the sender before the body. The signature covers the body, so
-        // it is checked after reading; but a device that is not registered and active is
-        // refused before a byte of the body is read, and the connection closed.
         guard let entry else {
-            return Self.error(.forbidden, "unknown_device", "device \(deviceID) is not registered", close: true)
+            throw Stop(response: Self.error(.forbidden, "unknown_device", "device \(deviceID) is not registered", close: true))
         }
         guard entry.status == "active" else {
-            return Self.error(.forbidden, "device_not_active", "device \(deviceID) is \(entry.status)", close: true)
+            throw Stop(response: Self.error(.forbidden, "device_not_active", "device \(deviceID) is \(entry.status)", close: true))
         }
         if let length = request.headers[.contentLength].flatMap(Int.init), length > limits.maxBytes {
-            return Self.error(.contentTooLarge, "too_large", "the batch is \(length) bytes; at most \(limits.maxBytes)", close: true)
+            throw Stop(response: Self.error(.contentTooLarge, "too_large", "the batch is \(length) bytes; at most \(limits.maxBytes)", close: true))
         }
-        let bytes: [UInt8]
-        do { bytes = try await readBatchBody(request, limits: limits) } catch { return error.response }
+        let bytes = try await readBatchBody(request, limits: limits)
         if let injected = faults?.beforeStoring(request: number) {
-            log.notice("failing a batch on purpose", metadata: ["status": "\(injected.status.code)", "request": "\(number)"])
-            return injected
+            logger.notice("failing a batch on purpose", metadata: ["device_id": "\(deviceID)", "status": "\(injected.status.code)", "request": "\(number)"])
+            return .answered(injected)
         }
-
         guard let signatureText = request.headers[.xSignature], let signature = Data(base64Encoded: signatureText),
               entry.publicKey.isValidSignature(signature, for: bytes) else {
-            log.warning("bad batch signature")
-            return Self.error(.unauthorized, "bad_signature", "X-Signature does not verify with the key of \(deviceID)")
+            logger.warning("bad batch signature", metadata: ["device_id": "\(deviceID)"])
+            throw Stop(response: Self.error(.unauthorized, "bad_signature", "X-Signature does not verify with the key of \(deviceID)"))
         }
         connections.authenticated(context.channel, device: deviceID)
+        return .verified(entry, VerifiedBatch(bytes: bytes, number: number, limits: limits, faults: faults))
+    }
+
+    /// `POST /v1/devices/{device_id}/batches`, its sender verified by `BatchSignature`: the
+    /// batch stored and answered record by record.
+    func receive(_ request: Request, context: HubRequestContext, deviceID: String) async throws -> Response {
+        guard let entry = context.device, let verified = context.batch else {
+            throw Stop(response: Self.error(.unauthorized, "bad_signature", "the batch is not signed"))
+        }
+        let (bytes, number, limits, faults) = (verified.bytes, verified.number, verified.limits, verified.faults)
+        var log = logger
+        log[metadataKey: "device_id"] = "\(deviceID)"
         // Issue 21 item 3: at most `batchesPerSecond` a second per device, counted once the
         // signature shows the device sent it.
         if let wait = deviceLimiter.batch(deviceID, perSecond: limits.batchesPerSecond) {
@@ -320,14 +369,14 @@ public final class SettlementHub: Sendable {
                              headers: [.retryAfter: "\(wait)"])
         }
         guard bytes.count <= limits.maxBytes else {
-            return Self.error(.contentTooLarge, "too_large", "the batch is \(bytes.count) bytes; at most \(limits.maxBytes)")
+            throw Stop(response: Self.error(.contentTooLarge, "too_large", "the batch is \(bytes.count) bytes; at most \(limits.maxBytes)"))
         }
 
         let batch: Batch
-        do { batch = try Self.readBatch(bytes, deviceID: deviceID, limits: limits, log: log) } catch { return error.response }
+        batch = try Self.readBatch(bytes, deviceID: deviceID, limits: limits, log: log)
         let fractional = faults?.fractionalReceivedAt ?? false
         let roster: Roster
-        do { roster = try await rosterForBatch(batch, log: log) } catch { return error.response }
+        roster = try await rosterForBatch(batch, log: log)
         let results: [RecordResult]
         do {
             results = try await database.store(batchID: batch.batchID, deviceID: deviceID, device: entry, roster: roster, sentAt: batch.sentAt,
@@ -335,7 +384,7 @@ public final class SettlementHub: Sendable {
                                                format: { Timestamp.string($0, fractional: fractional) })
         } catch {
             log.error("cannot store the batch", metadata: ["error": "\(error)"])
-            return Self.error(.internalServerError, "storage", "the hub could not store the batch")
+            throw Stop(response: Self.error(.internalServerError, "storage", "the hub could not store the batch"))
         }
         Self.logResults(results, log: log)
         let answer = Self.batchAnswer(results)

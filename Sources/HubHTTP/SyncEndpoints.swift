@@ -20,9 +20,15 @@ extension SettlementHub {
     /// Largest distance between `X-Date` and the hub's clock (sync spec §2).
     static let maxClockSkew: TimeInterval = 300
 
-    /// An answer given instead of going on: a refusal, or `503` when the database cannot be read.
-    struct Stop: Error {
+    /// An answer given instead of going on: a refusal, or `503` when the database cannot be
+    /// read. Handlers and middleware throw it; Hummingbird writes its response
+    /// (`HTTPResponseError`), byte for byte the hub's JSON error.
+    struct Stop: Error, HTTPResponseError {
         let response: Response
+        /// The answer's status.
+        var status: HTTPResponse.Status { response.status }
+        /// The answer, as built when the handler refused.
+        func response(from request: Request, context: some RequestContext) throws -> Response { response }
     }
 
     /// The device that signed the request, active and within the clock window (sync spec §2).
@@ -84,15 +90,15 @@ extension SettlementHub {
     }
 
     /// `GET /v1/regions/{region}/snapshots`: the manifest, long-polled (its device verified by `SyncSignature`).
-    func syncManifest(_ request: Request, context: HubRequestContext, region: String) async -> Response {
-        guard context.device != nil else { return Self.error(.unauthorized, "unknown_device", "the request is not signed") }
-        guard Identifiers.isSyncName(region) else { return Self.error(.badRequest, "bad_region", "region has characters a URL cannot carry") }
+    func syncManifest(_ request: Request, context: HubRequestContext, region: String) async throws -> Response {
+        guard context.device != nil else { throw Stop(response: Self.error(.unauthorized, "unknown_device", "the request is not signed")) }
+        guard Identifiers.isSyncName(region) else { throw Stop(response: Self.error(.badRequest, "bad_region", "region has characters a URL cannot carry")) }
         let query = request.uri.queryParameters
         let installed = query["installed"].map(String.init)
         var wait = 0
         if let w = query["wait"] {
             guard let n = Int(String(w)), (0...Self.maxWait).contains(n) else {
-                return Self.error(.badRequest, "bad_wait", "wait must be an integer from 0 to \(Self.maxWait)")
+                throw Stop(response: Self.error(.badRequest, "bad_wait", "wait must be an integer from 0 to \(Self.maxWait)"))
             }
             wait = n
         }
@@ -112,9 +118,9 @@ extension SettlementHub {
             let manifest: SyncManifest?
             do { manifest = try await BlockingWork.offload { try self.database.manifest(region: region, installed: installed) } } catch {
                 logger.error("manifest failed", metadata: ["error": "\(error)"])
-                return Self.databaseUnavailable()
+                throw Stop(response: Self.databaseUnavailable())
             }
-            guard let manifest else { return Self.error(.notFound, "no_snapshot", "no snapshot is published for region \(region)") }
+            guard let manifest else { throw Stop(response: Self.error(.notFound, "no_snapshot", "no snapshot is published for region \(region)")) }
             if !manifest.steps.isEmpty {
                 var headers = HTTPFields()
                 headers[.contentType] = "application/json"
@@ -126,15 +132,15 @@ extension SettlementHub {
     }
 
     /// `GET /v1/regions/{region}/snapshots/{id}`: a published file (its device verified by `SyncSignature`).
-    func syncFile(_ request: Request, context: HubRequestContext, region: String, snapshotID: String) async -> Response {
-        guard context.device != nil else { return Self.error(.unauthorized, "unknown_device", "the request is not signed") }
+    func syncFile(_ request: Request, context: HubRequestContext, region: String, snapshotID: String) async throws -> Response {
+        guard context.device != nil else { throw Stop(response: Self.error(.unauthorized, "unknown_device", "the request is not signed")) }
         guard Identifiers.isSyncName(region), Identifiers.isSyncName(snapshotID) else {
-            return Self.error(.notFound, "no_snapshot", "no snapshot \(snapshotID) is published for region \(region)")
+            throw Stop(response: Self.error(.notFound, "no_snapshot", "no snapshot \(snapshotID) is published for region \(region)"))
         }
         let looked = await BlockingWork.offload { Result { try self.database.publishedSnapshot(snapshotID, region: region) } }
-        guard case .success(let found) = looked else { return Self.databaseUnavailable() }
+        guard case .success(let found) = looked else { throw Stop(response: Self.databaseUnavailable()) }
         guard let published = found else {
-            return Self.error(.notFound, "no_snapshot", "no snapshot \(snapshotID) is published for region \(region)")
+            throw Stop(response: Self.error(.notFound, "no_snapshot", "no snapshot \(snapshotID) is published for region \(region)"))
         }
         var headers = HTTPFields()
         headers[.eTag] = "\"\(published.sha256)\""
