@@ -49,7 +49,8 @@ extension HubDatabase {
                 let refusal = try checker.refusal(r, lastSeq: lastSeq, subsidy: subsidyFields[index], cardAck: cardAcks[index], writes: &writes)
                 lastSeq = max(lastSeq, r.seq)
                 if let refusal {
-                    writes.answer([r.recordID, deviceID, r.seq, r.sha256, "rejected", refusal.reason, refusal.detail, "", receivedAt, batchID])
+                    writes.answer(AnswerRow(recordID: r.recordID, deviceID: deviceID, seq: r.seq, sha256: r.sha256, status: .rejected,
+                                            reason: refusal.reason, detail: refusal.detail, flags: "", answeredAt: receivedAt, batchID: batchID))
                     writes.rejection(r.recordID, deviceID, refusal.reason, body: text, sha256: r.sha256, receivedAt, batchID)
                     answered[r.recordID] = FirstAnswer(sha256: r.sha256, status: "rejected", reason: refusal.reason, detail: refusal.detail,
                                                        flags: "", answeredAt: receivedAt)
@@ -133,15 +134,10 @@ extension HubDatabase {
     static func writeAccepted(_ r: IncomingRecord, text: String, flagText: String, deviceID: String, receivedAt: String, batchID: String,
                               writes: inout PendingWrites) throws {
         guard let record = r.record else { throw HubDatabaseError.inconsistent("record \(r.recordID) passed its checks without being read") }
-        writes.answer([r.recordID, deviceID, r.seq, r.sha256, "accepted", String?.none, String?.none, flagText, receivedAt, batchID])
-        let s = record.medicalSubsidy, l = record.legalAidApplication, v = record.subsidyReversal
-        writes.record([
-            r.recordID, deviceID, r.seq, record.kind.rawValue, text, r.sha256, receivedAt, batchID, flagText,
-            s?.institution, s?.cardNumber ?? l?.cardNumber ?? record.alert?.cardNumber, s?.personRef ?? l?.personRef,
-            s?.program ?? l?.program, s?.period,
-            s?.billReference, s?.cardSequence, s?.billFen, s?.patientPaysFen, s?.subsidyFen,
-            v?.reverses, v?.amountFen,
-        ])
+        writes.answer(AnswerRow(recordID: r.recordID, deviceID: deviceID, seq: r.seq, sha256: r.sha256, status: .accepted,
+                                reason: nil, detail: nil, flags: flagText, answeredAt: receivedAt, batchID: batchID))
+        writes.record(RecordRow(recordID: r.recordID, deviceID: deviceID, seq: r.seq, record: record, body: text, sha256: r.sha256,
+                                receivedAt: receivedAt, batchID: batchID, flags: flagText))
     }
 
     /// The first answer given to a `record_id` (upload spec §5 step 2).
@@ -172,28 +168,27 @@ extension HubDatabase {
 
     /// Answers, records and refusals waiting to be written, in that order (a record's answer first).
     package struct PendingWrites {
-        private var answers: [[SQLValue]] = []
-        private var records: [[SQLValue]] = []
-        private var rejections: [[SQLValue]] = []
+        private var answers: [AnswerRow] = []
+        private var records: [RecordRow] = []
+        private var rejections: [RejectionRow] = []
 
-        mutating func answer(_ values: [any SQLBindable]) { answers.append(values.map(\.sqlValue)) }
-        mutating func record(_ values: [any SQLBindable]) { records.append(values.map(\.sqlValue)) }
+        /// An answer to write.
+        mutating func answer(_ row: AnswerRow) { answers.append(row) }
+        /// An accepted record to write.
+        mutating func record(_ row: RecordRow) { records.append(row) }
         private var bodies: [String: String] = [:]
         /// A refusal; its body kept once by digest (issue 21 item 3: a kiosk re-sending a
         /// conflicting record a thousand times stores its body once).
         mutating func rejection(_ recordID: String?, _ deviceID: String, _ reason: String, body: String, sha256: String, _ receivedAt: String,
                                 _ batchID: String) {
-            rejections.append([recordID.sqlValue, .text(deviceID), .text(reason), .text(""), .text(sha256), .text(receivedAt), .text(batchID)])
+            rejections.append(RejectionRow(recordID: recordID, deviceID: deviceID, reason: reason, bodySHA256: sha256, receivedAt: receivedAt, batchID: batchID))
             bodies[sha256] = body
         }
 
         mutating func flush(_ c: any SQLConnection) throws {
-            try Self.insert(c, "hub_answer (record_id, device_id, seq, sha256, status, reason, detail, flags, answered_at, batch_id)", answers)
-            try Self.insert(c, """
-                hub_record (record_id, device_id, seq, kind, body, sha256, received_at, batch_id, flags, institution, card_number,
-                    person_ref, program, period, bill_reference, card_sequence, bill_fen, patient_pays_fen, subsidy_fen, reverses, amount_fen)
-                """, records)
-            try Self.insert(c, "hub_rejection (record_id, device_id, reason, body, body_sha256, received_at, batch_id)", rejections)
+            try Self.insert(c, answers)
+            try Self.insert(c, records)
+            try Self.insert(c, rejections)
             try c.executeChunked(bodies.sorted { $0.key < $1.key }.map { [.text($0.key), .text($0.value)] }) {
                 "INSERT INTO hub_rejected_body (sha256, body) VALUES \($0) ON CONFLICT (sha256) DO NOTHING"
             }
@@ -203,8 +198,9 @@ extension HubDatabase {
             rejections.removeAll(keepingCapacity: true)
         }
 
-        static func insert(_ c: any SQLConnection, _ into: String, _ rows: [[SQLValue]]) throws {
-            try c.executeChunked(rows) { "INSERT INTO \(into) VALUES \($0)" }
+        /// Inserts `rows`, a few hundred a statement; each row binds itself.
+        static func insert<Row: BoundRow>(_ c: any SQLConnection, _ rows: [Row]) throws {
+            try c.executeChunked(rows.map(\.values)) { "INSERT INTO \(Row.insertHead) VALUES \($0)" }
         }
     }
 
