@@ -26,7 +26,8 @@ extension HubDatabase {
         return try await engine.writeAsync { c in
             let instant = now()
             let receivedAt = format(instant)
-            let checker = Checker(c: c, deviceID: deviceID, device: device, roster: roster, batchBills: batchBills, consentStart: consentStart)
+            let checks = RecordChecks(deviceID: deviceID, institution: device.institution, consentStart: consentStart, batchBills: batchBills)
+            let stored = SQLStoredFacts(c: c)
             // Inserts are gathered and written a few hundred rows a statement (on PostgreSQL a
             // statement is a round trip): before any check that reads stored records, and at
             // the end, so every check still sees this batch's earlier records.
@@ -45,10 +46,15 @@ extension HubDatabase {
                                                     writes: &writes, counts: &counts))
                     continue
                 }
-                // Step 3: order; then the record's structure and step 4, its content.
-                let refusal = try checker.refusal(r, lastSeq: lastSeq, subsidy: subsidyFields[index], cardAck: cardAcks[index], writes: &writes)
+                // Step 3: order; then the record's structure, step 4 (its content) and step 5 (its
+                // flags), decided by the pure rules (`RecordChecks`) asking what is stored. What
+                // this batch holds is written first when a check reads stored records.
+                if r.seq == lastSeq + 1, r.structureRefusal == nil, RecordChecks.readsStored(r) { try writes.flush(c) }
+                let decision = try checks.decide(r, lastSeq: lastSeq, subsidy: subsidyFields[index], cardAck: cardAcks[index],
+                                                 roster: roster, stored: stored, now: instant)
                 lastSeq = max(lastSeq, r.seq)
-                if let refusal {
+                switch decision {
+                case .refuse(let refusal):
                     writes.answer(AnswerRow(recordID: r.recordID, deviceID: deviceID, seq: r.seq, sha256: r.sha256, status: .rejected,
                                             reason: refusal.reason, detail: refusal.detail, flags: "", answeredAt: receivedAt, batchID: batchID))
                     writes.rejection(r.recordID, deviceID, refusal.reason, body: text, sha256: r.sha256, receivedAt, batchID)
@@ -56,15 +62,13 @@ extension HubDatabase {
                                                        flags: "", answeredAt: receivedAt)
                     results.append(RecordResult(recordID: r.recordID, status: .rejected(reason: refusal.reason, detail: refusal.detail)))
                     counts.rejected += 1
-                    continue
+                case .accept(let flags):
+                    let flagText = flags.joined(separator: ",")
+                    try Self.writeAccepted(r, text: text, flagText: flagText, deviceID: deviceID, receivedAt: receivedAt, batchID: batchID, writes: &writes)
+                    answered[r.recordID] = FirstAnswer(sha256: r.sha256, status: "accepted", reason: nil, detail: nil, flags: flagText, answeredAt: receivedAt)
+                    results.append(RecordResult(recordID: r.recordID, status: .accepted(receivedAt: receivedAt, flags: flags)))
+                    counts.accepted += 1
                 }
-                // Step 5: flags, not refusals.
-                let flags = checker.flags(r, subsidy: subsidyFields[index], now: instant)
-                let flagText = flags.joined(separator: ",")
-                try Self.writeAccepted(r, text: text, flagText: flagText, deviceID: deviceID, receivedAt: receivedAt, batchID: batchID, writes: &writes)
-                answered[r.recordID] = FirstAnswer(sha256: r.sha256, status: "accepted", reason: nil, detail: nil, flags: flagText, answeredAt: receivedAt)
-                results.append(RecordResult(recordID: r.recordID, status: .accepted(receivedAt: receivedAt, flags: flags)))
-                counts.accepted += 1
             }
             try writes.flush(c)
             try c.execute("""
@@ -203,143 +207,6 @@ extension HubDatabase {
             try c.executeChunked(rows.map(\.values)) { "INSERT INTO \(Row.insertHead) VALUES \($0)" }
         }
     }
-
-    /// Upload spec §5 step 4 and 5 for one record, against the roster and what is stored
-    /// (this batch's earlier records included: they are stored as the loop goes).
-    package struct Checker {
-        let c: any SQLConnection
-        let deviceID: String
-        let device: Roster.Device
-        let roster: Roster
-        let batchBills: [BillKey: [BillPart]]
-        /// Applications without the card's consent made before this instant are accepted with
-        /// the flag `no_card_auth`; after it (and always when nil) they are `bad_card_auth`.
-        var consentStart: Date? = nil
-
-        /// Whether `r` is a legal-aid application without consent, made before the consent start.
-        func beforeConsent(_ r: IncomingRecord) -> Bool {
-            guard let record = r.record, let l = record.legalAidApplication, l.cardAuth == nil, l.cardUsageDigest == nil,
-                  let start = consentStart, let created = Timestamp.date(record.createdAt) else { return false }
-            return created < start
-        }
-
-        /// Step 3 (order), then the record's structure and step 4 (its content): the first
-        /// refusal, or nil. Pending writes are flushed before a content check that reads stored records.
-        func refusal(_ r: IncomingRecord, lastSeq: Int64, subsidy: SubsidyFields?, cardAck: Refusal?,
-                     writes: inout PendingWrites) throws -> Refusal? {
-            if r.seq != lastSeq + 1 {
-                return Refusal("seq_gap", "expected seq \(lastSeq + 1), got \(r.seq)")
-            } else if let broken = r.structureRefusal {
-                return broken
-            } else {
-                if r.record?.medicalSubsidy != nil || r.record?.subsidyReversal != nil || r.record?.legalAidApplication != nil {
-                    try writes.flush(c)
-                }
-                return try content(r, subsidy: subsidy, cardAck: cardAck)
-            }
-        }
-
-        /// The first failing content check's refusal, in the spec's order, or nil.
-        /// `cardAck`: `RecordRules.cardAck` of a `medical_subsidy`, verified beforehand.
-        func content(_ r: IncomingRecord, subsidy: SubsidyFields?, cardAck: Refusal?) throws -> Refusal? {
-            guard let record = r.record else { return r.structureRefusal ?? Refusal("bad_fields") }
-            switch record.content {
-            case .medicalSubsidy:
-                guard let s = subsidy else { return Refusal("bad_fields") }
-                if let bad = RecordRules.amounts(s, bill: try bill(s)) { return bad }
-                guard let program = roster.programs[s.program], program.cardType == "medical" else {
-                    return Refusal("unknown_program", "\(s.program) is not a medical program of the roster")
-                }
-                guard roster.cards[s.cardNumber]?.personRef == s.personRef else {
-                    return Refusal("unknown_card", "card \(s.cardNumber) is not in the roster under person_ref \(s.personRef)")
-                }
-                if let bad = cardAck { return bad }
-                // One card write acknowledges one bill: an acknowledgement replayed for another bill is no card in the reader.
-                if let used = try c.text("""
-                    SELECT record_id FROM hub_record WHERE card_number = ? AND card_sequence = ? AND kind = 'medical_subsidy'
-                        AND NOT (device_id = ? AND bill_reference = ?) LIMIT 1
-                    """, s.cardNumber, s.cardSequence, deviceID, s.billReference) {
-                    return Refusal("bad_card_ack", "the write \(s.cardSequence) of card \(s.cardNumber) was acknowledged for another bill (\(used))")
-                }
-                guard let institution = device.institution, institution == s.institution else {
-                    return Refusal("wrong_institution", "\(s.institution) is not the institution of \(deviceID)")
-                }
-                if let other = try c.text("""
-                    SELECT device_id FROM hub_record WHERE bill_reference = ? AND institution = ? AND device_id != ? LIMIT 1
-                    """, s.billReference, institution, deviceID) {
-                    return Refusal("duplicate_bill", "bill \(s.billReference) of \(institution) was already used by \(other)")
-                }
-                return nil
-            case .subsidyReversal(let reversal):
-                let reverses = reversal.reverses
-                let amount = reversal.amountFen
-                guard (0...RecordRules.maximumBillFen).contains(amount) else {
-                    return Refusal("bad_amounts", "amount_fen is not 0–\(RecordRules.maximumBillFen)")
-                }
-                guard RecordRules.sequence(recordID: reverses, deviceID: deviceID) != nil else {
-                    return Refusal("bad_reversal", "\(reverses) is not a record of \(deviceID)")
-                }
-                guard let target = try c.row("SELECT kind, subsidy_fen FROM hub_record WHERE record_id = ?", reverses),
-                      try target.text("kind") == "medical_subsidy" else {
-                    return Refusal("bad_reversal", "no medical_subsidy \(reverses) is stored")
-                }
-                if let by = try c.text("SELECT record_id FROM hub_record WHERE reverses = ?", reverses) {
-                    return Refusal("bad_reversal", "\(reverses) was already reversed by \(by)")
-                }
-                let subsidy = try target.int("subsidy_fen")
-                guard amount == subsidy else {
-                    return Refusal("bad_reversal", "amount_fen \(amount) is not the subsidy_fen \(subsidy) of \(reverses)")
-                }
-                return nil
-            case .legalAidApplication(let application):
-                let code = application.program
-                guard let program = roster.programs[code], program.cardType == "legal_aid" else {
-                    return Refusal("unknown_program", "\(code) is not a legal-aid program of the roster")
-                }
-                let number = application.cardNumber, ref = application.personRef
-                guard let card = roster.cards[number], card.personRef == ref else {
-                    return Refusal("unknown_card", "card \(number) is not in the roster under person_ref \(ref)")
-                }
-                if beforeConsent(r) { return nil }
-                if let refusal = RecordRules.cardAuth(application, deviceID: deviceID, createdAt: record.createdAt, cardKey: card.publicKey) {
-                    return refusal
-                }
-                // A consent is good for one application: the same card_auth stored before is refused.
-                for body in try c.rows("SELECT body FROM hub_record WHERE kind = 'legal_aid_application' AND card_number = ?", number) {
-                    let text = try body.text("body")
-                    if (try? SettlementRecord(json: text))?.legalAidApplication?.cardAuth == application.cardAuth {
-                        return Refusal("bad_card_auth", "this card_auth is already stored with another application")
-                    }
-                }
-                return nil
-            case .alert:
-                return nil
-            }
-        }
-
-        /// The parts of `s`'s bill: those stored (this device's, the same card write) and
-        /// those in this batch.
-        func bill(_ s: SubsidyFields) throws -> [BillPart] {
-            var parts = try c.rows("""
-                SELECT record_id, bill_fen, patient_pays_fen, subsidy_fen FROM hub_record
-                WHERE bill_reference = ? AND device_id = ? AND card_number = ? AND card_sequence = ? AND kind = 'medical_subsidy'
-                """, s.billReference, deviceID, s.cardNumber, s.cardSequence).map {
-                BillPart(recordID: try $0.text("record_id"), billFen: try $0.int("bill_fen"), patientPaysFen: try $0.int("patient_pays_fen"),
-                         subsidyFen: try $0.int("subsidy_fen"))
-            }
-            let stored = Set(parts.map(\.recordID))
-            parts += (batchBills[s.billKey] ?? []).filter { !stored.contains($0.recordID) }
-            return parts
-        }
-
-        func flags(_ r: IncomingRecord, subsidy: SubsidyFields?, now: Date) -> [String] {
-            var flags: [String] = []
-            if let s = subsidy, let limit = roster.programs[s.program]?.limitFen, s.usedAfterFen > limit { flags.append("over_limit") }
-            if RecordRules.timeSuspect(createdAt: r.record?.createdAt ?? "", now: now) { flags.append("time_suspect") }
-            if beforeConsent(r) { flags.append("no_card_auth") }
-            return flags
-        }
-    }
 }
 
 /// A buffer written at distinct indices by `concurrentPerform`'s iterations.
@@ -362,4 +229,58 @@ package struct RecordResult: Sendable, Equatable {
     }
     package var recordID: String?
     package var status: Status
+}
+
+/// The stored records as `RecordChecks` asks about them, answered with SQL on the batch's
+/// write transaction (so this batch's earlier records, once written, are seen too).
+struct SQLStoredFacts: StoredFacts {
+    let c: any SQLConnection
+
+    func billParts(billReference: String, deviceID: String, cardNumber: String, cardSequence: Int64) throws -> [BillPart] {
+        try c.rows("""
+            SELECT record_id, bill_fen, patient_pays_fen, subsidy_fen FROM hub_record
+            WHERE bill_reference = ? AND device_id = ? AND card_number = ? AND card_sequence = ? AND kind = 'medical_subsidy'
+            """, billReference, deviceID, cardNumber, cardSequence).map {
+            BillPart(recordID: try $0.text("record_id"), billFen: try $0.int("bill_fen"), patientPaysFen: try $0.int("patient_pays_fen"),
+                     subsidyFen: try $0.int("subsidy_fen"))
+        }
+    }
+
+    func ackUsedForAnotherBill(cardNumber: String, cardSequence: Int64, deviceID: String, billReference: String) throws -> String? {
+        try c.text("""
+            SELECT record_id FROM hub_record WHERE card_number = ? AND card_sequence = ? AND kind = 'medical_subsidy'
+                AND NOT (device_id = ? AND bill_reference = ?) LIMIT 1
+            """, cardNumber, cardSequence, deviceID, billReference)
+    }
+
+    func billUsedByAnotherDevice(billReference: String, institution: String, deviceID: String) throws -> String? {
+        try c.text("SELECT device_id FROM hub_record WHERE bill_reference = ? AND institution = ? AND device_id != ? LIMIT 1",
+                   billReference, institution, deviceID)
+    }
+
+    func reversalTarget(_ recordID: String) throws -> (kind: String, subsidyFen: Int64?)? {
+        guard let row = try c.row("SELECT kind, subsidy_fen FROM hub_record WHERE record_id = ?", recordID) else { return nil }
+        let kind = try row.text("kind")
+        return (kind, kind == "medical_subsidy" ? try row.int("subsidy_fen") : nil)
+    }
+
+    func reversedBy(_ recordID: String) throws -> String? {
+        try c.text("SELECT record_id FROM hub_record WHERE reverses = ?", recordID)
+    }
+
+    func legalAidBodies(cardNumber: String) throws -> [String] {
+        try c.rows("SELECT body FROM hub_record WHERE kind = 'legal_aid_application' AND card_number = ?", cardNumber).map { try $0.text("body") }
+    }
+}
+
+extension Roster: RosterFacts {
+    /// The program's card type and limit, or nil.
+    package func program(_ code: String) -> (cardType: String, limitFen: Int64?)? {
+        programs[code].map { ($0.cardType, $0.limitFen) }
+    }
+
+    /// The card's person and roster key, or nil.
+    package func card(_ number: String) -> (personRef: String, publicKey: [UInt8]?)? {
+        cards[number].map { ($0.personRef, $0.publicKey) }
+    }
 }
