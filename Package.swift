@@ -21,25 +21,28 @@ let package = Package(
         .library(name: "KioskStore", targets: ["KioskStore"]),
         .library(name: "KioskCore", targets: ["KioskCore"]),
     ],
+    // Minimum versions: those the build resolves and the tests ran against (issue 23 item 6).
+    // Package.resolved is not kept in git: a fresh clone resolves the newest versions the
+    // machine's package mirror holds at or above these (docs/testing.md).
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
-        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
-        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.0.0"),
-        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.20.0"),
-        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.0.0"),
-        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.0.0"),
-        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
-        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.4.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         // Imported directly (NIOCore's ByteBuffer, HTTPTypes' fields), so declared, not
         // left to arrive through Hummingbird and AsyncHTTPClient.
-        .package(url: "https://github.com/apple/swift-nio.git", from: "2.70.0"),
-        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
-        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.27.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         // NIOHTTPTypes: the hub's connection guard sits in Hummingbird's pipeline (issue 21).
-        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.20.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         // The hub's provincial engine (issue 12).
-        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         .systemLibrary(
@@ -71,6 +74,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Log lines with journald priorities when standard error is the journal (issue 23).
+        .target(name: "JournalLogging", dependencies: [.product(name: "Logging", package: "swift-log")]),
         // The contract (card, snapshot, upload, receipt and sync specs) with no I/O and no
         // database: the record model, signing messages, snapshot lines, times, hex, JSON.
         .target(
@@ -171,7 +176,7 @@ let package = Package(
         .executableTarget(
             name: "hub-publisher",
             dependencies: [
-                "Publisher", "HubStore", "PlatformCommandLine", "KioskProtocol",
+                "Publisher", "HubStore", "PlatformCommandLine", "KioskProtocol", "JournalLogging",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -179,7 +184,7 @@ let package = Package(
         .executableTarget(
             name: "settlement-hub",
             dependencies: [
-                "HubHTTP", "HubStore", "PlatformCommandLine", "KioskProtocol",
+                "HubHTTP", "HubStore", "PlatformCommandLine", "KioskProtocol", "JournalLogging",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -190,7 +195,7 @@ let package = Package(
         .executableTarget(
             name: "kioskd",
             dependencies: [
-                "SmartCard", "BenefitCard", "KioskProtocol", "KioskStore", "KioskCore", "Receipts", "Settlement",
+                "JournalLogging", "SmartCard", "BenefitCard", "KioskProtocol", "KioskStore", "KioskCore", "Receipts", "Settlement",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -332,7 +337,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KioskCoreTests",
-            dependencies: ["KioskCore", "KioskProtocol", "KioskStore", "BenefitCard", "SmartCard", "VirtualCard", "TestVectors",
+            dependencies: ["KioskCore", "KioskProtocol", "KioskStore", "BenefitCard", "SmartCard", "VirtualCard", "TestVectors", "JournalLogging",
                            .product(name: "Logging", package: "swift-log")]
         ),
         // kioskctl's commands run in-process (an executable target, imported @testable).

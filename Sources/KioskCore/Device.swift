@@ -118,7 +118,7 @@ public struct ScreenSettings: Codable, Sendable, Equatable {
 }
 
 /// Why a device could not be provisioned, opened or given a certificate.
-public enum DeviceError: Error, CustomStringConvertible {
+public enum DeviceError: Error, Equatable, CustomStringConvertible {
     /// No `device.json` in the state folder (named).
     case notProvisioned(String)
     /// The device key (or the seed given) is unreadable.
@@ -133,6 +133,9 @@ public enum DeviceError: Error, CustomStringConvertible {
     case badDeviceID(String)
     /// A device certificate refused, with why.
     case badCertificate(String)
+    /// The device is provisioned but its store is not there (named): a new one would restart
+    /// the record sequence, so none is made.
+    case storeMissing(String)
     /// The failure in one line, with what to do where there is something.
     public var description: String {
         switch self {
@@ -143,6 +146,9 @@ public enum DeviceError: Error, CustomStringConvertible {
         case .deviceIDChange(let a, let b): return "this state folder belongs to device \(a), not \(b); its records and sequence stay with it"
         case .badDeviceID(let id): return "device id \"\(id)\" is not 1–20 characters of A–Z 0–9 - (receipt spec §1: the receipt's QR must fit)"
         case .badCertificate(let why): return "device certificate refused: \(why)"
+        case .storeMissing(let path):
+            return "the store \(path) is missing: restore it from the backup (docs/operations.md, Backup); a new store would restart "
+                + "the record sequence and the hub would refuse every record, so none is made"
         }
     }
 }
@@ -174,7 +180,9 @@ public final class Device: Sendable {
     }
 
     /// Opens a provisioned device: its configuration, key, certificate (if any) and store.
-    /// - Throws: `DeviceError` (not provisioned, a bad key, id or certificate) or `StoreError`.
+    /// A provisioned device whose store is missing is refused (`storeMissing`), never given a
+    /// new one: its record sequence must never restart (issue 23 item 5).
+    /// - Throws: `DeviceError` (not provisioned, a bad key, id or certificate, no store) or `StoreError`.
     public init(stateDir: URL) throws {
         let p = Device.paths(stateDir)
         guard let data = FileManager.default.contents(atPath: p.config.path) else { throw DeviceError.notProvisioned(stateDir.path) }
@@ -193,6 +201,7 @@ public final class Device: Sendable {
             currentCertificate = Mutex(nil)
         }
         self.stateDir = stateDir
+        guard FileManager.default.fileExists(atPath: p.db.path) else { throw DeviceError.storeMissing(p.db.path) }
         store = try KioskStore(path: p.db.path)
     }
 
@@ -233,6 +242,11 @@ public final class Device: Sendable {
             guard let d = Data(base64Encoded: k), (try? Curve25519.Signing.PublicKey(rawRepresentation: d)) != nil else {
                 throw DeviceError.badConfig("key \(id) is not a base64 Ed25519 public key")
             }
+        }
+        // The store is made once, at the first provisioning, before device.json says the device
+        // exists; a re-provisioned device whose store is gone is refused (`storeMissing`).
+        if !fm.fileExists(atPath: p.config.path) && !fm.fileExists(atPath: p.db.path) {
+            do { _ = try KioskStore(path: p.db.path) } catch { throw StoreError(error) }
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]

@@ -15,6 +15,12 @@ public struct HealthReport: Sendable {
     public static func read(_ kiosk: Kiosk) -> HealthReport {
         let device = kiosk.device
         var o: [String: any Sendable] = ["device_id": device.config.deviceID, "profile": device.config.profile.rawValue]
+        // The file first (issue 23 item 5): a store replaced, removed or overwritten under the
+        // daemon answers reads from what it still holds open; the kiosk must not look healthy.
+        if let problem = device.store.fileProblem() {
+            o["store_error"] = problem
+            return HealthReport(fields: o, healthy: false)
+        }
         do {
             let now = kiosk.clock.now()
             let snapshot = try device.store.installedSnapshot()

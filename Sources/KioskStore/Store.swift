@@ -11,6 +11,13 @@ public final class KioskStore: Sendable {
     public let pool: DatabasePool
     /// The SQLite file's path.
     public let path: String
+    /// The file as it was opened: replaced, removed or overwritten under the daemon, it says so
+    /// (`fileProblem()`, issue 23 item 5).
+    public let file: StoreFile
+
+    /// What is wrong with the store's file now (gone, replaced, overwritten), without scanning
+    /// it; nil when it is the file opened and still a SQLite database.
+    public func fileProblem() -> String? { file.problem() }
 
     /// The writer connection's `PRAGMA synchronous` (2 = FULL), for tests.
     public func writerSynchronous() throws -> Int {
@@ -40,6 +47,7 @@ public final class KioskStore: Sendable {
         } catch {
             throw StoreError(error)
         }
+        file = try StoreFile(path: path)
     }
 
     /// Contract version 2's schema. A store made under version 1 (retired: persons keyed by

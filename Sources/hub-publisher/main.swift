@@ -2,6 +2,7 @@ import ArgumentParser
 import Crypto
 import KioskProtocol
 import Foundation
+import JournalLogging
 import Glibc
 import Publisher
 import HubStore
@@ -17,6 +18,12 @@ struct HubPublisher: ParsableCommand {
         abstract: "Publish signed snapshots from the hub's roster and records; import signed roster changes.",
         subcommands: [Publish.self, Run.self, RosterImport.self, Certificates.self, VerifyArchive.self]
     )
+
+    /// Logs with journald priorities when stderr is the journal (issue 23 item 4), then runs.
+    static func main() {
+        JournalLogHandler.bootstrap(level: .info)
+        main(nil)
+    }
 }
 
 /// The publisher's own folder (issue 21 item 1): every roster change it applied, as signed,

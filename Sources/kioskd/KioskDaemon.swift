@@ -1,6 +1,7 @@
 import KioskProtocol
 import ArgumentParser
 import Foundation
+import JournalLogging
 import Hummingbird
 import HummingbirdCore
 import KioskCore
@@ -107,11 +108,8 @@ struct KioskDaemon: AsyncParsableCommand {
     /// Bootstraps logging at `--log-level` (to standard error) and the Prometheus metrics; returns the registry.
     private func bootstrapObservability() -> PrometheusCollectorRegistry {
         let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
+        // Priorities for journald when stderr is the journal (issue 23 item 4), plain lines otherwise.
+        JournalLogHandler.bootstrap(level: level)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         return registry

@@ -40,7 +40,11 @@ enum Liveness {
     static func store(_ device: Device) -> LivenessCheck {
         LivenessCheck(name: "store") { done in
             DispatchQueue.global().async {
-                do { _ = try device.store.installedSnapshot(); done(true) } catch { done(false) }
+                do {
+                    // Issue 23 item 5: the store's file replaced, removed or overwritten starves the watchdog.
+                    guard device.store.fileProblem() == nil else { done(false); return }
+                    _ = try device.store.installedSnapshot(); done(true)
+                } catch { done(false) }
             }
         }
     }

@@ -2,6 +2,7 @@ import KioskProtocol
 import ArgumentParser
 import Crypto
 import Foundation
+import JournalLogging
 import Hummingbird
 import HummingbirdTLS
 import Logging
@@ -125,11 +126,8 @@ struct SettlementHubCommand: AsyncParsableCommand {
 
     func run() async throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
+        // Priorities for journald when stderr is the journal (issue 23 item 4), plain lines otherwise.
+        JournalLogHandler.bootstrap(level: level)
         var roster = Roster()
         do {
             for path in snapshot { try roster.load(snapshot: path) }

@@ -437,6 +437,37 @@ extension PCSCIntegrationTests {
         _ = try d.stop()
     }
 
+    /// Issue 23 item 5: the store's file removed under the running daemon: `/healthz` answers
+    /// 503 naming it and the watchdog is no longer fed within 5 s (systemd would restart the
+    /// daemon, which then refuses to make a new store).
+    @Test func aStoreRemovedUnderTheDaemonStopsTheWatchdog() throws {
+        let dir = try provisionedStateDir()
+        let socketPath = dir + "/notify.sock"
+        let notify = try #require(Loopback.datagramSocket(path: socketPath))
+        defer { close(notify) }
+        let d = try Daemon(stateDir: dir, environment: ["NOTIFY_SOCKET": socketPath, "WATCHDOG_USEC": "2000000"])
+        let first = Loopback.datagrams(notify, for: 2.5)
+        #expect(first.filter { $0 == "WATCHDOG=1" }.count >= 2, "\(first)")
+        #expect(try d.get("/healthz").0 == 0)
+        let store = dir + "/kiosk.sqlite"
+        let kept = try Data(contentsOf: URL(fileURLWithPath: store))
+        try FileManager.default.removeItem(atPath: store)
+        _ = Loopback.datagrams(notify, for: 1.5)   // pings already on their way
+        let starved = Loopback.datagrams(notify, for: 3.5)
+        #expect(!starved.contains("WATCHDOG=1"), "the watchdog was still fed: \(starved)")
+        let (_, head, _) = try Harness.exec("/usr/bin/curl", ["-s", "-i", "--max-time", "5", d.base + "/healthz"], timeout: 10)
+        #expect(head.hasPrefix("HTTP/1.1 503"), "\(head.prefix(300))")
+        #expect(head.contains("is gone"), "\(head.suffix(300))")
+        _ = try d.stop()
+        // Started again without its store, the daemon refuses to make a new one.
+        let again = try Harness.exec(try Harness.product("kioskd").path, ["--state-dir", dir, "--port", "0", "--virtual-readers", "--no-upload", "--no-sync"],
+                                     timeout: 20)
+        #expect(again.0 != 0, "kioskd started without its store")
+        #expect((again.1 + again.2).contains("restore it from the backup"), "\(again.2.suffix(400))")
+        #expect(!FileManager.default.fileExists(atPath: store), "a new store was made")
+        try kept.write(to: URL(fileURLWithPath: store))
+    }
+
     /// Issue 8 item 7: many taps in a row; the stream never shows "reading" after a result of
     /// the same tap.
     @Test func screenStatesArriveInOrder() throws {

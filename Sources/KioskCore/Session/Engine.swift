@@ -29,9 +29,13 @@ public struct AfterRecord: Sendable {
 /// see a dispatch queue's confinement; an actor cannot replace it, because PC/SC calls block
 /// for seconds and must not hold a thread of the concurrency pool.
 public final class Engine: @unchecked Sendable {
+    /// The card sessions themselves (read, check, charge, apply), shared with `kioskctl`.
     public let kiosk: Kiosk
+    /// Where every screen change is published, in the order it is made.
     public let feed: ScreenFeed
+    /// Which readers this kiosk uses (vpcd's virtual readers only when allowed).
     public let filter: ReaderFilter
+    /// Where the sessions log what happened.
     public let logger: Logger
     /// `--trace-apdu`: every APDU logged (masked) at notice level.
     let traceAPDU: Bool
@@ -41,6 +45,7 @@ public final class Engine: @unchecked Sendable {
         get { afterRecord.withLock { $0 } }
         set { afterRecord.withLock { $0 = newValue } }
     }
+    /// Prints the receipt of a subsidy or a legal-aid application.
     public let receipts: ReceiptDesk
     let queue = DispatchQueue(label: "kioskd.card-sessions")
     /// How the engine reaches a card: PC/SC in the daemon, emulated cards in tests.
@@ -126,6 +131,8 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
+    /// The card left `reader`: a pre-settlement ends with nothing written, and the result
+    /// on the screen loses the person's details.
     public func cardRemoved(_ reader: String) async {
         _ = try? await perform { [self] in
             guard cardReader == reader else { return }
@@ -286,6 +293,8 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
+    /// pcscd went away: the card's presence is unknown, a pre-settlement ends with nothing
+    /// written, and the screen says the card service is reconnecting.
     public func serviceLost() async {
         _ = try? await perform { [self] in
             cards.reset()
@@ -300,12 +309,15 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
+    /// pcscd is back: the screen's notice about it is cleared.
     public func serviceRestored() async {
         _ = try? await perform { [self] in publish { $0.notice = nil } }
     }
 
     // MARK: actions (called from HTTP)
 
+    /// Why an action asked for over HTTP (a bill, 确认, 取消, a legal-aid application, a
+    /// withdrawal, a slip) was refused.
     public enum ActionError: Error, CustomStringConvertible {
         case billWaiting(String), noCard, wrongProfile(String), nothingToCancel, tooLate(Int), notConfirming(String)
         case noBill, billPending(String), billEnded(BillOutcome)
@@ -445,6 +457,8 @@ public final class Engine: @unchecked Sendable {
         logger.info("pre-settlement ended without a write", metadata: ["bill": "\(b.reference)", "why": "\(code)"])
     }
 
+    /// Files a legal-aid application for `matter` with the card on the reader (`phone`: the
+    /// resident's contact number, if given), prints its receipt and shows the result.
     public func applyLegalAid(matter: String, phone: String?) async throws {
         try await perform { [self] in
             guard let reader = cardReader else { throw ActionError.noCard }

@@ -4,41 +4,65 @@ import KioskStore
 
 /// What the kiosk screen shows, published to the browser over SSE as JSON.
 public struct ScreenState: Codable, Sendable, Equatable {
+    /// The hospital bill waiting for a card, as the screen shows it.
     public struct Bill: Codable, Sendable, Equatable {
+        /// The hospital's reference for the bill.
         public var billReference: String
+        /// The bill's amount, in fen.
         public var billFen: Int64
         enum CodingKeys: String, CodingKey { case billReference = "bill_reference", billFen = "bill_fen" }
     }
+    /// One of the person's programs and where they stand in it.
     public struct ProgramLine: Codable, Sendable, Equatable {
+        /// The program's code.
         public var code: String
+        /// The program's name, as the screen shows it.
         public var name: String
+        /// Medical: the allowance left this period, in fen; nil for legal aid.
         public var remainingFen: Int64?
+        /// Medical: the allowance per period, in fen.
         public var limitFen: Int64?
         /// Used this year (medical): what the card and the snapshot say was used (issue 10).
         public var usedFen: Int64?
+        /// Legal aid: the matters the program covers, each a `code` and a `name`.
         public var matters: [[String: String]]?
         enum CodingKeys: String, CodingKey { case code, name, remainingFen = "remaining_fen", limitFen = "limit_fen", usedFen = "used_fen", matters }
     }
+    /// The outcome of a card session or an action (or a pre-settlement), as the screen shows it.
     public struct Result: Codable, Sendable, Equatable {
         /// check, charge, legal_aid
         public var action: String
+        /// What happened: `eligible`, `granted`, `confirm`, `applied`, or a refusal's or failure's code.
         public var code: String
+        /// The code's words, as `Guidance.text` gives them.
         public var message: String
+        /// A refusal's reason in words; empty for an operating failure.
         public var detail: String
+        /// The card number, masked.
         public var cardNumber: String?
+        /// The card holder's name, masked.
         public var holder: String?
+        /// Which card was read: `medical` or `legal_aid`.
         public var cardType: String?
+        /// The person's programs and the allowance left in each.
         public var programs: [ProgramLine] = []
+        /// The hospital bill's amount, in fen.
         public var billFen: Int64?
+        /// What the subsidy covers, in fen.
         public var subsidyFen: Int64?
+        /// The amount the patient pays, in fen.
         public var patientPaysFen: Int64?
+        /// The ids of the records this session wrote (subsidies or the application).
         public var records: [String] = []
+        /// The legal-aid matter applied for (its code).
         public var matter: String?
         /// printed, not printed, already printed: never a path (the technician's detail is in the log).
         public var receipt: String?
         /// What to say and do next (`Guidance`): the screen's words and the voice prompt.
         public var headline = ""
+        /// What to do next, in words.
         public var next = ""
+        /// The voice prompt: ids of `VoicePrompts.catalogue`, played in order.
         public var voice: [String] = []
         /// A resident may print a status slip of this result (township, card on the reader).
         public var slip = false
@@ -90,21 +114,31 @@ public struct ScreenState: Codable, Sendable, Equatable {
     /// Rises by one with every change, in the order the changes were made (one ordered
     /// stream): a page never shows a state older than one it has shown.
     public var seq: UInt64 = 0
+    /// Which kind of kiosk this is: `hospital` or `township`.
     public var profile: String
     /// The institution's display name (provisioning's `--display-name`), never its code.
     public var institution: String
+    /// The device's id (`device_id`).
     public var deviceID: String
+    /// The PC/SC name of the reader the last card was put on.
     public var reader: String?
+    /// A card is on the reader now.
     public var cardPresent = false
+    /// Hospital: the bill waiting for a card; nil when none is open.
     public var bill: Bill?
+    /// The result or pre-settlement on the screen; nil when none.
     public var result: Result?
+    /// A notice across the screen (the card service lost); nil when none.
     public var notice: String?
+    /// When the state last changed (`YYYY-MM-DDTHH:MM:SSZ`).
     public var updatedAt: String = Timestamp.string(Date())
     /// Where people are sent for help, voice on/off and its volume (`ScreenSettings`).
     public var helpDesk = ""
     /// The help counter's phone (provisioning), shown beside the counter in the footer.
     public var helpPhone: String?
+    /// Whether the page plays the voice prompts.
     public var voiceOn = true
+    /// The voice prompts' volume in percent, 0–100.
     public var volume = 80
 
     /// A screen at rest for this device: idle, no card, no bill, no result.
@@ -119,6 +153,7 @@ public struct ScreenState: Codable, Sendable, Equatable {
         case updatedAt = "updated_at", helpDesk = "help_desk", voiceOn = "voice_on", volume, helpPhone = "help_phone", liftCard = "lift_card"
     }
 
+    /// The state as JSON with sorted keys, as `/api/state` and the screen stream send it.
     public var json: String {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -130,6 +165,7 @@ public struct ScreenState: Codable, Sendable, Equatable {
     /// no string (a bill reference `<!--<script>`, `</script>`) can end or re-mode the element.
     public var inlineScriptLiteral: String { Self.scriptSafe(json) }
 
+    /// `json` with `<`, `>`, `&`, U+2028 and U+2029 escaped as `\u003c` and the like (see `inlineScriptLiteral`).
     public static func scriptSafe(_ json: String) -> String {
         var out = String.UnicodeScalarView()
         for c in json.unicodeScalars {
@@ -182,8 +218,10 @@ public actor ScreenHub {
     /// other 31, the screen still gets its state.
     private var reservedID: UInt64?
 
+    /// A hub showing `initial`, with no page subscribed yet.
     public init(_ initial: ScreenState) { state = initial }
 
+    /// Applies `change`, numbers it (`seq`), stamps `updatedAt` and sends the new state to every page.
     public func update(_ change: ScreenChange) {
         change(&state)
         state.seq += 1
@@ -210,6 +248,7 @@ public actor ScreenHub {
         return (nextID, stream)
     }
 
+    /// Ends stream `id` (its page went away); the screen's reserved stream is free again if it was that one.
     public func unsubscribe(_ id: UInt64) {
         subscribers.removeValue(forKey: id)?.finish()
         if reservedID == id { reservedID = nil }
@@ -224,5 +263,6 @@ public actor ScreenHub {
         subscribers = [:]
         reservedID = nil
     }
+    /// How many screen streams are open now (the health report's `screen_streams`).
     public var subscriberCount: Int { subscribers.count }
 }
