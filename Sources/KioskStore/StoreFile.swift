@@ -4,8 +4,9 @@ import Glibc
 #endif
 
 /// The store's file as the daemon opened it (issue 23 item 5): its identity (device and
-/// inode) and a cheap check of its header read past the page cache, so a store replaced,
-/// removed or overwritten under a running daemon is noticed at once, without scanning it.
+/// inode) and a cheap check of its header read past the page cache (through SQLite's own
+/// descriptor: opening the file would break SQLite's locks), so a store replaced, removed or
+/// overwritten under a running daemon is noticed at once, without scanning it.
 public struct StoreFile: Sendable, Equatable {
     /// The file's path.
     public let path: String
@@ -34,43 +35,35 @@ public struct StoreFile: Sendable, Equatable {
         guard let id = StoreFile.identity(path) else { return "the store file \(path) is gone" }
         guard id.regular else { return "the store file \(path) is no longer a regular file" }
         guard id.device == device, id.inode == inode else { return "the store file \(path) was replaced by another file" }
-        guard let header = StoreFile.readHeader(path) else { return "the store file \(path) cannot be read" }
+        // No descriptor open (the store not in use by this process): identity is all there is to check.
+        guard let header = StoreFile.readHeader(device: device, inode: inode) else { return nil }
         guard header.starts(with: Array("SQLite format 3\0".utf8)) else {
             return "the store file \(path) is no longer a SQLite database (its header was overwritten)"
         }
         return nil
     }
 
-    /// The first 4 KiB of the file, read with `O_DIRECT` (past the page cache), or where the
-    /// file system does not take it (tmpfs) after dropping the cached page.
-    /// `O_DIRECT` (not exported by Swift's Glibc module): 0o40000 on x86-64, 0o200000 on arm64.
-    #if arch(x86_64)
-    static let directIO: Int32 = 0o40000
-    #else
-    static let directIO: Int32 = 0o200000
-    #endif
-
-    static func readHeader(_ path: String) -> [UInt8]? {
+    /// The first 4 KiB of the file, read through a descriptor SQLite already holds on it (its
+    /// device and inode are the file's), after dropping its cached page, so the bytes come
+    /// from the disk. The file itself is never opened here: closing any descriptor of a file
+    /// drops every POSIX lock the process holds on it, SQLite's included (fcntl(2)), and the
+    /// daemon's own connections would then write unlocked. Nil when no descriptor of the
+    /// file is open in this process.
+    static func readHeader(device: UInt64, inode: UInt64) -> [UInt8]? {
+        guard let dir = opendir("/proc/self/fd") else { return nil }
+        defer { closedir(dir) }
         let size = 4096
-        var raw: UnsafeMutableRawPointer?
-        guard posix_memalign(&raw, size, size) == 0, let buffer = raw else { return nil }
-        defer { free(buffer) }
-        var fd = open(path, O_RDONLY | StoreFile.directIO | O_CLOEXEC)
-        if fd < 0 {
-            fd = open(path, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { return nil }
+        var buffer = [UInt8](repeating: 0, count: size)
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: &entry.pointee.d_name) { String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self)) }
+            guard let fd = Int32(name), fd > 2 else { continue }
+            var st = stat()
+            guard fstat(fd, &st) == 0, UInt64(st.st_dev) == device, UInt64(st.st_ino) == inode, (st.st_mode & S_IFMT) == S_IFREG else { continue }
             _ = posix_fadvise(fd, 0, off_t(size), POSIX_FADV_DONTNEED)
+            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, size, 0) }
+            guard n >= 16 else { continue }
+            return Array(buffer.prefix(n))
         }
-        defer { close(fd) }
-        var n = pread(fd, buffer, size, 0)
-        if n < 0 && errno == EINVAL {
-            // O_DIRECT accepted at open but not for this read: read through the cache.
-            let plain = open(path, O_RDONLY | O_CLOEXEC)
-            guard plain >= 0 else { return nil }
-            defer { close(plain) }
-            n = pread(plain, buffer, size, 0)
-        }
-        guard n >= 16 else { return nil }
-        return Array(UnsafeRawBufferPointer(start: buffer, count: n))
+        return nil
     }
 }

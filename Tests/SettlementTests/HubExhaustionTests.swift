@@ -23,9 +23,12 @@ final class RawConnection: Sendable {
         let r = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard r == 0 else { close(fd); return nil }
+        // Not closed here: `fd` is set, so deinit runs even for a failed init and closes it.
+        // Closing it here too closed it twice, and the second close could take a descriptor
+        // NIO had just been given the same number for (its selector then asserted).
+        guard r == 0 else { return nil }
     }
-    deinit { close(fd) }
+    deinit { if fd >= 0 { close(fd) } }
 
     @discardableResult
     func send(_ text: String) -> Bool {

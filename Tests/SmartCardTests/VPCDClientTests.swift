@@ -28,9 +28,10 @@ import Glibc
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
             }
             port = UInt16(bigEndian: addr.sin_port)
-            guard bound == 0, listen(fd, 4) == 0 else { close(fd); throw POSIXError(.EADDRINUSE) }
+            // Not closed here: every property is set, so deinit runs after the throw and closes it once.
+            guard bound == 0, listen(fd, 4) == 0 else { throw POSIXError(.EADDRINUSE) }
         }
-        deinit { close(fd) }
+        deinit { if fd >= 0 { close(fd) } }
         func accept() -> Int32 { Glibc.accept(fd, nil, nil) }
     }
 
