@@ -74,8 +74,10 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Log lines with journald priorities when standard error is the journal (issue 23).
-        .target(name: "JournalLogging", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        // systemd without libsystemd (issue 23): log lines with journald priorities, sd_notify and
+        // a watchdog fed only while every liveness check answers.
+        .target(name: "SystemdSupport", dependencies: [.product(name: "Logging", package: "swift-log"),
+                                                     .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         // The contract (card, snapshot, upload, receipt and sync specs) with no I/O and no
         // database: the record model, signing messages, snapshot lines, times, hex, JSON.
         .target(
@@ -176,7 +178,7 @@ let package = Package(
         .executableTarget(
             name: "hub-publisher",
             dependencies: [
-                "Publisher", "HubStore", "PlatformCommandLine", "KioskProtocol", "JournalLogging",
+                "Publisher", "HubStore", "PlatformCommandLine", "KioskProtocol", "SystemdSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -184,7 +186,7 @@ let package = Package(
         .executableTarget(
             name: "settlement-hub",
             dependencies: [
-                "HubHTTP", "HubStore", "PlatformCommandLine", "KioskProtocol", "JournalLogging",
+                "HubHTTP", "HubStore", "PlatformCommandLine", "KioskProtocol", "SystemdSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -195,7 +197,7 @@ let package = Package(
         .executableTarget(
             name: "kioskd",
             dependencies: [
-                "JournalLogging", "SmartCard", "BenefitCard", "KioskProtocol", "KioskStore", "KioskCore", "Receipts", "Settlement",
+                "SystemdSupport", "SmartCard", "BenefitCard", "KioskProtocol", "KioskStore", "KioskCore", "Receipts", "Settlement",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -337,7 +339,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KioskCoreTests",
-            dependencies: ["KioskCore", "KioskProtocol", "KioskStore", "BenefitCard", "SmartCard", "VirtualCard", "TestVectors", "JournalLogging",
+            dependencies: ["KioskCore", "KioskProtocol", "KioskStore", "BenefitCard", "SmartCard", "VirtualCard", "TestVectors", "SystemdSupport",
                            .product(name: "Logging", package: "swift-log")]
         ),
         // kioskctl's commands run in-process (an executable target, imported @testable).

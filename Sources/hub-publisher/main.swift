@@ -2,7 +2,7 @@ import ArgumentParser
 import Crypto
 import KioskProtocol
 import Foundation
-import JournalLogging
+import SystemdSupport
 import Glibc
 import Publisher
 import HubStore

@@ -1,7 +1,7 @@
 import KioskProtocol
 import ArgumentParser
 import Foundation
-import JournalLogging
+import SystemdSupport
 import Hummingbird
 import HummingbirdCore
 import KioskCore
@@ -87,7 +87,7 @@ struct KioskDaemon: AsyncParsableCommand {
             // HTTP server answers on loopback, each within a quarter of the interval.
             services.append(WatchdogService(interval: interval, checks: [
                 Liveness.store(device), Liveness.cardWorker(engine), Liveness.http(port: port, timeout: interval / 4),
-            ], logger: logger))
+            ], logger: logger, status: "serving on 127.0.0.1"))
         }
         // Issue 20 item 6: the screen's session and its one-time URL (kioskctl screen-url).
         let session = try ScreenSession(stateDir: device.stateDir, port: port,

@@ -1,41 +1,12 @@
 import Foundation
 import Synchronization
 import KioskCore
+import SystemdSupport
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// One thing the daemon needs to be alive (issue 8 item 4): it calls `done(true)` when it
-/// answered correctly. It may never call it (a stuck queue, a blocked read): the caller's
-/// deadline decides.
-struct LivenessCheck: Sendable {
-    let name: String
-    let start: @Sendable (_ done: @escaping @Sendable (Bool) -> Void) -> Void
-}
-
-enum Liveness {
-    /// The names of the checks that did not answer `true` within `bound`.
-    static func failing(_ checks: [LivenessCheck], within bound: Duration) async -> [String] {
-        await withTaskGroup(of: (String, Bool).self) { group in
-            for check in checks { group.addTask { (check.name, await answers(check, within: bound)) } }
-            var failed: [String] = []
-            for await (name, ok) in group where !ok { failed.append(name) }
-            return failed.sorted()
-        }
-    }
-
-    /// Whether `check` answered `true` within `bound`. Returns at the deadline at the latest,
-    /// even when the check never answers (its callback is then ignored).
-    static func answers(_ check: LivenessCheck, within bound: Duration) async -> Bool {
-        let once = Once()
-        return await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
-            let (seconds, attoseconds) = bound.components
-            let deadline = DispatchTime.now() + .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000))
-            DispatchQueue.global().asyncAfter(deadline: deadline) { if once.claim() { c.resume(returning: false) } }
-            check.start { ok in if once.claim() { c.resume(returning: ok) } }
-        }
-    }
-
+extension Liveness {
     /// The store answers a read (its installed snapshot's header; none installed is fine).
     static func store(_ device: Device) -> LivenessCheck {
         LivenessCheck(name: "store") { done in
@@ -88,13 +59,5 @@ enum Liveness {
             got += n
         }
         return String(decoding: buffer.prefix(12), as: UTF8.self) == "HTTP/1.1 200"
-    }
-}
-
-/// Resolves a race exactly once (the answer or the deadline).
-private final class Once: Sendable {
-    private let claimed = Atomic<Bool>(false)
-    func claim() -> Bool {
-        claimed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
     }
 }

@@ -2,7 +2,8 @@ import KioskProtocol
 import ArgumentParser
 import Crypto
 import Foundation
-import JournalLogging
+import SystemdSupport
+import Synchronization
 import Hummingbird
 import HummingbirdTLS
 import Logging
@@ -150,24 +151,89 @@ struct SettlementHubCommand: AsyncParsableCommand {
             }
         }
         let scheme = tls == nil ? "http" : "https"
+        let bound = BoundPort()
         let app = try hub.makeApplication(host: host, port: port, tls: tls) { port in
             // One write(2) to standard output, unbuffered: the test harness waits for this line.
             let line = "settlement-hub listening on \(scheme)://\(host):\(port) (\(devices) devices, \(cards) cards)\n"
             _ = line.utf8CString.withUnsafeBufferPointer { write(1, $0.baseAddress, $0.count - 1) }
+            bound.port.withLock { $0 = port }
+            // systemd (Type=notify, issue 23 item 4): ready once listening.
+            SDNotify.send("READY=1\nSTATUS=serving on \(scheme)://\(host):\(port)")
         }
         // SIGTERM/SIGINT: long polls are answered at once, then the server drains and stops.
         // The database first, so it stops last: its pool closes after the server has drained.
-        let group = ServiceGroup(configuration: .init(services: [database.service, app, ShutdownNotice(hub: hub)], gracefulShutdownSignals: [.sigterm, .sigint],
+        var services: [any Service] = [database.service, app, ShutdownNotice(hub: hub)]
+        if let interval = SDNotify.watchdogInterval {
+            // Fed only while the database answers a read and the server answers on its port,
+            // each within a quarter of the interval.
+            services.append(WatchdogService(interval: interval, checks: [
+                HubLiveness.database(database), HubLiveness.http(host: host, bound: bound, timeout: interval / 4),
+            ], logger: Logger(label: "settlement.hub"), status: "serving"))
+        }
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint],
                                                       logger: Logger(label: "settlement.hub")))
         try await group.run()
     }
 }
 
-/// Tells the hub that graceful shutdown began (started after the server, so told first).
+/// Tells the hub (and systemd: `STOPPING=1`) that graceful shutdown began (started after the
+/// server, so told first).
 struct ShutdownNotice: Service {
     let hub: SettlementHub
     func run() async throws {
         try? await gracefulShutdown()
+        SDNotify.send("STOPPING=1")
         hub.beginShutdown()
+    }
+}
+
+/// The port the server listens on, once it does (port 0 chooses one).
+final class BoundPort: Sendable {
+    let port = Mutex<Int?>(nil)
+}
+
+/// What the hub needs to be alive, for the systemd watchdog (issue 23 item 4).
+enum HubLiveness {
+    /// The database answers `SELECT 1` (off the request tasks, as every blocking call).
+    static func database(_ database: HubDatabase) -> LivenessCheck {
+        LivenessCheck(name: "database") { done in
+            DispatchQueue.global().async { done(((try? database.engine.read { c in try c.int("SELECT 1") }) ?? nil) == 1) }
+        }
+    }
+
+    /// The server answers on its port: a request to a path it does not serve gets its `404`
+    /// (the event loop accepts, reads and writes; nothing touches the database). With TLS,
+    /// the connection is accepted.
+    static func http(host: String, bound: BoundPort, timeout: Duration) -> LivenessCheck {
+        LivenessCheck(name: "http") { done in
+            DispatchQueue.global().async {
+                guard let port = bound.port.withLock({ $0 }) else { done(false); return }
+                done(selfRequest(host: host == "0.0.0.0" ? "127.0.0.1" : host, port: port, timeout: timeout))
+            }
+        }
+    }
+
+    static func selfRequest(host: String, port: Int, timeout: Duration) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        let seconds = Int(timeout.components.seconds)
+        var tv = timeval(tv_sec: max(1, seconds), tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        guard inet_pton(AF_INET, host, &addr.sin_addr) == 1 else { return false }
+        let connected = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { return false }
+        let request = "GET /v1/alive HTTP/1.1\r\nHost: \(host):\(port)\r\nConnection: close\r\n\r\n"
+        guard request.withCString({ send(fd, $0, strlen($0), 0) }) > 0 else { return false }
+        var buffer = [UInt8](repeating: 0, count: 32)
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        // Plain HTTP answers a status line; a TLS hub answers the plain request with TLS bytes or closes.
+        return n > 0
     }
 }

@@ -1,5 +1,5 @@
 import Foundation
-import JournalLogging
+import SystemdSupport
 import Logging
 import Synchronization
 import Testing

@@ -29,7 +29,7 @@ struct KillTests {
         let stdout: URL
         let stderr: URL
 
-        static func spawn(_ path: String, _ arguments: [String], in dir: URL) throws -> Child {
+        static func spawn(_ path: String, _ arguments: [String], in dir: URL, environment: [String: String] = [:]) throws -> Child {
             let out = dir.appendingPathComponent("stdout-\(UUID().uuidString)")
             let err = dir.appendingPathComponent("stderr-\(UUID().uuidString)")
             var actions = posix_spawn_file_actions_t()
@@ -40,7 +40,9 @@ struct KillTests {
             let argv = ([path] + arguments).map { strdup($0) } + [nil]
             defer { argv.forEach { free($0) } }
             var pid: pid_t = 0
-            let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+            let env = ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+            defer { env.forEach { free($0) } }
+            let rc = posix_spawn(&pid, path, &actions, nil, argv, env)
             try #require(rc == 0, "posix_spawn \(path): \(rc)")
             return Child(pid: pid, stdout: out, stderr: err)
         }
