@@ -216,6 +216,9 @@ final class DeviceLimiter: Sendable {
         }
     }
 
+    /// Long polls held now, every device's.
+    func longPollCount() -> Int { state.withLock { $0.longPolls.values.reduce(0, +) } }
+
     func endLongPoll(_ deviceID: String) {
         state.withLock { s in
             let held = (s.longPolls[deviceID] ?? 1) - 1

@@ -69,6 +69,8 @@ public final class SettlementHub: Sendable {
     /// Every connection of this hub process, counted and bounded (issue 21 item 3).
     public let connections: ConnectionRegistry
     let deviceLimiter = DeviceLimiter()
+    /// The hub's counters for `GET /metrics`.
+    let metrics = HubMetrics()
     /// Roster changes being received now (at most two).
     let rosterUploads = Atomic<Int>(0)
     /// The roster as this process sees it: programs whole, devices and cards looked up in the
@@ -193,11 +195,12 @@ public final class SettlementHub: Sendable {
         let router = Router(context: HubRequestContext.self)
         // Issue 21 item 5: a request's task never waits for the database itself (`BlockingWork`).
         router.add(middleware: BlockingWork.RequestMarker())
+        router.get("/metrics") { _, _ -> Response in await self.metricsResponse() }
         router.get("/v1/health") { _, _ -> Response in
             let count = await BlockingWork.offload { (try? self.database.recordCount()) ?? -1 }
             return Self.json(.ok, ["status": count >= 0 ? "ok" : "database_error", "records": count])
         }
-        router.group("/v1/devices/:device_id/batches").add(middleware: BatchSignature(hub: self)).post { request, context -> Response in
+        router.group("/v1/devices/:device_id/batches").add(middleware: BatchCounter(metrics: metrics)).add(middleware: BatchSignature(hub: self)).post { request, context -> Response in
             let deviceID = context.parameters.get("device_id") ?? ""
             return try await self.receive(request, context: context, deviceID: deviceID)
         }
@@ -387,6 +390,7 @@ public final class SettlementHub: Sendable {
             throw Stop(response: Self.error(.internalServerError, "storage", "the hub could not store the batch"))
         }
         Self.logResults(results, log: log)
+        metrics.records(results)
         let answer = Self.batchAnswer(results)
         guard let faults else { return answer }
         return await faults.afterStoring(request: number, answer: answer, results: results)
