@@ -190,6 +190,9 @@ sys.exit(0 if s.get("phase")=="confirm" and (r.get("card_number") or "").endswit
     done
     [ -n "$s" ] || stopped "the screen at http://127.0.0.1:$1/ did not show card …$2's pre-settlement within 10 s"
     echo "$s" | python3 -c 'import json,sys; r=json.load(sys.stdin)["result"]; print("  pre-settlement: bill", r["bill_fen"], "subsidy", r["subsidy_fen"], "patient pays", r["patient_pays_fen"], "(nothing written yet)")'
+    # The pre-settlement's number: 确认 names the figures the patient saw (a press meant for
+    # earlier figures is refused).
+    CONFIRMATION=$(echo "$s" | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["confirmation"])')
 }
 HOSPITAL_SCREEN=$(screen_session "$DEMO/hospital" 8080)
 TOWNSHIP_SCREEN=$(screen_session "$DEMO/township" 8081)
@@ -204,7 +207,7 @@ BILL=$(curl -s -XPOST http://127.0.0.1:8080/api/bills "${BILL_AUTH[@]}" -H 'Cont
 echo "$BILL"
 case $BILL in *"(HTTP 202)") ;; *) stopped "step 1: the hospital kiosk did not take the bill: $BILL" ;; esac
 card 3307820000000017 35963; confirming 8080 0017
-curl -fs -XPOST -b "$HOSPITAL_SCREEN" -H 'Content-Type: application/json' -d '{}' \
+curl -fs -XPOST -b "$HOSPITAL_SCREEN" -H 'Content-Type: application/json' -d "{\"confirmation\":$CONFIRMATION}" \
     http://127.0.0.1:8080/api/bills/H01-20261122-000123/confirm >/dev/null || stopped "step 1: 确认 was refused"
 result 1 8080 0017 granted; pull 35963
 echo "  the HIS reads: $(curl -s "${BILL_AUTH[@]}" http://127.0.0.1:8080/api/bills/H01-20261122-000123)"
