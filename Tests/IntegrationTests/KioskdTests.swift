@@ -411,15 +411,22 @@ extension PCSCIntegrationTests {
     /// Issue 8 item 4: the watchdog is fed only while the daemon is alive. With its descriptors
     /// used up by idle connections its HTTP server cannot answer: the pings stop, and come back
     /// once the connections are gone.
-    @Test func watchdogFollowsLiveness() throws {
+    /// A provisioned kioskd under a fake systemd (`NOTIFY_SOCKET`, a 2 s watchdog), once it
+    /// said READY=1 and fed the watchdog twice.
+    func watchedDaemon() throws -> (dir: String, daemon: Daemon, notify: Int32) {
         let dir = try provisionedStateDir()
         let socketPath = dir + "/notify.sock"
-        let notify = try #require(Loopback.datagramSocket(path: socketPath))
-        defer { close(notify) }
+        let notify = try #require(NotifySocket.bind(path: socketPath))
         let d = try Daemon(stateDir: dir, environment: ["NOTIFY_SOCKET": socketPath, "WATCHDOG_USEC": "2000000"])
-        let first = Loopback.datagrams(notify, for: 2.5)
+        let first = NotifySocket.datagrams(notify, for: 2.5)
         #expect(first.contains { $0.contains("READY=1") })
         #expect(first.filter { $0 == "WATCHDOG=1" }.count >= 2, "\(first)")
+        return (dir, d, notify)
+    }
+
+    @Test func watchdogFollowsLiveness() throws {
+        let (_, d, notify) = try watchedDaemon()
+        defer { close(notify) }
         // Leave the daemon a few descriptors, then take them with idle connections.
         let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(d.process.processIdentifier)/fd").count) ?? 0
         #expect(open > 0)
@@ -427,11 +434,11 @@ extension PCSCIntegrationTests {
         #expect(try Harness.exec("/usr/bin/prlimit", ["--pid", "\(d.process.processIdentifier)", "--nofile=\(limit):\(limit)"]).0 == 0)
         var sockets: [Int32] = []
         for _ in 0..<40 { if let s = Loopback.connect(port: d.port) { sockets.append(s) } }
-        _ = Loopback.datagrams(notify, for: 1.5)   // pings already on their way
-        let starved = Loopback.datagrams(notify, for: 3)
+        _ = NotifySocket.datagrams(notify, for: 1.5)   // pings already on their way
+        let starved = NotifySocket.datagrams(notify, for: 3)
         #expect(!starved.contains("WATCHDOG=1"), "\(starved)")
         for s in sockets { close(s) }
-        let back = Loopback.datagrams(notify, for: 6)
+        let back = NotifySocket.datagrams(notify, for: 6)
         #expect(back.contains("WATCHDOG=1"), "\(back)")
         #expect(d.log.contains("not alive"))
         // Stopped under a watchdog, it exits 0 (the watchdog's sleep, cancelled, once made it 1).
@@ -442,19 +449,14 @@ extension PCSCIntegrationTests {
     /// 503 naming it and the watchdog is no longer fed within 5 s (systemd would restart the
     /// daemon, which then refuses to make a new store).
     @Test func aStoreRemovedUnderTheDaemonStopsTheWatchdog() throws {
-        let dir = try provisionedStateDir()
-        let socketPath = dir + "/notify.sock"
-        let notify = try #require(Loopback.datagramSocket(path: socketPath))
+        let (dir, d, notify) = try watchedDaemon()
         defer { close(notify) }
-        let d = try Daemon(stateDir: dir, environment: ["NOTIFY_SOCKET": socketPath, "WATCHDOG_USEC": "2000000"])
-        let first = Loopback.datagrams(notify, for: 2.5)
-        #expect(first.filter { $0 == "WATCHDOG=1" }.count >= 2, "\(first)")
         #expect(try d.get("/healthz").0 == 0)
         let store = dir + "/kiosk.sqlite"
         let kept = try Data(contentsOf: URL(fileURLWithPath: store))
         try FileManager.default.removeItem(atPath: store)
-        _ = Loopback.datagrams(notify, for: 1.5)   // pings already on their way
-        let starved = Loopback.datagrams(notify, for: 3.5)
+        _ = NotifySocket.datagrams(notify, for: 1.5)   // pings already on their way
+        let starved = NotifySocket.datagrams(notify, for: 3.5)
         #expect(!starved.contains("WATCHDOG=1"), "the watchdog was still fed: \(starved)")
         let (_, head, _) = try Harness.exec("/usr/bin/curl", ["-s", "-i", "--max-time", "5", d.base + "/healthz"], timeout: 10)
         #expect(head.hasPrefix("HTTP/1.1 503"), "\(head.prefix(300))")
@@ -647,36 +649,5 @@ enum Loopback {
         let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
         guard n > 0 else { return nil }
         return String(decoding: buffer.prefix(n), as: UTF8.self).split(separator: "\r\n").first.map(String.init)
-    }
-
-    /// A bound AF_UNIX datagram socket (sd_notify's receiving end).
-    static func datagramSocket(path: String) -> Int32? {
-        unlink(path)
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { close(fd); return nil }
-        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: bytes) }
-        let r = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard r == 0 else { close(fd); return nil }
-        var tv = timeval(tv_sec: 0, tv_usec: 200_000)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        return fd
-    }
-
-    /// Every datagram received during `seconds`.
-    static func datagrams(_ fd: Int32, for seconds: Double) -> [String] {
-        let end = Date().addingTimeInterval(seconds)
-        var out: [String] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while Date() < end {
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n > 0 { out.append(String(decoding: buffer.prefix(n), as: UTF8.self)) }
-        }
-        return out
     }
 }
