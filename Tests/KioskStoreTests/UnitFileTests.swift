@@ -28,4 +28,43 @@ import Testing
             }
         }
     }
+
+    /// `Key=value` lines of a unit, in order.
+    static func settings(_ name: String) throws -> [(String, String)] {
+        let url = try #require(try units().first { $0.lastPathComponent == name })
+        return try String(contentsOf: url, encoding: .utf8).split(separator: "\n").compactMap { line in
+            guard !line.hasPrefix("#"), let eq = line.firstIndex(of: "=") else { return nil }
+            return (String(line[..<eq]), String(line[line.index(after: eq)...]))
+        }
+    }
+
+    @Test("the district hub and its publisher share the SQLite file through a static group")
+    func hubAndPublisherShareAGroup() throws {
+        let hub = try Self.settings("settlement-hub.service"), publisher = try Self.settings("hub-publisher.service")
+        #expect(!hub.contains { $0.0 == "DynamicUser" && $0.1 == "yes" }, "a dynamic user's files cannot be shared")
+        let group = try #require(hub.first { $0.0 == "Group" }?.1)
+        #expect(publisher.contains { $0.0 == "SupplementaryGroups" && $0.1.split(separator: " ").contains(Substring(group)) })
+        #expect(hub.contains { $0 == ("UMask", "0007") } && hub.contains { $0 == ("StateDirectoryMode", "0770") })
+        // The users exist by sysusers.d, checked by systemd-sysusers itself where it is installed.
+        let sysusers = Self.root.appendingPathComponent("Provisioning/systemd/benefit-hub.sysusers")
+        let text = try String(contentsOf: sysusers, encoding: .utf8)
+        #expect(text.contains("u settlement-hub ") && text.contains("u hub-publisher ") && text.contains("m hub-publisher \(group)"))
+        let tool = "/usr/bin/systemd-sysusers"
+        guard FileManager.default.isExecutableFile(atPath: tool) else { return }
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("sysusers-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: root) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tool)
+        p.arguments = ["--dry-run", "--root=\(root.path)", sysusers.path]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        p.waitUntilExit()
+        let said = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(p.terminationStatus == 0, "\(said)")
+        #expect(said.contains("Creating user 'settlement-hub'") && said.contains("Creating user 'hub-publisher'"), "\(said)")
+    }
 }
+
