@@ -51,11 +51,13 @@ extension SettlementHub {
     /// `GET /metrics`: the exposition, its gauges read off the request task.
     func metricsResponse() async -> Response {
         let instant = now()
+        // Both ages in one read, off the request task; stored times are the hub's own RFC 3339.
         let ages = await BlockingWork.offload { () -> (Double?, Double?) in
-            let published = (try? self.database.engine.read { c in try c.text("SELECT MAX(published_at) FROM hub_snapshot") }) ?? nil
-            let waiting = (try? self.database.engine.read { c in try c.text("SELECT MIN(received_at) FROM roster_inbox") }) ?? nil
-            return (published.flatMap { Timestamp.date($0) ?? ReceivedAt.normalise($0).flatMap(Timestamp.date) }.map { instant.timeIntervalSince($0) },
-                    waiting.flatMap { Timestamp.date($0) ?? ReceivedAt.normalise($0).flatMap(Timestamp.date) }.map { instant.timeIntervalSince($0) })
+            let times = try? self.database.engine.read { c in
+                (try c.text("SELECT MAX(published_at) FROM hub_snapshot"), try c.text("SELECT MIN(received_at) FROM roster_inbox"))
+            }
+            func age(_ text: String??) -> Double? { (text ?? nil).flatMap(Timestamp.date).map { instant.timeIntervalSince($0) } }
+            return (age(times?.0), age(times?.1))
         }
         let text = metrics.text(longPolls: deviceLimiter.longPollCount(), publicationAge: ages.0, rosterInboxAge: ages.1)
         return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))

@@ -113,6 +113,38 @@ public enum Liveness {
             check.start { ok in if once.claim() { c.resume(returning: ok) } }
         }
     }
+
+    /// The first bytes (at most 12: an HTTP status line's `HTTP/1.1 NNN`) a server on `host`
+    /// and `port` answers to `GET path`, each step bounded by `timeout`; nil when it cannot be
+    /// reached or says nothing. A liveness check of an event loop that must accept, read and
+    /// write (kioskd's `/livez`, the hub's port).
+    public static func selfRequest(host: String = "127.0.0.1", port: Int, path: String, timeout: Duration) -> [UInt8]? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        let (s, atto) = timeout.components
+        var tv = timeval(tv_sec: Int(s), tv_usec: Int(atto / 1_000_000_000_000))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        guard inet_pton(AF_INET, host, &addr.sin_addr) == 1 else { return nil }
+        let connected = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { return nil }
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nConnection: close\r\n\r\n".utf8)
+        guard request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == request.count else { return nil }
+        var buffer = [UInt8](repeating: 0, count: 12)
+        var got = 0
+        while got < buffer.count {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, $0.count - got, 0) }
+            guard n > 0 else { break }
+            got += n
+        }
+        return got > 0 ? Array(buffer.prefix(got)) : nil
+    }
 }
 
 /// Resolves a race exactly once (the answer or the deadline).

@@ -208,32 +208,9 @@ enum HubLiveness {
         LivenessCheck(name: "http") { done in
             DispatchQueue.global().async {
                 guard let port = bound.port.withLock({ $0 }) else { done(false); return }
-                done(selfRequest(host: host == "0.0.0.0" ? "127.0.0.1" : host, port: port, timeout: timeout))
+                // Any answer will do: plain HTTP answers 404, a TLS hub answers with TLS bytes.
+                done(Liveness.selfRequest(host: host == "0.0.0.0" ? "127.0.0.1" : host, port: port, path: "/v1/alive", timeout: timeout) != nil)
             }
         }
-    }
-
-    static func selfRequest(host: String, port: Int, timeout: Duration) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        let seconds = Int(timeout.components.seconds)
-        var tv = timeval(tv_sec: max(1, seconds), tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        guard inet_pton(AF_INET, host, &addr.sin_addr) == 1 else { return false }
-        let connected = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { return false }
-        let request = "GET /v1/alive HTTP/1.1\r\nHost: \(host):\(port)\r\nConnection: close\r\n\r\n"
-        guard request.withCString({ send(fd, $0, strlen($0), 0) }) > 0 else { return false }
-        var buffer = [UInt8](repeating: 0, count: 32)
-        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-        // Plain HTTP answers a status line; a TLS hub answers the plain request with TLS bytes or closes.
-        return n > 0
     }
 }
