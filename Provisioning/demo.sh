@@ -101,12 +101,12 @@ SNAPSHOT=Provisioning/demo/snapshot-small.jsonl
 CARDS=Provisioning/demo/cards.json
 HUB=http://127.0.0.1:8470
 
-provision() {  # name device-id institution profile seed help-desk display-name
+provision() {  # name device-id institution profile seed help-desk display-name reader
     # The demo devices take the vector seeds so that the vector snapshot's device entries and
     # the hub's roster know their keys; a real device makes its key itself (no seed).
     "$BIN/kioskctl" provision --state-dir "$DEMO/$1" --device-id "$2" --institution "$3" --profile "$4" \
         --issuer-key "$ISSUER" --authority-key "$AUTHORITY" --device-ca-key "$DEVICE_CA" --hub-url "$HUB" \
-        --printer "file:$DEMO/$1/receipts/" --device-key-seed "$5" --help-desk "$6" \
+        --printer "file:$DEMO/$1/receipts/" --region 330782 --reader "$8" --paper 58 --device-key-seed "$5" --help-desk "$6" \
         --display-name "$7" --help-phone "0579-8888 1234" >/dev/null
     # Certification: the device's request goes to the platform, the certificate comes back.
     "$BIN/kioskctl" certificate request --state-dir "$DEMO/$1" >"$DEMO/$1.request"
@@ -116,15 +116,15 @@ provision() {  # name device-id institution profile seed help-desk display-name
     "$BIN/kioskctl" snapshot install --state-dir "$DEMO/$1" "$SNAPSHOT"
     "$BIN/kioskctl" voice generate --state-dir "$DEMO/$1" >/dev/null || echo "voice prompts not generated (espeak-ng missing)" >&2
 }
-provision hospital KSK-TEST-0001 330782-H01 hospital x5ltRC+avHN24CoyFoUz5aWKCtIuAPrNcCW5jVKMTqU= "1 号收费窗口" "市第一人民医院"
-provision township KSK-TEST-0002 330782-H02 township MfSiw5nBRJ7StYQeiAl3Ydt9MnY9IfdDsNu9hmzmpD8= "2 号民政窗口" "城关镇便民服务中心"
+provision hospital KSK-TEST-0001 330782-H01 hospital x5ltRC+avHN24CoyFoUz5aWKCtIuAPrNcCW5jVKMTqU= "1 号收费窗口" "市第一人民医院" "Virtual PCD 00 00"
+provision township KSK-TEST-0002 330782-H02 township MfSiw5nBRJ7StYQeiAl3Ydt9MnY9IfdDsNu9hmzmpD8= "2 号民政窗口" "城关镇便民服务中心" "Virtual PCD 00 01"
 
 "${DETACHED[@]}" "$BIN/settlement-hub" --port 8470 --db "$DEMO/hub.sqlite" --snapshot "$SNAPSHOT" </dev/null >"$DEMO/hub.log" 2>&1 & echo $! >>"$DEMO/pids"
 # The demo's kiosks run on the vectors' fixed day (BENEFIT_KIOSK_TEST_NOW above) while the hub
 # runs on the real clock: a sync would be refused for the clock (401, clock_suspect), so the
 # demo installs its snapshot by hand and syncs nothing. (Sync end to end: README, issue 9.)
-"${DETACHED[@]}" "$BIN/kioskd" --state-dir "$DEMO/hospital" --port 8080 --no-sync --reader "Virtual PCD 00 00" </dev/null >"$DEMO/hospital.log" 2>&1 & echo $! >>"$DEMO/pids"
-"${DETACHED[@]}" "$BIN/kioskd" --state-dir "$DEMO/township" --port 8081 --no-sync --reader "Virtual PCD 00 01" </dev/null >"$DEMO/township.log" 2>&1 & echo $! >>"$DEMO/pids"
+"${DETACHED[@]}" "$BIN/kioskd" --state-dir "$DEMO/hospital" --port 8080 --no-sync </dev/null >"$DEMO/hospital.log" 2>&1 & echo $! >>"$DEMO/pids"
+"${DETACHED[@]}" "$BIN/kioskd" --state-dir "$DEMO/township" --port 8081 --no-sync </dev/null >"$DEMO/township.log" 2>&1 & echo $! >>"$DEMO/pids"
 for port in 8080 8081; do
     up=no
     for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && { up=yes; break; }; sleep 0.1; done

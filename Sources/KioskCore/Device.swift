@@ -4,6 +4,7 @@ import KioskProtocol
 import Foundation
 import Synchronization
 import KioskStore
+import Receipts
 
 /// What provisioning records (`STATE_DIR/device.json`); the key is beside it in `device.key` (0600).
 public struct DeviceConfig: Codable, Sendable, Equatable {
@@ -29,8 +30,15 @@ public struct DeviceConfig: Codable, Sendable, Equatable {
     /// CA come from provisioning"). When set, the uploader trusts these and nothing else;
     /// nil: the system's roots.
     public var hubCAPEM: String?
-    /// `file:/path`, `tcp:host:9100` or `device:/dev/usb/lp0`.
+    /// `file:/path`, `tcp:host:9100`, `device:/dev/usb/lp0`, or `none` (a kiosk without a
+    /// printer: no screen then promises a slip). Checked by `validate()`.
     public var printer: String
+    /// The PC/SC reader the kiosk uses (its name as `kioskctl readers` prints it); nil: every
+    /// reader (virtual ones only with `--virtual-readers`).
+    public var reader: String?
+    /// The receipt paper's width; nil: 58 mm. A value other than 58 or 80 is refused when
+    /// `device.json` is read, never taken as another width.
+    public var paper: PaperWidth?
     /// When the device was last provisioned, RFC 3339 UTC.
     public var provisionedAt: String
     /// The region whose snapshots this kiosk syncs (sync spec §2); nil: the installed snapshot's.
@@ -41,10 +49,38 @@ public struct DeviceConfig: Codable, Sendable, Equatable {
     /// The screen settings in force (the configured ones, or the defaults).
     public var screenSettings: ScreenSettings { screen ?? ScreenSettings() }
 
+    /// A receipt printer's paper width in millimetres: 58 or 80, nothing else.
+    public enum PaperWidth: Int, Codable, Sendable, CaseIterable {
+        /// 58 mm rolls (32 characters a line).
+        case mm58 = 58
+        /// 80 mm rolls (48 characters a line).
+        case mm80 = 80
+    }
+
+    /// The printer spec that means "this kiosk has no printer".
+    public static let noPrinter = "none"
+
+    /// Whether this kiosk prints slips (its printer is not `none`): the screen promises a
+    /// slip only then.
+    public var printsSlips: Bool { printer != Self.noPrinter }
+
+    /// The paper width in force (58 mm unless configured).
+    public var paperWidth: PaperWidth { paper ?? .mm58 }
+
+    /// Checks what `Codable` cannot: the printer spec parses (or is `none`) and the reader's
+    /// name is not empty.
+    /// - Throws: `DeviceError.badConfig`, naming the field.
+    public func validate() throws {
+        if printer != Self.noPrinter {
+            do { _ = try Printer.parse(spec: printer) } catch { throw DeviceError.badConfig("printer: \(error)") }
+        }
+        if let reader, reader.trimmingCharacters(in: .whitespaces).isEmpty { throw DeviceError.badConfig("reader: an empty name") }
+    }
+
     enum CodingKeys: String, CodingKey {
         case deviceID = "device_id", institution, profile, issuerKeys = "issuer_keys", authorityKeys = "authority_keys"
         case deviceCAKeys = "device_ca_keys"
-        case hubURL = "hub_url", hubCAPEM = "hub_ca_pem", printer, provisionedAt = "provisioned_at", region, screen
+        case hubURL = "hub_url", hubCAPEM = "hub_ca_pem", printer, reader, paper, provisionedAt = "provisioned_at", region, screen
     }
 
     /// A configuration as given (`kioskctl provision` makes it).
@@ -187,6 +223,7 @@ public final class Device: Sendable {
         let p = Device.paths(stateDir)
         guard let data = FileManager.default.contents(atPath: p.config.path) else { throw DeviceError.notProvisioned(stateDir.path) }
         do { config = try JSONDecoder().decode(DeviceConfig.self, from: data) } catch { throw DeviceError.badConfig("\(error)") }
+        try config.validate()
         signingKey = try Device.readKey(p.key)
         guard Identifiers.isDeviceID(config.deviceID) else { throw DeviceError.badDeviceID(config.deviceID) }
         if let bytes = FileManager.default.contents(atPath: p.certificate.path) {
@@ -219,6 +256,7 @@ public final class Device: Sendable {
     /// is never reset. A state folder keeps its device identifier.
     public static func provision(stateDir: URL, config: DeviceConfig, seed: Data?, replaceKey: Bool) throws -> Device {
         guard Identifiers.isDeviceID(config.deviceID) else { throw DeviceError.badDeviceID(config.deviceID) }
+        try config.validate()
         let fm = FileManager.default
         try fm.createDirectory(at: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let p = paths(stateDir)

@@ -19,9 +19,13 @@ public struct Guidance: Sendable, Equatable {
     /// - Parameters:
     ///   - billEnded: the tap ended a hospital bill `refused` (issue 20): the words say to pay
     ///     the whole amount at the cashier.
+    ///   - printsSlips: the kiosk has a printer (issue 23): without one, no words and no voice
+    ///     promise a slip or a ticket.
     public static func of(code: String, profile: DeviceConfig.Profile, settings: ScreenSettings,
-                          patientPaysFen: Int64? = nil, action: String = "check", billEnded: Bool = false) -> Guidance {
+                          patientPaysFen: Int64? = nil, action: String = "check", billEnded: Bool = false,
+                          printsSlips: Bool = true) -> Guidance {
         var g = words(code: code, profile: profile, settings: settings, patientPaysFen: patientPaysFen, action: action)
+        if !printsSlips { g = withoutSlip(g, code: code, settings: settings) }
         if billEnded && code != "granted" {
             let pays = patientPaysFen.map { "\(Money.yuan($0)) 元" } ?? "全部费用"
             g.next += "请到\(settings.helpDesk)支付 \(pays)。"
@@ -36,6 +40,22 @@ public struct Guidance: Sendable, Equatable {
                             action: String = "check") -> String {
         let g = of(code: code, profile: profile, settings: settings, action: action)
         return g.headline + "：" + g.next
+    }
+
+    /// The words of a kiosk without a printer: the slip and the ticket are not promised; the
+    /// applicant is told where to go instead of "take the ticket".
+    static func withoutSlip(_ g: Guidance, code: String, settings: ScreenSettings) -> Guidance {
+        var g = g
+        switch code {
+        case "granted":
+            g.next = g.next.replacingOccurrences(of: "请取走凭条。", with: "本机不打印凭条，需要凭条请到\(settings.helpDesk)。")
+            g.voice.removeAll { $0 == "take_receipt" }
+        case "applied":
+            g.next = "请带上这张卡，到\(settings.legalAidOffice)办理（\(settings.legalAidHours)）。"
+            g.voice = ["applied_no_ticket"]
+        default: break
+        }
+        return g
     }
 
     static func words(code: String, profile: DeviceConfig.Profile, settings: ScreenSettings, patientPaysFen: Int64?, action: String) -> Guidance {
@@ -139,6 +159,7 @@ public enum VoicePrompts {
             "eligible": "卡片有效，付款时请刷卡",
             "eligible_township": "卡片有效，如需法律援助，请选择事项",
             "applied": "法律援助申请已提交，请取走回执",
+            "applied_no_ticket": "法律援助申请已提交，请带卡到法律援助中心办理",
             "cancelled": "申请已撤销",
             "limit_exhausted": "今年额度已用完",
             "person_suspended": "救助已暂停，请到民政窗口咨询",

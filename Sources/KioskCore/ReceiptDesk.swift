@@ -16,12 +16,16 @@ public struct ReceiptDesk {
     /// The printer spec (`file:`, `tcp:`, `device:`); the device's by default.
     public let printerSpec: String
 
-    /// A desk printing to `printerSpec`, or to the device's printer when nil.
-    public init(device: Device, paper: Paper = .mm58, printerSpec: String? = nil) {
+    /// A desk printing to `printerSpec`, or to the device's printer when nil, on `paper`, or
+    /// the device's paper width when nil.
+    public init(device: Device, paper: Paper? = nil, printerSpec: String? = nil) {
         self.device = device
-        self.paper = paper
+        self.paper = paper ?? (device.config.paperWidth == .mm80 ? .mm80 : .mm58)
         self.printerSpec = printerSpec ?? device.config.printer
     }
+
+    /// The device has no printer (`--printer none`): nothing is sent, the records stand.
+    var noPrinter: Bool { printerSpec == DeviceConfig.noPrinter }
 
     /// A print's result: printed (with the file written, for a file printer) or failed with why.
     public enum Outcome: Sendable, Equatable {
@@ -29,11 +33,14 @@ public struct ReceiptDesk {
         case printed(file: String?)
         /// Not printed, with why (a `printer_fault` alert was raised).
         case failed(String)
+        /// Not printed: the kiosk has no printer (`--printer none`), which is no fault.
+        case noPrinter
         /// The result in words, for the technician.
         public var text: String {
             switch self {
             case .printed(let f): return f.map { "printed (\($0))" } ?? "printed"
             case .failed(let why): return "not printed: \(why)"
+            case .noPrinter: return "not printed: this kiosk has no printer (--printer none)"
             }
         }
     }
@@ -132,6 +139,7 @@ public struct ReceiptDesk {
     /// Prints one bill's slip: every subsidy record of the bill, one QR each. Records the
     /// outcome on each record; raises `printer_fault` on failure.
     public func printBill(recordIDs: [String], now: Date, reprint: Bool = false) -> Outcome {
+        if noPrinter { return .noPrinter }
         let store = device.store
         do {
             let contents = try recordIDs.map { try content(recordID: $0) }
@@ -191,6 +199,7 @@ public struct ReceiptDesk {
                 let bill = try store.records(deductionID: deduction).map(\.recordID)
                 if bill.count > 1 || bill == [recordID] { return printBill(recordIDs: bill, now: now, reprint: reprint) }
             }
+            if noPrinter { return .noPrinter }
             let content = try content(recordID: recordID, extraLines: reprint ? ["重打凭条 \(ReceiptFormat.chinaTime(now))"] : [])
             let rendered = try ReceiptRenderer.render(content, key: device.signingKey, paper: paper)
             let outcome = try send(rendered.escpos)
@@ -207,6 +216,7 @@ public struct ReceiptDesk {
     /// A resident's status slip (issue 10): plain lines, no code (it settles nothing). A
     /// printer fault is raised as an alert like a receipt's.
     public func printSlip(lines: [String], now: Date) -> Outcome {
+        if noPrinter { return .noPrinter }
         do {
             let bytes = try ESCPOS.slip(lines: lines, paper: paper)
             let transport = try Printer.parse(spec: printerSpec)

@@ -5,7 +5,11 @@ import KioskProtocol
 import Foundation
 import KioskCore
 import KioskStore
+import Receipts
 import Settlement
+
+/// `--paper 58|80`: anything else is a usage error (exit 64), never another width.
+extension DeviceConfig.PaperWidth: ExpressibleByArgument {}
 
 struct Provision: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -22,7 +26,10 @@ struct Provision: ParsableCommand {
     @Option(help: "Settlement hub URL.") var hubUrl: String
     @Option(help: "The region whose snapshots to sync, e.g. 330782 (default: the installed snapshot's).") var region: String?
     @Option(help: "PEM file of the hub's CA: uploads then trust only it (default: the system's roots).") var hubCa: String?
-    @Option(help: "Printer: file:/path, tcp:HOST:9100 or device:/dev/usb/lp0.") var printer = "file:/var/lib/benefit-kiosk/receipts"
+    @Option(help: "Printer (required): device:/dev/usb/lp0, tcp:HOST:9100, file:/path (receipts kept as files: tests, training), or none (no printer: the screen then promises no slip).")
+    var printer: String
+    @Option(help: "The card reader to use, by its name in `kioskctl readers` (default: every reader).") var reader: String?
+    @Option(help: "Receipt paper width in mm: 58 or 80 (default 58).") var paper: DeviceConfig.PaperWidth?
     @Option(help: "Import this device key (base64 32-byte Ed25519 seed) instead of making one: labs and tests.") var deviceKeySeed: String?
     @Flag(help: "Replace an existing device key.") var replaceKey = false
     @Option(help: "Screen: the counter people are sent to for help (the hospital cashier's window, the township hall's counter).") var helpDesk: String?
@@ -42,6 +49,10 @@ struct Provision: ParsableCommand {
         }
         for k in issuerKey + authorityKey + deviceCaKey where TrustOptions.parsePair(k) == nil { throw ValidationError("'\(k)' is not KEY_ID=BASE64") }
         do { _ = try HubURL.check(hubUrl) } catch { throw ValidationError("--hub-url: \(error)") }
+        if printer != DeviceConfig.noPrinter {
+            do { _ = try Printer.parse(spec: printer) } catch { throw ValidationError("--printer: \(error), or none") }
+        }
+        if let reader, reader.trimmingCharacters(in: .whitespaces).isEmpty { throw ValidationError("--reader is a reader's name (kioskctl readers lists them)") }
         if let s = deviceKeySeed, Data(base64Encoded: s)?.count != 32 { throw ValidationError("--device-key-seed is not base64 of 32 bytes") }
         if let region, !Identifiers.isSyncName(region) { throw ValidationError("--region is 1–64 of A–Z a–z 0–9 . _ -") }
         if let resultSeconds, !(5...600).contains(resultSeconds) { throw ValidationError("--result-seconds is 5…600") }
@@ -55,6 +66,18 @@ struct Provision: ParsableCommand {
                              ("--display-name", displayName)] {
             if let text, text.isEmpty || text.count > 40 { throw ValidationError("\(name) is 1–40 characters (it is printed on a 58 mm ticket)") }
         }
+    }
+
+    /// The region to sync: `--region`, else the one provisioned before, else the installed
+    /// snapshot's (nil, as kioskd then reads it). With none of them a fresh kiosk would never
+    /// sync, so `--region` is then a usage error (64) naming the option.
+    func syncRegion() throws -> String? {
+        if let region { return region }
+        let previous = try? Device(stateDir: state.url)
+        if let old = previous?.config.region { return old }
+        if (try? previous?.store.installedSnapshot()) != nil { return nil }
+        throw ValidationError("--region is required: no snapshot is installed here, so the kiosk would not know which "
+                              + "region's snapshots to sync (the district's code, e.g. --region 330782)")
     }
 
     var screen: ScreenSettings? {
@@ -87,8 +110,10 @@ struct Provision: ParsableCommand {
         }
         var config = DeviceConfig(deviceID: deviceId, institution: institution, profile: DeviceConfig.Profile(rawValue: profile)!,
                                   issuerKeys: pairs(issuerKey), authorityKeys: pairs(authorityKey), deviceCAKeys: pairs(deviceCaKey), hubURL: hubUrl, hubCAPEM: hubCAPEM, printer: printer,
-                                  provisionedAt: Timestamp.string(Date()), region: region)
+                                  provisionedAt: Timestamp.string(Date()), region: try syncRegion())
         config.screen = screen
+        config.reader = reader
+        config.paper = paper
         do {
             let device = try Device.provision(stateDir: state.url, config: config, seed: deviceKeySeed.flatMap { Data(base64Encoded: $0) }, replaceKey: replaceKey)
             print("provisioned \(device.config.deviceID) (\(device.config.profile.rawValue), \(device.config.institution)) in \(state.url.path)")

@@ -12,6 +12,9 @@ import Prometheus
 import ServiceLifecycle
 import SmartCard
 
+/// `--paper 58|80`: anything else is a usage error (exit 64), never another width.
+extension DeviceConfig.PaperWidth: ExpressibleByArgument {}
+
 /// The kiosk daemon: reader watcher and card sessions, settlement upload, the local HTTP
 /// server for the screen, the bill intake, health and metrics; one ServiceGroup that
 /// shuts down gracefully on SIGTERM.
@@ -24,8 +27,10 @@ struct KioskDaemon: AsyncParsableCommand {
     @Flag(help: "Use vpcd's virtual readers (demo, tests, training). Also BENEFIT_KIOSK_VIRTUAL_READERS=1.") var virtualReaders = false
     @Flag(help: "Do not upload settlement records (a kiosk with no network yet).") var noUpload = false
     @Flag(help: "Do not sync snapshots from the hub (they change only by kioskctl snapshot install).") var noSync = false
-    @Option(help: "Receipt paper width in mm: 58 or 80.") var paper = "58"
-    @Option(help: "Use only this reader (default: every reader, virtual ones only with --virtual-readers).") var reader: String?
+    @Option(help: "Receipt paper width in mm, 58 or 80 (default: the device configuration's, set by kioskctl provision --paper).")
+    var paper: DeviceConfig.PaperWidth?
+    @Option(help: "Use only this reader (default: the device configuration's, set by kioskctl provision --reader; else every reader, virtual ones only with --virtual-readers).")
+    var reader: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
     @Flag(help: "Log every APDU exchanged with a card (notice level), card and phone numbers, names and signatures masked: for diagnosing a card in the field.")
     var traceAPDU = false
@@ -52,14 +57,14 @@ struct KioskDaemon: AsyncParsableCommand {
         let clock = try KioskClock.fromEnvironment()
         let kiosk = Kiosk(device: device, clock: clock, logger: logger)
         var filter = virtualReaders ? ReaderFilter(allowVirtual: true) : ReaderFilter.fromEnvironment
-        filter.only = reader
+        filter.only = reader ?? device.config.reader
         let settings = device.config.screenSettings
         let hub = ScreenHub(ScreenState(profile: device.config.profile.rawValue, institution: settings.displayName ?? "",
                                         deviceID: device.config.deviceID, helpDesk: settings.helpDesk, helpPhone: settings.helpPhone,
                                         voiceOn: settings.voice, volume: settings.volume))
         let feed = ScreenFeed()
         let engine = Engine(kiosk: kiosk, feed: feed, filter: filter, logger: logger,
-                            receipts: ReceiptDesk(device: device, paper: paper == "80" ? .mm80 : .mm58), traceAPDU: traceAPDU)
+                            receipts: ReceiptDesk(device: device, paper: (paper ?? device.config.paperWidth) == .mm80 ? .mm80 : .mm58), traceAPDU: traceAPDU)
 
         try Self.logStartUpState(device: device, kiosk: kiosk, clock: clock, logger: logger)
 

@@ -531,7 +531,7 @@ extension PCSCIntegrationTests {
             "--issuer-key", "330782-issuer-test=\(try #require(issuer["public_key"]))",
             "--authority-key", "330782-auth-test=\(try #require(authority["public_key"]))",
             "--device-ca-key", "\(TestDevices.ca.id)=\(TestDevices.ca.publicKey)",
-            "--hub-url", "http://127.0.0.1:9", "--printer", "file:\(dir)/receipts/",
+            "--hub-url", "http://127.0.0.1:9", "--printer", "file:\(dir)/receipts/", "--region", "330782",
             "--help-desk", "2 号民政窗口", "--legal-aid-office", "县法律援助中心", "--legal-aid-hours", "工作日 9:00–17:00", "--result-seconds", "12",
             "--cancel-seconds", "3"])
         #expect(s == 0, "\(e)")

@@ -67,14 +67,14 @@ final class ScreenWatch: Sendable {
         let device: Device
     }
 
-    static func rig(profile: DeviceConfig.Profile = .hospital) throws -> Rig {
+    static func rig(profile: DeviceConfig.Profile = .hospital, printer: String? = nil) throws -> Rig {
         let dir = Scratch.folder("engine")
         let id = "KSK-TEST-0001"
         let seed = Vectors.devices[id].flatMap { $0["private_seed"] }.flatMap { Data(base64Encoded: $0) }
         var d = try Device.provision(stateDir: dir, config: DeviceConfig(
             deviceID: id, institution: "330782-H01", profile: profile,
             issuerKeys: TestDevices.issuerKeys, authorityKeys: TestDevices.authorityKeys, deviceCAKeys: TestDevices.caKeys,
-            hubURL: "http://127.0.0.1:9", printer: "file:" + dir.appendingPathComponent("slips").path, provisionedAt: "2026-11-22T00:00:00Z"),
+            hubURL: "http://127.0.0.1:9", printer: printer ?? ("file:" + dir.appendingPathComponent("slips").path), provisionedAt: "2026-11-22T00:00:00Z"),
             seed: seed, replaceKey: false)
         try d.installCertificate(TestDevices.certificate(id), now: at)
         d = try Device(stateDir: dir)
@@ -83,7 +83,7 @@ final class ScreenWatch: Sendable {
         let cards = EmulatedCards()
         let logger = Logger(label: "engine-tests", factory: { _ in SwiftLogNoOpLogHandler() })
         let engine = Engine(kiosk: Kiosk(device: d, clock: .fixed(at)), feed: feed, filter: ReaderFilter(allowVirtual: true),
-                            logger: logger, receipts: ReceiptDesk(device: d, paper: .mm58), cards: cards)
+                            logger: logger, receipts: ReceiptDesk(device: d), cards: cards)
         let screen = ScreenWatch(feed, ScreenState(profile: profile.rawValue, institution: "", deviceID: id))
         return Rig(engine: engine, cards: cards, screen: screen, device: d)
     }
@@ -117,6 +117,32 @@ final class ScreenWatch: Sendable {
         #expect(card.file(3) == usageBefore)
         #expect(try r.device.store.queuedCount() == 0)
         #expect(try r.device.store.billOutcome("H-1", now: Self.at)?.status == .waiting)
+    }
+
+    @Test("a kiosk provisioned --printer none: granted says what to pay and promises no slip, in words or voice; nothing is printed")
+    func noPrinterPromisesNoSlip() async throws {
+        let r = try Self.rig(printer: DeviceConfig.noPrinter)
+        _ = try await r.engine.submitBill(BillRequest(billReference: "H-NP", billFen: 12_345))
+        await Self.tap(r, Vectors.emulator(Self.card17))
+        let confirm = try await r.screen.until("the pre-settlement") { $0.phase == "confirm" }
+        try await r.engine.confirmBill("H-NP", confirmation: try #require(confirm.result?.confirmation))
+        let done = try await r.screen.until("the result") { $0.phase == "result" && $0.result?.action == "charge" }
+        let result = try #require(done.result)
+        #expect(result.code == "granted")
+        #expect(result.receipt == "no printer")
+        #expect(!result.next.contains("凭条") || result.next.contains("不打印凭条"), "\(result.next)")
+        #expect(result.next.contains("您需支付"))
+        #expect(!result.voice.contains("take_receipt"))
+        #expect(try r.device.store.queuedCount() == 1, "the subsidy is recorded whether or not a slip prints")
+        #expect(!FileManager.default.fileExists(atPath: r.device.stateDir.appendingPathComponent("slips").path))
+        await Self.lift(r)
+        let after = try await r.screen.until("the redacted result") { $0.result?.redacted == true }
+        #expect(after.result?.next.contains("取走凭条") == false)
+        // The same engine with a printer does promise the slip (the test can fail).
+        let printing = Guidance.of(code: "granted", profile: .hospital, settings: ScreenSettings(), patientPaysFen: 2_345)
+        #expect(printing.next.contains("请取走凭条") && printing.voice.contains("take_receipt"))
+        let township = Guidance.of(code: "applied", profile: .township, settings: ScreenSettings(), printsSlips: false)
+        #expect(!township.next.contains("回执") && township.voice == ["applied_no_ticket"])
     }
 
     @Test("tap, pre-settlement, 确认: the card is written once, one subsidy queued, the bill granted, the screen forgets on lift")

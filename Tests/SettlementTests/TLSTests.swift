@@ -95,7 +95,7 @@ struct TLSTests {
         func provision(_ ca: String) async throws -> KillTests.Child {
             let child = try KillTests.Child.spawn(kioskctl, [
                 "provision", "--state-dir", state.path, "--device-id", Fixtures.deviceID, "--institution", "330782-H01",
-                "--profile", "hospital", "--hub-url", hub.url, "--hub-ca", ca, "--device-key-seed", Vectors.seed(Fixtures.deviceID).base64EncodedString(),
+                "--profile", "hospital", "--hub-url", hub.url, "--hub-ca", ca, "--printer", "none", "--region", "330782", "--device-key-seed", Vectors.seed(Fixtures.deviceID).base64EncodedString(),
             ], in: dir)
             _ = await child.wait()
             return child

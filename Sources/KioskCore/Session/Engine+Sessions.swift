@@ -17,7 +17,7 @@ extension Engine {
             count(o.decision.code.rawValue)
             var result = Self.result("check", o.decision, card: o.card)
             lastStatus = (o.card, o.decision)
-            result.slip = kiosk.device.config.profile == .township
+            result.slip = kiosk.device.config.profile == .township && kiosk.device.config.printsSlips
             show(result)
         } catch { fail(error, action: "check") }
     }
@@ -224,6 +224,7 @@ extension Engine {
     /// A receipt's outcome in the screen's words: where it went and why it failed go to the log.
     func receiptWords(_ outcomes: [ReceiptDesk.Outcome], records: [String]) -> String {
         for o in outcomes { logger.info("receipt", metadata: ["records": "\(records)", "outcome": "\(o.text)"]) }
+        if outcomes.contains(.noPrinter) { return "no printer" }
         return outcomes.allSatisfy { if case .printed = $0 { return true } else { return false } } ? "printed" : "not printed"
     }
 

@@ -150,7 +150,7 @@ public final class Engine: @unchecked Sendable {
             // Issue 10/20: the person's result leaves the screen with the card; the amount
             // to pay stays a moment, without name or card number.
             if var current = shown?.result, !current.redacted {
-                current.redact()
+                current.redact(printsSlips: kiosk.device.config.printsSlips)
                 show(current, for: timing.afterRemovalSeconds)
             }
         }
@@ -190,7 +190,8 @@ public final class Engine: @unchecked Sendable {
     func show(_ result: ScreenState.Result, for seconds: Int? = nil) {
         var r = result
         let g = Guidance.of(code: r.code, profile: kiosk.device.config.profile, settings: settings,
-                            patientPaysFen: r.patientPaysFen, action: r.action, billEnded: r.billEnded)
+                            patientPaysFen: r.patientPaysFen, action: r.action, billEnded: r.billEnded,
+                            printsSlips: kiosk.device.config.printsSlips)
         r.headline = g.headline
         if !r.redacted {
             r.next = g.next
@@ -276,6 +277,7 @@ public final class Engine: @unchecked Sendable {
             lines += ["查询时间 \(ReceiptFormat.chinaTime(now))", "\(kiosk.device.config.institution) \(kiosk.device.config.deviceID)",
                       "本单仅供查询, 不作结算凭证"]
             let outcome = receipts.printSlip(lines: lines, now: now)
+            if outcome == .noPrinter { return "no printer" }
             if case .failed(let why) = outcome {
                 logger.error("status slip not printed", metadata: ["why": "\(why)"])
                 return "not printed"

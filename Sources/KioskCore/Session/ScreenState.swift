@@ -94,10 +94,11 @@ public struct ScreenState: Codable, Sendable, Equatable {
 
         /// Issue 10/20 (privacy in a queue): the card is out, so the masked name, card number
         /// and allowance leave; what the patient must pay, and what to do next, stay a moment.
-        public mutating func redact() {
+        /// A kiosk without a printer (`printsSlips` false) promises no slip.
+        public mutating func redact(printsSlips: Bool = true) {
             holder = nil; cardNumber = nil; programs = []; subsidyFen = nil
             detail = ""; records = []; slip = false; cancellable = false; redacted = true; voice = []; takeCard = false
-            if code == "granted" { next = "请取走凭条。" }
+            if code == "granted" { next = printsSlips ? "请取走凭条。" : "" }
         }
 
         /// Results after which the card is still needed: a township card's status (the
