@@ -10,7 +10,7 @@ struct KioskCtl: ParsableCommand {
         commandName: "kioskctl",
         abstract: "BenefitKiosk technician command line.",
         subcommands: [Readers.self, Card.self, Provision.self, Snapshot.self, Check.self, Charge.self, ApplyLegalAid.self,
-                      Ledger.self, Queue.self, Reverse.self, Recover.self, ReceiptCommand.self, Upload.self, Certificate.self, Clock.self, BillAPIToken.self, ScreenURL.self, Voice.self]
+                      Ledger.self, Queue.self, Reverse.self, Recover.self, ReceiptCommand.self, Upload.self, Certificate.self, Clock.self, BillAPIToken.self, ScreenURL.self, Voice.self, Doctor.self]
     )
 }
 

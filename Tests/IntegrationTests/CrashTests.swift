@@ -24,9 +24,9 @@ extension PCSCIntegrationTests {
             "--issuer-key", "330782-issuer-test=\(try #require(issuer["public_key"]))",
             "--authority-key", "330782-auth-test=\(try #require(authority["public_key"]))",
             "--device-ca-key", "\(TestDevices.ca.id)=\(TestDevices.ca.publicKey)", "--device-cert", certFile,
-            "--hub-url", hubURL ?? "http://127.0.0.1:9", "--printer", "file:\(dir)/receipts/", "--region", "330782",
+            "--hub-url", hubURL ?? "http://127.0.0.1:9", "--printer", "file:\(dir)/receipts/", "--region", region ?? "330782",
             "--device-key-seed", try #require(device["private_seed"]),
-        ] + (region.map { ["--region", $0] } ?? []), environment: ["BENEFIT_KIOSK_TEST_NOW": "2026-11-22T03:00:00Z"])
+        ], environment: ["BENEFIT_KIOSK_TEST_NOW": "2026-11-22T03:00:00Z"])
         #expect(s1 == 0, "\(e1)")
         if hubURL != nil { return dir }
         let (s2, out, e2) = try Harness.run("kioskctl", ["snapshot", "install", "--state-dir", dir, Vectors.url("snapshot-small.jsonl").path],
