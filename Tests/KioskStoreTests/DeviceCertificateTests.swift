@@ -75,7 +75,7 @@ import Testing
     }
 }
 
-/// Issue 8: the test hooks are compiled into debug builds only (install.sh also refuses a
+/// Issue 8: the test hooks are compiled into debug builds only (package.sh also refuses a
 /// release binary that holds their names). The tests run a debug build: the hooks are there.
 @Suite struct TestHookTests {
     @Test func testHooksAreADebugBuildThing() throws {
