@@ -22,6 +22,9 @@ public final class VPCDClient: @unchecked Sendable {
     public let host: String
     /// vpcd's port: one per virtual reader.
     public let port: UInt16
+    /// A real card's timing (issue 24): each answer is held back until the modelled time
+    /// has passed since its command arrived; nil answers at once.
+    public let timing: CardTiming?
     private let logger: Logger
     private let lock = NSCondition()
     private var fd: Int32 = -1
@@ -29,8 +32,9 @@ public final class VPCDClient: @unchecked Sendable {
 
     /// A client for the card, not yet inserted (`insert`).
     public init(emulator: CardEmulator, host: String = "127.0.0.1", port: UInt16 = VPCDClient.defaultPort,
-                logger: Logger = Logger(label: "virtual-card")) {
+                timing: CardTiming? = nil, logger: Logger = Logger(label: "virtual-card")) {
         self.emulator = emulator
+        self.timing = timing
         self.host = host
         self.port = port
         self.logger = logger
@@ -156,12 +160,26 @@ public final class VPCDClient: @unchecked Sendable {
                 }
                 continue
             }
+            let arrived = DispatchTime.now().uptimeNanoseconds
             switch emulator.process(message) {
-            case .response(let r): guard writeMessage(s, r) else { return }
+            case .response(let r):
+                if let timing { VPCDClient.hold(until: arrived + UInt64(timing.seconds(command: message, response: r) * 1e9)) }
+                guard writeMessage(s, r) else { return }
             case .pulled:
                 logger.info("card pulled by misbehaviour switch")
                 return
             }
+        }
+    }
+
+    /// Sleeps until the monotonic clock reads `deadline` (nanoseconds), whatever signals interrupt.
+    static func hold(until deadline: UInt64) {
+        while true {
+            let now = DispatchTime.now().uptimeNanoseconds
+            guard now < deadline else { return }
+            let left = deadline - now
+            var t = timespec(tv_sec: Int(left / 1_000_000_000), tv_nsec: Int(left % 1_000_000_000))
+            _ = nanosleep(&t, nil)
         }
     }
 

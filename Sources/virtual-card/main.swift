@@ -39,6 +39,14 @@ struct VirtualCardCommand: ParsableCommand {
     var claimTimeout: Double = 5
     @Option(help: "After a pull, put the card back after this many seconds (default: exit).") var reinsertAfter: Double?
     @Flag(help: "List the cards in the file and exit.") var list = false
+    @Option(help: "Answer as slowly as a real contact card: fast (115.2 kbit/s, Ed25519 signature 40 ms) or slow (9,600 bit/s, signature 250 ms); docs/benchmarks.md has the model.")
+    var timing: String?
+
+    var cardTiming: CardTiming? { timing.flatMap { CardTiming.profiles[$0] } }
+
+    func validate() throws {
+        if let timing, CardTiming.profiles[timing] == nil { throw ValidationError("--timing is fast or slow") }
+    }
 
     func run() throws {
         let all = try CardDescription.load(from: URL(fileURLWithPath: cards))
@@ -78,7 +86,7 @@ struct VirtualCardCommand: ParsableCommand {
                              ackFault: fault, ackFaultApplies: !ackFaultSkipsWrite, staleUsage: stale)
         let emulator = try CardEmulator(description: d, misbehaviour: m)
         emulator.setFixedChallenge(challenge)
-        let client = VPCDClient(emulator: emulator, host: host, port: port)
+        let client = VPCDClient(emulator: emulator, host: host, port: port, timing: cardTiming)
         signal(SIGTERM) { _ in Foundation.exit(0) }
         signal(SIGINT) { _ in Foundation.exit(0) }
         while true {
