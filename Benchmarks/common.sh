@@ -6,9 +6,13 @@ cd "$(dirname "${BASH_SOURCE[1]}")/.."
 SCRATCH=${SCRATCH:-.build}
 DIR=
 EXIT_COMMANDS=()
+# SWIFT_BUILD_FLAGS (e.g. --static-swift-stdlib, with SCRATCH=.build-release: the packages'
+# build, reused) are added to every build.
 build() {
-    for p in "$@"; do swift build -c release --product "$p" --scratch-path "$SCRATCH" >/dev/null; done
-    BIN=$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)
+    # shellcheck disable=SC2086
+    for p in "$@"; do swift build -c release ${SWIFT_BUILD_FLAGS:-} --product "$p" --scratch-path "$SCRATCH" >/dev/null; done
+    # shellcheck disable=SC2086
+    BIN=$(swift build -c release ${SWIFT_BUILD_FLAGS:-} --scratch-path "$SCRATCH" --show-bin-path)
 }
 scratch() { DIR=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX"); }
 at_exit() { EXIT_COMMANDS+=("$1"); }
@@ -38,13 +42,14 @@ card_device() {
         --issuer-key "$ISSUER" --authority-key "$(key "d['authority']['key_id'] + '=' + d['authority']['public_key']")" \
         --device-ca-key "$(key "d['device_ca']['key_id'] + '=' + d['device_ca']['public_key']")" \
         --device-key-seed "$SEED" --device-cert "$DIR/device.cert" \
-        --hub-url http://127.0.0.1:9 --printer "file:$DIR/receipts/" >/dev/null
+        --hub-url http://127.0.0.1:9 --printer "file:$DIR/receipts/" --region 330782 >/dev/null
     "$BIN/kioskctl" snapshot install --state-dir "$1" Provisioning/demo/snapshot-small.jsonl >/dev/null
 }
 # The demo's card ...0017 (medical, authentic, eligible) in "Virtual PCD 00 00" until exit
-# (needs pcscd: Provisioning/start-pcscd.sh, and `build virtual-card`).
+# (needs pcscd: Provisioning/start-pcscd.sh, and `build virtual-card`). TIMING=fast|slow
+# gives it a real card's timing (virtual-card --timing, issue 24).
 start_virtual_card() {
-    "$BIN/virtual-card" --cards Provisioning/demo/cards.json --card 3307820000000017 2>/dev/null &
+    "$BIN/virtual-card" --cards Provisioning/demo/cards.json --card 3307820000000017 ${TIMING:+--timing "$TIMING"} 2>/dev/null &
     at_exit "kill $!"
     sleep 1.5
 }

@@ -24,7 +24,7 @@ export BENEFIT_KIOSK_TEST_NOW=2026-11-22T03:00:00Z
 "$BIN/kioskctl" provision --state-dir "$DIR/state" --device-id KSK-TEST-0001 --institution 330782-H01 --profile hospital \
     --issuer-key 330782-issuer-test=ccFN/6AgIzeALsTdT7e3Eyw+Wdaz4PSJiYy/wU1agY8= \
     --authority-key 330782-auth-test=oYIOYJP8glBE21IWS59YdxSMi796YEYlgjPf3cEJoaU= \
-    --hub-url http://127.0.0.1:9 --printer "file:$DIR/receipts/" >/dev/null
+    --hub-url http://127.0.0.1:9 --printer "file:$DIR/receipts/" --region 330782 >/dev/null
 "$BIN/kioskctl" snapshot install --state-dir "$DIR/state" Provisioning/demo/snapshot-small.jsonl >/dev/null
 "$BIN/kioskd" --state-dir "$DIR/state" --port "$PORT" --reader "Virtual PCD 00 00" >"$DIR/kioskd.log" 2>&1 &
 PID=$!

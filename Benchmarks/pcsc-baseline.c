@@ -1,17 +1,25 @@
-/* Bare C/pcsc-lite baseline for kiosk-bench: the same APDUs with nothing around them.
- *   pcsc-baseline READER ITERATIONS [CARD_NUMBER DEVICE_SEED_HEX CERTIFICATE_HEX TEMPLATE_HEX]
- * Prints "c apdu_round_trip …" (SELECT) and "c read_and_authenticate …" (SELECT, three
- * READ BINARY, INTERNAL AUTHENTICATE: the exchanges of a card read, without parsing or
- * signature checks). With the four write arguments also "c read_authenticate_write …":
+/* Bare C/pcsc-lite baseline for kiosk-bench: the same APDUs and the spec's own signature
+ * work with nothing around them.
+ *   pcsc-baseline READER ITERATIONS [CARD_NUMBER DEVICE_SEED_HEX CERTIFICATE_HEX TEMPLATE_HEX ISSUER_KEY_HEX]
+ * Prints "c apdu_round_trip …" (SELECT), "c exchanges_only …" (SELECT, three READ BINARY,
+ * INTERNAL AUTHENTICATE: the exchanges of a card read, nothing checked) and, with the keys,
+ * "c read_and_authenticate …": those exchanges and the three Ed25519 verifications the card
+ * spec demands of every tap (issue 24 item 1), with OpenSSL: the issuer's signature over
+ * EF.HOLDER (§3.2), the card's INTERNAL AUTHENTICATE answer over "CARD-AUTH-V2" ‖ number ‖
+ * challenge ‖ SHA-256 of EF.USAGE (§4), and the writing device's signature over the stored
+ * usage record (§5.1; this device's key: the record the bench reads is its own after the
+ * first write, and a failed verification costs the same). With the write arguments also
+ * "c read_authenticate_write …":
  * those five, then the v2 write (card spec §5.2): PSO VERIFY CERTIFICATE, GET CHALLENGE and
  * UPDATE BINARY of EF.USAGE with Le = 00, which the card checks (§5.3: the device's
  * signature, sequence + 1, the challenge) and acknowledges with its own signature (§5.4),
  * so the card's crypto is on both sides. The object written is the card's stored usage
  * record when this device wrote it, else TEMPLATE (a §5.1 record of this device), with
- * DF43 = stored + 1 and DF48 = the challenge, signed with the device key (OpenSSL Ed25519:
- * the one signature the exchange cannot do without). The acknowledgement is not verified. */
+ * DF43 = stored + 1 and DF48 = the challenge, signed with the device key (OpenSSL Ed25519),
+ * and the card's acknowledgement verified over "USAGE-ACK-V2" ‖ number ‖ DF43 ‖ DF48 (§5.4). */
 #include <PCSC/winscard.h>
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +93,48 @@ static unsigned char *find(unsigned char *v, size_t n, unsigned want, size_t *le
     return NULL;
 }
 
+static EVP_MD_CTX *vmd;
+static long verify_failures;
+
+/* One Ed25519 verification with a raw 32-byte public key; a failure is counted, not fatal. */
+static void verify(const unsigned char *pub, const unsigned char *sig, const unsigned char *msg, size_t len) {
+    EVP_PKEY *k = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub, 32);
+    EVP_MD_CTX_reset(vmd);
+    if (!k || EVP_DigestVerifyInit(vmd, NULL, NULL, NULL, k) != 1 || EVP_DigestVerify(vmd, sig, 64, msg, len) != 1) verify_failures++;
+    EVP_PKEY_free(k);
+}
+
+/* The three verifications of a tap (see the top): holder = READ BINARY 81's data, sigfile =
+ * 82's, usage = 83's, auth = the 64-byte answer to `challenge`. Fills the card's key and number. */
+static void verify_tap(const unsigned char *holder, size_t hn, const unsigned char *sigfile, size_t sn, const unsigned char *usage, size_t un,
+                       const unsigned char *challenge, const unsigned char *auth, const unsigned char *issuer, const unsigned char *devpub,
+                       unsigned char cardkey[32], char number[17]) {
+    unsigned tag; const unsigned char *val, *end; size_t len, l;
+    end = tlv(holder, holder + hn, &tag, &val, &len);
+    size_t holderlen = (size_t)(end - holder);
+    unsigned char *k = find((unsigned char *)val, len, 0xDF29, &l), *num = find((unsigned char *)val, len, 0xDF21, &l);
+    if (!k || !num) { fprintf(stderr, "EF.HOLDER without DF29/DF21\n"); exit(1); }
+    memcpy(cardkey, k, 32); memcpy(number, num, 16); number[16] = 0;
+    tlv(sigfile, sigfile + sn, &tag, &val, &len);
+    unsigned char *isig = find((unsigned char *)val, len, 0xDF31, &l);
+    if (!isig) { fprintf(stderr, "EF.SIGNATURE without DF31\n"); exit(1); }
+    verify(issuer, isig, holder, holderlen);
+    end = tlv(usage, usage + un, &tag, &val, &len);
+    unsigned char digest[32], msg[300];
+    SHA256(usage, (size_t)(end - usage), digest);
+    size_t ml = 0;
+    memcpy(msg, "CARD-AUTH-V2", 12); ml = 12; memcpy(msg + ml, number, 16); ml += 16;
+    memcpy(msg + ml, challenge, 32); ml += 32; memcpy(msg + ml, digest, 32); ml += 32;
+    verify(cardkey, auth, msg, ml);
+    unsigned char *dsig = len ? find((unsigned char *)val, len, 0xDF46, &l) : NULL;
+    if (dsig) {
+        size_t signedlen = (size_t)(dsig - 3 - val);
+        memcpy(msg, "USAGE-V2", 8); ml = 8; memcpy(msg + ml, number, 16); ml += 16;
+        memcpy(msg + ml, val, signedlen); ml += signedlen;
+        verify(devpub, dsig, msg, ml);
+    }
+}
+
 int main(int argc, char **argv) {
     const char *reader = argc > 1 ? argv[1] : "Virtual PCD 00 00";
     int n = argc > 2 ? atoi(argv[2]) : 2000;
@@ -111,7 +161,32 @@ int main(int argc, char **argv) {
         xmit(select, sizeof select); xmit(read1, 5); xmit(read2, 5); xmit(read3, 5); xmit(auth, sizeof auth);
         s[i] = now_us() - t;
     }
-    report("read_and_authenticate", s, m);
+    report("exchanges_only", s, m);
+    vmd = EVP_MD_CTX_new();
+    unsigned char issuer[32], devpub[32], cardkey[32];
+    char cardnumber[17];
+    int keys = argc > 7;
+    if (keys) {
+        unhex(argv[7], issuer, sizeof issuer);
+        unsigned char seed[32]; size_t pl = 32;
+        unhex(argv[4], seed, sizeof seed);
+        EVP_PKEY *dk = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, 32);
+        EVP_PKEY_get_raw_public_key(dk, devpub, &pl);
+        EVP_PKEY_free(dk);
+        unsigned char h[300], g[300], u[300]; size_t hn, gn, un;
+        for (int i = 0; i < m; i++) {
+            double t = now_us();
+            xmit(select, sizeof select);
+            xmit(read1, 5); hn = rlen - 2; memcpy(h, rsp, hn);
+            xmit(read2, 5); gn = rlen - 2; memcpy(g, rsp, gn);
+            xmit(read3, 5); un = rlen - 2; memcpy(u, rsp, un);
+            for (int j = 0; j < 32; j++) auth[5 + j] = (unsigned char)rand();
+            xmit(auth, sizeof auth);
+            verify_tap(h, hn, g, gn, u, un, auth + 5, rsp, issuer, devpub, cardkey, cardnumber);
+            s[i] = now_us() - t;
+        }
+        report("read_and_authenticate", s, m);
+    }
     if (argc > 6) {
         const char *number = argv[3];
         unsigned char seed[32], cert[255], tmpl[255], apdu[5 + 255 + 1], msg[300], obj[255], sig[64];
@@ -129,7 +204,11 @@ int main(int argc, char **argv) {
           did = tmpl + (find(v, vl, 0xDF44, &dlen) - t); }
         for (int i = 0; i < m; i++) {
             double t = now_us();
-            xmit(select, sizeof select); xmit(read1, 5); xmit(read2, 5); xmit(read3, 5);
+            unsigned char h[300], g[300]; size_t hn, gn;
+            xmit(select, sizeof select);
+            xmit(read1, 5); hn = rlen - 2; memcpy(h, rsp, hn);
+            xmit(read2, 5); gn = rlen - 2; memcpy(g, rsp, gn);
+            xmit(read3, 5);
             size_t storedlen = rlen - 2, vl, l;
             unsigned char stored[300]; memcpy(stored, rsp, storedlen);
             unsigned seq = 0;
@@ -141,7 +220,9 @@ int main(int argc, char **argv) {
             size_t objlen;
             if (sdev && l == dlen && memcmp(sdev, did, dlen) == 0) { objlen = (size_t)(sv - stored) + vl; memcpy(obj, stored, objlen); }
             else { objlen = tmpllen; memcpy(obj, tmpl, tmpllen); }
+            for (int j = 0; j < 32; j++) auth[5 + j] = (unsigned char)rand();
             xmit(auth, sizeof auth);
+            if (keys) verify_tap(h, hn, g, gn, stored, storedlen, auth + 5, rsp, issuer, devpub, cardkey, cardnumber);
             xmit(pso, 5 + certlen);
             xmit(challenge, sizeof challenge);
             unsigned char *v = (unsigned char *)usage_value(obj, objlen, &vl);
@@ -161,9 +242,17 @@ int main(int argc, char **argv) {
             memcpy(apdu + 5, obj, objlen); apdu[5 + objlen] = 0x00;
             xmit(apdu, 6 + objlen);
             if (rlen != 66) { fprintf(stderr, "no acknowledgement (%lu bytes)\n", (unsigned long)rlen); return 1; }
+            if (keys) {   /* "USAGE-ACK-V2" ‖ number ‖ DF43 ‖ DF48, by the card's key */
+                unsigned char ack[64];
+                memcpy(ack, rsp, 64);
+                ml = 0; memcpy(msg, "USAGE-ACK-V2", 12); ml = 12; memcpy(msg + ml, number, 16); ml += 16;
+                memcpy(msg + ml, dseq, 4); ml += 4; memcpy(msg + ml, dchal, 16); ml += 16;
+                verify(cardkey, ack, msg, ml);
+            }
             s[i] = now_us() - t;
         }
         report("read_authenticate_write", s, m);
+        if (keys) fprintf(stderr, "pcsc-baseline: %ld verifications did not verify (a record of another device counts here)\n", verify_failures);
         EVP_MD_CTX_free(md); EVP_PKEY_free(key);
     }
     SCardDisconnect(card, SCARD_LEAVE_CARD);
