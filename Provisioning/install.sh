@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Provisions a kiosk from a filled-in template, on a machine where the benefit-kiosk package
-# is installed (docs/install.md, "Install a kiosk", steps 2–3):
-#   install.sh --config /etc/benefit-kiosk/hospital.conf [--deb benefit-kiosk_V_ARCH.deb] [--state-dir DIR]
+# is installed (docs/install.md, "Install a kiosk", steps 2–3). The package installs this
+# script as /usr/sbin/benefit-kiosk-provision:
+#   benefit-kiosk-provision --config /etc/benefit-kiosk/hospital.conf [--deb benefit-kiosk_V_ARCH.deb] [--state-dir DIR]
 # --deb installs that package first (apt-get install ./FILE, which brings pcscd, libccid,
 # cage, chromium, fonts-noto-cjk, espeak-ng, alsa-utils). Nothing is built here: the
 # packages come from Provisioning/package.sh on a build machine. Provisioning runs as the
