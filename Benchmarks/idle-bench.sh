@@ -12,8 +12,11 @@ cd "$(dirname "$0")/.."
 SECONDS_AT_REST=${1:-60}
 PORT=${PORT:-8099}
 SCRATCH=${SCRATCH:-.build}
-for p in kioskd kioskctl rest-floor; do swift build -c release --product "$p" --scratch-path "$SCRATCH" >/dev/null; done
-BIN=$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)
+# SWIFT_BUILD_FLAGS=--static-swift-stdlib with SCRATCH=.build-release measures the packages' binaries.
+# shellcheck disable=SC2086
+for p in kioskd kioskctl rest-floor; do swift build -c release ${SWIFT_BUILD_FLAGS:-} --product "$p" --scratch-path "$SCRATCH" >/dev/null; done
+# shellcheck disable=SC2086
+BIN=$(swift build -c release ${SWIFT_BUILD_FLAGS:-} --scratch-path "$SCRATCH" --show-bin-path)
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/idle-bench.XXXXXX")
 PID=
 FLOOR=

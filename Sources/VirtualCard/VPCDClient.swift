@@ -9,8 +9,8 @@ import Glibc
 /// control messages 00 power off, 01 power on, 02 reset, 04 ATR). Connecting inserts
 /// the card; closing the socket pulls it.
 ///
-/// `@unchecked Sendable`, and why that is sound: the two `var`s (`fd`, `serving`) are read and
-/// written only with `lock` held (`insert`'s hand-over, `isInserted`, `remove`, `waitRemoved`,
+/// `@unchecked Sendable`, and why that is sound: the three `var`s (`fd`, `serving`,
+/// `heldNanoseconds`) are read and written only with `lock` held (`insert`'s hand-over, `isInserted`, `remove`, `waitRemoved`,
 /// and the serving thread's exit); the serving thread works on its own local copy of the
 /// socket. Every other stored property is a `let` of a `Sendable` type.
 public final class VPCDClient: @unchecked Sendable {
@@ -29,6 +29,11 @@ public final class VPCDClient: @unchecked Sendable {
     private let lock = NSCondition()
     private var fd: Int32 = -1
     private var serving = false
+    private var heldNanoseconds: UInt64 = 0
+
+    /// The card's own time so far with `timing`: the seconds from each command's arrival to
+    /// its answer (the emulator's work and the modelled delay), summed over every exchange.
+    public var cardSeconds: Double { lock.withLock { Double(heldNanoseconds) / 1e9 } }
 
     /// A client for the card, not yet inserted (`insert`).
     public init(emulator: CardEmulator, host: String = "127.0.0.1", port: UInt16 = VPCDClient.defaultPort,
@@ -164,6 +169,8 @@ public final class VPCDClient: @unchecked Sendable {
             switch emulator.process(message) {
             case .response(let r):
                 if let timing { VPCDClient.hold(until: arrived + UInt64(timing.seconds(command: message, response: r) * 1e9)) }
+                let held = DispatchTime.now().uptimeNanoseconds - arrived
+                lock.withLock { heldNanoseconds += held }
                 guard writeMessage(s, r) else { return }
             case .pulled:
                 logger.info("card pulled by misbehaviour switch")

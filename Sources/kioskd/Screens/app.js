@@ -203,6 +203,14 @@ function printSlip() {
 
 // The stream; when it is refused (all taken) or dropped, the page polls /api/state and
 // tries the stream again with a growing pause (1 s … 30 s).
+// When a state has been put on the page: one console line (the phase, the code and the
+// pre-settlement's number, never who or what card), read by the tap-to-screen benchmark from
+// headless Chromium's log (Benchmarks/tap-to-screen.sh). A kiosk's browser logs nothing.
+function stamp(s) {
+  const r = s.result || {};
+  console.debug("bk-state " + JSON.stringify({ seq: s.seq, phase: s.phase, code: r.code || null, confirmation: r.confirmation ?? null,
+                                               bill: s.bill ? s.bill.bill_reference : null, card: !!s.card_present, t: Date.now() }));
+}
 let backoff = 1000, poller = null;
 function poll() {
   fetch("/api/state", { credentials: "same-origin" }).then((r) => r.json()).then(render).catch(() => {});
@@ -213,7 +221,9 @@ function connect() {
   es.addEventListener("state", (e) => {
     conn.className = "on"; backoff = 1000;
     if (poller) { clearInterval(poller); poller = null; }
-    render(JSON.parse(e.data));
+    const state = JSON.parse(e.data);
+    render(state);
+    stamp(state);
   });
   es.onerror = () => {
     conn.className = "off";
