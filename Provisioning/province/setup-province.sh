@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A province's hub set-up (issue 12), as root, on Debian:
 #   setup-province.sh database            on the PostgreSQL machine: roles and database
-#   setup-province.sh hub                 on each hub machine: users, folders, units
+#   setup-province.sh hub                 on each hub machine, after apt-get install ./benefit-hub_….deb: folders, province.env
 #   setup-province.sh schema              once, on a machine with settlement-hub: the tables,
 #                                         created by their owner, and the hubs' privileges
 #   setup-province.sh keys AUTH CA        on each publisher machine: the key files
@@ -53,19 +53,18 @@ schema)
     settlement-hub migrate --postgres "$url" --shelf /srv/settlement-hub/shelf --grant-to "$ROLE" --grant-publisher "$PUBLISHER_ROLE"
     ;;
 hub)
-    getent group settlement-hub >/dev/null || groupadd --system settlement-hub
-    id settlement-hub >/dev/null 2>&1 || useradd --system --gid settlement-hub --home-dir /nonexistent --shell /usr/sbin/nologin settlement-hub
-    # The publisher: a user and group of its own (reads the shelf's group only to write it).
-    getent group hub-publisher >/dev/null || groupadd --system hub-publisher
-    id hub-publisher >/dev/null 2>&1 || useradd --system --gid hub-publisher --groups settlement-hub --home-dir /nonexistent --shell /usr/sbin/nologin hub-publisher
+    # The users, the programs and the units come from the benefit-hub package (sysusers.d,
+    # /usr/bin, /usr/lib/systemd/system): install it first (Provisioning/package.sh makes it).
+    dpkg-query -W -f='${Status}' benefit-hub 2>/dev/null | grep -q "install ok installed" \
+        || { echo "install the benefit-hub package first: apt-get install ./benefit-hub_VERSION_amd64.deb" >&2; exit 69; }
+    id settlement-hub >/dev/null 2>&1 && id hub-publisher >/dev/null 2>&1 || { echo "the package's users are missing: systemd-sysusers benefit-hub.conf" >&2; exit 69; }
     install -d -o root -g settlement-hub -m 0750 /etc/settlement-hub /etc/settlement-hub/tls
     install -d -o hub-publisher -g hub-publisher -m 0700 /etc/hub-publisher
     # The publisher's archive of verified roster changes: its user's alone (issue 21).
     install -d -o hub-publisher -g hub-publisher -m 0700 /var/lib/hub-publisher /var/lib/hub-publisher/archive
     # The shared shelf: the publisher writes, the hub processes read.
     install -d -o hub-publisher -g settlement-hub -m 2750 /srv/settlement-hub/shelf
-    [ -f /etc/settlement-hub/province.env ] || install -o root -g settlement-hub -m 0640 "$(dirname "$0")/province.env.example" /etc/settlement-hub/province.env
-    install -m 0644 "$(dirname "$0")/settlement-hub@.service" "$(dirname "$0")/hub-publisher-province.service" /etc/systemd/system/
+    [ -f /etc/settlement-hub/province.env ] || install -o root -g settlement-hub -m 0640 /etc/benefit-hub/province.env.example /etc/settlement-hub/province.env
     systemctl daemon-reload 2>/dev/null || true
     echo "edit /etc/settlement-hub/province.env, put the TLS chain and key in /etc/settlement-hub/tls/, then:"
     echo "  systemctl enable --now settlement-hub@8471 settlement-hub@8472 hub-publisher-province"
