@@ -58,6 +58,8 @@ struct SnapshotGen: ParsableCommand {
     @Option(help: "Record lines in the delta.") var changes = 10000
     @Option(help: "Seed of the generator (a delta must be made with its base's seed: it names the base's persons by it).") var seed: UInt64 = 20_261_122
     @Flag(help: "Give every card its public_key (DF29; optional in snapshots, ignored by kiosks).") var cardKeys = false
+    @Option(help: "Also carry this snapshot's person, card and usage lines (a full: e.g. the vectors', so their cards stay known).")
+    var extra: String?
     @Option(help: "snapshot_id (default 330782-20261122-01 for a full, -02 for a delta).") var snapshotID: String?
     @Option(help: "issued_at (RFC 3339; default 02:00 for a full, 02:30 for a delta, on 2026-11-22).") var issuedAt: String?
 
@@ -161,6 +163,13 @@ struct SnapshotGen: ParsableCommand {
     func writeFull(_ population: SyntheticPopulation, _ rng: inout SplitMix64, _ add: ([String: Any]) throws -> Void) throws {
         for p in SnapshotGen.programs { try add(p) }
         for d in SnapshotGen.devices { try add(d) }
+        if let extra {
+            for line in try String(contentsOfFile: extra, encoding: .utf8).split(separator: "\n") {
+                guard let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                      let type = o["type"] as? String, ["person", "card", "usage"].contains(type) else { continue }
+                try add(o)
+            }
+        }
         for i in 0..<persons {
             let ref = population.personRef(i)
             let (status, reason) = SnapshotGen.personStatus(&rng)

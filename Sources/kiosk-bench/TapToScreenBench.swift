@@ -27,6 +27,7 @@ struct TapToScreenBench: ParsableCommand {
     @Option var taps = 20
     @Option var chromium = "/usr/bin/chromium"
     @Option(help: "Label printed with the figures (at_rest, under_load …).") var label = "at_rest"
+    @Flag(help: "Print every tap's two segments with the wall-clock time (to place a slow tap against a load).") var verbose = false
 
     func run() throws {
         let state = URL(fileURLWithPath: stateDir)
@@ -72,6 +73,10 @@ struct TapToScreenBench: ParsableCommand {
             fromSeen.append(confirm.t - seen - own1)
             toResult.append(result.t - t2 - own2)
             cardOwn.append(own1 + own2)
+            if verbose {
+                print(String(format: "tap %d at %.3f: seen→pre-settlement %.1f ms, 确认→result %.1f ms (added)", i, t2 / 1000,
+                             confirm.t - seen - own1, result.t - t2 - own2))
+            }
             client.remove()
             _ = try page.wait("the card taken", after: result.t, timeout: 30) { !$0.card }
         }
