@@ -121,19 +121,19 @@ final class PageStamps: Sendable {
         try p.run()
         let handle = pipe.fileHandleForReading
         Thread.detachNewThread { [self] in
-            var pending = Data()
+            // The stamps are found in the log as they come, "bk-state {…}" (a flat object),
+            // wherever the log's own lines break.
+            var pending = ""
             while true {
                 let chunk = handle.availableData
                 if chunk.isEmpty { return }
-                pending.append(chunk)
-                while let nl = pending.firstIndex(of: 0x0A) {
-                    let line = String(decoding: pending[pending.startIndex..<nl], as: UTF8.self)
-                    pending.removeSubrange(pending.startIndex...nl)
-                    guard let r = line.range(of: "bk-state ") else { continue }
-                    var json = String(line[r.upperBound...])
-                    if let end = json.range(of: "}", options: .backwards) { json = String(json[..<end.upperBound]) }
+                pending += String(decoding: chunk, as: UTF8.self)
+                while let r = pending.range(of: "bk-state {"), let end = pending[r.upperBound...].firstIndex(of: "}") {
+                    let json = pending[pending.index(before: r.upperBound)...end]
                     if let s = try? JSONDecoder().decode(Stamp.self, from: Data(json.utf8)) { stamps.withLock { $0.append(s) } }
+                    pending = String(pending[pending.index(after: end)...])
                 }
+                if pending.count > 65_536 { pending = String(pending.suffix(1_024)) }
             }
         }
         return p.processIdentifier
