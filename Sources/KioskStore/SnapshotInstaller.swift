@@ -33,7 +33,16 @@ extension KioskStore {
     /// is held whole). A snapshot issued more than 10 minutes after `now` (the kiosk's clock)
     /// is refused `issued_in_future`; an installed one raises the clock floor (sync spec §6)
     /// to its `issued_at`, in the same transaction.
-    public func installSnapshot(at url: URL, trustedAuthorities: [String: Curve25519.Signing.PublicKey], now: Date) throws -> InstallReport {
+    ///
+    /// - Parameter pauseBetweenRanges: how long the copy leaves the store's writer free after
+    ///   each range. Zero when the installer is the store's only writing process (kioskd's
+    ///   sync: its writes queue in order behind one range at most). Another process (kioskd,
+    ///   while `kioskctl snapshot install` runs) waits in SQLite's busy handler, which sleeps
+    ///   up to 100 ms between tries and so never saw the few microseconds between two ranges:
+    ///   it starved for the whole copy, seconds (issue 24). A pause longer than that sleep
+    ///   lets it in after one range.
+    public func installSnapshot(at url: URL, trustedAuthorities: [String: Curve25519.Signing.PublicKey], now: Date,
+                                pauseBetweenRanges: Duration = .zero) throws -> InstallReport {
         let handle: FileHandle
         do { handle = try FileHandle(forReadingFrom: url) } catch {
             throw SnapshotRefusal.unreadableFile(error.localizedDescription)
@@ -81,6 +90,7 @@ extension KioskStore {
             defer { try? pool.writeWithoutTransaction { db in try db.execute(sql: "DETACH DATABASE staging") } }
             for range in ranges {
                 try pool.write { db in try batch.copy(db, range) }
+                if pauseBetweenRanges > .zero { Thread.sleep(forTimeInterval: Double(pauseBetweenRanges.components.seconds) + Double(pauseBetweenRanges.components.attoseconds) / 1e18) }
             }
             return try pool.write { db in
                 try SnapshotLoader.expectInstalled(db, installed?.header.snapshotID)

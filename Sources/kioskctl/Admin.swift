@@ -145,7 +145,10 @@ struct Snapshot: ParsableCommand {
             do { kiosk = try state.kiosk() } catch let f as CommandFailure { try fail(f) }
             let device = kiosk.device
             do {
-                let r = try device.store.installSnapshot(at: URL(fileURLWithPath: file), trustedAuthorities: device.trustedAuthorities, now: kiosk.clock.now())
+                // kioskd may be running and taking a patient's bill: it gets the store between
+                // every two ranges of the copy (KioskStore.installSnapshot).
+                let r = try device.store.installSnapshot(at: URL(fileURLWithPath: file), trustedAuthorities: device.trustedAuthorities,
+                                                         now: kiosk.clock.now(), pauseBetweenRanges: .milliseconds(120))
                 print("installed \(r.header.snapshotID) (\(r.header.kind), region \(r.header.region), \(r.records) records, \(r.ignoredRecords) of unknown types ignored), expires \(r.header.expiresAt)")
             } catch let refusal as SnapshotRefusal {
                 try? device.store.recordAlert(device: device.context, code: "snapshot_refused", cardNumber: nil, detail: refusal.description, now: kiosk.clock.now())
