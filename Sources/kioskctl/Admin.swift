@@ -148,7 +148,7 @@ struct Snapshot: ParsableCommand {
                 // kioskd may be running and taking a patient's bill: it gets the store between
                 // every two ranges of the copy (KioskStore.installSnapshot).
                 let r = try device.store.installSnapshot(at: URL(fileURLWithPath: file), trustedAuthorities: device.trustedAuthorities,
-                                                         now: kiosk.clock.now(), pauseBetweenRanges: .milliseconds(120))
+                                                         now: kiosk.clock.now(), pauseBetweenRanges: .milliseconds(105))
                 print("installed \(r.header.snapshotID) (\(r.header.kind), region \(r.header.region), \(r.records) records, \(r.ignoredRecords) of unknown types ignored), expires \(r.header.expiresAt)")
             } catch let refusal as SnapshotRefusal {
                 try? device.store.recordAlert(device: device.context, code: "snapshot_refused", cardNumber: nil, detail: refusal.description, now: kiosk.clock.now())
