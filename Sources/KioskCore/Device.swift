@@ -55,6 +55,9 @@ public struct DeviceConfig: Codable, Sendable, Equatable {
         case mm58 = 58
         /// 80 mm rolls (48 characters a line).
         case mm80 = 80
+
+        /// The receipt renderer's paper of this width.
+        public var paper: Paper { self == .mm80 ? .mm80 : .mm58 }
     }
 
     /// The printer spec that means "this kiosk has no printer".
@@ -64,6 +67,12 @@ public struct DeviceConfig: Codable, Sendable, Equatable {
     /// slip only then.
     public var printsSlips: Bool { printer != Self.noPrinter }
 
+    /// Checks a printer spec: `none`, or one `Printer.parse` takes.
+    /// - Throws: `PrinterSpecError`.
+    public static func checkPrinter(_ spec: String) throws {
+        if spec != noPrinter { _ = try Printer.parse(spec: spec) }
+    }
+
     /// The paper width in force (58 mm unless configured).
     public var paperWidth: PaperWidth { paper ?? .mm58 }
 
@@ -71,9 +80,7 @@ public struct DeviceConfig: Codable, Sendable, Equatable {
     /// name is not empty.
     /// - Throws: `DeviceError.badConfig`, naming the field.
     public func validate() throws {
-        if printer != Self.noPrinter {
-            do { _ = try Printer.parse(spec: printer) } catch { throw DeviceError.badConfig("printer: \(error)") }
-        }
+        do { try Self.checkPrinter(printer) } catch { throw DeviceError.badConfig("printer: \(error)") }
         if let reader, reader.trimmingCharacters(in: .whitespaces).isEmpty { throw DeviceError.badConfig("reader: an empty name") }
     }
 

@@ -20,7 +20,7 @@ public struct ReceiptDesk {
     /// the device's paper width when nil.
     public init(device: Device, paper: Paper? = nil, printerSpec: String? = nil) {
         self.device = device
-        self.paper = paper ?? (device.config.paperWidth == .mm80 ? .mm80 : .mm58)
+        self.paper = paper ?? device.config.paperWidth.paper
         self.printerSpec = printerSpec ?? device.config.printer
     }
 

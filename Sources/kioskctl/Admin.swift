@@ -5,7 +5,6 @@ import KioskProtocol
 import Foundation
 import KioskCore
 import KioskStore
-import Receipts
 import Settlement
 
 /// `--paper 58|80`: anything else is a usage error (exit 64), never another width.
@@ -49,9 +48,7 @@ struct Provision: ParsableCommand {
         }
         for k in issuerKey + authorityKey + deviceCaKey where TrustOptions.parsePair(k) == nil { throw ValidationError("'\(k)' is not KEY_ID=BASE64") }
         do { _ = try HubURL.check(hubUrl) } catch { throw ValidationError("--hub-url: \(error)") }
-        if printer != DeviceConfig.noPrinter {
-            do { _ = try Printer.parse(spec: printer) } catch { throw ValidationError("--printer: \(error), or none") }
-        }
+        do { try DeviceConfig.checkPrinter(printer) } catch { throw ValidationError("--printer: \(error), or none") }
         if let reader, reader.trimmingCharacters(in: .whitespaces).isEmpty { throw ValidationError("--reader is a reader's name (kioskctl readers lists them)") }
         if let s = deviceKeySeed, Data(base64Encoded: s)?.count != 32 { throw ValidationError("--device-key-seed is not base64 of 32 bytes") }
         if let region, !Identifiers.isSyncName(region) { throw ValidationError("--region is 1–64 of A–Z a–z 0–9 . _ -") }

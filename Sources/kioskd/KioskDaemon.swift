@@ -64,7 +64,7 @@ struct KioskDaemon: AsyncParsableCommand {
                                         voiceOn: settings.voice, volume: settings.volume))
         let feed = ScreenFeed()
         let engine = Engine(kiosk: kiosk, feed: feed, filter: filter, logger: logger,
-                            receipts: ReceiptDesk(device: device, paper: (paper ?? device.config.paperWidth) == .mm80 ? .mm80 : .mm58), traceAPDU: traceAPDU)
+                            receipts: ReceiptDesk(device: device, paper: paper?.paper), traceAPDU: traceAPDU)
 
         try Self.logStartUpState(device: device, kiosk: kiosk, clock: clock, logger: logger)
 
