@@ -10,8 +10,8 @@ N=${1:-1000000}
 ROUNDS=${ROUNDS:-5}
 ITERATIONS=${ITERATIONS:-1000}
 SCRATCH=${SCRATCH:-.build}
-swift build -c release --product kiosk-bench --scratch-path "$SCRATCH" >/dev/null
-BIN=$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/kiosk-bench
+swift build -c release ${SWIFT_BUILD_FLAGS:-} --product kiosk-bench --scratch-path "$SCRATCH" >/dev/null
+BIN=$(swift build -c release ${SWIFT_BUILD_FLAGS:-} --scratch-path "$SCRATCH" --show-bin-path)/kiosk-bench
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/commit-floor.XXXXXX")
 trap 'rm -rf "$DIR"' EXIT
 cc -O2 -o "$DIR/sqlite-floor" Benchmarks/sqlite-floor.c -lsqlite3
@@ -43,3 +43,10 @@ echo "ratio_p99 $(stats "${ratios99[@]}")"
 # Diagnosis: the same after the WAL is checkpointed and truncated by hand.
 sqlite3 "$DIR/kiosk.sqlite" "PRAGMA wal_checkpoint(TRUNCATE);" >/dev/null
 round "after a manual wal_checkpoint(TRUNCATE)"
+# Diagnosis (issue 24 item 4): the pages each of the two transactions writes (WAL frames of one
+# step, the WAL truncated before it), and the system calls per decision + commit (strace -c).
+"$BIN" decide --db "$DIR/kiosk.sqlite" --iterations 1 --persons "$N" --count-pages 200 | grep 'decide pages'
+if command -v strace >/dev/null; then
+    granted=$(strace -f -c -o "$DIR/strace.txt" "$BIN" decide --db "$DIR/kiosk.sqlite" --iterations 1000 --persons "$N" | sed -n 's/.*ledger_begin_commit n=\([0-9]*\).*/\1/p')
+    awk -v g="$granted" '$NF ~ /^(fdatasync|fsync|pwrite64|pread64|write|read|lseek|fcntl|futex)$/ { calls = ($4 ~ /^[0-9]+$/) ? $4 : $3; printf "strace per decision + commit (%d granted of 1,000): %s %.1f\n", g, $NF, calls / g }' "$DIR/strace.txt"
+fi

@@ -34,9 +34,10 @@ extension KioskStore {
     }
 
     static func clockFloor(_ db: Database) throws -> ClockFloor {
-        guard let r = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM clock_floor WHERE id = 1")) else { return ClockFloor() }
-        return ClockFloor(floor: Timestamp.date(r["floor"]), resetAt: r["reset_at"], resetBy: r["reset_by"],
-                          resetReason: r["reset_reason"], suspectSince: r["suspect_since"])
+        try KioskStore.row(db, "SELECT * FROM clock_floor WHERE id = 1") { r in
+            ClockFloor(floor: Timestamp.date(r["floor"]), resetAt: r["reset_at"], resetBy: r["reset_by"],
+                       resetReason: r["reset_reason"], suspectSince: r["suspect_since"])
+        } ?? ClockFloor()
     }
 
     /// Raises the floor to `instant` when it is later (never lowers it), in the caller's

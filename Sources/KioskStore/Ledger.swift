@@ -13,69 +13,6 @@ public struct DeviceContext: Sendable, Equatable {
     public init(deviceID: String, institution: String) { self.deviceID = deviceID; self.institution = institution }
 }
 
-/// A stored record's upload state (upload spec §4): waiting, or answered for good.
-public enum RecordStatus: String, Sendable, Codable, CaseIterable {
-    /// Waiting to be uploaded (or re-sent).
-    case queued
-    /// The hub stored it (`accepted`, or `duplicate` of the same bytes).
-    case accepted
-    /// The hub refused it for good (`reject_reason` says why).
-    case rejected
-}
-
-/// One settlement record as stored: its immutable body and its upload state.
-public struct StoredRecord: Sendable, Equatable {
-    /// The device's gapless sequence number (upload spec §1).
-    public var seq: Int64
-    /// `<device_id>-<seq>`.
-    public var recordID: String
-    /// The record's kind.
-    public var kind: RecordKind
-    /// When the record was made, RFC 3339 UTC with `Z`.
-    public var createdAt: String
-    /// The record's JSON text, byte for byte as uploaded (a legal-aid contact phone joined back while it is kept).
-    public var body: String
-    /// The upload state.
-    public var status: RecordStatus
-    /// The hub's `received_at` (UTC seconds), once accepted.
-    public var receivedAt: String?
-    /// The hub's reason, once rejected.
-    public var rejectReason: String?
-    /// What the record adds to L, in fen: a subsidy's amount, a reversal's negated, 0 otherwise.
-    public var amountFen: Fen
-    /// The program the record concerns; nil for alerts.
-    public var program: String?
-    /// The deduction a subsidy record was made by (the records of one bill share it).
-    public var deductionID: Int64?
-
-    /// Records with their legal-aid contact phone joined back (issue 21 item 6): select the
-    /// rows through this to read or send a record's whole body.
-    static let select = "SELECT record.*, legal_aid_contact.phone AS contact_phone FROM record LEFT JOIN legal_aid_contact USING (record_id)"
-
-    init(_ r: Row) throws {
-        let kindText: String = r["kind"]
-        guard let kind = RecordKind(rawValue: kindText) else {
-            throw StoreError(kind: .corrupt, message: "record \(r["record_id"] as String? ?? "?"): unknown kind \(kindText)")
-        }
-        seq = r["seq"]; recordID = r["record_id"]; self.kind = kind; createdAt = r["created_at"]; body = r["body"]
-        if let phone: String = r["contact_phone"] { body = ContactKeptApart.join(body, phone: phone) }
-        let statusText: String = r["status"]
-        guard let status = RecordStatus(rawValue: statusText) else {
-            throw StoreError(kind: .corrupt, message: "record \(r["record_id"] as String? ?? "?"): unknown status \(statusText)")
-        }
-        self.status = status; receivedAt = r["received_at"]; rejectReason = r["reject_reason"]
-        amountFen = r["amount_fen"]; program = r["program"]; deductionID = r["deduction_id"]
-    }
-
-    /// The record itself, read from its body (a body that cannot be read throws: nothing is
-    /// taken for empty).
-    public func record() throws -> SettlementRecord {
-        do { return try SettlementRecord(json: body) } catch {
-            throw StoreError(kind: .corrupt, message: "record \(recordID): its body cannot be read: \(error)")
-        }
-    }
-}
-
 /// The store's side of a card presentation (see `KioskStore.presentation`).
 public struct Presentation: Sendable {
     /// This device's own `device` entry in the installed snapshot: its status (`active` or
@@ -204,19 +141,19 @@ extension KioskStore {
     }
 
     static func view(_ db: Database, cardNumber: String, period: String) throws -> SnapshotView? {
-        guard let meta = try SnapshotLoader.installed(db) else { return nil }
-        let expires = Timestamp.date(meta.header.expiresAt) ?? .distantPast
-        let card = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM card WHERE card_number = ?"), arguments: [cardNumber]).map {
+        guard let meta = try InstalledBrief.read(db) else { return nil }
+        let expires = Timestamp.date(meta.expiresAt) ?? .distantPast
+        let card = try KioskStore.row(db, "SELECT * FROM card WHERE card_number = ?", [cardNumber]) {
             CardEntry(cardNumber: $0["card_number"], personRef: $0["person_ref"], status: CardStatus(rawValue: $0["status"]) ?? .revoked)
         }
-        guard let card else { return SnapshotView(snapshotID: meta.header.snapshotID, expiresAt: expires, card: nil, person: nil, programs: []) }
-        let person = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM person WHERE person_ref = ?"), arguments: [card.personRef]).map {
+        guard let card else { return SnapshotView(snapshotID: meta.snapshotID, expiresAt: expires, card: nil, person: nil, programs: []) }
+        let person = try KioskStore.row(db, "SELECT * FROM person WHERE person_ref = ?", [card.personRef]) {
             Person(personRef: $0["person_ref"], status: PersonStatus(rawValue: $0["status"]) ?? .revoked, statusReason: $0["status_reason"],
                    programs: ($0["programs"] as String).components(separatedBy: SnapshotLoader.separator).filter { !$0.isEmpty })
         }
         var programs: [Program] = []
         var usage: [String: UsageFigures] = [:]
-        let settled = Timestamp.date(meta.header.settledThrough) ?? .distantPast   // once per view
+        let settled = Timestamp.date(meta.settledThrough) ?? .distantPast   // once per view
         if let person {
             for code in person.programs {
                 guard let json = try String.fetchOne(db.cachedStatement(sql: "SELECT json FROM program WHERE code = ?"), arguments: [code]),
@@ -227,7 +164,7 @@ extension KioskStore {
                 }
             }
         }
-        return SnapshotView(snapshotID: meta.header.snapshotID, expiresAt: expires, card: card, person: person, programs: programs, usage: usage)
+        return SnapshotView(snapshotID: meta.snapshotID, expiresAt: expires, card: card, person: person, programs: programs, usage: usage)
     }
 
     /// S and L (snapshot spec §5). L counts this device's subsidies less reversals that the
@@ -237,21 +174,21 @@ extension KioskStore {
     static func figures(_ db: Database, personRef: String, program: String, period: String, settled: Date) throws -> UsageFigures {
         let s = try Int64.fetchOne(db.cachedStatement(sql: "SELECT used_fen FROM usage WHERE person_ref = ? AND program = ? AND period = ?"),
                                    arguments: [personRef, program, period]) ?? 0
-        let rows = try Row.fetchAll(db.cachedStatement(sql: """
+        // Read by position: the columns are named in the statement.
+        let amounts: [Fen?] = try KioskStore.rows(db, """
             SELECT amount_fen, status, received_at FROM record
             WHERE person_ref = ? AND program = ? AND period = ? AND kind IN ('medical_subsidy', 'subsidy_reversal')
-            """), arguments: [personRef, program, period])
-        var l: Fen = 0
-        for r in rows {
-            let status: String = r["status"]
-            let received = (r["received_at"] as String?).flatMap(Timestamp.date)
-            if status == "accepted", let received, received <= settled { continue }
-            l = try checkedSum(l, r["amount_fen"] as Fen)
+            """, [personRef, program, period]) { r in
+            let status: String = r[1]
+            let received = (r[2] as String?).flatMap(Timestamp.date)
+            return status == "accepted" && received.map { $0 <= settled } == true ? nil : r[0] as Fen
         }
-        for r in try Row.fetchAll(db.cachedStatement(sql: "SELECT allocations FROM deduction WHERE state = 'pending' AND person_ref = ? AND period = ?"),
-                                  arguments: [personRef, period]) {
-            let allocations = try Deduction.decodeAllocations(r["allocations"])
-            for a in allocations where a.program == program { l = try checkedSum(l, a.subsidyFen) }
+        var l: Fen = 0
+        for amount in amounts { if let amount { l = try checkedSum(l, amount) } }
+        let pending: [String?] = try KioskStore.rows(db, "SELECT allocations FROM deduction WHERE state = 'pending' AND person_ref = ? AND period = ?",
+                                                     [personRef, period]) { $0[0] }
+        for text in pending {
+            for a in try Deduction.decodeAllocations(text) where a.program == program { l = try checkedSum(l, a.subsidyFen) }
         }
         return UsageFigures(snapshotFen: s, localFen: l)
     }
@@ -304,12 +241,12 @@ extension KioskStore {
         precondition(cardChallenge.count == 16, "a card challenge is 16 bytes")
         precondition(decision.isGranted && !decision.allocations.isEmpty, "only granted decisions are deducted")
         return try write { db in
-            guard let meta = try SnapshotLoader.installed(db) else { throw LedgerError.noSnapshot }
-            let settled = Timestamp.date(meta.header.settledThrough) ?? .distantPast
+            guard let meta = try InstalledBrief.read(db) else { throw LedgerError.noSnapshot }
+            let settled = Timestamp.date(meta.settledThrough) ?? .distantPast
             if try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM deduction WHERE state = 'pending' AND card_number = ?)"), arguments: [cardNumber])! {
                 throw LedgerError.pendingExists(cardNumber: cardNumber)
             }
-            if try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM deduction WHERE state != 'voided' AND bill_reference = ?)"), arguments: [billReference])! {
+            if try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM deduction WHERE voided = 0 AND bill_reference = ?)"), arguments: [billReference])! {
                 throw LedgerError.duplicateBill(billReference)
             }
             for a in decision.allocations {
@@ -330,7 +267,7 @@ extension KioskStore {
                     bill_reference, bill_fen, allocations, snapshot_id, institution, created_at)
                 VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """).execute(arguments: [device.deviceID, cardNumber, personRef, period, Int64(cardSequence), Data(usageObject), Data(cardChallenge), billReference,
-                                 decision.billFen, allocations, meta.header.snapshotID, device.institution, Timestamp.string(now)])
+                                 decision.billFen, allocations, meta.snapshotID, device.institution, Timestamp.string(now)])
             return db.lastInsertedRowID
         }
     }
@@ -349,11 +286,12 @@ extension KioskStore {
                                 cardWrittenAt: Date? = nil, now: Date, resolution: String = "card written") throws -> [StoredRecord] {
         precondition(ack == nil || ack!.count == 64, "a card acknowledgement is 64 bytes")
         return try write { db in
-            guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM deduction WHERE id = ?"), arguments: [id]) else { throw LedgerError.noSuchDeduction(id) }
-            let d = try Deduction(row)
+            guard let (d, institution) = try KioskStore.row(db, "SELECT * FROM deduction WHERE id = ?", [id], { (try Deduction($0), $0["institution"] as String) }) else {
+                throw LedgerError.noSuchDeduction(id)
+            }
             guard d.state == .pending else {
                 // Resolved before (exactly once): hand back what it made.
-                return try Row.fetchAll(db.cachedStatement(sql: "\(StoredRecord.select) WHERE deduction_id = ? ORDER BY seq"), arguments: [id]).map(StoredRecord.init)
+                return try KioskStore.rows(db, "\(StoredRecord.select) WHERE deduction_id = ? ORDER BY seq", [id], StoredRecord.init)
             }
             // Sync spec §6: a card write's DF45 raises the clock floor.
             if let cardWrittenAt { try KioskStore.raiseClockFloor(db, to: cardWrittenAt) }
@@ -369,7 +307,7 @@ extension KioskStore {
                     billReference: d.billReference, billFen: d.billFen, subsidyFen: a.subsidyFen,
                     patientPaysFen: d.billFen - total, usedBeforeFen: a.usedBeforeFen, usedAfterFen: a.usedAfterFen,
                     cardSequence: Int64(ackedSequence), cardChallenge: Hex.encode(ackedChallenge),
-                    cardAck: ack.map { Data($0).base64EncodedString() } ?? "", institution: row["institution"] as String)
+                    cardAck: ack.map { Data($0).base64EncodedString() } ?? "", institution: institution)
                 out.append(try KioskStore.appendRecord(db, device: device, now: now, snapshotID: d.snapshotID, content: .medicalSubsidy(subsidy),
                     index: RecordIndex(deductionID: id, personRef: d.personRef, program: a.program, period: d.period, amountFen: a.subsidyFen)))
             }
@@ -380,7 +318,7 @@ extension KioskStore {
     /// Step 7, the card did not take the write: voided, nothing recorded for settlement.
     public func voidDeduction(_ id: Int64, now: Date, resolution: String) throws {
         try write { db in
-            try db.cachedStatement(sql: "UPDATE deduction SET state = 'voided', resolved_at = ?, resolution = ? WHERE id = ? AND state = 'pending'").execute(
+            try db.cachedStatement(sql: "UPDATE deduction SET state = 'voided', voided = 1, resolved_at = ?, resolution = ? WHERE id = ? AND state = 'pending'").execute(
                            arguments: [Timestamp.string(now), resolution, id])
         }
     }
@@ -395,7 +333,7 @@ extension KioskStore {
     /// How many deductions are pending, counted by SQL.
     public func pendingDeductionCount() throws -> Int {
         try pool.read { db in
-            try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM deduction WHERE state = ?"), arguments: [DeductionState.pending.rawValue]) ?? 0
+            try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM deduction WHERE state = 'pending'")) ?? 0
         }
     }
 
@@ -403,33 +341,31 @@ extension KioskStore {
     public func pendingDeductions(cardNumber: String? = nil) throws -> [Deduction] {
         try pool.read { db in
             if let cardNumber { return try KioskStore.pendingDeductions(db, cardNumber: cardNumber) }
-            return try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM deduction WHERE state = 'pending' ORDER BY id")).map { try Deduction($0) }
+            return try KioskStore.rows(db, "SELECT * FROM deduction WHERE state = 'pending' ORDER BY id") { try Deduction($0) }
         }
     }
 
     static func pendingDeductions(_ db: Database, cardNumber: String) throws -> [Deduction] {
-        try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM deduction WHERE state = 'pending' AND card_number = ? ORDER BY id"),
-                         arguments: [cardNumber]).map { try Deduction($0) }
+        try KioskStore.rows(db, "SELECT * FROM deduction WHERE state = 'pending' AND card_number = ? ORDER BY id", [cardNumber]) { try Deduction($0) }
     }
 
     /// The deduction of a bill that is not voided (pending or committed), if any.
     public func deduction(billReference: String) throws -> Deduction? {
         try pool.read { db in
-            try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM deduction WHERE bill_reference = ? AND state != 'voided'"), arguments: [billReference])
-                .map { try Deduction($0) }
+            try KioskStore.row(db, "SELECT * FROM deduction WHERE bill_reference = ? AND voided = 0", [billReference]) { try Deduction($0) }
         }
     }
 
     /// The settlement records a committed deduction made, in `seq` order.
     public func records(deductionID: Int64) throws -> [StoredRecord] {
         try pool.read { db in
-            try Row.fetchAll(db.cachedStatement(sql: "\(StoredRecord.select) WHERE deduction_id = ? ORDER BY seq"), arguments: [deductionID]).map(StoredRecord.init)
+            try KioskStore.rows(db, "\(StoredRecord.select) WHERE deduction_id = ? ORDER BY seq", [deductionID], StoredRecord.init)
         }
     }
 
     /// The latest deductions, newest first, at most `limit`.
     public func deductions(limit: Int = 100) throws -> [Deduction] {
-        try pool.read { db in try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM deduction ORDER BY id DESC LIMIT ?"), arguments: [limit]).map { try Deduction($0) } }
+        try pool.read { db in try KioskStore.rows(db, "SELECT * FROM deduction ORDER BY id DESC LIMIT ?", [limit]) { try Deduction($0) } }
     }
 
     // MARK: settlement records (upload spec §1)
@@ -449,9 +385,12 @@ extension KioskStore {
         // Sync spec §6: a record's created_at raises the clock floor (never lowers it; a record
         // made while the clock reads before the floor leaves it where it is).
         if raisesFloor { try raiseClockFloor(db, to: now) }
-        try db.cachedStatement(sql: "INSERT INTO device_sequence (device_id, last_seq) VALUES (?, 0) ON CONFLICT(device_id) DO NOTHING").execute(arguments: [device.deviceID])
-        try db.cachedStatement(sql: "UPDATE device_sequence SET last_seq = last_seq + 1 WHERE device_id = ?").execute(arguments: [device.deviceID])
-        let seq = try Int64.fetchOne(db.cachedStatement(sql: "SELECT last_seq FROM device_sequence WHERE device_id = ?"), arguments: [device.deviceID])!
+        guard let seq = try Int64.fetchOne(db.cachedStatement(sql: """
+            INSERT INTO device_sequence (device_id, last_seq) VALUES (?, 1)
+            ON CONFLICT(device_id) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq
+            """), arguments: [device.deviceID]) else {
+            throw StoreError(kind: .corrupt, message: "the device's sequence cannot be read: the ledger is damaged")
+        }
         let recordID = "\(device.deviceID)-\(seq)"
         let kind = content.kind.rawValue
         // Issue 21 item 6: a legal-aid contact phone is kept apart from the immutable record,
@@ -472,7 +411,11 @@ extension KioskStore {
         if let phone {
             try db.cachedStatement(sql: "INSERT INTO legal_aid_contact (record_id, phone) VALUES (?, ?)").execute(arguments: [recordID, phone])
         }
-        return try StoredRecord(try Row.fetchOne(db.cachedStatement(sql: "\(StoredRecord.select) WHERE record_id = ?"), arguments: [recordID])!)
+        // What a read of the row would give (the phone joined back), without reading it.
+        var body = text
+        if let phone { body = ContactKeptApart.join(text, phone: phone) }
+        return StoredRecord(seq: seq, recordID: recordID, kind: content.kind, createdAt: Timestamp.string(now), body: body, status: .queued,
+                            receivedAt: nil, rejectReason: nil, amountFen: index.amountFen, program: index.program, deductionID: index.deductionID)
     }
 
     /// A reversal of a mistaken subsidy: its full amount, once (upload spec `subsidy_reversal`).
@@ -539,15 +482,15 @@ extension KioskStore {
     public func records(status: RecordStatus? = nil, limit: Int = 1000) throws -> [StoredRecord] {
         try pool.read { db in
             if let status {
-                return try Row.fetchAll(db.cachedStatement(sql: "\(StoredRecord.select) WHERE status = ? ORDER BY device_id, seq LIMIT ?"), arguments: [status.rawValue, limit]).map(StoredRecord.init)
+                return try KioskStore.rows(db, "\(StoredRecord.select) WHERE status = ? ORDER BY device_id, seq LIMIT ?", [status.rawValue, limit], StoredRecord.init)
             }
-            return try Row.fetchAll(db.cachedStatement(sql: "\(StoredRecord.select) ORDER BY device_id, seq LIMIT ?"), arguments: [limit]).map(StoredRecord.init)
+            return try KioskStore.rows(db, "\(StoredRecord.select) ORDER BY device_id, seq LIMIT ?", [limit], StoredRecord.init)
         }
     }
 
     /// The record with this `record_id`, or nil.
     public func record(_ recordID: String) throws -> StoredRecord? {
-        try pool.read { db in try Row.fetchOne(db.cachedStatement(sql: "\(StoredRecord.select) WHERE record_id = ?"), arguments: [recordID]).map(StoredRecord.init) }
+        try pool.read { db in try KioskStore.row(db, "\(StoredRecord.select) WHERE record_id = ?", [recordID], StoredRecord.init) }
     }
 
     /// The hub's answer for a record (upload spec §3): accepted/duplicate keep `received_at`.

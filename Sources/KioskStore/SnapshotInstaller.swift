@@ -126,11 +126,12 @@ extension SnapshotLoader {
     }
 
     static func installed(_ db: Database) throws -> (header: SnapshotHeader, installedAt: String, records: Int, ignored: Int)? {
-        guard let r = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM snapshot_meta WHERE id = 1")) else { return nil }
-        let h = SnapshotHeader(snapshotID: r["snapshot_id"], kind: r["kind"], baseSnapshotID: nil, region: r["region"],
-                               issuedAt: r["issued_at"], expiresAt: r["expires_at"], settledThrough: r["settled_through"],
-                               authorityKeyID: r["authority_key_id"])
-        return (h, r["installed_at"], r["records"], r["ignored_records"])
+        try KioskStore.row(db, "SELECT * FROM snapshot_meta WHERE id = 1") { r in
+            let h = SnapshotHeader(snapshotID: r["snapshot_id"], kind: r["kind"], baseSnapshotID: nil, region: r["region"],
+                                   issuedAt: r["issued_at"], expiresAt: r["expires_at"], settledThrough: r["settled_through"],
+                                   authorityKeyID: r["authority_key_id"])
+            return (h, r["installed_at"], r["records"], r["ignored_records"])
+        }
     }
 
 

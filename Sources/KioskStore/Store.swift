@@ -124,6 +124,7 @@ public final class KioskStore: Sendable {
         m.registerMigration("snapshot-generations") { db in try SnapshotLoader.Generation.migrate(db) }
         m.registerMigration("bill-outcomes") { db in try KioskStore.migrateBillOutcomes(db) }
         m.registerMigration("legal-aid-contact") { db in try KioskStore.migrateContacts(db) }
+        m.registerMigration("ledger-pages") { db in try KioskStore.migrateLedgerPages(db) }
         return m
     }
 }

@@ -19,6 +19,10 @@ struct DecideBench: ParsableCommand {
     @Flag(help: "Acknowledge each write as the card would (its snapshot-gen --card-keys key, its own sequence), so a hub accepts the records (kiosk-bench drain); the signing is timed with the ledger.")
     var cardAcks = false
     @Option(help: "snapshot-gen's --seed, for --card-acks.") var populationSeed: UInt64 = 20_261_122
+    @Option(help: "After the timed loop: this many more granted decisions, each step's pages counted in the WAL (checkpointed and truncated before each step, so it is not timed).")
+    var countPages = 0
+    @Option(help: "With --count-pages: copy the WAL of the first begin and commit here (begin.wal, commit.wal), to map its frames to tables with dbstat.")
+    var keepWal: String?
 
     static let device = DeviceContext(deviceID: "KSK-BENCH-0001", institution: "330782-H01")
     static let challenge = [UInt8](repeating: 0xC4, count: 16)
@@ -91,7 +95,44 @@ struct DecideBench: ParsableCommand {
         reportLatency("lookup_decide", lookup)
         reportLatency("ledger_begin_commit", ledger)
         reportLatency("decide_commit", full)
+        if countPages > 0 { try self.countPages(store, period: period, run: run, pick: pick) }
         print(String(format: "decide peak_rss_mb=%.1f", Memory.peakMB()))
+    }
+
+    /// Pages each durable transaction writes: the WAL is checkpointed and truncated before
+    /// each step, so its frames afterwards are that step's pages (page size + 24 bytes each,
+    /// after the 32-byte header).
+    func countPages(_ store: KioskStore, period: String, run: UInt64, pick: () -> CardFacts) throws {
+        let wal = store.path + "-wal"
+        let pageSize = try store.pool.read { try Int.fetchOne($0, sql: "PRAGMA page_size") } ?? 4096
+        func truncate() throws { try store.pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") } }
+        func frames() throws -> Int {
+            let size = (try FileManager.default.attributesOfItem(atPath: wal)[.size] as? Int) ?? 0
+            return size <= 32 ? 0 : (size - 32) / (pageSize + 24)
+        }
+        var begin: [Int] = [], commit: [Int] = []
+        var k = 0
+        while begin.count < countPages && k < countPages * 20 {
+            k += 1
+            let card = pick()
+            let view = try store.view(cardNumber: card.cardNumber, period: period)
+            let decision = Decide.subsidy(card: card, view: view, billFen: Fen(100 + k % 5000), now: DecideBench.now)
+            guard decision.isGranted, let personRef = view?.card?.personRef else { continue }
+            try truncate()
+            let id = try store.beginDeduction(device: DecideBench.device, cardNumber: card.cardNumber, personRef: personRef, period: period,
+                                              cardFen: [:], decision: decision, billReference: "PAGES-\(run)-\(k)",
+                                              cardSequence: 1, usageObject: [0x72, 0x00], cardChallenge: DecideBench.challenge,
+                                              now: DecideBench.now)
+            begin.append(try frames())
+            if let keepWal, begin.count == 1 { try? FileManager.default.copyItem(atPath: wal, toPath: keepWal + "/begin.wal") }
+            try truncate()
+            try store.commitDeduction(id, device: DecideBench.device, ack: DecideBench.ack, now: DecideBench.now)
+            commit.append(try frames())
+            if let keepWal, commit.count == 1 { try? FileManager.default.copyItem(atPath: wal, toPath: keepWal + "/commit.wal") }
+        }
+        func median(_ a: [Int]) -> Int { a.sorted()[a.count / 2] }
+        guard !begin.isEmpty else { print("decide pages: no granted decision"); return }
+        print("decide pages n=\(begin.count) page_size=\(pageSize) begin_median=\(median(begin)) begin_max=\(begin.max()!) commit_median=\(median(commit)) commit_max=\(commit.max()!) total_median=\(median(zip(begin, commit).map(+)))")
     }
 
     /// The largest card index with a card in the store (binary search on "3307829" + index).

@@ -1,0 +1,106 @@
+import Foundation
+import GRDB
+@testable import KioskStore
+import Testing
+
+/// Issue 24 item 4: the ledger's tables rebuilt for fewer pages per deduction. A kiosk that
+/// already holds deductions and records keeps every row, id and rule across the rebuild.
+@Suite struct LedgerPagesTests {
+    static let deductionColumns = """
+        id, device_id, state, card_number, person_ref, period, card_sequence, usage_object, card_challenge, card_ack,
+        bill_reference, bill_fen, allocations, snapshot_id, institution, created_at, resolved_at, resolution
+        """
+    static let recordColumns = """
+        rowid, device_id, seq, record_id, kind, created_at, body, deduction_id, person_ref, program, period, amount_fen, reverses,
+        status, received_at, reject_reason
+        """
+
+    /// A store made by the migrations before this one, holding a committed, a voided and a
+    /// pending deduction, their records (one reversed), a legal-aid contact and a receipt line.
+    func oldStore() throws -> String {
+        let path = Fixture.tempDir().appendingPathComponent("old.sqlite").path
+        let pool = try DatabasePool(path: path)
+        try KioskStore.migrator.migrate(pool, upTo: "legal-aid-contact")
+        try pool.write { db in
+            let ch = Data(repeating: 1, count: 16), ack = Data(repeating: 2, count: 64)
+            for (state, bill, card) in [("committed", "B1", "C1"), ("voided", "B2", "C2"), ("pending", "B2", "C3")] {
+                try db.execute(sql: """
+                    INSERT INTO deduction (device_id, state, card_number, person_ref, period, card_sequence, usage_object, card_challenge,
+                        card_ack, bill_reference, bill_fen, allocations, snapshot_id, institution, created_at)
+                    VALUES ('K-1', ?, ?, 'P', '2026', 1, x'7200', ?, ?, ?, 100, '[]', 'S', 'I', '2026-12-01T00:00:00Z')
+                    """, arguments: [state, card, ch, state == "committed" ? ack : nil, bill])
+            }
+            for (seq, kind, reverses, dedu) in [(1, "medical_subsidy", nil, 1), (2, "subsidy_reversal", "K-1-1", nil), (3, "legal_aid_application", nil, nil)] as [(Int, String, String?, Int?)] {
+                try db.execute(sql: """
+                    INSERT INTO record (device_id, seq, record_id, kind, created_at, body, deduction_id, person_ref, program, period, amount_fen, reverses)
+                    VALUES ('K-1', ?, ?, ?, '2026-12-01T00:00:00Z', '{}', ?, 'P', 'HM', '2026', 100, ?)
+                    """, arguments: [seq, "K-1-\(seq)", kind, dedu, reverses])
+            }
+            try db.execute(sql: "UPDATE record SET status = 'accepted', received_at = '2026-12-02T00:00:00Z' WHERE seq = 1")
+            try db.execute(sql: "INSERT INTO legal_aid_contact (record_id, phone) VALUES ('K-1-3', '13800000000')")
+            try db.execute(sql: "INSERT INTO receipt_info (record_id, holder_masked) VALUES ('K-1-1', '张*')")
+        }
+        try pool.close()
+        return path
+    }
+
+    func dump(_ pool: DatabasePool) throws -> ([Row], [Row]) {
+        try pool.read { db in
+            (try Row.fetchAll(db, sql: "SELECT \(Self.deductionColumns) FROM deduction ORDER BY id"),
+             try Row.fetchAll(db, sql: "SELECT \(Self.recordColumns) FROM record ORDER BY rowid"))
+        }
+    }
+
+    @Test func theRebuildKeepsEveryRowIdAndRule() throws {
+        let path = try oldStore()
+        let before = try { let p = try DatabasePool(path: path); defer { try? p.close() }; return try dump(p) }()
+        let store = try KioskStore(path: path)
+        let after = try dump(store.pool)
+        #expect(before.0 == after.0 && before.1 == after.1 && after.0.count == 3 && after.1.count == 3)
+        try store.pool.write { db in
+            #expect(try Int.fetchAll(db, sql: "SELECT voided FROM deduction ORDER BY id") == [0, 1, 0])
+            #expect(try Row.fetchAll(db, sql: "PRAGMA foreign_key_check").isEmpty)
+            // A new deduction takes the next id; a live bill is refused twice; a voided one is free.
+            let insert = """
+                INSERT INTO deduction (device_id, state, card_number, person_ref, period, card_sequence, usage_object, card_challenge,
+                    bill_reference, bill_fen, allocations, snapshot_id, institution, created_at)
+                VALUES ('K-1', 'pending', 'C9', 'P', '2026', 1, x'7200', zeroblob(16), ?, 100, '[]', 'S', 'I', '2026-12-01T00:00:00Z')
+                """
+            #expect(throws: DatabaseError.self) { try db.execute(sql: insert, arguments: ["B1"]) }
+            #expect(throws: DatabaseError.self) { try db.execute(sql: insert, arguments: ["B2"]) }
+            try db.execute(sql: "UPDATE deduction SET state = 'voided', voided = 1 WHERE id = 3")
+            try db.execute(sql: insert, arguments: ["B2"])
+            #expect(db.lastInsertedRowID == 4)
+            // `voided` cannot disagree with `state`.
+            #expect(throws: DatabaseError.self) { try db.execute(sql: "UPDATE deduction SET state = 'voided' WHERE id = 4") }
+            #expect(throws: DatabaseError.self) { try db.execute(sql: "UPDATE deduction SET voided = 1 WHERE id = 4") }
+            // A record is reversed once; records that reverse nothing are many.
+            #expect(throws: DatabaseError.self) {
+                try db.execute(sql: "INSERT INTO record (device_id, seq, record_id, kind, created_at, body, reverses) VALUES ('K-1', 9, 'K-1-9', 'subsidy_reversal', 'x', '{}', 'K-1-1')")
+            }
+            try db.execute(sql: "INSERT INTO record (device_id, seq, record_id, kind, created_at, body) VALUES ('K-1', 10, 'K-1-10', 'alert', 'x', '{}')")
+            // The triggers are back: a record is never edited, an unacknowledged one never deleted.
+            #expect(throws: DatabaseError.self) { try db.execute(sql: "UPDATE record SET body = '{\"x\":1}' WHERE seq = 1") }
+            #expect(throws: DatabaseError.self) { try db.execute(sql: "DELETE FROM record WHERE seq = 2") }
+            try db.execute(sql: "DELETE FROM receipt_info WHERE record_id = 'K-1-1'")
+            try db.execute(sql: "DELETE FROM record WHERE seq = 1")   // accepted: may go
+            // The contact phone still joins its record.
+            #expect(try String.fetchOne(db, sql: "SELECT phone FROM record JOIN legal_aid_contact USING (record_id) WHERE seq = 3") == "13800000000")
+        }
+    }
+
+    /// The ledger's queries find the small partial indexes (a query that stopped naming
+    /// `voided = 0` or `state = 'pending'` would scan every deduction ever made).
+    @Test func theLedgerQueriesUseThePartialIndexes() throws {
+        let store = try KioskStore(path: Fixture.tempDir().appendingPathComponent("k.sqlite").path)
+        func plan(_ sql: String) throws -> String {
+            try store.pool.read { db in try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql, arguments: ["x"]).map { $0["detail"] as String }.joined(separator: "; ") }
+        }
+        #expect(try plan("SELECT EXISTS (SELECT 1 FROM deduction WHERE state = 'pending' AND card_number = ?)").contains("deduction_pending"))
+        #expect(try plan("SELECT EXISTS (SELECT 1 FROM deduction WHERE voided = 0 AND bill_reference = ?)").contains("deduction_bill"))
+        #expect(try plan("SELECT * FROM deduction WHERE bill_reference = ? AND voided = 0").contains("deduction_bill"))
+        #expect(try plan("SELECT EXISTS (SELECT 1 FROM record WHERE reverses = ?)").contains("record_reverses"))
+        let names = try store.pool.read { try String.fetchAll($0, sql: "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'deduction'") }
+        #expect(Set(names) == ["deduction_pending", "deduction_bill"])
+    }
+}
