@@ -18,59 +18,49 @@ extension KioskStore {
     /// - `record.reverses` loses its `UNIQUE` (an index entry for every record, reversal or
     ///   not) for a partial unique index over the reversals alone.
     ///
-    /// The tables are rebuilt in place (the copy keeps every row and rowid); the triggers
-    /// and indexes are made again as they were.
+    /// The tables are rebuilt in place from their own stored definitions, changed only where
+    /// named (the copy keeps every row and rowid); their other indexes and triggers are made
+    /// again from their stored text.
     static func migrateLedgerPages(_ db: Database) throws {
+        try rebuild(db, table: "deduction", changes: [
+            ("id INTEGER PRIMARY KEY AUTOINCREMENT,", "id INTEGER PRIMARY KEY,"),
+            ("resolved_at TEXT, resolution TEXT,", "resolved_at TEXT, resolution TEXT,\n    voided INTEGER NOT NULL DEFAULT 0 CHECK (voided = (state = 'voided')),"),
+        ], dropping: ["deduction_state", "deduction_bill"], copyRowid: false, voidedFromState: true)
         try db.execute(sql: """
-            CREATE TABLE deduction_new (
-                id INTEGER PRIMARY KEY,
-                device_id TEXT NOT NULL,
-                state TEXT NOT NULL CHECK (state IN ('pending', 'committed', 'voided')),
-                card_number TEXT NOT NULL, person_ref TEXT NOT NULL, period TEXT NOT NULL,
-                card_sequence INTEGER NOT NULL, usage_object BLOB NOT NULL,
-                card_challenge BLOB NOT NULL CHECK (length(card_challenge) = 16), card_ack BLOB,
-                bill_reference TEXT NOT NULL, bill_fen INTEGER NOT NULL CHECK (bill_fen > 0),
-                allocations TEXT NOT NULL, snapshot_id TEXT NOT NULL, institution TEXT NOT NULL,
-                created_at TEXT NOT NULL, resolved_at TEXT, resolution TEXT,
-                voided INTEGER NOT NULL DEFAULT 0 CHECK (voided = (state = 'voided')),
-                CHECK (card_ack IS NULL OR length(card_ack) = 64));
-            INSERT INTO deduction_new (id, device_id, state, card_number, person_ref, period, card_sequence, usage_object, card_challenge,
-                card_ack, bill_reference, bill_fen, allocations, snapshot_id, institution, created_at, resolved_at, resolution, voided)
-                SELECT id, device_id, state, card_number, person_ref, period, card_sequence, usage_object, card_challenge,
-                card_ack, bill_reference, bill_fen, allocations, snapshot_id, institution, created_at, resolved_at, resolution,
-                state = 'voided' FROM deduction;
-            DROP TABLE deduction;
-            ALTER TABLE deduction_new RENAME TO deduction;
             CREATE INDEX deduction_pending ON deduction(card_number) WHERE state = 'pending';
             CREATE UNIQUE INDEX deduction_bill ON deduction(bill_reference) WHERE voided = 0;
-
-            CREATE TABLE record_new (
-                device_id TEXT NOT NULL, seq INTEGER NOT NULL,
-                record_id TEXT NOT NULL UNIQUE,
-                kind TEXT NOT NULL CHECK (kind IN ('medical_subsidy', 'subsidy_reversal', 'legal_aid_application', 'alert')),
-                created_at TEXT NOT NULL,
-                body TEXT NOT NULL,
-                deduction_id INTEGER REFERENCES deduction(id),
-                person_ref TEXT, program TEXT, period TEXT,
-                amount_fen INTEGER NOT NULL DEFAULT 0,
-                reverses TEXT,
-                status TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'accepted', 'rejected')),
-                received_at TEXT, reject_reason TEXT,
-                PRIMARY KEY (device_id, seq));
-            INSERT INTO record_new (rowid, device_id, seq, record_id, kind, created_at, body, deduction_id, person_ref, program, period,
-                amount_fen, reverses, status, received_at, reject_reason)
-                SELECT rowid, device_id, seq, record_id, kind, created_at, body, deduction_id, person_ref, program, period,
-                amount_fen, reverses, status, received_at, reject_reason FROM record;
-            DROP TABLE record;
-            ALTER TABLE record_new RENAME TO record;
-            CREATE INDEX record_usage ON record(person_ref, program, period);
-            CREATE INDEX record_status ON record(status, device_id, seq);
-            CREATE UNIQUE INDEX record_reverses ON record(reverses) WHERE reverses IS NOT NULL;
-            CREATE TRIGGER record_never_edited BEFORE UPDATE OF device_id, seq, record_id, kind, created_at, body, amount_fen ON record
-                BEGIN SELECT RAISE(ABORT, 'settlement records are never edited'); END;
-            CREATE TRIGGER record_kept_until_acknowledged BEFORE DELETE ON record WHEN OLD.status != 'accepted'
-                BEGIN SELECT RAISE(ABORT, 'unacknowledged settlement records are never deleted'); END;
             """)
+        try rebuild(db, table: "record", changes: [("reverses TEXT UNIQUE,", "reverses TEXT,")], dropping: [], copyRowid: true, voidedFromState: false)
+        try db.execute(sql: "CREATE UNIQUE INDEX record_reverses ON record(reverses) WHERE reverses IS NOT NULL")
+    }
+
+    /// SQLite's way to change a table (create the new one, copy, drop, rename): the new
+    /// table's text is the stored one with `changes` made (each must be found: a table that is
+    /// not the one this migration knows is refused, nothing changed). The indexes and
+    /// triggers of the old table are made again, but those in `dropping`; `copyRowid` keeps the
+    /// rowids of a table without an `INTEGER PRIMARY KEY` (one with it keeps them as that column).
+    private static func rebuild(_ db: Database, table: String, changes: [(String, String)], dropping: Set<String>,
+                                copyRowid: Bool, voidedFromState: Bool) throws {
+        guard var sql = try String.fetchOne(db, sql: "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", arguments: [table]),
+              sql.hasPrefix("CREATE TABLE \(table) (") else {
+            throw StoreError(kind: .corrupt, message: "the store has no \(table) table this version knows")
+        }
+        sql = "CREATE TABLE \(table)_new (" + sql.dropFirst("CREATE TABLE \(table) (".count)
+        for (old, new) in changes {
+            guard sql.contains(old) else { throw StoreError(kind: .corrupt, message: "the \(table) table is not the one this version knows (no \(old))") }
+            sql = sql.replacingOccurrences(of: old, with: new)
+        }
+        let others = try Row.fetchAll(db, sql: "SELECT name, sql FROM sqlite_schema WHERE tbl_name = ? AND type IN ('index', 'trigger') AND sql IS NOT NULL",
+                                      arguments: [table]).filter { !dropping.contains($0[0] as String) }.map { $0[1] as String }
+        let columns = try db.columns(in: table).map(\.name)
+        let list = ((copyRowid ? ["rowid"] : []) + columns).joined(separator: ", ")
+        try db.execute(sql: sql)
+        try db.execute(sql: voidedFromState
+            ? "INSERT INTO \(table)_new (\(list), voided) SELECT \(list), state = 'voided' FROM \(table)"
+            : "INSERT INTO \(table)_new (\(list)) SELECT \(list) FROM \(table)")
+        try db.execute(sql: "DROP TABLE \(table)")
+        try db.execute(sql: "ALTER TABLE \(table)_new RENAME TO \(table)")
+        for other in others { try db.execute(sql: other) }
     }
 }
 
