@@ -16,6 +16,10 @@ public struct InstallReport: Sendable, Equatable {
 }
 
 extension KioskStore {
+    /// Rows of one table per copy transaction of a full install, unless the installer says
+    /// otherwise: 20,000 copy in at most about 90 ms here (issue 24).
+    public static let defaultRowsPerRange = 20_000
+
     /// Installs a snapshot whole or not at all (snapshot spec §2): streamed from the file,
     /// applied inside one write transaction, verified at the trailer, committed only when
     /// everything holds. On refusal the installed snapshot stays exactly as it was.
@@ -41,8 +45,12 @@ extension KioskStore {
     ///   up to 100 ms between tries and so never saw the few microseconds between two ranges:
     ///   it starved for the whole copy, seconds (issue 24). A pause longer than that sleep
     ///   lets it in after one range.
+    /// - Parameter rowsPerRange: rows of one table per copy transaction: what a commit waits
+    ///   for at most. kioskd's own sync passes fewer (a 确认 makes several writes in turn, and
+    ///   each waits for the range under way: issue 24 item 3).
     public func installSnapshot(at url: URL, trustedAuthorities: [String: Curve25519.Signing.PublicKey], now: Date,
-                                pauseBetweenRanges: Duration = .zero) throws -> InstallReport {
+                                pauseBetweenRanges: Duration = .zero, rowsPerRange: Int = KioskStore.defaultRowsPerRange) throws -> InstallReport {
+        precondition(rowsPerRange > 0, "a range holds rows")
         let handle: FileHandle
         do { handle = try FileHandle(forReadingFrom: url) } catch {
             throw SnapshotRefusal.unreadableFile(error.localizedDescription)
@@ -79,6 +87,7 @@ extension KioskStore {
             // persons); staging on the writer's own connection held it for seconds.
             let (target, token) = try pool.write { db in try SnapshotLoader.Generation.prepareInactive(db) }
             var batch = SnapshotLoader.GenerationBatch(target: target, token: token)
+            batch.rowsPerRange = rowsPerRange
             let stagingPath = path + ".staging-" + token.prefix(8)
             defer { for suffix in ["", "-journal"] { try? FileManager.default.removeItem(atPath: stagingPath + suffix) } }
             let ranges = try SnapshotLoader.GenerationBatch.staged(at: stagingPath, &batch) { batch, flush in
@@ -228,7 +237,7 @@ extension SnapshotLoader {
         /// Rows of one table per copy transaction (a commit waits for one range at most):
         /// 20,000 copy in at most about 90 ms here, so 确认's two transactions wait under
         /// 200 ms in all during a 1,000,000-person install (issue 24; 50,000 took up to 215 ms).
-        var rowsPerRange = 20_000
+        var rowsPerRange = KioskStore.defaultRowsPerRange
         var persons: [(String, String, String, String)] = []
         var cards: [(String, String, String)] = []
         var usages: [(String, String, String, Int)] = []

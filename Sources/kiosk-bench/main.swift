@@ -12,7 +12,7 @@ import SmartCard
 /// read + authenticate through pcscd. `Benchmarks/card-bench.sh` runs it beside the
 /// bare C baseline and prints the ratio.
 struct KioskBench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "kiosk-bench", subcommands: [CardBench.self, SnapshotGen.self, SnapshotInstallBench.self, DecideBench.self, SnapshotProfile.self, InstallWhileTapping.self, RosterChangeGen.self, BenchDeviceKey.self, ReceiptBench.self, DrainBench.self, HubLoadBench.self, TapToScreenBench.self])
+    static let configuration = CommandConfiguration(commandName: "kiosk-bench", subcommands: [CardBench.self, SnapshotGen.self, SnapshotInstallBench.self, DecideBench.self, SnapshotProfile.self, InstallWhileTapping.self, RosterChangeGen.self, BenchDeviceKey.self, ReceiptBench.self, DrainBench.self, HubLoadBench.self, TapToScreenBench.self, QueueAlerts.self])
 }
 
 struct CardBench: ParsableCommand {
