@@ -113,9 +113,12 @@ import Testing
 
     // MARK: - the vector and v1 tests moved to v2
 
-    @Test func theVectorSnapshotInstalls() throws {
+    /// The same with ranges of one row (kioskd's sync passes fewer rows per range than the default).
+    @Test(arguments: [KioskStore.defaultRowsPerRange, 1])
+    func theVectorSnapshotInstalls(rowsPerRange: Int) throws {
         let s = try store()
-        let r = try s.installSnapshot(at: Fixture.url("snapshot-small.jsonl"), trustedAuthorities: Fixture.authorities, now: Fixture.now)
+        let r = try s.installSnapshot(at: Fixture.url("snapshot-small.jsonl"), trustedAuthorities: Fixture.authorities, now: Fixture.now,
+                                      rowsPerRange: rowsPerRange)
         #expect(r.header.snapshotID == "330782-20261122-01" && r.records == 21 && r.ignoredRecords == 0)
         #expect(r.header.kind == "full" && r.header.region == "330782" && r.header.issuedAt == "2026-11-22T02:00:00Z")
         let v = try #require(try s.view(cardNumber: "3307820000000017", period: "2026"))
