@@ -118,14 +118,14 @@ extension SettlementHub {
             }
             records = try elements.enumerated().map { i, range in
                 let record = Array(bytes[range])
-                guard let object = try? JSONSerialization.jsonObject(with: Data(record)) as? [String: Any] else {
-                    throw Malformed(message: "record \(i) is not a JSON object")
+                guard let members = RecordMembers(record) else { throw Malformed(message: "record \(i) is not a JSON object") }
+                guard case .string(let recordID)? = members.flat["record_id"], !members.duplicates.contains("record_id") else {
+                    throw Malformed(message: "record \(i) has no record_id (or more than one)")
                 }
-                guard let recordID = object["record_id"] as? String else { throw Malformed(message: "record \(i) has no record_id") }
                 guard let seq = RecordRules.sequence(recordID: recordID, deviceID: pathDeviceID) else {
                     throw Malformed(message: "record \(i): record_id \(recordID) is not <\(pathDeviceID)>-<seq>: not a record of the signing device")
                 }
-                return IncomingRecord(bytes: record, sha256: Hex.encode(SHA256.hash(data: record)), recordID: recordID, seq: seq, object: object)
+                return IncomingRecord(bytes: record, sha256: Hex.encode(SHA256.hash(data: record)), recordID: recordID, seq: seq, members: members)
             }
         }
     }

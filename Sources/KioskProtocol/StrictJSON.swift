@@ -67,11 +67,13 @@ public enum StrictJSON {
     /// The members of one JSON object, each value read as a flat value (nil: not a string,
     /// an integer of at most 18 digits, `true`, `false` or `null`); nil when `bytes` is not
     /// exactly one JSON object (RFC 8259, as `objectMembers` checks it).
-    public static func flatMembers(_ bytes: [UInt8]) -> [(key: String, value: Value?)]? {
+    /// With `int64`, an integer is any of Int64's (up to 19 digits), as a settlement record's
+    /// amounts are read (an amount too large is refused for what it says, not for its form).
+    public static func flatMembers(_ bytes: [UInt8], int64: Bool = false) -> [(key: String, value: Value?)]? {
         guard let spans = try? objectMembers(bytes) else { return nil }
         return bytes.withUnsafeBufferPointer { b in
             var s = Scanner(b: b)
-            return spans.map { ($0.key, s.flatValue($0.value)) }
+            return spans.map { ($0.key, s.flatValue($0.value, int64: int64)) }
         }
     }
 
@@ -260,7 +262,7 @@ public enum StrictJSON {
 
         /// The flat value (a string, an integer of at most 18 digits, a literal) at `range`,
         /// already checked; nil for any other value.
-        mutating func flatValue(_ range: Range<Int>) -> StrictJSON.Value? {
+        mutating func flatValue(_ range: Range<Int>, int64: Bool = false) -> StrictJSON.Value? {
             i = range.lowerBound
             switch b[i] {
             case UInt8(ascii: "\""): return (try? string()).flatMap(decodeString).map(StrictJSON.Value.string)
@@ -270,9 +272,14 @@ public enum StrictJSON {
             case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
                 let negative = b[i] == UInt8(ascii: "-")
                 let digits = UnsafeBufferPointer(rebasing: b[(negative ? i + 1 : i)..<range.upperBound])
-                guard digits.count <= 18, digits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
-                let magnitude = digits.reduce(Int64(0)) { $0 * 10 + Int64($1 - 0x30) }
-                return .integer(negative ? -magnitude : magnitude)
+                guard digits.count <= (int64 ? 19 : 18), digits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+                let magnitude = digits.reduce(UInt64(0)) { $0 * 10 + UInt64($1 - 0x30) }   // < 10^19 < UInt64.max
+                if negative {
+                    guard magnitude <= UInt64(Int64.max) + 1 else { return nil }
+                    return .integer(Int64(bitPattern: 0 &- magnitude))
+                }
+                guard magnitude <= UInt64(Int64.max) else { return nil }
+                return .integer(Int64(magnitude))
             default: return nil
             }
         }

@@ -756,13 +756,33 @@ struct HubTests {
                            (#""seq":1"#, #""seq":1.0"#), (#""card_sequence":5"#, #""card_sequence":true"#)] {
             #expect(good.contains(from), "\(from)")
             let text = good.replacingOccurrences(of: from, with: to)
-            let object = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
-            let r = IncomingRecord(bytes: Array(text.utf8), sha256: "", recordID: "KSK-TEST-0001-1", seq: 1, object: object)
+            let r = IncomingRecord(bytes: Array(text.utf8), sha256: "", recordID: "KSK-TEST-0001-1", seq: 1)
             #expect(r.record == nil && r.structureRefusal?.reason == "bad_fields" || r.structureRefusal?.reason == "bad_record_id", "\(to)")
         }
-        let object = try #require(try JSONSerialization.jsonObject(with: Data(good.utf8)) as? [String: Any])
-        let r = IncomingRecord(bytes: Array(good.utf8), sha256: "", recordID: "KSK-TEST-0001-1", seq: 1, object: object)
+        let r = IncomingRecord(bytes: Array(good.utf8), sha256: "", recordID: "KSK-TEST-0001-1", seq: 1)
         #expect(r.structureRefusal == nil && r.record?.medicalSubsidy?.billFen == 10000)
+    }
+
+    /// Issue 24 item 5: the strict reader instead of JSONSerialization. A member given twice is
+    /// refused (two readers could each take another); a known member that is not flat is
+    /// `bad_fields`; an unknown one is ignored as before; Int64's whole range is read (a
+    /// 19-digit amount is refused for what it says), one beyond it is `bad_fields`.
+    @Test("members read strictly: duplicates, nested values, Int64's bounds")
+    func membersReadStrictly() throws {
+        let good = try HubCase.text(try HubCase.subsidy(seq: 1))
+        func read(_ text: String) -> IncomingRecord { IncomingRecord(bytes: Array(text.utf8), sha256: "", recordID: "KSK-TEST-0001-1", seq: 1) }
+        let twice = read(good.replacingOccurrences(of: #""bill_fen":10000"#, with: #""bill_fen":10000,"bill_fen":1"#))
+        #expect(twice.structureRefusal == Refusal("bad_fields", "duplicate member bill_fen"))
+        #expect(read(good.replacingOccurrences(of: #""bill_fen":10000"#, with: #""bill_fen":[10000]"#)).structureRefusal?.reason == "bad_fields")
+        let extra = read(good.replacingOccurrences(of: #""bill_fen":10000"#, with: #""bill_fen":10000,"x_extra":{"a":[1,2]}"#))
+        #expect(extra.structureRefusal == nil && extra.record?.medicalSubsidy?.billFen == 10000)
+        #expect(read(good.replacingOccurrences(of: #""bill_fen":10000"#, with: #""bill_fen":9223372036854775808"#)).structureRefusal?.reason == "bad_fields")
+        let big = read(good.replacingOccurrences(of: #""bill_fen":10000"#, with: #""bill_fen":9223372036854775807"#))
+        #expect(big.structureRefusal == nil && big.record?.medicalSubsidy?.billFen == Int64.max)
+        #expect(read("[1]").structureRefusal?.reason == "bad_fields" && read("{").record == nil)
+        #expect(StrictJSON.flatMembers(Array(#"{"a":-9223372036854775808}"#.utf8), int64: true)?.first?.value == .integer(Int64.min))
+        #expect(StrictJSON.flatMembers(Array(#"{"a":-9223372036854775809}"#.utf8), int64: true)?.first?.value == nil)
+        #expect(StrictJSON.flatMembers(Array(#"{"a":1234567890123456789}"#.utf8))?.first?.value == nil)   // 19 digits: not a flat value by default
     }
 }
 

@@ -32,7 +32,7 @@ import Testing
     static func incoming(_ object: [String: Any]) throws -> IncomingRecord {
         let bytes = Array(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]))
         let id = object["record_id"] as? String ?? ""
-        return IncomingRecord(bytes: bytes, sha256: "x", recordID: id, seq: Int64(object["seq"] as? Int ?? 0), object: object)
+        return IncomingRecord(bytes: bytes, sha256: "x", recordID: id, seq: Int64(object["seq"] as? Int ?? 0))
     }
 
     static let checks = RecordChecks(deviceID: Fixtures.deviceID, institution: "330782-H01", consentStart: nil, batchBills: [:])
