@@ -12,7 +12,7 @@ extension KioskStore {
     ///   state = 'pending'`: a commit removed its entry at the end of the index and inserted a
     ///   committed one on a page of its own; now it only removes it (and the index holds the
     ///   few pending deductions, not every one ever made).
-    /// - `deduction_bill` keys on a new `voided` column (bound to `state` by a CHECK) instead of
+    /// - `deduction_bill` keys on a new `voided` column (kept to `state` by triggers) instead of
     ///   `state`: a commit changes `state`, which made SQLite rewrite the bill index's entry;
     ///   `voided` only changes when a deduction is voided.
     /// - `record.reverses` loses its `UNIQUE` (an index entry for every record, reversal or
@@ -24,11 +24,20 @@ extension KioskStore {
     static func migrateLedgerPages(_ db: Database) throws {
         try rebuild(db, table: "deduction", changes: [
             ("id INTEGER PRIMARY KEY AUTOINCREMENT,", "id INTEGER PRIMARY KEY,"),
-            ("resolved_at TEXT, resolution TEXT,", "resolved_at TEXT, resolution TEXT,\n    voided INTEGER NOT NULL DEFAULT 0 CHECK (voided = (state = 'voided')),"),
+            ("resolved_at TEXT, resolution TEXT,", "resolved_at TEXT, resolution TEXT,\n    voided INTEGER NOT NULL DEFAULT 0,"),
         ], dropping: ["deduction_state", "deduction_bill"], copyRowid: false, voidedFromState: true)
+        // `voided` follows `state` by triggers rather than a CHECK, so that a kioskd of an
+        // earlier release (a package rolled back), which voids by setting `state` alone,
+        // still voids: the trigger sets `voided` for it. Nothing may set `voided` otherwise.
         try db.execute(sql: """
             CREATE INDEX deduction_pending ON deduction(card_number) WHERE state = 'pending';
             CREATE UNIQUE INDEX deduction_bill ON deduction(bill_reference) WHERE voided = 0;
+            CREATE TRIGGER deduction_voided_follows_state AFTER UPDATE OF state ON deduction WHEN NEW.state = 'voided' AND NEW.voided = 0
+                BEGIN UPDATE deduction SET voided = 1 WHERE id = NEW.id; END;
+            CREATE TRIGGER deduction_voided_only_with_state BEFORE UPDATE OF voided ON deduction WHEN NEW.voided != (NEW.state = 'voided')
+                BEGIN SELECT RAISE(ABORT, 'a deduction is voided when its state is voided, and only then'); END;
+            CREATE TRIGGER deduction_inserted_voided_with_state BEFORE INSERT ON deduction WHEN NEW.voided != (NEW.state = 'voided')
+                BEGIN SELECT RAISE(ABORT, 'a deduction is voided when its state is voided, and only then'); END;
             """)
         try rebuild(db, table: "record", changes: [("reverses TEXT UNIQUE,", "reverses TEXT,")], dropping: [], copyRowid: true, voidedFromState: false)
         try db.execute(sql: "CREATE UNIQUE INDEX record_reverses ON record(reverses) WHERE reverses IS NOT NULL")
@@ -41,11 +50,13 @@ extension KioskStore {
     /// rowids of a table without an `INTEGER PRIMARY KEY` (one with it keeps them as that column).
     private static func rebuild(_ db: Database, table: String, changes: [(String, String)], dropping: Set<String>,
                                 copyRowid: Bool, voidedFromState: Bool) throws {
+        // As first made, or as SQLite writes it after a rename (the name quoted).
+        let heads = ["CREATE TABLE \(table) (", "CREATE TABLE \"\(table)\" ("]
         guard var sql = try String.fetchOne(db, sql: "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", arguments: [table]),
-              sql.hasPrefix("CREATE TABLE \(table) (") else {
+              let head = heads.first(where: { sql.hasPrefix($0) }) else {
             throw StoreError(kind: .corrupt, message: "the store has no \(table) table this version knows")
         }
-        sql = "CREATE TABLE \(table)_new (" + sql.dropFirst("CREATE TABLE \(table) (".count)
+        sql = "CREATE TABLE \(table)_new (" + sql.dropFirst(head.count)
         for (old, new) in changes {
             guard sql.contains(old) else { throw StoreError(kind: .corrupt, message: "the \(table) table is not the one this version knows (no \(old))") }
             sql = sql.replacingOccurrences(of: old, with: new)

@@ -71,9 +71,16 @@ import Testing
             try db.execute(sql: "UPDATE deduction SET state = 'voided', voided = 1 WHERE id = 3")
             try db.execute(sql: insert, arguments: ["B2"])
             #expect(db.lastInsertedRowID == 4)
-            // `voided` cannot disagree with `state`.
-            #expect(throws: DatabaseError.self) { try db.execute(sql: "UPDATE deduction SET state = 'voided' WHERE id = 4") }
+            // `voided` cannot disagree with `state`; a void by `state` alone (a kioskd of an
+            // earlier release, rolled back) still voids, and frees the bill.
             #expect(throws: DatabaseError.self) { try db.execute(sql: "UPDATE deduction SET voided = 1 WHERE id = 4") }
+            #expect(throws: DatabaseError.self) { try db.execute(sql: "UPDATE deduction SET voided = 0 WHERE id = 2") }
+            #expect(throws: DatabaseError.self) {
+                try db.execute(sql: insert.replacingOccurrences(of: "'pending'", with: "'voided'"), arguments: ["B7"])
+            }
+            try db.execute(sql: "UPDATE deduction SET state = 'voided' WHERE id = 4")
+            #expect(try Int.fetchOne(db, sql: "SELECT voided FROM deduction WHERE id = 4") == 1)
+            try db.execute(sql: insert, arguments: ["B2"])
             // A record is reversed once; records that reverse nothing are many.
             #expect(throws: DatabaseError.self) {
                 try db.execute(sql: "INSERT INTO record (device_id, seq, record_id, kind, created_at, body, reverses) VALUES ('K-1', 9, 'K-1-9', 'subsidy_reversal', 'x', '{}', 'K-1-1')")
