@@ -155,19 +155,18 @@ public enum RecordRules {
         func stringOrNull(_ name: String) -> Bool {
             switch m.flat[name] { case .string?, .null?: return true; default: return false }
         }
+        /// A member's text when it is a string.
+        func string(_ name: String) -> String? {
+            if case .string(let s)? = m.flat[name] { return s } else { return nil }
+        }
         for (name, type) in common { field(name, type) }
         if !m.present.contains("snapshot_id") { missing.append("snapshot_id") } else if !stringOrNull("snapshot_id") { wrong.append("snapshot_id") }
         if !missing.isEmpty { return Refusal("missing_fields", missing.joined(separator: ",")) }
         if !wrong.isEmpty { return Refusal("bad_fields", wrong.joined(separator: ",")) }
         guard case .integer(seq)? = m.flat["seq"] else { return Refusal("bad_record_id", "seq must be the <seq> of record_id \(recordID)") }
-        guard case .string(let kind)? = m.flat["kind"], let fields = kinds[kind] else {
-            if case .string(let kind)? = m.flat["kind"] { return Refusal("unknown_kind", kind) }
-            return Refusal("unknown_kind")
-        }
-        guard case .string(let created)? = m.flat["created_at"], Timestamp.date(created) != nil else {
-            if case .string(let created)? = m.flat["created_at"] { return Refusal("bad_created_at", created) }
-            return Refusal("bad_created_at")
-        }
+        let kind = string("kind") ?? ""
+        guard let fields = kinds[kind] else { return Refusal("unknown_kind", kind) }
+        guard let created = string("created_at"), Timestamp.date(created) != nil else { return Refusal("bad_created_at", string("created_at")) }
         for (name, type) in fields { field(name, type) }
         if kind == "alert", m.present.contains("card_number"), !stringOrNull("card_number") { wrong.append("card_number") }
         if kind == "legal_aid_application", m.present.contains("contact_phone"), !stringOrNull("contact_phone") { wrong.append("contact_phone") }
@@ -283,10 +282,4 @@ public enum RecordRules {
     /// A JSON integer: written without fraction or exponent, within Int64 (`1.0`, `1e3` and
     /// `true` are not integers), as the kiosk's own readers hold it (`JSONInteger`).
     package static func integer(_ v: Any?) -> Int64? { JSONInteger.value(v) }
-
-    /// A JSON `true`/`false` (Foundation gives NSNumbers; a boolean's type code is "c").
-    package static func isBoolean(_ v: Any) -> Bool {
-        guard let n = v as? NSNumber else { return false }
-        return n.objCType.pointee == 0x63
-    }
 }

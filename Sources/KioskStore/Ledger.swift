@@ -180,8 +180,8 @@ extension KioskStore {
             WHERE person_ref = ? AND program = ? AND period = ? AND kind IN ('medical_subsidy', 'subsidy_reversal')
             """, [personRef, program, period]) { r in
             let status: String = r[1]
-            let received = (r[2] as String?).flatMap(Timestamp.date)
-            return status == "accepted" && received.map { $0 <= settled } == true ? nil : r[0] as Fen
+            if status == "accepted", let received = (r[2] as String?).flatMap(Timestamp.date), received <= settled { return nil }
+            return r[0] as Fen
         }
         var l: Fen = 0
         for amount in amounts { if let amount { l = try checkedSum(l, amount) } }

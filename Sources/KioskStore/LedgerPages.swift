@@ -25,7 +25,7 @@ extension KioskStore {
         try rebuild(db, table: "deduction", changes: [
             ("id INTEGER PRIMARY KEY AUTOINCREMENT,", "id INTEGER PRIMARY KEY,"),
             ("resolved_at TEXT, resolution TEXT,", "resolved_at TEXT, resolution TEXT,\n    voided INTEGER NOT NULL DEFAULT 0,"),
-        ], dropping: ["deduction_state", "deduction_bill"], copyRowid: false, voidedFromState: true)
+        ], dropping: ["deduction_state", "deduction_bill"], copyRowid: false, derived: [("voided", "state = 'voided'")])
         // `voided` follows `state` by triggers rather than a CHECK, so that a kioskd of an
         // earlier release (a package rolled back), which voids by setting `state` alone,
         // still voids: the trigger sets `voided` for it. Nothing may set `voided` otherwise.
@@ -39,7 +39,7 @@ extension KioskStore {
             CREATE TRIGGER deduction_inserted_voided_with_state BEFORE INSERT ON deduction WHEN NEW.voided != (NEW.state = 'voided')
                 BEGIN SELECT RAISE(ABORT, 'a deduction is voided when its state is voided, and only then'); END;
             """)
-        try rebuild(db, table: "record", changes: [("reverses TEXT UNIQUE,", "reverses TEXT,")], dropping: [], copyRowid: true, voidedFromState: false)
+        try rebuild(db, table: "record", changes: [("reverses TEXT UNIQUE,", "reverses TEXT,")], dropping: [], copyRowid: true)
         try db.execute(sql: "CREATE UNIQUE INDEX record_reverses ON record(reverses) WHERE reverses IS NOT NULL")
     }
 
@@ -47,9 +47,10 @@ extension KioskStore {
     /// table's text is the stored one with `changes` made (each must be found: a table that is
     /// not the one this migration knows is refused, nothing changed). The indexes and
     /// triggers of the old table are made again, but those in `dropping`; `copyRowid` keeps the
-    /// rowids of a table without an `INTEGER PRIMARY KEY` (one with it keeps them as that column).
+    /// rowids of a table without an `INTEGER PRIMARY KEY` (one with it keeps them as that column);
+    /// `derived` fills each new column from an expression over the old row.
     private static func rebuild(_ db: Database, table: String, changes: [(String, String)], dropping: Set<String>,
-                                copyRowid: Bool, voidedFromState: Bool) throws {
+                                copyRowid: Bool, derived: [(column: String, expression: String)] = []) throws {
         // As first made, or as SQLite writes it after a rename (the name quoted).
         let heads = ["CREATE TABLE \(table) (", "CREATE TABLE \"\(table)\" ("]
         guard var sql = try String.fetchOne(db, sql: "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", arguments: [table]),
@@ -63,12 +64,11 @@ extension KioskStore {
         }
         let others = try Row.fetchAll(db, sql: "SELECT name, sql FROM sqlite_schema WHERE tbl_name = ? AND type IN ('index', 'trigger') AND sql IS NOT NULL",
                                       arguments: [table]).filter { !dropping.contains($0[0] as String) }.map { $0[1] as String }
-        let columns = try db.columns(in: table).map(\.name)
-        let list = ((copyRowid ? ["rowid"] : []) + columns).joined(separator: ", ")
+        let columns = (copyRowid ? ["rowid"] : []) + (try db.columns(in: table).map(\.name))
+        let into = (columns + derived.map(\.column)).joined(separator: ", ")
+        let from = (columns + derived.map(\.expression)).joined(separator: ", ")
         try db.execute(sql: sql)
-        try db.execute(sql: voidedFromState
-            ? "INSERT INTO \(table)_new (\(list), voided) SELECT \(list), state = 'voided' FROM \(table)"
-            : "INSERT INTO \(table)_new (\(list)) SELECT \(list) FROM \(table)")
+        try db.execute(sql: "INSERT INTO \(table)_new (\(into)) SELECT \(from) FROM \(table)")
         try db.execute(sql: "DROP TABLE \(table)")
         try db.execute(sql: "ALTER TABLE \(table)_new RENAME TO \(table)")
         for other in others { try db.execute(sql: other) }
