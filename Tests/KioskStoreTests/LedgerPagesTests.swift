@@ -96,6 +96,34 @@ import Testing
         }
     }
 
+    /// An unlucky (or tampered) store whose `record` table is not the one this version knows:
+    /// the migration refuses it as damaged after it had already rebuilt `deduction`, and the
+    /// whole migration rolls back, so the store is exactly as it was (nothing half-rebuilt).
+    @Test func aStoreThisVersionDoesNotKnowIsRefusedUnchanged() throws {
+        let path = try oldStore()
+        try { let p = try DatabasePool(path: path); defer { try? p.close() }
+              try p.write { try $0.execute(sql: "ALTER TABLE record RENAME COLUMN reverses TO reversed_by") } }()
+        func schema() throws -> [Row] {
+            let p = try DatabasePool(path: path); defer { try? p.close() }
+            return try p.read { try Row.fetchAll($0, sql: "SELECT type, name, sql FROM sqlite_schema ORDER BY name") }
+        }
+        func rows() throws -> ([Row], [Row]) {
+            let p = try DatabasePool(path: path); defer { try? p.close() }
+            return try p.read { (try Row.fetchAll($0, sql: "SELECT rowid, * FROM deduction ORDER BY id"), try Row.fetchAll($0, sql: "SELECT rowid, * FROM record ORDER BY rowid")) }
+        }
+        let before = try schema()
+        let rowsBefore = try rows()
+        do {
+            _ = try KioskStore(path: path)
+            Issue.record("a store with an unknown record table was opened")
+        } catch let e as StoreError {
+            #expect(e.kind == .corrupt && e.message.contains("record"), "\(e)")
+        }
+        #expect(try schema() == before)
+        let rowsAfter = try rows()
+        #expect(rowsAfter.0 == rowsBefore.0 && rowsAfter.1 == rowsBefore.1 && rowsAfter.0.count == 3)
+    }
+
     /// The ledger's queries find the small partial indexes (a query that stopped naming
     /// `voided = 0` or `state = 'pending'` would scan every deduction ever made).
     @Test func theLedgerQueriesUseThePartialIndexes() throws {
