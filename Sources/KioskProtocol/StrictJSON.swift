@@ -77,6 +77,26 @@ public enum StrictJSON {
         }
     }
 
+    /// A JSON array of objects, each object's members read as `flatMembers(_:int64:)` reads
+    /// them (integers over Int64's whole range); nil when `bytes` is not exactly one array of
+    /// objects.
+    public static func flatObjects(_ bytes: [UInt8]) -> [[(key: String, value: Value?)]]? {
+        bytes.withUnsafeBufferPointer { b -> [[(key: String, value: Value?)]]? in
+            var s = Scanner(b: b)
+            s.skipWhitespace()
+            guard s.peek == UInt8(ascii: "["), let elements = try? s.array(depth: 0, collect: true) else { return nil }
+            s.skipWhitespace()
+            guard s.i == b.count else { return nil }
+            var out: [[(key: String, value: Value?)]] = []
+            for element in elements {
+                s.i = element.lowerBound
+                guard s.peek == UInt8(ascii: "{"), let spans = try? s.object(depth: 1, collect: true) else { return nil }
+                out.append(spans.map { ($0.key, s.flatValue($0.value, int64: true)) })
+            }
+            return out
+        }
+    }
+
     /// A JSON object whose values are strings, integers, `true`, `false` or `null` only, read
     /// strictly: nil for a duplicate key, any other value (a number with a fraction or exponent,
     /// an array, an object), a lone surrogate escape, or anything that is not one JSON object.

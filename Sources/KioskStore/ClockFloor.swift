@@ -35,8 +35,8 @@ extension KioskStore {
 
     static func clockFloor(_ db: Database) throws -> ClockFloor {
         try KioskStore.row(db, "SELECT * FROM clock_floor WHERE id = 1") { r in
-            ClockFloor(floor: Timestamp.date(r["floor"]), resetAt: r["reset_at"], resetBy: r["reset_by"],
-                       resetReason: r["reset_reason"], suspectSince: r["suspect_since"])
+            ClockFloor(floor: Timestamp.date(try r["floor"]), resetAt: try r["reset_at"], resetBy: try r["reset_by"],
+                       resetReason: try r["reset_reason"], suspectSince: try r["suspect_since"])
         } ?? ClockFloor()
     }
 
@@ -45,10 +45,10 @@ extension KioskStore {
     public static func raiseClockFloor(_ db: Database, to instant: Date) throws {
         // One cached statement: it runs with every record a kiosk makes. Times are all
         // `YYYY-MM-DDTHH:MM:SSZ`, so text order is time order.
-        try db.cachedStatement(sql: """
+        try KioskStore.run(db, """
             INSERT INTO clock_floor (id, floor) VALUES (1, ?)
             ON CONFLICT(id) DO UPDATE SET floor = excluded.floor WHERE excluded.floor > clock_floor.floor
-            """).execute(arguments: [Timestamp.string(instant)])
+            """, [Timestamp.string(instant)])
     }
 
     /// Notes the clock as suspect at `now`. True the first time (raise the alert then), false

@@ -70,18 +70,16 @@ extension KioskStore {
                           maxBytes: Int = KioskStore.maxBatchBytes - KioskStore.batchEnvelopeAllowance) throws -> [StoredRecord] {
         precondition(maxRecords > 0 && maxBytes > 0, "a batch holds at least one record")
         return try pool.read { db in
-            let cursor = try Row.fetchCursor(db.cachedStatement(sql: """
-                \(StoredRecord.select) WHERE status = 'queued' AND device_id = ? ORDER BY seq LIMIT ?
-                """), arguments: [deviceID, maxRecords])
             var out: [StoredRecord] = []
             out.reserveCapacity(min(maxRecords, 512))
             var bytes = 0
-            while let row = try cursor.next() {
+            try KioskStore.each(db, "\(StoredRecord.select) WHERE status = 'queued' AND device_id = ? ORDER BY seq LIMIT ?", [deviceID, maxRecords]) { row in
                 let record = try StoredRecord(row)
                 let added = record.body.utf8.count + (out.isEmpty ? 0 : 1)
-                if !out.isEmpty && bytes + added > maxBytes { break }
+                if !out.isEmpty && bytes + added > maxBytes { return false }
                 bytes += added
                 out.append(record)
+                return true
             }
             return out
         }

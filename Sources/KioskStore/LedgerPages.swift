@@ -1,4 +1,5 @@
 import GRDB
+import GRDBSQLite
 
 extension KioskStore {
     /// Issue 24 item 4: fewer pages per deduction. Measured on a 1,000,000-person store (WAL
@@ -76,23 +77,50 @@ extension KioskStore {
 }
 
 extension KioskStore {
-    /// Every row of a cached statement, each decoded while the statement holds it. A copied
-    /// row (`Row.fetchOne`, `Row.fetchAll`) finds a column by lowercasing every column name
-    /// on each lookup; a row read in place looks it up in the statement's table. Issue 24
-    /// item 4: that lowercasing was 6 % of a decision + commit's instructions.
-    static func rows<T>(_ db: Database, _ sql: String, _ arguments: StatementArguments = StatementArguments(),
-                        _ decode: (Row) throws -> T) throws -> [T] {
-        let cursor = try Row.fetchCursor(db.cachedStatement(sql: sql), arguments: arguments)
+    /// Every row of a cached statement, each decoded in place (`StoreRow`, issue 24 item 4).
+    static func rows<T>(_ db: Database, _ sql: String, _ arguments: [any StoreBindable] = [],
+                        _ decode: (StoreRow) throws -> T) throws -> [T] {
         var out: [T] = []
-        while let row = try cursor.next() { out.append(try decode(row)) }
+        try each(db, sql, arguments) { out.append(try decode($0)); return true }
         return out
     }
 
-    /// The first row of a cached statement, decoded in place (see `rows`); nil when none.
-    static func row<T>(_ db: Database, _ sql: String, _ arguments: StatementArguments = StatementArguments(),
-                       _ decode: (Row) throws -> T) throws -> T? {
-        let cursor = try Row.fetchCursor(db.cachedStatement(sql: sql), arguments: arguments)
-        return try withExtendedLifetime(cursor) { try cursor.next().map(decode) }
+    /// The first row of a cached statement, decoded in place; nil when none.
+    static func row<T>(_ db: Database, _ sql: String, _ arguments: [any StoreBindable] = [],
+                       _ decode: (StoreRow) throws -> T) throws -> T? {
+        var out: T?
+        try each(db, sql, arguments) { out = try decode($0); return false }
+        return out
+    }
+
+    /// A cached statement that returns no row (an insert, an update), run to its end.
+    static func run(_ db: Database, _ sql: String, _ arguments: [any StoreBindable]) throws {
+        try each(db, sql, arguments) { _ in true }
+    }
+
+    /// Binds the arguments (exactly as many as the statement's parameters) and steps the
+    /// statement while `body` returns true; the statement is reset afterwards, whatever happened.
+    static func each(_ db: Database, _ sql: String, _ arguments: [any StoreBindable], _ body: (StoreRow) throws -> Bool) throws {
+        let handle = try db.cachedStatement(sql: sql).sqliteStatement
+        func failure(_ code: CInt) -> DatabaseError {
+            DatabaseError(resultCode: ResultCode(rawValue: sqlite3_extended_errcode(db.sqliteConnection)),
+                          message: String(cString: sqlite3_errmsg(db.sqliteConnection)), sql: sql)
+        }
+        sqlite3_reset(handle)
+        defer { sqlite3_reset(handle) }
+        guard sqlite3_bind_parameter_count(handle) == arguments.count else {
+            throw DatabaseError(resultCode: .SQLITE_MISUSE, message: "\(arguments.count) arguments for \(sqlite3_bind_parameter_count(handle)) parameters", sql: sql)
+        }
+        for (i, value) in arguments.enumerated() {
+            let code = value.bind(handle, CInt(i + 1))
+            guard code == SQLITE_OK else { throw failure(code) }
+        }
+        while true {
+            let code = sqlite3_step(handle)
+            if code == SQLITE_DONE { return }
+            guard code == SQLITE_ROW else { throw failure(code) }
+            guard try body(StoreRow(handle: handle)) else { return }
+        }
     }
 }
 
@@ -106,7 +134,7 @@ struct InstalledBrief {
     /// The installed snapshot's brief; nil when none is installed.
     static func read(_ db: Database) throws -> InstalledBrief? {
         try KioskStore.row(db, "SELECT snapshot_id, expires_at, settled_through FROM snapshot_meta WHERE id = 1") {
-            InstalledBrief(snapshotID: $0[0], expiresAt: $0[1], settledThrough: $0[2])
+            InstalledBrief(snapshotID: try $0[0], expiresAt: try $0[1], settledThrough: try $0[2])
         }
     }
 }

@@ -136,10 +136,10 @@ extension SnapshotLoader {
 
     static func installed(_ db: Database) throws -> (header: SnapshotHeader, installedAt: String, records: Int, ignored: Int)? {
         try KioskStore.row(db, "SELECT * FROM snapshot_meta WHERE id = 1") { r in
-            let h = SnapshotHeader(snapshotID: r["snapshot_id"], kind: r["kind"], baseSnapshotID: nil, region: r["region"],
-                                   issuedAt: r["issued_at"], expiresAt: r["expires_at"], settledThrough: r["settled_through"],
-                                   authorityKeyID: r["authority_key_id"])
-            return (h, r["installed_at"], r["records"], r["ignored_records"])
+            let h = SnapshotHeader(snapshotID: try r["snapshot_id"], kind: try r["kind"], baseSnapshotID: nil, region: try r["region"],
+                                   issuedAt: try r["issued_at"], expiresAt: try r["expires_at"], settledThrough: try r["settled_through"],
+                                   authorityKeyID: try r["authority_key_id"])
+            return (h, try r["installed_at"], try r["records"], try r["ignored_records"])
         }
     }
 
@@ -420,16 +420,8 @@ extension SnapshotLoader {
             try statement.execute(arguments: [a, b, c, d])
         }
 
-        /// Text, copied by SQLite (an empty string stays an empty text, never NULL).
-        private func bind(_ index: CInt, _ value: String) {
-            var value = value
-            value.withUTF8 { u in
-                withUnsafePointer(to: 0 as CChar) { empty in
-                    let bytes = u.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) } ?? empty
-                    _ = sqlite3_bind_text(statement.sqliteStatement, index, bytes, CInt(u.count), RowInsert.transient)
-                }
-            }
-        }
+        /// Text, copied by SQLite (`StoreBindable`).
+        private func bind(_ index: CInt, _ value: String) { _ = value.bind(statement.sqliteStatement, index) }
 
         private func step() throws {
             let handle = statement.sqliteStatement
@@ -441,9 +433,6 @@ extension SnapshotLoader {
             }
             sqlite3_reset(handle)
         }
-
-        /// SQLITE_TRANSIENT: SQLite takes its own copy of the bound bytes.
-        static let transient = unsafeBitCast(OpaquePointer(bitPattern: -1), to: sqlite3_destructor_type.self)
     }
 
     /// A delta's statements, on the live generation's tables.

@@ -47,19 +47,20 @@ public struct StoredRecord: Sendable, Equatable {
         self.receivedAt = receivedAt; self.rejectReason = rejectReason; self.amountFen = amountFen; self.program = program; self.deductionID = deductionID
     }
 
-    init(_ r: Row) throws {
-        let kindText: String = r["kind"]
+    init(_ r: StoreRow) throws {
+        let kindText: String = try r["kind"]
+        let id: String = try r["record_id"]
         guard let kind = RecordKind(rawValue: kindText) else {
-            throw StoreError(kind: .corrupt, message: "record \(r["record_id"] as String? ?? "?"): unknown kind \(kindText)")
+            throw StoreError(kind: .corrupt, message: "record \(id): unknown kind \(kindText)")
         }
-        seq = r["seq"]; recordID = r["record_id"]; self.kind = kind; createdAt = r["created_at"]; body = r["body"]
-        if let phone: String = r["contact_phone"] { body = ContactKeptApart.join(body, phone: phone) }
-        let statusText: String = r["status"]
+        seq = try r["seq"]; recordID = id; self.kind = kind; createdAt = try r["created_at"]; body = try r["body"]
+        if let phone: String = try r["contact_phone"] { body = ContactKeptApart.join(body, phone: phone) }
+        let statusText: String = try r["status"]
         guard let status = RecordStatus(rawValue: statusText) else {
-            throw StoreError(kind: .corrupt, message: "record \(r["record_id"] as String? ?? "?"): unknown status \(statusText)")
+            throw StoreError(kind: .corrupt, message: "record \(id): unknown status \(statusText)")
         }
-        self.status = status; receivedAt = r["received_at"]; rejectReason = r["reject_reason"]
-        amountFen = r["amount_fen"]; program = r["program"]; deductionID = r["deduction_id"]
+        self.status = status; receivedAt = try r["received_at"]; rejectReason = try r["reject_reason"]
+        amountFen = try r["amount_fen"]; program = try r["program"]; deductionID = try r["deduction_id"]
     }
 
     /// The record itself, read from its body (a body that cannot be read throws: nothing is

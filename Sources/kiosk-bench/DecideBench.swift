@@ -21,6 +21,8 @@ struct DecideBench: ParsableCommand {
     @Option(help: "snapshot-gen's --seed, for --card-acks.") var populationSeed: UInt64 = 20_261_122
     @Option(help: "After the timed loop: this many more granted decisions, each step's pages counted in the WAL (checkpointed and truncated before each step, so it is not timed).")
     var countPages = 0
+    @Option(help: "Diagnosis: the writer's automatic WAL checkpoint, in pages (PRAGMA wal_autocheckpoint; 0: none; default: the store's).")
+    var autocheckpoint: Int?
     @Option(help: "With --count-pages: copy the WAL of the first begin and commit here (begin.wal, commit.wal), to map its frames to tables with dbstat.")
     var keepWal: String?
 
@@ -38,6 +40,7 @@ struct DecideBench: ParsableCommand {
         precondition(Timestamp.string(DecideBench.now) == "2026-11-22T03:00:00Z")
         guard FileManager.default.fileExists(atPath: db) else { throw ValidationError("no store at \(db)") }
         let store = try KioskStore(path: db)
+        if let autocheckpoint { try store.pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA wal_autocheckpoint = \(autocheckpoint)") } }
         guard let installed = try store.installedSnapshot() else { throw ValidationError("no snapshot installed in \(db)") }
         let period = Period.of(DecideBench.now)
         let n = try persons ?? probePersons(store, period: period)
