@@ -3,8 +3,8 @@ import Foundation
 /// Compact JSON, keys in UTF-8 byte order, `/` not escaped: byte for byte what `JSONEncoder`
 /// with `[.sortedKeys, .withoutEscapingSlashes]` writes (tested on every record kind and on
 /// every character class), for values made of objects, arrays, strings, integers, booleans
-/// and null. Issue 24 item 4: `JSONEncoder` took 146,000 of a decision + commit's 1,155,000
-/// instructions for one record; this takes a tenth of that.
+/// and null. Issue 24 item 4: a record's body took 100,000 instructions through `JSONEncoder`
+/// (its keys sorted with Unicode-aware comparisons), 65,000 through this.
 ///
 /// A floating-point value, or a value that encodes nothing, throws `EncodingError`: no record
 /// holds one.

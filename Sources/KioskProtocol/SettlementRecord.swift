@@ -238,8 +238,8 @@ public struct SettlementRecord: Codable, Sendable, Equatable {
         }
     }
 
-    /// The record as stored and uploaded: compact JSON, keys sorted, `/` not escaped (what
-    /// `JSONEncoder` writes with those options, in a tenth of its instructions: `CompactJSON`).
+    /// The record as stored and uploaded: compact JSON, keys sorted, `/` not escaped (byte for
+    /// byte what `JSONEncoder` writes with those options: `CompactJSON`).
     public func json() throws -> String { try CompactJSON.string(self) }
 
     /// A record read from its JSON body.

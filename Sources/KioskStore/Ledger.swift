@@ -539,8 +539,8 @@ extension KioskStore {
 
     /// `body` in one transaction, begun and committed with cached statements stepped by SQLite.
     /// GRDB's `write` and `read` prepare their BEGIN and COMMIT anew each time and go through
-    /// a savepoint (issue 24 item 4: 140,000 of a decision + commit's instructions, for three
-    /// transactions). On any error, the commit's included, what is open is rolled back. The
+    /// a savepoint (issue 24 item 4: three transactions a decision + commit). On any error,
+    /// the commit's included, what is open is rolled back. The
     /// store registers no GRDB transaction observer, which this way of committing would bypass.
     static func transaction<T>(_ db: Database, begin: String, _ body: (Database) throws -> T) throws -> T {
         try KioskStore.run(db, begin, [])
