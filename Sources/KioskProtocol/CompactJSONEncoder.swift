@@ -6,16 +6,12 @@ import Foundation
 /// and null. Issue 24 item 4: a record's body took 100,000 instructions through `JSONEncoder`
 /// (its keys sorted with Unicode-aware comparisons), 65,000 through this.
 ///
-/// A floating-point value, or a value that encodes nothing, throws `EncodingError`: no record
-/// holds one.
+/// A floating-point value, `Data`, `URL`, `Decimal`, `Date`, or a value that encodes nothing,
+/// throws `EncodingError`: no record holds one, and `JSONEncoder` writes those its own way.
 public enum CompactJSON {
     /// The value's JSON bytes.
     public static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
-        let encoder = Writer(codingPath: [])
-        try value.encode(to: encoder)
-        guard let node = encoder.node else {
-            throw EncodingError.invalidValue(value, .init(codingPath: [], debugDescription: "the value encoded nothing"))
-        }
+        let node = try node(value, at: [])
         var out: [UInt8] = []
         out.reserveCapacity(768)
         node.write(into: &out)
@@ -165,6 +161,10 @@ public enum CompactJSON {
     /// Encodes `value` to a node of its own.
     static func node<T: Encodable>(_ value: T, at path: [any CodingKey]) throws -> Node {
         if let s = value as? String { return .string(s) }
+        // Types JSONEncoder writes its own way (base64, a URL's text, a number): refused here.
+        if value is Data || value is URL || value is Decimal || value is Date {
+            throw EncodingError.invalidValue(value, .init(codingPath: path, debugDescription: "CompactJSON writes no \(T.self)"))
+        }
         let encoder = Writer(codingPath: path)
         try value.encode(to: encoder)
         guard let node = encoder.node else {

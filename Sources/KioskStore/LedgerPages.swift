@@ -100,8 +100,15 @@ extension KioskStore {
 
     /// Binds the arguments (exactly as many as the statement's parameters) and steps the
     /// statement while `body` returns true; the statement is reset afterwards, whatever happened.
+    /// The `Statement` is held for the whole run: GRDB's cache is not the only owner of the
+    /// SQLite statement while it steps (a schema change clears that cache).
     static func each(_ db: Database, _ sql: String, _ arguments: [any StoreBindable], _ body: (StoreRow) throws -> Bool) throws {
-        let handle = try db.cachedStatement(sql: sql).sqliteStatement
+        let statement = try db.cachedStatement(sql: sql)
+        try withExtendedLifetime(statement) { try step(db, statement.sqliteStatement, sql, arguments, body) }
+    }
+
+    private static func step(_ db: Database, _ handle: SQLiteStatement, _ sql: String, _ arguments: [any StoreBindable],
+                             _ body: (StoreRow) throws -> Bool) throws {
         func failure(_ code: CInt) -> DatabaseError {
             DatabaseError(resultCode: ResultCode(rawValue: sqlite3_extended_errcode(db.sqliteConnection)),
                           message: String(cString: sqlite3_errmsg(db.sqliteConnection)), sql: sql)

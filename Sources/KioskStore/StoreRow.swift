@@ -20,9 +20,14 @@ struct StoreRow {
         get throws { try T.read(handle, index(of: name), name) }
     }
 
-    /// The value of the column at `index` (0-based).
+    /// The value of the column at `index` (0-based); an index past the last column throws.
     subscript<T: StoreColumn>(_ index: Int) -> T {
-        get throws { try T.read(handle, CInt(index), nil) }
+        get throws {
+            guard index >= 0, index < Int(sqlite3_column_count(handle)) else {
+                throw StoreError(kind: .corrupt, message: "the statement has no column \(index): the store is of another version")
+            }
+            return try T.read(handle, CInt(index), nil)
+        }
     }
 
     func index(of name: String) throws -> CInt {

@@ -99,5 +99,10 @@ import Testing
     func noFloats() {
         #expect(throws: EncodingError.self) { try CompactJSON.encode(["x": 1.5]) }
         #expect(throws: EncodingError.self) { try CompactJSON.encode([Float(1)]) }
+        // JSONEncoder writes these its own way (base64, text, a number): refused, not written another way.
+        #expect(throws: EncodingError.self) { try CompactJSON.encode(["d": Data([1])]) }
+        #expect(throws: EncodingError.self) { try CompactJSON.encode([URL(string: "https://example.org/")!]) }
+        #expect(throws: EncodingError.self) { try CompactJSON.encode([Decimal(1)]) }
+        #expect(throws: EncodingError.self) { try CompactJSON.encode([Date()]) }
     }
 }

@@ -55,6 +55,7 @@ import Testing
             refused("SELECT s FROM t") { try $0["s"] as Data }           // text where a blob must be
             refused("SELECT 1.5 AS r") { try $0["r"] as Int64 }          // a real is no integer
             refused("SELECT i FROM t") { try $0["missing"] as Int64? }   // a column the store lacks
+            refused("SELECT i FROM t") { try $0[1] as Int64? }           // a position past the last column
         }
     }
 
