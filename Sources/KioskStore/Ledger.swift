@@ -176,8 +176,7 @@ extension KioskStore {
         let settled = Timestamp.date(meta.settledThrough) ?? .distantPast   // once per view
         if let person {
             for code in person.programs {
-                guard let json = try KioskStore.row(db, "SELECT json FROM program WHERE code = ?", [code], { try $0[0] as String }),
-                      let p = ProgramCache.decode(json) else { continue }
+                guard let p = try KioskStore.program(db, code) else { continue }
                 programs.append(p)
                 if p.cardType == .medical {
                     usage[p.code] = try figures(db, personRef: person.personRef, program: p.code, period: period, settled: settled)
@@ -185,6 +184,12 @@ extension KioskStore {
             }
         }
         return SnapshotView(snapshotID: meta.snapshotID, expiresAt: expires, card: card, person: person, programs: programs, usage: usage)
+    }
+
+    /// The installed snapshot's program `code`, decoded once per text (`ProgramCache`); nil
+    /// when the snapshot has none, or its text cannot be read.
+    static func program(_ db: Database, _ code: String) throws -> Program? {
+        try KioskStore.row(db, "SELECT json FROM program WHERE code = ?", [code]) { try $0[0] as String }.flatMap(ProgramCache.decode)
     }
 
     /// S and L (snapshot spec §5). L counts this device's subsidies less reversals that the
@@ -270,8 +275,7 @@ extension KioskStore {
                 throw LedgerError.duplicateBill(billReference)
             }
             for a in decision.allocations {
-                guard let json = try KioskStore.row(db, "SELECT json FROM program WHERE code = ?", [a.program], { try $0[0] as String }),
-                      let program = ProgramCache.decode(json), let limit = program.limitFen else {
+                guard let program = try KioskStore.program(db, a.program), let limit = program.limitFen else {
                     throw LedgerError.staleDecision(program: a.program)
                 }
                 var f = try KioskStore.figures(db, personRef: personRef, program: a.program, period: period, settled: settled)

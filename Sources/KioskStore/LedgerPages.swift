@@ -104,15 +104,19 @@ extension KioskStore {
     /// SQLite statement while it steps (a schema change clears that cache).
     static func each(_ db: Database, _ sql: String, _ arguments: [any StoreBindable], _ body: (StoreRow) throws -> Bool) throws {
         let statement = try db.cachedStatement(sql: sql)
-        try withExtendedLifetime(statement) { try step(db, statement.sqliteStatement, sql, arguments, body) }
+        try withExtendedLifetime(statement) { try step(statement.sqliteStatement, sql, arguments, body) }
     }
 
-    private static func step(_ db: Database, _ handle: SQLiteStatement, _ sql: String, _ arguments: [any StoreBindable],
+    /// The error SQLite just gave on `handle`'s connection (its extended code and message).
+    /// Taken before the statement is reset.
+    static func sqliteFailure(_ handle: SQLiteStatement, sql: String) -> DatabaseError {
+        let connection = sqlite3_db_handle(handle)
+        return DatabaseError(resultCode: ResultCode(rawValue: sqlite3_extended_errcode(connection)),
+                             message: String(cString: sqlite3_errmsg(connection)), sql: sql)
+    }
+
+    private static func step(_ handle: SQLiteStatement, _ sql: String, _ arguments: [any StoreBindable],
                              _ body: (StoreRow) throws -> Bool) throws {
-        func failure(_ code: CInt) -> DatabaseError {
-            DatabaseError(resultCode: ResultCode(rawValue: sqlite3_extended_errcode(db.sqliteConnection)),
-                          message: String(cString: sqlite3_errmsg(db.sqliteConnection)), sql: sql)
-        }
         sqlite3_reset(handle)
         defer { sqlite3_reset(handle) }
         guard sqlite3_bind_parameter_count(handle) == arguments.count else {
@@ -120,12 +124,12 @@ extension KioskStore {
         }
         for (i, value) in arguments.enumerated() {
             let code = value.bind(handle, CInt(i + 1))
-            guard code == SQLITE_OK else { throw failure(code) }
+            guard code == SQLITE_OK else { throw sqliteFailure(handle, sql: sql) }
         }
         while true {
             let code = sqlite3_step(handle)
             if code == SQLITE_DONE { return }
-            guard code == SQLITE_ROW else { throw failure(code) }
+            guard code == SQLITE_ROW else { throw sqliteFailure(handle, sql: sql) }
             guard try body(StoreRow(handle: handle)) else { return }
         }
     }

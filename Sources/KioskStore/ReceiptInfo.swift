@@ -60,9 +60,6 @@ extension KioskStore {
     /// A program of the installed snapshot, as a receipt prints it (name, limit for the allowance left,
     /// matter names); nil when the snapshot has no such program.
     public func receiptProgram(_ code: String) throws -> Program? {
-        try pool.read { db in
-            try String.fetchOne(db.cachedStatement(sql: "SELECT json FROM program WHERE code = ?"), arguments: [code])
-                .flatMap { ProgramCache.decode($0) }
-        }
+        try pool.read { db in try KioskStore.program(db, code) }
     }
 }

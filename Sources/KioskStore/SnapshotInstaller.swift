@@ -331,9 +331,9 @@ extension SnapshotLoader {
 
         /// Rows appended in file order (a later line of the same key wins at the copy).
         func stage(_ db: Database, _ rows: StagedRows) throws {
-            let person = RowInsert(statement: try db.cachedStatement(sql: "INSERT INTO \(staging("person")) VALUES (?, ?, ?, ?)"), direct: false)
-            let card = RowInsert(statement: try db.cachedStatement(sql: "INSERT INTO \(staging("card")) VALUES (?, ?, ?)"), direct: false)
-            let usage = RowInsert(statement: try db.cachedStatement(sql: "INSERT INTO \(staging("usage")) VALUES (?, ?, ?, ?)"), direct: false)
+            let person = RowInsert(statement: try db.cachedStatement(sql: "INSERT INTO \(staging("person")) VALUES (?, ?, ?, ?)"), throughGRDB: false)
+            let card = RowInsert(statement: try db.cachedStatement(sql: "INSERT INTO \(staging("card")) VALUES (?, ?, ?)"), throughGRDB: false)
+            let usage = RowInsert(statement: try db.cachedStatement(sql: "INSERT INTO \(staging("usage")) VALUES (?, ?, ?, ?)"), throughGRDB: false)
             for r in rows.persons { try person(r.0, r.1, r.2, r.3) }
             for r in rows.cards { try card(r.0, r.1, r.2) }
             for r in rows.usages { try usage(r.0, r.1, r.2, r.3) }
@@ -405,18 +405,19 @@ extension SnapshotLoader {
     /// per-execution bookkeeping cost more than SQLite's own append.
     struct RowInsert {
         let statement: Statement
-        let direct: Bool
+        /// True for the live tables (a delta): through GRDB; false for the staging file: the C API.
+        let throughGRDB: Bool
 
         func callAsFunction(_ a: String, _ b: String, _ c: String, _ d: String) throws {
-            guard direct else { bind(1, a); bind(2, b); bind(3, c); bind(4, d); return try step() }
+            guard throughGRDB else { bind(1, a); bind(2, b); bind(3, c); bind(4, d); return try step() }
             try statement.execute(arguments: [a, b, c, d])
         }
         func callAsFunction(_ a: String, _ b: String, _ c: String) throws {
-            guard direct else { bind(1, a); bind(2, b); bind(3, c); return try step() }
+            guard throughGRDB else { bind(1, a); bind(2, b); bind(3, c); return try step() }
             try statement.execute(arguments: [a, b, c])
         }
         func callAsFunction(_ a: String, _ b: String, _ c: String, _ d: Int) throws {
-            guard direct else { bind(1, a); bind(2, b); bind(3, c); sqlite3_bind_int64(statement.sqliteStatement, 4, Int64(d)); return try step() }
+            guard throughGRDB else { bind(1, a); bind(2, b); bind(3, c); sqlite3_bind_int64(statement.sqliteStatement, 4, Int64(d)); return try step() }
             try statement.execute(arguments: [a, b, c, d])
         }
 
@@ -425,13 +426,8 @@ extension SnapshotLoader {
 
         private func step() throws {
             let handle = statement.sqliteStatement
-            let code = sqlite3_step(handle)
-            guard code == SQLITE_DONE else {
-                let message = String(cString: sqlite3_errmsg(sqlite3_db_handle(handle)))
-                sqlite3_reset(handle)
-                throw DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: statement.sql)
-            }
-            sqlite3_reset(handle)
+            defer { sqlite3_reset(handle) }
+            guard sqlite3_step(handle) == SQLITE_DONE else { throw KioskStore.sqliteFailure(handle, sql: statement.sql) }
         }
     }
 
@@ -441,9 +437,9 @@ extension SnapshotLoader {
         let programInsert, deviceInsert: Statement
         let delPerson, delCard, delUsage, delProgram, delDevice: Statement
         init(_ db: Database, generation g: Int) throws {
-            person = RowInsert(statement: try db.makeStatement(sql: "INSERT OR REPLACE INTO person_\(g) (person_ref, status, status_reason, programs) VALUES (?, ?, ?, ?)"), direct: true)
-            card = RowInsert(statement: try db.makeStatement(sql: "INSERT OR REPLACE INTO card_\(g) (card_number, person_ref, status) VALUES (?, ?, ?)"), direct: true)
-            usage = RowInsert(statement: try db.makeStatement(sql: "INSERT OR REPLACE INTO usage_\(g) (person_ref, program, period, used_fen) VALUES (?, ?, ?, ?)"), direct: true)
+            person = RowInsert(statement: try db.makeStatement(sql: "INSERT OR REPLACE INTO person_\(g) (person_ref, status, status_reason, programs) VALUES (?, ?, ?, ?)"), throughGRDB: true)
+            card = RowInsert(statement: try db.makeStatement(sql: "INSERT OR REPLACE INTO card_\(g) (card_number, person_ref, status) VALUES (?, ?, ?)"), throughGRDB: true)
+            usage = RowInsert(statement: try db.makeStatement(sql: "INSERT OR REPLACE INTO usage_\(g) (person_ref, program, period, used_fen) VALUES (?, ?, ?, ?)"), throughGRDB: true)
             programInsert = try db.makeStatement(sql: "INSERT OR REPLACE INTO program (code, json) VALUES (?, ?)")
             deviceInsert = try db.makeStatement(sql: "INSERT OR REPLACE INTO device (device_id, public_key, institution, status) VALUES (?, ?, ?, ?)")
             delPerson = try db.makeStatement(sql: "DELETE FROM person_\(g) WHERE person_ref = ?")
