@@ -2,8 +2,11 @@ import Foundation
 import GRDB
 import GRDBSQLite
 @testable import KioskStore
+import KioskCore
 import KioskProtocol
+import TestVectors
 import Testing
+import VirtualCard
 
 /// Issue 24 item 4: rows read in place with SQLite's column functions. What GRDB's `Row`
 /// would have trapped on (a NULL or another storage class where a value must be) is a
@@ -181,5 +184,50 @@ import Testing
     ])
     func aDamagedListIsRefused(_ text: String?) {
         #expect { _ = try Deduction.decodeAllocations(text) } throws: { ($0 as? StoreError)?.kind == .corrupt }
+    }
+}
+
+/// Issue 24 item 4, at the counter: a local process with write access to the store has put a
+/// value no card can hold into the ledger (a pending deduction of card …0017 with a 41-bit
+/// card sequence). GRDB's `Row` trapped on it and took kioskd down with the patient at the
+/// screen; now the patient is told, in plain words, to go to the counter, the card is not
+/// written, nothing is recorded, and the next person in the queue is served.
+@Suite struct DamagedLedgerAtTheCounterTests {
+    @Test func thePatientIsSentToTheCounterAndTheNextPersonIsServed() throws {
+        let device = try Fixture.device()
+        try device.store.installSnapshot(at: Fixture.url("snapshot-small.jsonl"), trustedAuthorities: Fixture.authorities, now: Fixture.now)
+        let kiosk = Kiosk(device: device, clock: .fixed(Fixture.now))
+        let cards = try CardDescription.decode(Data(contentsOf: Fixture.url("cards.json")))
+        func card(_ number: String) throws -> CardEmulator { try CardEmulator(description: try #require(cards.first { $0.cardNumber == number })) }
+        let e17 = try card("3307820000000017"), e58 = try card("3307820000000058")
+        #expect(try kiosk.charge(EmulatedChannel(e17), billFen: 1000, billReference: "C1").decision.isGranted)
+
+        // Another process, its own connection to the same file.
+        let other = try DatabaseQueue(path: device.store.path)
+        try other.write { db in
+            try db.execute(sql: """
+                INSERT INTO deduction (device_id, state, card_number, person_ref, period, card_sequence, usage_object, card_challenge,
+                    bill_reference, bill_fen, allocations, snapshot_id, institution, created_at)
+                SELECT device_id, 'pending', card_number, person_ref, period, ?, usage_object, card_challenge,
+                    'FORGED', bill_fen, allocations, snapshot_id, institution, created_at FROM deduction WHERE bill_reference = 'C1'
+                """, arguments: [Int64(1) << 40])
+        }
+        try other.close()
+
+        let written = e17.file(3), records = try device.store.records().map(\.recordID)
+        do {
+            _ = try kiosk.charge(EmulatedChannel(e17), billFen: 1000, billReference: "C2")
+            Issue.record("a subsidy went through on a damaged ledger")
+        } catch {
+            let report = Outcomes.report(error)
+            #expect(report.code == "store_error" && report.httpStatus == 503, "\(report)")
+            #expect((error as? StoreError)?.kind == .corrupt, "\(error)")
+            // What the screen says: plain words, no code or English.
+            #expect(!report.message.isEmpty && !report.message.unicodeScalars.contains { ("a"..."z").contains($0) || $0 == "_" }, "\(report.message)")
+        }
+        #expect(e17.file(3) == written, "the card was not written")
+        #expect(try device.store.records().map(\.recordID) == records, "nothing was recorded")
+        // The next person in the queue (another card, another person) is served.
+        #expect(try kiosk.charge(EmulatedChannel(e58), billFen: 1000, billReference: "C3").decision.isGranted)
     }
 }
