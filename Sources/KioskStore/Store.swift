@@ -125,6 +125,7 @@ public final class KioskStore: Sendable {
         m.registerMigration("bill-outcomes") { db in try KioskStore.migrateBillOutcomes(db) }
         m.registerMigration("legal-aid-contact") { db in try KioskStore.migrateContacts(db) }
         m.registerMigration("ledger-pages") { db in try KioskStore.migrateLedgerPages(db) }
+        m.registerMigration("checks-as-comparisons") { db in try KioskStore.migrateChecksAsComparisons(db) }
         return m
     }
 }

@@ -139,3 +139,113 @@ import Testing
         #expect(Set(names) == ["deduction_pending", "deduction_bill"])
     }
 }
+
+/// Issue 24 item 4: the ledger's `CHECK (c IN (…))` rules rewritten as comparisons (SQLite
+/// built a temporary B-tree of the values for every row written). The same values, and only
+/// they, are allowed; no row moves.
+@Suite struct ChecksAsComparisonsTests {
+    /// Every write the ledger makes to the three tables, as SQLite compiles it.
+    static let writes = [
+        """
+        INSERT INTO record (device_id, seq, record_id, kind, created_at, body, deduction_id, person_ref, program, period, amount_fen, reverses)
+        VALUES ('K-1', 9, 'K-1-9', 'alert', 'c', '{}', NULL, NULL, NULL, NULL, 0, NULL)
+        """,
+        "UPDATE record SET status = 'accepted', received_at = 'r', reject_reason = NULL WHERE record_id = 'K-1-9' AND status = 'queued'",
+        "UPDATE deduction SET state = 'committed', resolved_at = 'r', resolution = 'x', card_ack = NULL WHERE id = 1",
+        """
+        INSERT INTO deduction (device_id, state, card_number, person_ref, period, card_sequence, usage_object, card_challenge,
+            bill_reference, bill_fen, allocations, snapshot_id, institution, created_at)
+        VALUES ('K-1', 'pending', 'C', 'P', '2026', 1, x'7200', zeroblob(16), 'B', 100, '[]', 'S', 'I', 'c')
+        """,
+        "INSERT OR REPLACE INTO bill_outcome (bill_reference, status, bill_fen, records, updated_at) VALUES ('B', 'waiting', 1, '[]', 'u')",
+    ]
+
+    @Test func noWriteBuildsATemporaryTableAndTheSameValuesAreAllowed() throws {
+        let store = try KioskStore(path: Fixture.tempDir().appendingPathComponent("k.sqlite").path)
+        // On the writer: a reader connection (query_only) compiles no constraint checks.
+        try store.pool.writeWithoutTransaction { db in
+            for sql in Self.writes {
+                let program = try Row.fetchAll(db, sql: "EXPLAIN " + sql).map { $0["opcode"] as String }
+                #expect(!program.contains("OpenEphemeral"), "\(sql)")
+            }
+            let tables = try String.fetchAll(db, sql: "SELECT sql FROM sqlite_schema WHERE name IN ('deduction', 'record', 'bill_outcome')")
+            #expect(tables.count == 3 && tables.allSatisfy { !$0.contains(" IN (") })
+        }
+        try store.pool.write { db in
+            let insert = "INSERT INTO record (device_id, seq, record_id, kind, created_at, body, status) VALUES ('K-1', ?, ?, ?, 'c', '{}', ?)"
+            var seq = 0
+            for kind in ["medical_subsidy", "subsidy_reversal", "legal_aid_application", "alert"] {
+                for status in ["queued", "accepted", "rejected"] {
+                    seq += 1
+                    try db.execute(sql: insert, arguments: [seq, "K-1-\(seq)", kind, status])
+                }
+            }
+            for (kind, status) in [("bonus", "queued"), ("alert", "lost"), ("ALERT", "queued"), ("alert", "queued ")] {
+                seq += 1
+                #expect(throws: DatabaseError.self) { try db.execute(sql: insert, arguments: [seq, "K-1-\(seq)", kind, status]) }
+            }
+            for status in ["waiting", "confirming", "granted", "refused", "cancelled", "pending"] {
+                try db.execute(sql: "INSERT INTO bill_outcome (bill_reference, status, bill_fen, records, updated_at) VALUES (?, ?, 1, '[]', 'u')",
+                               arguments: ["B-" + status, status])
+            }
+            #expect(throws: DatabaseError.self) {
+                try db.execute(sql: "INSERT INTO bill_outcome (bill_reference, status, bill_fen, records, updated_at) VALUES ('B-x', 'paid', 1, '[]', 'u')")
+            }
+            let deduction = """
+                INSERT INTO deduction (device_id, state, card_number, person_ref, period, card_sequence, usage_object, card_challenge,
+                    bill_reference, bill_fen, allocations, snapshot_id, institution, created_at, voided)
+                VALUES ('K-1', ?, 'C', 'P', '2026', 1, x'7200', zeroblob(16), ?, 100, '[]', 'S', 'I', 'c', ?)
+                """
+            for state in ["pending", "committed", "voided"] {
+                try db.execute(sql: deduction, arguments: [state, "B-" + state, state == "voided" ? 1 : 0])
+            }
+            #expect(throws: DatabaseError.self) { try db.execute(sql: deduction, arguments: ["granted", "B-g", 0]) }
+            #expect(throws: DatabaseError.self) { try db.execute(sql: "UPDATE deduction SET state = 'done' WHERE state = 'pending'") }
+        }
+    }
+
+    /// A kiosk's store of the previous release: every row kept, the file sound, and another
+    /// connection (a second process) reads the new rules.
+    @Test func aStoreOfThePreviousReleaseKeepsItsRowsAndIsSound() throws {
+        let path = Fixture.tempDir().appendingPathComponent("old.sqlite").path
+        let old = try DatabasePool(path: path)
+        try KioskStore.migrator.migrate(old, upTo: "ledger-pages")
+        try old.write { db in
+            try db.execute(sql: "INSERT INTO record (device_id, seq, record_id, kind, created_at, body) VALUES ('K-1', 1, 'K-1-1', 'alert', 'c', '{}')")
+            try db.execute(sql: "INSERT INTO bill_outcome (bill_reference, status, bill_fen, records, updated_at) VALUES ('B', 'granted', 1, '[]', 'u')")
+        }
+        let store = try KioskStore(path: path)
+        #expect(try store.pool.read { try String.fetchAll($0, sql: "PRAGMA integrity_check") } == ["ok"])
+        #expect(try store.records().map(\.recordID) == ["K-1-1"])
+        #expect(throws: DatabaseError.self) { try old.write { try $0.execute(sql: "UPDATE bill_outcome SET status = 'paid'") } }
+        #expect(try old.read { try String.fetchOne($0, sql: "SELECT status FROM bill_outcome") } == "granted")
+        try old.close()
+    }
+
+    /// A store whose rule is not the one this release wrote (here a status more) is refused as
+    /// damaged, and nothing of its schema changes.
+    @Test func aRuleThisVersionDoesNotKnowIsRefusedUnchanged() throws {
+        let path = Fixture.tempDir().appendingPathComponent("odd.sqlite").path
+        try {
+            let p = try DatabasePool(path: path); defer { try? p.close() }
+            try KioskStore.migrator.migrate(p, upTo: "ledger-pages")
+            try p.write { db in
+                try db.execute(sql: "DROP TABLE bill_outcome")
+                try db.execute(sql: "CREATE TABLE bill_outcome (bill_reference TEXT PRIMARY KEY, status TEXT NOT NULL CHECK (status IN ('waiting', 'paid')))")
+            }
+        }()
+        func schema() throws -> [Row] {
+            let p = try DatabasePool(path: path); defer { try? p.close() }
+            return try p.read { try Row.fetchAll($0, sql: "SELECT type, name, sql FROM sqlite_schema ORDER BY name") }
+        }
+        let before = try schema()
+        #expect(before.contains { ($0["sql"] as String?)?.contains("state IN ('pending', 'committed', 'voided')") == true })
+        do {
+            _ = try KioskStore(path: path)
+            Issue.record("a store with an unknown bill_outcome rule was opened")
+        } catch let e as StoreError {
+            #expect(e.kind == .corrupt && e.message.contains("bill_outcome"), "\(e)")
+        }
+        #expect(try schema() == before)
+    }
+}
