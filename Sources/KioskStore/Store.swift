@@ -14,6 +14,8 @@ public final class KioskStore: Sendable {
     /// The file as it was opened: replaced, removed or overwritten under the daemon, it says so
     /// (`fileProblem()`, issue 23 item 5).
     public let file: StoreFile
+    /// The WAL's size after each commit, and SQLite's automatic checkpoint (`WalCheckpoint.swift`).
+    let walWatch: WalWatch
 
     /// What is wrong with the store's file now (gone, replaced, overwritten), without scanning
     /// it; nil when it is the file opened and still a SQLite database.
@@ -30,7 +32,12 @@ public final class KioskStore: Sendable {
     public init(path: String) throws {
         self.path = path
         var config = Configuration()
+        // Retained for good (never released): the connections' WAL hook points at it.
+        let watch = WalWatch()
+        _ = Unmanaged.passRetained(watch)
+        walWatch = watch
         config.prepareDatabase { db in
+            WalWatch.install(db, Unmanaged.passUnretained(watch).toOpaque())
             try db.execute(sql: "PRAGMA synchronous = FULL")   // durable before "granted" (upload spec §4)
             try db.execute(sql: "PRAGMA foreign_keys = ON")
             // Issue 21 item 6: what is deleted (a contact phone, a record past 400 days) is

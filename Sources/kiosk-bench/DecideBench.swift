@@ -21,8 +21,10 @@ struct DecideBench: ParsableCommand {
     @Option(help: "snapshot-gen's --seed, for --card-acks.") var populationSeed: UInt64 = 20_261_122
     @Option(help: "After the timed loop: this many more granted decisions, each step's pages counted in the WAL (checkpointed and truncated before each step, so it is not timed).")
     var countPages = 0
-    @Option(help: "Diagnosis: the writer's automatic WAL checkpoint, in pages (PRAGMA wal_autocheckpoint; 0: none; default: the store's).")
+    @Option(help: "Diagnosis: the writer's automatic WAL checkpoint, in pages (PRAGMA wal_autocheckpoint, which replaces the store's WAL hook; 0: none; default: the store's).")
     var autocheckpoint: Int?
+    @Flag(inversion: .prefixedNo, help: "After each commit, untimed, what kioskd does when the card leaves the reader: KioskStore.checkpointWhenIdle().")
+    var idleCheckpoint = true
     @Option(help: "With --count-pages: copy the WAL of the first begin and commit here (begin.wal, commit.wal), to map its frames to tables with dbstat.")
     var keepWal: String?
 
@@ -65,6 +67,7 @@ struct DecideBench: ParsableCommand {
         var lookup: [Double] = [], full: [Double] = [], ledger: [Double] = []
         lookup.reserveCapacity(iterations)
         var codes: [ReasonCode: Int] = [:]
+        var checkpoints = 0
         for k in 0..<iterations {
             let card = pick()
             let billFen = Fen(100 + rng.below(20000))
@@ -93,11 +96,13 @@ struct DecideBench: ParsableCommand {
             let t2 = DispatchTime.now().uptimeNanoseconds
             ledger.append(Double(t2 - t1) / 1000)
             full.append(Double(t2 - t0) / 1000)
+            if idleCheckpoint, try store.checkpointWhenIdle() != nil { checkpoints += 1 }
         }
         print("decide codes " + codes.sorted { $0.value > $1.value }.map { "\($0.key.rawValue)=\($0.value)" }.joined(separator: " "))
         reportLatency("lookup_decide", lookup)
         reportLatency("ledger_begin_commit", ledger)
         reportLatency("decide_commit", full)
+        print("decide idle_checkpoint=\(idleCheckpoint ? "on" : "off") idle_checkpoints=\(checkpoints) wal_pages_left=\(store.walPages)")
         if countPages > 0 { try self.countPages(store, period: period, run: run, pick: pick) }
         print(String(format: "decide peak_rss_mb=%.1f", Memory.peakMB()))
     }

@@ -213,4 +213,26 @@ final class ScreenWatch: Sendable {
         let township = try Self.rig(profile: .township)
         await #expect(throws: Engine.ActionError.self) { try await township.engine.submitBill(BillRequest(billReference: "H-6", billFen: 100)) }
     }
+
+    @Test("the WAL's checkpoint waits for the card to leave: never inside a patient's commit while the card is on the reader")
+    func theCheckpointWaitsForTheCardToLeave() async throws {
+        let r = try Self.rig()
+        let store = r.device.store
+        _ = try store.checkpointWhenIdle(minimumPages: 1)
+        var n = 0
+        while store.walPages < KioskStore.idlePages && n < 2000 {
+            _ = try store.recordAlert(device: r.device.context, code: "printer_fault", cardNumber: nil, detail: "\(n)", now: Self.at)
+            n += 1
+        }
+        _ = try await r.engine.submitBill(BillRequest(billReference: "H-7", billFen: 1_000))
+        await Self.tap(r, Vectors.emulator(Self.card17))
+        let pre = try #require(try await r.screen.until("the pre-settlement") { $0.phase == "confirm" }.result?.confirmation)
+        try await r.engine.confirmBill("H-7", confirmation: pre)
+        _ = try await r.screen.until("the result") { $0.phase == "result" && $0.result?.code == "granted" }
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(store.walPages >= KioskStore.idlePages, "checkpointed while the card was on the reader")
+        await Self.lift(r)
+        for _ in 0..<500 where store.walPages >= KioskStore.idlePages { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(store.walPages < KioskStore.idlePages, "the card left and the WAL was not checkpointed")
+    }
 }

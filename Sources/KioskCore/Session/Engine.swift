@@ -140,6 +140,7 @@ public final class Engine: @unchecked Sendable {
             cardTap = nil
             lastStatus = nil
             cancellable = nil
+            checkpointWhileNobodyWaits()
             publish { $0.cardPresent = false; $0.liftCard = false; if $0.phase == "reading" { $0.phase = "idle" } }
             // A pre-settlement ends with its card: nothing was written, the bill waits.
             if reopenConfirming() != nil {
@@ -152,6 +153,19 @@ public final class Engine: @unchecked Sendable {
             if var current = shown?.result, !current.redacted {
                 current.redact(printsSlips: kiosk.device.config.printsSlips)
                 show(current, for: timing.afterRemovalSeconds)
+            }
+        }
+    }
+
+    /// Issue 24 item 4: the card has left, so nobody waits on the store; the WAL's checkpoint
+    /// is done now (off the session queue) rather than inside a later patient's commit.
+    func checkpointWhileNobodyWaits() {
+        let store = kiosk.device.store, logger = self.logger
+        DispatchQueue.global(qos: .utility).async {
+            do {
+                if let pages = try store.checkpointWhenIdle() { logger.debug("WAL checkpointed while nobody waits", metadata: ["pages": "\(pages)"]) }
+            } catch {
+                logger.warning("the WAL checkpoint failed; SQLite's own checkpoint remains", metadata: ["error": "\(error)"])
             }
         }
     }
