@@ -65,6 +65,9 @@ public struct UploaderEnvironment: Sendable {
     public var random: @Sendable () -> Double
     /// A fresh `batch_id` (a UUID).
     public var makeBatchID: @Sendable () -> String
+    /// Waited for before each batch is built (kioskd: `PatientPresence.waitWhileServing`,
+    /// issue 24 item 3); by default, nothing.
+    public var beforeBatch: @Sendable () async -> Void = {}
 
     /// An environment as given (tests inject their own).
     public init(now: @escaping @Sendable () -> Date, sleep: @escaping @Sendable (Duration) async throws -> Void,
@@ -312,6 +315,7 @@ public actor Uploader {
                 summary.outcome = .more
                 break
             }
+            await environment.beforeBatch()
             let batchID = environment.makeBatchID()
             let sentAt = Timestamp.string(environment.now())
             let budget = configuration.maxBytes - BatchBody.envelopeLength(batchID: batchID, deviceID: device.deviceID, sentAt: sentAt)

@@ -57,15 +57,17 @@ struct CertificateService: Service {
 
 
 func extraServices(device: Device, engine: Engine, clock: KioskClock, logger: Logger, upload: Bool,
-                   sync: Bool) throws -> (services: [any Service], sync: SnapshotSync?) {
+                   sync: Bool, presence: PatientPresence) throws -> (services: [any Service], sync: SnapshotSync?) {
     var services: [any Service] = []
     let client = try Uploader.httpClient(hubCAPEM: device.config.hubCAPEM)
     var environment = UploaderEnvironment.live
     environment.now = clock.now
     if upload {
+        var uploads = environment
+        uploads.beforeBatch = { await presence.waitWhileServing() }   // the patient first (issue 24 item 3)
         let uploader = Uploader(store: device.store, device: device.context, signingKey: device.signingKey,
                                 configuration: try UploaderConfiguration(hubURL: device.config.hubURL),
-                                httpClient: client, environment: environment, logger: logger)
+                                httpClient: client, environment: uploads, logger: logger)
         engine.after.recordsQueued = { uploader.notify() }
         services.append(UploaderService(uploader: uploader))
     } else {

@@ -10,6 +10,7 @@ import Logging
 import Metrics
 import Prometheus
 import ServiceLifecycle
+import Settlement
 import SmartCard
 
 /// `--paper 58|80`: anything else is a usage error (exit 64), never another width.
@@ -83,9 +84,11 @@ struct KioskDaemon: AsyncParsableCommand {
         let files = FileLimit.raise(to: 8192)
         logger.info("open files", metadata: ["limit": "\(files)"])
 
-        var services: [any Service] = [ReaderService(engine: engine, filter: filter, logger: logger),
+        let presence = PatientPresence()
+        var services: [any Service] = [ReaderService(engine: engine, filter: filter, logger: logger, presence: presence),
                                        RetentionService(store: device.store, now: { clock.now() }, logger: logger)]
-        let extras = try extraServices(device: device, engine: engine, clock: clock, logger: logger, upload: !noUpload, sync: !noSync)
+        let extras = try extraServices(device: device, engine: engine, clock: clock, logger: logger, upload: !noUpload, sync: !noSync,
+                                       presence: presence)
         services += extras.services
         if let interval = SDNotify.watchdogInterval {
             // Fed only while the store answers a read, the card worker's queue answers and the

@@ -3,6 +3,7 @@ import KioskCore
 import KioskStore
 import Logging
 import ServiceLifecycle
+import Settlement
 import SmartCard
 
 /// Reader watcher → card sessions. Ends with the graceful shutdown (the watcher's
@@ -11,6 +12,8 @@ struct ReaderService: Service {
     let engine: Engine
     let filter: ReaderFilter
     let logger: Logger
+    /// Told when a card comes and goes: the uploader holds its batches meanwhile.
+    let presence: PatientPresence
 
     func run() async throws {
         let watcher = ReaderWatcher(filter: filter, logger: logger)
@@ -26,14 +29,16 @@ struct ReaderService: Service {
                     if case .cardFound = event { fresh = false }
                     guard active == nil || active == reader else { continue }
                     active = reader
+                    presence.arrived()
                     await engine.cardInserted(reader, fresh: fresh)
                 case .cardRemoved(let reader):
-                    if active == reader { active = nil }
+                    if active == reader { active = nil; presence.left() }
                     await engine.cardRemoved(reader)
                 case .readerRemoved(let reader):
-                    if active == reader { active = nil; await engine.cardRemoved(reader) }
+                    if active == reader { active = nil; presence.left(); await engine.cardRemoved(reader) }
                 case .serviceLost:
                     active = nil
+                    presence.left()
                     await engine.serviceLost()
                 case .serviceRestored:
                     await engine.serviceRestored()

@@ -106,3 +106,37 @@ extension PCSCIntegrationTests {
         #expect(try d.stop().0 == 0)
     }
 }
+
+extension PCSCIntegrationTests {
+    /// Issue 24 item 3, with the real binaries: a patient's subsidy is queued while the card is
+    /// on the reader; kioskd's uploader holds it until the card leaves (the patient first),
+    /// then the hub has it.
+    @Test func theUploaderWaitsForThePatientsCardToLeave() throws {
+        let hubDir = Scratch.folder("hub-hold").path
+        let hub = try HubProcess(dir: hubDir)
+        _ = try hub.publish(Vectors.url("snapshot-small.jsonl").path)
+        let dir = try provisionedStateDir(hubURL: hub.url, region: "330782")
+        let d = try Daemon(stateDir: dir, network: true, realClock: true)
+        func health() throws -> [String: Any] {
+            try JSONSerialization.jsonObject(with: Data(d.get("/healthz").1.utf8)) as? [String: Any] ?? [:]
+        }
+        for _ in 0..<300 where try health()["snapshot"] as? String != "330782-20261122-01" { Thread.sleep(forTimeInterval: 0.1) }
+        #expect(try d.post("/api/bills", #"{"bill_reference":"H-HOLD-1","bill_fen":1000}"#).0 == 202)
+        let cookie = try d.screenCookie()
+        try Harness.withCard(Vectors.emulator("3307820000000017")) { _, _ in
+            _ = try d.waitForResult(code: "confirm")
+            #expect(try d.press("confirm", "H-HOLD-1", cookie: cookie).0 == 202)
+            _ = try d.waitForResult(code: "granted")
+            Thread.sleep(forTimeInterval: 3)
+            #expect(try health()["queued_records"] as? Int == 1, "the subsidy went to the hub while the card was on the reader: \(d.log)")
+        }
+        var queued = -1
+        for _ in 0..<200 {
+            queued = try health()["queued_records"] as? Int ?? -1
+            if queued == 0 { break }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        #expect(queued == 0, "the card left and the subsidy was not sent: \(d.log)")
+        #expect(try d.stop().0 == 0)
+    }
+}

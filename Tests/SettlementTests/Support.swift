@@ -167,14 +167,15 @@ final class RandomSequence: Sendable {
 func makeUploader(_ device: Device, hubURL: String? = nil, timeout: Duration = .seconds(10), sleeper: SleepRecorder = SleepRecorder(),
                   random: RandomSequence = RandomSequence([0.5]), idleRecheck: Duration = .seconds(3600),
                   now: Date = testEpoch.addingTimeInterval(30), metricsFactory: TestMetrics? = nil,
-                  httpClient: HTTPClient = Uploader.sharedHTTPClient,
+                  httpClient: HTTPClient = Uploader.sharedHTTPClient, presence: PatientPresence? = nil,
                   configure: (inout UploaderConfiguration) -> Void = { _ in }) throws -> Uploader {
     var config = try UploaderConfiguration(hubURL: hubURL ?? device.config.hubURL)
     config.requestTimeout = timeout
     config.idleRecheck = idleRecheck
     configure(&config)
-    let environment = UploaderEnvironment(now: { now }, sleep: { try await sleeper.sleep($0) }, random: { random.next() },
+    var environment = UploaderEnvironment(now: { now }, sleep: { try await sleeper.sleep($0) }, random: { random.next() },
                                           makeBatchID: { UUID().uuidString.lowercased() })
+    if let presence { environment.beforeBatch = { await presence.waitWhileServing(every: .milliseconds(5)) } }
     return Uploader(store: device.store, device: device.context, signingKey: device.signingKey, configuration: config,
                     httpClient: httpClient, environment: environment, logger: quietLogger, metricsFactory: metricsFactory)
 }
