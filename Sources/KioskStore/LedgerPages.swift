@@ -80,6 +80,9 @@ extension KioskStore {
         }
         let version = try Int.fetchOne(db, sql: "PRAGMA schema_version") ?? 0
         try db.execute(sql: "PRAGMA writable_schema = ON")
+        // A SQLite built or configured defensive ignores it: the checks then stay as they are
+        // (right, only slower), rather than a store that no longer opens.
+        guard try Bool.fetchOne(db, sql: "PRAGMA writable_schema") == true else { return }
         do {
             for (table, sql) in tables.sorted(by: { $0.key < $1.key }) {
                 try db.execute(sql: "UPDATE sqlite_schema SET sql = ? WHERE type = 'table' AND name = ?", arguments: [sql, table])
@@ -89,7 +92,7 @@ extension KioskStore {
             try? db.execute(sql: "PRAGMA writable_schema = OFF")
             throw error
         }
-        // Turning it off makes the connection read the schema again.
+        // The raised schema version makes every connection read the schema again.
         try db.execute(sql: "PRAGMA writable_schema = OFF")
         db.clearSchemaCache()
     }

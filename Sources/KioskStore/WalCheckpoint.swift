@@ -14,7 +14,9 @@ import Synchronization
 final class WalWatch: Sendable {
     /// SQLite's default `wal_autocheckpoint`.
     static let automaticPages: CInt = 1000
-    /// Pages in the WAL not yet copied into the database, as last seen.
+    /// Pages in the WAL as last seen: after a commit, every frame of the WAL since it last
+    /// started again (SQLite's count, frames already copied included); after a checkpoint,
+    /// those it could not copy yet.
     let pages = Atomic<Int>(0)
 
     /// Installs the hook on `db`'s connection. `watch` must outlive the connection (the store
@@ -30,13 +32,13 @@ final class WalWatch: Sendable {
     }
 
     /// A PASSIVE checkpoint on `connection` (never waits for readers or the writer); what is
-    /// left in the WAL is remembered. SQLite's result code.
+    /// left in the WAL is remembered. SQLite's result code and the frames copied.
     @discardableResult
-    func checkpoint(_ connection: OpaquePointer?, _ name: UnsafePointer<CChar>?) -> CInt {
+    func checkpoint(_ connection: OpaquePointer?, _ name: UnsafePointer<CChar>?) -> (code: CInt, copied: Int) {
         var log: CInt = 0, copied: CInt = 0
         let code = sqlite3_wal_checkpoint_v2(connection, name, SQLITE_CHECKPOINT_PASSIVE, &log, &copied)
         if code == SQLITE_OK { pages.store(Int(max(0, log - copied)), ordering: .relaxed) }
-        return code
+        return (code, Int(max(0, copied)))
     }
 }
 
@@ -51,16 +53,16 @@ extension KioskStore {
 
     /// Called when nobody waits (a card has left the reader): a PASSIVE checkpoint once the
     /// WAL holds `idlePages`, on the writer (a deduction begun meanwhile waits for it, a few
-    /// milliseconds at most). Returns the pages copied into the database, nil when none were
-    /// due. A failure is the next checkpoint's to retry: nothing is lost (the WAL keeps it).
+    /// milliseconds at most). Returns the frames copied into the database (those of earlier
+    /// checkpoints counted again: SQLite's figure), nil when none was due. A failure is the
+    /// next checkpoint's to retry: nothing is lost (the WAL keeps it).
     @discardableResult
     public func checkpointWhenIdle(minimumPages: Int = KioskStore.idlePages) throws -> Int? {
-        let before = walPages
-        guard before >= minimumPages else { return nil }
+        guard walPages >= minimumPages else { return nil }
         return try pool.writeWithoutTransaction { db in
-            let code = walWatch.checkpoint(db.sqliteConnection, nil)
+            let (code, copied) = walWatch.checkpoint(db.sqliteConnection, nil)
             guard code == SQLITE_OK else { throw KioskStore.storeFailure(db, code) }
-            return before - walPages
+            return copied
         }
     }
 

@@ -219,7 +219,38 @@ import Testing
         #expect(try store.records().map(\.recordID) == ["K-1-1"])
         #expect(throws: DatabaseError.self) { try old.write { try $0.execute(sql: "UPDATE bill_outcome SET status = 'paid'") } }
         #expect(try old.read { try String.fetchOne($0, sql: "SELECT status FROM bill_outcome") } == "granted")
+        // The other connection compiles the new rules (no temporary B-tree), not its cached old ones.
+        try old.writeWithoutTransaction { db in
+            for sql in Self.writes {
+                let program = try Row.fetchAll(db, sql: "EXPLAIN " + sql).map { $0["opcode"] as String }
+                #expect(!program.contains("OpenEphemeral"), "\(sql)")
+            }
+        }
         try old.close()
+    }
+
+    /// The schema edited, then the migration fails after it (a disk full at its commit, say):
+    /// everything rolls back, the old rules are there and the store takes writes as before.
+    @Test func aMigrationThatFailsAfterTheEditLeavesTheOldRules() throws {
+        let path = Fixture.tempDir().appendingPathComponent("rollback.sqlite").path
+        let p = try DatabasePool(path: path)
+        try KioskStore.migrator.migrate(p, upTo: "ledger-pages")
+        let before = try p.read { try Row.fetchAll($0, sql: "SELECT type, name, sql FROM sqlite_schema ORDER BY name") }
+        var failing = DatabaseMigrator()
+        failing.registerMigration("checks-then-failure") { db in
+            try KioskStore.migrateChecksAsComparisons(db)
+            #expect(try String.fetchOne(db, sql: "SELECT sql FROM sqlite_schema WHERE name = 'record'")?.contains("kind = 'alert'") == true)
+            throw StoreError(kind: .diskFull, message: "the disk filled up")
+        }
+        #expect(throws: StoreError.self) { try failing.migrate(p) }
+        #expect(try p.read { try Row.fetchAll($0, sql: "SELECT type, name, sql FROM sqlite_schema ORDER BY name") } == before)
+        try p.write { db in
+            try db.execute(sql: "INSERT INTO record (device_id, seq, record_id, kind, created_at, body) VALUES ('K-1', 1, 'K-1-1', 'alert', 'c', '{}')")
+            #expect(throws: DatabaseError.self) {
+                try db.execute(sql: "INSERT INTO record (device_id, seq, record_id, kind, created_at, body) VALUES ('K-1', 2, 'K-1-2', 'bonus', 'c', '{}')")
+            }
+        }
+        try p.close()
     }
 
     /// A store whose rule is not the one this release wrote (here a status more) is refused as

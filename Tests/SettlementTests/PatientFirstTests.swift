@@ -41,10 +41,17 @@ import Testing
             #expect(summary.accepted == 3 && summary.outcome == .drained)
             #expect(waited >= .milliseconds(250) && waited < .seconds(10), "\(waited)")
             #expect(!presence.serving)
-            // A second card later holds again; a card that left holds nothing.
+            // A card that left holds nothing; the next card holds again, for its own bound.
             presence.left()
             try queueAlerts(device, 1)
+            let quick = clock.now
             #expect(await uploader.drainOnce().accepted == 1)
+            #expect(clock.now - quick < .milliseconds(250))
+            presence.arrived()
+            try queueAlerts(device, 1)
+            let again = clock.now
+            #expect(await uploader.drainOnce().accepted == 1)
+            #expect(clock.now - again >= .milliseconds(250))
         }
     }
 }

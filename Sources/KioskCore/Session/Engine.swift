@@ -161,7 +161,10 @@ public final class Engine: @unchecked Sendable {
     /// is done now (off the session queue) rather than inside a later patient's commit.
     func checkpointWhileNobodyWaits() {
         let store = kiosk.device.store, logger = self.logger
-        DispatchQueue.global(qos: .utility).async {
+        // One at a time, on a queue of their own; one already waiting is enough.
+        guard Engine.checkpointQueued.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        Engine.checkpoints.async {
+            Engine.checkpointQueued.store(false, ordering: .releasing)
             do {
                 if let pages = try store.checkpointWhenIdle() { logger.debug("WAL checkpointed while nobody waits", metadata: ["pages": "\(pages)"]) }
             } catch {
@@ -169,6 +172,9 @@ public final class Engine: @unchecked Sendable {
             }
         }
     }
+
+    private static let checkpoints = DispatchQueue(label: "kiosk.store.checkpoint", qos: .utility)
+    private static let checkpointQueued = Atomic<Bool>(false)
 
     // MARK: the screen's result (on the queue)
 
