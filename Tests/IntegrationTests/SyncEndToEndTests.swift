@@ -131,7 +131,7 @@ extension PCSCIntegrationTests {
             #expect(try health()["queued_records"] as? Int == 1, "the subsidy went to the hub while the card was on the reader: \(d.log)")
         }
         var queued = -1
-        for _ in 0..<200 {
+        for _ in 0..<600 {
             queued = try health()["queued_records"] as? Int ?? -1
             if queued == 0 { break }
             Thread.sleep(forTimeInterval: 0.1)

@@ -232,7 +232,7 @@ final class ScreenWatch: Sendable {
         try await Task.sleep(for: .milliseconds(200))
         #expect(store.walPages >= KioskStore.idlePages, "checkpointed while the card was on the reader")
         await Self.lift(r)
-        for _ in 0..<500 where store.walPages >= KioskStore.idlePages { try await Task.sleep(for: .milliseconds(10)) }
+        for _ in 0..<3000 where store.walPages >= KioskStore.idlePages { try await Task.sleep(for: .milliseconds(10)) }
         #expect(store.walPages < KioskStore.idlePages, "the card left and the WAL was not checkpointed")
     }
 }
