@@ -103,23 +103,14 @@ import Testing
         let path = try oldStore()
         try { let p = try DatabasePool(path: path); defer { try? p.close() }
               try p.write { try $0.execute(sql: "ALTER TABLE record RENAME COLUMN reverses TO reversed_by") } }()
-        func schema() throws -> [Row] {
-            let p = try DatabasePool(path: path); defer { try? p.close() }
-            return try p.read { try Row.fetchAll($0, sql: "SELECT type, name, sql FROM sqlite_schema ORDER BY name") }
-        }
         func rows() throws -> ([Row], [Row]) {
             let p = try DatabasePool(path: path); defer { try? p.close() }
             return try p.read { (try Row.fetchAll($0, sql: "SELECT rowid, * FROM deduction ORDER BY id"), try Row.fetchAll($0, sql: "SELECT rowid, * FROM record ORDER BY rowid")) }
         }
-        let before = try schema()
+        let before = try storedSchema(path)
         let rowsBefore = try rows()
-        do {
-            _ = try KioskStore(path: path)
-            Issue.record("a store with an unknown record table was opened")
-        } catch let e as StoreError {
-            #expect(e.kind == .corrupt && e.message.contains("record"), "\(e)")
-        }
-        #expect(try schema() == before)
+        expectRefusedAsDamaged(path, naming: "record")
+        #expect(try storedSchema(path) == before)
         let rowsAfter = try rows()
         #expect(rowsAfter.0 == rowsBefore.0 && rowsAfter.1 == rowsBefore.1 && rowsAfter.0.count == 3)
     }
@@ -235,7 +226,7 @@ import Testing
         let path = Fixture.tempDir().appendingPathComponent("rollback.sqlite").path
         let p = try DatabasePool(path: path)
         try KioskStore.migrator.migrate(p, upTo: "ledger-pages")
-        let before = try p.read { try Row.fetchAll($0, sql: "SELECT type, name, sql FROM sqlite_schema ORDER BY name") }
+        let before = try p.read(schemaRows)
         var failing = DatabaseMigrator()
         failing.registerMigration("checks-then-failure") { db in
             try KioskStore.migrateChecksAsComparisons(db)
@@ -243,7 +234,7 @@ import Testing
             throw StoreError(kind: .diskFull, message: "the disk filled up")
         }
         #expect(throws: StoreError.self) { try failing.migrate(p) }
-        #expect(try p.read { try Row.fetchAll($0, sql: "SELECT type, name, sql FROM sqlite_schema ORDER BY name") } == before)
+        #expect(try p.read(schemaRows) == before)
         try p.write { db in
             try db.execute(sql: "INSERT INTO record (device_id, seq, record_id, kind, created_at, body) VALUES ('K-1', 1, 'K-1-1', 'alert', 'c', '{}')")
             #expect(throws: DatabaseError.self) {
@@ -265,18 +256,33 @@ import Testing
                 try db.execute(sql: "CREATE TABLE bill_outcome (bill_reference TEXT PRIMARY KEY, status TEXT NOT NULL CHECK (status IN ('waiting', 'paid')))")
             }
         }()
-        func schema() throws -> [Row] {
-            let p = try DatabasePool(path: path); defer { try? p.close() }
-            return try p.read { try Row.fetchAll($0, sql: "SELECT type, name, sql FROM sqlite_schema ORDER BY name") }
-        }
-        let before = try schema()
+        let before = try storedSchema(path)
         #expect(before.contains { ($0["sql"] as String?)?.contains("state IN ('pending', 'committed', 'voided')") == true })
-        do {
-            _ = try KioskStore(path: path)
-            Issue.record("a store with an unknown bill_outcome rule was opened")
-        } catch let e as StoreError {
-            #expect(e.kind == .corrupt && e.message.contains("bill_outcome"), "\(e)")
-        }
-        #expect(try schema() == before)
+        expectRefusedAsDamaged(path, naming: "bill_outcome")
+        #expect(try storedSchema(path) == before)
+    }
+}
+
+/// Every table, index, trigger and view of a store, as stored.
+func schemaRows(_ db: Database) throws -> [Row] {
+    try Row.fetchAll(db, sql: "SELECT type, name, sql FROM sqlite_schema ORDER BY name")
+}
+
+/// The schema of the store at `path`, read on a connection of its own.
+func storedSchema(_ path: String) throws -> [Row] {
+    let p = try DatabasePool(path: path)
+    defer { try? p.close() }
+    return try p.read(schemaRows)
+}
+
+/// Opening the store at `path` is refused as a damaged store, naming `table`.
+func expectRefusedAsDamaged(_ path: String, naming table: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    do {
+        _ = try KioskStore(path: path)
+        Issue.record("a store with an unknown \(table) table was opened", sourceLocation: sourceLocation)
+    } catch let e as StoreError {
+        #expect(e.kind == .corrupt && e.message.contains(table), "\(e)", sourceLocation: sourceLocation)
+    } catch {
+        Issue.record("not a StoreError: \(error)", sourceLocation: sourceLocation)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import KioskCore
 import KioskStore
 import Settlement
 import Testing
@@ -6,15 +7,23 @@ import Testing
 /// Issue 24 item 3: while a card is on the reader the uploader holds its next batch (the
 /// patient first); a card forgotten there holds nothing for long.
 @Suite struct PatientFirstTests {
-    @Test("a card on the reader holds the batch: nothing sent until it leaves, then everything once")
-    func aCardOnTheReaderHoldsTheBatch() async throws {
+    /// A hub, a device with `records` alerts queued, a card on the reader holding at most
+    /// `longest`, and an uploader that waits on it.
+    func withACardOnTheReader(records: Int, longest: Duration,
+                              _ body: (HubFixture, Device, PatientPresence, Uploader) async throws -> Void) async throws {
         try await withHub { hub in
             let device = try provisionDevice(hubURL: hub.url)
-            try queueAlerts(device, 5)
-            let presence = PatientPresence(longest: .seconds(60))
+            try queueAlerts(device, records)
+            let presence = PatientPresence(longest: longest)
             presence.arrived()
+            try await body(hub, device, presence, try makeUploader(device, presence: presence))
+        }
+    }
+
+    @Test("a card on the reader holds the batch: nothing sent until it leaves, then everything once")
+    func aCardOnTheReaderHoldsTheBatch() async throws {
+        try await withACardOnTheReader(records: 5, longest: .seconds(60)) { hub, device, presence, uploader in
             #expect(presence.serving)
-            let uploader = try makeUploader(device, presence: presence)
             let drain = Task { await uploader.drainOnce() }
             try await Task.sleep(for: .milliseconds(400))
             #expect(try hub.hub.database.records(deviceID: Fixtures.deviceID).isEmpty, "a batch went while the card was on the reader")
@@ -31,12 +40,7 @@ import Testing
     /// bound is what the hold guarantees.
     @Test("a card forgotten on the reader holds the uploads no longer than its bound; the next card holds again")
     func aForgottenCardHoldsNothingForLong() async throws {
-        try await withHub { hub in
-            let device = try provisionDevice(hubURL: hub.url)
-            try queueAlerts(device, 3)
-            let presence = PatientPresence(longest: .milliseconds(300))
-            presence.arrived()
-            let uploader = try makeUploader(device, presence: presence)
+        try await withACardOnTheReader(records: 3, longest: .milliseconds(300)) { _, device, presence, uploader in
             let clock = ContinuousClock()
             let started = clock.now
             let summary = await uploader.drainOnce()
