@@ -47,10 +47,16 @@ import VirtualCard
         }
         #expect(e17.file(3) == before)   // the card was not written
         #expect(try device.store.records().map(\.recordID) == first.records.map(\.recordID))
+        // A card leaving now checkpoints the WAL on the full disk (issue 24 item 4): it may
+        // fail, and it loses nothing; the WAL keeps every page.
+        do { _ = try device.store.checkpointWhenIdle(minimumPages: 1) } catch is StoreError {}
+        #expect(try device.store.records().map(\.recordID) == first.records.map(\.recordID))
 
         try FileManager.default.removeItem(at: filler)
         let after = try kiosk.charge(EmulatedChannel(e17), billFen: 1000, billReference: "D2")
         #expect(after.decision.isGranted && after.records.first?.seq == 2)
+        _ = try device.store.checkpointWhenIdle(minimumPages: 1)
+        #expect(try WalCheckpointTests.recordsInTheFileAlone(device.store) == 2)
     }
 
     /// Issue 11: a full install stages its rows in a file beside the store. On a disk that
