@@ -5,6 +5,7 @@
 #   per tap → granted        process only; pcscd and the virtual card are not counted), and
 #                            --only tap_to_granted (1-fen bills, v2 write, two ledger transactions)
 #   per decision + commit    kiosk-bench decide on a 20,000-person store, 400 vs 100 iterations
+#                            (with the WAL checkpoint kioskd does when a card leaves, as decide does by default)
 #   per snapshot record      kiosk-bench snapshot-install, 20,000 vs 10,000 persons
 #   per receipt              kiosk-bench receipt, 200 vs 50 receipts
 # Each figure is the difference of two runs divided by the difference of their work, so
