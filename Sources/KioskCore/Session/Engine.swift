@@ -162,9 +162,10 @@ public final class Engine: @unchecked Sendable {
     func checkpointWhileNobodyWaits() {
         let store = kiosk.device.store, logger = self.logger
         // One at a time, on a queue of their own; one already waiting is enough.
-        guard Engine.checkpointQueued.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        let queued = checkpointQueued
+        guard queued.flag.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
         Engine.checkpoints.async {
-            Engine.checkpointQueued.store(false, ordering: .releasing)
+            queued.flag.store(false, ordering: .releasing)
             do {
                 if let pages = try store.checkpointWhenIdle() { logger.debug("WAL checkpointed while nobody waits", metadata: ["pages": "\(pages)"]) }
             } catch {
@@ -174,7 +175,10 @@ public final class Engine: @unchecked Sendable {
     }
 
     private static let checkpoints = DispatchQueue(label: "kiosk.store.checkpoint", qos: .utility)
-    private static let checkpointQueued = Atomic<Bool>(false)
+    /// Whether this engine's store has a checkpoint waiting on that queue (per engine: a
+    /// process running several, as the tests do, must not drop one store's for another's).
+    final class CheckpointQueued: Sendable { let flag = Atomic<Bool>(false) }
+    private let checkpointQueued = CheckpointQueued()
 
     // MARK: the screen's result (on the queue)
 
