@@ -80,20 +80,15 @@ extension KioskStore {
         }
         let version = try Int.fetchOne(db, sql: "PRAGMA schema_version") ?? 0
         try db.execute(sql: "PRAGMA writable_schema = ON")
+        defer { try? db.execute(sql: "PRAGMA writable_schema = OFF") }
         // A SQLite built or configured defensive ignores it: the checks then stay as they are
         // (right, only slower), rather than a store that no longer opens.
         guard try Bool.fetchOne(db, sql: "PRAGMA writable_schema") == true else { return }
-        do {
-            for (table, sql) in tables.sorted(by: { $0.key < $1.key }) {
-                try db.execute(sql: "UPDATE sqlite_schema SET sql = ? WHERE type = 'table' AND name = ?", arguments: [sql, table])
-            }
-            try db.execute(sql: "PRAGMA schema_version = \(version + 1)")
-        } catch {
-            try? db.execute(sql: "PRAGMA writable_schema = OFF")
-            throw error
+        for (table, sql) in tables.sorted(by: { $0.key < $1.key }) {
+            try db.execute(sql: "UPDATE sqlite_schema SET sql = ? WHERE type = 'table' AND name = ?", arguments: [sql, table])
         }
         // The raised schema version makes every connection read the schema again.
-        try db.execute(sql: "PRAGMA writable_schema = OFF")
+        try db.execute(sql: "PRAGMA schema_version = \(version + 1)")
         db.clearSchemaCache()
     }
 
@@ -163,9 +158,13 @@ extension KioskStore {
     /// The error SQLite just gave on `handle`'s connection (its extended code and message).
     /// Taken before the statement is reset.
     static func sqliteFailure(_ handle: SQLiteStatement, sql: String) -> DatabaseError {
-        let connection = sqlite3_db_handle(handle)
-        return DatabaseError(resultCode: ResultCode(rawValue: sqlite3_extended_errcode(connection)),
-                             message: String(cString: sqlite3_errmsg(connection)), sql: sql)
+        sqliteFailure(connection: sqlite3_db_handle(handle), sql: sql)
+    }
+
+    /// The error SQLite just gave on `connection` (its extended code and message).
+    static func sqliteFailure(connection: OpaquePointer?, sql: String? = nil) -> DatabaseError {
+        DatabaseError(resultCode: ResultCode(rawValue: sqlite3_extended_errcode(connection)),
+                      message: String(cString: sqlite3_errmsg(connection)), sql: sql)
     }
 
     private static func step(_ handle: SQLiteStatement, _ sql: String, _ arguments: [any StoreBindable],

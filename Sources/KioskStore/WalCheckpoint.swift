@@ -48,7 +48,7 @@ extension KioskStore {
     /// the WAL's header (`synchronous = FULL`); a checkpoint of 1,000 pages cost 2–3 ms.
     public static let idlePages = 250
 
-    /// Pages in the WAL not yet in the database, as the writer last saw them.
+    /// Pages in the WAL as the writer last saw them (`WalWatch.pages`).
     public var walPages: Int { walWatch.pages.load(ordering: .relaxed) }
 
     /// Called when nobody waits (a card has left the reader): a PASSIVE checkpoint once the
@@ -61,12 +61,8 @@ extension KioskStore {
         guard walPages >= minimumPages else { return nil }
         return try pool.writeWithoutTransaction { db in
             let (code, copied) = walWatch.checkpoint(db.sqliteConnection, nil)
-            guard code == SQLITE_OK else { throw KioskStore.storeFailure(db, code) }
+            guard code == SQLITE_OK else { throw StoreError(KioskStore.sqliteFailure(connection: db.sqliteConnection)) }
             return copied
         }
-    }
-
-    static func storeFailure(_ db: Database, _ code: CInt) -> StoreError {
-        StoreError(DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection))))
     }
 }
