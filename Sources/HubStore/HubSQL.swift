@@ -372,7 +372,8 @@ package final class SQLiteEngine: SQLEngine {
 
 /// `flock` on a file beside the database: held while the process lives.
 package final class FileLease: SQLLease {
-    private let fd: Int32
+    /// The locked file's descriptor (read by the tests, which copy it as a spawned child would).
+    let fd: Int32
     /// Closed once: a second `close` could close a descriptor the number was given to since.
     private let released = Atomic<Bool>(false)
 
@@ -390,6 +391,10 @@ package final class FileLease: SQLLease {
     package func isHeld() -> Bool { !released.load(ordering: .acquiring) }
     package func release() {
         guard released.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        // Unlocked before the close: a child another thread is spawning holds a copy of every
+        // descriptor until its exec, and the lock belongs to the open file, so a close alone
+        // left it held for that moment and the next publisher stood by (seen in CI).
+        flock(fd, LOCK_UN)
         close(fd)
     }
 }

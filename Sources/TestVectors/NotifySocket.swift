@@ -28,12 +28,20 @@ public enum NotifySocket {
 
     /// Every datagram received during `seconds`.
     public static func datagrams(_ fd: Int32, for seconds: Double) -> [String] {
+        datagrams(fd, within: seconds) { _ in false }
+    }
+
+    /// The datagrams received until `enough` holds (asked after each datagram, and every
+    /// 200 ms when none comes), or `seconds` have passed: a test waits for what it expects, as
+    /// long as a loaded machine needs, and no longer.
+    public static func datagrams(_ fd: Int32, within seconds: Double, until enough: ([String]) -> Bool) -> [String] {
         let end = Date().addingTimeInterval(seconds)
         var out: [String] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         while Date() < end {
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n > 0 { out.append(String(decoding: buffer.prefix(n), as: UTF8.self)) }
+            if enough(out) { break }
         }
         return out
     }

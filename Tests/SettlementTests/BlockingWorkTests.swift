@@ -118,6 +118,28 @@ import Testing
         #expect(outcome == "released held=false other=true")
     }
 
+    /// CI once found the lock still held after its release: another test was spawning a
+    /// process at that moment, and the child held a copy of the descriptor until its exec.
+    @Test("a released SQLite publication lease is free at once, even while another process still holds a copy of its descriptor")
+    func leaseReleasedWhileCopied() throws {
+        let path = temporaryFolder("lease-copy").appendingPathComponent("hub.sqlite.publisher.lock").path
+        let lease = try #require(try FileLease.take(path))
+        #expect(try FileLease.take(path) == nil)   // held: another open file is refused
+        // A child holding a copy of the locked descriptor, as one being spawned does until its exec.
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        child.arguments = ["20"]
+        let copy = FileHandle(fileDescriptor: dup(lease.fd), closeOnDealloc: true)
+        child.standardInput = copy
+        try child.run()
+        defer { kill(child.processIdentifier, SIGKILL); child.waitUntilExit() }
+        try copy.close()
+        lease.release()
+        let next = try FileLease.take(path)
+        #expect(next != nil, "the lock stayed held while the child lived")
+        next?.release()
+    }
+
     @Test("a roster the hub cannot read answers 503 database_error (retry), never unknown_device or a card refused for good; once readable, the same batch is accepted (both engines)")
     func unreadableRosterIsRetried() async throws {
         let hub = try await HubFixture.start(now: vectorHubClock)

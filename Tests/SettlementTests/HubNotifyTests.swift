@@ -20,11 +20,13 @@ import Glibc
                                               + store.arguments, in: dir,
                                               environment: ["NOTIFY_SOCKET": socketPath, "WATCHDOG_USEC": "2000000"])
         defer { kill(child.pid, SIGKILL) }
-        let first = NotifySocket.datagrams(notify, for: 4)
+        let first = NotifySocket.datagrams(notify, within: 20) { got in
+            got.contains { $0.hasPrefix("READY=1") } && got.filter { $0 == "WATCHDOG=1" }.count >= 2
+        }
         #expect(first.contains { $0.hasPrefix("READY=1") }, "\(first) / \(child.errors)")
         #expect(first.filter { $0 == "WATCHDOG=1" }.count >= 2, "\(first)")
         #expect(kill(child.pid, SIGTERM) == 0)
-        let last = NotifySocket.datagrams(notify, for: 2)
+        let last = NotifySocket.datagrams(notify, within: 20) { $0.contains("STOPPING=1") }
         #expect(last.contains("STOPPING=1"), "\(last)")
         let status = await child.wait()
         #expect(status == 0, "exit \(String(describing: status)): \(child.errors.suffix(500))")
