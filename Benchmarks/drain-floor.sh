@@ -10,6 +10,11 @@
 #            checks every record (signature, roster, card acknowledgement) and stores it once
 # Prints records per second of both, the ratio (target ≥ 0.5) with its median and range, and
 # the CPU seconds of the hub and of the kiosk in each product round. Asserts nothing.
+# A second floor does the spec's own work too (issue 24): the same inserts after verifying
+# every subsidy's card acknowledgement, on two worker processes (hub-insert-floor.py
+# --verify); its ratio shows what the hub adds beyond the spec's Ed25519 checks.
+# BASELINE_HUB=PATH: each round also drains into that settlement-hub binary (another build),
+# interleaved, and prints its ratio beside the current one's.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 N=${1:-5000}
@@ -24,10 +29,10 @@ echo "# N=$N rounds=$ROUNDS $(date -u +%FT%TZ)"
 "$BIN/kiosk-bench" decide --db "$DIR/k0.sqlite" --iterations "$N" --persons 20000 --card-acks | grep codes
 DEVICE=$("$BIN/kiosk-bench" bench-device-key)
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-product() {  # one drain into a fresh hub; prints "records_per_second hub_cpu_s"
+product() {  # one drain into a fresh hub (HUB, or this build's); prints "records_per_second hub_cpu_s"
     rm -f "$DIR"/hub.sqlite* "$DIR"/k.sqlite*
     cp "$DIR/k0.sqlite" "$DIR/k.sqlite"
-    "$BIN/settlement-hub" serve --db "$DIR/hub.sqlite" --port 0 --snapshot "$DIR/s.jsonl" --device "$DEVICE" >"$DIR/hub.log" 2>&1 &
+    "${HUB:-$BIN/settlement-hub}" serve --db "$DIR/hub.sqlite" --port 0 --snapshot "$DIR/s.jsonl" --device "$DEVICE" >"$DIR/hub.log" 2>&1 &
     HUB_PID=$!
     for _ in $(seq 600); do grep -q "listening on http" "$DIR/hub.log" && break; sleep 0.1; done
     local url t0 out t1
@@ -40,13 +45,26 @@ product() {  # one drain into a fresh hub; prints "records_per_second hub_cpu_s"
 }
 product >/dev/null   # a hub file to take the floor's rows from
 cp "$DIR/hub.sqlite" "$DIR/rows.sqlite"
-ratios=()
+ratios=(); baseline=(); spec=()
 for r in $(seq "$ROUNDS"); do
     rm -f "$DIR"/floor.sqlite*
     f=$(python3 Benchmarks/hub-insert-floor.py "$DIR/rows.sqlite" "$DIR/floor.sqlite" 500 | sed -n 's/.*records_per_second=\([0-9.]*\).*/\1/p')
     read -r p hubcpu <<<"$(product)"
     if [ -z "$p" ] || [ -z "$f" ]; then echo "round $r: no figure (the drain or the floor failed; see above)" >&2; exit 1; fi
     x=$(ratio "$p" "$f"); ratios+=("$x")
-    echo "round $r: floor ${f} records/s | drain ${p} records/s (hub CPU ${hubcpu} s) | ratio $x"
+    rm -f "$DIR"/floor.sqlite*
+    line=$(python3 Benchmarks/hub-insert-floor.py "$DIR/rows.sqlite" "$DIR/floor.sqlite" 500 --verify "$DIR/s.jsonl")
+    v=$(echo "$line" | sed -n 's/.*records_per_second=\([0-9.]*\).*/\1/p')
+    [ -n "$v" ] || { echo "round $r: the floor with the spec's checks failed" >&2; exit 1; }
+    spec+=("$(ratio "$p" "$v")")
+    echo "round $r: floor ${f} records/s | drain ${p} records/s (hub CPU ${hubcpu} s) | ratio $x | floor with the spec's checks ($(echo "$line" | grep -o 'verified=[0-9]*')) ${v} records/s, ratio ${spec[-1]}"
+    if [ -n "${BASELINE_HUB:-}" ]; then
+        read -r b bcpu <<<"$(HUB=$BASELINE_HUB product)"
+        [ -n "$b" ] || { echo "round $r: the baseline hub's drain failed" >&2; exit 1; }
+        baseline+=("$(ratio "$b" "$f")")
+        echo "round $r: baseline hub drain ${b} records/s (hub CPU ${bcpu} s) | ratio ${baseline[-1]}"
+    fi
 done
 echo "ratio_drain_vs_hub_bare_insert $(stats "${ratios[@]}")"
+echo "ratio_drain_vs_insert_with_the_spec_checks $(stats "${spec[@]}")"
+[ -z "${BASELINE_HUB:-}" ] || echo "baseline_ratio_drain_vs_hub_bare_insert $(stats "${baseline[@]}")"
