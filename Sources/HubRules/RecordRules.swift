@@ -16,7 +16,7 @@ package struct IncomingRecord: Sendable {
     package var decoded: Result<SettlementRecord, Refusal>
 
     /// Reads one record object: its structure checked strictly on its members as the strict
-    /// reader gives them (`RecordRules.structure`), then the model decoded from its bytes.
+    /// reader gives them (`RecordRules.structure`), then the model built from those members.
     /// A text that is not one JSON object (`members` nil) is `bad_fields`.
     package init(bytes: [UInt8], sha256: String, recordID: String, seq: Int64, members: RecordMembers?) {
         self.bytes = bytes
