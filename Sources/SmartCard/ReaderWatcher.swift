@@ -48,13 +48,19 @@ public struct ReaderWatcher: AsyncSequence, Sendable {
     public typealias Element = ReaderEvent
     /// Which readers are watched.
     public var filter: ReaderFilter
-    /// Upper bound of one blocking call; only bounds the wait, nothing polls.
+    /// Upper bound of one blocking call; only bounds the wait, nothing polls. Each bound that
+    /// passes wakes the process (issue 24 item 6: the 30 s this once was made two wake-ups a
+    /// minute at rest). Nothing needs the wake-up: pcscd reports readers coming and going,
+    /// `SCardCancel` ends the wait at once, and pcscd's death ends it with an error.
     public var blockingTimeoutMilliseconds: UInt32
+    /// The bound when pcscd cannot report readers coming and going (its plug-and-play reader
+    /// unknown): readers are then listed again at each wake-up, so they come this often.
+    public static let relistingTimeoutMilliseconds: UInt32 = 30_000
     /// Where pcscd failures are logged.
     public var logger: Logger
 
-    /// A watcher; one blocking call waits 30 s at most unless told otherwise.
-    public init(filter: ReaderFilter = .fromEnvironment, blockingTimeoutMilliseconds: UInt32 = 30_000,
+    /// A watcher; one blocking call waits 10 minutes at most unless told otherwise.
+    public init(filter: ReaderFilter = .fromEnvironment, blockingTimeoutMilliseconds: UInt32 = 600_000,
                 logger: Logger = Logger(label: "smartcard.watcher")) {
         self.filter = filter
         self.blockingTimeoutMilliseconds = blockingTimeoutMilliseconds
@@ -82,7 +88,7 @@ public struct ReaderWatcher: AsyncSequence, Sendable {
 /// `@unchecked Sendable`, and why that is sound: it crosses threads once (created by the
 /// stream's builder, then run by its own thread; `stop()` from `onTermination`, any thread).
 /// `stopping` and `context` are read and written only with `lock` held (`stop`, `isStopping`,
-/// `sleepOrStop`, and the two assignments in `run`). `tracked`, `pnpName` and `pnpState` are
+/// `sleepOrStop`, and the two assignments in `run`). `tracked`, `pnpName`, `pnpState` and `relisting` are
 /// touched only by the watch thread (`run` and what it calls) and by `deinit`, which runs
 /// after that thread has let go of the loop. `watcher` and `continuation` are `let`s of
 /// `Sendable` types.
@@ -102,6 +108,8 @@ private final class WatchLoop: @unchecked Sendable {
     private var tracked: [Tracked] = []
     private var pnpName = strdup(SC.pnpReader)!
     private var pnpState = SC.stateUnaware
+    /// pcscd said it has no plug-and-play reader: the watch wakes every `relistingTimeoutMilliseconds`.
+    private var relisting = false
 
     init(watcher: ReaderWatcher, continuation: AsyncStream<ReaderEvent>.Continuation) {
         self.watcher = watcher
@@ -193,7 +201,9 @@ private final class WatchLoop: @unchecked Sendable {
                 s.dwCurrentState = t.currentState
                 states.append(s)
             }
-            let rv = SCardGetStatusChange(ctx.handle, DWORD(watcher.blockingTimeoutMilliseconds), &states, DWORD(states.count))
+            let bound = relisting ? min(watcher.blockingTimeoutMilliseconds, ReaderWatcher.relistingTimeoutMilliseconds)
+                                  : watcher.blockingTimeoutMilliseconds
+            let rv = SCardGetStatusChange(ctx.handle, DWORD(bound), &states, DWORD(states.count))
             if let error = PCSCError(returnValue: rv) {
                 switch error {
                 case .timeout: continue
@@ -211,7 +221,8 @@ private final class WatchLoop: @unchecked Sendable {
             var readersChanged = states[0].dwEventState & SC.stateChanged != 0
             if readersChanged { pnpState = states[0].dwEventState & ~SC.stateChanged }
             // PnP unsupported: fall back to relisting on every wake-up.
-            if states[0].dwEventState & SC.stateUnknown != 0 { readersChanged = true; pnpState = SC.stateUnaware }
+            relisting = states[0].dwEventState & SC.stateUnknown != 0
+            if relisting { readersChanged = true; pnpState = SC.stateUnaware }
             for i in tracked.indices {
                 let ev = states[i + 1].dwEventState
                 guard ev & SC.stateChanged != 0 else { continue }
