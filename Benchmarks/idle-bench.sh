@@ -6,7 +6,8 @@
 # Budget (DESIGN.md): ≤ 40 MB resident, ~0% CPU (event-driven, no polling loops).
 # Resident is split: private anonymous memory (heap, stacks) and PSS (file-backed code
 # pages of the binary and the Swift runtime count in RSS whole, in PSS shared out).
-# Needs pcscd running (bash Provisioning/start-pcscd.sh).
+# Needs pcscd running (bash Provisioning/start-pcscd.sh). KIOSKD=PATH measures another kioskd
+# binary (an earlier build, for a before and after) with this build's kioskctl and floors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_AT_REST=${1:-60}
@@ -29,7 +30,7 @@ export BENEFIT_KIOSK_TEST_NOW=2026-11-22T03:00:00Z
     --authority-key 330782-auth-test=oYIOYJP8glBE21IWS59YdxSMi796YEYlgjPf3cEJoaU= \
     --hub-url http://127.0.0.1:9 --printer "file:$DIR/receipts/" --region 330782 >/dev/null
 "$BIN/kioskctl" snapshot install --state-dir "$DIR/state" Provisioning/demo/snapshot-small.jsonl >/dev/null
-"$BIN/kioskd" --state-dir "$DIR/state" --port "$PORT" --reader "Virtual PCD 00 00" >"$DIR/kioskd.log" 2>&1 &
+"${KIOSKD:-$BIN/kioskd}" --state-dir "$DIR/state" --port "$PORT" --reader "Virtual PCD 00 00" >"$DIR/kioskd.log" 2>&1 &
 PID=$!
 for _ in $(seq 50); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.2; done
 curl -fsN "http://127.0.0.1:$PORT/events" >/dev/null 2>&1 & CURL=$!
