@@ -87,8 +87,8 @@ public struct ReaderWatcher: AsyncSequence, Sendable {
 
 /// `@unchecked Sendable`, and why that is sound: it crosses threads once (created by the
 /// stream's builder, then run by its own thread; `stop()` from `onTermination`, any thread).
-/// `stopping` and `context` are read and written only with `lock` held (`stop`, `isStopping`,
-/// `sleepOrStop`, and the two assignments in `run`). `tracked`, `pnpName`, `pnpState` and `relisting` are
+/// `stopping`, `context` and `finished` are read and written only with `lock` held (`stop`,
+/// `cancelAgain`, `isStopping`, `sleepOrStop`, and the assignments in `run`). `tracked`, `pnpName`, `pnpState` and `relisting` are
 /// touched only by the watch thread (`run` and what it calls) and by `deinit`, which runs
 /// after that thread has let go of the loop. `watcher` and `continuation` are `let`s of
 /// `Sendable` types.
@@ -98,6 +98,8 @@ private final class WatchLoop: @unchecked Sendable {
     private let lock = NSCondition()
     private var stopping = false
     private var context: PCSCContext?
+    /// The loop has ended (set last by `run`): `stop` sends no more cancels.
+    private var finished = false
 
     struct Tracked {
         var name: String
@@ -126,7 +128,22 @@ private final class WatchLoop: @unchecked Sendable {
         stopping = true
         context?.cancel()
         lock.broadcast()
+        let done = finished
         lock.unlock()
+        if !done { cancelAgain() }
+    }
+
+    /// `SCardCancel` ends only a wait already in progress: a stop that lands between the loop's
+    /// look at `stopping` and the start of its wait is lost, and the wait would run its whole
+    /// bound (10 minutes). So the cancel is sent again every 100 ms until the loop has ended.
+    private func cancelAgain() {
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.1) { [self] in
+            lock.lock()
+            let done = finished
+            if !done { context?.cancel() }
+            lock.unlock()
+            if !done { cancelAgain() }
+        }
     }
 
     private var isStopping: Bool { lock.lock(); defer { lock.unlock() }; return stopping }
@@ -140,7 +157,10 @@ private final class WatchLoop: @unchecked Sendable {
     }
 
     func run() {
-        defer { continuation.finish() }
+        defer {
+            lock.lock(); finished = true; lock.unlock()
+            continuation.finish()
+        }
         var announcedLoss = false
         var backoff = 0.1
         while !isStopping {
@@ -206,7 +226,10 @@ private final class WatchLoop: @unchecked Sendable {
             let rv = SCardGetStatusChange(ctx.handle, DWORD(bound), &states, DWORD(states.count))
             if let error = PCSCError(returnValue: rv) {
                 switch error {
-                case .timeout: continue
+                case .timeout:
+                    // Without pcscd's plug-and-play reader, readers are listed again at each wake-up.
+                    if relisting, let outcome = relist(ctx) { return outcome }
+                    continue
                 case .cancelled: if isStopping { return .stopped } else { continue }
                 case .unknownReader, .readerUnavailable:
                     if let outcome = relist(ctx) { return outcome }
@@ -222,7 +245,9 @@ private final class WatchLoop: @unchecked Sendable {
             if readersChanged { pnpState = states[0].dwEventState & ~SC.stateChanged }
             // PnP unsupported: fall back to relisting on every wake-up.
             relisting = states[0].dwEventState & SC.stateUnknown != 0
-            if relisting { readersChanged = true; pnpState = SC.stateUnaware }
+            // Its unknown state is kept as the one known, so that the next call waits (with
+            // the unaware state it answered at once, again and again).
+            if relisting { readersChanged = true; pnpState = states[0].dwEventState & ~SC.stateChanged }
             for i in tracked.indices {
                 let ev = states[i + 1].dwEventState
                 guard ev & SC.stateChanged != 0 else { continue }

@@ -31,6 +31,20 @@ public enum NotifySocket {
         datagrams(fd, within: seconds) { _ in false }
     }
 
+    /// Waits, up to `seconds`, for a stretch of `stretch` seconds in which no datagram is
+    /// `message`: whether one came, and every datagram received meanwhile. A program that
+    /// keeps sending `message` never gives one; a loaded machine is waited for.
+    public static func quiet(_ fd: Int32, from message: String, for stretch: Double, within seconds: Double) -> (quiet: Bool, received: [String]) {
+        let end = Date().addingTimeInterval(seconds)
+        var received: [String] = []
+        while Date() < end {
+            let got = datagrams(fd, for: stretch)
+            received += got
+            if !got.contains(message) { return (true, received) }
+        }
+        return (false, received)
+    }
+
     /// The datagrams received until `enough` holds (asked after each datagram, and every
     /// 200 ms when none comes), or `seconds` have passed: a test waits for what it expects, as
     /// long as a loaded machine needs, and no longer.

@@ -129,7 +129,7 @@ import Testing
         let child = Process()
         child.executableURL = URL(fileURLWithPath: "/bin/sleep")
         child.arguments = ["20"]
-        let copy = FileHandle(fileDescriptor: dup(lease.fd), closeOnDealloc: true)
+        let copy = FileHandle(fileDescriptor: fcntl(lease.fd, F_DUPFD_CLOEXEC, 0), closeOnDealloc: true)
         child.standardInput = copy
         try child.run()
         defer { kill(child.processIdentifier, SIGKILL); child.waitUntilExit() }

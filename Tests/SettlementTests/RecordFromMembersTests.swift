@@ -63,6 +63,40 @@ import Testing
         }
     }
 
+    enum Outcome: Equatable { case taken, refusedByModel, refused }
+
+    /// Reads `bytes` both ways and records an issue where they differ; what the oracle did.
+    static func compare(_ bytes: [UInt8]) throws -> Outcome {
+        let text = String(decoding: bytes, as: UTF8.self)
+        let mine = IncomingRecord(bytes: bytes, sha256: "", recordID: "KSK-1-7", seq: 7).decoded
+        // The oracle: the structure check on the same members, then the model by JSONDecoder.
+        let oracle: Result<SettlementRecord, Refusal>
+        var outcome = Outcome.refused
+        if let members = RecordMembers(bytes) {
+            if let refusal = RecordRules.structure(members, recordID: "KSK-1-7", seq: 7) {
+                oracle = .failure(refusal)
+            } else if let r = try? SettlementRecord(json: bytes) {
+                oracle = .success(r)
+                outcome = .taken
+            } else {
+                oracle = .failure(Refusal("bad_fields"))
+                outcome = .refusedByModel
+            }
+        } else {
+            oracle = .failure(Refusal("bad_fields"))
+        }
+        switch (mine, oracle) {
+        case (.success(let a), .success(let b)):
+            // Byte for byte: String's == would take canonically equivalent texts as equal.
+            #expect(try a.json() == b.json(), "\(text)")
+        case (.failure(let a), .failure(let b)):
+            #expect(a.reason == b.reason, "\(text): \(a) against \(b)")
+        default:
+            Issue.record("\(text): \(mine) against \(oracle)")
+        }
+        return outcome
+    }
+
     @Test("20,000 random records, a third of them changed: the same record or the same refusal as the structure check and JSONDecoder")
     func membersReadAsJSONDecoderDid() throws {
         var rng = SplitMix64(seed: 24_005)
@@ -71,30 +105,32 @@ import Testing
             var m = Self.members(&rng)
             if n % 3 == 0 { Self.mutate(&m, &rng) }
             m.shuffle(using: &rng)
-            let bytes = Array(("{" + m.map { "\"\($0.0)\":\($0.1.json)" }.joined(separator: ",") + "}").utf8)
-            let mine = IncomingRecord(bytes: bytes, sha256: "", recordID: "KSK-1-7", seq: 7).decoded
-            // The oracle: the structure check on the same members, then the model by JSONDecoder.
-            let members = try #require(RecordMembers(bytes))
-            let oracle: Result<SettlementRecord, Refusal>
-            if let refusal = RecordRules.structure(members, recordID: "KSK-1-7", seq: 7) {
-                oracle = .failure(refusal)
-            } else if let r = try? SettlementRecord(json: bytes) {
-                oracle = .success(r)
-            } else {
-                oracle = .failure(Refusal("bad_fields"))
-                refusedByModel += 1
-            }
-            switch (mine, oracle) {
-            case (.success(let a), .success(let b)):
-                #expect(a == b, "\(String(decoding: bytes, as: UTF8.self))")
-                taken += 1
-            case (.failure(let a), .failure(let b)):
-                #expect(a.reason == b.reason, "\(String(decoding: bytes, as: UTF8.self)): \(a) against \(b)")
-            default:
-                Issue.record("\(String(decoding: bytes, as: UTF8.self)): \(mine) against \(oracle)")
+            switch try Self.compare(Array(("{" + m.map { "\"\($0.0)\":\($0.1.json)" }.joined(separator: ",") + "}").utf8)) {
+            case .taken: taken += 1
+            case .refusedByModel: refusedByModel += 1
+            case .refused: break
             }
         }
         // The cases are all there: records taken, and ones only the model refuses.
         #expect(taken > 10_000 && refusedByModel > 50, "taken \(taken), refused by the model alone \(refusedByModel)")
+    }
+
+    @Test("escapes the generator does not make: surrogate pairs, a lone surrogate, an escaped key, -0, a decomposed accent")
+    func escapesReadAsJSONDecoderDid() throws {
+        let head = #""record_id":"KSK-1-7","seq":7,"created_at":"2026-11-22T03:00:00Z","snapshot_id":null"#
+        let alert = head + #","kind":"alert","code":"printer_fault","detail":"#
+        let legal = head + #","kind":"legal_aid_application","card_number":"3307820000000017","person_ref":"ab","program":"LA","matter":"m","priority":true"#
+        let cases: [(String, Outcome)] = [
+            ("{" + alert + #""\ud83d\ude00 \u4ef7 e\u0301"}"#, .taken),
+            ("{" + alert + #""x","operator":"\ud800"}"#, .refusedByModel),
+            ("{" + alert + #""x","\u006fperator":"OP-1"}"#, .taken),
+            ("{" + alert + #""x","operator":["OP-1"]}"#, .refusedByModel),
+            ("{" + legal + #","card\u005fauth":"abc"}"#, .taken),
+            ("{" + legal + #","card_auth":1.5}"#, .refusedByModel),
+            ("{" + head + #","kind":"subsidy_reversal","reverses":"KSK-1-6","amount_fen":-0,"reason":"r","operator":"o"}"#, .taken),
+        ]
+        for (text, expected) in cases {
+            #expect(try Self.compare(Array(text.utf8)) == expected, "\(text)")
+        }
     }
 }
