@@ -58,6 +58,11 @@ package struct RecordMembers: Sendable {
     /// Keys given more than once.
     package var duplicates: [String] = []
 
+    /// The member's text when it is a string.
+    package func string(_ key: String) -> String? {
+        if case .string(let s)? = flat[key] { return s } else { return nil }
+    }
+
     /// The members of `bytes`; nil when it is not exactly one JSON object (RFC 8259).
     package init?(_ bytes: [UInt8]) {
         guard let members = StrictJSON.flatMembers(bytes, int64: true) else { return nil }
@@ -85,7 +90,7 @@ extension SettlementRecord {
     /// every kind, `RecordFromMembersTests`).
     package init(checked m: RecordMembers) throws(Unreadable) {
         func string(_ key: String) throws(Unreadable) -> String {
-            guard case .string(let s)? = m.flat[key] else { throw Unreadable(key: key) }
+            guard let s = m.string(key) else { throw Unreadable(key: key) }
             return s
         }
         func integer(_ key: String) throws(Unreadable) -> Int64 {
@@ -219,18 +224,14 @@ public enum RecordRules {
         func stringOrNull(_ name: String) -> Bool {
             switch m.flat[name] { case .string?, .null?: return true; default: return false }
         }
-        /// A member's text when it is a string.
-        func string(_ name: String) -> String? {
-            if case .string(let s)? = m.flat[name] { return s } else { return nil }
-        }
         for (name, type) in common { field(name, type) }
         if !m.present.contains("snapshot_id") { missing.append("snapshot_id") } else if !stringOrNull("snapshot_id") { wrong.append("snapshot_id") }
         if !missing.isEmpty { return Refusal("missing_fields", missing.joined(separator: ",")) }
         if !wrong.isEmpty { return Refusal("bad_fields", wrong.joined(separator: ",")) }
         guard case .integer(seq)? = m.flat["seq"] else { return Refusal("bad_record_id", "seq must be the <seq> of record_id \(recordID)") }
-        let kind = string("kind") ?? ""
+        let kind = m.string("kind") ?? ""
         guard let fields = kinds[kind] else { return Refusal("unknown_kind", kind) }
-        guard let created = string("created_at"), Timestamp.date(created) != nil else { return Refusal("bad_created_at", string("created_at")) }
+        guard let created = m.string("created_at"), Timestamp.date(created) != nil else { return Refusal("bad_created_at", m.string("created_at")) }
         for (name, type) in fields { field(name, type) }
         if kind == "alert", m.present.contains("card_number"), !stringOrNull("card_number") { wrong.append("card_number") }
         if kind == "legal_aid_application", m.present.contains("contact_phone"), !stringOrNull("contact_phone") { wrong.append("contact_phone") }

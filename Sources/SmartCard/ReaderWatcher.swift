@@ -88,7 +88,7 @@ public struct ReaderWatcher: AsyncSequence, Sendable {
 /// `@unchecked Sendable`, and why that is sound: it crosses threads once (created by the
 /// stream's builder, then run by its own thread; `stop()` from `onTermination`, any thread).
 /// `stopping`, `context` and `finished` are read and written only with `lock` held (`stop`,
-/// `cancelAgain`, `isStopping`, `sleepOrStop`, and the assignments in `run`). `tracked`, `pnpName`, `pnpState` and `relisting` are
+/// `cancelAgain`, `isStopping`, `sleepOrStop`, and the assignments in `run`). `tracked`, `pnpName` and `pnpState` are
 /// touched only by the watch thread (`run` and what it calls) and by `deinit`, which runs
 /// after that thread has let go of the loop. `watcher` and `continuation` are `let`s of
 /// `Sendable` types.
@@ -110,8 +110,9 @@ private final class WatchLoop: @unchecked Sendable {
     private var tracked: [Tracked] = []
     private var pnpName = strdup(SC.pnpReader)!
     private var pnpState = SC.stateUnaware
-    /// pcscd said it has no plug-and-play reader: the watch wakes every `relistingTimeoutMilliseconds`.
-    private var relisting = false
+    /// pcscd said it has no plug-and-play reader (its state, kept as reported, is unknown): the
+    /// watch wakes every `relistingTimeoutMilliseconds`.
+    private var relisting: Bool { pnpState & SC.stateUnknown != 0 }
 
     init(watcher: ReaderWatcher, continuation: AsyncStream<ReaderEvent>.Continuation) {
         self.watcher = watcher
@@ -241,13 +242,12 @@ private final class WatchLoop: @unchecked Sendable {
                     continue
                 }
             }
+            // The plug-and-play reader's state is kept as reported, unknown included, so that the
+            // next call waits (with the unaware state it answered at once, again and again).
             var readersChanged = states[0].dwEventState & SC.stateChanged != 0
             if readersChanged { pnpState = states[0].dwEventState & ~SC.stateChanged }
             // PnP unsupported: fall back to relisting on every wake-up.
-            relisting = states[0].dwEventState & SC.stateUnknown != 0
-            // Its unknown state is kept as the one known, so that the next call waits (with
-            // the unaware state it answered at once, again and again).
-            if relisting { readersChanged = true; pnpState = states[0].dwEventState & ~SC.stateChanged }
+            if relisting { readersChanged = true }
             for i in tracked.indices {
                 let ev = states[i + 1].dwEventState
                 guard ev & SC.stateChanged != 0 else { continue }
